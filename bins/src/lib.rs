@@ -1,0 +1,1 @@
+//! rancher (being written).

@@ -1,0 +1,1 @@
+//! rancher-auth (being written).

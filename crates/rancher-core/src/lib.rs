@@ -1,0 +1,31 @@
+//! The heart of rancher-rs, with no network I/O: the management model, the [`Store`](store::Store) it
+//! lives in, and the controller runtime that drives it.
+//!
+//! * [`model`] — Cluster, Project, User, Token, GlobalRole, RoleTemplate, the bindings, Node, NodePool,
+//!   ClusterRegistrationToken: Kubernetes-style objects with metadata, spec and status.
+//! * [`store`] — the `Store` trait with Kubernetes semantics (resourceVersion compare-and-swap,
+//!   finalizers, label selectors, paging, watch from a version) and its backends.
+//! * [`controller`] — a work queue fed by watches, one worker per key, retries with backoff, resync.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use rancher_core::model::{Cluster, ClusterSpec};
+//! use rancher_core::store::{Api, MemoryStore};
+//!
+//! let clusters: Api<Cluster> = Api::all(Arc::new(MemoryStore::new()));
+//! let mut demo = clusters.create(&Cluster::new("demo", ClusterSpec::default())).await?;
+//! demo.spec.description = "a first cluster".into();
+//! let updated = clusters.update(&demo).await?;
+//! assert_ne!(updated.metadata.resource_version, demo.metadata.resource_version);
+//! # Ok(()) }
+//! ```
+
+pub mod meta;
+pub mod model;
+pub mod status;
+pub mod store;
+pub mod validation;
+
+pub use meta::{Condition, ConditionStatus, Conditions, ObjectMeta, Resource};
+pub use status::{Status, StatusCause, StatusDetails};

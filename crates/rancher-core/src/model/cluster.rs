@@ -1,0 +1,279 @@
+//! Cluster, Project and ClusterRegistrationToken.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConditionsOnly, management_kind};
+use crate::{Condition, Conditions, ConditionStatus};
+
+management_kind!(
+    /// A downstream cluster, however it came to be (imported, built on SSH hosts, machine drivers or hosted).
+    /// Cluster-scoped; Rancher names them `c-xxxxx`.
+    Cluster, "clusters", namespaced = false, ClusterSpec, ClusterStatus
+);
+
+/// What the user wants of a cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSpec {
+    /// The name people see.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub display_name: String,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// True for the cluster the server itself runs in.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
+    /// How the cluster is brought into being (`imported`, …); which provisioner drives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported_config: Option<ImportedConfig>,
+    /// Extra environment variables for the cluster agent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agent_env_vars: Vec<EnvVar>,
+    /// The authorized cluster endpoint: a direct path to the downstream API server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_cluster_auth_endpoint: Option<LocalClusterAuthEndpoint>,
+    /// The role template given to a project's members by default.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub default_cluster_role_for_project_members: String,
+}
+
+/// Settings of an imported (registered) cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportedConfig {
+    /// Whether the import manifest should be applied for the user (not done by this server yet).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub private_registry: bool,
+}
+
+/// One environment variable.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvVar {
+    /// Name.
+    pub name: String,
+    /// Value.
+    #[serde(default)]
+    pub value: String,
+}
+
+/// The authorized cluster endpoint's settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalClusterAuthEndpoint {
+    /// Whether kubeconfigs get a direct context.
+    #[serde(default)]
+    pub enabled: bool,
+    /// The FQDN (host:port) of the direct endpoint, if not the API server's own address.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fqdn: String,
+    /// PEM CA certificates for the direct endpoint.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ca_certs: String,
+}
+
+/// What the cluster controller observed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    /// `Provisioned`, `Waiting`, `Connected`, `Ready`, `AgentDeployed`, …
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// How the cluster came to be: `imported`, `rke`, `EKS`, …
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub driver: String,
+    /// The distribution, when known (`k3s`, `rke2`, …).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub provider: String,
+    /// The downstream API server's address as the agent sees it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub api_endpoint: String,
+    /// The downstream API server's CA (base64 PEM).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ca_cert: String,
+    /// Summed node capacity (`cpu`, `memory`, `pods`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub capacity: BTreeMap<String, String>,
+    /// Summed node allocatable.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub allocatable: BTreeMap<String, String>,
+    /// Summed requests of running pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub requested: BTreeMap<String, String>,
+    /// The downstream Kubernetes version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<KubernetesVersion>,
+    /// Number of nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_count: Option<u32>,
+    /// Number of pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_count: Option<u32>,
+    /// The agent image running in the cluster.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub agent_image: String,
+}
+
+/// The `/version` of a Kubernetes API server.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KubernetesVersion {
+    /// e.g. `v1.33.1`.
+    pub git_version: String,
+    /// e.g. `1`.
+    #[serde(default)]
+    pub major: String,
+    /// e.g. `33`.
+    #[serde(default)]
+    pub minor: String,
+    /// e.g. `linux/amd64`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub platform: String,
+}
+
+/// The one-word summary people see for a cluster, derived from its conditions the way Rancher's UI does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClusterState {
+    /// Being deleted.
+    Removing,
+    /// Nothing observed yet.
+    Pending,
+    /// Being built by a provisioner.
+    Provisioning,
+    /// Waiting for the cluster agent to connect.
+    Waiting,
+    /// Connected and ready.
+    Active,
+    /// Was active; the agent is gone or the cluster is not ready.
+    Unavailable,
+    /// A provisioner reported a failure.
+    Error,
+}
+
+impl ClusterState {
+    /// The lower-case word for tables: `active`, `waiting`, …
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterState::Removing => "removing",
+            ClusterState::Pending => "pending",
+            ClusterState::Provisioning => "provisioning",
+            ClusterState::Waiting => "waiting",
+            ClusterState::Active => "active",
+            ClusterState::Unavailable => "unavailable",
+            ClusterState::Error => "error",
+        }
+    }
+}
+
+impl std::fmt::Display for ClusterState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Cluster {
+    /// The summary state derived from the conditions.
+    pub fn state(&self) -> ClusterState {
+        let c = &self.status.conditions;
+        let status_of = |t: &str| c.get_condition(t).map(|c| c.status);
+        if self.metadata.deletion_timestamp.is_some() {
+            ClusterState::Removing
+        } else if status_of("Provisioned") == Some(ConditionStatus::False) {
+            ClusterState::Error
+        } else if status_of("Ready") == Some(ConditionStatus::True) {
+            ClusterState::Active
+        } else if status_of("Ready") == Some(ConditionStatus::False) {
+            ClusterState::Unavailable
+        } else if matches!(status_of("Waiting"), Some(ConditionStatus::Unknown | ConditionStatus::True)) {
+            ClusterState::Waiting
+        } else if status_of("Provisioned").is_some() {
+            ClusterState::Provisioning
+        } else {
+            ClusterState::Pending
+        }
+    }
+}
+
+management_kind!(
+    /// A group of namespaces in one cluster, with its own role bindings. Namespaced by its cluster's id;
+    /// a namespace joins by the annotation `field.cattle.io/projectId: <cluster>:<project>`.
+    Project, "projects", namespaced = true, ProjectSpec, ProjectStatus
+);
+
+/// What the user wants of a project.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectSpec {
+    /// The name people see.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub display_name: String,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// The cluster the project belongs to.
+    #[serde(default)]
+    pub cluster_name: String,
+    /// Quota across the project's namespaces (a Kubernetes ResourceQuota spec).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_quota: Option<serde_json::Value>,
+    /// Quota given to each new namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_default_resource_quota: Option<serde_json::Value>,
+    /// Default container limits (a LimitRange item).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_default_resource_limit: Option<serde_json::Value>,
+}
+
+/// What the project controller observed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectStatus {
+    /// Conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The namespaces currently in the project, as last observed downstream.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+}
+
+management_kind!(
+    /// The token a cluster agent presents when it registers an imported cluster. Namespaced by the cluster id.
+    ClusterRegistrationToken, "clusterregistrationtokens", namespaced = true,
+    ClusterRegistrationTokenSpec, ClusterRegistrationTokenStatus
+);
+
+/// Which cluster a registration token is for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterRegistrationTokenSpec {
+    /// The cluster's id.
+    #[serde(default)]
+    pub cluster_name: String,
+}
+
+/// The registration token's derived values. The token itself is a secret the server keeps encrypted or
+/// hashed; these fields are what a user is shown.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterRegistrationTokenStatus {
+    /// Conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The token, as stored by the server (see the server's docs for how it is protected at rest).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub token: String,
+    /// `https://<server>/v3/import/<token>_<cluster>.yaml`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub manifest_url: String,
+    /// `kubectl apply -f <manifestUrl>`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub command: String,
+    /// `curl --insecure -sfL <manifestUrl> | kubectl apply -f -`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub insecure_command: String,
+}
+
+/// Used by kinds that report only conditions.
+pub type EmptyStatus = ConditionsOnly;

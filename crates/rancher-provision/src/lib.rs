@@ -1,0 +1,1 @@
+//! rancher-provision (being written).

@@ -1,0 +1,1 @@
+//! rancher-sim (being written).

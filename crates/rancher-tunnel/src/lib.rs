@@ -1,0 +1,1 @@
+//! rancher-tunnel (being written).
