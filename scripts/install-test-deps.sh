@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the real programs the tests start (idempotent: skips what is already there).
+#   etcd            Debian etcd-server   the HA store backend's tests
+#   protoc          protobuf-compiler    builds the etcd client
+#   nginx           nginx-light          the load balancer in front of the server in tunnel tests
+#   cargo-nextest                        the test runner
+# kubectl (with its versioned binaries kubectl.1.27 … kubectl.1.33) is preinstalled on these machines.
+set -euo pipefail
+
+missing=()
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  # apt never starts daemons on these machines (policy-rc.d); tests start what they need on loopback.
+  if ! $sudo apt-get install -y -qq "${missing[@]}" >/tmp/rancher-rs-apt.log 2>&1; then
+    $sudo apt-get update -qq >>/tmp/rancher-rs-apt.log 2>&1
+    $sudo apt-get install -y -qq "${missing[@]}" >>/tmp/rancher-rs-apt.log 2>&1 \
+      || { tail -20 /tmp/rancher-rs-apt.log; exit 1; }
+  fi
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  cargo install cargo-nextest --locked
+fi
+
+if ! ls /usr/lib/google-cloud-sdk/bin/kubectl.1.* >/dev/null 2>&1 && ! command -v kubectl >/dev/null 2>&1; then
+  echo "warning: kubectl is not installed; the sim and end-to-end tests need it" >&2
+fi
