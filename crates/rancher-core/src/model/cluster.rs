@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{ConditionsOnly, management_kind};
-use crate::{Condition, Conditions, ConditionStatus};
+use crate::{Condition, ConditionStatus, Conditions};
 
 management_kind!(
     /// A downstream cluster, however it came to be (imported, built on SSH hosts, machine drivers or hosted).

@@ -136,12 +136,16 @@ impl<K: Resource> Api<K> {
             options.namespace = self.namespace.clone();
         }
         let mut page = self.store.list(K::PLURAL, &options).await?;
-        let items = std::mem::take(&mut page.items).into_iter().map(Self::decode).collect::<StoreResult<_>>()?;
+        let items =
+            std::mem::take(&mut page.items).into_iter().map(Self::decode).collect::<StoreResult<_>>()?;
         Ok((items, page))
     }
 
     /// Watches the kind; see [`Store::watch`].
-    pub async fn watch(&self, mut options: WatchOptions) -> StoreResult<BoxStream<'static, StoreResult<TypedEvent<K>>>> {
+    pub async fn watch(
+        &self,
+        mut options: WatchOptions,
+    ) -> StoreResult<BoxStream<'static, StoreResult<TypedEvent<K>>>> {
         if options.namespace.is_none() {
             options.namespace = self.namespace.clone();
         }

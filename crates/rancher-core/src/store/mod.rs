@@ -21,10 +21,16 @@
 
 mod api;
 mod error;
+mod hub;
+mod local;
+mod memory;
+mod object;
+mod paging;
 mod selector;
 
 pub use api::{Api, TypedEvent};
 pub use error::{StoreError, StoreResult};
+pub use memory::MemoryStore;
 pub use selector::{LabelSelector, Requirement};
 
 use async_trait::async_trait;

@@ -136,16 +136,18 @@ fn parse_requirement(part: &str) -> Result<Requirement, StoreError> {
     Ok(Requirement::Exists(check_key(part).map_err(|e| invalid(&e))?))
 }
 
-fn check_key(k: &str) -> Result<String, String> {
+pub(crate) fn check_key(k: &str) -> Result<String, String> {
     let name = k.rsplit_once('/').map_or(k, |(_, n)| n);
-    if name.is_empty() || name.len() > 63 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    if name.is_empty()
+        || name.len() > 63
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     {
         return Err(format!("{k:?} is not a valid label key"));
     }
     Ok(k.to_owned())
 }
 
-fn check_value(v: &str) -> Result<String, String> {
+pub(crate) fn check_value(v: &str) -> Result<String, String> {
     if v.len() > 63 || !v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
         return Err(format!("{v:?} is not a valid label value"));
     }

@@ -1,0 +1,188 @@
+//! The watch hub of the local backends: a bounded history of changes for replay, and a broadcast of
+//! new changes to every open watch. A watch that falls further behind than the broadcast buffer is
+//! ended with [`StoreError::Gone`]; writers never wait for watchers.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use super::object::matches;
+use super::{LabelSelector, StoreError, StoreResult, WatchEvent, WatchStream};
+
+/// What a write did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ChangeKind {
+    Added,
+    Modified,
+    Deleted,
+}
+
+/// One committed write, as watchers see it.
+#[derive(Debug)]
+pub(crate) struct Change {
+    /// The store revision of the write.
+    pub(crate) revision: u64,
+    pub(crate) kind: ChangeKind,
+    pub(crate) resource: String,
+    /// The new state (for a delete: the final state, carrying the deletion's version).
+    pub(crate) object: Value,
+    /// The state before, for modifications and deletions.
+    pub(crate) previous: Option<Value>,
+}
+
+struct History {
+    changes: VecDeque<Arc<Change>>,
+    limit: usize,
+    /// Replay is complete for every version `>= horizon`.
+    horizon: u64,
+}
+
+/// History plus broadcast; one per store.
+pub(crate) struct WatchHub {
+    history: Mutex<History>,
+    sender: broadcast::Sender<Arc<Change>>,
+}
+
+/// Default number of changes kept for replay.
+pub(crate) const DEFAULT_HISTORY: usize = 10_000;
+/// How far (in changes) a live watcher may fall behind before it is ended with Gone.
+pub(crate) const WATCH_BUFFER: usize = 8_192;
+
+impl WatchHub {
+    /// A hub whose history starts at `revision` (older versions are Gone).
+    pub(crate) fn new(revision: u64, history_limit: usize) -> Self {
+        let (sender, _) = broadcast::channel(WATCH_BUFFER);
+        WatchHub {
+            history: Mutex::new(History {
+                changes: VecDeque::new(),
+                limit: history_limit.max(1),
+                horizon: revision,
+            }),
+            sender,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, History> {
+        self.history.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a committed change and hands it to every open watch.
+    pub(crate) fn publish(&self, change: Change) {
+        let change = Arc::new(change);
+        let mut h = self.lock();
+        h.changes.push_back(change.clone());
+        while h.changes.len() > h.limit {
+            if let Some(old) = h.changes.pop_front() {
+                h.horizon = old.revision;
+            }
+        }
+        // No receivers is fine.
+        let _ = self.sender.send(change);
+    }
+
+    /// The oldest version a watch can start from.
+    pub(crate) fn horizon(&self) -> u64 {
+        self.lock().horizon
+    }
+
+    /// The changes after `from` (all resources) and a receiver for later ones, with no gap between.
+    pub(crate) fn subscribe(&self, from: u64) -> StoreResult<Subscription> {
+        let h = self.lock();
+        if from < h.horizon {
+            return Err(StoreError::Gone { requested: from.to_string(), oldest: h.horizon.to_string() });
+        }
+        let replay = h.changes.iter().filter(|c| c.revision > from).cloned().collect();
+        Ok((replay, self.sender.subscribe()))
+    }
+}
+
+/// The changes to replay and the receiver of later ones.
+pub(crate) type Subscription = (Vec<Arc<Change>>, broadcast::Receiver<Arc<Change>>);
+
+/// The filter of one watch.
+#[derive(Clone)]
+pub(crate) struct WatchFilter {
+    pub(crate) resource: String,
+    pub(crate) namespace: Option<String>,
+    pub(crate) selector: Option<LabelSelector>,
+}
+
+impl WatchFilter {
+    fn covers(&self, object: &Value) -> bool {
+        matches(object, self.namespace.as_deref(), self.selector.as_ref())
+    }
+
+    /// What this watch should see of a change: objects moving into the selection are Added, moving
+    /// out are Deleted, as the Kubernetes watch cache reports them.
+    pub(crate) fn event(&self, change: &Change) -> Option<WatchEvent> {
+        if change.resource != self.resource {
+            return None;
+        }
+        let now = self.covers(&change.object);
+        let before = change.previous.as_ref().is_some_and(|p| self.covers(p));
+        match change.kind {
+            ChangeKind::Added => now.then(|| WatchEvent::Added(change.object.clone())),
+            ChangeKind::Deleted => (now || before).then(|| WatchEvent::Deleted(change.object.clone())),
+            ChangeKind::Modified => match (before, now) {
+                (true, true) => Some(WatchEvent::Modified(change.object.clone())),
+                (false, true) => Some(WatchEvent::Added(change.object.clone())),
+                (true, false) => Some(WatchEvent::Deleted(change.object.clone())),
+                (false, false) => None,
+            },
+        }
+    }
+}
+
+struct Follow {
+    filter: WatchFilter,
+    rx: broadcast::Receiver<Arc<Change>>,
+    last: u64,
+    hub: Arc<WatchHub>,
+    done: bool,
+}
+
+/// A watch stream: `initial` events, then the replayed changes, then live ones.
+pub(crate) fn watch_stream(
+    hub: Arc<WatchHub>,
+    filter: WatchFilter,
+    initial: Vec<WatchEvent>,
+    replay: Vec<Arc<Change>>,
+    rx: broadcast::Receiver<Arc<Change>>,
+    from: u64,
+) -> WatchStream {
+    let last = replay.last().map_or(from, |c| c.revision);
+    let replayed: Vec<StoreResult<WatchEvent>> =
+        initial.into_iter().chain(replay.iter().filter_map(|c| filter.event(c))).map(Ok).collect();
+    let follow = Follow { filter, rx, last, hub, done: false };
+    let live = futures::stream::unfold(follow, |mut st| async move {
+        loop {
+            if st.done {
+                return None;
+            }
+            match st.rx.recv().await {
+                Ok(change) => {
+                    if change.revision <= st.last {
+                        continue;
+                    }
+                    st.last = change.revision;
+                    if let Some(ev) = st.filter.event(&change) {
+                        return Some((Ok(ev), st));
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    st.done = true;
+                    let err = StoreError::Gone {
+                        requested: st.last.to_string(),
+                        oldest: st.hub.horizon().to_string(),
+                    };
+                    return Some((Err(err), st));
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    futures::stream::iter(replayed).chain(live).boxed()
+}

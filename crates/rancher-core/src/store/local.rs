@@ -1,0 +1,371 @@
+//! The Kubernetes semantics of the in-process backends, written once. [`LocalStore`] serialises writes,
+//! applies the object rules of [`super::object`], keeps the revision counter and feeds the watch hub;
+//! a [`Backend`] only keeps bytes (a map in memory, or a redb file).
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use serde_json::Value;
+
+use super::hub::{Change, ChangeKind, WatchFilter, WatchHub, watch_stream};
+use super::object::{self, ObjectKey, UpdatePlan};
+use super::{
+    Deleted, ListOptions, ObjectList, Preconditions, StoreError, StoreResult, WatchEvent, WatchOptions,
+    WatchStream, paging,
+};
+
+/// Where the local store keeps objects. Keys are opaque strings from [`storage_key`]; ordering of keys
+/// is byte order.
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// True when calls do blocking I/O and must run on the blocking thread pool.
+    const BLOCKING: bool;
+    /// The last committed revision.
+    fn revision(&self) -> StoreResult<u64>;
+    /// Reads one object.
+    fn get(&self, key: &str) -> StoreResult<Option<Value>>;
+    /// The first `want` objects accepted by `filter` among keys starting with `prefix` and greater than
+    /// `after`, in key order, each with its key.
+    fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        want: usize,
+        filter: &mut dyn FnMut(&Value) -> bool,
+    ) -> StoreResult<Vec<(String, Value)>>;
+    /// Atomically (and durably, for persistent backends) stores `value` under `key` (or removes the key
+    /// when `None`) and records `revision` as the last revision.
+    fn commit(&self, revision: u64, key: &str, value: Option<&Value>) -> StoreResult<()>;
+}
+
+/// `resource NUL namespace NUL name`: NUL sorts before every name character, so keys order by
+/// namespace, then name.
+pub(crate) fn storage_key(resource: &str, namespace: Option<&str>, name: &str) -> String {
+    format!("{resource}\0{}\0{name}", namespace.unwrap_or(""))
+}
+
+fn scan_prefix(resource: &str, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("{resource}\0{ns}\0"),
+        None => format!("{resource}\0"),
+    }
+}
+
+/// Tuning of a local store.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LocalOptions {
+    /// Changes kept for watch replay.
+    pub(crate) history: usize,
+}
+
+impl Default for LocalOptions {
+    fn default() -> Self {
+        LocalOptions { history: super::hub::DEFAULT_HISTORY }
+    }
+}
+
+/// A store with Kubernetes semantics over a [`Backend`].
+pub(crate) struct LocalStore<B> {
+    inner: Arc<Inner<B>>,
+}
+
+impl<B> Clone for LocalStore<B> {
+    fn clone(&self) -> Self {
+        LocalStore { inner: self.inner.clone() }
+    }
+}
+
+struct Inner<B> {
+    backend: B,
+    /// Held for every write; holds the last committed revision.
+    writer: Mutex<u64>,
+    hub: Arc<WatchHub>,
+}
+
+impl<B: Backend> LocalStore<B> {
+    pub(crate) fn new(backend: B, options: LocalOptions) -> StoreResult<Self> {
+        let revision = backend.revision()?;
+        Ok(LocalStore {
+            inner: Arc::new(Inner {
+                backend,
+                writer: Mutex::new(revision),
+                hub: Arc::new(WatchHub::new(revision, options.history)),
+            }),
+        })
+    }
+
+    pub(crate) fn backend(&self) -> &B {
+        &self.inner.backend
+    }
+
+    async fn run<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner<B>) -> StoreResult<T> + Send + 'static,
+    {
+        if B::BLOCKING {
+            let inner = self.inner.clone();
+            tokio::task::spawn_blocking(move || f(&inner)).await.map_err(StoreError::backend)?
+        } else {
+            f(&self.inner)
+        }
+    }
+
+    pub(crate) async fn create(&self, resource: &str, object: Value) -> StoreResult<Value> {
+        let resource = resource.to_owned();
+        self.run(move |s| s.create(&resource, object)).await
+    }
+
+    pub(crate) async fn get(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> StoreResult<Value> {
+        object::check_resource(resource)?;
+        object::check_namespace(namespace)?;
+        object::check_name(name)?;
+        let (resource, key) = (resource.to_owned(), storage_key(resource, namespace, name));
+        let name = name.to_owned();
+        self.run(move |s| s.backend.get(&key)?.ok_or(StoreError::NotFound { resource, name })).await
+    }
+
+    pub(crate) async fn update(&self, resource: &str, object: Value) -> StoreResult<Value> {
+        let resource = resource.to_owned();
+        self.run(move |s| s.update(&resource, object)).await
+    }
+
+    pub(crate) async fn delete(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+        name: &str,
+        preconditions: Preconditions,
+    ) -> StoreResult<Deleted> {
+        object::check_resource(resource)?;
+        object::check_namespace(namespace)?;
+        object::check_name(name)?;
+        let key = ObjectKey { namespace: namespace.map(str::to_owned), name: name.to_owned() };
+        let resource = resource.to_owned();
+        self.run(move |s| s.delete(&resource, &key, &preconditions)).await
+    }
+
+    pub(crate) async fn list(&self, resource: &str, options: &ListOptions) -> StoreResult<ObjectList> {
+        let (resource, options) = (resource.to_owned(), options.clone());
+        self.run(move |s| s.list(&resource, &options)).await
+    }
+
+    pub(crate) async fn watch(&self, resource: &str, options: &WatchOptions) -> StoreResult<WatchStream> {
+        object::check_resource(resource)?;
+        object::check_namespace(options.namespace.as_deref())?;
+        let from = match options.resource_version.as_deref() {
+            None => None,
+            Some(rv) => object::parse_version(rv)?.filter(|&v| v != 0),
+        };
+        let filter = WatchFilter {
+            resource: resource.to_owned(),
+            namespace: options.namespace.clone(),
+            selector: options.label_selector.clone(),
+        };
+        let f = filter.clone();
+        let (initial, replay, rx, start) = self
+            .run(move |s| {
+                let (initial, start) = match from {
+                    Some(v) => (Vec::new(), v),
+                    None => {
+                        // Hold the writer so the snapshot and the subscription meet exactly.
+                        let w = s.writer();
+                        let prefix = scan_prefix(&f.resource, f.namespace.as_deref());
+                        let mut keep =
+                            |v: &Value| object::matches(v, f.namespace.as_deref(), f.selector.as_ref());
+                        let items = s.backend.scan(&prefix, None, usize::MAX, &mut keep)?;
+                        let (replay, rx) = s.hub.subscribe(*w)?;
+                        let initial = items.into_iter().map(|(_, v)| WatchEvent::Added(v)).collect();
+                        return Ok((initial, replay, rx, *w));
+                    }
+                };
+                let (replay, rx) = s.hub.subscribe(start)?;
+                Ok((initial, replay, rx, start))
+            })
+            .await?;
+        Ok(watch_stream(self.inner.hub.clone(), filter, initial, replay, rx, start))
+    }
+}
+
+impl<B: Backend> Inner<B> {
+    fn writer(&self) -> MutexGuard<'_, u64> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Commits one write at the next revision and publishes it.
+    fn commit(
+        &self,
+        revision: &mut u64,
+        resource: &str,
+        key: &str,
+        kind: ChangeKind,
+        mut object: Value,
+        previous: Option<Value>,
+    ) -> StoreResult<Value> {
+        let next = *revision + 1;
+        object::set_revision(&mut object, next);
+        let stored = (kind != ChangeKind::Deleted).then_some(&object);
+        self.backend.commit(next, key, stored)?;
+        *revision = next;
+        self.hub.publish(Change {
+            revision: next,
+            kind,
+            resource: resource.to_owned(),
+            object: object.clone(),
+            previous,
+        });
+        Ok(object)
+    }
+
+    fn create(&self, resource: &str, mut object: Value) -> StoreResult<Value> {
+        object::check_resource(resource)?;
+        let mut w = self.writer();
+        let key = object::prepare_create(&mut object, &mut |k| {
+            Ok(self.backend.get(&storage_key(resource, k.namespace.as_deref(), &k.name))?.is_some())
+        })?;
+        let skey = storage_key(resource, key.namespace.as_deref(), &key.name);
+        if self.backend.get(&skey)?.is_some() {
+            return Err(StoreError::AlreadyExists { resource: resource.to_owned(), name: key.name });
+        }
+        object::stamp_created(&mut object, *w + 1)?;
+        self.commit(&mut w, resource, &skey, ChangeKind::Added, object, None)
+    }
+
+    fn update(&self, resource: &str, object: Value) -> StoreResult<Value> {
+        object::check_resource(resource)?;
+        let key = object::key_of(&object)?;
+        let skey = storage_key(resource, key.namespace.as_deref(), &key.name);
+        let mut w = self.writer();
+        let old = self
+            .backend
+            .get(&skey)?
+            .ok_or_else(|| StoreError::NotFound { resource: resource.to_owned(), name: key.name.clone() })?;
+        match object::plan_update(resource, &old, object)? {
+            UpdatePlan::Unchanged => Ok(old),
+            UpdatePlan::Write(new) => {
+                self.commit(&mut w, resource, &skey, ChangeKind::Modified, new, Some(old))
+            }
+            UpdatePlan::Delete(last) => {
+                self.commit(&mut w, resource, &skey, ChangeKind::Deleted, last, Some(old))
+            }
+        }
+    }
+
+    fn delete(&self, resource: &str, key: &ObjectKey, preconditions: &Preconditions) -> StoreResult<Deleted> {
+        let skey = storage_key(resource, key.namespace.as_deref(), &key.name);
+        let mut w = self.writer();
+        let old = self
+            .backend
+            .get(&skey)?
+            .ok_or_else(|| StoreError::NotFound { resource: resource.to_owned(), name: key.name.clone() })?;
+        object::check_preconditions(resource, &key.name, &old, preconditions)?;
+        if !object::finalizers_of(&old).is_empty() {
+            if object::is_terminating(&old) {
+                return Ok(Deleted::Terminating(old));
+            }
+            let mut new = old.clone();
+            object::mark_terminating(&mut new);
+            let new = self.commit(&mut w, resource, &skey, ChangeKind::Modified, new, Some(old))?;
+            return Ok(Deleted::Terminating(new));
+        }
+        let last = self.commit(&mut w, resource, &skey, ChangeKind::Deleted, old.clone(), Some(old))?;
+        Ok(Deleted::Gone(last))
+    }
+
+    fn list(&self, resource: &str, options: &ListOptions) -> StoreResult<ObjectList> {
+        object::check_resource(resource)?;
+        let namespace = options.namespace.as_deref();
+        object::check_namespace(namespace)?;
+        let prefix = scan_prefix(resource, namespace);
+        let (after, first_revision) = match options.continue_token.as_deref() {
+            None | Some("") => (None, None),
+            Some(token) => {
+                let c = paging::decode(token, resource, namespace)?;
+                if !c.after.starts_with(&prefix) {
+                    return Err(StoreError::Invalid(format!("invalid continue token {token:?}")));
+                }
+                (Some(c.after), Some(c.revision))
+            }
+        };
+        let limit = options.limit.filter(|&l| l > 0);
+        let want = limit.map_or(usize::MAX, |l| l.saturating_add(1));
+        let mut keep = |v: &Value| object::matches(v, namespace, options.label_selector.as_ref());
+        // Under the writer, so the revision reported is the one the items were read at.
+        let w = self.writer();
+        let mut items = self.backend.scan(&prefix, after.as_deref(), want, &mut keep)?;
+        let revision = *w;
+        drop(w);
+        let mut continue_token = None;
+        if let Some(l) = limit
+            && items.len() > l
+        {
+            items.truncate(l);
+            let last = items.last().map(|(k, _)| k.as_str()).unwrap_or_default();
+            continue_token =
+                Some(paging::encode(resource, namespace, last, first_revision.unwrap_or(revision)));
+        }
+        Ok(ObjectList {
+            resource_version: first_revision.unwrap_or(revision).to_string(),
+            items: items.into_iter().map(|(_, v)| v).collect(),
+            continue_token,
+        })
+    }
+}
+
+/// Implements [`Store`](super::Store) for a newtype around a [`LocalStore`].
+macro_rules! delegate_store {
+    ($ty:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $ty {
+            async fn create(
+                &self,
+                resource: &str,
+                object: serde_json::Value,
+            ) -> $crate::store::StoreResult<serde_json::Value> {
+                self.local.create(resource, object).await
+            }
+            async fn get(
+                &self,
+                resource: &str,
+                namespace: Option<&str>,
+                name: &str,
+            ) -> $crate::store::StoreResult<serde_json::Value> {
+                self.local.get(resource, namespace, name).await
+            }
+            async fn update(
+                &self,
+                resource: &str,
+                object: serde_json::Value,
+            ) -> $crate::store::StoreResult<serde_json::Value> {
+                self.local.update(resource, object).await
+            }
+            async fn delete(
+                &self,
+                resource: &str,
+                namespace: Option<&str>,
+                name: &str,
+                preconditions: $crate::store::Preconditions,
+            ) -> $crate::store::StoreResult<$crate::store::Deleted> {
+                self.local.delete(resource, namespace, name, preconditions).await
+            }
+            async fn list(
+                &self,
+                resource: &str,
+                options: &$crate::store::ListOptions,
+            ) -> $crate::store::StoreResult<$crate::store::ObjectList> {
+                self.local.list(resource, options).await
+            }
+            async fn watch(
+                &self,
+                resource: &str,
+                options: &$crate::store::WatchOptions,
+            ) -> $crate::store::StoreResult<$crate::store::WatchStream> {
+                self.local.watch(resource, options).await
+            }
+        }
+    };
+}
+pub(crate) use delegate_store;
