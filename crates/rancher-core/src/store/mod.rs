@@ -26,11 +26,13 @@ mod local;
 mod memory;
 mod object;
 mod paging;
+mod redb;
 mod selector;
 
 pub use api::{Api, TypedEvent};
 pub use error::{StoreError, StoreResult};
 pub use memory::MemoryStore;
+pub use redb::RedbStore;
 pub use selector::{LabelSelector, Requirement};
 
 use async_trait::async_trait;
