@@ -1,0 +1,273 @@
+//! The agent side: connect out, serve the streams the server opens (dial header → policy →
+//! dial → status → splice), reconnect with jittered exponential backoff, drain on shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderMap;
+use rand::Rng;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::config::SessionConfig;
+use crate::dial_header::{self, DialStatus};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::policy::DestinationPolicy;
+use crate::session::{self, Drain};
+use crate::stream::TunnelStream;
+use crate::transport::{BoxedIo, Transport};
+
+/// Settings of an [`Agent`].
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct AgentConfig {
+    /// Headers sent on every connect: the agent's credentials (for example
+    /// [`TOKEN_HEADER`](crate::TOKEN_HEADER) and [`PARAMS_HEADER`](crate::PARAMS_HEADER)).
+    pub headers: HeaderMap,
+    /// Session limits and keepalive.
+    pub session: SessionConfig,
+    /// First reconnect delay (the actual delay is jittered between half and all of it).
+    pub backoff_initial: Duration,
+    /// Largest reconnect delay.
+    pub backoff_max: Duration,
+    /// How long the agent tries to connect to a destination.
+    pub dial_timeout: Duration,
+    /// How long the agent waits for a new stream's dial header.
+    pub header_timeout: Duration,
+    /// On shutdown, how long open streams may keep running before the session is closed.
+    pub drain_timeout: Duration,
+}
+
+impl std::fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Header values are credentials: names only.
+        f.debug_struct("AgentConfig")
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("session", &self.session)
+            .field("backoff", &(self.backoff_initial, self.backoff_max))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            headers: HeaderMap::new(),
+            session: SessionConfig::default(),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(30),
+            dial_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The agent-side client. `run` keeps one session to the server open until shut down.
+pub struct Agent {
+    transport: Arc<dyn Transport>,
+    policy: Arc<dyn DestinationPolicy>,
+    cfg: AgentConfig,
+    metrics: Metrics,
+    connected: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent").field("cfg", &self.cfg).finish_non_exhaustive()
+    }
+}
+
+impl Agent {
+    /// An agent that connects with `transport` and dials only what `policy` allows.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the session config does not validate or the backoff is zero.
+    pub fn new(
+        transport: Arc<dyn Transport>,
+        policy: Arc<dyn DestinationPolicy>,
+        cfg: AgentConfig,
+        metrics: Metrics,
+    ) -> Result<Self> {
+        cfg.session.validate()?;
+        if cfg.backoff_initial.is_zero() || cfg.backoff_max < cfg.backoff_initial {
+            return Err(Error::Config("backoff_initial must be non-zero and at most backoff_max".into()));
+        }
+        Ok(Self { transport, policy, cfg, metrics, connected: watch::channel(false).0 })
+    }
+
+    /// Whether a session is up now; changes as the agent connects and disconnects.
+    pub fn connected(&self) -> watch::Receiver<bool> {
+        self.connected.subscribe()
+    }
+
+    /// Connects and serves until `shutdown` is cancelled, reconnecting after every failure with
+    /// jittered exponential backoff. On shutdown, open streams get
+    /// [`AgentConfig::drain_timeout`] to finish; new ones are answered "unavailable".
+    ///
+    /// # Errors
+    /// Only permanent errors (see [`Error::is_retryable`]); everything else is retried.
+    pub async fn run(&self, shutdown: CancellationToken) -> Result<()> {
+        let mut attempt: u32 = 0;
+        loop {
+            let connected = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                r = self.transport.connect(&self.cfg.headers) => r,
+            };
+            match connected {
+                Ok(io) => {
+                    info!("tunnel connected");
+                    let started = Instant::now();
+                    let reason = self.serve(io, &shutdown).await;
+                    if shutdown.is_cancelled() {
+                        info!(%reason, "tunnel agent stopped");
+                        return Ok(());
+                    }
+                    if started.elapsed() >= self.cfg.backoff_max {
+                        attempt = 0;
+                    }
+                    warn!(%reason, "tunnel session ended; reconnecting");
+                }
+                Err(e) if !e.is_retryable() => return Err(e),
+                Err(e) => warn!(error = %e, "tunnel connect failed"),
+            }
+            let delay = backoff_delay(self.cfg.backoff_initial, self.cfg.backoff_max, attempt);
+            attempt = attempt.saturating_add(1);
+            self.metrics.reconnects.inc();
+            debug!(?delay, attempt, "waiting before reconnect");
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    async fn serve(&self, io: BoxedIo, shutdown: &CancellationToken) -> String {
+        let tracker = TaskTracker::new();
+        let ctx = Arc::new(StreamCtx {
+            policy: self.policy.clone(),
+            metrics: self.metrics.clone(),
+            dial_timeout: self.cfg.dial_timeout,
+            header_timeout: self.cfg.header_timeout,
+            shutdown: shutdown.clone(),
+        });
+        let spawner = tracker.clone();
+        let (handle, driver) = session::start(
+            io,
+            &self.cfg.session,
+            yamux::Mode::Client,
+            move |stream| {
+                spawner.spawn(serve_stream(stream, ctx.clone()));
+            },
+            Some(Drain { tracker, timeout: self.cfg.drain_timeout }),
+        );
+        self.metrics.sessions.inc();
+        self.connected.send_replace(true);
+        let mut driver = std::pin::pin!(driver);
+        let reason = tokio::select! {
+            reason = &mut driver => reason,
+            () = shutdown.cancelled() => {
+                handle.close();
+                driver.await
+            }
+        };
+        self.connected.send_replace(false);
+        self.metrics.sessions.dec();
+        reason
+    }
+}
+
+/// Full-jitter-from-half: a delay between half and all of `initial × 2^attempt`, capped.
+fn backoff_delay(initial: Duration, max: Duration, attempt: u32) -> Duration {
+    let cap = initial.saturating_mul(2u32.saturating_pow(attempt.min(20))).min(max);
+    let half = cap / 2;
+    half + cap.mul_f64(rand::rng().random_range(0.0..=0.5))
+}
+
+struct StreamCtx {
+    policy: Arc<dyn DestinationPolicy>,
+    metrics: Metrics,
+    dial_timeout: Duration,
+    header_timeout: Duration,
+    shutdown: CancellationToken,
+}
+
+async fn serve_stream(stream: yamux::Stream, ctx: Arc<StreamCtx>) {
+    let mut s = TunnelStream::new(stream, ctx.metrics.clone());
+    let req = match tokio::time::timeout(ctx.header_timeout, dial_header::read_request(&mut s)).await {
+        Ok(Ok(req)) => req,
+        Ok(Err(e)) => {
+            warn!(error = %e, "bad dial request from the server");
+            let _ = dial_header::write_reply(&mut s, DialStatus::BadRequest, &e.to_string()).await;
+            return;
+        }
+        Err(_) => {
+            let _ = dial_header::write_reply(&mut s, DialStatus::BadRequest, "no dial header in time").await;
+            return;
+        }
+    };
+    let (network, address) = (req.network.as_str(), req.address.as_str());
+    if ctx.shutdown.is_cancelled() {
+        let _ = dial_header::write_reply(&mut s, DialStatus::Unavailable, "agent is shutting down").await;
+        return;
+    }
+    if !ctx.policy.allows(network, address) {
+        warn!(network, address, "dial refused by the destination policy");
+        ctx.metrics.dial_error("refused");
+        let _ = dial_header::write_reply(
+            &mut s,
+            DialStatus::Refused,
+            "destination not allowed by the agent's policy",
+        )
+        .await;
+        return;
+    }
+    if network != "tcp" {
+        let _ = dial_header::write_reply(&mut s, DialStatus::Refused, "only tcp is supported").await;
+        return;
+    }
+    let mut tcp = match tokio::time::timeout(ctx.dial_timeout, TcpStream::connect(address)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => {
+            ctx.metrics.dial_error("failed");
+            let _ = dial_header::write_reply(&mut s, DialStatus::Failed, &e.to_string()).await;
+            return;
+        }
+        Err(_) => {
+            ctx.metrics.dial_error("timeout");
+            let msg = format!("connect timed out after {:?}", ctx.dial_timeout);
+            let _ = dial_header::write_reply(&mut s, DialStatus::Failed, &msg).await;
+            return;
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    if dial_header::write_reply(&mut s, DialStatus::Ok, "").await.is_err() {
+        return;
+    }
+    // Half-close aware: EOF on one side shuts down writing on the other, the rest continues.
+    const BUF: usize = 64 * 1024;
+    if let Err(e) = tokio::io::copy_bidirectional_with_sizes(&mut s, &mut tcp, BUF, BUF).await {
+        debug!(address, error = %e, "tunnel stream ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_jittered_and_capped() {
+        let (i, m) = (Duration::from_secs(1), Duration::from_secs(30));
+        for attempt in 0..40 {
+            let d = backoff_delay(i, m, attempt);
+            let cap = (i * 2u32.pow(attempt.min(20))).min(m);
+            assert!(d >= cap / 2 && d <= cap, "attempt {attempt}: {d:?} outside [{:?}, {cap:?}]", cap / 2);
+        }
+        assert!(backoff_delay(i, m, 30) >= Duration::from_secs(15));
+    }
+}

@@ -1,0 +1,136 @@
+//! Session limits and timings shared by both ends of a tunnel.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// yamux gives every stream at least this receive window (its specified default).
+const YAMUX_MIN_STREAM_WINDOW: usize = 256 * 1024;
+
+/// Limits and timings of one tunnel session. Both ends use the same type; the agent and the
+/// server need not agree on values (each enforces its own).
+///
+/// ```
+/// let mut cfg = rancher_tunnel::SessionConfig::default();
+/// cfg.max_streams = 64;
+/// cfg.max_buffered_bytes = 64 * 256 * 1024;
+/// cfg.validate().unwrap();
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SessionConfig {
+    /// Maximum number of concurrently open streams in one session. Opening more fails that
+    /// dial with [`Error::OpenStream`]; the session continues.
+    pub max_streams: usize,
+    /// Maximum bytes a session may buffer for its streams on the receiving side (the sum of
+    /// all yamux receive windows). Must be at least `max_streams × 256 KiB`.
+    pub max_buffered_bytes: usize,
+    /// Largest yamux data frame sent; larger writes are split so that other streams and
+    /// control frames interleave.
+    pub frame_size: usize,
+    /// How often a WebSocket ping is sent when the default transport is used.
+    pub keepalive_interval: Duration,
+    /// A peer from which no frame (data, ping or pong) arrives within this time is dead: the
+    /// session is closed and its registry entry removed.
+    pub dead_peer_timeout: Duration,
+    /// Largest WebSocket message (and frame) accepted; a larger one closes the session.
+    pub max_message_size: usize,
+    /// Size of the WebSocket read buffer (per session).
+    pub ws_read_buffer_size: usize,
+    /// Server side: how long a dial waits for the agent's reply (the agent's own connect
+    /// timeout is [`AgentConfig::dial_timeout`](crate::AgentConfig)).
+    pub dial_reply_timeout: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            max_streams: 512,
+            max_buffered_bytes: 512 * YAMUX_MIN_STREAM_WINDOW * 2,
+            frame_size: 64 * 1024,
+            keepalive_interval: Duration::from_secs(15),
+            dead_peer_timeout: Duration::from_secs(45),
+            max_message_size: 1024 * 1024,
+            ws_read_buffer_size: 32 * 1024,
+            dial_reply_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl SessionConfig {
+    /// Checks that the values fit together.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first value out of range.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_streams == 0 {
+            return Err(Error::Config("max_streams must be at least 1".into()));
+        }
+        let min_buffered = self.max_streams.saturating_mul(YAMUX_MIN_STREAM_WINDOW);
+        if self.max_buffered_bytes < min_buffered {
+            return Err(Error::Config(format!(
+                "max_buffered_bytes ({}) must be at least max_streams × 256 KiB ({min_buffered})",
+                self.max_buffered_bytes
+            )));
+        }
+        if self.frame_size < 1024 || self.frame_size > 1024 * 1024 {
+            return Err(Error::Config("frame_size must be between 1 KiB and 1 MiB".into()));
+        }
+        // One WebSocket message carries at most one yamux frame plus headers, coalesced.
+        if self.max_message_size < self.frame_size * 2 {
+            return Err(Error::Config("max_message_size must be at least 2 × frame_size".into()));
+        }
+        if self.keepalive_interval.is_zero() || self.dead_peer_timeout <= self.keepalive_interval {
+            return Err(Error::Config(
+                "keepalive_interval must be non-zero and shorter than dead_peer_timeout".into(),
+            ));
+        }
+        if self.dial_reply_timeout.is_zero() {
+            return Err(Error::Config("dial_reply_timeout must be non-zero".into()));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn yamux(&self) -> yamux::Config {
+        let mut cfg = yamux::Config::default();
+        // Order matters: yamux asserts window >= streams × 256 KiB after each setter.
+        cfg.set_max_connection_receive_window(Some(self.max_buffered_bytes));
+        cfg.set_max_num_streams(self.max_streams);
+        cfg.set_split_send_size(self.frame_size);
+        cfg
+    }
+
+    /// Largest coalesced WebSocket message we write.
+    pub(crate) fn ws_write_chunk(&self) -> usize {
+        self.max_message_size / 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_builds_yamux_config() {
+        let cfg = SessionConfig::default();
+        cfg.validate().unwrap();
+        let _ = cfg.yamux();
+    }
+
+    #[test]
+    fn too_small_buffer_for_stream_count_is_refused() {
+        let cfg = SessionConfig { max_streams: 100, max_buffered_bytes: 1024 * 1024, ..Default::default() };
+        let err = cfg.validate().unwrap_err();
+        assert!(err.to_string().contains("max_buffered_bytes"), "{err}");
+    }
+
+    #[test]
+    fn keepalive_must_be_shorter_than_timeout() {
+        let cfg = SessionConfig {
+            keepalive_interval: Duration::from_secs(10),
+            dead_peer_timeout: Duration::from_secs(5),
+            ..Default::default()
+        };
+        assert!(cfg.validate().is_err());
+    }
+}

@@ -1,0 +1,310 @@
+//! The server side: the registry of sessions by client key, dialing through them, and the
+//! `/v3/connect` upgrade handler.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::broadcast;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::config::SessionConfig;
+use crate::dial_header::{self, DialStatus};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::session::{self, SessionHandle};
+use crate::stream::TunnelStream;
+use crate::transport::{BoxedIo, Transport, WsTransport};
+
+/// A change in which sessions the server holds. Delivered to every [`TunnelServer::subscribe`]r.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionEvent {
+    /// A session for `client_key` is now registered (it replaced any older one).
+    Connected {
+        /// The key the [`Authorizer`](crate::Authorizer) gave the session.
+        client_key: String,
+        /// Unique per server process; tells sessions of the same key apart.
+        session_id: u64,
+    },
+    /// A session ended and was removed from the registry.
+    Disconnected {
+        /// The session's client key.
+        client_key: String,
+        /// The id from its `Connected` event.
+        session_id: u64,
+        /// Why it ended (peer closed, dead-peer timeout, protocol error, replaced…).
+        reason: String,
+        /// True when a newer session for the same key had already replaced this one, so the
+        /// client is still connected.
+        replaced: bool,
+    },
+}
+
+struct Entry {
+    id: u64,
+    handle: SessionHandle,
+}
+
+struct Inner {
+    sessions: Mutex<HashMap<String, Entry>>,
+    events: broadcast::Sender<SessionEvent>,
+    cfg: SessionConfig,
+    metrics: Metrics,
+    next_id: AtomicU64,
+    transport: Arc<dyn Transport>,
+    tasks: TaskTracker,
+}
+
+/// The registry of agent sessions and the way to dial through them. Cheap to clone.
+///
+/// The tunnel knows nothing of clusters: a *client key* is whatever string the embedding
+/// server's [`Authorizer`](crate::Authorizer) returns for a connecting agent. To fall back from
+/// one key to another (Rancher's node agent standing in for a missing cluster agent), call
+/// [`dial`](Self::dial) with the first key and, on [`Error::NoSession`], with the second.
+#[derive(Clone)]
+pub struct TunnelServer {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for TunnelServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunnelServer").field("sessions", &self.client_keys().len()).finish()
+    }
+}
+
+impl TunnelServer {
+    /// A server with the default WebSocket transport.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `cfg` does not validate.
+    pub fn new(cfg: SessionConfig, metrics: Metrics) -> Result<Self> {
+        let transport = Arc::new(WsTransport::acceptor(cfg.clone()));
+        Self::with_transport(cfg, metrics, transport)
+    }
+
+    /// A server whose upgraded connections are wrapped by `transport` (its `accept` side).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `cfg` does not validate.
+    pub fn with_transport(
+        cfg: SessionConfig,
+        metrics: Metrics,
+        transport: Arc<dyn Transport>,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let (events, _) = broadcast::channel(1024);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                sessions: Mutex::new(HashMap::new()),
+                events,
+                cfg,
+                metrics,
+                next_id: AtomicU64::new(1),
+                transport,
+                tasks: TaskTracker::new(),
+            }),
+        })
+    }
+
+    /// Connect and disconnect events from now on. The channel is bounded (1,024 events): a
+    /// subscriber that falls behind gets `RecvError::Lagged` and should re-read
+    /// [`client_keys`](Self::client_keys).
+    pub fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Whether a session for `client_key` is registered.
+    pub fn has_session(&self, client_key: &str) -> bool {
+        self.lock().contains_key(client_key)
+    }
+
+    /// The client keys that hold a session now.
+    pub fn client_keys(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// The metrics this server counts into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The transport used for accepted connections.
+    pub fn transport(&self) -> &Arc<dyn Transport> {
+        &self.inner.transport
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        // A panic while holding this lock cannot leave the map half-updated (single inserts and
+        // removes), so a poisoned lock is still usable.
+        self.inner.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Opens a stream to `network`/`address` (for example `tcp`, `10.0.0.1:6443`) through the
+    /// session of `client_key`. Fails at once when no session exists.
+    ///
+    /// # Errors
+    /// [`Error::NoSession`]; [`Error::DialRefused`] / [`Error::DialFailed`] when the agent
+    /// refuses or cannot connect (the session carries on); [`Error::OpenStream`] at the stream
+    /// limit; [`Error::Timeout`] when the agent does not answer within
+    /// [`SessionConfig::dial_reply_timeout`].
+    pub async fn dial(&self, client_key: &str, network: &str, address: &str) -> Result<TunnelStream> {
+        let res = self.dial_inner(client_key, network, address).await;
+        if let Err(e) = &res {
+            self.inner.metrics.dial_error(match e {
+                Error::NoSession(_) => "no_session",
+                Error::DialRefused { .. } => "refused",
+                Error::DialFailed { .. } => "failed",
+                Error::OpenStream(_) | Error::SessionClosed => "open",
+                Error::Timeout { .. } => "timeout",
+                _ => "protocol",
+            });
+            debug!(client_key, network, address, error = %e, "tunnel dial failed");
+        }
+        res
+    }
+
+    /// Like [`dial`](Self::dial), but waits up to `wait` for a session to appear first.
+    ///
+    /// # Errors
+    /// [`Error::NoSessionWithin`] when none appeared; otherwise as [`dial`](Self::dial).
+    pub async fn dial_timeout(
+        &self,
+        client_key: &str,
+        network: &str,
+        address: &str,
+        wait: Duration,
+    ) -> Result<TunnelStream> {
+        let mut events = self.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if self.has_session(client_key) {
+                return self.dial(client_key, network, address).await;
+            }
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Err(_) => {
+                    self.inner.metrics.dial_error("no_session");
+                    return Err(Error::NoSessionWithin { key: client_key.to_string(), waited: wait });
+                }
+                Ok(Err(broadcast::error::RecvError::Closed)) => return Err(Error::SessionClosed),
+                // Connected for our key, another key, or lagged: re-check the registry.
+                Ok(_) => {}
+            }
+        }
+    }
+
+    async fn dial_inner(&self, client_key: &str, network: &str, address: &str) -> Result<TunnelStream> {
+        let header = dial_header::encode_request(network, address)?;
+        let handle = self
+            .lock()
+            .get(client_key)
+            .map(|e| e.handle.clone())
+            .ok_or_else(|| Error::NoSession(client_key.to_string()))?;
+        let mut stream = TunnelStream::new(handle.open().await?, self.inner.metrics.clone());
+        let limit = self.inner.cfg.dial_reply_timeout;
+        let (status, msg) = tokio::time::timeout(limit, async {
+            stream.write_all(&header).await?;
+            stream.flush().await?;
+            dial_header::read_reply(&mut stream).await
+        })
+        .await
+        .map_err(|_| Error::Timeout { what: "waiting for the agent's dial reply", after: limit })??;
+        let (network, address, reason) = (network.to_string(), address.to_string(), msg);
+        match status {
+            DialStatus::Ok => Ok(stream),
+            DialStatus::Refused => Err(Error::DialRefused { network, address, reason }),
+            DialStatus::Failed | DialStatus::Unavailable => {
+                Err(Error::DialFailed { network, address, reason })
+            }
+            DialStatus::BadRequest => {
+                Err(Error::Protocol(format!("agent rejected the dial header: {reason}")))
+            }
+        }
+    }
+
+    /// Runs a session over an accepted byte stream (already through the transport's
+    /// `accept`) and registers it under `client_key`, replacing (and closing) any older session
+    /// of that key. Returns the session id. [`accept_upgrade`](Self::accept_upgrade) calls this;
+    /// call it yourself for a custom transport.
+    pub fn serve_session(&self, client_key: String, io: BoxedIo) -> u64 {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let key_for_inbound = client_key.clone();
+        let (handle, driver) = session::start(
+            io,
+            &self.inner.cfg,
+            yamux::Mode::Server,
+            move |stream| {
+                // Agents never open streams towards the server; dropping resets the stream.
+                debug!(client_key = %key_for_inbound, stream = %stream.id(), "refused agent-initiated stream");
+            },
+            None,
+        );
+        let old = self.lock().insert(client_key.clone(), Entry { id, handle });
+        if let Some(old) = old {
+            info!(client_key, old = old.id, new = id, "newer tunnel session replaces the older one");
+            old.handle.close();
+        }
+        self.inner.metrics.sessions.inc();
+        let _ = self
+            .inner
+            .events
+            .send(SessionEvent::Connected { client_key: client_key.clone(), session_id: id });
+        info!(client_key, session_id = id, "tunnel session connected");
+        let this = self.clone();
+        self.inner.tasks.spawn(async move {
+            let reason = driver.await;
+            let replaced = {
+                let mut map = this.lock();
+                match map.get(&client_key) {
+                    Some(e) if e.id == id => {
+                        map.remove(&client_key);
+                        false
+                    }
+                    _ => true,
+                }
+            };
+            this.inner.metrics.sessions.dec();
+            info!(client_key, session_id = id, %reason, replaced, "tunnel session ended");
+            let _ = this.inner.events.send(SessionEvent::Disconnected {
+                client_key,
+                session_id: id,
+                reason,
+                replaced,
+            });
+        });
+        id
+    }
+
+    /// Closes the session of `client_key`, if any. Returns whether there was one.
+    pub fn close_session(&self, client_key: &str) -> bool {
+        match self.lock().get(client_key) {
+            Some(e) => {
+                e.handle.close();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Closes every session and waits (up to `wait`) until their tasks have finished.
+    pub async fn shutdown(&self, wait: Duration) {
+        for entry in self.lock().values() {
+            entry.handle.close();
+        }
+        self.inner.tasks.close();
+        if tokio::time::timeout(wait, self.inner.tasks.wait()).await.is_err() {
+            warn!("tunnel sessions still closing after {wait:?}");
+        }
+        self.inner.tasks.reopen();
+    }
+
+    pub(crate) fn spawn_tracked<F>(&self, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.inner.tasks.spawn(fut);
+    }
+}
