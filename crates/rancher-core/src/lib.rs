@@ -6,6 +6,7 @@
 //! * [`store`] — the `Store` trait with Kubernetes semantics (resourceVersion compare-and-swap,
 //!   finalizers, label selectors, paging, watch from a version) and its backends.
 //! * [`controller`] — a work queue fed by watches, one worker per key, retries with backoff, resync.
+//! * [`cluster`] — the cluster controller that drives a cluster's lifecycle conditions.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,6 +22,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cluster;
+pub mod controller;
 pub mod meta;
 pub mod model;
 pub mod status;
