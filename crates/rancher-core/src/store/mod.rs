@@ -21,6 +21,8 @@
 
 mod api;
 mod error;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod hub;
 mod local;
 mod memory;
@@ -31,6 +33,8 @@ mod selector;
 
 pub use api::{Api, TypedEvent};
 pub use error::{StoreError, StoreResult};
+#[cfg(feature = "etcd")]
+pub use etcd::EtcdStore;
 pub use memory::MemoryStore;
 pub use redb::RedbStore;
 pub use selector::{LabelSelector, Requirement};

@@ -1,0 +1,425 @@
+//! [`EtcdStore`]: the store in etcd v3, so that several servers can share it (HA).
+//!
+//! Keys are `/rancher/<resource>/<namespace or _>/<name>`; values are the object's JSON without
+//! `resourceVersion`, which is the key's etcd `mod_revision`. Create is a transaction on
+//! `create_revision == 0`, update and delete on `mod_revision == <version read>`. Lists read pages at one
+//! fixed revision (the continue token carries the next key and that revision); a watch starts at
+//! `version + 1`, and a compacted version is [`Gone`](super::StoreError::Gone).
+//!
+//! Lists come in key order, which is namespace-then-name order except when one namespace is a prefix
+//! of another followed by `-` (`a-b` sorts before `a`).
+
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, Txn, TxnOp,
+    WatchOptions as EtcdWatch,
+};
+use futures::StreamExt;
+use serde_json::Value;
+
+use super::hub::{Change, ChangeKind, WatchFilter};
+use super::object::{self, UpdatePlan};
+use super::{
+    Deleted, ListOptions, ObjectList, Preconditions, Store, StoreError, StoreResult, WatchEvent,
+    WatchOptions, WatchStream, paging,
+};
+
+const ROOT: &str = "/rancher/";
+/// Keys read per range request while filtering a page.
+const BATCH: i64 = 500;
+/// Attempts of an unconditional update or a delete racing other writers.
+const ATTEMPTS: usize = 16;
+
+/// A [`Store`] in etcd v3 (see the [module docs](self) for the layout).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use rancher_core::store::{EtcdStore, Store};
+/// let store = EtcdStore::connect(&["http://127.0.0.1:2379".to_owned()]).await?;
+/// store.create("clusters", serde_json::json!({"metadata": {"name": "demo"}})).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct EtcdStore {
+    client: Client,
+}
+
+impl std::fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdStore").finish_non_exhaustive()
+    }
+}
+
+fn etcd_error(e: etcd_client::Error) -> StoreError {
+    if let etcd_client::Error::GRpcStatus(s) = &e
+        && s.message().contains("compacted")
+    {
+        return StoreError::Gone { requested: "(compacted)".into(), oldest: s.message().to_owned() };
+    }
+    StoreError::backend(e)
+}
+
+fn key(resource: &str, namespace: Option<&str>, name: &str) -> String {
+    format!("{ROOT}{resource}/{}/{name}", namespace.unwrap_or("_"))
+}
+
+fn prefix(resource: &str, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("{ROOT}{resource}/{ns}/"),
+        None => format!("{ROOT}{resource}/"),
+    }
+}
+
+/// The first key after every key starting with `prefix`.
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    // Prefixes end in '/', so the last byte can always be incremented.
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    end
+}
+
+fn decode(kv: &KeyValue) -> StoreResult<Value> {
+    let mut v: Value = serde_json::from_slice(kv.value())
+        .map_err(|e| StoreError::Backend(format!("corrupt record at {:?}: {e}", kv.key_str()).into()))?;
+    object::set_revision(&mut v, kv.mod_revision() as u64);
+    Ok(v)
+}
+
+fn encode(object: &Value) -> StoreResult<Vec<u8>> {
+    let mut v = object.clone();
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    serde_json::to_vec(&v).map_err(StoreError::backend)
+}
+
+fn header_revision(h: Option<&etcd_client::ResponseHeader>) -> u64 {
+    h.map_or(0, |h| h.revision() as u64)
+}
+
+impl EtcdStore {
+    /// Connects to etcd at `endpoints` (`http://host:port`); requests are balanced over them and fail
+    /// over when one goes away.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when no endpoint can be reached.
+    pub async fn connect(endpoints: &[String]) -> StoreResult<Self> {
+        if endpoints.is_empty() {
+            return Err(StoreError::Invalid("no etcd endpoints given".into()));
+        }
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(3))
+            .with_timeout(Duration::from_secs(10))
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+        let client = Client::connect(endpoints, Some(options)).await.map_err(etcd_error)?;
+        Ok(EtcdStore { client })
+    }
+
+    /// Compacts etcd's history up to `revision`: watches from older versions become Gone.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when etcd refuses (e.g. the revision is already compacted).
+    pub async fn compact(&self, revision: u64) -> StoreResult<()> {
+        let options = etcd_client::CompactionOptions::new().with_physical();
+        self.client.kv_client().compact(revision as i64, Some(options)).await.map_err(etcd_error)?;
+        Ok(())
+    }
+
+    async fn read(&self, key: &str) -> StoreResult<Option<(Value, i64)>> {
+        let resp = self.client.kv_client().get(key, None).await.map_err(etcd_error)?;
+        match resp.kvs().first() {
+            Some(kv) => Ok(Some((decode(kv)?, kv.mod_revision()))),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes `value` (or deletes, when `None`) if the key is still at `mod_revision`; the new revision,
+    /// or `None` when the comparison failed.
+    async fn swap(&self, key: &str, mod_revision: i64, value: Option<Vec<u8>>) -> StoreResult<Option<u64>> {
+        let op = match value {
+            Some(v) => TxnOp::put(key, v, None),
+            None => TxnOp::delete(key, None),
+        };
+        let txn =
+            Txn::new().when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)]).and_then([op]);
+        let resp = self.client.kv_client().txn(txn).await.map_err(etcd_error)?;
+        Ok(resp.succeeded().then(|| header_revision(resp.header())))
+    }
+
+    /// Reads keys in `[start, end)` at `revision` (0: now) until `want` values pass `keep`; returns them
+    /// with their keys, and the revision read at.
+    async fn range(
+        &self,
+        mut start: Vec<u8>,
+        end: &[u8],
+        revision: i64,
+        want: usize,
+        keep: &(dyn Fn(&Value) -> bool + Sync),
+    ) -> StoreResult<(Vec<(String, Value)>, u64)> {
+        let mut out = Vec::new();
+        let mut revision = revision;
+        loop {
+            let options =
+                GetOptions::new().with_range(end.to_vec()).with_limit(BATCH).with_revision(revision);
+            let resp = self.client.kv_client().get(start.clone(), Some(options)).await.map_err(etcd_error)?;
+            if revision == 0 {
+                revision = header_revision(resp.header()) as i64;
+            }
+            for kv in resp.kvs() {
+                let v = decode(kv)?;
+                if keep(&v) {
+                    out.push((String::from_utf8_lossy(kv.key()).into_owned(), v));
+                    if out.len() >= want {
+                        return Ok((out, revision as u64));
+                    }
+                }
+            }
+            match resp.kvs().last() {
+                Some(last) if resp.more() => {
+                    start = last.key().to_vec();
+                    start.push(0);
+                }
+                _ => return Ok((out, revision as u64)),
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for EtcdStore {
+    async fn create(&self, resource: &str, mut object: Value) -> StoreResult<Value> {
+        object::check_resource(resource)?;
+        let generated = object.pointer("/metadata/name").and_then(Value::as_str).is_none_or(str::is_empty);
+        let template = object.clone();
+        for _ in 0..ATTEMPTS {
+            let k = object::prepare_create(&mut object, &mut |_| Ok(false))?;
+            object::stamp_created(&mut object, 0)?;
+            let key = key(resource, k.namespace.as_deref(), &k.name);
+            let txn = Txn::new()
+                .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+                .and_then([TxnOp::put(key.as_str(), encode(&object)?, None)]);
+            let resp = self.client.kv_client().txn(txn).await.map_err(etcd_error)?;
+            if resp.succeeded() {
+                object::set_revision(&mut object, header_revision(resp.header()));
+                return Ok(object);
+            }
+            if !generated {
+                return Err(StoreError::AlreadyExists { resource: resource.to_owned(), name: k.name });
+            }
+            object = template.clone();
+        }
+        Err(StoreError::Backend("no free generated name found".into()))
+    }
+
+    async fn get(&self, resource: &str, namespace: Option<&str>, name: &str) -> StoreResult<Value> {
+        object::check_resource(resource)?;
+        object::check_namespace(namespace)?;
+        object::check_name(name)?;
+        match self.read(&key(resource, namespace, name)).await? {
+            Some((v, _)) => Ok(v),
+            None => Err(StoreError::NotFound { resource: resource.to_owned(), name: name.to_owned() }),
+        }
+    }
+
+    async fn update(&self, resource: &str, object: Value) -> StoreResult<Value> {
+        object::check_resource(resource)?;
+        let k = object::key_of(&object)?;
+        let key = key(resource, k.namespace.as_deref(), &k.name);
+        let not_found = || StoreError::NotFound { resource: resource.to_owned(), name: k.name.clone() };
+        for _ in 0..ATTEMPTS {
+            let (old, mod_revision) = self.read(&key).await?.ok_or_else(not_found)?;
+            // A client-supplied version makes a lost race a Conflict (checked by plan_update on retry).
+            let (value, result) = match object::plan_update(resource, &old, object.clone())? {
+                UpdatePlan::Unchanged => return Ok(old),
+                UpdatePlan::Write(new) => (Some(encode(&new)?), new),
+                UpdatePlan::Delete(last) => (None, last),
+            };
+            if let Some(revision) = self.swap(&key, mod_revision, value).await? {
+                let mut result = result;
+                object::set_revision(&mut result, revision);
+                return Ok(result);
+            }
+        }
+        Err(StoreError::Conflict { resource: resource.to_owned(), name: k.name })
+    }
+
+    async fn delete(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+        name: &str,
+        preconditions: Preconditions,
+    ) -> StoreResult<Deleted> {
+        object::check_resource(resource)?;
+        object::check_namespace(namespace)?;
+        object::check_name(name)?;
+        let key = key(resource, namespace, name);
+        for _ in 0..ATTEMPTS {
+            let (old, mod_revision) = self.read(&key).await?.ok_or_else(|| StoreError::NotFound {
+                resource: resource.to_owned(),
+                name: name.to_owned(),
+            })?;
+            object::check_preconditions(resource, name, &old, &preconditions)?;
+            let terminating = !object::finalizers_of(&old).is_empty();
+            if terminating && object::is_terminating(&old) {
+                return Ok(Deleted::Terminating(old));
+            }
+            let mut new = old.clone();
+            let value = if terminating {
+                object::mark_terminating(&mut new);
+                Some(encode(&new)?)
+            } else {
+                None
+            };
+            if let Some(revision) = self.swap(&key, mod_revision, value).await? {
+                object::set_revision(&mut new, revision);
+                return Ok(if terminating { Deleted::Terminating(new) } else { Deleted::Gone(new) });
+            }
+        }
+        Err(StoreError::Conflict { resource: resource.to_owned(), name: name.to_owned() })
+    }
+
+    async fn list(&self, resource: &str, options: &ListOptions) -> StoreResult<ObjectList> {
+        object::check_resource(resource)?;
+        let namespace = options.namespace.as_deref();
+        object::check_namespace(namespace)?;
+        let prefix = prefix(resource, namespace);
+        let (start, revision) = match options.continue_token.as_deref() {
+            None | Some("") => (prefix.as_bytes().to_vec(), 0),
+            Some(token) => {
+                let c = paging::decode(token, resource, namespace)?;
+                if !c.after.starts_with(&prefix) || c.revision == 0 {
+                    return Err(StoreError::Invalid(format!("invalid continue token {token:?}")));
+                }
+                let mut start = c.after.into_bytes();
+                start.push(0);
+                (start, c.revision as i64)
+            }
+        };
+        let limit = options.limit.filter(|&l| l > 0);
+        let want = limit.map_or(usize::MAX, |l| l.saturating_add(1));
+        let selector = options.label_selector.clone();
+        let keep = move |v: &Value| object::matches(v, None, selector.as_ref());
+        let (mut items, revision) = self.range(start, &prefix_end(&prefix), revision, want, &keep).await?;
+        let mut continue_token = None;
+        if let Some(l) = limit
+            && items.len() > l
+        {
+            items.truncate(l);
+            let last = items.last().map(|(k, _)| k.as_str()).unwrap_or_default();
+            continue_token = Some(paging::encode(resource, namespace, last, revision));
+        }
+        Ok(ObjectList {
+            resource_version: revision.to_string(),
+            items: items.into_iter().map(|(_, v)| v).collect(),
+            continue_token,
+        })
+    }
+
+    async fn watch(&self, resource: &str, options: &WatchOptions) -> StoreResult<WatchStream> {
+        object::check_resource(resource)?;
+        let namespace = options.namespace.as_deref();
+        object::check_namespace(namespace)?;
+        let from = match options.resource_version.as_deref() {
+            None => None,
+            Some(rv) => object::parse_version(rv)?.filter(|&v| v != 0),
+        };
+        let filter = WatchFilter {
+            resource: resource.to_owned(),
+            namespace: options.namespace.clone(),
+            selector: options.label_selector.clone(),
+        };
+        let prefix = prefix(resource, namespace);
+        let (initial, from) = match from {
+            Some(v) => (Vec::new(), v),
+            None => {
+                let f = filter.clone();
+                let keep = move |v: &Value| object::matches(v, None, f.selector.as_ref());
+                let (items, rev) = self
+                    .range(prefix.as_bytes().to_vec(), &prefix_end(&prefix), 0, usize::MAX, &keep)
+                    .await?;
+                (items.into_iter().map(|(_, v)| Ok(WatchEvent::Added(v))).collect::<Vec<_>>(), rev)
+            }
+        };
+        let watch = EtcdWatch::new()
+            .with_range(prefix_end(&prefix))
+            .with_start_revision(from as i64 + 1)
+            .with_prev_key();
+        let stream =
+            self.client.watch_client().watch(prefix.as_str(), Some(watch)).await.map_err(etcd_error)?;
+        let state =
+            (stream, filter, from, std::collections::VecDeque::<StoreResult<WatchEvent>>::new(), false);
+        let live =
+            futures::stream::unfold(state, |(mut stream, filter, last, mut pending, done)| async move {
+                loop {
+                    if let Some(ev) = pending.pop_front() {
+                        let end = ev.is_err();
+                        return Some((ev, (stream, filter, last, pending, done || end)));
+                    }
+                    if done {
+                        return None;
+                    }
+                    let resp = match stream.message().await {
+                        Ok(Some(r)) => r,
+                        Ok(None) => return None,
+                        Err(e) => return Some((Err(etcd_error(e)), (stream, filter, last, pending, true))),
+                    };
+                    if resp.compact_revision() > 0 || resp.canceled() {
+                        let gone = StoreError::Gone {
+                            requested: last.to_string(),
+                            oldest: resp.compact_revision().to_string(),
+                        };
+                        pending.push_back(Err(gone));
+                        continue;
+                    }
+                    for ev in resp.events() {
+                        let Some(kv) = ev.kv() else { continue };
+                        let change = match ev.event_type() {
+                            EventType::Put => {
+                                let object = match decode(kv) {
+                                    Ok(v) => v,
+                                    Err(e) => {
+                                        pending.push_back(Err(e));
+                                        break;
+                                    }
+                                };
+                                let kind = if kv.create_revision() == kv.mod_revision() {
+                                    ChangeKind::Added
+                                } else {
+                                    ChangeKind::Modified
+                                };
+                                let previous = ev.prev_kv().and_then(|p| decode(p).ok());
+                                Change {
+                                    revision: kv.mod_revision() as u64,
+                                    kind,
+                                    resource: filter.resource.clone(),
+                                    object,
+                                    previous,
+                                }
+                            }
+                            EventType::Delete => {
+                                let Some(mut object) = ev.prev_kv().and_then(|p| decode(p).ok()) else {
+                                    continue;
+                                };
+                                object::set_revision(&mut object, kv.mod_revision() as u64);
+                                Change {
+                                    revision: kv.mod_revision() as u64,
+                                    kind: ChangeKind::Deleted,
+                                    resource: filter.resource.clone(),
+                                    previous: Some(object.clone()),
+                                    object,
+                                }
+                            }
+                        };
+                        if let Some(e) = filter.event(&change) {
+                            pending.push_back(Ok(e));
+                        }
+                    }
+                }
+            });
+        Ok(futures::stream::iter(initial).chain(live).boxed())
+    }
+}
