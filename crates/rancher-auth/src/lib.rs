@@ -26,5 +26,6 @@
 //! ```
 
 pub mod password;
+pub mod providers;
 pub mod rbac;
 pub mod token;
