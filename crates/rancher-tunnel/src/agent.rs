@@ -198,7 +198,7 @@ struct StreamCtx {
 }
 
 async fn serve_stream(stream: yamux::Stream, ctx: Arc<StreamCtx>) {
-    let mut s = TunnelStream::new(stream, ctx.metrics.clone());
+    let mut s = TunnelStream::new(stream, ctx.metrics.clone(), None);
     let req = match tokio::time::timeout(ctx.header_timeout, dial_header::read_request(&mut s)).await {
         Ok(Ok(req)) => req,
         Ok(Err(e)) => {
@@ -249,6 +249,7 @@ async fn serve_stream(stream: yamux::Stream, ctx: Arc<StreamCtx>) {
     if dial_header::write_reply(&mut s, DialStatus::Ok, "").await.is_err() {
         return;
     }
+    s.start_counting();
     // Half-close aware: EOF on one side shuts down writing on the other, the rest continues.
     const BUF: usize = 64 * 1024;
     if let Err(e) = tokio::io::copy_bidirectional_with_sizes(&mut s, &mut tcp, BUF, BUF).await {

@@ -13,17 +13,19 @@ const YAMUX_MIN_STREAM_WINDOW: usize = 256 * 1024;
 /// ```
 /// let mut cfg = rancher_tunnel::SessionConfig::default();
 /// cfg.max_streams = 64;
-/// cfg.max_buffered_bytes = 64 * 256 * 1024;
+/// cfg.max_buffered_bytes = 2 * 64 * 256 * 1024;
 /// cfg.validate().unwrap();
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct SessionConfig {
-    /// Maximum number of concurrently open streams in one session. Opening more fails that
-    /// dial with [`Error::OpenStream`]; the session continues.
+    /// Maximum number of concurrently open streams the server opens in one session. One more
+    /// fails that dial with [`Error::StreamLimit`]; the session continues. (The multiplexer
+    /// itself allows twice as many, because a closed stream is forgotten by the two ends at
+    /// slightly different times, and yamux ends the whole session at its own limit.)
     pub max_streams: usize,
-    /// Maximum bytes a session may buffer for its streams on the receiving side (the sum of
-    /// all yamux receive windows). Must be at least `max_streams × 256 KiB`.
+    /// Maximum bytes a session may buffer for its streams on the receiving side (the cap on
+    /// the sum of all yamux receive windows). Must be at least `2 × max_streams × 256 KiB`.
     pub max_buffered_bytes: usize,
     /// Largest yamux data frame sent; larger writes are split so that other streams and
     /// control frames interleave.
@@ -45,8 +47,8 @@ pub struct SessionConfig {
 impl Default for SessionConfig {
     fn default() -> Self {
         Self {
-            max_streams: 512,
-            max_buffered_bytes: 512 * YAMUX_MIN_STREAM_WINDOW * 2,
+            max_streams: 256,
+            max_buffered_bytes: 2 * 256 * YAMUX_MIN_STREAM_WINDOW,
             frame_size: 64 * 1024,
             keepalive_interval: Duration::from_secs(15),
             dead_peer_timeout: Duration::from_secs(45),
@@ -66,10 +68,10 @@ impl SessionConfig {
         if self.max_streams == 0 {
             return Err(Error::Config("max_streams must be at least 1".into()));
         }
-        let min_buffered = self.max_streams.saturating_mul(YAMUX_MIN_STREAM_WINDOW);
+        let min_buffered = self.yamux_streams().saturating_mul(YAMUX_MIN_STREAM_WINDOW);
         if self.max_buffered_bytes < min_buffered {
             return Err(Error::Config(format!(
-                "max_buffered_bytes ({}) must be at least max_streams × 256 KiB ({min_buffered})",
+                "max_buffered_bytes ({}) must be at least 2 × max_streams × 256 KiB ({min_buffered})",
                 self.max_buffered_bytes
             )));
         }
@@ -93,11 +95,18 @@ impl SessionConfig {
 
     pub(crate) fn yamux(&self) -> yamux::Config {
         let mut cfg = yamux::Config::default();
-        // Order matters: yamux asserts window >= streams × 256 KiB after each setter.
+        // yamux asserts window >= streams × 256 KiB after each setter: lift the window limit,
+        // set the stream count, then set the (validated) window.
+        cfg.set_max_connection_receive_window(None);
+        cfg.set_max_num_streams(self.yamux_streams());
         cfg.set_max_connection_receive_window(Some(self.max_buffered_bytes));
-        cfg.set_max_num_streams(self.max_streams);
         cfg.set_split_send_size(self.frame_size);
         cfg
+    }
+
+    /// The multiplexer's own stream limit (see [`SessionConfig::max_streams`]).
+    pub(crate) fn yamux_streams(&self) -> usize {
+        self.max_streams.saturating_mul(2)
     }
 
     /// Largest coalesced WebSocket message we write.
@@ -115,6 +124,11 @@ mod tests {
         let cfg = SessionConfig::default();
         cfg.validate().unwrap();
         let _ = cfg.yamux();
+        // Smaller than yamux's defaults in both values: must not trip its assertions.
+        let small =
+            SessionConfig { max_streams: 4, max_buffered_bytes: 8 * 256 * 1024, ..Default::default() };
+        small.validate().unwrap();
+        let _ = small.yamux();
     }
 
     #[test]

@@ -23,6 +23,13 @@ pub enum Error {
     /// The session ended while the operation was in progress.
     #[error("tunnel session closed")]
     SessionClosed,
+    /// The session already has [`SessionConfig::max_streams`](crate::SessionConfig) streams
+    /// open; this dial fails, the session continues.
+    #[error("tunnel session has reached its limit of {limit} open streams")]
+    StreamLimit {
+        /// The configured limit.
+        limit: usize,
+    },
     /// The multiplexer refused to open a stream (for example the stream limit was reached).
     #[error("could not open a tunnel stream: {0}")]
     OpenStream(#[source] yamux::ConnectionError),

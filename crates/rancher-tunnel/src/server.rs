@@ -148,7 +148,7 @@ impl TunnelServer {
     ///
     /// # Errors
     /// [`Error::NoSession`]; [`Error::DialRefused`] / [`Error::DialFailed`] when the agent
-    /// refuses or cannot connect (the session carries on); [`Error::OpenStream`] at the stream
+    /// refuses or cannot connect (the session carries on); [`Error::StreamLimit`] at the stream
     /// limit; [`Error::Timeout`] when the agent does not answer within
     /// [`SessionConfig::dial_reply_timeout`].
     pub async fn dial(&self, client_key: &str, network: &str, address: &str) -> Result<TunnelStream> {
@@ -158,7 +158,7 @@ impl TunnelServer {
                 Error::NoSession(_) => "no_session",
                 Error::DialRefused { .. } => "refused",
                 Error::DialFailed { .. } => "failed",
-                Error::OpenStream(_) | Error::SessionClosed => "open",
+                Error::OpenStream(_) | Error::SessionClosed | Error::StreamLimit { .. } => "open",
                 Error::Timeout { .. } => "timeout",
                 _ => "protocol",
             });
@@ -203,7 +203,8 @@ impl TunnelServer {
             .get(client_key)
             .map(|e| e.handle.clone())
             .ok_or_else(|| Error::NoSession(client_key.to_string()))?;
-        let mut stream = TunnelStream::new(handle.open().await?, self.inner.metrics.clone());
+        let (stream, slot) = handle.open().await?;
+        let mut stream = TunnelStream::new(stream, self.inner.metrics.clone(), Some(slot));
         let limit = self.inner.cfg.dial_reply_timeout;
         let (status, msg) = tokio::time::timeout(limit, async {
             stream.write_all(&header).await?;
@@ -214,7 +215,10 @@ impl TunnelServer {
         .map_err(|_| Error::Timeout { what: "waiting for the agent's dial reply", after: limit })??;
         let (network, address, reason) = (network.to_string(), address.to_string(), msg);
         match status {
-            DialStatus::Ok => Ok(stream),
+            DialStatus::Ok => {
+                stream.start_counting();
+                Ok(stream)
+            }
             DialStatus::Refused => Err(Error::DialRefused { network, address, reason }),
             DialStatus::Failed | DialStatus::Unavailable => {
                 Err(Error::DialFailed { network, address, reason })
@@ -267,7 +271,11 @@ impl TunnelServer {
                 }
             };
             this.inner.metrics.sessions.dec();
-            info!(client_key, session_id = id, %reason, replaced, "tunnel session ended");
+            if reason.starts_with("closed locally") || reason.starts_with("peer closed") {
+                info!(client_key, session_id = id, %reason, replaced, "tunnel session ended");
+            } else {
+                warn!(client_key, session_id = id, %reason, replaced, "tunnel session failed");
+            }
             let _ = this.inner.events.send(SessionEvent::Disconnected {
                 client_key,
                 session_id: id,

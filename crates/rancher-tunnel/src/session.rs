@@ -2,6 +2,8 @@
 //! streams to a callback and opens outbound streams on request.
 
 use std::future::poll_fn;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -25,13 +27,33 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) struct SessionHandle {
     open_tx: mpsc::Sender<OpenReply>,
     close: CancellationToken,
+    open_streams: Arc<AtomicUsize>,
+    max_streams: usize,
+}
+
+/// One of a session's `max_streams` slots, held by an open stream; freed on drop.
+#[derive(Debug)]
+pub(crate) struct StreamSlot(Arc<AtomicUsize>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl SessionHandle {
-    pub(crate) async fn open(&self) -> Result<yamux::Stream> {
+    /// Opens an outbound stream, within the session's stream limit (checked here because
+    /// yamux ends the whole session when its own limit is hit).
+    pub(crate) async fn open(&self) -> Result<(yamux::Stream, StreamSlot)> {
+        if self.open_streams.fetch_add(1, Ordering::AcqRel) >= self.max_streams {
+            self.open_streams.fetch_sub(1, Ordering::AcqRel);
+            return Err(Error::StreamLimit { limit: self.max_streams });
+        }
+        let slot = StreamSlot(self.open_streams.clone());
         let (tx, rx) = oneshot::channel();
         self.open_tx.send(tx).await.map_err(|_| Error::SessionClosed)?;
-        rx.await.map_err(|_| Error::SessionClosed)?.map_err(Error::OpenStream)
+        let stream = rx.await.map_err(|_| Error::SessionClosed)?.map_err(Error::OpenStream)?;
+        Ok((stream, slot))
     }
 
     /// Asks the session to close (draining first where the driver was given a drain budget).
@@ -64,7 +86,12 @@ where
     // A small queue: a caller waits here only while the driver is busy.
     let (open_tx, open_rx) = mpsc::channel(64);
     let close = CancellationToken::new();
-    let handle = SessionHandle { open_tx, close: close.clone() };
+    let handle = SessionHandle {
+        open_tx,
+        close: close.clone(),
+        open_streams: Arc::new(AtomicUsize::new(0)),
+        max_streams: cfg.max_streams,
+    };
     (handle, run(conn, open_rx, on_inbound, close, drain))
 }
 

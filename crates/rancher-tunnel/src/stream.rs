@@ -8,12 +8,16 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
 
 use crate::metrics::Metrics;
+use crate::session::StreamSlot;
 
 /// One stream through a tunnel session: what `dial` returns. Reads and writes go to the
 /// destination the agent connected to; `shutdown` half-closes (the other direction stays open).
 pub struct TunnelStream {
     inner: Compat<yamux::Stream>,
     metrics: Metrics,
+    /// Bytes are counted only once the dial header exchange is over.
+    counting: bool,
+    _slot: Option<StreamSlot>,
 }
 
 impl std::fmt::Debug for TunnelStream {
@@ -23,10 +27,15 @@ impl std::fmt::Debug for TunnelStream {
 }
 
 impl TunnelStream {
-    pub(crate) fn new(stream: yamux::Stream, metrics: Metrics) -> Self {
+    pub(crate) fn new(stream: yamux::Stream, metrics: Metrics, slot: Option<StreamSlot>) -> Self {
         metrics.streams_open.inc();
         metrics.streams_total.inc();
-        Self { inner: stream.compat(), metrics }
+        Self { inner: stream.compat(), metrics, counting: false, _slot: slot }
+    }
+
+    /// From now on, bytes read and written count in the metrics (payload, not dial headers).
+    pub(crate) fn start_counting(&mut self) {
+        self.counting = true;
     }
 }
 
@@ -45,7 +54,7 @@ impl AsyncRead for TunnelStream {
         let before = buf.filled().len();
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = buf.filled().len() - before;
-        if n > 0 {
+        if n > 0 && self.counting {
             self.metrics.bytes_in.inc_by(n as u64);
         }
         res
@@ -55,7 +64,9 @@ impl AsyncRead for TunnelStream {
 impl AsyncWrite for TunnelStream {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let res = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = res {
+        if let Poll::Ready(Ok(n)) = res
+            && self.counting
+        {
             self.metrics.bytes_out.inc_by(n as u64);
         }
         res

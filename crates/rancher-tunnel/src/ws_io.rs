@@ -31,7 +31,6 @@ pub(crate) struct WsIo<S> {
     keepalive: Keepalive,
     tick: Pin<Box<Sleep>>,
     last_rx: Instant,
-    last_tx_progress: Instant,
     ping_due: bool,
     flush_due: bool,
 }
@@ -47,20 +46,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
             keepalive,
             tick: Box::pin(tokio::time::sleep(keepalive.interval)),
             last_rx: now,
-            last_tx_progress: now,
             ping_due: false,
             flush_due: false,
         }
     }
 
-    /// Sends due pings and fails once the peer has been silent past the timeout.
-    /// `writing` is set on the write path, where a write that makes progress also counts as
-    /// life (we may be too busy writing to read the peer's pings yet).
-    fn poll_keepalive(&mut self, cx: &mut Context<'_>, writing: bool) -> io::Result<()> {
+    /// Sends due pings and fails once the peer has been silent past the timeout. Only frames
+    /// received count as life: a write that lands in the kernel's buffer proves nothing.
+    fn poll_keepalive(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         while self.tick.as_mut().poll(cx).is_ready() {
             let now = Instant::now();
-            let last = if writing { self.last_rx.max(self.last_tx_progress) } else { self.last_rx };
-            if now.duration_since(last) >= self.keepalive.timeout {
+            if now.duration_since(self.last_rx) >= self.keepalive.timeout {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!("peer silent for {:?} (dead-peer timeout)", now.duration_since(self.last_rx)),
@@ -97,7 +93,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
         ready!(Pin::new(&mut self.ws).poll_ready(cx)).map_err(ws_err)?;
         let msg = self.write_buf.split().freeze();
         Pin::new(&mut self.ws).start_send(Message::Binary(msg)).map_err(ws_err)?;
-        self.last_tx_progress = Instant::now();
         Poll::Ready(Ok(()))
     }
 }
@@ -119,7 +114,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsIo<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        this.poll_keepalive(cx, false)?;
+        this.poll_keepalive(cx)?;
         loop {
             if !this.read_buf.is_empty() {
                 let n = this.read_buf.len().min(buf.remaining());
@@ -155,7 +150,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsIo<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsIo<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        this.poll_keepalive(cx, true)?;
+        this.poll_keepalive(cx)?;
         if this.write_buf.len() >= this.write_chunk {
             ready!(this.poll_send_buffered(cx))?;
         }
@@ -166,11 +161,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsIo<S> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        this.poll_keepalive(cx, true)?;
+        this.poll_keepalive(cx)?;
         ready!(this.poll_send_buffered(cx))?;
         ready!(Pin::new(&mut this.ws).poll_flush(cx)).map_err(ws_err)?;
         this.flush_due = false;
-        this.last_tx_progress = Instant::now();
         Poll::Ready(Ok(()))
     }
 
