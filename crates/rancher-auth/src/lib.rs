@@ -27,5 +27,6 @@
 
 pub mod password;
 pub mod providers;
+pub mod proxy;
 pub mod rbac;
 pub mod token;

@@ -1,0 +1,290 @@
+//! The end of the stack: [`Forward`] sends the request to its cluster's API server over a cached
+//! per-cluster HTTP/1.1 client, streams the response back as it arrives, and splices upgraded
+//! connections (SPDY or WebSocket: exec, attach, port-forward) after the `101`.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use http::{HeaderMap, HeaderName, Request, Response, StatusCode, Uri, Version, header};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tower::Service;
+
+use super::cluster::ClusterTarget;
+use super::error::{ProxyBody, ProxyError, boxed};
+use super::idle_cache::IdleCache;
+use super::upstream::{Prepared, TlsConnector, UpstreamResolver};
+
+/// Tuning of [`Forward`]. No response timeout is imposed: watches end when the API server ends them
+/// (`timeoutSeconds`), and streams when either side closes.
+#[derive(Clone, Debug)]
+pub struct ForwardConfig {
+    /// How long dialing and the TLS handshake to an API server may take.
+    pub connect_timeout: Duration,
+    /// A cluster's client (and its resolved upstream) is dropped after this long without requests.
+    pub client_idle_timeout: Duration,
+    /// Idle keep-alive connections to an API server are closed after this long.
+    pub pool_idle_timeout: Duration,
+    /// At most this many idle keep-alive connections are kept per cluster.
+    pub pool_max_idle_per_cluster: usize,
+}
+
+impl Default for ForwardConfig {
+    fn default() -> Self {
+        ForwardConfig {
+            connect_timeout: Duration::from_secs(10),
+            client_idle_timeout: Duration::from_secs(300),
+            pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle_per_cluster: 128,
+        }
+    }
+}
+
+/// One cluster's client.
+struct ClusterClient {
+    http: Client<TlsConnector, ProxyBody>,
+    upstream: Prepared,
+}
+
+/// The per-cluster clients of a [`Forward`]; lets the owner drop a cluster's client at once (after
+/// its agent reconnected or its credentials changed).
+#[derive(Clone)]
+pub struct ClusterClients {
+    cache: Arc<IdleCache<ClusterClient>>,
+}
+
+impl ClusterClients {
+    /// Drops the cached client of `cluster_id`; the next request resolves its upstream again.
+    pub fn invalidate(&self, cluster_id: &str) {
+        self.cache.remove(cluster_id);
+    }
+
+    /// How many clusters have a cached client.
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Whether no cluster has a cached client.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Sends each request to the API server of its [`ClusterTarget`].
+pub struct Forward<R> {
+    resolver: Arc<R>,
+    clients: ClusterClients,
+    config: ForwardConfig,
+}
+
+impl<R> Clone for Forward<R> {
+    fn clone(&self) -> Self {
+        Forward {
+            resolver: self.resolver.clone(),
+            clients: self.clients.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl<R: UpstreamResolver + 'static> Forward<R> {
+    /// Forwards to the upstreams `resolver` names.
+    pub fn new(resolver: R, config: ForwardConfig) -> Self {
+        let cache = Arc::new(IdleCache::new(config.client_idle_timeout));
+        Forward { resolver: Arc::new(resolver), clients: ClusterClients { cache }, config }
+    }
+
+    /// A handle on the cached per-cluster clients.
+    pub fn clients(&self) -> ClusterClients {
+        self.clients.clone()
+    }
+
+    async fn client(&self, cluster: &str) -> Result<Arc<ClusterClient>, ProxyError> {
+        if let Some(client) = self.clients.cache.get(cluster) {
+            return Ok(client);
+        }
+        let resolve_err = |source| ProxyError::Resolve { cluster: cluster.to_owned(), source };
+        let upstream = self.resolver.resolve(cluster).await.map_err(resolve_err)?;
+        let upstream = upstream.prepare(self.config.connect_timeout).map_err(resolve_err)?;
+        let http = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(self.config.pool_idle_timeout)
+            .pool_max_idle_per_host(self.config.pool_max_idle_per_cluster)
+            .build(upstream.connector.clone());
+        let client = Arc::new(ClusterClient { http, upstream });
+        self.clients.cache.insert(cluster, client.clone());
+        Ok(client)
+    }
+
+    async fn forward(self, mut req: Request<ProxyBody>) -> Result<Response<ProxyBody>, ProxyError> {
+        let cluster = req
+            .extensions()
+            .get::<ClusterTarget>()
+            .ok_or(ProxyError::Internal("no ClusterTarget"))?
+            .id
+            .clone();
+        let client = self.client(&cluster).await?;
+        let upgrade = wants_upgrade(req.headers());
+        // Must be taken before the request is sent on: it is the client connection's handover.
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+
+        let (parts, body) = req.into_parts();
+        let upstream = &client.upstream;
+        let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let uri = Uri::builder()
+            .scheme(upstream.origin.scheme_str().unwrap_or("https"))
+            .authority(upstream.origin.authority().map_or("", |a| a.as_str()))
+            .path_and_query(format!("{}{path}", upstream.path_prefix))
+            .build()
+            .map_err(|_| ProxyError::NotRouted("malformed path".into()))?;
+        let mut headers = parts.headers;
+        if !upgrade {
+            strip_hop_by_hop(&mut headers);
+        }
+        headers.remove(header::HOST);
+        if let Some(auth) = &upstream.authorization {
+            headers.insert(header::AUTHORIZATION, auth.clone());
+        }
+        let mut out = Request::new(body);
+        *out.method_mut() = parts.method;
+        *out.uri_mut() = uri;
+        *out.version_mut() = Version::HTTP_11;
+        *out.headers_mut() = headers;
+
+        let mut resp = client.http.request(out).await.map_err(|e| {
+            if e.is_connect() {
+                // The session or endpoint may have changed: resolve afresh next time.
+                self.clients.invalidate(&cluster);
+            }
+            ProxyError::Upstream { cluster: cluster.clone(), source: error_chain(&e).into() }
+        })?;
+
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(client_upgrade) = client_upgrade else {
+                return Err(ProxyError::Upstream {
+                    cluster,
+                    source: "API server switched protocols on a request that asked for no upgrade".into(),
+                });
+            };
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            tokio::spawn(splice(cluster, client_upgrade, upstream_upgrade));
+        } else {
+            strip_hop_by_hop(resp.headers_mut());
+        }
+        Ok(resp.map(boxed))
+    }
+}
+
+impl<R: UpstreamResolver + 'static> Service<Request<ProxyBody>> for Forward<R> {
+    type Response = Response<ProxyBody>;
+    type Error = ProxyError;
+    type Future = BoxFuture<'static, Result<Response<ProxyBody>, ProxyError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
+        Box::pin(self.clone().forward(req))
+    }
+}
+
+/// Copies bytes both ways between the client's and the API server's upgraded connections until
+/// both sides are done. The task ends when either connection closes.
+async fn splice(cluster: String, client: OnUpgrade, upstream: OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(%cluster, error = %e, "upgrade did not complete");
+            return;
+        }
+    };
+    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        Ok((up, down)) => tracing::debug!(%cluster, up, down, "upgraded stream closed"),
+        Err(e) => tracing::debug!(%cluster, error = %e, "upgraded stream broke off"),
+    }
+}
+
+/// `Connection: Upgrade` with an `Upgrade` header (SPDY/3.1, websocket).
+fn wants_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
+}
+
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Removes the headers that describe one hop's connection (RFC 9110 §7.6.1), including any the
+/// `Connection` header names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> =
+        connection_tokens(headers).filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok()).collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// An error and its causes, `a: b: c`, for a message a person can act on.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_connection_named_ones_are_stripped() {
+        let mut headers = HeaderMap::new();
+        headers.insert("connection", "keep-alive, x-hop".parse().unwrap());
+        headers.insert("keep-alive", "timeout=5".parse().unwrap());
+        headers.insert("x-hop", "1".parse().unwrap());
+        headers.insert("transfer-encoding", "chunked".parse().unwrap());
+        headers.insert("te", "trailers".parse().unwrap());
+        headers.insert("accept", "application/json".parse().unwrap());
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["accept"]);
+    }
+
+    #[test]
+    fn upgrade_needs_both_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert("upgrade", "SPDY/3.1".parse().unwrap());
+        assert!(!wants_upgrade(&headers));
+        headers.insert("connection", "Upgrade".parse().unwrap());
+        assert!(wants_upgrade(&headers));
+        headers.remove("upgrade");
+        assert!(!wants_upgrade(&headers));
+    }
+}

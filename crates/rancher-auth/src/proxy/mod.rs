@@ -1,0 +1,54 @@
+//! The authentication proxy at `/k8s/clusters/<id>/…`, as a stack of small tower layers:
+//!
+//! 1. [`authenticate`] — who is calling ([`Authenticator`] → [`UserInfo`]); 401 otherwise;
+//! 2. [`cluster`] — which cluster, may they reach it ([`ClusterAccess`]); 404 / 403 otherwise;
+//! 3. [`audit`] — one JSON line per request;
+//! 4. [`impersonate`] — drop every identity the client sent, state the user's as `Impersonate-*`;
+//! 5. [`forward`] — to the cluster's API server ([`UpstreamResolver`]), streaming, upgrade-aware.
+//!
+//! [`stack::proxy_service`] composes them; [`serve::serve`] serves the result. What the user may do inside
+//! the cluster is decided by the downstream API server's RBAC for the impersonated identity.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use rancher_auth::proxy::{self, UserInfo};
+//! # async fn run(sim_url: http::Uri, sim_ca: Arc<rustls::ClientConfig>, server_tls: Arc<rustls::ServerConfig>) -> std::io::Result<()> {
+//! let alice = UserInfo { username: "u-alice".into(), ..Default::default() };
+//! let users = proxy::StaticAuthenticator::new().with_token("token-a:secret", alice);
+//! let access = proxy::StaticClusterAccess::new().allow("c1", "u-alice");
+//! let upstreams = proxy::StaticUpstreams::new().with("c1", proxy::Upstream {
+//!     base_url: sim_url,
+//!     connector: proxy::tcp_connector(),
+//!     tls: Some(sim_ca),
+//!     bearer_token: Some("impersonator-token".into()),
+//! });
+//! let service = proxy::proxy_service(users, access, upstreams, proxy::AuditLayer::disabled(), Default::default());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8443").await?;
+//! proxy::serve(listener, Some(server_tls), service).await
+//! # }
+//! ```
+
+pub mod audit;
+pub mod authenticate;
+pub mod cluster;
+pub mod error;
+pub mod forward;
+mod idle_cache;
+pub mod impersonate;
+pub mod request_info;
+pub mod serve;
+pub mod stack;
+#[cfg(test)]
+mod test_support;
+pub mod upstream;
+
+pub use audit::{AuditEvent, AuditLayer, AuditLevel, AuditSink, FileSink, StdoutSink};
+pub use authenticate::{AuthError, AuthenticateLayer, Authenticator, StaticAuthenticator, UserInfo};
+pub use cluster::{ClusterAccess, ClusterRouteLayer, ClusterTarget, Denied, StaticClusterAccess};
+pub use error::{BoxError, ProxyBody, ProxyError};
+pub use forward::{ClusterClients, Forward, ForwardConfig};
+pub use impersonate::ImpersonateLayer;
+pub use request_info::RequestInfo;
+pub use serve::serve;
+pub use stack::{ProxyService, proxy_service};
+pub use upstream::{Connector, ResolveError, StaticUpstreams, Upstream, UpstreamResolver, tcp_connector};
