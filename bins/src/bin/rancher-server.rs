@@ -1,0 +1,52 @@
+//! `rancher-server`: parse flags, build the server, serve until SIGTERM or SIGINT.
+
+use clap::Parser;
+use rancher::server::ServerArgs;
+use tracing_subscriber::EnvFilter;
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = ServerArgs::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let server = match args.builder().build().await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("rancher-server: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    if let Some(pw) = server.generated_admin_password() {
+        println!("Bootstrap password for user \"admin\" (shown once): {pw}");
+    }
+    println!("rancher-server listening on {}", server.url());
+    if let Err(e) = server.run(shutdown_signal()).await {
+        eprintln!("rancher-server: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
+    std::process::ExitCode::SUCCESS
+}

@@ -1,0 +1,103 @@
+//! The HTTP client `rancherctl` talks to the server with: trust settings, the token, and turning
+//! responses into values or [`CliError`]s.
+
+use std::time::Duration;
+
+use http::Method;
+use rancher_core::Status;
+use serde_json::Value;
+
+use super::config::CliConfig;
+use super::error::CliError;
+
+/// A client for one server.
+#[derive(Clone, Debug)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl ApiClient {
+    /// A client for `server`, trusting `cacert` (PEM) only, or nothing at all with `insecure`, or the
+    /// platform's roots when neither is given.
+    ///
+    /// # Errors
+    /// [`CliError::Input`] for a URL that is not `https://` or `http://`, or a CA that is not PEM.
+    pub fn new(
+        server: &str,
+        cacert: Option<&str>,
+        insecure: bool,
+        token: Option<String>,
+    ) -> Result<Self, CliError> {
+        let base = server.trim_end_matches('/').to_owned();
+        let parsed =
+            url::Url::parse(&base).map_err(|e| CliError::Input(format!("{server:?} is not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "https" | "http") {
+            return Err(CliError::Input(format!("{server:?}: the server URL must start with https://")));
+        }
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120))
+            .user_agent(concat!("rancherctl/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = cacert {
+            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|e| CliError::Input(format!("the CA certificate is not PEM: {e}")))?;
+            if certs.is_empty() {
+                return Err(CliError::Input("the CA file holds no certificate".into()));
+            }
+            b = b.tls_certs_only(certs);
+        }
+        if insecure {
+            b = b.tls_danger_accept_invalid_certs(true);
+        }
+        let http = b.build().map_err(|e| CliError::Http(format!("building the HTTP client: {e}")))?;
+        Ok(ApiClient { http, base, token })
+    }
+
+    /// A client from the saved login.
+    ///
+    /// # Errors
+    /// As [`ApiClient::new`].
+    pub fn from_config(cfg: &CliConfig) -> Result<Self, CliError> {
+        Self::new(&cfg.server, cfg.cacert.as_deref(), cfg.insecure, Some(cfg.token.clone()))
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends a request and decodes the JSON answer. A 401 becomes [`CliError::SessionInvalid`] (or
+    /// [`CliError::LoginFailed`] for the login call), other failures [`CliError::Api`].
+    ///
+    /// # Errors
+    /// [`CliError`] for transport failures and error answers.
+    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, CliError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method, &url);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await.map_err(|e| CliError::from_transport(&self.base, &e))?;
+        let code = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| CliError::from_transport(&self.base, &e))?;
+        if code.is_success() {
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| CliError::Http(format!("the server sent something other than JSON: {e}")));
+        }
+        let status: Status = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            Status::failure(code.as_u16(), "Unknown", format!("{code}: {}", String::from_utf8_lossy(&bytes)))
+        });
+        if code == http::StatusCode::UNAUTHORIZED {
+            if path.starts_with("/v3-public/") {
+                return Err(CliError::LoginFailed);
+            }
+            return Err(CliError::SessionInvalid(status.message));
+        }
+        Err(CliError::Api(Box::new(status)))
+    }
+}

@@ -1,0 +1,99 @@
+//! What `rancherctl` tells the user when something fails.
+
+use rancher_core::Status;
+
+/// A failure of a `rancherctl` command, worded for the person at the terminal.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// No saved login.
+    #[error("not logged in: run `rancherctl login https://SERVER --username USER` first")]
+    NotLoggedIn,
+    /// The saved login's token was refused (expired, revoked, or its user deleted).
+    #[error("the saved login is no longer valid ({0}): run `rancherctl login` again")]
+    SessionInvalid(String),
+    /// Login was refused.
+    #[error("login failed: wrong username or password")]
+    LoginFailed,
+    /// No TCP/TLS connection could be made.
+    #[error("cannot reach {url}: {reason}")]
+    Unreachable {
+        /// The server URL.
+        url: String,
+        /// Why, in a few words (`connection refused`, `timed out`, …).
+        reason: String,
+    },
+    /// The server's certificate does not verify.
+    #[error("the server's certificate is not trusted: pass --cacert FILE or --insecure")]
+    Untrusted,
+    /// The API answered with an error `Status`.
+    #[error("{}", .0.message)]
+    Api(Box<Status>),
+    /// The config file or a flag's file could not be read or written.
+    #[error("{0}")]
+    Config(String),
+    /// A command-line value is unusable.
+    #[error("{0}")]
+    Input(String),
+    /// The command exists but is not built yet.
+    #[error("not implemented yet: {0}")]
+    NotImplemented(String),
+    /// Any other HTTP failure.
+    #[error("{0}")]
+    Http(String),
+}
+
+impl CliError {
+    /// Classifies a transport error from reqwest.
+    pub fn from_transport(url: &str, e: &reqwest::Error) -> Self {
+        let mut source: Option<&dyn std::error::Error> = Some(e);
+        let mut io_reason = None;
+        while let Some(s) = source {
+            if let Some(tls) = s.downcast_ref::<rustls::Error>()
+                && matches!(
+                    tls,
+                    rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+                )
+            {
+                return CliError::Untrusted;
+            }
+            if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                if io.get_ref().is_some_and(|inner| {
+                    inner
+                        .downcast_ref::<rustls::Error>()
+                        .is_some_and(|t| matches!(t, rustls::Error::InvalidCertificate(_)))
+                }) {
+                    return CliError::Untrusted;
+                }
+                io_reason.get_or_insert_with(|| match io.kind() {
+                    std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+                    std::io::ErrorKind::TimedOut => "timed out".to_owned(),
+                    _ => io.to_string(),
+                });
+            }
+            source = s.source();
+        }
+        let text = format!("{e:#}");
+        let chain = error_chain(e);
+        // rustls' errors may arrive wrapped in types we cannot downcast through; their text is stable.
+        let lower = chain.to_ascii_lowercase();
+        if lower.contains("certificate") && (lower.contains("invalid") || lower.contains("unknownissuer")) {
+            return CliError::Untrusted;
+        }
+        if e.is_connect() || e.is_timeout() {
+            let reason =
+                io_reason.unwrap_or_else(|| if e.is_timeout() { "timed out".into() } else { chain.clone() });
+            return CliError::Unreachable { url: url.to_owned(), reason };
+        }
+        CliError::Http(format!("{text}: {chain}"))
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = Vec::new();
+    let mut source = e.source();
+    while let Some(s) = source {
+        parts.push(format!("{s} ({s:?})"));
+        source = s.source();
+    }
+    parts.join(": ")
+}

@@ -1,0 +1,169 @@
+//! `rancherctl`: log in to a rancher-rs server and manage clusters, projects and users.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), rancher::cli::CliError> {
+//! use clap::Parser;
+//! let cli = rancher::cli::Cli::parse_from(["rancherctl", "cluster", "ls", "-o", "json"]);
+//! let text = rancher::cli::run(cli).await?;
+//! print!("{text}");
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod commands;
+pub mod config;
+mod error;
+pub mod output;
+
+use clap::{Parser, Subcommand};
+
+pub use client::ApiClient;
+pub use config::CliConfig;
+pub use error::CliError;
+pub use output::Format;
+
+/// Command-line client for the rancher-rs management server.
+#[derive(Debug, Parser)]
+#[command(name = "rancherctl", version, about)]
+pub struct Cli {
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, global = true, default_value_t = Format::Table)]
+    pub output: Format,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Log in with a username and password and save the session token.
+    Login(LoginArgs),
+    /// Revoke the saved token and forget it.
+    Logout,
+    /// Clusters.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Projects (`CLUSTER:PROJECT`).
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Local users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Print a kubeconfig for a cluster (not implemented yet).
+    Kubeconfig {
+        /// The cluster's name.
+        cluster: String,
+    },
+}
+
+/// `rancherctl login`.
+#[derive(Debug, clap::Args)]
+pub struct LoginArgs {
+    /// The server, e.g. `https://rancher.example.com:8443`.
+    pub server: String,
+    /// The username.
+    #[arg(long, short = 'u')]
+    pub username: String,
+    /// The password (or set RANCHER_PASSWORD, or use --password-stdin).
+    #[arg(long, short = 'p', env = "RANCHER_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Read the password from the first line of stdin.
+    #[arg(long, conflicts_with = "password")]
+    pub password_stdin: bool,
+    /// Trust this CA certificate (PEM) for the server; it is saved with the login.
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    pub cacert: Option<std::path::PathBuf>,
+    /// Do not verify the server's certificate.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+/// `rancherctl cluster …`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// List clusters.
+    #[command(alias = "list")]
+    Ls,
+    /// Create a cluster.
+    Create {
+        /// The cluster's name (a DNS-1123 label).
+        name: String,
+        /// Free text.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Register an existing cluster and print its import command (not implemented yet).
+        #[arg(long)]
+        import: bool,
+    },
+    /// Show one cluster.
+    Get {
+        /// The cluster's name.
+        name: String,
+    },
+    /// Delete a cluster.
+    #[command(alias = "delete")]
+    Rm {
+        /// The cluster's name.
+        name: String,
+    },
+}
+
+/// `rancherctl project …`.
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// List projects.
+    #[command(alias = "list")]
+    Ls {
+        /// Only this cluster's projects.
+        #[arg(long)]
+        cluster: Option<String>,
+    },
+    /// Create a project.
+    Create {
+        /// `CLUSTER:NAME`.
+        id: String,
+        /// The name people see.
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// Delete a project.
+    #[command(alias = "delete")]
+    Rm {
+        /// `CLUSTER:NAME`.
+        id: String,
+    },
+}
+
+/// `rancherctl user …`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// List users.
+    #[command(alias = "list")]
+    Ls,
+    /// Create a local user.
+    Create {
+        /// The login name.
+        username: String,
+        /// The password (at least 12 characters).
+        #[arg(long, env = "RANCHER_NEW_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// The name people see.
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// Delete a user (by username or id).
+    #[command(alias = "delete")]
+    Rm {
+        /// Username or `u-xxxxx` id.
+        user: String,
+    },
+}
+
+/// Runs a command; returns what to print on stdout.
+///
+/// # Errors
+/// [`CliError`], worded for the terminal.
+pub async fn run(cli: Cli) -> Result<String, CliError> {
+    commands::run(cli).await
+}

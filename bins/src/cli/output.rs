@@ -1,0 +1,93 @@
+//! Printing: tables for people, JSON and YAML for programs.
+
+use clap::ValueEnum;
+use serde_json::Value;
+
+use super::error::CliError;
+
+/// The `-o` flag.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns.
+    #[default]
+    Table,
+    /// JSON: `{"data":[…]}` for lists, the object for one.
+    Json,
+    /// YAML, the same shape as JSON.
+    Yaml,
+}
+
+/// Renders rows under headers with two spaces between columns.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        s.trim_end().to_owned()
+    };
+    let mut out = line(headers.to_vec());
+    for row in rows {
+        out.push('\n');
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out.push('\n');
+    out
+}
+
+/// JSON or YAML text of a value.
+///
+/// # Errors
+/// [`CliError::Http`] if the value cannot be encoded (it always can for JSON values).
+pub fn structured(format: Format, value: &Value) -> Result<String, CliError> {
+    match format {
+        Format::Yaml => {
+            serde_saphyr::to_string(value).map_err(|e| CliError::Http(format!("encoding YAML: {e}")))
+        }
+        _ => serde_json::to_string_pretty(value).map(|s| s + "\n").map_err(|e| CliError::Http(e.to_string())),
+    }
+}
+
+/// How long ago, kubectl style: `45s`, `12m`, `5h`, `3d`.
+pub fn age(created: Option<jiff::Timestamp>) -> String {
+    let Some(created) = created else { return "<unknown>".into() };
+    let secs = (jiff::Timestamp::now() - created).get_seconds().max(0);
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 2 * 3600 => format!("{}m", s / 60),
+        s if s < 2 * 86400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = table(
+            &["NAME", "STATE"],
+            &[vec!["demo".into(), "active".into()], vec!["a-long-name".into(), "waiting".into()]],
+        );
+        assert_eq!(t, "NAME         STATE\ndemo         active\na-long-name  waiting\n");
+    }
+
+    #[test]
+    fn ages() {
+        let now = jiff::Timestamp::now();
+        assert_eq!(age(Some(now - jiff::SignedDuration::from_secs(30))), "30s");
+        assert_eq!(age(Some(now - jiff::SignedDuration::from_hours(50))), "2d");
+        assert_eq!(age(None), "<unknown>");
+    }
+}

@@ -1,0 +1,261 @@
+//! The generic handlers: list, create, get, update and delete of any [`ApiKind`], with authorization,
+//! input checks and the response shapes (`id`, `type`, collections).
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use http::{HeaderMap, StatusCode};
+use rancher_core::store::{Api, LabelSelector, ListOptions, Requirement};
+use rancher_core::validation::dns1123_label;
+use serde_json::{Map, Value, json};
+
+use super::body::json_object;
+use super::kind::{ApiKind, Ctx, object_id};
+use crate::server::auth::Caller;
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::state::AppState;
+
+/// The response form of one object: the object with secrets removed, plus `id` and `type`.
+pub(crate) fn to_output<K: ApiKind>(mut obj: K) -> ApiResult<Value> {
+    obj.redact();
+    let id = object_id(&obj);
+    let mut v =
+        serde_json::to_value(&obj).map_err(|e| ApiError::Internal(format!("encoding {}: {e}", K::KIND)))?;
+    if let Some(map) = v.as_object_mut() {
+        map.insert("id".into(), id.into());
+        map.insert("type".into(), K::TYPE.into());
+    }
+    Ok(v)
+}
+
+/// Splits a path id into `(namespace, name)`.
+fn split_id<K: ApiKind>(id: &str) -> ApiResult<(Option<String>, String)> {
+    if K::NAMESPACED {
+        let (ns, name) = id.split_once(':').ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "{} \"{id}\" not found: ids of {} look like <namespace>:<name>",
+                K::PLURAL,
+                K::PLURAL
+            ))
+        })?;
+        Ok((Some(ns.to_owned()), name.to_owned()))
+    } else {
+        Ok((None, id.to_owned()))
+    }
+}
+
+fn api<K: ApiKind>(state: &AppState, namespace: Option<&str>) -> Api<K> {
+    match namespace {
+        Some(ns) => Api::namespaced(state.store.clone(), ns),
+        None => Api::all(state.store.clone()),
+    }
+}
+
+/// Authorizes `verb` on one object: by RBAC, or by ownership for the kind's self-service verbs.
+async fn authorize_object<K: ApiKind>(
+    state: &AppState,
+    caller: &Caller,
+    verb: &str,
+    namespace: Option<&str>,
+    name: &str,
+) -> ApiResult<()> {
+    if caller.can(verb, K::PLURAL, Some(name)) {
+        return Ok(());
+    }
+    if K::SELF_VERBS.contains(&verb)
+        && let Some(obj) = api::<K>(state, namespace).get_opt(name).await?
+        && obj.owned_by(caller)
+    {
+        return Ok(());
+    }
+    Err(caller.forbidden(verb, K::PLURAL, Some(name)))
+}
+
+/// Decodes a body into `K`, naming the field that does not fit.
+fn decode<K: ApiKind>(map: Map<String, Value>) -> ApiResult<K> {
+    serde_json::from_value(Value::Object(map))
+        .map_err(|e| ApiError::BadRequest(format!("the body is not a valid {}: {e}", K::KIND)))
+}
+
+fn check_name(name: &str) -> ApiResult<()> {
+    dns1123_label(name).map_err(|m| ApiError::invalid_field("metadata.name", m))
+}
+
+/// `GET /v3/<plural>?limit=&continue=&labelSelector=`
+pub(crate) async fn list<K: ApiKind>(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let mut options = ListOptions::default();
+    for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match k.as_ref() {
+            "limit" => {
+                let n: usize =
+                    v.parse().map_err(|_| ApiError::BadRequest(format!("limit {v:?} is not a number")))?;
+                options.limit = (n > 0).then_some(n);
+            }
+            "continue" if !v.is_empty() => options.continue_token = Some(v.into_owned()),
+            "labelSelector" => {
+                options.label_selector =
+                    Some(LabelSelector::parse(&v).map_err(|e| ApiError::BadRequest(e.to_string()))?)
+            }
+            _ => {}
+        }
+    }
+    if !caller.can("list", K::PLURAL, None) {
+        let Some(own) = K::own_filter(&caller).filter(|_| K::SELF_VERBS.contains(&"list")) else {
+            return Err(caller.forbidden("list", K::PLURAL, None));
+        };
+        options
+            .label_selector
+            .get_or_insert_with(LabelSelector::default)
+            .requirements
+            .push(Requirement::In(own.label.to_owned(), vec![own.value]));
+    }
+    let (items, page) = api::<K>(&state, None).list_with(options).await?;
+    let data = items.into_iter().map(to_output).collect::<ApiResult<Vec<_>>>()?;
+    let mut out = json!({
+        "type": "collection",
+        "resourceType": K::TYPE,
+        "data": data,
+        "revision": page.resource_version,
+    });
+    if let Some(token) = page.continue_token {
+        out["continue"] = token.clone().into();
+        out["pagination"] = json!({ "next": token });
+    }
+    Ok(Json(out))
+}
+
+/// `POST /v3/<plural>`
+pub(crate) async fn create<K: ApiKind>(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    if !(caller.can("create", K::PLURAL, None)) {
+        return Err(caller.forbidden("create", K::PLURAL, None));
+    }
+    let mut map = json_object(&headers, body, state.body_limit).await?;
+    map.remove("status");
+    let mut obj: K = decode(map)?;
+    {
+        let meta = obj.meta_mut();
+        meta.uid.clear();
+        meta.resource_version.clear();
+        meta.creation_timestamp = None;
+        meta.deletion_timestamp = None;
+    }
+    if K::NAMESPACED {
+        let ns = match obj.meta().namespace.clone().filter(|n| !n.is_empty()) {
+            Some(ns) => ns,
+            None => obj.namespace_from_spec().filter(|n| !n.is_empty()).ok_or_else(|| {
+                ApiError::invalid_field("metadata.namespace", format!("a {} needs a namespace", K::KIND))
+            })?,
+        };
+        dns1123_label(&ns).map_err(|m| ApiError::invalid_field("metadata.namespace", m))?;
+        obj.meta_mut().namespace = Some(ns);
+    } else {
+        obj.meta_mut().namespace = None;
+    }
+    let name = obj.meta().name.clone();
+    if !name.is_empty() {
+        check_name(&name)?;
+    }
+    let cx = Ctx { state: &state, caller: &caller };
+    obj.prepare_create(&cx).await?;
+    let meta = obj.meta();
+    match (meta.name.as_str(), meta.generate_name.as_deref()) {
+        ("", None | Some("")) => return Err(ApiError::invalid_field("metadata.name", "a name is required")),
+        ("", Some(prefix)) => {
+            // The store appends 5 characters; the result must still be a DNS-1123 label.
+            check_name(&format!("{prefix}x")).map_err(|_| {
+                ApiError::invalid_field("metadata.generateName", format!("{prefix:?} is not a valid prefix"))
+            })?;
+        }
+        (n, _) => check_name(n)?,
+    }
+    let ns = obj.meta().namespace.clone();
+    let created = api::<K>(&state, ns.as_deref()).create(&obj).await?;
+    created.after_create(&cx).await?;
+    Ok((StatusCode::CREATED, Json(to_output(created)?)))
+}
+
+/// `GET /v3/<plural>/<id>`
+pub(crate) async fn get<K: ApiKind>(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (ns, name) = split_id::<K>(&id)?;
+    authorize_object::<K>(&state, &caller, "get", ns.as_deref(), &name).await?;
+    let obj = api::<K>(&state, ns.as_deref()).get(&name).await?;
+    Ok(Json(to_output(obj)?))
+}
+
+/// `PUT /v3/<plural>/<id>`: replaces metadata and spec; status stays as the controllers wrote it. A
+/// `metadata.resourceVersion` in the body makes it a compare-and-swap (409 when stale).
+pub(crate) async fn update<K: ApiKind>(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    let (ns, name) = split_id::<K>(&id)?;
+    authorize_object::<K>(&state, &caller, "update", ns.as_deref(), &name).await?;
+    let mut map = json_object(&headers, body, state.body_limit).await?;
+    let objects = api::<K>(&state, ns.as_deref());
+    let old = objects.get(&name).await?;
+    let old_value = serde_json::to_value(&old).map_err(|e| ApiError::Internal(e.to_string()))?;
+    map.insert("status".into(), old_value.get("status").cloned().unwrap_or(Value::Null));
+    let mut obj: K = decode(map)?;
+    let meta = obj.meta_mut();
+    if meta.name.is_empty() {
+        meta.name = name.clone();
+    }
+    if meta.name != name {
+        return Err(ApiError::BadRequest(format!(
+            "the name in the body ({:?}) does not match the name in the path ({name:?})",
+            meta.name
+        )));
+    }
+    if K::NAMESPACED {
+        match meta.namespace.as_deref() {
+            None | Some("") => meta.namespace = ns.clone(),
+            Some(n) if Some(n) != ns.as_deref() => {
+                return Err(ApiError::BadRequest(format!(
+                    "the namespace in the body ({n:?}) does not match the path ({:?})",
+                    ns.unwrap_or_default()
+                )));
+            }
+            Some(_) => {}
+        }
+    } else {
+        meta.namespace = None;
+    }
+    let cx = Ctx { state: &state, caller: &caller };
+    obj.prepare_update(&old, &cx).await?;
+    let updated = objects.update(&obj).await?;
+    Ok(Json(to_output(updated)?))
+}
+
+/// `DELETE /v3/<plural>/<id>`: answers with the object's last state.
+pub(crate) async fn delete<K: ApiKind>(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (ns, name) = split_id::<K>(&id)?;
+    authorize_object::<K>(&state, &caller, "delete", ns.as_deref(), &name).await?;
+    let objects = api::<K>(&state, ns.as_deref());
+    let obj = objects.get(&name).await?;
+    obj.check_delete()?;
+    let last = objects.delete(&name).await?.into_value();
+    let cx = Ctx { state: &state, caller: &caller };
+    obj.after_delete(&cx).await;
+    let last: K = serde_json::from_value(last).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(to_output(last)?))
+}

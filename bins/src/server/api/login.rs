@@ -1,0 +1,86 @@
+//! `POST /v3-public/localProviders/local?action=login`: username and password in, a session token out.
+
+use std::sync::OnceLock;
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::response::Response;
+use http::HeaderMap;
+use jiff::Timestamp;
+use rancher_auth::password;
+use rancher_core::model::User;
+use rancher_core::store::Api;
+use serde::Deserialize;
+
+use super::body::json_object;
+use super::tokens::{self, DEFAULT_SESSION_TTL_MS, TokenRequest};
+use super::users::find_by_username;
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::state::AppState;
+
+/// The same answer for an unknown user and a wrong password, so logins do not reveal who exists.
+const LOGIN_FAILED: &str = "authentication failed: wrong username or password";
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LoginInput {
+    username: String,
+    password: String,
+    #[serde(default)]
+    ttl: Option<i64>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    response_type: String,
+}
+
+/// A hash to check against when the user does not exist, so both failures take as long.
+fn decoy_hash() -> &'static str {
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY.get_or_init(|| password::hash_password("decoy password never used").unwrap_or_default())
+}
+
+/// The login action.
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let action = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "action")
+        .map(|(_, v)| v.into_owned());
+    if action.as_deref() != Some("login") {
+        return Err(ApiError::NotFound("the local provider supports ?action=login".into()));
+    }
+    let map = json_object(&headers, body, state.body_limit).await?;
+    let input: LoginInput = serde_json::from_value(serde_json::Value::Object(map))
+        .map_err(|e| ApiError::BadRequest(format!("login needs \"username\" and \"password\": {e}")))?;
+    let user = find_by_username(&state.store, &input.username).await?;
+    let hash = user.as_ref().map_or_else(|| decoy_hash().to_owned(), |u| u.spec.password.clone());
+    let pw = input.password;
+    let matches = tokio::task::spawn_blocking(move || password::verify_password(&pw, &hash))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let user = match user {
+        Some(u) if matches && u.spec.enabled => u,
+        _ => return Err(ApiError::Unauthenticated(LOGIN_FAILED.into())),
+    };
+    let req = TokenRequest {
+        kind: "session",
+        ttl_ms: input.ttl.unwrap_or(DEFAULT_SESSION_TTL_MS),
+        description: input.description,
+        derived: false,
+    };
+    let (stored, secret) = tokens::issue(&state.store, &user, req).await?;
+    record_login(&state, user).await;
+    tokens::created_response(stored, &secret, input.response_type == "cookie")
+}
+
+/// Notes the login time; a failure here (e.g. a concurrent update) does not fail the login.
+async fn record_login(state: &AppState, mut user: User) {
+    user.status.last_login = Some(Timestamp::now());
+    if let Err(e) = Api::<User>::all(state.store.clone()).update(&user).await {
+        tracing::debug!(user = %user.metadata.name, "recording the login time: {e}");
+    }
+}

@@ -1,0 +1,93 @@
+//! The management API's routes: public endpoints, login, and authenticated CRUD under `/v3`.
+
+mod body;
+mod clusters;
+mod crud;
+mod kind;
+mod login;
+mod public;
+mod roles;
+mod tokens;
+mod users;
+
+pub(crate) use users::{bind_global_role, find_by_username, hash_new_password};
+
+use std::any::Any;
+
+use axum::Router;
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{Method, Uri};
+use rancher_core::model::{
+    Cluster, ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, Project, ProjectRoleTemplateBinding,
+    RoleTemplate, Token, User,
+};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+
+use self::kind::ApiKind;
+use crate::server::auth;
+use crate::server::error::ApiError;
+use crate::server::metrics;
+use crate::server::state::AppState;
+
+/// Adds `GET/POST /v3/<plural>` and `GET/PUT/DELETE /v3/<plural>/{id}` for one kind.
+fn kind_routes<K: ApiKind>(router: Router<AppState>) -> Router<AppState> {
+    router.route(&format!("/v3/{}", K::PLURAL), get(crud::list::<K>).post(crud::create::<K>)).route(
+        &format!("/v3/{}/{{id}}", K::PLURAL),
+        get(crud::get::<K>).put(crud::update::<K>).delete(crud::delete::<K>),
+    )
+}
+
+async fn not_found(uri: Uri) -> Response {
+    ApiError::NotFound(format!("the server could not find the requested resource {}", uri.path()))
+        .into_response()
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    ApiError::MethodNotAllowed(format!("{method} is not supported on {}", uri.path())).into_response()
+}
+
+fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
+    ApiError::Internal("the server hit a bug handling this request".into()).into_response()
+}
+
+/// The whole HTTP application.
+pub(crate) fn router(state: AppState) -> Router {
+    let mut v3 = Router::new().route("/v3/tokens", get(crud::list::<Token>).post(tokens::post)).route(
+        "/v3/tokens/{id}",
+        get(crud::get::<Token>).put(crud::update::<Token>).delete(crud::delete::<Token>),
+    );
+    v3 = kind_routes::<Cluster>(v3);
+    v3 = kind_routes::<Project>(v3);
+    v3 = kind_routes::<User>(v3);
+    v3 = kind_routes::<GlobalRole>(v3);
+    v3 = kind_routes::<GlobalRoleBinding>(v3);
+    v3 = kind_routes::<RoleTemplate>(v3);
+    v3 = kind_routes::<ClusterRoleTemplateBinding>(v3);
+    v3 = kind_routes::<ProjectRoleTemplateBinding>(v3);
+    let v3 = v3.route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+
+    let public = Router::new()
+        .route("/ping", get(public::ping))
+        .route("/healthz", get(public::healthz))
+        .route("/readyz", get(public::readyz))
+        .route("/metrics", get(public::metrics))
+        .route("/cacerts", get(public::cacerts_pem))
+        .route("/v3/settings/cacerts", get(public::cacerts_setting))
+        .route("/v3-public/localProviders/local", post(login::login));
+
+    let metrics = state.metrics.clone();
+    Router::new()
+        .merge(public)
+        .merge(v3)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(middleware::from_fn_with_state(metrics, metrics::track_requests))
+        .layer(TraceLayer::new_for_http())
+        .layer(SetSensitiveRequestHeadersLayer::new([http::header::AUTHORIZATION, http::header::COOKIE]))
+        .layer(CatchPanicLayer::custom(panic_response))
+}

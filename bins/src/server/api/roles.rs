@@ -1,0 +1,225 @@
+//! Global roles and their bindings, role templates, and the cluster and project role template bindings.
+
+use async_trait::async_trait;
+use rancher_core::model::{
+    Cluster, ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, Project, ProjectRoleTemplateBinding,
+    RoleTemplate, User,
+};
+use rancher_core::store::Api;
+
+use super::kind::{ApiKind, Ctx, generated_name};
+use crate::server::error::{ApiError, ApiResult};
+
+async fn role_template(cx: &Ctx<'_>, name: &str, context: &str) -> ApiResult<()> {
+    match Api::<RoleTemplate>::all(cx.state.store.clone()).get_opt(name).await? {
+        None => {
+            Err(ApiError::invalid_field("spec.roleTemplateName", format!("role template {name:?} not found")))
+        }
+        Some(rt) if rt.spec.context != context => Err(ApiError::invalid_field(
+            "spec.roleTemplateName",
+            format!("role template {name:?} has context {:?}, not {context:?}", rt.spec.context),
+        )),
+        Some(rt) if rt.spec.locked => {
+            Err(ApiError::invalid_field("spec.roleTemplateName", format!("role template {name:?} is locked")))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+async fn subject(cx: &Ctx<'_>, user: &str, group: &str) -> ApiResult<()> {
+    if user.is_empty() && group.is_empty() {
+        return Err(ApiError::invalid_field("spec.userName", "a user or a group principal is required"));
+    }
+    if !user.is_empty() && Api::<User>::all(cx.state.store.clone()).get_opt(user).await?.is_none() {
+        return Err(ApiError::invalid_field("spec.userName", format!("user {user:?} not found")));
+    }
+    Ok(())
+}
+
+fn builtin_delete(kind: &str, name: &str, builtin: bool) -> ApiResult<()> {
+    if builtin {
+        return Err(ApiError::Forbidden(format!("{kind} {name:?} is builtin and cannot be deleted")));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ApiKind for GlobalRole {
+    const TYPE: &'static str = "globalRole";
+
+    async fn prepare_create(&mut self, _cx: &Ctx<'_>) -> ApiResult<()> {
+        if self.spec.builtin {
+            return Err(ApiError::invalid_field("spec.builtin", "only the server creates builtin roles"));
+        }
+        Ok(())
+    }
+
+    async fn prepare_update(&mut self, old: &Self, _cx: &Ctx<'_>) -> ApiResult<()> {
+        if old.spec.builtin && (self.spec.rules != old.spec.rules || !self.spec.builtin) {
+            return Err(ApiError::invalid_field("spec.rules", "the rules of a builtin role cannot change"));
+        }
+        self.spec.builtin = old.spec.builtin;
+        Ok(())
+    }
+
+    fn check_delete(&self) -> ApiResult<()> {
+        builtin_delete("global role", &self.metadata.name, self.spec.builtin)
+    }
+}
+
+#[async_trait]
+impl ApiKind for GlobalRoleBinding {
+    const TYPE: &'static str = "globalRoleBinding";
+
+    async fn prepare_create(&mut self, cx: &Ctx<'_>) -> ApiResult<()> {
+        if self.metadata.name.is_empty() && self.metadata.generate_name.is_none() {
+            self.metadata.name = generated_name("grb-");
+        }
+        let role = &self.spec.global_role_name;
+        if Api::<GlobalRole>::all(cx.state.store.clone()).get_opt(role).await?.is_none() {
+            return Err(ApiError::invalid_field(
+                "spec.globalRoleName",
+                format!("global role {role:?} not found"),
+            ));
+        }
+        subject(cx, &self.spec.user_name, &self.spec.group_principal_name).await
+    }
+
+    async fn prepare_update(&mut self, old: &Self, _cx: &Ctx<'_>) -> ApiResult<()> {
+        if self.spec != old.spec {
+            return Err(ApiError::invalid_field(
+                "spec",
+                "a binding cannot change: delete it and create another",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ApiKind for RoleTemplate {
+    const TYPE: &'static str = "roleTemplate";
+
+    async fn prepare_create(&mut self, _cx: &Ctx<'_>) -> ApiResult<()> {
+        if self.metadata.name.is_empty() && self.metadata.generate_name.is_none() {
+            self.metadata.name = generated_name("rt-");
+        }
+        if self.spec.builtin {
+            return Err(ApiError::invalid_field(
+                "spec.builtin",
+                "only the server creates builtin role templates",
+            ));
+        }
+        check_context(&self.spec.context)
+    }
+
+    async fn prepare_update(&mut self, old: &Self, _cx: &Ctx<'_>) -> ApiResult<()> {
+        check_context(&self.spec.context)?;
+        if old.spec.builtin && (self.spec.rules != old.spec.rules || self.spec.context != old.spec.context) {
+            return Err(ApiError::invalid_field(
+                "spec.rules",
+                "the rules of a builtin role template cannot change",
+            ));
+        }
+        self.spec.builtin = old.spec.builtin;
+        Ok(())
+    }
+
+    fn check_delete(&self) -> ApiResult<()> {
+        builtin_delete("role template", &self.metadata.name, self.spec.builtin)
+    }
+}
+
+fn check_context(context: &str) -> ApiResult<()> {
+    if context != "cluster" && context != "project" {
+        return Err(ApiError::invalid_field(
+            "spec.context",
+            format!("{context:?}: must be \"cluster\" or \"project\""),
+        ));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ApiKind for ClusterRoleTemplateBinding {
+    const TYPE: &'static str = "clusterRoleTemplateBinding";
+
+    fn namespace_from_spec(&self) -> Option<String> {
+        Some(self.spec.cluster_name.clone())
+    }
+
+    async fn prepare_create(&mut self, cx: &Ctx<'_>) -> ApiResult<()> {
+        let cluster = self.metadata.namespace.clone().unwrap_or_default();
+        if !self.spec.cluster_name.is_empty() && self.spec.cluster_name != cluster {
+            return Err(ApiError::invalid_field("spec.clusterName", "must match the namespace"));
+        }
+        if Api::<Cluster>::all(cx.state.store.clone()).get_opt(&cluster).await?.is_none() {
+            return Err(ApiError::invalid_field(
+                "spec.clusterName",
+                format!("cluster {cluster:?} not found"),
+            ));
+        }
+        self.spec.cluster_name = cluster;
+        if self.metadata.name.is_empty() && self.metadata.generate_name.is_none() {
+            self.metadata.name = generated_name("crtb-");
+        }
+        role_template(cx, &self.spec.role_template_name, "cluster").await?;
+        subject(cx, &self.spec.user_name, &self.spec.group_principal_name).await
+    }
+
+    async fn prepare_update(&mut self, old: &Self, _cx: &Ctx<'_>) -> ApiResult<()> {
+        if self.spec != old.spec {
+            return Err(ApiError::invalid_field(
+                "spec",
+                "a binding cannot change: delete it and create another",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ApiKind for ProjectRoleTemplateBinding {
+    const TYPE: &'static str = "projectRoleTemplateBinding";
+
+    /// PRTBs live in the namespace named by the project's own name (the part after `<cluster>:`).
+    fn namespace_from_spec(&self) -> Option<String> {
+        self.spec.project_name.split_once(':').map(|(_, p)| p.to_owned())
+    }
+
+    async fn prepare_create(&mut self, cx: &Ctx<'_>) -> ApiResult<()> {
+        let Some((cluster, project)) = self.spec.project_name.split_once(':') else {
+            return Err(ApiError::invalid_field("spec.projectName", "must be <cluster>:<project>"));
+        };
+        if self.metadata.namespace.as_deref() != Some(project) {
+            return Err(ApiError::invalid_field(
+                "metadata.namespace",
+                format!("must be the project's name {project:?}"),
+            ));
+        }
+        if Api::<Project>::namespaced(cx.state.store.clone(), cluster).get_opt(project).await?.is_none() {
+            return Err(ApiError::invalid_field(
+                "spec.projectName",
+                format!("project {:?} not found", self.spec.project_name),
+            ));
+        }
+        if self.metadata.name.is_empty() && self.metadata.generate_name.is_none() {
+            self.metadata.name = generated_name("prtb-");
+        }
+        role_template(cx, &self.spec.role_template_name, "project").await?;
+        if self.spec.service_account.is_empty() {
+            subject(cx, &self.spec.user_name, &self.spec.group_principal_name).await?;
+        }
+        Ok(())
+    }
+
+    async fn prepare_update(&mut self, old: &Self, _cx: &Ctx<'_>) -> ApiResult<()> {
+        if self.spec != old.spec {
+            return Err(ApiError::invalid_field(
+                "spec",
+                "a binding cannot change: delete it and create another",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,160 @@
+//! Tokens: issuing (login and `POST /v3/tokens`), listing only one's own unless allowed more, logout.
+//! The secret is shown once, in the response that creates the token; only its hash is stored.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, StatusCode};
+use rancher_auth::token::{ApiToken, SESSION_COOKIE, USER_ID_LABEL};
+use rancher_core::model::{Token, TokenSpec, User};
+use rancher_core::store::{Api, Store};
+use serde_json::{Value, json};
+
+use super::body::json_object;
+use super::crud::to_output;
+use super::kind::{ApiKind, Ctx, OwnFilter};
+use crate::server::auth::Caller;
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::state::AppState;
+
+/// Lifetime of a login session when the request names none: 16 hours, Rancher's default.
+pub(crate) const DEFAULT_SESSION_TTL_MS: i64 = 16 * 3600 * 1000;
+
+#[async_trait]
+impl ApiKind for Token {
+    const TYPE: &'static str = "token";
+    const SELF_VERBS: &'static [&'static str] = &["get", "list", "delete"];
+
+    fn owned_by(&self, caller: &Caller) -> bool {
+        self.spec.user_id == caller.user_id()
+    }
+
+    fn own_filter(caller: &Caller) -> Option<OwnFilter> {
+        Some(OwnFilter { label: USER_ID_LABEL, value: caller.user_id().to_owned() })
+    }
+
+    fn redact(&mut self) {
+        self.status.hash.clear();
+    }
+
+    async fn prepare_update(&mut self, old: &Self, _cx: &Ctx<'_>) -> ApiResult<()> {
+        // Who a token acts for and how it was made never change.
+        self.spec.user_id = old.spec.user_id.clone();
+        self.spec.kind = old.spec.kind.clone();
+        self.spec.auth_provider = old.spec.auth_provider.clone();
+        self.metadata.labels.insert(USER_ID_LABEL.into(), old.spec.user_id.clone());
+        Ok(())
+    }
+}
+
+/// What a new token is for.
+pub(crate) struct TokenRequest {
+    pub(crate) kind: &'static str,
+    pub(crate) ttl_ms: i64,
+    pub(crate) description: String,
+    pub(crate) derived: bool,
+}
+
+/// Issues a token for `user`: stores the hash, returns the stored object and the one-time credential.
+pub(crate) async fn issue(
+    store: &Arc<dyn Store>,
+    user: &User,
+    req: TokenRequest,
+) -> ApiResult<(Token, ApiToken)> {
+    if req.ttl_ms < 0 {
+        return Err(ApiError::invalid_field(
+            "ttl",
+            "must be 0 (never expires) or a positive number of milliseconds",
+        ));
+    }
+    let tokens: Api<Token> = Api::all(store.clone());
+    // A 5-character id collides rarely; retry a few times rather than fail the login.
+    for _ in 0..5 {
+        let secret = ApiToken::generate();
+        let mut obj = Token::new(
+            secret.name(),
+            TokenSpec {
+                user_id: user.metadata.name.clone(),
+                auth_provider: "local".into(),
+                user_principal: format!("local://{}", user.metadata.name),
+                ttl: req.ttl_ms,
+                description: req.description.clone(),
+                kind: req.kind.into(),
+                is_derived: req.derived,
+                enabled: true,
+                ..Default::default()
+            },
+        );
+        obj.metadata.labels.insert(USER_ID_LABEL.into(), user.metadata.name.clone());
+        obj.status.hash = secret.hash();
+        match tokens.create(&obj).await {
+            Ok(mut stored) => {
+                stored.status.expires_at = rancher_auth::token::expires_at(&stored);
+                return Ok((stored, secret));
+            }
+            Err(rancher_core::store::StoreError::AlreadyExists { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::Internal("could not find a free token name".into()))
+}
+
+/// The response to a token's creation: the object plus `"token": "token-xxxxx:<secret>"`.
+pub(crate) fn created_response(stored: Token, secret: &ApiToken, cookie: bool) -> ApiResult<Response> {
+    let mut out = to_output(stored)?;
+    out["token"] = secret.expose().into();
+    let mut resp = (StatusCode::CREATED, Json(out)).into_response();
+    if cookie {
+        let value = format!("{SESSION_COOKIE}={}; Path=/; HttpOnly; Secure; SameSite=Lax", secret.expose());
+        let value = http::HeaderValue::from_str(&value).map_err(|e| ApiError::Internal(e.to_string()))?;
+        resp.headers_mut().insert(http::header::SET_COOKIE, value);
+    }
+    Ok(resp)
+}
+
+fn query_value(query: Option<&str>, key: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// `POST /v3/tokens`: creates an API token for the caller; `?action=logout` revokes the caller's token.
+pub(crate) async fn post(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    match query_value(query.as_deref(), "action").as_deref() {
+        Some("logout") => {
+            Api::<Token>::all(state.store.clone()).delete(&caller.token_name).await?;
+            let mut resp = (StatusCode::OK, Json(json!({}))).into_response();
+            let expire = format!("{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; Secure");
+            if let Ok(v) = http::HeaderValue::from_str(&expire) {
+                resp.headers_mut().insert(http::header::SET_COOKIE, v);
+            }
+            Ok(resp)
+        }
+        Some(other) => {
+            Err(ApiError::BadRequest(format!("unknown action {other:?} on tokens (known: logout)")))
+        }
+        None => {
+            let map = json_object(&headers, body, state.body_limit).await?;
+            let ttl_ms = match map.get("ttl") {
+                None | Some(Value::Null) => 0,
+                Some(v) => v
+                    .as_i64()
+                    .ok_or_else(|| ApiError::invalid_field("ttl", "must be an integer (milliseconds)"))?,
+            };
+            let description = map.get("description").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let req = TokenRequest { kind: "api", ttl_ms, description, derived: true };
+            let (stored, secret) = issue(&state.store, &caller.user, req).await?;
+            created_response(stored, &secret, false)
+        }
+    }
+}

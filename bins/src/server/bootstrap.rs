@@ -1,0 +1,207 @@
+//! First-start setup, idempotent across restarts: the builtin global roles and role templates, and the
+//! `admin` user.
+
+use std::sync::Arc;
+
+use rancher_core::Resource;
+use rancher_core::model::{
+    GlobalRole, GlobalRoleSpec, PolicyRule, RoleTemplate, RoleTemplateSpec, User, UserSpec,
+};
+use rancher_core::store::{Api, Store};
+
+use super::api::{bind_global_role, find_by_username, hash_new_password};
+use super::error::{ApiError, ApiResult};
+
+/// The username of the administrator made on first start.
+pub const ADMIN_USERNAME: &str = "admin";
+
+const MGMT: &str = "management.cattle.io";
+
+fn rule(verbs: &[&str], groups: &[&str], resources: &[&str]) -> PolicyRule {
+    let v = |s: &[&str]| s.iter().map(|x| (*x).to_owned()).collect();
+    PolicyRule { verbs: v(verbs), api_groups: v(groups), resources: v(resources), ..Default::default() }
+}
+
+fn everything() -> Vec<PolicyRule> {
+    vec![
+        rule(&["*"], &["*"], &["*"]),
+        PolicyRule { verbs: vec!["*".into()], non_resource_urls: vec!["*".into()], ..Default::default() },
+    ]
+}
+
+/// The builtin global roles. Every user may always read their own user and manage their own tokens;
+/// `user-base` grants nothing beyond that, `user` adds creating clusters and reading the role catalogue.
+fn global_roles() -> Vec<GlobalRole> {
+    let role = |name: &str, display: &str, description: &str, rules: Vec<PolicyRule>, default: bool| {
+        GlobalRole::new(
+            name,
+            GlobalRoleSpec {
+                display_name: display.into(),
+                description: description.into(),
+                rules,
+                new_user_default: default,
+                builtin: true,
+                inherited_cluster_roles: if name == "admin" { vec!["cluster-owner".into()] } else { vec![] },
+            },
+        )
+    };
+    vec![
+        role("admin", "Admin", "Full control of the server and every cluster.", everything(), false),
+        role(
+            "user",
+            "Standard User",
+            "May create clusters and read the role catalogue; their own user and tokens.",
+            vec![
+                rule(&["create"], &[MGMT], &["clusters"]),
+                rule(&["get", "list", "watch"], &[MGMT], &["roletemplates", "globalroles"]),
+                rule(&["*"], &[MGMT], &["preferences"]),
+            ],
+            true,
+        ),
+        role(
+            "user-base",
+            "User Base",
+            "Log in, read their own user, manage their own tokens; nothing else.",
+            vec![rule(&["*"], &[MGMT], &["preferences"])],
+            false,
+        ),
+    ]
+}
+
+/// The builtin role templates, with rules as Rancher ships them (simplified where Rancher names
+/// Kubernetes' own `admin`/`edit`/`view` ClusterRoles).
+fn role_templates() -> Vec<RoleTemplate> {
+    let rt = |name: &str, display: &str, context: &str, rules: Vec<PolicyRule>| {
+        RoleTemplate::new(
+            name,
+            RoleTemplateSpec {
+                display_name: display.into(),
+                context: context.into(),
+                rules,
+                builtin: true,
+                cluster_creator_default: name == "cluster-owner",
+                project_creator_default: name == "project-owner",
+                ..Default::default()
+            },
+        )
+    };
+    let workloads = ["", "apps", "batch", "autoscaling", "networking.k8s.io", "policy", "extensions"];
+    vec![
+        rt("cluster-owner", "Cluster Owner", "cluster", everything()),
+        rt(
+            "cluster-member",
+            "Cluster Member",
+            "cluster",
+            vec![
+                rule(
+                    &["get", "list", "watch"],
+                    &[MGMT],
+                    &["clusterroletemplatebindings", "nodes", "nodepools"],
+                ),
+                rule(&["create"], &[MGMT], &["projects"]),
+                rule(&["get", "list", "watch"], &[""], &["nodes", "persistentvolumes", "namespaces"]),
+                rule(&["get", "list", "watch"], &["storage.k8s.io"], &["storageclasses"]),
+            ],
+        ),
+        rt(
+            "project-owner",
+            "Project Owner",
+            "project",
+            vec![
+                rule(&["*"], &workloads, &["*"]),
+                rule(&["*"], &["rbac.authorization.k8s.io"], &["roles", "rolebindings"]),
+                rule(&["*"], &[MGMT], &["projectroletemplatebindings"]),
+            ],
+        ),
+        rt(
+            "project-member",
+            "Project Member",
+            "project",
+            vec![
+                rule(&["*"], &workloads, &["*"]),
+                rule(&["get", "list", "watch"], &[MGMT], &["projectroletemplatebindings"]),
+            ],
+        ),
+        rt("read-only", "Read-only", "project", vec![rule(&["get", "list", "watch"], &["*"], &["*"])]),
+    ]
+}
+
+/// Creates a builtin object, or brings a stored one's spec back to what this version ships.
+async fn ensure<K: Resource + PartialEq>(
+    api: &Api<K>,
+    wanted: K,
+    same: impl Fn(&K, &K) -> bool,
+    set: impl Fn(&mut K, &K),
+) -> ApiResult<()> {
+    match api.get_opt(wanted.name()).await? {
+        None => match api.create(&wanted).await {
+            Ok(_) | Err(rancher_core::store::StoreError::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        },
+        Some(mut stored) if !same(&stored, &wanted) => {
+            set(&mut stored, &wanted);
+            api.update(&stored).await?;
+            Ok(())
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// What the first start produced.
+#[derive(Debug, Default)]
+pub(crate) struct Bootstrapped {
+    /// The admin password, when it was generated on this start (show it once).
+    pub(crate) generated_admin_password: Option<String>,
+}
+
+/// Ensures the builtin roles and the admin user exist. `bootstrap_password` is used only when the admin
+/// is created; without it a password is generated and returned.
+pub(crate) async fn bootstrap(
+    store: &Arc<dyn Store>,
+    bootstrap_password: Option<String>,
+) -> ApiResult<Bootstrapped> {
+    let roles: Api<GlobalRole> = Api::all(store.clone());
+    for r in global_roles() {
+        ensure(&roles, r, |a, b| a.spec == b.spec, |a, b| a.spec = b.spec.clone()).await?;
+    }
+    let templates: Api<RoleTemplate> = Api::all(store.clone());
+    for t in role_templates() {
+        ensure(&templates, t, |a, b| a.spec == b.spec, |a, b| a.spec = b.spec.clone()).await?;
+    }
+
+    let mut out = Bootstrapped::default();
+    let admin = match find_by_username(store, ADMIN_USERNAME).await? {
+        Some(u) => u,
+        None => {
+            let (password, generated) = match bootstrap_password.filter(|p| !p.is_empty()) {
+                Some(p) => (p, false),
+                None => (rancher_auth::token::random_id(24), true),
+            };
+            let hash = hash_new_password(password.clone()).await.map_err(|e| match e {
+                ApiError::Invalid { message, .. } => {
+                    ApiError::BadRequest(format!("CATTLE_BOOTSTRAP_PASSWORD is not acceptable: {message}"))
+                }
+                other => other,
+            })?;
+            let id = format!("u-{}", rancher_auth::token::random_id(5));
+            let user = User::new(
+                &id,
+                UserSpec {
+                    display_name: "Default Admin".into(),
+                    username: ADMIN_USERNAME.into(),
+                    password: hash,
+                    principal_ids: vec![format!("local://{id}")],
+                    enabled: true,
+                    ..Default::default()
+                },
+            );
+            let created = Api::<User>::all(store.clone()).create(&user).await?;
+            if generated {
+                out.generated_admin_password = Some(password);
+            }
+            created
+        }
+    };
+    bind_global_role(store, &admin.metadata.name, "admin").await?;
+    Ok(out)
+}

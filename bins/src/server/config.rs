@@ -1,0 +1,104 @@
+//! `rancher-server`'s flags, and turning them into a [`ServerBuilder`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+use super::ServerBuilder;
+use super::tls::TlsSource;
+
+/// Where the management model is kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// One redb file in the data directory.
+    #[default]
+    Embedded,
+    /// An etcd v3 cluster (`--etcd-endpoints`); several servers may share it.
+    Etcd,
+}
+
+/// The rancher-rs management server: the `/v3` API, login, and (later) the tunnel and the
+/// authentication proxy to downstream clusters.
+///
+/// Log level: `RUST_LOG` (e.g. `RUST_LOG=debug`). The admin password on first start: set
+/// `CATTLE_BOOTSTRAP_PASSWORD`, or a generated one is printed once to stdout.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "rancher-server", version, about, long_about)]
+pub struct ServerArgs {
+    /// Directory for the embedded store and the generated TLS material.
+    #[arg(long, value_name = "DIR", default_value = "./rancher-data")]
+    pub data_dir: PathBuf,
+
+    /// Address to serve HTTPS (or plain HTTP with --insecure-http) on.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8443")]
+    pub https_listen: SocketAddr,
+
+    /// Where to keep the management model.
+    #[arg(long, value_enum, default_value_t = StoreKind::Embedded)]
+    pub store: StoreKind,
+
+    /// etcd client URLs for --store etcd, comma separated.
+    #[arg(long, value_name = "URL,...", value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+
+    /// Extra names (DNS or IP) for the generated serving certificate; repeat or comma separate.
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    pub tls_san: Vec<String>,
+
+    /// Serve this certificate chain (PEM) instead of generating one; needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// The CA (PEM) that signed --tls-cert, published as the `cacerts` setting for agents to pin.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Serve plain HTTP instead of HTTPS. Only for a trusted network or behind a TLS-terminating proxy.
+    #[arg(long)]
+    pub insecure_http: bool,
+}
+
+impl ServerArgs {
+    /// A builder configured from the flags and `CATTLE_BOOTSTRAP_PASSWORD`.
+    pub fn builder(&self) -> ServerBuilder {
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                TlsSource::Files { cert: cert.clone(), key: key.clone(), ca: self.tls_ca.clone() }
+            }
+            _ => TlsSource::Generated,
+        };
+        let mut b = super::Server::builder()
+            .data_dir(&self.data_dir)
+            .https_listen(self.https_listen)
+            .store_kind(self.store)
+            .etcd_endpoints(self.etcd_endpoints.clone())
+            .tls_sans(self.tls_san.clone())
+            .tls(tls)
+            .insecure_http(self.insecure_http);
+        if let Ok(pw) = std::env::var("CATTLE_BOOTSTRAP_PASSWORD") {
+            b = b.bootstrap_password(pw);
+        }
+        b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_parse_and_help_is_consistent() {
+        ServerArgs::command().debug_assert();
+        let a = ServerArgs::parse_from(["rancher-server", "--etcd-endpoints", "http://a:2379,http://b:2379"]);
+        assert_eq!(a.etcd_endpoints.len(), 2);
+        assert_eq!(a.https_listen.port(), 8443);
+        assert!(!a.insecure_http);
+        assert!(ServerArgs::try_parse_from(["rancher-server", "--tls-cert", "x"]).is_err(), "cert needs key");
+    }
+}

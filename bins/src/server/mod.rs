@@ -1,0 +1,345 @@
+//! The management server: the [`Server`] builder, its HTTP(S) listener and the `/v3` API.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use rancher::server::Server;
+//! use rancher_core::store::MemoryStore;
+//!
+//! let server = Server::builder()
+//!     .data_dir("/tmp/rancher-demo")
+//!     .store(Arc::new(MemoryStore::new()))
+//!     .https_listen("127.0.0.1:0".parse()?)
+//!     .bootstrap_password("a-long-admin-password")
+//!     .build()
+//!     .await?;
+//! println!("serving on {}", server.url());
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+
+mod api;
+mod auth;
+mod bootstrap;
+pub mod config;
+pub mod error;
+mod listener;
+pub mod metrics;
+mod state;
+pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rancher_core::cluster::ClusterController;
+use rancher_core::store::{Store, StoreError};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+pub use bootstrap::ADMIN_USERNAME;
+pub use config::{ServerArgs, StoreKind};
+pub use error::ApiError;
+pub use tls::TlsSource;
+
+use metrics::{MeteredStore, Metrics};
+use state::AppState;
+
+/// The largest request body the API accepts by default (1 MiB).
+pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The data directory could not be created.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error("opening the store: {0}")]
+    Store(#[source] StoreError),
+    /// The requested store is not available in this build or configuration.
+    #[error("{0}")]
+    StoreUnavailable(String),
+    /// TLS material could not be loaded or generated.
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The builtin roles or the admin user could not be set up.
+    #[error("bootstrap: {0}")]
+    Bootstrap(#[source] ApiError),
+}
+
+/// Configures a [`Server`]. Every setting has a default; see [`ServerArgs`] for their meaning.
+#[derive(Clone)]
+pub struct ServerBuilder {
+    data_dir: PathBuf,
+    store: Option<Arc<dyn Store>>,
+    store_kind: StoreKind,
+    etcd_endpoints: Vec<String>,
+    https_listen: SocketAddr,
+    tls: TlsSource,
+    tls_sans: Vec<String>,
+    insecure_http: bool,
+    bootstrap_password: Option<String>,
+    body_limit: usize,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("data_dir", &self.data_dir)
+            .field("store", &self.store.as_ref().map(|_| "<given>"))
+            .field("store_kind", &self.store_kind)
+            .field("https_listen", &self.https_listen)
+            .field("tls", &self.tls)
+            .field("insecure_http", &self.insecure_http)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        ServerBuilder {
+            data_dir: PathBuf::from("./rancher-data"),
+            store: None,
+            store_kind: StoreKind::Embedded,
+            etcd_endpoints: Vec::new(),
+            https_listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            tls: TlsSource::Generated,
+            tls_sans: Vec::new(),
+            insecure_http: false,
+            bootstrap_password: None,
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// Where the embedded store and generated TLS material live.
+    pub fn data_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.data_dir = dir.as_ref().to_owned();
+        self
+    }
+
+    /// Use this store instead of opening one from [`ServerBuilder::store_kind`].
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Which store to open when none is given.
+    pub fn store_kind(mut self, kind: StoreKind) -> Self {
+        self.store_kind = kind;
+        self
+    }
+
+    /// etcd endpoints for [`StoreKind::Etcd`].
+    pub fn etcd_endpoints(mut self, endpoints: Vec<String>) -> Self {
+        self.etcd_endpoints = endpoints;
+        self
+    }
+
+    /// The listen address (port 0 picks a free port; see [`Server::local_addr`]).
+    pub fn https_listen(mut self, addr: SocketAddr) -> Self {
+        self.https_listen = addr;
+        self
+    }
+
+    /// Where the serving certificate comes from.
+    pub fn tls(mut self, tls: TlsSource) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Extra names for the generated serving certificate.
+    pub fn tls_sans(mut self, sans: Vec<String>) -> Self {
+        self.tls_sans = sans;
+        self
+    }
+
+    /// Serve plain HTTP.
+    pub fn insecure_http(mut self, on: bool) -> Self {
+        self.insecure_http = on;
+        self
+    }
+
+    /// The admin's password when the admin is created (first start only).
+    pub fn bootstrap_password(mut self, password: impl Into<String>) -> Self {
+        self.bootstrap_password = Some(password.into());
+        self
+    }
+
+    /// The largest request body accepted.
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    async fn open_store(&self) -> Result<Arc<dyn Store>, ServerError> {
+        if let Some(store) = &self.store {
+            return Ok(store.clone());
+        }
+        match self.store_kind {
+            StoreKind::Embedded => {
+                let path = self.data_dir.join("rancher.redb");
+                let store = tokio::task::spawn_blocking(move || rancher_core::store::RedbStore::open(path))
+                    .await
+                    .map_err(|e| ServerError::StoreUnavailable(format!("opening the store: {e}")))?
+                    .map_err(ServerError::Store)?;
+                Ok(Arc::new(store))
+            }
+            StoreKind::Etcd => self.open_etcd().await,
+        }
+    }
+
+    #[cfg(feature = "etcd")]
+    async fn open_etcd(&self) -> Result<Arc<dyn Store>, ServerError> {
+        if self.etcd_endpoints.is_empty() {
+            return Err(ServerError::StoreUnavailable("--store etcd needs --etcd-endpoints".into()));
+        }
+        let store = rancher_core::store::EtcdStore::connect(&self.etcd_endpoints)
+            .await
+            .map_err(ServerError::Store)?;
+        Ok(Arc::new(store))
+    }
+
+    #[cfg(not(feature = "etcd"))]
+    async fn open_etcd(&self) -> Result<Arc<dyn Store>, ServerError> {
+        Err(ServerError::StoreUnavailable(
+            "this rancher-server was built without etcd support: rebuild with `--features etcd`, \
+             or use --store embedded"
+                .into(),
+        ))
+    }
+
+    /// Opens the store, prepares TLS, binds the listener and bootstraps the builtin roles and admin.
+    ///
+    /// # Errors
+    /// [`ServerError`] naming the step that failed.
+    pub async fn build(self) -> Result<Server, ServerError> {
+        std::fs::create_dir_all(&self.data_dir)
+            .map_err(|source| ServerError::DataDir { path: self.data_dir.clone(), source })?;
+        let metrics = Arc::new(Metrics::new());
+        let store: Arc<dyn Store> = Arc::new(MeteredStore::new(self.open_store().await?, metrics.clone()));
+
+        let listener = TcpListener::bind(self.https_listen)
+            .await
+            .map_err(|source| ServerError::Bind { addr: self.https_listen, source })?;
+        let local_addr =
+            listener.local_addr().map_err(|source| ServerError::Bind { addr: self.https_listen, source })?;
+
+        let (acceptor, ca_pem) = if self.insecure_http {
+            (None, String::new())
+        } else {
+            let material = match &self.tls {
+                TlsSource::Files { cert, key, ca } => tls::load_files(cert, key, ca.as_deref())?,
+                TlsSource::Generated => {
+                    let mut sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+                    if !self.https_listen.ip().is_unspecified() {
+                        sans.push(self.https_listen.ip().to_string());
+                    }
+                    sans.extend(self.tls_sans.iter().cloned());
+                    tls::load_or_generate(&self.data_dir.join("tls"), &sans)?
+                }
+            };
+            (Some(TlsAcceptor::from(material.config)), material.ca_pem)
+        };
+
+        let boot = bootstrap::bootstrap(&store, self.bootstrap_password.clone())
+            .await
+            .map_err(ServerError::Bootstrap)?;
+        let state = AppState { store, metrics, ca_pem: ca_pem.into(), body_limit: self.body_limit };
+        Ok(Server {
+            state,
+            listener,
+            acceptor,
+            local_addr,
+            generated_admin_password: boot.generated_admin_password,
+        })
+    }
+}
+
+/// A built server, bound and bootstrapped; [`Server::run`] serves until shutdown.
+pub struct Server {
+    state: AppState,
+    listener: TcpListener,
+    acceptor: Option<TlsAcceptor>,
+    local_addr: SocketAddr,
+    generated_admin_password: Option<String>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("local_addr", &self.local_addr).finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A builder with defaults.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `https://<addr>` (or `http://` with --insecure-http).
+    pub fn url(&self) -> String {
+        let scheme = if self.acceptor.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr)
+    }
+
+    /// The CA (PEM) clients should trust, as published in `/v3/settings/cacerts`.
+    pub fn ca_pem(&self) -> &str {
+        &self.state.ca_pem
+    }
+
+    /// The store the server uses.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.state.store.clone()
+    }
+
+    /// The admin password generated on this (first) start, to show once. `None` when it was given or
+    /// the admin existed already.
+    pub fn generated_admin_password(&self) -> Option<&str> {
+        self.generated_admin_password.as_deref()
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests (up to 30 s).
+    ///
+    /// Runs rancher-core's cluster controller alongside, stopped after the listener has drained.
+    ///
+    /// # Errors
+    /// None today; the `Result` leaves room for background tasks that can fail.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
+        // The cluster controller is owned by this call: started before serving, stopped after draining.
+        let stop = CancellationToken::new();
+        let controller = tokio::spawn(ClusterController::new(self.state.store.clone()).run(stop.clone()));
+        let app = api::router(self.state);
+        tracing::info!(addr = %self.local_addr, tls = self.acceptor.is_some(), "serving the management API");
+        listener::serve(self.listener, self.acceptor, app, shutdown).await;
+        stop.cancel();
+        if let Err(e) = controller.await {
+            tracing::error!("the cluster controller ended abnormally: {e}");
+        }
+        Ok(())
+    }
+}

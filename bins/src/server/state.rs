@@ -1,0 +1,20 @@
+//! What every handler shares: the store, the metrics, and the published CA.
+
+use std::sync::Arc;
+
+use rancher_core::store::Store;
+
+use super::metrics::Metrics;
+
+/// Shared state of the management API.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    /// The store (already wrapped in [`MeteredStore`](super::metrics::MeteredStore)).
+    pub(crate) store: Arc<dyn Store>,
+    /// Metrics registry and families.
+    pub(crate) metrics: Arc<Metrics>,
+    /// The CA (PEM) published as the `cacerts` setting; empty for a publicly trusted certificate.
+    pub(crate) ca_pem: Arc<str>,
+    /// The largest request body accepted, in bytes.
+    pub(crate) body_limit: usize,
+}
