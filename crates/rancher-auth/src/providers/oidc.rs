@@ -318,7 +318,7 @@ impl AuthProvider for OidcProvider {
         let redirect = RedirectUrl::new(request.redirect_uri.clone())
             .map_err(|e| Error::Misconfigured { provider: NAME, reason: format!("redirect URI: {e}") })?;
         let (state, nonce) = (request.state.clone(), request.nonce.expose().to_owned());
-        let (url, _, _) = self
+        let mut authorize = self
             .client
             .authorize_url(
                 AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
@@ -328,8 +328,12 @@ impl AuthProvider for OidcProvider {
             .add_scopes(self.config.scopes.iter().map(|s| Scope::new(s.clone())))
             .add_extra_param("code_challenge", request.pkce_challenge.clone())
             .add_extra_param("code_challenge_method", "S256")
-            .set_redirect_uri(Cow::Owned(redirect))
-            .url();
+            .set_redirect_uri(Cow::Owned(redirect));
+        // OIDC Core §11: offline_access is only granted with prompt=consent (others drop the scope).
+        if self.config.scopes.iter().any(|s| s == "offline_access") {
+            authorize = authorize.add_prompt(CoreAuthPrompt::Consent);
+        }
+        let (url, _, _) = authorize.url();
         Ok(url)
     }
 
