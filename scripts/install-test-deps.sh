@@ -4,6 +4,7 @@
 #   protoc          protobuf-compiler    builds the etcd client
 #   nginx           nginx-light          the load balancer in front of the server in tunnel tests
 #   cargo-nextest                        the test runner
+#   slapd, oidc-provider                 identity-provider tests (scripts/install-auth-deps.sh)
 # kubectl (with its versioned binaries kubectl.1.27 … kubectl.1.33) is preinstalled on these machines.
 set -euo pipefail
 
@@ -24,6 +25,8 @@ if ((${#missing[@]})); then
       || { tail -20 /tmp/rancher-rs-apt.log; exit 1; }
   fi
 fi
+
+"$(dirname "$0")/install-auth-deps.sh"
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
