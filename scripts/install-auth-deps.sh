@@ -4,7 +4,6 @@
 #                                  process on loopback; the debconf preseed keeps apt from creating a
 #                                  database, and policy-rc.d keeps it from starting a daemon)
 #   oidc-provider@9     npm       OpenID provider, installed into .test-deps/oidc under the repo
-#   openssl             Debian    makes the throw-away CA for the LDAPS tests
 # node (>= 20) must already be on PATH.
 set -euo pipefail
 
@@ -15,7 +14,6 @@ sudo=""
 missing=()
 command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || missing+=(slapd)
 command -v ldapmodify >/dev/null 2>&1 || missing+=(ldap-utils)
-command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
