@@ -1,0 +1,486 @@
+//! get, list, create, update, patch, delete and deletecollection on stored resources.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use super::ResourceRequest;
+use crate::authn::UserInfo;
+use crate::http_util::{Body, Wants, json_response, parse_object, read_body};
+use crate::resources::ResourceDef;
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::state::SimState;
+use crate::status::ApiError;
+use crate::store::StoreError;
+use crate::{admission, meta, patch, table};
+
+pub(super) async fn dispatch(
+    state: &Arc<SimState>,
+    _user: &UserInfo,
+    rr: ResourceRequest,
+    req: Request<Incoming>,
+    wants: Wants,
+) -> Result<Response<Body>, ApiError> {
+    let content_type = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string();
+    match rr.verb.as_str() {
+        "get" => get(state, &rr, wants),
+        "list" => list(state, &rr, wants),
+        "watch" => super::watch::serve(state, &rr, wants),
+        verb => {
+            let body = read_body(req.into_body()).await?;
+            match verb {
+                "create" => create(state, &rr, parse_object(&body, &content_type)?),
+                "update" => update(state, &rr, parse_object(&body, &content_type)?, false),
+                "patch" => patch(state, &rr, &body, &content_type),
+                "delete" => delete(state, &rr, &body),
+                "deletecollection" => delete_collection(state, &rr, &body),
+                _ => Err(ApiError::method_not_allowed(verb, &rr.def.plural)),
+            }
+        }
+    }
+}
+
+/// Maps a store error to the Status the API server returns for this resource.
+pub(crate) fn store_error(d: &ResourceDef, name: &str, e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound => ApiError::not_found(&d.group, &d.plural, name),
+        StoreError::AlreadyExists => ApiError::already_exists(&d.group, &d.plural, name),
+        StoreError::Conflict => ApiError::conflict(&d.group, &d.plural, name),
+    }
+}
+
+fn get(state: &SimState, rr: &ResourceRequest, wants: Wants) -> Result<Response<Body>, ApiError> {
+    let obj = state
+        .store
+        .get(&rr.def.key(), &rr.namespace, &rr.name)
+        .ok_or_else(|| ApiError::not_found(&rr.def.group, &rr.def.plural, &rr.name))?;
+    if wants == Wants::Table {
+        let rv = meta::resource_version(&obj).to_string();
+        return Ok(json_response(
+            200,
+            &table::render(&rr.def, &[obj], &rv, rr.query.get("includeObject"), true),
+        ));
+    }
+    Ok(json_response(200, &obj))
+}
+
+/// Selected objects of a list or watch request.
+pub(crate) struct Filter {
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl Filter {
+    pub(crate) fn from_query(rr: &ResourceRequest) -> Result<Self, ApiError> {
+        Ok(Filter {
+            labels: LabelSelector::parse(rr.query.get("labelSelector").unwrap_or(""))?,
+            fields: FieldSelector::parse(rr.query.get("fieldSelector").unwrap_or(""))?,
+        })
+    }
+    pub(crate) fn matches(&self, o: &Value) -> bool {
+        self.labels.matches_object(o) && self.fields.matches(o)
+    }
+}
+
+fn ns_filter(rr: &ResourceRequest) -> Option<&str> {
+    (rr.def.namespaced && !rr.namespace.is_empty()).then_some(rr.namespace.as_str())
+}
+
+fn list(state: &SimState, rr: &ResourceRequest, wants: Wants) -> Result<Response<Body>, ApiError> {
+    let filter = Filter::from_query(rr)?;
+    let (items, rv) = state.store.list(&rr.def.key(), ns_filter(rr));
+    let mut items: Vec<Arc<Value>> = items.into_iter().filter(|o| filter.matches(o)).collect();
+    let mut continue_token = None;
+    let mut remaining = None;
+    if let Some(tok) = rr.query.get("continue").filter(|t| !t.is_empty()) {
+        let start = decode_continue(tok)?;
+        items.retain(|o| (meta::namespace(o), meta::name(o)) > (start.0.as_str(), start.1.as_str()));
+    }
+    if let Some(limit) = rr.query.int("limit")?.filter(|l| *l > 0) {
+        let limit = limit as usize;
+        if items.len() > limit {
+            remaining = Some(items.len() - limit);
+            items.truncate(limit);
+            let last = items.last().map(|o| (meta::namespace(o).to_string(), meta::name(o).to_string()));
+            continue_token = last.map(|(ns, name)| encode_continue(rv, &ns, &name));
+        }
+    }
+    let rv = rv.to_string();
+    if wants == Wants::Table {
+        let mut t = table::render(&rr.def, &items, &rv, rr.query.get("includeObject"), true);
+        if let Some(c) = &continue_token {
+            t["metadata"]["continue"] = json!(c);
+        }
+        return Ok(json_response(200, &t));
+    }
+    let mut md = json!({"resourceVersion": rv});
+    if let Some(c) = continue_token {
+        md["continue"] = json!(c);
+        md["remainingItemCount"] = json!(remaining.unwrap_or(0));
+    }
+    Ok(json_response(
+        200,
+        &json!({"kind": format!("{}List", rr.def.kind), "apiVersion": rr.def.api_version(), "metadata": md, "items": items.iter().map(|o| &**o).collect::<Vec<&Value>>()}),
+    ))
+}
+
+fn encode_continue(rv: u64, ns: &str, name: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(json!({"rv": rv, "ns": ns, "name": name}).to_string())
+}
+
+fn decode_continue(tok: &str) -> Result<(String, String), ApiError> {
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(tok).map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    Ok((v["ns"].as_str().ok_or_else(bad)?.to_string(), v["name"].as_str().ok_or_else(bad)?.to_string()))
+}
+
+fn dry_run(rr: &ResourceRequest) -> bool {
+    rr.query.get("dryRun").is_some_and(|v| v == "All")
+}
+
+/// Checks that the namespace of a namespaced create exists and is not terminating.
+pub(crate) fn check_namespace(state: &SimState, d: &ResourceDef, ns: &str) -> Result<(), ApiError> {
+    if !d.namespaced {
+        return Ok(());
+    }
+    let nso =
+        state.store.get("namespaces", "", ns).ok_or_else(|| ApiError::not_found("", "namespaces", ns))?;
+    if meta::is_deleting(&nso) {
+        return Err(ApiError::forbidden(
+            format!("{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated", d.plural, ""),
+            json!({"kind": d.plural, "group": d.group}),
+        )
+        .with_reason_cause("NamespaceTerminating"));
+    }
+    Ok(())
+}
+
+trait WithCause {
+    fn with_reason_cause(self, reason: &str) -> Self;
+}
+impl WithCause for ApiError {
+    fn with_reason_cause(mut self, reason: &str) -> Self {
+        if let Some(d) = self.details.as_mut() {
+            d["causes"] = json!([{"reason": reason, "message": self.message, "field": "metadata.namespace"}]);
+        }
+        self
+    }
+}
+
+/// Puts the URL namespace into the object (rejecting a different one in the body).
+fn set_namespace(rr: &ResourceRequest, obj: &mut Value) -> Result<(), ApiError> {
+    let body_ns = meta::namespace(obj).to_string();
+    if rr.def.namespaced {
+        if rr.namespace.is_empty() {
+            return Err(ApiError::bad_request("the namespace of the object must be set in the request path"));
+        }
+        if !body_ns.is_empty() && body_ns != rr.namespace {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        meta::metadata_mut(obj).insert("namespace".into(), json!(rr.namespace));
+    } else {
+        meta::metadata_mut(obj).remove("namespace");
+    }
+    Ok(())
+}
+
+pub(crate) fn create_object(
+    state: &SimState,
+    rr: &ResourceRequest,
+    mut obj: Value,
+) -> Result<Value, ApiError> {
+    admission::check_type(&rr.def, &mut obj)?;
+    set_namespace(rr, &mut obj)?;
+    if meta::name(&obj).is_empty()
+        && let Some(prefix) = obj["metadata"]["generateName"].as_str().filter(|p| !p.is_empty())
+    {
+        let name = format!("{prefix}{}", meta::random_suffix(5));
+        meta::metadata_mut(&mut obj).insert("name".into(), json!(name));
+    }
+    for k in ["uid", "resourceVersion", "creationTimestamp", "deletionTimestamp", "generation"] {
+        meta::metadata_mut(&mut obj).remove(k);
+    }
+    admission::admit(state, &rr.def, &mut obj, None)?;
+    check_namespace(state, &rr.def, &rr.namespace)?;
+    if dry_run(rr) {
+        return Ok(obj);
+    }
+    let name = meta::name(&obj).to_string();
+    let stored = state.store.create(&rr.def.key(), obj).map_err(|e| store_error(&rr.def, &name, e))?;
+    Ok((*stored).clone())
+}
+
+fn create(state: &SimState, rr: &ResourceRequest, obj: Value) -> Result<Response<Body>, ApiError> {
+    Ok(json_response(201, &create_object(state, rr, obj)?))
+}
+
+/// Replaces an object. For resources with a status subresource, the main resource keeps the stored
+/// status and the status subresource changes only status.
+pub(crate) fn update_object(
+    state: &SimState,
+    rr: &ResourceRequest,
+    mut obj: Value,
+    status_only: bool,
+) -> Result<Value, ApiError> {
+    admission::check_type(&rr.def, &mut obj)?;
+    set_namespace(rr, &mut obj)?;
+    let body_name = meta::name(&obj).to_string();
+    if body_name.is_empty() {
+        meta::metadata_mut(&mut obj).insert("name".into(), json!(rr.name));
+    } else if body_name != rr.name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({})",
+            rr.name
+        )));
+    }
+    let old = state
+        .store
+        .get(&rr.def.key(), &rr.namespace, &rr.name)
+        .ok_or_else(|| ApiError::not_found(&rr.def.group, &rr.def.plural, &rr.name))?;
+    if status_only {
+        let mut next = (*old).clone();
+        next["status"] = obj["status"].take();
+        if !meta::resource_version(&obj).is_empty() {
+            meta::metadata_mut(&mut next)
+                .insert("resourceVersion".into(), json!(meta::resource_version(&obj)));
+        }
+        obj = next;
+    } else if rr.def.has_status() {
+        match old.get("status") {
+            Some(s) => obj["status"] = s.clone(),
+            None => {
+                if let Some(o) = obj.as_object_mut() {
+                    o.remove("status");
+                }
+            }
+        }
+    }
+    admission::admit(state, &rr.def, &mut obj, Some(&old))?;
+    if dry_run(rr) {
+        return Ok(obj);
+    }
+    let stored = state.store.update(&rr.def.key(), obj).map_err(|e| store_error(&rr.def, &rr.name, e))?;
+    Ok((*stored).clone())
+}
+
+pub(crate) fn update(
+    state: &SimState,
+    rr: &ResourceRequest,
+    obj: Value,
+    status_only: bool,
+) -> Result<Response<Body>, ApiError> {
+    Ok(json_response(200, &update_object(state, rr, obj, status_only)?))
+}
+
+const PATCH_TYPES: &[&str] = &[
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/apply-patch+yaml",
+];
+
+/// Applies a patch to the stored object (creating it for server-side apply) and writes it back,
+/// retrying when a controller wrote in between and the patch carried no resourceVersion.
+pub(crate) fn patch_object(
+    state: &SimState,
+    rr: &ResourceRequest,
+    body: &[u8],
+    content_type: &str,
+    status_only: bool,
+) -> Result<(u16, Value), ApiError> {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if !PATCH_TYPES.contains(&media) {
+        return Err(ApiError::unsupported_media_type(media, PATCH_TYPES));
+    }
+    let patch_doc: Value =
+        parse_object(body, if media == "application/apply-patch+yaml" { media } else { "application/json" })?;
+    for _attempt in 0..5 {
+        let Some(cur) = state.store.get(&rr.def.key(), &rr.namespace, &rr.name) else {
+            if media == "application/apply-patch+yaml" {
+                let mut obj = patch_doc.clone();
+                if meta::name(&obj).is_empty() {
+                    meta::metadata_mut(&mut obj).insert("name".into(), json!(rr.name));
+                }
+                if meta::name(&obj) != rr.name {
+                    return Err(ApiError::bad_request(
+                        "the name of the object does not match the name on the URL",
+                    ));
+                }
+                return Ok((201, create_object(state, rr, obj)?));
+            }
+            return Err(ApiError::not_found(&rr.def.group, &rr.def.plural, &rr.name));
+        };
+        let mut next = (*cur).clone();
+        match media {
+            "application/json-patch+json" => patch::json_patch(&mut next, &patch_doc)?,
+            "application/merge-patch+json" => patch::merge(&mut next, &patch_doc),
+            _ => {
+                if !patch_doc.is_object() {
+                    return Err(ApiError::bad_request("patch body must be a JSON object"));
+                }
+                patch::strategic(&mut next, &patch_doc)
+            }
+        }
+        let pinned = !meta::resource_version(&patch_doc).is_empty()
+            || (media == "application/json-patch+json"
+                && meta::resource_version(&next) != meta::resource_version(&cur));
+        if !pinned {
+            meta::metadata_mut(&mut next)
+                .insert("resourceVersion".into(), json!(meta::resource_version(&cur)));
+        }
+        if meta::name(&next) != rr.name {
+            return Err(ApiError::bad_request("the name of the object cannot be changed by a patch"));
+        }
+        match update_object(state, rr, next, status_only) {
+            Err(e) if e.reason == "Conflict" && !pinned => continue,
+            Err(e) => return Err(e),
+            Ok(v) => return Ok((200, v)),
+        }
+    }
+    Err(ApiError::conflict(&rr.def.group, &rr.def.plural, &rr.name))
+}
+
+fn patch(
+    state: &SimState,
+    rr: &ResourceRequest,
+    body: &[u8],
+    content_type: &str,
+) -> Result<Response<Body>, ApiError> {
+    let (code, v) = patch_object(state, rr, body, content_type, false)?;
+    Ok(json_response(code, &v))
+}
+
+/// Parsed DeleteOptions (body or query).
+struct DeleteOptions {
+    propagation: String,
+    uid: Option<String>,
+    rv: Option<String>,
+}
+
+fn delete_options(rr: &ResourceRequest, body: &[u8]) -> Result<DeleteOptions, ApiError> {
+    let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+    };
+    let propagation = v["propagationPolicy"]
+        .as_str()
+        .or(rr.query.get("propagationPolicy"))
+        .map(String::from)
+        .unwrap_or_else(|| if v["orphanDependents"] == true { "Orphan".into() } else { "Background".into() });
+    if !matches!(propagation.as_str(), "Background" | "Foreground" | "Orphan") {
+        return Err(ApiError::bad_request(format!("invalid propagationPolicy {propagation:?}")));
+    }
+    Ok(DeleteOptions {
+        propagation,
+        uid: v["preconditions"]["uid"].as_str().map(String::from),
+        rv: v["preconditions"]["resourceVersion"].as_str().map(String::from),
+    })
+}
+
+/// Deletes one object with the given propagation; namespaces go Terminating and are emptied by the
+/// namespace controller.
+pub(crate) fn delete_object(
+    state: &SimState,
+    d: &ResourceDef,
+    ns: &str,
+    name: &str,
+    propagation: &str,
+    uid: Option<&str>,
+    rv: Option<&str>,
+) -> Result<Value, ApiError> {
+    let key = d.key();
+    if key == "namespaces" {
+        let finalizer = crate::controllers::namespace::FINALIZER;
+        let r = state
+            .store
+            .delete(&key, ns, name, Some(finalizer), uid, rv)
+            .map_err(|e| store_error(d, name, e))?;
+        let mut obj = (*r.object).clone();
+        if !r.gone && obj["status"]["phase"] != "Terminating" {
+            obj = state
+                .store
+                .mutate(&key, "", name, |o| {
+                    o["status"]["phase"] = json!("Terminating");
+                    true
+                })
+                .ok()
+                .flatten()
+                .map(|o| (*o).clone())
+                .unwrap_or(obj);
+        }
+        return Ok(obj);
+    }
+    let finalizer = match propagation {
+        "Foreground" => Some("foregroundDeletion"),
+        "Orphan" => Some("orphan"),
+        _ => None,
+    };
+    let r = state.store.delete(&key, ns, name, finalizer, uid, rv).map_err(|e| store_error(d, name, e))?;
+    Ok((*r.object).clone())
+}
+
+fn delete(state: &SimState, rr: &ResourceRequest, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let opts = delete_options(rr, body)?;
+    if dry_run(rr) {
+        let obj = state
+            .store
+            .get(&rr.def.key(), &rr.namespace, &rr.name)
+            .ok_or_else(|| ApiError::not_found(&rr.def.group, &rr.def.plural, &rr.name))?;
+        return Ok(json_response(200, &obj));
+    }
+    let obj = delete_object(
+        state,
+        &rr.def,
+        &rr.namespace,
+        &rr.name,
+        &opts.propagation,
+        opts.uid.as_deref(),
+        opts.rv.as_deref(),
+    )?;
+    Ok(json_response(200, &obj))
+}
+
+fn delete_collection(
+    state: &SimState,
+    rr: &ResourceRequest,
+    body: &[u8],
+) -> Result<Response<Body>, ApiError> {
+    let opts = delete_options(rr, body)?;
+    let filter = Filter::from_query(rr)?;
+    let (items, rv) = state.store.list(&rr.def.key(), ns_filter(rr));
+    let mut deleted = vec![];
+    for o in items.iter().filter(|o| filter.matches(o)) {
+        if dry_run(rr) {
+            deleted.push((**o).clone());
+            continue;
+        }
+        match delete_object(state, &rr.def, meta::namespace(o), meta::name(o), &opts.propagation, None, None)
+        {
+            Ok(v) => deleted.push(v),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(json_response(
+        200,
+        &json!({"kind": format!("{}List", rr.def.kind), "apiVersion": rr.def.api_version(), "metadata": {"resourceVersion": rv.to_string()}, "items": deleted}),
+    ))
+}

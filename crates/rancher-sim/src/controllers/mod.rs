@@ -1,0 +1,53 @@
+//! The controllers that make a sim look alive. One task per sim wakes on every store change and
+//! runs each reconciler once over the current state; an idle sim costs one parked task.
+
+mod cluster;
+mod gc;
+pub(crate) mod namespace;
+mod pods;
+mod workloads;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::meta;
+use crate::state::SimState;
+
+/// Starts the controller task of a sim; it stops when the sim is cancelled.
+pub(crate) fn spawn(state: Arc<SimState>) {
+    tokio::spawn(async move {
+        let mut rx = state.store.subscribe();
+        loop {
+            rx.borrow_and_update();
+            reconcile(&state);
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { return },
+                _ = state.cancel.cancelled() => return,
+            }
+            // Let a burst of writes (an `apply -f` of many objects) land before the next pass.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+}
+
+/// One pass of every reconciler.
+pub(crate) fn reconcile(state: &SimState) {
+    namespace::reconcile(state);
+    gc::reconcile(state);
+    cluster::reconcile(state);
+    workloads::reconcile(state);
+    pods::reconcile(state);
+}
+
+/// Whether `ns` exists and is not terminating: controllers create nothing in other namespaces.
+pub(crate) fn namespace_active(state: &SimState, ns: &str) -> bool {
+    state.store.get("namespaces", "", ns).is_some_and(|n| !meta::is_deleting(&n))
+}
+
+/// Objects of `key` in `ns` owned by `owner_uid`, not being deleted.
+pub(crate) fn owned(state: &SimState, key: &str, ns: &str, owner_uid: &str) -> Vec<Arc<Value>> {
+    let (items, _) = state.store.list(key, Some(ns));
+    items.into_iter().filter(|o| meta::owned_by(o, owner_uid) && !meta::is_deleting(o)).collect()
+}

@@ -1,0 +1,373 @@
+//! The in-memory object store of one sim: objects as JSON by resource, one global resourceVersion,
+//! and a bounded event log that watches replay from.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::meta;
+
+/// How many past events a watch may resume from; older resourceVersions get 410 Gone.
+const EVENT_LOG_CAPACITY: usize = 2048;
+
+/// A store failure, turned into a `Status` by the handler that knows the resource.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum StoreError {
+    /// No object with that namespace and name.
+    #[error("not found")]
+    NotFound,
+    /// An object with that namespace and name exists already.
+    #[error("already exists")]
+    AlreadyExists,
+    /// The caller's resourceVersion is not the stored one.
+    #[error("conflict")]
+    Conflict,
+}
+
+/// Watch event types, as they appear on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change, kept in the log for watchers.
+#[derive(Debug, Clone)]
+pub(crate) struct Event {
+    pub(crate) rv: u64,
+    pub(crate) kind: EventType,
+    pub(crate) resource: Arc<str>,
+    pub(crate) object: Arc<Value>,
+}
+
+/// Namespace ("" when cluster-scoped) and name: the key of an object within its resource.
+pub(crate) type ObjKey = (String, String);
+
+#[derive(Default)]
+struct Inner {
+    rv: u64,
+    tables: HashMap<Arc<str>, BTreeMap<ObjKey, Arc<Value>>>,
+    log: VecDeque<Event>,
+    /// Events at or below this resourceVersion are no longer in the log.
+    compacted: u64,
+}
+
+/// Result of a delete: the object as last seen, and whether it is gone (or only marked for deletion).
+pub(crate) struct Deleted {
+    pub(crate) object: Arc<Value>,
+    pub(crate) gone: bool,
+}
+
+/// The object store. Never hold its lock across an await: every method is synchronous.
+pub(crate) struct Store {
+    inner: Mutex<Inner>,
+    changed: watch::Sender<u64>,
+}
+
+impl Store {
+    pub(crate) fn new() -> Self {
+        let inner = Inner { rv: 1, ..Default::default() };
+        Store { inner: Mutex::new(inner), changed: watch::channel(1).0 }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A receiver that changes whenever anything is written.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// The current global resourceVersion.
+    #[cfg(test)]
+    pub(crate) fn rv(&self) -> u64 {
+        self.lock().rv
+    }
+
+    pub(crate) fn get(&self, resource: &str, ns: &str, name: &str) -> Option<Arc<Value>> {
+        let inner = self.lock();
+        inner.tables.get(resource)?.get(&(ns.to_string(), name.to_string())).cloned()
+    }
+
+    /// Objects of a resource (in one namespace, or all when `ns` is None), sorted by namespace and name.
+    pub(crate) fn list(&self, resource: &str, ns: Option<&str>) -> (Vec<Arc<Value>>, u64) {
+        let inner = self.lock();
+        let items = match inner.tables.get(resource) {
+            None => Vec::new(),
+            Some(t) => match ns {
+                Some(ns) => t
+                    .range((ns.to_string(), String::new())..)
+                    .take_while(|((n, _), _)| n == ns)
+                    .map(|(_, v)| v.clone())
+                    .collect(),
+                None => t.values().cloned().collect(),
+            },
+        };
+        (items, inner.rv)
+    }
+
+    /// Every resource that has at least one object in `ns`.
+    pub(crate) fn resources_in_namespace(&self, ns: &str) -> Vec<(Arc<str>, Vec<String>)> {
+        let inner = self.lock();
+        inner
+            .tables
+            .iter()
+            .filter_map(|(res, t)| {
+                let names: Vec<String> = t
+                    .range((ns.to_string(), String::new())..)
+                    .take_while(|((n, _), _)| n == ns)
+                    .map(|((_, name), _)| name.clone())
+                    .collect();
+                (!names.is_empty()).then(|| (res.clone(), names))
+            })
+            .collect()
+    }
+
+    /// Every object of every resource; for controllers that look across kinds (garbage collection).
+    pub(crate) fn all_objects(&self) -> Vec<(Arc<str>, Arc<Value>)> {
+        let inner = self.lock();
+        inner.tables.iter().flat_map(|(r, t)| t.values().map(move |v| (r.clone(), v.clone()))).collect()
+    }
+
+    fn record(&self, inner: &mut Inner, kind: EventType, resource: &Arc<str>, object: Arc<Value>) {
+        let rv = inner.rv;
+        inner.log.push_back(Event { rv, kind, resource: resource.clone(), object });
+        while inner.log.len() > EVENT_LOG_CAPACITY {
+            if let Some(e) = inner.log.pop_front() {
+                inner.compacted = e.rv;
+            }
+        }
+        self.changed.send_replace(rv);
+    }
+
+    fn table_key(inner: &Inner, resource: &str) -> Arc<str> {
+        inner.tables.get_key_value(resource).map(|(k, _)| k.clone()).unwrap_or_else(|| Arc::from(resource))
+    }
+
+    /// Stores a new object. Sets uid, creationTimestamp, resourceVersion and (for objects with a spec)
+    /// generation.
+    pub(crate) fn create(&self, resource: &str, mut obj: Value) -> Result<Arc<Value>, StoreError> {
+        let mut inner = self.lock();
+        let key = (meta::namespace(&obj).to_string(), meta::name(&obj).to_string());
+        let res = Self::table_key(&inner, resource);
+        if inner.tables.get(&res).is_some_and(|t| t.contains_key(&key)) {
+            return Err(StoreError::AlreadyExists);
+        }
+        inner.rv += 1;
+        let md = meta::metadata_mut(&mut obj);
+        md.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        md.entry("creationTimestamp").or_insert_with(|| json!(meta::now()));
+        md.insert("resourceVersion".into(), json!(inner.rv.to_string()));
+        md.remove("deletionTimestamp");
+        if obj.get("spec").is_some() {
+            meta::metadata_mut(&mut obj).insert("generation".into(), json!(1));
+        }
+        let obj = Arc::new(obj);
+        inner.tables.entry(res.clone()).or_default().insert(key, obj.clone());
+        self.record(&mut inner, EventType::Added, &res, obj.clone());
+        Ok(obj)
+    }
+
+    /// Replaces a stored object. When `obj` carries a resourceVersion it must match (optimistic
+    /// concurrency). uid and creationTimestamp are kept from the stored object; generation moves when
+    /// the spec changes. An object marked for deletion whose finalizers are now empty is removed.
+    pub(crate) fn update(&self, resource: &str, mut obj: Value) -> Result<Arc<Value>, StoreError> {
+        let mut inner = self.lock();
+        let key = (meta::namespace(&obj).to_string(), meta::name(&obj).to_string());
+        let res = Self::table_key(&inner, resource);
+        let old = inner.tables.get(&res).and_then(|t| t.get(&key)).cloned().ok_or(StoreError::NotFound)?;
+        let given_rv = meta::resource_version(&obj);
+        if !given_rv.is_empty() && given_rv != meta::resource_version(&old) {
+            return Err(StoreError::Conflict);
+        }
+        if *old == obj {
+            return Ok(old);
+        }
+        let mut generation = old["metadata"]["generation"].as_i64();
+        if old.get("spec") != obj.get("spec") {
+            generation = Some(generation.unwrap_or(0) + 1);
+        }
+        let md = meta::metadata_mut(&mut obj);
+        for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+            match old["metadata"].get(k) {
+                Some(v) => md.insert(k.into(), v.clone()),
+                None => md.remove(k),
+            };
+        }
+        if let Some(g) = generation {
+            md.insert("generation".into(), json!(g));
+        }
+        let mut changed_copy = obj.clone();
+        meta::metadata_mut(&mut changed_copy)
+            .insert("resourceVersion".into(), old["metadata"]["resourceVersion"].clone());
+        if changed_copy == *old {
+            return Ok(old);
+        }
+        inner.rv += 1;
+        meta::metadata_mut(&mut obj).insert("resourceVersion".into(), json!(inner.rv.to_string()));
+        let finished = meta::is_deleting(&obj) && meta::finalizers(&obj).is_empty();
+        let obj = Arc::new(obj);
+        if finished {
+            if let Some(t) = inner.tables.get_mut(&res) {
+                t.remove(&key);
+            }
+            self.record(&mut inner, EventType::Deleted, &res, obj.clone());
+        } else {
+            if let Some(t) = inner.tables.get_mut(&res) {
+                t.insert(key, obj.clone());
+            }
+            self.record(&mut inner, EventType::Modified, &res, obj.clone());
+        }
+        Ok(obj)
+    }
+
+    /// Reads, changes and writes one object under the lock-free optimistic protocol: `f` returns false
+    /// to leave the object alone. Used by controllers.
+    pub(crate) fn mutate(
+        &self,
+        resource: &str,
+        ns: &str,
+        name: &str,
+        f: impl FnOnce(&mut Value) -> bool,
+    ) -> Result<Option<Arc<Value>>, StoreError> {
+        let cur = self.get(resource, ns, name).ok_or(StoreError::NotFound)?;
+        let mut next = (*cur).clone();
+        if !f(&mut next) || next == *cur {
+            return Ok(None);
+        }
+        self.update(resource, next).map(Some)
+    }
+
+    /// Deletes an object. With finalizers (or `extra_finalizer`, used for foreground/orphan
+    /// propagation) it is only marked with a deletionTimestamp; otherwise it is removed.
+    /// `precondition_uid`/`precondition_rv` are checked when given.
+    pub(crate) fn delete(
+        &self,
+        resource: &str,
+        ns: &str,
+        name: &str,
+        extra_finalizer: Option<&str>,
+        precondition_uid: Option<&str>,
+        precondition_rv: Option<&str>,
+    ) -> Result<Deleted, StoreError> {
+        let mut inner = self.lock();
+        let key = (ns.to_string(), name.to_string());
+        let res = Self::table_key(&inner, resource);
+        let old = inner.tables.get(&res).and_then(|t| t.get(&key)).cloned().ok_or(StoreError::NotFound)?;
+        if precondition_uid.is_some_and(|u| u != meta::uid(&old))
+            || precondition_rv.is_some_and(|r| r != meta::resource_version(&old))
+        {
+            return Err(StoreError::Conflict);
+        }
+        let mut finalizers = meta::finalizers(&old);
+        if let Some(f) = extra_finalizer
+            && !meta::is_deleting(&old)
+            && !finalizers.iter().any(|x| x == f)
+        {
+            finalizers.push(f.to_string());
+        }
+        inner.rv += 1;
+        let rv = inner.rv.to_string();
+        if finalizers.is_empty() {
+            let mut obj = (*old).clone();
+            meta::metadata_mut(&mut obj).insert("resourceVersion".into(), json!(rv));
+            let obj = Arc::new(obj);
+            if let Some(t) = inner.tables.get_mut(&res) {
+                t.remove(&key);
+            }
+            self.record(&mut inner, EventType::Deleted, &res, obj.clone());
+            return Ok(Deleted { object: obj, gone: true });
+        }
+        if meta::is_deleting(&old) && meta::finalizers(&old) == finalizers {
+            inner.rv -= 1;
+            return Ok(Deleted { object: old, gone: false });
+        }
+        let mut obj = (*old).clone();
+        let md = meta::metadata_mut(&mut obj);
+        md.entry("deletionTimestamp").or_insert_with(|| json!(meta::now()));
+        md.entry("deletionGracePeriodSeconds").or_insert(json!(0));
+        md.insert("finalizers".into(), json!(finalizers));
+        md.insert("resourceVersion".into(), json!(rv));
+        let obj = Arc::new(obj);
+        if let Some(t) = inner.tables.get_mut(&res) {
+            t.insert(key, obj.clone());
+        }
+        self.record(&mut inner, EventType::Modified, &res, obj.clone());
+        Ok(Deleted { object: obj, gone: false })
+    }
+
+    /// Events after `rv` for `resource`, and the current resourceVersion. `Err(oldest)` when `rv` is
+    /// older than the log keeps.
+    pub(crate) fn events_since(&self, resource: &str, rv: u64) -> Result<(Vec<Event>, u64), u64> {
+        let inner = self.lock();
+        if rv < inner.compacted {
+            return Err(inner.compacted + 1);
+        }
+        let start = inner.log.partition_point(|e| e.rv <= rv);
+        Ok((inner.log.range(start..).filter(|e| &*e.resource == resource).cloned().collect(), inner.rv))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cm(name: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"}})
+    }
+
+    #[test]
+    fn create_conflicts_and_versions() {
+        let s = Store::new();
+        let a = s.create("configmaps", cm("a")).unwrap();
+        assert_eq!(s.create("configmaps", cm("a")).unwrap_err(), StoreError::AlreadyExists);
+        let mut stale = (*a).clone();
+        stale["data"] = json!({"k": "v"});
+        let b = s.update("configmaps", stale.clone()).unwrap();
+        assert_ne!(meta::resource_version(&a), meta::resource_version(&b));
+        // The first writer's resourceVersion is now stale.
+        assert_eq!(s.update("configmaps", stale).unwrap_err(), StoreError::Conflict);
+        assert_eq!(s.get("configmaps", "default", "a").unwrap()["data"]["k"], "v");
+    }
+
+    #[test]
+    fn finalizers_hold_deletion_and_events_replay() {
+        let s = Store::new();
+        let start = s.rv();
+        let mut o = cm("f");
+        o["metadata"]["finalizers"] = json!(["x/y"]);
+        s.create("configmaps", o).unwrap();
+        let d = s.delete("configmaps", "default", "f", None, None, None).unwrap();
+        assert!(!d.gone);
+        let mut cur = (*s.get("configmaps", "default", "f").unwrap()).clone();
+        cur["metadata"]["finalizers"] = json!([]);
+        s.update("configmaps", cur).unwrap();
+        assert!(s.get("configmaps", "default", "f").is_none());
+        let kinds: Vec<_> = s.events_since("configmaps", start).unwrap().0.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, vec![EventType::Added, EventType::Modified, EventType::Deleted]);
+    }
+
+    #[test]
+    fn old_versions_are_gone() {
+        let s = Store::new();
+        for i in 0..(EVENT_LOG_CAPACITY + 10) {
+            s.create("configmaps", cm(&format!("c{i}"))).unwrap();
+        }
+        assert!(s.events_since("configmaps", 2).is_err());
+        assert!(s.events_since("configmaps", s.rv() - 5).is_ok());
+    }
+}
