@@ -20,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod agent;
 pub mod cli;
 pub mod server;
 

@@ -88,8 +88,9 @@ fn login_create_restart_and_list() {
     ok(&ctl(&home, &["cluster", "create", "demo"]));
     let e = err(&ctl(&home, &["cluster", "create", "Bad_Name"]));
     assert!(e.contains("metadata.name"), "{e}");
-    let e = err(&ctl(&home, &["cluster", "create", "imp", "--import"]));
-    assert!(e.contains("not implemented"), "{e}");
+    let out = ok(&ctl(&home, &["cluster", "create", "imp", "--import"]));
+    assert!(out.contains("kubectl apply -f https://") && out.contains("_imp.yaml"), "{out}");
+    assert!(out.contains("curl --insecure -sfL https://"), "{out}");
     ok(&ctl(&home, &["project", "create", "demo:web"]));
     assert!(ok(&ctl(&home, &["project", "ls"])).contains("demo:web"));
 

@@ -1,6 +1,52 @@
-//! `rancher-agent`: the cluster agent (written with the tunnel; this is a placeholder).
+//! `rancher-agent`: parse flags, run the agent until SIGTERM or SIGINT (then drain), exit non-zero
+//! on a permanent error such as a CA checksum mismatch.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("rancher-agent: not implemented yet");
-    std::process::ExitCode::from(2)
+use clap::Parser;
+use rancher::agent::{AgentArgs, run};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
+            }
+            _ => std::future::pending::<()>().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = AgentArgs::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let stop = CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("signal received: draining the tunnel");
+        on_signal.cancel();
+    });
+    match run(args, &|k| std::env::var(k).ok(), stop).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("rancher-agent: {e}");
+            eprintln!("rancher-agent: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

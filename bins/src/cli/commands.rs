@@ -162,18 +162,37 @@ async fn cluster(client: &ApiClient, fmt: Format, cmd: ClusterCommand) -> Result
             let items = data(client.call(Method::GET, "/v3/clusters", None).await?);
             list_output(fmt, items, CLUSTER_COLUMNS, cluster_row)
         }
-        ClusterCommand::Create { import: true, name, .. } => Err(CliError::NotImplemented(format!(
-            "rancherctl cluster create {name} --import (registration tokens and the import manifest come with the agent)"
-        ))),
-        ClusterCommand::Create { name, description, import: false } => {
-            let body = json!({
+        ClusterCommand::Create { name, description, import } => {
+            let mut body = json!({
                 "metadata": { "name": name },
                 "spec": { "displayName": name, "description": description },
             });
+            if import {
+                body["spec"]["importedConfig"] = json!({});
+            }
             let created = client.call(Method::POST, "/v3/clusters", Some(&body)).await?;
+            if !import {
+                return match fmt {
+                    Format::Table => Ok(format!("cluster {name} created\n")),
+                    _ => structured(fmt, &created),
+                };
+            }
+            let id = created.get("id").and_then(Value::as_str).unwrap_or(&name).to_owned();
+            let crt = client
+                .call(
+                    Method::GET,
+                    &format!("/v3/clusterregistrationtokens/{}:default-token", path_segment(&id)?),
+                    None,
+                )
+                .await?;
             match fmt {
-                Format::Table => Ok(format!("cluster {name} created\n")),
-                _ => structured(fmt, &created),
+                Format::Table => Ok(format!(
+                    "cluster {name} created; to import it, run against that cluster:\n  {}\n\
+                     or, when kubectl does not trust this server's certificate:\n  {}\n",
+                    str_at(&crt, &["status", "command"]),
+                    str_at(&crt, &["status", "insecureCommand"]),
+                )),
+                _ => structured(fmt, &json!({ "cluster": created, "clusterRegistrationToken": crt })),
             }
         }
         ClusterCommand::Get { name } => {

@@ -92,7 +92,7 @@ pub enum ClusterCommand {
         /// Free text.
         #[arg(long, default_value = "")]
         description: String,
-        /// Register an existing cluster and print its import command (not implemented yet).
+        /// Register an existing cluster and print the command that imports it.
         #[arg(long)]
         import: bool,
     },

@@ -61,6 +61,15 @@ pub struct ServerArgs {
     /// Serve plain HTTP instead of HTTPS. Only for a trusted network or behind a TLS-terminating proxy.
     #[arg(long)]
     pub insecure_http: bool,
+
+    /// The URL agents and import commands use to reach this server, e.g. a load balancer's
+    /// `https://rancher.example.com` (default: https://<--https-listen>, 0.0.0.0 replaced by the host name).
+    #[arg(long, value_name = "URL")]
+    pub server_url: Option<String>,
+
+    /// The container image the import manifest deploys as the cluster agent.
+    #[arg(long, value_name = "IMAGE", default_value = super::registration::DEFAULT_AGENT_IMAGE)]
+    pub agent_image: String,
 }
 
 impl ServerArgs {
@@ -79,7 +88,11 @@ impl ServerArgs {
             .etcd_endpoints(self.etcd_endpoints.clone())
             .tls_sans(self.tls_san.clone())
             .tls(tls)
-            .insecure_http(self.insecure_http);
+            .insecure_http(self.insecure_http)
+            .agent_image(self.agent_image.clone());
+        if let Some(url) = &self.server_url {
+            b = b.server_url(url.clone());
+        }
         if let Ok(pw) = std::env::var("CATTLE_BOOTSTRAP_PASSWORD") {
             b = b.bootstrap_password(pw);
         }

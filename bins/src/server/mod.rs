@@ -25,6 +25,7 @@ pub mod config;
 pub mod error;
 mod listener;
 pub mod metrics;
+pub mod registration;
 mod state;
 pub mod tls;
 
@@ -45,6 +46,7 @@ pub use error::ApiError;
 pub use tls::TlsSource;
 
 use metrics::{MeteredStore, Metrics};
+use registration::{ConnectionMonitor, Registration};
 use state::AppState;
 
 /// The largest request body the API accepts by default (1 MiB).
@@ -83,6 +85,9 @@ pub enum ServerError {
     /// The builtin roles or the admin user could not be set up.
     #[error("bootstrap: {0}")]
     Bootstrap(#[source] ApiError),
+    /// The server URL or the registration key is unusable.
+    #[error("registration: {0}")]
+    Registration(String),
 }
 
 /// Configures a [`Server`]. Every setting has a default; see [`ServerArgs`] for their meaning.
@@ -98,6 +103,8 @@ pub struct ServerBuilder {
     insecure_http: bool,
     bootstrap_password: Option<String>,
     body_limit: usize,
+    server_url: Option<String>,
+    agent_image: String,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -126,6 +133,8 @@ impl Default for ServerBuilder {
             insecure_http: false,
             bootstrap_password: None,
             body_limit: DEFAULT_BODY_LIMIT,
+            server_url: None,
+            agent_image: registration::DEFAULT_AGENT_IMAGE.to_owned(),
         }
     }
 }
@@ -191,6 +200,19 @@ impl ServerBuilder {
         self
     }
 
+    /// The URL agents and import commands use to reach this server (for example a load balancer's).
+    /// Default: `https://<listen address>`, with an unspecified address replaced by `127.0.0.1`.
+    pub fn server_url(mut self, url: impl Into<String>) -> Self {
+        self.server_url = Some(url.into());
+        self
+    }
+
+    /// The container image the import manifest deploys as the cluster agent.
+    pub fn agent_image(mut self, image: impl Into<String>) -> Self {
+        self.agent_image = image.into();
+        self
+    }
+
     async fn open_store(&self) -> Result<Arc<dyn Store>, ServerError> {
         if let Some(store) = &self.store {
             return Ok(store.clone());
@@ -244,6 +266,9 @@ impl ServerBuilder {
         let local_addr =
             listener.local_addr().map_err(|source| ServerError::Bind { addr: self.https_listen, source })?;
 
+        let server_url =
+            registration::external_url(self.server_url.as_deref(), local_addr, self.insecure_http)
+                .map_err(ServerError::Registration)?;
         let (acceptor, ca_pem) = if self.insecure_http {
             (None, String::new())
         } else {
@@ -255,6 +280,11 @@ impl ServerBuilder {
                         sans.push(self.https_listen.ip().to_string());
                     }
                     sans.extend(self.tls_sans.iter().cloned());
+                    if let Some(host) =
+                        url::Url::parse(&server_url).ok().and_then(|u| u.host_str().map(str::to_owned))
+                    {
+                        sans.push(host.trim_start_matches('[').trim_end_matches(']').to_owned());
+                    }
                     tls::load_or_generate(&self.data_dir.join("tls"), &sans)?
                 }
             };
@@ -264,7 +294,22 @@ impl ServerBuilder {
         let boot = bootstrap::bootstrap(&store, self.bootstrap_password.clone())
             .await
             .map_err(ServerError::Bootstrap)?;
-        let state = AppState { store, metrics, ca_pem: ca_pem.into(), body_limit: self.body_limit };
+        let registration = Registration::new(
+            store.clone(),
+            &self.data_dir,
+            server_url,
+            &ca_pem,
+            self.agent_image.clone(),
+            rancher_tunnel::Metrics::unregistered(),
+        )
+        .map_err(|e| ServerError::Registration(e.to_string()))?;
+        let state = AppState {
+            store,
+            metrics,
+            ca_pem: ca_pem.into(),
+            body_limit: self.body_limit,
+            registration: Arc::new(registration),
+        };
         Ok(Server {
             state,
             listener,
@@ -317,6 +362,12 @@ impl Server {
         self.state.store.clone()
     }
 
+    /// Imported clusters: the tunnel server, registration tokens, and
+    /// [`cluster_client`](Registration::cluster_client) to reach a connected cluster.
+    pub fn registration(&self) -> Arc<Registration> {
+        self.state.registration.clone()
+    }
+
     /// The admin password generated on this (first) start, to show once. `None` when it was given or
     /// the admin existed already.
     pub fn generated_admin_password(&self) -> Option<&str> {
@@ -333,10 +384,17 @@ impl Server {
         // The cluster controller is owned by this call: started before serving, stopped after draining.
         let stop = CancellationToken::new();
         let controller = tokio::spawn(ClusterController::new(self.state.store.clone()).run(stop.clone()));
+        let registration = self.state.registration.clone();
+        let monitor = tokio::spawn(ConnectionMonitor::new(registration.clone()).run(stop.clone()));
         let app = api::router(self.state);
         tracing::info!(addr = %self.local_addr, tls = self.acceptor.is_some(), "serving the management API");
         listener::serve(self.listener, self.acceptor, app, shutdown).await;
+        // Agents reconnect to whichever server is up next; close their sessions cleanly.
+        registration.tunnel().shutdown(std::time::Duration::from_secs(5)).await;
         stop.cancel();
+        if let Err(e) = monitor.await {
+            tracing::error!("the connection monitor ended abnormally: {e}");
+        }
         if let Err(e) = controller.await {
             tracing::error!("the cluster controller ended abnormally: {e}");
         }

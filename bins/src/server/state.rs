@@ -1,10 +1,11 @@
-//! What every handler shares: the store, the metrics, and the published CA.
+//! What every handler shares: the store, the metrics, the published CA and cluster registration.
 
 use std::sync::Arc;
 
 use rancher_core::store::Store;
 
 use super::metrics::Metrics;
+use super::registration::Registration;
 
 /// Shared state of the management API.
 #[derive(Clone)]
@@ -17,4 +18,6 @@ pub(crate) struct AppState {
     pub(crate) ca_pem: Arc<str>,
     /// The largest request body accepted, in bytes.
     pub(crate) body_limit: usize,
+    /// Registration tokens, the tunnel and downstream access of imported clusters.
+    pub(crate) registration: Arc<Registration>,
 }

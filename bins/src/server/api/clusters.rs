@@ -19,11 +19,22 @@ impl ApiKind for Cluster {
         if self.spec.display_name.is_empty() {
             self.spec.display_name = self.metadata.name.clone();
         }
+        if self.spec.imported_config.is_some() {
+            self.status.driver = crate::server::registration::IMPORTED_DRIVER.to_owned();
+        }
         Ok(())
     }
 
     /// The creator owns the new cluster, as in Rancher: a `cluster-owner` binding in its namespace.
+    /// An imported cluster also gets its registration token.
     async fn after_create(&self, cx: &Ctx<'_>) -> ApiResult<()> {
+        if self.spec.imported_config.is_some() {
+            cx.state
+                .registration
+                .ensure_default_token(&self.metadata.name)
+                .await
+                .map_err(|e| ApiError::Internal(format!("creating the registration token: {e}")))?;
+        }
         let crtb = ClusterRoleTemplateBinding::new(
             &format!("creator-{}", cx.caller.user_id()),
             ClusterRoleTemplateBindingSpec {

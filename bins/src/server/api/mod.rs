@@ -68,6 +68,7 @@ pub(crate) fn router(state: AppState) -> Router {
     v3 = kind_routes::<RoleTemplate>(v3);
     v3 = kind_routes::<ClusterRoleTemplateBinding>(v3);
     v3 = kind_routes::<ProjectRoleTemplateBinding>(v3);
+    let v3 = v3.merge(crate::server::registration::routes::authenticated());
     let v3 = v3.route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
 
     let public = Router::new()
@@ -77,7 +78,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/metrics", get(public::metrics))
         .route("/cacerts", get(public::cacerts_pem))
         .route("/v3/settings/cacerts", get(public::cacerts_setting))
-        .route("/v3-public/localProviders/local", post(login::login));
+        .route("/v3-public/localProviders/local", post(login::login))
+        .merge(crate::server::registration::routes::public());
 
     let metrics = state.metrics.clone();
     Router::new()

@@ -1,21 +1,18 @@
-//! [`ClusterController`]: the first steps of a cluster's lifecycle.
-//!
-//! A new cluster with no conditions gets `Provisioned = Unknown` and `Waiting = Unknown` ("waiting for
-//! the cluster agent to connect"), which shows as `waiting`. What happens next (the agent connecting,
-//! provisioners reporting) is driven by other parts of the server, which set further conditions.
+//! [`ClusterController`]: applies the [lifecycle rules](super::derive) to every cluster whenever it
+//! changes. A new cluster with no conditions gets `Provisioned = Unknown` and `Waiting = Unknown`
+//! ("waiting for the cluster agent to connect"), which shows as `waiting`; an imported cluster then
+//! follows its `Connected` condition (written by the server's connection monitor) and its agent's
+//! reports to `active`, `unavailable` and back.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::lifecycle::derive;
 use crate::controller::{Action, Controller};
 use crate::model::Cluster;
 use crate::store::{Api, Store, StoreError};
-use crate::{ConditionStatus, Conditions};
-
-/// The message of the `Waiting` condition while no agent has connected.
-pub const WAITING_FOR_AGENT: &str = "waiting for the cluster agent to connect";
 
 /// Runs the cluster controller over the clusters in a store.
 ///
@@ -63,13 +60,10 @@ impl ClusterController {
 
 /// One reconcile of one cluster.
 async fn reconcile(cluster: Arc<Cluster>, clusters: Arc<Api<Cluster>>) -> Result<Action, StoreError> {
-    if cluster.metadata.deletion_timestamp.is_some() || !cluster.status.conditions.is_empty() {
+    let mut updated = (*cluster).clone();
+    if !derive(&mut updated) {
         return Ok(Action::await_change());
     }
-    let mut updated = (*cluster).clone();
-    let conditions = &mut updated.status.conditions;
-    conditions.set_condition("Provisioned", ConditionStatus::Unknown, "", "");
-    conditions.set_condition("Waiting", ConditionStatus::Unknown, "", WAITING_FOR_AGENT);
     // A Conflict means the cluster changed meanwhile: the error retries with the new version.
     clusters.update(&updated).await?;
     Ok(Action::await_change())

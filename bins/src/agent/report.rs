@@ -1,0 +1,231 @@
+//! The cluster report: watch nodes and pods of the agent's cluster (kube-runtime reflectors),
+//! and post a [`ClusterReport`] to the server when the tunnel connects and whenever the numbers
+//! change (debounced), retrying until the server takes it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::runtime::reflector;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use rancher_core::model::KubernetesVersion;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::quantity;
+use super::wire::ClusterReport;
+
+/// Quiet time after a change before reporting (many pods starting at once make one report).
+const DEBOUNCE: Duration = Duration::from_secs(1);
+/// A busy cluster still reports at least this often.
+const DEBOUNCE_MAX: Duration = Duration::from_secs(5);
+/// Wait before retrying a report the server did not take.
+const RETRY: Duration = Duration::from_secs(5);
+/// Resend even without a change, so a server that lost a report catches up.
+const REFRESH: Duration = Duration::from_secs(300);
+
+/// Posts reports for one cluster.
+pub(crate) struct Reporter {
+    pub(crate) http: reqwest::Client,
+    pub(crate) url: String,
+    pub(crate) token: String,
+    pub(crate) client: Client,
+}
+
+fn to_map(
+    q: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+) -> BTreeMap<String, String> {
+    q.map(|m| m.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect()).unwrap_or_default()
+}
+
+/// The report from what the reflectors hold now.
+pub(crate) fn build_report(
+    version: KubernetesVersion,
+    nodes: &[Arc<Node>],
+    pod_count: usize,
+) -> ClusterReport {
+    let caps: Vec<_> =
+        nodes.iter().map(|n| to_map(n.status.as_ref().and_then(|s| s.capacity.as_ref()))).collect();
+    let allocs: Vec<_> =
+        nodes.iter().map(|n| to_map(n.status.as_ref().and_then(|s| s.allocatable.as_ref()))).collect();
+    let (capacity, bad_cap) = quantity::sum(caps.iter());
+    let (allocatable, bad_alloc) = quantity::sum(allocs.iter());
+    if !bad_cap.is_empty() || !bad_alloc.is_empty() {
+        debug!(?bad_cap, ?bad_alloc, "node quantities that do not parse were left out of the sums");
+    }
+    ClusterReport {
+        version,
+        node_count: u32::try_from(nodes.len()).unwrap_or(u32::MAX),
+        pod_count: u32::try_from(pod_count).unwrap_or(u32::MAX),
+        capacity,
+        allocatable,
+    }
+}
+
+impl Reporter {
+    async fn version(&self) -> Option<KubernetesVersion> {
+        match self.client.apiserver_version().await {
+            Ok(info) => Some(KubernetesVersion {
+                git_version: info.git_version,
+                major: info.major,
+                minor: info.minor,
+                platform: info.platform,
+            }),
+            Err(e) => {
+                warn!(error = %e, "reading the cluster's /version failed");
+                None
+            }
+        }
+    }
+
+    async fn post(&self, report: &ClusterReport) -> Result<(), String> {
+        let resp = self
+            .http
+            .post(&self.url)
+            .header(rancher_tunnel::TOKEN_HEADER, &self.token)
+            .json(report)
+            .send()
+            .await
+            .map_err(|e| format!("{}: {e}", self.url))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = resp.text().await.unwrap_or_default();
+        Err(format!("{} answered {status}: {}", self.url, body.chars().take(300).collect::<String>()))
+    }
+
+    /// Watches and reports until `stop`.
+    pub(crate) async fn run(self, mut connected: watch::Receiver<bool>, stop: CancellationToken) {
+        let (nodes, node_writer) = reflector::store::<Node>();
+        let (pods, pod_writer) = reflector::store::<Pod>();
+        let mut node_events = reflector::reflector(
+            node_writer,
+            watcher(Api::<Node>::all(self.client.clone()), watcher::Config::default()),
+        )
+        .default_backoff()
+        .boxed();
+        let mut pod_events = reflector::reflector(
+            pod_writer,
+            watcher(Api::<Pod>::all(self.client.clone()), watcher::Config::default()),
+        )
+        .default_backoff()
+        .boxed();
+        let (mut nodes_ready, mut pods_ready) = (false, false);
+        let mut version: Option<KubernetesVersion> = None;
+        let mut last_sent: Option<ClusterReport> = None;
+        // When set, a report is due at this instant; `first_change` caps the debounce.
+        let mut due: Option<Instant> = None;
+        let mut first_change: Option<Instant> = None;
+        let mut force = false;
+        let mut refresh = Instant::now() + REFRESH;
+        loop {
+            let wake = due.unwrap_or(refresh).min(refresh);
+            tokio::select! {
+                () = stop.cancelled() => return,
+                ev = node_events.next() => match ev {
+                    Some(Ok(watcher::Event::InitDone)) => { nodes_ready = true; self.changed(&mut due, &mut first_change) }
+                    Some(Ok(_)) => self.changed(&mut due, &mut first_change),
+                    Some(Err(e)) => debug!(error = %e, "node watch error (retrying)"),
+                    None => return,
+                },
+                ev = pod_events.next() => match ev {
+                    Some(Ok(watcher::Event::InitDone)) => { pods_ready = true; self.changed(&mut due, &mut first_change) }
+                    Some(Ok(_)) => self.changed(&mut due, &mut first_change),
+                    Some(Err(e)) => debug!(error = %e, "pod watch error (retrying)"),
+                    None => return,
+                },
+                changed = connected.changed() => {
+                    if changed.is_err() { return; }
+                    if *connected.borrow_and_update() {
+                        // A new session: re-read the version (the cluster may have been upgraded)
+                        // and send even if nothing changed.
+                        version = None;
+                        force = true;
+                        due = Some(Instant::now());
+                    }
+                }
+                () = tokio::time::sleep_until(wake) => {
+                    if Instant::now() >= refresh {
+                        refresh = Instant::now() + REFRESH;
+                        force = true;
+                        due = Some(Instant::now());
+                    }
+                    if due.is_some_and(|d| Instant::now() >= d) && nodes_ready && pods_ready {
+                        due = None;
+                        first_change = None;
+                        if version.is_none() {
+                            version = self.version().await;
+                        }
+                        let Some(v) = version.clone() else {
+                            due = Some(Instant::now() + RETRY);
+                            continue;
+                        };
+                        let report = build_report(v, &nodes.state(), pods.len());
+                        if force || last_sent.as_ref() != Some(&report) {
+                            match self.post(&report).await {
+                                Ok(()) => {
+                                    info!(nodes = report.node_count, pods = report.pod_count,
+                                        version = %report.version.git_version, "reported the cluster's state");
+                                    last_sent = Some(report);
+                                    force = false;
+                                }
+                                Err(e) => {
+                                    warn!(error = %e, "the server did not take the report; retrying");
+                                    due = Some(Instant::now() + RETRY);
+                                }
+                            }
+                        }
+                    } else if due.is_some_and(|d| Instant::now() >= d) {
+                        // Not listed yet: look again shortly.
+                        due = Some(Instant::now() + DEBOUNCE);
+                    }
+                }
+            }
+        }
+    }
+
+    fn changed(&self, due: &mut Option<Instant>, first_change: &mut Option<Instant>) {
+        let now = Instant::now();
+        let first = *first_change.get_or_insert(now);
+        *due = Some((now + DEBOUNCE).min(first + DEBOUNCE_MAX));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::NodeStatus;
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+    use super::*;
+
+    fn node(cpu: &str, mem: &str) -> Arc<Node> {
+        let q = BTreeMap::from([
+            ("cpu".to_owned(), Quantity(cpu.into())),
+            ("memory".to_owned(), Quantity(mem.into())),
+        ]);
+        Arc::new(Node {
+            status: Some(NodeStatus {
+                capacity: Some(q.clone()),
+                allocatable: Some(q),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn report_sums_nodes_and_counts_pods() {
+        let v = KubernetesVersion { git_version: "v1.33.1".into(), ..Default::default() };
+        let r = build_report(v, &[node("4", "8Gi"), node("2", "8Gi"), Arc::new(Node::default())], 17);
+        assert_eq!(r.node_count, 3);
+        assert_eq!(r.pod_count, 17);
+        assert_eq!(r.capacity["cpu"], "6");
+        assert_eq!(r.allocatable["memory"], "16Gi");
+    }
+}

@@ -1,0 +1,98 @@
+//! Who may open a tunnel on `/v3/connect`: an agent presenting a cluster's registration token
+//! (`X-API-Tunnel-Token`) and well-formed params (`X-API-Tunnel-Params`). The session's client key
+//! is the cluster id, or `<cluster>:<node>` for a node agent. The downstream credential in the
+//! params is kept in memory; the API endpoint and CA are recorded in the cluster's status.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::HeaderMap;
+use rancher_tunnel::{Authorizer, PARAMS_HEADER, Rejection, TOKEN_HEADER};
+use tracing::{info, warn};
+
+use super::kube_client::ClusterAccess;
+use super::{IMPORTED_DRIVER, Registration};
+use crate::agent::wire::TunnelParams;
+
+/// The `/v3/connect` authorizer.
+pub(crate) struct ConnectAuthorizer(pub(crate) Arc<Registration>);
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, Rejection> {
+    headers
+        .get(name)
+        .ok_or_else(|| Rejection(format!("no {name} header")))?
+        .to_str()
+        .map_err(|_| Rejection(format!("the {name} header is not text")))
+}
+
+impl ConnectAuthorizer {
+    /// The cluster of the token in `headers`, or why not.
+    pub(crate) async fn cluster_of(&self, headers: &HeaderMap) -> Result<String, Rejection> {
+        let token = header(headers, TOKEN_HEADER)?;
+        match self.0.cluster_for_token(token).await {
+            Ok(Some(cluster)) => Ok(cluster),
+            Ok(None) => Err(Rejection("unknown or revoked registration token".into())),
+            Err(e) => {
+                warn!(error = %e, "registration token lookup failed");
+                Err(Rejection("the server could not check the token; try again".into()))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Authorizer for ConnectAuthorizer {
+    async fn authorize(&self, headers: &HeaderMap) -> Result<String, Rejection> {
+        let reg = &self.0;
+        let cluster = self.cluster_of(headers).await?;
+        let params = TunnelParams::decode(header(headers, PARAMS_HEADER)?)
+            .map_err(|e| Rejection(format!("cluster {cluster}: {e}")))?;
+        let api = rancher_core::store::Api::<rancher_core::model::Cluster>::all(reg.store().clone());
+        let stored = match api.get_opt(&cluster).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return Err(Rejection(format!("cluster {cluster} no longer exists"))),
+            Err(e) => {
+                warn!(cluster, error = %e, "reading the cluster failed");
+                return Err(Rejection("the server could not read the cluster; try again".into()));
+            }
+        };
+        if stored.metadata.deletion_timestamp.is_some() {
+            return Err(Rejection(format!("cluster {cluster} is being deleted")));
+        }
+        if !matches!(stored.status.driver.as_str(), "" | IMPORTED_DRIVER) {
+            return Err(Rejection(format!(
+                "cluster {cluster} is a {:?} cluster, not an imported one",
+                stored.status.driver
+            )));
+        }
+        if let Some(c) = &params.cluster {
+            let ca_pem = c.ca_pem().map_err(|e| Rejection(format!("cluster {cluster}: {e}")))?;
+            let endpoint = format!("https://{}", c.address);
+            let ca_b64 = c.ca_cert.clone();
+            reg.set_access(
+                &cluster,
+                ClusterAccess { address: c.address.clone(), token: c.token.clone(), ca_pem },
+            );
+            let recorded = reg
+                .update_cluster(&cluster, |cl| {
+                    if cl.status.api_endpoint == endpoint && cl.status.ca_cert == ca_b64 {
+                        return false;
+                    }
+                    cl.status.api_endpoint = endpoint.clone();
+                    cl.status.ca_cert = ca_b64.clone();
+                    true
+                })
+                .await;
+            if let Err(e) = recorded {
+                // The tunnel still works; the endpoint is recorded on the next connect.
+                warn!(cluster, error = %e, "recording the cluster's API endpoint failed");
+            }
+        }
+        let key = match &params.node {
+            Some(node) => format!("{cluster}:{}", node.requested_hostname),
+            None => cluster,
+        };
+        info!(client_key = %key, "tunnel agent authorized");
+        Ok(key)
+    }
+}

@@ -1,0 +1,169 @@
+//! A `kube::Client` for a downstream cluster whose every connection is a tunnel stream: the
+//! connector dials the cluster's API server through the cluster agent's session (or, when that is
+//! missing, a node agent's), TLS is verified end to end against the cluster's CA from the agent's
+//! params, and the bearer is the agent's credential.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use kube::client::ConfigExt;
+use rancher_tunnel::{TunnelServer, TunnelStream};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use tower::ServiceBuilder;
+
+use super::{Registration, RegistrationError};
+
+/// How the server reaches a downstream API server, as the agent described it. In memory only.
+#[derive(Clone)]
+pub struct ClusterAccess {
+    /// `host:port` of the API server (the one destination the agent dials).
+    pub address: String,
+    /// The bearer credential.
+    pub token: String,
+    /// The API server's CA (PEM).
+    pub ca_pem: String,
+}
+
+impl std::fmt::Debug for ClusterAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterAccess").field("address", &self.address).finish_non_exhaustive()
+    }
+}
+
+/// Dials the API server through whichever session of the cluster exists.
+#[derive(Clone)]
+struct TunnelConnector {
+    registration: Arc<Registration>,
+    cluster: String,
+    address: String,
+}
+
+/// A tunnel stream as hyper's client wants it.
+struct TunnelConn(TokioIo<TunnelStream>);
+
+impl Connection for TunnelConn {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl hyper::rt::Read for TunnelConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for TunnelConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// How long a dial waits for an agent to (re)appear, like Rancher's dialer factory.
+const DIAL_WAIT: Duration = Duration::from_secs(30);
+
+async fn dial(
+    tunnel: TunnelServer,
+    reg: Arc<Registration>,
+    cluster: String,
+    address: String,
+) -> Result<TunnelConn, rancher_tunnel::Error> {
+    // The cluster agent first, then node agents (the fallback); wait for one when none is there.
+    let mut last = None;
+    for key in reg.session_keys(&cluster) {
+        match tunnel.dial(&key, "tcp", &address).await {
+            Ok(s) => return Ok(TunnelConn(TokioIo::new(s))),
+            Err(e) => last = Some(e),
+        }
+    }
+    if let Some(e) = last {
+        return Err(e);
+    }
+    let s = tunnel.dial_timeout(&cluster, "tcp", &address, DIAL_WAIT).await?;
+    Ok(TunnelConn(TokioIo::new(s)))
+}
+
+impl tower::Service<http::Uri> for TunnelConnector {
+    type Response = TunnelConn;
+    type Error = rancher_tunnel::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<TunnelConn, rancher_tunnel::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: http::Uri) -> Self::Future {
+        let tunnel = self.registration.tunnel().clone();
+        Box::pin(dial(tunnel, self.registration.clone(), self.cluster.clone(), self.address.clone()))
+    }
+}
+
+impl Registration {
+    /// A `kube::Client` for `cluster` that reaches its API server through the tunnel.
+    ///
+    /// Build one per use or cache it; each request dials a new tunnel stream only when hyper's pool
+    /// has no idle connection.
+    ///
+    /// # Errors
+    /// [`RegistrationError::NotConnected`] when no agent of the cluster has connected since the
+    /// server started; [`RegistrationError::Client`] when its CA or credential is unusable.
+    pub fn cluster_client(self: &Arc<Self>, cluster: &str) -> Result<kube::Client, RegistrationError> {
+        let access =
+            self.access(cluster).ok_or_else(|| RegistrationError::NotConnected(cluster.to_owned()))?;
+        let fail = |message: String| RegistrationError::Client { cluster: cluster.to_owned(), message };
+        let url: http::Uri = format!("https://{}", access.address)
+            .parse()
+            .map_err(|e| fail(format!("API server address: {e}")))?;
+        let roots = CertificateDer::pem_slice_iter(access.ca_pem.as_bytes())
+            .map(|c| c.map(|c| c.to_vec()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| fail(format!("the cluster CA is not PEM: {e}")))?;
+        if roots.is_empty() {
+            return Err(fail("the cluster CA holds no certificate".into()));
+        }
+        let mut config = kube::Config::new(url);
+        config.root_cert = Some(roots);
+        config.auth_info.token = Some(access.token.clone().into());
+        config.connect_timeout = Some(DIAL_WAIT + Duration::from_secs(15));
+        let connector = TunnelConnector {
+            registration: self.clone(),
+            cluster: cluster.to_owned(),
+            address: access.address.clone(),
+        };
+        let https =
+            config.rustls_https_connector_with_connector(connector).map_err(|e| fail(e.to_string()))?;
+        let hyper_client: hyper_util::client::legacy::Client<_, kube::client::Body> =
+            hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(60))
+                .build(https);
+        let auth = config.auth_layer().map_err(|e| fail(e.to_string()))?;
+        let service = ServiceBuilder::new()
+            .layer(config.base_uri_layer())
+            .option_layer(auth)
+            .map_err(|e: hyper_util::client::legacy::Error| -> Box<dyn std::error::Error + Send + Sync> {
+                Box::new(e)
+            })
+            .service(hyper_client);
+        Ok(kube::Client::new(service, "default"))
+    }
+}

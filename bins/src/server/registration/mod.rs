@@ -1,0 +1,380 @@
+//! Imported clusters: registration tokens and the import manifest, the `/v3/connect` authorizer for
+//! agents, their reports, the connection lifecycle, and a `kube::Client` through the tunnel.
+//!
+//! [`Registration`] is the shared handle: it owns the [`TunnelServer`], the registration key and
+//! the downstream credentials agents hand over (kept in memory only; an agent re-sends them on
+//! every connect).
+
+mod authorizer;
+mod kube_client;
+mod lifecycle;
+mod manifest;
+pub(crate) mod routes;
+mod token;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rancher_core::model::{
+    Cluster, ClusterRegistrationToken, ClusterRegistrationTokenSpec, ClusterRegistrationTokenStatus,
+};
+use rancher_core::store::{Api, Store, StoreError};
+use rancher_tunnel::{Metrics as TunnelMetrics, SessionConfig, TunnelServer};
+use tracing::debug;
+
+pub use kube_client::ClusterAccess;
+pub(crate) use lifecycle::ConnectionMonitor;
+use token::TokenKey;
+
+/// The name of the registration token every imported cluster gets.
+pub const DEFAULT_TOKEN: &str = "default-token";
+/// The driver of imported clusters.
+pub const IMPORTED_DRIVER: &str = "imported";
+/// The agent image the import manifest deploys by default.
+pub const DEFAULT_AGENT_IMAGE: &str = concat!("rancher-rs/rancher-agent:v", env!("CARGO_PKG_VERSION"));
+
+/// What can go wrong in registration and in reaching a cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistrationError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The registration key could not be read or created.
+    #[error("registration key in {dir}: {source}")]
+    Key {
+        /// The data directory.
+        dir: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The tunnel server could not be set up.
+    #[error("tunnel: {0}")]
+    Tunnel(#[source] rancher_tunnel::Error),
+    /// No agent of this cluster has connected since the server started (no credentials in memory).
+    #[error("cluster {0}: no agent has connected since the server started")]
+    NotConnected(String),
+    /// The downstream client could not be built.
+    #[error("cluster {cluster}: building the client: {message}")]
+    Client {
+        /// The cluster's id.
+        cluster: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// The shared registration state of one server.
+pub struct Registration {
+    store: Arc<dyn Store>,
+    key: TokenKey,
+    server_url: String,
+    ca_checksum: String,
+    agent_image: String,
+    tunnel: TunnelServer,
+    /// Downstream access per cluster id, from the latest agent params. Never stored.
+    access: Mutex<HashMap<String, Arc<ClusterAccess>>>,
+    /// token → (cluster, ClusterRegistrationToken uid), rebuilt from the store on a miss.
+    token_index: Mutex<HashMap<String, (String, String)>>,
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration")
+            .field("server_url", &self.server_url)
+            .field("ca_checksum", &self.ca_checksum)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The URL agents and import commands use: `configured` when given (checked), otherwise
+/// `https://<listen address>` with an unspecified address replaced by the host's name (or
+/// `127.0.0.1` when it has none).
+///
+/// # Errors
+/// A message naming what is wrong with `configured`.
+pub(crate) fn external_url(
+    configured: Option<&str>,
+    listen: std::net::SocketAddr,
+    insecure_http: bool,
+) -> Result<String, String> {
+    let scheme = if insecure_http { "http" } else { "https" };
+    if let Some(raw) = configured {
+        let url = url::Url::parse(raw).map_err(|e| format!("--server-url {raw:?} is not a URL: {e}"))?;
+        if url.scheme() != scheme {
+            return Err(format!("--server-url {raw:?} must start with {scheme}://"));
+        }
+        if url.host_str().is_none_or(str::is_empty)
+            || !matches!(url.path(), "" | "/")
+            || url.query().is_some()
+        {
+            return Err(format!("--server-url {raw:?} must be {scheme}://host[:port] without a path"));
+        }
+        return Ok(raw.trim_end_matches('/').to_owned());
+    }
+    let host = if listen.ip().is_unspecified() {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty() && crate::agent::wire::is_node_name(h))
+            .unwrap_or_else(|| "127.0.0.1".to_owned())
+    } else if listen.is_ipv6() {
+        format!("[{}]", listen.ip())
+    } else {
+        listen.ip().to_string()
+    };
+    Ok(format!("{scheme}://{host}:{}", listen.port()))
+}
+
+/// Server-side tunnel settings: a dead agent is noticed within 25 s (keepalive every 10 s), so its
+/// cluster turns unavailable well within 30 s even when no FIN ever arrives.
+fn tunnel_session_config() -> SessionConfig {
+    let mut cfg = SessionConfig::default();
+    cfg.keepalive_interval = Duration::from_secs(10);
+    cfg.dead_peer_timeout = Duration::from_secs(25);
+    cfg
+}
+
+impl Registration {
+    /// Sets up registration for a server whose external URL is `server_url` and whose published CA
+    /// (the `cacerts` setting) is `ca_pem`. The key is read from (or created in) `data_dir`.
+    ///
+    /// # Errors
+    /// [`RegistrationError::Key`] or [`RegistrationError::Tunnel`].
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        data_dir: &Path,
+        server_url: String,
+        ca_pem: &str,
+        agent_image: String,
+        tunnel_metrics: TunnelMetrics,
+    ) -> Result<Self, RegistrationError> {
+        let key = TokenKey::load_or_create(data_dir)
+            .map_err(|source| RegistrationError::Key { dir: data_dir.display().to_string(), source })?;
+        let ca_checksum = if ca_pem.is_empty() {
+            String::new()
+        } else {
+            rancher_tunnel::ca_checksum(crate::agent::normalize_ca(ca_pem).as_bytes())
+        };
+        let tunnel =
+            TunnelServer::new(tunnel_session_config(), tunnel_metrics).map_err(RegistrationError::Tunnel)?;
+        Ok(Registration {
+            store,
+            key,
+            server_url: server_url.trim_end_matches('/').to_owned(),
+            ca_checksum,
+            agent_image,
+            tunnel,
+            access: Mutex::new(HashMap::new()),
+            token_index: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The tunnel server agents connect to.
+    pub fn tunnel(&self) -> &TunnelServer {
+        &self.tunnel
+    }
+
+    /// The external URL agents and import commands use.
+    pub fn server_url(&self) -> &str {
+        &self.server_url
+    }
+
+    /// `CATTLE_CA_CHECKSUM`: SHA-256 hex of the `cacerts` setting (with a trailing newline).
+    pub fn ca_checksum(&self) -> &str {
+        &self.ca_checksum
+    }
+
+    /// Whether an agent of `cluster` (its cluster agent, or a node agent) holds a session now.
+    pub fn is_connected(&self, cluster: &str) -> bool {
+        !self.session_keys(cluster).is_empty()
+    }
+
+    /// The client keys through which `cluster` can be reached, the cluster agent's first.
+    pub fn session_keys(&self, cluster: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        if self.tunnel.has_session(cluster) {
+            keys.push(cluster.to_owned());
+        }
+        let prefix = format!("{cluster}:");
+        let mut nodes: Vec<String> =
+            self.tunnel.client_keys().into_iter().filter(|k| k.starts_with(&prefix)).collect();
+        nodes.sort();
+        keys.extend(nodes);
+        keys
+    }
+
+    fn lock_access(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ClusterAccess>>> {
+        self.access.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lock_index(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, String)>> {
+        self.token_index.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The downstream access the agents of `cluster` handed over, if any since start.
+    pub fn access(&self, cluster: &str) -> Option<Arc<ClusterAccess>> {
+        self.lock_access().get(cluster).cloned()
+    }
+
+    pub(crate) fn set_access(&self, cluster: &str, access: ClusterAccess) {
+        self.lock_access().insert(cluster.to_owned(), Arc::new(access));
+    }
+
+    /// The import manifest URL of a registration token.
+    pub(crate) fn manifest_url(&self, crt: &ClusterRegistrationToken) -> String {
+        let cluster = crt.metadata.namespace.as_deref().unwrap_or_default();
+        let token = self.key.token_for(cluster, &crt.metadata.uid);
+        format!("{}/v3/import/{token}_{cluster}.yaml", self.server_url)
+    }
+
+    /// The status a user sees for a registration token (computed, never stored).
+    pub(crate) fn crt_status(&self, crt: &ClusterRegistrationToken) -> ClusterRegistrationTokenStatus {
+        let url = self.manifest_url(crt);
+        ClusterRegistrationTokenStatus {
+            conditions: crt.status.conditions.clone(),
+            token: self
+                .key
+                .token_for(crt.metadata.namespace.as_deref().unwrap_or_default(), &crt.metadata.uid),
+            command: format!("kubectl apply -f {url}"),
+            insecure_command: format!("curl --insecure -sfL {url} | kubectl apply -f -"),
+            manifest_url: url,
+        }
+    }
+
+    /// Creates the cluster's `default-token` if it has none; returns it.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub(crate) async fn ensure_default_token(
+        &self,
+        cluster: &str,
+    ) -> Result<ClusterRegistrationToken, RegistrationError> {
+        let api: Api<ClusterRegistrationToken> = Api::namespaced(self.store.clone(), cluster);
+        if let Some(crt) = api.get_opt(DEFAULT_TOKEN).await? {
+            return Ok(crt);
+        }
+        let mut crt = ClusterRegistrationToken::new(
+            DEFAULT_TOKEN,
+            ClusterRegistrationTokenSpec { cluster_name: cluster.to_owned() },
+        );
+        crt.metadata.namespace = Some(cluster.to_owned());
+        match api.create(&crt).await {
+            Ok(c) => Ok(c),
+            Err(StoreError::AlreadyExists { .. }) => Ok(api.get(DEFAULT_TOKEN).await?),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The cluster a registration token belongs to, checked against the store (so a deleted
+    /// ClusterRegistrationToken stops working at once).
+    ///
+    /// # Errors
+    /// Store errors; an unknown token is `Ok(None)`.
+    pub(crate) async fn cluster_for_token(&self, token: &str) -> Result<Option<String>, RegistrationError> {
+        if !token::looks_like_token(token) {
+            return Ok(None);
+        }
+        let cached = self.lock_index().get(token).cloned();
+        if let Some((cluster, uid)) = cached {
+            if self.token_still_valid(&cluster, &uid, token).await? {
+                return Ok(Some(cluster));
+            }
+            self.lock_index().remove(token);
+        }
+        // A miss: recompute every token (one HMAC each) and remember them.
+        let all = Api::<ClusterRegistrationToken>::all(self.store.clone()).list().await?;
+        let mut found = None;
+        let mut index = HashMap::with_capacity(all.len());
+        for crt in all {
+            let Some(cluster) = crt.metadata.namespace.clone() else { continue };
+            if crt.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            if self.key.verify(&cluster, &crt.metadata.uid, token) {
+                found = Some(cluster.clone());
+            }
+            index.insert(self.key.token_for(&cluster, &crt.metadata.uid), (cluster, crt.metadata.uid));
+        }
+        *self.lock_index() = index;
+        debug!(found = found.is_some(), "registration token lookup");
+        Ok(found)
+    }
+
+    async fn token_still_valid(
+        &self,
+        cluster: &str,
+        uid: &str,
+        token: &str,
+    ) -> Result<bool, RegistrationError> {
+        let api: Api<ClusterRegistrationToken> = Api::namespaced(self.store.clone(), cluster);
+        for crt in api.list().await? {
+            if crt.metadata.uid == uid && crt.metadata.deletion_timestamp.is_none() {
+                return Ok(self.key.verify(cluster, uid, token));
+            }
+        }
+        Ok(false)
+    }
+
+    /// The token of a cluster's registration tokens that matches `presented`, if any (for the
+    /// import URL, which names the cluster).
+    pub(crate) async fn check_token(
+        &self,
+        cluster: &str,
+        presented: &str,
+    ) -> Result<bool, RegistrationError> {
+        if !token::looks_like_token(presented) {
+            return Ok(false);
+        }
+        let api: Api<ClusterRegistrationToken> = Api::namespaced(self.store.clone(), cluster);
+        Ok(api.list().await?.iter().any(|crt| {
+            crt.metadata.deletion_timestamp.is_none()
+                && self.key.verify(cluster, &crt.metadata.uid, presented)
+        }))
+    }
+
+    /// Applies `change` to the cluster's stored state, compare-and-swap, re-reading and retrying
+    /// on Conflict. `change` returns false when nothing needs writing. `Ok(None)` when the cluster
+    /// is gone.
+    ///
+    /// # Errors
+    /// Store errors other than Conflict, or Conflict after many attempts.
+    pub(crate) async fn update_cluster(
+        &self,
+        cluster: &str,
+        mut change: impl FnMut(&mut Cluster) -> bool,
+    ) -> Result<Option<Cluster>, RegistrationError> {
+        let api: Api<Cluster> = Api::all(self.store.clone());
+        let mut attempt = 0u32;
+        loop {
+            let Some(mut current) = api.get_opt(cluster).await? else { return Ok(None) };
+            if !change(&mut current) {
+                return Ok(Some(current));
+            }
+            match api.update(&current).await {
+                Ok(updated) => return Ok(Some(updated)),
+                Err(StoreError::Conflict { .. }) if attempt < 16 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub(crate) fn manifest(&self, token: &str, cluster: &str) -> String {
+        manifest::render(&manifest::ManifestParams {
+            server_url: &self.server_url,
+            token,
+            cluster,
+            ca_checksum: &self.ca_checksum,
+            agent_image: &self.agent_image,
+        })
+    }
+}

@@ -1,0 +1,163 @@
+//! The HTTP side of registration: the import manifest and the agents' endpoints (public, each
+//! checking the registration token itself), and the registration tokens under `/v3` (for
+//! authenticated users; the token, URL and commands are computed on every read, never stored).
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use http::{HeaderMap, StatusCode, header};
+use rancher_core::model::ClusterRegistrationToken;
+use rancher_core::store::Api;
+use rancher_core::validation::dns1123_label;
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use super::authorizer::ConnectAuthorizer;
+use crate::agent::wire::{ClusterReport, REPORT_PATH};
+use crate::server::auth::Caller;
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::state::AppState;
+
+/// The largest report body accepted.
+const MAX_REPORT_BYTES: usize = 64 * 1024;
+/// The most resource names a report's capacity or allocatable may list.
+const MAX_RESOURCES: usize = 64;
+
+/// Routes without user authentication (agents present the registration token).
+pub(crate) fn public() -> Router<AppState> {
+    Router::new()
+        .route("/v3/import/{file}", get(import_manifest))
+        .route(rancher_tunnel::CONNECT_PATH, any(connect))
+        .route(REPORT_PATH, post(report))
+}
+
+/// Routes for authenticated users (mounted under the `/v3` authentication layer).
+pub(crate) fn authenticated() -> Router<AppState> {
+    Router::new()
+        .route("/v3/clusterregistrationtokens", get(list_tokens))
+        .route("/v3/clusterregistrationtokens/{id}", get(get_token))
+}
+
+fn not_found() -> ApiError {
+    ApiError::NotFound("the server could not find the requested resource".into())
+}
+
+/// `GET /v3/import/<token>_<cluster>.yaml`: the manifest, or 404 for any wrong part.
+async fn import_manifest(State(state): State<AppState>, Path(file): Path<String>) -> ApiResult<Response> {
+    let (token, cluster) =
+        file.strip_suffix(".yaml").and_then(|f| f.split_once('_')).ok_or_else(not_found)?;
+    if dns1123_label(cluster).is_err() {
+        return Err(not_found());
+    }
+    let reg = &state.registration;
+    if !reg.check_token(cluster, token).await.map_err(|e| ApiError::Internal(e.to_string()))? {
+        // No hint whether the cluster or the token was wrong.
+        info!(cluster, "import manifest refused: unknown token");
+        return Err(not_found());
+    }
+    let yaml = reg.manifest(token, cluster);
+    Ok(([(header::CONTENT_TYPE, "application/yaml")], yaml).into_response())
+}
+
+/// `GET /v3/connect`: the agents' WebSocket upgrade.
+async fn connect(State(state): State<AppState>, req: Request) -> Response {
+    let authz = ConnectAuthorizer(state.registration.clone());
+    state.registration.tunnel().accept_upgrade(req, &authz).await.map(Body::new)
+}
+
+fn check_report(r: &ClusterReport) -> Result<(), String> {
+    let v = &r.version.git_version;
+    if v.is_empty() || v.len() > 64 || !v.starts_with('v') {
+        return Err(format!("version.gitVersion {v:?} is not a Kubernetes version"));
+    }
+    for (what, map) in [("capacity", &r.capacity), ("allocatable", &r.allocatable)] {
+        if map.len() > MAX_RESOURCES {
+            return Err(format!("{what} lists more than {MAX_RESOURCES} resources"));
+        }
+        if map.iter().any(|(k, v)| k.is_empty() || k.len() > 253 || v.len() > 64) {
+            return Err(format!("{what} holds a malformed entry"));
+        }
+    }
+    let short = |s: &str| s.len() <= 64;
+    if !short(&r.version.major) || !short(&r.version.minor) || !short(&r.version.platform) {
+        return Err("version fields are too long".into());
+    }
+    Ok(())
+}
+
+/// `POST /v3/connect/report`: a cluster agent's view of its cluster.
+async fn report(State(state): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<StatusCode> {
+    let authz = ConnectAuthorizer(state.registration.clone());
+    let cluster = authz.cluster_of(&headers).await.map_err(|r| {
+        warn!(reason = %r, "cluster report refused");
+        ApiError::Unauthenticated(format!("report refused: {r}"))
+    })?;
+    let bytes = axum::body::to_bytes(body, MAX_REPORT_BYTES)
+        .await
+        .map_err(|_| ApiError::TooLarge { limit: MAX_REPORT_BYTES })?;
+    let r: ClusterReport = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("the report is not valid: {e}")))?;
+    check_report(&r).map_err(|m| ApiError::invalid_field("report", m))?;
+    let updated = state
+        .registration
+        .update_cluster(&cluster, |c| {
+            let s = &mut c.status;
+            let before =
+                (s.version.clone(), s.node_count, s.pod_count, s.capacity.clone(), s.allocatable.clone());
+            s.version = Some(r.version.clone());
+            s.node_count = Some(r.node_count);
+            s.pod_count = Some(r.pod_count);
+            s.capacity = r.capacity.clone();
+            s.allocatable = r.allocatable.clone();
+            before
+                != (s.version.clone(), s.node_count, s.pod_count, s.capacity.clone(), s.allocatable.clone())
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if updated.is_none() {
+        return Err(ApiError::NotFound(format!("cluster {cluster} no longer exists")));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn token_output(state: &AppState, mut crt: ClusterRegistrationToken) -> ApiResult<Value> {
+    crt.status = state.registration.crt_status(&crt);
+    let id = format!("{}:{}", crt.metadata.namespace.as_deref().unwrap_or_default(), crt.metadata.name);
+    let mut v = serde_json::to_value(&crt).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if let Some(m) = v.as_object_mut() {
+        m.insert("id".into(), id.into());
+        m.insert("type".into(), "clusterRegistrationToken".into());
+    }
+    Ok(v)
+}
+
+const PLURAL: &str = "clusterregistrationtokens";
+
+/// `GET /v3/clusterregistrationtokens`.
+async fn list_tokens(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    if !caller.can("list", PLURAL, None) {
+        return Err(caller.forbidden("list", PLURAL, None));
+    }
+    let items = Api::<ClusterRegistrationToken>::all(state.store.clone()).list().await?;
+    let data = items.into_iter().map(|c| token_output(&state, c)).collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(json!({ "type": "collection", "resourceType": "clusterRegistrationToken", "data": data })))
+}
+
+/// `GET /v3/clusterregistrationtokens/<cluster>:<name>`.
+async fn get_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (cluster, name) = id.split_once(':').ok_or_else(|| {
+        ApiError::NotFound(format!("{PLURAL} \"{id}\" not found: ids look like <cluster>:<name>"))
+    })?;
+    if !caller.can("get", PLURAL, Some(name)) {
+        return Err(caller.forbidden("get", PLURAL, Some(name)));
+    }
+    let crt = Api::<ClusterRegistrationToken>::namespaced(state.store.clone(), cluster).get(name).await?;
+    Ok(Json(token_output(&state, crt)?))
+}

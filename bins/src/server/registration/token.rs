@@ -1,0 +1,127 @@
+//! Registration tokens without a stored secret: a cluster's token is
+//! `HMAC-SHA256(server key, "<cluster>/<ClusterRegistrationToken uid>")`, truncated to 48 hex
+//! digits. The key lives in `<data-dir>/registration.key` (mode 0600); the store holds only the
+//! ClusterRegistrationToken object, so a copy of the store alone registers nothing, yet the import
+//! URL can be shown again whenever asked. Deleting the ClusterRegistrationToken revokes it.
+
+use std::io::Write;
+use std::path::Path;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+/// Length of a token in hex digits (192 bits).
+pub(crate) const TOKEN_HEX_LEN: usize = 48;
+/// File name of the key in the data directory.
+pub(crate) const KEY_FILE: &str = "registration.key";
+
+/// The server's registration key.
+pub(crate) struct TokenKey([u8; 32]);
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKey(<redacted>)")
+    }
+}
+
+impl TokenKey {
+    /// Reads the key from `dir`, creating it (32 random bytes, mode 0600) on first start.
+    ///
+    /// # Errors
+    /// I/O errors, or a key file of the wrong size (named in the message).
+    pub(crate) fn load_or_create(dir: &Path) -> std::io::Result<Self> {
+        let path = dir.join(KEY_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{} holds {} bytes, not 32", path.display(), bytes.len()),
+                    )
+                })?;
+                Ok(TokenKey(key))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key: [u8; 32] = rand::random();
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create_new(true);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    opts.mode(0o600);
+                }
+                let mut f = opts.open(&path)?;
+                f.write_all(&key)?;
+                f.sync_all()?;
+                Ok(TokenKey(key))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A key from bytes (tests).
+    #[cfg(test)]
+    pub(crate) fn from_bytes(key: [u8; 32]) -> Self {
+        TokenKey(key)
+    }
+
+    /// The token of the ClusterRegistrationToken with `uid` in `cluster`.
+    pub(crate) fn token_for(&self, cluster: &str, crt_uid: &str) -> String {
+        // HMAC accepts keys of any length: this cannot fail.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(cluster.as_bytes());
+        mac.update(b"/");
+        mac.update(crt_uid.as_bytes());
+        let mut hex = hex::encode(mac.finalize().into_bytes());
+        hex.truncate(TOKEN_HEX_LEN);
+        hex
+    }
+
+    /// Whether `presented` is the token of that ClusterRegistrationToken (constant time).
+    pub(crate) fn verify(&self, cluster: &str, crt_uid: &str, presented: &str) -> bool {
+        let expected = self.token_for(cluster, crt_uid);
+        presented.len() == expected.len() && bool::from(expected.as_bytes().ct_eq(presented.as_bytes()))
+    }
+}
+
+/// True when `s` has the shape of a token (so obviously wrong input is refused before any lookup).
+pub(crate) fn looks_like_token(s: &str) -> bool {
+    s.len() == TOKEN_HEX_LEN && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_stable_per_key_cluster_and_uid() {
+        let k = TokenKey::from_bytes([1; 32]);
+        let t = k.token_for("c-abc", "uid-1");
+        assert_eq!(t.len(), TOKEN_HEX_LEN);
+        assert!(looks_like_token(&t));
+        assert_eq!(t, k.token_for("c-abc", "uid-1"));
+        assert_ne!(t, k.token_for("c-abd", "uid-1"));
+        assert_ne!(t, k.token_for("c-abc", "uid-2"));
+        assert_ne!(t, TokenKey::from_bytes([2; 32]).token_for("c-abc", "uid-1"));
+        assert!(k.verify("c-abc", "uid-1", &t));
+        assert!(!k.verify("c-abc", "uid-1", &t[..47]));
+        assert!(!k.verify("c-abd", "uid-1", &t));
+    }
+
+    #[test]
+    fn key_file_is_created_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = TokenKey::load_or_create(dir.path()).unwrap();
+        let b = TokenKey::load_or_create(dir.path()).unwrap();
+        assert_eq!(a.token_for("c", "u"), b.token_for("c", "u"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(dir.path().join(KEY_FILE), b"short").unwrap();
+        assert!(TokenKey::load_or_create(dir.path()).unwrap_err().to_string().contains("not 32"));
+    }
+}
