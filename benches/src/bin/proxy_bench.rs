@@ -1,0 +1,218 @@
+//! Proxy-path benchmark: `GET /api/v1/namespaces/default` with a bearer token over keep-alive HTTPS,
+//! directly against a `rancher-sim` cluster and through the authentication proxy stack
+//! (authenticate → cluster access → audit (off) → impersonate → forward) to the same sim, at 1 and
+//! 64 concurrent clients, in one run. Prints requests/s, p50, p99 and the ratios.
+//!
+//! `cargo run --release -p rancher-benches --bin proxy_bench`
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use rancher_auth::proxy::{self, AuditLayer, ForwardConfig, StaticUpstreams, Upstream, UserInfo};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+#[derive(Parser)]
+struct Args {
+    /// Seconds measured per row (after a warm-up of a quarter of that).
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Concurrent clients of the second pair of rows.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+}
+
+const PATH: &str = "/api/v1/namespaces/default";
+const USER_TOKEN: &str = "token-bench:0123456789abcdef";
+
+/// Where a client sends its requests.
+#[derive(Clone)]
+struct Target {
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    path: String,
+    token: String,
+}
+
+struct Stats {
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+/// `clients` keep-alive connections, each sending requests back to back for `measure`.
+async fn load(target: &Target, clients: usize, warmup: Duration, measure: Duration) -> Result<Stats> {
+    let start = Instant::now() + Duration::from_millis(200);
+    let measure_from = start + warmup;
+    let end = measure_from + measure;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let target = target.clone();
+        tasks.spawn(async move {
+            let tcp = TcpStream::connect(target.addr).await?;
+            tcp.set_nodelay(true)?;
+            let name = ServerName::try_from("127.0.0.1")?;
+            let tls = tokio_rustls::TlsConnector::from(target.tls.clone()).connect(name, tcp).await?;
+            let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+            tokio::spawn(conn);
+            tokio::time::sleep_until(start).await;
+            let mut samples = Vec::with_capacity(16_384);
+            let authorization = format!("Bearer {}", target.token);
+            loop {
+                let t0 = Instant::now();
+                if t0 >= end {
+                    break;
+                }
+                let req = http::Request::get(target.path.as_str())
+                    .header("host", "127.0.0.1")
+                    .header("authorization", authorization.as_str())
+                    .header("accept", "application/json")
+                    .body(Empty::<Bytes>::new())?;
+                send.ready().await?;
+                let resp = send.send_request(req).await?;
+                let status = resp.status();
+                let body = resp.into_body().collect().await?.to_bytes();
+                if status != 200 {
+                    bail!("status {status}: {}", String::from_utf8_lossy(&body));
+                }
+                if t0 >= measure_from {
+                    samples.push(t0.elapsed());
+                }
+            }
+            Ok::<_, anyhow::Error>(samples)
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        all.extend(done??);
+    }
+    all.sort();
+    let pick = |q: f64| all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1))).copied();
+    Ok(Stats {
+        rps: all.len() as f64 / measure.as_secs_f64(),
+        p50: pick(0.50).unwrap_or_default(),
+        p99: pick(0.99).unwrap_or_default(),
+    })
+}
+
+fn client_tls(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes()) {
+        let cert: CertificateDer<'static> = cert.context("CA PEM")?;
+        roots.add(cert)?;
+    }
+    let mut config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The proxy on a loopback TLS listener, forwarding cluster `c1` to the sim as its admin.
+async fn start_proxy(sim_url: &str, sim_ca: &str, sim_token: &str) -> Result<(SocketAddr, String)> {
+    let user = UserInfo {
+        username: "u-bench".into(),
+        uid: "u-bench".into(),
+        groups: vec!["system:masters".into()],
+        ..Default::default()
+    };
+    let users = proxy::StaticAuthenticator::new().with_token(USER_TOKEN, user);
+    let access = proxy::StaticClusterAccess::new().allow("c1", "u-bench");
+    let upstreams = StaticUpstreams::new().with(
+        "c1",
+        Upstream {
+            base_url: sim_url.parse()?,
+            connector: proxy::tcp_connector(),
+            tls: Some(client_tls(sim_ca)?),
+            bearer_token: Some(sim_token.to_owned()),
+        },
+    );
+    let service =
+        proxy::proxy_service(users, access, upstreams, AuditLayer::disabled(), ForwardConfig::default());
+
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()])?;
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+    let mut server = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)?;
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(proxy::serve(listener, Some(Arc::new(server)), service));
+    Ok((addr, cert.cert.pem()))
+}
+
+struct SimInfo {
+    _handle: rancher_sim::SimHandle,
+    addr: SocketAddr,
+    url: String,
+    ca_pem: String,
+    admin_token: String,
+}
+
+async fn start_sim() -> Result<SimInfo> {
+    let sim = rancher_sim::Sim::builder().name("bench").start().await?;
+    Ok(SimInfo {
+        addr: sim.addr(),
+        url: sim.url(),
+        ca_pem: sim.ca_pem().to_owned(),
+        admin_token: sim.admin_token().to_owned(),
+        _handle: sim,
+    })
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let sim = start_sim().await?;
+        let (proxy_addr, proxy_ca) = start_proxy(&sim.url, &sim.ca_pem, &sim.admin_token).await?;
+        let direct = Target {
+            addr: sim.addr,
+            tls: client_tls(&sim.ca_pem)?,
+            path: PATH.into(),
+            token: sim.admin_token.clone(),
+        };
+        let proxied = Target {
+            addr: proxy_addr,
+            tls: client_tls(&proxy_ca)?,
+            path: format!("/k8s/clusters/c1{PATH}"),
+            token: USER_TOKEN.into(),
+        };
+        let measure = Duration::from_secs_f64(args.seconds);
+        let warmup = measure / 4;
+        println!("GET {PATH}, keep-alive HTTPS, {:.1} s per row\n", args.seconds);
+        println!("| clients | path | requests/s | p50 | p99 |");
+        println!("|---|---|---|---|---|");
+        let mut ratios = Vec::new();
+        for clients in [1, args.clients] {
+            let d = load(&direct, clients, warmup, measure).await.context("direct")?;
+            println!("| {clients} | direct | {:.0} | {} | {} |", d.rps, ms(d.p50), ms(d.p99));
+            let p = load(&proxied, clients, warmup, measure).await.context("through the proxy")?;
+            println!("| {clients} | proxy | {:.0} | {} | {} |", p.rps, ms(p.p50), ms(p.p99));
+            ratios.push((
+                clients,
+                p.rps / d.rps,
+                p.p50.as_secs_f64() - d.p50.as_secs_f64(),
+                p.p99.as_secs_f64() - d.p99.as_secs_f64(),
+            ));
+        }
+        println!("\n| clients | proxy/direct requests/s | added p50 | added p99 |");
+        println!("|---|---|---|---|");
+        for (clients, ratio, p50, p99) in ratios {
+            println!("| {clients} | {ratio:.2}x | {:+.3} ms | {:+.3} ms |", p50 * 1000.0, p99 * 1000.0);
+        }
+        println!("\nanchor: >= 0.80x requests/s at 64 clients, <= +0.3 ms p50 at 1 client");
+        Ok(())
+    })
+}
