@@ -85,6 +85,7 @@ pub struct SimBuilder {
     auth_webhook: Option<(String, Option<String>)>,
     version: String,
     extra_hosts: Vec<String>,
+    watch_history: usize,
 }
 
 impl Default for SimBuilder {
@@ -97,6 +98,7 @@ impl Default for SimBuilder {
             auth_webhook: None,
             version: DEFAULT_VERSION.into(),
             extra_hosts: vec![],
+            watch_history: store::EVENT_LOG_CAPACITY,
         }
     }
 }
@@ -131,6 +133,12 @@ impl SimBuilder {
     /// The version `/version` and the nodes report (`v1.33.1`).
     pub fn kubernetes_version(mut self, v: impl Into<String>) -> Self {
         self.version = v.into();
+        self
+    }
+    /// How many past changes a watch can resume from (default 2048); older resourceVersions get
+    /// `410 Gone`, as after etcd compaction.
+    pub fn watch_history(mut self, events: usize) -> Self {
+        self.watch_history = events;
         self
     }
     /// An extra host name or IP for the serving certificate.
@@ -180,6 +188,7 @@ impl SimBuilder {
             git_version: self.version.clone(),
             auth_webhook,
             auth_webhook_ca,
+            watch_history: self.watch_history,
         };
         let state = Arc::new(SimState::new(config, pki));
         let admin_token = self.admin_token.unwrap_or_else(random_token);

@@ -30,7 +30,8 @@ pub(crate) async fn handle(
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     running_pod(state, &rr)?;
-    let up = negotiate(req.headers(), &[TUNNELED_SPDY, PORTFORWARD])?;
+    let up =
+        negotiate(req.headers(), &[TUNNELED_SPDY, "v5.channel.k8s.io", "v4.channel.k8s.io", PORTFORWARD])?;
     let ports: Vec<u16> = rr
         .query
         .all("ports")
@@ -39,7 +40,7 @@ pub(crate) async fn handle(
         .map(|p| p.trim().parse::<u16>().map_err(|_| ApiError::bad_request(format!("invalid port {p:?}"))))
         .collect::<Result<_, _>>()?;
     if let Upgrade::WebSocket { protocol, .. } = &up
-        && protocol == PORTFORWARD
+        && protocol != TUNNELED_SPDY
         && ports.is_empty()
     {
         return Err(ApiError::bad_request("query parameter \"ports\" is required"));

@@ -16,6 +16,7 @@ pub(crate) struct SimConfig {
     pub(crate) git_version: String,
     pub(crate) auth_webhook: Option<String>,
     pub(crate) auth_webhook_ca: Option<String>,
+    pub(crate) watch_history: usize,
 }
 
 /// Everything the handlers and controllers of one sim share.
@@ -31,8 +32,8 @@ pub(crate) struct SimState {
 impl SimState {
     pub(crate) fn new(config: SimConfig, pki: Pki) -> Self {
         SimState {
+            store: Store::new(config.watch_history),
             config,
-            store: Store::new(),
             tokens: Tokens::default(),
             pki,
             cancel: CancellationToken::new(),

@@ -9,8 +9,8 @@ use tokio::sync::watch;
 
 use crate::meta;
 
-/// How many past events a watch may resume from; older resourceVersions get 410 Gone.
-const EVENT_LOG_CAPACITY: usize = 2048;
+/// How many past events a watch may resume from by default; older resourceVersions get 410 Gone.
+pub(crate) const EVENT_LOG_CAPACITY: usize = 2048;
 
 /// A store failure, turned into a `Status` by the handler that knows the resource.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -63,6 +63,7 @@ struct Inner {
     log: VecDeque<Event>,
     /// Events at or below this resourceVersion are no longer in the log.
     compacted: u64,
+    capacity: usize,
 }
 
 /// Result of a delete: the object as last seen, and whether it is gone (or only marked for deletion).
@@ -78,8 +79,9 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    pub(crate) fn new() -> Self {
-        let inner = Inner { rv: 1, ..Default::default() };
+    /// A store whose watch history keeps `capacity` events.
+    pub(crate) fn new(capacity: usize) -> Self {
+        let inner = Inner { rv: 1, capacity: capacity.max(1), ..Default::default() };
         Store { inner: Mutex::new(inner), changed: watch::channel(1).0 }
     }
 
@@ -146,7 +148,7 @@ impl Store {
     fn record(&self, inner: &mut Inner, kind: EventType, resource: &Arc<str>, object: Arc<Value>) {
         let rv = inner.rv;
         inner.log.push_back(Event { rv, kind, resource: resource.clone(), object });
-        while inner.log.len() > EVENT_LOG_CAPACITY {
+        while inner.log.len() > inner.capacity {
             if let Some(e) = inner.log.pop_front() {
                 inner.compacted = e.rv;
             }
@@ -332,7 +334,7 @@ mod tests {
 
     #[test]
     fn create_conflicts_and_versions() {
-        let s = Store::new();
+        let s = Store::new(EVENT_LOG_CAPACITY);
         let a = s.create("configmaps", cm("a")).unwrap();
         assert_eq!(s.create("configmaps", cm("a")).unwrap_err(), StoreError::AlreadyExists);
         let mut stale = (*a).clone();
@@ -346,7 +348,7 @@ mod tests {
 
     #[test]
     fn finalizers_hold_deletion_and_events_replay() {
-        let s = Store::new();
+        let s = Store::new(EVENT_LOG_CAPACITY);
         let start = s.rv();
         let mut o = cm("f");
         o["metadata"]["finalizers"] = json!(["x/y"]);
@@ -363,7 +365,7 @@ mod tests {
 
     #[test]
     fn old_versions_are_gone() {
-        let s = Store::new();
+        let s = Store::new(EVENT_LOG_CAPACITY);
         for i in 0..(EVENT_LOG_CAPACITY + 10) {
             s.create("configmaps", cm(&format!("c{i}"))).unwrap();
         }
