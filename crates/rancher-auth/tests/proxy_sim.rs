@@ -251,3 +251,42 @@ async fn the_sim_decides_for_the_impersonated_user_and_forged_headers_gain_nothi
         assert_eq!(forged_can_i.stdout.trim(), "no");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_applies_and_port_forwards_through_the_proxy() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = setup().await;
+    let manifest = s.kubeconfig_dir.path().join("cm.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: greeting}\ndata: {hello: world}\n",
+    )
+    .unwrap();
+    for version in VERSIONS {
+        let k = s.kubectl(version, ADMIN_TOKEN);
+        // apply fetches the OpenAPI schema and server-side validates: all through the proxy.
+        k.ok(&["apply", "-f", manifest.to_str().unwrap()]).await;
+        assert_eq!(k.ok(&["get", "configmap", "greeting", "-o", "jsonpath={.data.hello}"]).await, "world");
+
+        let pod = format!("pf{}", version.replace('.', ""));
+        k.ok(&["run", &pod, "--image=nginx:1.25", "--port=80", "--restart=Never"]).await;
+        k.wait_running(&pod).await;
+        let mut pf = k.spawn(&["port-forward", &format!("pod/{pod}"), ":80"]);
+        let lines = read_until(&mut pf, |l| l.contains("Forwarding from 127.0.0.1:")).await;
+        let port: u16 = lines
+            .last()
+            .and_then(|l| l.split("127.0.0.1:").nth(1))
+            .and_then(|r| r.split(' ').next())
+            .and_then(|p| p.parse().ok())
+            .expect("forwarded port");
+        for round in 0..2 {
+            let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            let msg = format!("ping {round} via kubectl {version}");
+            conn.write_all(msg.as_bytes()).await.unwrap();
+            let mut buf = vec![0u8; msg.len()];
+            tokio::time::timeout(PATIENCE, conn.read_exact(&mut buf)).await.expect("echo in time").unwrap();
+            assert_eq!(String::from_utf8_lossy(&buf), msg);
+        }
+        let _ = pf.kill().await;
+    }
+}
