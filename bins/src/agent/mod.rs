@@ -122,7 +122,7 @@ fn header(value: &str, what: &str) -> Result<HeaderValue, AgentError> {
 /// [`AgentError`]: bad settings, a CA checksum mismatch, an unreadable downstream cluster.
 pub async fn run(
     args: AgentArgs,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &(dyn Fn(&str) -> Option<String> + Send + Sync),
     stop: CancellationToken,
 ) -> Result<(), AgentError> {
     let settings = Settings::resolve(&args, env)?;
