@@ -78,7 +78,13 @@ pub struct Registration {
     access: Mutex<HashMap<String, Arc<ClusterAccess>>>,
     /// token → (cluster, ClusterRegistrationToken uid), rebuilt from the store on a miss.
     token_index: Mutex<HashMap<String, (String, String)>>,
+    /// When the index was last rebuilt: unknown tokens (anyone can send them) rebuild it at most
+    /// once per [`INDEX_REBUILD_EVERY`].
+    index_built: Mutex<Option<tokio::time::Instant>>,
 }
+
+/// The least time between two rebuilds of the token index caused by unknown tokens.
+const INDEX_REBUILD_EVERY: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for Registration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -169,6 +175,7 @@ impl Registration {
             tunnel,
             access: Mutex::new(HashMap::new()),
             token_index: Mutex::new(HashMap::new()),
+            index_built: Mutex::new(None),
         })
     }
 
@@ -262,7 +269,12 @@ impl Registration {
         );
         crt.metadata.namespace = Some(cluster.to_owned());
         match api.create(&crt).await {
-            Ok(c) => Ok(c),
+            Ok(c) => {
+                // Known at once, without waiting for an index rebuild.
+                let token = self.key.token_for(cluster, &c.metadata.uid);
+                self.lock_index().insert(token, (cluster.to_owned(), c.metadata.uid.clone()));
+                Ok(c)
+            }
             Err(StoreError::AlreadyExists { .. }) => Ok(api.get(DEFAULT_TOKEN).await?),
             Err(e) => Err(e.into()),
         }
@@ -284,7 +296,16 @@ impl Registration {
             }
             self.lock_index().remove(token);
         }
-        // A miss: recompute every token (one HMAC each) and remember them.
+        // A miss: recompute every token (one HMAC each) and remember them — at most once a second,
+        // so a flood of wrong tokens cannot turn into a flood of store lists.
+        {
+            let mut built = self.index_built.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = tokio::time::Instant::now();
+            if built.is_some_and(|t| now.duration_since(t) < INDEX_REBUILD_EVERY) {
+                return Ok(None);
+            }
+            *built = Some(now);
+        }
         let all = Api::<ClusterRegistrationToken>::all(self.store.clone()).list().await?;
         let mut found = None;
         let mut index = HashMap::with_capacity(all.len());
