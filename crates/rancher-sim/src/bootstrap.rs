@@ -322,5 +322,8 @@ pub(crate) fn populate(state: &SimState, listen: std::net::SocketAddr) {
             "subsets": [{"addresses": [{"ip": listen.ip().to_string()}], "ports": [{"name": "https", "port": listen.port(), "protocol": "TCP"}]}],
         }),
     );
+    // Two passes settle the aggregated roles, service accounts and endpoints before anyone watches.
     crate::controllers::reconcile(state);
+    crate::controllers::reconcile(state);
+    s.compact();
 }

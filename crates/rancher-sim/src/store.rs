@@ -312,6 +312,14 @@ impl Store {
         Ok(Deleted { object: obj, gone: false })
     }
 
+    /// Forgets the event history (watches from older versions get 410): used once a fresh sim is
+    /// populated, so the bootstrap churn does not stay in memory.
+    pub(crate) fn compact(&self) {
+        let mut inner = self.lock();
+        inner.log = std::collections::VecDeque::new();
+        inner.compacted = inner.rv;
+    }
+
     /// Events after `rv` for `resource`, and the current resourceVersion. `Err(oldest)` when `rv` is
     /// older than the log keeps.
     pub(crate) fn events_since(&self, resource: &str, rv: u64) -> Result<(Vec<Event>, u64), u64> {
