@@ -264,6 +264,22 @@ impl SimHandle {
             url = self.url()
         )
     }
+    /// A kubeconfig that authenticates with a client certificate for `user` in `groups` (CN and O).
+    ///
+    /// # Errors
+    /// [`Error::Certificate`] if signing fails.
+    pub fn kubeconfig_for_client_cert(&self, user: &str, groups: &[&str]) -> Result<String> {
+        let (cert, key) = self.client_certificate(user, groups)?;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let ca = b64(self.ca_pem());
+        let name = self.name();
+        Ok(format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\nusers:\n- name: {user}\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {user}\ncurrent-context: {name}\n",
+            url = self.url(),
+            cert = b64(&cert),
+            key = b64(&key),
+        ))
+    }
     /// Accepts `token` as `user` in `groups` (plus `system:authenticated`).
     pub fn add_token(&self, token: &str, user: &str, groups: &[&str]) {
         self.state.tokens.add(token, UserInfo::new(user, groups));
