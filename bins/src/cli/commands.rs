@@ -20,9 +20,7 @@ pub(super) async fn run(cli: Cli) -> Result<String, CliError> {
         Command::Cluster(c) => cluster(&logged_in()?, fmt, c).await,
         Command::Project(c) => project(&logged_in()?, fmt, c).await,
         Command::User(c) => user(&logged_in()?, fmt, c).await,
-        Command::Kubeconfig { cluster } => Err(CliError::NotImplemented(format!(
-            "rancherctl kubeconfig {cluster} (comes with the authentication proxy)"
-        ))),
+        Command::Kubeconfig { cluster } => kubeconfig(&logged_in()?, &cluster).await,
     }
 }
 
@@ -204,6 +202,21 @@ async fn cluster(client: &ApiClient, fmt: Format, cmd: ClusterCommand) -> Result
             Ok(format!("cluster {name} deleted\n"))
         }
     }
+}
+
+/// `rancherctl kubeconfig CLUSTER`: the kubeconfig YAML the server generates, as is.
+async fn kubeconfig(client: &ApiClient, cluster: &str) -> Result<String, CliError> {
+    let path = format!("/v3/clusters/{}?action=generateKubeconfig", path_segment(cluster)?);
+    let out = client.call(Method::POST, &path, None).await?;
+    let config = out
+        .get("config")
+        .and_then(Value::as_str)
+        .ok_or_else(|| CliError::Http("the server's generateKubeconfig answer has no \"config\"".into()))?;
+    let mut config = config.to_owned();
+    if !config.ends_with('\n') {
+        config.push('\n');
+    }
+    Ok(config)
 }
 
 /// Refuses values that would change the request path.

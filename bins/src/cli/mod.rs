@@ -50,9 +50,10 @@ pub enum Command {
     /// Local users.
     #[command(subcommand)]
     User(UserCommand),
-    /// Print a kubeconfig for a cluster (not implemented yet).
+    /// Print a kubeconfig for a cluster: kubectl reaches it through the server's proxy with a new
+    /// kubeconfig token (and directly, when its authorized cluster endpoint is on).
     Kubeconfig {
-        /// The cluster's name.
+        /// The cluster's id (its name).
         cluster: String,
     },
 }

@@ -70,6 +70,50 @@ pub struct ServerArgs {
     /// The container image the import manifest deploys as the cluster agent.
     #[arg(long, value_name = "IMAGE", default_value = super::registration::DEFAULT_AGENT_IMAGE)]
     pub agent_image: String,
+
+    /// Write one JSON line per proxied request (`/k8s/clusters/...`) to this file, or `-` for stdout.
+    #[arg(long, value_name = "PATH|-")]
+    pub audit_log: Option<super::AuditTarget>,
+
+    /// How much the audit log records: `metadata` (who, what, outcome) or `request` (also bodies).
+    #[arg(long, value_enum, default_value_t = AuditLevelArg::Metadata, requires = "audit_log")]
+    pub audit_level: AuditLevelArg,
+
+    /// Lifetime of the tokens in generated kubeconfigs, e.g. `720h` or `30d` (`0`: never expire).
+    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = parse_duration)]
+    pub kubeconfig_token_ttl: std::time::Duration,
+}
+
+/// `--audit-level`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum AuditLevelArg {
+    /// Who, what and the outcome.
+    #[default]
+    Metadata,
+    /// Also request bodies (never those of Secrets).
+    Request,
+}
+
+/// A duration as a number with a unit: `90s`, `15m`, `720h`, `30d`; a bare `0` is zero.
+///
+/// # Errors
+/// A message saying what is wrong.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a duration like 30d, 720h or 90s"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: the unit must be s, m, h or d")),
+    };
+    n.checked_mul(secs).map(std::time::Duration::from_secs).ok_or_else(|| format!("{s:?} is too long"))
 }
 
 impl ServerArgs {
@@ -89,7 +133,15 @@ impl ServerArgs {
             .tls_sans(self.tls_san.clone())
             .tls(tls)
             .insecure_http(self.insecure_http)
-            .agent_image(self.agent_image.clone());
+            .agent_image(self.agent_image.clone())
+            .kubeconfig_token_ttl(self.kubeconfig_token_ttl)
+            .audit(super::AuditConfig {
+                target: self.audit_log.clone(),
+                level: match self.audit_level {
+                    AuditLevelArg::Metadata => rancher_auth::proxy::AuditLevel::Metadata,
+                    AuditLevelArg::Request => rancher_auth::proxy::AuditLevel::RequestBody,
+                },
+            });
         if let Some(url) = &self.server_url {
             b = b.server_url(url.clone());
         }
@@ -113,5 +165,13 @@ mod tests {
         assert_eq!(a.https_listen.port(), 8443);
         assert!(!a.insecure_http);
         assert!(ServerArgs::try_parse_from(["rancher-server", "--tls-cert", "x"]).is_err(), "cert needs key");
+        assert_eq!(a.kubeconfig_token_ttl, std::time::Duration::from_secs(30 * 86_400));
+        assert_eq!(a.audit_log, None);
+        let a =
+            ServerArgs::parse_from(["rancher-server", "--audit-log", "-", "--kubeconfig-token-ttl", "2h"]);
+        assert_eq!(a.audit_log, Some(super::super::AuditTarget::Stdout));
+        assert_eq!(a.kubeconfig_token_ttl, std::time::Duration::from_secs(7200));
+        assert!(ServerArgs::try_parse_from(["rancher-server", "--kubeconfig-token-ttl", "2y"]).is_err());
+        assert!(ServerArgs::try_parse_from(["rancher-server", "--audit-level", "request"]).is_err());
     }
 }

@@ -52,6 +52,14 @@ pub enum ApiError {
     /// A dependency (the store) cannot be reached (503).
     #[error("{0}")]
     Unavailable(String),
+    /// Too many attempts, e.g. failed logins; retry after the given seconds (429 with `Retry-After`).
+    #[error("{message}")]
+    TooManyRequests {
+        /// What was throttled.
+        message: String,
+        /// Seconds until the next attempt may succeed.
+        retry_after_secs: u32,
+    },
     /// A bug or an unexpected failure (500).
     #[error("{0}")]
     Internal(String),
@@ -83,6 +91,9 @@ impl ApiError {
             ApiError::Store(e) => e.to_status(),
             ApiError::NotImplemented(_) => Status::not_implemented(msg),
             ApiError::Unavailable(_) => Status::unavailable(msg),
+            ApiError::TooManyRequests { retry_after_secs, .. } => {
+                Status::too_many_requests(msg, *retry_after_secs)
+            }
             ApiError::Internal(_) => Status::internal(msg),
         }
     }
@@ -94,6 +105,11 @@ pub(crate) fn status_response(status: &Status) -> Response {
     let mut resp = (code, axum::Json(status)).into_response();
     if code == StatusCode::UNAUTHORIZED {
         resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+    }
+    if let Some(secs) = status.details.as_ref().and_then(|d| d.retry_after_seconds)
+        && code == StatusCode::TOO_MANY_REQUESTS
+    {
+        resp.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
     }
     resp
 }

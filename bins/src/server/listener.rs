@@ -43,7 +43,12 @@ pub(crate) async fn serve(
         let _ = tcp.set_nodelay(true);
         let watcher = graceful.watcher();
         let builder = builder.clone();
-        let service = TowerToHyperService::new(app.clone());
+        // The client's address, for handlers that need it (login throttling per address).
+        let app = tower::ServiceExt::map_request(app.clone(), move |mut req: http::Request<_>| {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            req
+        });
+        let service = TowerToHyperService::new(app);
         let tls = tls.clone();
         tokio::spawn(async move {
             let result = match tls {

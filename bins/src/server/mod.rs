@@ -23,8 +23,10 @@ mod auth;
 mod bootstrap;
 pub mod config;
 pub mod error;
+mod kubeconfig;
 mod listener;
 pub mod metrics;
+pub mod proxy;
 pub mod registration;
 mod state;
 pub mod tls;
@@ -43,6 +45,8 @@ use tokio_util::sync::CancellationToken;
 pub use bootstrap::ADMIN_USERNAME;
 pub use config::{ServerArgs, StoreKind};
 pub use error::ApiError;
+pub use kubeconfig::DEFAULT_KUBECONFIG_TOKEN_TTL_MS;
+pub use proxy::{AuditConfig, AuditTarget};
 pub use tls::TlsSource;
 
 use metrics::{MeteredStore, Metrics};
@@ -88,6 +92,9 @@ pub enum ServerError {
     /// The server URL or the registration key is unusable.
     #[error("registration: {0}")]
     Registration(String),
+    /// The audit log could not be opened.
+    #[error("audit log: {0}")]
+    AuditLog(#[source] std::io::Error),
 }
 
 /// Configures a [`Server`]. Every setting has a default; see [`ServerArgs`] for their meaning.
@@ -105,6 +112,8 @@ pub struct ServerBuilder {
     body_limit: usize,
     server_url: Option<String>,
     agent_image: String,
+    audit: AuditConfig,
+    kubeconfig_token_ttl_ms: i64,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -135,6 +144,8 @@ impl Default for ServerBuilder {
             body_limit: DEFAULT_BODY_LIMIT,
             server_url: None,
             agent_image: registration::DEFAULT_AGENT_IMAGE.to_owned(),
+            audit: AuditConfig::default(),
+            kubeconfig_token_ttl_ms: DEFAULT_KUBECONFIG_TOKEN_TTL_MS,
         }
     }
 }
@@ -210,6 +221,18 @@ impl ServerBuilder {
     /// The container image the import manifest deploys as the cluster agent.
     pub fn agent_image(mut self, image: impl Into<String>) -> Self {
         self.agent_image = image.into();
+        self
+    }
+
+    /// The proxy's audit log (off by default).
+    pub fn audit(mut self, audit: AuditConfig) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    /// How long kubeconfig tokens live (default 30 days; zero: they never expire).
+    pub fn kubeconfig_token_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.kubeconfig_token_ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         self
     }
 
@@ -303,12 +326,20 @@ impl ServerBuilder {
             rancher_tunnel::Metrics::unregistered(),
         )
         .map_err(|e| ServerError::Registration(e.to_string()))?;
+        let registration = Arc::new(registration);
+        let authn = Arc::new(auth::TokenAuthenticator::new(store.clone()));
+        let audit = self.audit.layer().map_err(ServerError::AuditLog)?;
+        let proxy = proxy::build(store.clone(), authn.clone(), registration.clone(), audit);
         let state = AppState {
             store,
             metrics,
             ca_pem: ca_pem.into(),
             body_limit: self.body_limit,
-            registration: Arc::new(registration),
+            registration,
+            authn,
+            login_throttle: Arc::new(api::LoginThrottle::new(api::ThrottlePolicy::default())),
+            kubeconfig_token_ttl_ms: self.kubeconfig_token_ttl_ms,
+            proxy,
         };
         Ok(Server {
             state,

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use rancher_core::store::Store;
 
+use super::api::LoginThrottle;
+use super::auth::TokenAuthenticator;
 use super::metrics::Metrics;
 use super::registration::Registration;
 
@@ -20,4 +22,12 @@ pub(crate) struct AppState {
     pub(crate) body_limit: usize,
     /// Registration tokens, the tunnel and downstream access of imported clusters.
     pub(crate) registration: Arc<Registration>,
+    /// Checks tokens for `/v3` and the proxy.
+    pub(crate) authn: Arc<TokenAuthenticator>,
+    /// Failed-login counting per username and client address.
+    pub(crate) login_throttle: Arc<LoginThrottle>,
+    /// Lifetime of kubeconfig tokens, in milliseconds (0: never expire).
+    pub(crate) kubeconfig_token_ttl_ms: i64,
+    /// The authentication proxy mounted at `/k8s/clusters/{*rest}`.
+    pub(crate) proxy: rancher_auth::proxy::ProxyService,
 }

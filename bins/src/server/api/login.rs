@@ -1,9 +1,11 @@
 //! `POST /v3-public/localProviders/local?action=login`: username and password in, a session token out.
+//! Failed attempts are counted per username and per client address ([`LoginThrottle`]).
 
 use std::sync::OnceLock;
 
+use axum::Extension;
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::response::Response;
 use http::HeaderMap;
 use jiff::Timestamp;
@@ -13,6 +15,7 @@ use rancher_core::store::Api;
 use serde::Deserialize;
 
 use super::body::json_object;
+pub(crate) use super::login_throttle::{LoginThrottle, ThrottlePolicy};
 use super::tokens::{self, DEFAULT_SESSION_TTL_MS, TokenRequest};
 use super::users::find_by_username;
 use crate::server::error::{ApiError, ApiResult};
@@ -43,6 +46,7 @@ fn decoy_hash() -> &'static str {
 /// The login action.
 pub(crate) async fn login(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<std::net::SocketAddr>>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -56,6 +60,14 @@ pub(crate) async fn login(
     let map = json_object(&headers, body, state.body_limit).await?;
     let input: LoginInput = serde_json::from_value(serde_json::Value::Object(map))
         .map_err(|e| ApiError::BadRequest(format!("login needs \"username\" and \"password\": {e}")))?;
+    let ip = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
+    if let Some(wait) = state.login_throttle.check(&input.username, ip) {
+        let secs = u32::try_from(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).unwrap_or(u32::MAX);
+        return Err(ApiError::TooManyRequests {
+            message: format!("too many failed logins: try again in {secs} s"),
+            retry_after_secs: secs.max(1),
+        });
+    }
     let user = find_by_username(&state.store, &input.username).await?;
     let hash = user.as_ref().map_or_else(|| decoy_hash().to_owned(), |u| u.spec.password.clone());
     let pw = input.password;
@@ -64,13 +76,18 @@ pub(crate) async fn login(
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let user = match user {
         Some(u) if matches && u.spec.enabled => u,
-        _ => return Err(ApiError::Unauthenticated(LOGIN_FAILED.into())),
+        _ => {
+            state.login_throttle.failed(&input.username, ip);
+            return Err(ApiError::Unauthenticated(LOGIN_FAILED.into()));
+        }
     };
+    state.login_throttle.succeeded(&input.username, ip);
     let req = TokenRequest {
         kind: "session",
         ttl_ms: input.ttl.unwrap_or(DEFAULT_SESSION_TTL_MS),
         description: input.description,
         derived: false,
+        cluster_name: String::new(),
     };
     let (stored, secret) = tokens::issue(&state.store, &user, req).await?;
     record_login(&state, user).await;

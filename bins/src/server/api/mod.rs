@@ -5,11 +5,14 @@ mod clusters;
 mod crud;
 mod kind;
 mod login;
+mod login_throttle;
 mod public;
 mod roles;
 mod tokens;
 mod users;
 
+pub(crate) use login::{LoginThrottle, ThrottlePolicy};
+pub(crate) use tokens::{TokenRequest, issue as issue_token};
 pub(crate) use users::{bind_global_role, find_by_username, hash_new_password};
 
 use std::any::Any;
@@ -61,6 +64,7 @@ pub(crate) fn router(state: AppState) -> Router {
         get(crud::get::<Token>).put(crud::update::<Token>).delete(crud::delete::<Token>),
     );
     v3 = kind_routes::<Cluster>(v3);
+    v3 = v3.route("/v3/clusters/{id}", post(crate::server::kubeconfig::cluster_action));
     v3 = kind_routes::<Project>(v3);
     v3 = kind_routes::<User>(v3);
     v3 = kind_routes::<GlobalRole>(v3);
@@ -85,6 +89,8 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .merge(public)
         .merge(v3)
+        // The proxy authenticates by itself (the same tokens) and answers with Kubernetes Status.
+        .route_service("/k8s/clusters/{*rest}", state.proxy.clone())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -41,11 +41,14 @@ impl ApiKind for Token {
         self.status.hash.clear();
     }
 
-    async fn prepare_update(&mut self, old: &Self, _cx: &Ctx<'_>) -> ApiResult<()> {
-        // Who a token acts for and how it was made never change.
-        self.spec.user_id = old.spec.user_id.clone();
-        self.spec.kind = old.spec.kind.clone();
-        self.spec.auth_provider = old.spec.auth_provider.clone();
+    async fn prepare_update(&mut self, old: &Self, cx: &Ctx<'_>) -> ApiResult<()> {
+        // Only the description changes, and whether the token is enabled. Who it acts for, its
+        // scope and its lifetimes never do: a cluster-scoped or short-lived token cannot widen itself.
+        let (description, enabled) = (std::mem::take(&mut self.spec.description), self.spec.enabled);
+        self.spec = old.spec.clone();
+        self.spec.description = description;
+        // Re-enabling a disabled token is for those who may update every token (admins).
+        self.spec.enabled = enabled && (old.spec.enabled || cx.caller.can("update", "tokens", None));
         self.metadata.labels.insert(USER_ID_LABEL.into(), old.spec.user_id.clone());
         Ok(())
     }
@@ -57,6 +60,8 @@ pub(crate) struct TokenRequest {
     pub(crate) ttl_ms: i64,
     pub(crate) description: String,
     pub(crate) derived: bool,
+    /// When not empty, the token works for this cluster's proxy only.
+    pub(crate) cluster_name: String,
 }
 
 /// Issues a token for `user`: stores the hash, returns the stored object and the one-time credential.
@@ -85,6 +90,7 @@ pub(crate) async fn issue(
                 description: req.description.clone(),
                 kind: req.kind.into(),
                 is_derived: req.derived,
+                cluster_name: req.cluster_name.clone(),
                 enabled: true,
                 ..Default::default()
             },
@@ -152,7 +158,12 @@ pub(crate) async fn post(
                     .ok_or_else(|| ApiError::invalid_field("ttl", "must be an integer (milliseconds)"))?,
             };
             let description = map.get("description").and_then(Value::as_str).unwrap_or_default().to_owned();
-            let req = TokenRequest { kind: "api", ttl_ms, description, derived: true };
+            let cluster_name = match map.get("clusterId").or_else(|| map.get("clusterName")) {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::String(c)) if rancher_core::validation::dns1123_label(c).is_ok() => c.clone(),
+                Some(_) => return Err(ApiError::invalid_field("clusterId", "must be a cluster id")),
+            };
+            let req = TokenRequest { kind: "api", ttl_ms, description, derived: true, cluster_name };
             let (stored, secret) = issue(&state.store, &caller.user, req).await?;
             created_response(stored, &secret, false)
         }

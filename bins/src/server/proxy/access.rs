@@ -1,0 +1,121 @@
+//! Who may reach which cluster through the proxy ([`BindingAccess`]): admins reach every cluster;
+//! other users need a ClusterRoleTemplateBinding in the cluster or a ProjectRoleTemplateBinding in
+//! one of its projects, for themselves or one of their groups. What they may do inside is left to
+//! the downstream RBAC (rendered from those bindings by the tenancy controller).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use async_trait::async_trait;
+use rancher_auth::proxy::{ClusterAccess, ClusterClients, Denied, UserInfo};
+use rancher_core::model::{Cluster, ClusterRoleTemplateBinding, ProjectRoleTemplateBinding};
+use rancher_core::store::{Api, Store};
+
+use super::admin_binding::AdminBindings;
+use crate::server::auth::{is_cluster_admin, rules_for};
+use crate::server::registration::Registration;
+
+/// The proxy's [`ClusterAccess`] policy, read from the store on every request.
+pub(crate) struct BindingAccess {
+    store: Arc<dyn Store>,
+    registration: Arc<Registration>,
+    /// The proxy's cached clients, set once the proxy is built; dropped per cluster when its agent
+    /// handed over new access (a new CA or credential).
+    clients: Arc<OnceLock<ClusterClients>>,
+    /// (cluster, address of the access the cached client was built from).
+    seen: Mutex<HashSet<(String, usize)>>,
+    admins: AdminBindings,
+}
+
+impl BindingAccess {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        registration: Arc<Registration>,
+        clients: Arc<OnceLock<ClusterClients>>,
+    ) -> Self {
+        let admins = AdminBindings::new(registration.clone());
+        BindingAccess { store, registration, clients, seen: Mutex::new(HashSet::new()), admins }
+    }
+
+    /// Drops the cached client of `cluster` when the agent's access changed since it was built.
+    fn refresh_client(&self, cluster: &str) {
+        let Some(access) = self.registration.access(cluster) else { return };
+        let key = (cluster.to_owned(), Arc::as_ptr(&access) as usize);
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.contains(&key) {
+            return;
+        }
+        seen.retain(|(c, _)| c != cluster);
+        seen.insert(key);
+        if let Some(clients) = self.clients.get() {
+            clients.invalidate(cluster);
+        }
+    }
+}
+
+/// True when `user` (or one of their groups or principals) has a ClusterRoleTemplateBinding in
+/// `cluster` or a ProjectRoleTemplateBinding in one of its projects.
+///
+/// # Errors
+/// [`Denied::Forbidden`] when the store cannot be read (the reason is logged).
+pub(crate) async fn has_binding(
+    store: &Arc<dyn Store>,
+    user: &UserInfo,
+    cluster: &str,
+) -> Result<bool, Denied> {
+    let backend = |e: rancher_core::store::StoreError| {
+        tracing::warn!(cluster, "reading bindings for the proxy: {e}");
+        Denied::Forbidden("the server could not read role bindings".into())
+    };
+    let principal = user.extra.get("principalid").and_then(|p| p.first());
+    let matches = |user_name: &str, user_principal: &str, group_principal: &str| {
+        (!user_name.is_empty() && user_name == user.username)
+            || (!user_principal.is_empty() && principal.is_some_and(|p| p == user_principal))
+            || (!group_principal.is_empty() && user.groups.iter().any(|g| g == group_principal))
+    };
+    let crtbs = Api::<ClusterRoleTemplateBinding>::namespaced(store.clone(), cluster)
+        .list()
+        .await
+        .map_err(backend)?;
+    if crtbs.iter().any(|b| {
+        b.spec.cluster_name == cluster
+            && matches(&b.spec.user_name, &b.spec.user_principal_name, &b.spec.group_principal_name)
+    }) {
+        return Ok(true);
+    }
+    let prtbs = Api::<ProjectRoleTemplateBinding>::all(store.clone()).list().await.map_err(backend)?;
+    Ok(prtbs.iter().any(|b| {
+        b.spec.project_name.split_once(':').is_some_and(|(c, _)| c == cluster)
+            && matches(&b.spec.user_name, &b.spec.user_principal_name, &b.spec.group_principal_name)
+    }))
+}
+
+#[async_trait]
+impl ClusterAccess for BindingAccess {
+    async fn may_access(&self, user: &UserInfo, cluster_id: &str) -> Result<(), Denied> {
+        let cluster = Api::<Cluster>::all(self.store.clone()).get_opt(cluster_id).await.map_err(|e| {
+            tracing::warn!(cluster = cluster_id, "reading the cluster for the proxy: {e}");
+            Denied::Forbidden("the server could not read the cluster".into())
+        })?;
+        if cluster.is_none_or(|c| c.metadata.deletion_timestamp.is_some()) {
+            return Err(Denied::NotFound);
+        }
+        self.refresh_client(cluster_id);
+        let rules = rules_for(&self.store, &user.username).await.map_err(|e| {
+            tracing::warn!(user = %user.username, "reading global roles for the proxy: {e}");
+            Denied::Forbidden("the server could not read global roles".into())
+        })?;
+        if is_cluster_admin(&rules) {
+            self.admins.ensure(cluster_id, &user.username).await;
+            return Ok(());
+        }
+        if has_binding(&self.store, user, cluster_id).await? {
+            Ok(())
+        } else {
+            Err(Denied::Forbidden(format!(
+                "user {} has no role in cluster {cluster_id}: ask for a cluster or project membership",
+                user.username
+            )))
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The proxy's [`Authenticator`]: the same token checks as `/v3` ([`TokenAuthenticator`]), turned into
+//! the identity the request runs as downstream.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::HeaderMap;
+use rancher_auth::proxy::{AuthError, Authenticator, UserInfo};
+
+use crate::server::auth::{Authenticated, Scope, TokenAuthenticator};
+
+/// The group every user authenticated by the server is in, besides Kubernetes' own.
+pub(crate) const CATTLE_AUTHENTICATED: &str = "system:cattle:authenticated";
+/// Kubernetes' group of authenticated users.
+pub(crate) const SYSTEM_AUTHENTICATED: &str = "system:authenticated";
+
+/// Authenticates proxied requests with the store's tokens.
+#[derive(Clone, Debug)]
+pub(crate) struct StoreAuthenticator {
+    tokens: Arc<TokenAuthenticator>,
+}
+
+impl StoreAuthenticator {
+    pub(crate) fn new(tokens: Arc<TokenAuthenticator>) -> Self {
+        StoreAuthenticator { tokens }
+    }
+}
+
+/// The downstream identity of a verified token: user id, group principals (from the token and the
+/// user's last refresh) plus the authenticated groups, and the extras Rancher sends.
+pub(crate) fn user_info(auth: &Authenticated) -> UserInfo {
+    let Authenticated { token, user } = auth;
+    let mut groups: Vec<String> = Vec::new();
+    for g in token.spec.group_principals.iter().chain(&user.status.group_principals) {
+        if !groups.contains(g) {
+            groups.push(g.clone());
+        }
+    }
+    groups.push(SYSTEM_AUTHENTICATED.to_owned());
+    groups.push(CATTLE_AUTHENTICATED.to_owned());
+    let principal = if token.spec.user_principal.is_empty() {
+        format!("local://{}", user.metadata.name)
+    } else {
+        token.spec.user_principal.clone()
+    };
+    let mut extra = BTreeMap::new();
+    extra.insert("principalid".to_owned(), vec![principal]);
+    let login = if user.spec.username.is_empty() { &user.metadata.name } else { &user.spec.username };
+    extra.insert("username".to_owned(), vec![login.clone()]);
+    extra.insert("requesttokenid".to_owned(), vec![token.metadata.name.clone()]);
+    UserInfo { username: user.metadata.name.clone(), uid: String::new(), groups, extra }
+}
+
+#[async_trait]
+impl Authenticator for StoreAuthenticator {
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        cluster_id: Option<&str>,
+    ) -> Result<UserInfo, AuthError> {
+        // The route layer refuses paths without a cluster; an unscoped check here would let a
+        // cluster-scoped token through to nothing, so treat a missing id as a wrong cluster.
+        let cluster = cluster_id.ok_or(AuthError::WrongCluster)?;
+        let auth = self.tokens.verify(headers, Scope::Cluster(cluster)).await?;
+        Ok(user_info(&auth))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rancher_core::model::{Token, TokenSpec, User, UserSpec};
+
+    #[test]
+    fn identity_has_user_id_groups_and_extras() {
+        let token = Token::new(
+            "token-abcde",
+            TokenSpec {
+                user_id: "u-bob".into(),
+                user_principal: "local://u-bob".into(),
+                group_principals: vec!["github_org://1".into()],
+                ..Default::default()
+            },
+        );
+        let mut user = User::new("u-bob", UserSpec { username: "bob".into(), ..Default::default() });
+        user.status.group_principals = vec!["github_org://1".into(), "github_team://2".into()];
+        let info = user_info(&Authenticated { token, user });
+        assert_eq!(info.username, "u-bob");
+        assert_eq!(
+            info.groups,
+            ["github_org://1", "github_team://2", SYSTEM_AUTHENTICATED, CATTLE_AUTHENTICATED]
+        );
+        assert_eq!(info.extra["principalid"], ["local://u-bob"]);
+        assert_eq!(info.extra["username"], ["bob"]);
+        assert_eq!(info.extra["requesttokenid"], ["token-abcde"]);
+    }
+}
