@@ -72,28 +72,29 @@ impl CliError {
             }
             source = s.source();
         }
-        let text = format!("{e:#}");
-        let chain = error_chain(e);
+        let (display, debug) = error_chain(e);
         // rustls' errors may arrive wrapped in types we cannot downcast through; their text is stable.
-        let lower = chain.to_ascii_lowercase();
+        let lower = debug.to_ascii_lowercase();
         if lower.contains("certificate") && (lower.contains("invalid") || lower.contains("unknownissuer")) {
             return CliError::Untrusted;
         }
         if e.is_connect() || e.is_timeout() {
-            let reason =
-                io_reason.unwrap_or_else(|| if e.is_timeout() { "timed out".into() } else { chain.clone() });
+            let reason = io_reason
+                .unwrap_or_else(|| if e.is_timeout() { "timed out".into() } else { display.clone() });
             return CliError::Unreachable { url: url.to_owned(), reason };
         }
-        CliError::Http(format!("{text}: {chain}"))
+        CliError::Http(if display.is_empty() { e.to_string() } else { format!("{e}: {display}") })
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = Vec::new();
+/// The error's sources, as text for people and as `Debug` text for classification.
+fn error_chain(e: &dyn std::error::Error) -> (String, String) {
+    let (mut display, mut debug) = (Vec::new(), Vec::new());
     let mut source = e.source();
     while let Some(s) = source {
-        parts.push(format!("{s} ({s:?})"));
+        display.push(s.to_string());
+        debug.push(format!("{s} {s:?}"));
         source = s.source();
     }
-    parts.join(": ")
+    (display.join(": "), debug.join(": "))
 }
