@@ -4,6 +4,8 @@
 //! * [`token`] — API tokens `token-<id>:<secret>`: generation, salted hashes, reading them from a
 //!   request (Bearer, Basic, the `R_SESS` cookie), expiry.
 //! * [`rbac`] — does a set of RBAC rules allow a request?
+//! * [`rbac_render`] — role templates and their cluster/project bindings rendered into the
+//!   ClusterRoles, ClusterRoleBindings and RoleBindings of a downstream cluster.
 //!
 //! Auth providers (LDAP, GitHub, OIDC), rendering role templates to downstream RBAC, and the
 //! authentication proxy's layers come later in this crate.
@@ -29,4 +31,5 @@ pub mod password;
 pub mod providers;
 pub mod proxy;
 pub mod rbac;
+pub mod rbac_render;
 pub mod token;
