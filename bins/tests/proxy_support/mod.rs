@@ -1,0 +1,253 @@
+//! Shared by the proxy, token and kubeconfig tests: a real `rancher-server` with an in-process
+//! `rancher-sim` imported through its manifest and a `rancher-agent` process, and kubectl (1.27 and
+//! 1.33) driven through the server's proxy with a kubeconfig the server generated.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::import_support::*;
+
+/// How long one kubectl call may take on a loaded machine.
+pub const PATIENCE: Duration = Duration::from_secs(90);
+/// The kubectl versions tested: SPDY (1.27) and WebSocket (1.33) for exec and port-forward.
+pub const VERSIONS: [&str; 2] = ["1.27", "1.33"];
+
+/// A server with one imported, connected sim cluster.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub home: PathBuf,
+    pub server: Server,
+    pub sim: rancher_sim::SimHandle,
+    pub agent: Proc,
+    pub cluster: String,
+    pub admin_token: String,
+    pub http: reqwest::Client,
+}
+
+impl Env {
+    /// Starts everything; `server_args` are extra `rancher-server` flags.
+    pub async fn start(server_args: &[&str]) -> Env {
+        install_crypto();
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let server =
+            Server::start(&dir.path().join("data"), free_port(), &dir.path().join("server.log"), server_args)
+                .await;
+        let (ok, out) = rancherctl(
+            &home,
+            &["login", &server.url, "--username", "admin", "--password", ADMIN_PASSWORD, "--insecure"],
+        );
+        assert!(ok, "{out}");
+        let sim = rancher_sim::Sim::builder().name("sim-p").nodes(4).start().await.unwrap();
+        let cluster = "imp-p".to_owned();
+        let (ok, out) = rancherctl(&home, &["cluster", "create", &cluster, "--import"]);
+        assert!(ok, "{out}");
+        let url = out
+            .split_whitespace()
+            .find(|w| w.starts_with("https://") && w.ends_with(".yaml"))
+            .unwrap_or_else(|| panic!("no import URL in {out}"))
+            .to_owned();
+        let kc = dir.path().join("sim.kubeconfig");
+        std::fs::write(&kc, sim.kubeconfig_yaml()).unwrap();
+        let env = apply_manifest(&url, &kc, dir.path()).await;
+        let agent = start_agent(&env, &kc, &dir.path().join("agent.log"), &[]);
+        wait_state(&home, &cluster, "active", WAIT).await;
+        let admin_token = login(&server.url).await;
+        Env { dir, home, server, sim, agent, cluster, admin_token, http: insecure_client() }
+    }
+
+    /// The server's log so far.
+    pub fn server_log(&self) -> String {
+        self.server.proc.log_text()
+    }
+
+    /// `rancherctl kubeconfig <cluster>` as admin, written to a file.
+    pub fn admin_kubeconfig(&self) -> PathBuf {
+        let (ok, yaml) = rancherctl(&self.home, &["kubeconfig", &self.cluster]);
+        assert!(ok, "{yaml}");
+        let path = self.dir.path().join("admin.kubeconfig");
+        std::fs::write(&path, yaml).unwrap();
+        path
+    }
+
+    /// A kubeconfig generated over the API with `bearer`'s identity.
+    pub async fn kubeconfig_for(&self, bearer: &str, name: &str) -> PathBuf {
+        let (code, body) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/v3/clusters/{}?action=generateKubeconfig", self.cluster),
+                bearer,
+                None,
+            )
+            .await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["type"], "generateKubeconfigOutput");
+        let path = self.dir.path().join(format!("{name}.kubeconfig"));
+        std::fs::write(&path, body["config"].as_str().unwrap()).unwrap();
+        path
+    }
+
+    /// A request to the server with `bearer`; the status code and the JSON (or text) answer.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        bearer: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.server.url)).bearer_auth(bearer);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.unwrap();
+        let code = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap();
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (code, v)
+    }
+
+    /// Creates a local user and logs them in; returns (user id, session token).
+    pub async fn user(&self, username: &str) -> (String, String) {
+        let password = format!("{username}-Passw0rd-123");
+        let (code, u) = self
+            .call(
+                reqwest::Method::POST,
+                "/v3/users",
+                &self.admin_token,
+                Some(&json!({"spec": {"username": username, "password": password}})),
+            )
+            .await;
+        assert_eq!(code, 201, "{u}");
+        let resp: Value = self
+            .http
+            .post(format!("{}/v3-public/localProviders/local?action=login", self.server.url))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (u["id"].as_str().unwrap().to_owned(), resp["token"].as_str().unwrap().to_owned())
+    }
+
+    /// Creates a pod directly on the sim (not through the proxy).
+    pub fn create_pod_directly(&self, name: &str, namespace: &str) {
+        let kc = self.dir.path().join("sim.kubeconfig");
+        let out = std::process::Command::new(kubectl())
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(["-n", namespace, "run", name, "--image=busybox:1.36", "--restart=Never"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// The kubectl `version` with `kubeconfig`.
+    pub fn kubectl(&self, version: &'static str, kubeconfig: &Path) -> Kubectl {
+        let home = self
+            .dir
+            .path()
+            .join(format!("kubectl-{}-{version}", kubeconfig.file_stem().unwrap().to_string_lossy()));
+        std::fs::create_dir_all(&home).unwrap();
+        Kubectl { version, kubeconfig: kubeconfig.to_owned(), home }
+    }
+}
+
+/// kubectl of one version with one kubeconfig; TLS is verified against the server CA it contains.
+pub struct Kubectl {
+    pub version: &'static str,
+    pub kubeconfig: PathBuf,
+    pub home: PathBuf,
+}
+
+#[derive(Debug)]
+pub struct Out {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Kubectl {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(format!("/usr/lib/google-cloud-sdk/bin/kubectl.{}", self.version));
+        c.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        c.env("HOME", &self.home).env("KUBECACHEDIR", self.home.join("cache"));
+        c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        c
+    }
+
+    pub async fn run(&self, args: &[&str]) -> Out {
+        let child = self.command(args).spawn().expect("spawn kubectl");
+        let out = tokio::time::timeout(PATIENCE, child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("kubectl {} {args:?} timed out", self.version))
+            .unwrap();
+        Out {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub async fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args).await;
+        assert!(o.ok, "kubectl {} {args:?} failed: {}\n{}", self.version, o.stderr, o.stdout);
+        o.stdout
+    }
+
+    pub async fn fails(&self, args: &[&str]) -> Out {
+        let o = self.run(args).await;
+        assert!(!o.ok, "kubectl {} {args:?} unexpectedly succeeded: {}", self.version, o.stdout);
+        o
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args).spawn().expect("spawn kubectl")
+    }
+
+    /// Polls until `kubectl get pod <name>` says Running.
+    pub async fn wait_running(&self, name: &str) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let o = self.run(&["get", "pod", name, "--no-headers"]).await;
+            if o.stdout.contains("Running") {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "pod {name} never ran: {o:?}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+/// Reads the child's stdout until a line satisfies `pred`; returns the lines read.
+pub async fn read_until(child: &mut Child, pred: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut lines = BufReader::new(child.stdout.as_mut().unwrap()).lines();
+    let mut seen = vec![];
+    let found = tokio::time::timeout(PATIENCE, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let hit = pred(&line);
+            seen.push(line);
+            if hit {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(matches!(found, Ok(true)), "expected line never came; saw {seen:?}");
+    seen
+}
+
+/// The secret part of a `token-<id>:<secret>` credential.
+pub fn secret_of(token: &str) -> &str {
+    token.split_once(':').map(|(_, s)| s).expect("a token-<id>:<secret> credential")
+}
