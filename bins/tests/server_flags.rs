@@ -2,15 +2,13 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{ADMIN_PASSWORD, ServerProc};
 
 #[cfg(not(feature = "etcd"))]
 #[test]
 fn etcd_store_without_the_feature_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_rancher-server"))
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rancher-server"))
         .args(["--store", "etcd", "--etcd-endpoints", "http://127.0.0.1:1", "--https-listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(dir.path())
