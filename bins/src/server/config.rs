@@ -82,6 +82,10 @@ pub struct ServerArgs {
     /// Lifetime of the tokens in generated kubeconfigs, e.g. `720h` or `30d` (`0`: never expire).
     #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = parse_duration)]
     pub kubeconfig_token_ttl: std::time::Duration,
+
+    /// Identity providers for login (YAML; e.g. an `openldap:` section), see the server README.
+    #[arg(long, value_name = "FILE")]
+    pub auth_config: Option<PathBuf>,
 }
 
 /// `--audit-level`.
@@ -142,6 +146,9 @@ impl ServerArgs {
                     AuditLevelArg::Request => rancher_auth::proxy::AuditLevel::RequestBody,
                 },
             });
+        if let Some(path) = &self.auth_config {
+            b = b.auth_config(path);
+        }
         if let Some(url) = &self.server_url {
             b = b.server_url(url.clone());
         }

@@ -194,11 +194,13 @@ pub(crate) async fn cluster_action(
     }
     let scoped = cluster.spec.local_cluster_auth_endpoint.as_ref().is_some_and(|a| a.enabled);
     let req = TokenRequest {
-        kind: "kubeconfig",
-        ttl_ms: state.kubeconfig_token_ttl_ms,
-        description: format!("kubeconfig for cluster {id}"),
-        derived: false,
         cluster_name: if scoped { id.clone() } else { String::new() },
+        ..TokenRequest::local(
+            "kubeconfig",
+            state.kubeconfig_token_ttl_ms,
+            format!("kubeconfig for cluster {id}"),
+            false,
+        )
     };
     let (_, secret) = issue_token(&state.store, &caller.user, req).await?;
     let config = render(state.registration.server_url(), &state.ca_pem, &cluster, &secret.expose())

@@ -23,6 +23,7 @@ mod auth;
 mod bootstrap;
 pub mod config;
 pub mod error;
+mod identity;
 mod kubeconfig;
 mod listener;
 pub mod metrics;
@@ -92,6 +93,9 @@ pub enum ServerError {
     /// The server URL or the registration key is unusable.
     #[error("registration: {0}")]
     Registration(String),
+    /// The `--auth-config` file is unreadable or invalid.
+    #[error("auth config: {0}")]
+    AuthConfig(String),
     /// The audit log could not be opened.
     #[error("audit log: {0}")]
     AuditLog(#[source] std::io::Error),
@@ -114,6 +118,7 @@ pub struct ServerBuilder {
     agent_image: String,
     audit: AuditConfig,
     kubeconfig_token_ttl_ms: i64,
+    auth_config: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -146,6 +151,7 @@ impl Default for ServerBuilder {
             agent_image: registration::DEFAULT_AGENT_IMAGE.to_owned(),
             audit: AuditConfig::default(),
             kubeconfig_token_ttl_ms: DEFAULT_KUBECONFIG_TOKEN_TTL_MS,
+            auth_config: None,
         }
     }
 }
@@ -233,6 +239,12 @@ impl ServerBuilder {
     /// How long kubeconfig tokens live (default 30 days; zero: they never expire).
     pub fn kubeconfig_token_ttl(mut self, ttl: std::time::Duration) -> Self {
         self.kubeconfig_token_ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// Identity providers for login from this YAML file (see the `identity` module docs).
+    pub fn auth_config(mut self, path: impl AsRef<Path>) -> Self {
+        self.auth_config = Some(path.as_ref().to_owned());
         self
     }
 
@@ -329,6 +341,10 @@ impl ServerBuilder {
         let registration = Arc::new(registration);
         let authn = Arc::new(auth::TokenAuthenticator::new(store.clone()));
         let audit = self.audit.layer().map_err(ServerError::AuditLog)?;
+        let providers = match &self.auth_config {
+            Some(path) => identity::load(path).map_err(ServerError::AuthConfig)?,
+            None => identity::Providers::default(),
+        };
         let proxy = proxy::build(store.clone(), authn.clone(), registration.clone(), audit);
         let state = AppState {
             store,
@@ -339,6 +355,7 @@ impl ServerBuilder {
             authn,
             login_throttle: Arc::new(api::LoginThrottle::new(api::ThrottlePolicy::default())),
             kubeconfig_token_ttl_ms: self.kubeconfig_token_ttl_ms,
+            providers,
             proxy,
         };
         Ok(Server {

@@ -28,6 +28,8 @@ pub(crate) struct AppState {
     pub(crate) login_throttle: Arc<LoginThrottle>,
     /// Lifetime of kubeconfig tokens, in milliseconds (0: never expire).
     pub(crate) kubeconfig_token_ttl_ms: i64,
+    /// Identity providers configured with `--auth-config`.
+    pub(crate) providers: super::identity::Providers,
     /// The authentication proxy mounted at `/k8s/clusters/{*rest}`.
     pub(crate) proxy: rancher_auth::proxy::ProxyService,
 }

@@ -22,7 +22,7 @@ use crate::server::error::{ApiError, ApiResult};
 use crate::server::state::AppState;
 
 /// The same answer for an unknown user and a wrong password, so logins do not reveal who exists.
-const LOGIN_FAILED: &str = "authentication failed: wrong username or password";
+pub(crate) const LOGIN_FAILED: &str = "authentication failed: wrong username or password";
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -82,13 +82,8 @@ pub(crate) async fn login(
         }
     };
     state.login_throttle.succeeded(&input.username, ip);
-    let req = TokenRequest {
-        kind: "session",
-        ttl_ms: input.ttl.unwrap_or(DEFAULT_SESSION_TTL_MS),
-        description: input.description,
-        derived: false,
-        cluster_name: String::new(),
-    };
+    let req =
+        TokenRequest::local("session", input.ttl.unwrap_or(DEFAULT_SESSION_TTL_MS), input.description, false);
     let (stored, secret) = tokens::issue(&state.store, &user, req).await?;
     record_login(&state, user).await;
     tokens::created_response(stored, &secret, input.response_type == "cookie")

@@ -11,8 +11,11 @@ mod roles;
 mod tokens;
 mod users;
 
-pub(crate) use login::{LoginThrottle, ThrottlePolicy};
-pub(crate) use tokens::{TokenRequest, issue as issue_token};
+pub(crate) use body::json_object as read_json_object;
+pub(crate) use login::{LOGIN_FAILED, LoginThrottle, ThrottlePolicy};
+pub(crate) use tokens::{
+    DEFAULT_SESSION_TTL_MS, TokenRequest, created_response as created_token_response, issue as issue_token,
+};
 pub(crate) use users::{bind_global_role, find_by_username, hash_new_password};
 
 use std::any::Any;
@@ -83,6 +86,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/cacerts", get(public::cacerts_pem))
         .route("/v3/settings/cacerts", get(public::cacerts_setting))
         .route("/v3-public/localProviders/local", post(login::login))
+        .route("/v3-public/openLdapProviders/openldap", post(crate::server::identity::login::openldap_login))
         .merge(crate::server::registration::routes::public());
 
     let metrics = state.metrics.clone();

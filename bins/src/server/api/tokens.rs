@@ -62,6 +62,28 @@ pub(crate) struct TokenRequest {
     pub(crate) derived: bool,
     /// When not empty, the token works for this cluster's proxy only.
     pub(crate) cluster_name: String,
+    /// The provider the user logged in with; empty for `local`.
+    pub(crate) auth_provider: String,
+    /// The user's principal at that provider; empty for `local://<user id>`.
+    pub(crate) user_principal: String,
+    /// The user's group principals at login.
+    pub(crate) group_principals: Vec<String>,
+}
+
+impl TokenRequest {
+    /// A request for a token of the local provider.
+    pub(crate) fn local(kind: &'static str, ttl_ms: i64, description: String, derived: bool) -> Self {
+        TokenRequest {
+            kind,
+            ttl_ms,
+            description,
+            derived,
+            cluster_name: String::new(),
+            auth_provider: String::new(),
+            user_principal: String::new(),
+            group_principals: Vec::new(),
+        }
+    }
 }
 
 /// Issues a token for `user`: stores the hash, returns the stored object and the one-time credential.
@@ -84,8 +106,17 @@ pub(crate) async fn issue(
             secret.name(),
             TokenSpec {
                 user_id: user.metadata.name.clone(),
-                auth_provider: "local".into(),
-                user_principal: format!("local://{}", user.metadata.name),
+                auth_provider: if req.auth_provider.is_empty() {
+                    "local".into()
+                } else {
+                    req.auth_provider.clone()
+                },
+                user_principal: if req.user_principal.is_empty() {
+                    format!("local://{}", user.metadata.name)
+                } else {
+                    req.user_principal.clone()
+                },
+                group_principals: req.group_principals.clone(),
                 ttl: req.ttl_ms,
                 description: req.description.clone(),
                 kind: req.kind.into(),
@@ -163,7 +194,7 @@ pub(crate) async fn post(
                 Some(Value::String(c)) if rancher_core::validation::dns1123_label(c).is_ok() => c.clone(),
                 Some(_) => return Err(ApiError::invalid_field("clusterId", "must be a cluster id")),
             };
-            let req = TokenRequest { kind: "api", ttl_ms, description, derived: true, cluster_name };
+            let req = TokenRequest { cluster_name, ..TokenRequest::local("api", ttl_ms, description, true) };
             let (stored, secret) = issue(&state.store, &caller.user, req).await?;
             created_response(stored, &secret, false)
         }

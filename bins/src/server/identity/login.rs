@@ -1,0 +1,182 @@
+//! `POST /v3-public/openLdapProviders/openldap?action=login`: a directory user name and password in,
+//! a session token out. The directory's user becomes (or is found as) the local user named after a hash
+//! of its principal id; its groups are stored on the user and the token at each login.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::response::Response;
+use http::HeaderMap;
+use jiff::Timestamp;
+use rancher_auth::providers::{Credentials, Error as ProviderError, Identity};
+use rancher_core::model::{GlobalRole, User, UserSpec};
+use rancher_core::store::{Api, Store, StoreError};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::server::api::{
+    LOGIN_FAILED, TokenRequest, bind_global_role, created_token_response, issue_token, read_json_object,
+};
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::state::AppState;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LoginInput {
+    username: String,
+    password: String,
+    #[serde(default)]
+    ttl: Option<i64>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    response_type: String,
+}
+
+/// The local user id for a provider principal: stable, so concurrent first logins make one user.
+fn user_id_for(principal: &str) -> String {
+    let digest = Sha256::digest(principal.as_bytes());
+    format!("u-{}", &hex::encode(digest)[..12])
+}
+
+/// Finds or makes the local user of `identity` and records its groups.
+async fn local_user(store: &Arc<dyn Store>, identity: &Identity) -> ApiResult<User> {
+    let users: Api<User> = Api::all(store.clone());
+    let id = user_id_for(&identity.user.id);
+    let groups: Vec<String> = identity.groups.iter().map(|g| g.id.clone()).collect();
+    for _ in 0..8 {
+        let existing = users.get_opt(&id).await?;
+        let result = match existing {
+            Some(mut u) => {
+                if !u.spec.principal_ids.contains(&identity.user.id) {
+                    // A hash collision with another principal: refuse rather than merge two people.
+                    return Err(ApiError::Internal("the user id of this principal is taken".into()));
+                }
+                if !u.spec.enabled {
+                    return Err(ApiError::Unauthenticated(LOGIN_FAILED.into()));
+                }
+                u.status.group_principals = groups.clone();
+                u.status.last_login = Some(Timestamp::now());
+                users.update(&u).await
+            }
+            None => {
+                let mut u = User::new(
+                    &id,
+                    UserSpec {
+                        display_name: identity.user.display_name.clone(),
+                        principal_ids: vec![identity.user.id.clone()],
+                        enabled: true,
+                        ..Default::default()
+                    },
+                );
+                u.status.group_principals = groups.clone();
+                u.status.last_login = Some(Timestamp::now());
+                let created = users.create(&u).await;
+                if created.is_ok() {
+                    for role in Api::<GlobalRole>::all(store.clone()).list().await? {
+                        if role.spec.new_user_default {
+                            bind_global_role(store, &id, &role.metadata.name).await?;
+                        }
+                    }
+                }
+                created
+            }
+        };
+        match result {
+            Ok(u) => return Ok(u),
+            Err(StoreError::Conflict { .. } | StoreError::AlreadyExists { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::Unavailable("the user changed concurrently too often; try again".into()))
+}
+
+fn provider_error(e: ProviderError) -> ApiError {
+    match e {
+        ProviderError::InvalidCredentials | ProviderError::PrincipalNotFound { .. } => {
+            ApiError::Unauthenticated(LOGIN_FAILED.into())
+        }
+        other => ApiError::Unavailable(format!("the identity provider failed: {other}")),
+    }
+}
+
+/// The login action of the OpenLDAP provider.
+pub(crate) async fn openldap_login(
+    State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<std::net::SocketAddr>>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let action = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "action")
+        .map(|(_, v)| v.into_owned());
+    if action.as_deref() != Some("login") {
+        return Err(ApiError::NotFound("the openldap provider supports ?action=login".into()));
+    }
+    let Some(provider) = state.providers.openldap.clone() else {
+        return Err(ApiError::NotFound(
+            "the openldap provider is not configured (see rancher-server --auth-config)".into(),
+        ));
+    };
+    let map = read_json_object(&headers, body, state.body_limit).await?;
+    let input: LoginInput = serde_json::from_value(serde_json::Value::Object(map))
+        .map_err(|e| ApiError::BadRequest(format!("login needs \"username\" and \"password\": {e}")))?;
+    let ip = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
+    let throttle_key = format!("openldap:{}", input.username);
+    if let Some(wait) = state.login_throttle.check(&throttle_key, ip) {
+        let secs = u32::try_from(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).unwrap_or(u32::MAX);
+        return Err(ApiError::TooManyRequests {
+            message: format!("too many failed logins: try again in {secs} s"),
+            retry_after_secs: secs.max(1),
+        });
+    }
+    let identity = match provider.authenticate(&Credentials::password(&input.username, input.password)).await
+    {
+        Ok(identity) => identity,
+        Err(e) => {
+            let e = provider_error(e);
+            if matches!(e, ApiError::Unauthenticated(_)) {
+                state.login_throttle.failed(&throttle_key, ip);
+            }
+            return Err(e);
+        }
+    };
+    let user = match local_user(&state.store, &identity).await {
+        Ok(u) => u,
+        Err(e) => {
+            if matches!(e, ApiError::Unauthenticated(_)) {
+                state.login_throttle.failed(&throttle_key, ip);
+            }
+            return Err(e);
+        }
+    };
+    state.login_throttle.succeeded(&throttle_key, ip);
+    let req = TokenRequest {
+        kind: "session",
+        ttl_ms: input.ttl.unwrap_or(crate::server::api::DEFAULT_SESSION_TTL_MS),
+        description: input.description,
+        derived: false,
+        cluster_name: String::new(),
+        auth_provider: provider.name().to_owned(),
+        user_principal: identity.user.id.clone(),
+        group_principals: identity.groups.iter().map(|g| g.id.clone()).collect(),
+    };
+    let (stored, secret) = issue_token(&state.store, &user, req).await?;
+    created_token_response(stored, &secret, input.response_type == "cookie")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_ids_are_stable_dns_labels_per_principal() {
+        let a = user_id_for("openldap_user://uid=alice,ou=people,dc=example,dc=org");
+        assert_eq!(a, user_id_for("openldap_user://uid=alice,ou=people,dc=example,dc=org"));
+        assert_ne!(a, user_id_for("openldap_user://uid=bob,ou=people,dc=example,dc=org"));
+        assert!(rancher_core::validation::dns1123_label(&a).is_ok() && a.len() == 14, "{a}");
+    }
+}
