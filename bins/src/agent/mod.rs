@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod ace;
 mod cacerts;
 mod downstream;
 mod quantity;
@@ -60,6 +61,9 @@ pub struct AgentArgs {
     /// Where the registration Secret is mounted (files `url` and `token`).
     #[arg(long, value_name = "DIR", default_value = "/cattle-credentials")]
     pub credentials_dir: PathBuf,
+    /// The authorized cluster endpoint's webhook.
+    #[command(flatten)]
+    pub ace: ace::AceArgs,
 }
 
 /// Why the agent stopped.
@@ -127,6 +131,8 @@ pub async fn run(
 ) -> Result<(), AgentError> {
     let settings = Settings::resolve(&args, env)?;
     info!(server = %settings.server, mode = ?settings.mode, "rancher-agent starting");
+    // The webhook answers from the cluster itself: it starts before, and does not need, the server.
+    let ace = ace::start(&args.ace, settings.kubeconfig.as_deref(), stop.clone()).await?;
     let Some(ca) = server_ca(&settings, &stop).await? else { return Ok(()) };
     info!(checksum = %settings.ca_checksum, "the server's CA matches CATTLE_CA_CHECKSUM");
 
@@ -193,6 +199,9 @@ pub async fn run(
     stop.cancel();
     if let Some(r) = reporter {
         let _ = r.await;
+    }
+    if let Some(a) = ace {
+        let _ = a.await;
     }
     info!("rancher-agent stopped");
     result

@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+mod ace_sync;
 mod api;
 mod auth;
 mod bootstrap;
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod registration;
 mod state;
+mod tenancy;
 pub mod tls;
 
 use std::future::Future;
@@ -434,6 +436,10 @@ impl Server {
         let controller = tokio::spawn(ClusterController::new(self.state.store.clone()).run(stop.clone()));
         let registration = self.state.registration.clone();
         let monitor = tokio::spawn(ConnectionMonitor::new(registration.clone()).run(stop.clone()));
+        let tenancy =
+            tokio::spawn(tenancy::run(self.state.store.clone(), registration.clone(), stop.clone()));
+        let ace_sync =
+            tokio::spawn(ace_sync::run(self.state.store.clone(), registration.clone(), stop.clone()));
         let app = api::router(self.state);
         tracing::info!(addr = %self.local_addr, tls = self.acceptor.is_some(), "serving the management API");
         listener::serve(self.listener, self.acceptor, app, shutdown).await;
@@ -442,6 +448,11 @@ impl Server {
         stop.cancel();
         if let Err(e) = monitor.await {
             tracing::error!("the connection monitor ended abnormally: {e}");
+        }
+        for (what, task) in [("tenancy", tenancy), ("ace token sync", ace_sync)] {
+            if let Err(e) = task.await {
+                tracing::error!("the {what} controller ended abnormally: {e}");
+            }
         }
         if let Err(e) = controller.await {
             tracing::error!("the cluster controller ended abnormally: {e}");

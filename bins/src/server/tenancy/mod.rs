@@ -1,0 +1,81 @@
+//! Tenancy downstream: role template bindings rendered into each connected cluster's RBAC and kept
+//! in sync ([`rbac_sync`]), on the per-cluster workers of [`workers`] that the authorized cluster
+//! endpoint's token sync (`ace_sync`) shares.
+//!
+//! When a sync happens: a ClusterRoleTemplateBinding, ProjectRoleTemplateBinding, RoleTemplate or
+//! Project changes in the store (watched), a downstream namespace appears, goes or changes its
+//! `field.cattle.io/projectId` annotation (watched through the tunnel), a sync failed (retried with
+//! backoff), and every [`RBAC_RESYNC`] to repair drift (someone deleted one of our RoleBindings).
+
+pub(crate) mod apply;
+mod rbac_sync;
+pub(crate) mod workers;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rancher_core::model::{ClusterRoleTemplateBinding, Project, ProjectRoleTemplateBinding, RoleTemplate};
+use rancher_core::store::{Store, StoreError};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use self::rbac_sync::RbacSync;
+use self::workers::{ClusterWorkers, follow};
+use crate::server::registration::Registration;
+
+/// How often every cluster's RBAC is re-checked even when nothing was seen to change.
+pub(crate) const RBAC_RESYNC: Duration = Duration::from_secs(60);
+
+/// Why a downstream sync failed (it is retried).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SyncError {
+    /// The management store could not be read.
+    #[error("reading the store: {0}")]
+    Store(#[from] StoreError),
+    /// A call to the downstream API server failed.
+    #[error("{action} {kind} {name}: {source}")]
+    Downstream {
+        /// `listing`, `creating`, `updating`, `deleting`.
+        action: &'static str,
+        /// The Kubernetes kind.
+        kind: String,
+        /// `namespace/name` or `name`.
+        name: String,
+        /// The client's error.
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// An object could not be converted (a bug: rendered objects are well-formed).
+    #[error("encoding an object: {0}")]
+    Encode(String),
+}
+
+/// Runs the RBAC sync of every connected cluster until `stop`.
+pub(crate) async fn run(store: Arc<dyn Store>, registration: Arc<Registration>, stop: CancellationToken) {
+    let workers = ClusterWorkers::new(store.clone(), registration, RBAC_RESYNC);
+    let tasks = TaskTracker::new();
+    let w = workers.clone();
+    tasks.spawn(follow::<ClusterRoleTemplateBinding>(store.clone(), stop.clone(), move |b| {
+        w.poke(if b.spec.cluster_name.is_empty() {
+            b.metadata.namespace.as_deref().unwrap_or_default()
+        } else {
+            &b.spec.cluster_name
+        })
+    }));
+    let w = workers.clone();
+    tasks.spawn(follow::<ProjectRoleTemplateBinding>(store.clone(), stop.clone(), move |b| {
+        match rancher_auth::rbac_render::project_cluster(&b.spec.project_name) {
+            Ok(cluster) => w.poke(cluster),
+            Err(_) => w.poke_all(),
+        }
+    }));
+    let w = workers.clone();
+    tasks.spawn(follow::<RoleTemplate>(store.clone(), stop.clone(), move |_| w.poke_all()));
+    let w = workers.clone();
+    tasks.spawn(follow::<Project>(store.clone(), stop.clone(), move |p| {
+        w.poke(p.metadata.namespace.as_deref().unwrap_or(&p.spec.cluster_name))
+    }));
+    tasks.spawn(workers.run(Arc::new(RbacSync { store }), stop.clone()));
+    tasks.close();
+    tasks.wait().await;
+}

@@ -1,0 +1,164 @@
+//! The RBAC sync of one cluster: read the role templates and bindings from the store and the
+//! cluster's namespaces, render them ([`rancher_auth::rbac_render`]), and converge the cluster's
+//! ClusterRoles, ClusterRoleBindings and RoleBindings that carry our label on the result.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
+use kube::api::ListParams;
+use kube::runtime::watcher;
+use rancher_auth::rbac_render::{self, Inputs, NamespaceInfo, PROJECT_ID_ANNOTATION};
+use rancher_core::model::{ClusterRoleTemplateBinding, ProjectRoleTemplateBinding, RoleTemplate};
+use rancher_core::store::{Api, Store};
+use serde_json::Value;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::SyncError;
+use super::apply::{self, Changes, Key, Kind};
+use super::workers::{BoxFut, ClusterSync};
+
+/// Renders and applies role template bindings downstream.
+pub(crate) struct RbacSync {
+    pub(crate) store: Arc<dyn Store>,
+}
+
+fn keyed(objects: impl IntoIterator<Item = (Key, Value)>) -> BTreeMap<Key, Value> {
+    objects.into_iter().collect()
+}
+
+impl RbacSync {
+    async fn run_once(&self, cluster: &str, client: kube::Client) -> Result<Changes, SyncError> {
+        let templates = Api::<RoleTemplate>::all(self.store.clone()).list().await?;
+        let crtbs = Api::<ClusterRoleTemplateBinding>::namespaced(self.store.clone(), cluster).list().await?;
+        let prtbs = Api::<ProjectRoleTemplateBinding>::all(self.store.clone()).list().await?;
+        let namespaces = kube::Api::<Namespace>::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| SyncError::Downstream {
+                action: "listing",
+                kind: "Namespace".into(),
+                name: String::new(),
+                source: Box::new(e),
+            })?;
+        let namespaces: Vec<NamespaceInfo> = namespaces
+            .items
+            .iter()
+            .filter(|n| n.metadata.deletion_timestamp.is_none())
+            .map(|n| {
+                let project = n.metadata.annotations.as_ref().and_then(|a| a.get(PROJECT_ID_ANNOTATION));
+                NamespaceInfo::new(
+                    n.metadata.name.as_deref().unwrap_or_default(),
+                    project.map(String::as_str),
+                )
+            })
+            .collect();
+        let desired = rbac_render::render_cluster(&Inputs {
+            cluster,
+            templates: &templates,
+            crtbs: &crtbs,
+            prtbs: &prtbs,
+            namespaces: &namespaces,
+        });
+        for s in &desired.skipped {
+            tracing::warn!(%cluster, binding = %s.binding, error = %s.error, "binding not rendered");
+        }
+        let roles = keyed(desired.cluster_roles.into_iter().map(|(n, v)| ((String::new(), n), v)));
+        let crbs = keyed(desired.cluster_role_bindings.into_iter().map(|(n, v)| ((String::new(), n), v)));
+        let rbs = keyed(desired.role_bindings);
+
+        let role_kind = Kind::of::<ClusterRole>(false);
+        let crb_kind = Kind::of::<ClusterRoleBinding>(false);
+        let rb_kind = Kind::of::<RoleBinding>(true);
+        let live_roles = apply::list_ours(&client, &role_kind, None).await?;
+        let live_crbs = apply::list_ours(&client, &crb_kind, None).await?;
+        let live_rbs = apply::list_ours(&client, &rb_kind, None).await?;
+
+        let (mut changes, mut errors) = (Changes::default(), Vec::new());
+        let differs = rbac_render::differs;
+        // Roles before the bindings that name them; bindings removed before their roles.
+        apply::upsert(&client, &role_kind, &roles, &live_roles, &mut changes, &mut errors, differs).await;
+        apply::upsert(&client, &crb_kind, &crbs, &live_crbs, &mut changes, &mut errors, differs).await;
+        apply::upsert(&client, &rb_kind, &rbs, &live_rbs, &mut changes, &mut errors, differs).await;
+        apply::prune(&client, &rb_kind, &rbs, &live_rbs, &mut changes, &mut errors).await;
+        apply::prune(&client, &crb_kind, &crbs, &live_crbs, &mut changes, &mut errors).await;
+        apply::prune(&client, &role_kind, &roles, &live_roles, &mut changes, &mut errors).await;
+        match errors.into_iter().next() {
+            Some(first) => Err(first),
+            None => Ok(changes),
+        }
+    }
+}
+
+impl ClusterSync for RbacSync {
+    fn name(&self) -> &'static str {
+        "rbac"
+    }
+
+    fn sync<'a>(&'a self, cluster: &'a str, client: kube::Client) -> BoxFut<'a, Result<(), SyncError>> {
+        Box::pin(async move {
+            let changes = self.run_once(cluster, client).await?;
+            if changes.any() {
+                tracing::info!(
+                    %cluster, created = changes.created, updated = changes.updated, deleted = changes.deleted,
+                    "downstream RBAC synced"
+                );
+            }
+            Ok(())
+        })
+    }
+
+    /// Pokes when a namespace appears, goes, or changes project.
+    fn watch_downstream(
+        &self,
+        client: kube::Client,
+        poke: Arc<Notify>,
+        stop: CancellationToken,
+    ) -> BoxFut<'static, ()> {
+        Box::pin(async move {
+            let api = kube::Api::<Namespace>::all(client);
+            let mut events = watcher(api, watcher::Config::default()).boxed();
+            let mut seen: HashMap<String, Option<String>> = HashMap::new();
+            let project = |n: &Namespace| {
+                n.metadata.annotations.as_ref().and_then(|a| a.get(PROJECT_ID_ANNOTATION)).cloned()
+            };
+            loop {
+                let ev = tokio::select! {
+                    () = stop.cancelled() => return,
+                    ev = events.next() => ev,
+                };
+                let changed = match ev {
+                    None => return,
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "namespace watch error; it retries");
+                        tokio::select! {
+                            () = stop.cancelled() => return,
+                            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                        }
+                        false
+                    }
+                    Some(Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n))) => {
+                        let name = n.metadata.name.clone().unwrap_or_default();
+                        let p = project(&n);
+                        let now = if n.metadata.deletion_timestamp.is_some() { None } else { p };
+                        // Only namespaces in a project matter; a new one without the annotation does not.
+                        match seen.insert(name, now.clone()) {
+                            Some(before) => before != now,
+                            None => now.is_some(),
+                        }
+                    }
+                    Some(Ok(watcher::Event::Delete(n))) => {
+                        seen.remove(n.metadata.name.as_deref().unwrap_or_default()).flatten().is_some()
+                    }
+                    Some(Ok(watcher::Event::Init | watcher::Event::InitDone)) => false,
+                };
+                if changed {
+                    poke.notify_one();
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,163 @@
+//! Tenancy end to end with real processes: `rancher-server`, a `rancher-sim` cluster imported with a
+//! `rancher-agent`, and `kubectl`. Project and cluster role template bindings made through the
+//! management API become RBAC in the sim (through the tunnel), and the sim's own RBAC decides what a
+//! user may do — checked by impersonating the user against the sim (`kubectl --as u-xxxxx`).
+
+mod tenancy_support;
+
+use serde_json::json;
+use tenancy_support::*;
+
+const CLUSTER: &str = "ten";
+const MANAGED: &str = "management.cattle.io/managed-by=rancher-rs";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn project_bindings_become_downstream_rbac_and_follow_changes() {
+    let w = World::start(CLUSTER, rancher_sim::Sim::builder(), &[]).await;
+    let alice = w.user("alice", "alice-password-11").await;
+    let bob = w.user("bob", "bob-password-22").await;
+    // The cluster's creator (the admin) got cluster-owner with the cluster: that is rendered too.
+    let (_, users) = w.call("GET", "/v3/users", None).await;
+    let admin_id =
+        users["data"].as_array().unwrap().iter().find(|u| u["spec"]["username"] == "admin").unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    w.wait_access(&admin_id, &["get", "secrets", "-A"], true, "the creator owns the cluster downstream")
+        .await;
+
+    // Project P holds `shop` (annotated now) and later `later`; `other` is in no project.
+    let (code, p) = w
+        .call(
+            "POST",
+            "/v3/projects",
+            Some(json!({"metadata": {"name": "p-shop"}, "spec": {"clusterName": CLUSTER}})),
+        )
+        .await;
+    assert_eq!(code, 201, "{p}");
+    w.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  annotations:\n    field.cattle.io/projectId: {CLUSTER}:p-shop\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: other\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: later\n"
+    ));
+    // A RoleBinding someone made by hand, without our label: it must survive everything below.
+    w.apply(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: hand-made\n  namespace: shop\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: view\nsubjects:\n- kind: User\n  apiGroup: rbac.authorization.k8s.io\n  name: someone\n",
+    );
+    let pods_in = |ns: &'static str| ["get", "pods", "-n", ns];
+    w.wait_access(&alice, &pods_in("shop"), false, "alice has nothing before her binding").await;
+
+    // Alice becomes a project member of P.
+    let (code, prtb) = w
+        .call(
+            "POST",
+            "/v3/projectroletemplatebindings",
+            Some(json!({"metadata": {"name": "alice-member"},
+                        "spec": {"projectName": format!("{CLUSTER}:p-shop"), "roleTemplateName": "project-member",
+                                 "userName": alice}})),
+        )
+        .await;
+    assert_eq!(code, 201, "{prtb}");
+    w.wait_access(&alice, &pods_in("shop"), true, "alice lists pods in shop").await;
+    // The refusal elsewhere comes from the sim's RBAC.
+    let (ok, out) = w.as_user(&alice, &pods_in("other"));
+    assert!(!ok && out.contains("Forbidden"), "{out}");
+    assert!(out.contains(&alice), "the sim names the impersonated user: {out}");
+    let (ok, out) = w.as_user(&alice, &["get", "nodes"]);
+    assert!(!ok && out.contains("Forbidden"), "a project member cannot list nodes: {out}");
+    // What we made is labelled and points at our ClusterRole with the template's rules.
+    let (ok, out) = w.kubectl(&["-n", "shop", "get", "rolebindings", "-l", MANAGED, "-o", "json"]);
+    assert!(ok, "{out}");
+    let rbs: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let items = rbs["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{out}");
+    assert_eq!(items[0]["roleRef"]["name"], "cattle-rt-project-member");
+    assert_eq!(items[0]["subjects"][0]["name"], alice.as_str());
+    let (ok, out) =
+        w.kubectl(&["get", "clusterrole", "cattle-rt-project-member", "-o", "jsonpath={.rules[0].verbs}"]);
+    assert!(ok && out.contains('*'), "{out}");
+
+    // A namespace annotated into P later gets the RoleBinding.
+    w.wait_access(&alice, &pods_in("later"), false, "later is not in P yet").await;
+    let (ok, out) = w.kubectl(&[
+        "annotate",
+        "namespace",
+        "later",
+        &format!("field.cattle.io/projectId={CLUSTER}:p-shop"),
+    ]);
+    assert!(ok, "{out}");
+    w.wait_access(&alice, &pods_in("later"), true, "alice lists pods in later once it joins P").await;
+
+    // A custom template with inheritance, bound through a cluster binding; then the template changes.
+    let (code, rt) = w
+        .call(
+            "POST",
+            "/v3/roletemplates",
+            Some(json!({"metadata": {"name": "node-reader"},
+                        "spec": {"context": "cluster", "roleTemplateNames": ["ns-reader"],
+                                 "rules": [{"verbs": ["get", "list"], "apiGroups": [""], "resources": ["nodes"]}]}})),
+        )
+        .await;
+    assert_eq!(code, 201, "{rt}");
+    let (code, rt) = w
+        .call(
+            "POST",
+            "/v3/roletemplates",
+            Some(json!({"metadata": {"name": "ns-reader"},
+                        "spec": {"context": "cluster", "roleTemplateNames": ["node-reader"],
+                                 "rules": [{"verbs": ["get", "list"], "apiGroups": [""], "resources": ["namespaces"]}]}})),
+        )
+        .await;
+    assert_eq!(code, 201, "{rt}");
+    let (code, crtb) = w
+        .call(
+            "POST",
+            "/v3/clusterroletemplatebindings",
+            Some(json!({"metadata": {"name": "bob-nodes"},
+                        "spec": {"clusterName": CLUSTER, "roleTemplateName": "node-reader", "userName": bob}})),
+        )
+        .await;
+    assert_eq!(code, 201, "{crtb}");
+    w.wait_access(&bob, &["get", "nodes"], true, "bob lists nodes").await;
+    w.wait_access(&bob, &["get", "namespaces"], true, "bob lists namespaces (inherited, through a cycle)")
+        .await;
+    w.wait_access(&bob, &["get", "pods", "-A"], false, "bob cannot list pods").await;
+    let (code, mut rt) = w.call("GET", "/v3/roletemplates/node-reader", None).await;
+    assert_eq!(code, 200);
+    rt["spec"]["rules"] =
+        json!([{"verbs": ["get", "list"], "apiGroups": [""], "resources": ["nodes", "pods"]}]);
+    let (code, body) = w.call("PUT", "/v3/roletemplates/node-reader", Some(rt)).await;
+    assert_eq!(code, 200, "{body}");
+    w.wait_access(&bob, &["get", "pods", "-A"], true, "bob lists pods once the template allows it").await;
+
+    // Removing the bindings removes what they rendered, and only that.
+    let (code, body) = w.call("DELETE", "/v3/projectroletemplatebindings/p-shop:alice-member", None).await;
+    assert_eq!(code, 200, "{body}");
+    w.wait_access(&alice, &pods_in("shop"), false, "alice loses shop").await;
+    w.wait_access(&alice, &pods_in("later"), false, "alice loses later").await;
+    eventually(WAIT, "our RoleBindings are gone", || {
+        let (shop, later) = (w.role_bindings("shop"), w.role_bindings("later"));
+        async move { (shop == ["hand-made"] && later.is_empty()).then_some(()) }
+    })
+    .await;
+    let (code, body) =
+        w.call("DELETE", &format!("/v3/clusterroletemplatebindings/{CLUSTER}:bob-nodes"), None).await;
+    assert_eq!(code, 200, "{body}");
+    w.wait_access(&bob, &["get", "nodes"], false, "bob loses nodes").await;
+    // Only the cluster creator's cluster-owner binding (made with the cluster) is left of ours.
+    eventually(WAIT, "only the creator's ClusterRoleBinding and ClusterRole of ours are left", || {
+        let (ok1, crbs) = w.kubectl(&["get", "clusterrolebindings", "-l", MANAGED, "-o", "name"]);
+        let (ok2, roles) = w.kubectl(&["get", "clusterroles", "-l", MANAGED, "-o", "name"]);
+        async move {
+            let crbs = crbs.lines().filter(|l| l.starts_with("clusterrolebinding")).count();
+            let roles: Vec<&str> = roles.lines().collect();
+            (ok1 && ok2
+                && crbs == 1
+                && roles == ["clusterrole.rbac.authorization.k8s.io/cattle-rt-cluster-owner"])
+            .then_some(())
+        }
+    })
+    .await;
+    let (ok, _) = w.kubectl(&["-n", "shop", "get", "rolebinding", "hand-made"]);
+    assert!(ok, "the hand-made RoleBinding survived");
+    let (ok, _) = w.kubectl(&["get", "clusterrole", "view"]);
+    assert!(ok, "the sim's own ClusterRoles are untouched");
+}
