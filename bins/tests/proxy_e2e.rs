@@ -180,6 +180,39 @@ async fn users_need_a_binding_and_the_sim_decides_what_they_may_do() {
     let text = resp.text().await.unwrap();
     assert!(text.contains(&bob_id) && text.contains("secrets"), "{text}");
 
+    // An admin gets cluster-admin downstream on first use, and loses it once demoted.
+    let (carol_id, carol) = env.user("carol").await;
+    let grb = json!({"metadata": {"name": "carol-admin"}, "spec": {"userName": carol_id, "globalRoleName": "admin"}});
+    let (code, body) =
+        env.call(reqwest::Method::POST, "/v3/globalrolebindings", &env.admin_token, Some(&grb)).await;
+    assert_eq!(code, 201, "{body}");
+    let crtb = json!({"spec": {"clusterName": env.cluster, "roleTemplateName": "cluster-member", "userName": carol_id}});
+    let (code, body) = env
+        .call(reqwest::Method::POST, "/v3/clusterroletemplatebindings", &env.admin_token, Some(&crtb))
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let carol_secrets = format!("/k8s/clusters/{}/api/v1/secrets", env.cluster);
+    let (code, body) = env.call(reqwest::Method::GET, &carol_secrets, &carol, None).await;
+    assert_eq!((code, body["kind"].as_str()), (200, Some("SecretList")), "{body}");
+    let sim_kc = env.dir.path().join("sim.kubeconfig");
+    let crb = format!("clusterrolebinding/globaladmin-{carol_id}");
+    let sim_get = |what: &str| {
+        std::process::Command::new(kubectl())
+            .arg("--kubeconfig")
+            .arg(&sim_kc)
+            .args(["get", what, "-o", "name"])
+            .output()
+            .unwrap()
+    };
+    assert!(sim_get(&crb).status.success(), "the admin binding exists downstream");
+    let (code, body) =
+        env.call(reqwest::Method::DELETE, "/v3/globalrolebindings/carol-admin", &env.admin_token, None).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = env.call(reqwest::Method::GET, &carol_secrets, &carol, None).await;
+    assert_eq!(code, 403, "a demoted admin keeps no cluster-admin: {body}");
+    assert!(body["message"].as_str().unwrap_or_default().contains(&carol_id), "the sim refuses: {body}");
+    assert!(!sim_get(&crb).status.success(), "the admin binding is gone downstream");
+
     // The cluster's agent goes away: the proxy answers 503 Status.
     env.agent.signal("KILL");
     let (code, body) = eventually(WAIT, "503 once the agent is gone", || {

@@ -110,6 +110,7 @@ impl ClusterAccess for BindingAccess {
             return Ok(());
         }
         if has_binding(&self.store, user, cluster_id).await? {
+            self.admins.revoke(cluster_id, &user.username).await;
             Ok(())
         } else {
             Err(Denied::Forbidden(format!(
