@@ -5,6 +5,7 @@
 mod import_support;
 mod proxy_support;
 
+use import_support::rancherctl;
 use proxy_support::*;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -35,4 +36,10 @@ async fn the_authorized_endpoint_gives_a_direct_context_and_a_cluster_scoped_tok
     let k = env.kubectl("1.33", &kc);
     assert_eq!(k.ok(&["get", "nodes", "--no-headers"]).await.lines().count(), 4);
     assert_eq!(env.call(Method::GET, "/v3/clusters", &token, None).await.0, 401);
+
+    // rancherctl prints the same kind of kubeconfig, and a clear error for a cluster it cannot see.
+    let (ok, yaml) = rancherctl(&env.home, &["kubeconfig", &env.cluster]);
+    assert!(ok && yaml.starts_with("apiVersion: v1") && yaml.contains("-fqdn"), "{yaml}");
+    let (ok, out) = rancherctl(&env.home, &["kubeconfig", "no-such-cluster"]);
+    assert!(!ok && out.contains("not found"), "{out}");
 }
