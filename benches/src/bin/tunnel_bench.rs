@@ -46,6 +46,10 @@ struct Args {
     /// Run only these parts (comma-separated: bulk, latency, stall, memory); default all.
     #[arg(long, default_value = "bulk,latency,stall,memory")]
     only: String,
+    /// Run the agent on its own single-threaded runtime on its own thread (as a separate agent
+    /// process would) instead of the benchmark's shared runtime.
+    #[arg(long)]
+    agent_own_runtime: bool,
     /// yamux frame size (bytes).
     #[arg(long)]
     frame_size: Option<usize>,
@@ -396,7 +400,16 @@ fn main() -> Result<()> {
 async fn run(args: &Args) -> Result<()> {
     let pki = pki()?;
     let cfg = session_cfg(args);
-    println!("rancher-tunnel benchmark: loopback, 2 tokio workers, server and agent in this process");
+    println!(
+        "rancher-tunnel benchmark: loopback; server, clients and destinations on 2 tokio workers; agent {}",
+        if args.agent_own_runtime {
+            "on its own single-threaded runtime (like a separate process)"
+        } else {
+            "on the same runtime"
+        }
+    );
+    let load = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_string();
+    println!("load average at start: {} (2 cores; other work on the machine skews absolute figures)", load());
     println!(
         "session: frame {} B, WS read buffer {} B, max message {} B\n",
         cfg.frame_size, cfg.ws_read_buffer_size, cfg.max_message_size
@@ -441,7 +454,15 @@ async fn run(args: &Args) -> Result<()> {
     )?;
     let agent_stop = CancellationToken::new();
     let s2 = agent_stop.clone();
-    tokio::spawn(async move { agent.run(s2).await });
+    if !args.agent_own_runtime {
+        tokio::spawn(async move { agent.run(s2).await });
+    } else {
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(agent.run(s2))?;
+            anyhow::Ok(())
+        });
+    }
     let t0 = Instant::now();
     while !server.has_session(KEY) {
         if t0.elapsed() > Duration::from_secs(30) {
@@ -539,9 +560,15 @@ async fn run(args: &Args) -> Result<()> {
         println!("{:<18} {:>14} {:>14} {:>10}", "path", "without MiB/s", "with MiB/s", "slowdown");
         for p in [&paths[0], &paths[2]] {
             let (mut without, mut with) = (Vec::new(), Vec::new());
-            for _ in 0..args.runs {
-                without.push(with_stall(p, dests(p), stall_total, false).await?);
-                with.push(with_stall(p, dests(p), stall_total, true).await?);
+            for run in 0..args.runs {
+                // Alternate the order so neither case always runs second.
+                if run % 2 == 0 {
+                    without.push(with_stall(p, dests(p), stall_total, false).await?);
+                    with.push(with_stall(p, dests(p), stall_total, true).await?);
+                } else {
+                    with.push(with_stall(p, dests(p), stall_total, true).await?);
+                    without.push(with_stall(p, dests(p), stall_total, false).await?);
+                }
             }
             let (w0, _) = best_and_median(without);
             let (w1, _) = best_and_median(with);
@@ -550,6 +577,7 @@ async fn run(args: &Args) -> Result<()> {
         println!("(target: ≤ 5 % slowdown)\n");
     }
 
+    println!("load average after the transfer tests: {}\n", load());
     agent_stop.cancel();
     stop.cancel();
     server.shutdown(Duration::from_secs(10)).await;
