@@ -70,6 +70,37 @@ async fn cluster_scoped_tokens_work_directly_against_the_cluster_even_without_th
     }
     let (keep, revoke) = (tokens[0].clone(), tokens[1].clone());
 
+    // The authorized cluster endpoint is switched on for the cluster: carol's generated kubeconfig
+    // gets a `<cluster>-fqdn` context straight to the cluster, with a cluster-scoped token.
+    let (code, mut cluster) = w.call("GET", &format!("/v3/clusters/{CLUSTER}"), None).await;
+    assert_eq!(code, 200, "{cluster}");
+    cluster["spec"]["localClusterAuthEndpoint"] = json!({"enabled": true});
+    let (code, b) = w.call("PUT", &format!("/v3/clusters/{CLUSTER}"), Some(cluster)).await;
+    assert_eq!(code, 200, "{b}");
+    let (code, b) = api(
+        &w.server.url,
+        "POST",
+        &format!("/v3/clusters/{CLUSTER}?action=generateKubeconfig"),
+        &session,
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{b}");
+    let generated = w.dir.path().join("carol.kubeconfig");
+    std::fs::write(&generated, b["config"].as_str().unwrap()).unwrap();
+    let fqdn = format!("{CLUSTER}-fqdn");
+    for context in [None, Some(fqdn.as_str())] {
+        eventually(WAIT, &format!("the generated kubeconfig works ({context:?})"), || {
+            let mut args = vec!["get", "nodes"];
+            if let Some(c) = context {
+                args.extend(["--context", c]);
+            }
+            let (ok, _) = kubectl_at(&generated, &args);
+            async move { ok.then_some(()) }
+        })
+        .await;
+    }
+
     // Straight at the sim: the sim asks the agent's webhook, which knows carol by the synced hash.
     for t in [&keep, &revoke] {
         eventually(WAIT, "the token works directly against the cluster", || {
@@ -110,11 +141,13 @@ async fn cluster_scoped_tokens_work_directly_against_the_cluster_even_without_th
     let revoked_name = revoke.split(':').next().unwrap();
     let (code, b) = api(&w.server.url, "DELETE", &format!("/v3/tokens/{revoked_name}"), &session, None).await;
     assert_eq!(code, 200, "{b}");
+    let revoked_at = tokio::time::Instant::now();
     eventually(WAIT, "the revoked token is refused by the cluster", || {
         let (ok, out) = kubectl_with(&w, &revoke, &["get", "nodes"]);
         async move { (!ok && (out.contains("Unauthorized") || out.contains("logged in"))).then_some(()) }
     })
     .await;
+    eprintln!("revocation reached the cluster's webhook within {:?}", revoked_at.elapsed());
     let (ok, _) = w.kubectl(&["-n", "cattle-system", "get", "secret", revoked_name]);
     assert!(!ok, "the revoked token's record is gone");
 
@@ -131,6 +164,10 @@ async fn cluster_scoped_tokens_work_directly_against_the_cluster_even_without_th
     }
     let (ok, out) = kubectl_at(&kc, &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
     assert!(ok && out.trim() == carol, "{out}");
+    let (ok, out) = kubectl_at(&generated, &["--context", &fqdn, "get", "nodes"]);
+    assert!(ok, "the generated kubeconfig's direct context with the server stopped: {out}");
+    let (ok, _) = kubectl_at(&generated, &["--request-timeout", "10s", "get", "nodes"]);
+    assert!(!ok, "the context through the stopped server cannot work");
     // No secret in any log.
     for log in [&server_log, &agent_log] {
         let text = read_log(log);

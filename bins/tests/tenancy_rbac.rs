@@ -56,13 +56,49 @@ async fn project_bindings_become_downstream_rbac_and_follow_changes() {
         )
         .await;
     assert_eq!(code, 201, "{prtb}");
+    let bound_at = tokio::time::Instant::now();
     w.wait_access(&alice, &pods_in("shop"), true, "alice lists pods in shop").await;
+    eprintln!(
+        "binding → downstream RoleBinding effective within {:?} (incl. kubectl polls)",
+        bound_at.elapsed()
+    );
     // The refusal elsewhere comes from the sim's RBAC.
     let (ok, out) = w.as_user(&alice, &pods_in("other"));
     assert!(!ok && out.contains("Forbidden"), "{out}");
     assert!(out.contains(&alice), "the sim names the impersonated user: {out}");
     let (ok, out) = w.as_user(&alice, &["get", "nodes"]);
     assert!(!ok && out.contains("Forbidden"), "a project member cannot list nodes: {out}");
+    // The same through the server's proxy, with the kubeconfig alice generates for herself.
+    let (code, login) = api(
+        &w.server.url,
+        "POST",
+        "/v3-public/localProviders/local?action=login",
+        "",
+        Some(json!({"username": "alice", "password": "alice-password-11"})),
+    )
+    .await;
+    assert_eq!(code, 201, "{login}");
+    let session = login["token"].as_str().unwrap();
+    let (code, kc) = api(
+        &w.server.url,
+        "POST",
+        &format!("/v3/clusters/{CLUSTER}?action=generateKubeconfig"),
+        session,
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{kc}");
+    let alice_kc = w.dir.path().join("alice.kubeconfig");
+    std::fs::write(&alice_kc, kc["config"].as_str().unwrap()).unwrap();
+    let (ok, out) = kubectl_at(&alice_kc, &["get", "pods", "-n", "shop"]);
+    assert!(ok, "through the proxy: {out}");
+    let (ok, out) = kubectl_at(&alice_kc, &["get", "pods", "-n", "other"]);
+    assert!(!ok && out.contains("Forbidden") && out.contains(&alice), "through the proxy: {out}");
+    let (_, out) = kubectl_at(&alice_kc, &["auth", "can-i", "create", "deployments", "-n", "shop"]);
+    assert_eq!(out.trim(), "yes");
+    let (_, out) = kubectl_at(&alice_kc, &["auth", "can-i", "list", "pods", "-n", "other"]);
+    assert_eq!(out.trim(), "no");
+
     // What we made is labelled and points at our ClusterRole with the template's rules.
     let (ok, out) = w.kubectl(&["-n", "shop", "get", "rolebindings", "-l", MANAGED, "-o", "json"]);
     assert!(ok, "{out}");

@@ -194,3 +194,36 @@ async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, app: Router, sto
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::agent::AgentArgs;
+
+    fn ace(flags: &[&str]) -> Result<AceArgs, clap::Error> {
+        let mut argv = vec!["rancher-agent"];
+        argv.extend_from_slice(flags);
+        AgentArgs::try_parse_from(argv).map(|a| a.ace)
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback_and_cert_needs_key() {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let a = ace(&["--ace-listen", "0.0.0.0:6440", "--ace-insecure-http"]).unwrap();
+        let err = tls_config(&a, a.ace_listen.unwrap()).err().unwrap();
+        assert!(err.to_string().contains("loopback"), "{err}");
+        let a = ace(&["--ace-listen", "127.0.0.1:6440", "--ace-insecure-http"]).unwrap();
+        assert!(tls_config(&a, a.ace_listen.unwrap()).unwrap().is_none());
+        assert!(ace(&["--ace-listen", "127.0.0.1:6440", "--ace-cert", "/x.crt"]).is_err());
+        let a = ace(&["--ace-listen", "127.0.0.1:6440", "--ace-cert", "/nope.crt", "--ace-key", "/nope.key"])
+            .unwrap();
+        let err = tls_config(&a, a.ace_listen.unwrap()).err().unwrap();
+        assert!(err.to_string().contains("/nope.crt"), "{err}");
+        // Without files: a self-signed certificate.
+        let a = ace(&["--ace-listen", "127.0.0.1:0"]).unwrap();
+        assert!(tls_config(&a, a.ace_listen.unwrap()).unwrap().is_some());
+        assert!(ace(&[]).unwrap().ace_listen.is_none());
+    }
+}
