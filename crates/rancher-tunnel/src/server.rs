@@ -203,13 +203,16 @@ impl TunnelServer {
             .get(client_key)
             .map(|e| e.handle.clone())
             .ok_or_else(|| Error::NoSession(client_key.to_string()))?;
-        let (stream, slot) = handle.open().await?;
-        let mut stream = TunnelStream::new(stream, self.inner.metrics.clone(), Some(slot));
         let limit = self.inner.cfg.dial_reply_timeout;
-        let (status, msg) = tokio::time::timeout(limit, async {
+        let metrics = self.inner.metrics.clone();
+        // Opening counts against the same limit: a wedged session must not hang the caller.
+        let (mut stream, status, msg) = tokio::time::timeout(limit, async {
+            let (stream, slot) = handle.open().await?;
+            let mut stream = TunnelStream::new(stream, metrics, Some(slot));
             stream.write_all(&header).await?;
             stream.flush().await?;
-            dial_header::read_reply(&mut stream).await
+            let (status, msg) = dial_header::read_reply(&mut stream).await?;
+            Ok::<_, Error>((stream, status, msg))
         })
         .await
         .map_err(|_| Error::Timeout { what: "waiting for the agent's dial reply", after: limit })??;
