@@ -166,6 +166,30 @@ mod tests {
         let cluster = Cluster::new("edge-1", Default::default());
         let progress = p.reconcile(&cluster, &ProvisionContext::default()).await.unwrap();
         assert_eq!(progress, Progress::WaitingForAgent { message: "install the agent in edge-1".into() });
-        assert!(p.validate(&cluster).is_ok(), "the default validation accepts any spec");
+    }
+
+    /// A provisioner that only implements the required methods.
+    struct Minimal;
+
+    #[async_trait]
+    impl Provisioner for Minimal {
+        fn driver(&self) -> &str {
+            "minimal"
+        }
+        async fn reconcile(&self, _: &Cluster, _: &ProvisionContext) -> Result<Progress, ProvisionError> {
+            Err(ProvisionError::NotImplemented("reconcile".into()))
+        }
+        async fn remove(&self, _: &Cluster, _: &ProvisionContext) -> Result<Progress, ProvisionError> {
+            Ok(Progress::Done)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_default_validation_accepts_any_spec_and_errors_say_what_failed() {
+        let p: Box<dyn Provisioner> = Box::new(Minimal);
+        let cluster = Cluster::new("edge-1", Default::default());
+        assert!(p.validate(&cluster).is_ok());
+        let err = p.reconcile(&cluster, &ProvisionContext::default()).await.unwrap_err();
+        assert_eq!(err.to_string(), "not implemented: reconcile");
     }
 }
