@@ -99,17 +99,43 @@ async fn project_bindings_become_downstream_rbac_and_follow_changes() {
     let (_, out) = kubectl_at(&alice_kc, &["auth", "can-i", "list", "pods", "-n", "other"]);
     assert_eq!(out.trim(), "no");
 
-    // What we made is labelled and points at our ClusterRole with the template's rules.
+    // What we made is labelled: project-member renders its own ClusterRole (its management rules)
+    // and, through the external `edit` template it inherits, a binding to Kubernetes' own `edit`.
     let (ok, out) = w.kubectl(&["-n", "shop", "get", "rolebindings", "-l", MANAGED, "-o", "json"]);
     assert!(ok, "{out}");
     let rbs: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let items = rbs["items"].as_array().unwrap();
-    assert_eq!(items.len(), 1, "{out}");
-    assert_eq!(items[0]["roleRef"]["name"], "cattle-rt-project-member");
-    assert_eq!(items[0]["subjects"][0]["name"], alice.as_str());
-    let (ok, out) =
-        w.kubectl(&["get", "clusterrole", "cattle-rt-project-member", "-o", "jsonpath={.rules[0].verbs}"]);
-    assert!(ok && out.contains('*'), "{out}");
+    let mut refs: Vec<&str> =
+        rbs["items"].as_array().unwrap().iter().map(|i| i["roleRef"]["name"].as_str().unwrap()).collect();
+    refs.sort();
+    assert_eq!(refs, ["cattle-rt-project-member", "edit"], "{out}");
+    assert!(rbs["items"].as_array().unwrap().iter().all(|i| i["subjects"][0]["name"] == alice.as_str()));
+    let (ok, out) = w.kubectl(&["get", "clusterrole", "cattle-rt-project-member", "-o", "jsonpath={.rules}"]);
+    assert!(ok && out.contains("projectroletemplatebindings"), "{out}");
+    // Edit-like: no quota or RBAC changes.
+    let (_, out) = kubectl_at(&alice_kc, &["auth", "can-i", "create", "resourcequotas", "-n", "shop"]);
+    assert_eq!(out.trim(), "no");
+    let (_, out) = kubectl_at(&alice_kc, &["auth", "can-i", "create", "rolebindings", "-n", "shop"]);
+    assert_eq!(out.trim(), "no");
+
+    // A read-only member of P lists pods but cannot read Secrets (view-like).
+    let dora = w.user("dora", "dora-password-44").await;
+    let (code, b) = w
+        .call(
+            "POST",
+            "/v3/projectroletemplatebindings",
+            Some(
+                json!({"spec": {"projectName": format!("{CLUSTER}:p-shop"), "roleTemplateName": "read-only",
+                                 "userName": dora}}),
+            ),
+        )
+        .await;
+    assert_eq!(code, 201, "{b}");
+    let dora_prtb = b["id"].as_str().unwrap().to_owned();
+    w.wait_access(&dora, &pods_in("shop"), true, "dora lists pods in shop").await;
+    let (ok, out) = w.as_user(&dora, &["get", "secrets", "-n", "shop"]);
+    assert!(!ok && out.contains("Forbidden"), "read-only reads no secrets: {out}");
+    let (ok, out) = w.as_user(&dora, &["create", "configmap", "x", "-n", "shop"]);
+    assert!(!ok && out.contains("is forbidden: User"), "read-only writes nothing: {out}");
 
     // A namespace annotated into P later gets the RoleBinding.
     w.wait_access(&alice, &pods_in("later"), false, "later is not in P yet").await;
@@ -167,7 +193,10 @@ async fn project_bindings_become_downstream_rbac_and_follow_changes() {
     // Removing the bindings removes what they rendered, and only that.
     let (code, body) = w.call("DELETE", "/v3/projectroletemplatebindings/p-shop:alice-member", None).await;
     assert_eq!(code, 200, "{body}");
+    let (code, body) = w.call("DELETE", &format!("/v3/projectroletemplatebindings/{dora_prtb}"), None).await;
+    assert_eq!(code, 200, "{body}");
     w.wait_access(&alice, &pods_in("shop"), false, "alice loses shop").await;
+    w.wait_access(&dora, &pods_in("shop"), false, "dora loses shop").await;
     w.wait_access(&alice, &pods_in("later"), false, "alice loses later").await;
     eventually(WAIT, "our RoleBindings are gone", || {
         let (shop, later) = (w.role_bindings("shop"), w.role_bindings("later"));

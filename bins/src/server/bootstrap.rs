@@ -68,16 +68,19 @@ fn global_roles() -> Vec<GlobalRole> {
     ]
 }
 
-/// The builtin role templates, with rules as Rancher ships them (simplified where Rancher names
-/// Kubernetes' own `admin`/`edit`/`view` ClusterRoles).
+/// The builtin role templates, as Rancher ships them: the project roles inherit Kubernetes' own
+/// `admin`, `edit` and `view` ClusterRoles through the hidden external templates of those names (so
+/// a project member is exactly `edit` in the project's namespaces, and `read-only` cannot read
+/// Secrets), plus the management rules of their own.
 fn role_templates() -> Vec<RoleTemplate> {
-    let rt = |name: &str, display: &str, context: &str, rules: Vec<PolicyRule>| {
+    let rt = |name: &str, display: &str, context: &str, rules: Vec<PolicyRule>, inherits: &[&str]| {
         RoleTemplate::new(
             name,
             RoleTemplateSpec {
                 display_name: display.into(),
                 context: context.into(),
                 rules,
+                role_template_names: inherits.iter().map(|s| (*s).to_owned()).collect(),
                 builtin: true,
                 cluster_creator_default: name == "cluster-owner",
                 project_creator_default: name == "project-owner",
@@ -85,9 +88,15 @@ fn role_templates() -> Vec<RoleTemplate> {
             },
         )
     };
-    let workloads = ["", "apps", "batch", "autoscaling", "networking.k8s.io", "policy", "extensions"];
+    // Kubernetes' own ClusterRoles, referenced downstream instead of being rendered.
+    let kube = |name: &str, display: &str| {
+        let mut t = rt(name, display, "project", vec![], &[]);
+        t.spec.external = true;
+        t.spec.hidden = true;
+        t
+    };
     vec![
-        rt("cluster-owner", "Cluster Owner", "cluster", everything()),
+        rt("cluster-owner", "Cluster Owner", "cluster", everything(), &[]),
         rt(
             "cluster-member",
             "Cluster Member",
@@ -102,27 +111,32 @@ fn role_templates() -> Vec<RoleTemplate> {
                 rule(&["get", "list", "watch"], &[""], &["nodes", "persistentvolumes", "namespaces"]),
                 rule(&["get", "list", "watch"], &["storage.k8s.io"], &["storageclasses"]),
             ],
+            &[],
         ),
+        kube("admin", "Kubernetes admin"),
+        kube("edit", "Kubernetes edit"),
+        kube("view", "Kubernetes view"),
         rt(
             "project-owner",
             "Project Owner",
             "project",
-            vec![
-                rule(&["*"], &workloads, &["*"]),
-                rule(&["*"], &["rbac.authorization.k8s.io"], &["roles", "rolebindings"]),
-                rule(&["*"], &[MGMT], &["projectroletemplatebindings"]),
-            ],
+            vec![rule(&["*"], &[MGMT], &["projectroletemplatebindings"])],
+            &["admin"],
         ),
         rt(
             "project-member",
             "Project Member",
             "project",
-            vec![
-                rule(&["*"], &workloads, &["*"]),
-                rule(&["get", "list", "watch"], &[MGMT], &["projectroletemplatebindings"]),
-            ],
+            vec![rule(&["get", "list", "watch"], &[MGMT], &["projectroletemplatebindings"])],
+            &["edit"],
         ),
-        rt("read-only", "Read-only", "project", vec![rule(&["get", "list", "watch"], &["*"], &["*"])]),
+        rt(
+            "read-only",
+            "Read-only",
+            "project",
+            vec![rule(&["get", "list", "watch"], &[MGMT], &["projectroletemplatebindings"])],
+            &["view"],
+        ),
     ]
 }
 
