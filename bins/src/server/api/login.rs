@@ -1,15 +1,12 @@
 //! `POST /v3-public/localProviders/local?action=login`: username and password in, a session token out.
 //! Failed attempts are counted per username and per client address ([`LoginThrottle`]).
 
-use std::sync::OnceLock;
-
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::response::Response;
 use http::HeaderMap;
 use jiff::Timestamp;
-use rancher_auth::password;
 use rancher_core::model::User;
 use rancher_core::store::Api;
 use serde::Deserialize;
@@ -17,7 +14,6 @@ use serde::Deserialize;
 use super::body::json_object;
 pub(crate) use super::login_throttle::{LoginThrottle, ThrottlePolicy};
 use super::tokens::{self, DEFAULT_SESSION_TTL_MS, TokenRequest};
-use super::users::find_by_username;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::state::AppState;
 
@@ -35,12 +31,6 @@ struct LoginInput {
     description: String,
     #[serde(default)]
     response_type: String,
-}
-
-/// A hash to check against when the user does not exist, so both failures take as long.
-fn decoy_hash() -> &'static str {
-    static DECOY: OnceLock<String> = OnceLock::new();
-    DECOY.get_or_init(|| password::hash_password("decoy password never used").unwrap_or_default())
 }
 
 /// The login action.
@@ -68,18 +58,14 @@ pub(crate) async fn login(
             retry_after_secs: secs.max(1),
         });
     }
-    let user = find_by_username(&state.store, &input.username).await?;
-    let hash = user.as_ref().map_or_else(|| decoy_hash().to_owned(), |u| u.spec.password.clone());
-    let pw = input.password;
-    let matches = tokio::task::spawn_blocking(move || password::verify_password(&pw, &hash))
+    let local = crate::server::identity::local::LocalProvider::new(state.store.clone());
+    let verified = local
+        .verify(&input.username, &input.password)
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let user = match user {
-        Some(u) if matches && u.spec.enabled => u,
-        _ => {
-            state.login_throttle.failed(&input.username, ip);
-            return Err(ApiError::Unauthenticated(LOGIN_FAILED.into()));
-        }
+        .map_err(|e| ApiError::Unavailable(format!("checking the password: {e}")))?;
+    let Some(user) = verified else {
+        state.login_throttle.failed(&input.username, ip);
+        return Err(ApiError::Unauthenticated(LOGIN_FAILED.into()));
     };
     state.login_throttle.succeeded(&input.username, ip);
     let req =

@@ -1,5 +1,6 @@
-//! External identity providers for login, configured by `--auth-config FILE` (YAML). Today: OpenLDAP
-//! at `POST /v3-public/openLdapProviders/openldap?action=login` ([`login`]). A provider's user is
+//! Identity providers for login: the store's own users ([`local`], always on) and external ones
+//! configured by `--auth-config FILE` (YAML) — today OpenLDAP at
+//! `POST /v3-public/openLdapProviders/openldap?action=login` ([`login`]). A provider's user is
 //! mapped to a local `u-xxxxx` user (made on first login) whose groups are refreshed at each login and
 //! carried by the session token into the proxy's `Impersonate-Group` headers.
 //!
@@ -17,6 +18,7 @@
 //!   nestedGroups: true       # optional
 //! ```
 
+pub(crate) mod local;
 pub(crate) mod login;
 
 use std::path::Path;
