@@ -117,6 +117,20 @@ async fn project_bindings_become_downstream_rbac_and_follow_changes() {
     let (_, out) = kubectl_at(&alice_kc, &["auth", "can-i", "create", "rolebindings", "-n", "shop"]);
     assert_eq!(out.trim(), "no");
 
+    // Our RoleBindings deleted by hand come back; alice keeps her access.
+    let before = w.role_bindings("shop");
+    let (ok, out) = w.kubectl(&["-n", "shop", "delete", "rolebindings", "-l", MANAGED]);
+    assert!(ok, "{out}");
+    let deleted_at = tokio::time::Instant::now();
+    eventually(WAIT, "our RoleBindings are put back", || {
+        let now = w.role_bindings("shop");
+        let before = before.clone();
+        async move { (now == before).then_some(()) }
+    })
+    .await;
+    eprintln!("hand-deleted RoleBindings restored within {:?}", deleted_at.elapsed());
+    w.wait_access(&alice, &pods_in("shop"), true, "alice lists pods in shop again").await;
+
     // A read-only member of P lists pods but cannot read Secrets (view-like).
     let dora = w.user("dora", "dora-password-44").await;
     let (code, b) = w

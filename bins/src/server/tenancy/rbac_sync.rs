@@ -8,9 +8,11 @@ use std::sync::Arc;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
-use kube::api::ListParams;
+use kube::api::{DynamicObject, ListParams};
 use kube::runtime::watcher;
-use rancher_auth::rbac_render::{self, Inputs, NamespaceInfo, PROJECT_ID_ANNOTATION};
+use rancher_auth::rbac_render::{
+    self, Inputs, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NamespaceInfo, PROJECT_ID_ANNOTATION,
+};
 use rancher_core::model::{ClusterRoleTemplateBinding, ProjectRoleTemplateBinding, RoleTemplate};
 use rancher_core::store::{Api, Store};
 use serde_json::Value;
@@ -111,7 +113,8 @@ impl ClusterSync for RbacSync {
         })
     }
 
-    /// Pokes when a namespace appears, goes, or changes project.
+    /// Pokes when a namespace appears, goes, or changes project, and when one of our RBAC objects is
+    /// deleted behind our back (it is put back at once rather than at the next resync).
     fn watch_downstream(
         &self,
         client: kube::Client,
@@ -119,8 +122,28 @@ impl ClusterSync for RbacSync {
         stop: CancellationToken,
     ) -> BoxFut<'static, ()> {
         Box::pin(async move {
-            let api = kube::Api::<Namespace>::all(client);
-            let mut events = watcher(api, watcher::Config::default()).boxed();
+            let namespaces = watcher(kube::Api::<Namespace>::all(client.clone()), watcher::Config::default())
+                .map(Seen::Namespace)
+                .boxed();
+            let mut streams = vec![namespaces];
+            let ours = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
+            for kind in [
+                Kind::of::<ClusterRole>(false),
+                Kind::of::<ClusterRoleBinding>(false),
+                Kind::of::<RoleBinding>(true),
+            ] {
+                let api = kube::Api::<DynamicObject>::all_with(client.clone(), &kind.resource);
+                streams.push(
+                    watcher(api, ours.clone())
+                        .map(|ev| match ev {
+                            Ok(watcher::Event::Delete(_)) => Seen::OursDeleted,
+                            Ok(_) => Seen::Nothing,
+                            Err(e) => Seen::Error(e),
+                        })
+                        .boxed(),
+                );
+            }
+            let mut events = futures::stream::select_all(streams);
             let mut seen: HashMap<String, Option<String>> = HashMap::new();
             let project = |n: &Namespace| {
                 n.metadata.annotations.as_ref().and_then(|a| a.get(PROJECT_ID_ANNOTATION)).cloned()
@@ -130,17 +153,20 @@ impl ClusterSync for RbacSync {
                     () = stop.cancelled() => return,
                     ev = events.next() => ev,
                 };
+                let error = |e: &dyn std::fmt::Display| tracing::debug!(error = %e, "downstream watch error; it retries");
                 let changed = match ev {
                     None => return,
-                    Some(Err(e)) => {
-                        tracing::debug!(error = %e, "namespace watch error; it retries");
+                    Some(Seen::Nothing) => false,
+                    Some(Seen::OursDeleted) => true,
+                    Some(Seen::Error(e) | Seen::Namespace(Err(e))) => {
+                        error(&e);
                         tokio::select! {
                             () = stop.cancelled() => return,
                             () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
                         }
                         false
                     }
-                    Some(Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n))) => {
+                    Some(Seen::Namespace(Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)))) => {
                         let name = n.metadata.name.clone().unwrap_or_default();
                         let p = project(&n);
                         let now = if n.metadata.deletion_timestamp.is_some() { None } else { p };
@@ -150,10 +176,10 @@ impl ClusterSync for RbacSync {
                             None => now.is_some(),
                         }
                     }
-                    Some(Ok(watcher::Event::Delete(n))) => {
+                    Some(Seen::Namespace(Ok(watcher::Event::Delete(n)))) => {
                         seen.remove(n.metadata.name.as_deref().unwrap_or_default()).flatten().is_some()
                     }
-                    Some(Ok(watcher::Event::Init | watcher::Event::InitDone)) => false,
+                    Some(Seen::Namespace(Ok(watcher::Event::Init | watcher::Event::InitDone))) => false,
                 };
                 if changed {
                     poke.notify_one();
@@ -161,4 +187,12 @@ impl ClusterSync for RbacSync {
             }
         })
     }
+}
+
+/// What a downstream watch saw.
+enum Seen {
+    Namespace(Result<watcher::Event<Namespace>, watcher::Error>),
+    OursDeleted,
+    Nothing,
+    Error(watcher::Error),
 }
