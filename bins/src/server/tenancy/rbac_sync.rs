@@ -123,7 +123,7 @@ impl ClusterSync for RbacSync {
     ) -> BoxFut<'static, ()> {
         Box::pin(async move {
             let namespaces = watcher(kube::Api::<Namespace>::all(client.clone()), watcher::Config::default())
-                .map(Seen::Namespace)
+                .map(|ev| Seen::Namespace(Box::new(ev)))
                 .boxed();
             let mut streams = vec![namespaces];
             let ours = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
@@ -154,11 +154,18 @@ impl ClusterSync for RbacSync {
                     ev = events.next() => ev,
                 };
                 let error = |e: &dyn std::fmt::Display| tracing::debug!(error = %e, "downstream watch error; it retries");
-                let changed = match ev {
+                let ns_event = match ev {
                     None => return,
-                    Some(Seen::Nothing) => false,
-                    Some(Seen::OursDeleted) => true,
-                    Some(Seen::Error(e) | Seen::Namespace(Err(e))) => {
+                    Some(Seen::Nothing) => continue,
+                    Some(Seen::OursDeleted) => {
+                        poke.notify_one();
+                        continue;
+                    }
+                    Some(Seen::Error(e)) => Err(e),
+                    Some(Seen::Namespace(ev)) => *ev,
+                };
+                let changed = match ns_event {
+                    Err(e) => {
                         error(&e);
                         tokio::select! {
                             () = stop.cancelled() => return,
@@ -166,7 +173,7 @@ impl ClusterSync for RbacSync {
                         }
                         false
                     }
-                    Some(Seen::Namespace(Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)))) => {
+                    Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) => {
                         let name = n.metadata.name.clone().unwrap_or_default();
                         let p = project(&n);
                         let now = if n.metadata.deletion_timestamp.is_some() { None } else { p };
@@ -176,10 +183,10 @@ impl ClusterSync for RbacSync {
                             None => now.is_some(),
                         }
                     }
-                    Some(Seen::Namespace(Ok(watcher::Event::Delete(n)))) => {
+                    Ok(watcher::Event::Delete(n)) => {
                         seen.remove(n.metadata.name.as_deref().unwrap_or_default()).flatten().is_some()
                     }
-                    Some(Seen::Namespace(Ok(watcher::Event::Init | watcher::Event::InitDone))) => false,
+                    Ok(watcher::Event::Init | watcher::Event::InitDone) => false,
                 };
                 if changed {
                     poke.notify_one();
@@ -191,7 +198,7 @@ impl ClusterSync for RbacSync {
 
 /// What a downstream watch saw.
 enum Seen {
-    Namespace(Result<watcher::Event<Namespace>, watcher::Error>),
+    Namespace(Box<Result<watcher::Event<Namespace>, watcher::Error>>),
     OursDeleted,
     Nothing,
     Error(watcher::Error),
