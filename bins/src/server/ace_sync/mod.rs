@@ -143,18 +143,62 @@ impl ClusterSync for AceSync {
     }
 }
 
+/// The last-seen fingerprint of each object, to tell changes that matter from churn.
+struct Fingerprints<F>(std::sync::Mutex<HashMap<String, F>>);
+
+impl<F> Default for Fingerprints<F> {
+    fn default() -> Self {
+        Fingerprints(std::sync::Mutex::new(HashMap::new()))
+    }
+}
+
+impl<F: PartialEq> Fingerprints<F> {
+    /// Records `print` for `name` (`None`: deleted); true when it differs from the last one, and
+    /// always for a deletion (one missed while re-watching must still count).
+    fn changed(&self, name: &str, print: Option<F>) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match print {
+            None => {
+                map.remove(name);
+                true
+            }
+            Some(p) => map.insert(name.to_owned(), p).as_ref() != map.get(name),
+        }
+    }
+}
+
 /// Runs the token record sync of every connected cluster until `stop`.
 pub(crate) async fn run(store: Arc<dyn Store>, registration: Arc<Registration>, stop: CancellationToken) {
     let workers = ClusterWorkers::new(store.clone(), registration, ACE_RESYNC);
     let tasks = TaskTracker::new();
+    // A token's lastUsedAt and a user's lastLogin change on every use: only what a record is made
+    // of may cost a sync.
     let w = workers.clone();
-    tasks.spawn(follow::<Token>(store.clone(), stop.clone(), move |t| {
-        if !t.spec.cluster_name.is_empty() {
+    let seen = Fingerprints::default();
+    tasks.spawn(follow::<Token>(store.clone(), stop.clone(), move |t, deleted| {
+        let print = (!deleted).then(|| {
+            let s = &t.spec;
+            (
+                s.user_id.clone(),
+                s.enabled,
+                s.ttl,
+                t.status.expired,
+                t.status.hash.clone(),
+                s.group_principals.clone(),
+            )
+        });
+        if !t.spec.cluster_name.is_empty() && seen.changed(&t.metadata.name, print) {
             w.poke(&t.spec.cluster_name);
         }
     }));
     let w = workers.clone();
-    tasks.spawn(follow::<User>(store.clone(), stop.clone(), move |_| w.poke_all()));
+    let seen = Fingerprints::default();
+    tasks.spawn(follow::<User>(store.clone(), stop.clone(), move |u, deleted| {
+        let print = (!deleted).then(|| (u.spec.enabled, u.status.group_principals.clone()));
+        if seen.changed(&u.metadata.name, print) {
+            w.poke_all();
+        }
+    }));
     tasks.spawn(workers.run(Arc::new(AceSync { store }), stop.clone()));
     tasks.close();
     tasks.wait().await;
@@ -186,6 +230,16 @@ mod tests {
         let mut u = User::new(name, UserSpec { enabled, ..Default::default() });
         u.status.group_principals = groups.iter().map(|g| (*g).to_owned()).collect();
         u
+    }
+
+    #[test]
+    fn churn_is_not_a_change() {
+        let f = Fingerprints::default();
+        assert!(f.changed("t", Some((true, 1))));
+        assert!(!f.changed("t", Some((true, 1))));
+        assert!(f.changed("t", Some((false, 1))));
+        assert!(f.changed("t", None));
+        assert!(f.changed("gone", None));
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub(crate) async fn run(store: Arc<dyn Store>, registration: Arc<Registration>, 
     let workers = ClusterWorkers::new(store.clone(), registration, RBAC_RESYNC);
     let tasks = TaskTracker::new();
     let w = workers.clone();
-    tasks.spawn(follow::<ClusterRoleTemplateBinding>(store.clone(), stop.clone(), move |b| {
+    tasks.spawn(follow::<ClusterRoleTemplateBinding>(store.clone(), stop.clone(), move |b, _| {
         w.poke(if b.spec.cluster_name.is_empty() {
             b.metadata.namespace.as_deref().unwrap_or_default()
         } else {
@@ -63,16 +63,16 @@ pub(crate) async fn run(store: Arc<dyn Store>, registration: Arc<Registration>, 
         })
     }));
     let w = workers.clone();
-    tasks.spawn(follow::<ProjectRoleTemplateBinding>(store.clone(), stop.clone(), move |b| {
+    tasks.spawn(follow::<ProjectRoleTemplateBinding>(store.clone(), stop.clone(), move |b, _| {
         match rancher_auth::rbac_render::project_cluster(&b.spec.project_name) {
             Ok(cluster) => w.poke(cluster),
             Err(_) => w.poke_all(),
         }
     }));
     let w = workers.clone();
-    tasks.spawn(follow::<RoleTemplate>(store.clone(), stop.clone(), move |_| w.poke_all()));
+    tasks.spawn(follow::<RoleTemplate>(store.clone(), stop.clone(), move |_, _| w.poke_all()));
     let w = workers.clone();
-    tasks.spawn(follow::<Project>(store.clone(), stop.clone(), move |p| {
+    tasks.spawn(follow::<Project>(store.clone(), stop.clone(), move |p, _| {
         w.poke(p.metadata.namespace.as_deref().unwrap_or(&p.spec.cluster_name))
     }));
     tasks.spawn(workers.run(Arc::new(RbacSync { store }), stop.clone()));

@@ -183,12 +183,13 @@ impl ClusterWorkers {
     }
 }
 
-/// Follows one management kind and calls `on_change` with every object added, changed or deleted;
+/// Follows one management kind and calls `on_change` with every object added, changed or deleted
+/// (the flag is true for a deletion);
 /// re-watches (replaying everything) after an error. Runs until `stop`.
 pub(crate) async fn follow<K: Resource>(
     store: Arc<dyn Store>,
     stop: CancellationToken,
-    on_change: impl Fn(&K) + Send + Sync + 'static,
+    on_change: impl Fn(&K, bool) + Send + Sync + 'static,
 ) {
     let api: Api<K> = Api::all(store);
     loop {
@@ -199,9 +200,8 @@ pub(crate) async fn follow<K: Resource>(
                     ev = events.next() => ev,
                 };
                 match ev {
-                    Some(Ok(TypedEvent::Added(o) | TypedEvent::Modified(o) | TypedEvent::Deleted(o))) => {
-                        on_change(&o)
-                    }
+                    Some(Ok(TypedEvent::Added(o) | TypedEvent::Modified(o))) => on_change(&o, false),
+                    Some(Ok(TypedEvent::Deleted(o))) => on_change(&o, true),
                     Some(Ok(TypedEvent::Bookmark(_))) => {}
                     Some(Err(e)) => {
                         tracing::debug!(kind = K::KIND, error = %e, "watch ended; watching again");
