@@ -231,4 +231,17 @@ async fn users_need_a_binding_and_the_sim_decides_what_they_may_do() {
     })
     .await;
     assert_eq!((code, body["kind"].as_str()), (503, Some("Status")), "{body}");
+
+    // A new agent session: the proxy drops its cached client and works again.
+    let kc = env.dir.path().join("sim.kubeconfig");
+    let _agent = start_agent(&env.agent_env, &kc, &env.dir.path().join("agent-2.log"), &[]);
+    eventually(WAIT, "the proxy works again after the agent reconnected", || {
+        let env = &env;
+        async move {
+            let path = format!("/k8s/clusters/{}/version", env.cluster);
+            let (code, body) = env.call(reqwest::Method::GET, &path, &env.admin_token, None).await;
+            (code == 200 && body["gitVersion"].is_string()).then_some(())
+        }
+    })
+    .await;
 }

@@ -25,6 +25,7 @@ pub struct Env {
     pub server: Server,
     pub sim: rancher_sim::SimHandle,
     pub agent: Proc,
+    pub agent_env: AgentEnv,
     pub cluster: String,
     pub admin_token: String,
     pub http: reqwest::Client,
@@ -57,10 +58,11 @@ impl Env {
         let kc = dir.path().join("sim.kubeconfig");
         std::fs::write(&kc, sim.kubeconfig_yaml()).unwrap();
         let env = apply_manifest(&url, &kc, dir.path()).await;
-        let agent = start_agent(&env, &kc, &dir.path().join("agent.log"), &[]);
+        let agent_env = env;
+        let agent = start_agent(&agent_env, &kc, &dir.path().join("agent.log"), &[]);
         wait_state(&home, &cluster, "active", WAIT).await;
         let admin_token = login(&server.url).await;
-        Env { dir, home, server, sim, agent, cluster, admin_token, http: insecure_client() }
+        Env { dir, home, server, sim, agent, agent_env, cluster, admin_token, http: insecure_client() }
     }
 
     /// The server's log so far.

@@ -3,7 +3,7 @@
 //! one of its projects, for themselves or one of their groups. What they may do inside is left to
 //! the downstream RBAC (rendered from those bindings by the tenancy controller).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
@@ -22,8 +22,9 @@ pub(crate) struct BindingAccess {
     /// The proxy's cached clients, set once the proxy is built; dropped per cluster when its agent
     /// handed over new access (a new CA or credential).
     clients: Arc<OnceLock<ClusterClients>>,
-    /// (cluster, address of the access the cached client was built from).
-    seen: Mutex<HashSet<(String, usize)>>,
+    /// Per cluster, the agent access the cached client was built from. Holding the `Arc` keeps its
+    /// address from being reused, so `ptr_eq` tells a new hand-over from the old one.
+    seen: Mutex<HashMap<String, Arc<crate::server::registration::ClusterAccess>>>,
     admins: AdminBindings,
 }
 
@@ -34,20 +35,18 @@ impl BindingAccess {
         clients: Arc<OnceLock<ClusterClients>>,
     ) -> Self {
         let admins = AdminBindings::new(registration.clone());
-        BindingAccess { store, registration, clients, seen: Mutex::new(HashSet::new()), admins }
+        BindingAccess { store, registration, clients, seen: Mutex::new(HashMap::new()), admins }
     }
 
     /// Drops the cached client of `cluster` when the agent's access changed since it was built.
     fn refresh_client(&self, cluster: &str) {
         let Some(access) = self.registration.access(cluster) else { return };
-        let key = (cluster.to_owned(), Arc::as_ptr(&access) as usize);
         let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if seen.contains(&key) {
+        if seen.get(cluster).is_some_and(|known| Arc::ptr_eq(known, &access)) {
             return;
         }
-        seen.retain(|(c, _)| c != cluster);
-        seen.insert(key);
-        if let Some(clients) = self.clients.get() {
+        let first = seen.insert(cluster.to_owned(), access).is_none();
+        if let (false, Some(clients)) = (first, self.clients.get()) {
             clients.invalidate(cluster);
         }
     }

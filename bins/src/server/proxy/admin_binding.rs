@@ -3,45 +3,46 @@
 //! the proxy, made on their first request after an agent (re)connected. A user who is no longer an
 //! admin loses it on their first proxied request (per agent session) — see [`AdminBindings::revoke`].
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
 use kube::api::{ObjectMeta, PostParams};
 use rancher_core::validation::dns1123_label;
 
-use crate::server::registration::Registration;
+use crate::server::registration::{ClusterAccess, Registration};
 
 /// The label marking RBAC objects this server made for global admins.
 pub(crate) const GLOBAL_ADMIN_LABEL: &str = "cattle.io/creator";
 
-/// (cluster, address of the agent's access, user id).
-type Key = (String, usize, String);
+/// (cluster, user id) → the agent access under which the binding was made (or removed). Holding the
+/// `Arc` keeps its address from being reused, so `ptr_eq` tells a new agent session from the old one.
+type Seen = HashMap<(String, String), Arc<ClusterAccess>>;
 
-/// Remembers which (cluster, agent session access, user) already has (or has not) its binding.
+/// Remembers which (cluster, user) already has (or has not) its binding, per agent session.
 pub(crate) struct AdminBindings {
     registration: Arc<Registration>,
-    done: Mutex<HashSet<Key>>,
-    revoked: Mutex<HashSet<Key>>,
+    done: Mutex<Seen>,
+    revoked: Mutex<Seen>,
 }
 
 impl AdminBindings {
     pub(crate) fn new(registration: Arc<Registration>) -> Self {
-        AdminBindings { registration, done: Mutex::new(HashSet::new()), revoked: Mutex::new(HashSet::new()) }
+        AdminBindings { registration, done: Mutex::new(HashMap::new()), revoked: Mutex::new(HashMap::new()) }
     }
 
     /// Makes sure `user` is bound to `cluster-admin` in `cluster`. Failures are logged, not returned:
     /// without the binding the downstream API server refuses the requests itself.
     pub(crate) async fn ensure(&self, cluster: &str, user: &str) {
         let Some(access) = self.registration.access(cluster) else { return };
-        let key = (cluster.to_owned(), Arc::as_ptr(&access) as usize, user.to_owned());
-        if lock(&self.done).contains(&key) || dns1123_label(user).is_err() {
+        let key = (cluster.to_owned(), user.to_owned());
+        if seen_under(&self.done, &key, &access) || dns1123_label(user).is_err() {
             return;
         }
         match self.create(cluster, user).await {
             Ok(()) => {
                 lock(&self.revoked).remove(&key);
-                lock(&self.done).insert(key);
+                lock(&self.done).insert(key, access);
             }
             Err(e) => tracing::warn!(cluster, user, "binding the admin downstream: {e}"),
         }
@@ -51,14 +52,14 @@ impl AdminBindings {
     /// more). Failures are logged; the next session retries.
     pub(crate) async fn revoke(&self, cluster: &str, user: &str) {
         let Some(access) = self.registration.access(cluster) else { return };
-        let key = (cluster.to_owned(), Arc::as_ptr(&access) as usize, user.to_owned());
-        if lock(&self.revoked).contains(&key) || dns1123_label(user).is_err() {
+        let key = (cluster.to_owned(), user.to_owned());
+        if seen_under(&self.revoked, &key, &access) || dns1123_label(user).is_err() {
             return;
         }
         match self.delete(cluster, user).await {
             Ok(()) => {
                 lock(&self.done).remove(&key);
-                lock(&self.revoked).insert(key);
+                lock(&self.revoked).insert(key, access);
             }
             Err(e) => tracing::warn!(cluster, user, "removing a former admin's binding downstream: {e}"),
         }
@@ -118,6 +119,11 @@ impl AdminBindings {
     }
 }
 
-fn lock(set: &Mutex<HashSet<Key>>) -> std::sync::MutexGuard<'_, HashSet<Key>> {
-    set.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+fn lock(seen: &Mutex<Seen>) -> std::sync::MutexGuard<'_, Seen> {
+    seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Whether `key` was handled under this very agent access.
+fn seen_under(seen: &Mutex<Seen>, key: &(String, String), access: &Arc<ClusterAccess>) -> bool {
+    lock(seen).get(key).is_some_and(|a| Arc::ptr_eq(a, access))
 }
