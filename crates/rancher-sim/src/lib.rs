@@ -29,6 +29,7 @@ mod controllers;
 mod discovery;
 mod error;
 mod exec;
+mod field_validation;
 mod http_util;
 mod logs;
 mod meta;

@@ -15,7 +15,7 @@ use crate::selectors::{FieldSelector, LabelSelector};
 use crate::state::SimState;
 use crate::status::ApiError;
 use crate::store::StoreError;
-use crate::{admission, meta, patch, table};
+use crate::{admission, field_validation, meta, patch, table};
 
 pub(super) async fn dispatch(
     state: &Arc<SimState>,
@@ -36,6 +36,9 @@ pub(super) async fn dispatch(
         "watch" => super::watch::serve(state, &rr, wants),
         verb => {
             let body = read_body(req.into_body()).await?;
+            if matches!(verb, "create" | "update") {
+                rr.findings.scan_body(&body, &content_type);
+            }
             match verb {
                 "create" => create(state, &rr, parse_object(&body, &content_type)?),
                 "update" => update(state, &rr, parse_object(&body, &content_type)?, false),
@@ -200,12 +203,19 @@ fn set_namespace(rr: &ResourceRequest, obj: &mut Value) -> Result<(), ApiError> 
     Ok(())
 }
 
+/// Applies the request's `fieldValidation` directive to the decoded object.
+fn check_fields(rr: &ResourceRequest, obj: &mut Value, stored: Option<&Value>) -> Result<(), ApiError> {
+    let mode = field_validation::Mode::parse(rr.query.get("fieldValidation"))?;
+    field_validation::check(&rr.def, mode, &rr.findings, obj, stored, rr.apply)
+}
+
 pub(crate) fn create_object(
     state: &SimState,
     rr: &ResourceRequest,
     mut obj: Value,
 ) -> Result<Value, ApiError> {
     admission::check_type(&rr.def, &mut obj)?;
+    check_fields(rr, &mut obj, None)?;
     set_namespace(rr, &mut obj)?;
     if meta::name(&obj).is_empty()
         && let Some(prefix) = obj["metadata"]["generateName"].as_str().filter(|p| !p.is_empty())
@@ -253,6 +263,7 @@ pub(crate) fn update_object(
         .store
         .get(&rr.def.key(), &rr.namespace, &rr.name)
         .ok_or_else(|| ApiError::not_found(&rr.def.group, &rr.def.plural, &rr.name))?;
+    check_fields(rr, &mut obj, Some(&old))?;
     if status_only {
         let mut next = (*old).clone();
         next["status"] = obj["status"].take();
@@ -310,6 +321,9 @@ pub(crate) fn patch_object(
     }
     let patch_doc: Value =
         parse_object(body, if media == "application/apply-patch+yaml" { media } else { "application/json" })?;
+    let mut applying = rr.clone();
+    applying.apply = media == "application/apply-patch+yaml";
+    let rr = &applying;
     for _attempt in 0..5 {
         let Some(cur) = state.store.get(&rr.def.key(), &rr.namespace, &rr.name) else {
             if media == "application/apply-patch+yaml" {

@@ -108,8 +108,17 @@ async fn route(
         "log" | "exec" | "attach" | "portforward" => crate::http_util::Wants::Json,
         _ => negotiate(req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()))?,
     };
-    match rr.subresource.as_str() {
+    let findings = rr.findings.clone();
+    let mut resp = match rr.subresource.as_str() {
         "" => crud::dispatch(state, &user, rr, req, wants).await,
         _ => subresources::dispatch(state, &user, rr, req, wants).await,
+    }?;
+    for w in findings.warnings() {
+        // The API server's warning format: `299 - "<text>"`, quotes and backslashes escaped.
+        let text = w.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = http::HeaderValue::from_str(&format!("299 - \"{text}\"")) {
+            resp.headers_mut().append(http::header::WARNING, v);
+        }
     }
+    Ok(resp)
 }

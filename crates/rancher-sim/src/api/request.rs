@@ -17,6 +17,10 @@ pub(crate) struct ResourceRequest {
     pub(crate) subresource: String,
     pub(crate) verb: String,
     pub(crate) query: Query,
+    /// Unknown and duplicate fields found while decoding the body, and the warnings they produce.
+    pub(crate) findings: std::sync::Arc<crate::field_validation::Findings>,
+    /// The body is a server-side apply patch (its errors are worded as schema errors).
+    pub(crate) apply: bool,
 }
 
 pub(crate) fn parse(
@@ -78,5 +82,7 @@ pub(crate) fn parse(
         subresource: sub.to_string(),
         verb: verb.to_string(),
         query,
+        findings: Default::default(),
+        apply: false,
     })
 }
