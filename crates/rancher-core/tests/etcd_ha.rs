@@ -1,15 +1,18 @@
 //! [`EtcdStore`] over a three-member etcd cluster on loopback: the leader is SIGKILLed mid-run; writes
 //! keep succeeding through the other endpoints, no acknowledged write is lost, and the member comes back
-//! with its data directory and catches up.
+//! with its data directory and catches up. A watch opened before the failure (on the store's shared etcd
+//! watch) sees every acknowledged write.
 #![cfg(feature = "etcd")]
 
 mod etcd_support;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rancher_core::store::{EtcdStore, ListOptions, Store, StoreError};
+use futures::StreamExt;
+use rancher_core::store::{EtcdStore, ListOptions, Store, StoreError, WatchEvent, WatchOptions};
 use serde_json::json;
 
 async fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
@@ -24,6 +27,28 @@ async fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 async fn writes_survive_losing_the_leader_and_the_member_catches_up() {
     let mut etcd = etcd_support::Etcd::start(3).await;
     let store = Arc::new(EtcdStore::connect(&etcd.endpoints()).await.unwrap());
+
+    let seen: Arc<Mutex<HashSet<String>>> = Default::default();
+    let watch_error: Arc<Mutex<Option<String>>> = Default::default();
+    let mut watch = store.watch("items", &WatchOptions::default()).await.unwrap();
+    let watcher = {
+        let (seen, watch_error) = (seen.clone(), watch_error.clone());
+        tokio::spawn(async move {
+            while let Some(ev) = watch.next().await {
+                match ev {
+                    Ok(WatchEvent::Added(v)) => {
+                        seen.lock().unwrap().insert(v["metadata"]["name"].as_str().unwrap().to_owned());
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        *watch_error.lock().unwrap() = Some(e.to_string());
+                        return;
+                    }
+                }
+            }
+            *watch_error.lock().unwrap() = Some("watch ended".into());
+        })
+    };
 
     let acked: Arc<Mutex<Vec<String>>> = Default::default();
     let errors: Arc<Mutex<Vec<String>>> = Default::default();
@@ -68,6 +93,13 @@ async fn writes_survive_losing_the_leader_and_the_member_catches_up() {
     for name in &acked {
         store.get("items", None, name).await.unwrap_or_else(|e| panic!("acknowledged {name} lost: {e}"));
     }
+    wait_for("the watch to see every acknowledged write", Duration::from_secs(60), || {
+        let seen = seen.lock().unwrap();
+        assert_eq!(*watch_error.lock().unwrap(), None, "watch broke");
+        acked.iter().all(|n| seen.contains(n))
+    })
+    .await;
+    watcher.abort();
     let listed = store.list("items", &ListOptions::default()).await.unwrap().items.len();
     assert_eq!(listed, acked.len());
 

@@ -3,22 +3,23 @@
 //! Keys are `/rancher/<resource>/<namespace or _>/<name>`; values are the object's JSON without
 //! `resourceVersion`, which is the key's etcd `mod_revision`. Create is a transaction on
 //! `create_revision == 0`, update and delete on `mod_revision == <version read>`. Lists read pages at one
-//! fixed revision (the continue token carries the next key and that revision); a watch starts at
-//! `version + 1`, and a compacted version is [`Gone`](super::StoreError::Gone).
+//! fixed revision (the continue token carries the next key and that revision). Watches of a resource
+//! share one etcd watch fanned out in process (see `etcd_watch.rs`); a version older than that shared
+//! history gets an etcd watch of its own from `version + 1`, and a compacted version is
+//! [`Gone`](super::StoreError::Gone).
 //!
 //! Lists come in key order, which is namespace-then-name order except when one namespace is a prefix
 //! of another followed by `-` (`a-b` sorts before `a`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, Txn, TxnOp,
-    WatchOptions as EtcdWatch,
-};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, Txn, TxnOp};
 use futures::StreamExt;
 use serde_json::Value;
 
-use super::hub::{Change, ChangeKind, WatchFilter};
+use super::etcd_watch::{self, Feeds};
+use super::hub::{WatchFilter, watch_stream};
 use super::object::{self, UpdatePlan};
 use super::{
     Deleted, ListOptions, ObjectList, Preconditions, Store, StoreError, StoreResult, WatchEvent,
@@ -43,6 +44,7 @@ const ATTEMPTS: usize = 16;
 #[derive(Clone)]
 pub struct EtcdStore {
     client: Client,
+    feeds: Arc<Feeds>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -51,7 +53,7 @@ impl std::fmt::Debug for EtcdStore {
     }
 }
 
-fn etcd_error(e: etcd_client::Error) -> StoreError {
+pub(super) fn etcd_error(e: etcd_client::Error) -> StoreError {
     if let etcd_client::Error::GRpcStatus(s) = &e
         && s.message().contains("compacted")
     {
@@ -64,7 +66,7 @@ fn key(resource: &str, namespace: Option<&str>, name: &str) -> String {
     format!("{ROOT}{resource}/{}/{name}", namespace.unwrap_or("_"))
 }
 
-fn prefix(resource: &str, namespace: Option<&str>) -> String {
+pub(super) fn prefix(resource: &str, namespace: Option<&str>) -> String {
     match namespace {
         Some(ns) => format!("{ROOT}{resource}/{ns}/"),
         None => format!("{ROOT}{resource}/"),
@@ -72,7 +74,7 @@ fn prefix(resource: &str, namespace: Option<&str>) -> String {
 }
 
 /// The first key after every key starting with `prefix`.
-fn prefix_end(prefix: &str) -> Vec<u8> {
+pub(super) fn prefix_end(prefix: &str) -> Vec<u8> {
     let mut end = prefix.as_bytes().to_vec();
     // Prefixes end in '/', so the last byte can always be incremented.
     if let Some(last) = end.last_mut() {
@@ -81,7 +83,7 @@ fn prefix_end(prefix: &str) -> Vec<u8> {
     end
 }
 
-fn decode(kv: &KeyValue) -> StoreResult<Value> {
+pub(super) fn decode(kv: &KeyValue) -> StoreResult<Value> {
     let mut v: Value = serde_json::from_slice(kv.value())
         .map_err(|e| StoreError::Backend(format!("corrupt record at {:?}: {e}", kv.key_str()).into()))?;
     object::set_revision(&mut v, kv.mod_revision() as u64);
@@ -96,7 +98,7 @@ fn encode(object: &Value) -> StoreResult<Vec<u8>> {
     serde_json::to_vec(&v).map_err(StoreError::backend)
 }
 
-fn header_revision(h: Option<&etcd_client::ResponseHeader>) -> u64 {
+pub(super) fn header_revision(h: Option<&etcd_client::ResponseHeader>) -> u64 {
     h.map_or(0, |h| h.revision() as u64)
 }
 
@@ -115,7 +117,7 @@ impl EtcdStore {
             .with_timeout(Duration::from_secs(10))
             .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
         let client = Client::connect(endpoints, Some(options)).await.map_err(etcd_error)?;
-        Ok(EtcdStore { client })
+        Ok(EtcdStore { client, feeds: Arc::default() })
     }
 
     /// Compacts etcd's history up to `revision`: watches from older versions become Gone.
@@ -332,6 +334,8 @@ impl Store for EtcdStore {
             namespace: options.namespace.clone(),
             selector: options.label_selector.clone(),
         };
+        // Started before the list below, so the hub has every change after the list's revision.
+        let feed = self.feeds.get(&self.client, resource).await?;
         let prefix = prefix(resource, namespace);
         let (initial, from) = match from {
             Some(v) => (Vec::new(), v),
@@ -341,85 +345,16 @@ impl Store for EtcdStore {
                 let (items, rev) = self
                     .range(prefix.as_bytes().to_vec(), &prefix_end(&prefix), 0, usize::MAX, &keep)
                     .await?;
-                (items.into_iter().map(|(_, v)| Ok(WatchEvent::Added(v))).collect::<Vec<_>>(), rev)
+                (items.into_iter().map(|(_, v)| WatchEvent::Added(v)).collect::<Vec<_>>(), rev)
             }
         };
-        let watch = EtcdWatch::new()
-            .with_range(prefix_end(&prefix))
-            .with_start_revision(from as i64 + 1)
-            .with_prev_key();
-        let stream =
-            self.client.watch_client().watch(prefix.as_str(), Some(watch)).await.map_err(etcd_error)?;
-        let state =
-            (stream, filter, from, std::collections::VecDeque::<StoreResult<WatchEvent>>::new(), false);
-        let live =
-            futures::stream::unfold(state, |(mut stream, filter, last, mut pending, done)| async move {
-                loop {
-                    if let Some(ev) = pending.pop_front() {
-                        let end = ev.is_err();
-                        return Some((ev, (stream, filter, last, pending, done || end)));
-                    }
-                    if done {
-                        return None;
-                    }
-                    let resp = match stream.message().await {
-                        Ok(Some(r)) => r,
-                        Ok(None) => return None,
-                        Err(e) => return Some((Err(etcd_error(e)), (stream, filter, last, pending, true))),
-                    };
-                    if resp.compact_revision() > 0 || resp.canceled() {
-                        let gone = StoreError::Gone {
-                            requested: last.to_string(),
-                            oldest: resp.compact_revision().to_string(),
-                        };
-                        pending.push_back(Err(gone));
-                        continue;
-                    }
-                    for ev in resp.events() {
-                        let Some(kv) = ev.kv() else { continue };
-                        let change = match ev.event_type() {
-                            EventType::Put => {
-                                let object = match decode(kv) {
-                                    Ok(v) => v,
-                                    Err(e) => {
-                                        pending.push_back(Err(e));
-                                        break;
-                                    }
-                                };
-                                let kind = if kv.create_revision() == kv.mod_revision() {
-                                    ChangeKind::Added
-                                } else {
-                                    ChangeKind::Modified
-                                };
-                                let previous = ev.prev_kv().and_then(|p| decode(p).ok());
-                                Change {
-                                    revision: kv.mod_revision() as u64,
-                                    kind,
-                                    resource: filter.resource.clone(),
-                                    object,
-                                    previous,
-                                }
-                            }
-                            EventType::Delete => {
-                                let Some(mut object) = ev.prev_kv().and_then(|p| decode(p).ok()) else {
-                                    continue;
-                                };
-                                object::set_revision(&mut object, kv.mod_revision() as u64);
-                                Change {
-                                    revision: kv.mod_revision() as u64,
-                                    kind: ChangeKind::Deleted,
-                                    resource: filter.resource.clone(),
-                                    previous: Some(object.clone()),
-                                    object,
-                                }
-                            }
-                        };
-                        if let Some(e) = filter.event(&change) {
-                            pending.push_back(Ok(e));
-                        }
-                    }
-                }
-            });
-        Ok(futures::stream::iter(initial).chain(live).boxed())
+        match feed.hub.subscribe(from) {
+            Ok((replay, rx)) => Ok(watch_stream(feed.hub.clone(), filter, initial, replay, rx, from)),
+            // Older than the shared history (or the feed just broke): a watch of its own.
+            Err(_) => {
+                let live = etcd_watch::dedicated(&self.client, filter, from).await?;
+                Ok(futures::stream::iter(initial.into_iter().map(Ok)).chain(live).boxed())
+            }
+        }
     }
 }

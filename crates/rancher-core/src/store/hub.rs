@@ -38,12 +38,13 @@ struct History {
     limit: usize,
     /// Replay is complete for every version `>= horizon`.
     horizon: u64,
+    /// `None` once the hub is closed: its feed broke, every watch ends with Gone.
+    sender: Option<broadcast::Sender<Arc<Change>>>,
 }
 
-/// History plus broadcast; one per store.
+/// History plus broadcast; one per store (per resource for etcd, fed by one shared etcd watch).
 pub(crate) struct WatchHub {
     history: Mutex<History>,
-    sender: broadcast::Sender<Arc<Change>>,
 }
 
 /// Default number of changes kept for replay.
@@ -60,8 +61,8 @@ impl WatchHub {
                 changes: VecDeque::new(),
                 limit: history_limit.max(1),
                 horizon: revision,
+                sender: Some(sender),
             }),
-            sender,
         }
     }
 
@@ -79,8 +80,23 @@ impl WatchHub {
                 h.horizon = old.revision;
             }
         }
-        // No receivers is fine.
-        let _ = self.sender.send(change);
+        if let Some(sender) = &h.sender {
+            // No receivers is fine.
+            let _ = sender.send(change);
+        }
+    }
+
+    /// Ends every open watch (after the changes already sent) with Gone, and refuses new ones: the
+    /// hub's feed can no longer guarantee that no change is missed.
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    pub(crate) fn close(&self) {
+        self.lock().sender = None;
+    }
+
+    /// True once [`close`](Self::close)d.
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().sender.is_none()
     }
 
     /// The oldest version a watch can start from.
@@ -94,8 +110,11 @@ impl WatchHub {
         if from < h.horizon {
             return Err(StoreError::Gone { requested: from.to_string(), oldest: h.horizon.to_string() });
         }
+        let Some(sender) = &h.sender else {
+            return Err(StoreError::Gone { requested: from.to_string(), oldest: "(closed)".into() });
+        };
         let replay = h.changes.iter().filter(|c| c.revision > from).cloned().collect();
-        Ok((replay, self.sender.subscribe()))
+        Ok((replay, sender.subscribe()))
     }
 }
 
@@ -172,7 +191,8 @@ pub(crate) fn watch_stream(
                         return Some((Ok(ev), st));
                     }
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
+                // Lagged: the watcher fell behind the buffer. Closed: the hub's feed broke.
+                Err(broadcast::error::RecvError::Lagged(_) | broadcast::error::RecvError::Closed) => {
                     st.done = true;
                     let err = StoreError::Gone {
                         requested: st.last.to_string(),
@@ -180,7 +200,6 @@ pub(crate) fn watch_stream(
                     };
                     return Some((Err(err), st));
                 }
-                Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
     });

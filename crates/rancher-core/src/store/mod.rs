@@ -23,6 +23,8 @@ mod api;
 mod error;
 #[cfg(feature = "etcd")]
 mod etcd;
+#[cfg(feature = "etcd")]
+mod etcd_watch;
 mod hub;
 mod local;
 mod memory;
