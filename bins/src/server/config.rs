@@ -18,8 +18,8 @@ pub enum StoreKind {
     Etcd,
 }
 
-/// The rancher-rs management server: the `/v3` API, login, and (later) the tunnel and the
-/// authentication proxy to downstream clusters.
+/// The rancher-rs management server: the `/v3` API and login, the `/v3/connect` tunnel that cluster
+/// agents dial, and the authentication proxy to downstream clusters at `/k8s/clusters/<id>`.
 ///
 /// Log level: `RUST_LOG` (e.g. `RUST_LOG=debug`). The admin password on first start: set
 /// `CATTLE_BOOTSTRAP_PASSWORD`, or a generated one is printed once to stdout.
