@@ -1,5 +1,6 @@
 //! Durability of [`RedbStore`]: a writer process is killed with SIGKILL mid-run; every write it had
-//! acknowledged must be in the file when it is reopened.
+//! acknowledged must be in the file when it is reopened. It writes from several tasks at once, so
+//! acknowledged writes come from group commits of several writes.
 //!
 //! The writer is this same test binary, re-run with `RANCHER_CORE_CRASH_WRITER` set to the file path.
 
@@ -14,18 +15,32 @@ const WRITER_ENV: &str = "RANCHER_CORE_CRASH_WRITER";
 const TEST_NAME: &str = "acknowledged_writes_survive_sigkill";
 
 /// The child: create and update objects forever, printing `ACK <name> <version>` after each returns.
+/// Concurrent writers, so writes are group-committed several to a transaction.
+const WRITERS: u64 = 8;
+
 fn run_writer(path: &str) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         let store = RedbStore::open(path).unwrap();
-        for i in 0u64.. {
-            let name = format!("o-{i}");
-            let created =
-                store.create("items", json!({"metadata": {"name": name}, "spec": {"n": i}})).await.unwrap();
-            let mut updated = created.clone();
-            updated["spec"]["n"] = json!(i + 1_000_000);
-            let updated = store.update("items", updated).await.unwrap();
-            println!("ACK {name} {}", updated["metadata"]["resourceVersion"].as_str().unwrap());
+        let mut tasks = Vec::new();
+        for t in 0..WRITERS {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in (t..).step_by(WRITERS as usize) {
+                    let name = format!("o-{i}");
+                    let created = store
+                        .create("items", json!({"metadata": {"name": name}, "spec": {"n": i}}))
+                        .await
+                        .unwrap();
+                    let mut updated = created.clone();
+                    updated["spec"]["n"] = json!(i + 1_000_000);
+                    let updated = store.update("items", updated).await.unwrap();
+                    println!("ACK {name} {}", updated["metadata"]["resourceVersion"].as_str().unwrap());
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
         }
     });
 }

@@ -1,13 +1,15 @@
 //! The Kubernetes semantics of the in-process backends, written once. [`LocalStore`] serialises writes,
-//! applies the object rules of [`super::object`], keeps the revision counter and feeds the watch hub;
-//! a [`Backend`] only keeps bytes (a map in memory, or a redb file).
+//! applies the object rules of [`super::object`], keeps the revision counter and feeds the watch hub
+//! (through the group-committing [`Writer`]); a [`Backend`] only keeps bytes (a map in memory, or a redb
+//! file).
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, MutexGuard};
 
 use serde_json::Value;
 
 use super::hub::{Change, ChangeKind, WatchFilter, WatchHub, watch_stream};
 use super::object::{self, ObjectKey, UpdatePlan};
+use super::writer::{Writer, WriterState};
 use super::{
     Deleted, ListOptions, ObjectList, Preconditions, StoreError, StoreResult, WatchEvent, WatchOptions,
     WatchStream, paging,
@@ -23,17 +25,17 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Reads one object.
     fn get(&self, key: &str) -> StoreResult<Option<Value>>;
     /// The first `want` objects accepted by `filter` among keys starting with `prefix` and greater than
-    /// `after`, in key order, each with its key.
+    /// `after`, in key order, each with its key; and the revision of the state they were read from.
     fn scan(
         &self,
         prefix: &str,
         after: Option<&str>,
         want: usize,
         filter: &mut dyn FnMut(&Value) -> bool,
-    ) -> StoreResult<Vec<(String, Value)>>;
-    /// Atomically (and durably, for persistent backends) stores `value` under `key` (or removes the key
-    /// when `None`) and records `revision` as the last revision.
-    fn commit(&self, revision: u64, key: &str, value: Option<&Value>) -> StoreResult<()>;
+    ) -> StoreResult<(Vec<(String, Value)>, u64)>;
+    /// Atomically (and durably, for persistent backends) applies `writes` in order — a value under a
+    /// key, or `None` to remove it — and records `revision` as the last revision.
+    fn commit(&self, revision: u64, writes: &[(&str, Option<&Value>)]) -> StoreResult<()>;
 }
 
 /// `resource NUL namespace NUL name`: NUL sorts before every name character, so keys order by
@@ -75,8 +77,8 @@ impl<B> Clone for LocalStore<B> {
 
 struct Inner<B> {
     backend: B,
-    /// Held for every write; holds the last committed revision.
-    writer: Mutex<u64>,
+    /// Held while a write is checked; commits in batches.
+    writer: Writer,
     hub: Arc<WatchHub>,
 }
 
@@ -86,7 +88,7 @@ impl<B: Backend> LocalStore<B> {
         Ok(LocalStore {
             inner: Arc::new(Inner {
                 backend,
-                writer: Mutex::new(revision),
+                writer: Writer::new(revision),
                 hub: Arc::new(WatchHub::new(revision, options.history)),
             }),
         })
@@ -171,15 +173,15 @@ impl<B: Backend> LocalStore<B> {
                 let (initial, start) = match from {
                     Some(v) => (Vec::new(), v),
                     None => {
-                        // Hold the writer so the snapshot and the subscription meet exactly.
-                        let w = s.writer();
+                        // Changes are published after they are durable, so every change after the
+                        // snapshot's revision is in the hub's history or still to come.
                         let prefix = scan_prefix(&f.resource, f.namespace.as_deref());
                         let mut keep =
                             |v: &Value| object::matches(v, f.namespace.as_deref(), f.selector.as_ref());
-                        let items = s.backend.scan(&prefix, None, usize::MAX, &mut keep)?;
-                        let (replay, rx) = s.hub.subscribe(*w)?;
+                        let (items, at) = s.backend.scan(&prefix, None, usize::MAX, &mut keep)?;
+                        let (replay, rx) = s.hub.subscribe(at)?;
                         let initial = items.into_iter().map(|(_, v)| WatchEvent::Added(v)).collect();
-                        return Ok((initial, replay, rx, *w));
+                        return Ok((initial, replay, rx, at));
                     }
                 };
                 let (replay, rx) = s.hub.subscribe(start)?;
@@ -191,75 +193,63 @@ impl<B: Backend> LocalStore<B> {
 }
 
 impl<B: Backend> Inner<B> {
-    fn writer(&self) -> MutexGuard<'_, u64> {
-        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    fn writer(&self) -> MutexGuard<'_, WriterState> {
+        self.writer.lock()
     }
 
-    /// Commits one write at the next revision and publishes it.
+    /// Stages one checked write at the next revision; returns it once durable and published.
     fn commit(
         &self,
-        revision: &mut u64,
+        mut w: MutexGuard<'_, WriterState>,
         resource: &str,
         key: &str,
         kind: ChangeKind,
         mut object: Value,
         previous: Option<Value>,
     ) -> StoreResult<Value> {
-        let next = *revision + 1;
+        let next = w.next_revision();
         object::set_revision(&mut object, next);
-        let stored = (kind != ChangeKind::Deleted).then_some(&object);
-        self.backend.commit(next, key, stored)?;
-        *revision = next;
-        self.hub.publish(Change {
-            revision: next,
-            kind,
-            resource: resource.to_owned(),
-            object: object.clone(),
-            previous,
-        });
+        let change =
+            Change { revision: next, kind, resource: resource.to_owned(), object: object.clone(), previous };
+        let ticket = w.stage(key, change);
+        self.writer.finish(w, ticket, &self.backend, &self.hub)?;
         Ok(object)
     }
 
     fn create(&self, resource: &str, mut object: Value) -> StoreResult<Value> {
         object::check_resource(resource)?;
-        let mut w = self.writer();
+        let w = self.writer();
         let key = object::prepare_create(&mut object, &mut |k| {
-            Ok(self.backend.get(&storage_key(resource, k.namespace.as_deref(), &k.name))?.is_some())
+            Ok(w.read(&self.backend, &storage_key(resource, k.namespace.as_deref(), &k.name))?.is_some())
         })?;
         let skey = storage_key(resource, key.namespace.as_deref(), &key.name);
-        if self.backend.get(&skey)?.is_some() {
+        if w.read(&self.backend, &skey)?.is_some() {
             return Err(StoreError::AlreadyExists { resource: resource.to_owned(), name: key.name });
         }
-        object::stamp_created(&mut object, *w + 1)?;
-        self.commit(&mut w, resource, &skey, ChangeKind::Added, object, None)
+        object::stamp_created(&mut object, w.next_revision())?;
+        self.commit(w, resource, &skey, ChangeKind::Added, object, None)
     }
 
     fn update(&self, resource: &str, object: Value) -> StoreResult<Value> {
         object::check_resource(resource)?;
         let key = object::key_of(&object)?;
         let skey = storage_key(resource, key.namespace.as_deref(), &key.name);
-        let mut w = self.writer();
-        let old = self
-            .backend
-            .get(&skey)?
+        let w = self.writer();
+        let old = w
+            .read(&self.backend, &skey)?
             .ok_or_else(|| StoreError::NotFound { resource: resource.to_owned(), name: key.name.clone() })?;
         match object::plan_update(resource, &old, object)? {
             UpdatePlan::Unchanged => Ok(old),
-            UpdatePlan::Write(new) => {
-                self.commit(&mut w, resource, &skey, ChangeKind::Modified, new, Some(old))
-            }
-            UpdatePlan::Delete(last) => {
-                self.commit(&mut w, resource, &skey, ChangeKind::Deleted, last, Some(old))
-            }
+            UpdatePlan::Write(new) => self.commit(w, resource, &skey, ChangeKind::Modified, new, Some(old)),
+            UpdatePlan::Delete(last) => self.commit(w, resource, &skey, ChangeKind::Deleted, last, Some(old)),
         }
     }
 
     fn delete(&self, resource: &str, key: &ObjectKey, preconditions: &Preconditions) -> StoreResult<Deleted> {
         let skey = storage_key(resource, key.namespace.as_deref(), &key.name);
-        let mut w = self.writer();
-        let old = self
-            .backend
-            .get(&skey)?
+        let w = self.writer();
+        let old = w
+            .read(&self.backend, &skey)?
             .ok_or_else(|| StoreError::NotFound { resource: resource.to_owned(), name: key.name.clone() })?;
         object::check_preconditions(resource, &key.name, &old, preconditions)?;
         if !object::finalizers_of(&old).is_empty() {
@@ -268,10 +258,10 @@ impl<B: Backend> Inner<B> {
             }
             let mut new = old.clone();
             object::mark_terminating(&mut new);
-            let new = self.commit(&mut w, resource, &skey, ChangeKind::Modified, new, Some(old))?;
+            let new = self.commit(w, resource, &skey, ChangeKind::Modified, new, Some(old))?;
             return Ok(Deleted::Terminating(new));
         }
-        let last = self.commit(&mut w, resource, &skey, ChangeKind::Deleted, old.clone(), Some(old))?;
+        let last = self.commit(w, resource, &skey, ChangeKind::Deleted, old.clone(), Some(old))?;
         Ok(Deleted::Gone(last))
     }
 
@@ -293,11 +283,7 @@ impl<B: Backend> Inner<B> {
         let limit = options.limit.filter(|&l| l > 0);
         let want = limit.map_or(usize::MAX, |l| l.saturating_add(1));
         let mut keep = |v: &Value| object::matches(v, namespace, options.label_selector.as_ref());
-        // Under the writer, so the revision reported is the one the items were read at.
-        let w = self.writer();
-        let mut items = self.backend.scan(&prefix, after.as_deref(), want, &mut keep)?;
-        let revision = *w;
-        drop(w);
+        let (mut items, revision) = self.backend.scan(&prefix, after.as_deref(), want, &mut keep)?;
         let mut continue_token = None;
         if let Some(l) = limit
             && items.len() > l

@@ -80,29 +80,32 @@ impl Backend for MemoryBytes {
         after: Option<&str>,
         want: usize,
         filter: &mut dyn FnMut(&Value) -> bool,
-    ) -> StoreResult<Vec<(String, Value)>> {
+    ) -> StoreResult<(Vec<(String, Value)>, u64)> {
         let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
         let start = match after {
             Some(a) => Bound::Excluded(a),
             None => Bound::Included(prefix),
         };
-        Ok(state
+        let items = state
             .1
             .range::<str, _>((start, Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix))
             .filter(|(_, v)| filter(v))
             .take(want)
             .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+            .collect();
+        Ok((items, state.0))
     }
 
-    fn commit(&self, revision: u64, key: &str, value: Option<&Value>) -> StoreResult<()> {
+    fn commit(&self, revision: u64, writes: &[(&str, Option<&Value>)]) -> StoreResult<()> {
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
         state.0 = revision;
-        match value {
-            Some(v) => state.1.insert(key.to_owned(), v.clone()),
-            None => state.1.remove(key),
-        };
+        for (key, value) in writes {
+            match value {
+                Some(v) => state.1.insert((*key).to_owned(), (*v).clone()),
+                None => state.1.remove(*key),
+            };
+        }
         Ok(())
     }
 }

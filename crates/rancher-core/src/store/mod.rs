@@ -32,6 +32,7 @@ mod object;
 mod paging;
 mod redb;
 mod selector;
+mod writer;
 
 pub use api::{Api, TypedEvent};
 pub use error::{StoreError, StoreResult};

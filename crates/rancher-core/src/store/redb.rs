@@ -115,9 +115,11 @@ impl Backend for RedbBytes {
         after: Option<&str>,
         want: usize,
         filter: &mut dyn FnMut(&Value) -> bool,
-    ) -> StoreResult<Vec<(String, Value)>> {
+    ) -> StoreResult<(Vec<(String, Value)>, u64)> {
         let txn = self.db.begin_read().map_err(StoreError::backend)?;
         let table = txn.open_table(OBJECTS).map_err(StoreError::backend)?;
+        let meta = txn.open_table(META).map_err(StoreError::backend)?;
+        let revision = meta.get(REVISION).map_err(StoreError::backend)?.map_or(0, |g| g.value());
         let start = match after {
             Some(a) => Bound::Excluded(a),
             None => Bound::Included(prefix),
@@ -137,21 +139,24 @@ impl Backend for RedbBytes {
                 out.push((key.to_owned(), value));
             }
         }
-        Ok(out)
+        Ok((out, revision))
     }
 
-    fn commit(&self, revision: u64, key: &str, value: Option<&Value>) -> StoreResult<()> {
+    /// One transaction, one fsync, for a whole batch of writes (see `writer.rs`).
+    fn commit(&self, revision: u64, writes: &[(&str, Option<&Value>)]) -> StoreResult<()> {
         let mut txn = self.db.begin_write().map_err(StoreError::backend)?;
         txn.set_durability(Durability::Immediate).map_err(StoreError::backend)?;
         {
             let mut objects = txn.open_table(OBJECTS).map_err(StoreError::backend)?;
-            match value {
-                Some(v) => {
-                    let bytes = serde_json::to_vec(v).map_err(StoreError::backend)?;
-                    objects.insert(key, bytes.as_slice()).map_err(StoreError::backend)?;
-                }
-                None => {
-                    objects.remove(key).map_err(StoreError::backend)?;
+            for (key, value) in writes {
+                match value {
+                    Some(v) => {
+                        let bytes = serde_json::to_vec(v).map_err(StoreError::backend)?;
+                        objects.insert(*key, bytes.as_slice()).map_err(StoreError::backend)?;
+                    }
+                    None => {
+                        objects.remove(*key).map_err(StoreError::backend)?;
+                    }
                 }
             }
             let mut meta = txn.open_table(META).map_err(StoreError::backend)?;
