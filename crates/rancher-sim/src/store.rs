@@ -51,6 +51,9 @@ pub(crate) struct Event {
     pub(crate) kind: EventType,
     pub(crate) resource: Arc<str>,
     pub(crate) object: Arc<Value>,
+    /// The object before a MODIFIED or DELETED change (watches with selectors need it to tell an
+    /// object that stopped matching from one that never did).
+    pub(crate) prev: Option<Arc<Value>>,
 }
 
 /// Namespace ("" when cluster-scoped) and name: the key of an object within its resource.
@@ -64,6 +67,15 @@ struct Inner {
     /// Events at or below this resourceVersion are no longer in the log.
     compacted: u64,
     capacity: usize,
+}
+
+/// Why a list at an exact resourceVersion cannot be served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ListAtError {
+    /// The event log no longer reaches back that far; the value is the oldest version it can serve.
+    TooOld(u64),
+    /// The version is newer than the store's; the value is the current version.
+    TooLarge(u64),
 }
 
 /// Result of a delete: the object as last seen, and whether it is gone (or only marked for deletion).
@@ -95,7 +107,6 @@ impl Store {
     }
 
     /// The current global resourceVersion.
-    #[cfg(test)]
     pub(crate) fn rv(&self) -> u64 {
         self.lock().rv
     }
@@ -122,6 +133,40 @@ impl Store {
         (items, inner.rv)
     }
 
+    /// Objects of a resource as they were at resourceVersion `rv` (sorted like [`Store::list`]),
+    /// rebuilt by undoing the logged events after it. `Err(ListAtError::TooOld(oldest))` when the log no
+    /// longer reaches back to `rv`; `Err(ListAtError::TooLarge(current))` when `rv` is in the future.
+    pub(crate) fn list_at(
+        &self,
+        resource: &str,
+        ns: Option<&str>,
+        rv: u64,
+    ) -> Result<Vec<Arc<Value>>, ListAtError> {
+        let inner = self.lock();
+        if rv > inner.rv {
+            return Err(ListAtError::TooLarge(inner.rv));
+        }
+        if rv < inner.compacted {
+            return Err(ListAtError::TooOld(inner.compacted + 1));
+        }
+        let mut table = inner.tables.get(resource).cloned().unwrap_or_default();
+        for e in inner.log.iter().rev().take_while(|e| e.rv > rv) {
+            if &*e.resource != resource {
+                continue;
+            }
+            let key = (meta::namespace(&e.object).to_string(), meta::name(&e.object).to_string());
+            match (e.kind, &e.prev) {
+                (EventType::Added, _) | (_, None) => {
+                    table.remove(&key);
+                }
+                (_, Some(prev)) => {
+                    table.insert(key, prev.clone());
+                }
+            }
+        }
+        Ok(table.into_iter().filter(|((n, _), _)| ns.is_none_or(|ns| ns == n)).map(|(_, v)| v).collect())
+    }
+
     /// Every resource that has at least one object in `ns`.
     pub(crate) fn resources_in_namespace(&self, ns: &str) -> Vec<(Arc<str>, Vec<String>)> {
         let inner = self.lock();
@@ -145,9 +190,16 @@ impl Store {
         inner.tables.iter().flat_map(|(r, t)| t.values().map(move |v| (r.clone(), v.clone()))).collect()
     }
 
-    fn record(&self, inner: &mut Inner, kind: EventType, resource: &Arc<str>, object: Arc<Value>) {
+    fn record(
+        &self,
+        inner: &mut Inner,
+        kind: EventType,
+        resource: &Arc<str>,
+        object: Arc<Value>,
+        prev: Option<Arc<Value>>,
+    ) {
         let rv = inner.rv;
-        inner.log.push_back(Event { rv, kind, resource: resource.clone(), object });
+        inner.log.push_back(Event { rv, kind, resource: resource.clone(), object, prev });
         while inner.log.len() > inner.capacity {
             if let Some(e) = inner.log.pop_front() {
                 inner.compacted = e.rv;
@@ -180,7 +232,7 @@ impl Store {
         }
         let obj = Arc::new(obj);
         inner.tables.entry(res.clone()).or_default().insert(key, obj.clone());
-        self.record(&mut inner, EventType::Added, &res, obj.clone());
+        self.record(&mut inner, EventType::Added, &res, obj.clone(), None);
         Ok(obj)
     }
 
@@ -227,12 +279,12 @@ impl Store {
             if let Some(t) = inner.tables.get_mut(&res) {
                 t.remove(&key);
             }
-            self.record(&mut inner, EventType::Deleted, &res, obj.clone());
+            self.record(&mut inner, EventType::Deleted, &res, obj.clone(), Some(old.clone()));
         } else {
             if let Some(t) = inner.tables.get_mut(&res) {
                 t.insert(key, obj.clone());
             }
-            self.record(&mut inner, EventType::Modified, &res, obj.clone());
+            self.record(&mut inner, EventType::Modified, &res, obj.clone(), Some(old.clone()));
         }
         Ok(obj)
     }
@@ -291,7 +343,7 @@ impl Store {
             if let Some(t) = inner.tables.get_mut(&res) {
                 t.remove(&key);
             }
-            self.record(&mut inner, EventType::Deleted, &res, obj.clone());
+            self.record(&mut inner, EventType::Deleted, &res, obj.clone(), Some(old.clone()));
             return Ok(Deleted { object: obj, gone: true });
         }
         if meta::is_deleting(&old) && meta::finalizers(&old) == finalizers {
@@ -308,7 +360,7 @@ impl Store {
         if let Some(t) = inner.tables.get_mut(&res) {
             t.insert(key, obj.clone());
         }
-        self.record(&mut inner, EventType::Modified, &res, obj.clone());
+        self.record(&mut inner, EventType::Modified, &res, obj.clone(), Some(old.clone()));
         Ok(Deleted { object: obj, gone: false })
     }
 
@@ -338,6 +390,29 @@ mod tests {
 
     fn cm(name: &str) -> Value {
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"}})
+    }
+
+    #[test]
+    fn list_at_rebuilds_past_versions() {
+        let s = Store::new(EVENT_LOG_CAPACITY);
+        s.create("configmaps", cm("a")).unwrap();
+        let at_a = s.rv();
+        let mut b = cm("b");
+        b["data"] = json!({"v": "1"});
+        s.create("configmaps", b.clone()).unwrap();
+        let at_b = s.rv();
+        b["data"] = json!({"v": "2"});
+        s.update("configmaps", b).unwrap();
+        s.delete("configmaps", "default", "a", None, None, None).unwrap();
+        let names = |v: Vec<Arc<Value>>| v.iter().map(|o| meta::name(o).to_string()).collect::<Vec<_>>();
+        assert_eq!(names(s.list_at("configmaps", None, at_a).unwrap()), vec!["a"]);
+        let past = s.list_at("configmaps", Some("default"), at_b).unwrap();
+        assert_eq!(names(past.clone()), vec!["a", "b"]);
+        assert_eq!(past[1]["data"]["v"], "1");
+        assert_eq!(names(s.list_at("configmaps", None, s.rv()).unwrap()), vec!["b"]);
+        assert_eq!(s.list_at("configmaps", None, s.rv() + 1), Err(ListAtError::TooLarge(s.rv())));
+        s.compact();
+        assert!(matches!(s.list_at("configmaps", None, at_b), Err(ListAtError::TooOld(_))));
     }
 
     #[test]

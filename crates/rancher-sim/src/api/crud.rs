@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
@@ -32,7 +31,7 @@ pub(super) async fn dispatch(
         .to_string();
     match rr.verb.as_str() {
         "get" => get(state, &rr, wants),
-        "list" => list(state, &rr, wants),
+        "list" => super::list::serve(state, &rr, wants).await,
         "watch" => super::watch::serve(state, &rr, wants),
         verb => {
             let body = read_body(req.into_body()).await?;
@@ -93,62 +92,8 @@ impl Filter {
     }
 }
 
-fn ns_filter(rr: &ResourceRequest) -> Option<&str> {
+pub(super) fn ns_filter(rr: &ResourceRequest) -> Option<&str> {
     (rr.def.namespaced && !rr.namespace.is_empty()).then_some(rr.namespace.as_str())
-}
-
-fn list(state: &SimState, rr: &ResourceRequest, wants: Wants) -> Result<Response<Body>, ApiError> {
-    let filter = Filter::from_query(rr)?;
-    let (items, rv) = state.store.list(&rr.def.key(), ns_filter(rr));
-    let mut items: Vec<Arc<Value>> = items.into_iter().filter(|o| filter.matches(o)).collect();
-    let mut continue_token = None;
-    let mut remaining = None;
-    if let Some(tok) = rr.query.get("continue").filter(|t| !t.is_empty()) {
-        let start = decode_continue(tok)?;
-        items.retain(|o| (meta::namespace(o), meta::name(o)) > (start.0.as_str(), start.1.as_str()));
-    }
-    if let Some(limit) = rr.query.int("limit")?.filter(|l| *l > 0) {
-        let limit = limit as usize;
-        if items.len() > limit {
-            remaining = Some(items.len() - limit);
-            items.truncate(limit);
-            let last = items.last().map(|o| (meta::namespace(o).to_string(), meta::name(o).to_string()));
-            continue_token = last.map(|(ns, name)| encode_continue(rv, &ns, &name));
-        }
-    }
-    let rv = rv.to_string();
-    if wants == Wants::Table {
-        let mut t = table::render(&rr.def, &items, &rv, rr.query.get("includeObject"), true);
-        if let Some(c) = &continue_token {
-            t["metadata"]["continue"] = json!(c);
-        }
-        return Ok(json_response(200, &t));
-    }
-    let mut md = json!({"resourceVersion": rv});
-    if let Some(c) = continue_token {
-        md["continue"] = json!(c);
-        md["remainingItemCount"] = json!(remaining.unwrap_or(0));
-    }
-    Ok(json_response(
-        200,
-        &json!({"kind": format!("{}List", rr.def.kind), "apiVersion": rr.def.api_version(), "metadata": md, "items": items.iter().map(|o| &**o).collect::<Vec<&Value>>()}),
-    ))
-}
-
-fn encode_continue(rv: u64, ns: &str, name: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(json!({"rv": rv, "ns": ns, "name": name}).to_string())
-}
-
-fn decode_continue(tok: &str) -> Result<(String, String), ApiError> {
-    let bad = || {
-        ApiError::bad_request(
-            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
-        )
-    };
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(tok).map_err(|_| bad())?;
-    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
-    Ok((v["ns"].as_str().ok_or_else(bad)?.to_string(), v["name"].as_str().ok_or_else(bad)?.to_string()))
 }
 
 fn dry_run(rr: &ResourceRequest) -> bool {

@@ -2,6 +2,7 @@
 //! OpenAPI, the CRUD handlers, or a subresource handler.
 
 mod crud;
+mod list;
 mod request;
 mod subresources;
 mod watch;

@@ -88,9 +88,23 @@ impl Watch {
         match self.state.store.events_since(&self.key, self.last_rv) {
             Ok((events, rv)) => {
                 for e in events {
-                    if self.selected(&e.object) {
-                        let ty = e.kind.as_str();
-                        self.push(ty, &e.object.clone());
+                    let now = self.selected(&e.object);
+                    let before = e.prev.as_deref().is_some_and(|p| self.selected(p));
+                    match (e.kind, before, now) {
+                        // Started matching the selector: the watcher sees it arrive.
+                        (EventType::Modified, false, true) => self.push("ADDED", &e.object),
+                        // Stopped matching: the watcher sees it leave, with its previous content at
+                        // the new resourceVersion, as the API server's watch cache sends it.
+                        (EventType::Modified, true, false) => {
+                            let mut gone = e.prev.as_deref().cloned().unwrap_or(Value::Null);
+                            meta::metadata_mut(&mut gone)
+                                .insert("resourceVersion".into(), json!(meta::resource_version(&e.object)));
+                            self.push("DELETED", &gone)
+                        }
+                        (EventType::Modified, false, false) => {}
+                        (EventType::Deleted, _, _) if now || before => self.push("DELETED", &e.object),
+                        (kind, _, true) => self.push(kind.as_str(), &e.object),
+                        _ => {}
                     }
                 }
                 self.last_rv = rv;
