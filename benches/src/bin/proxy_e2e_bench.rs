@@ -1,0 +1,301 @@
+//! Full-path proxy benchmark: `GET /api/v1/namespaces/default` over keep-alive HTTPS, directly against
+//! a `rancher-sim` (its admin token) and through the real server's `/k8s/clusters/<id>/…` proxy (an
+//! admin API token), which authenticates against the store, checks access, and forwards through the
+//! reverse tunnel and the cluster agent to the same sim. Everything runs in this one process: the sim,
+//! the server (`rancher::Server::builder()`, MemoryStore, temp data dir) and the agent
+//! (`rancher::agent::run`), so the numbers include their CPU use on the same cores as the clients.
+//! Rows at 1 and 64 clients, direct and proxied interleaved, twice; prints requests/s, p50, p99, the
+//! ratios and the load average.
+//!
+//! `cargo run --release -p rancher-benches --bin proxy_e2e_bench`
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use rancher::agent::AgentArgs;
+use rancher::server::Server;
+use rancher_core::store::MemoryStore;
+use rustls_pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+struct Args {
+    /// Seconds measured per row (after a warm-up of a quarter of that).
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Concurrent clients of the second pair of rows.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// How many times the direct/proxy pairs are repeated (interleaved).
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+}
+
+const PATH: &str = "/api/v1/namespaces/default";
+const CLUSTER: &str = "bench";
+const PASSWORD: &str = "bench-Passw0rd-123";
+
+/// Where a client sends its requests.
+#[derive(Clone)]
+struct Target {
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    path: String,
+    token: String,
+}
+
+struct Stats {
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+/// `clients` keep-alive connections, each sending requests back to back for `measure`.
+async fn load(target: &Target, clients: usize, warmup: Duration, measure: Duration) -> Result<Stats> {
+    let start = Instant::now() + Duration::from_millis(200);
+    let measure_from = start + warmup;
+    let end = measure_from + measure;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let target = target.clone();
+        tasks.spawn(async move {
+            let tcp = TcpStream::connect(target.addr).await?;
+            tcp.set_nodelay(true)?;
+            let name = ServerName::try_from("127.0.0.1")?;
+            let tls = tokio_rustls::TlsConnector::from(target.tls.clone()).connect(name, tcp).await?;
+            let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+            tokio::spawn(conn);
+            tokio::time::sleep_until(start).await;
+            let mut samples = Vec::with_capacity(16_384);
+            let authorization = format!("Bearer {}", target.token);
+            loop {
+                let t0 = Instant::now();
+                if t0 >= end {
+                    break;
+                }
+                let req = http::Request::get(target.path.as_str())
+                    .header("host", "127.0.0.1")
+                    .header("authorization", authorization.as_str())
+                    .header("accept", "application/json")
+                    .body(Empty::<Bytes>::new())?;
+                send.ready().await?;
+                let resp = send.send_request(req).await?;
+                let status = resp.status();
+                let body = resp.into_body().collect().await?.to_bytes();
+                if status != 200 {
+                    bail!("status {status}: {}", String::from_utf8_lossy(&body));
+                }
+                if t0 >= measure_from {
+                    samples.push(t0.elapsed());
+                }
+            }
+            Ok::<_, anyhow::Error>(samples)
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        all.extend(done??);
+    }
+    all.sort();
+    let pick = |q: f64| all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1))).copied();
+    Ok(Stats {
+        rps: all.len() as f64 / measure.as_secs_f64(),
+        p50: pick(0.50).unwrap_or_default(),
+        p99: pick(0.99).unwrap_or_default(),
+    })
+}
+
+fn client_tls(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes()) {
+        let cert: CertificateDer<'static> = cert.context("CA PEM")?;
+        roots.add(cert)?;
+    }
+    let mut config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Answers `resp` as JSON, or fails with its status and text.
+async fn json_of(resp: reqwest::Response, what: &str) -> Result<Value> {
+    let status = resp.status();
+    let text = resp.text().await?;
+    if !status.is_success() {
+        bail!("{what}: {status}: {text}");
+    }
+    serde_json::from_str(&text).with_context(|| format!("{what}: not JSON: {text}"))
+}
+
+/// Polls `f` every 100 ms for up to a minute.
+async fn eventually<F, Fut>(what: &str, mut f: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !f().await {
+        if Instant::now() > deadline {
+            bail!("timed out waiting until {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// The running pieces; dropping the tokens' owners stops nothing, `stop` does.
+struct Env {
+    _dir: tempfile::TempDir,
+    _sim: rancher_sim::SimHandle,
+    stop: CancellationToken,
+    direct: Target,
+    proxied: Target,
+}
+
+/// Starts a sim, a server and an agent, imports the sim and logs in as admin.
+async fn start() -> Result<Env> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::builder()
+        .data_dir(dir.path())
+        .store(Arc::new(MemoryStore::new()))
+        .https_listen("127.0.0.1:0".parse()?)
+        .bootstrap_password(PASSWORD)
+        .build()
+        .await?;
+    let url = server.url();
+    let server_addr = server.local_addr();
+    let server_ca = server.ca_pem().to_owned();
+    let reg = server.registration();
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(server.run(async move { s.cancelled().await }));
+
+    let sim = rancher_sim::Sim::builder().name(CLUSTER).start().await?;
+    let kc = dir.path().join("sim.kubeconfig");
+    std::fs::write(&kc, sim.kubeconfig_yaml())?;
+
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(server_ca.as_bytes())?)
+        .build()?;
+    let login = http
+        .post(format!("{url}/v3-public/localProviders/local?action=login"))
+        .json(&json!({"username": "admin", "password": PASSWORD}))
+        .send()
+        .await?;
+    let admin_token = json_of(login, "login").await?["token"].as_str().context("login: no token")?.to_owned();
+    let created = http
+        .post(format!("{url}/v3/clusters"))
+        .bearer_auth(&admin_token)
+        .json(&json!({"metadata": {"name": CLUSTER}, "spec": {"importedConfig": {}}}))
+        .send()
+        .await?;
+    json_of(created, "creating the cluster").await?;
+    let crt = http
+        .get(format!("{url}/v3/clusterregistrationtokens/{CLUSTER}:default-token"))
+        .bearer_auth(&admin_token)
+        .send()
+        .await?;
+    let crt = json_of(crt, "registration token").await?;
+    let token = crt["status"]["token"].as_str().context("no registration token")?.to_owned();
+
+    let (server_url, checksum) = (url.clone(), reg.ca_checksum().to_owned());
+    let env = move |k: &str| match k {
+        "CATTLE_SERVER" => Some(server_url.clone()),
+        "CATTLE_CA_CHECKSUM" => Some(checksum.clone()),
+        "CATTLE_TOKEN" => Some(token.clone()),
+        "CATTLE_CLUSTER" => Some("true".into()),
+        _ => None,
+    };
+    let args = AgentArgs::parse_from(["rancher-agent", "--kubeconfig", &kc.to_string_lossy()]);
+    let s = stop.clone();
+    tokio::spawn(async move {
+        if let Err(e) = rancher::agent::run(args, &env, s).await {
+            eprintln!("agent stopped: {e}");
+        }
+    });
+    let proxied_url = format!("{url}/k8s/clusters/{CLUSTER}{PATH}");
+    eventually("the proxy reaches the sim through the agent", || {
+        let req = http.get(&proxied_url).bearer_auth(&admin_token).send();
+        async move { req.await.is_ok_and(|r| r.status().is_success()) }
+    })
+    .await?;
+
+    let direct = Target {
+        addr: sim.addr(),
+        tls: client_tls(sim.ca_pem())?,
+        path: PATH.into(),
+        token: sim.admin_token().to_owned(),
+    };
+    let proxied = Target {
+        addr: server_addr,
+        tls: client_tls(&server_ca)?,
+        path: format!("/k8s/clusters/{CLUSTER}{PATH}"),
+        token: admin_token,
+    };
+    Ok(Env { _dir: dir, _sim: sim, stop, direct, proxied })
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let env = start().await?;
+        let measure = Duration::from_secs_f64(args.seconds);
+        let warmup = measure / 4;
+        println!(
+            "GET {PATH}, keep-alive HTTPS, {:.1} s per row; sim, server and agent in this process",
+            args.seconds
+        );
+        println!("load average before: {}\n", loadavg());
+        println!("| round | clients | path | requests/s | p50 | p99 |");
+        println!("|---|---|---|---|---|---|");
+        let mut ratios = Vec::new();
+        for round in 1..=args.rounds.max(1) {
+            for clients in [1, args.clients] {
+                let d = load(&env.direct, clients, warmup, measure).await.context("direct")?;
+                println!("| {round} | {clients} | direct | {:.0} | {} | {} |", d.rps, ms(d.p50), ms(d.p99));
+                let p = load(&env.proxied, clients, warmup, measure).await.context("through the proxy")?;
+                println!("| {round} | {clients} | proxy | {:.0} | {} | {} |", p.rps, ms(p.p50), ms(p.p99));
+                ratios.push((
+                    round,
+                    clients,
+                    p.rps / d.rps,
+                    p.p50.as_secs_f64() - d.p50.as_secs_f64(),
+                    p.p99.as_secs_f64() - d.p99.as_secs_f64(),
+                ));
+            }
+        }
+        println!("\n| round | clients | proxy/direct requests/s | added p50 | added p99 |");
+        println!("|---|---|---|---|---|");
+        for (round, clients, ratio, p50, p99) in ratios {
+            println!(
+                "| {round} | {clients} | {ratio:.2}x | {:+.3} ms | {:+.3} ms |",
+                p50 * 1000.0,
+                p99 * 1000.0
+            );
+        }
+        println!("\nload average after: {}", loadavg());
+        println!("anchor: >= 0.80x requests/s at 64 clients, <= +0.3 ms p50 at 1 client");
+        env.stop.cancel();
+        Ok(())
+    })
+}
