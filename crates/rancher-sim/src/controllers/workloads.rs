@@ -101,6 +101,32 @@ fn set_status(state: &SimState, key: &str, o: &Value, status: Value) {
     });
 }
 
+fn revision_of(r: &Value) -> i64 {
+    r["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `maxSurge` (rounded up) and `maxUnavailable` (rounded down) of a rolling update, defaulting to
+/// 25% each; both zero means one pod may be unavailable, as the API server's defaulting ensures.
+fn rolling_params(ru: &Value, replicas: i64) -> (i64, i64) {
+    let scaled = |v: &Value, up: bool| -> i64 {
+        let pct = |p: i64| if up { (replicas * p + 99) / 100 } else { replicas * p / 100 };
+        match v {
+            Value::Number(n) => n.as_i64().unwrap_or(0).max(0),
+            Value::String(s) => match s.strip_suffix('%') {
+                Some(p) => pct(p.parse::<i64>().unwrap_or(25).max(0)),
+                None => s.parse::<i64>().unwrap_or(0).max(0),
+            },
+            _ => pct(25),
+        }
+    };
+    let surge = scaled(&ru["maxSurge"], true);
+    let unavailable = scaled(&ru["maxUnavailable"], false);
+    if surge == 0 && unavailable == 0 { (0, 1) } else { (surge, unavailable) }
+}
+
 fn deployments(state: &SimState) {
     let (items, _) = state.store.list(DEPLOYMENTS, None);
     for d in items.iter().filter(|d| !meta::is_deleting(d)) {
@@ -121,8 +147,31 @@ fn deployments(state: &SimState) {
             .unwrap_or(0);
         let current =
             rses.iter().find(|r| r["metadata"]["labels"]["pod-template-hash"] == hash.as_str()).cloned();
+        let recreate = d["spec"]["strategy"]["type"] == "Recreate";
+        let (surge, max_unavailable) = rolling_params(&d["spec"]["strategy"]["rollingUpdate"], replicas);
+        let mut olds: Vec<&Arc<Value>> =
+            rses.iter().filter(|r| r["metadata"]["labels"]["pod-template-hash"] != hash.as_str()).collect();
+        olds.sort_by_key(|r| revision_of(r));
+        let spec_of = |r: &Value| r["spec"]["replicas"].as_i64().unwrap_or(0);
+        let old_spec: i64 = olds.iter().map(|r| spec_of(r)).sum();
+        let old_pods: i64 = olds.iter().map(|r| r["status"]["replicas"].as_i64().unwrap_or(0)).sum();
+        // Recreate: the new ReplicaSet grows only once every old pod is gone. RollingUpdate: it grows
+        // while the total stays within replicas + maxSurge.
+        let new_target = |cur: i64| -> i64 {
+            if recreate {
+                if old_spec == 0 && old_pods == 0 { replicas } else { 0 }
+            } else if old_spec == 0 {
+                replicas
+            } else {
+                (cur + (replicas + surge - cur - old_spec).max(0)).min(replicas).max(cur.min(replicas))
+            }
+        };
+        let mut new_spec = 0;
+        let mut new_available = 0;
         match &current {
             None if namespace_active(state, ns) => {
+                let initial = new_target(0);
+                new_spec = initial;
                 let mut template = d["spec"]["template"].clone();
                 template["metadata"]["labels"]["pod-template-hash"] = json!(hash);
                 let mut selector = d["spec"]["selector"].clone();
@@ -136,30 +185,53 @@ fn deployments(state: &SimState) {
                         "labels": template["metadata"]["labels"],
                         "annotations": {
                             "deployment.kubernetes.io/desired-replicas": replicas.to_string(),
-                            "deployment.kubernetes.io/max-replicas": (replicas + 1).to_string(),
+                            "deployment.kubernetes.io/max-replicas": (replicas + surge).to_string(),
                             "deployment.kubernetes.io/revision": (revision + 1).to_string(),
                         },
                         "ownerReferences": [meta::controller_ref(d)],
                     },
-                    "spec": {"replicas": replicas, "selector": selector, "template": template},
+                    "spec": {"replicas": initial, "selector": selector, "template": template},
                     "status": {"replicas": 0},
                 });
                 let _ = state.store.create(REPLICASETS, rs);
             }
-            Some(rs) if rs["spec"]["replicas"].as_i64() != Some(replicas) => {
-                let _ = state.store.mutate(REPLICASETS, ns, meta::name(rs), |v| {
-                    v["spec"]["replicas"] = json!(replicas);
-                    v["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"] =
-                        json!(replicas.to_string());
-                    true
-                });
+            Some(rs) => {
+                let cur = spec_of(rs);
+                new_spec = new_target(cur);
+                new_available = rs["status"]["availableReplicas"].as_i64().unwrap_or(0);
+                if new_spec != cur {
+                    let _ = state.store.mutate(REPLICASETS, ns, meta::name(rs), |v| {
+                        v["spec"]["replicas"] = json!(new_spec);
+                        v["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"] =
+                            json!(replicas.to_string());
+                        true
+                    });
+                }
             }
             _ => {}
         }
-        for old in rses.iter().filter(|r| r["metadata"]["labels"]["pod-template-hash"] != hash.as_str()) {
-            if old["spec"]["replicas"].as_i64() != Some(0) {
+        // Old ReplicaSets shrink while at least replicas - maxUnavailable pods stay available: first
+        // their unavailable pods, then available ones (oldest ReplicaSet first).
+        let min_available = replicas - max_unavailable;
+        let old_available: i64 =
+            olds.iter().map(|r| r["status"]["availableReplicas"].as_i64().unwrap_or(0)).sum();
+        let mut cleanup = new_spec + old_spec - min_available - (new_spec - new_available).max(0);
+        let mut scale_down = new_available + old_available - min_available;
+        for old in olds {
+            let spec = spec_of(old);
+            let target = if recreate {
+                0
+            } else {
+                let unhealthy = (spec - old["status"]["availableReplicas"].as_i64().unwrap_or(0)).max(0);
+                let a = unhealthy.min(cleanup.max(0));
+                cleanup -= a;
+                let b = (spec - a).min(scale_down.max(0));
+                scale_down -= b;
+                spec - a - b
+            };
+            if target != spec {
                 let _ = state.store.mutate(REPLICASETS, ns, meta::name(old), |v| {
-                    v["spec"]["replicas"] = json!(0);
+                    v["spec"]["replicas"] = json!(target);
                     true
                 });
             }
@@ -173,10 +245,18 @@ fn deployments(state: &SimState) {
         } else {
             ("False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.")
         };
-        let progressing_msg = format!("ReplicaSet \"{}-{hash}\" has successfully progressed.", meta::name(d));
+        let rolled = old_spec == 0 && updated >= replicas && available >= replicas;
+        let progressing = if rolled {
+            (
+                "NewReplicaSetAvailable",
+                format!("ReplicaSet \"{}-{hash}\" has successfully progressed.", meta::name(d)),
+            )
+        } else {
+            ("ReplicaSetUpdated", format!("ReplicaSet \"{}-{hash}\" is progressing.", meta::name(d)))
+        };
         let mut conditions = vec![
             json!({"type": "Available", "status": avail_cond.0, "reason": avail_cond.1, "message": avail_cond.2, "lastUpdateTime": now, "lastTransitionTime": now}),
-            json!({"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable", "message": progressing_msg, "lastUpdateTime": now, "lastTransitionTime": now}),
+            json!({"type": "Progressing", "status": "True", "reason": progressing.0, "message": progressing.1, "lastUpdateTime": now, "lastTransitionTime": now}),
         ];
         // Keep transition times stable when a condition's status did not change.
         for c in conditions.iter_mut() {
