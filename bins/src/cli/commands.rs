@@ -29,7 +29,28 @@ fn logged_in() -> Result<ApiClient, CliError> {
 }
 
 async fn login(args: LoginArgs) -> Result<String, CliError> {
-    let password = match (args.password, args.password_stdin) {
+    let cacert = match &args.cacert {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| CliError::Input(format!("--cacert {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    let client = ApiClient::new(&args.server, cacert.as_deref(), args.insecure, None)?;
+    let (token, who) = if args.oidc {
+        super::oidc_login::login(&client, super::oidc_login::CALLBACK_TIMEOUT).await?
+    } else {
+        password_login(&client, &args).await?
+    };
+    let cfg = CliConfig { server: client.base().to_owned(), token, cacert, insecure: args.insecure };
+    let path = cfg.save()?;
+    Ok(format!("logged in to {} as {who} (saved to {})\n", cfg.server, path.display()))
+}
+
+/// Username and password login: the token and the username.
+async fn password_login(client: &ApiClient, args: &LoginArgs) -> Result<(String, String), CliError> {
+    let username = args.username.clone().ok_or_else(|| CliError::Input("--username is required".into()))?;
+    let password = match (args.password.clone(), args.password_stdin) {
         (Some(p), _) => p,
         (None, true) => {
             let mut line = String::new();
@@ -45,16 +66,8 @@ async fn login(args: LoginArgs) -> Result<String, CliError> {
             ));
         }
     };
-    let cacert = match &args.cacert {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| CliError::Input(format!("--cacert {}: {e}", path.display())))?,
-        ),
-        None => None,
-    };
-    let client = ApiClient::new(&args.server, cacert.as_deref(), args.insecure, None)?;
     let body = json!({
-        "username": args.username,
+        "username": username,
         "password": password,
         "description": "rancherctl login",
     });
@@ -63,14 +76,7 @@ async fn login(args: LoginArgs) -> Result<String, CliError> {
         .get("token")
         .and_then(Value::as_str)
         .ok_or_else(|| CliError::Http("the login answer carried no token".into()))?;
-    let cfg = CliConfig {
-        server: client.base().to_owned(),
-        token: token.to_owned(),
-        cacert,
-        insecure: args.insecure,
-    };
-    let path = cfg.save()?;
-    Ok(format!("logged in to {} as {} (saved to {})\n", cfg.server, args.username, path.display()))
+    Ok((token.to_owned(), username))
 }
 
 async fn logout() -> Result<String, CliError> {

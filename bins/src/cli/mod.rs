@@ -13,6 +13,7 @@ mod client;
 mod commands;
 pub mod config;
 mod error;
+mod oidc_login;
 pub mod output;
 
 use clap::{Parser, Subcommand};
@@ -63,9 +64,9 @@ pub enum Command {
 pub struct LoginArgs {
     /// The server, e.g. `https://rancher.example.com:8443`.
     pub server: String,
-    /// The username.
-    #[arg(long, short = 'u')]
-    pub username: String,
+    /// The username (not with --oidc).
+    #[arg(long, short = 'u', required_unless_present = "oidc", conflicts_with = "oidc")]
+    pub username: Option<String>,
     /// The password (or set RANCHER_PASSWORD, or use --password-stdin).
     #[arg(long, short = 'p', env = "RANCHER_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
@@ -78,6 +79,10 @@ pub struct LoginArgs {
     /// Do not verify the server's certificate.
     #[arg(long)]
     pub insecure: bool,
+    /// Log in through the server's OIDC provider: prints a URL to open in a browser and waits (up to
+    /// 5 minutes) for the browser to come back to a listener on 127.0.0.1.
+    #[arg(long, conflicts_with = "password_stdin")]
+    pub oidc: bool,
 }
 
 /// `rancherctl cluster …`.

@@ -87,6 +87,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v3/settings/cacerts", get(public::cacerts_setting))
         .route("/v3-public/localProviders/local", post(login::login))
         .route("/v3-public/openLdapProviders/openldap", post(crate::server::identity::login::openldap_login))
+        .route("/v3-public/oidcProviders/oidc", crate::server::identity::oauth::oidc_routes())
+        .route("/v3-public/githubProviders/github", crate::server::identity::oauth::github_routes())
         .merge(crate::server::registration::routes::public());
 
     let metrics = state.metrics.clone();

@@ -42,7 +42,7 @@ fn user_id_for(principal: &str) -> String {
 }
 
 /// Finds or makes the local user of `identity` and records its groups.
-async fn local_user(store: &Arc<dyn Store>, identity: &Identity) -> ApiResult<User> {
+pub(super) async fn local_user(store: &Arc<dyn Store>, identity: &Identity) -> ApiResult<User> {
     let users: Api<User> = Api::all(store.clone());
     let id = user_id_for(&identity.user.id);
     let groups: Vec<String> = identity.groups.iter().map(|g| g.id.clone()).collect();
@@ -93,7 +93,7 @@ async fn local_user(store: &Arc<dyn Store>, identity: &Identity) -> ApiResult<Us
     Err(ApiError::Unavailable("the user changed concurrently too often; try again".into()))
 }
 
-fn provider_error(e: ProviderError) -> ApiError {
+pub(super) fn provider_error(e: ProviderError) -> ApiError {
     match e {
         ProviderError::InvalidCredentials | ProviderError::PrincipalNotFound { .. } => {
             ApiError::Unauthenticated(LOGIN_FAILED.into())
@@ -154,6 +154,7 @@ pub(crate) async fn openldap_login(
         }
     };
     state.login_throttle.succeeded(&throttle_key, ip);
+    state.providers.start_refresh(state.store.clone());
     let req = TokenRequest {
         kind: "session",
         ttl_ms: input.ttl.unwrap_or(crate::server::api::DEFAULT_SESSION_TTL_MS),

@@ -16,16 +16,34 @@
 //!   userSearchBase: ou=people,dc=example,dc=org
 //!   groupSearchBase: ou=groups,dc=example,dc=org
 //!   nestedGroups: true       # optional
+//! oidc:                      # authorization-code login with PKCE ([`oauth`])
+//!   issuer: https://idp.example.org
+//!   clientId: rancher
+//!   clientSecret: client-secret
+//!   scopes: [profile, email, groups, offline_access]   # optional; `openid` is always asked
+//!   groupsClaim: groups      # optional
+//! github:
+//!   clientId: Iv1.0123
+//!   clientSecret: client-secret
+//!   baseUrl: https://github.com          # optional (GitHub Enterprise: https://<host>)
+//!   apiUrl: https://api.github.com       # optional (GitHub Enterprise: https://<host>/api/v3)
+//! refreshInterval: 5m        # optional: how often provider groups are re-read ([`refresh`])
 //! ```
 
 pub(crate) mod local;
 pub(crate) mod login;
+pub(crate) mod oauth;
+pub(crate) mod refresh;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use rancher_auth::providers::AuthProvider;
+use rancher_auth::providers::github::{GithubConfig, GithubProvider};
 use rancher_auth::providers::ldap::{LdapConfig, LdapProvider, LdapTls};
+use rancher_auth::providers::oidc::{OidcConfig, OidcProvider};
+use rancher_core::store::Store;
 use serde::Deserialize;
 
 /// The `--auth-config` file.
@@ -34,6 +52,39 @@ use serde::Deserialize;
 struct AuthConfigFile {
     #[serde(default)]
     openldap: Option<LdapSettings>,
+    #[serde(default)]
+    oidc: Option<OidcSettings>,
+    #[serde(default)]
+    github: Option<GithubSettings>,
+    #[serde(default)]
+    refresh_interval: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct OidcSettings {
+    issuer: String,
+    client_id: String,
+    client_secret: String,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+    #[serde(default)]
+    groups_claim: Option<String>,
+    #[serde(default)]
+    ca_pem: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct GithubSettings {
+    client_id: String,
+    client_secret: String,
+    #[serde(default)]
+    base_url: Option<String>,
+    #[serde(default)]
+    api_url: Option<String>,
+    #[serde(default)]
+    ca_pem: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
@@ -63,17 +114,99 @@ struct LdapSettings {
     nested_groups: Option<bool>,
 }
 
+/// The default of `refreshInterval`.
+pub(crate) const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(5 * 60);
+
+/// An OIDC provider discovered on first use, so the server starts while the issuer is down; a failed
+/// discovery is tried again at the next use.
+pub(crate) struct LazyOidc {
+    config: OidcConfig,
+    provider: tokio::sync::OnceCell<Arc<dyn AuthProvider>>,
+}
+
 /// The providers configured for login.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct Providers {
     /// `openldap`, when configured.
     pub(crate) openldap: Option<Arc<dyn AuthProvider>>,
+    /// `oidc`, when configured.
+    pub(crate) oidc: Option<Arc<LazyOidc>>,
+    /// `github`, when configured.
+    pub(crate) github: Option<Arc<dyn AuthProvider>>,
+    /// Authorization-code logins waiting for their redirect.
+    pub(crate) pending: Arc<oauth::PendingLogins>,
+    /// How often provider groups are re-read.
+    pub(crate) refresh_interval: Duration,
+    /// Set once the refresh task runs.
+    refresh_started: Arc<OnceLock<()>>,
+}
+
+impl Default for Providers {
+    fn default() -> Self {
+        Self {
+            openldap: None,
+            oidc: None,
+            github: None,
+            pending: Arc::default(),
+            refresh_interval: DEFAULT_REFRESH_INTERVAL,
+            refresh_started: Arc::default(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Providers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Providers").field("openldap", &self.openldap.is_some()).finish()
+        f.debug_struct("Providers")
+            .field("openldap", &self.openldap.is_some())
+            .field("oidc", &self.oidc.is_some())
+            .field("github", &self.github.is_some())
+            .field("refresh_interval", &self.refresh_interval)
+            .finish()
     }
+}
+
+impl Providers {
+    /// The OIDC provider (discovering it on first use), `None` when not configured.
+    pub(crate) async fn oidc(&self) -> Option<Result<Arc<dyn AuthProvider>, rancher_auth::providers::Error>> {
+        let lazy = self.oidc.as_ref()?;
+        Some(
+            lazy.provider
+                .get_or_try_init(|| async {
+                    let p = OidcProvider::discover(lazy.config.clone()).await?;
+                    Ok(Arc::new(p) as Arc<dyn AuthProvider>)
+                })
+                .await
+                .cloned(),
+        )
+    }
+
+    /// Starts the group refresh task once (at the first login through an external provider: the OAuth
+    /// providers can only refresh users who logged in through this process).
+    pub(crate) fn start_refresh(&self, store: Arc<dyn Store>) {
+        if self.refresh_started.set(()).is_ok() {
+            tokio::spawn(refresh::run(self.clone(), store));
+        }
+    }
+}
+
+/// Parses `5m`, `30s`, `1h`, `1500ms` or plain seconds.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 =
+        num.parse().map_err(|_| format!("refreshInterval {text:?}: expected e.g. 5m, 30s, 1500ms"))?;
+    let d = match unit {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(format!("refreshInterval {text:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    };
+    if d < Duration::from_millis(100) {
+        return Err(format!("refreshInterval {text:?}: at least 100ms"));
+    }
+    Ok(d)
 }
 
 /// Reads and checks `--auth-config`.
@@ -112,6 +245,42 @@ fn parse(text: &str) -> Result<Providers, String> {
         let provider = LdapProvider::new(config).map_err(|e| format!("openldap: {e}"))?;
         providers.openldap = Some(Arc::new(provider));
     }
+    if let Some(s) = file.oidc {
+        let mut config =
+            OidcConfig::new(&s.issuer, s.client_id, s.client_secret).map_err(|e| format!("oidc: {e}"))?;
+        if let Some(scopes) = s.scopes {
+            config.scopes = scopes.into_iter().filter(|s| s != "openid").collect();
+        }
+        if let Some(claim) = s.groups_claim {
+            config.groups_claim = claim;
+        }
+        config.ca_pem = s.ca_pem;
+        providers.oidc = Some(Arc::new(LazyOidc { config, provider: tokio::sync::OnceCell::new() }));
+    }
+    if let Some(s) = file.github {
+        let parse = |what: &str, u: &str| url::Url::parse(u).map_err(|e| format!("github.{what} {u:?}: {e}"));
+        let mut config = match (s.base_url, s.api_url) {
+            (None, None) => GithubConfig::github_com(s.client_id, s.client_secret),
+            (Some(web), api) => {
+                let web = parse("baseUrl", &web)?;
+                let api = match api {
+                    Some(api) => parse("apiUrl", &api)?,
+                    None => web.join("api/v3").map_err(|e| format!("github.baseUrl: {e}"))?,
+                };
+                GithubConfig::with_urls(s.client_id, s.client_secret, web, api)
+            }
+            (None, Some(api)) => {
+                let web = parse("baseUrl", "https://github.com")?;
+                GithubConfig::with_urls(s.client_id, s.client_secret, web, parse("apiUrl", &api)?)
+            }
+        };
+        config.ca_pem = s.ca_pem;
+        let provider = GithubProvider::new(config).map_err(|e| format!("github: {e}"))?;
+        providers.github = Some(Arc::new(provider));
+    }
+    if let Some(text) = file.refresh_interval {
+        providers.refresh_interval = parse_interval(&text)?;
+    }
     Ok(providers)
 }
 
@@ -132,5 +301,24 @@ mod tests {
         let secret = ok.replace("tls: plain", "tls: maybe");
         let err = parse(&secret).unwrap_err();
         assert!(!err.contains("pw\n"), "{err}");
+    }
+
+    #[test]
+    fn parses_oidc_github_and_the_refresh_interval() {
+        let text = "oidc:\n  issuer: http://127.0.0.1:9/\n  clientId: rancher\n  clientSecret: s3cret\n  \
+                    scopes: [openid, profile, groups]\n  groupsClaim: roles\ngithub:\n  clientId: gh\n  \
+                    clientSecret: s\n  baseUrl: https://ghe.example.org\nrefreshInterval: 1500ms\n";
+        let p = parse(text).unwrap();
+        let oidc = p.oidc.as_ref().unwrap();
+        assert_eq!(oidc.config.scopes, ["profile", "groups"]);
+        assert_eq!(oidc.config.groups_claim, "roles");
+        assert!(p.github.is_some());
+        assert_eq!(p.refresh_interval, Duration::from_millis(1500));
+        assert_eq!(parse("{}").unwrap().refresh_interval, DEFAULT_REFRESH_INTERVAL);
+        assert!(parse("refreshInterval: 5x").unwrap_err().contains("unit"));
+        assert!(parse("refreshInterval: 0s").is_err());
+        assert!(parse("oidc:\n  issuer: not a url\n  clientId: a\n  clientSecret: b\n").is_err());
+        assert!(parse("github:\n  clientId: a\n").is_err(), "clientSecret is required");
+        assert_eq!(parse_interval("5m").unwrap(), Duration::from_secs(300));
     }
 }
