@@ -22,6 +22,11 @@ pub(crate) fn is_deleting(o: &Value) -> bool {
 pub(crate) fn finalizers(o: &Value) -> Vec<String> {
     str_list(&o["metadata"]["finalizers"])
 }
+/// A namespace whose `spec.finalizers` is not empty yet (the API server removes a deleted namespace
+/// only once those, and `metadata.finalizers`, are all gone).
+pub(crate) fn spec_finalized(o: &Value) -> bool {
+    o["kind"] == "Namespace" && !str_list(&o["spec"]["finalizers"]).is_empty()
+}
 pub(crate) fn labels(o: &Value) -> BTreeMap<String, String> {
     str_map(&o["metadata"]["labels"])
 }

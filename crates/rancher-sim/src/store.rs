@@ -69,6 +69,12 @@ struct Inner {
     capacity: usize,
 }
 
+/// Whether something still holds an object marked for deletion: its finalizers, or for a namespace the
+/// `spec.finalizers` the namespace controller clears once the namespace is empty.
+fn held(o: &Value) -> bool {
+    !meta::finalizers(o).is_empty() || meta::spec_finalized(o)
+}
+
 /// Why a list at an exact resourceVersion cannot be served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ListAtError {
@@ -273,7 +279,7 @@ impl Store {
         }
         inner.rv += 1;
         meta::metadata_mut(&mut obj).insert("resourceVersion".into(), json!(inner.rv.to_string()));
-        let finished = meta::is_deleting(&obj) && meta::finalizers(&obj).is_empty();
+        let finished = meta::is_deleting(&obj) && !held(&obj);
         let obj = Arc::new(obj);
         if finished {
             if let Some(t) = inner.tables.get_mut(&res) {
@@ -336,7 +342,7 @@ impl Store {
         }
         inner.rv += 1;
         let rv = inner.rv.to_string();
-        if finalizers.is_empty() {
+        if finalizers.is_empty() && !meta::spec_finalized(&old) {
             let mut obj = (*old).clone();
             meta::metadata_mut(&mut obj).insert("resourceVersion".into(), json!(rv));
             let obj = Arc::new(obj);

@@ -367,11 +367,8 @@ pub(crate) fn delete_object(
 ) -> Result<Value, ApiError> {
     let key = d.key();
     if key == "namespaces" {
-        let finalizer = crate::controllers::namespace::FINALIZER;
-        let r = state
-            .store
-            .delete(&key, ns, name, Some(finalizer), uid, rv)
-            .map_err(|e| store_error(d, name, e))?;
+        // Held by spec.finalizers (["kubernetes"]) until the namespace controller has emptied it.
+        let r = state.store.delete(&key, ns, name, None, uid, rv).map_err(|e| store_error(d, name, e))?;
         let mut obj = (*r.object).clone();
         if !r.gone && obj["status"]["phase"] != "Terminating" {
             obj = state

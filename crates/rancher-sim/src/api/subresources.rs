@@ -119,7 +119,9 @@ pub(super) async fn dispatch(
                 true
             });
             match r {
-                Ok(_) => Ok(json_response(200, &get(state, &rr)?)),
+                // The namespace as written: it may be gone already when nothing holds it any more.
+                Ok(Some(ns)) => Ok(json_response(200, &ns)),
+                Ok(None) => Ok(json_response(200, &get(state, &rr)?)),
                 Err(e) => Err(store_error(&rr.def, &rr.name, e)),
             }
         }

@@ -1,12 +1,13 @@
-//! Namespace lifecycle: a deleted namespace is Terminating until everything in it is gone, then it
-//! is removed.
+//! Namespace lifecycle: a deleted namespace is Terminating until everything in it is gone; then the
+//! controller takes `kubernetes` out of `spec.finalizers` and the namespace is removed (once its
+//! `metadata.finalizers` are empty too).
 
 use serde_json::json;
 
 use crate::meta;
 use crate::state::SimState;
 
-/// The finalizer that holds a namespace while its contents are deleted.
+/// The `spec.finalizers` entry that holds a namespace while its contents are deleted.
 pub(crate) const FINALIZER: &str = "kubernetes";
 
 pub(super) fn reconcile(state: &SimState) {
@@ -16,8 +17,9 @@ pub(super) fn reconcile(state: &SimState) {
         let contents = state.store.resources_in_namespace(&name);
         if contents.is_empty() {
             let _ = state.store.mutate("namespaces", "", &name, |o| {
-                let f: Vec<String> = meta::finalizers(o).into_iter().filter(|f| f != FINALIZER).collect();
-                meta::metadata_mut(o).insert("finalizers".into(), json!(f));
+                let f: Vec<String> =
+                    meta::str_list(&o["spec"]["finalizers"]).into_iter().filter(|f| f != FINALIZER).collect();
+                o["spec"]["finalizers"] = json!(f);
                 true
             });
             continue;
