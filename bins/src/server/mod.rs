@@ -440,6 +440,12 @@ impl Server {
             tokio::spawn(tenancy::run(self.state.store.clone(), registration.clone(), stop.clone()));
         let ace_sync =
             tokio::spawn(ace_sync::run(self.state.store.clone(), registration.clone(), stop.clone()));
+        // Group membership at external providers is re-read from the start (OpenLDAP users can be refreshed
+        // even if nobody has logged in through this process yet; OAuth users once they have).
+        let providers = &self.state.providers;
+        if providers.openldap.is_some() || providers.oidc.is_some() || providers.github.is_some() {
+            providers.start_refresh(self.state.store.clone());
+        }
         let app = api::router(self.state);
         tracing::info!(addr = %self.local_addr, tls = self.acceptor.is_some(), "serving the management API");
         listener::serve(self.listener, self.acceptor, app, shutdown).await;

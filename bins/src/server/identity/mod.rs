@@ -180,8 +180,9 @@ impl Providers {
         )
     }
 
-    /// Starts the group refresh task once (at the first login through an external provider: the OAuth
-    /// providers can only refresh users who logged in through this process).
+    /// Starts the group refresh task once: at server start when a provider is configured, and again
+    /// (a no-op) at each external login. The OAuth providers can only refresh users who logged in
+    /// through this process; the others report `LoginRequired`, which the pass skips.
     pub(crate) fn start_refresh(&self, store: Arc<dyn Store>) {
         if self.refresh_started.set(()).is_ok() {
             tokio::spawn(refresh::run(self.clone(), store));
