@@ -5,6 +5,7 @@
 mod access;
 mod admin_binding;
 mod authenticator;
+mod authz_index;
 mod upstream;
 
 use std::path::PathBuf;
