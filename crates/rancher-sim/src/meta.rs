@@ -82,6 +82,22 @@ pub(crate) fn now() -> String {
     jiff::Timestamp::now().round(jiff::Unit::Second).map(|t| t.to_string()).unwrap_or_default()
 }
 
+/// The RFC 3339 time `secs` seconds from now.
+pub(crate) fn after_seconds(secs: i64) -> String {
+    let t = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(secs);
+    t.round(jiff::Unit::Second).map(|t| t.to_string()).unwrap_or_default()
+}
+
+/// A pod marked for graceful deletion whose grace period has not run out yet.
+pub(crate) fn in_grace_period(o: &Value) -> bool {
+    o["kind"] == "Pod"
+        && o["metadata"]["deletionGracePeriodSeconds"].as_i64().is_some_and(|g| g > 0)
+        && o["metadata"]["deletionTimestamp"]
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .is_some_and(|t| t > jiff::Timestamp::now())
+}
+
 /// A random suffix from the alphabet Kubernetes uses for generateName.
 pub(crate) fn random_suffix(n: usize) -> String {
     use rand::Rng;

@@ -72,7 +72,7 @@ struct Inner {
 /// Whether something still holds an object marked for deletion: its finalizers, or for a namespace the
 /// `spec.finalizers` the namespace controller clears once the namespace is empty.
 fn held(o: &Value) -> bool {
-    !meta::finalizers(o).is_empty() || meta::spec_finalized(o)
+    !meta::finalizers(o).is_empty() || meta::spec_finalized(o) || meta::in_grace_period(o)
 }
 
 /// Why a list at an exact resourceVersion cannot be served.
@@ -368,6 +368,44 @@ impl Store {
         }
         self.record(&mut inner, EventType::Modified, &res, obj.clone(), Some(old.clone()));
         Ok(Deleted { object: obj, gone: false })
+    }
+
+    /// Marks an object for graceful deletion: `deletionTimestamp` = now + `grace` seconds and
+    /// `deletionGracePeriodSeconds` = `grace`; it stays (Terminating) until deleted again once its
+    /// owner (the simulated kubelet) is done. An object already marked is returned unchanged.
+    pub(crate) fn mark_graceful(
+        &self,
+        resource: &str,
+        ns: &str,
+        name: &str,
+        grace: i64,
+        precondition_uid: Option<&str>,
+        precondition_rv: Option<&str>,
+    ) -> Result<Arc<Value>, StoreError> {
+        let mut inner = self.lock();
+        let key = (ns.to_string(), name.to_string());
+        let res = Self::table_key(&inner, resource);
+        let old = inner.tables.get(&res).and_then(|t| t.get(&key)).cloned().ok_or(StoreError::NotFound)?;
+        if precondition_uid.is_some_and(|u| u != meta::uid(&old))
+            || precondition_rv.is_some_and(|r| r != meta::resource_version(&old))
+        {
+            return Err(StoreError::Conflict);
+        }
+        if meta::is_deleting(&old) {
+            return Ok(old);
+        }
+        inner.rv += 1;
+        let mut obj = (*old).clone();
+        let md = meta::metadata_mut(&mut obj);
+        md.insert("deletionTimestamp".into(), json!(meta::after_seconds(grace)));
+        md.insert("deletionGracePeriodSeconds".into(), json!(grace));
+        md.insert("resourceVersion".into(), json!(inner.rv.to_string()));
+        let obj = Arc::new(obj);
+        if let Some(t) = inner.tables.get_mut(&res) {
+            t.insert(key, obj.clone());
+        }
+        self.record(&mut inner, EventType::Modified, &res, obj.clone(), Some(old));
+        Ok(obj)
     }
 
     /// Forgets the event history (watches from older versions get 410): used once a fresh sim is

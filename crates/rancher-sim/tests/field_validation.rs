@@ -79,7 +79,7 @@ async fn kubectl_strict_warn_and_ignore() {
         let image_policy = k.ok(&["get", "deploy", "strict-web", "-o", "json"]).await;
         assert!(!image_policy.contains("imagePullPolicyTwo"), "{v}: {image_policy}");
 
-        k.ok(&["delete", "pod", "strict-pod", "--wait=false"]).await;
+        k.ok(&["delete", "pod", "strict-pod", "--grace-period=0", "--force"]).await;
         k.ok(&["delete", "deploy", "strict-web"]).await;
     }
 }

@@ -80,3 +80,26 @@ async fn rolling_update_honours_surge_and_rollout_status_finishes() {
     let history = k.ok(&["rollout", "history", "deploy/roll"]).await;
     assert!(history.contains('1') && history.contains('2'), "{history}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_pods_terminate_then_go_and_force_is_immediate() {
+    let sim = start_sim(1).await;
+    let k = Kubectl::new("1.33", &sim.kubeconfig_yaml());
+    for p in ["slow", "forced"] {
+        k.ok(&["run", p, "--image=busybox:1.36", "--labels", &format!("app={p}")]).await;
+        wait_running(&k, "default", &format!("app={p}"), 1).await;
+    }
+    k.ok(&["delete", "pod", "slow", "--wait=false"]).await;
+    let shown = k.ok(&["get", "pod", "slow"]).await;
+    assert!(shown.contains("Terminating"), "{shown}");
+    let ts = k.ok(&["get", "pod", "slow", "-o", "jsonpath={.metadata.deletionTimestamp}"]).await;
+    assert!(!ts.is_empty());
+    let grace = k.ok(&["get", "pod", "slow", "-o", "jsonpath={.metadata.deletionGracePeriodSeconds}"]).await;
+    assert_eq!(grace, "30");
+    let gone = eventually(30, || async { !k.run(&["get", "pod", "slow"]).await.ok }).await;
+    assert!(gone, "the terminating pod was never removed");
+
+    k.ok(&["delete", "pod", "forced", "--grace-period=0", "--force"]).await;
+    let o = k.run(&["get", "pod", "forced"]).await;
+    assert!(!o.ok && o.stderr.contains("NotFound"), "{}", o.stderr);
+}

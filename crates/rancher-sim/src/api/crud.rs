@@ -326,10 +326,12 @@ fn patch(
 }
 
 /// Parsed DeleteOptions (body or query).
-struct DeleteOptions {
+#[derive(Debug, Clone)]
+pub(crate) struct DeleteOptions {
     propagation: String,
     uid: Option<String>,
     rv: Option<String>,
+    grace: Option<i64>,
 }
 
 fn delete_options(rr: &ResourceRequest, body: &[u8]) -> Result<DeleteOptions, ApiError> {
@@ -347,7 +349,17 @@ fn delete_options(rr: &ResourceRequest, body: &[u8]) -> Result<DeleteOptions, Ap
     if !matches!(propagation.as_str(), "Background" | "Foreground" | "Orphan") {
         return Err(ApiError::bad_request(format!("invalid propagationPolicy {propagation:?}")));
     }
+    let grace = match v.get("gracePeriodSeconds").filter(|g| !g.is_null()) {
+        Some(g) => {
+            Some(g.as_i64().ok_or_else(|| ApiError::bad_request("gracePeriodSeconds must be an integer"))?)
+        }
+        None => rr.query.int("gracePeriodSeconds")?,
+    };
+    if grace.is_some_and(|g| g < 0) {
+        return Err(ApiError::bad_request("gracePeriodSeconds must be greater than or equal to 0"));
+    }
     Ok(DeleteOptions {
+        grace,
         propagation,
         uid: v["preconditions"]["uid"].as_str().map(String::from),
         rv: v["preconditions"]["resourceVersion"].as_str().map(String::from),
@@ -361,11 +373,28 @@ pub(crate) fn delete_object(
     d: &ResourceDef,
     ns: &str,
     name: &str,
-    propagation: &str,
-    uid: Option<&str>,
-    rv: Option<&str>,
+    opts: &DeleteOptions,
 ) -> Result<Value, ApiError> {
+    let (propagation, uid, rv, grace) =
+        (opts.propagation.as_str(), opts.uid.as_deref(), opts.rv.as_deref(), opts.grace);
     let key = d.key();
+    if key == "pods"
+        && let Some(pod) = state.store.get(&key, ns, name)
+    {
+        // A running pod is deleted gracefully: Terminating until the simulated kubelet has stopped
+        // it. Unscheduled and finished pods, and grace 0 (`--grace-period=0 --force`), go at once.
+        let grace =
+            grace.unwrap_or_else(|| pod["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30));
+        let bound = pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
+        let finished = matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+        if grace > 0 && bound && !finished {
+            let obj = state
+                .store
+                .mark_graceful(&key, ns, name, grace, uid, rv)
+                .map_err(|e| store_error(d, name, e))?;
+            return Ok((*obj).clone());
+        }
+    }
     if key == "namespaces" {
         // Held by spec.finalizers (["kubernetes"]) until the namespace controller has emptied it.
         let r = state.store.delete(&key, ns, name, None, uid, rv).map_err(|e| store_error(d, name, e))?;
@@ -402,15 +431,7 @@ fn delete(state: &SimState, rr: &ResourceRequest, body: &[u8]) -> Result<Respons
             .ok_or_else(|| ApiError::not_found(&rr.def.group, &rr.def.plural, &rr.name))?;
         return Ok(json_response(200, &obj));
     }
-    let obj = delete_object(
-        state,
-        &rr.def,
-        &rr.namespace,
-        &rr.name,
-        &opts.propagation,
-        opts.uid.as_deref(),
-        opts.rv.as_deref(),
-    )?;
+    let obj = delete_object(state, &rr.def, &rr.namespace, &rr.name, &opts)?;
     Ok(json_response(200, &obj))
 }
 
@@ -428,8 +449,13 @@ fn delete_collection(
             deleted.push((**o).clone());
             continue;
         }
-        match delete_object(state, &rr.def, meta::namespace(o), meta::name(o), &opts.propagation, None, None)
-        {
+        match delete_object(
+            state,
+            &rr.def,
+            meta::namespace(o),
+            meta::name(o),
+            &DeleteOptions { uid: None, rv: None, ..opts.clone() },
+        ) {
             Ok(v) => deleted.push(v),
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),

@@ -21,9 +21,11 @@ pub(crate) fn spawn(state: Arc<SimState>) {
         let mut rx = state.store.subscribe();
         loop {
             rx.borrow_and_update();
-            reconcile(&state);
+            let terminating = reconcile(&state);
             tokio::select! {
                 r = rx.changed() => if r.is_err() { return },
+                // Terminating pods finish on time even when nothing else changes.
+                _ = tokio::time::sleep(Duration::from_millis(200)), if terminating => {}
                 _ = state.cancel.cancelled() => return,
             }
             // Let a burst of writes (an `apply -f` of many objects) land before the next pass.
@@ -32,13 +34,13 @@ pub(crate) fn spawn(state: Arc<SimState>) {
     });
 }
 
-/// One pass of every reconciler.
-pub(crate) fn reconcile(state: &SimState) {
+/// One pass of every reconciler; returns whether a pod is still terminating.
+pub(crate) fn reconcile(state: &SimState) -> bool {
     namespace::reconcile(state);
     gc::reconcile(state);
     cluster::reconcile(state);
     workloads::reconcile(state);
-    pods::reconcile(state);
+    pods::reconcile(state)
 }
 
 /// Whether `ns` exists and is not terminating: controllers create nothing in other namespaces.

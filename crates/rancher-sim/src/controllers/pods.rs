@@ -8,9 +8,37 @@ use serde_json::{Value, json};
 use crate::meta;
 use crate::state::SimState;
 
-pub(super) fn reconcile(state: &SimState) {
+/// How long a simulated container takes to stop after SIGTERM (bounded by the grace period).
+const STOP_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_secs(1);
+
+/// The kubelet's side of graceful deletion: a Terminating pod is removed once its containers have
+/// stopped. Returns whether some pod is still terminating (the controller loop then ticks).
+fn finish_terminating(state: &SimState, pods: &[std::sync::Arc<Value>]) -> bool {
+    let now = jiff::Timestamp::now();
+    let mut pending = false;
+    for p in pods.iter().filter(|p| meta::is_deleting(p)) {
+        let grace = p["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0);
+        let Some(deadline) =
+            p["metadata"]["deletionTimestamp"].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        else {
+            continue;
+        };
+        let stop = deadline - jiff::SignedDuration::from_secs(grace)
+            + STOP_AFTER.min(jiff::SignedDuration::from_secs(grace));
+        if now >= stop.min(deadline) {
+            let _ = state.store.delete("pods", meta::namespace(p), meta::name(p), None, None, None);
+        } else {
+            pending = true;
+        }
+    }
+    pending
+}
+
+/// Schedules, starts and finishes pods; returns whether a pod is still terminating.
+pub(super) fn reconcile(state: &SimState) -> bool {
     let (nodes, _) = state.store.list("nodes", None);
     let (pods, _) = state.store.list("pods", None);
+    let pending = finish_terminating(state, &pods);
     let mut load: HashMap<String, usize> = nodes.iter().map(|n| (meta::name(n).to_string(), 0)).collect();
     for p in pods.iter() {
         if let Some(n) = p["spec"]["nodeName"].as_str() {
@@ -25,6 +53,7 @@ pub(super) fn reconcile(state: &SimState) {
             start(state, p, &nodes);
         }
     }
+    pending
 }
 
 fn node_fits(node: &Value, pod: &Value) -> bool {

@@ -301,7 +301,11 @@ fn replicasets(state: &SimState) {
     for rs in items.iter().filter(|r| !meta::is_deleting(r)) {
         let ns = meta::namespace(rs);
         let want = rs["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
-        let mut pods = owned(state, "pods", ns, meta::uid(rs));
+        // Terminating pods no longer count: replacements start while they stop.
+        let active = |pods: Vec<Arc<Value>>| -> Vec<Arc<Value>> {
+            pods.into_iter().filter(|p| !meta::is_deleting(p)).collect()
+        };
+        let mut pods = active(owned(state, "pods", ns, meta::uid(rs)));
         if pods.len() < want {
             for _ in pods.len()..want {
                 let name = format!("{}-{}", meta::name(rs), meta::random_suffix(5));
@@ -318,7 +322,7 @@ fn replicasets(state: &SimState) {
                 let _ = state.store.delete("pods", ns, meta::name(p), None, None, None);
             }
         }
-        let pods = owned(state, "pods", ns, meta::uid(rs));
+        let pods = active(owned(state, "pods", ns, meta::uid(rs)));
         let ready = pods.iter().filter(|p| pod_ready(p)).count();
         let sel = LabelSelector::from_structured(&rs["spec"]["selector"]);
         let labeled = pods.iter().filter(|p| sel.as_ref().is_some_and(|s| s.matches_object(p))).count();
