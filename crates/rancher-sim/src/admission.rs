@@ -303,8 +303,19 @@ pub(crate) fn admit(
             }
         }
         ("", "namespaces") => {
+            // Like the API server's namespace strategy: create always sets `spec.finalizers` to
+            // `[kubernetes]` (kubectl sends `spec: {}`); an update keeps the stored value — only the
+            // `finalize` subresource changes it.
+            let finalizers = match old {
+                Some(old) => old["spec"]["finalizers"].clone(),
+                None => json!([crate::controllers::namespace::FINALIZER]),
+            };
             if let Some(o) = obj.as_object_mut() {
-                o.entry("spec").or_insert(json!({"finalizers": ["kubernetes"]}));
+                let spec = o.entry("spec").or_insert(json!({}));
+                if !spec.is_object() {
+                    *spec = json!({});
+                }
+                spec["finalizers"] = if finalizers.is_null() { json!([]) } else { finalizers };
             }
             meta::metadata_mut(obj)
                 .entry("labels")
