@@ -9,15 +9,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use bytes::Bytes;
+use anyhow::{Context, Result};
 use clap::Parser;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 use rancher_auth::proxy::{self, AuditLayer, ForwardConfig, StaticUpstreams, Upstream, UserInfo};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use tokio::net::TcpStream;
-use tokio::time::Instant;
+use rancher_benches::http_load::{Target, client_tls, load};
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 #[derive(Parser)]
 struct Args {
@@ -31,87 +27,6 @@ struct Args {
 
 const PATH: &str = "/api/v1/namespaces/default";
 const USER_TOKEN: &str = "token-bench:0123456789abcdef";
-
-/// Where a client sends its requests.
-#[derive(Clone)]
-struct Target {
-    addr: SocketAddr,
-    tls: Arc<rustls::ClientConfig>,
-    path: String,
-    token: String,
-}
-
-struct Stats {
-    rps: f64,
-    p50: Duration,
-    p99: Duration,
-}
-
-/// `clients` keep-alive connections, each sending requests back to back for `measure`.
-async fn load(target: &Target, clients: usize, warmup: Duration, measure: Duration) -> Result<Stats> {
-    let start = Instant::now() + Duration::from_millis(200);
-    let measure_from = start + warmup;
-    let end = measure_from + measure;
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..clients {
-        let target = target.clone();
-        tasks.spawn(async move {
-            let tcp = TcpStream::connect(target.addr).await?;
-            tcp.set_nodelay(true)?;
-            let name = ServerName::try_from("127.0.0.1")?;
-            let tls = tokio_rustls::TlsConnector::from(target.tls.clone()).connect(name, tcp).await?;
-            let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
-            tokio::spawn(conn);
-            tokio::time::sleep_until(start).await;
-            let mut samples = Vec::with_capacity(16_384);
-            let authorization = format!("Bearer {}", target.token);
-            loop {
-                let t0 = Instant::now();
-                if t0 >= end {
-                    break;
-                }
-                let req = http::Request::get(target.path.as_str())
-                    .header("host", "127.0.0.1")
-                    .header("authorization", authorization.as_str())
-                    .header("accept", "application/json")
-                    .body(Empty::<Bytes>::new())?;
-                send.ready().await?;
-                let resp = send.send_request(req).await?;
-                let status = resp.status();
-                let body = resp.into_body().collect().await?.to_bytes();
-                if status != 200 {
-                    bail!("status {status}: {}", String::from_utf8_lossy(&body));
-                }
-                if t0 >= measure_from {
-                    samples.push(t0.elapsed());
-                }
-            }
-            Ok::<_, anyhow::Error>(samples)
-        });
-    }
-    let mut all = Vec::new();
-    while let Some(done) = tasks.join_next().await {
-        all.extend(done??);
-    }
-    all.sort();
-    let pick = |q: f64| all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1))).copied();
-    Ok(Stats {
-        rps: all.len() as f64 / measure.as_secs_f64(),
-        p50: pick(0.50).unwrap_or_default(),
-        p99: pick(0.99).unwrap_or_default(),
-    })
-}
-
-fn client_tls(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes()) {
-        let cert: CertificateDer<'static> = cert.context("CA PEM")?;
-        roots.add(cert)?;
-    }
-    let mut config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
 
 /// The proxy on a loopback TLS listener, forwarding cluster `c1` to the sim as its admin.
 async fn start_proxy(sim_url: &str, sim_ca: &str, sim_token: &str) -> Result<(SocketAddr, String)> {
