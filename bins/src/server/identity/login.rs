@@ -154,19 +154,42 @@ pub(crate) async fn openldap_login(
         }
     };
     state.login_throttle.succeeded(&throttle_key, ip);
+    session_token(
+        &state,
+        provider.name(),
+        &identity,
+        &user,
+        input.ttl,
+        input.description,
+        &input.response_type,
+    )
+    .await
+}
+
+/// The end of every provider login: start the group refresh, then issue a session token for `user` that
+/// carries the identity's principals (so its groups reach the proxy's Impersonate-Group headers).
+pub(super) async fn session_token(
+    state: &AppState,
+    provider: &str,
+    identity: &Identity,
+    user: &User,
+    ttl: Option<i64>,
+    description: String,
+    response_type: &str,
+) -> ApiResult<Response> {
     state.providers.start_refresh(state.store.clone());
     let req = TokenRequest {
         kind: "session",
-        ttl_ms: input.ttl.unwrap_or(crate::server::api::DEFAULT_SESSION_TTL_MS),
-        description: input.description,
+        ttl_ms: ttl.unwrap_or(crate::server::api::DEFAULT_SESSION_TTL_MS),
+        description,
         derived: false,
         cluster_name: String::new(),
-        auth_provider: provider.name().to_owned(),
+        auth_provider: provider.to_owned(),
         user_principal: identity.user.id.clone(),
         group_principals: identity.groups.iter().map(|g| g.id.clone()).collect(),
     };
-    let (stored, secret) = issue_token(&state.store, &user, req).await?;
-    created_token_response(stored, &secret, input.response_type == "cookie")
+    let (stored, secret) = issue_token(&state.store, user, req).await?;
+    created_token_response(stored, &secret, response_type == "cookie")
 }
 
 #[cfg(test)]

@@ -21,8 +21,8 @@ use rancher_auth::providers::{AuthProvider, AuthorizeRequest, Credentials, OAuth
 use serde::Deserialize;
 use serde_json::json;
 
-use super::login::{local_user, provider_error};
-use crate::server::api::{TokenRequest, created_token_response, issue_token, read_json_object};
+use super::login::{local_user, provider_error, session_token};
+use crate::server::api::read_json_object;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::state::AppState;
 
@@ -161,19 +161,16 @@ async fn login(state: &AppState, name: &'static str, headers: &HeaderMap, body: 
     let callback = OAuthCallback::new(input.code, &pending.request, &pending.pkce);
     let identity = provider.authenticate(&Credentials::OAuthCode(callback)).await.map_err(provider_error)?;
     let user = local_user(&state.store, &identity).await?;
-    state.providers.start_refresh(state.store.clone());
-    let req = TokenRequest {
-        kind: "session",
-        ttl_ms: input.ttl.unwrap_or(crate::server::api::DEFAULT_SESSION_TTL_MS),
-        description: input.description,
-        derived: false,
-        cluster_name: String::new(),
-        auth_provider: provider.name().to_owned(),
-        user_principal: identity.user.id.clone(),
-        group_principals: identity.groups.iter().map(|g| g.id.clone()).collect(),
-    };
-    let (stored, secret) = issue_token(&state.store, &user, req).await?;
-    created_token_response(stored, &secret, input.response_type == "cookie")
+    session_token(
+        state,
+        provider.name(),
+        &identity,
+        &user,
+        input.ttl,
+        input.description,
+        &input.response_type,
+    )
+    .await
 }
 
 async fn dispatch(
