@@ -353,7 +353,9 @@ async fn rancherctl_login_oidc_prints_the_url_and_saves_the_token() {
     assert_eq!(page.status(), 200);
     let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let rest: Vec<String> = rx.try_iter().collect();
+    // The reader thread ends at EOF (the process has exited), so this drains every remaining line; a
+    // non-blocking read could run before the thread has forwarded the last one.
+    let rest: Vec<String> = rx.iter().collect();
     let done = rest.iter().find(|l| l.starts_with("logged in")).unwrap_or_else(|| panic!("{rest:?}"));
     let user_id = done.split(" as ").nth(1).and_then(|r| r.split(' ').next()).unwrap().to_owned();
     assert!(user_id.starts_with("u-"), "{done}");
