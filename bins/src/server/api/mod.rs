@@ -3,6 +3,7 @@
 mod body;
 mod clusters;
 mod crud;
+mod escalation;
 mod kind;
 mod login;
 mod login_throttle;
@@ -69,7 +70,10 @@ pub(crate) fn router(state: AppState) -> Router {
     v3 = kind_routes::<Cluster>(v3);
     v3 = v3.route("/v3/clusters/{id}", post(crate::server::kubeconfig::cluster_action));
     v3 = kind_routes::<Project>(v3);
-    v3 = kind_routes::<User>(v3);
+    v3 = v3.route("/v3/users", get(crud::list::<User>).post(users::post)).route(
+        "/v3/users/{id}",
+        get(crud::get::<User>).put(crud::update::<User>).delete(crud::delete::<User>),
+    );
     v3 = kind_routes::<GlobalRole>(v3);
     v3 = kind_routes::<GlobalRoleBinding>(v3);
     v3 = kind_routes::<RoleTemplate>(v3);
