@@ -14,6 +14,7 @@ mod users;
 
 pub(crate) use body::json_object as read_json_object;
 pub(crate) use login::{LOGIN_FAILED, LoginThrottle, ThrottlePolicy};
+pub use tokens::DEFAULT_TOKEN_MAX_TTL_MS;
 pub(crate) use tokens::{
     DEFAULT_SESSION_TTL_MS, TokenRequest, created_response as created_token_response, issue as issue_token,
 };
