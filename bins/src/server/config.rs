@@ -79,9 +79,15 @@ pub struct ServerArgs {
     #[arg(long, value_enum, default_value_t = AuditLevelArg::Metadata, requires = "audit_log")]
     pub audit_level: AuditLevelArg,
 
-    /// Lifetime of the tokens in generated kubeconfigs, e.g. `720h` or `30d` (`0`: never expire).
+    /// Lifetime of the tokens in generated kubeconfigs, e.g. `720h` or `30d` (`0`: as long as
+    /// --auth-token-max-ttl allows).
     #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = parse_duration)]
     pub kubeconfig_token_ttl: std::time::Duration,
+
+    /// The longest any token lives (logins, API and kubeconfig tokens), whatever it asked for; a token
+    /// asking for `ttl: 0` gets this. `0`: no maximum, and `ttl: 0` tokens never expire.
+    #[arg(long, value_name = "DURATION", default_value = "90d", value_parser = parse_duration)]
+    pub auth_token_max_ttl: std::time::Duration,
 
     /// Identity providers for login (YAML; e.g. an `openldap:` section), see the server README.
     #[arg(long, value_name = "FILE")]
@@ -139,6 +145,7 @@ impl ServerArgs {
             .insecure_http(self.insecure_http)
             .agent_image(self.agent_image.clone())
             .kubeconfig_token_ttl(self.kubeconfig_token_ttl)
+            .auth_token_max_ttl(self.auth_token_max_ttl)
             .audit(super::AuditConfig {
                 target: self.audit_log.clone(),
                 level: match self.audit_level {
@@ -180,5 +187,17 @@ mod tests {
         assert_eq!(a.kubeconfig_token_ttl, std::time::Duration::from_secs(7200));
         assert!(ServerArgs::try_parse_from(["rancher-server", "--kubeconfig-token-ttl", "2y"]).is_err());
         assert!(ServerArgs::try_parse_from(["rancher-server", "--audit-level", "request"]).is_err());
+    }
+
+    #[test]
+    fn tokens_live_90_days_at_most_unless_told_otherwise() {
+        let day = 86_400;
+        let a = ServerArgs::parse_from(["rancher-server"]);
+        assert_eq!(a.auth_token_max_ttl, std::time::Duration::from_secs(90 * day));
+        let a = ServerArgs::parse_from(["rancher-server", "--auth-token-max-ttl", "1h"]);
+        assert_eq!(a.auth_token_max_ttl, std::time::Duration::from_secs(3600));
+        let a = ServerArgs::parse_from(["rancher-server", "--auth-token-max-ttl", "0"]);
+        assert_eq!(a.auth_token_max_ttl, std::time::Duration::ZERO);
+        assert!(ServerArgs::try_parse_from(["rancher-server", "--auth-token-max-ttl", "forever"]).is_err());
     }
 }

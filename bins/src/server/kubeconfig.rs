@@ -202,7 +202,7 @@ pub(crate) async fn cluster_action(
             false,
         )
     };
-    let (_, secret) = issue_token(&state.store, &caller.user, req).await?;
+    let (_, secret) = issue_token(&state, &caller.user, req).await?;
     let config = render(state.registration.server_url(), &state.ca_pem, &cluster, &secret.expose())
         .map_err(|e| ApiError::Internal(format!("rendering the kubeconfig: {e}")))?;
     Ok(Json(json!({ "type": "generateKubeconfigOutput", "config": config })))

@@ -45,6 +45,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+pub use api::DEFAULT_TOKEN_MAX_TTL_MS;
 pub use bootstrap::ADMIN_USERNAME;
 pub use config::{ServerArgs, StoreKind};
 pub use error::ApiError;
@@ -120,6 +121,7 @@ pub struct ServerBuilder {
     agent_image: String,
     audit: AuditConfig,
     kubeconfig_token_ttl_ms: i64,
+    max_token_ttl_ms: i64,
     auth_config: Option<PathBuf>,
 }
 
@@ -153,6 +155,7 @@ impl Default for ServerBuilder {
             agent_image: registration::DEFAULT_AGENT_IMAGE.to_owned(),
             audit: AuditConfig::default(),
             kubeconfig_token_ttl_ms: DEFAULT_KUBECONFIG_TOKEN_TTL_MS,
+            max_token_ttl_ms: api::DEFAULT_TOKEN_MAX_TTL_MS,
             auth_config: None,
         }
     }
@@ -238,9 +241,17 @@ impl ServerBuilder {
         self
     }
 
-    /// How long kubeconfig tokens live (default 30 days; zero: they never expire).
+    /// How long kubeconfig tokens live (default 30 days; zero: as long as
+    /// [`ServerBuilder::auth_token_max_ttl`] allows).
     pub fn kubeconfig_token_ttl(mut self, ttl: std::time::Duration) -> Self {
         self.kubeconfig_token_ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// The longest any token lives — login sessions, API tokens, kubeconfig tokens — whatever its
+    /// request asked (default 90 days; zero: no maximum, and tokens asking for `ttl: 0` never expire).
+    pub fn auth_token_max_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.max_token_ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         self
     }
 
@@ -357,6 +368,7 @@ impl ServerBuilder {
             authn,
             login_throttle: Arc::new(api::LoginThrottle::new(api::ThrottlePolicy::default())),
             kubeconfig_token_ttl_ms: self.kubeconfig_token_ttl_ms,
+            max_token_ttl_ms: self.max_token_ttl_ms,
             providers,
             proxy,
         };

@@ -26,8 +26,10 @@ pub(crate) struct AppState {
     pub(crate) authn: Arc<TokenAuthenticator>,
     /// Failed-login counting per username and client address.
     pub(crate) login_throttle: Arc<LoginThrottle>,
-    /// Lifetime of kubeconfig tokens, in milliseconds (0: never expire).
+    /// Lifetime of kubeconfig tokens, in milliseconds (0: as long as allowed).
     pub(crate) kubeconfig_token_ttl_ms: i64,
+    /// The longest any token lives, in milliseconds (0: no maximum).
+    pub(crate) max_token_ttl_ms: i64,
     /// Identity providers configured with `--auth-config`.
     pub(crate) providers: super::identity::Providers,
     /// The authentication proxy mounted at `/k8s/clusters/{*rest}`.

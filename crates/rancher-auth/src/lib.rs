@@ -3,7 +3,8 @@
 //! * [`password`] — argon2id hashes of local passwords and the minimum-strength rule.
 //! * [`token`] — API tokens `token-<id>:<secret>`: generation, salted hashes, reading them from a
 //!   request (Bearer, Basic, the `R_SESS` cookie), expiry.
-//! * [`rbac`] — does a set of RBAC rules allow a request?
+//! * [`rbac`] — does a set of RBAC rules allow a request, and does it hold every permission of another
+//!   set ([`rbac::covers`], for escalation checks)?
 //! * [`rbac_render`] — role templates and their cluster/project bindings rendered into the
 //!   ClusterRoles, ClusterRoleBindings and RoleBindings of a downstream cluster.
 //!

@@ -10,6 +10,7 @@ use rancher_core::validation::dns1123_label;
 use serde_json::{Map, Value, json};
 
 use super::body::json_object;
+use super::escalation;
 use super::kind::{ApiKind, Ctx, object_id};
 use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ApiResult};
@@ -51,7 +52,21 @@ fn api<K: ApiKind>(state: &AppState, namespace: Option<&str>) -> Api<K> {
     }
 }
 
-/// Authorizes `verb` on one object: by RBAC, or by ownership for the kind's self-service verbs.
+/// True when the roles the caller holds where `obj` belongs (its cluster or project) allow `verb` on it.
+async fn allowed_in_scope<K: ApiKind>(
+    state: &AppState,
+    caller: &Caller,
+    verb: &str,
+    obj: &K,
+    name: Option<&str>,
+) -> ApiResult<bool> {
+    let Some(scope) = obj.grant_scope().filter(|_| K::MEMBER_MANAGED) else { return Ok(false) };
+    let held = escalation::caller_in_scope(&Ctx { state, caller }, &scope).await?;
+    Ok(held.allows(verb, K::PLURAL, name))
+}
+
+/// Authorizes `verb` on one object: by global RBAC, by ownership for the kind's self-service verbs,
+/// or by the roles held where the object belongs for member-managed kinds.
 async fn authorize_object<K: ApiKind>(
     state: &AppState,
     caller: &Caller,
@@ -62,9 +77,11 @@ async fn authorize_object<K: ApiKind>(
     if caller.can(verb, K::PLURAL, Some(name)) {
         return Ok(());
     }
-    if K::SELF_VERBS.contains(&verb)
+    let self_service = K::SELF_VERBS.contains(&verb);
+    if (self_service || K::MEMBER_MANAGED)
         && let Some(obj) = api::<K>(state, namespace).get_opt(name).await?
-        && obj.owned_by(caller)
+        && ((self_service && obj.owned_by(caller))
+            || allowed_in_scope(state, caller, verb, &obj, Some(name)).await?)
     {
         return Ok(());
     }
@@ -135,7 +152,10 @@ pub(crate) async fn create<K: ApiKind>(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    if !(caller.can("create", K::PLURAL, None)) {
+    // Member-managed kinds may also be created by roles held where the object belongs, known only
+    // once the body is read.
+    let global = caller.can("create", K::PLURAL, None);
+    if !global && !K::MEMBER_MANAGED {
         return Err(caller.forbidden("create", K::PLURAL, None));
     }
     let mut map = json_object(&headers, body, state.body_limit).await?;
@@ -159,6 +179,9 @@ pub(crate) async fn create<K: ApiKind>(
         obj.meta_mut().namespace = Some(ns);
     } else {
         obj.meta_mut().namespace = None;
+    }
+    if !global && !allowed_in_scope(&state, &caller, "create", &obj, None).await? {
+        return Err(caller.forbidden("create", K::PLURAL, None));
     }
     let name = obj.meta().name.clone();
     if !name.is_empty() {
@@ -237,6 +260,7 @@ pub(crate) async fn update<K: ApiKind>(
         meta.namespace = None;
     }
     let cx = Ctx { state: &state, caller: &caller };
+    old.check_change(&cx).await?;
     obj.prepare_update(&old, &cx).await?;
     let updated = objects.update(&obj).await?;
     Ok(Json(to_output(updated)?))
@@ -253,8 +277,9 @@ pub(crate) async fn delete<K: ApiKind>(
     let objects = api::<K>(&state, ns.as_deref());
     let obj = objects.get(&name).await?;
     obj.check_delete()?;
-    let last = objects.delete(&name).await?.into_value();
     let cx = Ctx { state: &state, caller: &caller };
+    obj.check_change(&cx).await?;
+    let last = objects.delete(&name).await?.into_value();
     obj.after_delete(&cx).await;
     let last: K = serde_json::from_value(last).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(to_output(last)?))

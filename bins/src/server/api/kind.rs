@@ -1,9 +1,11 @@
 //! [`ApiKind`]: what the generic handlers need to know about each management kind — its API type name,
-//! who owns an object, what is secret, and the checks and defaults applied before it is stored.
+//! who owns an object, where its members' roles apply, what is secret, and the checks and defaults
+//! applied before it is stored.
 
 use async_trait::async_trait;
 use rancher_core::Resource;
 
+use super::escalation::GrantScope;
 use crate::server::auth::Caller;
 use crate::server::error::ApiResult;
 use crate::server::state::AppState;
@@ -34,6 +36,16 @@ pub(crate) trait ApiKind: Resource {
         false
     }
 
+    /// True for kinds whose objects belong to one cluster or project, so that the roles a caller holds
+    /// there (not only their global roles) authorize reading and writing them — the role template
+    /// bindings, which a cluster or project owner manages, as in Rancher.
+    const MEMBER_MANAGED: bool = false;
+
+    /// For [`ApiKind::MEMBER_MANAGED`] kinds: the cluster or project this object belongs to.
+    fn grant_scope(&self) -> Option<GrantScope> {
+        None
+    }
+
     /// The caller's own objects, for callers who may not list every object.
     fn own_filter(_caller: &Caller) -> Option<OwnFilter> {
         None
@@ -59,6 +71,12 @@ pub(crate) trait ApiKind: Resource {
 
     /// Follow-up writes after a create (e.g. a new user's default role bindings).
     async fn after_create(&self, _cx: &Ctx<'_>) -> ApiResult<()> {
+        Ok(())
+    }
+
+    /// Checks, beyond the verb, before the caller changes or deletes this stored object: whether they
+    /// may change whom it concerns (a user, a user's binding).
+    async fn check_change(&self, _cx: &Ctx<'_>) -> ApiResult<()> {
         Ok(())
     }
 

@@ -70,7 +70,7 @@ pub(crate) async fn login(
     state.login_throttle.succeeded(&input.username, ip);
     let req =
         TokenRequest::local("session", input.ttl.unwrap_or(DEFAULT_SESSION_TTL_MS), input.description, false);
-    let (stored, secret) = tokens::issue(&state.store, &user, req).await?;
+    let (stored, secret) = tokens::issue(&state, &user, req).await?;
     record_login(&state, user).await;
     tokens::created_response(stored, &secret, input.response_type == "cookie")
 }

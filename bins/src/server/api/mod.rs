@@ -3,6 +3,7 @@
 mod body;
 mod clusters;
 mod crud;
+mod escalation;
 mod kind;
 mod login;
 mod login_throttle;
@@ -13,6 +14,7 @@ mod users;
 
 pub(crate) use body::json_object as read_json_object;
 pub(crate) use login::{LOGIN_FAILED, LoginThrottle, ThrottlePolicy};
+pub use tokens::DEFAULT_TOKEN_MAX_TTL_MS;
 pub(crate) use tokens::{
     DEFAULT_SESSION_TTL_MS, TokenRequest, created_response as created_token_response, issue as issue_token,
 };
@@ -69,7 +71,10 @@ pub(crate) fn router(state: AppState) -> Router {
     v3 = kind_routes::<Cluster>(v3);
     v3 = v3.route("/v3/clusters/{id}", post(crate::server::kubeconfig::cluster_action));
     v3 = kind_routes::<Project>(v3);
-    v3 = kind_routes::<User>(v3);
+    v3 = v3.route("/v3/users", get(crud::list::<User>).post(users::post)).route(
+        "/v3/users/{id}",
+        get(crud::get::<User>).put(crud::update::<User>).delete(crud::delete::<User>),
+    );
     v3 = kind_routes::<GlobalRole>(v3);
     v3 = kind_routes::<GlobalRoleBinding>(v3);
     v3 = kind_routes::<RoleTemplate>(v3);

@@ -1,12 +1,15 @@
-//! Global roles and their bindings, role templates, and the cluster and project role template bindings.
+//! Global roles and their bindings, role templates, and the cluster and project role template bindings:
+//! their validation, and where each write asks [`escalation`] whether the caller holds what it grants.
 
 use async_trait::async_trait;
+use rancher_core::Resource;
 use rancher_core::model::{
     Cluster, ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, Project, ProjectRoleTemplateBinding,
     RoleTemplate, User,
 };
 use rancher_core::store::Api;
 
+use super::escalation::{self, BindingWrite, GrantScope};
 use super::kind::{ApiKind, Ctx, generated_name};
 use crate::server::error::{ApiError, ApiResult};
 
@@ -26,14 +29,18 @@ async fn role_template(cx: &Ctx<'_>, name: &str, context: &str) -> ApiResult<()>
     }
 }
 
-async fn subject(cx: &Ctx<'_>, user: &str, group: &str) -> ApiResult<()> {
+/// Checks a binding's subject; the user, when it names one.
+async fn subject(cx: &Ctx<'_>, user: &str, group: &str) -> ApiResult<Option<User>> {
     if user.is_empty() && group.is_empty() {
         return Err(ApiError::invalid_field("spec.userName", "a user or a group principal is required"));
     }
-    if !user.is_empty() && Api::<User>::all(cx.state.store.clone()).get_opt(user).await?.is_none() {
-        return Err(ApiError::invalid_field("spec.userName", format!("user {user:?} not found")));
+    if user.is_empty() {
+        return Ok(None);
     }
-    Ok(())
+    match Api::<User>::all(cx.state.store.clone()).get_opt(user).await? {
+        None => Err(ApiError::invalid_field("spec.userName", format!("user {user:?} not found"))),
+        Some(u) => Ok(Some(u)),
+    }
 }
 
 fn builtin_delete(kind: &str, name: &str, builtin: bool) -> ApiResult<()> {
@@ -47,19 +54,21 @@ fn builtin_delete(kind: &str, name: &str, builtin: bool) -> ApiResult<()> {
 impl ApiKind for GlobalRole {
     const TYPE: &'static str = "globalRole";
 
-    async fn prepare_create(&mut self, _cx: &Ctx<'_>) -> ApiResult<()> {
+    async fn prepare_create(&mut self, cx: &Ctx<'_>) -> ApiResult<()> {
         if self.spec.builtin {
             return Err(ApiError::invalid_field("spec.builtin", "only the server creates builtin roles"));
         }
-        Ok(())
+        escalation::check_global_role_write(cx, self).await
     }
 
-    async fn prepare_update(&mut self, old: &Self, _cx: &Ctx<'_>) -> ApiResult<()> {
+    /// Any change counts as writing the whole role (making `admin` every new user's default is
+    /// changing `admin`), so the caller must hold it as written.
+    async fn prepare_update(&mut self, old: &Self, cx: &Ctx<'_>) -> ApiResult<()> {
         if old.spec.builtin && (self.spec.rules != old.spec.rules || !self.spec.builtin) {
             return Err(ApiError::invalid_field("spec.rules", "the rules of a builtin role cannot change"));
         }
         self.spec.builtin = old.spec.builtin;
-        Ok(())
+        escalation::check_global_role_write(cx, self).await
     }
 
     fn check_delete(&self) -> ApiResult<()> {
@@ -75,14 +84,34 @@ impl ApiKind for GlobalRoleBinding {
         if self.metadata.name.is_empty() && self.metadata.generate_name.is_none() {
             self.metadata.name = generated_name("grb-");
         }
-        let role = &self.spec.global_role_name;
-        if Api::<GlobalRole>::all(cx.state.store.clone()).get_opt(role).await?.is_none() {
+        let name = &self.spec.global_role_name;
+        let Some(role) = Api::<GlobalRole>::all(cx.state.store.clone()).get_opt(name).await? else {
             return Err(ApiError::invalid_field(
                 "spec.globalRoleName",
-                format!("global role {role:?} not found"),
+                format!("global role {name:?} not found"),
             ));
-        }
-        subject(cx, &self.spec.user_name, &self.spec.group_principal_name).await
+        };
+        let user = subject(cx, &self.spec.user_name, &self.spec.group_principal_name).await?;
+        escalation::check_global_role_binding(cx, &role, user.as_ref(), BindingWrite::Bind).await
+    }
+
+    /// Removing someone's global role changes them: see [`escalation::check_global_role_binding`].
+    async fn check_change(&self, cx: &Ctx<'_>) -> ApiResult<()> {
+        let store = &cx.state.store;
+        // A binding to a deleted role grants nothing, and one of a deleted user grants nothing to
+        // anyone: removing either changes no one.
+        let Some(role) = Api::<GlobalRole>::all(store.clone()).get_opt(&self.spec.global_role_name).await?
+        else {
+            return Ok(());
+        };
+        let user = match self.spec.user_name.as_str() {
+            "" => None,
+            id => match Api::<User>::all(store.clone()).get_opt(id).await? {
+                Some(u) => Some(u),
+                None => return Ok(()),
+            },
+        };
+        escalation::check_global_role_binding(cx, &role, user.as_ref(), BindingWrite::Unbind).await
     }
 
     async fn prepare_update(&mut self, old: &Self, _cx: &Ctx<'_>) -> ApiResult<()> {
@@ -100,9 +129,11 @@ impl ApiKind for GlobalRoleBinding {
 impl ApiKind for RoleTemplate {
     const TYPE: &'static str = "roleTemplate";
 
-    async fn prepare_create(&mut self, _cx: &Ctx<'_>) -> ApiResult<()> {
-        if self.metadata.name.is_empty() && self.metadata.generate_name.is_none() {
+    async fn prepare_create(&mut self, cx: &Ctx<'_>) -> ApiResult<()> {
+        // A generated name is picked here, so that the escalation check sees the template's name.
+        if self.metadata.name.is_empty() {
             self.metadata.name = generated_name("rt-");
+            self.metadata.generate_name = None;
         }
         if self.spec.builtin {
             return Err(ApiError::invalid_field(
@@ -110,10 +141,11 @@ impl ApiKind for RoleTemplate {
                 "only the server creates builtin role templates",
             ));
         }
-        check_context(&self.spec.context)
+        check_context(&self.spec.context)?;
+        escalation::check_template_write(cx, self).await
     }
 
-    async fn prepare_update(&mut self, old: &Self, _cx: &Ctx<'_>) -> ApiResult<()> {
+    async fn prepare_update(&mut self, old: &Self, cx: &Ctx<'_>) -> ApiResult<()> {
         check_context(&self.spec.context)?;
         if old.spec.builtin && (self.spec.rules != old.spec.rules || self.spec.context != old.spec.context) {
             return Err(ApiError::invalid_field(
@@ -122,7 +154,7 @@ impl ApiKind for RoleTemplate {
             ));
         }
         self.spec.builtin = old.spec.builtin;
-        Ok(())
+        escalation::check_template_write(cx, self).await
     }
 
     fn check_delete(&self) -> ApiResult<()> {
@@ -144,8 +176,15 @@ fn check_context(context: &str) -> ApiResult<()> {
 impl ApiKind for ClusterRoleTemplateBinding {
     const TYPE: &'static str = "clusterRoleTemplateBinding";
 
+    const MEMBER_MANAGED: bool = true;
+
     fn namespace_from_spec(&self) -> Option<String> {
         Some(self.spec.cluster_name.clone())
+    }
+
+    fn grant_scope(&self) -> Option<GrantScope> {
+        let cluster = self.metadata.namespace.clone().filter(|n| !n.is_empty())?;
+        Some(GrantScope { cluster, project: None })
     }
 
     async fn prepare_create(&mut self, cx: &Ctx<'_>) -> ApiResult<()> {
@@ -164,7 +203,9 @@ impl ApiKind for ClusterRoleTemplateBinding {
             self.metadata.name = generated_name("crtb-");
         }
         role_template(cx, &self.spec.role_template_name, "cluster").await?;
-        subject(cx, &self.spec.user_name, &self.spec.group_principal_name).await
+        subject(cx, &self.spec.user_name, &self.spec.group_principal_name).await?;
+        let scope = GrantScope { cluster: self.spec.cluster_name.clone(), project: None };
+        escalation::check_template_binding(cx, Self::PLURAL, &scope, &self.spec.role_template_name).await
     }
 
     async fn prepare_update(&mut self, old: &Self, _cx: &Ctx<'_>) -> ApiResult<()> {
@@ -182,9 +223,16 @@ impl ApiKind for ClusterRoleTemplateBinding {
 impl ApiKind for ProjectRoleTemplateBinding {
     const TYPE: &'static str = "projectRoleTemplateBinding";
 
+    const MEMBER_MANAGED: bool = true;
+
     /// PRTBs live in the namespace named by the project's own name (the part after `<cluster>:`).
     fn namespace_from_spec(&self) -> Option<String> {
         self.spec.project_name.split_once(':').map(|(_, p)| p.to_owned())
+    }
+
+    fn grant_scope(&self) -> Option<GrantScope> {
+        let (cluster, project) = self.spec.project_name.split_once(':')?;
+        Some(GrantScope { cluster: cluster.to_owned(), project: Some(project.to_owned()) })
     }
 
     async fn prepare_create(&mut self, cx: &Ctx<'_>) -> ApiResult<()> {
@@ -210,7 +258,8 @@ impl ApiKind for ProjectRoleTemplateBinding {
         if self.spec.service_account.is_empty() {
             subject(cx, &self.spec.user_name, &self.spec.group_principal_name).await?;
         }
-        Ok(())
+        let scope = GrantScope { cluster: cluster.to_owned(), project: Some(project.to_owned()) };
+        escalation::check_template_binding(cx, Self::PLURAL, &scope, &self.spec.role_template_name).await
     }
 
     async fn prepare_update(&mut self, old: &Self, _cx: &Ctx<'_>) -> ApiResult<()> {

@@ -1,8 +1,6 @@
 //! Tokens: issuing (login and `POST /v3/tokens`), listing only one's own unless allowed more, logout.
 //! The secret is shown once, in the response that creates the token; only its hash is stored.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use axum::Json;
 use axum::body::Body;
@@ -11,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 use rancher_auth::token::{ApiToken, SESSION_COOKIE, USER_ID_LABEL};
 use rancher_core::model::{Token, TokenSpec, User};
-use rancher_core::store::{Api, Store};
+use rancher_core::store::Api;
 use serde_json::{Value, json};
 
 use super::body::json_object;
@@ -23,6 +21,29 @@ use crate::server::state::AppState;
 
 /// Lifetime of a login session when the request names none: 16 hours, Rancher's default.
 pub(crate) const DEFAULT_SESSION_TTL_MS: i64 = 16 * 3600 * 1000;
+
+/// The longest any token lives unless `--auth-token-max-ttl` says otherwise: 90 days (Rancher's
+/// `auth-token-max-ttl-minutes`).
+pub const DEFAULT_TOKEN_MAX_TTL_MS: i64 = 90 * 24 * 3600 * 1000;
+
+/// The lifetime a new token gets: what was asked, `0` meaning "as long as allowed", and never more
+/// than the server's maximum `max_ms` (`0` there: no maximum, so `0` asked is "never expires").
+///
+/// # Errors
+/// A 422 for a negative TTL.
+pub(crate) fn bounded_ttl(requested_ms: i64, max_ms: i64) -> ApiResult<i64> {
+    if requested_ms < 0 {
+        return Err(ApiError::invalid_field(
+            "ttl",
+            "must be 0 (as long as the server allows) or a positive number of milliseconds",
+        ));
+    }
+    Ok(match (requested_ms, max_ms) {
+        (r, m) if m <= 0 => r,
+        (0, m) => m,
+        (r, m) => r.min(m),
+    })
+}
 
 #[async_trait]
 impl ApiKind for Token {
@@ -87,18 +108,11 @@ impl TokenRequest {
 }
 
 /// Issues a token for `user`: stores the hash, returns the stored object and the one-time credential.
-pub(crate) async fn issue(
-    store: &Arc<dyn Store>,
-    user: &User,
-    req: TokenRequest,
-) -> ApiResult<(Token, ApiToken)> {
-    if req.ttl_ms < 0 {
-        return Err(ApiError::invalid_field(
-            "ttl",
-            "must be 0 (never expires) or a positive number of milliseconds",
-        ));
-    }
-    let tokens: Api<Token> = Api::all(store.clone());
+/// Every token is issued here, so every one gets a lifetime within the server's maximum
+/// ([`bounded_ttl`]).
+pub(crate) async fn issue(state: &AppState, user: &User, req: TokenRequest) -> ApiResult<(Token, ApiToken)> {
+    let ttl = bounded_ttl(req.ttl_ms, state.max_token_ttl_ms)?;
+    let tokens: Api<Token> = Api::all(state.store.clone());
     // A 5-character id collides rarely; retry a few times rather than fail the login.
     for _ in 0..5 {
         let secret = ApiToken::generate();
@@ -117,7 +131,7 @@ pub(crate) async fn issue(
                     req.user_principal.clone()
                 },
                 group_principals: req.group_principals.clone(),
-                ttl: req.ttl_ms,
+                ttl,
                 description: req.description.clone(),
                 kind: req.kind.into(),
                 is_derived: req.derived,
@@ -195,8 +209,27 @@ pub(crate) async fn post(
                 Some(_) => return Err(ApiError::invalid_field("clusterId", "must be a cluster id")),
             };
             let req = TokenRequest { cluster_name, ..TokenRequest::local("api", ttl_ms, description, true) };
-            let (stored, secret) = issue(&state.store, &caller.user, req).await?;
+            let (stored, secret) = issue(&state, &caller.user, req).await?;
             created_response(stored, &secret, false)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes_are_bounded_by_the_maximum_and_zero_asks_for_the_maximum() {
+        let max = DEFAULT_TOKEN_MAX_TTL_MS;
+        assert_eq!(bounded_ttl(0, max).unwrap(), max, "never expiring becomes the maximum");
+        assert_eq!(bounded_ttl(i64::MAX, max).unwrap(), max);
+        assert_eq!(bounded_ttl(1000, max).unwrap(), 1000);
+        assert_eq!(bounded_ttl(max, max).unwrap(), max);
+        // Without a maximum, what was asked, including never.
+        assert_eq!(bounded_ttl(0, 0).unwrap(), 0);
+        assert_eq!(bounded_ttl(i64::MAX, 0).unwrap(), i64::MAX);
+        assert!(matches!(bounded_ttl(-1, max), Err(ApiError::Invalid { .. })));
+        assert!(matches!(bounded_ttl(-1, 0), Err(ApiError::Invalid { .. })));
     }
 }

@@ -188,7 +188,7 @@ pub(super) async fn session_token(
         user_principal: identity.user.id.clone(),
         group_principals: identity.groups.iter().map(|g| g.id.clone()).collect(),
     };
-    let (stored, secret) = issue_token(&state.store, user, req).await?;
+    let (stored, secret) = issue_token(state, user, req).await?;
     created_token_response(stored, &secret, response_type == "cookie")
 }
 
