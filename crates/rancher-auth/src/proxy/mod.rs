@@ -3,7 +3,8 @@
 //! 1. [`authenticate`] — who is calling ([`Authenticator`] → [`UserInfo`]); 401 otherwise;
 //! 2. [`cluster`] — which cluster, may they reach it ([`ClusterAccess`]); 404 / 403 otherwise;
 //! 3. [`audit`] — one JSON line per request;
-//! 4. [`impersonate`] — drop every identity the client sent, state the user's as `Impersonate-*`;
+//! 4. [`impersonate`] — rebuild the headers from an allow-list and state the user's identity last
+//!    ([`headers`] holds the rules: nothing the client sends adds or removes an identity header);
 //! 5. [`forward`] — to the cluster's API server ([`UpstreamResolver`]), streaming, upgrade-aware.
 //!
 //! [`stack::proxy_service`] composes them; [`serve::serve`] serves the result. What the user may do inside
@@ -33,6 +34,7 @@ pub mod authenticate;
 pub mod cluster;
 pub mod error;
 pub mod forward;
+pub mod headers;
 mod idle_cache;
 pub mod impersonate;
 pub mod request_info;
@@ -47,6 +49,7 @@ pub use authenticate::{AuthError, AuthenticateLayer, Authenticator, StaticAuthen
 pub use cluster::{ClusterAccess, ClusterRouteLayer, ClusterTarget, Denied, StaticClusterAccess};
 pub use error::{BoxError, ProxyBody, ProxyError};
 pub use forward::{ClusterClients, Forward, ForwardConfig};
+pub use headers::{downstream_request_headers, strip_hop_by_hop, wants_upgrade};
 pub use impersonate::ImpersonateLayer;
 pub use request_info::RequestInfo;
 pub use serve::serve;
