@@ -2,7 +2,7 @@
 //!
 //! 1. [`authenticate`] — who is calling ([`Authenticator`] → [`UserInfo`]); 401 otherwise;
 //! 2. [`cluster`] — which cluster, may they reach it ([`ClusterAccess`]); 404 / 403 otherwise;
-//! 3. [`audit`] — one JSON line per request;
+//! 3. [`audit`] — one JSON line per request, never a secret ([`redact`]);
 //! 4. [`impersonate`] — rebuild the headers from an allow-list and state the user's identity last
 //!    ([`headers`] holds the rules: nothing the client sends adds or removes an identity header);
 //! 5. [`forward`] — to the cluster's API server ([`UpstreamResolver`]), streaming, upgrade-aware.
@@ -37,6 +37,7 @@ pub mod forward;
 pub mod headers;
 mod idle_cache;
 pub mod impersonate;
+pub mod redact;
 pub mod request_info;
 pub mod serve;
 pub mod stack;
@@ -51,7 +52,7 @@ pub use error::{BoxError, ProxyBody, ProxyError};
 pub use forward::{ClusterClients, Forward, ForwardConfig};
 pub use headers::{downstream_request_headers, strip_hop_by_hop, wants_upgrade};
 pub use impersonate::ImpersonateLayer;
-pub use request_info::RequestInfo;
+pub use request_info::{NormalizedPath, RequestInfo, normalize_path};
 pub use serve::serve;
 pub use stack::{ProxyService, proxy_service};
 pub use upstream::{Connector, ResolveError, StaticUpstreams, Upstream, UpstreamResolver, tcp_connector};
