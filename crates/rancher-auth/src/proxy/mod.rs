@@ -1,5 +1,6 @@
 //! The authentication proxy at `/k8s/clusters/<id>/…`, as a stack of small tower layers:
 //!
+//! 0. [`browser`] — a cookie session must come from the server's own origin, with its CSRF token;
 //! 1. [`authenticate`] — who is calling ([`Authenticator`] → [`UserInfo`]); 401 otherwise;
 //! 2. [`cluster`] — which cluster, may they reach it ([`ClusterAccess`]); 404 / 403 otherwise;
 //! 3. [`audit`] — one JSON line per request, never a secret ([`redact`]);
@@ -31,6 +32,7 @@
 
 pub mod audit;
 pub mod authenticate;
+pub mod browser;
 pub mod cluster;
 pub mod error;
 pub mod forward;
@@ -47,6 +49,7 @@ pub mod upstream;
 
 pub use audit::{AuditEvent, AuditLayer, AuditLevel, AuditSink, FileSink, StdoutSink};
 pub use authenticate::{AuthError, AuthenticateLayer, Authenticator, StaticAuthenticator, UserInfo};
+pub use browser::{BrowserPolicy, BrowserRefusal, BrowserSessionLayer};
 pub use cluster::{ClusterAccess, ClusterRouteLayer, ClusterTarget, Denied, StaticClusterAccess};
 pub use error::{BoxError, ProxyBody, ProxyError};
 pub use forward::{ClusterClients, Forward, ForwardConfig};
@@ -54,5 +57,5 @@ pub use headers::{downstream_request_headers, strip_hop_by_hop, wants_upgrade};
 pub use impersonate::ImpersonateLayer;
 pub use request_info::{NormalizedPath, RequestInfo, normalize_path};
 pub use serve::serve;
-pub use stack::{ProxyService, proxy_service};
+pub use stack::{ProxyService, proxy_service, proxy_service_for_browsers};
 pub use upstream::{Connector, ResolveError, StaticUpstreams, Upstream, UpstreamResolver, tcp_connector};
