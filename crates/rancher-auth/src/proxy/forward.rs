@@ -227,3 +227,23 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::upstream::StaticUpstreams;
+    use tower::ServiceExt as _;
+
+    #[tokio::test]
+    async fn a_request_whose_headers_were_not_rebuilt_is_never_sent() {
+        let forward = Forward::new(StaticUpstreams::new(), ForwardConfig::default());
+        let mut req = Request::get("/api/v1/pods")
+            .header("impersonate-user", "admin")
+            .body(ProxyBody::empty())
+            .unwrap();
+        req.extensions_mut().insert(ClusterTarget { id: "c1".into() });
+        let err = forward.oneshot(req).await.unwrap_err();
+        assert!(matches!(err, ProxyError::Internal(_)), "{err}");
+        assert_eq!(err.status().code, 500);
+    }
+}
