@@ -1,7 +1,8 @@
 //! Token authentication, shared by `/v3` and the proxy at `/k8s/clusters/<id>/…`: [`TokenAuthenticator`]
 //! finds the caller from a token (Bearer, Basic, the `R_SESS` cookie or a WebSocket bearer protocol),
 //! checks it against the store on every request (so a revoked or disabled token fails at once), and
-//! notes `lastUsedAt` at most once a minute. [`authenticate`] is the `/v3` middleware.
+//! notes `lastUsedAt` at most once a minute. [`authenticate`] is the `/v3` middleware; it holds browser
+//! sessions (the `R_SESS` cookie) to the same-origin and CSRF rules of [`rancher_auth::proxy::browser`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{HeaderMap, Method};
 use jiff::Timestamp;
-use rancher_auth::proxy::AuthError;
+use rancher_auth::proxy::{AuthError, BrowserPolicy};
 use rancher_auth::rbac::{self, ResourceAttributes};
 use rancher_auth::token::{self, ApiToken, TokenError};
 use rancher_core::model::{GlobalRole, GlobalRoleBinding, PolicyRule, Token, User};
@@ -254,8 +255,15 @@ fn unauthenticated(e: AuthError) -> ApiError {
     }
 }
 
-/// Middleware: authenticates the request or answers 401.
+/// Middleware: authenticates the request or answers 401 (403 for a browser session from another
+/// origin or without its CSRF token).
 pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if token::uses_session_cookie(req.headers()) {
+        let policy = BrowserPolicy::for_server_url(state.registration.server_url()).unwrap_or_default();
+        if let Err(refusal) = policy.check(req.method(), req.uri(), req.headers()) {
+            return ApiError::Forbidden(refusal.to_string()).into_response();
+        }
+    }
     match caller_for(&state, req.method(), req.uri().path(), req.headers()).await {
         Ok(caller) => {
             req.extensions_mut().insert(caller);

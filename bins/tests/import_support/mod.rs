@@ -122,13 +122,24 @@ pub struct Server {
 impl Server {
     /// Starts the server binary on `port` with a data dir and waits for `/ping`.
     pub async fn start(data_dir: &Path, port: u16, log: &Path, extra: &[&str]) -> Server {
+        Server::start_logging(data_dir, port, log, extra, "info").await
+    }
+
+    /// Like [`Server::start`], with `RUST_LOG=<rust_log>`.
+    pub async fn start_logging(
+        data_dir: &Path,
+        port: u16,
+        log: &Path,
+        extra: &[&str],
+        rust_log: &str,
+    ) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rancher-server"));
         cmd.arg("--data-dir")
             .arg(data_dir)
             .arg("--https-listen")
             .arg(format!("127.0.0.1:{port}"))
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", rust_log)
             .env("CATTLE_BOOTSTRAP_PASSWORD", ADMIN_PASSWORD);
         let proc = Proc::spawn(cmd, log);
         let url = format!("https://127.0.0.1:{port}");

@@ -34,13 +34,18 @@ pub struct Env {
 impl Env {
     /// Starts everything; `server_args` are extra `rancher-server` flags.
     pub async fn start(server_args: &[&str]) -> Env {
+        Env::start_logging(server_args, "info").await
+    }
+
+    /// Like [`Env::start`], with the server's `RUST_LOG=<rust_log>`.
+    pub async fn start_logging(server_args: &[&str], rust_log: &str) -> Env {
         install_crypto();
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
+        let log = dir.path().join("server.log");
         let server =
-            Server::start(&dir.path().join("data"), free_port(), &dir.path().join("server.log"), server_args)
-                .await;
+            Server::start_logging(&dir.path().join("data"), free_port(), &log, server_args, rust_log).await;
         let (ok, out) = rancherctl(
             &home,
             &["login", &server.url, "--username", "admin", "--password", ADMIN_PASSWORD, "--insecure"],

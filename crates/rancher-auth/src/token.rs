@@ -3,7 +3,9 @@
 //! The server keeps a [`Token`] object named `token-<id>` whose `status.hash` is a salted SHA-256 of the
 //! secret (`sha256$<salt hex>$<digest hex>`); the secret itself is shown to the user once, when the token
 //! is made. A request presents the token as `Authorization: Bearer token-<id>:<secret>`, as
-//! `Authorization: Basic base64(token-<id>:<secret>)`, or in the `R_SESS` cookie.
+//! `Authorization: Basic base64(token-<id>:<secret>)`, or in the `R_SESS` cookie. A browser sends the
+//! cookie on its own, whichever site asked it to; [`uses_session_cookie`] tells such requests apart so
+//! they can be held to the same-origin and CSRF rules of [`crate::proxy::browser`].
 
 use base64::Engine;
 use http::HeaderMap;
@@ -19,6 +21,11 @@ pub const SECRET_LEN: usize = 54;
 pub const ID_LEN: usize = 5;
 /// The cookie browsers carry a session token in.
 pub const SESSION_COOKIE: &str = "R_SESS";
+/// The cookie the login response sets next to [`SESSION_COOKIE`], readable by the page's scripts,
+/// whose value state-changing requests echo in [`CSRF_HEADER`].
+pub const CSRF_COOKIE: &str = "CSRF";
+/// The header a browser session's state-changing requests carry the [`CSRF_COOKIE`] value in.
+pub const CSRF_HEADER: &str = "x-api-csrf";
 /// The label a Token carries with its user's id, so a user's tokens can be listed with a selector.
 pub const USER_ID_LABEL: &str = "authn.management.cattle.io/token-userId";
 
@@ -132,18 +139,29 @@ impl ApiToken {
                 other => Err(TokenError::UnsupportedScheme(other.to_owned())),
             };
         }
-        for cookies in headers.get_all(http::header::COOKIE) {
-            let Ok(cookies) = cookies.to_str() else { continue };
-            for pair in cookies.split(';') {
-                if let Some((k, v)) = pair.trim().split_once('=')
-                    && k == SESSION_COOKIE
-                {
-                    return v.trim_matches('"').parse().map(Some);
-                }
-            }
+        match cookie(headers, SESSION_COOKIE) {
+            Some(v) => v.parse().map(Some),
+            None => Ok(None),
         }
-        Ok(None)
     }
+}
+
+/// The value of the first cookie called `name` in the request's `Cookie` headers (quotes removed).
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
+}
+
+/// Whether the request's credential is the [`SESSION_COOKIE`]: it has one and no `Authorization`
+/// header (which [`ApiToken::from_headers`] would read first).
+pub fn uses_session_cookie(headers: &HeaderMap) -> bool {
+    !headers.contains_key(http::header::AUTHORIZATION) && cookie(headers, SESSION_COOKIE).is_some()
 }
 
 impl std::str::FromStr for ApiToken {
@@ -303,6 +321,20 @@ mod tests {
         assert!(matches!(ApiToken::from_headers(&h), Err(TokenError::Malformed)));
         h.insert("authorization", HeaderValue::from_static("Basic !!!"));
         assert!(matches!(ApiToken::from_headers(&h), Err(TokenError::Malformed)));
+    }
+
+    #[test]
+    fn the_session_cookie_is_in_use_only_without_authorization() {
+        let mut h = HeaderMap::new();
+        assert!(!uses_session_cookie(&h));
+        h.append("cookie", HeaderValue::from_static("theme=dark"));
+        h.append("cookie", HeaderValue::from_static("CSRF=abc; R_SESS=\"token-abcde:x\""));
+        assert!(uses_session_cookie(&h));
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some("token-abcde:x"));
+        assert_eq!(cookie(&h, CSRF_COOKIE), Some("abc"));
+        assert_eq!(cookie(&h, "r_sess"), None);
+        h.insert("authorization", HeaderValue::from_static("Bearer token-abcde:y"));
+        assert!(!uses_session_cookie(&h));
     }
 
     #[test]

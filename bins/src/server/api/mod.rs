@@ -58,6 +58,30 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     ApiError::MethodNotAllowed(format!("{method} is not supported on {}", uri.path())).into_response()
 }
 
+/// The span each request's debug logs carry: method, path and version — never the query (an exec
+/// command line, a search) and never a registration token (see [`loggable_path`]).
+fn request_span<B>(req: &http::Request<B>) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        method = %req.method(),
+        path = %loggable_path(req.uri().path()),
+        version = ?req.version(),
+    )
+}
+
+/// A request path as logs may show it: the `<token>_<cluster>.yaml` of an import URL is a credential
+/// (it lets anyone fetch the agent's manifest and connect as the cluster), so only the cluster stays.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    const IMPORT: &str = "/v3/import/";
+    match path.strip_prefix(IMPORT) {
+        Some(file) => {
+            let cluster = file.rsplit_once('_').map_or("", |(_, c)| c);
+            format!("{IMPORT}<redacted>_{cluster}").into()
+        }
+        None => path.into(),
+    }
+}
+
 fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
     ApiError::Internal("the server hit a bug handling this request".into()).into_response()
 }
@@ -106,7 +130,27 @@ pub(crate) fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(middleware::from_fn_with_state(metrics, metrics::track_requests))
-        .layer(TraceLayer::new_for_http())
-        .layer(SetSensitiveRequestHeadersLayer::new([http::header::AUTHORIZATION, http::header::COOKIE]))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            http::header::AUTHORIZATION,
+            http::header::COOKIE,
+            http::HeaderName::from_static("x-api-tunnel-token"),
+            http::HeaderName::from_static("x-api-tunnel-params"),
+        ]))
         .layer(CatchPanicLayer::custom(panic_response))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn import_urls_lose_their_token_in_logs() {
+        assert_eq!(
+            loggable_path("/v3/import/abcdef0123456789_c-xyz.yaml"),
+            "/v3/import/<redacted>_c-xyz.yaml"
+        );
+        assert_eq!(loggable_path("/v3/import/abcdef0123456789"), "/v3/import/<redacted>_");
+        assert_eq!(loggable_path("/v3/clusters/c-xyz"), "/v3/clusters/c-xyz");
+    }
 }

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
-use rancher_auth::token::{ApiToken, SESSION_COOKIE, USER_ID_LABEL};
+use rancher_auth::token::{ApiToken, CSRF_COOKIE, SESSION_COOKIE, USER_ID_LABEL};
 use rancher_core::model::{Token, TokenSpec, User};
 use rancher_core::store::Api;
 use serde_json::{Value, json};
@@ -154,15 +154,22 @@ pub(crate) async fn issue(state: &AppState, user: &User, req: TokenRequest) -> A
     Err(ApiError::Internal("could not find a free token name".into()))
 }
 
-/// The response to a token's creation: the object plus `"token": "token-xxxxx:<secret>"`.
+/// The response to a token's creation: the object plus `"token": "token-xxxxx:<secret>"`. A browser
+/// login (`cookie`) also gets the session cookie and, readable by the page, the `CSRF` cookie its
+/// state-changing requests must echo in `X-API-CSRF`.
 pub(crate) fn created_response(stored: Token, secret: &ApiToken, cookie: bool) -> ApiResult<Response> {
     let mut out = to_output(stored)?;
     out["token"] = secret.expose().into();
     let mut resp = (StatusCode::CREATED, Json(out)).into_response();
     if cookie {
-        let value = format!("{SESSION_COOKIE}={}; Path=/; HttpOnly; Secure; SameSite=Lax", secret.expose());
-        let value = http::HeaderValue::from_str(&value).map_err(|e| ApiError::Internal(e.to_string()))?;
-        resp.headers_mut().insert(http::header::SET_COOKIE, value);
+        let csrf = rancher_auth::proxy::browser::new_csrf_token();
+        for value in [
+            format!("{SESSION_COOKIE}={}; Path=/; HttpOnly; Secure; SameSite=Lax", secret.expose()),
+            format!("{CSRF_COOKIE}={csrf}; Path=/; Secure; SameSite=Strict"),
+        ] {
+            let value = http::HeaderValue::from_str(&value).map_err(|e| ApiError::Internal(e.to_string()))?;
+            resp.headers_mut().append(http::header::SET_COOKIE, value);
+        }
     }
     Ok(resp)
 }

@@ -11,7 +11,7 @@ mod upstream;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use rancher_auth::proxy::{self, AuditLayer, AuditLevel, ForwardConfig, ProxyService};
+use rancher_auth::proxy::{self, AuditLayer, AuditLevel, BrowserPolicy, ForwardConfig, ProxyService};
 use rancher_core::store::Store;
 
 pub(crate) use access::{BindingAccess, has_binding};
@@ -77,12 +77,15 @@ pub(crate) fn build(
 ) -> ProxyService {
     let clients = Arc::new(OnceLock::new());
     let access = BindingAccess::new(store, registration.clone(), clients.clone());
-    let service = proxy::proxy_service(
+    // Browser sessions may also come from the external URL (a load balancer's name).
+    let browsers = BrowserPolicy::for_server_url(registration.server_url()).unwrap_or_default();
+    let service = proxy::proxy_service_for_browsers(
         StoreAuthenticator::new(tokens),
         access,
         TunnelUpstreams::new(registration),
         audit,
         ForwardConfig::default(),
+        browsers,
     );
     let _ = clients.set(service.clients().clone());
     service

@@ -1,6 +1,7 @@
 //! The audit log: [`AuditLayer`] writes one JSON line per proxied request — who, which cluster, what
 //! (verb, resource, namespace, name), the status and the latency to the response headers — to an
-//! [`AuditSink`]. No header is ever recorded, so tokens and cookies cannot leak into it.
+//! [`AuditSink`]. No header or query is ever recorded, so tokens and cookies cannot leak into it, and
+//! request bodies only where [`redact`](super::redact) finds no secret in them.
 
 use std::io::Write;
 use std::path::Path;
@@ -20,6 +21,7 @@ use tower::{Layer, Service};
 use super::authenticate::UserInfo;
 use super::cluster::ClusterTarget;
 use super::error::{BoxError, ProxyBody, ProxyError};
+use super::redact::{BodyOmitted, check_body, may_record_body};
 use super::request_info::RequestInfo;
 
 /// How much of a request is recorded.
@@ -28,11 +30,13 @@ pub enum AuditLevel {
     /// Who, what and the outcome; no bodies (the default).
     #[default]
     Metadata,
-    /// Also the request body, up to [`MAX_AUDITED_BODY`] bytes. Bodies of `secrets` are never recorded.
+    /// Also the request body, when it is one JSON document of at most [`MAX_AUDITED_BODY`] bytes
+    /// that [`redact`](super::redact) lets through: never a Secret's, a TokenReview's, or one whose
+    /// path is spelled oddly.
     RequestBody,
 }
 
-/// The most request-body bytes recorded per event.
+/// The longest request body recorded; longer ones are left out (a prefix could hold anything).
 pub const MAX_AUDITED_BODY: usize = 64 * 1024;
 
 /// One audit record.
@@ -70,12 +74,12 @@ pub struct AuditEvent {
     pub status: u16,
     /// Milliseconds until the response headers (for watches and streams: until they started).
     pub latency_ms: f64,
-    /// The request body, at [`AuditLevel::RequestBody`] (lossy UTF-8).
+    /// The request body, at [`AuditLevel::RequestBody`], when it may be recorded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_body: Option<String>,
-    /// Whether the recorded body was cut at [`MAX_AUDITED_BODY`].
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub request_body_truncated: bool,
+    /// At [`AuditLevel::RequestBody`], why the body is not recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_body_omitted: Option<BodyOmitted>,
 }
 
 /// Where audit events go. `record` must not block: sinks queue and write elsewhere.
@@ -265,8 +269,12 @@ where
             let user = req.extensions().get::<UserInfo>().cloned().unwrap_or_default();
             let cluster = req.extensions().get::<ClusterTarget>().map(|t| t.id.clone()).unwrap_or_default();
 
-            let captured = (level == AuditLevel::RequestBody && info.resource != "secrets")
-                .then(|| Arc::new(Mutex::new(Captured::default())));
+            // Decided from the parsed request before a byte of the body is read.
+            let (captured, mut omitted) = match (level, may_record_body(&info)) {
+                (AuditLevel::Metadata, _) => (None, None),
+                (AuditLevel::RequestBody, Ok(())) => (Some(Arc::new(Mutex::new(Captured::default()))), None),
+                (AuditLevel::RequestBody, Err(why)) => (None, Some(why)),
+            };
             let req = match &captured {
                 Some(c) => req.map(|body| super::error::boxed(TeeBody { inner: body, captured: c.clone() })),
                 None => req,
@@ -277,13 +285,16 @@ where
                 Ok(resp) => resp.status().as_u16(),
                 Err(e) => e.status().code,
             };
-            let (request_body, request_body_truncated) = match captured {
-                Some(c) => {
-                    let c = c.lock().unwrap_or_else(|p| p.into_inner());
-                    (Some(String::from_utf8_lossy(&c.bytes).into_owned()), c.truncated)
+            let request_body = captured.and_then(|c| {
+                let c = c.lock().unwrap_or_else(|p| p.into_inner());
+                match check_body(&c.bytes, !c.truncated) {
+                    Ok(()) => Some(String::from_utf8_lossy(&c.bytes).into_owned()),
+                    Err(why) => {
+                        omitted = Some(why);
+                        None
+                    }
                 }
-                None => (None, false),
-            };
+            });
             sink.record(&AuditEvent {
                 time,
                 user: user.username,
@@ -299,7 +310,7 @@ where
                 status,
                 latency_ms: start.elapsed().as_secs_f64() * 1000.0,
                 request_body,
-                request_body_truncated,
+                request_body_omitted: omitted,
             });
             result
         })
@@ -332,8 +343,13 @@ impl Body for TeeBody {
         {
             let mut c = self.captured.lock().unwrap_or_else(|p| p.into_inner());
             let room = MAX_AUDITED_BODY.saturating_sub(c.bytes.len());
-            c.bytes.extend_from_slice(&data[..data.len().min(room)]);
-            c.truncated |= data.len() > room;
+            if data.len() > room {
+                // Too long to record at all: keep nothing rather than a prefix.
+                c.truncated = true;
+                c.bytes = Vec::new();
+            } else if !c.truncated {
+                c.bytes.extend_from_slice(data);
+            }
         }
         polled
     }
@@ -438,18 +454,36 @@ mod tests {
         let body = r#"{"kind":"ConfigMap"}"#;
         let on =
             run(AuditLevel::RequestBody, 201, request("POST", "/api/v1/namespaces/a/configmaps", body)).await;
-        assert_eq!(on.request_body.as_deref(), Some(body));
+        assert_eq!((on.request_body.as_deref(), on.request_body_omitted), (Some(body), None));
         let off =
             run(AuditLevel::Metadata, 201, request("POST", "/api/v1/namespaces/a/configmaps", body)).await;
-        assert_eq!(off.request_body, None);
-        let secret =
-            run(AuditLevel::RequestBody, 201, request("POST", "/api/v1/namespaces/a/secrets", "pw")).await;
-        assert_eq!(secret.request_body, None);
-        let big = "x".repeat(MAX_AUDITED_BODY + 10);
+        assert_eq!((off.request_body, off.request_body_omitted), (None, None));
+        let secret = r#"{"kind":"Secret","stringData":{"pw":"hunter2"}}"#;
+        let cases = [
+            ("/api/v1/namespaces/a/secrets", secret, BodyOmitted::Sensitive),
+            ("/api/v1/namespaces/a/./secrets", secret, BodyOmitted::Sensitive),
+            ("/api/v1/namespaces/a/configmaps", secret, BodyOmitted::Sensitive),
+            (
+                "/apis/authentication.k8s.io/v1/tokenreviews",
+                r#"{"spec":{"token":"hunter2"}}"#,
+                BodyOmitted::Sensitive,
+            ),
+            ("/api/v1/namespaces/a//configmaps", body, BodyOmitted::NonCanonicalPath),
+            ("/api/v1/namespaces/a/configmaps", "hunter2: yaml", BodyOmitted::NotJson),
+        ];
+        for (path, body, why) in cases {
+            let event = run(AuditLevel::RequestBody, 201, request("POST", path, body)).await;
+            assert_eq!(
+                (event.request_body.as_deref(), event.request_body_omitted),
+                (None, Some(why)),
+                "{path}"
+            );
+            assert!(!serde_json::to_string(&event).unwrap().contains("hunter2"), "{path}");
+        }
+        let big = format!(r#"{{"kind":"ConfigMap","data":{{"a":"{}"}}}}"#, "x".repeat(MAX_AUDITED_BODY));
         let cut =
             run(AuditLevel::RequestBody, 201, request("POST", "/api/v1/namespaces/a/configmaps", &big)).await;
-        assert_eq!(cut.request_body.unwrap().len(), MAX_AUDITED_BODY);
-        assert!(cut.request_body_truncated);
+        assert_eq!((cut.request_body, cut.request_body_omitted), (None, Some(BodyOmitted::TooLarge)));
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@ use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use rancher_core::status::Status;
 
 use super::authenticate::AuthError;
+use super::browser::BrowserRefusal;
 use super::cluster::Denied;
 use super::upstream::ResolveError;
 
@@ -62,6 +63,9 @@ impl std::fmt::Debug for ProxyBody {
 /// Why the proxy itself refused or failed a request (downstream answers are never turned into this).
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
+    /// A browser session (the `R_SESS` cookie) from another origin or without its CSRF token (403).
+    #[error("{0}")]
+    BrowserRefused(#[source] BrowserRefusal),
     /// The request's credentials were missing or not accepted (401).
     #[error("authentication failed: {0}")]
     Unauthenticated(#[source] AuthError),
@@ -116,6 +120,7 @@ impl ProxyError {
                 Status::internal("authentication is unavailable; try again")
             }
             ProxyError::Unauthenticated(e) => Status::unauthorized(format!("Unauthorized: {e}")),
+            ProxyError::BrowserRefused(e) => Status::forbidden(e.to_string()),
             ProxyError::NotRouted(m) => Status::not_found(m.clone()),
             ProxyError::AccessDenied { source: Denied::NotFound, cluster } => {
                 Status::not_found(format!("cluster {cluster} not found"))

@@ -1,13 +1,14 @@
 //! The end of the stack: [`Forward`] sends the request to its cluster's API server over a cached
 //! per-cluster HTTP/1.1 client, streams the response back as it arrives, and splices upgraded
-//! connections (SPDY or WebSocket: exec, attach, port-forward) after the `101`.
+//! connections (SPDY or WebSocket: exec, attach, port-forward) after the `101`. It sends only headers
+//! the impersonate layer rebuilt, plus the proxy's own credential for the API server.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use http::{HeaderMap, HeaderName, Request, Response, StatusCode, Uri, Version, header};
+use http::{Request, Response, StatusCode, Uri, Version, header};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -15,7 +16,9 @@ use tower::Service;
 
 use super::cluster::ClusterTarget;
 use super::error::{ProxyBody, ProxyError, boxed};
+use super::headers::strip_hop_by_hop;
 use super::idle_cache::IdleCache;
+use super::impersonate::HeadersRebuilt;
 use super::upstream::{Prepared, TlsConnector, UpstreamResolver};
 
 /// Tuning of [`Forward`]. No response timeout is imposed: watches end when the API server ends them
@@ -126,8 +129,14 @@ impl<R: UpstreamResolver + 'static> Forward<R> {
             .ok_or(ProxyError::Internal("no ClusterTarget"))?
             .id
             .clone();
+        // The headers must have been rebuilt from the allow-list and the identity: a header map the
+        // client wrote never goes downstream.
+        let rebuilt = *req
+            .extensions()
+            .get::<HeadersRebuilt>()
+            .ok_or(ProxyError::Internal("request headers were not rebuilt by the impersonate layer"))?;
         let client = self.client(&cluster).await?;
-        let upgrade = wants_upgrade(req.headers());
+        let upgrade = rebuilt.upgrade();
         // Must be taken before the request is sent on: it is the client connection's handover.
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
@@ -141,13 +150,11 @@ impl<R: UpstreamResolver + 'static> Forward<R> {
             .build()
             .map_err(|_| ProxyError::NotRouted("malformed path".into()))?;
         let mut headers = parts.headers;
-        if !upgrade {
-            strip_hop_by_hop(&mut headers);
-        }
-        headers.remove(header::HOST);
-        if let Some(auth) = &upstream.authorization {
-            headers.insert(header::AUTHORIZATION, auth.clone());
-        }
+        // The proxy's own credential for the API server, as whom it impersonates.
+        match &upstream.authorization {
+            Some(auth) => headers.insert(header::AUTHORIZATION, auth.clone()),
+            None => headers.remove(header::AUTHORIZATION),
+        };
         let mut out = Request::new(body);
         *out.method_mut() = parts.method;
         *out.uri_mut() = uri;
@@ -209,45 +216,6 @@ async fn splice(cluster: String, client: OnUpgrade, upstream: OnUpgrade) {
     }
 }
 
-/// `Connection: Upgrade` with an `Upgrade` header (SPDY/3.1, websocket).
-fn wants_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
-        && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
-}
-
-fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-}
-
-/// Removes the headers that describe one hop's connection (RFC 9110 §7.6.1), including any the
-/// `Connection` header names.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> =
-        connection_tokens(headers).filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok()).collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in [
-        header::CONNECTION,
-        HeaderName::from_static("keep-alive"),
-        HeaderName::from_static("proxy-connection"),
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-    ] {
-        headers.remove(name);
-    }
-}
-
 /// An error and its causes, `a: b: c`, for a message a person can act on.
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
@@ -263,28 +231,19 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::upstream::StaticUpstreams;
+    use tower::ServiceExt as _;
 
-    #[test]
-    fn hop_by_hop_headers_and_connection_named_ones_are_stripped() {
-        let mut headers = HeaderMap::new();
-        headers.insert("connection", "keep-alive, x-hop".parse().unwrap());
-        headers.insert("keep-alive", "timeout=5".parse().unwrap());
-        headers.insert("x-hop", "1".parse().unwrap());
-        headers.insert("transfer-encoding", "chunked".parse().unwrap());
-        headers.insert("te", "trailers".parse().unwrap());
-        headers.insert("accept", "application/json".parse().unwrap());
-        strip_hop_by_hop(&mut headers);
-        assert_eq!(headers.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["accept"]);
-    }
-
-    #[test]
-    fn upgrade_needs_both_headers() {
-        let mut headers = HeaderMap::new();
-        headers.insert("upgrade", "SPDY/3.1".parse().unwrap());
-        assert!(!wants_upgrade(&headers));
-        headers.insert("connection", "Upgrade".parse().unwrap());
-        assert!(wants_upgrade(&headers));
-        headers.remove("upgrade");
-        assert!(!wants_upgrade(&headers));
+    #[tokio::test]
+    async fn a_request_whose_headers_were_not_rebuilt_is_never_sent() {
+        let forward = Forward::new(StaticUpstreams::new(), ForwardConfig::default());
+        let mut req = Request::get("/api/v1/pods")
+            .header("impersonate-user", "admin")
+            .body(ProxyBody::empty())
+            .unwrap();
+        req.extensions_mut().insert(ClusterTarget { id: "c1".into() });
+        let err = forward.oneshot(req).await.unwrap_err();
+        assert!(matches!(err, ProxyError::Internal(_)), "{err}");
+        assert_eq!(err.status().code, 500);
     }
 }

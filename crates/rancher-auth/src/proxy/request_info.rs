@@ -1,5 +1,7 @@
 //! What a Kubernetes API request is about — verb, group/version, namespace, resource, subresource,
 //! name — read from its method, path and query the way the API server's `RequestInfoFactory` does.
+//! The path is normalised once ([`normalize_path`]) and every field is read from the normalised form,
+//! so `./`, `//`, `%2e` or `%2F` cannot make a request look like another.
 
 use http::Method;
 
@@ -37,6 +39,53 @@ pub struct RequestInfo {
     pub subresource: String,
     /// The object's name; empty for collections.
     pub name: String,
+    /// Whether the path was already in normal form ([`NormalizedPath::canonical`]): no escapes that
+    /// change it, no empty, `.` or `..` segments, no trailing slash.
+    pub canonical_path: bool,
+}
+
+/// A request path as the API server reads it: percent-escapes decoded first (so `%2F` separates
+/// segments, as Go's `URL.Path` does), then empty and `.` segments dropped and `..` resolved.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NormalizedPath {
+    /// The segments, decoded.
+    pub segments: Vec<String>,
+    /// Whether the raw path was exactly `/` followed by the segments joined with `/`.
+    pub canonical: bool,
+}
+
+impl NormalizedPath {
+    /// The normal form as a path: `/` and the segments joined with `/`.
+    pub fn to_path(&self) -> String {
+        format!("/{}", self.segments.join("/"))
+    }
+}
+
+/// Normalises a raw request path (without the query).
+///
+/// ```
+/// use rancher_auth::proxy::request_info::normalize_path;
+///
+/// let n = normalize_path("/api/v1/namespaces%2Fa/./b//../secrets/");
+/// assert_eq!(n.to_path(), "/api/v1/namespaces/a/secrets");
+/// assert!(!n.canonical);
+/// assert!(normalize_path("/api/v1/namespaces/a/secrets").canonical);
+/// ```
+pub fn normalize_path(raw: &str) -> NormalizedPath {
+    let decoded = percent_decode(raw);
+    let mut segments: Vec<String> = Vec::new();
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s.to_owned()),
+        }
+    }
+    let mut normal = NormalizedPath { segments, canonical: false };
+    normal.canonical = normal.to_path() == raw;
+    normal
 }
 
 /// Subresources that open a bidirectional stream (SPDY or WebSocket) to a pod.
@@ -45,13 +94,14 @@ const CONNECT_SUBRESOURCES: [&str; 3] = ["exec", "attach", "portforward"];
 impl RequestInfo {
     /// Parses a request. `path` is the API server path (`/api/v1/...`), `query` the raw query string.
     pub fn parse(method: &Method, path: &str, query: Option<&str>) -> RequestInfo {
+        let normal = normalize_path(path);
         let mut info = RequestInfo {
             path: path.to_owned(),
             verb: method.as_str().to_ascii_lowercase(),
+            canonical_path: normal.canonical,
             ..Default::default()
         };
-        let parts: Vec<String> =
-            path.trim_matches('/').split('/').filter(|p| !p.is_empty()).map(percent_decode).collect();
+        let parts = normal.segments;
         if parts.len() < 3 || !(parts[0] == "api" || parts[0] == "apis") {
             return info;
         }
@@ -298,6 +348,46 @@ mod tests {
         }
         // `/api/v1` alone is discovery, too short to name a resource.
         assert!(!parse(Method::GET, "/api/v1").is_resource_request);
+    }
+
+    #[test]
+    fn every_spelling_of_a_path_parses_to_its_normal_form() {
+        let want = parse(Method::POST, "/api/v1/namespaces/default/secrets");
+        assert!(want.canonical_path);
+        for spelling in [
+            "/api/v1/namespaces/default/./secrets",
+            "/api/v1/namespaces/default//secrets",
+            "//api/v1/namespaces/default/secrets",
+            "/api/v1/namespaces/default/%2e/secrets",
+            "/api/v1/namespaces/default/%2E%2E/default/secrets",
+            "/api/v1/namespaces/default/configmaps/../secrets",
+            "/api/v1/namespaces/default/%73ecrets",
+            "/api/v1/namespaces%2Fdefault%2Fsecrets",
+            "/api/v1/namespaces/default/secrets/",
+            "/api/v1/namespaces/default/secrets/.",
+            "/x/../api/v1/namespaces/default/secrets",
+            "/../../api/v1/namespaces/default/secrets",
+        ] {
+            let info = parse(Method::POST, spelling);
+            assert!(!info.canonical_path, "{spelling}");
+            assert_eq!(
+                (info.verb.as_str(), info.namespace.as_str(), info.resource.as_str(), info.name.as_str()),
+                (want.verb.as_str(), "default", "secrets", ""),
+                "{spelling}"
+            );
+        }
+    }
+
+    #[test]
+    fn normalisation_is_idempotent_and_canonical_paths_are_unchanged() {
+        for raw in ["/", "", "/api", "/a/b/c", "/a//b", "/a/%2F/b", "/%", "/a/%zz", "/..", "/./."] {
+            let once = normalize_path(raw);
+            let twice = normalize_path(&once.to_path());
+            assert_eq!(once.segments, twice.segments, "{raw}");
+            assert!(twice.canonical || once.to_path().contains('%'), "{raw}");
+        }
+        assert!(normalize_path("/").canonical);
+        assert!(!normalize_path("").canonical);
     }
 
     #[test]

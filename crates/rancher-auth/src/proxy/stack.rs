@@ -1,4 +1,5 @@
-//! The proxy, composed: authenticate → cluster route and access → audit → impersonate → forward.
+//! The proxy, composed: browser session rules → authenticate → cluster route and access → audit →
+//! impersonate → forward.
 //! This is also the one place where a [`ProxyError`] becomes a Kubernetes `Status` response.
 
 use std::convert::Infallible;
@@ -12,6 +13,7 @@ use tower::{Layer, Service, ServiceBuilder, ServiceExt as _};
 
 use super::audit::AuditLayer;
 use super::authenticate::{AuthenticateLayer, Authenticator};
+use super::browser::{BrowserPolicy, BrowserSessionLayer};
 use super::cluster::{ClusterAccess, ClusterRouteLayer};
 use super::error::{BoxError, ProxyBody, ProxyError, boxed};
 use super::forward::{ClusterClients, Forward, ForwardConfig};
@@ -24,6 +26,9 @@ use super::upstream::UpstreamResolver;
 /// * `access` whether they may reach the cluster ([`ClusterAccess`]);
 /// * `upstreams` how to reach the cluster's API server ([`UpstreamResolver`]);
 /// * `audit` where to record requests ([`AuditLayer::disabled`] for nowhere).
+///
+/// Browser sessions (the `R_SESS` cookie) must come from the request's own host over https
+/// ([`BrowserPolicy::default`]); see [`proxy_service_for_browsers`] to trust other origins.
 pub fn proxy_service<A, P, R>(
     authenticator: A,
     access: P,
@@ -36,10 +41,29 @@ where
     P: ClusterAccess + 'static,
     R: UpstreamResolver + 'static,
 {
+    proxy_service_for_browsers(authenticator, access, upstreams, audit, forward, BrowserPolicy::default())
+}
+
+/// [`proxy_service`] with the origins browser sessions may come from (`browsers`), e.g. a server's
+/// external URL: [`BrowserPolicy::for_server_url`].
+pub fn proxy_service_for_browsers<A, P, R>(
+    authenticator: A,
+    access: P,
+    upstreams: R,
+    audit: AuditLayer,
+    forward: ForwardConfig,
+    browsers: BrowserPolicy,
+) -> ProxyService
+where
+    A: Authenticator + 'static,
+    P: ClusterAccess + 'static,
+    R: UpstreamResolver + 'static,
+{
     let forward = Forward::new(upstreams, forward);
     let clients = forward.clients();
     let stack = ServiceBuilder::new()
         .layer(StatusResponseLayer)
+        .layer(BrowserSessionLayer::new(browsers))
         .layer(AuthenticateLayer::new(authenticator))
         .layer(ClusterRouteLayer::new(access))
         .layer(audit)
@@ -129,6 +153,7 @@ where
                 Err(e) => {
                     match &e {
                         ProxyError::Unauthenticated(_)
+                        | ProxyError::BrowserRefused(_)
                         | ProxyError::NotRouted(_)
                         | ProxyError::AccessDenied { .. } => {
                             tracing::debug!(error = %e, "request refused")

@@ -11,6 +11,7 @@ use tower::Service;
 use super::authenticate::UserInfo;
 use super::cluster::ClusterTarget;
 use super::error::{ProxyBody, ProxyError};
+use super::impersonate::HeadersRebuilt;
 
 /// What the innermost service received.
 #[derive(Clone, Debug, Default)]
@@ -20,6 +21,7 @@ pub(crate) struct Seen {
     pub(crate) target: Option<ClusterTarget>,
     pub(crate) headers: HeaderMap,
     pub(crate) uri: Option<Uri>,
+    pub(crate) rebuilt: Option<HeadersRebuilt>,
 }
 
 #[derive(Clone, Default)]
@@ -56,6 +58,7 @@ impl<B> Service<Request<B>> for Recorder {
         seen.target = req.extensions().get::<ClusterTarget>().cloned();
         seen.headers = req.headers().clone();
         seen.uri = Some(req.uri().clone());
+        seen.rebuilt = req.extensions().get::<HeadersRebuilt>().copied();
         std::future::ready(Ok(Response::new(ProxyBody::empty())))
     }
 }
