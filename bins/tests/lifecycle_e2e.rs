@@ -73,6 +73,20 @@ async fn a_deleted_cluster_leaves_nothing_a_namesake_can_adopt() {
     let (code, b) = api(&url, "POST", "/v3/tokens", &alice_session, Some(json!({"clusterId": "edge"}))).await;
     assert_eq!(code, 201, "{b}");
     let alice_cluster_token = b["token"].as_str().unwrap().to_owned();
+    let alice_token_name = alice_cluster_token.split(':').next().unwrap().to_owned();
+    // The token is synced into the cluster for its authorized endpoint; our RBAC is there too.
+    eventually(WAIT, "the member's token record reaches the cluster", || {
+        let (ok, _) = w.kubectl(&["-n", "cattle-system", "get", "secret", &alice_token_name]);
+        async move { ok.then_some(()) }
+    })
+    .await;
+    let ours = |kind: &str| {
+        let (ok, out) =
+            w.kubectl(&["get", kind, "-A", "-l", "management.cattle.io/managed-by=rancher-rs", "-o", "name"]);
+        assert!(ok, "{out}");
+        out.lines().count()
+    };
+    assert!(ours("clusterrolebindings") > 0);
 
     // The admin deletes the cluster; it is gone once its clean-up is done.
     let (code, b) = w.call("DELETE", "/v3/clusters/edge", None).await;
@@ -88,6 +102,12 @@ async fn a_deleted_cluster_leaves_nothing_a_namesake_can_adopt() {
         async move { log.contains("server refused the tunnel credentials (HTTP 401)").then_some(()) }
     })
     .await;
+    // What we put in the cluster is gone with it: token records and rendered RBAC.
+    let (ok, _) = w.kubectl(&["-n", "cattle-system", "get", "secret", &alice_token_name]);
+    assert!(!ok, "the deleted cluster still holds a token record for its authorized endpoint");
+    for kind in ["clusterrolebindings", "clusterroles", "rolebindings", "secrets"] {
+        assert_eq!(ours(kind), 0, "our {kind} remain in the deleted cluster");
+    }
     // Its registration token's import URL is dead.
     let (code, b) = api(&url, "GET", old_import.trim_start_matches(&url), "", None).await;
     assert_eq!(code, 404, "{b}");

@@ -131,3 +131,115 @@ async fn clean_up(cluster: &Cluster, ctx: &Ctx) -> Result<(), StoreError> {
     ctx.clients.invalidate(name);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use rancher_auth::proxy::{Forward, ForwardConfig, StaticUpstreams};
+    use rancher_core::model::{
+        ClusterRoleTemplateBindingSpec, ClusterSpec, ProjectRoleTemplateBinding,
+        ProjectRoleTemplateBindingSpec, ProjectSpec, TokenSpec,
+    };
+    use rancher_core::store::MemoryStore;
+
+    use super::*;
+
+    async fn until(what: &str, mut f: impl AsyncFnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !f().await {
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A cluster with a CRTB, a project with a PRTB, and a token scoped to it.
+    async fn cluster_with_dependents(store: &Arc<dyn Store>, name: &str, finalizer: bool) {
+        let mut c = Cluster::new(name, ClusterSpec::default());
+        if finalizer {
+            c.metadata.finalizers.push(CLUSTER_FINALIZER.to_owned());
+        }
+        Api::<Cluster>::all(store.clone()).create(&c).await.unwrap();
+        let crtb = ClusterRoleTemplateBinding::new(
+            "member",
+            ClusterRoleTemplateBindingSpec {
+                user_name: "u-a".into(),
+                cluster_name: name.into(),
+                ..Default::default()
+            },
+        );
+        Api::<ClusterRoleTemplateBinding>::namespaced(store.clone(), name).create(&crtb).await.unwrap();
+        let p = Project::new("p-web", ProjectSpec { cluster_name: name.into(), ..Default::default() });
+        Api::<Project>::namespaced(store.clone(), name).create(&p).await.unwrap();
+        let prtb = ProjectRoleTemplateBinding::new(
+            &format!("in-{name}"),
+            ProjectRoleTemplateBindingSpec {
+                user_name: "u-a".into(),
+                project_name: format!("{name}:p-web"),
+                ..Default::default()
+            },
+        );
+        Api::<ProjectRoleTemplateBinding>::namespaced(store.clone(), "p-web").create(&prtb).await.unwrap();
+        let t = Token::new(
+            &format!("token-{name}"),
+            TokenSpec { user_id: "u-a".into(), cluster_name: name.into(), ..Default::default() },
+        );
+        Api::<Token>::all(store.clone()).create(&t).await.unwrap();
+    }
+
+    async fn count(store: &Arc<dyn Store>, cluster: &str) -> usize {
+        let crtbs =
+            Api::<ClusterRoleTemplateBinding>::namespaced(store.clone(), cluster).list().await.unwrap();
+        let projects = Api::<Project>::namespaced(store.clone(), cluster).list().await.unwrap();
+        let prtbs = Api::<ProjectRoleTemplateBinding>::all(store.clone()).list().await.unwrap();
+        let tokens = Api::<Token>::all(store.clone()).list().await.unwrap();
+        crtbs.len()
+            + projects.len()
+            + prtbs.iter().filter(|b| b.spec.project_name.starts_with(&format!("{cluster}:"))).count()
+            + tokens.iter().filter(|t| t.spec.cluster_name == cluster).count()
+    }
+
+    #[tokio::test]
+    async fn a_deleted_cluster_is_held_until_everything_of_it_is_gone_even_across_a_restart() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Arc::new(
+            Registration::new(
+                store.clone(),
+                dir.path(),
+                "https://127.0.0.1:1".into(),
+                "",
+                "img".into(),
+                rancher_tunnel::Metrics::unregistered(),
+            )
+            .unwrap(),
+        );
+        let clients = || Forward::new(StaticUpstreams::new(), ForwardConfig::default()).clients();
+        let clusters = Api::<Cluster>::all(store.clone());
+        cluster_with_dependents(&store, "edge", true).await;
+        cluster_with_dependents(&store, "other", true).await;
+        cluster_with_dependents(&store, "legacy", false).await;
+        // Deleted while no controller runs (it crashed, or the server was down): Terminating.
+        clusters.delete("edge").await.unwrap();
+        assert!(clusters.get("edge").await.unwrap().metadata.deletion_timestamp.is_some());
+
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(run(store.clone(), reg.clone(), clients(), stop.clone()));
+        until("the Terminating cluster is cleaned up and released", async || {
+            clusters.get_opt("edge").await.unwrap().is_none()
+        })
+        .await;
+        assert_eq!(count(&store, "edge").await, 0, "everything of edge is gone");
+        assert_eq!(count(&store, "other").await, 4, "nothing of other is touched");
+        until("a cluster from before the finalizer gets it", async || {
+            clusters.get("legacy").await.unwrap().metadata.finalizers.iter().any(|f| f == CLUSTER_FINALIZER)
+        })
+        .await;
+        clusters.delete("legacy").await.unwrap();
+        until("the legacy cluster is cleaned up too", async || {
+            clusters.get_opt("legacy").await.unwrap().is_none()
+        })
+        .await;
+        assert_eq!(count(&store, "legacy").await, 0);
+        stop.cancel();
+        running.await.unwrap();
+    }
+}
