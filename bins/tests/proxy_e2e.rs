@@ -180,7 +180,8 @@ async fn users_need_a_binding_and_the_sim_decides_what_they_may_do() {
     let text = resp.text().await.unwrap();
     assert!(text.contains(&bob_id) && text.contains("secrets"), "{text}");
 
-    // An admin gets cluster-admin downstream on first use, and loses it once demoted.
+    // An admin gets cluster-admin downstream (the tenancy controller binds them), and loses it once
+    // demoted — without any request of theirs (see lifecycle_e2e.rs).
     let (carol_id, carol) = env.user("carol").await;
     let grb = json!({"metadata": {"name": "carol-admin"}, "spec": {"userName": carol_id, "globalRoleName": "admin"}});
     let (code, body) =
@@ -192,8 +193,14 @@ async fn users_need_a_binding_and_the_sim_decides_what_they_may_do() {
         .await;
     assert_eq!(code, 201, "{body}");
     let carol_secrets = format!("/k8s/clusters/{}/api/v1/secrets", env.cluster);
-    let (code, body) = env.call(reqwest::Method::GET, &carol_secrets, &carol, None).await;
-    assert_eq!((code, body["kind"].as_str()), (200, Some("SecretList")), "{body}");
+    eventually(WAIT, "the new admin reads every Secret", || {
+        let (env, path, carol) = (&env, &carol_secrets, &carol);
+        async move {
+            let (code, body) = env.call(reqwest::Method::GET, path, carol, None).await;
+            (code == 200 && body["kind"] == "SecretList").then_some(())
+        }
+    })
+    .await;
     let sim_kc = env.dir.path().join("sim.kubeconfig");
     let crb = format!("clusterrolebinding/globaladmin-{carol_id}");
     let sim_get = |what: &str| {
@@ -208,8 +215,15 @@ async fn users_need_a_binding_and_the_sim_decides_what_they_may_do() {
     let (code, body) =
         env.call(reqwest::Method::DELETE, "/v3/globalrolebindings/carol-admin", &env.admin_token, None).await;
     assert_eq!(code, 200, "{body}");
-    let (code, body) = env.call(reqwest::Method::GET, &carol_secrets, &carol, None).await;
-    assert_eq!(code, 403, "a demoted admin keeps no cluster-admin: {body}");
+    let (code, body) = eventually(WAIT, "a demoted admin keeps no cluster-admin", || {
+        let (env, path, carol) = (&env, &carol_secrets, &carol);
+        async move {
+            let (code, body) = env.call(reqwest::Method::GET, path, carol, None).await;
+            (code == 403).then_some((code, body))
+        }
+    })
+    .await;
+    assert_eq!(code, 403, "{body}");
     assert!(body["message"].as_str().unwrap_or_default().contains(&carol_id), "the sim refuses: {body}");
     assert!(!sim_get(&crb).status.success(), "the admin binding is gone downstream");
 

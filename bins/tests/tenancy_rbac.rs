@@ -221,14 +221,20 @@ async fn project_bindings_become_downstream_rbac_and_follow_changes() {
         w.call("DELETE", &format!("/v3/clusterroletemplatebindings/{CLUSTER}:bob-nodes"), None).await;
     assert_eq!(code, 200, "{body}");
     w.wait_access(&bob, &["get", "nodes"], false, "bob loses nodes").await;
-    // Only the cluster creator's cluster-owner binding (made with the cluster) is left of ours.
+    // Only the cluster creator's cluster-owner binding (made with the cluster) and the global admin's
+    // binding to cluster-admin are left of ours.
+    let admin_crb = format!("clusterrolebinding.rbac.authorization.k8s.io/globaladmin-{admin_id}");
     eventually(WAIT, "only the creator's ClusterRoleBinding and ClusterRole of ours are left", || {
         let (ok1, crbs) = w.kubectl(&["get", "clusterrolebindings", "-l", MANAGED, "-o", "name"]);
         let (ok2, roles) = w.kubectl(&["get", "clusterroles", "-l", MANAGED, "-o", "name"]);
+        let admin_crb = admin_crb.clone();
         async move {
-            let crbs = crbs.lines().filter(|l| l.starts_with("clusterrolebinding")).count();
+            let admin_bound = crbs.lines().any(|l| l == admin_crb);
+            let crbs =
+                crbs.lines().filter(|l| l.starts_with("clusterrolebinding") && *l != admin_crb).count();
             let roles: Vec<&str> = roles.lines().collect();
             (ok1 && ok2
+                && admin_bound
                 && crbs == 1
                 && roles == ["clusterrole.rbac.authorization.k8s.io/cattle-rt-cluster-owner"])
             .then_some(())

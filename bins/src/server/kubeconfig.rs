@@ -146,7 +146,7 @@ fn render(
 }
 
 /// The caller as the proxy sees them, for the access check.
-fn caller_identity(caller: &Caller) -> UserInfo {
+pub(crate) fn caller_identity(caller: &Caller) -> UserInfo {
     let user = &caller.user;
     let principal =
         user.spec.principal_ids.first().cloned().unwrap_or_else(|| format!("local://{}", user.metadata.name));

@@ -22,6 +22,7 @@ mod ace_sync;
 mod api;
 mod auth;
 mod bootstrap;
+mod cleanup;
 pub mod config;
 pub mod error;
 mod identity;
@@ -452,6 +453,9 @@ impl Server {
             tokio::spawn(tenancy::run(self.state.store.clone(), registration.clone(), stop.clone()));
         let ace_sync =
             tokio::spawn(ace_sync::run(self.state.store.clone(), registration.clone(), stop.clone()));
+        let clients = self.state.proxy.clients().clone();
+        let cleanup =
+            tokio::spawn(cleanup::run(self.state.store.clone(), registration.clone(), clients, stop.clone()));
         // Group membership at external providers is re-read from the start (OpenLDAP users can be refreshed
         // even if nobody has logged in through this process yet; OAuth users once they have).
         let providers = &self.state.providers;
@@ -467,7 +471,7 @@ impl Server {
         if let Err(e) = monitor.await {
             tracing::error!("the connection monitor ended abnormally: {e}");
         }
-        for (what, task) in [("tenancy", tenancy), ("ace token sync", ace_sync)] {
+        for (what, task) in [("tenancy", tenancy), ("ace token sync", ace_sync), ("clean-up", cleanup)] {
             if let Err(e) = task.await {
                 tracing::error!("the {what} controller ended abnormally: {e}");
             }

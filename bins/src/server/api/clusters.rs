@@ -1,12 +1,26 @@
 //! Clusters and projects. New clusters need nothing more here: rancher-core's `ClusterController`,
-//! started by `Server::run`, watches the store and reconciles them.
+//! started by `Server::run`, watches the store and reconciles them. A cluster carries the clean-up
+//! finalizer from its creation, so deleting it removes everything of it before the name can be used
+//! again (see [`cleanup`](crate::server::cleanup)); what is made for a cluster or project records
+//! its uid.
 
 use async_trait::async_trait;
 use rancher_core::model::{Cluster, ClusterRoleTemplateBinding, ClusterRoleTemplateBindingSpec, Project};
 use rancher_core::store::{Api, StoreError};
 
 use super::kind::{ApiKind, Ctx, generated_name};
+use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION};
+use crate::server::cleanup::{CLUSTER_FINALIZER, leftovers};
 use crate::server::error::{ApiError, ApiResult};
+
+/// The cluster `name` when it exists and is not being deleted; otherwise an error on `field`.
+pub(crate) async fn live_cluster(cx: &Ctx<'_>, name: &str, field: &str) -> ApiResult<Cluster> {
+    match Api::<Cluster>::all(cx.state.store.clone()).get_opt(name).await? {
+        Some(c) if c.metadata.deletion_timestamp.is_none() => Ok(c),
+        Some(_) => Err(ApiError::invalid_field(field, format!("cluster {name:?} is being deleted"))),
+        None => Err(ApiError::invalid_field(field, format!("cluster {name:?} not found"))),
+    }
+}
 
 #[async_trait]
 impl ApiKind for Cluster {
@@ -22,6 +36,18 @@ impl ApiKind for Cluster {
         if self.spec.imported_config.is_some() {
             self.status.driver = crate::server::registration::IMPORTED_DRIVER.to_owned();
         }
+        if !self.metadata.finalizers.iter().any(|f| f == CLUSTER_FINALIZER) {
+            self.metadata.finalizers.push(CLUSTER_FINALIZER.to_owned());
+        }
+        Ok(())
+    }
+
+    /// The clean-up finalizer stays: a client cannot make a deletion skip the clean-up.
+    async fn prepare_update(&mut self, old: &Self, _cx: &Ctx<'_>) -> ApiResult<()> {
+        let held = |c: &Cluster| c.metadata.finalizers.iter().any(|f| f == CLUSTER_FINALIZER);
+        if held(old) && !held(self) {
+            self.metadata.finalizers.push(CLUSTER_FINALIZER.to_owned());
+        }
         Ok(())
     }
 
@@ -31,11 +57,11 @@ impl ApiKind for Cluster {
         if self.spec.imported_config.is_some() {
             cx.state
                 .registration
-                .ensure_default_token(&self.metadata.name)
+                .ensure_default_token(self)
                 .await
                 .map_err(|e| ApiError::Internal(format!("creating the registration token: {e}")))?;
         }
-        let crtb = ClusterRoleTemplateBinding::new(
+        let mut crtb = ClusterRoleTemplateBinding::new(
             &format!("creator-{}", cx.caller.user_id()),
             ClusterRoleTemplateBindingSpec {
                 user_name: cx.caller.user_id().to_owned(),
@@ -44,6 +70,7 @@ impl ApiKind for Cluster {
                 ..Default::default()
             },
         );
+        owner::stamp(&mut crtb.metadata, CLUSTER_UID_ANNOTATION, &self.metadata);
         match Api::<ClusterRoleTemplateBinding>::namespaced(cx.state.store.clone(), &self.metadata.name)
             .create(&crtb)
             .await
@@ -70,12 +97,8 @@ impl ApiKind for Project {
                 format!("{:?} does not match the namespace {cluster:?}", self.spec.cluster_name),
             ));
         }
-        if Api::<Cluster>::all(cx.state.store.clone()).get_opt(&cluster).await?.is_none() {
-            return Err(ApiError::invalid_field(
-                "spec.clusterName",
-                format!("cluster {cluster:?} not found"),
-            ));
-        }
+        let current = live_cluster(cx, &cluster, "spec.clusterName").await?;
+        owner::stamp(&mut self.metadata, CLUSTER_UID_ANNOTATION, &current.metadata);
         self.spec.cluster_name = cluster;
         if self.metadata.name.is_empty() && self.metadata.generate_name.is_none() {
             self.metadata.name = generated_name("p-");
@@ -96,6 +119,14 @@ impl ApiKind for Project {
                 "a project cannot move to another cluster",
             ));
         }
+        owner::preserve(&mut self.metadata, &old.metadata, CLUSTER_UID_ANNOTATION);
         Ok(())
+    }
+
+    /// The project's role template bindings go with it (the orphan sweep retries what fails here).
+    async fn after_delete(&self, cx: &Ctx<'_>) {
+        if let Err(e) = leftovers::remove_project_leftovers(&cx.state.store, self).await {
+            tracing::warn!(project = %self.metadata.name, "removing a deleted project's bindings: {e}");
+        }
     }
 }

@@ -4,13 +4,15 @@
 use async_trait::async_trait;
 use rancher_core::Resource;
 use rancher_core::model::{
-    Cluster, ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, Project, ProjectRoleTemplateBinding,
+    ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, Project, ProjectRoleTemplateBinding,
     RoleTemplate, User,
 };
 use rancher_core::store::Api;
 
+use super::clusters::live_cluster;
 use super::escalation::{self, BindingWrite, GrantScope};
 use super::kind::{ApiKind, Ctx, generated_name};
+use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION, PROJECT_UID_ANNOTATION};
 use crate::server::error::{ApiError, ApiResult};
 
 async fn role_template(cx: &Ctx<'_>, name: &str, context: &str) -> ApiResult<()> {
@@ -192,12 +194,9 @@ impl ApiKind for ClusterRoleTemplateBinding {
         if !self.spec.cluster_name.is_empty() && self.spec.cluster_name != cluster {
             return Err(ApiError::invalid_field("spec.clusterName", "must match the namespace"));
         }
-        if Api::<Cluster>::all(cx.state.store.clone()).get_opt(&cluster).await?.is_none() {
-            return Err(ApiError::invalid_field(
-                "spec.clusterName",
-                format!("cluster {cluster:?} not found"),
-            ));
-        }
+        // The binding is for this cluster as it exists now, not a later one of the same name.
+        let current = live_cluster(cx, &cluster, "spec.clusterName").await?;
+        owner::stamp(&mut self.metadata, CLUSTER_UID_ANNOTATION, &current.metadata);
         self.spec.cluster_name = cluster;
         if self.metadata.name.is_empty() && self.metadata.generate_name.is_none() {
             self.metadata.name = generated_name("crtb-");
@@ -215,6 +214,7 @@ impl ApiKind for ClusterRoleTemplateBinding {
                 "a binding cannot change: delete it and create another",
             ));
         }
+        owner::preserve(&mut self.metadata, &old.metadata, CLUSTER_UID_ANNOTATION);
         Ok(())
     }
 }
@@ -245,11 +245,17 @@ impl ApiKind for ProjectRoleTemplateBinding {
                 format!("must be the project's name {project:?}"),
             ));
         }
-        if Api::<Project>::namespaced(cx.state.store.clone(), cluster).get_opt(project).await?.is_none() {
-            return Err(ApiError::invalid_field(
-                "spec.projectName",
-                format!("project {:?} not found", self.spec.project_name),
-            ));
+        // The binding is for this project as it exists now, not a later one of the same name.
+        match Api::<Project>::namespaced(cx.state.store.clone(), cluster).get_opt(project).await? {
+            Some(p) if p.metadata.deletion_timestamp.is_none() => {
+                owner::stamp(&mut self.metadata, PROJECT_UID_ANNOTATION, &p.metadata);
+            }
+            _ => {
+                return Err(ApiError::invalid_field(
+                    "spec.projectName",
+                    format!("project {:?} not found", self.spec.project_name),
+                ));
+            }
         }
         if self.metadata.name.is_empty() && self.metadata.generate_name.is_none() {
             self.metadata.name = generated_name("prtb-");
@@ -269,6 +275,7 @@ impl ApiKind for ProjectRoleTemplateBinding {
                 "a binding cannot change: delete it and create another",
             ));
         }
+        owner::preserve(&mut self.metadata, &old.metadata, PROJECT_UID_ANNOTATION);
         Ok(())
     }
 }

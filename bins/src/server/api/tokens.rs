@@ -1,5 +1,7 @@
 //! Tokens: issuing (login and `POST /v3/tokens`), listing only one's own unless allowed more, logout.
-//! The secret is shown once, in the response that creates the token; only its hash is stored.
+//! The secret is shown once, in the response that creates the token; only its hash is stored. A
+//! cluster-scoped token is minted only for someone with access to the cluster, and records the
+//! cluster's uid: it never works for a later cluster of the same name.
 
 use async_trait::async_trait;
 use axum::Json;
@@ -8,14 +10,15 @@ use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 use rancher_auth::token::{ApiToken, CSRF_COOKIE, SESSION_COOKIE, USER_ID_LABEL};
-use rancher_core::model::{Token, TokenSpec, User};
+use rancher_core::model::{Cluster, Token, TokenSpec, User};
 use rancher_core::store::Api;
 use serde_json::{Value, json};
 
 use super::body::json_object;
 use super::crud::to_output;
 use super::kind::{ApiKind, Ctx, OwnFilter};
-use crate::server::auth::Caller;
+use crate::server::auth::{Caller, is_cluster_admin};
+use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::state::AppState;
 
@@ -71,6 +74,7 @@ impl ApiKind for Token {
         // Re-enabling a disabled token is for those who may update every token (admins).
         self.spec.enabled = enabled && (old.spec.enabled || cx.caller.can("update", "tokens", None));
         self.metadata.labels.insert(USER_ID_LABEL.into(), old.spec.user_id.clone());
+        owner::preserve(&mut self.metadata, &old.metadata, CLUSTER_UID_ANNOTATION);
         Ok(())
     }
 }
@@ -112,6 +116,20 @@ impl TokenRequest {
 /// ([`bounded_ttl`]).
 pub(crate) async fn issue(state: &AppState, user: &User, req: TokenRequest) -> ApiResult<(Token, ApiToken)> {
     let ttl = bounded_ttl(req.ttl_ms, state.max_token_ttl_ms)?;
+    // A cluster-scoped token is one of the cluster as it exists now.
+    let cluster = if req.cluster_name.is_empty() {
+        None
+    } else {
+        match Api::<Cluster>::all(state.store.clone()).get_opt(&req.cluster_name).await? {
+            Some(c) if c.metadata.deletion_timestamp.is_none() => Some(c),
+            _ => {
+                return Err(ApiError::invalid_field(
+                    "clusterId",
+                    format!("cluster {:?} not found", req.cluster_name),
+                ));
+            }
+        }
+    };
     let tokens: Api<Token> = Api::all(state.store.clone());
     // A 5-character id collides rarely; retry a few times rather than fail the login.
     for _ in 0..5 {
@@ -141,6 +159,9 @@ pub(crate) async fn issue(state: &AppState, user: &User, req: TokenRequest) -> A
             },
         );
         obj.metadata.labels.insert(USER_ID_LABEL.into(), user.metadata.name.clone());
+        if let Some(c) = &cluster {
+            owner::stamp(&mut obj.metadata, CLUSTER_UID_ANNOTATION, &c.metadata);
+        }
         obj.status.hash = secret.hash();
         match tokens.create(&obj).await {
             Ok(mut stored) => {
@@ -180,6 +201,27 @@ fn query_value(query: Option<&str>, key: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// A token scoped to `cluster` is for those who may reach it: admins, and members through a cluster
+/// or project role template binding. Everyone else — a cluster that does not exist included, so ids
+/// cannot be probed — is refused.
+async fn may_use_cluster(state: &AppState, caller: &Caller, cluster: &str) -> ApiResult<()> {
+    if is_cluster_admin(&caller.rules) {
+        return Ok(());
+    }
+    let identity = crate::server::kubeconfig::caller_identity(caller);
+    let member = crate::server::proxy::has_binding(&state.store, &identity, cluster)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    if member {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(format!(
+        "user {} has no role in cluster {cluster:?}: a token scoped to a cluster needs a cluster or project \
+         membership there",
+        caller.user_id()
+    )))
+}
+
 /// `POST /v3/tokens`: creates an API token for the caller; `?action=logout` revokes the caller's token.
 pub(crate) async fn post(
     State(state): State<AppState>,
@@ -215,6 +257,9 @@ pub(crate) async fn post(
                 Some(Value::String(c)) if rancher_core::validation::dns1123_label(c).is_ok() => c.clone(),
                 Some(_) => return Err(ApiError::invalid_field("clusterId", "must be a cluster id")),
             };
+            if !cluster_name.is_empty() {
+                may_use_cluster(&state, &caller, &cluster_name).await?;
+            }
             let req = TokenRequest { cluster_name, ..TokenRequest::local("api", ttl_ms, description, true) };
             let (stored, secret) = issue(&state, &caller.user, req).await?;
             created_response(stored, &secret, false)

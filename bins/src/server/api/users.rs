@@ -9,9 +9,8 @@ use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
 use rancher_auth::password;
-use rancher_auth::token::USER_ID_LABEL;
-use rancher_core::model::{GlobalRole, GlobalRoleBinding, GlobalRoleBindingSpec, Token, User};
-use rancher_core::store::{Api, LabelSelector, ListOptions, Store};
+use rancher_core::model::{GlobalRole, GlobalRoleBinding, GlobalRoleBindingSpec, User};
+use rancher_core::store::{Api, Store};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -184,27 +183,12 @@ impl ApiKind for User {
     }
 
     async fn after_delete(&self, cx: &Ctx<'_>) {
-        // Tokens of a deleted user are refused anyway (their user is gone); removing them and the
-        // user's bindings keeps the store clean. Failures are logged, not fatal: the user is gone.
-        let store = &cx.state.store;
-        let id = &self.metadata.name;
-        let selector = LabelSelector::from_equalities([(USER_ID_LABEL, id.as_str())]);
-        let tokens: Api<Token> = Api::all(store.clone());
-        let options = ListOptions { label_selector: Some(selector), ..Default::default() };
-        if let Ok((list, _)) = tokens.list_with(options).await {
-            for t in list {
-                if let Err(e) = tokens.delete(&t.metadata.name).await {
-                    tracing::warn!(user = %id, token = %t.metadata.name, "removing a deleted user's token: {e}");
-                }
-            }
-        }
-        let grbs: Api<GlobalRoleBinding> = Api::all(store.clone());
-        if let Ok(list) = grbs.list().await {
-            for b in list.into_iter().filter(|b| &b.spec.user_name == id) {
-                if let Err(e) = grbs.delete(&b.metadata.name).await {
-                    tracing::warn!(user = %id, binding = %b.metadata.name, "removing a deleted user's binding: {e}");
-                }
-            }
+        // Their tokens, global role bindings and cluster and project role template bindings go with
+        // them. Failures are logged, not fatal: the user is gone, their tokens are refused anyway, and
+        // the orphan sweep removes what is left.
+        if let Err(e) = crate::server::cleanup::leftovers::remove_user_leftovers(&cx.state.store, self).await
+        {
+            tracing::warn!(user = %self.metadata.name, "removing a deleted user's tokens and bindings: {e}");
         }
     }
 }

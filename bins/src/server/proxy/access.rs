@@ -1,33 +1,42 @@
 //! Who may reach which cluster through the proxy ([`BindingAccess`]): admins reach every cluster;
 //! other users need a ClusterRoleTemplateBinding in the cluster or a ProjectRoleTemplateBinding in
-//! one of its projects, for themselves or one of their groups. What they may do inside is left to
-//! the downstream RBAC (rendered from those bindings by the tenancy controller).
+//! one of its projects, for themselves or one of their groups ([`membership`](super::membership)).
+//! The decision is read from the [`AuthzIndex`] only; nothing is written downstream on a request.
+//! What they may do inside is left to the downstream RBAC, rendered by the tenancy controller —
+//! including admins' `cluster-admin` bindings — which the proxy waits for, briefly, on a cluster
+//! whose agent has just (re)connected.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rancher_auth::proxy::{ClusterAccess, ClusterClients, Denied, UserInfo};
-use rancher_core::model::{ClusterRoleTemplateBinding, ProjectRoleTemplateBinding};
+use rancher_core::model::{Cluster, ClusterRoleTemplateBinding, Project, ProjectRoleTemplateBinding};
 use rancher_core::store::{Api, Store};
 
-use super::admin_binding::AdminBindings;
 use super::authz_index::AuthzIndex;
+use super::membership::{ClusterMembers, crtb_grants, project_ref, prtb_candidate, prtb_counts};
 use crate::server::auth::is_cluster_admin;
 use crate::server::registration::Registration;
+use crate::server::tenancy::RBAC_SYNC;
 
-/// The proxy's [`ClusterAccess`] policy, read from the [`AuthzIndex`] (watched roles, bindings and
-/// clusters; see there for how stale it may be).
+/// How long after an agent's (re)connect a request waits for the cluster's first RBAC sync, so that
+/// a new member's or admin's first request does not race the controller that binds them.
+const FIRST_SYNC_WAIT: Duration = Duration::from_secs(10);
+
+/// The proxy's [`ClusterAccess`] policy, read from the [`AuthzIndex`] (watched roles, bindings,
+/// projects and clusters; see there for how stale it may be).
 pub(crate) struct BindingAccess {
     index: AuthzIndex,
     registration: Arc<Registration>,
     /// The proxy's cached clients, set once the proxy is built; dropped per cluster when its agent
-    /// handed over new access (a new CA or credential).
+    /// handed over new access (a new CA or credential) or its access is gone.
     clients: Arc<OnceLock<ClusterClients>>,
-    /// Per cluster, the agent access the cached client was built from. Holding the `Arc` keeps its
-    /// address from being reused, so `ptr_eq` tells a new hand-over from the old one.
-    seen: Mutex<HashMap<String, Arc<crate::server::registration::ClusterAccess>>>,
-    admins: AdminBindings,
+    /// Per cluster, the agent access the cached client was built from, and when it was first seen.
+    /// Holding the `Arc` keeps its address from being reused, so `ptr_eq` tells a new hand-over
+    /// from the old one.
+    seen: Mutex<HashMap<String, (Arc<crate::server::registration::ClusterAccess>, tokio::time::Instant)>>,
 }
 
 impl BindingAccess {
@@ -36,41 +45,45 @@ impl BindingAccess {
         registration: Arc<Registration>,
         clients: Arc<OnceLock<ClusterClients>>,
     ) -> Self {
-        let admins = AdminBindings::new(registration.clone());
         let index = AuthzIndex::start(store);
-        BindingAccess { index, registration, clients, seen: Mutex::new(HashMap::new()), admins }
+        BindingAccess { index, registration, clients, seen: Mutex::new(HashMap::new()) }
     }
 
-    /// Drops the cached client of `cluster` when the agent's access changed since it was built.
-    fn refresh_client(&self, cluster: &str) {
-        let Some(access) = self.registration.access(cluster) else { return };
+    /// Drops the cached client of `cluster` when the agent's access changed since it was built, or
+    /// is gone. Returns when the current access was first seen (`None`: there is none).
+    fn refresh_client(&self, cluster: &Cluster) -> Option<tokio::time::Instant> {
+        let id = cluster.metadata.name.as_str();
+        let access = self.registration.access(id).filter(|a| a.cluster_uid == cluster.metadata.uid);
         let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if seen.get(cluster).is_some_and(|known| Arc::ptr_eq(known, &access)) {
-            return;
+        let Some(access) = access else {
+            if seen.remove(id).is_some()
+                && let Some(clients) = self.clients.get()
+            {
+                clients.invalidate(id);
+            }
+            return None;
+        };
+        if let Some((known, since)) = seen.get(id)
+            && Arc::ptr_eq(known, &access)
+        {
+            return Some(*since);
         }
-        let first = seen.insert(cluster.to_owned(), access).is_none();
+        let now = tokio::time::Instant::now();
+        let first = seen.insert(id.to_owned(), (access, now)).is_none();
         if let (false, Some(clients)) = (first, self.clients.get()) {
-            clients.invalidate(cluster);
+            clients.invalidate(id);
+        }
+        Some(now)
+    }
+
+    /// Waits (within [`FIRST_SYNC_WAIT`] of the access hand-over) for the cluster's RBAC sync.
+    async fn settle(&self, cluster: &str, since: Option<tokio::time::Instant>) {
+        let Some(since) = since else { return };
+        let deadline = since + FIRST_SYNC_WAIT;
+        if tokio::time::Instant::now() < deadline && !self.registration.is_synced(RBAC_SYNC, cluster) {
+            self.registration.wait_synced(RBAC_SYNC, cluster, deadline).await;
         }
     }
-}
-
-/// Whether a binding's subject (user id, user principal or group principal) is `user`.
-fn subject_is(user: &UserInfo, user_name: &str, user_principal: &str, group_principal: &str) -> bool {
-    let principal = user.extra.get("principalid").and_then(|p| p.first());
-    (!user_name.is_empty() && user_name == user.username)
-        || (!user_principal.is_empty() && principal.is_some_and(|p| p == user_principal))
-        || (!group_principal.is_empty() && user.groups.iter().any(|g| g == group_principal))
-}
-
-fn crtb_grants(b: &ClusterRoleTemplateBinding, user: &UserInfo, cluster: &str) -> bool {
-    b.spec.cluster_name == cluster
-        && subject_is(user, &b.spec.user_name, &b.spec.user_principal_name, &b.spec.group_principal_name)
-}
-
-fn prtb_grants(b: &ProjectRoleTemplateBinding, user: &UserInfo, cluster: &str) -> bool {
-    b.spec.project_name.split_once(':').is_some_and(|(c, _)| c == cluster)
-        && subject_is(user, &b.spec.user_name, &b.spec.user_principal_name, &b.spec.group_principal_name)
 }
 
 fn bindings_unreadable(cluster: &str, e: &rancher_core::store::StoreError) -> Denied {
@@ -79,7 +92,8 @@ fn bindings_unreadable(cluster: &str, e: &rancher_core::store::StoreError) -> De
 }
 
 /// True when `user` (or one of their groups or principals) has a ClusterRoleTemplateBinding in
-/// `cluster` or a ProjectRoleTemplateBinding in one of its projects. Reads the store.
+/// `cluster` or a ProjectRoleTemplateBinding in one of its projects, made for the cluster and
+/// project as they exist now. Reads the store; a cluster that does not exist has no members.
 ///
 /// # Errors
 /// [`Denied::Forbidden`] when the store cannot be read (the reason is logged).
@@ -88,27 +102,36 @@ pub(crate) async fn has_binding(
     user: &UserInfo,
     cluster: &str,
 ) -> Result<bool, Denied> {
+    let unreadable = |e| bindings_unreadable(cluster, &e);
+    let Some(current) = Api::<Cluster>::all(store.clone()).get_opt(cluster).await.map_err(unreadable)? else {
+        return Ok(false);
+    };
     let crtbs = Api::<ClusterRoleTemplateBinding>::namespaced(store.clone(), cluster)
         .list()
         .await
-        .map_err(|e| bindings_unreadable(cluster, &e))?;
-    if crtbs.iter().any(|b| crtb_grants(b, user, cluster)) {
-        return Ok(true);
-    }
-    let prtbs = Api::<ProjectRoleTemplateBinding>::all(store.clone())
-        .list()
-        .await
-        .map_err(|e| bindings_unreadable(cluster, &e))?;
-    Ok(prtbs.iter().any(|b| prtb_grants(b, user, cluster)))
+        .map_err(unreadable)?;
+    let prtbs = Api::<ProjectRoleTemplateBinding>::all(store.clone()).list().await.map_err(unreadable)?;
+    let projects = Api::<Project>::namespaced(store.clone(), cluster).list().await.map_err(unreadable)?;
+    let members = ClusterMembers { cluster: &current, crtbs: &crtbs, prtbs: &prtbs, projects: &projects };
+    Ok(members.is_member(user))
 }
 
 /// [`has_binding`] from the watched index (the store until it has synced).
-async fn has_indexed_binding(index: &AuthzIndex, user: &UserInfo, cluster: &str) -> Result<bool, Denied> {
-    let unreadable = |e| bindings_unreadable(cluster, &e);
-    if index.any_crtb(cluster, |b| crtb_grants(b, user, cluster)).await.map_err(unreadable)? {
+async fn has_indexed_binding(index: &AuthzIndex, user: &UserInfo, cluster: &Cluster) -> Result<bool, Denied> {
+    let id = cluster.metadata.name.as_str();
+    let unreadable = |e| bindings_unreadable(id, &e);
+    if index.any_crtb(id, |b| crtb_grants(b, user, cluster)).await.map_err(unreadable)? {
         return Ok(true);
     }
-    index.any_prtb(|b| prtb_grants(b, user, cluster)).await.map_err(unreadable)
+    for b in index.prtbs_where(|b| prtb_candidate(b, user, id)).await.map_err(unreadable)? {
+        let Some((_, p)) = project_ref(&b.spec.project_name) else { continue };
+        if let Some(project) = index.project(id, p).await.map_err(unreadable)?
+            && prtb_counts(&b, &project, cluster)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 #[async_trait]
@@ -118,20 +141,16 @@ impl ClusterAccess for BindingAccess {
             tracing::warn!(cluster = cluster_id, "reading the cluster for the proxy: {e}");
             Denied::Forbidden("the server could not read the cluster".into())
         })?;
-        if cluster.is_none_or(|c| c.metadata.deletion_timestamp.is_some()) {
+        let Some(cluster) = cluster.filter(|c| c.metadata.deletion_timestamp.is_none()) else {
             return Err(Denied::NotFound);
-        }
-        self.refresh_client(cluster_id);
+        };
+        let since = self.refresh_client(&cluster);
         let rules = self.index.rules_for(&user.username).await.map_err(|e| {
             tracing::warn!(user = %user.username, "reading global roles for the proxy: {e}");
             Denied::Forbidden("the server could not read global roles".into())
         })?;
-        if is_cluster_admin(&rules) {
-            self.admins.ensure(cluster_id, &user.username).await;
-            return Ok(());
-        }
-        if has_indexed_binding(&self.index, user, cluster_id).await? {
-            self.admins.revoke(cluster_id, &user.username).await;
+        if is_cluster_admin(&rules) || has_indexed_binding(&self.index, user, &cluster).await? {
+            self.settle(cluster_id, since).await;
             Ok(())
         } else {
             Err(Denied::Forbidden(format!(

@@ -1,5 +1,6 @@
 //! The proxy's [`Authenticator`]: the same token checks as `/v3` ([`TokenAuthenticator`]), turned into
-//! the identity the request runs as downstream.
+//! the identity the request runs as downstream. A cluster-scoped token also has to have been made for
+//! the cluster as it exists now: one made for an earlier cluster of the same name is refused.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -7,8 +8,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use http::HeaderMap;
 use rancher_auth::proxy::{AuthError, Authenticator, UserInfo};
+use rancher_core::model::Cluster;
+use rancher_core::store::{Api, Store};
 
 use crate::server::auth::{Authenticated, Scope, TokenAuthenticator};
+use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION};
 
 /// The group every user authenticated by the server is in, besides Kubernetes' own.
 pub(crate) const CATTLE_AUTHENTICATED: &str = "system:cattle:authenticated";
@@ -16,14 +20,21 @@ pub(crate) const CATTLE_AUTHENTICATED: &str = "system:cattle:authenticated";
 pub(crate) const SYSTEM_AUTHENTICATED: &str = "system:authenticated";
 
 /// Authenticates proxied requests with the store's tokens.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct StoreAuthenticator {
     tokens: Arc<TokenAuthenticator>,
+    store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for StoreAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreAuthenticator").finish_non_exhaustive()
+    }
 }
 
 impl StoreAuthenticator {
-    pub(crate) fn new(tokens: Arc<TokenAuthenticator>) -> Self {
-        StoreAuthenticator { tokens }
+    pub(crate) fn new(tokens: Arc<TokenAuthenticator>, store: Arc<dyn Store>) -> Self {
+        StoreAuthenticator { tokens, store }
     }
 }
 
@@ -63,6 +74,17 @@ impl Authenticator for StoreAuthenticator {
         // cluster-scoped token through to nothing, so treat a missing id as a wrong cluster.
         let cluster = cluster_id.ok_or(AuthError::WrongCluster)?;
         let auth = self.tokens.verify(headers, Scope::Cluster(cluster)).await?;
+        if !auth.token.spec.cluster_name.is_empty() {
+            let current = Api::<Cluster>::all(self.store.clone())
+                .get_opt(cluster)
+                .await
+                .map_err(|e| AuthError::Backend(Box::new(e)))?;
+            if !current
+                .is_some_and(|c| owner::belongs(&auth.token.metadata, CLUSTER_UID_ANNOTATION, &c.metadata))
+            {
+                return Err(AuthError::WrongCluster);
+            }
+        }
         Ok(user_info(&auth))
     }
 }

@@ -1,5 +1,5 @@
 //! The proxy's in-memory view of what decides access ([`AuthzIndex`]): global role bindings and
-//! roles, clusters, and cluster/project role template bindings, each listed once and then kept current
+//! roles, clusters, projects, and cluster/project role template bindings, each listed once and then kept current
 //! by a store watch (re-listed when the watch ends, e.g. on `Gone`). Tokens and users are NOT here:
 //! they are read from the store on every request so revocation is immediate.
 //!
@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use rancher_core::Resource;
 use rancher_core::model::{
-    Cluster, ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, PolicyRule,
+    Cluster, ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, PolicyRule, Project,
     ProjectRoleTemplateBinding,
 };
 use rancher_core::store::{Api, ListOptions, Store, StoreResult, TypedEvent, WatchOptions};
@@ -98,12 +98,14 @@ impl<K: Resource> Reflector<K> {
     }
 }
 
-/// Global roles, bindings, clusters and role template bindings, served from memory once synced.
+/// Global roles, bindings, clusters, projects and role template bindings, served from memory once
+/// synced.
 pub(crate) struct AuthzIndex {
     store: Arc<dyn Store>,
     global_bindings: Arc<Reflector<GlobalRoleBinding>>,
     global_roles: Arc<Reflector<GlobalRole>>,
     clusters: Arc<Reflector<Cluster>>,
+    projects: Arc<Reflector<Project>>,
     crtbs: Arc<Reflector<ClusterRoleTemplateBinding>>,
     prtbs: Arc<Reflector<ProjectRoleTemplateBinding>>,
     /// Stops the watches when the index is dropped.
@@ -125,6 +127,7 @@ impl AuthzIndex {
             global_bindings: Reflector::new(),
             global_roles: Reflector::new(),
             clusters: Reflector::new(),
+            projects: Reflector::new(),
             crtbs: Reflector::new(),
             prtbs: Reflector::new(),
             _stop: stop.clone().drop_guard(),
@@ -132,6 +135,7 @@ impl AuthzIndex {
         tokio::spawn(index.global_bindings.clone().run(store.clone(), stop.clone()));
         tokio::spawn(index.global_roles.clone().run(store.clone(), stop.clone()));
         tokio::spawn(index.clusters.clone().run(store.clone(), stop.clone()));
+        tokio::spawn(index.projects.clone().run(store.clone(), stop.clone()));
         tokio::spawn(index.crtbs.clone().run(store.clone(), stop.clone()));
         tokio::spawn(index.prtbs.clone().run(store, stop));
         index
@@ -143,6 +147,7 @@ impl AuthzIndex {
         self.global_bindings.read(|_| ()).is_some()
             && self.global_roles.read(|_| ()).is_some()
             && self.clusters.read(|_| ()).is_some()
+            && self.projects.read(|_| ()).is_some()
             && self.crtbs.read(|_| ()).is_some()
             && self.prtbs.read(|_| ()).is_some()
     }
@@ -153,6 +158,14 @@ impl AuthzIndex {
             return Ok(c);
         }
         Api::<Cluster>::all(self.store.clone()).get_opt(id).await
+    }
+
+    /// The project `name` of `cluster`.
+    pub(crate) async fn project(&self, cluster: &str, name: &str) -> StoreResult<Option<Project>> {
+        if let Some(p) = self.projects.read(|m| m.get(&(cluster.to_owned(), name.to_owned())).cloned()) {
+            return Ok(p);
+        }
+        Api::<Project>::namespaced(self.store.clone(), cluster).get_opt(name).await
     }
 
     /// The rules of every global role bound to `user_id`.
@@ -203,16 +216,16 @@ impl AuthzIndex {
         Ok(list.iter().any(pred))
     }
 
-    /// Whether any ProjectRoleTemplateBinding satisfies `pred`.
-    pub(crate) async fn any_prtb(
+    /// The ProjectRoleTemplateBindings that satisfy `pred`.
+    pub(crate) async fn prtbs_where(
         &self,
         pred: impl Fn(&ProjectRoleTemplateBinding) -> bool,
-    ) -> StoreResult<bool> {
-        if let Some(hit) = self.prtbs.read(|m| m.values().any(&pred)) {
-            return Ok(hit);
+    ) -> StoreResult<Vec<ProjectRoleTemplateBinding>> {
+        if let Some(hits) = self.prtbs.read(|m| m.values().filter(|b| pred(b)).cloned().collect()) {
+            return Ok(hits);
         }
         let list = Api::<ProjectRoleTemplateBinding>::all(self.store.clone()).list().await?;
-        Ok(list.iter().any(pred))
+        Ok(list.into_iter().filter(|b| pred(b)).collect())
     }
 }
 

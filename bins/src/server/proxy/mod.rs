@@ -3,9 +3,9 @@
 //! ([`access`]), the tunnel as the way downstream ([`upstream`]) and the audit log ([`AuditConfig`]).
 
 mod access;
-mod admin_binding;
 mod authenticator;
 mod authz_index;
+pub(crate) mod membership;
 mod upstream;
 
 use std::path::PathBuf;
@@ -15,7 +15,7 @@ use rancher_auth::proxy::{self, AuditLayer, AuditLevel, BrowserPolicy, ForwardCo
 use rancher_core::store::Store;
 
 pub(crate) use access::{BindingAccess, has_binding};
-pub(crate) use authenticator::StoreAuthenticator;
+pub(crate) use authenticator::{StoreAuthenticator, user_info};
 use upstream::TunnelUpstreams;
 
 use super::auth::TokenAuthenticator;
@@ -76,11 +76,11 @@ pub(crate) fn build(
     audit: AuditLayer,
 ) -> ProxyService {
     let clients = Arc::new(OnceLock::new());
-    let access = BindingAccess::new(store, registration.clone(), clients.clone());
+    let access = BindingAccess::new(store.clone(), registration.clone(), clients.clone());
     // Browser sessions may also come from the external URL (a load balancer's name).
     let browsers = BrowserPolicy::for_server_url(registration.server_url()).unwrap_or_default();
     let service = proxy::proxy_service_for_browsers(
-        StoreAuthenticator::new(tokens),
+        StoreAuthenticator::new(tokens, store),
         access,
         TunnelUpstreams::new(registration),
         audit,

@@ -1,6 +1,7 @@
 //! How the proxy reaches a cluster's API server ([`TunnelUpstreams`]): through the cluster agent's
 //! tunnel session (or a node agent's), TLS verified against the CA the agent reported, authenticated
-//! with the agent's credential, which may impersonate.
+//! with the agent's credential, which may impersonate. Only the access and sessions of the cluster as
+//! it exists now (by uid) are used: never those of an earlier cluster of the same name.
 
 use std::sync::Arc;
 
@@ -28,12 +29,18 @@ impl TunnelUpstreams {
 
 /// Opens a stream to `address` through one of the cluster's sessions, the cluster agent's first.
 /// Fails at once when no agent is connected, so clients get 503 instead of waiting.
-fn tunnel_connector(registration: Arc<Registration>, cluster: String, address: String) -> Connector {
+fn tunnel_connector(
+    registration: Arc<Registration>,
+    cluster: String,
+    uid: String,
+    address: String,
+) -> Connector {
     BoxCloneSyncService::new(tower::service_fn(move |_uri: http::Uri| {
         let (registration, cluster, address) = (registration.clone(), cluster.clone(), address.clone());
+        let uid = uid.clone();
         async move {
             let mut last: Option<rancher_tunnel::Error> = None;
-            for key in registration.session_keys(&cluster) {
+            for key in registration.session_keys_for(&cluster, &uid) {
                 match registration.tunnel().dial(&key, "tcp", &address).await {
                     Ok(stream) => return Ok::<BoxStream, BoxError>(Box::new(stream)),
                     Err(e) => last = Some(e),
@@ -72,15 +79,19 @@ fn tls_config(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>, ResolveError> {
 #[async_trait]
 impl UpstreamResolver for TunnelUpstreams {
     async fn resolve(&self, cluster_id: &str) -> Result<Upstream, ResolveError> {
-        let exists = Api::<Cluster>::all(self.registration.store().clone())
+        let cluster = Api::<Cluster>::all(self.registration.store().clone())
             .get_opt(cluster_id)
             .await
-            .map_err(|e| ResolveError::Other(Box::new(e)))?;
-        if exists.is_none() {
-            return Err(ResolveError::UnknownCluster);
-        }
-        let access = self.registration.access(cluster_id).ok_or(ResolveError::NoSession)?;
-        if !self.registration.is_connected(cluster_id) {
+            .map_err(|e| ResolveError::Other(Box::new(e)))?
+            .filter(|c| c.metadata.deletion_timestamp.is_none())
+            .ok_or(ResolveError::UnknownCluster)?;
+        let uid = cluster.metadata.uid;
+        let access = self
+            .registration
+            .access(cluster_id)
+            .filter(|a| a.cluster_uid == uid)
+            .ok_or(ResolveError::NoSession)?;
+        if self.registration.session_keys_for(cluster_id, &uid).is_empty() {
             return Err(ResolveError::NoSession);
         }
         let base_url: http::Uri = format!("https://{}", access.address)
@@ -91,6 +102,7 @@ impl UpstreamResolver for TunnelUpstreams {
             connector: tunnel_connector(
                 self.registration.clone(),
                 cluster_id.to_owned(),
+                uid,
                 access.address.clone(),
             ),
             tls: Some(tls_config(&access.ca_pem)?),

@@ -1,7 +1,9 @@
-//! Who may open a tunnel on `/v3/connect`: an agent presenting a cluster's registration token
-//! (`X-API-Tunnel-Token`) and well-formed params (`X-API-Tunnel-Params`). The session's client key
-//! is the cluster id, or `<cluster>:<node>` for a node agent. The downstream credential in the
-//! params is kept in memory; the API endpoint and CA are recorded in the cluster's status.
+//! Who may open a tunnel on `/v3/connect`: an agent presenting a registration token
+//! (`X-API-Tunnel-Token`) of the cluster as it exists now — not of an earlier cluster of the same
+//! name — and well-formed params (`X-API-Tunnel-Params`). The session's client key is the cluster
+//! id, or `<cluster>:<node>` for a node agent, recorded with the cluster's uid. The downstream
+//! credential in the params is kept in memory; the API endpoint and CA are recorded in the
+//! cluster's status.
 
 use std::sync::Arc;
 
@@ -10,9 +12,13 @@ use http::HeaderMap;
 use rancher_tunnel::{Authorizer, PARAMS_HEADER, Rejection, TOKEN_HEADER};
 use tracing::{info, warn};
 
+use rancher_core::model::Cluster;
+use rancher_core::store::Api;
+
 use super::kube_client::ClusterAccess;
 use super::{IMPORTED_DRIVER, Registration};
 use crate::agent::wire::TunnelParams;
+use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION};
 
 /// The `/v3/connect` authorizer.
 pub(crate) struct ConnectAuthorizer(pub(crate) Arc<Registration>);
@@ -26,29 +32,19 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, Rejection> 
 }
 
 impl ConnectAuthorizer {
-    /// The cluster of the token in `headers`, or why not.
-    pub(crate) async fn cluster_of(&self, headers: &HeaderMap) -> Result<String, Rejection> {
+    /// The cluster (as stored now) whose registration token is in `headers`, or why not.
+    pub(crate) async fn cluster_of(&self, headers: &HeaderMap) -> Result<Cluster, Rejection> {
         let token = header(headers, TOKEN_HEADER)?;
-        match self.0.cluster_for_token(token).await {
-            Ok(Some(cluster)) => Ok(cluster),
-            Ok(None) => Err(Rejection("unknown or revoked registration token".into())),
+        let crt = match self.0.registration_token(token).await {
+            Ok(Some(crt)) => crt,
+            Ok(None) => return Err(Rejection("unknown or revoked registration token".into())),
             Err(e) => {
                 warn!(error = %e, "registration token lookup failed");
-                Err(Rejection("the server could not check the token; try again".into()))
+                return Err(Rejection("the server could not check the token; try again".into()));
             }
-        }
-    }
-}
-
-#[async_trait]
-impl Authorizer for ConnectAuthorizer {
-    async fn authorize(&self, headers: &HeaderMap) -> Result<String, Rejection> {
-        let reg = &self.0;
-        let cluster = self.cluster_of(headers).await?;
-        let params = TunnelParams::decode(header(headers, PARAMS_HEADER)?)
-            .map_err(|e| Rejection(format!("cluster {cluster}: {e}")))?;
-        let api = rancher_core::store::Api::<rancher_core::model::Cluster>::all(reg.store().clone());
-        let stored = match api.get_opt(&cluster).await {
+        };
+        let cluster = crt.metadata.namespace.clone().unwrap_or_default();
+        let stored = match Api::<Cluster>::all(self.0.store().clone()).get_opt(&cluster).await {
             Ok(Some(c)) => c,
             Ok(None) => return Err(Rejection(format!("cluster {cluster} no longer exists"))),
             Err(e) => {
@@ -59,6 +55,23 @@ impl Authorizer for ConnectAuthorizer {
         if stored.metadata.deletion_timestamp.is_some() {
             return Err(Rejection(format!("cluster {cluster} is being deleted")));
         }
+        // A token left by an earlier cluster of this name is not one of this cluster.
+        if !owner::belongs(&crt.metadata, CLUSTER_UID_ANNOTATION, &stored.metadata) {
+            warn!(cluster, "refused a registration token of an earlier cluster of the same name");
+            return Err(Rejection("unknown or revoked registration token".into()));
+        }
+        Ok(stored)
+    }
+}
+
+#[async_trait]
+impl Authorizer for ConnectAuthorizer {
+    async fn authorize(&self, headers: &HeaderMap) -> Result<String, Rejection> {
+        let reg = &self.0;
+        let stored = self.cluster_of(headers).await?;
+        let cluster = stored.metadata.name.clone();
+        let params = TunnelParams::decode(header(headers, PARAMS_HEADER)?)
+            .map_err(|e| Rejection(format!("cluster {cluster}: {e}")))?;
         if !matches!(stored.status.driver.as_str(), "" | IMPORTED_DRIVER) {
             return Err(Rejection(format!(
                 "cluster {cluster} is a {:?} cluster, not an imported one",
@@ -71,10 +84,18 @@ impl Authorizer for ConnectAuthorizer {
             let ca_b64 = c.ca_cert.clone();
             reg.set_access(
                 &cluster,
-                ClusterAccess { address: c.address.clone(), token: c.token.clone(), ca_pem },
+                ClusterAccess {
+                    address: c.address.clone(),
+                    token: c.token.clone(),
+                    ca_pem,
+                    cluster_uid: stored.metadata.uid.clone(),
+                },
             );
             let recorded = reg
                 .update_cluster(&cluster, |cl| {
+                    if cl.metadata.uid != stored.metadata.uid {
+                        return false;
+                    }
                     if cl.status.api_endpoint == endpoint && cl.status.ca_cert == ca_b64 {
                         return false;
                     }
@@ -92,6 +113,9 @@ impl Authorizer for ConnectAuthorizer {
             Some(node) => format!("{cluster}:{}", node.requested_hostname),
             None => cluster,
         };
+        // The connection monitor closes the session if, once registered, it turns out to be for a
+        // cluster that was deleted (and perhaps made again) meanwhile.
+        reg.set_session_owner(&key, &stored.metadata.uid);
         info!(client_key = %key, "tunnel agent authorized");
         Ok(key)
     }

@@ -28,6 +28,9 @@ pub struct ClusterAccess {
     pub token: String,
     /// The API server's CA (PEM).
     pub ca_pem: String,
+    /// The uid of the cluster the agent was authorized for: a cluster created later under the same
+    /// name is a different cluster that this access must not serve.
+    pub cluster_uid: String,
 }
 
 impl std::fmt::Debug for ClusterAccess {
@@ -36,11 +39,12 @@ impl std::fmt::Debug for ClusterAccess {
     }
 }
 
-/// Dials the API server through whichever session of the cluster exists.
+/// Dials the API server through whichever session of the cluster (authorized for its uid) exists.
 #[derive(Clone)]
 struct TunnelConnector {
     registration: Arc<Registration>,
     cluster: String,
+    cluster_uid: String,
     address: String,
 }
 
@@ -85,12 +89,13 @@ const DIAL_WAIT: Duration = Duration::from_secs(30);
 async fn dial(
     tunnel: TunnelServer,
     reg: Arc<Registration>,
-    cluster: String,
+    target: (String, String),
     address: String,
 ) -> Result<TunnelConn, rancher_tunnel::Error> {
+    let (cluster, uid) = target;
     // The cluster agent first, then node agents (the fallback); wait for one when none is there.
     let mut last = None;
-    for key in reg.session_keys(&cluster) {
+    for key in reg.session_keys_for(&cluster, &uid) {
         match tunnel.dial(&key, "tcp", &address).await {
             Ok(s) => return Ok(TunnelConn(TokioIo::new(s))),
             Err(e) => last = Some(e),
@@ -100,6 +105,10 @@ async fn dial(
         return Err(e);
     }
     let s = tunnel.dial_timeout(&cluster, "tcp", &address, DIAL_WAIT).await?;
+    // The session that appeared must be one of this cluster, not of an earlier one of its name.
+    if reg.session_owner(&cluster).as_deref() != Some(uid.as_str()) {
+        return Err(rancher_tunnel::Error::NoSession(cluster));
+    }
     Ok(TunnelConn(TokioIo::new(s)))
 }
 
@@ -114,7 +123,8 @@ impl tower::Service<http::Uri> for TunnelConnector {
 
     fn call(&mut self, _uri: http::Uri) -> Self::Future {
         let tunnel = self.registration.tunnel().clone();
-        Box::pin(dial(tunnel, self.registration.clone(), self.cluster.clone(), self.address.clone()))
+        let target = (self.cluster.clone(), self.cluster_uid.clone());
+        Box::pin(dial(tunnel, self.registration.clone(), target, self.address.clone()))
     }
 }
 
@@ -130,6 +140,19 @@ impl Registration {
     pub fn cluster_client(self: &Arc<Self>, cluster: &str) -> Result<kube::Client, RegistrationError> {
         let access =
             self.access(cluster).ok_or_else(|| RegistrationError::NotConnected(cluster.to_owned()))?;
+        self.client_with(cluster, &access)
+    }
+
+    /// A `kube::Client` for `cluster` built from `access` (which the caller checked is the access of
+    /// the cluster it means); it dials only sessions authorized for `access.cluster_uid`.
+    ///
+    /// # Errors
+    /// [`RegistrationError::Client`] when the CA or credential is unusable.
+    pub(crate) fn client_with(
+        self: &Arc<Self>,
+        cluster: &str,
+        access: &ClusterAccess,
+    ) -> Result<kube::Client, RegistrationError> {
         let fail = |message: String| RegistrationError::Client { cluster: cluster.to_owned(), message };
         let url: http::Uri = format!("https://{}", access.address)
             .parse()
@@ -148,6 +171,7 @@ impl Registration {
         let connector = TunnelConnector {
             registration: self.clone(),
             cluster: cluster.to_owned(),
+            cluster_uid: access.cluster_uid.clone(),
             address: access.address.clone(),
         };
         let https =

@@ -2,7 +2,12 @@
 //! condition — at once on the tunnel's connect/disconnect events, and by a periodic sweep that
 //! catches anything an event missed (and clusters still marked connected from before a restart).
 //! rancher-core's cluster controller derives `Ready`, `Waiting` and `AgentDeployed` from it.
+//!
+//! It also closes a session that belongs to no current cluster — the cluster it was authorized for
+//! was deleted (and perhaps created again under the same name), for instance between the agent's
+//! authorization and the session's start — at once when the session starts, and on every sweep.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,7 +60,9 @@ impl ConnectionMonitor {
                 () = stop.cancelled() => return,
                 ev = events.recv() => match ev {
                     Ok(SessionEvent::Connected { client_key, .. }) => {
-                        self.mark(cluster_of_key(&client_key), true, "").await;
+                        if self.still_owned(&client_key).await {
+                            self.mark(cluster_of_key(&client_key), true, "").await;
+                        }
                     }
                     Ok(SessionEvent::Disconnected { client_key, reason, replaced: false, .. }) => {
                         let cluster = cluster_of_key(&client_key);
@@ -75,7 +82,38 @@ impl ConnectionMonitor {
         }
     }
 
+    /// Whether the session of `client_key` belongs to its cluster as it exists now; closes it when
+    /// not. A store error keeps it (the next event or sweep decides).
+    async fn still_owned(&self, client_key: &str) -> bool {
+        let cluster = cluster_of_key(client_key);
+        let stored = match Api::<Cluster>::all(self.reg.store().clone()).get_opt(cluster).await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(cluster, error = %e, "reading the cluster of a new session failed");
+                return true;
+            }
+        };
+        let owner = self.reg.session_owner(client_key);
+        let current = stored.filter(|c| c.metadata.deletion_timestamp.is_none()).map(|c| c.metadata.uid);
+        if current.is_some() && current == owner {
+            return true;
+        }
+        warn!(client_key, "closing a tunnel session of a cluster that no longer exists");
+        self.reg.tunnel().close_session(client_key);
+        false
+    }
+
     async fn sweep(&self, grace_over: bool) {
+        // Sessions and access are read before the clusters: whatever appears after this is judged
+        // by the next sweep, against a newer list, never against one older than itself.
+        let sessions: Vec<(String, Option<String>)> = self
+            .reg
+            .tunnel()
+            .client_keys()
+            .into_iter()
+            .map(|k| (k.clone(), self.reg.session_owner(&k)))
+            .collect();
+        let accesses = self.reg.access_uids();
         let clusters = match Api::<Cluster>::all(self.reg.store().clone()).list().await {
             Ok(c) => c,
             Err(e) => {
@@ -83,9 +121,27 @@ impl ConnectionMonitor {
                 return;
             }
         };
+        // Sessions and access of clusters that are gone (or were made again under the same name)
+        // are dropped even when no clean-up ran for them (a cluster deleted by an earlier version).
+        // A Terminating cluster's are left to its clean-up, which still needs them.
+        let live: HashMap<&str, &str> =
+            clusters.iter().map(|c| (c.metadata.name.as_str(), c.metadata.uid.as_str())).collect();
+        for (key, owner) in sessions {
+            if live.get(cluster_of_key(&key)).copied() != owner.as_deref()
+                && self.reg.session_owner(&key) == owner
+            {
+                warn!(client_key = %key, "closing a tunnel session of a cluster that no longer exists");
+                self.reg.tunnel().close_session(&key);
+            }
+        }
+        for (cluster, uid) in accesses {
+            if live.get(cluster.as_str()).copied() != Some(uid.as_str()) {
+                self.reg.drop_access(&cluster, &uid);
+            }
+        }
         for c in clusters.iter().filter(|c| is_imported(c) && c.metadata.deletion_timestamp.is_none()) {
             let id = &c.metadata.name;
-            let connected = self.reg.is_connected(id);
+            let connected = !self.reg.session_keys_for(id, &c.metadata.uid).is_empty();
             let recorded = c.status.conditions.get_condition(CONNECTED).map(|c| c.status);
             if connected && recorded != Some(ConditionStatus::True) {
                 self.mark(id, true, "").await;

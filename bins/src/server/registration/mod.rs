@@ -4,12 +4,18 @@
 //! [`Registration`] is the shared handle: it owns the [`TunnelServer`], the registration key and
 //! the downstream credentials agents hand over (kept in memory only; an agent re-sends them on
 //! every connect).
+//!
+//! A cluster's identity is its name *and* its uid: registration tokens are derived from the uid,
+//! agent sessions and downstream access are recorded with the uid they were authorized for, and
+//! [`Registration::forget_cluster`] drops everything of a deleted cluster, so a cluster created later
+//! under the same name is never served by an agent, access or token of the old one.
 
 mod authorizer;
 mod kube_client;
 mod lifecycle;
 mod manifest;
 pub(crate) mod routes;
+mod sessions;
 mod token;
 
 use std::collections::HashMap;
@@ -22,7 +28,10 @@ use rancher_core::model::{
 };
 use rancher_core::store::{Api, Store, StoreError};
 use rancher_tunnel::{Metrics as TunnelMetrics, SessionConfig, TunnelServer};
+use tokio::sync::Notify;
 use tracing::debug;
+
+use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION};
 
 pub use kube_client::ClusterAccess;
 pub(crate) use lifecycle::ConnectionMonitor;
@@ -76,6 +85,12 @@ pub struct Registration {
     tunnel: TunnelServer,
     /// Downstream access per cluster id, from the latest agent params. Never stored.
     access: Mutex<HashMap<String, Arc<ClusterAccess>>>,
+    /// Client key → the uid of the cluster its session was authorized for.
+    session_owners: Mutex<HashMap<String, String>>,
+    /// (sync, cluster) → the access under which that sync last succeeded (see [`Self::mark_synced`]).
+    synced: Mutex<HashMap<(&'static str, String), Arc<ClusterAccess>>>,
+    /// Woken whenever a sync is marked.
+    synced_changed: Notify,
     /// token → (cluster, ClusterRegistrationToken uid), rebuilt from the store on a miss.
     token_index: Mutex<HashMap<String, (String, String)>>,
     /// When the index was last rebuilt: unknown tokens (anyone can send them) rebuild it at most
@@ -174,6 +189,9 @@ impl Registration {
             agent_image,
             tunnel,
             access: Mutex::new(HashMap::new()),
+            session_owners: Mutex::new(HashMap::new()),
+            synced: Mutex::new(HashMap::new()),
+            synced_changed: Notify::new(),
             token_index: Mutex::new(HashMap::new()),
             index_built: Mutex::new(None),
         })
@@ -226,15 +244,29 @@ impl Registration {
         self.lock_access().get(cluster).cloned()
     }
 
+    /// Records the access an agent of `cluster` handed over.
     pub(crate) fn set_access(&self, cluster: &str, access: ClusterAccess) {
         self.lock_access().insert(cluster.to_owned(), Arc::new(access));
+    }
+
+    /// The token of a registration token: bound to the cluster's uid recorded on it.
+    fn token_of(&self, crt: &ClusterRegistrationToken) -> String {
+        let cluster = crt.metadata.namespace.as_deref().unwrap_or_default();
+        let cluster_uid = crt.metadata.annotations.get(CLUSTER_UID_ANNOTATION).map_or("", String::as_str);
+        self.key.token_for(cluster, cluster_uid, &crt.metadata.uid)
+    }
+
+    fn verify(&self, crt: &ClusterRegistrationToken, presented: &str) -> bool {
+        let cluster = crt.metadata.namespace.as_deref().unwrap_or_default();
+        let cluster_uid = crt.metadata.annotations.get(CLUSTER_UID_ANNOTATION).map_or("", String::as_str);
+        crt.metadata.deletion_timestamp.is_none()
+            && self.key.verify(cluster, cluster_uid, &crt.metadata.uid, presented)
     }
 
     /// The import manifest URL of a registration token.
     pub(crate) fn manifest_url(&self, crt: &ClusterRegistrationToken) -> String {
         let cluster = crt.metadata.namespace.as_deref().unwrap_or_default();
-        let token = self.key.token_for(cluster, &crt.metadata.uid);
-        format!("{}/v3/import/{token}_{cluster}.yaml", self.server_url)
+        format!("{}/v3/import/{}_{cluster}.yaml", self.server_url, self.token_of(crt))
     }
 
     /// The status a user sees for a registration token (computed, never stored).
@@ -242,57 +274,78 @@ impl Registration {
         let url = self.manifest_url(crt);
         ClusterRegistrationTokenStatus {
             conditions: crt.status.conditions.clone(),
-            token: self
-                .key
-                .token_for(crt.metadata.namespace.as_deref().unwrap_or_default(), &crt.metadata.uid),
+            token: self.token_of(crt),
             command: format!("kubectl apply -f {url}"),
             insecure_command: format!("curl --insecure -sfL {url} | kubectl apply -f -"),
             manifest_url: url,
         }
     }
 
-    /// Creates the cluster's `default-token` if it has none; returns it.
+    /// Creates the `default-token` of `cluster` (as it exists now) if it has none; returns it. A
+    /// token left over from an earlier cluster of the same name is deleted and replaced.
     ///
     /// # Errors
     /// Store errors.
     pub(crate) async fn ensure_default_token(
         &self,
-        cluster: &str,
+        cluster: &Cluster,
     ) -> Result<ClusterRegistrationToken, RegistrationError> {
-        let api: Api<ClusterRegistrationToken> = Api::namespaced(self.store.clone(), cluster);
-        if let Some(crt) = api.get_opt(DEFAULT_TOKEN).await? {
-            return Ok(crt);
-        }
-        let mut crt = ClusterRegistrationToken::new(
-            DEFAULT_TOKEN,
-            ClusterRegistrationTokenSpec { cluster_name: cluster.to_owned() },
-        );
-        crt.metadata.namespace = Some(cluster.to_owned());
-        match api.create(&crt).await {
-            Ok(c) => {
-                // Known at once, without waiting for an index rebuild.
-                let token = self.key.token_for(cluster, &c.metadata.uid);
-                self.lock_index().insert(token, (cluster.to_owned(), c.metadata.uid.clone()));
-                Ok(c)
+        let name = cluster.metadata.name.as_str();
+        let api: Api<ClusterRegistrationToken> = Api::namespaced(self.store.clone(), name);
+        for _ in 0..4 {
+            if let Some(crt) = api.get_opt(DEFAULT_TOKEN).await? {
+                if owner::belongs(&crt.metadata, CLUSTER_UID_ANNOTATION, &cluster.metadata) {
+                    return Ok(crt);
+                }
+                tracing::warn!(cluster = name, "deleting a registration token left by an earlier cluster");
+                let pre = rancher_core::store::Preconditions {
+                    uid: Some(crt.metadata.uid.clone()),
+                    ..Default::default()
+                };
+                match self.store.delete("clusterregistrationtokens", Some(name), DEFAULT_TOKEN, pre).await {
+                    Ok(_) | Err(StoreError::NotFound { .. } | StoreError::Conflict { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                }
             }
-            Err(StoreError::AlreadyExists { .. }) => Ok(api.get(DEFAULT_TOKEN).await?),
-            Err(e) => Err(e.into()),
+            let mut crt = ClusterRegistrationToken::new(
+                DEFAULT_TOKEN,
+                ClusterRegistrationTokenSpec { cluster_name: name.to_owned() },
+            );
+            crt.metadata.namespace = Some(name.to_owned());
+            owner::stamp(&mut crt.metadata, CLUSTER_UID_ANNOTATION, &cluster.metadata);
+            match api.create(&crt).await {
+                Ok(c) => {
+                    // Known at once, without waiting for an index rebuild.
+                    self.lock_index().insert(self.token_of(&c), (name.to_owned(), c.metadata.uid.clone()));
+                    return Ok(c);
+                }
+                Err(StoreError::AlreadyExists { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
         }
+        Err(RegistrationError::Store(StoreError::Conflict {
+            resource: "clusterregistrationtokens".into(),
+            name: DEFAULT_TOKEN.into(),
+        }))
     }
 
-    /// The cluster a registration token belongs to, checked against the store (so a deleted
-    /// ClusterRegistrationToken stops working at once).
+    /// The registration token `token` is, checked against the store (so a deleted
+    /// ClusterRegistrationToken stops working at once). Whether it belongs to the cluster of its
+    /// namespace as that exists now is for the caller to check.
     ///
     /// # Errors
     /// Store errors; an unknown token is `Ok(None)`.
-    pub(crate) async fn cluster_for_token(&self, token: &str) -> Result<Option<String>, RegistrationError> {
+    pub(crate) async fn registration_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<ClusterRegistrationToken>, RegistrationError> {
         if !token::looks_like_token(token) {
             return Ok(None);
         }
         let cached = self.lock_index().get(token).cloned();
         if let Some((cluster, uid)) = cached {
-            if self.token_still_valid(&cluster, &uid, token).await? {
-                return Ok(Some(cluster));
+            if let Some(crt) = self.token_still_valid(&cluster, &uid, token).await? {
+                return Ok(Some(crt));
             }
             self.lock_index().remove(token);
         }
@@ -314,10 +367,10 @@ impl Registration {
             if crt.metadata.deletion_timestamp.is_some() {
                 continue;
             }
-            if self.key.verify(&cluster, &crt.metadata.uid, token) {
-                found = Some(cluster.clone());
+            index.insert(self.token_of(&crt), (cluster, crt.metadata.uid.clone()));
+            if self.verify(&crt, token) {
+                found = Some(crt);
             }
-            index.insert(self.key.token_for(&cluster, &crt.metadata.uid), (cluster, crt.metadata.uid));
         }
         *self.lock_index() = index;
         debug!(found = found.is_some(), "registration token lookup");
@@ -329,18 +382,13 @@ impl Registration {
         cluster: &str,
         uid: &str,
         token: &str,
-    ) -> Result<bool, RegistrationError> {
+    ) -> Result<Option<ClusterRegistrationToken>, RegistrationError> {
         let api: Api<ClusterRegistrationToken> = Api::namespaced(self.store.clone(), cluster);
-        for crt in api.list().await? {
-            if crt.metadata.uid == uid && crt.metadata.deletion_timestamp.is_none() {
-                return Ok(self.key.verify(cluster, uid, token));
-            }
-        }
-        Ok(false)
+        Ok(api.list().await?.into_iter().find(|crt| crt.metadata.uid == uid && self.verify(crt, token)))
     }
 
-    /// The token of a cluster's registration tokens that matches `presented`, if any (for the
-    /// import URL, which names the cluster).
+    /// Whether `presented` is a registration token of `cluster` as it exists now (for the import
+    /// URL, which names the cluster). A token of an earlier cluster of that name is not.
     pub(crate) async fn check_token(
         &self,
         cluster: &str,
@@ -349,10 +397,16 @@ impl Registration {
         if !token::looks_like_token(presented) {
             return Ok(false);
         }
+        let Some(current) = Api::<Cluster>::all(self.store.clone()).get_opt(cluster).await? else {
+            return Ok(false);
+        };
+        if current.metadata.deletion_timestamp.is_some() {
+            return Ok(false);
+        }
         let api: Api<ClusterRegistrationToken> = Api::namespaced(self.store.clone(), cluster);
         Ok(api.list().await?.iter().any(|crt| {
-            crt.metadata.deletion_timestamp.is_none()
-                && self.key.verify(cluster, &crt.metadata.uid, presented)
+            self.verify(crt, presented)
+                && owner::belongs(&crt.metadata, CLUSTER_UID_ANNOTATION, &current.metadata)
         }))
     }
 

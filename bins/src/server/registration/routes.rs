@@ -91,10 +91,11 @@ fn check_report(r: &ClusterReport) -> Result<(), String> {
 /// `POST /v3/connect/report`: a cluster agent's view of its cluster.
 async fn report(State(state): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<StatusCode> {
     let authz = ConnectAuthorizer(state.registration.clone());
-    let cluster = authz.cluster_of(&headers).await.map_err(|r| {
+    let stored = authz.cluster_of(&headers).await.map_err(|r| {
         warn!(reason = %r, "cluster report refused");
         ApiError::Unauthenticated(format!("report refused: {r}"))
     })?;
+    let (cluster, uid) = (stored.metadata.name, stored.metadata.uid);
     let bytes = axum::body::to_bytes(body, MAX_REPORT_BYTES)
         .await
         .map_err(|_| ApiError::TooLarge { limit: MAX_REPORT_BYTES })?;
@@ -104,6 +105,9 @@ async fn report(State(state): State<AppState>, headers: HeaderMap, body: Body) -
     let updated = state
         .registration
         .update_cluster(&cluster, |c| {
+            if c.metadata.uid != uid {
+                return false;
+            }
             let s = &mut c.status;
             let before =
                 (s.version.clone(), s.node_count, s.pod_count, s.capacity.clone(), s.allocatable.clone());
@@ -117,7 +121,7 @@ async fn report(State(state): State<AppState>, headers: HeaderMap, body: Body) -
         })
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    if updated.is_none() {
+    if updated.is_none_or(|c| c.metadata.uid != uid) {
         return Err(ApiError::NotFound(format!("cluster {cluster} no longer exists")));
     }
     Ok(StatusCode::NO_CONTENT)

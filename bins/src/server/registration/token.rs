@@ -1,6 +1,8 @@
 //! Registration tokens without a stored secret: a cluster's token is
-//! `HMAC-SHA256(server key, "<cluster>/<ClusterRegistrationToken uid>")`, truncated to 48 hex
-//! digits. The key lives in `<data-dir>/registration.key` (mode 0600); the store holds only the
+//! `HMAC-SHA256(server key, "<cluster>/<cluster uid>/<ClusterRegistrationToken uid>")`, truncated to
+//! 48 hex digits. The cluster's uid makes the token one of this cluster only: a cluster created later
+//! under the same name gets other tokens. (Tokens made before the uid was bound are
+//! `"<cluster>/<ClusterRegistrationToken uid>"`; they stay valid for the cluster they were made for.) The key lives in `<data-dir>/registration.key` (mode 0600); the store holds only the
 //! ClusterRegistrationToken object, so a copy of the store alone registers nothing, yet the import
 //! URL can be shown again whenever asked. Deleting the ClusterRegistrationToken revokes it.
 
@@ -66,12 +68,18 @@ impl TokenKey {
         TokenKey(key)
     }
 
-    /// The token of the ClusterRegistrationToken with `uid` in `cluster`.
-    pub(crate) fn token_for(&self, cluster: &str, crt_uid: &str) -> String {
+    /// The token of the ClusterRegistrationToken with `crt_uid` made for the cluster `cluster` whose
+    /// uid is `cluster_uid` (empty: a token made before cluster uids were bound).
+    pub(crate) fn token_for(&self, cluster: &str, cluster_uid: &str, crt_uid: &str) -> String {
         // HMAC accepts keys of any length: this cannot fail.
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(cluster.as_bytes());
         mac.update(b"/");
+        // Names and uids hold no '/', so the two forms never produce the same message.
+        if !cluster_uid.is_empty() {
+            mac.update(cluster_uid.as_bytes());
+            mac.update(b"/");
+        }
         mac.update(crt_uid.as_bytes());
         let mut hex = hex::encode(mac.finalize().into_bytes());
         hex.truncate(TOKEN_HEX_LEN);
@@ -79,8 +87,8 @@ impl TokenKey {
     }
 
     /// Whether `presented` is the token of that ClusterRegistrationToken (constant time).
-    pub(crate) fn verify(&self, cluster: &str, crt_uid: &str, presented: &str) -> bool {
-        let expected = self.token_for(cluster, crt_uid);
+    pub(crate) fn verify(&self, cluster: &str, cluster_uid: &str, crt_uid: &str, presented: &str) -> bool {
+        let expected = self.token_for(cluster, cluster_uid, crt_uid);
         presented.len() == expected.len() && bool::from(expected.as_bytes().ct_eq(presented.as_bytes()))
     }
 }
@@ -97,16 +105,19 @@ mod tests {
     #[test]
     fn tokens_are_stable_per_key_cluster_and_uid() {
         let k = TokenKey::from_bytes([1; 32]);
-        let t = k.token_for("c-abc", "uid-1");
+        let t = k.token_for("c-abc", "cu-1", "uid-1");
         assert_eq!(t.len(), TOKEN_HEX_LEN);
         assert!(looks_like_token(&t));
-        assert_eq!(t, k.token_for("c-abc", "uid-1"));
-        assert_ne!(t, k.token_for("c-abd", "uid-1"));
-        assert_ne!(t, k.token_for("c-abc", "uid-2"));
-        assert_ne!(t, TokenKey::from_bytes([2; 32]).token_for("c-abc", "uid-1"));
-        assert!(k.verify("c-abc", "uid-1", &t));
-        assert!(!k.verify("c-abc", "uid-1", &t[..47]));
-        assert!(!k.verify("c-abd", "uid-1", &t));
+        assert_eq!(t, k.token_for("c-abc", "cu-1", "uid-1"));
+        assert_ne!(t, k.token_for("c-abd", "cu-1", "uid-1"));
+        assert_ne!(t, k.token_for("c-abc", "cu-1", "uid-2"));
+        assert_ne!(t, k.token_for("c-abc", "cu-2", "uid-1"), "another cluster of the same name");
+        assert_ne!(t, k.token_for("c-abc", "", "uid-1"));
+        assert_ne!(t, TokenKey::from_bytes([2; 32]).token_for("c-abc", "cu-1", "uid-1"));
+        assert!(k.verify("c-abc", "cu-1", "uid-1", &t));
+        assert!(!k.verify("c-abc", "cu-1", "uid-1", &t[..47]));
+        assert!(!k.verify("c-abd", "cu-1", "uid-1", &t));
+        assert!(!k.verify("c-abc", "cu-2", "uid-1", &t));
     }
 
     #[test]
@@ -114,7 +125,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = TokenKey::load_or_create(dir.path()).unwrap();
         let b = TokenKey::load_or_create(dir.path()).unwrap();
-        assert_eq!(a.token_for("c", "u"), b.token_for("c", "u"));
+        assert_eq!(a.token_for("c", "cu", "u"), b.token_for("c", "cu", "u"));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -33,7 +33,7 @@ impl Kind {
         }
     }
 
-    fn downstream(&self, action: &'static str, key: &Key, source: kube::Error) -> SyncError {
+    pub(crate) fn downstream(&self, action: &'static str, key: &Key, source: kube::Error) -> SyncError {
         let name = if key.0.is_empty() { key.1.clone() } else { format!("{}/{}", key.0, key.1) };
         SyncError::Downstream { action, kind: self.resource.kind.clone(), name, source: Box::new(source) }
     }

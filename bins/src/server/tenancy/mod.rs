@@ -1,12 +1,14 @@
-//! Tenancy downstream: role template bindings rendered into each connected cluster's RBAC and kept
-//! in sync ([`rbac_sync`]), on the per-cluster workers of [`workers`] that the authorized cluster
-//! endpoint's token sync (`ace_sync`) shares.
+//! Tenancy downstream: role template bindings and global admins rendered into each connected
+//! cluster's RBAC and kept in sync ([`rbac_sync`], [`admins`]), on the per-cluster workers of
+//! [`workers`] that the authorized cluster endpoint's token sync (`ace_sync`) shares.
 //!
-//! When a sync happens: a ClusterRoleTemplateBinding, ProjectRoleTemplateBinding, RoleTemplate or
-//! Project changes in the store (watched), a downstream namespace appears, goes or changes its
+//! When a sync happens: a ClusterRoleTemplateBinding, ProjectRoleTemplateBinding, RoleTemplate,
+//! Project, GlobalRoleBinding or GlobalRole changes in the store, or a user is enabled, disabled or
+//! deleted (watched), a downstream namespace appears, goes or changes its
 //! `field.cattle.io/projectId` annotation (watched through the tunnel), a sync failed (retried with
 //! backoff), and every [`RBAC_RESYNC`] to repair drift (someone deleted one of our RoleBindings).
 
+mod admins;
 pub(crate) mod apply;
 mod rbac_sync;
 pub(crate) mod workers;
@@ -14,17 +16,23 @@ pub(crate) mod workers;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rancher_core::model::{ClusterRoleTemplateBinding, Project, ProjectRoleTemplateBinding, RoleTemplate};
+use rancher_core::model::{
+    ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, Project, ProjectRoleTemplateBinding,
+    RoleTemplate, User,
+};
 use rancher_core::store::{Store, StoreError};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::rbac_sync::RbacSync;
-use self::workers::{ClusterWorkers, follow};
+pub(crate) use self::rbac_sync::remove_rendered;
+use self::workers::{ClusterWorkers, Fingerprints, follow};
 use crate::server::registration::Registration;
 
 /// How often every cluster's RBAC is re-checked even when nothing was seen to change.
 pub(crate) const RBAC_RESYNC: Duration = Duration::from_secs(60);
+/// The name of the RBAC sync (see [`Registration::mark_synced`]).
+pub(crate) const RBAC_SYNC: &str = "rbac";
 
 /// Why a downstream sync failed (it is retried).
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +82,19 @@ pub(crate) async fn run(store: Arc<dyn Store>, registration: Arc<Registration>, 
     let w = workers.clone();
     tasks.spawn(follow::<Project>(store.clone(), stop.clone(), move |p, _| {
         w.poke(p.metadata.namespace.as_deref().unwrap_or(&p.spec.cluster_name))
+    }));
+    // Who is a global admin: their bindings and roles, and whether they are enabled at all.
+    let w = workers.clone();
+    tasks.spawn(follow::<GlobalRoleBinding>(store.clone(), stop.clone(), move |_, _| w.poke_all()));
+    let w = workers.clone();
+    tasks.spawn(follow::<GlobalRole>(store.clone(), stop.clone(), move |_, _| w.poke_all()));
+    let w = workers.clone();
+    let seen = Fingerprints::default();
+    // A user's lastLogin changes on every login: only enabling, disabling and deleting count.
+    tasks.spawn(follow::<User>(store.clone(), stop.clone(), move |u, deleted| {
+        if seen.changed(&u.metadata.name, (!deleted).then_some(u.spec.enabled)) {
+            w.poke_all();
+        }
     }));
     tasks.spawn(workers.run(Arc::new(RbacSync { store }), stop.clone()));
     tasks.close();

@@ -1,6 +1,9 @@
 //! The RBAC sync of one cluster: read the role templates and bindings from the store and the
-//! cluster's namespaces, render them ([`rancher_auth::rbac_render`]), and converge the cluster's
-//! ClusterRoles, ClusterRoleBindings and RoleBindings that carry our label on the result.
+//! cluster's namespaces, render them ([`rancher_auth::rbac_render`]) together with the global admins'
+//! bindings ([`admins`](super::admins)), and converge the cluster's ClusterRoles,
+//! ClusterRoleBindings and RoleBindings that carry our label on the result. Only bindings made for
+//! the cluster and projects as they exist now are rendered (a leftover of an earlier cluster or
+//! project of the same name renders nothing).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -13,15 +16,19 @@ use kube::runtime::watcher;
 use rancher_auth::rbac_render::{
     self, Inputs, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NamespaceInfo, PROJECT_ID_ANNOTATION,
 };
-use rancher_core::model::{ClusterRoleTemplateBinding, ProjectRoleTemplateBinding, RoleTemplate};
+use rancher_core::model::{
+    Cluster, ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, Project, ProjectRoleTemplateBinding,
+    RoleTemplate, User,
+};
 use rancher_core::store::{Api, Store};
 use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::SyncError;
 use super::apply::{self, Changes, Key, Kind};
 use super::workers::{BoxFut, ClusterSync};
+use super::{RBAC_SYNC, SyncError, admins};
+use crate::server::proxy::membership::{ClusterMembers, crtb_counts};
 
 /// Renders and applies role template bindings downstream.
 pub(crate) struct RbacSync {
@@ -33,10 +40,20 @@ fn keyed(objects: impl IntoIterator<Item = (Key, Value)>) -> BTreeMap<Key, Value
 }
 
 impl RbacSync {
-    async fn run_once(&self, cluster: &str, client: kube::Client) -> Result<Changes, SyncError> {
-        let templates = Api::<RoleTemplate>::all(self.store.clone()).list().await?;
-        let crtbs = Api::<ClusterRoleTemplateBinding>::namespaced(self.store.clone(), cluster).list().await?;
-        let prtbs = Api::<ProjectRoleTemplateBinding>::all(self.store.clone()).list().await?;
+    async fn run_once(&self, current: &Cluster, client: kube::Client) -> Result<Changes, SyncError> {
+        let cluster = current.metadata.name.as_str();
+        let store = &self.store;
+        let templates = Api::<RoleTemplate>::all(store.clone()).list().await?;
+        let crtbs = Api::<ClusterRoleTemplateBinding>::namespaced(store.clone(), cluster).list().await?;
+        let prtbs = Api::<ProjectRoleTemplateBinding>::all(store.clone()).list().await?;
+        let projects = Api::<Project>::namespaced(store.clone(), cluster).list().await?;
+        let members = ClusterMembers { cluster: current, crtbs: &crtbs, prtbs: &prtbs, projects: &projects };
+        let crtbs: Vec<_> = crtbs.iter().filter(|b| crtb_counts(b, current)).cloned().collect();
+        let prtbs: Vec<_> = prtbs.iter().filter(|b| members.prtb_counts(b)).cloned().collect();
+        let users = Api::<User>::all(store.clone()).list().await?;
+        let grbs = Api::<GlobalRoleBinding>::all(store.clone()).list().await?;
+        let global_roles = Api::<GlobalRole>::all(store.clone()).list().await?;
+        let admin_crbs = admins::desired(&users, &grbs, &global_roles);
         let namespaces = kube::Api::<Namespace>::all(client.clone())
             .list(&ListParams::default())
             .await
@@ -69,7 +86,8 @@ impl RbacSync {
             tracing::warn!(%cluster, binding = %s.binding, error = %s.error, "binding not rendered");
         }
         let roles = keyed(desired.cluster_roles.into_iter().map(|(n, v)| ((String::new(), n), v)));
-        let crbs = keyed(desired.cluster_role_bindings.into_iter().map(|(n, v)| ((String::new(), n), v)));
+        let mut crbs = keyed(desired.cluster_role_bindings.into_iter().map(|(n, v)| ((String::new(), n), v)));
+        crbs.extend(admin_crbs);
         let rbs = keyed(desired.role_bindings);
 
         let role_kind = Kind::of::<ClusterRole>(false);
@@ -80,6 +98,10 @@ impl RbacSync {
         let live_rbs = apply::list_ours(&client, &rb_kind, None).await?;
 
         let (mut changes, mut errors) = (Changes::default(), Vec::new());
+        admins::adopt_legacy(&client, &crbs, &mut changes, &mut errors).await;
+        // Adopted objects now carry our label: read them again so they are updated, not re-created.
+        let live_crbs =
+            if changes.any() { apply::list_ours(&client, &crb_kind, None).await? } else { live_crbs };
         let differs = rbac_render::differs;
         // Roles before the bindings that name them; bindings removed before their roles.
         apply::upsert(&client, &role_kind, &roles, &live_roles, &mut changes, &mut errors, differs).await;
@@ -95,14 +117,34 @@ impl RbacSync {
     }
 }
 
+/// Removes every RBAC object we rendered in a cluster, admins' bindings included (it is being
+/// deleted).
+///
+/// # Errors
+/// The first downstream failure.
+pub(crate) async fn remove_rendered(client: &kube::Client) -> Result<(), SyncError> {
+    let (mut changes, mut errors) = (Changes::default(), Vec::new());
+    let none = BTreeMap::new();
+    admins::adopt_legacy(client, &none, &mut changes, &mut errors).await;
+    // Bindings before the roles they name.
+    for kind in
+        [Kind::of::<RoleBinding>(true), Kind::of::<ClusterRoleBinding>(false), Kind::of::<ClusterRole>(false)]
+    {
+        let live = apply::list_ours(client, &kind, None).await?;
+        apply::prune(client, &kind, &none, &live, &mut changes, &mut errors).await;
+    }
+    errors.into_iter().next().map_or(Ok(()), Err)
+}
+
 impl ClusterSync for RbacSync {
     fn name(&self) -> &'static str {
-        "rbac"
+        RBAC_SYNC
     }
 
-    fn sync<'a>(&'a self, cluster: &'a str, client: kube::Client) -> BoxFut<'a, Result<(), SyncError>> {
+    fn sync<'a>(&'a self, current: &'a Cluster, client: kube::Client) -> BoxFut<'a, Result<(), SyncError>> {
         Box::pin(async move {
-            let changes = self.run_once(cluster, client).await?;
+            let cluster = &current.metadata.name;
+            let changes = self.run_once(current, client).await?;
             if changes.any() {
                 tracing::info!(
                     %cluster, created = changes.created, updated = changes.updated, deleted = changes.deleted,

@@ -1,7 +1,9 @@
 //! One worker per connected cluster that makes the cluster match the management store: it syncs
 //! when poked (a management object or a downstream object it depends on changed), after a failure
 //! (with backoff), and every resync period to repair drift. Shared by the RBAC and the authorized
-//! cluster endpoint syncs.
+//! cluster endpoint syncs. A worker serves one cluster *incarnation* (name and uid) through the
+//! access its agent handed over for that uid: a cluster deleted and created again under the same
+//! name gets a new worker, and no worker ever writes into a cluster through another's access.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -18,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::SyncError;
-use crate::server::registration::Registration;
+use crate::server::registration::{ClusterAccess, Registration};
 
 /// How often the set of connected clusters is checked.
 const DISCOVER_EVERY: Duration = Duration::from_secs(1);
@@ -36,8 +38,8 @@ pub(crate) trait ClusterSync: Send + Sync + 'static {
     /// For logs: `rbac`, `ace`.
     fn name(&self) -> &'static str;
 
-    /// One sync of `cluster` through `client`.
-    fn sync<'a>(&'a self, cluster: &'a str, client: kube::Client) -> BoxFut<'a, Result<(), SyncError>>;
+    /// One sync of `cluster` (as stored now) through `client`.
+    fn sync<'a>(&'a self, cluster: &'a Cluster, client: kube::Client) -> BoxFut<'a, Result<(), SyncError>>;
 
     /// Watches the downstream objects a sync reads, calling `poke` when they change; runs until
     /// `stop`. The default watches nothing.
@@ -51,12 +53,19 @@ pub(crate) trait ClusterSync: Send + Sync + 'static {
     }
 }
 
+/// A running worker: how to poke and stop it, and the uid of the cluster it serves.
+struct Running {
+    notify: Arc<Notify>,
+    cancel: CancellationToken,
+    uid: String,
+}
+
 /// The per-cluster workers of one [`ClusterSync`].
 pub(crate) struct ClusterWorkers {
     store: Arc<dyn Store>,
     registration: Arc<Registration>,
     resync: Duration,
-    pokes: Mutex<HashMap<String, (Arc<Notify>, CancellationToken)>>,
+    pokes: Mutex<HashMap<String, Running>>,
 }
 
 impl ClusterWorkers {
@@ -64,21 +73,21 @@ impl ClusterWorkers {
         Arc::new(ClusterWorkers { store, registration, resync, pokes: Mutex::new(HashMap::new()) })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Arc<Notify>, CancellationToken)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
         self.pokes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Asks `cluster`'s worker (if it runs) to sync soon.
     pub(crate) fn poke(&self, cluster: &str) {
-        if let Some((n, _)) = self.lock().get(cluster) {
-            n.notify_one();
+        if let Some(r) = self.lock().get(cluster) {
+            r.notify.notify_one();
         }
     }
 
     /// Asks every worker to sync soon.
     pub(crate) fn poke_all(&self) {
-        for (n, _) in self.lock().values() {
-            n.notify_one();
+        for r in self.lock().values() {
+            r.notify.notify_one();
         }
     }
 
@@ -89,30 +98,36 @@ impl ClusterWorkers {
         loop {
             match clusters.list().await {
                 Ok(list) => {
-                    let connected: Vec<String> = list
+                    // Live clusters with access and a session authorized for their own uid.
+                    let connected: HashMap<String, String> = list
                         .into_iter()
-                        .map(|c| c.metadata.name)
+                        .filter(|c| c.metadata.deletion_timestamp.is_none())
                         .filter(|c| {
-                            self.registration.is_connected(c) && self.registration.access(c).is_some()
+                            let (name, uid) = (&c.metadata.name, &c.metadata.uid);
+                            self.registration.access(name).is_some_and(|a| a.cluster_uid == *uid)
+                                && !self.registration.session_keys_for(name, uid).is_empty()
                         })
+                        .map(|c| (c.metadata.name, c.metadata.uid))
                         .collect();
                     let mut pokes = self.lock();
-                    pokes.retain(|name, (_, cancel)| {
-                        let keep = connected.contains(name) && !cancel.is_cancelled();
+                    pokes.retain(|name, r| {
+                        let keep = connected.get(name) == Some(&r.uid) && !r.cancel.is_cancelled();
                         if !keep {
-                            cancel.cancel();
+                            r.cancel.cancel();
                         }
                         keep
                     });
-                    for name in connected {
+                    for (name, uid) in connected {
                         if pokes.contains_key(&name) {
                             continue;
                         }
                         let notify = Arc::new(Notify::new());
                         let cancel = stop.child_token();
-                        pokes.insert(name.clone(), (notify.clone(), cancel.clone()));
+                        let running =
+                            Running { notify: notify.clone(), cancel: cancel.clone(), uid: uid.clone() };
+                        pokes.insert(name.clone(), running);
                         tracing::debug!(sync = sync.name(), cluster = %name, "starting the cluster's sync worker");
-                        tasks.spawn(self.clone().worker(sync.clone(), name, notify, cancel));
+                        tasks.spawn(self.clone().worker(sync.clone(), (name, uid), notify, cancel));
                     }
                 }
                 Err(e) => tracing::warn!(sync = sync.name(), error = %e, "listing clusters"),
@@ -126,23 +141,49 @@ impl ClusterWorkers {
         tasks.wait().await;
     }
 
+    /// The cluster `name` as stored now, with its access, when it is still the incarnation `uid`.
+    async fn current(
+        &self,
+        name: &str,
+        uid: &str,
+    ) -> Result<Option<(Cluster, Arc<ClusterAccess>)>, SyncError> {
+        let Some(cluster) = Api::<Cluster>::all(self.store.clone()).get_opt(name).await? else {
+            return Ok(None);
+        };
+        if cluster.metadata.uid != uid || cluster.metadata.deletion_timestamp.is_some() {
+            return Ok(None);
+        }
+        Ok(self.registration.access(name).filter(|a| a.cluster_uid == uid).map(|a| (cluster, a)))
+    }
+
     async fn worker<S: ClusterSync>(
         self: Arc<Self>,
         sync: Arc<S>,
-        cluster: String,
+        (cluster, uid): (String, String),
         notify: Arc<Notify>,
         stop: CancellationToken,
     ) {
         let mut watch: Option<(tokio::task::JoinHandle<()>, CancellationToken)> = None;
         let mut retry = RETRY_FIRST;
         loop {
-            let client = match self.registration.cluster_client(&cluster) {
-                Ok(c) => Some(c),
+            let current = match self.current(&cluster, &uid).await {
+                Ok(Some(c)) => Some(c),
+                // Deleted, made again, or its access is gone: this worker is done.
+                Ok(None) => break,
                 Err(e) => {
-                    tracing::debug!(sync = sync.name(), %cluster, error = %e, "no client");
+                    tracing::debug!(sync = sync.name(), %cluster, error = %e, "reading the cluster");
                     None
                 }
             };
+            let client = current.as_ref().and_then(|(_, access)| {
+                match self.registration.client_with(&cluster, access) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        tracing::debug!(sync = sync.name(), %cluster, error = %e, "no client");
+                        None
+                    }
+                }
+            });
             // (Re)start the downstream watch with a fresh client when it has ended.
             if let Some(client) = &client
                 && watch.as_ref().is_none_or(|(h, _)| h.is_finished())
@@ -151,10 +192,10 @@ impl ClusterWorkers {
                 let h = tokio::spawn(sync.watch_downstream(client.clone(), notify.clone(), cancel.clone()));
                 watch = Some((h, cancel));
             }
-            let wait = match client {
-                None => retry,
-                Some(client) => match sync.sync(&cluster, client).await {
+            let wait = match (client, &current) {
+                (Some(client), Some((stored, access))) => match sync.sync(stored, client).await {
                     Ok(()) => {
+                        self.registration.mark_synced(sync.name(), &cluster, access);
                         retry = RETRY_FIRST;
                         self.resync
                     }
@@ -165,6 +206,7 @@ impl ClusterWorkers {
                         w
                     }
                 },
+                _ => retry,
             };
             tokio::select! {
                 () = stop.cancelled() => break,
@@ -176,6 +218,8 @@ impl ClusterWorkers {
                 () = tokio::time::sleep(DEBOUNCE) => {}
             }
         }
+        // Marks this worker finished, so discovery starts a new one if the cluster is still there.
+        stop.cancel();
         if let Some((h, cancel)) = watch {
             cancel.cancel();
             let _ = h.await;
@@ -216,5 +260,44 @@ pub(crate) async fn follow<K: Resource>(
             () = stop.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
+    }
+}
+
+/// The last-seen fingerprint of each object, to tell changes that matter from churn.
+pub(crate) struct Fingerprints<F>(std::sync::Mutex<HashMap<String, F>>);
+
+impl<F> Default for Fingerprints<F> {
+    fn default() -> Self {
+        Fingerprints(std::sync::Mutex::new(HashMap::new()))
+    }
+}
+
+impl<F: PartialEq> Fingerprints<F> {
+    /// Records `print` for `name` (`None`: deleted); true when it differs from the last one, and
+    /// always for a deletion (one missed while re-watching must still count).
+    pub(crate) fn changed(&self, name: &str, print: Option<F>) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match print {
+            None => {
+                map.remove(name);
+                true
+            }
+            Some(p) => map.insert(name.to_owned(), p).as_ref() != map.get(name),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn churn_is_not_a_change() {
+        let f = Fingerprints::default();
+        assert!(f.changed("t", Some((true, 1))));
+        assert!(!f.changed("t", Some((true, 1))));
+        assert!(f.changed("t", Some((false, 1))));
+        assert!(f.changed("t", None));
+        assert!(f.changed("gone", None));
     }
 }
