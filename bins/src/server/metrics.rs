@@ -1,6 +1,6 @@
 //! Prometheus metrics: requests by method, route and code, request latency, store operation latency
-//! (through [`MeteredStore`], a `Store` wrapper). Every label value comes from a fixed set — a client
-//! that invents methods, paths or status codes cannot add series.
+//! (through [`MeteredStore`], a `Store` wrapper), and the listener's connections. Every label value
+//! comes from a fixed set — a client that invents methods, paths or status codes cannot add series.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,6 +13,7 @@ use http::{Method, StatusCode};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use rancher_core::store::{
@@ -38,6 +39,11 @@ struct StoreLabels {
     op: &'static str,
     resource: String,
     ok: bool,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 /// The method as a label: the standard methods by name, any other (hyper accepts any token, of any
@@ -86,6 +92,24 @@ impl EncodeLabelValue for CodeLabel {
     }
 }
 
+/// Why the listener closed a connection at once (the `reason` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// `--max-connections` were open.
+    MaxConnections,
+    /// `--max-connections-per-client` were open from the same client address.
+    MaxPerClient,
+}
+
+/// Which timeout closed a connection (the `phase` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TimedOut {
+    /// The request head did not arrive within `--http-header-timeout`.
+    Header,
+    /// No request for `--http-idle-timeout`.
+    Idle,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -99,6 +123,9 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     request_seconds: HistogramFamily<RouteLabels>,
     store_seconds: HistogramFamily<StoreLabels>,
+    connections_open: Gauge,
+    connections_refused: Family<ReasonLabels, Counter>,
+    connections_timed_out: Family<ReasonLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -135,7 +162,52 @@ impl Metrics {
             "Store operation latency by operation and resource",
             store_seconds.clone(),
         );
-        Metrics { registry, requests, request_seconds, store_seconds }
+        let connections_open = Gauge::default();
+        registry.register("connections_open", "Client connections open", connections_open.clone());
+        let connections_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Client connections closed at once because a connection cap was reached",
+            connections_refused.clone(),
+        );
+        let connections_timed_out = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "connections_timed_out",
+            "Client connections closed for a slow request head or idleness, by phase",
+            connections_timed_out.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            store_seconds,
+            connections_open,
+            connections_refused,
+            connections_timed_out,
+        }
+    }
+
+    /// A connection was accepted (`+1`) or ended (`-1`).
+    pub(crate) fn connections_open_add(&self, delta: i64) {
+        self.connections_open.inc_by(delta);
+    }
+
+    /// A connection was refused at accept.
+    pub(crate) fn connection_refused(&self, why: Refusal) {
+        let reason = match why {
+            Refusal::MaxConnections => "max_connections",
+            Refusal::MaxPerClient => "max_connections_per_client",
+        };
+        self.connections_refused.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// A connection was closed by a timeout.
+    pub(crate) fn connection_timed_out(&self, phase: TimedOut) {
+        let reason = match phase {
+            TimedOut::Header => "header",
+            TimedOut::Idle => "idle",
+        };
+        self.connections_timed_out.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     /// The metrics in the OpenMetrics text format.

@@ -49,6 +49,7 @@ pub use bootstrap::ADMIN_USERNAME;
 pub use config::{ServerArgs, StoreKind};
 pub use error::ApiError;
 pub use kubeconfig::DEFAULT_KUBECONFIG_TOKEN_TTL_MS;
+pub use listener::ListenerLimits;
 pub use proxy::{AuditConfig, AuditTarget};
 pub use tls::TlsSource;
 
@@ -121,6 +122,7 @@ pub struct ServerBuilder {
     audit: AuditConfig,
     kubeconfig_token_ttl_ms: i64,
     auth_config: Option<PathBuf>,
+    listener_limits: ListenerLimits,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -132,6 +134,7 @@ impl std::fmt::Debug for ServerBuilder {
             .field("https_listen", &self.https_listen)
             .field("tls", &self.tls)
             .field("insecure_http", &self.insecure_http)
+            .field("listener_limits", &self.listener_limits)
             .finish_non_exhaustive()
     }
 }
@@ -154,6 +157,7 @@ impl Default for ServerBuilder {
             audit: AuditConfig::default(),
             kubeconfig_token_ttl_ms: DEFAULT_KUBECONFIG_TOKEN_TTL_MS,
             auth_config: None,
+            listener_limits: ListenerLimits::default(),
         }
     }
 }
@@ -250,6 +254,12 @@ impl ServerBuilder {
         self
     }
 
+    /// Connection caps and timeouts of the listener.
+    pub fn listener_limits(mut self, limits: ListenerLimits) -> Self {
+        self.listener_limits = limits;
+        self
+    }
+
     async fn open_store(&self) -> Result<Arc<dyn Store>, ServerError> {
         if let Some(store) = &self.store {
             return Ok(store.clone());
@@ -294,6 +304,7 @@ impl ServerBuilder {
     pub async fn build(self) -> Result<Server, ServerError> {
         std::fs::create_dir_all(&self.data_dir)
             .map_err(|source| ServerError::DataDir { path: self.data_dir.clone(), source })?;
+        let listener_limits = self.listener_limits.resolve();
         let metrics = Arc::new(Metrics::new());
         let store: Arc<dyn Store> = Arc::new(MeteredStore::new(self.open_store().await?, metrics.clone()));
 
@@ -363,6 +374,7 @@ impl ServerBuilder {
         Ok(Server {
             state,
             listener,
+            listener_limits,
             acceptor,
             local_addr,
             generated_admin_password: boot.generated_admin_password,
@@ -374,6 +386,7 @@ impl ServerBuilder {
 pub struct Server {
     state: AppState,
     listener: TcpListener,
+    listener_limits: listener::Resolved,
     acceptor: Option<TlsAcceptor>,
     local_addr: SocketAddr,
     generated_admin_password: Option<String>,
@@ -446,9 +459,10 @@ impl Server {
         if providers.openldap.is_some() || providers.oidc.is_some() || providers.github.is_some() {
             providers.start_refresh(self.state.store.clone());
         }
+        let metrics = self.state.metrics.clone();
         let app = api::router(self.state);
         tracing::info!(addr = %self.local_addr, tls = self.acceptor.is_some(), "serving the management API");
-        listener::serve(self.listener, self.acceptor, app, shutdown).await;
+        listener::serve(self.listener, self.acceptor, app, self.listener_limits, metrics, shutdown).await;
         // Agents reconnect to whichever server is up next; close their sessions cleanly.
         registration.tunnel().shutdown(std::time::Duration::from_secs(5)).await;
         stop.cancel();

@@ -4,6 +4,10 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../import_support/mod.rs"]
+mod import_support;
 
+mod long_lived;
 mod metrics_labels;
 mod raw;
+mod slow_clients;

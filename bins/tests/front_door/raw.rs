@@ -78,3 +78,16 @@ pub(crate) async fn read_to_close(tls: &mut TlsStream<TcpStream>, wait: Duration
         }
     }
 }
+
+/// `true` when the server has closed `tls` (reading gives EOF or an error) within `wait`.
+pub(crate) async fn closed_within(tls: &mut TlsStream<TcpStream>, wait: Duration) -> bool {
+    read_to_close(tls, wait).await.is_some()
+}
+
+/// `GET /ping` from `from` on a fresh connection; the status line.
+pub(crate) async fn ping(raw: &Raw, from: IpAddr) -> Option<String> {
+    let mut tls = raw.tls(from).await.ok()?;
+    tls.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.ok()?;
+    let text = read_to_close(&mut tls, Duration::from_secs(30)).await?;
+    text.lines().next().map(str::to_owned)
+}
