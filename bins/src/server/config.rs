@@ -104,6 +104,16 @@ pub struct ServerArgs {
     /// Time a connection may stay open with no request in progress, e.g. `90s`.
     #[arg(long, value_name = "DURATION", default_value = "90s", value_parser = parse_timeout)]
     pub http_idle_timeout: std::time::Duration,
+
+    /// Password hashes and checks (argon2: ~19 MiB and a core each) run at once (default: half the
+    /// cores, 1 to 8).
+    #[arg(long, value_name = "N")]
+    pub password_hash_workers: Option<std::num::NonZeroUsize>,
+
+    /// Password checks that may wait for a worker; beyond it logins are answered 429 at once
+    /// (default: four per worker).
+    #[arg(long, value_name = "N")]
+    pub password_hash_queue: Option<usize>,
 }
 
 /// `--audit-level`.
@@ -159,6 +169,13 @@ impl ServerArgs {
         }
     }
 
+    /// The password hashing limits from the flags.
+    fn hashing_limits(&self) -> super::HashingLimits {
+        let default = super::HashingLimits::default();
+        let workers = self.password_hash_workers.unwrap_or(default.workers);
+        super::HashingLimits { workers, queue: self.password_hash_queue.unwrap_or(workers.get() * 4) }
+    }
+
     /// A builder configured from the flags and `CATTLE_BOOTSTRAP_PASSWORD`.
     pub fn builder(&self) -> ServerBuilder {
         let tls = match (&self.tls_cert, &self.tls_key) {
@@ -178,6 +195,7 @@ impl ServerArgs {
             .agent_image(self.agent_image.clone())
             .kubeconfig_token_ttl(self.kubeconfig_token_ttl)
             .listener_limits(self.listener_limits())
+            .hashing_limits(self.hashing_limits())
             .audit(super::AuditConfig {
                 target: self.audit_log.clone(),
                 level: match self.audit_level {
@@ -236,5 +254,14 @@ mod tests {
         for bad in [["--http-idle-timeout", "0"], ["--max-connections", "0"]] {
             assert!(ServerArgs::try_parse_from(["rancher-server", bad[0], bad[1]]).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn hashing_limits() {
+        let h = ServerArgs::parse_from(["rancher-server"]).hashing_limits();
+        assert_eq!(h.queue, h.workers.get() * 4);
+        let h = ServerArgs::parse_from(["rancher-server", "--password-hash-workers", "3"]).hashing_limits();
+        assert_eq!((h.workers.get(), h.queue), (3, 12));
+        assert!(ServerArgs::try_parse_from(["rancher-server", "--password-hash-workers", "0"]).is_err());
     }
 }

@@ -24,6 +24,7 @@ mod auth;
 mod bootstrap;
 pub mod config;
 pub mod error;
+mod hashing;
 mod identity;
 mod kubeconfig;
 mod listener;
@@ -48,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 pub use bootstrap::ADMIN_USERNAME;
 pub use config::{ServerArgs, StoreKind};
 pub use error::ApiError;
+pub use hashing::HashingLimits;
 pub use kubeconfig::DEFAULT_KUBECONFIG_TOKEN_TTL_MS;
 pub use listener::ListenerLimits;
 pub use proxy::{AuditConfig, AuditTarget};
@@ -123,6 +125,7 @@ pub struct ServerBuilder {
     kubeconfig_token_ttl_ms: i64,
     auth_config: Option<PathBuf>,
     listener_limits: ListenerLimits,
+    hashing_limits: HashingLimits,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -135,6 +138,7 @@ impl std::fmt::Debug for ServerBuilder {
             .field("tls", &self.tls)
             .field("insecure_http", &self.insecure_http)
             .field("listener_limits", &self.listener_limits)
+            .field("hashing_limits", &self.hashing_limits)
             .finish_non_exhaustive()
     }
 }
@@ -158,6 +162,7 @@ impl Default for ServerBuilder {
             kubeconfig_token_ttl_ms: DEFAULT_KUBECONFIG_TOKEN_TTL_MS,
             auth_config: None,
             listener_limits: ListenerLimits::default(),
+            hashing_limits: HashingLimits::default(),
         }
     }
 }
@@ -260,6 +265,13 @@ impl ServerBuilder {
         self
     }
 
+    /// How many password hashes and checks run at once and wait (process-wide: it applies to every
+    /// server in this process from [`build`](Self::build) on).
+    pub fn hashing_limits(mut self, limits: HashingLimits) -> Self {
+        self.hashing_limits = limits;
+        self
+    }
+
     async fn open_store(&self) -> Result<Arc<dyn Store>, ServerError> {
         if let Some(store) = &self.store {
             return Ok(store.clone());
@@ -304,6 +316,7 @@ impl ServerBuilder {
     pub async fn build(self) -> Result<Server, ServerError> {
         std::fs::create_dir_all(&self.data_dir)
             .map_err(|source| ServerError::DataDir { path: self.data_dir.clone(), source })?;
+        hashing::configure(self.hashing_limits);
         let listener_limits = self.listener_limits.resolve();
         let metrics = Arc::new(Metrics::new());
         let store: Arc<dyn Store> = Arc::new(MeteredStore::new(self.open_store().await?, metrics.clone()));

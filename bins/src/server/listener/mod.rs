@@ -7,7 +7,7 @@ mod limits;
 mod watchdog;
 
 pub use limits::ListenerLimits;
-pub(crate) use limits::Resolved;
+pub(crate) use limits::{Resolved, client_of};
 
 use std::convert::Infallible;
 use std::future::Future;
