@@ -23,6 +23,7 @@ mod api;
 mod auth;
 mod bootstrap;
 pub mod config;
+mod data_dir;
 pub mod error;
 mod hashing;
 mod identity;
@@ -314,8 +315,10 @@ impl ServerBuilder {
     /// # Errors
     /// [`ServerError`] naming the step that failed.
     pub async fn build(self) -> Result<Server, ServerError> {
-        std::fs::create_dir_all(&self.data_dir)
-            .map_err(|source| ServerError::DataDir { path: self.data_dir.clone(), source })?;
+        let data_dir_error =
+            |source: std::io::Error| ServerError::DataDir { path: self.data_dir.clone(), source };
+        data_dir::create_private(&self.data_dir).map_err(data_dir_error)?;
+        data_dir::tighten_contents(&self.data_dir, true).map_err(data_dir_error)?;
         hashing::configure(self.hashing_limits);
         let listener_limits = self.listener_limits.resolve();
         let metrics = Arc::new(Metrics::new());
@@ -365,6 +368,8 @@ impl ServerBuilder {
         )
         .map_err(|e| ServerError::Registration(e.to_string()))?;
         let registration = Arc::new(registration);
+        // The store, the TLS material and the registration key may have been created just now.
+        data_dir::tighten_contents(&self.data_dir, false).map_err(data_dir_error)?;
         let authn = Arc::new(auth::TokenAuthenticator::new(store.clone()));
         let audit = self.audit.layer().map_err(ServerError::AuditLog)?;
         let providers = match &self.auth_config {

@@ -7,6 +7,7 @@ mod common;
 #[path = "../import_support/mod.rs"]
 mod import_support;
 
+mod data_dir;
 mod logins;
 mod long_lived;
 mod metrics_labels;
