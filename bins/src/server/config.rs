@@ -92,6 +92,34 @@ pub struct ServerArgs {
     /// Identity providers for login (YAML; e.g. an `openldap:` section), see the server README.
     #[arg(long, value_name = "FILE")]
     pub auth_config: Option<PathBuf>,
+
+    /// Client connections open at once; more are closed at once (default: the open-file limit,
+    /// raised to its hard limit at start, less a reserve; at most 65536).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+
+    /// Client connections open at once from one address (IPv6: one /64); 0 turns the cap off, e.g.
+    /// behind a load balancer (default: a quarter of --max-connections).
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_client: Option<u32>,
+
+    /// Time a client has to send a request head, e.g. `32s`.
+    #[arg(long, value_name = "DURATION", default_value = "32s", value_parser = parse_timeout)]
+    pub http_header_timeout: std::time::Duration,
+
+    /// Time a connection may stay open with no request in progress, e.g. `90s`.
+    #[arg(long, value_name = "DURATION", default_value = "90s", value_parser = parse_timeout)]
+    pub http_idle_timeout: std::time::Duration,
+
+    /// Password hashes and checks (argon2: ~19 MiB and a core each) run at once (default: half the
+    /// cores, 1 to 8).
+    #[arg(long, value_name = "N")]
+    pub password_hash_workers: Option<std::num::NonZeroUsize>,
+
+    /// Password checks that may wait for a worker; beyond it logins are answered 429 at once
+    /// (default: four per worker).
+    #[arg(long, value_name = "N")]
+    pub password_hash_queue: Option<usize>,
 }
 
 /// `--audit-level`.
@@ -126,7 +154,34 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     n.checked_mul(secs).map(std::time::Duration::from_secs).ok_or_else(|| format!("{s:?} is too long"))
 }
 
+/// A duration for a timeout: as [`parse_duration`], but never zero.
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err("a timeout must be longer than zero".into());
+    }
+    Ok(d)
+}
+
 impl ServerArgs {
+    /// The listener limits from the flags.
+    fn listener_limits(&self) -> super::ListenerLimits {
+        let size = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
+        super::ListenerLimits {
+            max_connections: self.max_connections.map(size),
+            max_connections_per_client: self.max_connections_per_client.map(size),
+            header_timeout: self.http_header_timeout,
+            idle_timeout: self.http_idle_timeout,
+        }
+    }
+
+    /// The password hashing limits from the flags.
+    fn hashing_limits(&self) -> super::HashingLimits {
+        let default = super::HashingLimits::default();
+        let workers = self.password_hash_workers.unwrap_or(default.workers);
+        super::HashingLimits { workers, queue: self.password_hash_queue.unwrap_or(workers.get() * 4) }
+    }
+
     /// A builder configured from the flags and `CATTLE_BOOTSTRAP_PASSWORD`.
     pub fn builder(&self) -> ServerBuilder {
         let tls = match (&self.tls_cert, &self.tls_key) {
@@ -146,6 +201,8 @@ impl ServerArgs {
             .agent_image(self.agent_image.clone())
             .kubeconfig_token_ttl(self.kubeconfig_token_ttl)
             .auth_token_max_ttl(self.auth_token_max_ttl)
+            .listener_limits(self.listener_limits())
+            .hashing_limits(self.hashing_limits())
             .audit(super::AuditConfig {
                 target: self.audit_log.clone(),
                 level: match self.audit_level {
@@ -199,5 +256,31 @@ mod tests {
         let a = ServerArgs::parse_from(["rancher-server", "--auth-token-max-ttl", "0"]);
         assert_eq!(a.auth_token_max_ttl, std::time::Duration::ZERO);
         assert!(ServerArgs::try_parse_from(["rancher-server", "--auth-token-max-ttl", "forever"]).is_err());
+    }
+
+    #[test]
+    fn listener_limits() {
+        let l = ServerArgs::parse_from(["rancher-server"]).listener_limits();
+        assert_eq!((l.max_connections, l.max_connections_per_client), (None, None));
+        assert_eq!((l.header_timeout.as_secs(), l.idle_timeout.as_secs()), (32, 90));
+        let flags = ["--max-connections", "100", "--max-connections-per-client", "0"];
+        let a = ServerArgs::parse_from(
+            ["rancher-server", "--http-header-timeout", "5s"].into_iter().chain(flags),
+        );
+        let l = a.listener_limits();
+        assert_eq!((l.max_connections, l.max_connections_per_client), (Some(100), Some(0)));
+        assert_eq!(l.header_timeout.as_secs(), 5);
+        for bad in [["--http-idle-timeout", "0"], ["--max-connections", "0"]] {
+            assert!(ServerArgs::try_parse_from(["rancher-server", bad[0], bad[1]]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn hashing_limits() {
+        let h = ServerArgs::parse_from(["rancher-server"]).hashing_limits();
+        assert_eq!(h.queue, h.workers.get() * 4);
+        let h = ServerArgs::parse_from(["rancher-server", "--password-hash-workers", "3"]).hashing_limits();
+        assert_eq!((h.workers.get(), h.queue), (3, 12));
+        assert!(ServerArgs::try_parse_from(["rancher-server", "--password-hash-workers", "0"]).is_err());
     }
 }

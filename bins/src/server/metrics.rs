@@ -1,5 +1,6 @@
-//! Prometheus metrics: requests by route and code, request latency, and store operation latency
-//! (through [`MeteredStore`], a `Store` wrapper).
+//! Prometheus metrics: requests by method, route and code, request latency, store operation latency
+//! (through [`MeteredStore`], a `Store` wrapper), and the listener's connections. Every label value
+//! comes from a fixed set — a client that invents methods, paths or status codes cannot add series.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,9 +9,11 @@ use async_trait::async_trait;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus_client::encoding::EncodeLabelSet;
+use http::{Method, StatusCode};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use rancher_core::store::{
@@ -20,14 +23,14 @@ use serde_json::Value;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: &'static str,
     route: String,
-    code: u16,
+    code: CodeLabel,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    method: String,
+    method: &'static str,
     route: String,
 }
 
@@ -36,6 +39,75 @@ struct StoreLabels {
     op: &'static str,
     resource: String,
     ok: bool,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// The method as a label: the standard methods by name, any other (hyper accepts any token, of any
+/// length) as `other`.
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    const NAMES: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"];
+    KNOWN.iter().position(|m| m == method).map_or("other", |i| NAMES[i])
+}
+
+/// A status code as a label: registered codes as themselves, others (a downstream cluster behind the
+/// proxy may answer anything from 100 to 999) by their class, `5xx`.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+enum CodeLabel {
+    Registered(u16),
+    Class(u16),
+}
+
+impl From<StatusCode> for CodeLabel {
+    fn from(code: StatusCode) -> Self {
+        if code.canonical_reason().is_some() {
+            CodeLabel::Registered(code.as_u16())
+        } else {
+            CodeLabel::Class(code.as_u16() / 100)
+        }
+    }
+}
+
+impl EncodeLabelValue for CodeLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        match self {
+            CodeLabel::Registered(code) => write!(encoder, "{code}"),
+            CodeLabel::Class(class) => write!(encoder, "{class}xx"),
+        }
+    }
+}
+
+/// Why the listener closed a connection at once (the `reason` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// `--max-connections` were open.
+    MaxConnections,
+    /// `--max-connections-per-client` were open from the same client address.
+    MaxPerClient,
+}
+
+/// Which timeout closed a connection (the `phase` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TimedOut {
+    /// The request head did not arrive within `--http-header-timeout`.
+    Header,
+    /// No request for `--http-idle-timeout`.
+    Idle,
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -51,6 +123,9 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     request_seconds: HistogramFamily<RouteLabels>,
     store_seconds: HistogramFamily<StoreLabels>,
+    connections_open: Gauge,
+    connections_refused: Family<ReasonLabels, Counter>,
+    connections_timed_out: Family<ReasonLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -87,7 +162,52 @@ impl Metrics {
             "Store operation latency by operation and resource",
             store_seconds.clone(),
         );
-        Metrics { registry, requests, request_seconds, store_seconds }
+        let connections_open = Gauge::default();
+        registry.register("connections_open", "Client connections open", connections_open.clone());
+        let connections_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Client connections closed at once because a connection cap was reached",
+            connections_refused.clone(),
+        );
+        let connections_timed_out = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "connections_timed_out",
+            "Client connections closed for a slow request head or idleness, by phase",
+            connections_timed_out.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            store_seconds,
+            connections_open,
+            connections_refused,
+            connections_timed_out,
+        }
+    }
+
+    /// A connection was accepted (`+1`) or ended (`-1`).
+    pub(crate) fn connections_open_add(&self, delta: i64) {
+        self.connections_open.inc_by(delta);
+    }
+
+    /// A connection was refused at accept.
+    pub(crate) fn connection_refused(&self, why: Refusal) {
+        let reason = match why {
+            Refusal::MaxConnections => "max_connections",
+            Refusal::MaxPerClient => "max_connections_per_client",
+        };
+        self.connections_refused.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// A connection was closed by a timeout.
+    pub(crate) fn connection_timed_out(&self, phase: TimedOut) {
+        let reason = match phase {
+            TimedOut::Header => "header",
+            TimedOut::Idle => "idle",
+        };
+        self.connections_timed_out.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     /// The metrics in the OpenMetrics text format.
@@ -105,21 +225,22 @@ impl Metrics {
     }
 }
 
-/// Middleware: counts each request by its matched route (never the raw path, which holds names).
+/// Middleware: counts each request by its method, its matched route (never the raw path, which holds
+/// names) and its status code, each from a fixed set.
 pub(crate) async fn track_requests(
     State(metrics): State<Arc<Metrics>>,
     req: Request,
     next: Next,
 ) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let started = Instant::now();
     let resp = next.run(req).await;
     metrics
         .request_seconds
-        .get_or_create(&RouteLabels { method: method.clone(), route: route.clone() })
+        .get_or_create(&RouteLabels { method, route: route.clone() })
         .observe(started.elapsed().as_secs_f64());
-    metrics.requests.get_or_create(&RequestLabels { method, route, code: resp.status().as_u16() }).inc();
+    metrics.requests.get_or_create(&RequestLabels { method, route, code: resp.status().into() }).inc();
     resp
 }
 
@@ -184,5 +305,39 @@ impl Store for MeteredStore {
         let r = self.inner.watch(resource, options).await;
         self.metrics.observe_store("watch", resource, r.is_ok(), t);
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_come_from_fixed_sets() {
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        assert_eq!(method_label(&Method::from_bytes(b"FOO123").unwrap()), "other");
+        assert_eq!(method_label(&Method::from_bytes(&[b'X'; 4096]).unwrap()), "other");
+        let code = |c: u16| CodeLabel::from(StatusCode::from_u16(c).unwrap());
+        assert_eq!(code(404), CodeLabel::Registered(404));
+        assert_eq!(code(599), CodeLabel::Class(5));
+        assert_eq!(code(999), CodeLabel::Class(9));
+    }
+
+    #[tokio::test]
+    async fn made_up_methods_share_one_series() {
+        use tower::ServiceExt;
+        let metrics = Arc::new(Metrics::new());
+        let app = axum::Router::new()
+            .route("/ping", axum::routing::get(|| async { "pong" }))
+            .layer(axum::middleware::from_fn_with_state(metrics.clone(), track_requests));
+        for i in 0..50 {
+            let method = Method::from_bytes(format!("M{i}{}", "x".repeat(100)).as_bytes()).unwrap();
+            let req = http::Request::builder().method(method).uri("/ping").body(axum::body::Body::empty());
+            app.clone().oneshot(req.unwrap()).await.unwrap();
+        }
+        let text = metrics.render();
+        let series: Vec<&str> =
+            text.lines().filter(|l| l.starts_with("rancher_http_requests_total{")).collect();
+        assert_eq!(series, [r#"rancher_http_requests_total{method="other",route="/ping",code="405"} 50"#]);
     }
 }

@@ -24,7 +24,9 @@ mod auth;
 mod bootstrap;
 mod cleanup;
 pub mod config;
+mod data_dir;
 pub mod error;
+mod hashing;
 mod identity;
 mod kubeconfig;
 mod listener;
@@ -50,7 +52,9 @@ pub use api::DEFAULT_TOKEN_MAX_TTL_MS;
 pub use bootstrap::ADMIN_USERNAME;
 pub use config::{ServerArgs, StoreKind};
 pub use error::ApiError;
+pub use hashing::HashingLimits;
 pub use kubeconfig::DEFAULT_KUBECONFIG_TOKEN_TTL_MS;
+pub use listener::ListenerLimits;
 pub use proxy::{AuditConfig, AuditTarget};
 pub use tls::TlsSource;
 
@@ -124,6 +128,8 @@ pub struct ServerBuilder {
     kubeconfig_token_ttl_ms: i64,
     max_token_ttl_ms: i64,
     auth_config: Option<PathBuf>,
+    listener_limits: ListenerLimits,
+    hashing_limits: HashingLimits,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -135,6 +141,8 @@ impl std::fmt::Debug for ServerBuilder {
             .field("https_listen", &self.https_listen)
             .field("tls", &self.tls)
             .field("insecure_http", &self.insecure_http)
+            .field("listener_limits", &self.listener_limits)
+            .field("hashing_limits", &self.hashing_limits)
             .finish_non_exhaustive()
     }
 }
@@ -158,6 +166,8 @@ impl Default for ServerBuilder {
             kubeconfig_token_ttl_ms: DEFAULT_KUBECONFIG_TOKEN_TTL_MS,
             max_token_ttl_ms: api::DEFAULT_TOKEN_MAX_TTL_MS,
             auth_config: None,
+            listener_limits: ListenerLimits::default(),
+            hashing_limits: HashingLimits::default(),
         }
     }
 }
@@ -262,6 +272,19 @@ impl ServerBuilder {
         self
     }
 
+    /// Connection caps and timeouts of the listener.
+    pub fn listener_limits(mut self, limits: ListenerLimits) -> Self {
+        self.listener_limits = limits;
+        self
+    }
+
+    /// How many password hashes and checks run at once and wait (process-wide: it applies to every
+    /// server in this process from [`build`](Self::build) on).
+    pub fn hashing_limits(mut self, limits: HashingLimits) -> Self {
+        self.hashing_limits = limits;
+        self
+    }
+
     async fn open_store(&self) -> Result<Arc<dyn Store>, ServerError> {
         if let Some(store) = &self.store {
             return Ok(store.clone());
@@ -304,8 +327,12 @@ impl ServerBuilder {
     /// # Errors
     /// [`ServerError`] naming the step that failed.
     pub async fn build(self) -> Result<Server, ServerError> {
-        std::fs::create_dir_all(&self.data_dir)
-            .map_err(|source| ServerError::DataDir { path: self.data_dir.clone(), source })?;
+        let data_dir_error =
+            |source: std::io::Error| ServerError::DataDir { path: self.data_dir.clone(), source };
+        data_dir::create_private(&self.data_dir).map_err(data_dir_error)?;
+        data_dir::tighten_contents(&self.data_dir, true).map_err(data_dir_error)?;
+        hashing::configure(self.hashing_limits);
+        let listener_limits = self.listener_limits.resolve();
         let metrics = Arc::new(Metrics::new());
         let store: Arc<dyn Store> = Arc::new(MeteredStore::new(self.open_store().await?, metrics.clone()));
 
@@ -353,6 +380,8 @@ impl ServerBuilder {
         )
         .map_err(|e| ServerError::Registration(e.to_string()))?;
         let registration = Arc::new(registration);
+        // The store, the TLS material and the registration key may have been created just now.
+        data_dir::tighten_contents(&self.data_dir, false).map_err(data_dir_error)?;
         let authn = Arc::new(auth::TokenAuthenticator::new(store.clone()));
         let audit = self.audit.layer().map_err(ServerError::AuditLog)?;
         let providers = match &self.auth_config {
@@ -376,6 +405,7 @@ impl ServerBuilder {
         Ok(Server {
             state,
             listener,
+            listener_limits,
             acceptor,
             local_addr,
             generated_admin_password: boot.generated_admin_password,
@@ -387,6 +417,7 @@ impl ServerBuilder {
 pub struct Server {
     state: AppState,
     listener: TcpListener,
+    listener_limits: listener::Resolved,
     acceptor: Option<TlsAcceptor>,
     local_addr: SocketAddr,
     generated_admin_password: Option<String>,
@@ -462,9 +493,10 @@ impl Server {
         if providers.openldap.is_some() || providers.oidc.is_some() || providers.github.is_some() {
             providers.start_refresh(self.state.store.clone());
         }
+        let metrics = self.state.metrics.clone();
         let app = api::router(self.state);
         tracing::info!(addr = %self.local_addr, tls = self.acceptor.is_some(), "serving the management API");
-        listener::serve(self.listener, self.acceptor, app, shutdown).await;
+        listener::serve(self.listener, self.acceptor, app, self.listener_limits, metrics, shutdown).await;
         // Agents reconnect to whichever server is up next; close their sessions cleanly.
         registration.tunnel().shutdown(std::time::Duration::from_secs(5)).await;
         stop.cancel();

@@ -26,7 +26,34 @@ pub fn install_crypto() {
 impl ServerProc {
     /// Starts the server on `port` (0 = any) and waits for its "listening on" line.
     pub fn start(data_dir: &Path, port: u16, bootstrap_password: Option<&str>, extra: &[&str]) -> ServerProc {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rancher-server"));
+        Self::start_command(
+            Command::new(env!("CARGO_BIN_EXE_rancher-server")),
+            data_dir,
+            port,
+            bootstrap_password,
+            extra,
+        )
+    }
+
+    /// Starts the server on any port under a wrapper command, e.g. `["prlimit", "--nofile=256:256", "--"]`.
+    pub fn start_under(
+        wrapper: &[&str],
+        data_dir: &Path,
+        bootstrap_password: Option<&str>,
+        extra: &[&str],
+    ) -> ServerProc {
+        let mut cmd = Command::new(wrapper[0]);
+        cmd.args(&wrapper[1..]).arg(env!("CARGO_BIN_EXE_rancher-server"));
+        Self::start_command(cmd, data_dir, 0, bootstrap_password, extra)
+    }
+
+    fn start_command(
+        mut cmd: Command,
+        data_dir: &Path,
+        port: u16,
+        bootstrap_password: Option<&str>,
+        extra: &[&str],
+    ) -> ServerProc {
         cmd.arg("--data-dir")
             .arg(data_dir)
             .arg("--https-listen")

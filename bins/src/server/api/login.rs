@@ -1,5 +1,6 @@
 //! `POST /v3-public/localProviders/local?action=login`: username and password in, a session token out.
-//! Failed attempts are counted per username and per client address ([`LoginThrottle`]).
+//! Attempts are counted per (username, client address) and per address ([`LoginThrottle`]) before the
+//! password is checked, and the check itself runs within the server's limit on password hashing.
 
 use axum::Extension;
 use axum::body::Body;
@@ -15,6 +16,7 @@ use super::body::json_object;
 pub(crate) use super::login_throttle::{LoginThrottle, ThrottlePolicy};
 use super::tokens::{self, DEFAULT_SESSION_TTL_MS, TokenRequest};
 use crate::server::error::{ApiError, ApiResult};
+use crate::server::identity::local::VerifyError;
 use crate::server::state::AppState;
 
 /// The same answer for an unknown user and a wrong password, so logins do not reveal who exists.
@@ -51,23 +53,23 @@ pub(crate) async fn login(
     let input: LoginInput = serde_json::from_value(serde_json::Value::Object(map))
         .map_err(|e| ApiError::BadRequest(format!("login needs \"username\" and \"password\": {e}")))?;
     let ip = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
-    if let Some(wait) = state.login_throttle.check(&input.username, ip) {
-        let secs = u32::try_from(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).unwrap_or(u32::MAX);
-        return Err(ApiError::TooManyRequests {
-            message: format!("too many failed logins: try again in {secs} s"),
-            retry_after_secs: secs.max(1),
-        });
-    }
+    let attempt = state.login_throttle.begin(&input.username, ip).await?;
     let local = crate::server::identity::local::LocalProvider::new(state.store.clone());
-    let verified = local
-        .verify(&input.username, &input.password)
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("checking the password: {e}")))?;
+    let verified = match local.verify(&input.username, &input.password).await {
+        Ok(verified) => verified,
+        Err(e) => {
+            attempt.not_checked();
+            return Err(match e {
+                VerifyError::Hashing(e) => e.into(),
+                VerifyError::Store(e) => ApiError::Unavailable(format!("checking the password: {e}")),
+            });
+        }
+    };
     let Some(user) = verified else {
-        state.login_throttle.failed(&input.username, ip);
+        attempt.failed();
         return Err(ApiError::Unauthenticated(LOGIN_FAILED.into()));
     };
-    state.login_throttle.succeeded(&input.username, ip);
+    attempt.succeeded();
     let req =
         TokenRequest::local("session", input.ttl.unwrap_or(DEFAULT_SESSION_TTL_MS), input.description, false);
     let (stored, secret) = tokens::issue(&state, &user, req).await?;

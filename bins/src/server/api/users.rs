@@ -22,13 +22,11 @@ use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::state::AppState;
 
-/// Hashes a new password after the strength check, off the async threads (argon2 is slow on purpose).
+/// Hashes a new password after the strength check, within the process-wide limit on password hashing
+/// (argon2 is slow on purpose).
 pub(crate) async fn hash_new_password(pw: String) -> ApiResult<String> {
     password::check_strength(&pw).map_err(|e| ApiError::invalid_field("spec.password", e.to_string()))?;
-    tokio::task::spawn_blocking(move || password::hash_password(&pw))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(e.to_string()))
+    Ok(crate::server::hashing::hash(pw).await?)
 }
 
 /// The user with this login name, if any.

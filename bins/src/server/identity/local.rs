@@ -1,13 +1,15 @@
 //! The `local` provider: users kept in the store with argon2 password hashes, behind the same
-//! [`AuthProvider`] trait as the directory and OAuth providers. Local users have no groups.
+//! [`AuthProvider`] trait as the directory and OAuth providers. Local users have no groups. Password
+//! checks go through the process-wide limit of [`crate::server::hashing`].
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use rancher_auth::password;
 use rancher_auth::providers::{AuthProvider, Credentials, Error, Identity, Principal, PrincipalKind, Result};
 use rancher_core::model::User;
 use rancher_core::store::{Api, Store};
+
+use crate::server::hashing::{self, HashError};
 
 /// The provider's name and the scheme of its principal ids (`local://u-xxxxx`, as in Rancher).
 pub(crate) const LOCAL: &str = "local";
@@ -22,12 +24,6 @@ impl std::fmt::Debug for LocalProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalProvider").finish_non_exhaustive()
     }
-}
-
-/// A hash to check against when the user does not exist, so both failures take as long.
-fn decoy_hash() -> &'static str {
-    static DECOY: OnceLock<String> = OnceLock::new();
-    DECOY.get_or_init(|| password::hash_password("decoy password never used").unwrap_or_default())
 }
 
 fn principal(user: &User) -> Principal {
@@ -48,6 +44,17 @@ fn store_error(e: rancher_core::store::StoreError) -> Error {
     Error::Unreachable { provider: LOCAL, server: "the store".into(), reason: e.to_string() }
 }
 
+/// Why a password could not be checked (as opposed to checked and wrong).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum VerifyError {
+    /// Reading the users failed.
+    #[error(transparent)]
+    Store(Error),
+    /// The password check was refused for load, or failed.
+    #[error(transparent)]
+    Hashing(#[from] HashError),
+}
+
 impl LocalProvider {
     /// Uses the users in `store`.
     pub(crate) fn new(store: Arc<dyn Store>) -> Self {
@@ -57,20 +64,15 @@ impl LocalProvider {
     /// The enabled user with this username and password, or `None`; takes as long either way.
     ///
     /// # Errors
-    /// [`Error::Unreachable`] when the store fails.
-    pub(crate) async fn verify(&self, username: &str, pw: &str) -> Result<Option<User>> {
-        let users = Api::<User>::all(self.store.clone()).list().await.map_err(store_error)?;
+    /// [`VerifyError::Store`] when the store fails; [`VerifyError::Hashing`] when the password check
+    /// is refused for load ([`HashError::Busy`]) or fails.
+    pub(crate) async fn verify(&self, username: &str, pw: &str) -> Result<Option<User>, VerifyError> {
+        let users = Api::<User>::all(self.store.clone())
+            .list()
+            .await
+            .map_err(|e| VerifyError::Store(store_error(e)))?;
         let user = users.into_iter().find(|u| !username.is_empty() && u.spec.username == username);
-        let hash = user.as_ref().map_or_else(|| decoy_hash().to_owned(), |u| u.spec.password.clone());
-        let pw = pw.to_owned();
-        let matches =
-            tokio::task::spawn_blocking(move || !pw.is_empty() && password::verify_password(&pw, &hash))
-                .await
-                .map_err(|e| Error::Unreachable {
-                    provider: LOCAL,
-                    server: "argon2".into(),
-                    reason: e.to_string(),
-                })?;
+        let matches = hashing::verify(pw.to_owned(), user.as_ref().map(|u| u.spec.password.clone())).await?;
         Ok(user.filter(|u| matches && u.spec.enabled))
     }
 }
@@ -85,7 +87,17 @@ impl AuthProvider for LocalProvider {
         let Credentials::Password { username, password } = credentials else {
             return Err(Error::Unsupported { provider: LOCAL, what: "authorization-code login" });
         };
-        let user = self.verify(username, password.expose()).await?.ok_or(Error::InvalidCredentials)?;
+        let user = match self.verify(username, password.expose()).await {
+            Ok(user) => user.ok_or(Error::InvalidCredentials)?,
+            Err(VerifyError::Store(e)) => return Err(e),
+            Err(VerifyError::Hashing(e)) => {
+                return Err(Error::Unreachable {
+                    provider: LOCAL,
+                    server: "argon2".into(),
+                    reason: e.to_string(),
+                });
+            }
+        };
         Ok(Identity { user: principal(&user), groups: Vec::new() })
     }
 
@@ -124,6 +136,7 @@ impl AuthProvider for LocalProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rancher_auth::password;
     use rancher_core::model::UserSpec;
     use rancher_core::store::MemoryStore;
 

@@ -125,21 +125,16 @@ pub(crate) async fn openldap_login(
     let input: LoginInput = serde_json::from_value(serde_json::Value::Object(map))
         .map_err(|e| ApiError::BadRequest(format!("login needs \"username\" and \"password\": {e}")))?;
     let ip = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
-    let throttle_key = format!("openldap:{}", input.username);
-    if let Some(wait) = state.login_throttle.check(&throttle_key, ip) {
-        let secs = u32::try_from(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).unwrap_or(u32::MAX);
-        return Err(ApiError::TooManyRequests {
-            message: format!("too many failed logins: try again in {secs} s"),
-            retry_after_secs: secs.max(1),
-        });
-    }
+    let attempt = state.login_throttle.begin(&format!("openldap:{}", input.username), ip).await?;
     let identity = match provider.authenticate(&Credentials::password(&input.username, input.password)).await
     {
         Ok(identity) => identity,
         Err(e) => {
             let e = provider_error(e);
             if matches!(e, ApiError::Unauthenticated(_)) {
-                state.login_throttle.failed(&throttle_key, ip);
+                attempt.failed()
+            } else {
+                attempt.not_checked()
             }
             return Err(e);
         }
@@ -148,12 +143,14 @@ pub(crate) async fn openldap_login(
         Ok(u) => u,
         Err(e) => {
             if matches!(e, ApiError::Unauthenticated(_)) {
-                state.login_throttle.failed(&throttle_key, ip);
+                attempt.failed()
+            } else {
+                attempt.not_checked()
             }
             return Err(e);
         }
     };
-    state.login_throttle.succeeded(&throttle_key, ip);
+    attempt.succeeded();
     session_token(
         &state,
         provider.name(),

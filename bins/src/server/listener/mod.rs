@@ -1,0 +1,185 @@
+//! The accept loop: TLS (or plain TCP with --insecure-http), HTTP/1.1 and HTTP/2 with upgrades on one
+//! port, bounded for clients that have not authenticated — connection caps checked at accept, a TLS
+//! handshake timeout, header and idle timeouts ([`watchdog`]), HTTP/2 stream and header limits — and
+//! a graceful shutdown that drains in-flight requests.
+
+mod limits;
+mod watchdog;
+
+pub use limits::ListenerLimits;
+pub(crate) use limits::{Resolved, client_of};
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use futures::future::BoxFuture;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use self::limits::Caps;
+use self::watchdog::{Activity, TrackedBody, Watched};
+use super::metrics::Metrics;
+
+/// How long a client has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long in-flight requests get to finish after shutdown is requested.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest HTTP/1.1 read buffer, and so the largest request head (nginx allows 32 KiB): what a
+/// slow client can make the server hold per connection.
+const MAX_HTTP1_BUFFER: usize = 64 * 1024;
+/// The largest HTTP/2 header list.
+const MAX_HTTP2_HEADER_LIST: u32 = 64 * 1024;
+/// Streams at once on one HTTP/2 connection (kube-apiserver's default is 250).
+const MAX_HTTP2_STREAMS: u32 = 250;
+/// HTTP/2 keep-alive: a ping after this much silence, and the connection closes without an answer
+/// within [`HTTP2_PING_TIMEOUT`].
+const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
+const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn http_builder() -> Builder<TokioExecutor> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    // No HTTP/1.1 timer: hyper's header timeout would also cut idle keep-alive connections at the same
+    // short time; the watchdog times both phases instead.
+    builder.http1().max_buf_size(MAX_HTTP1_BUFFER);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_HTTP2_STREAMS)
+        .max_header_list_size(MAX_HTTP2_HEADER_LIST)
+        .keep_alive_interval(HTTP2_PING_INTERVAL)
+        .keep_alive_timeout(HTTP2_PING_TIMEOUT);
+    builder
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then drains open connections.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    limits: Resolved,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let graceful = GracefulShutdown::new();
+    let builder = http_builder();
+    let caps = Caps::new(&limits);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Usually EMFILE: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Over a cap the socket is closed before any TLS or HTTP work is spent on it.
+        let admission = match caps.admit(peer.ip()) {
+            Ok(admission) => admission,
+            Err(why) => {
+                metrics.connection_refused(why);
+                tracing::debug!(%peer, ?why, "connection refused");
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let conn =
+            Conn { peer, app: app.clone(), builder: builder.clone(), limits, metrics: metrics.clone() };
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            conn.metrics.connections_open_add(1);
+            match tls {
+                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => conn.serve(stream, watcher).await,
+                    Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                },
+                None => conn.serve(tcp, watcher).await,
+            }
+            conn.metrics.connections_open_add(-1);
+            drop(admission);
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: draining open connections");
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
+    }
+}
+
+/// One accepted connection.
+struct Conn {
+    peer: SocketAddr,
+    app: Router,
+    builder: Builder<TokioExecutor>,
+    limits: Resolved,
+    metrics: Arc<Metrics>,
+}
+
+impl Conn {
+    async fn serve<S>(&self, stream: S, watcher: hyper_util::server::graceful::Watcher)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let activity = Activity::new();
+        let service = ConnService { app: self.app.clone(), peer: self.peer, activity: activity.clone() };
+        let io = TokioIo::new(Watched::new(stream, activity.clone()));
+        let conn = self.builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
+        let conn = watcher.watch(conn.into_owned());
+        let (header, idle) = (self.limits.header_timeout, self.limits.idle_timeout);
+        let peer = self.peer;
+        match watchdog::watch(conn, &activity, header, idle).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(%peer, "connection ended: {e}"),
+            Err(phase) => {
+                self.metrics.connection_timed_out(phase);
+                tracing::debug!(%peer, ?phase, "connection closed: too slow or idle too long");
+            }
+        }
+    }
+}
+
+/// The application as one connection sees it: requests carry the client's address (login throttling
+/// counts by it) and are counted in progress until their response has been sent.
+#[derive(Clone)]
+struct ConnService {
+    app: Router,
+    peer: SocketAddr,
+    activity: Arc<Activity>,
+}
+
+impl tower::Service<http::Request<Incoming>> for ConnService {
+    type Response = http::Response<axum::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: http::Request<Incoming>) -> Self::Future {
+        let in_flight = self.activity.request_started(req.version() == http::Version::HTTP_2);
+        req.extensions_mut().insert(axum::extract::ConnectInfo(self.peer));
+        let app = self.app.clone();
+        Box::pin(async move {
+            let resp = tower::ServiceExt::oneshot(app, req).await?;
+            Ok(resp.map(|body| axum::body::Body::new(TrackedBody::new(body, in_flight))))
+        })
+    }
+}
