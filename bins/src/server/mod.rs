@@ -500,17 +500,36 @@ impl Server {
         // Agents reconnect to whichever server is up next; close their sessions cleanly.
         registration.tunnel().shutdown(std::time::Duration::from_secs(5)).await;
         stop.cancel();
-        if let Err(e) = monitor.await {
-            tracing::error!("the connection monitor ended abnormally: {e}");
-        }
-        for (what, task) in [("tenancy", tenancy), ("ace token sync", ace_sync), ("clean-up", cleanup)] {
-            if let Err(e) = task.await {
-                tracing::error!("the {what} controller ended abnormally: {e}");
-            }
-        }
-        if let Err(e) = controller.await {
-            tracing::error!("the cluster controller ended abnormally: {e}");
+        // Every controller selects on `stop`, but one may be inside a downstream call that waits for a
+        // tunnel session; the process must still exit promptly on SIGTERM, so the wait is bounded and
+        // whatever has not stopped by then is aborted (and named in the log).
+        let deadline = tokio::time::Instant::now() + CONTROLLER_STOP_TIMEOUT;
+        for (what, task) in [
+            ("connection monitor", monitor),
+            ("tenancy controller", tenancy),
+            ("ace token sync", ace_sync),
+            ("clean-up controller", cleanup),
+            ("cluster controller", controller),
+        ] {
+            stop_task(what, task, deadline).await;
         }
         Ok(())
+    }
+}
+
+/// How long the controllers get to stop after the listener drained.
+const CONTROLLER_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits for a stopped controller until `deadline`, then aborts it.
+async fn stop_task(what: &str, mut task: tokio::task::JoinHandle<()>, deadline: tokio::time::Instant) {
+    match tokio::time::timeout_at(deadline, &mut task).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!("the {what} ended abnormally: {e}"),
+        Err(_) => {
+            tracing::warn!(
+                "the {what} did not stop within {CONTROLLER_STOP_TIMEOUT:?} of shutdown; aborting it"
+            );
+            task.abort();
+        }
     }
 }

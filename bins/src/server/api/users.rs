@@ -243,9 +243,8 @@ async fn change_password(
         )));
     }
     let (current, hash) = (input.current_password, user.spec.password.clone());
-    let matches = tokio::task::spawn_blocking(move || password::verify_password(&current, &hash))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    // Through the same bounded pool as logins: a stolen session cannot turn this into a CPU flood.
+    let matches = crate::server::hashing::verify(current, Some(hash)).await?;
     if !matches {
         return Err(ApiError::Forbidden("the current password is not correct".into()));
     }
