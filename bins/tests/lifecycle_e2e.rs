@@ -247,22 +247,7 @@ fn kubectl_with(w: &World, token: &str, args: &[&str]) -> (bool, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_scoped_tokens_need_and_follow_access_to_the_cluster() {
     const CLUSTER: &str = "acel";
-    install_crypto();
-    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-    let certs = tempfile::tempdir().unwrap();
-    let (cert, key) = (certs.path().join("ace.crt"), certs.path().join("ace.key"));
-    std::fs::write(&cert, made.cert.pem()).unwrap();
-    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
-    let port = free_port();
-    let sim = rancher_sim::Sim::builder()
-        .auth_webhook(format!("https://127.0.0.1:{port}/v1/authenticate"), Some(made.cert.pem()));
-    let listen = format!("127.0.0.1:{port}");
-    let w = World::start(
-        CLUSTER,
-        sim,
-        &["--ace-listen", &listen, "--ace-cert", cert.to_str().unwrap(), "--ace-key", key.to_str().unwrap()],
-    )
-    .await;
+    let (w, _certs) = World::start_with_ace_webhook(CLUSTER).await;
     let url = w.server.url.clone();
     let mint = |bearer: String, cluster: &'static str| {
         let url = url.clone();

@@ -47,6 +47,31 @@ pub fn kubectl_at(kc: &Path, args: &[&str]) -> (bool, String) {
 }
 
 impl World {
+    /// [`World::start`] with the agent serving the authorized cluster endpoint's webhook on a free port
+    /// with a fresh self-signed certificate, which the sim is told to trust. Keep the returned directory
+    /// (the certificate and key) for as long as the world runs.
+    pub async fn start_with_ace_webhook(cluster: &str) -> (World, tempfile::TempDir) {
+        install_crypto();
+        let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let certs = tempfile::tempdir().unwrap();
+        let (cert, key) = (certs.path().join("ace.crt"), certs.path().join("ace.key"));
+        std::fs::write(&cert, made.cert.pem()).unwrap();
+        std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+        let port = free_port();
+        let sim = rancher_sim::Sim::builder()
+            .auth_webhook(format!("https://127.0.0.1:{port}/v1/authenticate"), Some(made.cert.pem()));
+        let listen = format!("127.0.0.1:{port}");
+        let ace = [
+            "--ace-listen",
+            &listen,
+            "--ace-cert",
+            cert.to_str().unwrap(),
+            "--ace-key",
+            key.to_str().unwrap(),
+        ];
+        (World::start(cluster, sim, &ace).await, certs)
+    }
+
     /// Starts the server and a sim built by `sim`, imports the sim as `cluster` and starts its agent
     /// with `agent_extra` flags; returns once the cluster is connected.
     pub async fn start(cluster: &str, sim: rancher_sim::SimBuilder, agent_extra: &[&str]) -> World {
