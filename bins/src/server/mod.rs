@@ -24,6 +24,8 @@ mod auth;
 mod bootstrap;
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod identity;
 mod kubeconfig;
 mod listener;
