@@ -1,29 +1,22 @@
-//! Invariant checks over `/v3` request bodies, for fuzzing: one request through the real router (on an
-//! in-memory store, as the admin or as a standard user), then what it answered and what it changed.
-//! The cargo-fuzz target `v3_bodies` in `fuzz/` and the bounded run in `tests/fuzz_v3.rs` call
-//! [`v3_body`]. Not a stable API: hidden from the docs, shaped for the fuzzer.
+//! Invariant checks over the JSON bodies the server reads — the `/v3` writes of every management kind,
+//! the login, and a cluster agent's report — for fuzzing: one request through the real router on an
+//! in-memory store, then what it answered and what it changed. The cargo-fuzz target `v3_bodies` in
+//! `fuzz/` and the bounded run in `tests/fuzz_v3.rs` call [`v3_body`]. Not a stable API.
 
+mod harness;
 mod recording;
 
-use std::sync::{Arc, OnceLock};
-
-use axum::Router;
-use axum::body::Body;
-use http::{Method, Request, StatusCode};
+use http::{Method, StatusCode};
 use rancher_core::model::{
     Cluster, ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, Project, ProjectRoleTemplateBinding,
     RoleTemplate, Token, User,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
-use tower::ServiceExt as _;
+use serde_json::Value;
 
-use self::recording::{Change, Recording};
-use super::Server;
-
-const ADMIN_PASSWORD: &str = "fuzz-admin-password-long-enough";
-const USER_PASSWORD: &str = "fuzz-user-password-long-enough";
+use self::harness::{App, IMPORTED_CLUSTER, STANDARD_USER, bearer, harness, send};
+use self::recording::Change;
 
 /// A management kind the fuzzer writes: its plural, the object a `PUT` targets, and the decode check.
 struct Kind {
@@ -52,68 +45,86 @@ const KINDS: [Kind; 9] = [
     },
 ];
 
-/// What a standard user's request may change: it may create a cluster (and so its owner binding and
-/// registration token) and tokens of its own, and its token's `lastUsedAt` is written.
-const STANDARD_USER_CREATES: [&str; 4] =
-    ["clusters", "clusterroletemplatebindings", "clusterregistrationtokens", "tokens"];
-
-struct Harness {
-    runtime: tokio::runtime::Runtime,
-    router: Router,
-    store: Arc<Recording>,
-    admin: String,
-    standard: String,
-    /// The standard user's token name (the seed a `PUT /v3/tokens/…` targets).
-    standard_token: String,
+/// Who sends the request, and so what it may change.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Caller {
+    Admin,
+    StandardUser,
+    /// Anyone: the login endpoint.
+    Anonymous,
+    /// The imported cluster's agent, with its registration token.
+    Agent,
 }
 
-/// Sends one `/v3` write built from `data` and panics when an invariant breaks:
+/// Sends one request built from `data` and panics when an invariant breaks:
 ///
-/// * the answer is never a 5xx (no panic, no internal error for any body); a failure is a Kubernetes
-///   `Status` whose `code` is the HTTP status;
+/// * the answer is never a 5xx (no panic, no internal error, whatever the body); a failure is a
+///   Kubernetes `Status` whose `code` is the HTTP status;
 /// * an accepted object decodes into its kind and re-encodes to the same JSON, and reading it back gives
 ///   the same metadata and spec;
-/// * nothing else is harmed: a standard user's request creates only clusters (with their owner binding
-///   and registration token) and tokens, and changes nothing that exists; no request changes the admin
-///   user or the rules of a builtin role.
+/// * the request changes only what its caller may: a standard user creates clusters (and what lives in
+///   their namespace) and tokens of its own and changes nothing that exists; a login creates a token;
+///   an agent's report changes only its cluster's status; nobody changes the admin user or the rules
+///   of a builtin role.
 ///
-/// Input: byte 0 chooses the kind (`% 9`, see `KINDS`), `POST /v3/<plural>` or `PUT` of the kind's seed
-/// object (`/ 9 % 2`), and the caller, admin or standard user (`/ 18 % 2`); the rest is the JSON body.
-/// The store is put back as it was after every request.
+/// Input: byte 0 chooses the endpoint (`% 11`: the nine kinds of `KINDS`, login, agent report), for a
+/// kind `POST /v3/<plural>` or `PUT` of its seed object (`/ 11 % 2`) and the admin or the standard user
+/// (`/ 22 % 2`); the rest is the body. The store is put back as it was after every request.
 pub fn v3_body(data: &[u8]) {
     let Some((&choice, body)) = data.split_first() else { return };
     let h = harness();
-    let kind = &KINDS[usize::from(choice) % KINDS.len()];
-    let put = (choice / 9) % 2 == 1;
-    let as_admin = (choice / 18) % 2 == 0;
-    let (method, path) = if put {
-        let seed = if kind.plural == "tokens" { h.standard_token.as_str() } else { kind.seed };
-        (Method::PUT, format!("/v3/{}/{seed}", kind.plural))
-    } else {
-        (Method::POST, format!("/v3/{}", kind.plural))
-    };
-    let caller = if as_admin { &h.admin } else { &h.standard };
-    let who = if as_admin { "admin" } else { "standard user" };
-    let what = format!("{method} {path} as {who} with {}", String::from_utf8_lossy(body));
-    h.runtime.block_on(async {
-        let (status, answer) = send(&h.router, method, &path, caller, body.to_vec()).await;
-        assert!(!status.is_server_error(), "{what}: {status} {answer}");
-        if status.is_success() {
-            (kind.round_trip)(&answer);
-            let id = answer["id"].as_str().unwrap_or_else(|| panic!("{what}: no id in {answer}"));
-            let (read, stored) =
-                send(&h.router, Method::GET, &format!("/v3/{}/{id}", kind.plural), &h.admin, vec![]).await;
-            assert_eq!(read, StatusCode::OK, "{what}: reading {id} back: {stored}");
-            for part in ["metadata", "spec"] {
-                assert_eq!(answer[part], stored[part], "{what}: the answer's {part} is not what was stored");
+    let app = &h.app;
+    let endpoint = usize::from(choice % 11);
+    let put = (choice / 11) % 2 == 1;
+    let (caller, method, path, kind) = match KINDS.get(endpoint) {
+        Some(kind) => {
+            let caller = if (choice / 22) % 2 == 0 { Caller::Admin } else { Caller::StandardUser };
+            if put {
+                let seed = if kind.plural == "tokens" { app.standard_token.as_str() } else { kind.seed };
+                (caller, Method::PUT, format!("/v3/{}/{seed}", kind.plural), Some(kind))
+            } else {
+                (caller, Method::POST, format!("/v3/{}", kind.plural), Some(kind))
             }
-        } else {
+        }
+        None if endpoint == 9 => {
+            (Caller::Anonymous, Method::POST, "/v3-public/localProviders/local?action=login".into(), None)
+        }
+        None => (Caller::Agent, Method::POST, "/v3/connect/report".into(), None),
+    };
+    let credential = match caller {
+        Caller::Admin => vec![("authorization", bearer(&app.admin))],
+        Caller::StandardUser => vec![("authorization", bearer(&app.standard))],
+        Caller::Anonymous => vec![],
+        Caller::Agent => vec![(rancher_tunnel::TOKEN_HEADER, app.registration_token.clone())],
+    };
+    let headers: Vec<(&str, &str)> = credential.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let what = format!("{method} {path} as {caller:?} with {}", String::from_utf8_lossy(body));
+    h.runtime.block_on(async {
+        let (status, answer) = send(&app.router, method, &path, &headers, body.to_vec()).await;
+        assert!(!status.is_server_error(), "{what}: {status} {answer}");
+        if !status.is_success() {
             assert_eq!(answer["kind"], "Status", "{what}: {status} {answer}");
             assert_eq!(answer["code"], status.as_u16(), "{what}: {answer}");
+        } else if let Some(kind) = kind {
+            check_accepted(app, kind, &answer, &what).await;
+        } else if caller == Caller::Anonymous {
+            round_trip::<Token>(&answer);
         }
-        check_changes(&h.store.changes(), as_admin, &what);
-        h.store.reset().await;
+        check_changes(&app.store.changes(), caller, &what);
+        app.store.reset().await;
     });
+}
+
+async fn check_accepted(app: &App, kind: &Kind, answer: &Value, what: &str) {
+    (kind.round_trip)(answer);
+    let id = answer["id"].as_str().unwrap_or_else(|| panic!("{what}: no id in {answer}"));
+    let path = format!("/v3/{}/{id}", kind.plural);
+    let admin = bearer(&app.admin);
+    let (status, stored) = send(&app.router, Method::GET, &path, &[("authorization", &admin)], vec![]).await;
+    assert_eq!(status, StatusCode::OK, "{what}: reading {id} back: {stored}");
+    for part in ["metadata", "spec"] {
+        assert_eq!(answer[part], stored[part], "{what}: the answer's {part} is not what was stored");
+    }
 }
 
 /// `K` from `answer`, and back to the same JSON.
@@ -126,7 +137,16 @@ fn round_trip<K: DeserializeOwned + Serialize>(answer: &Value) {
     assert_eq!(serde_json::to_value(&again).expect("encodes"), encoded, "encoding is not stable");
 }
 
-fn check_changes(changes: &[Change], as_admin: bool, what: &str) {
+fn check_changes(changes: &[Change], caller: Caller, what: &str) {
+    let created_clusters: Vec<&str> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Created { resource, object } if resource == "clusters" => {
+                object["metadata"]["name"].as_str()
+            }
+            _ => None,
+        })
+        .collect();
     for change in changes {
         if let Change::Updated { resource, old, new } = change {
             if resource == "users" && old["spec"]["username"] == "admin" {
@@ -140,120 +160,45 @@ fn check_changes(changes: &[Change], as_admin: bool, what: &str) {
                 );
             }
         }
-        if as_admin {
-            continue;
-        }
-        let allowed = match change {
-            Change::Created { resource, .. } => STANDARD_USER_CREATES.contains(&resource.as_str()),
-            Change::Updated { resource, old, new } => {
-                let mut without_use = new.clone();
-                without_use["status"]["lastUsedAt"] = old["status"]["lastUsedAt"].clone();
-                without_use["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
-                resource == "tokens" && without_use == *old
+        let allowed = match (caller, change) {
+            (Caller::Admin, _) => true,
+            (_, Change::Updated { resource, old, new }) if resource == "tokens" => {
+                same_but(old, new, &[("status", "lastUsedAt")])
             }
-            Change::Deleted { .. } => false,
+            (Caller::StandardUser, Change::Created { resource, object }) => match resource.as_str() {
+                "clusters" => true,
+                "tokens" => object["spec"]["userId"] == STANDARD_USER,
+                _ => {
+                    object["metadata"]["namespace"].as_str().is_some_and(|ns| created_clusters.contains(&ns))
+                }
+            },
+            (Caller::Anonymous, Change::Created { resource, .. }) => resource == "tokens",
+            (Caller::Agent, Change::Updated { resource, old, new }) => {
+                resource == "clusters"
+                    && old["metadata"]["name"] == IMPORTED_CLUSTER
+                    && old["spec"] == new["spec"]
+                    && same_but(&old["metadata"], &new["metadata"], &[("resourceVersion", "")])
+            }
+            _ => false,
         };
-        assert!(allowed, "{what}: a standard user's request made {} change {change:?}", change.resource());
+        assert!(allowed, "{what}: the request of {caller:?} made {} change: {change:?}", change.resource());
     }
 }
 
-async fn send(
-    router: &Router,
-    method: Method,
-    path: &str,
-    bearer: &str,
-    body: Vec<u8>,
-) -> (StatusCode, Value) {
-    let mut request =
-        Request::builder().method(method).uri(path).header(http::header::CONTENT_TYPE, "application/json");
-    if !bearer.is_empty() {
-        request = request.header(http::header::AUTHORIZATION, format!("Bearer {bearer}"));
-    }
-    let request = request.body(Body::from(body)).expect("a valid request");
-    let response = router.clone().oneshot(request).await.expect("the router is infallible");
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("a buffered body");
-    let value = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|e| panic!("{path}: {status} with a body that is not JSON ({e}): {bytes:?}"));
-    (status, value)
-}
-
-fn harness() -> &'static Harness {
-    static HARNESS: OnceLock<Harness> = OnceLock::new();
-    HARNESS.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-        let (router, store, admin, standard, standard_token) = runtime.block_on(start());
-        Harness { runtime, router, store, admin, standard, standard_token }
-    })
-}
-
-async fn start() -> (Router, Arc<Recording>, String, String, String) {
-    let store = Arc::new(Recording::default());
-    let dir = std::env::temp_dir().join(format!("rancher-fuzz-v3-{}", std::process::id()));
-    let server = Server::builder()
-        .data_dir(&dir)
-        .store(store.clone())
-        .insecure_http(true)
-        .https_listen(([127, 0, 0, 1], 0).into())
-        .bootstrap_password(ADMIN_PASSWORD)
-        .build()
-        .await
-        .expect("the server builds on a memory store");
-    let _ = std::fs::remove_dir_all(&dir);
-    let router = super::api::router(server.state.clone());
-    let admin = login(&router, "admin", ADMIN_PASSWORD).await;
-    let seeds = [
-        (
-            "users",
-            json!({"metadata": {"name": "u-std"}, "spec": {"username": "fuzz-std", "password": USER_PASSWORD}}),
-        ),
-        (
-            "users",
-            json!({"metadata": {"name": "u-target"}, "spec": {"username": "fuzz-target", "password": USER_PASSWORD}}),
-        ),
-        ("clusters", json!({"metadata": {"name": "c-fuzz"}, "spec": {"displayName": "fuzz"}})),
-        (
-            "projects",
-            json!({"metadata": {"name": "p-fuzz", "namespace": "c-fuzz"}, "spec": {"clusterName": "c-fuzz"}}),
-        ),
-        ("globalroles", json!({"metadata": {"name": "fuzz-role"}, "spec": {"rules": []}})),
-        (
-            "globalrolebindings",
-            json!({"metadata": {"name": "fuzz-grb"}, "spec": {"userName": "u-target", "globalRoleName": "fuzz-role"}}),
-        ),
-        (
-            "roletemplates",
-            json!({"metadata": {"name": "fuzz-rt"}, "spec": {"context": "cluster", "rules": []}}),
-        ),
-        (
-            "roletemplates",
-            json!({"metadata": {"name": "fuzz-prt"}, "spec": {"context": "project", "rules": []}}),
-        ),
-        (
-            "clusterroletemplatebindings",
-            json!({"metadata": {"name": "crtb-fuzz", "namespace": "c-fuzz"}, "spec": {"userName": "u-target", "roleTemplateName": "fuzz-rt"}}),
-        ),
-        (
-            "projectroletemplatebindings",
-            json!({"metadata": {"name": "prtb-fuzz", "namespace": "p-fuzz"}, "spec": {"projectName": "c-fuzz:p-fuzz", "userName": "u-target", "roleTemplateName": "fuzz-prt"}}),
-        ),
-    ];
-    for (plural, body) in seeds {
-        let (status, answer) =
-            send(&router, Method::POST, &format!("/v3/{plural}"), &admin, body.to_string().into_bytes())
-                .await;
-        assert_eq!(status, StatusCode::CREATED, "seeding {plural}: {answer}");
-    }
-    let standard = login(&router, "fuzz-std", USER_PASSWORD).await;
-    let standard_token = standard.split(':').next().unwrap_or_default().to_owned();
-    store.reset_log();
-    (router, store, admin, standard, standard_token)
-}
-
-async fn login(router: &Router, username: &str, password: &str) -> String {
-    let body = json!({"username": username, "password": password}).to_string().into_bytes();
-    let path = "/v3-public/localProviders/local?action=login";
-    let (status, answer) = send(router, Method::POST, path, "", body).await;
-    assert_eq!(status, StatusCode::CREATED, "logging in as {username}: {answer}");
-    answer["token"].as_str().expect("a token in the login answer").to_owned()
+/// Whether `a` and `b` are equal once the named `(field, subfield)` paths (empty subfield: the field
+/// itself) and `metadata.resourceVersion` are ignored.
+fn same_but(a: &Value, b: &Value, ignored: &[(&str, &str)]) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        for (field, sub) in ignored.iter().chain(&[("metadata", "resourceVersion")]) {
+            let Some(map) = v.as_object_mut() else { break };
+            if sub.is_empty() {
+                map.remove(*field);
+            } else if let Some(inner) = map.get_mut(*field).and_then(Value::as_object_mut) {
+                inner.remove(*sub);
+            }
+        }
+        v
+    };
+    strip(a) == strip(b)
 }
