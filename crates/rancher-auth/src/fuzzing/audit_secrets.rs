@@ -1,7 +1,7 @@
 //! The audit log never holds the body of a request that the downstream API server may read as one on
 //! `secrets` — whichever way a hop between them reads the path.
 
-use super::path::audit_event;
+use super::path::{CREDENTIAL, audit_event};
 use super::{first_line, request_line};
 use crate::proxy::cluster::split_cluster_path;
 
@@ -17,7 +17,7 @@ pub fn audit_secret_bodies(data: &[u8]) {
     let normalized = remove_dot_segments(&decoded);
     let readings = [decoded.clone(), normalized.clone(), collapse_empty_segments(&normalized)];
     let Some(reading) = readings.iter().find(|p| apiserver_resource(p) == Some("secrets")) else { return };
-    let event = audit_event(&method, rest, uri.query(), body);
+    let event = audit_event(&method, rest, uri.query(), body, CREDENTIAL);
     assert_eq!(
         event.request_body, None,
         "{method} {rest}: the API server may read this as {reading:?} (a Secret), but its body was audited"

@@ -60,7 +60,7 @@ fn check(user: &UserInfo, client: &HeaderMap, view: impl Fn(&HeaderMap) -> Ident
 }
 
 /// Header name → its values in order, for every header that says who the request is.
-type Identity = BTreeMap<String, Vec<Vec<u8>>>;
+type Identity = BTreeMap<String, Vec<HeaderValue>>;
 
 fn identity(headers: &HeaderMap) -> Identity {
     let mut out = Identity::new();
@@ -68,15 +68,16 @@ fn identity(headers: &HeaderMap) -> Identity {
         let n = name.as_str();
         let credential = [header::AUTHORIZATION, header::PROXY_AUTHORIZATION, header::COOKIE].contains(name);
         if n.starts_with("impersonate-") || credential {
-            out.entry(n.to_owned()).or_default().push(value.as_bytes().to_vec());
+            out.entry(n.to_owned()).or_default().push(value.clone());
         }
     }
-    let bearer: Vec<Vec<u8>> = headers
+    let bearer: Vec<HeaderValue> = headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
         .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .map(|p| p.trim_ascii().to_vec())
+        .map(<[u8]>::trim_ascii)
         .filter(|p| p.starts_with(WEBSOCKET_BEARER_PROTOCOL_PREFIX.as_bytes()))
+        .filter_map(|p| HeaderValue::from_bytes(p).ok())
         .collect();
     if !bearer.is_empty() {
         out.insert("sec-websocket-protocol (bearer)".into(), bearer);
