@@ -89,10 +89,12 @@ fn check_request_info(method: &Method, query: Option<&str>, info: &RequestInfo) 
     if info.verb == "connect" {
         assert!(["exec", "attach", "portforward"].contains(&info.subresource.as_str()), "{info:?}");
     }
-    // Some canonical path must mean the same: the verb in the path or not, the name in the path or
-    // (for a list or watch) from the query's field selector.
-    let forms = [(true, true), (false, true), (false, false)];
-    let same = forms.iter().any(|&(verb_in_path, name_in_path)| {
+    // Some canonical path must mean the same: with the verb in the path (`watch` also yields `connect` on a
+    // connect subresource, and is the only way to a bare `watch` or `proxy` resource) or not, and with
+    // the name in the path or (for a list or watch) from the query's field selector.
+    let path_verbs = [None, Some("watch"), Some("proxy")];
+    let mut forms = path_verbs.iter().flat_map(|verb| [(*verb, true), (*verb, false)]);
+    let same = forms.any(|(verb_in_path, name_in_path)| {
         let path = render(info, verb_in_path, name_in_path);
         let again = RequestInfo::parse(method, &path, query);
         RequestInfo { path: info.path.clone(), ..again } == *info
@@ -100,20 +102,18 @@ fn check_request_info(method: &Method, query: Option<&str>, info: &RequestInfo) 
     assert!(
         same,
         "{info:?} does not round-trip through a canonical path (e.g. {})",
-        render(info, false, true)
+        render(info, None, true)
     );
 }
 
 /// A canonical path for `info`, each segment percent-encoded.
-fn render(info: &RequestInfo, verb_in_path: bool, name_in_path: bool) -> String {
+fn render(info: &RequestInfo, verb_in_path: Option<&str>, name_in_path: bool) -> String {
     let mut segments: Vec<&str> = vec![&info.api_prefix];
     if info.api_prefix == "apis" {
         segments.push(&info.api_group);
     }
     segments.push(&info.api_version);
-    if verb_in_path && (info.verb == "watch" || info.verb == "proxy") {
-        segments.push(&info.verb);
-    }
+    segments.extend(verb_in_path);
     if !info.namespace.is_empty() {
         segments.extend(["namespaces", info.namespace.as_str()]);
     }
