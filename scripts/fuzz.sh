@@ -8,7 +8,8 @@
 # to fuzz/work/<target>.log (both ignored by git); a crash goes to fuzz/artifacts/<target>/. Minimise one
 # with `cargo +nightly fuzz tmin -s none <target> <file>`, fix it, and commit the input under
 # fuzz/regressions/<target>/ (the stable test suite replays it). Targets whose invariant waits on a fix in
-# another branch run only when named. Build parallelism: FUZZ_BUILD_JOBS (default 1).
+# another branch run only when named. Build parallelism: FUZZ_BUILD_JOBS (default 1). Each target also
+# aborts on any single allocation above its bound (fuzz/src/lib.rs), reported as a crash.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
@@ -38,7 +39,7 @@ for target in "${targets[@]}"; do
     echo "=== $target: ${seconds}s"
     status=ok
     if ! cargo +nightly fuzz run -s none -a "$target" "work/$target" "corpus/$target" -- \
-        -max_total_time="$seconds" -timeout=60 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
+        -max_total_time="$seconds" -timeout=60 -rss_limit_mb=2048 \
         -print_final_stats=1 "${dict[@]}" 2>&1 | tee "work/$target.log"; then
         status=CRASH
         failed=1
