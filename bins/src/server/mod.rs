@@ -26,6 +26,8 @@ mod cleanup;
 pub mod config;
 mod data_dir;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hashing;
 mod identity;
 mod kubeconfig;

@@ -28,6 +28,8 @@
 //! token::verify(&presented, &stored, Timestamp::now()).unwrap();
 //! ```
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod password;
 pub mod providers;
 pub mod proxy;

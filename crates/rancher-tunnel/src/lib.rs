@@ -49,6 +49,8 @@ mod agent;
 mod config;
 mod dial_header;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod metrics;
 mod policy;
 mod serve;
