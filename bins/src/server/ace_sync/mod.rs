@@ -35,7 +35,9 @@ use crate::server::proxy::user_info;
 use crate::server::registration::Registration;
 use crate::server::tenancy::SyncError;
 use crate::server::tenancy::apply::{self, Changes, Key, Kind};
-use crate::server::tenancy::workers::{BoxFut, ClusterSync, ClusterWorkers, Fingerprints, follow};
+use crate::server::tenancy::workers::{
+    BoxFut, ClusterSync, ClusterWorkers, Fingerprints, follow, follow_membership,
+};
 
 /// How often every cluster's token records are re-checked even when nothing was seen to change.
 pub(crate) const ACE_RESYNC: Duration = Duration::from_secs(30);
@@ -231,25 +233,7 @@ pub(crate) async fn run(store: Arc<dyn Store>, registration: Arc<Registration>, 
         }
     }));
     // Membership: a removed binding, project or admin role takes the user's tokens off the cluster.
-    let w = workers.clone();
-    tasks.spawn(follow::<ClusterRoleTemplateBinding>(store.clone(), stop.clone(), move |b, _| {
-        w.poke(b.metadata.namespace.as_deref().unwrap_or(&b.spec.cluster_name))
-    }));
-    let w = workers.clone();
-    tasks.spawn(follow::<ProjectRoleTemplateBinding>(store.clone(), stop.clone(), move |b, _| {
-        match b.spec.project_name.split_once(':') {
-            Some((cluster, _)) => w.poke(cluster),
-            None => w.poke_all(),
-        }
-    }));
-    let w = workers.clone();
-    tasks.spawn(follow::<Project>(store.clone(), stop.clone(), move |p, _| {
-        w.poke(p.metadata.namespace.as_deref().unwrap_or(&p.spec.cluster_name))
-    }));
-    let w = workers.clone();
-    tasks.spawn(follow::<GlobalRoleBinding>(store.clone(), stop.clone(), move |_, _| w.poke_all()));
-    let w = workers.clone();
-    tasks.spawn(follow::<GlobalRole>(store.clone(), stop.clone(), move |_, _| w.poke_all()));
+    follow_membership(&tasks, &store, &stop, &workers);
     tasks.spawn(workers.run(Arc::new(AceSync { store }), stop.clone()));
     tasks.close();
     tasks.wait().await;

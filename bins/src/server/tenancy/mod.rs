@@ -16,17 +16,14 @@ pub(crate) mod workers;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rancher_core::model::{
-    ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, Project, ProjectRoleTemplateBinding,
-    RoleTemplate, User,
-};
+use rancher_core::model::{RoleTemplate, User};
 use rancher_core::store::{Store, StoreError};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::rbac_sync::RbacSync;
 pub(crate) use self::rbac_sync::remove_rendered;
-use self::workers::{ClusterWorkers, Fingerprints, follow};
+use self::workers::{ClusterWorkers, Fingerprints, follow, follow_membership};
 use crate::server::registration::Registration;
 
 /// How often every cluster's RBAC is re-checked even when nothing was seen to change.
@@ -62,32 +59,11 @@ pub(crate) enum SyncError {
 pub(crate) async fn run(store: Arc<dyn Store>, registration: Arc<Registration>, stop: CancellationToken) {
     let workers = ClusterWorkers::new(store.clone(), registration, RBAC_RESYNC);
     let tasks = TaskTracker::new();
-    let w = workers.clone();
-    tasks.spawn(follow::<ClusterRoleTemplateBinding>(store.clone(), stop.clone(), move |b, _| {
-        w.poke(if b.spec.cluster_name.is_empty() {
-            b.metadata.namespace.as_deref().unwrap_or_default()
-        } else {
-            &b.spec.cluster_name
-        })
-    }));
-    let w = workers.clone();
-    tasks.spawn(follow::<ProjectRoleTemplateBinding>(store.clone(), stop.clone(), move |b, _| {
-        match rancher_auth::rbac_render::project_cluster(&b.spec.project_name) {
-            Ok(cluster) => w.poke(cluster),
-            Err(_) => w.poke_all(),
-        }
-    }));
+    // Bindings, projects and who is a global admin (their bindings and roles).
+    follow_membership(&tasks, &store, &stop, &workers);
     let w = workers.clone();
     tasks.spawn(follow::<RoleTemplate>(store.clone(), stop.clone(), move |_, _| w.poke_all()));
-    let w = workers.clone();
-    tasks.spawn(follow::<Project>(store.clone(), stop.clone(), move |p, _| {
-        w.poke(p.metadata.namespace.as_deref().unwrap_or(&p.spec.cluster_name))
-    }));
-    // Who is a global admin: their bindings and roles, and whether they are enabled at all.
-    let w = workers.clone();
-    tasks.spawn(follow::<GlobalRoleBinding>(store.clone(), stop.clone(), move |_, _| w.poke_all()));
-    let w = workers.clone();
-    tasks.spawn(follow::<GlobalRole>(store.clone(), stop.clone(), move |_, _| w.poke_all()));
+    // Whether admins are enabled at all.
     let w = workers.clone();
     let seen = Fingerprints::default();
     // A user's lastLogin changes on every login: only enabling, disabling and deleting count.

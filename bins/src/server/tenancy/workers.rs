@@ -287,6 +287,39 @@ impl<F: PartialEq> Fingerprints<F> {
     }
 }
 
+/// Follows what decides who may reach a cluster and pokes the workers it concerns: a cluster's CRTBs,
+/// the PRTBs and projects in it, and (for every cluster) global role bindings and roles, which decide who
+/// is an admin. Shared by the syncs whose result depends on membership (RBAC, token records).
+pub(crate) fn follow_membership(
+    tasks: &TaskTracker,
+    store: &Arc<dyn Store>,
+    stop: &CancellationToken,
+    workers: &Arc<ClusterWorkers>,
+) {
+    use rancher_core::model::{
+        ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, Project, ProjectRoleTemplateBinding,
+    };
+    let w = workers.clone();
+    tasks.spawn(follow::<ClusterRoleTemplateBinding>(store.clone(), stop.clone(), move |b, _| {
+        w.poke(b.metadata.namespace.as_deref().unwrap_or(&b.spec.cluster_name))
+    }));
+    let w = workers.clone();
+    tasks.spawn(follow::<ProjectRoleTemplateBinding>(store.clone(), stop.clone(), move |b, _| {
+        match rancher_auth::rbac_render::project_cluster(&b.spec.project_name) {
+            Ok(cluster) => w.poke(cluster),
+            Err(_) => w.poke_all(),
+        }
+    }));
+    let w = workers.clone();
+    tasks.spawn(follow::<Project>(store.clone(), stop.clone(), move |p, _| {
+        w.poke(p.metadata.namespace.as_deref().unwrap_or(&p.spec.cluster_name))
+    }));
+    let w = workers.clone();
+    tasks.spawn(follow::<GlobalRoleBinding>(store.clone(), stop.clone(), move |_, _| w.poke_all()));
+    let w = workers.clone();
+    tasks.spawn(follow::<GlobalRole>(store.clone(), stop.clone(), move |_, _| w.poke_all()));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
