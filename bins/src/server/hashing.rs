@@ -10,10 +10,9 @@ use std::num::NonZeroUsize;
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
+use argon2::Block;
 use rancher_auth::password;
 use std::cell::RefCell;
-use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 
@@ -158,7 +157,7 @@ fn decoy_hash() -> &'static str {
 /// [`HashError::Busy`] when the limit is reached.
 pub(crate) async fn verify(pw: String, hash: Option<String>) -> Result<bool, HashError> {
     run(move || {
-        let matches = verify_in_place(pw.as_bytes(), hash.as_deref().unwrap_or_else(|| decoy_hash()));
+        let matches = verify_in_place(&pw, hash.as_deref().unwrap_or_else(|| decoy_hash()));
         matches && !pw.is_empty() && hash.is_some()
     })
     .await
@@ -173,30 +172,9 @@ thread_local! {
     static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
 }
 
-/// [`password::verify_password`] on this thread's reused memory: the PHC string's algorithm, version,
-/// parameters and salt, and a constant-time comparison of the output.
-fn verify_in_place(pw: &[u8], phc: &str) -> bool {
-    let Ok(hash) = PasswordHash::new(phc) else { return false };
-    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else { return false };
-    let (Ok(params), Ok(algorithm)) = (Params::try_from(&hash), Algorithm::try_from(hash.algorithm.as_str()))
-    else {
-        return false;
-    };
-    let Ok(version) = hash.version.map_or(Ok(Version::default()), Version::try_from) else { return false };
-    let needed = params.block_count();
-    if needed > MAX_BLOCKS {
-        tracing::warn!(blocks = needed, "a stored password hash asks for more argon2 memory than allowed");
-        return false;
-    }
-    BLOCKS.with_borrow_mut(|blocks| {
-        if blocks.len() < needed {
-            blocks.resize(needed, Block::default());
-        }
-        let mut out = vec![0u8; expected.len()];
-        let argon2 = Argon2::new(algorithm, version, params);
-        argon2.hash_password_into_with_memory(pw, salt, &mut out, &mut blocks[..needed]).is_ok()
-            && bool::from(out.as_slice().ct_eq(expected.as_bytes()))
-    })
+/// [`password::verify_password`] on this thread's reused memory.
+fn verify_in_place(pw: &str, phc: &str) -> bool {
+    BLOCKS.with_borrow_mut(|blocks| password::verify_password_with_memory(pw, phc, blocks, MAX_BLOCKS))
 }
 
 #[cfg(test)]
@@ -248,14 +226,10 @@ mod tests {
             ("a long enough password", "not-a-phc-string"),
             ("x", "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$"),
         ] {
-            assert_eq!(
-                verify_in_place(pw.as_bytes(), phc),
-                password::verify_password(pw, phc),
-                "{pw:?} {phc:?}"
-            );
+            assert_eq!(verify_in_place(pw, phc), password::verify_password(pw, phc), "{pw:?} {phc:?}");
         }
         // The same thread's memory serves every check.
-        assert!(verify_in_place(b"a long enough password", &hash));
+        assert!(verify_in_place("a long enough password", &hash));
         assert!(BLOCKS.with_borrow(|b| b.len()) >= 19 * 1024);
     }
 

@@ -67,6 +67,39 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
     }
 }
 
+/// [`verify_password`] on argon2 memory the caller keeps: a worker that checks many passwords reuses one
+/// buffer (~19 MiB at the default parameters) instead of allocating it for every check, which the
+/// allocator would keep. A hash asking for more than `max_blocks` blocks (1 KiB each) never matches.
+pub fn verify_password_with_memory(
+    password: &str,
+    hash: &str,
+    memory: &mut Vec<argon2::Block>,
+    max_blocks: usize,
+) -> bool {
+    use argon2::{Algorithm, Params, Version};
+    use subtle::ConstantTimeEq as _;
+    let Ok(phc) = PasswordHash::new(hash) else { return false };
+    let (Some(salt), Some(expected)) = (&phc.salt, &phc.hash) else { return false };
+    let (Ok(params), Ok(algorithm)) = (Params::try_from(&phc), Algorithm::try_from(phc.algorithm.as_str()))
+    else {
+        return false;
+    };
+    let Ok(version) = phc.version.map_or(Ok(Version::default()), Version::try_from) else { return false };
+    let needed = params.block_count();
+    if needed > max_blocks {
+        tracing::warn!(blocks = needed, "a stored password hash asks for more argon2 memory than allowed");
+        return false;
+    }
+    if memory.len() < needed {
+        memory.resize(needed, argon2::Block::default());
+    }
+    let mut out = vec![0u8; expected.len()];
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut memory[..needed])
+        .is_ok()
+        && bool::from(out.as_slice().ct_eq(expected.as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
