@@ -141,7 +141,9 @@ fn rt<T: DeserializeOwned + Serialize>(obj: Value) -> Option<Value> {
 /// Decodes `obj` into the k8s-openapi type of its kind and encodes it again; `None` for kinds
 /// without a compiled-in type and for objects that do not decode.
 fn roundtrip(d: &ResourceDef, obj: &Value) -> Option<Value> {
-    use k8s_openapi::api::{apps, batch, coordination, core, discovery, networking, policy, rbac, storage};
+    use k8s_openapi::api::{
+        apps, batch, coordination, core, discovery, events, networking, policy, rbac, storage,
+    };
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
     let mut o = obj.clone();
     o["apiVersion"] = Value::String(d.api_version());
@@ -169,6 +171,7 @@ fn roundtrip(d: &ResourceDef, obj: &Value) -> Option<Value> {
         ("batch", "Job") => rt::<batch::v1::Job>(o),
         ("batch", "CronJob") => rt::<batch::v1::CronJob>(o),
         ("coordination.k8s.io", "Lease") => rt::<coordination::v1::Lease>(o),
+        ("events.k8s.io", "Event") => rt::<events::v1::Event>(o),
         ("networking.k8s.io", "Ingress") => rt::<networking::v1::Ingress>(o),
         ("networking.k8s.io", "NetworkPolicy") => rt::<networking::v1::NetworkPolicy>(o),
         ("discovery.k8s.io", "EndpointSlice") => rt::<discovery::v1::EndpointSlice>(o),

@@ -28,6 +28,7 @@ mod bootstrap;
 mod controllers;
 mod discovery;
 mod error;
+mod events;
 mod exec;
 mod field_validation;
 mod http_util;
@@ -87,6 +88,9 @@ pub struct SimBuilder {
     version: String,
     extra_hosts: Vec<String>,
     watch_history: usize,
+    lease_renew_interval: std::time::Duration,
+    event_ttl: std::time::Duration,
+    events_per_namespace: usize,
 }
 
 impl Default for SimBuilder {
@@ -100,6 +104,9 @@ impl Default for SimBuilder {
             version: DEFAULT_VERSION.into(),
             extra_hosts: vec![],
             watch_history: store::EVENT_LOG_CAPACITY,
+            lease_renew_interval: std::time::Duration::from_secs(10),
+            event_ttl: std::time::Duration::from_secs(3600),
+            events_per_namespace: 1000,
         }
     }
 }
@@ -140,6 +147,23 @@ impl SimBuilder {
     /// `410 Gone`, as after etcd compaction.
     pub fn watch_history(mut self, events: usize) -> Self {
         self.watch_history = events;
+        self
+    }
+    /// How often each node's kubelet renews its `kube-node-lease` Lease (default 10 s; the Lease
+    /// says 40 s, as a kubelet's does).
+    pub fn lease_renew_interval(mut self, every: std::time::Duration) -> Self {
+        self.lease_renew_interval = every.max(std::time::Duration::from_millis(10));
+        self
+    }
+    /// How long an Event is kept after it was last seen (default one hour, the API server's
+    /// `--event-ttl`).
+    pub fn event_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.event_ttl = ttl;
+        self
+    }
+    /// The most Events kept per namespace (default 1000); beyond it the least recently seen go.
+    pub fn events_per_namespace(mut self, n: usize) -> Self {
+        self.events_per_namespace = n.max(1);
         self
     }
     /// An extra host name or IP for the serving certificate.
@@ -190,6 +214,9 @@ impl SimBuilder {
             auth_webhook,
             auth_webhook_ca,
             watch_history: self.watch_history,
+            lease_renew_interval: self.lease_renew_interval,
+            event_ttl: self.event_ttl,
+            events_per_namespace: self.events_per_namespace,
         };
         let state = Arc::new(SimState::new(config, pki));
         let admin_token = self.admin_token.unwrap_or_else(random_token);

@@ -1,6 +1,7 @@
 //! Decoding of Kubernetes protobuf request bodies (`application/vnd.kubernetes.protobuf`) into JSON.
 //! kubectl 1.33's `create <kind>` and `auth can-i` send protobuf unconditionally, so the kinds those
-//! commands build are decoded here from a field-number table; other kinds get a clear 415.
+//! commands build are decoded here from a field-number table, as are the `DeleteOptions` Go clients
+//! send with a DELETE; other kinds get a clear 415.
 
 use base64::Engine;
 use serde_json::{Map, Value, json};
@@ -231,6 +232,15 @@ fn schema(message: &str) -> Option<&'static [Field]> {
         ],
         "EnvVar" => &[(1, "name", Str, false), (2, "value", Str, false)],
         "ExtraValue" => &[(1, "items", Str, true)],
+        // What client-go sends with a DELETE when it speaks protobuf.
+        "DeleteOptions" => &[
+            (1, "gracePeriodSeconds", Int, false),
+            (2, "preconditions", Msg("Preconditions"), false),
+            (3, "orphanDependents", Bool, false),
+            (4, "propagationPolicy", Str, false),
+            (5, "dryRun", Str, true),
+        ],
+        "Preconditions" => &[(1, "uid", Str, false), (2, "resourceVersion", Str, false)],
         "Time" => &[(1, "seconds", Int, false), (2, "nanos", Int, false)],
         _ => return None,
     })

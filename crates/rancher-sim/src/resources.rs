@@ -109,6 +109,7 @@ const BUILTINS: &[Builtin] = &[
     b("batch", "v1", "jobs", "Job", true, &[], &["status"]),
     b("batch", "v1", "cronjobs", "CronJob", true, &["cj"], &["status"]),
     b("coordination.k8s.io", "v1", "leases", "Lease", true, &[], &[]),
+    b("events.k8s.io", "v1", "events", "Event", true, &["ev"], &[]),
     b("networking.k8s.io", "v1", "ingresses", "Ingress", true, &["ing"], &["status"]),
     b("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", true, &["netpol"], &[]),
     b("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", true, &[], &[]),

@@ -17,6 +17,12 @@ pub(crate) struct SimConfig {
     pub(crate) auth_webhook: Option<String>,
     pub(crate) auth_webhook_ca: Option<String>,
     pub(crate) watch_history: usize,
+    /// How often the simulated kubelets renew their node Leases (10 s, as a kubelet).
+    pub(crate) lease_renew_interval: std::time::Duration,
+    /// How long an event is kept after it was last seen (one hour, as `--event-ttl`).
+    pub(crate) event_ttl: std::time::Duration,
+    /// At most this many events per namespace; the least recently seen go first.
+    pub(crate) events_per_namespace: usize,
 }
 
 /// Everything the handlers and controllers of one sim share.
@@ -26,6 +32,8 @@ pub(crate) struct SimState {
     pub(crate) tokens: Tokens,
     pub(crate) pki: Pki,
     pub(crate) cancel: CancellationToken,
+    /// The exec shell's files, per pod.
+    pub(crate) pod_files: crate::exec::fs::PodFiles,
     next_ip: AtomicU32,
 }
 
@@ -37,6 +45,7 @@ impl SimState {
             tokens: Tokens::default(),
             pki,
             cancel: CancellationToken::new(),
+            pod_files: Default::default(),
             next_ip: AtomicU32::new(0),
         }
     }

@@ -218,7 +218,7 @@ impl Store {
         inner.tables.get_key_value(resource).map(|(k, _)| k.clone()).unwrap_or_else(|| Arc::from(resource))
     }
 
-    /// Stores a new object. Sets uid, creationTimestamp, resourceVersion and (for objects with a spec)
+    /// Stores a new object. Sets uid (unless the sim gave one), creationTimestamp, resourceVersion and (for objects with a spec)
     /// generation.
     pub(crate) fn create(&self, resource: &str, mut obj: Value) -> Result<Arc<Value>, StoreError> {
         let mut inner = self.lock();
@@ -229,7 +229,11 @@ impl Store {
         }
         inner.rv += 1;
         let md = meta::metadata_mut(&mut obj);
-        md.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        // A uid given by the sim itself is kept (the two views of one Event share it); the API
+        // handlers strip client-sent uids before they get here.
+        if md.get("uid").and_then(Value::as_str).is_none_or(str::is_empty) {
+            md.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        }
         md.entry("creationTimestamp").or_insert_with(|| json!(meta::now()));
         md.insert("resourceVersion".into(), json!(inner.rv.to_string()));
         md.remove("deletionTimestamp");

@@ -54,7 +54,7 @@ fn columns(d: &ResourceDef) -> Vec<Column> {
         ("", "serviceaccounts") => {
             vec![("Name", "string", 0), ("Secrets", "string", 0), ("Age", "string", 0)]
         }
-        ("", "events") => vec![
+        ("", "events") | ("events.k8s.io", "events") => vec![
             ("Last Seen", "string", 0),
             ("Type", "string", 0),
             ("Reason", "string", 0),
@@ -317,15 +317,23 @@ fn cells(d: &ResourceDef, o: &Value) -> Vec<Value> {
                 json!(age(created)),
             ]
         }
-        ("", "events") => {
-            let last = if o["lastTimestamp"].is_null() { &o["eventTime"] } else { &o["lastTimestamp"] };
-            let io = &o["involvedObject"];
+        ("", "events") | ("events.k8s.io", "events") => {
+            // The same columns for both views: core/v1 names first, events.k8s.io/v1 names after.
+            let pick = |core: &str, v1: &str| if o[core].is_null() { o[v1].clone() } else { o[core].clone() };
+            let mut last = pick("lastTimestamp", "deprecatedLastTimestamp");
+            if last.is_null() {
+                last = o["series"]["lastObservedTime"].clone();
+            }
+            if last.is_null() {
+                last = o["eventTime"].clone();
+            }
+            let io = pick("involvedObject", "regarding");
             vec![
-                json!(age(last)),
+                json!(age(&last)),
                 json!(s(&o["type"])),
                 json!(s(&o["reason"])),
                 json!(format!("{}/{}", s(&io["kind"]).to_lowercase(), s(&io["name"]))),
-                json!(s(&o["message"])),
+                json!(s(&pick("message", "note"))),
             ]
         }
         ("apps", "deployments") => {

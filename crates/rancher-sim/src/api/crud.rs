@@ -42,8 +42,8 @@ pub(super) async fn dispatch(
                 "create" => create(state, &rr, parse_object(&body, &content_type)?),
                 "update" => update(state, &rr, parse_object(&body, &content_type)?, false),
                 "patch" => patch(state, &rr, &body, &content_type),
-                "delete" => delete(state, &rr, &body),
-                "deletecollection" => delete_collection(state, &rr, &body),
+                "delete" => delete(state, &rr, &body, &content_type),
+                "deletecollection" => delete_collection(state, &rr, &body, &content_type),
                 _ => Err(ApiError::method_not_allowed(verb, &rr.def.plural)),
             }
         }
@@ -332,15 +332,33 @@ pub(crate) struct DeleteOptions {
     uid: Option<String>,
     rv: Option<String>,
     grace: Option<i64>,
+    /// `dryRun: ["All"]` in the body or `?dryRun=All`: checked, not done.
+    dry_run: bool,
 }
 
-fn delete_options(rr: &ResourceRequest, body: &[u8]) -> Result<DeleteOptions, ApiError> {
+/// Reads DeleteOptions from a JSON, YAML or protobuf body (client-go sends protobuf for built-in
+/// kinds when it speaks protobuf), falling back to the query parameters.
+fn delete_options(rr: &ResourceRequest, body: &[u8], content_type: &str) -> Result<DeleteOptions, ApiError> {
+    let media = content_type.split(';').next().unwrap_or("").trim();
     let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
+    } else if media == "application/vnd.kubernetes.protobuf" {
+        let v = crate::protobuf::decode(body)?;
+        if v["kind"] != "DeleteOptions" {
+            return Err(ApiError::bad_request(format!(
+                "invalid DeleteOptions: the body is a protobuf {}",
+                v["kind"].as_str().unwrap_or("object")
+            )));
+        }
+        v
     } else {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+        let media = if matches!(media, "application/yaml") { media } else { "application/json" };
+        parse_object(body, media)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {}", e.message)))?
     };
+    if !v.is_object() {
+        return Err(ApiError::bad_request("invalid DeleteOptions: the body must be an object"));
+    }
     let propagation = v["propagationPolicy"]
         .as_str()
         .or(rr.query.get("propagationPolicy"))
@@ -358,12 +376,48 @@ fn delete_options(rr: &ResourceRequest, body: &[u8]) -> Result<DeleteOptions, Ap
     if grace.is_some_and(|g| g < 0) {
         return Err(ApiError::bad_request("gracePeriodSeconds must be greater than or equal to 0"));
     }
+    let mut dry = rr.query.all("dryRun");
+    match &v["dryRun"] {
+        Value::Null => {}
+        Value::Array(a) => {
+            for d in a {
+                dry.push(
+                    d.as_str()
+                        .ok_or_else(|| ApiError::bad_request("dryRun must be a list of strings"))?
+                        .into(),
+                )
+            }
+        }
+        _ => return Err(ApiError::bad_request("dryRun must be a list of strings")),
+    }
+    if let Some(bad) = dry.iter().find(|d| d.as_str() != "All") {
+        return Err(ApiError::bad_request(format!(
+            "dryRun: Unsupported value: {bad:?}: supported values: \"All\""
+        )));
+    }
+    let precondition = |k: &str| match &v["preconditions"][k] {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        _ => Err(ApiError::bad_request(format!("preconditions.{k} must be a string"))),
+    };
     Ok(DeleteOptions {
         grace,
         propagation,
-        uid: v["preconditions"]["uid"].as_str().map(String::from),
-        rv: v["preconditions"]["resourceVersion"].as_str().map(String::from),
+        uid: precondition("uid")?,
+        rv: precondition("resourceVersion")?,
+        dry_run: !dry.is_empty(),
     })
+}
+
+/// The kubelet's `Killing` events for the containers of a running pod being deleted.
+fn kubelet_stops(state: &SimState, pod: &Value) {
+    let node = pod["spec"]["nodeName"].as_str().unwrap_or("");
+    for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
+        let name = c["name"].as_str().unwrap_or("");
+        let note = crate::events::Note::normal("Killing", format!("Stopping container {name}"))
+            .at(format!("spec.containers{{{name}}}"));
+        crate::events::record(state, pod, note, crate::events::Reporter::kubelet(node));
+    }
 }
 
 /// Deletes one object with the given propagation; namespaces go Terminating and are emptied by the
@@ -378,6 +432,8 @@ pub(crate) fn delete_object(
     let (propagation, uid, rv, grace) =
         (opts.propagation.as_str(), opts.uid.as_deref(), opts.rv.as_deref(), opts.grace);
     let key = d.key();
+    // A running pod's containers are stopped by its kubelet, which says so (`Killing`).
+    let mut stopping = None;
     if key == "pods"
         && let Some(pod) = state.store.get(&key, ns, name)
     {
@@ -387,13 +443,18 @@ pub(crate) fn delete_object(
             grace.unwrap_or_else(|| pod["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30));
         let bound = pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
         let finished = matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+        let running = bound && !finished && !meta::is_deleting(&pod);
         if grace > 0 && bound && !finished {
             let obj = state
                 .store
                 .mark_graceful(&key, ns, name, grace, uid, rv)
                 .map_err(|e| store_error(d, name, e))?;
+            if running {
+                kubelet_stops(state, &pod);
+            }
             return Ok((*obj).clone());
         }
+        stopping = running.then_some(pod);
     }
     if key == "namespaces" {
         // Held by spec.finalizers (["kubernetes"]) until the namespace controller has emptied it.
@@ -419,16 +480,31 @@ pub(crate) fn delete_object(
         _ => None,
     };
     let r = state.store.delete(&key, ns, name, finalizer, uid, rv).map_err(|e| store_error(d, name, e))?;
+    // core/v1 and events.k8s.io/v1 Events are two views of one object.
+    crate::events::deleted(state, &key, ns, name);
+    if let Some(pod) = stopping {
+        kubelet_stops(state, &pod);
+    }
     Ok((*r.object).clone())
 }
 
-fn delete(state: &SimState, rr: &ResourceRequest, body: &[u8]) -> Result<Response<Body>, ApiError> {
-    let opts = delete_options(rr, body)?;
-    if dry_run(rr) {
+fn delete(
+    state: &SimState,
+    rr: &ResourceRequest,
+    body: &[u8],
+    content_type: &str,
+) -> Result<Response<Body>, ApiError> {
+    let opts = delete_options(rr, body, content_type)?;
+    if opts.dry_run {
         let obj = state
             .store
             .get(&rr.def.key(), &rr.namespace, &rr.name)
             .ok_or_else(|| ApiError::not_found(&rr.def.group, &rr.def.plural, &rr.name))?;
+        // A dry run checks what the delete would: the preconditions.
+        let stale = |want: &Option<String>, got: &str| want.as_deref().is_some_and(|w| w != got);
+        if stale(&opts.uid, meta::uid(&obj)) || stale(&opts.rv, meta::resource_version(&obj)) {
+            return Err(ApiError::conflict(&rr.def.group, &rr.def.plural, &rr.name));
+        }
         return Ok(json_response(200, &obj));
     }
     let obj = delete_object(state, &rr.def, &rr.namespace, &rr.name, &opts)?;
@@ -439,13 +515,14 @@ fn delete_collection(
     state: &SimState,
     rr: &ResourceRequest,
     body: &[u8],
+    content_type: &str,
 ) -> Result<Response<Body>, ApiError> {
-    let opts = delete_options(rr, body)?;
+    let opts = delete_options(rr, body, content_type)?;
     let filter = Filter::from_query(rr)?;
     let (items, rv) = state.store.list(&rr.def.key(), ns_filter(rr));
     let mut deleted = vec![];
     for o in items.iter().filter(|o| filter.matches(o)) {
-        if dry_run(rr) {
+        if opts.dry_run {
             deleted.push((**o).clone());
             continue;
         }

@@ -1,9 +1,11 @@
 //! The controllers that make a sim look alive. One task per sim wakes on every store change and
-//! runs each reconciler once over the current state; an idle sim costs one parked task.
+//! runs each reconciler once over the current state; a second one ticks like a kubelet's heartbeat
+//! (node Leases renewed, expired Events dropped). An idle sim costs two parked tasks.
 
 mod cluster;
 mod gc;
 pub(crate) mod namespace;
+pub(crate) mod node_lease;
 mod pods;
 mod workloads;
 
@@ -17,6 +19,21 @@ use crate::state::SimState;
 
 /// Starts the controller task of a sim; it stops when the sim is cancelled.
 pub(crate) fn spawn(state: Arc<SimState>) {
+    node_lease::renew(&state);
+    let heartbeat = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(heartbeat.config.lease_renew_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    node_lease::renew(&heartbeat);
+                    crate::events::expire(&heartbeat);
+                }
+                _ = heartbeat.cancel.cancelled() => return,
+            }
+        }
+    });
     tokio::spawn(async move {
         let mut rx = state.store.subscribe();
         loop {
@@ -40,7 +57,9 @@ pub(crate) fn reconcile(state: &SimState) -> bool {
     gc::reconcile(state);
     cluster::reconcile(state);
     workloads::reconcile(state);
-    pods::reconcile(state)
+    let terminating = pods::reconcile(state);
+    crate::events::mirror(state);
+    terminating
 }
 
 /// Whether `ns` exists and is not terminating: controllers create nothing in other namespaces.

@@ -5,8 +5,12 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
+use crate::events::{self, Note, Reporter};
 use crate::meta;
 use crate::state::SimState;
+
+/// The scheduler's name in the events it reports.
+const SCHEDULER: &str = "default-scheduler";
 
 /// How long a simulated container takes to stop after SIGTERM (bounded by the grace period).
 const STOP_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_secs(1);
@@ -81,23 +85,33 @@ fn schedule(
         .min_by_key(|n| (load.get(meta::name(n)).copied().unwrap_or(0), meta::name(n).to_string()));
     let now = meta::now();
     let Some(node) = best else {
-        let _ = state.store.mutate("pods", meta::namespace(pod), meta::name(pod), |p| {
-            let cond = json!([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/{} nodes are available: no node matches the pod.", "lastTransitionTime": now}]);
-            if p["status"]["conditions"] == cond {
+        let message = format!("0/{} nodes are available: no node matches the pod.", nodes.len());
+        let r = state.store.mutate("pods", meta::namespace(pod), meta::name(pod), |p| {
+            if p["status"]["conditions"][0]["reason"] == "Unschedulable"
+                && p["status"]["conditions"][0]["message"] == message.as_str()
+            {
                 return false;
             }
-            p["status"]["conditions"] = cond;
+            p["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message, "lastTransitionTime": now}]);
             true
         });
+        if let Ok(Some(p)) = r {
+            let note = Note { warning: true, reason: "FailedScheduling", message, field_path: None };
+            events::record(state, &p, note, Reporter::controller(SCHEDULER));
+        }
         return;
     };
     let name = meta::name(node).to_string();
     *load.entry(name.clone()).or_default() += 1;
-    let _ = state.store.mutate("pods", meta::namespace(pod), meta::name(pod), |p| {
+    let r = state.store.mutate("pods", meta::namespace(pod), meta::name(pod), |p| {
         p["spec"]["nodeName"] = json!(name);
         p["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}]);
         true
     });
+    if let Ok(Some(p)) = r {
+        let message = format!("Successfully assigned {}/{} to {name}", meta::namespace(&p), meta::name(&p));
+        events::record(state, &p, Note::normal("Scheduled", message), Reporter::controller(SCHEDULER));
+    }
 }
 
 fn start(state: &SimState, pod: &Value, nodes: &[std::sync::Arc<Value>]) {
@@ -175,11 +189,25 @@ fn start(state: &SimState, pod: &Value, nodes: &[std::sync::Arc<Value>]) {
         "containerStatuses": statuses,
         "qosClass": pod["status"]["qosClass"].as_str().unwrap_or("BestEffort"),
     });
-    let _ = state.store.mutate("pods", meta::namespace(pod), meta::name(pod), |p| {
+    let r = state.store.mutate("pods", meta::namespace(pod), meta::name(pod), |p| {
         if p["status"]["phase"] != "Pending" {
             return false;
         }
         p["status"] = status;
         true
     });
+    if let Ok(Some(p)) = r {
+        // What the kubelet reports for each container it starts.
+        for c in p["spec"]["containers"].as_array().into_iter().flatten() {
+            let (name, image) = (c["name"].as_str().unwrap_or(""), c["image"].as_str().unwrap_or(""));
+            let at = format!("spec.containers{{{name}}}");
+            for note in [
+                Note::normal("Pulled", format!("Container image \"{image}\" already present on machine")),
+                Note::normal("Created", format!("Created container: {name}")),
+                Note::normal("Started", format!("Started container {name}")),
+            ] {
+                events::record(state, &p, note.at(at.clone()), Reporter::kubelet(node_name));
+            }
+        }
+    }
 }

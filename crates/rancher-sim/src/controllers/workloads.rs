@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use sha2::Digest;
 
 use super::{namespace_active, owned};
+use crate::events::{self, Note, Reporter};
 use crate::meta;
 use crate::selectors::LabelSelector;
 use crate::state::SimState;
@@ -16,6 +17,7 @@ const REPLICASETS: &str = "replicasets.apps";
 const DAEMONSETS: &str = "daemonsets.apps";
 const STATEFULSETS: &str = "statefulsets.apps";
 const JOBS: &str = "jobs.batch";
+const RS_CONTROLLER: &str = "replicaset-controller";
 
 pub(super) fn reconcile(state: &SimState) {
     deployments(state);
@@ -65,9 +67,24 @@ fn pod_from_template(
     pod
 }
 
-fn create_pod(state: &SimState, pod: Value) {
+/// Creates a pod of `owner` and reports it as `controller` does (`SuccessfulCreate`).
+fn create_pod(state: &SimState, owner: &Value, pod: Value, controller: &str) {
     if namespace_active(state, meta::namespace(&pod)) {
-        let _ = state.store.create("pods", pod);
+        let name = meta::name(&pod).to_string();
+        if state.store.create("pods", pod).is_ok() {
+            let note = Note::normal("SuccessfulCreate", format!("Created pod: {name}"));
+            events::record(state, owner, note, Reporter::controller(controller));
+        }
+    }
+}
+
+/// The deployment controller's `ScalingReplicaSet` event.
+fn scaled(state: &SimState, d: &Value, rs: &str, from: i64, to: i64) {
+    if from != to {
+        let dir = if to > from { "up" } else { "down" };
+        let note =
+            Note::normal("ScalingReplicaSet", format!("Scaled {dir} replica set {rs} from {from} to {to}"));
+        events::record(state, d, note, Reporter::controller("deployment-controller"));
     }
 }
 
@@ -193,19 +210,24 @@ fn deployments(state: &SimState) {
                     "spec": {"replicas": initial, "selector": selector, "template": template},
                     "status": {"replicas": 0},
                 });
-                let _ = state.store.create(REPLICASETS, rs);
+                if state.store.create(REPLICASETS, rs).is_ok() {
+                    scaled(state, d, &format!("{}-{hash}", meta::name(d)), 0, initial);
+                }
             }
             Some(rs) => {
                 let cur = spec_of(rs);
                 new_spec = new_target(cur);
                 new_available = rs["status"]["availableReplicas"].as_i64().unwrap_or(0);
                 if new_spec != cur {
-                    let _ = state.store.mutate(REPLICASETS, ns, meta::name(rs), |v| {
+                    let r = state.store.mutate(REPLICASETS, ns, meta::name(rs), |v| {
                         v["spec"]["replicas"] = json!(new_spec);
                         v["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"] =
                             json!(replicas.to_string());
                         true
                     });
+                    if matches!(r, Ok(Some(_))) {
+                        scaled(state, d, meta::name(rs), cur, new_spec);
+                    }
                 }
             }
             _ => {}
@@ -230,10 +252,13 @@ fn deployments(state: &SimState) {
                 spec - a - b
             };
             if target != spec {
-                let _ = state.store.mutate(REPLICASETS, ns, meta::name(old), |v| {
+                let r = state.store.mutate(REPLICASETS, ns, meta::name(old), |v| {
                     v["spec"]["replicas"] = json!(target);
                     true
                 });
+                if matches!(r, Ok(Some(_))) {
+                    scaled(state, d, meta::name(old), spec, target);
+                }
             }
         }
         let sum = |f: &str| rses.iter().map(|r| r["status"][f].as_i64().unwrap_or(0)).sum::<i64>();
@@ -309,7 +334,7 @@ fn replicasets(state: &SimState) {
         if pods.len() < want {
             for _ in pods.len()..want {
                 let name = format!("{}-{}", meta::name(rs), meta::random_suffix(5));
-                create_pod(state, pod_from_template(state, rs, &name, &[], None));
+                create_pod(state, rs, pod_from_template(state, rs, &name, &[], None), RS_CONTROLLER);
             }
         } else if pods.len() > want {
             pods.sort_by_key(|p| {
@@ -319,7 +344,10 @@ fn replicasets(state: &SimState) {
                 )
             });
             for p in pods.iter().take(pods.len() - want) {
-                let _ = state.store.delete("pods", ns, meta::name(p), None, None, None);
+                if state.store.delete("pods", ns, meta::name(p), None, None, None).is_ok() {
+                    let note = Note::normal("SuccessfulDelete", format!("Deleted pod: {}", meta::name(p)));
+                    events::record(state, rs, note, Reporter::controller(RS_CONTROLLER));
+                }
             }
         }
         let pods = active(owned(state, "pods", ns, meta::uid(rs)));
@@ -363,7 +391,8 @@ fn daemonsets(state: &SimState) {
         for node in &nodes {
             if !pods.iter().any(|p| p["spec"]["nodeName"] == node.as_str()) {
                 let name = format!("{}-{}", meta::name(ds), meta::random_suffix(5));
-                create_pod(state, pod_from_template(state, ds, &name, &[], Some(node)));
+                let pod = pod_from_template(state, ds, &name, &[], Some(node));
+                create_pod(state, ds, pod, "daemonset-controller");
             }
         }
         for p in pods.iter().filter(|p| !nodes.iter().any(|n| p["spec"]["nodeName"] == n.as_str())) {
@@ -412,7 +441,7 @@ fn statefulsets(state: &SimState) {
                 if let Some(svc) = sts["spec"]["serviceName"].as_str() {
                     pod["spec"]["subdomain"] = json!(svc);
                 }
-                create_pod(state, pod);
+                create_pod(state, sts, pod, "statefulset-controller");
                 break; // OrderedReady: one at a time.
             }
         }
@@ -477,12 +506,18 @@ fn jobs(state: &SimState) {
                     ],
                 }),
             );
+            events::record(
+                state,
+                job,
+                Note::normal("Completed", "Job completed"),
+                Reporter::controller("job-controller"),
+            );
             continue;
         }
         let start = (completions - succeeded).min(parallelism).saturating_sub(active);
         for _ in 0..start {
             let name = format!("{}-{}", meta::name(job), meta::random_suffix(5));
-            create_pod(state, pod_from_template(state, job, &name, &[], None));
+            create_pod(state, job, pod_from_template(state, job, &name, &[], None), "job-controller");
         }
         let mut status = json!({"active": active + start, "succeeded": succeeded, "ready": 0});
         if job["status"]["startTime"].is_null() {

@@ -2,6 +2,8 @@
 //! `v5.channel.k8s.io`/`v4.channel.k8s.io`, or SPDY/3.1 with `v4.channel.k8s.io`), answer 101 and run
 //! the built-in shell on the upgraded connection.
 
+mod commands;
+pub(crate) mod fs;
 pub(crate) mod shell;
 mod spdy;
 mod websocket;
@@ -103,24 +105,41 @@ pub(crate) fn switching(up: &Upgrade) -> Response<Body> {
     r
 }
 
-fn process_for(pod: &Value, container: &str) -> shell::Process {
+fn process_for(state: &SimState, pod: &Value, container: &str) -> shell::Process {
+    let hostname = crate::meta::name(pod).to_string();
     let mut env = BTreeMap::new();
     env.insert(
         "PATH".to_string(),
         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
     );
-    env.insert("HOSTNAME".to_string(), crate::meta::name(pod).to_string());
+    env.insert("HOSTNAME".to_string(), hostname.clone());
     env.insert("HOME".to_string(), "/root".to_string());
     env.insert("KUBERNETES_SERVICE_HOST".to_string(), "10.96.0.1".to_string());
     env.insert("KUBERNETES_SERVICE_PORT".to_string(), "443".to_string());
+    let mut main = vec![];
     for c in pod["spec"]["containers"].as_array().into_iter().flatten().filter(|c| c["name"] == container) {
         for e in c["env"].as_array().into_iter().flatten() {
             if let (Some(k), Some(v)) = (e["name"].as_str(), e["value"].as_str()) {
                 env.insert(k.to_string(), v.to_string());
             }
         }
+        main = crate::meta::str_list(&c["command"]);
+        main.extend(crate::meta::str_list(&c["args"]));
+        if main.is_empty() {
+            // No command: the image's own entrypoint, named after the image.
+            let image = c["image"].as_str().unwrap_or("");
+            let base = image.rsplit('/').next().unwrap_or(image);
+            main.push(base.split([':', '@']).next().unwrap_or(base).to_string());
+        }
     }
-    shell::Process { env, hostname: crate::meta::name(pod).to_string() }
+    let (pods, _) = state.store.list("pods", None);
+    let live: std::collections::HashSet<String> =
+        pods.iter().map(|p| crate::meta::uid(p).to_string()).collect();
+    let namespace = crate::meta::namespace(pod).to_string();
+    let pod_ip = pod["status"]["podIP"].as_str().unwrap_or("").to_string();
+    let fs =
+        state.pod_files.get(crate::meta::uid(pod), &live, || fs::Fs::seeded(&hostname, &namespace, &pod_ip));
+    shell::Process { env, hostname, fs, main: main.join(" ") }
 }
 
 /// Checks the pod and container are running; returns the pod.
@@ -158,7 +177,7 @@ pub(crate) async fn handle(
         stdout: q.flag("stdout") || q.flag("output"),
         stderr: q.flag("stderr") || q.flag("error"),
         tty: q.flag("tty"),
-        process: process_for(&pod, &container),
+        process: process_for(state, &pod, &container),
     };
     if !er.stdin && !er.stdout && !er.stderr {
         return Err(ApiError::bad_request("you must specify at least one of stdin, stdout, stderr"));
