@@ -1,3 +1,43 @@
 //! Benchmarks of rancher-rs against the direct path, printed as tables; shared pieces live here.
 
 pub mod http_load;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A fresh directory under the system's temp dir, removed with its contents on drop.
+///
+/// The benches' own instead of the `tempfile` crate: that crate turns on `rustix` features the
+/// workspace's default members do not use, and `cargo run -p rancher-benches` would then rebuild
+/// `rustix` and the `rancher` crate above it after a workspace build.
+#[derive(Debug)]
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    /// Creates `$TMPDIR/rancher-bench-<pid>-<n>-<nanos>`.
+    ///
+    /// # Errors
+    /// When the directory cannot be created.
+    pub fn new() -> std::io::Result<Self> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("rancher-bench-{}-{n}-{nanos}", std::process::id()));
+        std::fs::create_dir(&dir)?;
+        Ok(ScratchDir(dir))
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -67,7 +67,7 @@ where
 
 /// The running pieces; dropping the tokens' owners stops nothing, `stop` does.
 struct Env {
-    _dir: tempfile::TempDir,
+    _dir: rancher_benches::ScratchDir,
     _sim: rancher_sim::SimHandle,
     stop: CancellationToken,
     direct: Target,
@@ -76,7 +76,7 @@ struct Env {
 
 /// Starts a sim, a server and an agent, imports the sim and logs in as admin.
 async fn start() -> Result<Env> {
-    let dir = tempfile::tempdir()?;
+    let dir = rancher_benches::ScratchDir::new()?;
     let server = Server::builder()
         .data_dir(dir.path())
         .store(Arc::new(MemoryStore::new()))

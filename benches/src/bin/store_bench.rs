@@ -184,7 +184,7 @@ fn direct_redb(path: &std::path::Path, n: usize) -> Result<f64> {
 #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
 struct EtcdProcess {
     child: Child,
-    _data: tempfile::TempDir,
+    _data: rancher_benches::ScratchDir,
 }
 
 impl Drop for EtcdProcess {
@@ -198,7 +198,7 @@ impl Drop for EtcdProcess {
 fn start_etcd() -> Result<(EtcdProcess, String)> {
     let port = |_| -> Result<u16> { Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()) };
     let (client, peer) = (port(())?, port(())?);
-    let dir = tempfile::tempdir()?;
+    let dir = rancher_benches::ScratchDir::new()?;
     let url = format!("http://127.0.0.1:{client}");
     let peer_url = format!("http://127.0.0.1:{peer}");
     let child = Command::new("etcd")
@@ -221,7 +221,7 @@ fn ms(d: Duration) -> String {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let dir = tempfile::tempdir()?;
+    let dir = rancher_benches::ScratchDir::new()?;
     let mut rows = Vec::new();
     let direct_mem = direct_memory(args.memory_ops);
     rows.push(bench("memory", Arc::new(MemoryStore::new()), args.memory_ops, &args).await?);

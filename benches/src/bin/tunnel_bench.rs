@@ -304,8 +304,9 @@ async fn memory_server(args: &Args, n: usize) -> Result<()> {
         ServeOptions::default(),
         stop.clone(),
     ));
-    let ca_file = tempfile::NamedTempFile::new()?;
-    std::fs::write(ca_file.path(), &pki.ca_pem)?;
+    let ca_dir = rancher_benches::ScratchDir::new()?;
+    let ca_file = ca_dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &pki.ca_pem)?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = rss_kib();
     let exe = std::env::current_exe()?;
@@ -315,7 +316,7 @@ async fn memory_server(args: &Args, n: usize) -> Result<()> {
         .arg("--url")
         .arg(&url)
         .arg("--ca-file")
-        .arg(ca_file.path())
+        .arg(&ca_file)
         .args(args.frame_size.map(|f| format!("--frame-size={f}")))
         .args(args.ws_read_buffer.map(|f| format!("--ws-read-buffer={f}")))
         .kill_on_drop(true)
