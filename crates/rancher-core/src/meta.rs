@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 /// The store owns `uid`, `resourceVersion`, `generation`, `creationTimestamp` and `deletionTimestamp`:
 /// whatever a client sends in those fields is replaced (on create) or checked (on update).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectMeta {
     /// Unique within its kind (and namespace, for namespaced kinds). A DNS-1123 label.
@@ -38,9 +39,11 @@ pub struct ObjectMeta {
     pub annotations: BTreeMap<String, String>,
     /// When the store first saved the object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub creation_timestamp: Option<Timestamp>,
     /// Set when a delete was requested while finalizers remained: the object is Terminating.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub deletion_timestamp: Option<Timestamp>,
     /// Keys that must all be removed before a requested deletion completes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -53,6 +56,7 @@ fn is_zero(v: &i64) -> bool {
 
 /// The status of a [`Condition`], as in Kubernetes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum ConditionStatus {
     /// The condition holds.
     True,
@@ -65,6 +69,7 @@ pub enum ConditionStatus {
 
 /// One observation about an object's state (`Ready`, `Provisioned`, `Connected`, …).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     /// The condition's type, e.g. `Ready`.
@@ -80,9 +85,11 @@ pub struct Condition {
     pub message: String,
     /// When `status` last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub last_transition_time: Option<Timestamp>,
     /// When the condition was last written, changed or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub last_update_time: Option<Timestamp>,
 }
 

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// A Kubernetes `Status` (`apiVersion: v1`, `kind: Status`), as the API server returns for failures.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
     /// Always `v1`.
@@ -25,6 +26,7 @@ pub struct Status {
 
 /// Which object a [`Status`] is about, and the field-level causes of an `Invalid` failure.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StatusDetails {
     /// The object's name.
@@ -46,6 +48,7 @@ pub struct StatusDetails {
 
 /// One field-level cause of a failure.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StatusCause {
     /// e.g. `FieldValueInvalid`, `FieldValueRequired`.

@@ -7,6 +7,7 @@ mod escalation;
 mod kind;
 mod login;
 mod login_throttle;
+mod openapi;
 mod public;
 mod roles;
 mod tokens;
@@ -114,6 +115,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/metrics", get(public::metrics))
         .route("/cacerts", get(public::cacerts_pem))
         .route("/v3/settings/cacerts", get(public::cacerts_setting))
+        .route(openapi::PATH, get(openapi::serve))
         .route("/v3-public/localProviders/local", post(login::login))
         .route("/v3-public/openLdapProviders/openldap", post(crate::server::identity::login::openldap_login))
         .route("/v3-public/oidcProviders/oidc", crate::server::identity::oauth::oidc_routes())

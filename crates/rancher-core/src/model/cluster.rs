@@ -15,6 +15,7 @@ management_kind!(
 
 /// What the user wants of a cluster.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterSpec {
     /// The name people see.
@@ -42,6 +43,7 @@ pub struct ClusterSpec {
 
 /// Settings of an imported (registered) cluster.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ImportedConfig {
     /// Whether the import manifest should be applied for the user (not done by this server yet).
@@ -51,6 +53,7 @@ pub struct ImportedConfig {
 
 /// One environment variable.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EnvVar {
     /// Name.
     pub name: String,
@@ -61,6 +64,7 @@ pub struct EnvVar {
 
 /// The authorized cluster endpoint's settings.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LocalClusterAuthEndpoint {
     /// Whether kubeconfigs get a direct context.
@@ -76,6 +80,7 @@ pub struct LocalClusterAuthEndpoint {
 
 /// What the cluster controller observed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterStatus {
     /// `Provisioned`, `Waiting`, `Connected`, `Ready`, `AgentDeployed`, …
@@ -118,6 +123,7 @@ pub struct ClusterStatus {
 
 /// The `/version` of a Kubernetes API server.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct KubernetesVersion {
     /// e.g. `v1.33.1`.
@@ -204,6 +210,7 @@ management_kind!(
 
 /// What the user wants of a project.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ProjectSpec {
     /// The name people see.
@@ -228,6 +235,7 @@ pub struct ProjectSpec {
 
 /// What the project controller observed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ProjectStatus {
     /// Conditions.
@@ -246,6 +254,7 @@ management_kind!(
 
 /// Which cluster a registration token is for.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterRegistrationTokenSpec {
     /// The cluster's id.
@@ -256,6 +265,7 @@ pub struct ClusterRegistrationTokenSpec {
 /// The registration token's derived values. The token itself is a secret the server keeps encrypted or
 /// hashed; these fields are what a user is shown.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterRegistrationTokenStatus {
     /// Conditions.

@@ -24,6 +24,7 @@ macro_rules! management_kind {
     ($(#[$doc:meta])* $kind:ident, $plural:literal, namespaced = $ns:literal, $spec:ty, $status:ty) => {
         $(#[$doc])*
         #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+        #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
         #[serde(rename_all = "camelCase")]
         pub struct $kind {
             /// Always `management.cattle.io/v3`.
@@ -78,6 +79,7 @@ pub(crate) fn api_version() -> String {
 
 /// A status holding only conditions, for kinds whose controllers report nothing else.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ConditionsOnly {
     /// Conditions.

@@ -14,6 +14,7 @@ management_kind!(
 
 /// What the user wants of a node.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSpec {
     /// Runs etcd.
@@ -44,6 +45,7 @@ pub struct NodeSpec {
 
 /// How to reach a node over SSH.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CustomConfig {
     /// Public address.
@@ -65,6 +67,7 @@ pub struct CustomConfig {
 
 /// What was observed of a node.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct NodeStatus {
     /// Conditions.
@@ -91,6 +94,7 @@ management_kind!(
 
 /// What the user wants of a node pool.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct NodePoolSpec {
     /// The cluster.

@@ -6,6 +6,7 @@ use super::{ConditionsOnly, management_kind};
 
 /// One Kubernetes RBAC rule.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyRule {
     /// Verbs: `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, `*`.
@@ -32,6 +33,7 @@ management_kind!(
 
 /// What a global role grants.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct GlobalRoleSpec {
     /// The name people see.
@@ -61,6 +63,7 @@ management_kind!(
 
 /// Who gets which global role.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct GlobalRoleBindingSpec {
     /// The user's id (`u-xxxxx`), or empty for a group binding.
@@ -82,6 +85,7 @@ management_kind!(
 
 /// What a role template grants, and where it applies.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RoleTemplateSpec {
     /// The name people see.
@@ -127,6 +131,7 @@ management_kind!(
 
 /// Who gets which role template in which cluster.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterRoleTemplateBindingSpec {
     /// The user's id.
@@ -157,6 +162,7 @@ management_kind!(
 
 /// Who gets which role template in which project.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ProjectRoleTemplateBindingSpec {
     /// The user's id.

@@ -12,6 +12,7 @@ management_kind!(
 
 /// A user's settings.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct UserSpec {
     /// The name people see.
@@ -40,6 +41,7 @@ fn yes() -> bool {
 
 /// What the server observed of a user.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct UserStatus {
     /// Conditions.
@@ -50,6 +52,7 @@ pub struct UserStatus {
     pub group_principals: Vec<String>,
     /// When the user last logged in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub last_login: Option<jiff::Timestamp>,
 }
 
@@ -60,6 +63,7 @@ management_kind!(
 
 /// A token's settings.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TokenSpec {
     /// The user the token acts for.
@@ -103,6 +107,7 @@ fn is_zero(v: &i64) -> bool {
 
 /// What the server keeps of a token.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TokenStatus {
     /// Conditions.
@@ -113,11 +118,13 @@ pub struct TokenStatus {
     pub hash: String,
     /// When the token expires, derived from creation and `ttl`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub expires_at: Option<jiff::Timestamp>,
     /// True once expired.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub expired: bool,
     /// When the token was last used (updated at most once a minute).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub last_used_at: Option<jiff::Timestamp>,
 }
