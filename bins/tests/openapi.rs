@@ -103,6 +103,16 @@ async fn the_document_is_valid_complete_and_routed() {
     assert!(schemas["ObjectMeta"]["properties"]["resourceVersion"].is_object());
     assert!(schemas["Status"]["properties"]["reason"].is_object());
 
+    // A validator of the OpenAPI 3.0 specification agrees (python3-openapi-spec-validator).
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let check = std::process::Command::new("python3")
+        .args(["-c", "import json, sys; from openapi_spec_validator import validate; validate(json.load(open(sys.argv[1])))"])
+        .arg(&file)
+        .output()
+        .expect("python3 runs (with openapi-spec-validator: pip install openapi-spec-validator)");
+    assert!(check.status.success(), "openapi-spec-validator: {}", String::from_utf8_lossy(&check.stderr));
+
     // Structure: operations have responses (errors as Status), unique ids, declared path parameters.
     let paths = doc["paths"].as_object().unwrap();
     let mut ids = HashSet::new();
