@@ -54,6 +54,17 @@ async fn describe_node_shows_a_renewed_lease() {
             "{lease_block}"
         );
         assert!(!described.stderr.to_lowercase().contains("lease"), "{}", described.stderr);
+        // And the node's own events, as a kubelet and the node controller report them.
+        let events = described.stdout.split("Events:").nth(1).unwrap_or("");
+        for (reason, from) in
+            [("Starting", "kubelet"), ("NodeReady", "kubelet"), ("RegisteredNode", "node-controller")]
+        {
+            assert!(
+                events.lines().any(|l| l.contains(reason) && l.contains(from)),
+                "kubectl {v} describe node lacks {reason} from {from}:\n{}",
+                described.stdout
+            );
+        }
     }
 
     // renewTime advances on the kubelet's schedule.

@@ -20,6 +20,7 @@ use crate::state::SimState;
 /// Starts the controller task of a sim; it stops when the sim is cancelled.
 pub(crate) fn spawn(state: Arc<SimState>) {
     node_lease::renew(&state);
+    node_lease::nodes_started(&state);
     let heartbeat = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(heartbeat.config.lease_renew_interval);
