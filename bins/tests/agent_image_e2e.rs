@@ -218,7 +218,12 @@ async fn the_built_image_unpacks_and_its_agent_imports_a_sim() {
 
     // The agent from the unpacked image: chroot, the image's user and environment only.
     std::fs::copy(&kc, image.root.join("kubeconfig")).unwrap();
-    let mut cmd = Command::new("chroot");
+    // By path: the child's PATH is the image's.
+    let chroot = ["/usr/sbin/chroot", "/usr/bin/chroot", "/sbin/chroot"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("chroot (coreutils) is installed");
+    let mut cmd = Command::new(chroot);
     cmd.arg(format!("--userspec={}", image.user))
         .arg(&image.root)
         .args(&image.entrypoint)
