@@ -132,7 +132,8 @@ fn header(value: &str, what: &str) -> Result<HeaderValue, AgentError> {
     HeaderValue::from_str(value).map_err(|_| AgentError::Config(format!("{what} cannot be sent as a header")))
 }
 
-/// Runs the agent until `stop` is cancelled (then drains open streams) or a permanent error.
+/// Runs the agent until `stop` is cancelled (then closes the tunnel session at once) or a permanent
+/// error.
 ///
 /// # Errors
 /// [`AgentError`]: bad settings, a CA checksum mismatch, an unreadable downstream cluster.

@@ -1,5 +1,5 @@
-//! `rancher-agent`: parse flags, run the agent until SIGTERM or SIGINT (then drain), exit non-zero
-//! on a permanent error such as a CA checksum mismatch.
+//! `rancher-agent`: parse flags, run the agent until SIGTERM or SIGINT (then close the tunnel at
+//! once), exit non-zero on a permanent error such as a CA checksum mismatch.
 
 use std::io::IsTerminal;
 
