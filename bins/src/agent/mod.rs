@@ -43,6 +43,15 @@ pub use settings::{Mode, Settings};
 
 use self::wire::{NodeParams, TunnelParams};
 
+/// The container image this agent is published as: what the server's import manifest deploys by
+/// default (`rancher-server --agent-image`), what `scripts/agent-image.sh` and the `Dockerfile` tag.
+pub const IMAGE_REF: &str = concat!("rancher-rs/rancher-agent:v", env!("CARGO_PKG_VERSION"));
+
+/// On SIGTERM the tunnel session is closed at once, without waiting for open streams: nearly all of
+/// them are the server's long-lived watches, which would hold any drain for its whole length and keep
+/// the cluster marked connected meanwhile. The server's clients re-dial through the next session.
+const SHUTDOWN_DRAIN: Duration = Duration::ZERO;
+
 /// `rancher-agent`'s flags. The rest comes from the environment: `CATTLE_SERVER`,
 /// `CATTLE_CA_CHECKSUM`, `CATTLE_TOKEN` (or the mounted `/cattle-credentials/{url,token}`),
 /// `CATTLE_CLUSTER`, `CATTLE_NODE_NAME`.
@@ -64,6 +73,9 @@ pub struct AgentArgs {
     /// The authorized cluster endpoint's webhook.
     #[command(flatten)]
     pub ace: ace::AceArgs,
+    /// Print the container image reference this agent is published as, and exit.
+    #[arg(long)]
+    pub print_image_ref: bool,
 }
 
 /// Why the agent stopped.
@@ -120,7 +132,8 @@ fn header(value: &str, what: &str) -> Result<HeaderValue, AgentError> {
     HeaderValue::from_str(value).map_err(|_| AgentError::Config(format!("{what} cannot be sent as a header")))
 }
 
-/// Runs the agent until `stop` is cancelled (then drains open streams) or a permanent error.
+/// Runs the agent until `stop` is cancelled (then closes the tunnel session at once) or a permanent
+/// error.
 ///
 /// # Errors
 /// [`AgentError`]: bad settings, a CA checksum mismatch, an unreadable downstream cluster.
@@ -174,6 +187,7 @@ pub async fn run(
     // within seconds, not after a 30 s backoff.
     cfg.backoff_initial = Duration::from_millis(500);
     cfg.backoff_max = Duration::from_secs(10);
+    cfg.drain_timeout = SHUTDOWN_DRAIN;
     let agent =
         Agent::new(Arc::new(transport), policy, cfg, Metrics::unregistered()).map_err(AgentError::Tunnel)?;
 

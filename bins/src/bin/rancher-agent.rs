@@ -1,5 +1,7 @@
-//! `rancher-agent`: parse flags, run the agent until SIGTERM or SIGINT (then drain), exit non-zero
-//! on a permanent error such as a CA checksum mismatch.
+//! `rancher-agent`: parse flags, run the agent until SIGTERM or SIGINT (then close the tunnel at
+//! once), exit non-zero on a permanent error such as a CA checksum mismatch.
+
+use std::io::IsTerminal;
 
 use clap::Parser;
 use rancher::agent::{AgentArgs, run};
@@ -29,8 +31,13 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = AgentArgs::parse();
+    if args.print_image_ref {
+        println!("{}", rancher::agent::IMAGE_REF);
+        return std::process::ExitCode::SUCCESS;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -38,7 +45,7 @@ async fn main() -> std::process::ExitCode {
     let on_signal = stop.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
-        tracing::info!("signal received: draining the tunnel");
+        tracing::info!("signal received: closing the tunnel");
         on_signal.cancel();
     });
     match run(args, &|k| std::env::var(k).ok(), stop).await {

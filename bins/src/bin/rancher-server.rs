@@ -1,5 +1,7 @@
 //! `rancher-server`: parse flags, build the server, serve until SIGTERM or SIGINT.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use rancher::server::ServerArgs;
 use tracing_subscriber::EnvFilter;
@@ -30,6 +32,7 @@ async fn main() -> std::process::ExitCode {
     let args = ServerArgs::parse();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

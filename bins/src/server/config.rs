@@ -62,13 +62,22 @@ pub struct ServerArgs {
     #[arg(long)]
     pub insecure_http: bool,
 
-    /// The URL agents and import commands use to reach this server, e.g. a load balancer's
-    /// `https://rancher.example.com` (default: https://<--https-listen>, 0.0.0.0 replaced by the host name).
-    #[arg(long, value_name = "URL")]
+    /// The URL agents (in the imported clusters) and import commands use to reach this server:
+    /// `https://host[:port]`, no path, e.g. a load balancer's `https://rancher.example.com`. Its host
+    /// goes into the generated serving certificate. Default: https://<--https-listen>, with 0.0.0.0 or
+    /// :: replaced by the host's first non-loopback address (logged at start). Import manifests
+    /// pointing at a loopback address are handed only to clients on this host.
+    #[arg(long, value_name = "URL", value_parser = super::registration::check_server_url)]
     pub server_url: Option<String>,
 
-    /// The container image the import manifest deploys as the cluster agent.
-    #[arg(long, value_name = "IMAGE", default_value = super::registration::DEFAULT_AGENT_IMAGE)]
+    /// The container image the import manifest deploys as the cluster agent (build it with
+    /// scripts/agent-image.sh or the Dockerfile; push it where the clusters pull from).
+    #[arg(
+        long,
+        value_name = "IMAGE",
+        default_value = super::registration::DEFAULT_AGENT_IMAGE,
+        value_parser = super::registration::check_image_ref
+    )]
     pub agent_image: String,
 
     /// Write one JSON line per proxied request (`/k8s/clusters/...`) to this file, or `-` for stdout.
@@ -244,6 +253,30 @@ mod tests {
         assert_eq!(a.kubeconfig_token_ttl, std::time::Duration::from_secs(7200));
         assert!(ServerArgs::try_parse_from(["rancher-server", "--kubeconfig-token-ttl", "2y"]).is_err());
         assert!(ServerArgs::try_parse_from(["rancher-server", "--audit-level", "request"]).is_err());
+    }
+
+    #[test]
+    fn server_url_and_agent_image_are_checked() {
+        let a = ServerArgs::parse_from(["rancher-server"]);
+        assert_eq!((a.server_url, a.agent_image.as_str()), (None, crate::agent::IMAGE_REF));
+        let a = ServerArgs::parse_from([
+            "rancher-server",
+            "--server-url",
+            "https://rancher.example.com:8443/",
+            "--agent-image",
+            "registry.example.com/rancher-agent:dev",
+        ]);
+        assert_eq!(a.server_url.as_deref(), Some("https://rancher.example.com:8443"));
+        assert_eq!(a.agent_image, "registry.example.com/rancher-agent:dev");
+        for bad in [
+            ["--server-url", "https://rancher.example.com/v3"],
+            ["--server-url", "https://rancher.example.com?a=b"],
+            ["--server-url", "rancher.example.com:8443"],
+            ["--agent-image", "Not An Image"],
+        ] {
+            let err = ServerArgs::try_parse_from(["rancher-server", bad[0], bad[1]]).unwrap_err();
+            assert!(err.to_string().contains(bad[1]), "{bad:?}: {err}");
+        }
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub enum ApiError {
     /// An object with that name (or username) exists already (409).
     #[error("{0}")]
     AlreadyExists(String),
+    /// The request conflicts with the server's configuration or the object's state (409 Conflict).
+    #[error("{0}")]
+    Conflict(String),
     /// The body is larger than the server accepts (413).
     #[error("the request body is larger than the limit of {limit} bytes")]
     TooLarge {
@@ -86,6 +89,7 @@ impl ApiError {
             ApiError::BadRequest(_) => Status::bad_request(msg),
             ApiError::Invalid { causes, .. } => Status::invalid(msg, causes.clone()),
             ApiError::AlreadyExists(_) => Status::already_exists(msg),
+            ApiError::Conflict(_) => Status::conflict(msg),
             ApiError::TooLarge { .. } => Status::too_large(msg),
             ApiError::UnsupportedMediaType(_) => Status::unsupported_media_type(msg),
             ApiError::Store(e) => e.to_status(),

@@ -235,8 +235,9 @@ impl ServerBuilder {
         self
     }
 
-    /// The URL agents and import commands use to reach this server (for example a load balancer's).
-    /// Default: `https://<listen address>`, with an unspecified address replaced by `127.0.0.1`.
+    /// The URL agents and import commands use to reach this server (for example a load balancer's),
+    /// `https://host[:port]`. Default: `https://<listen address>`, with an unspecified address
+    /// replaced by the host's first non-loopback address.
     pub fn server_url(mut self, url: impl Into<String>) -> Self {
         self.server_url = Some(url.into());
         self
@@ -347,6 +348,8 @@ impl ServerBuilder {
         let server_url =
             registration::external_url(self.server_url.as_deref(), local_addr, self.insecure_http)
                 .map_err(ServerError::Registration)?;
+        let agent_image = registration::check_image_ref(&self.agent_image)
+            .map_err(|e| ServerError::Registration(format!("agent image: {e}")))?;
         let (acceptor, ca_pem) = if self.insecure_http {
             (None, String::new())
         } else {
@@ -377,7 +380,7 @@ impl ServerBuilder {
             &self.data_dir,
             server_url,
             &ca_pem,
-            self.agent_image.clone(),
+            agent_image,
             rancher_tunnel::Metrics::unregistered(),
         )
         .map_err(|e| ServerError::Registration(e.to_string()))?;

@@ -4,6 +4,7 @@
 //! a graceful shutdown that drains in-flight requests.
 
 mod limits;
+mod plain_http;
 mod watchdog;
 
 pub use limits::ListenerLimits;
@@ -98,18 +99,35 @@ pub(crate) async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let conn =
-            Conn { peer, app: app.clone(), builder: builder.clone(), limits, metrics: metrics.clone() };
+        let local = tcp.local_addr().ok().map(LocalAddr);
+        let conn = Conn {
+            peer,
+            local,
+            app: app.clone(),
+            builder: builder.clone(),
+            limits,
+            metrics: metrics.clone(),
+        };
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
             conn.metrics.connections_open_add(1);
             match tls {
-                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => conn.serve(stream, watcher).await,
-                    Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                },
+                Some(acceptor) => {
+                    let handshake = async {
+                        if plain_http::starts_plain_http(&tcp).await {
+                            plain_http::refuse(tcp).await;
+                            return None;
+                        }
+                        Some(acceptor.accept(tcp).await)
+                    };
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                        Ok(Some(Ok(stream))) => conn.serve(stream, watcher).await,
+                        Ok(Some(Err(e))) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                        Ok(None) => tracing::debug!(%peer, "plain HTTP on the TLS port: answered 400"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
                 None => conn.serve(tcp, watcher).await,
             }
             conn.metrics.connections_open_add(-1);
@@ -123,9 +141,15 @@ pub(crate) async fn serve(
     }
 }
 
+/// The server's own address of a connection (in each request's extensions): a client whose address is
+/// this one runs on the server's host.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LocalAddr(pub(crate) SocketAddr);
+
 /// One accepted connection.
 struct Conn {
     peer: SocketAddr,
+    local: Option<LocalAddr>,
     app: Router,
     builder: Builder<TokioExecutor>,
     limits: Resolved,
@@ -138,7 +162,12 @@ impl Conn {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Activity::new();
-        let service = ConnService { app: self.app.clone(), peer: self.peer, activity: activity.clone() };
+        let service = ConnService {
+            app: self.app.clone(),
+            peer: self.peer,
+            local: self.local,
+            activity: activity.clone(),
+        };
         let io = TokioIo::new(Watched::new(stream, activity.clone()));
         let conn = self.builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
         let conn = watcher.watch(conn.into_owned());
@@ -161,6 +190,7 @@ impl Conn {
 struct ConnService {
     app: Router,
     peer: SocketAddr,
+    local: Option<LocalAddr>,
     activity: Arc<Activity>,
 }
 
@@ -176,6 +206,9 @@ impl tower::Service<http::Request<Incoming>> for ConnService {
     fn call(&mut self, mut req: http::Request<Incoming>) -> Self::Future {
         let in_flight = self.activity.request_started(req.version() == http::Version::HTTP_2);
         req.extensions_mut().insert(axum::extract::ConnectInfo(self.peer));
+        if let Some(local) = self.local {
+            req.extensions_mut().insert(local);
+        }
         let app = self.app.clone();
         Box::pin(async move {
             let resp = tower::ServiceExt::oneshot(app, req).await?;

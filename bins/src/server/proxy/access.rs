@@ -1,7 +1,8 @@
 //! Who may reach which cluster through the proxy ([`BindingAccess`]): admins reach every cluster;
 //! other users need a ClusterRoleTemplateBinding in the cluster or a ProjectRoleTemplateBinding in
 //! one of its projects, for themselves or one of their groups ([`membership`](super::membership)).
-//! The decision is read from the [`AuthzIndex`] only; nothing is written downstream on a request.
+//! The decision is read from the [`AuthzIndex`] only; nothing is written downstream on a request, and
+//! nothing waits on a cluster without a live agent session (its requests are answered 503 at once).
 //! What they may do inside is left to the downstream RBAC, rendered by the tenancy controller —
 //! including admins' `cluster-admin` bindings — which the proxy waits for, briefly, on a cluster
 //! whose agent has just (re)connected.
@@ -14,6 +15,7 @@ use async_trait::async_trait;
 use rancher_auth::proxy::{ClusterAccess, ClusterClients, Denied, UserInfo};
 use rancher_core::model::{Cluster, ClusterRoleTemplateBinding, Project, ProjectRoleTemplateBinding};
 use rancher_core::store::{Api, Store};
+use tokio::sync::broadcast::error::RecvError;
 
 use super::authz_index::AuthzIndex;
 use super::membership::{ClusterMembers, crtb_grants, project_ref, prtb_candidate, prtb_counts};
@@ -50,10 +52,14 @@ impl BindingAccess {
     }
 
     /// Drops the cached client of `cluster` when the agent's access changed since it was built, or
-    /// is gone. Returns when the current access was first seen (`None`: there is none).
+    /// is gone, or no agent of the cluster holds a live session: the request then resolves its
+    /// upstream afresh and is answered 503 at once, never sent into a pooled connection of a session
+    /// that has ended. Returns when the current access was first seen (`None`: there is none, or no
+    /// session to use it).
     fn refresh_client(&self, cluster: &Cluster) -> Option<tokio::time::Instant> {
         let id = cluster.metadata.name.as_str();
-        let access = self.registration.access(id).filter(|a| a.cluster_uid == cluster.metadata.uid);
+        let live = !self.registration.session_keys_for(id, &cluster.metadata.uid).is_empty();
+        let access = self.registration.access(id).filter(|a| live && a.cluster_uid == cluster.metadata.uid);
         let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(access) = access else {
             if seen.remove(id).is_some()
@@ -76,12 +82,27 @@ impl BindingAccess {
         Some(now)
     }
 
-    /// Waits (within [`FIRST_SYNC_WAIT`] of the access hand-over) for the cluster's RBAC sync.
-    async fn settle(&self, cluster: &str, since: Option<tokio::time::Instant>) {
+    /// Waits (within [`FIRST_SYNC_WAIT`] of the access hand-over) for the cluster's RBAC sync — but
+    /// not for a cluster whose agents have gone: the wait ends when its last session does, and the
+    /// request is answered 503 at once.
+    async fn settle(&self, cluster: &Cluster, since: Option<tokio::time::Instant>) {
         let Some(since) = since else { return };
+        let (id, uid) = (cluster.metadata.name.as_str(), cluster.metadata.uid.as_str());
         let deadline = since + FIRST_SYNC_WAIT;
-        if tokio::time::Instant::now() < deadline && !self.registration.is_synced(RBAC_SYNC, cluster) {
-            self.registration.wait_synced(RBAC_SYNC, cluster, deadline).await;
+        if tokio::time::Instant::now() >= deadline || self.registration.is_synced(RBAC_SYNC, id) {
+            return;
+        }
+        let mut events = self.registration.tunnel().subscribe();
+        let gone = async {
+            while !self.registration.session_keys_for(id, uid).is_empty() {
+                if let Err(RecvError::Closed) = events.recv().await {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            _ = self.registration.wait_synced(RBAC_SYNC, id, deadline) => {}
+            () = gone => {}
         }
     }
 }
@@ -150,7 +171,7 @@ impl ClusterAccess for BindingAccess {
             Denied::Forbidden("the server could not read global roles".into())
         })?;
         if is_cluster_admin(&rules) || has_indexed_binding(&self.index, user, &cluster).await? {
-            self.settle(cluster_id, since).await;
+            self.settle(&cluster, since).await;
             Ok(())
         } else {
             Err(Denied::Forbidden(format!(

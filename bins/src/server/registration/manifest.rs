@@ -41,6 +41,73 @@ pub(crate) fn credentials_secret_name(server_url: &str, token: &str, cluster: &s
     format!("cattle-credentials-{}", &digest[..10])
 }
 
+/// Checks an image reference as container runtimes parse it — `[registry[:port]/]path[:tag][@sha256:hex]`,
+/// path components lower-case — so a typo in `--agent-image` fails at start, not as a pod that never
+/// pulls.
+///
+/// # Errors
+/// A message naming what is wrong.
+pub fn check_image_ref(image: &str) -> Result<String, String> {
+    let bad = |why: &str| Err(format!("{image:?} is not an image reference: {why}"));
+    if image.is_empty() || image.len() > 255 {
+        return bad("it must have 1 to 255 characters");
+    }
+    let (rest, digest) = match image.split_once('@') {
+        Some((rest, digest)) => (rest, Some(digest)),
+        None => (image, None),
+    };
+    if let Some(d) = digest {
+        let hex = d.strip_prefix("sha256:").unwrap_or_default();
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return bad("the digest must be sha256: and 64 lower-case hex digits");
+        }
+    }
+    let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match rest[last_slash..].rfind(':') {
+        Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
+        None => (rest, None),
+    };
+    if let Some(tag) = tag {
+        let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+        let ok = !tag.is_empty()
+            && tag.len() <= 128
+            && word(tag.as_bytes()[0])
+            && tag.bytes().all(|b| word(b) || b == b'.' || b == b'-');
+        if !ok {
+            return bad("the tag must be letters, digits, '_', '.' and '-' (at most 128)");
+        }
+    }
+    let mut parts: Vec<&str> = name.split('/').collect();
+    if parts.len() > 1 && (parts[0].contains(['.', ':']) || parts[0] == "localhost") {
+        let registry = parts.remove(0);
+        let (host, port) = registry.split_once(':').unwrap_or((registry, "1"));
+        let host_ok = !host.is_empty()
+            && host.split('.').all(|l| {
+                !l.is_empty()
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !host_ok || port.parse::<u16>().is_err() {
+            return bad("the registry must be host[:port]");
+        }
+    }
+    let component_ok = |c: &str| {
+        let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+        let bytes = c.as_bytes();
+        !bytes.is_empty()
+            && alnum(bytes[0])
+            && alnum(bytes[bytes.len() - 1])
+            && bytes.iter().all(|&b| alnum(b) || matches!(b, b'.' | b'_' | b'-'))
+    };
+    if !parts.iter().all(|c| component_ok(c)) {
+        return bad(
+            "each path component must be lower-case letters and digits, separated by '.', '_' or '-'",
+        );
+    }
+    Ok(image.to_owned())
+}
+
 /// Renders the multi-document YAML.
 pub(crate) fn render(p: &ManifestParams<'_>) -> String {
     let secret = credentials_secret_name(p.server_url, p.token, p.cluster);
@@ -234,6 +301,33 @@ mod tests {
         let mut lines = yaml.lines();
         lines.find(|l| l.trim() == "- name: CATTLE_SERVER").unwrap();
         assert_eq!(lines.next().unwrap().trim(), "value: \"https://127.0.0.1:8443\"");
+    }
+
+    #[test]
+    fn image_references_are_checked_as_runtimes_parse_them() {
+        for good in [
+            crate::agent::IMAGE_REF,
+            "rancher-agent",
+            "registry.example.com:5000/team/rancher-agent:v0.1.0-rc.1",
+            "localhost/rancher-agent:dev",
+            "ghcr.io/acme/rancher_agent@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
+            assert_eq!(check_image_ref(good).as_deref(), Ok(good), "{good}");
+        }
+        for bad in [
+            "",
+            "Rancher/Agent:v1",
+            "rancher-agent:",
+            "rancher-agent:-v1",
+            "rancher agent",
+            "x\"\n  injected: true",
+            "registry.example.com:port/agent",
+            "agent@sha256:abc",
+            "/agent",
+            "agent/",
+        ] {
+            assert!(check_image_ref(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod kube_client;
 mod lifecycle;
 mod manifest;
 pub(crate) mod routes;
+mod server_url;
 mod sessions;
 mod token;
 
@@ -35,6 +36,9 @@ use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION};
 
 pub use kube_client::ClusterAccess;
 pub(crate) use lifecycle::ConnectionMonitor;
+pub use manifest::check_image_ref;
+pub use server_url::check_server_url;
+pub(crate) use server_url::external_url;
 use token::TokenKey;
 
 /// The name of the registration token every imported cluster gets.
@@ -42,7 +46,7 @@ pub const DEFAULT_TOKEN: &str = "default-token";
 /// The driver of imported clusters.
 pub const IMPORTED_DRIVER: &str = "imported";
 /// The agent image the import manifest deploys by default.
-pub const DEFAULT_AGENT_IMAGE: &str = concat!("rancher-rs/rancher-agent:v", env!("CARGO_PKG_VERSION"));
+pub const DEFAULT_AGENT_IMAGE: &str = crate::agent::IMAGE_REF;
 
 /// What can go wrong in registration and in reaching a cluster.
 #[derive(Debug, thiserror::Error)]
@@ -108,45 +112,6 @@ impl std::fmt::Debug for Registration {
             .field("ca_checksum", &self.ca_checksum)
             .finish_non_exhaustive()
     }
-}
-
-/// The URL agents and import commands use: `configured` when given (checked), otherwise
-/// `https://<listen address>` with an unspecified address replaced by the host's name (or
-/// `127.0.0.1` when it has none).
-///
-/// # Errors
-/// A message naming what is wrong with `configured`.
-pub(crate) fn external_url(
-    configured: Option<&str>,
-    listen: std::net::SocketAddr,
-    insecure_http: bool,
-) -> Result<String, String> {
-    let scheme = if insecure_http { "http" } else { "https" };
-    if let Some(raw) = configured {
-        let url = url::Url::parse(raw).map_err(|e| format!("--server-url {raw:?} is not a URL: {e}"))?;
-        if url.scheme() != scheme {
-            return Err(format!("--server-url {raw:?} must start with {scheme}://"));
-        }
-        if url.host_str().is_none_or(str::is_empty)
-            || !matches!(url.path(), "" | "/")
-            || url.query().is_some()
-        {
-            return Err(format!("--server-url {raw:?} must be {scheme}://host[:port] without a path"));
-        }
-        return Ok(raw.trim_end_matches('/').to_owned());
-    }
-    let host = if listen.ip().is_unspecified() {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
-            .map(|h| h.trim().to_ascii_lowercase())
-            .filter(|h| !h.is_empty() && crate::agent::wire::is_node_name(h))
-            .unwrap_or_else(|| "127.0.0.1".to_owned())
-    } else if listen.is_ipv6() {
-        format!("[{}]", listen.ip())
-    } else {
-        listen.ip().to_string()
-    };
-    Ok(format!("{scheme}://{host}:{}", listen.port()))
 }
 
 /// Server-side tunnel settings: a dead agent is noticed within 25 s (keepalive every 10 s), so its

@@ -2,12 +2,13 @@
 //! checking the registration token itself), and the registration tokens under `/v3` (for
 //! authenticated users; the token, URL and commands are computed on every read, never stored).
 
-use axum::Json;
-use axum::Router;
+use std::net::SocketAddr;
+
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
+use axum::{Extension, Json, Router};
 use http::{HeaderMap, StatusCode, header};
 use rancher_core::model::ClusterRegistrationToken;
 use rancher_core::store::Api;
@@ -16,9 +17,11 @@ use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::authorizer::ConnectAuthorizer;
+use super::server_url::{is_loopback_url, is_same_host};
 use crate::agent::wire::{ClusterReport, REPORT_PATH};
 use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ApiResult};
+use crate::server::listener::LocalAddr;
 use crate::server::state::AppState;
 
 /// The largest report body accepted.
@@ -45,8 +48,15 @@ fn not_found() -> ApiError {
     ApiError::NotFound("the server could not find the requested resource".into())
 }
 
-/// `GET /v3/import/<token>_<cluster>.yaml`: the manifest, or 404 for any wrong part.
-async fn import_manifest(State(state): State<AppState>, Path(file): Path<String>) -> ApiResult<Response> {
+/// `GET /v3/import/<token>_<cluster>.yaml`: the manifest, or 404 for any wrong part. A manifest
+/// whose `CATTLE_SERVER` is a loopback address is handed only to a client on the server's own host
+/// (a sim or a process agent there can reach it); anyone else gets 409 naming `--server-url`.
+async fn import_manifest(
+    State(state): State<AppState>,
+    Path(file): Path<String>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    local: Option<Extension<LocalAddr>>,
+) -> ApiResult<Response> {
     let (token, cluster) =
         file.strip_suffix(".yaml").and_then(|f| f.split_once('_')).ok_or_else(not_found)?;
     if dns1123_label(cluster).is_err() {
@@ -57,6 +67,19 @@ async fn import_manifest(State(state): State<AppState>, Path(file): Path<String>
         // No hint whether the cluster or the token was wrong.
         info!(cluster, "import manifest refused: unknown token");
         return Err(not_found());
+    }
+    if is_loopback_url(reg.server_url()) {
+        let peer = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
+        let local = local.map(|Extension(LocalAddr(addr))| addr.ip());
+        if !peer.is_some_and(|p| is_same_host(p, local)) {
+            info!(cluster, peer = ?peer, "import manifest refused: the server URL is a loopback address");
+            return Err(ApiError::Conflict(format!(
+                "this server's URL is {}, a loopback address that agents in another host's cluster cannot \
+                 reach: restart rancher-server with --server-url https://<an address the cluster can \
+                 reach>[:port], then fetch the manifest again",
+                reg.server_url()
+            )));
+        }
     }
     let yaml = reg.manifest(token, cluster);
     Ok(([(header::CONTENT_TYPE, "application/yaml")], yaml).into_response())
@@ -164,4 +187,83 @@ async fn get_token(
     }
     let crt = Api::<ClusterRegistrationToken>::namespaced(state.store.clone(), cluster).get(name).await?;
     Ok(Json(token_output(&state, crt)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use http::Request;
+    use rancher_core::model::{Cluster, ClusterSpec, ImportedConfig};
+    use rancher_core::store::{Api, MemoryStore};
+    use tower::ServiceExt as _;
+
+    use crate::server::Server;
+    use crate::server::listener::LocalAddr;
+
+    /// The server's router, and the import manifest path of a new imported cluster.
+    async fn server_with_import(dir: &std::path::Path, server_url: Option<&str>) -> (axum::Router, String) {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let mut b = Server::builder()
+            .data_dir(dir)
+            .store(Arc::new(MemoryStore::new()))
+            .https_listen("127.0.0.1:0".parse().unwrap())
+            .bootstrap_password("a-long-admin-password");
+        if let Some(url) = server_url {
+            b = b.server_url(url);
+        }
+        let server = b.build().await.unwrap();
+        let spec = ClusterSpec { imported_config: Some(ImportedConfig::default()), ..Default::default() };
+        let cluster = Api::<Cluster>::all(server.store()).create(&Cluster::new("imp", spec)).await.unwrap();
+        let reg = server.registration();
+        let crt = reg.ensure_default_token(&cluster).await.unwrap();
+        let path = format!("/v3/import/{}_imp.yaml", reg.crt_status(&crt).token);
+        (crate::server::api::router(server.state.clone()), path)
+    }
+
+    /// The code of `GET path` from `peer`, connected to the server's `local` address.
+    async fn fetch(app: &axum::Router, path: &str, peer: &str, local: &str) -> (u16, String) {
+        let mut req = Request::get(path).body(Body::empty()).unwrap();
+        req.extensions_mut().insert(axum::extract::ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+        req.extensions_mut().insert(LocalAddr(local.parse().unwrap()));
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let code = resp.status().as_u16();
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        (code, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_loopback_manifest_is_handed_only_to_clients_on_the_servers_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, path) = server_with_import(dir.path(), None).await;
+        // The server listens on 127.0.0.1: its URL is a loopback address.
+        let (code, body) = fetch(&app, &path, "127.0.0.1:40000", "127.0.0.1:8443").await;
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains("CATTLE_SERVER") && body.contains("https://127.0.0.1:"), "{body}");
+        let (code, body) = fetch(&app, &path, "10.0.0.5:40000", "10.0.0.5:8443").await;
+        assert_eq!(code, 200, "a client on the server's own non-loopback address: {body}");
+
+        let (code, body) = fetch(&app, &path, "192.0.2.7:40000", "10.0.0.5:8443").await;
+        assert_eq!(code, 409, "{body}");
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!((status["kind"].as_str(), status["reason"].as_str()), (Some("Status"), Some("Conflict")));
+        let message = status["message"].as_str().unwrap();
+        assert!(message.contains("--server-url") && message.contains("loopback"), "{message}");
+        assert!(!body.contains("CATTLE_TOKEN"), "no part of the manifest leaks: {body}");
+
+        // A wrong token is still a 404, wherever it comes from.
+        let wrong = path.replacen("/v3/import/", "/v3/import/0", 1);
+        assert_eq!(fetch(&app, &wrong, "192.0.2.7:40000", "10.0.0.5:8443").await.0, 404);
+    }
+
+    #[tokio::test]
+    async fn a_reachable_server_url_is_handed_to_anyone_with_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, path) = server_with_import(dir.path(), Some("https://rancher.example.com:8443")).await;
+        let (code, body) = fetch(&app, &path, "192.0.2.7:40000", "10.0.0.5:8443").await;
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains("\"https://rancher.example.com:8443\""), "{body}");
+    }
 }
