@@ -263,14 +263,39 @@ impl Grants {
     }
 }
 
-fn caller_subject(caller: &Caller) -> Subject<'_> {
-    Subject::of(&caller.user)
+/// Membership: who has a binding where.
+impl Grants {
+    /// What the caller holds in `scope`: see [`Grants::in_scope`].
+    pub(crate) fn held_by(&self, caller: &Caller, scope: &GrantScope) -> Held {
+        self.in_scope(&caller_subject(caller), &caller.rules, scope)
+    }
+
+    /// Whether the caller is a member of `scope`: has a binding in the project, or (for a cluster) a
+    /// cluster binding in it — or, with `projects_too`, a binding in one of its projects.
+    pub(crate) fn is_member(&self, caller: &Caller, scope: &GrantScope, projects_too: bool) -> bool {
+        let who = caller_subject(caller);
+        let named = |user: &str, principal: &str, group: &str| who.named(user, principal, group);
+        let in_project =
+            |b: &ProjectRoleTemplateBinding| match (&scope.project, b.spec.project_name.split_once(':')) {
+                (_, None) => false,
+                (Some(p), Some((c, bp))) => c == scope.cluster && bp == p,
+                (None, Some((c, _))) => projects_too && c == scope.cluster,
+            };
+        let cluster_binding = scope.project.is_none()
+            && self.crtbs.iter().any(|b| {
+                b.metadata.namespace.as_deref() == Some(scope.cluster.as_str())
+                    && named(&b.spec.user_name, &b.spec.user_principal_name, &b.spec.group_principal_name)
+            });
+        cluster_binding
+            || self.prtbs.iter().any(|b| {
+                in_project(b)
+                    && named(&b.spec.user_name, &b.spec.user_principal_name, &b.spec.group_principal_name)
+            })
+    }
 }
 
-/// What the caller holds in `scope`, for authorizing writes of objects that live there.
-pub(crate) async fn caller_in_scope(cx: &Ctx<'_>, scope: &GrantScope) -> ApiResult<Held> {
-    let grants = Grants::load(&cx.state.store).await?;
-    Ok(grants.in_scope(&caller_subject(cx.caller), &cx.caller.rules, scope))
+fn caller_subject(caller: &Caller) -> Subject<'_> {
+    Subject::of(&caller.user)
 }
 
 fn forbidden(caller: &Caller, what: &str, attempt: &str, missing: &str, instead: &str) -> ApiError {

@@ -2,15 +2,18 @@
 
 mod body;
 mod clusters;
+mod creator;
 mod crud;
 mod escalation;
 mod kind;
+mod list;
 mod login;
 mod login_throttle;
 mod public;
 mod roles;
 mod tokens;
 mod users;
+mod visibility;
 
 pub(crate) use body::json_object as read_json_object;
 pub(crate) use login::{LOGIN_FAILED, LoginThrottle, ThrottlePolicy};
