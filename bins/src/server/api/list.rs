@@ -203,3 +203,30 @@ async fn filtered_page<K: ApiKind>(
         continue_token,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use rancher_core::model::{Cluster, Project};
+
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip_and_belong_to_their_list() {
+        let t = encode_continue::<Project>("east/p-abcde".into());
+        assert_eq!(decode_continue::<Project>(&t).unwrap(), "east/p-abcde");
+        assert!(decode_continue::<Cluster>(&t).is_err(), "a projects token does not page clusters");
+        assert!(decode_continue::<Project>("not a token").is_err());
+        assert!(
+            decode_continue::<Project>(&URL_SAFE_NO_PAD.encode(br#"{"v":1,"r":"projects","a":""}"#)).is_err()
+        );
+    }
+
+    #[test]
+    fn project_ids_in_filters_name_a_cluster_and_a_project() {
+        assert!(check_filter("projectId", "east:p-abcde").is_ok());
+        for bad in ["east", "east:", ":p-abcde"] {
+            assert!(check_filter("projectId", bad).is_err(), "{bad}");
+        }
+        assert!(check_filter("clusterId", "east").is_ok());
+    }
+}
