@@ -20,14 +20,15 @@ use std::sync::Arc;
 use rancher_auth::rbac::{self, ResourceAttributes};
 use rancher_auth::rbac_render::{Flattened, RenderError, flatten};
 use rancher_core::model::{
-    ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, PolicyRule, ProjectRoleTemplateBinding,
-    RoleTemplate, User,
+    Cluster, ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, PolicyRule, Project,
+    ProjectRoleTemplateBinding, RoleTemplate, User,
 };
 use rancher_core::store::{Api, Store};
 
 use super::kind::Ctx;
 use crate::server::auth::{Caller, MANAGEMENT_GROUP, is_cluster_admin};
 use crate::server::error::{ApiError, ApiResult};
+use crate::server::proxy::membership;
 
 /// Where a role template binding applies: a cluster, or a project (`<cluster>:<project>`) in it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -153,15 +154,42 @@ pub(crate) struct Grants {
 }
 
 impl Grants {
-    /// Reads the roles, role templates and bindings.
+    /// Reads the roles, role templates and bindings. Only bindings that count are kept, as the proxy
+    /// and the downstream RBAC decide it: those of live clusters and projects as they exist now (not
+    /// a leftover of an earlier cluster or project of the same name).
     pub(crate) async fn load(store: &Arc<dyn Store>) -> ApiResult<Self> {
         let roles = Api::<GlobalRole>::all(store.clone()).list().await?;
+        let clusters: HashMap<String, Cluster> = Api::<Cluster>::all(store.clone())
+            .list()
+            .await?
+            .into_iter()
+            .map(|c| (c.metadata.name.clone(), c))
+            .collect();
+        let projects: HashMap<(String, String), Project> = Api::<Project>::all(store.clone())
+            .list()
+            .await?
+            .into_iter()
+            .map(|p| ((p.metadata.namespace.clone().unwrap_or_default(), p.metadata.name.clone()), p))
+            .collect();
+        let mut crtbs = Api::<ClusterRoleTemplateBinding>::all(store.clone()).list().await?;
+        crtbs.retain(|b| {
+            let cluster = b.metadata.namespace.as_ref().and_then(|c| clusters.get(c));
+            cluster.is_some_and(|c| membership::crtb_counts(b, c))
+        });
+        let mut prtbs = Api::<ProjectRoleTemplateBinding>::all(store.clone()).list().await?;
+        prtbs.retain(|b| {
+            let Some((c, p)) = membership::project_ref(&b.spec.project_name) else { return false };
+            match (clusters.get(c), projects.get(&(c.to_owned(), p.to_owned()))) {
+                (Some(cluster), Some(project)) => membership::prtb_counts(b, project, cluster),
+                _ => false,
+            }
+        });
         Ok(Grants {
             templates: Api::<RoleTemplate>::all(store.clone()).list().await?,
             roles: roles.into_iter().map(|r| (r.metadata.name.clone(), r)).collect(),
             grbs: Api::<GlobalRoleBinding>::all(store.clone()).list().await?,
-            crtbs: Api::<ClusterRoleTemplateBinding>::all(store.clone()).list().await?,
-            prtbs: Api::<ProjectRoleTemplateBinding>::all(store.clone()).list().await?,
+            crtbs,
+            prtbs,
         })
     }
 
