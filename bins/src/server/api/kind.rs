@@ -37,8 +37,9 @@ pub(crate) trait ApiKind: Resource {
     }
 
     /// True for kinds whose objects belong to one cluster or project, so that the roles a caller holds
-    /// there (not only their global roles) authorize reading and writing them — the role template
-    /// bindings, which a cluster or project owner manages, as in Rancher.
+    /// there (not only their global roles) authorize reading and writing them, and its members see
+    /// them — clusters, projects and the role template bindings, which cluster and project owners
+    /// manage, as in Rancher (see [`super::visibility`]).
     const MEMBER_MANAGED: bool = false;
 
     /// For [`ApiKind::MEMBER_MANAGED`] kinds: the cluster or project this object belongs to. The roles
