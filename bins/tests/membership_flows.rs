@@ -148,6 +148,9 @@ async fn a_cluster_creator_manages_it_end_to_end() {
 
     // Olive deletes her cluster: its projects and members go, and nobody sees it any more.
     assert_eq!(o.delete("/v3/clusters/olives").await.code, 200);
+    // Membership ends with the deletion, not with the clean-up after it.
+    assert_status(&c.get("/v3/clusters/olives").await, 403, "Forbidden");
+    assert_status(&b.post("/v3/projects", &project("olives", "late")).await, 403, "Forbidden");
     for _ in 0..200 {
         if w.admin.get("/v3/clusters/olives").await.code == 404 {
             break;
