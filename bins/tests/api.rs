@@ -228,7 +228,10 @@ async fn global_roles_decide_who_may_do_what() {
         403,
         "Forbidden",
     );
-    assert_status(&carol.delete("/v3/clusters/carols").await, 403, "Forbidden");
+    // She owns the cluster she made (issue 9), not the admin's.
+    assert_eq!(admin.post("/v3/clusters", &json!({"metadata": {"name": "admins"}})).await.code, 201);
+    assert_status(&carol.delete("/v3/clusters/admins").await, 403, "Forbidden");
+    assert_eq!(carol.delete("/v3/clusters/carols").await.code, 200);
     // Builtin roles cannot be deleted, even by the admin.
     assert_status(&admin.delete("/v3/globalroles/admin").await, 403, "Forbidden");
     // Making carol an admin through a binding takes effect on her next request.

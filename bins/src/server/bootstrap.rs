@@ -120,7 +120,10 @@ fn role_templates() -> Vec<RoleTemplate> {
             "project-owner",
             "Project Owner",
             "project",
-            vec![rule(&["*"], &[MGMT], &["projectroletemplatebindings"])],
+            vec![
+                rule(&["*"], &[MGMT], &["projectroletemplatebindings"]),
+                rule(&["get", "list", "watch", "update", "delete"], &[MGMT], &["projects"]),
+            ],
             &["admin"],
         ),
         rt(

@@ -8,6 +8,8 @@ use async_trait::async_trait;
 use rancher_core::model::{Cluster, ClusterRoleTemplateBinding, ClusterRoleTemplateBindingSpec, Project};
 use rancher_core::store::{Api, StoreError};
 
+use super::creator;
+use super::escalation::GrantScope;
 use super::kind::{ApiKind, Ctx, generated_name};
 use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION};
 use crate::server::cleanup::{CLUSTER_FINALIZER, leftovers};
@@ -25,6 +27,18 @@ pub(crate) async fn live_cluster(cx: &Ctx<'_>, name: &str, field: &str) -> ApiRe
 #[async_trait]
 impl ApiKind for Cluster {
     const TYPE: &'static str = "cluster";
+
+    const MEMBER_MANAGED: bool = true;
+    const SEEN_FROM_PROJECTS: bool = true;
+
+    fn grant_scope(&self) -> Option<GrantScope> {
+        Some(GrantScope { cluster: self.metadata.name.clone(), project: None })
+    }
+
+    /// Clusters are created by global roles only.
+    fn create_scope(&self) -> Option<GrantScope> {
+        None
+    }
 
     async fn prepare_create(&mut self, _cx: &Ctx<'_>) -> ApiResult<()> {
         if self.metadata.name.is_empty() && self.metadata.generate_name.is_none() {
@@ -85,6 +99,24 @@ impl ApiKind for Cluster {
 impl ApiKind for Project {
     const TYPE: &'static str = "project";
 
+    const MEMBER_MANAGED: bool = true;
+    const LIST_FILTERS: &'static [&'static str] = &["clusterId"];
+
+    fn grant_scope(&self) -> Option<GrantScope> {
+        let cluster = self.metadata.namespace.clone().filter(|n| !n.is_empty())?;
+        Some(GrantScope { cluster, project: Some(self.metadata.name.clone()) })
+    }
+
+    /// A project is created by the roles held in its cluster.
+    fn create_scope(&self) -> Option<GrantScope> {
+        let cluster = self.metadata.namespace.clone().filter(|n| !n.is_empty())?;
+        Some(GrantScope { cluster, project: None })
+    }
+
+    fn filter_value(&self, param: &str) -> Option<String> {
+        (param == "clusterId").then(|| self.metadata.namespace.clone().unwrap_or_default())
+    }
+
     fn namespace_from_spec(&self) -> Option<String> {
         Some(self.spec.cluster_name.clone())
     }
@@ -107,6 +139,11 @@ impl ApiKind for Project {
             self.spec.display_name = self.metadata.name.clone();
         }
         Ok(())
+    }
+
+    /// The creator owns the new project: see [`creator`].
+    async fn after_create(&self, cx: &Ctx<'_>) -> ApiResult<()> {
+        creator::make_project_owner(cx, self).await
     }
 
     async fn prepare_update(&mut self, old: &Self, _cx: &Ctx<'_>) -> ApiResult<()> {

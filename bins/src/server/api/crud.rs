@@ -3,15 +3,16 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use http::{HeaderMap, StatusCode};
-use rancher_core::store::{Api, LabelSelector, ListOptions, Requirement};
+use rancher_core::store::Api;
 use rancher_core::validation::dns1123_label;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::body::json_object;
-use super::escalation;
 use super::kind::{ApiKind, Ctx, object_id};
+pub(crate) use super::list::list;
+use super::visibility::Access;
 use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::state::AppState;
@@ -52,21 +53,10 @@ fn api<K: ApiKind>(state: &AppState, namespace: Option<&str>) -> Api<K> {
     }
 }
 
-/// True when the roles the caller holds where `obj` belongs (its cluster or project) allow `verb` on it.
-async fn allowed_in_scope<K: ApiKind>(
-    state: &AppState,
-    caller: &Caller,
-    verb: &str,
-    obj: &K,
-    name: Option<&str>,
-) -> ApiResult<bool> {
-    let Some(scope) = obj.grant_scope().filter(|_| K::MEMBER_MANAGED) else { return Ok(false) };
-    let held = escalation::caller_in_scope(&Ctx { state, caller }, &scope).await?;
-    Ok(held.allows(verb, K::PLURAL, name))
-}
-
 /// Authorizes `verb` on one object: by global RBAC, by ownership for the kind's self-service verbs,
-/// or by the roles held where the object belongs for member-managed kinds.
+/// or, for member-managed kinds, by the roles held where the object belongs (and `get` by membership
+/// there). An object the caller may not see is refused with 403 whether it exists or not, as
+/// Kubernetes does, so ids cannot be probed.
 async fn authorize_object<K: ApiKind>(
     state: &AppState,
     caller: &Caller,
@@ -80,10 +70,16 @@ async fn authorize_object<K: ApiKind>(
     let self_service = K::SELF_VERBS.contains(&verb);
     if (self_service || K::MEMBER_MANAGED)
         && let Some(obj) = api::<K>(state, namespace).get_opt(name).await?
-        && ((self_service && obj.owned_by(caller))
-            || allowed_in_scope(state, caller, verb, &obj, Some(name)).await?)
     {
-        return Ok(());
+        if self_service && obj.owned_by(caller) {
+            return Ok(());
+        }
+        if K::MEMBER_MANAGED {
+            let mut access = Access::load(state, caller).await?;
+            if access.allows(verb, &obj) || (verb == "get" && access.sees(&obj)) {
+                return Ok(());
+            }
+        }
     }
     Err(caller.forbidden(verb, K::PLURAL, Some(name)))
 }
@@ -96,53 +92,6 @@ fn decode<K: ApiKind>(map: Map<String, Value>) -> ApiResult<K> {
 
 fn check_name(name: &str) -> ApiResult<()> {
     dns1123_label(name).map_err(|m| ApiError::invalid_field("metadata.name", m))
-}
-
-/// `GET /v3/<plural>?limit=&continue=&labelSelector=`
-pub(crate) async fn list<K: ApiKind>(
-    State(state): State<AppState>,
-    caller: Caller,
-    RawQuery(query): RawQuery,
-) -> ApiResult<Json<Value>> {
-    let mut options = ListOptions::default();
-    for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        match k.as_ref() {
-            "limit" => {
-                let n: usize =
-                    v.parse().map_err(|_| ApiError::BadRequest(format!("limit {v:?} is not a number")))?;
-                options.limit = (n > 0).then_some(n);
-            }
-            "continue" if !v.is_empty() => options.continue_token = Some(v.into_owned()),
-            "labelSelector" => {
-                options.label_selector =
-                    Some(LabelSelector::parse(&v).map_err(|e| ApiError::BadRequest(e.to_string()))?)
-            }
-            _ => {}
-        }
-    }
-    if !caller.can("list", K::PLURAL, None) {
-        let Some(own) = K::own_filter(&caller).filter(|_| K::SELF_VERBS.contains(&"list")) else {
-            return Err(caller.forbidden("list", K::PLURAL, None));
-        };
-        options
-            .label_selector
-            .get_or_insert_with(LabelSelector::default)
-            .requirements
-            .push(Requirement::In(own.label.to_owned(), vec![own.value]));
-    }
-    let (items, page) = api::<K>(&state, None).list_with(options).await?;
-    let data = items.into_iter().map(to_output).collect::<ApiResult<Vec<_>>>()?;
-    let mut out = json!({
-        "type": "collection",
-        "resourceType": K::TYPE,
-        "data": data,
-        "revision": page.resource_version,
-    });
-    if let Some(token) = page.continue_token {
-        out["continue"] = token.clone().into();
-        out["pagination"] = json!({ "next": token });
-    }
-    Ok(Json(out))
 }
 
 /// `POST /v3/<plural>`
@@ -180,7 +129,7 @@ pub(crate) async fn create<K: ApiKind>(
     } else {
         obj.meta_mut().namespace = None;
     }
-    if !global && !allowed_in_scope(&state, &caller, "create", &obj, None).await? {
+    if !global && !Access::load(&state, &caller).await?.allows_create(&obj) {
         return Err(caller.forbidden("create", K::PLURAL, None));
     }
     let name = obj.meta().name.clone();

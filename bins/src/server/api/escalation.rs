@@ -20,14 +20,15 @@ use std::sync::Arc;
 use rancher_auth::rbac::{self, ResourceAttributes};
 use rancher_auth::rbac_render::{Flattened, RenderError, flatten};
 use rancher_core::model::{
-    ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, PolicyRule, ProjectRoleTemplateBinding,
-    RoleTemplate, User,
+    Cluster, ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, PolicyRule, Project,
+    ProjectRoleTemplateBinding, RoleTemplate, User,
 };
 use rancher_core::store::{Api, Store};
 
 use super::kind::Ctx;
 use crate::server::auth::{Caller, MANAGEMENT_GROUP, is_cluster_admin};
 use crate::server::error::{ApiError, ApiResult};
+use crate::server::proxy::membership;
 
 /// Where a role template binding applies: a cluster, or a project (`<cluster>:<project>`) in it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -153,15 +154,42 @@ pub(crate) struct Grants {
 }
 
 impl Grants {
-    /// Reads the roles, role templates and bindings.
+    /// Reads the roles, role templates and bindings. Only bindings that count are kept, as the proxy
+    /// and the downstream RBAC decide it: those of live clusters and projects as they exist now (not
+    /// a leftover of an earlier cluster or project of the same name).
     pub(crate) async fn load(store: &Arc<dyn Store>) -> ApiResult<Self> {
         let roles = Api::<GlobalRole>::all(store.clone()).list().await?;
+        let clusters: HashMap<String, Cluster> = Api::<Cluster>::all(store.clone())
+            .list()
+            .await?
+            .into_iter()
+            .map(|c| (c.metadata.name.clone(), c))
+            .collect();
+        let projects: HashMap<(String, String), Project> = Api::<Project>::all(store.clone())
+            .list()
+            .await?
+            .into_iter()
+            .map(|p| ((p.metadata.namespace.clone().unwrap_or_default(), p.metadata.name.clone()), p))
+            .collect();
+        let mut crtbs = Api::<ClusterRoleTemplateBinding>::all(store.clone()).list().await?;
+        crtbs.retain(|b| {
+            let cluster = b.metadata.namespace.as_ref().and_then(|c| clusters.get(c));
+            cluster.is_some_and(|c| membership::crtb_counts(b, c))
+        });
+        let mut prtbs = Api::<ProjectRoleTemplateBinding>::all(store.clone()).list().await?;
+        prtbs.retain(|b| {
+            let Some((c, p)) = membership::project_ref(&b.spec.project_name) else { return false };
+            match (clusters.get(c), projects.get(&(c.to_owned(), p.to_owned()))) {
+                (Some(cluster), Some(project)) => membership::prtb_counts(b, project, cluster),
+                _ => false,
+            }
+        });
         Ok(Grants {
             templates: Api::<RoleTemplate>::all(store.clone()).list().await?,
             roles: roles.into_iter().map(|r| (r.metadata.name.clone(), r)).collect(),
             grbs: Api::<GlobalRoleBinding>::all(store.clone()).list().await?,
-            crtbs: Api::<ClusterRoleTemplateBinding>::all(store.clone()).list().await?,
-            prtbs: Api::<ProjectRoleTemplateBinding>::all(store.clone()).list().await?,
+            crtbs,
+            prtbs,
         })
     }
 
@@ -263,14 +291,39 @@ impl Grants {
     }
 }
 
-fn caller_subject(caller: &Caller) -> Subject<'_> {
-    Subject::of(&caller.user)
+/// Membership: who has a binding where.
+impl Grants {
+    /// What the caller holds in `scope`: see [`Grants::in_scope`].
+    pub(crate) fn held_by(&self, caller: &Caller, scope: &GrantScope) -> Held {
+        self.in_scope(&caller_subject(caller), &caller.rules, scope)
+    }
+
+    /// Whether the caller is a member of `scope`: has a binding in the project, or (for a cluster) a
+    /// cluster binding in it — or, with `projects_too`, a binding in one of its projects.
+    pub(crate) fn is_member(&self, caller: &Caller, scope: &GrantScope, projects_too: bool) -> bool {
+        let who = caller_subject(caller);
+        let named = |user: &str, principal: &str, group: &str| who.named(user, principal, group);
+        let in_project =
+            |b: &ProjectRoleTemplateBinding| match (&scope.project, b.spec.project_name.split_once(':')) {
+                (_, None) => false,
+                (Some(p), Some((c, bp))) => c == scope.cluster && bp == p,
+                (None, Some((c, _))) => projects_too && c == scope.cluster,
+            };
+        let cluster_binding = scope.project.is_none()
+            && self.crtbs.iter().any(|b| {
+                b.metadata.namespace.as_deref() == Some(scope.cluster.as_str())
+                    && named(&b.spec.user_name, &b.spec.user_principal_name, &b.spec.group_principal_name)
+            });
+        cluster_binding
+            || self.prtbs.iter().any(|b| {
+                in_project(b)
+                    && named(&b.spec.user_name, &b.spec.user_principal_name, &b.spec.group_principal_name)
+            })
+    }
 }
 
-/// What the caller holds in `scope`, for authorizing writes of objects that live there.
-pub(crate) async fn caller_in_scope(cx: &Ctx<'_>, scope: &GrantScope) -> ApiResult<Held> {
-    let grants = Grants::load(&cx.state.store).await?;
-    Ok(grants.in_scope(&caller_subject(cx.caller), &cx.caller.rules, scope))
+fn caller_subject(caller: &Caller) -> Subject<'_> {
+    Subject::of(&caller.user)
 }
 
 fn forbidden(caller: &Caller, what: &str, attempt: &str, missing: &str, instead: &str) -> ApiError {

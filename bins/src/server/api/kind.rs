@@ -37,12 +37,33 @@ pub(crate) trait ApiKind: Resource {
     }
 
     /// True for kinds whose objects belong to one cluster or project, so that the roles a caller holds
-    /// there (not only their global roles) authorize reading and writing them — the role template
-    /// bindings, which a cluster or project owner manages, as in Rancher.
+    /// there (not only their global roles) authorize reading and writing them, and its members see
+    /// them — clusters, projects and the role template bindings, which cluster and project owners
+    /// manage, as in Rancher (see [`super::visibility`]).
     const MEMBER_MANAGED: bool = false;
 
-    /// For [`ApiKind::MEMBER_MANAGED`] kinds: the cluster or project this object belongs to.
+    /// For [`ApiKind::MEMBER_MANAGED`] kinds: the cluster or project this object belongs to. The roles
+    /// held there authorize verbs on it, and whoever has a binding there (a member) sees it.
     fn grant_scope(&self) -> Option<GrantScope> {
+        None
+    }
+
+    /// For [`ApiKind::MEMBER_MANAGED`] kinds: where the roles that allow creating this object are held
+    /// (`None`: only global roles may create it). The scope of the object by default; a new project is
+    /// created by the roles held in its cluster.
+    fn create_scope(&self) -> Option<GrantScope> {
+        self.grant_scope()
+    }
+
+    /// For a [`ApiKind::MEMBER_MANAGED`] kind whose scope is a cluster: members of any project of that
+    /// cluster see the object too (a project member sees the cluster the project is in).
+    const SEEN_FROM_PROJECTS: bool = false;
+
+    /// Rancher's filter query parameters this kind takes on lists (`clusterId`, `projectId`).
+    const LIST_FILTERS: &'static [&'static str] = &[];
+
+    /// The value this object has for one of [`ApiKind::LIST_FILTERS`].
+    fn filter_value(&self, _param: &str) -> Option<String> {
         None
     }
 

@@ -2,9 +2,11 @@
 
 mod body;
 mod clusters;
+mod creator;
 mod crud;
 mod escalation;
 mod kind;
+mod list;
 mod login;
 mod login_throttle;
 mod openapi;
@@ -12,6 +14,7 @@ mod public;
 mod roles;
 mod tokens;
 mod users;
+mod visibility;
 
 pub(crate) use body::json_object as read_json_object;
 pub(crate) use login::{LOGIN_FAILED, LoginThrottle, ThrottlePolicy};

@@ -189,6 +189,12 @@ impl ApiKind for ClusterRoleTemplateBinding {
         Some(GrantScope { cluster, project: None })
     }
 
+    const LIST_FILTERS: &'static [&'static str] = &["clusterId"];
+
+    fn filter_value(&self, param: &str) -> Option<String> {
+        (param == "clusterId").then(|| self.spec.cluster_name.clone())
+    }
+
     async fn prepare_create(&mut self, cx: &Ctx<'_>) -> ApiResult<()> {
         let cluster = self.metadata.namespace.clone().unwrap_or_default();
         if !self.spec.cluster_name.is_empty() && self.spec.cluster_name != cluster {
@@ -233,6 +239,12 @@ impl ApiKind for ProjectRoleTemplateBinding {
     fn grant_scope(&self) -> Option<GrantScope> {
         let (cluster, project) = self.spec.project_name.split_once(':')?;
         Some(GrantScope { cluster: cluster.to_owned(), project: Some(project.to_owned()) })
+    }
+
+    const LIST_FILTERS: &'static [&'static str] = &["projectId"];
+
+    fn filter_value(&self, param: &str) -> Option<String> {
+        (param == "projectId").then(|| self.spec.project_name.clone())
     }
 
     async fn prepare_create(&mut self, cx: &Ctx<'_>) -> ApiResult<()> {

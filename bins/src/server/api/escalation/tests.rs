@@ -195,3 +195,27 @@ fn a_template_being_written_is_flattened_with_its_new_rules() {
     );
     assert!(matches!(g.flatten("missing", None), Err(RenderError::MissingTemplate(_))));
 }
+
+fn caller(u: User) -> Caller {
+    Caller { user: u, token_name: "token-x".into(), rules: Arc::new(vec![]) }
+}
+
+#[test]
+fn members_are_those_with_a_binding_there() {
+    let g = grants();
+    let carol = caller(user("u-carol", &[]));
+    assert!(g.is_member(&carol, &scope("c1", Some("shop")), false));
+    assert!(!g.is_member(&carol, &scope("c1", None), false), "a project member is no cluster member");
+    assert!(g.is_member(&carol, &scope("c1", None), true), "but is in the cluster of her project");
+    assert!(!g.is_member(&carol, &scope("c2", Some("shop")), false), "same name, other cluster");
+    assert!(!g.is_member(&carol, &scope("c2", None), true));
+    assert!(!g.is_member(&carol, &scope("c1", Some("ops")), false), "another project");
+    let member = caller(user("u-member", &["ldap://team"]));
+    assert!(g.is_member(&member, &scope("c1", None), false), "through a group");
+    assert!(
+        !g.is_member(&member, &scope("c1", Some("shop")), true),
+        "a cluster binding is no project membership"
+    );
+    let admin = caller(user("u-admin", &[]));
+    assert!(!g.is_member(&admin, &scope("c1", None), true), "global roles are no membership");
+}
