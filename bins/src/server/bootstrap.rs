@@ -120,7 +120,12 @@ fn role_templates() -> Vec<RoleTemplate> {
             "project-owner",
             "Project Owner",
             "project",
-            vec![rule(&["*"], &[MGMT], &["projectroletemplatebindings"])],
+            vec![
+                rule(&["*"], &[MGMT], &["projectroletemplatebindings"]),
+                // Moving namespaces between projects (`/v3/clusters/<c>/namespaces/<ns>?action=move`):
+                // out of (`update`) and into (`create`) the projects this is bound in.
+                rule(&["create", "update"], &[MGMT], &["namespaces"]),
+            ],
             &["admin"],
         ),
         rt(
