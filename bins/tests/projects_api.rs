@@ -45,8 +45,7 @@ async fn specials(admin: &Api, cluster: &str) -> (String, String) {
     loop {
         let (d, s) =
             (labelled(admin, cluster, DEFAULT_LABEL).await, labelled(admin, cluster, SYSTEM_LABEL).await);
-        if let ([(d, dn)], [(s, sn)]) = (d.as_slice(), s.as_slice()) {
-            assert_eq!((dn.as_str(), sn.as_str()), ("Default", "System"));
+        if let ([(d, _)], [(s, _)]) = (d.as_slice(), s.as_slice()) {
             return (d.clone(), s.clone());
         }
         assert!(d.len() <= 1 && s.len() <= 1, "never two: {d:?} {s:?}");
@@ -186,6 +185,24 @@ async fn every_cluster_has_one_default_and_one_system_project_across_restarts() 
     assert_eq!(admin.post("/v3/clusters", &json!({"metadata": {"name": "edge"}})).await.code, 201);
     let (default, system) = specials(&admin, "edge").await;
     assert!(default.starts_with("edge:p-") && system.starts_with("edge:p-"), "{default} {system}");
+    assert_eq!(labelled(&admin, "edge", DEFAULT_LABEL).await[0].1, "Default");
+    assert_eq!(labelled(&admin, "edge", SYSTEM_LABEL).await[0].1, "System");
+
+    // Which projects they are is the server's to say: a client neither drops nor forges the labels.
+    let mut got = admin.get(&format!("/v3/projects/{system}")).await.body;
+    got["metadata"]["labels"] = json!({});
+    got["spec"]["displayName"] = json!("Platform");
+    let put = admin.put(&format!("/v3/projects/{system}"), &got).await;
+    assert_eq!(put.code, 200, "{}", put.body);
+    assert_eq!(
+        (put.body["metadata"]["labels"][SYSTEM_LABEL].as_str(), put.body["spec"]["displayName"].as_str()),
+        (Some("true"), Some("Platform"))
+    );
+    let forged = admin
+        .post("/v3/projects", &json!({"metadata": {"name": "fake", "labels": {DEFAULT_LABEL: "true"}}, "spec": {"clusterName": "edge"}}))
+        .await;
+    assert_eq!(forged.code, 201, "{}", forged.body);
+    assert!(forged.body["metadata"]["labels"].get(DEFAULT_LABEL).is_none(), "{}", forged.body);
 
     // Deleted by someone: made again (a cluster always has them).
     assert_eq!(admin.delete(&format!("/v3/projects/{default}")).await.code, 200);

@@ -18,6 +18,9 @@ use super::rancher_shape::{self, CLUSTER_ID, DESCRIPTION, PROJECT_NAME};
 use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION};
 use crate::server::cleanup::{CLUSTER_FINALIZER, leftovers};
 use crate::server::error::{ApiError, ApiResult};
+use crate::server::tenancy::system_projects::{
+    ASSIGNED_ANNOTATION, DEFAULT_PROJECT_LABEL, SYSTEM_PROJECT_LABEL,
+};
 
 /// The cluster `name` when it exists and is not being deleted; otherwise an error on `field`.
 pub(crate) async fn live_cluster(cx: &Ctx<'_>, name: &str, field: &str) -> ApiResult<Cluster> {
@@ -156,6 +159,11 @@ impl ApiKind for Project {
         let current = live_cluster(cx, &cluster, "spec.clusterName").await?;
         owner::stamp(&mut self.metadata, CLUSTER_UID_ANNOTATION, &current.metadata);
         self.spec.cluster_name = cluster.clone();
+        // Only the server makes a cluster's Default and System projects.
+        for label in [DEFAULT_PROJECT_LABEL, SYSTEM_PROJECT_LABEL] {
+            self.metadata.labels.remove(label);
+        }
+        self.metadata.annotations.remove(ASSIGNED_ANNOTATION);
         let given = std::mem::take(&mut self.metadata.name);
         self.metadata.generate_name = None;
         self.metadata.name = new_project_name(&cx.state.store).await?;
@@ -182,6 +190,14 @@ impl ApiKind for Project {
             unique_display_name(cx, &old.spec.cluster_name, self).await?;
         }
         owner::preserve(&mut self.metadata, &old.metadata, CLUSTER_UID_ANNOTATION);
+        // Which project is a cluster's Default or System one is the server's to say.
+        owner::preserve(&mut self.metadata, &old.metadata, ASSIGNED_ANNOTATION);
+        for label in [DEFAULT_PROJECT_LABEL, SYSTEM_PROJECT_LABEL] {
+            match old.metadata.labels.get(label) {
+                Some(v) => self.metadata.labels.insert(label.to_owned(), v.clone()),
+                None => self.metadata.labels.remove(label),
+            };
+        }
         Ok(())
     }
 

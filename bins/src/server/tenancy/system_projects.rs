@@ -30,7 +30,7 @@ pub(crate) const DEFAULT_PROJECT_LABEL: &str = "authz.management.cattle.io/defau
 pub(crate) const SYSTEM_PROJECT_LABEL: &str = "authz.management.cattle.io/system-project";
 /// On a Default or System project once its namespaces were put into it: from then on, where those
 /// namespaces are is the users' choice (moving `default` out stays moved).
-const ASSIGNED_ANNOTATION: &str = "management.cattle.io/namespaces-assigned";
+pub(crate) const ASSIGNED_ANNOTATION: &str = "management.cattle.io/namespaces-assigned";
 /// How often every cluster is checked even when nothing was seen to change.
 const RESYNC: Duration = Duration::from_secs(300);
 /// Changes that arrive together are handled together.
