@@ -288,12 +288,23 @@ async fn projects_and_bindings_are_namespaced_by_their_cluster() {
     let api = Api::new(&server);
     let admin = api.logged_in("admin", ADMIN_PASSWORD).await;
     assert_eq!(admin.post("/v3/clusters", &json!({"metadata": {"name": "c1"}})).await.code, 201);
+    // The name given is what people see; the project's name is the server's.
     let p = admin
         .post("/v3/projects", &json!({"metadata": {"name": "web"}, "spec": {"clusterName": "c1"}}))
         .await;
     assert_eq!(p.code, 201, "{}", p.body);
-    assert_eq!(p.body["id"], "c1:web");
-    assert_eq!(admin.get("/v3/projects/c1:web").await.code, 200);
+    let web = p.body["id"].as_str().unwrap().to_owned();
+    let name = web.strip_prefix("c1:").unwrap_or_else(|| panic!("{web}"));
+    assert!(name.starts_with("p-") && name.len() == 7, "{web}");
+    assert_eq!(p.body["spec"]["displayName"], "web");
+    assert_eq!((p.body["type"].as_str(), p.body["clusterId"].as_str()), (Some("project"), Some("c1")));
+    assert_eq!(admin.get(&format!("/v3/projects/{web}")).await.code, 200);
+    assert_status(&admin.get("/v3/projects/c1:web").await, 404, "NotFound");
+    // A second project of that display name in the cluster would be ambiguous.
+    let again = admin
+        .post("/v3/projects", &json!({"metadata": {"name": "web"}, "spec": {"clusterName": "c1"}}))
+        .await;
+    assert_status(&again, 409, "AlreadyExists");
     let missing = admin
         .post("/v3/projects", &json!({"metadata": {"name": "x"}, "spec": {"clusterName": "nope"}}))
         .await;
@@ -317,10 +328,11 @@ async fn projects_and_bindings_are_namespaced_by_their_cluster() {
     let prtb = admin
         .post(
             "/v3/projectroletemplatebindings",
-            &json!({"spec": {"projectName": "c1:web", "roleTemplateName": "read-only", "userName": admin_id}}),
+            &json!({"spec": {"projectName": web, "roleTemplateName": "read-only", "userName": admin_id}}),
         )
         .await;
     assert_eq!(prtb.code, 201, "{}", prtb.body);
+    assert!(prtb.body["id"].as_str().unwrap().starts_with(&format!("{name}:")), "{}", prtb.body);
     // Paging and label selectors on collections.
     for n in ["p1", "p2", "p3"] {
         let body = json!({"metadata": {"name": n, "labels": {"team": "a"}}, "spec": {"clusterName": "c1"}});
@@ -335,6 +347,6 @@ async fn projects_and_bindings_are_namespaced_by_their_cluster() {
     assert_eq!(team.body["data"].as_array().unwrap().len(), 3);
     assert_eq!(team.body["resourceType"], "project");
     assert_status(&admin.get("/v3/projects?labelSelector=a%20b%20c").await, 400, "BadRequest");
-    assert_eq!(admin.delete("/v3/projects/c1:web").await.code, 200);
-    assert_status(&admin.get("/v3/projects/c1:web").await, 404, "NotFound");
+    assert_eq!(admin.delete(&format!("/v3/projects/{web}")).await.code, 200);
+    assert_status(&admin.get(&format!("/v3/projects/{web}")).await, 404, "NotFound");
 }

@@ -91,8 +91,15 @@ fn login_create_restart_and_list() {
     let out = ok(&ctl(&home, &["cluster", "create", "imp", "--import"]));
     assert!(out.contains("kubectl apply -f https://") && out.contains("_imp.yaml"), "{out}");
     assert!(out.contains("curl --insecure -sfL https://"), "{out}");
-    ok(&ctl(&home, &["project", "create", "demo:web"]));
-    assert!(ok(&ctl(&home, &["project", "ls"])).contains("demo:web"));
+    // The server picks the project's id and the CLI prints it; the name given is what people see.
+    let made = ok(&ctl(&home, &["project", "create", "demo", "web"]));
+    let id = made.split_whitespace().nth(1).unwrap_or_default().to_owned();
+    assert!(id.starts_with("demo:p-"), "{made}");
+    let listed = ok(&ctl(&home, &["project", "ls"]));
+    assert!(listed.contains(&id) && listed.contains("web"), "{listed}");
+    // Removed by its display name within the cluster.
+    assert!(ok(&ctl(&home, &["project", "rm", "demo:web"])).contains(&id));
+    assert!(!ok(&ctl(&home, &["project", "ls"])).contains(&id));
 
     // Restart on the same port and data dir: the cluster and the login survive.
     let port = server.port;

@@ -341,13 +341,15 @@ async fn cluster_roles_are_granted_only_by_those_who_hold_them() {
     assert_eq!(o.post("/v3/clusters", &json!({"metadata": {"name": "olives"}})).await.code, 201);
     assert_eq!(w.admin.post("/v3/clusters", &json!({"metadata": {"name": "admins"}})).await.code, 201);
     let project = json!({"metadata": {"name": "shop"}, "spec": {"clusterName": "olives"}});
-    assert_eq!(w.admin.post("/v3/projects", &project).await.code, 201);
+    let made = w.admin.post("/v3/projects", &project).await;
+    assert_eq!(made.code, 201, "{}", made.body);
+    let shop = made.body["id"].as_str().unwrap().to_owned();
 
     // A cluster owner grants member roles in her cluster, not in another.
     let crtb = |cluster: &str, user: &str, role: &str| json!({"spec": {"clusterName": cluster, "userName": user, "roleTemplateName": role}});
     let ok = o.post("/v3/clusterroletemplatebindings", &crtb("olives", &bob, "cluster-member")).await;
     assert_eq!(ok.code, 201, "{}", ok.body);
-    let prtb = |user: &str, role: &str| json!({"spec": {"projectName": "olives:shop", "userName": user, "roleTemplateName": role}});
+    let prtb = |user: &str, role: &str| json!({"spec": {"projectName": shop, "userName": user, "roleTemplateName": role}});
     let ok = o.post("/v3/projectroletemplatebindings", &prtb(&carol, "project-member")).await;
     assert_eq!(ok.code, 201, "{}", ok.body);
     assert_status(

@@ -62,12 +62,13 @@ async fn a_deleted_cluster_leaves_nothing_a_namesake_can_adopt() {
         .call(
             "POST",
             "/v3/projects",
-            Some(json!({"metadata": {"name": "p-old"}, "spec": {"clusterName": "edge"}})),
+            Some(json!({"metadata": {"name": "old"}, "spec": {"clusterName": "edge"}})),
         )
         .await;
     assert_eq!(code, 201, "{b}");
+    let old_project = b["id"].as_str().unwrap().to_owned();
     let prtb = json!({"metadata": {"name": "alice-member"},
-                      "spec": {"projectName": "edge:p-old", "roleTemplateName": "project-member", "userName": alice}});
+                      "spec": {"projectName": old_project, "roleTemplateName": "project-member", "userName": alice}});
     let (code, b) = w.call("POST", "/v3/projectroletemplatebindings", Some(prtb)).await;
     assert_eq!(code, 201, "{b}");
     let (code, b) = api(&url, "POST", "/v3/tokens", &alice_session, Some(json!({"clusterId": "edge"}))).await;
@@ -124,8 +125,12 @@ async fn a_deleted_cluster_leaves_nothing_a_namesake_can_adopt() {
         assert!(left.is_empty(), "{path} still holds {left:?}");
     }
     let (_, b) = w.call("GET", "/v3/projectroletemplatebindings", None).await;
-    let left: Vec<&Value> =
-        b["data"].as_array().unwrap().iter().filter(|o| o["spec"]["projectName"] == "edge:p-old").collect();
+    let left: Vec<&Value> = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["spec"]["projectName"] == old_project.as_str())
+        .collect();
     assert!(left.is_empty(), "the deleted cluster's project bindings remain: {left:?}");
     let own = format!("/v3/tokens/{}", alice_cluster_token.split(':').next().unwrap());
     let (code, b) = api(&url, "GET", &own, &alice_cluster_token, None).await;
@@ -175,11 +180,12 @@ async fn a_deleted_projects_bindings_grant_nothing_not_even_in_its_namesake() {
     // A project member reaches the cluster; once the project is deleted, and even after a project
     // of the same name is made again, their binding grants nothing.
     let (alice, alice_token) = standard_user(&w, "alice").await;
-    let project = json!({"metadata": {"name": "p-team"}, "spec": {"clusterName": "proj"}});
+    let project = json!({"metadata": {"name": "team"}, "spec": {"clusterName": "proj"}});
     let (code, b) = w.call("POST", "/v3/projects", Some(project.clone())).await;
     assert_eq!(code, 201, "{b}");
+    let team = b["id"].as_str().unwrap().to_owned();
     let prtb = json!({"metadata": {"name": "alice-member"},
-                      "spec": {"projectName": "proj:p-team", "roleTemplateName": "project-member", "userName": alice}});
+                      "spec": {"projectName": team, "roleTemplateName": "project-member", "userName": alice}});
     let (code, b) = w.call("POST", "/v3/projectroletemplatebindings", Some(prtb)).await;
     assert_eq!(code, 201, "{b}");
     // What the downstream cluster then allows is its RBAC's business; the proxy lets her through.
@@ -189,15 +195,18 @@ async fn a_deleted_projects_bindings_grant_nothing_not_even_in_its_namesake() {
         async move { (!proxy_refuses(&api(&url, "GET", version, &t, None).await)).then_some(()) }
     })
     .await;
-    let (code, b) = w.call("DELETE", "/v3/projects/proj:p-team", None).await;
+    let (code, b) = w.call("DELETE", &format!("/v3/projects/{team}"), None).await;
     assert_eq!(code, 200, "{b}");
     let answer = api(&url, "GET", version, &alice_token, None).await;
     assert!(proxy_refuses(&answer), "a deleted project's binding still grants: {answer:?}");
     let (code, b) = w.call("POST", "/v3/projects", Some(project)).await;
     assert_eq!(code, 201, "{b}");
+    assert_ne!(b["id"].as_str(), Some(team.as_str()), "a new project gets a new id");
     let answer = api(&url, "GET", version, &alice_token, None).await;
     assert!(proxy_refuses(&answer), "a binding of the deleted project grants in its namesake: {answer:?}");
-    let (code, b) = w.call("GET", "/v3/projectroletemplatebindings/p-team:alice-member", None).await;
+    let (_, team_name) = team.split_once(':').unwrap();
+    let (code, b) =
+        w.call("GET", &format!("/v3/projectroletemplatebindings/{team_name}:alice-member"), None).await;
     assert_eq!(code, 404, "the deleted project's binding is gone: {b}");
 }
 

@@ -140,7 +140,7 @@ async fn users_need_a_binding_and_the_sim_decides_what_they_may_do() {
         .await;
     assert_eq!(code, 201, "{body}");
     let prtb = json!({"spec": {
-        "projectName": format!("{}:web", env.cluster), "roleTemplateName": "project-member", "userName": bob_id,
+        "projectName": body["id"], "roleTemplateName": "project-member", "userName": bob_id,
     }});
     let (code, body) = env
         .call(reqwest::Method::POST, "/v3/projectroletemplatebindings", &env.admin_token, Some(&prtb))

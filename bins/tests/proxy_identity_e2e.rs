@@ -21,7 +21,7 @@ async fn read_only_user(env: &Env) -> (String, String) {
         env.call(reqwest::Method::POST, "/v3/projects", &env.admin_token, Some(&project)).await;
     assert_eq!(code, 201, "{body}");
     let prtb = json!({"spec": {
-        "projectName": format!("{}:ro", env.cluster), "roleTemplateName": "read-only", "userName": id,
+        "projectName": body["id"], "roleTemplateName": "read-only", "userName": id,
     }});
     let (code, body) = env
         .call(reqwest::Method::POST, "/v3/projectroletemplatebindings", &env.admin_token, Some(&prtb))

@@ -31,12 +31,14 @@ async fn project_bindings_become_downstream_rbac_and_follow_changes() {
         .call(
             "POST",
             "/v3/projects",
-            Some(json!({"metadata": {"name": "p-shop"}, "spec": {"clusterName": CLUSTER}})),
+            Some(json!({"metadata": {"name": "shop"}, "spec": {"clusterName": CLUSTER}})),
         )
         .await;
     assert_eq!(code, 201, "{p}");
+    let shop = p["id"].as_str().unwrap().to_owned();
+    let shop_name = shop.split_once(':').unwrap().1.to_owned();
     w.apply(&format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  annotations:\n    field.cattle.io/projectId: {CLUSTER}:p-shop\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: other\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: later\n"
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  annotations:\n    field.cattle.io/projectId: {shop}\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: other\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: later\n"
     ));
     // A RoleBinding someone made by hand, without our label: it must survive everything below.
     w.apply(
@@ -51,7 +53,7 @@ async fn project_bindings_become_downstream_rbac_and_follow_changes() {
             "POST",
             "/v3/projectroletemplatebindings",
             Some(json!({"metadata": {"name": "alice-member"},
-                        "spec": {"projectName": format!("{CLUSTER}:p-shop"), "roleTemplateName": "project-member",
+                        "spec": {"projectName": shop, "roleTemplateName": "project-member",
                                  "userName": alice}})),
         )
         .await;
@@ -137,10 +139,8 @@ async fn project_bindings_become_downstream_rbac_and_follow_changes() {
         .call(
             "POST",
             "/v3/projectroletemplatebindings",
-            Some(
-                json!({"spec": {"projectName": format!("{CLUSTER}:p-shop"), "roleTemplateName": "read-only",
-                                 "userName": dora}}),
-            ),
+            Some(json!({"spec": {"projectName": shop, "roleTemplateName": "read-only",
+                                 "userName": dora}})),
         )
         .await;
     assert_eq!(code, 201, "{b}");
@@ -153,12 +153,8 @@ async fn project_bindings_become_downstream_rbac_and_follow_changes() {
 
     // A namespace annotated into P later gets the RoleBinding.
     w.wait_access(&alice, &pods_in("later"), false, "later is not in P yet").await;
-    let (ok, out) = w.kubectl(&[
-        "annotate",
-        "namespace",
-        "later",
-        &format!("field.cattle.io/projectId={CLUSTER}:p-shop"),
-    ]);
+    let (ok, out) =
+        w.kubectl(&["annotate", "namespace", "later", &format!("field.cattle.io/projectId={shop}")]);
     assert!(ok, "{out}");
     w.wait_access(&alice, &pods_in("later"), true, "alice lists pods in later once it joins P").await;
 
@@ -205,7 +201,8 @@ async fn project_bindings_become_downstream_rbac_and_follow_changes() {
     w.wait_access(&bob, &["get", "pods", "-A"], true, "bob lists pods once the template allows it").await;
 
     // Removing the bindings removes what they rendered, and only that.
-    let (code, body) = w.call("DELETE", "/v3/projectroletemplatebindings/p-shop:alice-member", None).await;
+    let (code, body) =
+        w.call("DELETE", &format!("/v3/projectroletemplatebindings/{shop_name}:alice-member"), None).await;
     assert_eq!(code, 200, "{body}");
     let (code, body) = w.call("DELETE", &format!("/v3/projectroletemplatebindings/{dora_prtb}"), None).await;
     assert_eq!(code, 200, "{body}");

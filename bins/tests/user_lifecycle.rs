@@ -20,6 +20,8 @@ async fn a_deleted_users_bindings_go_and_their_id_cannot_be_taken_again() {
         .post("/v3/projects", &json!({"metadata": {"name": "p-web"}, "spec": {"clusterName": "c1"}}))
         .await;
     assert_eq!(p.code, 201, "{}", p.body);
+    let web = p.body["id"].as_str().unwrap().to_owned();
+    let web_name = web.split_once(':').unwrap().1.to_owned();
     let u =
         admin.post("/v3/users", &json!({"spec": {"username": "bob", "password": "bob-password-1234"}})).await;
     assert_eq!(u.code, 201, "{}", u.body);
@@ -28,7 +30,7 @@ async fn a_deleted_users_bindings_go_and_their_id_cannot_be_taken_again() {
                       "spec": {"clusterName": "c1", "roleTemplateName": "cluster-owner", "userName": bob_id}});
     assert_eq!(admin.post("/v3/clusterroletemplatebindings", &crtb).await.code, 201);
     let prtb = json!({"metadata": {"name": "bob-member"},
-                      "spec": {"projectName": "c1:p-web", "roleTemplateName": "project-member", "userName": bob_id}});
+                      "spec": {"projectName": web, "roleTemplateName": "project-member", "userName": bob_id}});
     assert_eq!(admin.post("/v3/projectroletemplatebindings", &prtb).await.code, 201);
     let bob = api.logged_in("bob", "bob-password-1234").await;
     let bob_token = bob.post("/v3/tokens", &json!({"description": "ci"})).await;
@@ -38,7 +40,11 @@ async fn a_deleted_users_bindings_go_and_their_id_cannot_be_taken_again() {
     assert_eq!(admin.delete(&format!("/v3/users/{bob_id}")).await.code, 200);
     // Everything that named bob is gone.
     assert_status(&admin.get("/v3/clusterroletemplatebindings/c1:bob-owner").await, 404, "NotFound");
-    assert_status(&admin.get("/v3/projectroletemplatebindings/p-web:bob-member").await, 404, "NotFound");
+    assert_status(
+        &admin.get(&format!("/v3/projectroletemplatebindings/{web_name}:bob-member")).await,
+        404,
+        "NotFound",
+    );
     assert_status(&admin.get(&format!("/v3/tokens/{bob_token_name}")).await, 404, "NotFound");
     let grbs = admin.get("/v3/globalrolebindings").await;
     let left: Vec<_> =

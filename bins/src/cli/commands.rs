@@ -20,6 +20,7 @@ pub(super) async fn run(cli: Cli) -> Result<String, CliError> {
         Command::Cluster(c) => cluster(&logged_in()?, fmt, c).await,
         Command::Project(c) => project(&logged_in()?, fmt, c).await,
         Command::User(c) => user(&logged_in()?, fmt, c).await,
+        Command::Namespace(c) => super::namespaces::run(&logged_in()?, fmt, c).await,
         Command::Kubeconfig { cluster } => kubeconfig(&logged_in()?, &cluster).await,
     }
 }
@@ -259,19 +260,35 @@ async fn project(client: &ApiClient, fmt: Format, cmd: ProjectCommand) -> Result
                 .collect();
             list_output(fmt, items, PROJECT_COLUMNS, project_row)
         }
-        ProjectCommand::Create { id, display_name } => {
-            let (cluster, name) = split_project(&id)?;
+        ProjectCommand::Create { cluster, name, display_name } => {
+            let (cluster, name) = match (cluster.split_once(':'), name) {
+                (Some((c, n)), None) => (c.to_owned(), n.to_owned()),
+                (None, Some(n)) => (cluster, n),
+                _ => return Err(CliError::Input("give CLUSTER NAME: `project create edge team`".into())),
+            };
+            split_project(&format!("{cluster}:{name}"))?;
             let body = json!({
-                "metadata": { "name": name, "namespace": cluster },
-                "spec": { "clusterName": cluster, "displayName": display_name.as_deref().unwrap_or(name) },
+                "clusterId": cluster,
+                "name": display_name.as_deref().unwrap_or(&name),
             });
             let created = client.call(Method::POST, "/v3/projects", Some(&body)).await?;
             match fmt {
-                Format::Table => Ok(format!("project {id} created\n")),
+                Format::Table => Ok(format!(
+                    "project {} created ({})\n",
+                    str_at(&created, &["id"]),
+                    str_at(&created, &["spec", "displayName"])
+                )),
                 _ => structured(fmt, &created),
             }
         }
         ProjectCommand::Rm { id } => {
+            let (cluster, name) = split_project(&id)?;
+            // A display name is looked up; an id the caller cannot list is tried as given.
+            let id = match super::namespaces::resolve_project(client, cluster, name).await {
+                Ok(found) => found,
+                Err(CliError::Input(m)) if m.starts_with("no project") => id.clone(),
+                Err(e) => return Err(e),
+            };
             let (cluster, name) = split_project(&id)?;
             let path = format!("/v3/projects/{}:{}", path_segment(cluster)?, path_segment(name)?);
             client.call(Method::DELETE, &path, None).await?;

@@ -13,6 +13,7 @@ mod client;
 mod commands;
 pub mod config;
 mod error;
+mod namespaces;
 mod oidc_login;
 pub mod output;
 
@@ -21,6 +22,7 @@ use clap::{Parser, Subcommand};
 pub use client::ApiClient;
 pub use config::CliConfig;
 pub use error::CliError;
+pub use namespaces::NamespaceCommand;
 pub use output::Format;
 
 /// Command-line client for the rancher-rs management server.
@@ -51,6 +53,9 @@ pub enum Command {
     /// Local users.
     #[command(subcommand)]
     User(UserCommand),
+    /// A cluster's namespaces and the projects they are in.
+    #[command(subcommand)]
+    Namespace(NamespaceCommand),
     /// Print a kubeconfig for a cluster: kubectl reaches it through the server's proxy with a new
     /// kubeconfig token (and directly, when its authorized cluster endpoint is on).
     Kubeconfig {
@@ -125,18 +130,20 @@ pub enum ProjectCommand {
         #[arg(long)]
         cluster: Option<String>,
     },
-    /// Create a project.
+    /// Create a project and print its id (`CLUSTER:p-xxxxx`, chosen by the server).
     Create {
-        /// `CLUSTER:NAME`.
-        id: String,
+        /// The cluster's id (`CLUSTER:NAME` is read as CLUSTER and NAME).
+        cluster: String,
         /// The name people see.
+        name: Option<String>,
+        /// The name people see (instead of NAME).
         #[arg(long)]
         display_name: Option<String>,
     },
     /// Delete a project.
     #[command(alias = "delete")]
     Rm {
-        /// `CLUSTER:NAME`.
+        /// `CLUSTER:p-xxxxx`, or `CLUSTER:<display name>`.
         id: String,
     },
 }

@@ -123,6 +123,9 @@ fn role_templates() -> Vec<RoleTemplate> {
             vec![
                 rule(&["*"], &[MGMT], &["projectroletemplatebindings"]),
                 rule(&["get", "list", "watch", "update", "delete"], &[MGMT], &["projects"]),
+                // Moving namespaces between projects (`/v3/clusters/<c>/namespaces/<ns>?action=move`):
+                // out of (`update`) and into (`create`) the projects this is bound in.
+                rule(&["create", "update"], &[MGMT], &["namespaces"]),
             ],
             &["admin"],
         ),

@@ -489,6 +489,11 @@ impl Server {
             tokio::spawn(tenancy::run(self.state.store.clone(), registration.clone(), stop.clone()));
         let ace_sync =
             tokio::spawn(ace_sync::run(self.state.store.clone(), registration.clone(), stop.clone()));
+        let system_projects = tokio::spawn(tenancy::system_projects::run(
+            self.state.store.clone(),
+            registration.clone(),
+            stop.clone(),
+        ));
         let clients = self.state.proxy.clients().clone();
         let cleanup =
             tokio::spawn(cleanup::run(self.state.store.clone(), registration.clone(), clients, stop.clone()));
@@ -513,6 +518,7 @@ impl Server {
             ("connection monitor", monitor),
             ("tenancy controller", tenancy),
             ("ace token sync", ace_sync),
+            ("system projects controller", system_projects),
             ("clean-up controller", cleanup),
             ("cluster controller", controller),
         ] {

@@ -4,16 +4,25 @@
 //! again (see [`cleanup`](crate::server::cleanup)); what is made for a cluster or project records
 //! its uid.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
-use rancher_core::model::{Cluster, ClusterRoleTemplateBinding, ClusterRoleTemplateBindingSpec, Project};
-use rancher_core::store::{Api, StoreError};
+use rancher_core::model::{
+    Cluster, ClusterRoleTemplateBinding, ClusterRoleTemplateBindingSpec, Project, ProjectRoleTemplateBinding,
+};
+use rancher_core::store::{Api, Store, StoreError};
+use serde_json::{Map, Value};
 
 use super::creator;
 use super::escalation::GrantScope;
 use super::kind::{ApiKind, Ctx, generated_name};
+use super::rancher_shape::{self, CLUSTER_ID, DESCRIPTION, PROJECT_NAME};
 use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION};
 use crate::server::cleanup::{CLUSTER_FINALIZER, leftovers};
 use crate::server::error::{ApiError, ApiResult};
+use crate::server::tenancy::system_projects::{
+    ASSIGNED_ANNOTATION, DEFAULT_PROJECT_LABEL, SYSTEM_PROJECT_LABEL,
+};
 
 /// The cluster `name` when it exists and is not being deleted; otherwise an error on `field`.
 pub(crate) async fn live_cluster(cx: &Ctx<'_>, name: &str, field: &str) -> ApiResult<Cluster> {
@@ -95,6 +104,48 @@ impl ApiKind for Cluster {
     }
 }
 
+/// How many generated project names are tried before giving up (36^5 names: a clash is rare).
+const NAME_ATTEMPTS: usize = 16;
+
+/// A new project name, `p-` and 5 random characters, unique across the whole server: no project in
+/// any cluster has it, and no project role template binding lives in its namespace.
+///
+/// # Errors
+/// The store's, or `AlreadyExists` when every attempt clashed.
+pub(crate) async fn new_project_name(store: &Arc<dyn Store>) -> Result<String, StoreError> {
+    let taken: std::collections::HashSet<String> =
+        Api::<Project>::all(store.clone()).list().await?.into_iter().map(|p| p.metadata.name).collect();
+    for _ in 0..NAME_ATTEMPTS {
+        let name = generated_name("p-");
+        if !taken.contains(&name)
+            && Api::<ProjectRoleTemplateBinding>::namespaced(store.clone(), &name).list().await?.is_empty()
+        {
+            return Ok(name);
+        }
+    }
+    Err(StoreError::AlreadyExists { resource: "projects".into(), name: "p-*".into() })
+}
+
+/// Refuses a display name another live project of `cluster` has: people name projects by it.
+async fn unique_display_name(cx: &Ctx<'_>, cluster: &str, project: &Project) -> ApiResult<()> {
+    let name = &project.spec.display_name;
+    let others = Api::<Project>::namespaced(cx.state.store.clone(), cluster).list().await?;
+    match others.iter().find(|p| {
+        p.spec.display_name == *name
+            && p.metadata.name != project.metadata.name
+            && p.metadata.deletion_timestamp.is_none()
+    }) {
+        Some(p) => Err(ApiError::AlreadyExists(format!(
+            "project {name:?} already exists in cluster {cluster:?} (as {cluster}:{})",
+            p.metadata.name
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A project's id is `<cluster>:<p-xxxxx>`, its name always the server's, unique in the whole server
+/// (so the namespace of its role template bindings is too); a name given in the body is what people
+/// see (`spec.displayName`), as Rancher's `/v3` API treats `name`.
 #[async_trait]
 impl ApiKind for Project {
     const TYPE: &'static str = "project";
@@ -121,6 +172,14 @@ impl ApiKind for Project {
         Some(self.spec.cluster_name.clone())
     }
 
+    fn rancher_fields_in(map: &mut Map<String, Value>) -> ApiResult<()> {
+        rancher_shape::fields_in(map, &[PROJECT_NAME, CLUSTER_ID, DESCRIPTION])
+    }
+
+    fn rancher_fields_out(&self, map: &mut Map<String, Value>) {
+        rancher_shape::fields_out(map, [("clusterId", self.spec.cluster_name.as_str())]);
+    }
+
     async fn prepare_create(&mut self, cx: &Ctx<'_>) -> ApiResult<()> {
         let cluster = self.metadata.namespace.clone().unwrap_or_default();
         if !self.spec.cluster_name.is_empty() && self.spec.cluster_name != cluster {
@@ -131,14 +190,19 @@ impl ApiKind for Project {
         }
         let current = live_cluster(cx, &cluster, "spec.clusterName").await?;
         owner::stamp(&mut self.metadata, CLUSTER_UID_ANNOTATION, &current.metadata);
-        self.spec.cluster_name = cluster;
-        if self.metadata.name.is_empty() && self.metadata.generate_name.is_none() {
-            self.metadata.name = generated_name("p-");
+        self.spec.cluster_name = cluster.clone();
+        // Only the server makes a cluster's Default and System projects.
+        for label in [DEFAULT_PROJECT_LABEL, SYSTEM_PROJECT_LABEL] {
+            self.metadata.labels.remove(label);
         }
+        self.metadata.annotations.remove(ASSIGNED_ANNOTATION);
+        let given = std::mem::take(&mut self.metadata.name);
+        self.metadata.generate_name = None;
+        self.metadata.name = new_project_name(&cx.state.store).await?;
         if self.spec.display_name.is_empty() {
-            self.spec.display_name = self.metadata.name.clone();
+            self.spec.display_name = if given.is_empty() { self.metadata.name.clone() } else { given };
         }
-        Ok(())
+        unique_display_name(cx, &cluster, self).await
     }
 
     /// The creator owns the new project: see [`creator`].
@@ -146,7 +210,7 @@ impl ApiKind for Project {
         creator::make_project_owner(cx, self).await
     }
 
-    async fn prepare_update(&mut self, old: &Self, _cx: &Ctx<'_>) -> ApiResult<()> {
+    async fn prepare_update(&mut self, old: &Self, cx: &Ctx<'_>) -> ApiResult<()> {
         if self.spec.cluster_name.is_empty() {
             self.spec.cluster_name = old.spec.cluster_name.clone();
         }
@@ -156,7 +220,21 @@ impl ApiKind for Project {
                 "a project cannot move to another cluster",
             ));
         }
+        if self.spec.display_name.is_empty() {
+            self.spec.display_name = old.spec.display_name.clone();
+        }
+        if self.spec.display_name != old.spec.display_name {
+            unique_display_name(cx, &old.spec.cluster_name, self).await?;
+        }
         owner::preserve(&mut self.metadata, &old.metadata, CLUSTER_UID_ANNOTATION);
+        // Which project is a cluster's Default or System one is the server's to say.
+        owner::preserve(&mut self.metadata, &old.metadata, ASSIGNED_ANNOTATION);
+        for label in [DEFAULT_PROJECT_LABEL, SYSTEM_PROJECT_LABEL] {
+            match old.metadata.labels.get(label) {
+                Some(v) => self.metadata.labels.insert(label.to_owned(), v.clone()),
+                None => self.metadata.labels.remove(label),
+            };
+        }
         Ok(())
     }
 

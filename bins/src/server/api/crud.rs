@@ -24,6 +24,7 @@ pub(crate) fn to_output<K: ApiKind>(mut obj: K) -> ApiResult<Value> {
     let mut v =
         serde_json::to_value(&obj).map_err(|e| ApiError::Internal(format!("encoding {}: {e}", K::KIND)))?;
     if let Some(map) = v.as_object_mut() {
+        obj.rancher_fields_out(map);
         map.insert("id".into(), id.into());
         map.insert("type".into(), K::TYPE.into());
     }
@@ -109,6 +110,7 @@ pub(crate) async fn create<K: ApiKind>(
     }
     let mut map = json_object(&headers, body, state.body_limit).await?;
     map.remove("status");
+    K::rancher_fields_in(&mut map)?;
     let mut obj: K = decode(map)?;
     {
         let meta = obj.meta_mut();
@@ -179,6 +181,7 @@ pub(crate) async fn update<K: ApiKind>(
     let (ns, name) = split_id::<K>(&id)?;
     authorize_object::<K>(&state, &caller, "update", ns.as_deref(), &name).await?;
     let mut map = json_object(&headers, body, state.body_limit).await?;
+    K::rancher_fields_in(&mut map)?;
     let objects = api::<K>(&state, ns.as_deref());
     let old = objects.get(&name).await?;
     let old_value = serde_json::to_value(&old).map_err(|e| ApiError::Internal(e.to_string()))?;

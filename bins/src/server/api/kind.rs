@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use rancher_core::Resource;
+use serde_json::{Map, Value};
 
 use super::escalation::GrantScope;
 use crate::server::auth::Caller;
@@ -74,6 +75,18 @@ pub(crate) trait ApiKind: Resource {
 
     /// Removes what must never leave the server (password hashes, token hashes).
     fn redact(&mut self) {}
+
+    /// Moves Rancher's top-level fields of this kind (`clusterId`, `userId`, …) into ours before a
+    /// create or update body is decoded (see [`rancher_shape`](super::rancher_shape)).
+    ///
+    /// # Errors
+    /// 422 when a Rancher field is malformed or disagrees with ours in the same body.
+    fn rancher_fields_in(_map: &mut Map<String, Value>) -> ApiResult<()> {
+        Ok(())
+    }
+
+    /// Adds Rancher's fields of this object to its response, next to `metadata` and `spec`.
+    fn rancher_fields_out(&self, _map: &mut Map<String, Value>) {}
 
     /// For namespaced kinds: the namespace implied by the spec when the body names none.
     fn namespace_from_spec(&self) -> Option<String> {

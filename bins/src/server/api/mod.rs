@@ -9,14 +9,17 @@ mod kind;
 mod list;
 mod login;
 mod login_throttle;
+mod namespaces;
 mod openapi;
 mod public;
+mod rancher_shape;
 mod roles;
 mod tokens;
 mod users;
 mod visibility;
 
 pub(crate) use body::json_object as read_json_object;
+pub(crate) use clusters::new_project_name;
 pub(crate) use login::{LOGIN_FAILED, LoginThrottle, ThrottlePolicy};
 pub use tokens::DEFAULT_TOKEN_MAX_TTL_MS;
 pub(crate) use tokens::{
@@ -99,6 +102,9 @@ pub(crate) fn router(state: AppState) -> Router {
     v3 = kind_routes::<Cluster>(v3);
     v3 = v3.route("/v3/clusters/{id}", post(crate::server::kubeconfig::cluster_action));
     v3 = kind_routes::<Project>(v3);
+    v3 = v3
+        .route("/v3/clusters/{id}/namespaces", get(namespaces::list))
+        .route("/v3/clusters/{id}/namespaces/{ns}", post(namespaces::action));
     v3 = v3.route("/v3/users", get(crud::list::<User>).post(users::post)).route(
         "/v3/users/{id}",
         get(crud::get::<User>).put(crud::update::<User>).delete(crud::delete::<User>),

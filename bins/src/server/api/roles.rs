@@ -8,10 +8,14 @@ use rancher_core::model::{
     RoleTemplate, User,
 };
 use rancher_core::store::Api;
+use serde_json::{Map, Value};
 
 use super::clusters::live_cluster;
 use super::escalation::{self, BindingWrite, GrantScope};
 use super::kind::{ApiKind, Ctx, generated_name};
+use super::rancher_shape::{
+    self, BINDING_NAME, CLUSTER_ID, GROUP_PRINCIPAL_ID, PROJECT_ID, ROLE_TEMPLATE_ID, USER_ID,
+};
 use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION, PROJECT_UID_ANNOTATION};
 use crate::server::error::{ApiError, ApiResult};
 
@@ -43,6 +47,49 @@ async fn subject(cx: &Ctx<'_>, user: &str, group: &str) -> ApiResult<Option<User
         None => Err(ApiError::invalid_field("spec.userName", format!("user {user:?} not found"))),
         Some(u) => Ok(Some(u)),
     }
+}
+
+/// A binding naming only a user principal (`spec.userPrincipalName`, Rancher's `userPrincipalId`)
+/// names the user who has that principal; `user` is set to their id.
+async fn principal_user(cx: &Ctx<'_>, user: &mut String, principal: &str) -> ApiResult<()> {
+    if !user.is_empty() || principal.is_empty() {
+        return Ok(());
+    }
+    let users = Api::<User>::all(cx.state.store.clone()).list().await?;
+    match users.into_iter().find(|u| u.spec.principal_ids.iter().any(|p| p == principal)) {
+        Some(u) => {
+            *user = u.metadata.name;
+            Ok(())
+        }
+        None => Err(ApiError::invalid_field(
+            "spec.userPrincipalName",
+            format!(
+                "no user has the principal {principal:?} (a user of an external provider logs in once first)"
+            ),
+        )),
+    }
+}
+
+/// Rancher's fields of a binding's subject and role, for responses.
+fn binding_fields_out<'a>(
+    map: &mut Map<String, Value>,
+    scope: (&'a str, &'a str),
+    role_template: &'a str,
+    user: &'a str,
+    user_principal: &'a str,
+    group_principal: &'a str,
+) {
+    let principal = rancher_shape::user_principal_out(user, user_principal);
+    rancher_shape::fields_out(
+        map,
+        [
+            scope,
+            ("roleTemplateId", role_template),
+            ("userId", user),
+            ("userPrincipalId", principal.as_str()),
+            ("groupPrincipalId", group_principal),
+        ],
+    );
 }
 
 fn builtin_delete(kind: &str, name: &str, builtin: bool) -> ApiResult<()> {
@@ -195,6 +242,26 @@ impl ApiKind for ClusterRoleTemplateBinding {
         (param == "clusterId").then(|| self.spec.cluster_name.clone())
     }
 
+    fn rancher_fields_in(map: &mut Map<String, Value>) -> ApiResult<()> {
+        rancher_shape::fields_in(
+            map,
+            &[BINDING_NAME, CLUSTER_ID, ROLE_TEMPLATE_ID, USER_ID, GROUP_PRINCIPAL_ID],
+        )?;
+        rancher_shape::user_principal_in(map)
+    }
+
+    fn rancher_fields_out(&self, map: &mut Map<String, Value>) {
+        let s = &self.spec;
+        binding_fields_out(
+            map,
+            ("clusterId", &s.cluster_name),
+            &s.role_template_name,
+            &s.user_name,
+            &s.user_principal_name,
+            &s.group_principal_name,
+        );
+    }
+
     async fn prepare_create(&mut self, cx: &Ctx<'_>) -> ApiResult<()> {
         let cluster = self.metadata.namespace.clone().unwrap_or_default();
         if !self.spec.cluster_name.is_empty() && self.spec.cluster_name != cluster {
@@ -208,6 +275,7 @@ impl ApiKind for ClusterRoleTemplateBinding {
             self.metadata.name = generated_name("crtb-");
         }
         role_template(cx, &self.spec.role_template_name, "cluster").await?;
+        principal_user(cx, &mut self.spec.user_name, &self.spec.user_principal_name).await?;
         subject(cx, &self.spec.user_name, &self.spec.group_principal_name).await?;
         let scope = GrantScope { cluster: self.spec.cluster_name.clone(), project: None };
         escalation::check_template_binding(cx, Self::PLURAL, &scope, &self.spec.role_template_name).await
@@ -247,6 +315,26 @@ impl ApiKind for ProjectRoleTemplateBinding {
         (param == "projectId").then(|| self.spec.project_name.clone())
     }
 
+    fn rancher_fields_in(map: &mut Map<String, Value>) -> ApiResult<()> {
+        rancher_shape::fields_in(
+            map,
+            &[BINDING_NAME, PROJECT_ID, ROLE_TEMPLATE_ID, USER_ID, GROUP_PRINCIPAL_ID],
+        )?;
+        rancher_shape::user_principal_in(map)
+    }
+
+    fn rancher_fields_out(&self, map: &mut Map<String, Value>) {
+        let s = &self.spec;
+        binding_fields_out(
+            map,
+            ("projectId", &s.project_name),
+            &s.role_template_name,
+            &s.user_name,
+            &s.user_principal_name,
+            &s.group_principal_name,
+        );
+    }
+
     async fn prepare_create(&mut self, cx: &Ctx<'_>) -> ApiResult<()> {
         let Some((cluster, project)) = self.spec.project_name.split_once(':') else {
             return Err(ApiError::invalid_field("spec.projectName", "must be <cluster>:<project>"));
@@ -274,6 +362,7 @@ impl ApiKind for ProjectRoleTemplateBinding {
         }
         role_template(cx, &self.spec.role_template_name, "project").await?;
         if self.spec.service_account.is_empty() {
+            principal_user(cx, &mut self.spec.user_name, &self.spec.user_principal_name).await?;
             subject(cx, &self.spec.user_name, &self.spec.group_principal_name).await?;
         }
         let scope = GrantScope { cluster: cluster.to_owned(), project: Some(project.to_owned()) };

@@ -49,8 +49,9 @@ pub(crate) async fn project_bindings(
     project: &str,
 ) -> StoreResult<Vec<ProjectRoleTemplateBinding>> {
     let id = format!("{cluster}:{project}");
-    // PRTBs live in the namespace named by the project (shared by projects of that name in every
-    // cluster): the project id tells them apart.
+    // PRTBs live in the namespace named by the project (unique in the server since names are
+    // generated, but a binding of an older store may name another cluster's namesake): the project
+    // id tells them apart.
     let all = Api::<ProjectRoleTemplateBinding>::namespaced(store.clone(), project).list().await?;
     Ok(all.into_iter().filter(|b| b.spec.project_name == id).collect())
 }

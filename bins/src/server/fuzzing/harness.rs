@@ -116,6 +116,7 @@ async fn start() -> App {
     let seeds = [
         ("clusters", json!({"metadata": {"name": "c-fuzz"}, "spec": {"displayName": "fuzz"}})),
         ("clusters", json!({"metadata": {"name": IMPORTED_CLUSTER}, "spec": {"importedConfig": {}}})),
+        // Project names are the server's too: seeded in the store below, as a create would make it.
         ("projects", json!({"metadata": {"name": "p-fuzz", "namespace": "c-fuzz"}, "spec": {}})),
         ("globalroles", json!({"metadata": {"name": "fuzz-role"}, "spec": {"rules": []}})),
         (
@@ -136,6 +137,10 @@ async fn start() -> App {
         ),
     ];
     for (plural, body) in seeds {
+        if plural == "projects" {
+            seed_project(&store_dyn, &body).await;
+            continue;
+        }
         let path = format!("/v3/{plural}");
         let headers = [("authorization", as_admin.as_str())];
         let (status, answer) =
@@ -154,6 +159,26 @@ async fn start() -> App {
         .to_owned();
     store.reset_log();
     App { router, store, admin, standard, standard_token, registration_token }
+}
+
+/// Stores the project `body` names (with the fixed name the checks use) for its cluster as it exists.
+async fn seed_project(store: &Arc<dyn rancher_core::store::Store>, body: &serde_json::Value) {
+    use rancher_core::model::{Cluster, Project};
+    use rancher_core::store::Api;
+    let mut project: Project = serde_json::from_value(body.clone()).expect("a project seed");
+    let cluster_name = project.metadata.namespace.clone().unwrap_or_default();
+    let cluster = Api::<Cluster>::all(store.clone()).get(&cluster_name).await.expect("the seeded cluster");
+    project.spec.cluster_name = cluster_name;
+    project.spec.display_name = project.metadata.name.clone();
+    crate::server::cleanup::owner::stamp(
+        &mut project.metadata,
+        crate::server::cleanup::owner::CLUSTER_UID_ANNOTATION,
+        &cluster.metadata,
+    );
+    Api::<Project>::namespaced(store.clone(), project.metadata.namespace.as_deref().unwrap_or_default())
+        .create(&project)
+        .await
+        .expect("seeding a project");
 }
 
 async fn login(router: &Router, username: &str, password: &str) -> String {

@@ -7,10 +7,14 @@
 //! deleted (watched), a downstream namespace appears, goes or changes its
 //! `field.cattle.io/projectId` annotation (watched through the tunnel), a sync failed (retried with
 //! backoff), and every [`RBAC_RESYNC`] to repair drift (someone deleted one of our RoleBindings).
+//!
+//! Every cluster's Default and System projects, and the namespaces first put into them:
+//! [`system_projects`].
 
 mod admins;
 pub(crate) mod apply;
 mod rbac_sync;
+pub(crate) mod system_projects;
 pub(crate) mod workers;
 
 use std::sync::Arc;
