@@ -52,9 +52,10 @@ impl ApiKind for Cluster {
     }
 
     /// The creator owns the new cluster, as in Rancher: a `cluster-owner` binding in its namespace.
-    /// An imported cluster also gets its registration token.
+    /// An imported cluster, and a "generic" one (no provisioner: all but the local cluster), also gets
+    /// its registration token, as in Rancher: either one is joined by applying the import manifest.
     async fn after_create(&self, cx: &Ctx<'_>) -> ApiResult<()> {
-        if self.spec.imported_config.is_some() {
+        if !self.spec.internal {
             cx.state
                 .registration
                 .ensure_default_token(self)
