@@ -33,7 +33,9 @@ impl ApiKind for Cluster {
         if self.spec.display_name.is_empty() {
             self.spec.display_name = self.metadata.name.clone();
         }
-        if self.spec.imported_config.is_some() {
+        // Nothing provisions a cluster here: an imported one and a "generic" one (all but the local
+        // cluster) are both joined by an agent, and follow its connection as Rancher's imported ones do.
+        if !self.spec.internal {
             self.status.driver = crate::server::registration::IMPORTED_DRIVER.to_owned();
         }
         if !self.metadata.finalizers.iter().any(|f| f == CLUSTER_FINALIZER) {
