@@ -7,7 +7,7 @@ use http::Method;
 use rancher_core::Status;
 use serde_json::Value;
 
-use super::config::CliConfig;
+use super::config::Context;
 use super::error::CliError;
 
 /// A client for one server.
@@ -55,12 +55,16 @@ impl ApiClient {
         Ok(ApiClient { http, base, token })
     }
 
-    /// A client from the saved login.
+    /// A client for a saved context.
     ///
     /// # Errors
-    /// As [`ApiClient::new`].
-    pub fn from_config(cfg: &CliConfig) -> Result<Self, CliError> {
-        Self::new(&cfg.server, cfg.cacert.as_deref(), cfg.insecure, Some(cfg.token.clone()))
+    /// [`CliError::NotLoggedIn`] for a context without a token (logged out); otherwise as
+    /// [`ApiClient::new`].
+    pub fn from_context(ctx: &Context) -> Result<Self, CliError> {
+        if ctx.token.is_empty() {
+            return Err(CliError::NotLoggedIn);
+        }
+        Self::new(&ctx.server, ctx.cacert.as_deref(), ctx.insecure, Some(ctx.token.clone()))
     }
 
     /// The server's base URL.

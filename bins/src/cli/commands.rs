@@ -1,105 +1,56 @@
 //! The commands themselves.
 
-use std::io::BufRead;
+//! The commands themselves: dispatch, and clusters, projects, users and kubeconfigs (sessions,
+//! members, tokens and joining clusters have their own modules).
 
 use http::Method;
 use rancher_core::model::Cluster;
 use serde_json::{Value, json};
 
 use super::client::ApiClient;
-use super::config::CliConfig;
+use super::config::{CliConfig, Context};
 use super::error::CliError;
 use super::output::{Format, age, structured, table};
-use super::{Cli, ClusterCommand, Command, LoginArgs, ProjectCommand, UserCommand};
+use super::{Cli, ClusterCommand, Command, KubeconfigFormat, ProjectCommand, UserCommand};
+use super::{import, members, session, tokens};
 
 pub(super) async fn run(cli: Cli) -> Result<String, CliError> {
-    let fmt = cli.output;
+    let wanted = cli.context.as_deref();
     match cli.command {
-        Command::Login(args) => login(args).await,
-        Command::Logout => logout().await,
-        Command::Cluster(c) => cluster(&logged_in()?, fmt, c).await,
-        Command::Project(c) => project(&logged_in()?, fmt, c).await,
-        Command::User(c) => user(&logged_in()?, fmt, c).await,
-        Command::Namespace(c) => super::namespaces::run(&logged_in()?, fmt, c).await,
-        Command::Kubeconfig { cluster } => kubeconfig(&logged_in()?, &cluster).await,
+        Command::Login(args) => session::login(args).await,
+        Command::Logout => session::logout(wanted).await,
+        Command::Context(c) => session::context(c).await,
+        Command::Cluster(c) => cluster(&logged_in(wanted)?.1, c).await,
+        Command::Project(c) => project(&logged_in(wanted)?.1, c).await,
+        Command::User(c) => user(&logged_in(wanted)?.1, c).await,
+        Command::Namespace(c) => super::namespaces::run(&logged_in(wanted)?.1, c).await,
+        Command::Token(c) => {
+            let (ctx, client) = logged_in(wanted)?;
+            match c {
+                super::TokenCommand::Ls(o) => tokens::ls(&client, &ctx, o.output).await,
+                super::TokenCommand::Rm { id } => tokens::rm(&client, &ctx, &id).await,
+            }
+        }
+        Command::Kubeconfig { cluster, output } => kubeconfig(&logged_in(wanted)?.1, &cluster, output).await,
     }
 }
 
-fn logged_in() -> Result<ApiClient, CliError> {
-    ApiClient::from_config(&CliConfig::load()?)
-}
-
-async fn login(args: LoginArgs) -> Result<String, CliError> {
-    let cacert = match &args.cacert {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| CliError::Input(format!("--cacert {}: {e}", path.display())))?,
-        ),
-        None => None,
-    };
-    let client = ApiClient::new(&args.server, cacert.as_deref(), args.insecure, None)?;
-    let (token, who) = if args.oidc {
-        super::oidc_login::login(&client, super::oidc_login::CALLBACK_TIMEOUT).await?
-    } else {
-        password_login(&client, &args).await?
-    };
-    let cfg = CliConfig { server: client.base().to_owned(), token, cacert, insecure: args.insecure };
-    let path = cfg.save()?;
-    Ok(format!("logged in to {} as {who} (saved to {})\n", cfg.server, path.display()))
-}
-
-/// Username and password login: the token and the username.
-async fn password_login(client: &ApiClient, args: &LoginArgs) -> Result<(String, String), CliError> {
-    let username = args.username.clone().ok_or_else(|| CliError::Input("--username is required".into()))?;
-    let password = match (args.password.clone(), args.password_stdin) {
-        (Some(p), _) => p,
-        (None, true) => {
-            let mut line = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut line)
-                .map_err(|e| CliError::Input(format!("reading stdin: {e}")))?;
-            line.trim_end_matches(['\r', '\n']).to_owned()
-        }
-        (None, false) => {
-            return Err(CliError::Input(
-                "no password: pass --password, set RANCHER_PASSWORD, or use --password-stdin".into(),
-            ));
-        }
-    };
-    let body = json!({
-        "username": username,
-        "password": password,
-        "description": "rancherctl login",
-    });
-    let resp = client.call(Method::POST, "/v3-public/localProviders/local?action=login", Some(&body)).await?;
-    let token = resp
-        .get("token")
-        .and_then(Value::as_str)
-        .ok_or_else(|| CliError::Http("the login answer carried no token".into()))?;
-    Ok((token.to_owned(), username))
-}
-
-async fn logout() -> Result<String, CliError> {
+/// The context the command uses (`--context` or the current one) and a client for it.
+fn logged_in(wanted: Option<&str>) -> Result<(Context, ApiClient), CliError> {
     let cfg = CliConfig::load()?;
-    let client = ApiClient::from_config(&cfg)?;
-    // An already-invalid token is as good as revoked.
-    match client.call(Method::POST, "/v3/tokens?action=logout", Some(&json!({}))).await {
-        Ok(_) | Err(CliError::SessionInvalid(_)) => {}
-        Err(e) => return Err(e),
-    }
-    CliConfig::remove()?;
-    Ok("logged out\n".into())
+    let ctx = cfg.select(wanted)?.clone();
+    let client = ApiClient::from_context(&ctx)?;
+    Ok((ctx, client))
 }
 
-fn data(list: Value) -> Vec<Value> {
+pub(super) fn data(list: Value) -> Vec<Value> {
     match list.get("data") {
         Some(Value::Array(items)) => items.clone(),
         _ => Vec::new(),
     }
 }
 
-fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
+pub(super) fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
     let mut cur = v;
     for p in path {
         match cur.get(p) {
@@ -114,7 +65,7 @@ fn created(v: &Value) -> Option<jiff::Timestamp> {
     str_at(v, &["metadata", "creationTimestamp"]).parse().ok()
 }
 
-fn list_output(
+pub(super) fn list_output(
     fmt: Format,
     items: Vec<Value>,
     headers: &[&str],
@@ -161,48 +112,22 @@ fn cluster_row(v: &Value) -> Vec<String> {
     vec![name, state, provider, version, nodes, age(created(v))]
 }
 
-async fn cluster(client: &ApiClient, fmt: Format, cmd: ClusterCommand) -> Result<String, CliError> {
+async fn cluster(client: &ApiClient, cmd: ClusterCommand) -> Result<String, CliError> {
     match cmd {
-        ClusterCommand::Ls => {
+        ClusterCommand::Ls(o) => {
             let items = data(client.call(Method::GET, "/v3/clusters", None).await?);
-            list_output(fmt, items, CLUSTER_COLUMNS, cluster_row)
+            list_output(o.output, items, CLUSTER_COLUMNS, cluster_row)
         }
-        ClusterCommand::Create { name, description, import } => {
-            let mut body = json!({
-                "metadata": { "name": name },
-                "spec": { "displayName": name, "description": description },
-            });
-            if import {
-                body["spec"]["importedConfig"] = json!({});
-            }
-            let created = client.call(Method::POST, "/v3/clusters", Some(&body)).await?;
-            if !import {
-                return match fmt {
-                    Format::Table => Ok(format!("cluster {name} created\n")),
-                    _ => structured(fmt, &created),
-                };
-            }
-            let id = created.get("id").and_then(Value::as_str).unwrap_or(&name).to_owned();
-            let crt = client
-                .call(
-                    Method::GET,
-                    &format!("/v3/clusterregistrationtokens/{}:default-token", path_segment(&id)?),
-                    None,
-                )
-                .await?;
-            match fmt {
-                Format::Table => Ok(format!(
-                    "cluster {name} created; to import it, run against that cluster:\n  {}\n\
-                     or, when kubectl does not trust this server's certificate:\n  {}\n",
-                    str_at(&crt, &["status", "command"]),
-                    str_at(&crt, &["status", "insecureCommand"]),
-                )),
-                _ => structured(fmt, &json!({ "cluster": created, "clusterRegistrationToken": crt })),
-            }
+        ClusterCommand::Create { name, description, import, out } => {
+            import::create(client, &name, &description, import, out.output).await
         }
-        ClusterCommand::Get { name } => {
+        ClusterCommand::ImportCommand { name, out } => {
+            import::import_command(client, &name, out.output).await
+        }
+        ClusterCommand::Members(c) => members::cluster(client, c).await,
+        ClusterCommand::Get { name, out } => {
             let c = client.call(Method::GET, &format!("/v3/clusters/{}", path_segment(&name)?), None).await?;
-            one_output(fmt, c, CLUSTER_COLUMNS, cluster_row)
+            one_output(out.output, c, CLUSTER_COLUMNS, cluster_row)
         }
         ClusterCommand::Rm { name } => {
             client.call(Method::DELETE, &format!("/v3/clusters/{}", path_segment(&name)?), None).await?;
@@ -211,14 +136,19 @@ async fn cluster(client: &ApiClient, fmt: Format, cmd: ClusterCommand) -> Result
     }
 }
 
-/// `rancherctl kubeconfig CLUSTER`: the kubeconfig YAML the server generates, as is.
-async fn kubeconfig(client: &ApiClient, cluster: &str) -> Result<String, CliError> {
+/// `rancherctl kubeconfig CLUSTER`: the kubeconfig YAML the server generates, as is, or as JSON.
+async fn kubeconfig(client: &ApiClient, cluster: &str, fmt: KubeconfigFormat) -> Result<String, CliError> {
     let path = format!("/v3/clusters/{}?action=generateKubeconfig", path_segment(cluster)?);
     let out = client.call(Method::POST, &path, None).await?;
     let config = out
         .get("config")
         .and_then(Value::as_str)
         .ok_or_else(|| CliError::Http("the server's generateKubeconfig answer has no \"config\"".into()))?;
+    if fmt == KubeconfigFormat::Json {
+        let doc: Value = serde_saphyr::from_str(config)
+            .map_err(|e| CliError::Http(format!("the server's kubeconfig is not YAML: {e}")))?;
+        return structured(Format::Json, &doc);
+    }
     let mut config = config.to_owned();
     if !config.ends_with('\n') {
         config.push('\n');
@@ -227,7 +157,7 @@ async fn kubeconfig(client: &ApiClient, cluster: &str) -> Result<String, CliErro
 }
 
 /// Refuses values that would change the request path.
-fn path_segment(s: &str) -> Result<&str, CliError> {
+pub(super) fn path_segment(s: &str) -> Result<&str, CliError> {
     if s.is_empty() || s.contains(['/', '?', '#', '%', ' ']) {
         return Err(CliError::Input(format!("{s:?} is not a valid name")));
     }
@@ -251,16 +181,17 @@ fn split_project(id: &str) -> Result<(&str, &str), CliError> {
         .ok_or_else(|| CliError::Input(format!("{id:?}: a project is named CLUSTER:NAME")))
 }
 
-async fn project(client: &ApiClient, fmt: Format, cmd: ProjectCommand) -> Result<String, CliError> {
+async fn project(client: &ApiClient, cmd: ProjectCommand) -> Result<String, CliError> {
     match cmd {
-        ProjectCommand::Ls { cluster } => {
+        ProjectCommand::Members(c) => members::project(client, c).await,
+        ProjectCommand::Ls { cluster, out } => {
             let items: Vec<Value> = data(client.call(Method::GET, "/v3/projects", None).await?)
                 .into_iter()
                 .filter(|p| cluster.as_deref().is_none_or(|c| str_at(p, &["spec", "clusterName"]) == c))
                 .collect();
-            list_output(fmt, items, PROJECT_COLUMNS, project_row)
+            list_output(out.output, items, PROJECT_COLUMNS, project_row)
         }
-        ProjectCommand::Create { cluster, name, display_name } => {
+        ProjectCommand::Create { cluster, name, display_name, out } => {
             let (cluster, name) = match (cluster.split_once(':'), name) {
                 (Some((c, n)), None) => (c.to_owned(), n.to_owned()),
                 (None, Some(n)) => (cluster, n),
@@ -272,13 +203,13 @@ async fn project(client: &ApiClient, fmt: Format, cmd: ProjectCommand) -> Result
                 "name": display_name.as_deref().unwrap_or(&name),
             });
             let created = client.call(Method::POST, "/v3/projects", Some(&body)).await?;
-            match fmt {
+            match out.output {
                 Format::Table => Ok(format!(
                     "project {} created ({})\n",
                     str_at(&created, &["id"]),
                     str_at(&created, &["spec", "displayName"])
                 )),
-                _ => structured(fmt, &created),
+                _ => structured(out.output, &created),
             }
         }
         ProjectCommand::Rm { id } => {
@@ -309,13 +240,13 @@ fn user_row(v: &Value) -> Vec<String> {
     ]
 }
 
-async fn user(client: &ApiClient, fmt: Format, cmd: UserCommand) -> Result<String, CliError> {
+async fn user(client: &ApiClient, cmd: UserCommand) -> Result<String, CliError> {
     match cmd {
-        UserCommand::Ls => {
+        UserCommand::Ls(o) => {
             let items = data(client.call(Method::GET, "/v3/users", None).await?);
-            list_output(fmt, items, USER_COLUMNS, user_row)
+            list_output(o.output, items, USER_COLUMNS, user_row)
         }
-        UserCommand::Create { username, password, display_name } => {
+        UserCommand::Create { username, password, display_name, out } => {
             let body = json!({
                 "spec": {
                     "username": username,
@@ -325,9 +256,9 @@ async fn user(client: &ApiClient, fmt: Format, cmd: UserCommand) -> Result<Strin
                 },
             });
             let created = client.call(Method::POST, "/v3/users", Some(&body)).await?;
-            match fmt {
+            match out.output {
                 Format::Table => Ok(format!("user {username} created ({})\n", str_at(&created, &["id"]))),
-                _ => structured(fmt, &created),
+                _ => structured(out.output, &created),
             }
         }
         UserCommand::Rm { user } => {

@@ -73,6 +73,15 @@ impl CliError {
             source = s.source();
         }
         let (display, debug) = error_chain(e);
+        if let Some(https) = url.strip_prefix("http://")
+            && !e.is_connect()
+            && !e.is_timeout()
+            && spoke_tls(&debug)
+        {
+            return CliError::Input(format!(
+                "{url} answered in TLS: the server speaks HTTPS: use https://{https}"
+            ));
+        }
         // rustls' errors may arrive wrapped in types we cannot downcast through; their text is stable.
         let lower = debug.to_ascii_lowercase();
         if lower.contains("certificate") && (lower.contains("invalid") || lower.contains("unknownissuer")) {
@@ -85,6 +94,15 @@ impl CliError {
         }
         CliError::Http(if display.is_empty() { e.to_string() } else { format!("{e}: {display}") })
     }
+}
+
+/// True when a plain-HTTP request failed the way it does against a TLS listener: the answer (a TLS
+/// alert) does not parse as HTTP, or the connection closes without one.
+fn spoke_tls(debug: &str) -> bool {
+    let lower = debug.to_ascii_lowercase();
+    ["invalid http version", "connection closed before message completed", "incompletemessage"]
+        .iter()
+        .any(|m| lower.contains(m))
 }
 
 /// The error's sources, as text for people and as `Debug` text for classification.

@@ -1,4 +1,5 @@
-//! `rancherctl`: log in to a rancher-rs server and manage clusters, projects and users.
+//! `rancherctl`: log in to rancher-rs servers (several, as named contexts) and manage clusters, their
+//! members, projects, users and one's own tokens.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), rancher::cli::CliError> {
@@ -13,37 +14,58 @@ mod client;
 mod commands;
 pub mod config;
 mod error;
+mod import;
+mod members;
 mod namespaces;
 mod oidc_login;
 pub mod output;
+mod password;
+mod session;
+mod tokens;
 
 use clap::{Parser, Subcommand};
 
 pub use client::ApiClient;
-pub use config::CliConfig;
+pub use config::{CliConfig, Context};
 pub use error::CliError;
 pub use namespaces::NamespaceCommand;
 pub use output::Format;
 
+/// What `rancherctl --help` opens with.
+const ABOUT: &str = "Manage a rancher-rs server from the terminal: log in (several servers and users, as \
+                     contexts), create and import clusters, manage projects, members, users and your tokens, \
+                     and get kubeconfigs that reach clusters through the server.";
+
 /// Command-line client for the rancher-rs management server.
 #[derive(Debug, Parser)]
-#[command(name = "rancherctl", version, about)]
+#[command(name = "rancherctl", version, about = ABOUT)]
 pub struct Cli {
-    /// Output format.
-    #[arg(short = 'o', long = "output", value_enum, global = true, default_value_t = Format::Table)]
-    pub output: Format,
+    /// Use this saved context (see `rancherctl context ls`) instead of the current one.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// `-o/--output`, on the commands that print objects.
+#[derive(Clone, Copy, Debug, Default, clap::Args)]
+pub struct OutputArg {
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+}
+
 /// The top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Log in with a username and password and save the session token.
+    /// Log in and save the session as a context (and make it current).
     Login(LoginArgs),
-    /// Revoke the saved token and forget it.
+    /// Revoke the current context's token and forget it (the context's server and CA stay).
     Logout,
+    /// Saved logins: list them, switch, remove.
+    #[command(subcommand)]
+    Context(ContextCommand),
     /// Clusters.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -56,12 +78,27 @@ pub enum Command {
     /// A cluster's namespaces and the projects they are in.
     #[command(subcommand)]
     Namespace(NamespaceCommand),
+    /// Your own API tokens (never their secrets).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Print a kubeconfig for a cluster: kubectl reaches it through the server's proxy with a new
     /// kubeconfig token (and directly, when its authorized cluster endpoint is on).
     Kubeconfig {
         /// The cluster's id (its name).
         cluster: String,
+        /// `yaml` (what kubectl reads) or `json` (which kubectl reads too).
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = KubeconfigFormat::Yaml)]
+        output: KubeconfigFormat,
     },
+}
+
+/// `rancherctl kubeconfig -o`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KubeconfigFormat {
+    /// YAML, as the server generates it.
+    Yaml,
+    /// The same document as JSON.
+    Json,
 }
 
 /// `rancherctl login`.
@@ -72,10 +109,11 @@ pub struct LoginArgs {
     /// The username (not with --oidc).
     #[arg(long, short = 'u', required_unless_present = "oidc", conflicts_with = "oidc")]
     pub username: Option<String>,
-    /// The password (or set RANCHER_PASSWORD, or use --password-stdin).
+    /// The password (or set RANCHER_PASSWORD, or use --password-stdin); without any of them it is
+    /// asked for on the terminal.
     #[arg(long, short = 'p', env = "RANCHER_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
-    /// Read the password from the first line of stdin.
+    /// Read the password from the first line of stdin (for scripts).
     #[arg(long, conflicts_with = "password")]
     pub password_stdin: bool,
     /// Trust this CA certificate (PEM) for the server; it is saved with the login.
@@ -88,6 +126,28 @@ pub struct LoginArgs {
     /// 5 minutes) for the browser to come back to a listener on 127.0.0.1.
     #[arg(long, conflicts_with = "password_stdin")]
     pub oidc: bool,
+    /// The context's name (default `<user>@<host:port>`); an existing context of that name is updated.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+/// `rancherctl context …`.
+#[derive(Debug, Subcommand)]
+pub enum ContextCommand {
+    /// List the saved contexts; `*` marks the current one.
+    #[command(alias = "list")]
+    Ls,
+    /// Make a context the current one.
+    Use {
+        /// The context's name.
+        name: String,
+    },
+    /// Forget a context, revoking its token first when its server answers.
+    #[command(alias = "delete")]
+    Rm {
+        /// The context's name.
+        name: String,
+    },
 }
 
 /// `rancherctl cluster …`.
@@ -95,28 +155,82 @@ pub struct LoginArgs {
 pub enum ClusterCommand {
     /// List clusters.
     #[command(alias = "list")]
-    Ls,
-    /// Create a cluster.
+    Ls(OutputArg),
+    /// Create a cluster and print how to join a Kubernetes cluster to it (the import command, and the
+    /// agent's command line to run it as a process).
     Create {
         /// The cluster's name (a DNS-1123 label).
         name: String,
         /// Free text.
         #[arg(long, default_value = "")]
         description: String,
-        /// Register an existing cluster and print the command that imports it.
+        /// Mark it as an imported cluster (Rancher's "import existing"); without it the cluster is
+        /// "generic", joined the same way.
         #[arg(long)]
         import: bool,
+        /// Output format.
+        #[command(flatten)]
+        out: OutputArg,
+    },
+    /// Print again how to join a Kubernetes cluster to a cluster (import command, agent command line).
+    ImportCommand {
+        /// The cluster's name.
+        name: String,
+        /// Output format.
+        #[command(flatten)]
+        out: OutputArg,
     },
     /// Show one cluster.
     Get {
         /// The cluster's name.
         name: String,
+        /// Output format.
+        #[command(flatten)]
+        out: OutputArg,
     },
     /// Delete a cluster.
     #[command(alias = "delete")]
     Rm {
         /// The cluster's name.
         name: String,
+    },
+    /// The cluster's members (cluster role template bindings).
+    #[command(subcommand)]
+    Members(ClusterMembersCommand),
+}
+
+/// `rancherctl cluster members …`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterMembersCommand {
+    /// List who holds which role in the cluster.
+    #[command(alias = "list")]
+    Ls {
+        /// The cluster's name.
+        cluster: String,
+        /// Output format.
+        #[command(flatten)]
+        out: OutputArg,
+    },
+    /// Give a user a role in the cluster.
+    Add {
+        /// The cluster's name.
+        cluster: String,
+        /// A login name or a user id (`u-xxxxx`).
+        user: String,
+        /// The role template.
+        #[arg(long, default_value = "cluster-member")]
+        role: String,
+    },
+    /// Take a user's roles in the cluster away (only `--role`, when given).
+    #[command(alias = "delete")]
+    Rm {
+        /// The cluster's name.
+        cluster: String,
+        /// A login name or a user id (`u-xxxxx`).
+        user: String,
+        /// Only this role template.
+        #[arg(long)]
+        role: Option<String>,
     },
 }
 
@@ -129,6 +243,9 @@ pub enum ProjectCommand {
         /// Only this cluster's projects.
         #[arg(long)]
         cluster: Option<String>,
+        /// Output format.
+        #[command(flatten)]
+        out: OutputArg,
     },
     /// Create a project and print its id (`CLUSTER:p-xxxxx`, chosen by the server).
     Create {
@@ -139,12 +256,53 @@ pub enum ProjectCommand {
         /// The name people see (instead of NAME).
         #[arg(long)]
         display_name: Option<String>,
+        /// Output format.
+        #[command(flatten)]
+        out: OutputArg,
     },
     /// Delete a project.
     #[command(alias = "delete")]
     Rm {
         /// `CLUSTER:p-xxxxx`, or `CLUSTER:<display name>`.
         id: String,
+    },
+    /// The project's members (project role template bindings).
+    #[command(subcommand)]
+    Members(ProjectMembersCommand),
+}
+
+/// `rancherctl project members …`.
+#[derive(Debug, Subcommand)]
+pub enum ProjectMembersCommand {
+    /// List who holds which role in the project.
+    #[command(alias = "list")]
+    Ls {
+        /// `CLUSTER:PROJECT`, PROJECT being the project's id (`p-xxxxx`) or its display name.
+        project: String,
+        /// Output format.
+        #[command(flatten)]
+        out: OutputArg,
+    },
+    /// Give a user a role in the project.
+    Add {
+        /// `CLUSTER:PROJECT`, PROJECT being the project's id (`p-xxxxx`) or its display name.
+        project: String,
+        /// A login name or a user id (`u-xxxxx`).
+        user: String,
+        /// The role template.
+        #[arg(long, default_value = "project-member")]
+        role: String,
+    },
+    /// Take a user's roles in the project away (only `--role`, when given).
+    #[command(alias = "delete")]
+    Rm {
+        /// `CLUSTER:PROJECT`, PROJECT being the project's id (`p-xxxxx`) or its display name.
+        project: String,
+        /// A login name or a user id (`u-xxxxx`).
+        user: String,
+        /// Only this role template.
+        #[arg(long)]
+        role: Option<String>,
     },
 }
 
@@ -153,7 +311,7 @@ pub enum ProjectCommand {
 pub enum UserCommand {
     /// List users.
     #[command(alias = "list")]
-    Ls,
+    Ls(OutputArg),
     /// Create a local user.
     Create {
         /// The login name.
@@ -164,12 +322,29 @@ pub enum UserCommand {
         /// The name people see.
         #[arg(long)]
         display_name: Option<String>,
+        /// Output format.
+        #[command(flatten)]
+        out: OutputArg,
     },
     /// Delete a user (by username or id).
     #[command(alias = "delete")]
     Rm {
         /// Username or `u-xxxxx` id.
         user: String,
+    },
+}
+
+/// `rancherctl token …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// List your tokens: id, kind, description, cluster, expiry; `*` marks the one this context uses.
+    #[command(alias = "list")]
+    Ls(OutputArg),
+    /// Revoke one of your tokens (revoking this context's own token logs it out).
+    #[command(alias = "delete")]
+    Rm {
+        /// The token's id (`token-xxxxx`).
+        id: String,
     },
 }
 

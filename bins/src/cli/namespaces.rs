@@ -6,6 +6,7 @@ use clap::Subcommand;
 use http::Method;
 use serde_json::{Value, json};
 
+use super::OutputArg;
 use super::client::ApiClient;
 use super::error::CliError;
 use super::output::{Format, structured, table};
@@ -19,6 +20,9 @@ pub enum NamespaceCommand {
     Ls {
         /// The cluster's id.
         cluster: String,
+        /// Output format.
+        #[command(flatten)]
+        out: OutputArg,
     },
     /// Move a namespace into a project, or out of every project with --none.
     Move {
@@ -32,6 +36,9 @@ pub enum NamespaceCommand {
         /// Take the namespace out of every project.
         #[arg(long, conflicts_with = "project")]
         none: bool,
+        /// Output format.
+        #[command(flatten)]
+        out: OutputArg,
     },
 }
 
@@ -91,9 +98,10 @@ pub(crate) async fn resolve_project(
 }
 
 /// Runs `rancherctl namespace …`; returns what to print.
-pub(super) async fn run(client: &ApiClient, fmt: Format, cmd: NamespaceCommand) -> Result<String, CliError> {
+pub(super) async fn run(client: &ApiClient, cmd: NamespaceCommand) -> Result<String, CliError> {
     match cmd {
-        NamespaceCommand::Ls { cluster } => {
+        NamespaceCommand::Ls { cluster, out } => {
+            let fmt = out.output;
             let path = format!("/v3/clusters/{}/namespaces", segment(&cluster)?);
             let list = client.call(Method::GET, &path, None).await?;
             let items = list.get("data").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -111,7 +119,8 @@ pub(super) async fn run(client: &ApiClient, fmt: Format, cmd: NamespaceCommand) 
                 _ => structured(fmt, &json!({ "data": items })),
             }
         }
-        NamespaceCommand::Move { cluster, namespace, project, none } => {
+        NamespaceCommand::Move { cluster, namespace, project, none, out } => {
+            let fmt = out.output;
             let to = match (project, none) {
                 (Some(p), false) => Some(resolve_project(client, &cluster, &p).await?),
                 (None, true) => None,

@@ -56,7 +56,9 @@ impl ApiKind for Cluster {
         if self.spec.display_name.is_empty() {
             self.spec.display_name = self.metadata.name.clone();
         }
-        if self.spec.imported_config.is_some() {
+        // Nothing provisions a cluster here: an imported one and a "generic" one (all but the local
+        // cluster) are both joined by an agent, and follow its connection as Rancher's imported ones do.
+        if !self.spec.internal {
             self.status.driver = crate::server::registration::IMPORTED_DRIVER.to_owned();
         }
         if !self.metadata.finalizers.iter().any(|f| f == CLUSTER_FINALIZER) {
@@ -75,9 +77,10 @@ impl ApiKind for Cluster {
     }
 
     /// The creator owns the new cluster, as in Rancher: a `cluster-owner` binding in its namespace.
-    /// An imported cluster also gets its registration token.
+    /// An imported cluster, and a "generic" one (no provisioner: all but the local cluster), also gets
+    /// its registration token, as in Rancher: either one is joined by applying the import manifest.
     async fn after_create(&self, cx: &Ctx<'_>) -> ApiResult<()> {
-        if self.spec.imported_config.is_some() {
+        if !self.spec.internal {
             cx.state
                 .registration
                 .ensure_default_token(self)

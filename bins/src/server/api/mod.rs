@@ -11,6 +11,7 @@ mod login;
 mod login_throttle;
 mod namespaces;
 mod openapi;
+mod principals;
 mod public;
 mod rancher_shape;
 mod roles;
@@ -114,6 +115,7 @@ pub(crate) fn router(state: AppState) -> Router {
     v3 = kind_routes::<RoleTemplate>(v3);
     v3 = kind_routes::<ClusterRoleTemplateBinding>(v3);
     v3 = kind_routes::<ProjectRoleTemplateBinding>(v3);
+    v3 = v3.route("/v3/principals", post(principals::post));
     let v3 = v3.merge(crate::server::registration::routes::authenticated());
     let v3 = v3.route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
 

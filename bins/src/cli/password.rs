@@ -1,0 +1,87 @@
+//! Reading a password: from stdin for scripts (`--password-stdin`), or asked for on the terminal with
+//! echo off. The prompt talks to `/dev/tty`, not stdin/stdout, so it works while output is redirected.
+
+use std::io::{BufRead, Read};
+
+use super::error::CliError;
+
+/// The longest password line read.
+const MAX_LINE: usize = 4096;
+
+/// The first line of stdin, without its line ending.
+///
+/// # Errors
+/// [`CliError::Input`] when stdin cannot be read or holds nothing.
+pub(super) fn from_stdin() -> Result<String, CliError> {
+    let line = read_line(&mut std::io::stdin().lock())
+        .map_err(|e| CliError::Input(format!("reading stdin: {e}")))?;
+    if line.is_empty() {
+        return Err(CliError::Input("--password-stdin: stdin held no password".into()));
+    }
+    Ok(line)
+}
+
+fn read_line<R: BufRead>(r: &mut R) -> std::io::Result<String> {
+    let mut line = String::new();
+    Read::take(r, MAX_LINE as u64).read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// Asks for `who`'s password on the controlling terminal, with echo off.
+///
+/// # Errors
+/// [`CliError::Input`] when there is no terminal (a script: use `--password-stdin`).
+#[cfg(unix)]
+pub(super) fn prompt(who: &str) -> Result<String, CliError> {
+    use std::io::Write;
+
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+
+    let no_tty = |e: std::io::Error| {
+        CliError::Input(format!(
+            "no password: there is no terminal to ask on ({e}); pass --password-stdin (or --password, or set \
+             RANCHER_PASSWORD)"
+        ))
+    };
+    let tty = std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty").map_err(no_tty)?;
+    let saved = tcgetattr(&tty).map_err(|e| no_tty(e.into()))?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    quiet.local_modes.insert(LocalModes::ECHONL);
+    // Echo goes off before the prompt shows, so nothing typed after it is ever echoed; type-ahead is
+    // kept (not flushed).
+    tcsetattr(&tty, OptionalActions::Now, &quiet).map_err(|e| no_tty(e.into()))?;
+    if let Err(e) = (&tty).write_all(format!("Password for {who}: ").as_bytes()) {
+        let _ = tcsetattr(&tty, OptionalActions::Now, &saved);
+        return Err(no_tty(e));
+    }
+    let read = read_line(&mut std::io::BufReader::new(&tty));
+    // Echo comes back whatever happened to the read.
+    let restored = tcsetattr(&tty, OptionalActions::Now, &saved);
+    let line = read.map_err(no_tty)?;
+    restored.map_err(|e| no_tty(e.into()))?;
+    if line.is_empty() {
+        return Err(CliError::Input("no password given".into()));
+    }
+    Ok(line)
+}
+
+/// Without a Unix terminal there is no prompt.
+///
+/// # Errors
+/// Always [`CliError::Input`].
+#[cfg(not(unix))]
+pub(super) fn prompt(_who: &str) -> Result<String, CliError> {
+    Err(CliError::Input("no password: pass --password-stdin, --password, or set RANCHER_PASSWORD".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_line;
+
+    #[test]
+    fn a_password_line_loses_its_line_ending_only() {
+        assert_eq!(read_line(&mut &b" pass word \r\nnext\n"[..]).unwrap(), " pass word ");
+        assert_eq!(read_line(&mut &b""[..]).unwrap(), "");
+    }
+}
