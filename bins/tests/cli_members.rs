@@ -115,24 +115,26 @@ async fn members_of_clusters_and_projects_by_login_name() {
     assert!(e.contains("alice has no role in cluster demo"), "{e}");
 
     // Project members, the project named by id or display name.
-    ok(&ctl(&admin_home, &["project", "create", "demo:web", "--display-name", "Web Team"]));
+    let out = ok(&ctl(&admin_home, &["project", "create", "demo:web", "--display-name", "Web Team"]));
+    let web = out.split_whitespace().nth(1).unwrap().to_owned();
+    assert!(web.starts_with("demo:p-") && out.contains("(Web Team)"), "{out}");
     let out = ok(&ctl(&admin_home, &["project", "members", "add", "demo:Web Team", "bob"]));
-    assert!(out.contains("project-member in project demo:Web Team (demo:web)"), "{out}");
-    ok(&ctl(&admin_home, &["project", "members", "add", "demo:web", "bob", "--role", "project-owner"]));
-    let mut ls = members(&ok(&ctl(&admin_home, &["project", "members", "ls", "demo:web"])));
+    assert!(out.contains(&format!("project-member in project demo:Web Team ({web})")), "{out}");
+    ok(&ctl(&admin_home, &["project", "members", "add", &web, "bob", "--role", "project-owner"]));
+    let mut ls = members(&ok(&ctl(&admin_home, &["project", "members", "ls", &web])));
     ls.sort();
     assert_eq!(ls, [("bob".to_owned(), "project-member".to_owned()), ("bob".into(), "project-owner".into())]);
-    ok(&ctl(&admin_home, &["project", "members", "rm", "demo:web", "bob", "--role", "project-member"]));
+    ok(&ctl(&admin_home, &["project", "members", "rm", &web, "bob", "--role", "project-member"]));
     let ls = members(&ok(&ctl(&admin_home, &["project", "members", "ls", "demo:Web Team"])));
     assert_eq!(ls, [("bob".to_owned(), "project-owner".to_owned())]);
     let e = err(&ctl(&admin_home, &["project", "members", "ls", "demo:nope"]));
     assert!(
-        e.contains("no project \"nope\" in cluster \"demo\"") && e.contains("demo:web (Web Team)"),
+        e.contains("no project \"nope\" in cluster \"demo\"") && e.contains(&format!("{web} (Web Team)")),
         "{e}"
     );
-    ok(&ctl(&admin_home, &["project", "create", "demo:web2", "--display-name", "Web Team"]));
-    let e = err(&ctl(&admin_home, &["project", "members", "ls", "demo:Web Team"]));
-    assert!(e.contains("names 2 projects") && e.contains("demo:web2"), "{e}");
+    // A display name names one project of its cluster.
+    let e = err(&ctl(&admin_home, &["project", "create", "demo", "Web Team"]));
+    assert!(e.contains("already exists"), "{e}");
 
     // Principal search: standard users find exact login names only; admins search by part.
     let as_alice = api.logged_in("alice", "colleague-pass-123").await;

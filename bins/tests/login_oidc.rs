@@ -360,21 +360,21 @@ async fn rancherctl_login_oidc_prints_the_url_and_saves_the_token() {
     let user_id = done.split(" as ").nth(1).and_then(|r| r.split(' ').next()).unwrap().to_owned();
     assert!(user_id.starts_with("u-"), "{done}");
 
-    // The saved token is alice's: without a role she may not list clusters, with admin she may.
-    let ls = rancherctl(home.path()).args(["cluster", "ls"]).output().unwrap();
-    assert!(!ls.status.success());
-    assert!(
-        String::from_utf8_lossy(&ls.stderr).contains(&user_id),
-        "{}",
-        String::from_utf8_lossy(&ls.stderr)
-    );
+    // The saved token is alice's: without a role or membership she sees no cluster, with admin she does.
     let admin = env.api.logged_in("admin", common::ADMIN_PASSWORD).await;
+    let created = admin.post("/v3/clusters", &json!({"metadata": {"name": "oidc-seen"}})).await;
+    assert_eq!(created.code, 201, "{}", created.body);
+    let ls = rancherctl(home.path()).args(["cluster", "ls"]).output().unwrap();
+    assert!(ls.status.success(), "{}", String::from_utf8_lossy(&ls.stderr));
+    assert!(
+        !String::from_utf8_lossy(&ls.stdout).contains("oidc-seen"),
+        "{}",
+        String::from_utf8_lossy(&ls.stdout)
+    );
     let grb = admin
         .post("/v3/globalrolebindings", &json!({"spec": {"userName": user_id, "globalRoleName": "admin"}}))
         .await;
     assert_eq!(grb.code, 201, "{}", grb.body);
-    let created = admin.post("/v3/clusters", &json!({"metadata": {"name": "oidc-seen"}})).await;
-    assert_eq!(created.code, 201, "{}", created.body);
     let ls = rancherctl(home.path()).args(["cluster", "ls"]).output().unwrap();
     assert!(ls.status.success(), "{}", String::from_utf8_lossy(&ls.stderr));
     assert!(

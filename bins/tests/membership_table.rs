@@ -270,8 +270,10 @@ impl World {
 
     /// A project made by `by`; a creator who is not an administrator gets `creator-<id>` as owner.
     async fn new_project(&mut self, by: &Api, by_id: &str, cluster: &str) -> common::Answer {
+        // Display names are unique within a cluster.
+        let shown = format!("team-{}", self.next());
         let p =
-            by.post("/v3/projects", &json!({"spec": {"clusterName": cluster, "displayName": "team"}})).await;
+            by.post("/v3/projects", &json!({"spec": {"clusterName": cluster, "displayName": shown}})).await;
         if p.code == 201 {
             let id = p.body["id"].as_str().unwrap().to_owned();
             self.add(Projects, &id, Some(cluster), Some(&id), None);

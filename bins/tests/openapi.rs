@@ -154,7 +154,7 @@ async fn the_document_is_valid_complete_and_routed() {
     assert_eq!(actions("/v3/clusters/{id}", "post").unwrap()["required"], true);
     assert!(
         actions("/v3/principals", "post").is_some()
-            && actions("/v3/clusters/{cluster}/namespaces/{namespace}", "post").is_some()
+            && actions("/v3/clusters/{id}/namespaces/{ns}", "post").is_some()
     );
 
     // Every route the router registers is documented.
@@ -172,6 +172,7 @@ async fn the_document_is_valid_complete_and_routed() {
             .replace("{id}", "nothing-here")
             .replace("{cluster}", "local")
             .replace("{namespace}", "default")
+            .replace("{ns}", "default")
             .replace("{file}", "x_y.yaml")
             .replace("{path}", "version");
         for (method, op) in item.as_object().unwrap() {

@@ -93,6 +93,16 @@ impl ApiClient {
             return serde_json::from_slice(&bytes)
                 .map_err(|e| CliError::Http(format!("the server sent something other than JSON: {e}")));
         }
+        // The server's answer to plain HTTP on its TLS port (as nginx and Go's servers answer it).
+        if let Some(https) = self.base.strip_prefix("http://")
+            && code == http::StatusCode::BAD_REQUEST
+            && bytes.starts_with(b"Client sent an HTTP request to an HTTPS server")
+        {
+            return Err(CliError::Input(format!(
+                "{} answered in plain HTTP that the server speaks HTTPS: use https://{https}",
+                self.base
+            )));
+        }
         let status: Status = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
             Status::failure(code.as_u16(), "Unknown", format!("{code}: {}", String::from_utf8_lossy(&bytes)))
         });

@@ -86,9 +86,20 @@ pub(crate) async fn resolve_project(
         .collect();
     match named.as_slice() {
         [one] => Ok((*one).to_owned()),
-        [] => Err(CliError::Input(format!(
-            "no project {display:?} in cluster {cluster:?} (see `rancherctl project ls`)"
-        ))),
+        [] => {
+            let known: Vec<String> = projects
+                .iter()
+                .map(|p| {
+                    let shown = p.pointer("/spec/displayName").and_then(Value::as_str).unwrap_or("");
+                    format!("{} ({shown})", text(p, "id"))
+                })
+                .collect();
+            Err(CliError::Input(if known.is_empty() {
+                format!("no project {display:?} in cluster {cluster:?}, which has no projects you can see")
+            } else {
+                format!("no project {display:?} in cluster {cluster:?} (there: {})", known.join(", "))
+            }))
+        }
         many => Err(CliError::Input(format!(
             "{} projects of cluster {cluster:?} are named {display:?}: give one of their ids ({})",
             many.len(),

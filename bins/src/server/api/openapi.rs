@@ -176,7 +176,7 @@ pub(crate) const ROUTES: &[Route] = &[
         "generateKubeconfig",
     ),
     io(
-        route("get", "/v3/clusters/{cluster}/namespaces", "The cluster's namespaces the caller may see"),
+        route("get", "/v3/clusters/{id}/namespaces", "The cluster's namespaces the caller may see"),
         Payload::None,
         200,
         Payload::Schema("NamespaceCollection"),
@@ -185,7 +185,7 @@ pub(crate) const ROUTES: &[Route] = &[
         io(
             route(
                 "post",
-                "/v3/clusters/{cluster}/namespaces/{namespace}",
+                "/v3/clusters/{id}/namespaces/{ns}",
                 "Move a namespace into a project, or out (`projectId: null`)",
             ),
             Payload::Schema("NamespaceMoveInput"),
@@ -312,6 +312,8 @@ fn path_params(path: &str) -> Vec<Value> {
         .map(|name| {
             let desc = match name {
                 "id" => "The object's id: its name, or `<namespace>:<name>` for namespaced kinds",
+                "ns" => "The namespace's name",
+                "cluster" => "The cluster's id",
                 _ => "",
             };
             json!({"name": name, "in": "path", "required": true, "description": desc, "schema": {"type": "string"}})
