@@ -209,5 +209,5 @@ async fn the_document_is_valid_complete_and_routed() {
             .await;
         assert_eq!(ans.code, 405, "{unused} {path}: {}", ans.body);
     }
-    server.stop();
+    server.stop_async().await;
 }

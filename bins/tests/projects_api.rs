@@ -211,7 +211,7 @@ async fn every_cluster_has_one_default_and_one_system_project_across_restarts() 
     assert_eq!(same_system, system);
 
     // A restart finds them: still exactly one of each, the same ones.
-    server.stop();
+    server.stop_async().await;
     let server = start(&dir);
     let admin = Api::new(&server).logged_in("admin", ADMIN_PASSWORD).await;
     tokio::time::sleep(Duration::from_secs(1)).await;

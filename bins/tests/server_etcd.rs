@@ -74,7 +74,7 @@ async fn objects_stored_in_etcd_are_seen_by_a_second_server() {
     let created = admin.post("/v3/clusters", &json!({"metadata": {"name": "in-etcd"}})).await;
     assert_eq!(created.code, 201, "{}", created.body);
     let stale_version = created.body["metadata"]["resourceVersion"].as_str().unwrap().to_owned();
-    first.stop();
+    first.stop_async().await;
 
     // A second server with its own data directory (its own CA) reads the same etcd: the cluster and
     // the bootstrap admin are there, and a write with a stale version is still refused.

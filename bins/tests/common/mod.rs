@@ -98,6 +98,13 @@ impl ServerProc {
         ServerProc { child, url, port, data_dir: data_dir.to_owned(), stdout_lines: lines }
     }
 
+    /// [`ServerProc::stop`] from async code: the runtime keeps serving the test's own connections (an
+    /// HTTP/2 client must answer the server's shutdown PING, or the server drains for its full 30 s).
+    #[allow(dead_code)] // not every test binary stops its server
+    pub async fn stop_async(self) {
+        tokio::task::spawn_blocking(move || self.stop()).await.unwrap();
+    }
+
     /// SIGTERM, then wait for a clean exit.
     pub fn stop(mut self) {
         let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
