@@ -52,8 +52,7 @@ fn assert_unavailable_at_once(what: &str, (code, body, took): (u16, Value, Durat
 async fn a_cluster_whose_agent_left_answers_503_at_once() {
     install_crypto();
     let dir = tempfile::tempdir().unwrap();
-    let server =
-        Server::start(&dir.path().join("data"), free_port(), &dir.path().join("server.log"), &[]).await;
+    let server = Server::start(&dir.path().join("data"), 0, &dir.path().join("server.log"), &[]).await;
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let (ok, said) = rancherctl(

@@ -17,8 +17,7 @@ async fn import_connect_restart_and_lose_an_agent() {
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let data = dir.path().join("data");
-    let port = free_port();
-    let server = Server::start(&data, port, &dir.path().join("server.log"), &[]).await;
+    let server = Server::start(&data, 0, &dir.path().join("server.log"), &[]).await;
     let (ok, out) = rancherctl(
         &home,
         &["login", &server.url, "--username", "admin", "--password", ADMIN_PASSWORD, "--insecure"],
@@ -69,6 +68,7 @@ async fn import_connect_restart_and_lose_an_agent() {
 
     // Kill the server hard and start it again on the same port and data: both agents come back.
     let log2 = dir.path().join("server2.log");
+    let port = server.port;
     server.proc.kill9().await;
     let server = Server::start(&data, port, &log2, &[]).await;
     for name in ["imp-a", "imp-b"] {
@@ -139,7 +139,7 @@ async fn import_connect_restart_and_lose_an_agent() {
 async fn import_url_with_a_wrong_token_or_cluster_is_a_404_status() {
     install_crypto();
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), free_port(), &dir.path().join("s.log"), &[]).await;
+    let server = Server::start(&dir.path().join("data"), 0, &dir.path().join("s.log"), &[]).await;
     let bearer = login(&server.url).await;
     let status = create_imported(&server.url, &bearer, "imp-x").await;
     let url = status["manifestUrl"].as_str().unwrap().to_owned();

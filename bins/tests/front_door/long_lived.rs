@@ -16,7 +16,7 @@ async fn watches_and_the_agent_tunnel_outlive_the_timeouts() {
     std::fs::create_dir_all(&home).unwrap();
     let log = dir.path().join("server.log");
     let timeouts = ["--http-header-timeout", "1s", "--http-idle-timeout", "2s"];
-    let server = Server::start(&dir.path().join("data"), free_port(), &log, &timeouts).await;
+    let server = Server::start(&dir.path().join("data"), 0, &log, &timeouts).await;
     let (ok, out) = rancherctl(
         &home,
         &["login", &server.url, "--username", "admin", "--password", ADMIN_PASSWORD, "--insecure"],

@@ -16,7 +16,9 @@ pub fn install_crypto() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-/// A free loopback port (bound and released; good enough for tests that start at once).
+/// A free loopback port (bound and released): only for programs that cannot report the port they
+/// bound. Another test can take it before the program binds it, so prefer port 0 where a program says
+/// which port it got (`Server::start(.., 0, ..)`).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -120,7 +122,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts the server binary on `port` with a data dir and waits for `/ping`.
+    /// Starts the server binary on `port` with a data dir and waits for `/ping`. With port 0 the
+    /// server binds a port of its own and the one it logs is used: no other test can take it between.
     pub async fn start(data_dir: &Path, port: u16, log: &Path, extra: &[&str]) -> Server {
         Server::start_logging(data_dir, port, log, extra, "info").await
     }
@@ -141,8 +144,28 @@ impl Server {
             .args(extra)
             .env("RUST_LOG", rust_log)
             .env("CATTLE_BOOTSTRAP_PASSWORD", ADMIN_PASSWORD);
-        let proc = Proc::spawn(cmd, log);
-        let url = format!("https://127.0.0.1:{port}");
+        let mut proc = Proc::spawn(cmd, log);
+        let url = if port == 0 {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                if let Some(url) =
+                    proc.log_text().lines().find_map(|l| l.strip_prefix("rancher-server listening on "))
+                {
+                    break url.trim().to_owned();
+                }
+                if let Some(st) = proc.child.try_wait().unwrap() {
+                    panic!("rancher-server exited with {st} before listening:\n{}", proc.log_text());
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "rancher-server did not say where it listens"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        } else {
+            format!("https://127.0.0.1:{port}")
+        };
+        let port = url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{url}"));
         let http = insecure_client();
         eventually(WAIT, "server answers /ping", || {
             let (http, url) = (http.clone(), url.clone());

@@ -44,8 +44,7 @@ impl Env {
         let home = dir.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
         let log = dir.path().join("server.log");
-        let server =
-            Server::start_logging(&dir.path().join("data"), free_port(), &log, server_args, rust_log).await;
+        let server = Server::start_logging(&dir.path().join("data"), 0, &log, server_args, rust_log).await;
         let (ok, out) = rancherctl(
             &home,
             &["login", &server.url, "--username", "admin", "--password", ADMIN_PASSWORD, "--insecure"],

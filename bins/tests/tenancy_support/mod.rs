@@ -77,8 +77,7 @@ impl World {
     pub async fn start(cluster: &str, sim: rancher_sim::SimBuilder, agent_extra: &[&str]) -> World {
         install_crypto();
         let dir = tempfile::tempdir().unwrap();
-        let server =
-            Server::start(&dir.path().join("data"), free_port(), &dir.path().join("server.log"), &[]).await;
+        let server = Server::start(&dir.path().join("data"), 0, &dir.path().join("server.log"), &[]).await;
         let admin = login(&server.url).await;
         let sim = sim.name(cluster).start().await.unwrap();
         let kubeconfig = dir.path().join("sim.kubeconfig");
