@@ -6,9 +6,9 @@
 
 mod common;
 
+use rancher_test_support::free_port;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -23,10 +23,6 @@ struct Idp {
     issuer: String,
     /// The client's registered redirect URI (loopback; the client is `native`, so any port works).
     redirect_uri: String,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Idp {

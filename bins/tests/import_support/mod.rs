@@ -16,11 +16,11 @@ pub fn install_crypto() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-/// A free loopback port (bound and released): only for programs that cannot report the port they
-/// bound. Another test can take it before the program binds it, so prefer port 0 where a program says
-/// which port it got (`Server::start(.., 0, ..)`).
+/// A loopback port reserved for this test (see [`rancher_test_support::free_port`]), for programs that
+/// cannot report the port they bound. Prefer port 0 where a program says which port it got
+/// (`Server::start(.., 0, ..)`).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    rancher_test_support::free_port()
 }
 
 /// A log file's text without terminal colour codes.

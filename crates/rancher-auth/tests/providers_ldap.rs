@@ -4,8 +4,8 @@
 //!
 //! Needs `slapd` and `ldap-utils`: run `scripts/install-auth-deps.sh`. Without them the tests fail.
 
+use rancher_test_support::free_port;
 use std::{
-    net::TcpListener,
     path::{Path, PathBuf},
     process::Stdio,
     time::Duration,
@@ -46,10 +46,6 @@ fn slapd_binary() -> PathBuf {
     found.unwrap_or_else(|| {
         panic!("slapd is not installed: run scripts/install-auth-deps.sh (Debian slapd + ldap-utils)")
     })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A throw-away CA and a server certificate for `localhost` / `127.0.0.1`.

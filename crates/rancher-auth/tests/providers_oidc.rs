@@ -4,7 +4,8 @@
 //!
 //! Needs node and `oidc-provider` in `.test-deps/oidc`: run `scripts/install-auth-deps.sh`.
 
-use std::{collections::BTreeMap, net::TcpListener, path::Path, process::Stdio, time::Duration};
+use rancher_test_support::free_port;
+use std::{collections::BTreeMap, path::Path, process::Stdio, time::Duration};
 
 use rancher_auth::providers::{
     AuthProvider, AuthorizeRequest, Credentials, Error, Identity, OAuthCallback, Pkce, Principal,
@@ -18,10 +19,6 @@ struct Idp {
     _dir: tempfile::TempDir,
     issuer: String,
     redirect_uri: String,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Idp {

@@ -132,7 +132,8 @@ async fn setup() -> Setup {
     let pki = Pki::new();
     let release_watch = Arc::new(Notify::new());
     let api = start_api_server(&pki, release_watch.clone()).await;
-    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap(); // dropped: nothing listens
+    // Reserved for this test and never bound: nothing listens there.
+    let closed = std::net::SocketAddr::from(([127, 0, 0, 1], rancher_test_support::free_port()));
 
     let alice = UserInfo {
         username: "u-alice".into(),

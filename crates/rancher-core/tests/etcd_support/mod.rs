@@ -3,7 +3,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::net::TcpListener;
+use rancher_test_support::free_port;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,10 +18,6 @@ pub fn etcd_binary() -> PathBuf {
     found.unwrap_or_else(|| {
         panic!("etcd is not on PATH: the etcd tests need a real etcd (3.4+); run scripts/test.sh, which installs it")
     })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// One etcd member.
