@@ -80,6 +80,43 @@ use crate::store::Api;
 /// assert!(matches!(events.next().await.unwrap()?, Event::Delete(c) if c.metadata.name == "a"));
 /// # Ok(()) }
 /// ```
+///
+/// # Following a kind to poke other work
+///
+/// The task that polls the watcher owns it; it ends on `stop`. After a re-list, a deletion may have
+/// been missed (it happened while the watch was down), so `InitDone` means "anything may have changed".
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::sync::Arc;
+/// use futures::StreamExt;
+/// use rancher_core::controller::{watcher, watcher::{Config, Event}};
+/// use rancher_core::model::Project;
+/// use rancher_core::store::{Api, MemoryStore, Store};
+/// use tokio_util::sync::CancellationToken;
+///
+/// fn poke(cluster: &str) {}
+/// fn poke_all() {}
+///
+/// async fn follow_projects(store: Arc<dyn Store>, stop: CancellationToken) {
+///     let mut events = std::pin::pin!(watcher(Api::<Project>::all(store), Config::default()));
+///     while let Some(Some(event)) = stop.run_until_cancelled(events.next()).await {
+///         match event {
+///             Ok(Event::Apply(p) | Event::InitApply(p) | Event::Delete(p)) => {
+///                 poke(p.metadata.namespace.as_deref().unwrap_or_default())
+///             }
+///             Ok(Event::InitDone) => poke_all(),
+///             Ok(Event::Init) => {}
+///             Err(e) => tracing::debug!("watching projects (it retries): {e}"),
+///         }
+///     }
+/// }
+/// let stop = CancellationToken::new();
+/// let task = tokio::spawn(follow_projects(Arc::new(MemoryStore::new()), stop.clone()));
+/// stop.cancel();
+/// task.await.unwrap();
+/// # }
+/// ```
 pub fn watcher<K: Resource>(
     api: Api<K>,
     config: watcher::Config,
