@@ -19,7 +19,7 @@ use crate::store::{Api, StoreError};
 
 /// Starts the feed of one secondary kind into the queue.
 type SecondaryFeed =
-    Box<dyn FnOnce(Arc<WorkQueue<ObjectRef>>, CancellationToken) -> BoxFuture<'static, ()> + Send>;
+    Box<dyn FnOnce(Arc<WorkQueue<ObjectRef>>, Backoff, CancellationToken) -> BoxFuture<'static, ()> + Send>;
 
 /// A controller for kind `K`; configure it, then [`run`](Self::run) it.
 pub struct Controller<K> {
@@ -99,9 +99,9 @@ impl<K: Resource> Controller<K> {
         S: Resource,
         I: IntoIterator<Item = ObjectRef>,
     {
-        let config = watcher::Config::default().backoff(self.backoff);
-        self.secondaries.push(Box::new(move |queue, stop| {
+        self.secondaries.push(Box::new(move |queue, backoff, stop| {
             async move {
+                let config = watcher::Config::default().backoff(backoff);
                 let mut events = std::pin::pin!(super::watcher(api, config));
                 loop {
                     let event = tokio::select! {
@@ -211,7 +211,7 @@ impl<K: Resource> Controller<K> {
         let tasks = TaskTracker::new();
         tasks.spawn(shared.clone().feed(self.config.backoff(self.backoff), self.resync));
         for secondary in self.secondaries {
-            tasks.spawn(secondary(shared.queue.clone(), stop.clone()));
+            tasks.spawn(secondary(shared.queue.clone(), self.backoff, stop.clone()));
         }
         for _ in 0..self.workers {
             let (shared, handlers, ctx) = (shared.clone(), handlers.clone(), ctx.clone());
