@@ -84,7 +84,7 @@ impl<K: Resource> Controller<K> {
     /// // A project lives in its cluster's namespace: a change to it reconciles that cluster.
     /// let controller = Controller::new(Api::<Cluster>::all(store.clone()))
     ///     .watches(Api::<Project>::all(store), |p: &Project| {
-    ///         p.metadata.namespace.iter().map(|ns| ObjectRef::new(ns)).collect()
+    ///         p.metadata.namespace.as_deref().map(ObjectRef::new)
     ///     });
     /// async fn reconcile(_: Arc<Cluster>, _: Arc<()>) -> Result<Action, Infallible> {
     ///     Ok(Action::await_change())
