@@ -4,8 +4,8 @@
 //! they are read from the store on every request so revocation is immediate.
 //!
 //! Staleness bound: a change to a role, binding or cluster takes effect when its watch event arrives
-//! (typically milliseconds after the write). Until a kind has synced, while it re-lists, and after a
-//! watch failure until its next event, reads of that kind go to the store instead.
+//! (typically milliseconds after the write). Until a kind has synced, and from a watch failure until
+//! the re-list that follows it completes, reads of that kind go to the store instead.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +24,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 /// One kind's cache, trusted only while its watch is known to be current.
 struct Cached<K> {
     reader: reflector::Store<K>,
-    /// Listed and following; false while re-listing and after a watch failure until the next event.
+    /// Listed and following; false from a watch failure until the re-list after it is done.
     synced: Arc<AtomicBool>,
 }
 
@@ -36,7 +36,7 @@ impl<K: Resource> Cached<K> {
         let flag = synced.clone();
         let feed = rancher_core::controller::reflector(
             writer,
-            watcher(Api::<K>::all(store.clone()), Config::default()),
+            watcher(Api::<K>::all(store.clone()), Config::default().relist_after_error()),
         )
         .for_each(move |item| {
             match item {
@@ -238,5 +238,90 @@ mod tests {
         bindings.delete("grb-a").await.unwrap();
         until("the removal is seen", async || index.rules_for("u-a").await.unwrap().is_empty()).await;
         assert_eq!(index.cluster("nope").await.unwrap(), None);
+    }
+
+    /// A memory store whose watches can be cut (open ones end, new ones fail).
+    struct CutWatches {
+        inner: MemoryStore,
+        cut: tokio::sync::watch::Sender<bool>,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for CutWatches {
+        async fn create(&self, r: &str, o: serde_json::Value) -> StoreResult<serde_json::Value> {
+            self.inner.create(r, o).await
+        }
+        async fn get(&self, r: &str, ns: Option<&str>, n: &str) -> StoreResult<serde_json::Value> {
+            self.inner.get(r, ns, n).await
+        }
+        async fn update(&self, r: &str, o: serde_json::Value) -> StoreResult<serde_json::Value> {
+            self.inner.update(r, o).await
+        }
+        async fn delete(
+            &self,
+            r: &str,
+            ns: Option<&str>,
+            n: &str,
+            p: rancher_core::store::Preconditions,
+        ) -> StoreResult<rancher_core::store::Deleted> {
+            self.inner.delete(r, ns, n, p).await
+        }
+        async fn list(
+            &self,
+            r: &str,
+            o: &rancher_core::store::ListOptions,
+        ) -> StoreResult<rancher_core::store::ObjectList> {
+            self.inner.list(r, o).await
+        }
+        async fn watch(
+            &self,
+            r: &str,
+            o: &rancher_core::store::WatchOptions,
+        ) -> StoreResult<rancher_core::store::WatchStream> {
+            if *self.cut.borrow() {
+                return Err(rancher_core::store::StoreError::backend(std::io::Error::other("cut (test)")));
+            }
+            let mut cut = self.cut.subscribe();
+            let until = async move {
+                let _ = cut.wait_for(|c| *c).await;
+            };
+            Ok(self.inner.watch(r, o).await?.take_until(until).boxed())
+        }
+    }
+
+    #[tokio::test]
+    async fn while_the_watch_is_broken_reads_go_to_the_store() {
+        let cut = tokio::sync::watch::channel(false).0;
+        let store = Arc::new(CutWatches { inner: MemoryStore::new(), cut: cut.clone() });
+        let rule = PolicyRule { verbs: vec!["*".into()], resources: vec!["*".into()], ..Default::default() };
+        Api::<GlobalRole>::all(store.clone())
+            .create(&GlobalRole::new(
+                "admin",
+                GlobalRoleSpec { rules: vec![rule.clone()], ..Default::default() },
+            ))
+            .await
+            .unwrap();
+        let index = AuthzIndex::start(store.clone());
+        until("the index syncs", async || index.synced()).await;
+        cut.send_replace(true);
+        until("the index notices the broken watches", async || {
+            !index.global_bindings.synced.load(Ordering::Acquire)
+        })
+        .await;
+        // A binding made while the watch is down counts at once: the store answers, not the cache.
+        let spec = GlobalRoleBindingSpec {
+            user_name: "u-a".into(),
+            global_role_name: "admin".into(),
+            ..Default::default()
+        };
+        Api::<GlobalRoleBinding>::all(store.clone())
+            .create(&GlobalRoleBinding::new("grb-a", spec))
+            .await
+            .unwrap();
+        assert_eq!(index.rules_for("u-a").await.unwrap(), [rule.clone()]);
+        // Watches work again: the cache catches up and is used again.
+        cut.send_replace(false);
+        until("the index syncs again", async || index.synced()).await;
+        assert_eq!(index.rules_for("u-a").await.unwrap(), [rule]);
     }
 }

@@ -52,6 +52,10 @@ pub struct Config {
     pub page_size: Option<usize>,
     /// Delays between retries after failures.
     pub backoff: Backoff,
+    /// After a failed watch, list again (reporting `Init` … `InitDone`) instead of resuming from the
+    /// last version: for consumers that stop trusting their cache on an error and need a signal that
+    /// it is current again.
+    pub relist_after_error: bool,
 }
 
 impl Config {
@@ -70,6 +74,12 @@ impl Config {
     /// Retry delays after failures.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
+        self
+    }
+
+    /// List again after a failed watch instead of resuming (see [`Config::relist_after_error`]).
+    pub fn relist_after_error(mut self) -> Self {
+        self.relist_after_error = true;
         self
     }
 }
@@ -199,7 +209,7 @@ impl<K: Resource> State<K> {
                         self.restart();
                     }
                     Err(e) => {
-                        self.phase = Phase::Resume { version };
+                        self.resume_or_relist(version);
                         self.fail(Error::WatchStartFailed(e));
                     }
                 }
@@ -234,7 +244,7 @@ impl<K: Resource> State<K> {
                     self.phase = Phase::Watching { version, stream };
                 }
                 Some(Err(e)) => {
-                    self.phase = Phase::Resume { version };
+                    self.resume_or_relist(version);
                     self.fail(Error::WatchFailed(e));
                 }
                 None => {
@@ -244,6 +254,11 @@ impl<K: Resource> State<K> {
                 }
             },
         }
+    }
+
+    /// After a failed watch: resume from `version`, or list again when so configured.
+    fn resume_or_relist(&mut self, version: String) {
+        self.phase = if self.config.relist_after_error { Phase::List } else { Phase::Resume { version } };
     }
 
     /// After a page: the next page, or the end of the list and a watch from its version.
