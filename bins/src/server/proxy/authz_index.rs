@@ -318,7 +318,7 @@ mod tests {
             .create(&GlobalRoleBinding::new("grb-a", spec))
             .await
             .unwrap();
-        assert_eq!(index.rules_for("u-a").await.unwrap(), [rule.clone()]);
+        assert_eq!(index.rules_for("u-a").await.unwrap(), std::slice::from_ref(&rule));
         // Watches work again: the cache catches up and is used again.
         cut.send_replace(false);
         until("the index syncs again", async || index.synced()).await;
