@@ -5,7 +5,10 @@
 //!   ClusterRegistrationToken: Kubernetes-style objects with metadata, spec and status.
 //! * [`store`] — the `Store` trait with Kubernetes semantics (resourceVersion compare-and-swap,
 //!   finalizers, label selectors, paging, watch from a version) and its backends.
-//! * [`controller`] — a work queue fed by watches, one worker per key, retries with backoff, resync.
+//! * [`controller`] — kube-runtime's blocks: a [`watcher`](controller::watcher()) (list, watch, resume,
+//!   re-list on Gone, backoff), a [`reflector`](controller::reflector()) cache readable from any task,
+//!   and a [`Controller`](controller::Controller): a work queue fed by watches of a kind and of
+//!   secondary kinds, one worker per key, retries with backoff or an error policy, resync.
 //! * [`cluster`] — the cluster controller that drives a cluster's lifecycle conditions.
 //!
 //! ```

@@ -1,100 +1,67 @@
 //! The proxy's in-memory view of what decides access ([`AuthzIndex`]): global role bindings and
-//! roles, clusters, projects, and cluster/project role template bindings, each listed once and then kept current
-//! by a store watch (re-listed when the watch ends, e.g. on `Gone`). Tokens and users are NOT here:
+//! roles, clusters, projects, and cluster/project role template bindings, each a reflector fed by a
+//! store watcher (list, watch, resume, re-list on `Gone`, backoff). Tokens and users are NOT here:
 //! they are read from the store on every request so revocation is immediate.
 //!
 //! Staleness bound: a change to a role, binding or cluster takes effect when its watch event arrives
-//! (typically milliseconds after the write). Until a kind has synced, and while its watch is being
-//! re-established, reads of that kind go to the store instead.
+//! (typically milliseconds after the write). Until a kind has synced, and from a watch failure until
+//! the re-list that follows it completes, reads of that kind go to the store instead.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 use rancher_core::Resource;
+use rancher_core::controller::watcher::{Config, Event};
+use rancher_core::controller::{ObjectRef, reflector, watcher};
 use rancher_core::model::{
     Cluster, ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, PolicyRule, Project,
     ProjectRoleTemplateBinding,
 };
-use rancher_core::store::{Api, ListOptions, Store, StoreResult, TypedEvent, WatchOptions};
+use rancher_core::store::{Api, Store, StoreResult};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-/// (namespace, name) → object.
-type Objects<K> = BTreeMap<(String, String), K>;
-
-/// One kind's objects; `None` while not synced with the store.
-struct Reflector<K> {
-    objects: RwLock<Option<Objects<K>>>,
+/// One kind's cache, trusted only while its watch is known to be current.
+struct Cached<K> {
+    reader: reflector::Store<K>,
+    /// Listed and following; false from a watch failure until the re-list after it is done.
+    synced: Arc<AtomicBool>,
 }
 
-fn key<K: Resource>(k: &K) -> (String, String) {
-    (k.meta().namespace.clone().unwrap_or_default(), k.name().to_owned())
-}
-
-impl<K: Resource> Reflector<K> {
-    fn new() -> Arc<Self> {
-        Arc::new(Reflector { objects: RwLock::new(None) })
-    }
-
-    /// `f` over the objects, or `None` when not synced.
-    fn read<R>(&self, f: impl FnOnce(&Objects<K>) -> R) -> Option<R> {
-        self.objects.read().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref().map(f)
-    }
-
-    fn set(&self, objects: Option<Objects<K>>) {
-        *self.objects.write().unwrap_or_else(std::sync::PoisonError::into_inner) = objects;
-    }
-
-    fn apply(&self, event: TypedEvent<K>) {
-        let mut guard = self.objects.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(objects) = guard.as_mut() else { return };
-        match event {
-            TypedEvent::Added(k) | TypedEvent::Modified(k) => {
-                objects.insert(key(&k), k);
-            }
-            TypedEvent::Deleted(k) => {
-                objects.remove(&key(&k));
-            }
-            TypedEvent::Bookmark(_) => {}
-        }
-    }
-
-    /// Lists then follows the store until `stop`; on any failure marks itself unsynced (readers fall
-    /// back to the store) and starts over after a short pause.
-    async fn run(self: Arc<Self>, store: Arc<dyn Store>, stop: CancellationToken) {
-        let api = Api::<K>::all(store);
-        let mut pause = Duration::from_millis(100);
-        loop {
-            let synced = async {
-                let (items, page) = api.list_with(ListOptions::default()).await?;
-                let mut stream = api
-                    .watch(WatchOptions {
-                        resource_version: Some(page.resource_version),
-                        ..Default::default()
-                    })
-                    .await?;
-                self.set(Some(items.into_iter().map(|k| (key(&k), k)).collect()));
-                while let Some(event) = stream.next().await {
-                    self.apply(event?);
+impl<K: Resource> Cached<K> {
+    /// Starts following `K` on the current Tokio runtime until `stop`.
+    fn follow(store: &Arc<dyn Store>, stop: &CancellationToken) -> Self {
+        let (reader, writer) = reflector::store();
+        let synced = Arc::new(AtomicBool::new(false));
+        let flag = synced.clone();
+        let feed = rancher_core::controller::reflector(
+            writer,
+            watcher(Api::<K>::all(store.clone()), Config::default().relist_after_error()),
+        )
+        .for_each(move |item| {
+            match item {
+                Ok(Event::InitApply(_)) => {}
+                Ok(Event::Init) => flag.store(false, Ordering::Release),
+                Ok(Event::Apply(_) | Event::Delete(_) | Event::InitDone) => {
+                    flag.store(true, Ordering::Release)
                 }
-                Ok(())
-            };
-            let outcome: StoreResult<()> = tokio::select! {
-                () = stop.cancelled() => return,
-                r = synced => r,
-            };
-            self.set(None);
-            match outcome {
-                Ok(()) => tracing::debug!(kind = K::KIND, "the proxy's watch ended; re-listing"),
-                Err(e) => tracing::debug!(kind = K::KIND, "the proxy's watch failed, re-listing: {e}"),
+                Err(e) => {
+                    tracing::debug!(
+                        kind = K::KIND,
+                        "the proxy's watch failed; reading the store until it recovers: {e}"
+                    );
+                    flag.store(false, Ordering::Release);
+                }
             }
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(pause) => {}
-            }
-            pause = (pause * 2).min(Duration::from_secs(5));
-        }
+            futures::future::ready(())
+        });
+        tokio::spawn(stop.clone().run_until_cancelled_owned(feed));
+        Cached { reader, synced }
+    }
+
+    /// `f` over the cache, or `None` when it is not synced.
+    fn read<R>(&self, f: impl FnOnce(&reflector::Store<K>) -> R) -> Option<R> {
+        self.synced.load(Ordering::Acquire).then(|| f(&self.reader))
     }
 }
 
@@ -102,12 +69,12 @@ impl<K: Resource> Reflector<K> {
 /// synced.
 pub(crate) struct AuthzIndex {
     store: Arc<dyn Store>,
-    global_bindings: Arc<Reflector<GlobalRoleBinding>>,
-    global_roles: Arc<Reflector<GlobalRole>>,
-    clusters: Arc<Reflector<Cluster>>,
-    projects: Arc<Reflector<Project>>,
-    crtbs: Arc<Reflector<ClusterRoleTemplateBinding>>,
-    prtbs: Arc<Reflector<ProjectRoleTemplateBinding>>,
+    global_bindings: Cached<GlobalRoleBinding>,
+    global_roles: Cached<GlobalRole>,
+    clusters: Cached<Cluster>,
+    projects: Cached<Project>,
+    crtbs: Cached<ClusterRoleTemplateBinding>,
+    prtbs: Cached<ProjectRoleTemplateBinding>,
     /// Stops the watches when the index is dropped.
     _stop: DropGuard,
 }
@@ -122,23 +89,16 @@ impl AuthzIndex {
     /// Starts the watches on the current Tokio runtime.
     pub(crate) fn start(store: Arc<dyn Store>) -> Self {
         let stop = CancellationToken::new();
-        let index = AuthzIndex {
-            store: store.clone(),
-            global_bindings: Reflector::new(),
-            global_roles: Reflector::new(),
-            clusters: Reflector::new(),
-            projects: Reflector::new(),
-            crtbs: Reflector::new(),
-            prtbs: Reflector::new(),
-            _stop: stop.clone().drop_guard(),
-        };
-        tokio::spawn(index.global_bindings.clone().run(store.clone(), stop.clone()));
-        tokio::spawn(index.global_roles.clone().run(store.clone(), stop.clone()));
-        tokio::spawn(index.clusters.clone().run(store.clone(), stop.clone()));
-        tokio::spawn(index.projects.clone().run(store.clone(), stop.clone()));
-        tokio::spawn(index.crtbs.clone().run(store.clone(), stop.clone()));
-        tokio::spawn(index.prtbs.clone().run(store, stop));
-        index
+        AuthzIndex {
+            global_bindings: Cached::follow(&store, &stop),
+            global_roles: Cached::follow(&store, &stop),
+            clusters: Cached::follow(&store, &stop),
+            projects: Cached::follow(&store, &stop),
+            crtbs: Cached::follow(&store, &stop),
+            prtbs: Cached::follow(&store, &stop),
+            store,
+            _stop: stop.drop_guard(),
+        }
     }
 
     /// Whether every kind has synced (for tests and diagnostics).
@@ -154,16 +114,16 @@ impl AuthzIndex {
 
     /// The cluster `id`.
     pub(crate) async fn cluster(&self, id: &str) -> StoreResult<Option<Cluster>> {
-        if let Some(c) = self.clusters.read(|m| m.get(&(String::new(), id.to_owned())).cloned()) {
-            return Ok(c);
+        if let Some(c) = self.clusters.read(|m| m.get(&ObjectRef::new(id))) {
+            return Ok(c.map(Arc::unwrap_or_clone));
         }
         Api::<Cluster>::all(self.store.clone()).get_opt(id).await
     }
 
     /// The project `name` of `cluster`.
     pub(crate) async fn project(&self, cluster: &str, name: &str) -> StoreResult<Option<Project>> {
-        if let Some(p) = self.projects.read(|m| m.get(&(cluster.to_owned(), name.to_owned())).cloned()) {
-            return Ok(p);
+        if let Some(p) = self.projects.read(|m| m.get(&ObjectRef::new(name).within(cluster))) {
+            return Ok(p.map(Arc::unwrap_or_clone));
         }
         Api::<Project>::namespaced(self.store.clone(), cluster).get_opt(name).await
     }
@@ -171,8 +131,8 @@ impl AuthzIndex {
     /// The rules of every global role bound to `user_id`.
     pub(crate) async fn rules_for(&self, user_id: &str) -> StoreResult<Vec<PolicyRule>> {
         let names = match self.global_bindings.read(|m| {
-            m.values()
-                .filter(|b| b.spec.user_name == user_id)
+            m.find(|b| b.spec.user_name == user_id)
+                .iter()
                 .map(|b| b.spec.global_role_name.clone())
                 .collect::<Vec<_>>()
         }) {
@@ -188,8 +148,8 @@ impl AuthzIndex {
         let mut rules = Vec::new();
         for name in names {
             // A binding to a role that was deleted grants nothing.
-            let role = match self.global_roles.read(|m| m.get(&(String::new(), name.clone())).cloned()) {
-                Some(role) => role,
+            let role = match self.global_roles.read(|m| m.get(&ObjectRef::new(&name))) {
+                Some(role) => role.map(Arc::unwrap_or_clone),
                 None => Api::<GlobalRole>::all(self.store.clone()).get_opt(&name).await?,
             };
             if let Some(role) = role {
@@ -205,11 +165,8 @@ impl AuthzIndex {
         cluster: &str,
         pred: impl Fn(&ClusterRoleTemplateBinding) -> bool,
     ) -> StoreResult<bool> {
-        let from = (cluster.to_owned(), String::new());
-        if let Some(hit) = self
-            .crtbs
-            .read(|m| m.range(from..).take_while(|((ns, _), _)| ns == cluster).any(|(_, b)| pred(b)))
-        {
+        let in_cluster = |b: &ClusterRoleTemplateBinding| b.metadata.namespace.as_deref() == Some(cluster);
+        if let Some(hit) = self.crtbs.read(|m| !m.find(|b| in_cluster(b) && pred(b)).is_empty()) {
             return Ok(hit);
         }
         let list = Api::<ClusterRoleTemplateBinding>::namespaced(self.store.clone(), cluster).list().await?;
@@ -221,7 +178,9 @@ impl AuthzIndex {
         &self,
         pred: impl Fn(&ProjectRoleTemplateBinding) -> bool,
     ) -> StoreResult<Vec<ProjectRoleTemplateBinding>> {
-        if let Some(hits) = self.prtbs.read(|m| m.values().filter(|b| pred(b)).cloned().collect()) {
+        if let Some(hits) =
+            self.prtbs.read(|m| m.find(|b| pred(b)).into_iter().map(Arc::unwrap_or_clone).collect())
+        {
             return Ok(hits);
         }
         let list = Api::<ProjectRoleTemplateBinding>::all(self.store.clone()).list().await?;
@@ -231,6 +190,8 @@ impl AuthzIndex {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use rancher_core::model::{GlobalRoleBindingSpec, GlobalRoleSpec};
     use rancher_core::store::MemoryStore;
@@ -277,5 +238,90 @@ mod tests {
         bindings.delete("grb-a").await.unwrap();
         until("the removal is seen", async || index.rules_for("u-a").await.unwrap().is_empty()).await;
         assert_eq!(index.cluster("nope").await.unwrap(), None);
+    }
+
+    /// A memory store whose watches can be cut (open ones end, new ones fail).
+    struct CutWatches {
+        inner: MemoryStore,
+        cut: tokio::sync::watch::Sender<bool>,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for CutWatches {
+        async fn create(&self, r: &str, o: serde_json::Value) -> StoreResult<serde_json::Value> {
+            self.inner.create(r, o).await
+        }
+        async fn get(&self, r: &str, ns: Option<&str>, n: &str) -> StoreResult<serde_json::Value> {
+            self.inner.get(r, ns, n).await
+        }
+        async fn update(&self, r: &str, o: serde_json::Value) -> StoreResult<serde_json::Value> {
+            self.inner.update(r, o).await
+        }
+        async fn delete(
+            &self,
+            r: &str,
+            ns: Option<&str>,
+            n: &str,
+            p: rancher_core::store::Preconditions,
+        ) -> StoreResult<rancher_core::store::Deleted> {
+            self.inner.delete(r, ns, n, p).await
+        }
+        async fn list(
+            &self,
+            r: &str,
+            o: &rancher_core::store::ListOptions,
+        ) -> StoreResult<rancher_core::store::ObjectList> {
+            self.inner.list(r, o).await
+        }
+        async fn watch(
+            &self,
+            r: &str,
+            o: &rancher_core::store::WatchOptions,
+        ) -> StoreResult<rancher_core::store::WatchStream> {
+            if *self.cut.borrow() {
+                return Err(rancher_core::store::StoreError::backend(std::io::Error::other("cut (test)")));
+            }
+            let mut cut = self.cut.subscribe();
+            let until = async move {
+                let _ = cut.wait_for(|c| *c).await;
+            };
+            Ok(self.inner.watch(r, o).await?.take_until(until).boxed())
+        }
+    }
+
+    #[tokio::test]
+    async fn while_the_watch_is_broken_reads_go_to_the_store() {
+        let cut = tokio::sync::watch::channel(false).0;
+        let store = Arc::new(CutWatches { inner: MemoryStore::new(), cut: cut.clone() });
+        let rule = PolicyRule { verbs: vec!["*".into()], resources: vec!["*".into()], ..Default::default() };
+        Api::<GlobalRole>::all(store.clone())
+            .create(&GlobalRole::new(
+                "admin",
+                GlobalRoleSpec { rules: vec![rule.clone()], ..Default::default() },
+            ))
+            .await
+            .unwrap();
+        let index = AuthzIndex::start(store.clone());
+        until("the index syncs", async || index.synced()).await;
+        cut.send_replace(true);
+        until("the index notices the broken watches", async || {
+            !index.global_bindings.synced.load(Ordering::Acquire)
+        })
+        .await;
+        // A binding made while the watch is down counts at once: the store answers, not the cache.
+        let spec = GlobalRoleBindingSpec {
+            user_name: "u-a".into(),
+            global_role_name: "admin".into(),
+            ..Default::default()
+        };
+        Api::<GlobalRoleBinding>::all(store.clone())
+            .create(&GlobalRoleBinding::new("grb-a", spec))
+            .await
+            .unwrap();
+        assert_eq!(index.rules_for("u-a").await.unwrap(), std::slice::from_ref(&rule));
+        // Watches work again: the cache catches up and is used again.
+        cut.send_replace(false);
+        until("the index syncs again", async || index.synced()).await;
+        assert_eq!(index.rules_for("u-a").await.unwrap(), [rule]);
     }
 }

@@ -10,9 +10,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Patch, PatchParams};
 use rancher_auth::rbac_render::PROJECT_ID_ANNOTATION;
+use rancher_core::controller::{Action, Controller, ObjectRef};
 use rancher_core::model::{Cluster, Project, ProjectSpec};
 use rancher_core::store::{Api, Store, StoreError};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -33,8 +33,6 @@ pub(crate) const SYSTEM_PROJECT_LABEL: &str = "authz.management.cattle.io/system
 pub(crate) const ASSIGNED_ANNOTATION: &str = "management.cattle.io/namespaces-assigned";
 /// How often every cluster is checked even when nothing was seen to change.
 const RESYNC: Duration = Duration::from_secs(300);
-/// Changes that arrive together are handled together.
-const DEBOUNCE: Duration = Duration::from_millis(100);
 
 /// One of the two projects every cluster has.
 pub(crate) struct Special {
@@ -74,16 +72,7 @@ fn specials_of<'p>(projects: &'p [Project], cluster: &Cluster, special: &Special
 /// Runs until `stop`: the projects in the store, and the namespaces of connected clusters.
 pub(crate) async fn run(store: Arc<dyn Store>, registration: Arc<Registration>, stop: CancellationToken) {
     let tasks = TaskTracker::new();
-    let poke = Arc::new(Notify::new());
-    let p = poke.clone();
-    tasks.spawn(follow::<Cluster>(store.clone(), stop.clone(), move |_, _| p.notify_one()));
-    let p = poke.clone();
-    tasks.spawn(follow::<Project>(store.clone(), stop.clone(), move |project, deleted| {
-        if deleted && SPECIAL_PROJECTS.iter().any(|s| is(project, s)) {
-            p.notify_one();
-        }
-    }));
-    tasks.spawn(ensure_loop(store.clone(), poke, stop.clone()));
+    tasks.spawn(ensure_controller(store.clone(), stop.clone()));
     let workers = ClusterWorkers::new(store.clone(), registration, RESYNC);
     let w = workers.clone();
     tasks.spawn(follow::<Project>(store.clone(), stop.clone(), move |p, _| {
@@ -96,45 +85,31 @@ pub(crate) async fn run(store: Arc<dyn Store>, registration: Arc<Registration>, 
     tasks.wait().await;
 }
 
-async fn ensure_loop(store: Arc<dyn Store>, poke: Arc<Notify>, stop: CancellationToken) {
-    loop {
-        if let Err(e) = ensure_all(&store).await {
-            tracing::warn!(error = %e, "making the clusters' Default and System projects; retrying");
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-            continue;
-        }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = poke.notified() => {}
-            () = tokio::time::sleep(RESYNC) => {}
-        }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(DEBOUNCE) => {}
-        }
-    }
+/// Reconciles every cluster when it changes, when one of its Default or System projects changes or
+/// goes (a duplicate appears, someone deletes one), and every [`RESYNC`]; store failures are retried
+/// with the controller's backoff.
+async fn ensure_controller(store: Arc<dyn Store>, stop: CancellationToken) {
+    let special_of_cluster = |p: &Project| {
+        let special = SPECIAL_PROJECTS.iter().any(|s| is(p, s));
+        special.then(|| ObjectRef::new(p.metadata.namespace.as_deref().unwrap_or(&p.spec.cluster_name)))
+    };
+    Controller::new(Api::<Cluster>::all(store.clone()))
+        .resync(Some(RESYNC))
+        .watches(Api::<Project>::all(store.clone()), special_of_cluster)
+        .run(ensure_cluster, Arc::new(store), stop)
+        .await;
 }
 
-/// Makes sure every live cluster has exactly one Default and one System project.
-///
-/// # Errors
-/// The first store failure (the rest are tried first).
-pub(crate) async fn ensure_all(store: &Arc<dyn Store>) -> Result<(), StoreError> {
-    let clusters = Api::<Cluster>::all(store.clone()).list().await?;
-    let projects = Api::<Project>::all(store.clone()).list().await?;
-    let mut first_error = None;
-    for cluster in clusters.iter().filter(|c| c.metadata.deletion_timestamp.is_none()) {
-        for special in &SPECIAL_PROJECTS {
-            if let Err(e) = ensure_one(store, &projects, cluster, special).await {
-                tracing::warn!(cluster = %cluster.metadata.name, project = special.display_name, error = %e, "ensuring a project");
-                first_error.get_or_insert(e);
-            }
-        }
+/// Makes sure the live cluster `cluster` has exactly one Default and one System project.
+async fn ensure_cluster(cluster: Arc<Cluster>, store: Arc<Arc<dyn Store>>) -> Result<Action, StoreError> {
+    if cluster.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
     }
-    first_error.map_or(Ok(()), Err)
+    let projects = Api::<Project>::namespaced((*store).clone(), &cluster.metadata.name).list().await?;
+    for special in &SPECIAL_PROJECTS {
+        ensure_one(&store, &projects, &cluster, special).await?;
+    }
+    Ok(Action::await_change())
 }
 
 async fn ensure_one(
@@ -245,6 +220,14 @@ mod tests {
     use rancher_core::store::MemoryStore;
 
     use super::*;
+
+    /// What the controller does for every cluster, in one pass.
+    async fn ensure_all(store: &Arc<dyn Store>) -> Result<(), StoreError> {
+        for c in Api::<Cluster>::all(store.clone()).list().await? {
+            ensure_cluster(Arc::new(c), Arc::new(store.clone())).await?;
+        }
+        Ok(())
+    }
 
     async fn cluster(store: &Arc<dyn Store>, name: &str) -> Cluster {
         let c = Cluster::new(name, ClusterSpec::default());

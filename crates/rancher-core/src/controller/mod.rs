@@ -1,9 +1,14 @@
-//! The controller runtime: watches one kind through an [`Api`], queues the keys of changed objects,
-//! and calls a reconcile function for each — one call per key at a time, `workers` calls at once —
-//! retrying failures with jittered exponential backoff and re-queueing everything on a resync period.
+//! The controller runtime, built from kube-runtime's blocks on our [`Api`]:
 //!
-//! Shaped like kube-runtime's `Controller`: a reconcile function `async fn(Arc<K>, Arc<Ctx>) ->
-//! Result<Action, E>` returns [`Action::requeue`] or [`Action::await_change`].
+//! * [`watcher()`] — a stream of [`watcher::Event`]s: list, watch from the list's version, resume
+//!   from the last version after a dropped watch, re-list on Gone, back off on errors.
+//! * [`reflector()`] and [`reflector::Store`] — a cache of one kind any task can read, fed by a watcher.
+//! * [`Controller`] — watches one kind (and, through [`Controller::watches`], secondary kinds mapped
+//!   to it), queues the keys of changed objects and calls a reconcile function for each — one call
+//!   per key at a time, `workers` calls at once — retrying failures with jittered exponential
+//!   [`Backoff`] (or an error policy) and re-queueing everything on a resync period. A reconcile
+//!   function `async fn(Arc<K>, Arc<Ctx>) -> Result<Action, E>` returns [`Action::requeue`] or
+//!   [`Action::await_change`].
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -28,21 +33,134 @@
 
 mod backoff;
 mod queue;
+pub mod reflector;
+mod runner;
+pub mod watcher;
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::StreamExt;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use futures::{Stream, StreamExt};
 
 pub use backoff::Backoff;
-use queue::WorkQueue;
+pub use runner::Controller;
 
 use crate::Resource;
-use crate::store::{Api, ListOptions, StoreError, TypedEvent, WatchOptions};
+use crate::store::Api;
+
+/// Follows the objects `api` covers: lists them (in pages of [`watcher::Config::page_size`]), then
+/// watches from the list's `resourceVersion`, and never ends.
+///
+/// * A watch that ends or fails resumes from the last version seen (no event is lost or repeated).
+/// * When the store says that version is too old ([`StoreError::Gone`](crate::store::StoreError::Gone):
+///   its history was overrun, etcd compacted it, the redb store restarted), the watcher lists again
+///   and reports the list as [`Init`](watcher::Event::Init), [`InitApply`](watcher::Event::InitApply)
+///   … [`InitDone`](watcher::Event::InitDone): what a consumer derived from objects not in that list
+///   is stale (a [`reflector()`] drops them).
+/// * Failures are reported as `Err` items ([`watcher::Error`], named for the step that failed) and
+///   retried after the config's jittered exponential [`Backoff`]; the first event after a failure
+///   resets it.
+///
+/// Poll it from a task that owns it (and stops polling on shutdown); it holds no task of its own.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use futures::StreamExt;
+/// use rancher_core::controller::{watcher, watcher::{Config, Event}};
+/// use rancher_core::model::{Cluster, ClusterSpec};
+/// use rancher_core::store::{Api, MemoryStore};
+///
+/// let clusters: Api<Cluster> = Api::all(Arc::new(MemoryStore::new()));
+/// clusters.create(&Cluster::new("a", ClusterSpec::default())).await?;
+/// let mut events = std::pin::pin!(watcher(clusters.clone(), Config::default().page_size(100)));
+/// assert_eq!(events.next().await.unwrap()?, Event::Init);
+/// assert!(matches!(events.next().await.unwrap()?, Event::InitApply(c) if c.metadata.name == "a"));
+/// assert_eq!(events.next().await.unwrap()?, Event::InitDone);
+/// clusters.delete("a").await?;
+/// assert!(matches!(events.next().await.unwrap()?, Event::Delete(c) if c.metadata.name == "a"));
+/// # Ok(()) }
+/// ```
+///
+/// # Following a kind to poke other work
+///
+/// The task that polls the watcher owns it; it ends on `stop`. After a re-list, a deletion may have
+/// been missed (it happened while the watch was down), so `InitDone` means "anything may have changed".
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::sync::Arc;
+/// use futures::StreamExt;
+/// use rancher_core::controller::{watcher, watcher::{Config, Event}};
+/// use rancher_core::model::Project;
+/// use rancher_core::store::{Api, MemoryStore, Store};
+/// use tokio_util::sync::CancellationToken;
+///
+/// fn poke(cluster: &str) {}
+/// fn poke_all() {}
+///
+/// async fn follow_projects(store: Arc<dyn Store>, stop: CancellationToken) {
+///     let mut events = std::pin::pin!(watcher(Api::<Project>::all(store), Config::default()));
+///     while let Some(Some(event)) = stop.run_until_cancelled(events.next()).await {
+///         match event {
+///             Ok(Event::Apply(p) | Event::InitApply(p) | Event::Delete(p)) => {
+///                 poke(p.metadata.namespace.as_deref().unwrap_or_default())
+///             }
+///             Ok(Event::InitDone) => poke_all(),
+///             Ok(Event::Init) => {}
+///             Err(e) => tracing::debug!("watching projects (it retries): {e}"),
+///         }
+///     }
+/// }
+/// let stop = CancellationToken::new();
+/// let task = tokio::spawn(follow_projects(Arc::new(MemoryStore::new()), stop.clone()));
+/// stop.cancel();
+/// task.await.unwrap();
+/// # }
+/// ```
+pub fn watcher<K: Resource>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static {
+    watcher::stream(api, config)
+}
+
+/// Applies every event of `stream` (a [`watcher()`]) to `writer`'s cache and passes it on; readers
+/// ([`reflector::Store`]) see each change before the consumer of the returned stream does.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use futures::StreamExt;
+/// use rancher_core::controller::{ObjectRef, reflector, watcher};
+/// use rancher_core::model::{Cluster, ClusterSpec};
+/// use rancher_core::store::{Api, MemoryStore};
+/// use tokio_util::sync::CancellationToken;
+///
+/// let clusters: Api<Cluster> = Api::all(Arc::new(MemoryStore::new()));
+/// clusters.create(&Cluster::new("a", ClusterSpec::default())).await?;
+/// let (reader, writer) = reflector::store::<Cluster>();
+/// let stop = CancellationToken::new();
+/// // The task that owns the watch; it ends on `stop`.
+/// let feed = reflector(writer, watcher(clusters, watcher::Config::default()));
+/// let task = tokio::spawn(stop.clone().run_until_cancelled_owned(feed.for_each(|_| async {})));
+/// reader.wait_until_ready().await?;
+/// assert!(reader.get(&ObjectRef::new("a")).is_some());
+/// stop.cancel();
+/// task.await?;
+/// # Ok(()) }
+/// ```
+pub fn reflector<K, S>(mut writer: reflector::Writer<K>, stream: S) -> impl Stream<Item = S::Item> + Send
+where
+    K: Resource,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
+{
+    stream.map(move |item| {
+        if let Ok(event) = &item {
+            writer.apply_watcher_event(event);
+        }
+        item
+    })
+}
 
 /// What to do with an object after a successful reconcile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,8 +195,20 @@ pub struct ObjectRef {
 }
 
 impl ObjectRef {
-    fn of<K: Resource>(k: &K) -> Self {
-        ObjectRef { namespace: k.meta().namespace.clone(), name: k.meta().name.clone() }
+    /// The object `name` (of a cluster-scoped kind; add [`within`](Self::within) for a namespace).
+    pub fn new(name: &str) -> Self {
+        ObjectRef { namespace: None, name: name.to_owned() }
+    }
+
+    /// The same name in `namespace`.
+    pub fn within(mut self, namespace: &str) -> Self {
+        self.namespace = Some(namespace.to_owned());
+        self
+    }
+
+    /// The key of `object`.
+    pub fn from_obj<K: Resource>(object: &K) -> Self {
+        ObjectRef { namespace: object.meta().namespace.clone(), name: object.meta().name.clone() }
     }
 }
 
@@ -88,275 +218,5 @@ impl std::fmt::Display for ObjectRef {
             Some(ns) => write!(f, "{ns}/{}", self.name),
             None => f.write_str(&self.name),
         }
-    }
-}
-
-/// A controller for kind `K`; configure it, then [`run`](Self::run) it.
-pub struct Controller<K> {
-    api: Api<K>,
-    workers: usize,
-    resync: Option<Duration>,
-    backoff: Backoff,
-}
-
-impl<K: Resource> Controller<K> {
-    /// A controller over the objects `api` covers: one worker, resync every 10 minutes, default backoff.
-    pub fn new(api: Api<K>) -> Self {
-        Controller { api, workers: 1, resync: Some(Duration::from_secs(600)), backoff: Backoff::default() }
-    }
-
-    /// How many reconciles may run at once (for different keys). At least 1.
-    pub fn workers(mut self, n: usize) -> Self {
-        self.workers = n.max(1);
-        self
-    }
-
-    /// Re-queue every object this often (`None`: never).
-    pub fn resync(mut self, period: Option<Duration>) -> Self {
-        self.resync = period.filter(|p| !p.is_zero());
-        self
-    }
-
-    /// Retry delays after failed reconciles (and failed watches).
-    pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
-        self
-    }
-
-    /// Runs until `stop` is cancelled, then waits for the reconciles in flight and returns.
-    ///
-    /// Objects that no longer exist when their key comes up are skipped. Errors returned by
-    /// `reconcile` are logged and the key is retried with backoff.
-    pub async fn run<Ctx, E, F, Fut>(self, reconcile: F, ctx: Arc<Ctx>, stop: CancellationToken)
-    where
-        Ctx: Send + Sync + 'static,
-        E: std::fmt::Display + Send + 'static,
-        F: Fn(Arc<K>, Arc<Ctx>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Action, E>> + Send + 'static,
-    {
-        let shared = Arc::new(Shared {
-            api: self.api,
-            queue: WorkQueue::new(),
-            failures: Mutex::new(HashMap::new()),
-            backoff: self.backoff,
-            timers: TaskTracker::new(),
-            stop: stop.clone(),
-        });
-        let reconcile = Arc::new(reconcile);
-        let tasks = TaskTracker::new();
-        tasks.spawn(shared.clone().feed(self.resync));
-        for _ in 0..self.workers {
-            let (shared, reconcile, ctx) = (shared.clone(), reconcile.clone(), ctx.clone());
-            tasks.spawn(async move {
-                loop {
-                    let key = tokio::select! {
-                        biased;
-                        _ = shared.stop.cancelled() => break,
-                        key = shared.queue.next() => match key { Some(k) => k, None => break },
-                    };
-                    shared.process(&key, &*reconcile, &ctx).await;
-                    shared.queue.done(&key);
-                }
-            });
-        }
-        tasks.close();
-        stop.cancelled().await;
-        shared.queue.shut_down();
-        tasks.wait().await;
-        shared.timers.close();
-        shared.timers.wait().await;
-    }
-}
-
-struct Shared<K> {
-    api: Api<K>,
-    queue: WorkQueue<ObjectRef>,
-    failures: Mutex<HashMap<ObjectRef, u32>>,
-    backoff: Backoff,
-    /// Delayed re-queues; they end on `stop`.
-    timers: TaskTracker,
-    stop: CancellationToken,
-}
-
-impl<K: Resource> Shared<K> {
-    fn enqueue_after(self: &Arc<Self>, key: ObjectRef, delay: Duration) {
-        let this = self.clone();
-        self.timers.spawn(async move {
-            tokio::select! {
-                _ = this.stop.cancelled() => {}
-                _ = tokio::time::sleep(delay) => this.queue.add(key),
-            }
-        });
-    }
-
-    fn failed(&self, key: &ObjectRef) -> Duration {
-        let mut f = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        let n = f.entry(key.clone()).or_insert(0);
-        *n = n.saturating_add(1);
-        self.backoff.delay(*n)
-    }
-
-    fn succeeded(&self, key: &ObjectRef) {
-        self.failures.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
-    }
-
-    async fn process<Ctx, E, F, Fut>(self: &Arc<Self>, key: &ObjectRef, reconcile: &F, ctx: &Arc<Ctx>)
-    where
-        E: std::fmt::Display,
-        F: Fn(Arc<K>, Arc<Ctx>) -> Fut,
-        Fut: Future<Output = Result<Action, E>>,
-    {
-        let store = self.api.store();
-        let object = match store.get(K::PLURAL, key.namespace.as_deref(), &key.name).await {
-            Ok(v) => serde_json::from_value::<K>(v).map_err(|e| e.to_string()),
-            Err(StoreError::NotFound { .. }) => {
-                self.succeeded(key);
-                return;
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        let result = match object {
-            Ok(object) => reconcile(Arc::new(object), ctx.clone()).await.map_err(|e| e.to_string()),
-            Err(e) => Err(format!("reading the object: {e}")),
-        };
-        match result {
-            Ok(action) => {
-                self.succeeded(key);
-                if let Some(d) = action.requeue_after {
-                    self.enqueue_after(key.clone(), d);
-                }
-            }
-            Err(error) => {
-                let delay = self.failed(key);
-                tracing::warn!(kind = K::KIND, object = %key, %error, retry_in = ?delay, "reconcile failed");
-                self.enqueue_after(key.clone(), delay);
-            }
-        }
-    }
-
-    /// Lists, then watches from the list's version, queueing every object seen; re-lists on Gone,
-    /// re-watches after other errors (with backoff), and re-queues everything each resync period.
-    async fn feed(self: Arc<Self>, resync: Option<Duration>) {
-        let mut version: Option<String> = None;
-        let mut errors = 0u32;
-        let mut next_resync = resync.map(|p| tokio::time::Instant::now() + p);
-        loop {
-            if self.stop.is_cancelled() {
-                return;
-            }
-            if version.is_none() {
-                match self.list_all().await {
-                    Ok(v) => {
-                        version = Some(v);
-                        errors = 0;
-                    }
-                    Err(e) => {
-                        errors += 1;
-                        let delay = self.backoff.delay(errors);
-                        tracing::warn!(kind = K::KIND, error = %e, retry_in = ?delay, "initial list failed");
-                        if self.pause(delay).await {
-                            return;
-                        }
-                        continue;
-                    }
-                }
-            }
-            let options = WatchOptions { resource_version: version.clone(), ..Default::default() };
-            let mut stream = match self.api.watch(options).await {
-                Ok(s) => s,
-                Err(StoreError::Gone { .. }) => {
-                    version = None;
-                    continue;
-                }
-                Err(e) => {
-                    errors += 1;
-                    let delay = self.backoff.delay(errors);
-                    tracing::warn!(kind = K::KIND, error = %e, retry_in = ?delay, "watch start failed");
-                    if self.pause(delay).await {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            loop {
-                let resync_at = next_resync;
-                let event = tokio::select! {
-                    biased;
-                    _ = self.stop.cancelled() => return,
-                    _ = sleep_until_opt(resync_at) => {
-                        next_resync = resync.map(|p| tokio::time::Instant::now() + p);
-                        if let Err(e) = self.list_all().await {
-                            tracing::warn!(kind = K::KIND, error = %e, "resync list failed");
-                        }
-                        continue;
-                    }
-                    ev = stream.next() => ev,
-                };
-                match event {
-                    Some(Ok(ev)) => {
-                        errors = 0;
-                        let (object, queue) = match ev {
-                            TypedEvent::Added(k) | TypedEvent::Modified(k) => (k, true),
-                            TypedEvent::Deleted(k) => (k, false),
-                            TypedEvent::Bookmark(rv) => {
-                                version = Some(rv);
-                                continue;
-                            }
-                        };
-                        if !object.meta().resource_version.is_empty() {
-                            version = Some(object.meta().resource_version.clone());
-                        }
-                        if queue {
-                            self.queue.add(ObjectRef::of(&object));
-                        }
-                    }
-                    Some(Err(StoreError::Gone { .. })) => {
-                        tracing::info!(kind = K::KIND, "watch expired; listing again");
-                        version = None;
-                        break;
-                    }
-                    Some(Err(e)) => {
-                        errors += 1;
-                        let delay = self.backoff.delay(errors);
-                        tracing::warn!(kind = K::KIND, error = %e, retry_in = ?delay, "watch failed");
-                        if self.pause(delay).await {
-                            return;
-                        }
-                        break;
-                    }
-                    None => break,
-                }
-            }
-        }
-    }
-
-    /// Queues every object; returns the list's version.
-    async fn list_all(&self) -> Result<String, StoreError> {
-        let mut options = ListOptions::default();
-        loop {
-            let (items, page) = self.api.list_with(options.clone()).await?;
-            for k in &items {
-                self.queue.add(ObjectRef::of(k));
-            }
-            match page.continue_token {
-                Some(t) => options.continue_token = Some(t),
-                None => return Ok(page.resource_version),
-            }
-        }
-    }
-
-    /// Sleeps; true when stopped meanwhile.
-    async fn pause(&self, delay: Duration) -> bool {
-        tokio::select! {
-            _ = self.stop.cancelled() => true,
-            _ = tokio::time::sleep(delay) => false,
-        }
-    }
-}
-
-async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
