@@ -103,6 +103,18 @@ async fn a_deleted_cluster_leaves_nothing_a_namesake_can_adopt() {
         async move { log.contains("server refused the tunnel credentials (HTTP 401)").then_some(()) }
     })
     .await;
+    // Its supervisor stopped with it, and nothing has been synced into it since.
+    let log = w.server.proc.log_text();
+    let lines: Vec<&str> = log.lines().collect();
+    let stopped = lines
+        .iter()
+        .rposition(|l| l.contains("cluster supervisor stopped") && l.contains("edge"))
+        .expect("the deleted cluster's supervisor stopped");
+    let late: Vec<&&str> = lines[stopped + 1..]
+        .iter()
+        .filter(|l| l.contains("downstream sync attempt") && l.contains("edge"))
+        .collect();
+    assert!(late.is_empty(), "syncs of a deleted cluster: {late:?}");
     // What we put in the cluster is gone with it: token records and rendered RBAC.
     let (ok, _) = w.kubectl(&["-n", "cattle-system", "get", "secret", &alice_token_name]);
     assert!(!ok, "the deleted cluster still holds a token record for its authorized endpoint");

@@ -243,3 +243,59 @@ async fn project_bindings_become_downstream_rbac_and_follow_changes() {
     let (ok, _) = w.kubectl(&["get", "clusterrole", "view"]);
     assert!(ok, "the sim's own ClusterRoles are untouched");
 }
+
+/// The lines of the server's log after the last one that holds every one of `marks`.
+fn log_after(w: &World, marks: &[&str]) -> Option<Vec<String>> {
+    let text = w.server.proc.log_text();
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines.iter().rposition(|l| marks.iter().all(|m| l.contains(m)))?;
+    Some(lines[at + 1..].iter().map(|l| (*l).to_owned()).collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnected_cluster_is_resynced_and_a_disconnected_one_is_left_alone() {
+    const C: &str = "resync-c";
+    let mut w = World::start(C, rancher_sim::Sim::builder(), &[]).await;
+    let alice = w.user("alice", "alice-password-11").await;
+    let (_, users) = w.call("GET", "/v3/users", None).await;
+    let admin_id =
+        users["data"].as_array().unwrap().iter().find(|u| u["spec"]["username"] == "admin").unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    w.wait_access(&admin_id, &["get", "secrets", "-A"], true, "the first sync bound the creator").await;
+    let attempt = |l: &str| l.contains("downstream sync attempt") && l.contains(C);
+    assert!(w.server.proc.log_text().lines().any(attempt), "attempts are logged");
+
+    // The agent leaves: the cluster's supervisor stops, and with it every sync of the cluster.
+    w.agent.signal("TERM");
+    assert!(w.agent.exit_within(WAIT).await.is_some(), "the agent stops on SIGTERM");
+    eventually(WAIT, "the cluster's supervisor stops", || {
+        let stopped = log_after(&w, &["cluster supervisor stopped", C]).is_some();
+        async move { stopped.then_some(()) }
+    })
+    .await;
+    // A change that would cost a sync, while nobody can be reached.
+    let (code, b) = w
+        .call(
+            "POST",
+            "/v3/clusterroletemplatebindings",
+            Some(json!({"metadata": {"name": "alice-owner"},
+                        "spec": {"clusterName": C, "roleTemplateName": "cluster-owner", "userName": alice}})),
+        )
+        .await;
+    assert_eq!(code, 201, "{b}");
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let after = log_after(&w, &["cluster supervisor stopped", C]).unwrap();
+    let late: Vec<&String> = after.iter().filter(|l| attempt(l.as_str())).collect();
+    assert!(late.is_empty(), "no sync of a disconnected cluster: {late:?}");
+    let (ok, out) = w.as_user(&alice, &["get", "secrets", "-A"]);
+    assert!(!ok && out.contains("orbidden"), "nothing reached the cluster meanwhile: {out}");
+
+    // The agent comes back: a new supervisor syncs what changed through the new session.
+    w.agent = start_agent(&w.agent_env, &w.kubeconfig, &w.dir.path().join("agent-2.log"), &[]);
+    w.wait_access(&alice, &["get", "secrets", "-A"], true, "the binding made while away is rendered").await;
+    let after = log_after(&w, &["cluster supervisor stopped", C]).unwrap();
+    assert!(after.iter().any(|l| l.contains("cluster supervisor started") && l.contains(C)), "{after:?}");
+    assert!(after.iter().any(|l| attempt(l)), "the new supervisor syncs");
+}

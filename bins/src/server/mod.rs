@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod registration;
 mod state;
+mod supervisor;
 mod tenancy;
 pub mod tls;
 
@@ -485,6 +486,7 @@ impl Server {
         let controller = tokio::spawn(ClusterController::new(self.state.store.clone()).run(stop.clone()));
         let registration = self.state.registration.clone();
         let monitor = tokio::spawn(ConnectionMonitor::new(registration.clone()).run(stop.clone()));
+        let supervisors = tokio::spawn(supervisor::run(registration.clone(), stop.clone()));
         let tenancy =
             tokio::spawn(tenancy::run(self.state.store.clone(), registration.clone(), stop.clone()));
         let ace_sync =
@@ -516,6 +518,7 @@ impl Server {
         let deadline = tokio::time::Instant::now() + CONTROLLER_STOP_TIMEOUT;
         for (what, task) in [
             ("connection monitor", monitor),
+            ("cluster supervisors", supervisors),
             ("tenancy controller", tenancy),
             ("ace token sync", ace_sync),
             ("system projects controller", system_projects),

@@ -21,6 +21,8 @@ pub struct World {
     /// The sim's admin kubeconfig.
     pub kubeconfig: PathBuf,
     pub agent: Proc,
+    /// What the agent was started with (to start it again).
+    pub agent_env: AgentEnv,
     pub cluster: String,
 }
 
@@ -77,7 +79,10 @@ impl World {
     pub async fn start(cluster: &str, sim: rancher_sim::SimBuilder, agent_extra: &[&str]) -> World {
         install_crypto();
         let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(&dir.path().join("data"), 0, &dir.path().join("server.log"), &[]).await;
+        // The supervisors' debug lines record each downstream sync attempt.
+        let log = dir.path().join("server.log");
+        let rust_log = "info,rancher::server::supervisor=debug";
+        let server = Server::start_logging(&dir.path().join("data"), 0, &log, &[], rust_log).await;
         let admin = login(&server.url).await;
         let sim = sim.name(cluster).start().await.unwrap();
         let kubeconfig = dir.path().join("sim.kubeconfig");
@@ -86,7 +91,8 @@ impl World {
         let manifest = crt["manifestUrl"].as_str().unwrap_or_else(|| panic!("no manifestUrl in {crt}"));
         let env = apply_manifest(manifest, &kubeconfig, dir.path()).await;
         let agent = start_agent(&env, &kubeconfig, &dir.path().join("agent.log"), agent_extra);
-        let world = World { dir, server, admin, sim, kubeconfig, agent, cluster: cluster.to_owned() };
+        let world =
+            World { dir, server, admin, sim, kubeconfig, agent, agent_env: env, cluster: cluster.to_owned() };
         world.wait_connected().await;
         world
     }

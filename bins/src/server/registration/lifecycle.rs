@@ -36,7 +36,8 @@ pub(crate) struct ConnectionMonitor {
     reg: Arc<Registration>,
 }
 
-fn cluster_of_key(key: &str) -> &str {
+/// The cluster a session's client key (`<cluster>` or `<cluster>:<node>`) belongs to.
+pub(crate) fn cluster_of_key(key: &str) -> &str {
     key.split_once(':').map_or(key, |(c, _)| c)
 }
 

@@ -33,9 +33,10 @@ use tokio::sync::Notify;
 use tracing::debug;
 
 use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION};
+use crate::server::supervisor::Supervisors;
 
 pub use kube_client::ClusterAccess;
-pub(crate) use lifecycle::ConnectionMonitor;
+pub(crate) use lifecycle::{ConnectionMonitor, cluster_of_key};
 pub use manifest::check_image_ref;
 pub use server_url::check_server_url;
 pub(crate) use server_url::external_url;
@@ -95,6 +96,9 @@ pub struct Registration {
     synced: Mutex<HashMap<(&'static str, String), Arc<ClusterAccess>>>,
     /// Woken whenever a sync is marked.
     synced_changed: Notify,
+    /// One supervisor per connected cluster, and the syncs they run (driven by
+    /// [`supervisor::run`](crate::server::supervisor::run)).
+    supervisors: Supervisors,
     /// token → (cluster, ClusterRegistrationToken uid), rebuilt from the store on a miss.
     token_index: Mutex<HashMap<String, (String, String)>>,
     /// When the index was last rebuilt: unknown tokens (anyone can send them) rebuild it at most
@@ -157,6 +161,7 @@ impl Registration {
             session_owners: Mutex::new(HashMap::new()),
             synced: Mutex::new(HashMap::new()),
             synced_changed: Notify::new(),
+            supervisors: Supervisors::default(),
             token_index: Mutex::new(HashMap::new()),
             index_built: Mutex::new(None),
         })
@@ -165,6 +170,11 @@ impl Registration {
     /// The tunnel server agents connect to.
     pub fn tunnel(&self) -> &TunnelServer {
         &self.tunnel
+    }
+
+    /// The cluster supervisors: the syncs they run, and the client of each connected cluster's.
+    pub(crate) fn supervisors(&self) -> &Supervisors {
+        &self.supervisors
     }
 
     /// The external URL agents and import commands use.

@@ -1,6 +1,7 @@
 //! Tenancy downstream: role template bindings and global admins rendered into each connected
-//! cluster's RBAC and kept in sync ([`rbac_sync`], [`admins`]), on the per-cluster workers of
-//! [`workers`] that the authorized cluster endpoint's token sync (`ace_sync`) shares.
+//! cluster's RBAC and kept in sync ([`rbac_sync`], [`admins`]), run by each connected cluster's
+//! supervisor ([`supervisor`](crate::server::supervisor)) through its one client, beside the
+//! authorized cluster endpoint's token sync (`ace_sync`); [`workers`] registers and pokes them.
 //!
 //! When a sync happens: a ClusterRoleTemplateBinding, ProjectRoleTemplateBinding, RoleTemplate,
 //! Project, GlobalRoleBinding or GlobalRole changes in the store, or a user is enabled, disabled or
