@@ -279,6 +279,21 @@ async fn a_plugged_in_provisioner_validates_reports_progress_and_removes() {
     assert_eq!(removed, Some(true), "the store deleted the cluster only after `remove` was done");
     assert_eq!(s.testbed.with("edge", |r| r.remove_calls), 2);
 
+    // A cluster created without a driver is `imported`, provisioned by the built-in provisioner:
+    // provisioned (its infrastructure exists), its steps waiting for the agent.
+    let imported = s.admin.post("/v3/clusters", &json!({"metadata": {"name": "imp"}})).await;
+    assert_eq!(imported.code, 201, "{}", imported.body);
+    until("the imported cluster shows its steps", async || {
+        let c = s.clusters().get("imp").await.unwrap();
+        let steps: Vec<StepState> =
+            c.status.provisioning.iter().flat_map(|p| &p.steps).map(|s| s.state).collect();
+        c.status.driver == "imported"
+            && c.metadata.finalizers.iter().any(|f| f == FINALIZER)
+            && c.status.conditions.is_true("Provisioned")
+            && steps == [StepState::Done, StepState::Running, StepState::Pending]
+    })
+    .await;
+
     // A cluster whose driver is not registered (written by another server, say): one clear failure.
     let mut ghost = Cluster::new("ghost", ClusterSpec::default());
     ghost.status.driver = "ghost-driver".into();

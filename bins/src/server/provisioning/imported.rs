@@ -54,3 +54,32 @@ impl Provisioner for Imported {
         Ok(Progress::Done)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rancher_core::ConditionStatus;
+    use rancher_core::model::KubernetesVersion;
+
+    use super::*;
+
+    async fn steps(cluster: &Cluster) -> Option<Vec<StepState>> {
+        match Imported.reconcile(cluster, &ProvisionContext::default()).await.unwrap() {
+            Progress::WaitingForAgent { progress } => Some(progress.steps.iter().map(|s| s.state).collect()),
+            Progress::Done => None,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn provisioned_once_the_agent_has_connected_and_reported() {
+        let mut c = Cluster::new("c-imp", Default::default());
+        use StepState::{Done, Pending, Running};
+        assert_eq!(steps(&c).await, Some(vec![Done, Running, Pending]));
+        c.status.conditions.set_condition("AgentDeployed", ConditionStatus::True, "", "");
+        assert_eq!(steps(&c).await, Some(vec![Done, Done, Running]));
+        c.status.version = Some(KubernetesVersion { git_version: "v1.33.1".into(), ..Default::default() });
+        assert_eq!(steps(&c).await, None, "done");
+        c.status.conditions.set_condition("Connected", ConditionStatus::False, "", "");
+        assert_eq!(steps(&c).await, None, "an agent away for a while does not unprovision the cluster");
+    }
+}

@@ -133,6 +133,7 @@ fn failed_progress(cluster: &Cluster, message: &str) -> ProvisioningProgress {
 #[cfg(test)]
 mod tests {
     use rancher_core::model::ClusterState;
+    use rancher_provision::{Downstream, DownstreamCredential};
 
     use super::*;
 
@@ -172,5 +173,23 @@ mod tests {
         assert_eq!(c.status.provisioning.unwrap().steps[0].state, StepState::Failed);
         let o = Outcome::of(&cluster(), Err(ProvisionError::Cancelled));
         assert_eq!(o.next, Next::Cancelled);
+        assert!(!o.apply(&mut cluster()), "a cancelled reconcile writes nothing");
+    }
+
+    #[test]
+    fn a_handed_over_cluster_is_an_explicit_not_implemented_and_keeps_no_credential() {
+        let downstream = Downstream {
+            api_endpoint: "https://10.0.0.9:6443".into(),
+            ca_pem: String::new(),
+            credential: DownstreamCredential::BearerToken("s3cr3t".to_owned().into()),
+        };
+        let progress = ProvisioningProgress::new("cluster created");
+        let mut c = cluster();
+        let o = Outcome::of(&c, Ok(Progress::Created { progress, downstream }));
+        assert!(o.apply(&mut c));
+        let p = c.status.conditions.get_condition("Provisioned").unwrap();
+        assert_eq!((p.status, p.reason.as_str()), (ConditionStatus::False, REASON_NOT_IMPLEMENTED));
+        assert!(p.message.contains("https://10.0.0.9:6443") && p.message.contains("not implemented"));
+        assert!(!serde_json::to_string(&c).unwrap().contains("s3cr3t"));
     }
 }
