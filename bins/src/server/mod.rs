@@ -33,6 +33,7 @@ mod identity;
 mod kubeconfig;
 mod listener;
 pub mod metrics;
+mod provisioning;
 pub mod proxy;
 pub mod registration;
 mod state;
@@ -110,6 +111,10 @@ pub enum ServerError {
     /// The audit log could not be opened.
     #[error("audit log: {0}")]
     AuditLog(#[source] std::io::Error),
+    /// The provisioners given to [`ServerBuilder::provisioner`] cannot be registered (two for one
+    /// driver name, including the built-in `imported`, or one with an empty name).
+    #[error("provisioners: {0}")]
+    Provisioner(String),
 }
 
 /// Configures a [`Server`]. Every setting has a default; see [`ServerArgs`] for their meaning.
@@ -133,6 +138,7 @@ pub struct ServerBuilder {
     auth_config: Option<PathBuf>,
     listener_limits: ListenerLimits,
     hashing_limits: HashingLimits,
+    provisioners: Vec<Arc<dyn rancher_provision::Provisioner>>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -146,6 +152,7 @@ impl std::fmt::Debug for ServerBuilder {
             .field("insecure_http", &self.insecure_http)
             .field("listener_limits", &self.listener_limits)
             .field("hashing_limits", &self.hashing_limits)
+            .field("provisioners", &self.provisioners.iter().map(|p| p.driver()).collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -171,6 +178,7 @@ impl Default for ServerBuilder {
             auth_config: None,
             listener_limits: ListenerLimits::default(),
             hashing_limits: HashingLimits::default(),
+            provisioners: Vec::new(),
         }
     }
 }
@@ -289,6 +297,29 @@ impl ServerBuilder {
         self
     }
 
+    /// Plugs in a provisioner for clusters of its [`driver`](rancher_provision::Provisioner::driver):
+    /// a cluster created with that `spec.driver` is validated by it on creation, provisioned by it
+    /// (progress in the `Provisioned` condition and `status.provisioning`) and removed by it when
+    /// deleted. `imported` is built in.
+    ///
+    /// ```no_run
+    /// # async fn demo(my_provisioner: std::sync::Arc<dyn rancher_provision::Provisioner>)
+    /// # -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = rancher::server::Server::builder()
+    ///     .data_dir("/tmp/rancher-demo")
+    ///     .provisioner(my_provisioner)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Two provisioners for one driver name make [`build`](Self::build) fail with
+    /// [`ServerError::Provisioner`].
+    pub fn provisioner(mut self, provisioner: Arc<dyn rancher_provision::Provisioner>) -> Self {
+        self.provisioners.push(provisioner);
+        self
+    }
+
     async fn open_store(&self) -> Result<Arc<dyn Store>, ServerError> {
         if let Some(store) = &self.store {
             return Ok(store.clone());
@@ -335,6 +366,8 @@ impl ServerBuilder {
             |source: std::io::Error| ServerError::DataDir { path: self.data_dir.clone(), source };
         data_dir::create_private(&self.data_dir).map_err(data_dir_error)?;
         data_dir::tighten_contents(&self.data_dir, true).map_err(data_dir_error)?;
+        let provisioners = provisioning::registry(&self.provisioners)
+            .map_err(|e| ServerError::Provisioner(e.to_string()))?;
         hashing::configure(self.hashing_limits);
         let listener_limits = self.listener_limits.resolve();
         let metrics = Arc::new(Metrics::new());
@@ -407,6 +440,7 @@ impl ServerBuilder {
             max_token_ttl_ms: self.max_token_ttl_ms,
             providers,
             proxy,
+            provisioners,
         };
         Ok(Server {
             state,
@@ -496,6 +530,13 @@ impl Server {
             registration.clone(),
             stop.clone(),
         ));
+        let provisioning = tokio::spawn(provisioning::run(
+            self.state.store.clone(),
+            self.state.provisioners.clone(),
+            registration.server_url().to_owned(),
+            registration.ca_checksum().to_owned(),
+            stop.clone(),
+        ));
         let clients = self.state.proxy.clients().clone();
         let cleanup =
             tokio::spawn(cleanup::run(self.state.store.clone(), registration.clone(), clients, stop.clone()));
@@ -523,6 +564,7 @@ impl Server {
             ("ace token sync", ace_sync),
             ("system projects controller", system_projects),
             ("clean-up controller", cleanup),
+            ("provisioning controller", provisioning),
             ("cluster controller", controller),
         ] {
             stop_task(what, task, deadline).await;

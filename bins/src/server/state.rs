@@ -34,4 +34,6 @@ pub(crate) struct AppState {
     pub(crate) providers: super::identity::Providers,
     /// The authentication proxy mounted at `/k8s/clusters/{*rest}`.
     pub(crate) proxy: rancher_auth::proxy::ProxyService,
+    /// Provisioners by driver name (`validate` runs when a cluster is created).
+    pub(crate) provisioners: super::provisioning::Provisioners,
 }

@@ -1,6 +1,7 @@
-//! Clusters and projects. New clusters need nothing more here: rancher-core's `ClusterController`,
-//! started by `Server::run`, watches the store and reconciles them. A cluster carries the clean-up
-//! finalizer from its creation, so deleting it removes everything of it before the name can be used
+//! Clusters and projects. A new cluster is checked by the provisioner of its `spec.driver` and then
+//! needs nothing more here: the provisioning controller and rancher-core's `ClusterController`,
+//! started by `Server::run`, reconcile it (see [`provisioning`](crate::server::provisioning)). A
+//! cluster carries the clean-up finalizer from its creation, so deleting it removes everything of it before the name can be used
 //! again (see [`cleanup`](crate::server::cleanup)); what is made for a cluster or project records
 //! its uid.
 
@@ -11,6 +12,7 @@ use rancher_core::model::{
     Cluster, ClusterRoleTemplateBinding, ClusterRoleTemplateBindingSpec, Project, ProjectRoleTemplateBinding,
 };
 use rancher_core::store::{Api, Store, StoreError};
+use rancher_provision::ProvisionError;
 use serde_json::{Map, Value};
 
 use super::creator;
@@ -20,6 +22,8 @@ use super::rancher_shape::{self, CLUSTER_ID, DESCRIPTION, PROJECT_NAME};
 use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION};
 use crate::server::cleanup::{CLUSTER_FINALIZER, leftovers};
 use crate::server::error::{ApiError, ApiResult};
+use crate::server::provisioning::PROVISION_FINALIZER;
+use crate::server::registration::IMPORTED_DRIVER;
 use crate::server::tenancy::system_projects::{
     ASSIGNED_ANNOTATION, DEFAULT_PROJECT_LABEL, SYSTEM_PROJECT_LABEL,
 };
@@ -49,29 +53,51 @@ impl ApiKind for Cluster {
         None
     }
 
-    async fn prepare_create(&mut self, _cx: &Ctx<'_>) -> ApiResult<()> {
+    async fn prepare_create(&mut self, cx: &Ctx<'_>) -> ApiResult<()> {
         if self.metadata.name.is_empty() && self.metadata.generate_name.is_none() {
             self.metadata.name = generated_name("c-");
         }
         if self.spec.display_name.is_empty() {
             self.spec.display_name = self.metadata.name.clone();
         }
-        // Nothing provisions a cluster here: an imported one and a "generic" one (all but the local
-        // cluster) are both joined by an agent, and follow its connection as Rancher's imported ones do.
+        // Every cluster but the local one is provisioned by the provisioner of its `spec.driver`
+        // (empty: `imported`, joined by an agent as Rancher's imported and "generic" ones are).
         if !self.spec.internal {
-            self.status.driver = crate::server::registration::IMPORTED_DRIVER.to_owned();
+            let driver =
+                if self.spec.driver.is_empty() { IMPORTED_DRIVER } else { self.spec.driver.as_str() };
+            let provisioners = &cx.state.provisioners;
+            let provisioner = provisioners
+                .get(driver)
+                .ok_or_else(|| ApiError::invalid_field("spec.driver", provisioners.unknown(driver)))?;
+            provisioner.validate(self).map_err(invalid_spec)?;
+            self.status.driver = driver.to_owned();
+            hold(self, PROVISION_FINALIZER);
+        } else if !self.spec.driver.is_empty() {
+            return Err(ApiError::invalid_field("spec.driver", "the local cluster is not provisioned"));
         }
-        if !self.metadata.finalizers.iter().any(|f| f == CLUSTER_FINALIZER) {
-            self.metadata.finalizers.push(CLUSTER_FINALIZER.to_owned());
-        }
+        hold(self, CLUSTER_FINALIZER);
         Ok(())
     }
 
-    /// The clean-up finalizer stays: a client cannot make a deletion skip the clean-up.
-    async fn prepare_update(&mut self, old: &Self, _cx: &Ctx<'_>) -> ApiResult<()> {
-        let held = |c: &Cluster| c.metadata.finalizers.iter().any(|f| f == CLUSTER_FINALIZER);
-        if held(old) && !held(self) {
-            self.metadata.finalizers.push(CLUSTER_FINALIZER.to_owned());
+    /// The finalizers stay: a client cannot make a deletion skip the clean-up or the provisioner's
+    /// removal. The driver is fixed at creation (empty in an update: unchanged), and a changed spec
+    /// is checked by its provisioner.
+    async fn prepare_update(&mut self, old: &Self, cx: &Ctx<'_>) -> ApiResult<()> {
+        for finalizer in [CLUSTER_FINALIZER, PROVISION_FINALIZER] {
+            if old.metadata.finalizers.iter().any(|f| f == finalizer) {
+                hold(self, finalizer);
+            }
+        }
+        if self.spec.driver.is_empty() {
+            self.spec.driver = old.spec.driver.clone();
+        }
+        if self.spec.driver != old.spec.driver {
+            return Err(ApiError::invalid_field("spec.driver", "the driver cannot change after creation"));
+        }
+        if self.spec != old.spec
+            && let Some(provisioner) = cx.state.provisioners.get(&old.status.driver)
+        {
+            provisioner.validate(self).map_err(invalid_spec)?;
         }
         Ok(())
     }
@@ -104,6 +130,21 @@ impl ApiKind for Cluster {
             Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// Adds `finalizer` to `cluster` unless it is there.
+fn hold(cluster: &mut Cluster, finalizer: &str) {
+    if !cluster.metadata.finalizers.iter().any(|f| f == finalizer) {
+        cluster.metadata.finalizers.push(finalizer.to_owned());
+    }
+}
+
+/// A provisioner's verdict on a spec as the 422 a client receives.
+fn invalid_spec(e: ProvisionError) -> ApiError {
+    match e {
+        ProvisionError::InvalidSpec { field, message } => ApiError::invalid_field(&field, message),
+        other => ApiError::invalid_field("spec", other.to_string()),
     }
 }
 

@@ -30,6 +30,15 @@ pub struct ClusterSpec {
     /// How the cluster is brought into being (`imported`, …); which provisioner drives it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imported_config: Option<ImportedConfig>,
+    /// The provisioner that brings this cluster into being, by its driver name (`imported`, or one
+    /// plugged into the server). Empty: `imported`. Fixed at creation; the server copies it to
+    /// `status.driver`, which is what the provisioning controller dispatches on.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub driver: String,
+    /// The driver's own settings, opaque to the server and checked by the driver's provisioner
+    /// (Rancher spells these `<driver>Config`; one generic field serves every plugged-in driver).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver_config: Option<serde_json::Value>,
     /// Extra environment variables for the cluster agent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub agent_env_vars: Vec<EnvVar>,
@@ -119,6 +128,85 @@ pub struct ClusterStatus {
     /// The agent image running in the cluster.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub agent_image: String,
+    /// What the provisioner last reported, step by step (the `Provisioned` condition summarises it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning: Option<ProvisioningProgress>,
+}
+
+/// A provisioner's progress as a client can draw it: a message and the steps, each with its state.
+///
+/// ```
+/// use rancher_core::model::{ProvisioningProgress, StepState};
+///
+/// let progress = ProvisioningProgress::new("creating machines")
+///     .step("network", StepState::Done, "")
+///     .step("machines", StepState::Running, "2 of 3 running")
+///     .step("kubernetes", StepState::Pending, "");
+/// assert_eq!((progress.done(), progress.total()), (1, 3));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisioningProgress {
+    /// What is happening now, in a sentence.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// The steps, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<ProvisioningStep>,
+}
+
+impl ProvisioningProgress {
+    /// Progress with a message and no steps yet.
+    pub fn new(message: impl Into<String>) -> Self {
+        ProvisioningProgress { message: message.into(), steps: Vec::new() }
+    }
+
+    /// Adds a step (builder style).
+    pub fn step(mut self, name: impl Into<String>, state: StepState, message: impl Into<String>) -> Self {
+        self.steps.push(ProvisioningStep { name: name.into(), state, message: message.into() });
+        self
+    }
+
+    /// How many steps are done.
+    pub fn done(&self) -> usize {
+        self.steps.iter().filter(|s| s.state == StepState::Done).count()
+    }
+
+    /// How many steps there are.
+    pub fn total(&self) -> usize {
+        self.steps.len()
+    }
+}
+
+/// One step of a provisioner's work.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisioningStep {
+    /// What the step does (`machines`, `etcd`, `agent connected`).
+    pub name: String,
+    /// Where it stands.
+    #[serde(default)]
+    pub state: StepState,
+    /// Detail, e.g. `2 of 3 machines running`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// Where one provisioning step stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum StepState {
+    /// Not started.
+    #[default]
+    Pending,
+    /// Under way.
+    Running,
+    /// Finished.
+    Done,
+    /// Failed (the progress message says why).
+    Failed,
 }
 
 /// The `/version` of a Kubernetes API server.

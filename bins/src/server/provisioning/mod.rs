@@ -1,0 +1,53 @@
+//! Provisioning: the registry of [`Provisioner`](rancher_provision::Provisioner)s by driver name
+//! (`imported` built in, others plugged in through
+//! [`ServerBuilder::provisioner`](crate::server::ServerBuilder::provisioner)) and the controller that
+//! drives them.
+//!
+//! * **Which driver.** `spec.driver` names it when a cluster is created through `/v3` (empty:
+//!   `imported`); the API copies it to `status.driver`, calls the provisioner's `validate` (a 422
+//!   naming the field on a bad spec, nothing stored) and puts [`PROVISION_FINALIZER`] on the cluster.
+//!   `spec.driverConfig` holds the driver's own settings. The driver cannot change afterwards.
+//! * **Provisioning.** The [`controller`] calls `reconcile` and writes its progress to the
+//!   `Provisioned` condition and `status.provisioning`; see [`outcome`] for the mapping. A cluster
+//!   whose driver nobody registered gets `Provisioned=False`, reason `UnknownDriver`, once.
+//! * **Deletion.** Two finalizers hold a deleted cluster, in order: the clean-up controller's
+//!   ([`CLUSTER_FINALIZER`](crate::server::cleanup::CLUSTER_FINALIZER): agent sessions, downstream
+//!   objects, bindings) and then ours: `remove` runs only once the clean-up's is gone, and the
+//!   cluster leaves the store when `remove` is done. A reconcile in flight is cancelled at once.
+
+mod controller;
+mod imported;
+mod outcome;
+mod registry;
+
+use std::sync::Arc;
+
+use rancher_core::store::Store;
+use rancher_provision::Provisioner;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use registry::{Provisioners, RegistryError};
+
+/// The finalizer that holds a deleted cluster until its provisioner has removed it.
+pub(crate) const PROVISION_FINALIZER: &str = "controller.cattle.io/cluster-provisioner";
+
+/// The built-in provisioners followed by `plugged` (in registration order).
+///
+/// # Errors
+/// [`RegistryError`] when two claim one driver name.
+pub(crate) fn registry(plugged: &[Arc<dyn Provisioner>]) -> Result<Provisioners, RegistryError> {
+    let builtin: Arc<dyn Provisioner> = Arc::new(imported::Imported);
+    Provisioners::new(std::iter::once(builtin).chain(plugged.iter().cloned()))
+}
+
+/// Runs the provisioning controller until `stop`.
+pub(crate) async fn run(
+    store: Arc<dyn Store>,
+    provisioners: Provisioners,
+    server_url: String,
+    ca_checksum: String,
+    stop: CancellationToken,
+) {
+    let ctx = controller::Ctx::new(store, provisioners, server_url, ca_checksum, stop);
+    controller::run(Arc::new(ctx)).await;
+}
