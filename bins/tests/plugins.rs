@@ -105,7 +105,13 @@ fn builder(dir: &std::path::Path) -> ServerBuilder {
         .bootstrap_password(ADMIN_PASSWORD)
 }
 
-async fn call(url: &str, method: &str, path: &str, bearer: Option<&str>, body: Option<Value>) -> (u16, Value) {
+async fn call(
+    url: &str,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut req = insecure_client().request(method.parse().unwrap(), format!("{url}{path}"));
     if let Some(b) = bearer {
         req = req.bearer_auth(b);
@@ -128,7 +134,8 @@ async fn acme_login_works(url: &str) -> String {
         call(url, "POST", login, None, Some(json!({"username": "alice", "password": "nope"}))).await;
     assert_eq!(code, 401, "{wrong}");
     let (code, session) =
-        call(url, "POST", login, None, Some(json!({"username": "alice", "password": "alice-pass-1234"}))).await;
+        call(url, "POST", login, None, Some(json!({"username": "alice", "password": "alice-pass-1234"})))
+            .await;
     assert_eq!(code, 201, "{session}");
     assert_eq!(session["spec"]["userPrincipal"], "acme_user://alice", "{session}");
     assert_eq!(session["spec"]["authProvider"], "acme", "{session}");
@@ -236,7 +243,9 @@ async fn into_router_mounts_the_api_in_the_embedders_app() {
         .await
         .unwrap();
     let (rancher, tasks) = server.into_router();
-    let app = axum::Router::new().route("/embedder", axum::routing::get(|| async { "the embedder's" })).merge(rancher);
+    let app = axum::Router::new()
+        .route("/embedder", axum::routing::get(|| async { "the embedder's" }))
+        .merge(rancher);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(async move {
         axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
@@ -296,7 +305,9 @@ async fn a_provider_name_that_cannot_be_served_fails_the_build() {
             b = b.auth_provider(Arc::new(Named(n)));
         }
         match b.build().await {
-            Err(ServerError::AuthProvider(e @ (AuthProviderError::Duplicate(_) | AuthProviderError::BadName(_)))) => {
+            Err(ServerError::AuthProvider(
+                e @ (AuthProviderError::Duplicate(_) | AuthProviderError::BadName(_)),
+            )) => {
                 assert!(e.to_string().contains(bad), "{e}");
             }
             other => panic!("{names:?}: {other:?}"),

@@ -391,13 +391,21 @@ impl ServerBuilder {
             self.plugins.session_config.clone().unwrap_or_else(registration::tunnel_session_config);
         let tunnel_metrics = metrics.tunnel().clone();
         let tunnel = match &self.plugins.tunnel_transport {
-            Some(t) => rancher_tunnel::TunnelServer::with_transport(session_config, tunnel_metrics, t.clone()),
+            Some(t) => {
+                rancher_tunnel::TunnelServer::with_transport(session_config, tunnel_metrics, t.clone())
+            }
             None => rancher_tunnel::TunnelServer::new(session_config, tunnel_metrics),
         }
         .map_err(ServerError::Tunnel)?;
-        let registration =
-            Registration::with_tunnel(store.clone(), &self.data_dir, server_url, &ca_pem, agent_image, tunnel)
-                .map_err(|e| ServerError::Registration(e.to_string()))?;
+        let registration = Registration::with_tunnel(
+            store.clone(),
+            &self.data_dir,
+            server_url,
+            &ca_pem,
+            agent_image,
+            tunnel,
+        )
+        .map_err(|e| ServerError::Registration(e.to_string()))?;
         let registration = Arc::new(registration);
         // The store, the TLS material and the registration key may have been created just now.
         data_dir::tighten_contents(&self.data_dir, false).map_err(data_dir_error)?;

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use rancher_auth::proxy::{AuditEvent, AuditSink};
 use rancher_auth::providers::AuthProvider;
+use rancher_auth::proxy::{AuditEvent, AuditSink};
 use rancher_tunnel::{SessionConfig, Transport};
 
 use super::ServerBuilder;

@@ -50,11 +50,21 @@ impl ServerTasks {
                 "connection monitor",
                 tokio::spawn(ConnectionMonitor::new(registration.clone()).run(stop.clone())),
             ),
-            ("tenancy controller", tokio::spawn(tenancy::run(store.clone(), registration.clone(), stop.clone()))),
-            ("ace token sync", tokio::spawn(ace_sync::run(store.clone(), registration.clone(), stop.clone()))),
+            (
+                "tenancy controller",
+                tokio::spawn(tenancy::run(store.clone(), registration.clone(), stop.clone())),
+            ),
+            (
+                "ace token sync",
+                tokio::spawn(ace_sync::run(store.clone(), registration.clone(), stop.clone())),
+            ),
             (
                 "system projects controller",
-                tokio::spawn(tenancy::system_projects::run(store.clone(), registration.clone(), stop.clone())),
+                tokio::spawn(tenancy::system_projects::run(
+                    store.clone(),
+                    registration.clone(),
+                    stop.clone(),
+                )),
             ),
             (
                 "clean-up controller",
@@ -97,7 +107,9 @@ async fn stop_task(what: &str, mut task: JoinHandle<()>, deadline: tokio::time::
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!("the {what} ended abnormally: {e}"),
         Err(_) => {
-            tracing::warn!("the {what} did not stop within {CONTROLLER_STOP_TIMEOUT:?} of shutdown; aborting it");
+            tracing::warn!(
+                "the {what} did not stop within {CONTROLLER_STOP_TIMEOUT:?} of shutdown; aborting it"
+            );
             task.abort();
         }
     }

@@ -197,9 +197,7 @@ impl std::fmt::Debug for Providers {
 #[derive(Debug, thiserror::Error)]
 pub enum AuthProviderError {
     /// The name cannot be a route segment and principal-id prefix.
-    #[error(
-        "identity provider name {0:?}: use 1 to 32 lowercase letters and digits, starting with a letter"
-    )]
+    #[error("identity provider name {0:?}: use 1 to 32 lowercase letters and digits, starting with a letter")]
     BadName(
         /// The name.
         String,

@@ -28,7 +28,7 @@ use rancher_core::model::{
     Cluster, ClusterRegistrationToken, ClusterRegistrationTokenSpec, ClusterRegistrationTokenStatus,
 };
 use rancher_core::store::{Api, Store, StoreError};
-use rancher_tunnel::{Metrics as TunnelMetrics, SessionConfig, TunnelServer};
+use rancher_tunnel::{SessionConfig, TunnelServer};
 use tokio::sync::Notify;
 use tracing::debug;
 
@@ -138,7 +138,7 @@ impl Registration {
         server_url: String,
         ca_pem: &str,
         agent_image: String,
-        tunnel_metrics: TunnelMetrics,
+        tunnel_metrics: rancher_tunnel::Metrics,
     ) -> Result<Self, RegistrationError> {
         let tunnel =
             TunnelServer::new(tunnel_session_config(), tunnel_metrics).map_err(RegistrationError::Tunnel)?;
