@@ -1,16 +1,19 @@
 //! Plugging into a server from code, through the public API only: a custom identity provider serves
 //! logins at `/v3-public/acmeProviders/acme`, a custom audit sink receives the proxy's events for a
-//! request to an imported `rancher-sim` cluster, an embedder's metrics registry carries the tunnel's
-//! metrics, and `into_router` mounts the management API inside another axum app.
+//! request to an imported `rancher-sim` cluster (whose agent runs in-process from an `AgentBuilder`,
+//! both tunnel ends through a plugged-in transport), an embedder's metrics registry carries the
+//! tunnel's metrics, and `into_router` mounts the management API inside another axum app.
 
 #[path = "import_support/mod.rs"]
 mod import_support;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use import_support::*;
+use rancher::agent::{AgentBuilder, normalize_ca};
 use rancher::server::{AuthProviderError, ServerError};
 use rancher::{Server, ServerBuilder};
 use rancher_auth::providers::{
@@ -18,7 +21,9 @@ use rancher_auth::providers::{
 };
 use rancher_auth::proxy::{AuditEvent, AuditSink};
 use rancher_core::store::MemoryStore;
+use rancher_tunnel::{BoxedIo, SessionConfig, Transport, WsTransport};
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 // === a custom identity provider and audit sink ===
 
@@ -94,6 +99,27 @@ impl AuditSink for Recorder {
     }
 }
 
+/// The WebSocket transport, counting the sessions it makes (agent side) and accepts (server side).
+struct Counting {
+    inner: WsTransport,
+    sessions: AtomicUsize,
+}
+
+#[async_trait]
+impl Transport for Counting {
+    async fn connect(&self, headers: &http::HeaderMap) -> rancher_tunnel::Result<BoxedIo> {
+        let io = self.inner.connect(headers).await?;
+        self.sessions.fetch_add(1, Ordering::SeqCst);
+        Ok(io)
+    }
+
+    async fn accept(&self, raw: BoxedIo) -> rancher_tunnel::Result<BoxedIo> {
+        let io = self.inner.accept(raw).await?;
+        self.sessions.fetch_add(1, Ordering::SeqCst);
+        Ok(io)
+    }
+}
+
 // === helpers ===
 
 fn builder(dir: &std::path::Path) -> ServerBuilder {
@@ -163,14 +189,20 @@ async fn a_custom_provider_logs_in_and_a_custom_sink_sees_the_proxied_request() 
     let dir = tempfile::tempdir().unwrap();
     let sink = Arc::new(Recorder::default());
     let mut registry = prometheus_client::registry::Registry::default();
+    let accepting = Arc::new(Counting {
+        inner: WsTransport::acceptor(rancher::server::registration::tunnel_session_config()),
+        sessions: AtomicUsize::new(0),
+    });
     let server = builder(dir.path())
         .auth_provider(Acme::new())
         .audit_sink(sink.clone())
         .metrics_registry(&mut registry)
+        .tunnel_transport(accepting.clone())
+        .session_config(rancher::server::registration::tunnel_session_config())
         .build()
         .await
         .unwrap();
-    let url = server.url();
+    let (url, ca_pem) = (server.url(), server.ca_pem().to_owned());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(server.run(async {
         let _ = stop_rx.await;
@@ -198,7 +230,19 @@ async fn a_custom_provider_logs_in_and_a_custom_sink_sees_the_proxied_request() 
     let crt = create_imported(&url, &admin, cluster).await;
     let manifest = crt["manifestUrl"].as_str().unwrap_or_else(|| panic!("no manifestUrl in {crt}"));
     let env = apply_manifest(manifest, &kubeconfig, dir.path()).await;
-    let agent = start_agent(&env, &kubeconfig, &dir.path().join("agent.log"), &[]);
+    // The agent in this process, from code, connecting through its own counting transport.
+    let tls = rancher_tunnel::client_tls_pinned(normalize_ca(&ca_pem).as_bytes(), &env.checksum).unwrap();
+    let connect_url = format!("{}{}", env.server, rancher_tunnel::CONNECT_PATH);
+    let dialing = Arc::new(Counting {
+        inner: WsTransport::new(&connect_url, tls, SessionConfig::default()).unwrap(),
+        sessions: AtomicUsize::new(0),
+    });
+    let stop_agent = CancellationToken::new();
+    let agent = AgentBuilder::new(&env.server, &env.checksum, &env.token)
+        .kubeconfig(&kubeconfig)
+        .transport(dialing.clone())
+        .run(stop_agent.clone());
+    let agent = tokio::spawn(agent);
 
     // One request through the proxy reaches the embedder's audit sink.
     let path = format!("/k8s/clusters/{cluster}/api/v1/namespaces");
@@ -224,8 +268,12 @@ async fn a_custom_provider_logs_in_and_a_custom_sink_sees_the_proxied_request() 
     prometheus_client::encoding::text::encode(&mut rendered, &registry).unwrap();
     assert!(rendered.lines().any(|l| l == "rancher_tunnel_sessions 1"), "{rendered}");
     assert!(rendered.contains("rancher_http_requests_total{"), "{rendered}");
+    // Both ends of the session went through the plugged-in transports.
+    assert!(dialing.sessions.load(Ordering::SeqCst) >= 1);
+    assert!(accepting.sessions.load(Ordering::SeqCst) >= 1);
 
-    drop(agent);
+    stop_agent.cancel();
+    agent.await.unwrap().unwrap();
     stop_tx.send(()).unwrap();
     running.await.unwrap().unwrap();
 }
@@ -268,6 +316,17 @@ async fn into_router_mounts_the_api_in_the_embedders_app() {
     stop_tx.send(()).unwrap();
     serving.await.unwrap().unwrap();
     tokio::time::timeout(std::time::Duration::from_secs(20), tasks.shutdown()).await.unwrap();
+}
+
+#[tokio::test]
+async fn invalid_tunnel_session_settings_fail_the_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = SessionConfig::default();
+    config.max_streams = 0;
+    match builder(dir.path()).session_config(config).build().await {
+        Err(e @ ServerError::Tunnel(_)) => assert!(e.to_string().contains("max_streams"), "{e}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]
