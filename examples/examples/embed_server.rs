@@ -44,6 +44,8 @@ async fn main() -> anyhow::Result<()> {
     let server = Server::builder()
         .data_dir(data_dir.path())
         .store(Arc::new(MemoryStore::new()))
+        // build() binds this listener; the router does not use it, so keep it off the default 8443.
+        .https_listen("127.0.0.1:0".parse()?)
         .insecure_http(true)
         .server_url(url.clone())
         .audit_sink(Arc::new(CountingAudit::default()))

@@ -481,6 +481,13 @@ impl Server {
         &self.state.ca_pem
     }
 
+    /// The TLS configuration of the built-in listener (its certificate from the published CA), for an
+    /// embedder that serves [`into_router`](Self::into_router) over TLS itself; `None` with
+    /// [`insecure_http`](ServerBuilder::insecure_http).
+    pub fn tls_config(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.acceptor.as_ref().map(|a| a.config().clone())
+    }
+
     /// The store the server uses.
     pub fn store(&self) -> Arc<dyn Store> {
         self.state.store.clone()
@@ -521,9 +528,12 @@ impl Server {
     /// (plain HTTP or its own TLS) and, when its server has drained, calls
     /// [`ServerTasks::shutdown`]; dropping the tasks stops them without waiting.
     ///
-    /// The listener [`build`](ServerBuilder::build) bound is closed: set
-    /// [`server_url`](ServerBuilder::server_url) to where the embedder serves, because import
-    /// manifests and agents use it. The router carries its own middleware (metrics, tracing, panics
+    /// The listener [`build`](ServerBuilder::build) bound is closed (so give
+    /// [`https_listen`](ServerBuilder::https_listen) a free loopback port such as `127.0.0.1:0` rather
+    /// than the default `0.0.0.0:8443`): set [`server_url`](ServerBuilder::server_url) to where the
+    /// embedder serves, because import manifests and agents use it. Agents need `https://` and pin the
+    /// published CA: serve TLS with [`tls_config`](Self::tls_config) (taken before this call), or
+    /// terminate TLS in front with the certificate given to [`tls`](ServerBuilder::tls). The router carries its own middleware (metrics, tracing, panics
     /// as `500` Status); the listener's connection caps and timeouts are the embedder's to choose.
     /// Paths are absolute (`/v3/…`, `/k8s/clusters/…`, `/v3-public/…`): merge the router, do not nest
     /// it under a prefix.
@@ -531,6 +541,7 @@ impl Server {
     /// ```no_run
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     /// let server = rancher::Server::builder()
+    ///     .https_listen("127.0.0.1:0".parse()?)
     ///     .insecure_http(true)
     ///     .server_url("http://127.0.0.1:8080")
     ///     .build()
