@@ -342,6 +342,14 @@ impl ServerBuilder {
     /// # Errors
     /// [`ServerError`] naming the step that failed.
     pub async fn build(self) -> Result<Server, ServerError> {
+        // Identity providers first: a bad one fails the build before anything is created or bound.
+        let mut providers = match &self.auth_config {
+            Some(path) => identity::load(path).map_err(ServerError::AuthConfig)?,
+            None => identity::Providers::default(),
+        };
+        for provider in &self.plugins.auth_providers {
+            providers.register(provider.clone()).map_err(ServerError::AuthProvider)?;
+        }
         let data_dir_error =
             |source: std::io::Error| ServerError::DataDir { path: self.data_dir.clone(), source };
         data_dir::create_private(&self.data_dir).map_err(data_dir_error)?;
@@ -411,13 +419,6 @@ impl ServerBuilder {
         data_dir::tighten_contents(&self.data_dir, false).map_err(data_dir_error)?;
         let authn = Arc::new(auth::TokenAuthenticator::new(store.clone()));
         let audit = self.audit.layer(&self.plugins.audit_sinks).map_err(ServerError::AuditLog)?;
-        let mut providers = match &self.auth_config {
-            Some(path) => identity::load(path).map_err(ServerError::AuthConfig)?,
-            None => identity::Providers::default(),
-        };
-        for provider in &self.plugins.auth_providers {
-            providers.register(provider.clone()).map_err(ServerError::AuthProvider)?;
-        }
         let proxy = proxy::build(store.clone(), authn.clone(), registration.clone(), audit);
         let state = AppState {
             store,
