@@ -318,6 +318,41 @@ async fn into_router_mounts_the_api_in_the_embedders_app() {
     tokio::time::timeout(std::time::Duration::from_secs(20), tasks.shutdown()).await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn into_router_serves_over_tls_with_the_servers_own_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let server = builder(dir.path()).server_url(url.clone()).build().await.unwrap();
+    let tls = tokio_rustls::TlsAcceptor::from(server.tls_config().expect("a TLS server"));
+    let ca_pem = server.ca_pem().to_owned();
+    let (rancher, tasks) = server.into_router();
+    // The embedder's own TLS accept loop, serving the router with the server's certificate.
+    let serving = tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (tls, app) = (tls.clone(), rancher.clone());
+            tokio::spawn(async move {
+                let Ok(stream) = tls.accept(tcp).await else { return };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    // A client trusting only the published CA gets through.
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    let pong = http.get(format!("{url}/ping")).send().await.unwrap();
+    assert_eq!(pong.status().as_u16(), 200);
+    assert_eq!(pong.text().await.unwrap(), "pong");
+    serving.abort();
+    tokio::time::timeout(std::time::Duration::from_secs(20), tasks.shutdown()).await.unwrap();
+}
+
 #[tokio::test]
 async fn invalid_tunnel_session_settings_fail_the_build() {
     let dir = tempfile::tempdir().unwrap();
