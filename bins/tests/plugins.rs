@@ -238,9 +238,11 @@ async fn a_custom_provider_logs_in_and_a_custom_sink_sees_the_proxied_request() 
         sessions: AtomicUsize::new(0),
     });
     let stop_agent = CancellationToken::new();
+    let mut agent_registry = prometheus_client::registry::Registry::default();
     let agent = AgentBuilder::new(&env.server, &env.checksum, &env.token)
         .kubeconfig(&kubeconfig)
         .transport(dialing.clone())
+        .metrics_registry(&mut agent_registry)
         .run(stop_agent.clone());
     let agent = tokio::spawn(agent);
 
@@ -268,6 +270,12 @@ async fn a_custom_provider_logs_in_and_a_custom_sink_sees_the_proxied_request() 
     prometheus_client::encoding::text::encode(&mut rendered, &registry).unwrap();
     assert!(rendered.lines().any(|l| l == "rancher_tunnel_sessions 1"), "{rendered}");
     assert!(rendered.contains("rancher_http_requests_total{"), "{rendered}");
+    // The agent's registry counts its session and the proxied stream.
+    let mut rendered = String::new();
+    prometheus_client::encoding::text::encode(&mut rendered, &agent_registry).unwrap();
+    assert!(rendered.lines().any(|l| l == "tunnel_sessions 1"), "{rendered}");
+    let streams = rendered.lines().find_map(|l| l.strip_prefix("tunnel_streams_total "));
+    assert!(streams.and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n >= 1), "{rendered}");
     // Both ends of the session went through the plugged-in transports.
     assert!(dialing.sessions.load(Ordering::SeqCst) >= 1);
     assert!(accepting.sessions.load(Ordering::SeqCst) >= 1);
