@@ -116,27 +116,6 @@ pub(crate) const ROUTES: &[Route] = &[
     )),
     public(action(
         io(
-            route("post", "/v3-public/openLdapProviders/openldap", "Log in with an LDAP user's password"),
-            Payload::Schema("LoginInput"),
-            201,
-            Payload::Schema("LoginOutput"),
-        ),
-        "login",
-    )),
-    public(route(
-        "get",
-        "/v3-public/oidcProviders/oidc",
-        "OIDC login: redirect to the provider, or its callback",
-    )),
-    public(route("post", "/v3-public/oidcProviders/oidc", "OIDC login: `?action=login` with the code")),
-    public(route(
-        "get",
-        "/v3-public/githubProviders/github",
-        "GitHub login: redirect to GitHub, or its callback",
-    )),
-    public(route("post", "/v3-public/githubProviders/github", "GitHub login: `?action=login` with the code")),
-    public(action(
-        io(
             route(
                 "get",
                 "/v3-public/{kind}/{name}",
@@ -154,8 +133,9 @@ pub(crate) const ROUTES: &[Route] = &[
             route(
                 "post",
                 "/v3-public/{kind}/{name}",
-                "Any registered identity provider: log in with a password, or with the code and state of an \
-                 authorization-code login",
+                "Any registered identity provider (`openLdapProviders/openldap`, `oidcProviders/oidc`, \
+                 `githubProviders/github`, plugged-in ones): log in with a password, or with the code \
+                 and state of an authorization-code login",
             ),
             Payload::OneOf(&["LoginInput", "CodeLoginInput"]),
             201,
