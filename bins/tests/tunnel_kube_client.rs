@@ -6,28 +6,13 @@ mod import_support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
 use import_support::*;
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
-use rancher::agent::AgentArgs;
+use rancher::agent::AgentBuilder;
 use rancher::server::Server;
 use rancher_core::store::MemoryStore;
 use tokio_util::sync::CancellationToken;
-
-fn agent_env(
-    server: String,
-    checksum: String,
-    token: String,
-) -> impl Fn(&str) -> Option<String> + Send + Sync {
-    move |k| match k {
-        "CATTLE_SERVER" => Some(server.clone()),
-        "CATTLE_CA_CHECKSUM" => Some(checksum.clone()),
-        "CATTLE_TOKEN" => Some(token.clone()),
-        "CATTLE_CLUSTER" => Some("true".into()),
-        _ => None,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_nodes_through_the_cluster_agent_then_the_node_agent() {
@@ -58,12 +43,9 @@ async fn list_nodes_through_the_cluster_agent_then_the_node_agent() {
     let err = reg.cluster_client("tk").err().expect("no client without an agent").to_string();
     assert!(err.contains("no agent has connected"), "{err}");
 
-    let env = agent_env(url.clone(), reg.ca_checksum().to_owned(), token.clone());
-    let cluster_args = AgentArgs::parse_from(["rancher-agent", "--kubeconfig", kc.to_str().unwrap()]);
+    let agent = AgentBuilder::new(url.clone(), reg.ca_checksum(), token.clone()).kubeconfig(&kc);
     let stop_cluster_agent = CancellationToken::new();
-    let (a, stop) = (cluster_args.clone(), stop_cluster_agent.clone());
-    let env2 = agent_env(url.clone(), reg.ca_checksum().to_owned(), token.clone());
-    let cluster_agent = tokio::spawn(async move { rancher::agent::run(a, &env2, stop).await });
+    let cluster_agent = tokio::spawn(agent.clone().run(stop_cluster_agent.clone()));
     eventually(WAIT, "the cluster agent connects", || {
         let up = reg.tunnel().has_session("tk");
         async move { up.then_some(()) }
@@ -76,17 +58,8 @@ async fn list_nodes_through_the_cluster_agent_then_the_node_agent() {
     assert_eq!(client.apiserver_version().await.unwrap().git_version, rancher_sim::DEFAULT_VERSION);
 
     // A node agent joins; then the cluster agent leaves: the client still works through the node.
-    let node_args = AgentArgs::parse_from([
-        "rancher-agent",
-        "--kubeconfig",
-        kc.to_str().unwrap(),
-        "--node",
-        "--node-name",
-        "tk-worker-1",
-    ]);
     let stop_node_agent = CancellationToken::new();
-    let stop = stop_node_agent.clone();
-    let node_agent = tokio::spawn(async move { rancher::agent::run(node_args, &env, stop).await });
+    let node_agent = tokio::spawn(agent.node("tk-worker-1").run(stop_node_agent.clone()));
     eventually(WAIT, "the node agent connects", || {
         let up = reg.tunnel().has_session("tk:tk-worker-1");
         async move { up.then_some(()) }

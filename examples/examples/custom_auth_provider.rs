@@ -1,17 +1,25 @@
-//! An identity provider for your own directory, behind the `AuthProvider` trait.
+//! An identity provider for your own directory, behind the `AuthProvider` trait, plugged into a real
+//! server (`ServerBuilder::auth_provider`) together with an audit sink of your own
+//! (`ServerBuilder::audit_sink`).
 //!
 //! This one reads a static team directory (users with SHA-256 password digests and their teams), the
-//! shape of a small internal user database. The server treats it like LDAP or GitHub: it asks for an
-//! [`Identity`] and uses the user and group principals in impersonation headers and role bindings.
+//! shape of a small internal user database. The server treats it like LDAP or GitHub: it serves it at
+//! `/v3-public/teamdirProviders/teamdir?action=login`, asks it for an [`Identity`] and uses the user
+//! and group principals in impersonation headers and role bindings.
 //!
 //! ```sh
 //! cargo run -p rancher-examples --example custom_auth_provider
 //! ```
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use rancher::Server;
 use rancher_auth::providers::{AuthProvider, Credentials, Error, Identity, Principal, PrincipalKind, Result};
+use rancher_auth::proxy::{AuditEvent, AuditSink};
+use rancher_core::store::MemoryStore;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -107,8 +115,20 @@ impl AuthProvider for TeamDirectory {
     }
 }
 
+/// An audit sink of your own: here, one line per proxied request on standard error. A real one
+/// would queue the event for a SIEM; `record` runs on the request's task and must not block.
+struct StderrAudit;
+
+impl AuditSink for StderrAudit {
+    fn record(&self, event: &AuditEvent) {
+        eprintln!("audit: {} {} {} -> {}", event.user, event.verb, event.path, event.status);
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Every binary picks the process-wide TLS provider first: rancher-rs uses aws-lc-rs only.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut members = BTreeMap::new();
     members.insert(
         "ada".to_owned(),
@@ -118,16 +138,48 @@ async fn main() -> anyhow::Result<()> {
             teams: vec!["platform".into(), "oncall".into()],
         },
     );
-    let provider: Box<dyn AuthProvider> = Box::new(TeamDirectory { members });
 
-    let who = provider.authenticate(&Credentials::password("ada", "analytical-engine")).await?;
-    let groups: Vec<&str> = who.groups.iter().map(|g| g.id.as_str()).collect();
-    println!("{} ({}) is in {groups:?}", who.user.id, who.user.display_name);
+    // A real server on a free port, with the directory as a login provider and our audit sink.
+    let data_dir = tempfile::tempdir()?;
+    let server = Server::builder()
+        .data_dir(data_dir.path())
+        .store(Arc::new(MemoryStore::new()))
+        .https_listen("127.0.0.1:0".parse()?)
+        .auth_provider(Arc::new(TeamDirectory { members }))
+        .audit_sink(Arc::new(StderrAudit))
+        .build()
+        .await?;
+    let url = server.url();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(server.ca_pem().as_bytes())?)
+        .build()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
 
-    let refused = provider.authenticate(&Credentials::password("ada", "wrong")).await.unwrap_err();
-    println!("wrong password: {refused}");
+    // Log in through the provider's route, as `rancherctl` or the UI would.
+    let login = format!("{url}/v3-public/{NAME}Providers/{NAME}?action=login");
+    let wrong = http.post(&login).json(&json!({"username": "ada", "password": "wrong"})).send().await?;
+    println!("wrong password: {}", wrong.status());
+    let session: Value = http
+        .post(&login)
+        .json(&json!({"username": "ada", "password": "analytical-engine"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = session["token"].as_str().ok_or_else(|| anyhow::anyhow!("login failed: {session}"))?;
+    println!(
+        "{} logged in as {} with groups {}",
+        session["spec"]["userPrincipal"], session["spec"]["userId"], session["spec"]["groupPrincipals"]
+    );
+    // The session token works on the management API (and on /k8s/clusters/<id>, where every request
+    // reaches StderrAudit).
+    let tokens = http.get(format!("{url}/v3/tokens")).bearer_auth(token).send().await?;
+    println!("GET /v3/tokens with it: {}", tokens.status());
 
-    let teams = provider.search_principals("p", Some(PrincipalKind::Group), None).await?;
-    println!("teams starting with p: {:?}", teams.iter().map(|t| &t.id).collect::<Vec<_>>());
+    let _ = stop.send(());
+    running.await??;
     Ok(())
 }

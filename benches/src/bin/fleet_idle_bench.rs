@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use rancher::agent::AgentArgs;
+use rancher::agent::AgentBuilder;
 use rancher::server::Server;
 use rancher_core::store::MemoryStore;
 use serde_json::{Value, json};
@@ -113,18 +113,10 @@ async fn start_fleet(
         let sim = rancher_sim::Sim::builder().name(&name).start().await?;
         let kc = dir.join(format!("{name}.kubeconfig"));
         std::fs::write(&kc, sim.kubeconfig_yaml())?;
-        let (server_url, checksum) = (url.to_owned(), checksum.to_owned());
-        let env = move |k: &str| match k {
-            "CATTLE_SERVER" => Some(server_url.clone()),
-            "CATTLE_CA_CHECKSUM" => Some(checksum.clone()),
-            "CATTLE_TOKEN" => Some(token.clone()),
-            "CATTLE_CLUSTER" => Some("true".into()),
-            _ => None,
-        };
-        let args = AgentArgs::parse_from(["rancher-agent", "--kubeconfig", &kc.to_string_lossy()]);
+        let agent = AgentBuilder::new(url, checksum, token).kubeconfig(&kc);
         let s = stop.clone();
         tokio::spawn(async move {
-            if let Err(e) = rancher::agent::run(args, &env, s).await {
+            if let Err(e) = agent.run(s).await {
                 eprintln!("agent stopped: {e}");
             }
         });

@@ -3,7 +3,7 @@
 //! admin API token), which authenticates against the store, checks access, and forwards through the
 //! reverse tunnel and the cluster agent to the same sim. Everything runs in this one process: the sim,
 //! the server (`rancher::Server::builder()`, MemoryStore, temp data dir) and the agent
-//! (`rancher::agent::run`), so the numbers include their CPU use on the same cores as the clients.
+//! (`rancher::agent::AgentBuilder`), so the numbers include their CPU use on the same cores as the clients.
 //! Rows at 1 and 64 clients, direct and proxied interleaved, twice; prints requests/s, p50, p99, the
 //! ratios and the load average.
 //!
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use rancher::agent::AgentArgs;
+use rancher::agent::AgentBuilder;
 use rancher::server::Server;
 use rancher_benches::http_load::{Target, client_tls, load};
 use rancher_core::store::MemoryStore;
@@ -120,18 +120,10 @@ async fn start() -> Result<Env> {
     let crt = json_of(crt, "registration token").await?;
     let token = crt["status"]["token"].as_str().context("no registration token")?.to_owned();
 
-    let (server_url, checksum) = (url.clone(), reg.ca_checksum().to_owned());
-    let env = move |k: &str| match k {
-        "CATTLE_SERVER" => Some(server_url.clone()),
-        "CATTLE_CA_CHECKSUM" => Some(checksum.clone()),
-        "CATTLE_TOKEN" => Some(token.clone()),
-        "CATTLE_CLUSTER" => Some("true".into()),
-        _ => None,
-    };
-    let args = AgentArgs::parse_from(["rancher-agent", "--kubeconfig", &kc.to_string_lossy()]);
+    let agent = AgentBuilder::new(url.clone(), reg.ca_checksum(), token).kubeconfig(&kc);
     let s = stop.clone();
     tokio::spawn(async move {
-        if let Err(e) = rancher::agent::run(args, &env, s).await {
+        if let Err(e) = agent.run(s).await {
             eprintln!("agent stopped: {e}");
         }
     });

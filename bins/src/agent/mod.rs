@@ -7,19 +7,24 @@
 //! Start-up follows Rancher's agent: `CATTLE_SERVER`/ping → download `/v3/settings/cacerts`
 //! unverified → refuse unless its SHA-256 is `CATTLE_CA_CHECKSUM` → from then on trust only that CA.
 //!
+//! Start it from code with [`AgentBuilder`]; the `rancher-agent` binary parses its flags and the
+//! `CATTLE_*` environment into one ([`AgentBuilder::from_args`]).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), rancher::agent::AgentError> {
-//! use clap::Parser;
-//! use rancher::agent::{AgentArgs, run};
+//! use rancher::agent::AgentBuilder;
 //! use tokio_util::sync::CancellationToken;
 //!
-//! // CATTLE_SERVER, CATTLE_CA_CHECKSUM and CATTLE_TOKEN come from the environment.
-//! let args = AgentArgs::parse_from(["rancher-agent", "--kubeconfig", "/tmp/kc"]);
-//! run(args, &|k| std::env::var(k).ok(), CancellationToken::new()).await?;
+//! // The three values the import manifest gives an agent.
+//! AgentBuilder::new("https://rancher.example.org", "<CATTLE_CA_CHECKSUM>", "<registration token>")
+//!     .kubeconfig("/tmp/kc")
+//!     .run(CancellationToken::new())
+//!     .await?;
 //! # Ok(()) }
 //! ```
 
 pub mod ace;
+mod builder;
 mod cacerts;
 mod downstream;
 mod quantity;
@@ -28,20 +33,15 @@ mod settings;
 pub mod wire;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue};
-use rancher_tunnel::{
-    Agent, AgentConfig, AllowList, Metrics, PARAMS_HEADER, SessionConfig, TOKEN_HEADER, WsTransport,
-};
+use http::HeaderValue;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::warn;
 
+pub use builder::AgentBuilder;
 pub use cacerts::normalize_ca;
 pub use settings::{Mode, Settings};
-
-use self::wire::{NodeParams, TunnelParams};
 
 /// The container image this agent is published as: what the server's import manifest deploys by
 /// default (`rancher-server --agent-image`), what `scripts/agent-image.sh` and the `Dockerfile` tag.
@@ -130,93 +130,4 @@ async fn server_ca(s: &Settings, stop: &CancellationToken) -> Result<Option<cace
 
 fn header(value: &str, what: &str) -> Result<HeaderValue, AgentError> {
     HeaderValue::from_str(value).map_err(|_| AgentError::Config(format!("{what} cannot be sent as a header")))
-}
-
-/// Runs the agent until `stop` is cancelled (then closes the tunnel session at once) or a permanent
-/// error.
-///
-/// # Errors
-/// [`AgentError`]: bad settings, a CA checksum mismatch, an unreadable downstream cluster.
-pub async fn run(
-    args: AgentArgs,
-    env: &(dyn Fn(&str) -> Option<String> + Send + Sync),
-    stop: CancellationToken,
-) -> Result<(), AgentError> {
-    let settings = Settings::resolve(&args, env)?;
-    info!(server = %settings.server, mode = ?settings.mode, "rancher-agent starting");
-    // The webhook answers from the cluster itself: it starts before, and does not need, the server.
-    let ace = ace::start(&args.ace, settings.kubeconfig.as_deref(), stop.clone()).await?;
-    let Some(ca) = server_ca(&settings, &stop).await? else { return Ok(()) };
-    info!(checksum = %settings.ca_checksum, "the server's CA matches CATTLE_CA_CHECKSUM");
-
-    let (downstream, params) = match &settings.mode {
-        Mode::Cluster => {
-            let d = downstream::connect(settings.kubeconfig.as_deref()).await?;
-            let params = TunnelParams { cluster: Some(d.params.clone()), node: None };
-            (Some(d), params)
-        }
-        Mode::Node { name } => {
-            // The node agent can stand in for the cluster agent only when it can name the API server.
-            let node = Some(NodeParams { requested_hostname: name.clone() });
-            match downstream::connect(settings.kubeconfig.as_deref()).await {
-                Ok(d) => (None, TunnelParams { cluster: Some(d.params), node }),
-                Err(e) => {
-                    warn!(error = %e, "node agent without cluster access: it cannot carry API traffic");
-                    (None, TunnelParams { cluster: None, node })
-                }
-            }
-        }
-    };
-    let api_address = params.cluster.as_ref().map(|c| c.address.clone());
-    info!(
-        api_server = api_address.as_deref().unwrap_or("-"),
-        "destination policy: only the cluster's API server"
-    );
-    let policy = Arc::new(AllowList::new(api_address));
-
-    let mut headers = HeaderMap::new();
-    headers.insert(TOKEN_HEADER, header(&settings.token, "CATTLE_TOKEN")?);
-    headers.insert(PARAMS_HEADER, header(&params.encode(), "the tunnel params")?);
-    let base = settings.server.as_str().trim_end_matches('/');
-    let connect_url = format!("{base}{}", rancher_tunnel::CONNECT_PATH);
-    let transport = WsTransport::new(&connect_url, ca.tls.clone(), SessionConfig::default())
-        .map_err(AgentError::Tunnel)?;
-    let mut cfg = AgentConfig::default();
-    cfg.headers = headers;
-    // Rancher's agent retries every few seconds; a server back from a restart should see its agents
-    // within seconds, not after a 30 s backoff.
-    cfg.backoff_initial = Duration::from_millis(500);
-    cfg.backoff_max = Duration::from_secs(10);
-    cfg.drain_timeout = SHUTDOWN_DRAIN;
-    let agent =
-        Agent::new(Arc::new(transport), policy, cfg, Metrics::unregistered()).map_err(AgentError::Tunnel)?;
-
-    let reporter = match downstream {
-        Some(d) => {
-            let http = reqwest::Client::builder()
-                .tls_backend_preconfigured((*ca.tls).clone())
-                .connect_timeout(Duration::from_secs(10))
-                .timeout(Duration::from_secs(30))
-                .build()
-                .map_err(|e| AgentError::Config(format!("building the report client: {e}")))?;
-            let r = report::Reporter {
-                http,
-                url: format!("{base}{}", wire::REPORT_PATH),
-                token: settings.token.clone(),
-                client: d.client,
-            };
-            Some(tokio::spawn(r.run(agent.connected(), stop.clone())))
-        }
-        None => None,
-    };
-    let result = agent.run(stop.clone()).await.map_err(AgentError::Tunnel);
-    stop.cancel();
-    if let Some(r) = reporter {
-        let _ = r.await;
-    }
-    if let Some(a) = ace {
-        let _ = a.await;
-    }
-    info!("rancher-agent stopped");
-    result
 }

@@ -68,18 +68,56 @@ impl Settings {
                 dir.join("url").display()
             ))
         })?;
-        let server = parse_server(&server)?;
         let token = env_or_file(env, "CATTLE_TOKEN", dir, "token").ok_or_else(|| {
             AgentError::Config(format!(
                 "CATTLE_TOKEN is not set and {} holds no token",
                 dir.join("token").display()
             ))
         })?;
+        let ca_checksum = env("CATTLE_CA_CHECKSUM").unwrap_or_default();
+        let cluster_flag = env("CATTLE_CLUSTER").map(|v| v.trim().eq_ignore_ascii_case("true"));
+        let mode = if args.node {
+            let name = args
+                .node_name
+                .clone()
+                .or_else(|| env("CATTLE_NODE_NAME"))
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| {
+                    AgentError::Config("--node needs the node's name: CATTLE_NODE_NAME or --node-name".into())
+                })?;
+            Mode::Node { name }
+        } else if cluster_flag == Some(false) {
+            return Err(AgentError::Config(
+                "CATTLE_CLUSTER=false without --node: run the node agent with --node".into(),
+            ));
+        } else {
+            Mode::Cluster
+        };
+        Settings::checked(&server, &ca_checksum, &token, mode, args.kubeconfig.clone())
+    }
+
+    /// Checks settings given directly (by [`AgentBuilder`](super::AgentBuilder), or read by
+    /// [`Settings::resolve`]); errors name the `CATTLE_*` variable each setting corresponds to.
+    ///
+    /// # Errors
+    /// [`AgentError::Config`] naming the malformed setting.
+    pub(crate) fn checked(
+        server: &str,
+        ca_checksum: &str,
+        token: &str,
+        mode: Mode,
+        kubeconfig: Option<PathBuf>,
+    ) -> Result<Settings, AgentError> {
+        let server = parse_server(server.trim())?;
+        let token = token.trim().to_owned();
+        if token.is_empty() {
+            return Err(AgentError::Config("CATTLE_TOKEN (the registration token) is empty".into()));
+        }
         if token.chars().any(|c| !c.is_ascii_graphic()) {
             return Err(AgentError::Config("CATTLE_TOKEN holds characters a token cannot have".into()));
         }
-        let ca_checksum =
-            env("CATTLE_CA_CHECKSUM").map(|s| s.trim().to_ascii_lowercase()).unwrap_or_default();
+        let ca_checksum = ca_checksum.trim().to_ascii_lowercase();
         if ca_checksum.is_empty() {
             return Err(AgentError::Config(
                 "CATTLE_CA_CHECKSUM is not set: the agent pins the server's CA by its SHA-256 checksum \
@@ -92,29 +130,12 @@ impl Settings {
                 "CATTLE_CA_CHECKSUM {ca_checksum:?} is not a SHA-256 checksum (64 hex digits)"
             )));
         }
-        let cluster_flag = env("CATTLE_CLUSTER").map(|v| v.trim().eq_ignore_ascii_case("true"));
-        let mode = if args.node {
-            let name = args
-                .node_name
-                .clone()
-                .or_else(|| env("CATTLE_NODE_NAME"))
-                .map(|n| n.trim().to_owned())
-                .filter(|n| !n.is_empty())
-                .ok_or_else(|| {
-                    AgentError::Config("--node needs the node's name: CATTLE_NODE_NAME or --node-name".into())
-                })?;
-            if !super::wire::is_node_name(&name) {
-                return Err(AgentError::Config(format!("node name {name:?} is not a DNS-1123 subdomain")));
-            }
-            Mode::Node { name }
-        } else if cluster_flag == Some(false) {
-            return Err(AgentError::Config(
-                "CATTLE_CLUSTER=false without --node: run the node agent with --node".into(),
-            ));
-        } else {
-            Mode::Cluster
-        };
-        Ok(Settings { server, ca_checksum, token, mode, kubeconfig: args.kubeconfig.clone() })
+        if let Mode::Node { name } = &mode
+            && !super::wire::is_node_name(name)
+        {
+            return Err(AgentError::Config(format!("node name {name:?} is not a DNS-1123 subdomain")));
+        }
+        Ok(Settings { server, ca_checksum, token, mode, kubeconfig })
     }
 }
 

@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 
 use clap::Parser;
-use rancher::agent::{AgentArgs, run};
+use rancher::agent::{AgentArgs, AgentBuilder};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -48,7 +48,8 @@ async fn main() -> std::process::ExitCode {
         tracing::info!("signal received: closing the tunnel");
         on_signal.cancel();
     });
-    match run(args, &|k| std::env::var(k).ok(), stop).await {
+    let agent = AgentBuilder::from_args(&args, &|k| std::env::var(k).ok());
+    match async { agent?.run(stop).await }.await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("rancher-agent: {e}");

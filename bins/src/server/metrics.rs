@@ -117,9 +117,12 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 15))
 }
 
-/// The server's metrics and the registry that renders them.
+/// The server's metrics and the registry that renders them at `/metrics`: the HTTP API, the store, the
+/// listener and the tunnel (`rancher_tunnel_*`). An embedder's registry can carry the same metrics
+/// too ([`ServerBuilder::metrics_registry`](crate::server::ServerBuilder::metrics_registry)).
 pub struct Metrics {
     registry: Registry,
+    tunnel: rancher_tunnel::Metrics,
     requests: Family<RequestLabels, Counter>,
     request_seconds: HistogramFamily<RouteLabels>,
     store_seconds: HistogramFamily<StoreLabels>,
@@ -143,48 +146,57 @@ impl Default for Metrics {
 impl Metrics {
     /// Creates the metric families and registers them.
     pub fn new() -> Self {
+        let mut m = Metrics {
+            registry: Registry::default(),
+            tunnel: rancher_tunnel::Metrics::unregistered(),
+            requests: Family::default(),
+            request_seconds: Family::new_with_constructor(latency_histogram),
+            store_seconds: Family::new_with_constructor(latency_histogram),
+            connections_open: Gauge::default(),
+            connections_refused: Family::default(),
+            connections_timed_out: Family::default(),
+        };
         let mut registry = Registry::with_prefix("rancher");
-        let requests = Family::<RequestLabels, Counter>::default();
-        let request_seconds: HistogramFamily<RouteLabels> = Family::new_with_constructor(latency_histogram);
-        let store_seconds: HistogramFamily<StoreLabels> = Family::new_with_constructor(latency_histogram);
+        m.register_into(&mut registry);
+        m.registry = registry;
+        m
+    }
+
+    /// Registers every metric of the server (the same handles `/metrics` renders) into `registry`,
+    /// whose prefix the caller chooses.
+    pub(crate) fn register_into(&self, registry: &mut Registry) {
         registry.register(
             "http_requests",
             "HTTP requests by method, route and status code",
-            requests.clone(),
+            self.requests.clone(),
         );
         registry.register(
             "http_request_duration_seconds",
             "Time to the response head, by method and route",
-            request_seconds.clone(),
+            self.request_seconds.clone(),
         );
         registry.register(
             "store_operation_duration_seconds",
             "Store operation latency by operation and resource",
-            store_seconds.clone(),
+            self.store_seconds.clone(),
         );
-        let connections_open = Gauge::default();
-        registry.register("connections_open", "Client connections open", connections_open.clone());
-        let connections_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register("connections_open", "Client connections open", self.connections_open.clone());
         registry.register(
             "connections_refused",
             "Client connections closed at once because a connection cap was reached",
-            connections_refused.clone(),
+            self.connections_refused.clone(),
         );
-        let connections_timed_out = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "connections_timed_out",
             "Client connections closed for a slow request head or idleness, by phase",
-            connections_timed_out.clone(),
+            self.connections_timed_out.clone(),
         );
-        Metrics {
-            registry,
-            requests,
-            request_seconds,
-            store_seconds,
-            connections_open,
-            connections_refused,
-            connections_timed_out,
-        }
+        self.tunnel.register_into(registry);
+    }
+
+    /// The tunnel server's metrics (sessions, streams, bytes, dial errors).
+    pub(crate) fn tunnel(&self) -> &rancher_tunnel::Metrics {
+        &self.tunnel
     }
 
     /// A connection was accepted (`+1`) or ended (`-1`).

@@ -33,11 +33,13 @@ mod identity;
 mod kubeconfig;
 mod listener;
 pub mod metrics;
+mod plugins;
 mod provisioning;
 pub mod proxy;
 pub mod registration;
 mod state;
 mod supervisor;
+mod tasks;
 mod tenancy;
 pub mod tls;
 
@@ -46,24 +48,24 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rancher_core::cluster::ClusterController;
 use rancher_core::store::{Store, StoreError};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
 
 pub use api::DEFAULT_TOKEN_MAX_TTL_MS;
 pub use bootstrap::ADMIN_USERNAME;
 pub use config::{ServerArgs, StoreKind};
 pub use error::ApiError;
 pub use hashing::HashingLimits;
+pub use identity::AuthProviderError;
 pub use kubeconfig::DEFAULT_KUBECONFIG_TOKEN_TTL_MS;
 pub use listener::ListenerLimits;
 pub use proxy::{AuditConfig, AuditTarget};
+pub use tasks::ServerTasks;
 pub use tls::TlsSource;
 
 use metrics::{MeteredStore, Metrics};
-use registration::{ConnectionMonitor, Registration};
+use registration::Registration;
 use state::AppState;
 
 /// The largest request body the API accepts by default (1 MiB).
@@ -115,6 +117,12 @@ pub enum ServerError {
     /// driver name, including the built-in `imported`, or one with an empty name).
     #[error("provisioners: {0}")]
     Provisioner(String),
+    /// An identity provider given to [`ServerBuilder::auth_provider`] cannot be served.
+    #[error("identity provider: {0}")]
+    AuthProvider(#[source] AuthProviderError),
+    /// The tunnel's session settings are invalid.
+    #[error("tunnel: {0}")]
+    Tunnel(#[source] rancher_tunnel::Error),
 }
 
 /// Configures a [`Server`]. Every setting has a default; see [`ServerArgs`] for their meaning.
@@ -138,7 +146,8 @@ pub struct ServerBuilder {
     auth_config: Option<PathBuf>,
     listener_limits: ListenerLimits,
     hashing_limits: HashingLimits,
-    provisioners: Vec<Arc<dyn rancher_provision::Provisioner>>,
+    /// Identity providers, audit sinks, metrics registry, tunnel transport ([`plugins`]).
+    plugins: plugins::Plugins,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -152,7 +161,7 @@ impl std::fmt::Debug for ServerBuilder {
             .field("insecure_http", &self.insecure_http)
             .field("listener_limits", &self.listener_limits)
             .field("hashing_limits", &self.hashing_limits)
-            .field("provisioners", &self.provisioners.iter().map(|p| p.driver()).collect::<Vec<_>>())
+            .field("plugins", &self.plugins)
             .finish_non_exhaustive()
     }
 }
@@ -178,7 +187,7 @@ impl Default for ServerBuilder {
             auth_config: None,
             listener_limits: ListenerLimits::default(),
             hashing_limits: HashingLimits::default(),
-            provisioners: Vec::new(),
+            plugins: plugins::Plugins::default(),
         }
     }
 }
@@ -297,29 +306,6 @@ impl ServerBuilder {
         self
     }
 
-    /// Plugs in a provisioner for clusters of its [`driver`](rancher_provision::Provisioner::driver):
-    /// a cluster created with that `spec.driver` is validated by it on creation, provisioned by it
-    /// (progress in the `Provisioned` condition and `status.provisioning`) and removed by it when
-    /// deleted. `imported` is built in.
-    ///
-    /// ```no_run
-    /// # async fn demo(my_provisioner: std::sync::Arc<dyn rancher_provision::Provisioner>)
-    /// # -> Result<(), Box<dyn std::error::Error>> {
-    /// let server = rancher::server::Server::builder()
-    ///     .data_dir("/tmp/rancher-demo")
-    ///     .provisioner(my_provisioner)
-    ///     .build()
-    ///     .await?;
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// Two provisioners for one driver name make [`build`](Self::build) fail with
-    /// [`ServerError::Provisioner`].
-    pub fn provisioner(mut self, provisioner: Arc<dyn rancher_provision::Provisioner>) -> Self {
-        self.provisioners.push(provisioner);
-        self
-    }
-
     async fn open_store(&self) -> Result<Arc<dyn Store>, ServerError> {
         if let Some(store) = &self.store {
             return Ok(store.clone());
@@ -362,15 +348,23 @@ impl ServerBuilder {
     /// # Errors
     /// [`ServerError`] naming the step that failed.
     pub async fn build(self) -> Result<Server, ServerError> {
+        // Identity providers first: a bad one fails the build before anything is created or bound.
+        let mut providers = match &self.auth_config {
+            Some(path) => identity::load(path).map_err(ServerError::AuthConfig)?,
+            None => identity::Providers::default(),
+        };
+        for provider in &self.plugins.auth_providers {
+            providers.register(provider.clone()).map_err(ServerError::AuthProvider)?;
+        }
         let data_dir_error =
             |source: std::io::Error| ServerError::DataDir { path: self.data_dir.clone(), source };
         data_dir::create_private(&self.data_dir).map_err(data_dir_error)?;
         data_dir::tighten_contents(&self.data_dir, true).map_err(data_dir_error)?;
-        let provisioners = provisioning::registry(&self.provisioners)
+        let provisioners = provisioning::registry(&self.plugins.provisioners)
             .map_err(|e| ServerError::Provisioner(e.to_string()))?;
         hashing::configure(self.hashing_limits);
         let listener_limits = self.listener_limits.resolve();
-        let metrics = Arc::new(Metrics::new());
+        let metrics = self.plugins.metrics.clone().unwrap_or_else(|| Arc::new(Metrics::new()));
         let store: Arc<dyn Store> = Arc::new(MeteredStore::new(self.open_store().await?, metrics.clone()));
 
         let listener = TcpListener::bind(self.https_listen)
@@ -409,24 +403,30 @@ impl ServerBuilder {
         let boot = bootstrap::bootstrap(&store, self.bootstrap_password.clone())
             .await
             .map_err(ServerError::Bootstrap)?;
-        let registration = Registration::new(
+        let session_config =
+            self.plugins.session_config.clone().unwrap_or_else(registration::tunnel_session_config);
+        let tunnel_metrics = metrics.tunnel().clone();
+        let tunnel = match &self.plugins.tunnel_transport {
+            Some(t) => {
+                rancher_tunnel::TunnelServer::with_transport(session_config, tunnel_metrics, t.clone())
+            }
+            None => rancher_tunnel::TunnelServer::new(session_config, tunnel_metrics),
+        }
+        .map_err(ServerError::Tunnel)?;
+        let registration = Registration::with_tunnel(
             store.clone(),
             &self.data_dir,
             server_url,
             &ca_pem,
             agent_image,
-            rancher_tunnel::Metrics::unregistered(),
+            tunnel,
         )
         .map_err(|e| ServerError::Registration(e.to_string()))?;
         let registration = Arc::new(registration);
         // The store, the TLS material and the registration key may have been created just now.
         data_dir::tighten_contents(&self.data_dir, false).map_err(data_dir_error)?;
         let authn = Arc::new(auth::TokenAuthenticator::new(store.clone()));
-        let audit = self.audit.layer().map_err(ServerError::AuditLog)?;
-        let providers = match &self.auth_config {
-            Some(path) => identity::load(path).map_err(ServerError::AuthConfig)?,
-            None => identity::Providers::default(),
-        };
+        let audit = self.audit.layer(&self.plugins.audit_sinks).map_err(ServerError::AuditLog)?;
         let proxy = proxy::build(store.clone(), authn.clone(), registration.clone(), audit);
         let state = AppState {
             store,
@@ -491,6 +491,13 @@ impl Server {
         &self.state.ca_pem
     }
 
+    /// The TLS configuration of the built-in listener (its certificate from the published CA), for an
+    /// embedder that serves [`into_router`](Self::into_router) over TLS itself; `None` with
+    /// [`insecure_http`](ServerBuilder::insecure_http).
+    pub fn tls_config(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.acceptor.as_ref().map(|a| a.config().clone())
+    }
+
     /// The store the server uses.
     pub fn store(&self) -> Arc<dyn Store> {
         self.state.store.clone()
@@ -510,82 +517,57 @@ impl Server {
 
     /// Serves until `shutdown` completes, then drains in-flight requests (up to 30 s).
     ///
-    /// Runs rancher-core's cluster controller alongside, stopped after the listener has drained.
+    /// Runs the server's background work alongside ([`ServerTasks`]: the controllers and the tunnel's
+    /// sessions), stopped after the listener has drained.
     ///
     /// # Errors
     /// None today; the `Result` leaves room for background tasks that can fail.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
-        // The cluster controller is owned by this call: started before serving, stopped after draining.
-        let stop = CancellationToken::new();
-        let controller = tokio::spawn(ClusterController::new(self.state.store.clone()).run(stop.clone()));
-        let registration = self.state.registration.clone();
-        let monitor = tokio::spawn(ConnectionMonitor::new(registration.clone()).run(stop.clone()));
-        let supervisors = tokio::spawn(supervisor::run(registration.clone(), stop.clone()));
-        let tenancy =
-            tokio::spawn(tenancy::run(self.state.store.clone(), registration.clone(), stop.clone()));
-        let ace_sync =
-            tokio::spawn(ace_sync::run(self.state.store.clone(), registration.clone(), stop.clone()));
-        let system_projects = tokio::spawn(tenancy::system_projects::run(
-            self.state.store.clone(),
-            registration.clone(),
-            stop.clone(),
-        ));
-        let provisioning = tokio::spawn(provisioning::run(
-            self.state.store.clone(),
-            self.state.provisioners.clone(),
-            registration.server_url().to_owned(),
-            registration.ca_checksum().to_owned(),
-            stop.clone(),
-        ));
-        let clients = self.state.proxy.clients().clone();
-        let cleanup =
-            tokio::spawn(cleanup::run(self.state.store.clone(), registration.clone(), clients, stop.clone()));
-        // Group membership at external providers is re-read from the start (OpenLDAP users can be refreshed
-        // even if nobody has logged in through this process yet; OAuth users once they have).
-        let providers = &self.state.providers;
-        if providers.openldap.is_some() || providers.oidc.is_some() || providers.github.is_some() {
-            providers.start_refresh(self.state.store.clone());
-        }
-        let metrics = self.state.metrics.clone();
-        let app = api::router(self.state);
-        tracing::info!(addr = %self.local_addr, tls = self.acceptor.is_some(), "serving the management API");
-        listener::serve(self.listener, self.acceptor, app, self.listener_limits, metrics, shutdown).await;
-        // Agents reconnect to whichever server is up next; close their sessions cleanly.
-        registration.tunnel().shutdown(std::time::Duration::from_secs(5)).await;
-        stop.cancel();
-        // Every controller selects on `stop`, but one may be inside a downstream call that waits for a
-        // tunnel session; the process must still exit promptly on SIGTERM, so the wait is bounded and
-        // whatever has not stopped by then is aborted (and named in the log).
-        let deadline = tokio::time::Instant::now() + CONTROLLER_STOP_TIMEOUT;
-        for (what, task) in [
-            ("connection monitor", monitor),
-            ("cluster supervisors", supervisors),
-            ("tenancy controller", tenancy),
-            ("ace token sync", ace_sync),
-            ("system projects controller", system_projects),
-            ("clean-up controller", cleanup),
-            ("provisioning controller", provisioning),
-            ("cluster controller", controller),
-        ] {
-            stop_task(what, task, deadline).await;
-        }
+        let Server { state, listener, listener_limits, acceptor, local_addr, .. } = self;
+        let metrics = state.metrics.clone();
+        let tasks = ServerTasks::start(&state);
+        let app = api::router(state);
+        tracing::info!(addr = %local_addr, tls = acceptor.is_some(), "serving the management API");
+        listener::serve(listener, acceptor, app, listener_limits, metrics, shutdown).await;
+        tasks.shutdown().await;
         Ok(())
     }
-}
 
-/// How long the controllers get to stop after the listener drained.
-const CONTROLLER_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Waits for a stopped controller until `deadline`, then aborts it.
-async fn stop_task(what: &str, mut task: tokio::task::JoinHandle<()>, deadline: tokio::time::Instant) {
-    match tokio::time::timeout_at(deadline, &mut task).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!("the {what} ended abnormally: {e}"),
-        Err(_) => {
-            tracing::warn!(
-                "the {what} did not stop within {CONTROLLER_STOP_TIMEOUT:?} of shutdown; aborting it"
-            );
-            task.abort();
-        }
+    /// The management API as an axum [`Router`](axum::Router) to mount in the embedder's own app, and
+    /// the background work it needs ([`ServerTasks`]), already started. The embedder serves the router
+    /// (plain HTTP or its own TLS) and, when its server has drained, calls
+    /// [`ServerTasks::shutdown`]; dropping the tasks stops them without waiting.
+    ///
+    /// The listener [`build`](ServerBuilder::build) bound is closed (so give
+    /// [`https_listen`](ServerBuilder::https_listen) a free loopback port such as `127.0.0.1:0` rather
+    /// than the default `0.0.0.0:8443`): set [`server_url`](ServerBuilder::server_url) to where the
+    /// embedder serves, because import manifests and agents use it. Agents need `https://` and pin the
+    /// published CA: serve TLS with [`tls_config`](Self::tls_config) (taken before this call), or
+    /// terminate TLS in front with the certificate given to [`tls`](ServerBuilder::tls). The router carries its own middleware (metrics, tracing, panics
+    /// as `500` Status); the listener's connection caps and timeouts are the embedder's to choose.
+    /// Paths are absolute (`/v3/…`, `/k8s/clusters/…`, `/v3-public/…`): merge the router, do not nest
+    /// it under a prefix.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = rancher::Server::builder()
+    ///     .https_listen("127.0.0.1:0".parse()?)
+    ///     .insecure_http(true)
+    ///     .server_url("http://127.0.0.1:8080")
+    ///     .build()
+    ///     .await?;
+    /// # fn my_app() -> axum::Router { axum::Router::new() }
+    /// let (rancher, tasks) = server.into_router();
+    /// let app = my_app().merge(rancher); // the embedder's routes beside /v3, /k8s/clusters, …
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+    /// axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+    ///     .with_graceful_shutdown(async { let _ = tokio::signal::ctrl_c().await; })
+    ///     .await?;
+    /// tasks.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn into_router(self) -> (axum::Router, ServerTasks) {
+        let tasks = ServerTasks::start(&self.state);
+        (api::router(self.state), tasks)
     }
 }

@@ -30,7 +30,7 @@ pub(crate) struct AppState {
     pub(crate) kubeconfig_token_ttl_ms: i64,
     /// The longest any token lives, in milliseconds (0: no maximum).
     pub(crate) max_token_ttl_ms: i64,
-    /// Identity providers configured with `--auth-config`.
+    /// Identity providers besides `local`: from `--auth-config` and plugged in by an embedder.
     pub(crate) providers: super::identity::Providers,
     /// The authentication proxy mounted at `/k8s/clusters/{*rest}`.
     pub(crate) proxy: rancher_auth::proxy::ProxyService,

@@ -50,15 +50,22 @@ impl Metrics {
     /// ```
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
-        let r = registry.sub_registry_with_prefix("tunnel");
-        r.register("sessions", "Tunnel sessions currently open", m.sessions.clone());
-        r.register("streams_open", "Tunnel streams currently open", m.streams_open.clone());
-        r.register("streams", "Tunnel streams opened", m.streams_total.clone());
-        r.register("bytes_in", "Bytes read from tunnel streams", m.bytes_in.clone());
-        r.register("bytes_out", "Bytes written to tunnel streams", m.bytes_out.clone());
-        r.register("dial_errors", "Tunnel dials that failed, by reason", m.dial_errors.clone());
-        r.register("reconnects", "Agent reconnect attempts", m.reconnects.clone());
+        m.register_into(registry);
         m
+    }
+
+    /// Registers these metrics (the same counters, not copies) under the `tunnel_` prefix of
+    /// `registry` too: for a program that renders several registries, or an embedder's registry
+    /// beside the server's own.
+    pub fn register_into(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("tunnel");
+        r.register("sessions", "Tunnel sessions currently open", self.sessions.clone());
+        r.register("streams_open", "Tunnel streams currently open", self.streams_open.clone());
+        r.register("streams", "Tunnel streams opened", self.streams_total.clone());
+        r.register("bytes_in", "Bytes read from tunnel streams", self.bytes_in.clone());
+        r.register("bytes_out", "Bytes written to tunnel streams", self.bytes_out.clone());
+        r.register("dial_errors", "Tunnel dials that failed, by reason", self.dial_errors.clone());
+        r.register("reconnects", "Agent reconnect attempts", self.reconnects.clone());
     }
 
     pub(crate) fn dial_error(&self, reason: &'static str) {

@@ -21,7 +21,7 @@ mod visibility;
 
 pub(crate) use body::json_object as read_json_object;
 pub(crate) use clusters::new_project_name;
-pub(crate) use login::{LOGIN_FAILED, LoginThrottle, ThrottlePolicy};
+pub(crate) use login::{LOGIN_FAILED, LoginThrottle, ThrottlePolicy, login as local_login};
 pub use tokens::DEFAULT_TOKEN_MAX_TTL_MS;
 pub(crate) use tokens::{
     DEFAULT_SESSION_TTL_MS, TokenRequest, created_response as created_token_response, issue as issue_token,
@@ -127,10 +127,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/cacerts", get(public::cacerts_pem))
         .route("/v3/settings/cacerts", get(public::cacerts_setting))
         .route(openapi::PATH, get(openapi::serve))
-        .route("/v3-public/localProviders/local", post(login::login))
-        .route("/v3-public/openLdapProviders/openldap", post(crate::server::identity::login::openldap_login))
-        .route("/v3-public/oidcProviders/oidc", crate::server::identity::oauth::oidc_routes())
-        .route("/v3-public/githubProviders/github", crate::server::identity::oauth::github_routes())
+        // Every identity provider, `local` and the plugged-in ones alike, by kind and name.
+        .route("/v3-public/{kind}/{name}", crate::server::identity::routes::methods())
         .merge(crate::server::registration::routes::public());
 
     let metrics = state.metrics.clone();

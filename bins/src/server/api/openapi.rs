@@ -116,25 +116,33 @@ pub(crate) const ROUTES: &[Route] = &[
     )),
     public(action(
         io(
-            route("post", "/v3-public/openLdapProviders/openldap", "Log in with an LDAP user's password"),
-            Payload::Schema("LoginInput"),
+            route(
+                "get",
+                "/v3-public/{kind}/{name}",
+                "Any registered identity provider (`<kind>` is `<name>Providers`, `openLdapProviders` for \
+                 `openldap`): start an authorization-code login; answers `redirectUrl` and `state`",
+            ),
+            Payload::None,
+            200,
+            Payload::Schema("AuthorizeOutput"),
+        ),
+        "authorize",
+    )),
+    public(action(
+        io(
+            route(
+                "post",
+                "/v3-public/{kind}/{name}",
+                "Any registered identity provider (`openLdapProviders/openldap`, `oidcProviders/oidc`, \
+                 `githubProviders/github`, plugged-in ones): log in with a password, or with the code \
+                 and state of an authorization-code login",
+            ),
+            Payload::OneOf(&["LoginInput", "CodeLoginInput"]),
             201,
             Payload::Schema("LoginOutput"),
         ),
         "login",
     )),
-    public(route(
-        "get",
-        "/v3-public/oidcProviders/oidc",
-        "OIDC login: redirect to the provider, or its callback",
-    )),
-    public(route("post", "/v3-public/oidcProviders/oidc", "OIDC login: `?action=login` with the code")),
-    public(route(
-        "get",
-        "/v3-public/githubProviders/github",
-        "GitHub login: redirect to GitHub, or its callback",
-    )),
-    public(route("post", "/v3-public/githubProviders/github", "GitHub login: `?action=login` with the code")),
     public(io(
         route("get", "/v3/import/{file}", "The agent manifest of a cluster (`<token>_<cluster>.yaml`)"),
         Payload::None,
@@ -314,6 +322,8 @@ fn path_params(path: &str) -> Vec<Value> {
                 "id" => "The object's id: its name, or `<namespace>:<name>` for namespaced kinds",
                 "ns" => "The namespace's name",
                 "cluster" => "The cluster's id",
+                "kind" => "The provider's kind and `Providers`: `localProviders`, `openLdapProviders`, …",
+                "name" => "The provider's name: `local`, `openldap`, `oidc`, `github`, or a plugged-in one",
                 _ => "",
             };
             json!({"name": name, "in": "path", "required": true, "description": desc, "schema": {"type": "string"}})
@@ -467,6 +477,14 @@ fn extra_schemas() -> Map<String, Value> {
     put(
         "LoginInput",
         json!({"type": "object", "required": ["username", "password"], "properties": {"username": string, "password": {"type": "string", "format": "password"}, "ttl": {"type": "integer", "description": "Milliseconds; 0 or absent: the server's default"}, "description": string, "responseType": {"type": "string", "enum": ["", "cookie", "json"]}}}),
+    );
+    put(
+        "CodeLoginInput",
+        json!({"type": "object", "required": ["code", "state"], "properties": {"code": {"type": "string", "format": "password"}, "state": {"type": "string", "description": "The `state` the authorize call answered"}, "ttl": {"type": "integer", "description": "Milliseconds; 0 or absent: the server's default"}, "description": string, "responseType": {"type": "string", "enum": ["", "cookie", "json"]}}}),
+    );
+    put(
+        "AuthorizeOutput",
+        json!({"type": "object", "properties": {"redirectUrl": {"type": "string", "description": "Where to send the browser"}, "state": string}}),
     );
     put(
         "LoginOutput",

@@ -1,24 +1,18 @@
-//! `POST /v3-public/openLdapProviders/openldap?action=login`: a directory user name and password in,
-//! a session token out. The directory's user becomes (or is found as) the local user named after a hash
+//! `POST /v3-public/<kind>Providers/<name>?action=login` at a password provider (OpenLDAP, or one
+//! plugged in): a user name and password in, a session token out. The directory's user becomes (or is found as) the local user named after a hash
 //! of its principal id; its groups are stored on the user and the token at each login.
 
 use std::sync::Arc;
 
-use axum::Extension;
-use axum::body::Body;
-use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::response::Response;
-use http::HeaderMap;
 use jiff::Timestamp;
-use rancher_auth::providers::{Credentials, Error as ProviderError, Identity};
+use rancher_auth::providers::{AuthProvider, Credentials, Error as ProviderError, Identity};
 use rancher_core::model::{GlobalRole, User, UserSpec};
 use rancher_core::store::{Api, Store, StoreError};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::server::api::{
-    LOGIN_FAILED, TokenRequest, bind_global_role, created_token_response, issue_token, read_json_object,
-};
+use crate::server::api::{LOGIN_FAILED, TokenRequest, bind_global_role, created_token_response, issue_token};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::state::AppState;
 
@@ -102,30 +96,17 @@ pub(super) fn provider_error(e: ProviderError) -> ApiError {
     }
 }
 
-/// The login action of the OpenLDAP provider.
-pub(crate) async fn openldap_login(
-    State(state): State<AppState>,
-    peer: Option<Extension<ConnectInfo<std::net::SocketAddr>>>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
+/// `POST ?action=login` with a user name and password at an external provider (OpenLDAP, Active
+/// Directory, or a plugged-in one). Attempts are throttled per `<provider>:<username>` and address.
+pub(super) async fn password_login(
+    state: &AppState,
+    provider: Arc<dyn AuthProvider>,
+    ip: Option<std::net::IpAddr>,
+    body: serde_json::Map<String, serde_json::Value>,
 ) -> ApiResult<Response> {
-    let action = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == "action")
-        .map(|(_, v)| v.into_owned());
-    if action.as_deref() != Some("login") {
-        return Err(ApiError::NotFound("the openldap provider supports ?action=login".into()));
-    }
-    let Some(provider) = state.providers.openldap.clone() else {
-        return Err(ApiError::NotFound(
-            "the openldap provider is not configured (see rancher-server --auth-config)".into(),
-        ));
-    };
-    let map = read_json_object(&headers, body, state.body_limit).await?;
-    let input: LoginInput = serde_json::from_value(serde_json::Value::Object(map))
+    let input: LoginInput = serde_json::from_value(serde_json::Value::Object(body))
         .map_err(|e| ApiError::BadRequest(format!("login needs \"username\" and \"password\": {e}")))?;
-    let ip = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
-    let attempt = state.login_throttle.begin(&format!("openldap:{}", input.username), ip).await?;
+    let attempt = state.login_throttle.begin(&format!("{}:{}", provider.name(), input.username), ip).await?;
     let identity = match provider.authenticate(&Credentials::password(&input.username, input.password)).await
     {
         Ok(identity) => identity,
@@ -152,7 +133,7 @@ pub(crate) async fn openldap_login(
     };
     attempt.succeeded();
     session_token(
-        &state,
+        state,
         provider.name(),
         &identity,
         &user,

@@ -1,6 +1,8 @@
-//! Identity providers for login: the store's own users ([`local`], always on) and external ones
-//! configured by `--auth-config FILE` (YAML) — today OpenLDAP at
-//! `POST /v3-public/openLdapProviders/openldap?action=login` ([`login`]). A provider's user is
+//! Identity providers for login: the store's own users ([`local`], always on), external ones
+//! configured by `--auth-config FILE` (YAML, below), and any an embedder plugs in with
+//! `ServerBuilder::auth_provider`. Each is served at `/v3-public/<kind>Providers/<name>` ([`routes`]):
+//! `POST ?action=login` with a user name and password ([`login`]) or an authorization code, and
+//! `GET ?action=authorize` to start an authorization-code login ([`oauth`]). A provider's user is
 //! mapped to a local `u-xxxxx` user (made on first login) whose groups are refreshed at each login and
 //! carried by the session token into the proxy's `Impersonate-Group` headers.
 //!
@@ -34,7 +36,9 @@ pub(crate) mod local;
 pub(crate) mod login;
 pub(crate) mod oauth;
 pub(crate) mod refresh;
+pub(crate) mod routes;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -45,6 +49,7 @@ use rancher_auth::providers::ldap::{LdapConfig, LdapProvider, LdapTls};
 use rancher_auth::providers::oidc::{OidcConfig, OidcProvider};
 use rancher_core::store::Store;
 use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
 
 /// The `--auth-config` file.
 #[derive(Debug, Default, Deserialize)]
@@ -124,32 +129,56 @@ pub(crate) struct LazyOidc {
     provider: tokio::sync::OnceCell<Arc<dyn AuthProvider>>,
 }
 
-/// The providers configured for login.
+/// Where a registered provider comes from.
+#[derive(Clone)]
+pub(crate) enum Source {
+    /// Ready to use (configured from the file, or plugged in with `ServerBuilder::auth_provider`).
+    Ready(Arc<dyn AuthProvider>),
+    /// OIDC, discovered on first use.
+    Oidc(Arc<LazyOidc>),
+}
+
+/// The names of the providers `--auth-config` can configure, for a helpful 404 when one is not.
+const CONFIGURABLE: &[&str] = &["openldap", "oidc", "github"];
+
+/// Providers that log in with a user name and password only: `GET ?action=authorize` is a 405 on them
+/// whether or not they are configured.
+pub(crate) const PASSWORD_ONLY: &[&str] = &[local::LOCAL, "openldap", "activedirectory"];
+
+/// The `<kind>` of `/v3-public/<kind>Providers/<name>` for a provider name, in Rancher's spelling
+/// (`openLdapProviders/openldap`, `activeDirectoryProviders/activedirectory`); any other name is its
+/// own kind (`acmeProviders/acme`).
+pub(crate) fn route_kind(name: &str) -> &str {
+    match name {
+        "openldap" => "openLdap",
+        "activedirectory" => "activeDirectory",
+        other => other,
+    }
+}
+
+/// The providers registered for login besides `local` (always on, served by its own handler), by
+/// name: the ones `--auth-config` configures and the ones an embedder plugs in.
 #[derive(Clone)]
 pub(crate) struct Providers {
-    /// `openldap`, when configured.
-    pub(crate) openldap: Option<Arc<dyn AuthProvider>>,
-    /// `oidc`, when configured.
-    pub(crate) oidc: Option<Arc<LazyOidc>>,
-    /// `github`, when configured.
-    pub(crate) github: Option<Arc<dyn AuthProvider>>,
+    by_name: Arc<BTreeMap<String, Source>>,
     /// Authorization-code logins waiting for their redirect.
     pub(crate) pending: Arc<oauth::PendingLogins>,
     /// How often provider groups are re-read.
     pub(crate) refresh_interval: Duration,
     /// Set once the refresh task runs.
     refresh_started: Arc<OnceLock<()>>,
+    /// Stops the refresh task (cancelled when the server's background tasks stop).
+    pub(crate) stop: CancellationToken,
 }
 
 impl Default for Providers {
     fn default() -> Self {
         Self {
-            openldap: None,
-            oidc: None,
-            github: None,
+            by_name: Arc::default(),
             pending: Arc::default(),
             refresh_interval: DEFAULT_REFRESH_INTERVAL,
             refresh_started: Arc::default(),
+            stop: CancellationToken::new(),
         }
     }
 }
@@ -157,35 +186,106 @@ impl Default for Providers {
 impl std::fmt::Debug for Providers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Providers")
-            .field("openldap", &self.openldap.is_some())
-            .field("oidc", &self.oidc.is_some())
-            .field("github", &self.github.is_some())
+            .field("names", &self.names().collect::<Vec<_>>())
             .field("refresh_interval", &self.refresh_interval)
             .finish()
     }
 }
 
+/// Why an identity provider cannot be registered
+/// ([`ServerBuilder::auth_provider`](crate::server::ServerBuilder::auth_provider)).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthProviderError {
+    /// The name cannot be a route segment and principal-id prefix.
+    #[error("identity provider name {0:?}: use 1 to 32 lowercase letters and digits, starting with a letter")]
+    BadName(
+        /// The name.
+        String,
+    ),
+    /// Another provider (or `local`) has the name already.
+    #[error("identity provider {0:?} is registered twice")]
+    Duplicate(
+        /// The name.
+        String,
+    ),
+}
+
 impl Providers {
-    /// The OIDC provider (discovering it on first use), `None` when not configured.
-    pub(crate) async fn oidc(&self) -> Option<Result<Arc<dyn AuthProvider>, rancher_auth::providers::Error>> {
-        let lazy = self.oidc.as_ref()?;
-        Some(
-            lazy.provider
-                .get_or_try_init(|| async {
-                    let p = OidcProvider::discover(lazy.config.clone()).await?;
-                    Ok(Arc::new(p) as Arc<dyn AuthProvider>)
-                })
-                .await
-                .cloned(),
-        )
+    fn insert(&mut self, name: &str, source: Source) -> Result<(), AuthProviderError> {
+        let valid = (1..=32).contains(&name.len())
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        if !valid {
+            return Err(AuthProviderError::BadName(name.to_owned()));
+        }
+        if name == local::LOCAL || self.by_name.contains_key(name) {
+            return Err(AuthProviderError::Duplicate(name.to_owned()));
+        }
+        Arc::make_mut(&mut self.by_name).insert(name.to_owned(), source);
+        Ok(())
     }
 
-    /// Starts the group refresh task once: at server start when a provider is configured, and again
+    /// Adds `provider` under its [`AuthProvider::name`].
+    ///
+    /// # Errors
+    /// [`AuthProviderError`] for a name that is not a lowercase identifier or is taken.
+    pub(crate) fn register(&mut self, provider: Arc<dyn AuthProvider>) -> Result<(), AuthProviderError> {
+        let name = provider.name();
+        self.insert(name, Source::Ready(provider))
+    }
+
+    /// True when a provider besides `local` is registered.
+    pub(crate) fn any(&self) -> bool {
+        !self.by_name.is_empty()
+    }
+
+    /// The registered names, in order.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+
+    /// The provider called `name` (discovering OIDC on first use); `None` when none is registered.
+    pub(crate) async fn get(
+        &self,
+        name: &str,
+    ) -> Option<Result<Arc<dyn AuthProvider>, rancher_auth::providers::Error>> {
+        match self.by_name.get(name)? {
+            Source::Ready(p) => Some(Ok(p.clone())),
+            Source::Oidc(lazy) => Some(
+                lazy.provider
+                    .get_or_try_init(|| async {
+                        let p = OidcProvider::discover(lazy.config.clone()).await?;
+                        Ok(Arc::new(p) as Arc<dyn AuthProvider>)
+                    })
+                    .await
+                    .cloned(),
+            ),
+        }
+    }
+
+    /// Why there is no provider `name`: the `--auth-config` hint for the configurable ones.
+    pub(crate) fn missing(name: &str) -> String {
+        if CONFIGURABLE.contains(&name) {
+            format!("the {name} provider is not configured (see rancher-server --auth-config)")
+        } else {
+            format!("no identity provider {name:?} is registered")
+        }
+    }
+
+    /// Starts the group refresh task once: at server start when a provider is registered, and again
     /// (a no-op) at each external login. The OAuth providers can only refresh users who logged in
-    /// through this process; the others report `LoginRequired`, which the pass skips.
+    /// through this process; the others report `LoginRequired`, which the pass skips. The task ends
+    /// when [`Providers::stop`] is cancelled.
     pub(crate) fn start_refresh(&self, store: Arc<dyn Store>) {
         if self.refresh_started.set(()).is_ok() {
-            tokio::spawn(refresh::run(self.clone(), store));
+            let stop = self.stop.clone();
+            let task = refresh::run(self.clone(), store);
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = task => {}
+                }
+            });
         }
     }
 }
@@ -244,7 +344,7 @@ fn parse(text: &str) -> Result<Providers, String> {
             config.nested_groups = nested;
         }
         let provider = LdapProvider::new(config).map_err(|e| format!("openldap: {e}"))?;
-        providers.openldap = Some(Arc::new(provider));
+        providers.register(Arc::new(provider)).map_err(|e| e.to_string())?;
     }
     if let Some(s) = file.oidc {
         let mut config =
@@ -256,7 +356,8 @@ fn parse(text: &str) -> Result<Providers, String> {
             config.groups_claim = claim;
         }
         config.ca_pem = s.ca_pem;
-        providers.oidc = Some(Arc::new(LazyOidc { config, provider: tokio::sync::OnceCell::new() }));
+        let lazy = LazyOidc { config, provider: tokio::sync::OnceCell::new() };
+        providers.insert("oidc", Source::Oidc(Arc::new(lazy))).map_err(|e| e.to_string())?;
     }
     if let Some(s) = file.github {
         let parse = |what: &str, u: &str| url::Url::parse(u).map_err(|e| format!("github.{what} {u:?}: {e}"));
@@ -277,7 +378,7 @@ fn parse(text: &str) -> Result<Providers, String> {
         };
         config.ca_pem = s.ca_pem;
         let provider = GithubProvider::new(config).map_err(|e| format!("github: {e}"))?;
-        providers.github = Some(Arc::new(provider));
+        providers.register(Arc::new(provider)).map_err(|e| e.to_string())?;
     }
     if let Some(text) = file.refresh_interval {
         providers.refresh_interval = parse_interval(&text)?;
@@ -293,8 +394,8 @@ mod tests {
     fn parses_openldap_and_refuses_unknown_or_missing_fields() {
         let ok = "openldap:\n  servers: [127.0.0.1]\n  tls: plain\n  port: 10389\n  serviceAccountDn: cn=svc\n  \
                   serviceAccountPassword: pw\n  userSearchBase: ou=people\n  groupSearchBase: ou=groups\n";
-        assert!(parse(ok).unwrap().openldap.is_some());
-        assert!(parse("{}").unwrap().openldap.is_none());
+        assert_eq!(parse(ok).unwrap().names().collect::<Vec<_>>(), ["openldap"]);
+        assert!(!parse("{}").unwrap().any());
         let typo = ok.replace("userSearchBase", "userSearchbase");
         assert!(parse(&typo).is_err());
         let empty = ok.replace("[127.0.0.1]", "[]");
@@ -310,10 +411,10 @@ mod tests {
                     scopes: [openid, profile, groups]\n  groupsClaim: roles\ngithub:\n  clientId: gh\n  \
                     clientSecret: s\n  baseUrl: https://ghe.example.org\nrefreshInterval: 1500ms\n";
         let p = parse(text).unwrap();
-        let oidc = p.oidc.as_ref().unwrap();
+        let Some(Source::Oidc(oidc)) = p.by_name.get("oidc") else { panic!("no oidc in {p:?}") };
         assert_eq!(oidc.config.scopes, ["profile", "groups"]);
         assert_eq!(oidc.config.groups_claim, "roles");
-        assert!(p.github.is_some());
+        assert_eq!(p.names().collect::<Vec<_>>(), ["github", "oidc"]);
         assert_eq!(p.refresh_interval, Duration::from_millis(1500));
         assert_eq!(parse("{}").unwrap().refresh_interval, DEFAULT_REFRESH_INTERVAL);
         assert!(parse("refreshInterval: 5x").unwrap_err().contains("unit"));

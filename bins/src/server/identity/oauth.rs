@@ -1,6 +1,7 @@
 //! Authorization-code login through OIDC and GitHub:
 //!
-//! - `GET /v3-public/{oidcProviders/oidc|githubProviders/github}?action=authorize&redirectUri=URI` answers
+//! - `GET /v3-public/<kind>Providers/<name>?action=authorize&redirectUri=URI` (OIDC, GitHub, or a
+//!   plugged-in provider whose `authorize_url` is implemented) answers
 //!   `{"redirectUrl": "<provider authorize URL>", "state": "…"}`. The state, nonce and PKCE verifier stay
 //!   here ([`PendingLogins`]: at most [`MAX_PENDING`], each for [`PENDING_TTL`], used once).
 //! - `POST` the same path with `?action=login` and `{"code","state"}` exchanges the code and answers with
@@ -14,15 +15,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
 use axum::response::Response;
-use http::HeaderMap;
-use rancher_auth::providers::{AuthProvider, AuthorizeRequest, Credentials, OAuthCallback, Pkce};
+use rancher_auth::providers::{
+    AuthProvider, AuthorizeRequest, Credentials, Error as ProviderError, OAuthCallback, Pkce,
+};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::login::{local_user, provider_error, session_token};
-use crate::server::api::read_json_object;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::state::AppState;
 
@@ -67,10 +67,6 @@ impl PendingLogins {
     }
 }
 
-fn action_and_params(query: Option<String>) -> HashMap<String, String> {
-    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect()
-}
-
 /// Accepts `http://127.0.0.1:<port>/…` and URIs under the server's own URL; nothing else.
 fn check_redirect(uri: &str, server_url: &str) -> ApiResult<()> {
     let bad = |why: &str| ApiError::BadRequest(format!("redirectUri {uri:?}: {why}"));
@@ -94,35 +90,30 @@ fn check_redirect(uri: &str, server_url: &str) -> ApiResult<()> {
     }
 }
 
-async fn provider_named(state: &AppState, name: &'static str) -> ApiResult<Arc<dyn AuthProvider>> {
-    let configured = match name {
-        "oidc" => state.providers.oidc().await,
-        _ => state.providers.github.clone().map(Ok),
-    };
-    match configured {
-        None => Err(ApiError::NotFound(format!(
-            "the {name} provider is not configured (see rancher-server --auth-config)"
-        ))),
-        Some(Err(e)) => Err(provider_error(e)),
-        Some(Ok(p)) => Ok(p),
-    }
-}
-
-async fn authorize(
+/// `GET ?action=authorize`: the provider's authorization URL for `redirectUri`.
+pub(super) async fn authorize(
     state: &AppState,
-    name: &'static str,
+    provider: Arc<dyn AuthProvider>,
     params: &HashMap<String, String>,
 ) -> ApiResult<Response> {
     let redirect = params
         .get("redirectUri")
         .ok_or_else(|| ApiError::BadRequest("authorize needs ?redirectUri=".into()))?;
     check_redirect(redirect, state.registration.server_url())?;
-    let provider = provider_named(state, name).await?;
     let pkce = Pkce::new_s256();
     let request = AuthorizeRequest::new(redirect.clone(), &pkce);
-    let url = provider.authorize_url(&request).await.map_err(provider_error)?;
+    let url = match provider.authorize_url(&request).await {
+        Ok(url) => url,
+        Err(ProviderError::Unsupported { .. }) => {
+            return Err(ApiError::MethodNotAllowed(format!(
+                "the {} provider takes a user name and password: POST ?action=login",
+                provider.name()
+            )));
+        }
+        Err(e) => return Err(provider_error(e)),
+    };
     let body = json!({"redirectUrl": url.as_str(), "state": request.state});
-    state.providers.pending.insert(name, request, pkce);
+    state.providers.pending.insert(provider.name(), request, pkce);
     let resp = Response::builder()
         .status(200)
         .header(http::header::CONTENT_TYPE, "application/json")
@@ -145,15 +136,18 @@ struct CodeInput {
     response_type: String,
 }
 
-async fn login(state: &AppState, name: &'static str, headers: &HeaderMap, body: Body) -> ApiResult<Response> {
-    let map = read_json_object(headers, body, state.body_limit).await?;
-    let input: CodeInput = serde_json::from_value(serde_json::Value::Object(map))
+/// `POST ?action=login` with `{"code","state"}`: exchanges the code of a login begun by [`authorize`].
+pub(super) async fn code_login(
+    state: &AppState,
+    provider: Arc<dyn AuthProvider>,
+    body: serde_json::Map<String, serde_json::Value>,
+) -> ApiResult<Response> {
+    let input: CodeInput = serde_json::from_value(serde_json::Value::Object(body))
         .map_err(|e| ApiError::BadRequest(format!("login needs \"code\" and \"state\": {e}")))?;
     if input.code.is_empty() {
         return Err(ApiError::BadRequest("\"code\" is empty".into()));
     }
-    let provider = provider_named(state, name).await?;
-    let Some(pending) = state.providers.pending.take(name, &input.state) else {
+    let Some(pending) = state.providers.pending.take(provider.name(), &input.state) else {
         return Err(ApiError::Unauthenticated(
             "unknown, used or expired login state: start the login again".into(),
         ));
@@ -171,56 +165,6 @@ async fn login(state: &AppState, name: &'static str, headers: &HeaderMap, body: 
         &input.response_type,
     )
     .await
-}
-
-async fn dispatch(
-    state: AppState,
-    name: &'static str,
-    method: http::Method,
-    query: Option<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Response> {
-    let params = action_and_params(query);
-    match (method, params.get("action").map(String::as_str)) {
-        (http::Method::GET, Some("authorize")) => authorize(&state, name, &params).await,
-        (http::Method::POST, Some("login")) => login(&state, name, &headers, body).await,
-        _ => Err(ApiError::NotFound(format!(
-            "the {name} provider supports GET ?action=authorize and POST ?action=login"
-        ))),
-    }
-}
-
-/// `/v3-public/oidcProviders/oidc` (GET authorize, POST login).
-pub(crate) async fn oidc_action(
-    State(state): State<AppState>,
-    method: http::Method,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Response> {
-    dispatch(state, "oidc", method, query, headers, body).await
-}
-
-/// `/v3-public/githubProviders/github` (GET authorize, POST login).
-pub(crate) async fn github_action(
-    State(state): State<AppState>,
-    method: http::Method,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Response> {
-    dispatch(state, "github", method, query, headers, body).await
-}
-
-/// The methods of `/v3-public/oidcProviders/oidc`.
-pub(crate) fn oidc_routes() -> axum::routing::MethodRouter<AppState> {
-    axum::routing::get(oidc_action).post(oidc_action)
-}
-
-/// The methods of `/v3-public/githubProviders/github`.
-pub(crate) fn github_routes() -> axum::routing::MethodRouter<AppState> {
-    axum::routing::get(github_action).post(github_action)
 }
 
 #[cfg(test)]

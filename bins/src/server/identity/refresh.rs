@@ -22,15 +22,10 @@ pub(crate) async fn run(providers: Providers, store: Arc<dyn Store>) {
     }
 }
 
-/// The provider a principal id belongs to, among the configured ones.
+/// The provider a principal id (`<provider>_user://…`) belongs to, among the registered ones.
 async fn provider_of(providers: &Providers, principal: &str) -> Option<Arc<dyn AuthProvider>> {
     let (prefix, _) = principal.split_once("_user://")?;
-    match prefix {
-        "oidc" => providers.oidc().await.and_then(Result::ok),
-        "github" => providers.github.clone(),
-        "openldap" => providers.openldap.clone(),
-        _ => None,
-    }
+    providers.get(prefix).await.and_then(Result::ok)
 }
 
 /// One pass over every provider user.

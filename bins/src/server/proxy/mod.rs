@@ -11,7 +11,9 @@ mod upstream;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use rancher_auth::proxy::{self, AuditLayer, AuditLevel, BrowserPolicy, ForwardConfig, ProxyService};
+use rancher_auth::proxy::{
+    self, AuditLayer, AuditLevel, AuditSink, BrowserPolicy, ForwardConfig, ProxyService,
+};
 use rancher_core::store::Store;
 
 pub(crate) use access::{BindingAccess, has_binding};
@@ -43,7 +45,8 @@ impl std::str::FromStr for AuditTarget {
     }
 }
 
-/// The proxy's audit log settings; off unless a target is given.
+/// The proxy's audit log settings; off unless a target is given (or an embedder's sink, see
+/// [`ServerBuilder::audit_sink`](crate::server::ServerBuilder::audit_sink)).
 #[derive(Clone, Debug, Default)]
 pub struct AuditConfig {
     /// Where to write; `None` disables the audit log.
@@ -53,17 +56,23 @@ pub struct AuditConfig {
 }
 
 impl AuditConfig {
-    /// The audit layer for these settings.
+    /// The audit layer for these settings, recording to the configured target and to every one of
+    /// `extra` (the embedder's sinks) at [`AuditConfig::level`].
     ///
     /// # Errors
     /// When the file cannot be opened for appending.
-    pub(crate) fn layer(&self) -> std::io::Result<AuditLayer> {
-        Ok(match &self.target {
-            None => AuditLayer::disabled(),
-            Some(AuditTarget::Stdout) => AuditLayer::new(Arc::new(proxy::StdoutSink::new()?), self.level),
-            Some(AuditTarget::File(path)) => {
-                AuditLayer::new(Arc::new(proxy::FileSink::open(path)?), self.level)
-            }
+    pub(crate) fn layer(&self, extra: &[Arc<dyn AuditSink>]) -> std::io::Result<AuditLayer> {
+        let mut sinks: Vec<Arc<dyn AuditSink>> = Vec::new();
+        match &self.target {
+            None => {}
+            Some(AuditTarget::Stdout) => sinks.push(Arc::new(proxy::StdoutSink::new()?)),
+            Some(AuditTarget::File(path)) => sinks.push(Arc::new(proxy::FileSink::open(path)?)),
+        }
+        sinks.extend(extra.iter().cloned());
+        Ok(match sinks.len() {
+            0 => AuditLayer::disabled(),
+            1 => AuditLayer::new(sinks.remove(0), self.level),
+            _ => AuditLayer::new(Arc::new(super::plugins::FanOut(sinks)), self.level),
         })
     }
 }

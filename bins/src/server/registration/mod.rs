@@ -28,7 +28,7 @@ use rancher_core::model::{
     Cluster, ClusterRegistrationToken, ClusterRegistrationTokenSpec, ClusterRegistrationTokenStatus,
 };
 use rancher_core::store::{Api, Store, StoreError};
-use rancher_tunnel::{Metrics as TunnelMetrics, SessionConfig, TunnelServer};
+use rancher_tunnel::{SessionConfig, TunnelServer};
 use tokio::sync::Notify;
 use tracing::debug;
 
@@ -118,9 +118,11 @@ impl std::fmt::Debug for Registration {
     }
 }
 
-/// Server-side tunnel settings: a dead agent is noticed within 25 s (keepalive every 10 s), so its
-/// cluster turns unavailable well within 30 s even when no FIN ever arrives.
-fn tunnel_session_config() -> SessionConfig {
+/// The server's tunnel session settings unless
+/// [`ServerBuilder::session_config`](crate::server::ServerBuilder::session_config) replaces them: a dead
+/// agent is noticed within 25 s (keepalive every 10 s), so its cluster turns unavailable well within
+/// 30 s even when no FIN ever arrives.
+pub fn tunnel_session_config() -> SessionConfig {
     let mut cfg = SessionConfig::default();
     cfg.keepalive_interval = Duration::from_secs(10);
     cfg.dead_peer_timeout = Duration::from_secs(25);
@@ -133,13 +135,32 @@ impl Registration {
     ///
     /// # Errors
     /// [`RegistrationError::Key`] or [`RegistrationError::Tunnel`].
+    #[cfg(test)]
     pub(crate) fn new(
         store: Arc<dyn Store>,
         data_dir: &Path,
         server_url: String,
         ca_pem: &str,
         agent_image: String,
-        tunnel_metrics: TunnelMetrics,
+        tunnel_metrics: rancher_tunnel::Metrics,
+    ) -> Result<Self, RegistrationError> {
+        let tunnel =
+            TunnelServer::new(tunnel_session_config(), tunnel_metrics).map_err(RegistrationError::Tunnel)?;
+        Self::with_tunnel(store, data_dir, server_url, ca_pem, agent_image, tunnel)
+    }
+
+    /// [`Registration::new`] with a tunnel server built by the caller (its session settings and
+    /// transport).
+    ///
+    /// # Errors
+    /// [`RegistrationError::Key`].
+    pub(crate) fn with_tunnel(
+        store: Arc<dyn Store>,
+        data_dir: &Path,
+        server_url: String,
+        ca_pem: &str,
+        agent_image: String,
+        tunnel: TunnelServer,
     ) -> Result<Self, RegistrationError> {
         let key = TokenKey::load_or_create(data_dir)
             .map_err(|source| RegistrationError::Key { dir: data_dir.display().to_string(), source })?;
@@ -148,8 +169,6 @@ impl Registration {
         } else {
             rancher_tunnel::ca_checksum(crate::agent::normalize_ca(ca_pem).as_bytes())
         };
-        let tunnel =
-            TunnelServer::new(tunnel_session_config(), tunnel_metrics).map_err(RegistrationError::Tunnel)?;
         Ok(Registration {
             store,
             key,

@@ -1,0 +1,218 @@
+//! [`AgentBuilder`]: the agent's settings given from code — the three values of the import manifest,
+//! the downstream cluster's kubeconfig, the webhook, and the tunnel's transport and session settings —
+//! and [`AgentBuilder::run`], which starts everything and stops it when told.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderMap;
+use rancher_tunnel::{
+    Agent, AgentConfig, AllowList, Metrics, PARAMS_HEADER, SessionConfig, TOKEN_HEADER, Transport,
+    WsTransport,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::wire::{NodeParams, TunnelParams};
+use super::{
+    AgentArgs, AgentError, Mode, SHUTDOWN_DRAIN, Settings, ace, downstream, header, report, server_ca,
+};
+
+/// Configures and runs a cluster or node agent. Settings are checked when [`run`](Self::run) starts.
+#[derive(Clone)]
+pub struct AgentBuilder {
+    server: String,
+    ca_checksum: String,
+    token: String,
+    mode: Mode,
+    kubeconfig: Option<PathBuf>,
+    ace: ace::AceArgs,
+    transport: Option<Arc<dyn Transport>>,
+    session_config: SessionConfig,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for AgentBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentBuilder")
+            .field("server", &self.server)
+            .field("ca_checksum", &self.ca_checksum)
+            .field("token", &"<redacted>")
+            .field("mode", &self.mode)
+            .field("kubeconfig", &self.kubeconfig)
+            .field("ace", &self.ace)
+            .field("transport", &self.transport.as_ref().map(|_| "<given>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentBuilder {
+    /// A cluster agent for the server at `server` (`https://host[:port]`, `CATTLE_SERVER`) whose
+    /// `cacerts` have the SHA-256 `ca_checksum` (`CATTLE_CA_CHECKSUM`), registering with the
+    /// cluster's registration `token` (`CATTLE_TOKEN`). It reaches its cluster in-cluster unless
+    /// [`kubeconfig`](Self::kubeconfig) is given.
+    pub fn new(server: impl Into<String>, ca_checksum: impl Into<String>, token: impl Into<String>) -> Self {
+        AgentBuilder {
+            server: server.into(),
+            ca_checksum: ca_checksum.into(),
+            token: token.into(),
+            mode: Mode::Cluster,
+            kubeconfig: None,
+            ace: ace::AceArgs::default(),
+            transport: None,
+            session_config: SessionConfig::default(),
+            metrics: Metrics::unregistered(),
+        }
+    }
+
+    /// What `rancher-agent` runs: its flags, and the `CATTLE_*` variables looked up with `env`
+    /// (`std::env::var` in the binary) or read from the mounted credentials directory.
+    ///
+    /// # Errors
+    /// [`AgentError::Config`] naming the missing or malformed setting.
+    pub fn from_args(
+        args: &AgentArgs,
+        env: &(dyn Fn(&str) -> Option<String> + Send + Sync),
+    ) -> Result<Self, AgentError> {
+        let s = Settings::resolve(args, env)?;
+        let mut builder = AgentBuilder::new(s.server.as_str(), s.ca_checksum, s.token);
+        builder.mode = s.mode;
+        builder.kubeconfig = s.kubeconfig;
+        builder.ace = args.ace.clone();
+        Ok(builder)
+    }
+
+    /// A kubeconfig for the downstream cluster instead of the in-cluster service account.
+    pub fn kubeconfig(mut self, path: impl Into<PathBuf>) -> Self {
+        self.kubeconfig = Some(path.into());
+        self
+    }
+
+    /// Run the node agent of node `name` (the fallback session `<cluster>:<node>`) instead of the
+    /// cluster agent.
+    pub fn node(mut self, name: impl Into<String>) -> Self {
+        self.mode = Mode::Node { name: name.into() };
+        self
+    }
+
+    /// Serve the authorized cluster endpoint's TokenReview webhook with these settings.
+    pub fn ace(mut self, ace: ace::AceArgs) -> Self {
+        self.ace = ace;
+        self
+    }
+
+    /// Connect with `transport` instead of the WebSocket one to `<server>/v3/connect`; the server must
+    /// accept it ([`ServerBuilder::tunnel_transport`](crate::server::ServerBuilder::tunnel_transport)).
+    /// The server's CA is still checked against the checksum over HTTPS first.
+    pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// The tunnel's session settings (default: [`SessionConfig::default`]).
+    pub fn session_config(mut self, config: SessionConfig) -> Self {
+        self.session_config = config;
+        self
+    }
+
+    /// Registers the agent's tunnel metrics (`tunnel_reconnects_total`, …) into `registry`.
+    pub fn metrics_registry(self, registry: &mut prometheus_client::registry::Registry) -> Self {
+        self.metrics.register_into(registry);
+        self
+    }
+
+    /// Runs the agent until `stop` is cancelled (then closes the tunnel session at once) or a
+    /// permanent error. Every task it starts (the tunnel, the reporter, the webhook) has stopped when
+    /// it returns.
+    ///
+    /// # Errors
+    /// [`AgentError`]: bad settings, a CA checksum mismatch, an unreadable downstream cluster.
+    pub async fn run(self, stop: CancellationToken) -> Result<(), AgentError> {
+        let settings =
+            Settings::checked(&self.server, &self.ca_checksum, &self.token, self.mode, self.kubeconfig)?;
+        info!(server = %settings.server, mode = ?settings.mode, "rancher-agent starting");
+        // The webhook answers from the cluster itself: it starts before, and does not need, the server.
+        let ace = ace::start(&self.ace, settings.kubeconfig.as_deref(), stop.clone()).await?;
+        let Some(ca) = server_ca(&settings, &stop).await? else { return Ok(()) };
+        info!(checksum = %settings.ca_checksum, "the server's CA matches CATTLE_CA_CHECKSUM");
+
+        let (downstream, params) = match &settings.mode {
+            Mode::Cluster => {
+                let d = downstream::connect(settings.kubeconfig.as_deref()).await?;
+                let params = TunnelParams { cluster: Some(d.params.clone()), node: None };
+                (Some(d), params)
+            }
+            Mode::Node { name } => {
+                // The node agent can stand in for the cluster agent only when it can name the API server.
+                let node = Some(NodeParams { requested_hostname: name.clone() });
+                match downstream::connect(settings.kubeconfig.as_deref()).await {
+                    Ok(d) => (None, TunnelParams { cluster: Some(d.params), node }),
+                    Err(e) => {
+                        warn!(error = %e, "node agent without cluster access: it cannot carry API traffic");
+                        (None, TunnelParams { cluster: None, node })
+                    }
+                }
+            }
+        };
+        let api_address = params.cluster.as_ref().map(|c| c.address.clone());
+        info!(
+            api_server = api_address.as_deref().unwrap_or("-"),
+            "destination policy: only the cluster's API server"
+        );
+        let policy = Arc::new(AllowList::new(api_address));
+
+        let mut headers = HeaderMap::new();
+        headers.insert(TOKEN_HEADER, header(&settings.token, "CATTLE_TOKEN")?);
+        headers.insert(PARAMS_HEADER, header(&params.encode(), "the tunnel params")?);
+        let base = settings.server.as_str().trim_end_matches('/');
+        let transport: Arc<dyn Transport> = match self.transport {
+            Some(t) => t,
+            None => {
+                let connect_url = format!("{base}{}", rancher_tunnel::CONNECT_PATH);
+                Arc::new(
+                    WsTransport::new(&connect_url, ca.tls.clone(), self.session_config.clone())
+                        .map_err(AgentError::Tunnel)?,
+                )
+            }
+        };
+        let mut cfg = AgentConfig::default();
+        cfg.headers = headers;
+        cfg.session = self.session_config;
+        // Rancher's agent retries every few seconds; a server back from a restart should see its agents
+        // within seconds, not after a 30 s backoff.
+        cfg.backoff_initial = Duration::from_millis(500);
+        cfg.backoff_max = Duration::from_secs(10);
+        cfg.drain_timeout = SHUTDOWN_DRAIN;
+        let agent = Agent::new(transport, policy, cfg, self.metrics).map_err(AgentError::Tunnel)?;
+
+        let reporter = match downstream {
+            Some(d) => {
+                let http = reqwest::Client::builder()
+                    .tls_backend_preconfigured((*ca.tls).clone())
+                    .connect_timeout(Duration::from_secs(10))
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .map_err(|e| AgentError::Config(format!("building the report client: {e}")))?;
+                let r = report::Reporter {
+                    http,
+                    url: format!("{base}{}", super::wire::REPORT_PATH),
+                    token: settings.token.clone(),
+                    client: d.client,
+                };
+                Some(tokio::spawn(r.run(agent.connected(), stop.clone())))
+            }
+            None => None,
+        };
+        let result = agent.run(stop.clone()).await.map_err(AgentError::Tunnel);
+        stop.cancel();
+        if let Some(r) = reporter {
+            let _ = r.await;
+        }
+        if let Some(a) = ace {
+            let _ = a.await;
+        }
+        info!("rancher-agent stopped");
+        result
+    }
+}
