@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
-use rancher_core::controller::{Action, Backoff, Controller};
+use rancher_core::controller::watcher::{Config, Event};
+use rancher_core::controller::{Action, Backoff, Controller, watcher};
 use rancher_core::model::{Cluster, ClusterSpec};
-use rancher_core::store::{Api, Store, StoreError, TypedEvent, WatchOptions};
+use rancher_core::store::{Api, Store, StoreError};
 use rancher_provision::{Progress, ProvisionContext};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -298,46 +299,19 @@ async fn write_status(
     Err(StoreError::Conflict { resource: "clusters".into(), name: cluster.metadata.name.clone() })
 }
 
-/// Watches clusters and cancels the reconcile in flight of each one that is being deleted.
+/// Cancels the reconcile in flight of a cluster that is being deleted. A cluster with a reconcile in
+/// flight holds [`PROVISION_FINALIZER`], so it cannot vanish unseen: after a re-list (the store lost
+/// the watch's version) its deletion shows as a listed cluster with a deletion timestamp.
 async fn cancel_on_delete(ctx: Arc<Ctx>) {
-    let api = Api::<Cluster>::all(ctx.store.clone());
-    let mut version: Option<String> = None;
-    loop {
-        let options = WatchOptions { resource_version: version.clone(), ..Default::default() };
-        let mut events = match api.watch(options).await {
-            Ok(events) => events,
-            Err(e) => {
-                tracing::warn!("provisioning: watching clusters: {e}");
-                version = None;
-                tokio::select! {
-                    () = ctx.stop.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                }
+    let mut events = std::pin::pin!(watcher(Api::<Cluster>::all(ctx.store.clone()), Config::default()));
+    while let Some(Some(event)) = ctx.stop.run_until_cancelled(events.next()).await {
+        match event {
+            Ok(Event::Apply(c) | Event::InitApply(c)) if c.metadata.deletion_timestamp.is_some() => {
+                ctx.cancel(&c.metadata.uid);
             }
-        };
-        loop {
-            let event = tokio::select! {
-                () = ctx.stop.cancelled() => return,
-                event = events.next() => event,
-            };
-            match event {
-                Some(Ok(TypedEvent::Added(c) | TypedEvent::Modified(c))) => {
-                    if c.metadata.deletion_timestamp.is_some() {
-                        ctx.cancel(&c.metadata.uid);
-                    }
-                    version = Some(c.metadata.resource_version);
-                }
-                Some(Ok(TypedEvent::Deleted(c))) => {
-                    ctx.cancel(&c.metadata.uid);
-                    version = Some(c.metadata.resource_version);
-                }
-                Some(Ok(TypedEvent::Bookmark(v))) => version = Some(v),
-                Some(Err(StoreError::Gone { .. })) => {
-                    version = None;
-                    break;
-                }
-                Some(Err(_)) | None => break,
-            }
+            Ok(Event::Delete(c)) => ctx.cancel(&c.metadata.uid),
+            Ok(_) => {}
+            Err(e) => tracing::debug!("provisioning: watching clusters (retrying): {e}"),
         }
     }
 }

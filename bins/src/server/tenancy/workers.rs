@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use rancher_core::Resource;
-use rancher_core::store::{Api, Store, TypedEvent, WatchOptions};
+use rancher_core::controller::watcher::{Config, Event};
+use rancher_core::controller::{ObjectRef, watcher};
+use rancher_core::store::{Api, Store};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -55,37 +57,43 @@ impl ClusterWorkers {
 }
 
 /// Follows one management kind and calls `on_change` with every object added, changed or deleted
-/// (the flag is true for a deletion);
-/// re-watches (replaying everything) after an error. Runs until `stop`.
+/// (the flag is true for a deletion), from the store's [`watcher`]: a broken watch resumes from the
+/// last version seen without replaying anything; when the store no longer has that version the kind
+/// is listed again, and what the list no longer holds is reported deleted (with its last state).
+/// Runs until `stop`.
 pub(crate) async fn follow<K: Resource>(
     store: Arc<dyn Store>,
     stop: CancellationToken,
     on_change: impl Fn(&K, bool) + Send + Sync + 'static,
 ) {
-    let api: Api<K> = Api::all(store);
-    loop {
-        match api.watch(WatchOptions::default()).await {
-            Ok(mut events) => loop {
-                let ev = tokio::select! {
-                    () = stop.cancelled() => return,
-                    ev = events.next() => ev,
-                };
-                match ev {
-                    Some(Ok(TypedEvent::Added(o) | TypedEvent::Modified(o))) => on_change(&o, false),
-                    Some(Ok(TypedEvent::Deleted(o))) => on_change(&o, true),
-                    Some(Ok(TypedEvent::Bookmark(_))) => {}
-                    Some(Err(e)) => {
-                        tracing::debug!(kind = K::KIND, error = %e, "watch ended; watching again");
-                        break;
+    let mut events = std::pin::pin!(watcher(Api::<K>::all(store), Config::default()));
+    // The objects seen so far, to report those a re-list no longer holds.
+    let mut known: HashMap<ObjectRef, K> = HashMap::new();
+    let mut listed: HashMap<ObjectRef, K> = HashMap::new();
+    while let Some(Some(event)) = stop.run_until_cancelled(events.next()).await {
+        match event {
+            Ok(Event::Apply(o)) => {
+                on_change(&o, false);
+                known.insert(ObjectRef::from_obj(&o), o);
+            }
+            Ok(Event::Delete(o)) => {
+                known.remove(&ObjectRef::from_obj(&o));
+                on_change(&o, true);
+            }
+            Ok(Event::Init) => listed.clear(),
+            Ok(Event::InitApply(o)) => {
+                on_change(&o, false);
+                listed.insert(ObjectRef::from_obj(&o), o);
+            }
+            Ok(Event::InitDone) => {
+                for (key, gone) in &known {
+                    if !listed.contains_key(key) {
+                        on_change(gone, true);
                     }
-                    None => break,
                 }
-            },
-            Err(e) => tracing::warn!(kind = K::KIND, error = %e, "watching"),
-        }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                known = std::mem::take(&mut listed);
+            }
+            Err(e) => tracing::debug!(kind = K::KIND, error = %e, "following (retrying)"),
         }
     }
 }
@@ -159,5 +167,106 @@ mod tests {
         assert!(f.changed("t", Some((false, 1))));
         assert!(f.changed("t", None));
         assert!(f.changed("gone", None));
+    }
+}
+
+#[cfg(test)]
+mod follow_tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use futures::StreamExt;
+    use rancher_core::model::{Cluster, ClusterSpec};
+    use rancher_core::store::{
+        Deleted, ListOptions, MemoryStore, ObjectList, Preconditions, StoreError, StoreResult, WatchOptions,
+        WatchStream,
+    };
+    use serde_json::Value;
+    use tokio::sync::{mpsc, watch};
+
+    use super::*;
+
+    /// A store whose watches can be cut and refused, as when the store is unreachable for a while.
+    struct Cuttable {
+        inner: MemoryStore,
+        down: watch::Sender<bool>,
+        watches: Mutex<usize>,
+    }
+
+    #[async_trait]
+    impl Store for Cuttable {
+        async fn create(&self, r: &str, o: Value) -> StoreResult<Value> {
+            self.inner.create(r, o).await
+        }
+        async fn get(&self, r: &str, ns: Option<&str>, n: &str) -> StoreResult<Value> {
+            self.inner.get(r, ns, n).await
+        }
+        async fn update(&self, r: &str, o: Value) -> StoreResult<Value> {
+            self.inner.update(r, o).await
+        }
+        async fn delete(&self, r: &str, ns: Option<&str>, n: &str, p: Preconditions) -> StoreResult<Deleted> {
+            self.inner.delete(r, ns, n, p).await
+        }
+        async fn list(&self, r: &str, o: &ListOptions) -> StoreResult<ObjectList> {
+            self.inner.list(r, o).await
+        }
+        async fn watch(&self, r: &str, o: &WatchOptions) -> StoreResult<WatchStream> {
+            *self.watches.lock().unwrap() += 1;
+            if *self.down.borrow() {
+                return Err(StoreError::backend(std::io::Error::other("unreachable (test)")));
+            }
+            let mut down = self.down.subscribe();
+            let cut = async move {
+                let _ = down.wait_for(|d| *d).await;
+            };
+            Ok(self.inner.watch(r, o).await?.take_until(cut).boxed())
+        }
+    }
+
+    async fn next(rx: &mut mpsc::UnboundedReceiver<(String, bool)>) -> (String, bool) {
+        tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.expect("no change reported").unwrap()
+    }
+
+    /// A deletion that happens while the watch is down and whose version the store has forgotten
+    /// (history overrun) is still reported, from the re-list; what did not change is not reported
+    /// as deleted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deletion_missed_while_the_store_was_unreachable_is_reported() {
+        let store = Arc::new(Cuttable {
+            inner: MemoryStore::with_history(8),
+            down: watch::channel(false).0,
+            watches: Mutex::new(0),
+        });
+        let api: Api<Cluster> = Api::all(store.clone());
+        for name in ["a", "b"] {
+            api.create(&Cluster::new(name, ClusterSpec::default())).await.unwrap();
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        let follower = tokio::spawn(follow::<Cluster>(store.clone(), stop.clone(), move |c, deleted| {
+            let _ = tx.send((c.metadata.name.clone(), deleted));
+        }));
+        let mut first = vec![next(&mut rx).await, next(&mut rx).await];
+        first.sort();
+        assert_eq!(first, [("a".to_owned(), false), ("b".to_owned(), false)]);
+        while *store.watches.lock().unwrap() == 0 {
+            tokio::task::yield_now().await;
+        }
+
+        store.down.send_replace(true);
+        api.delete("a").await.unwrap();
+        let mut b = api.get("b").await.unwrap();
+        for i in 0..20 {
+            b.spec.description = format!("v{i}");
+            b = api.update(&b).await.unwrap();
+        }
+        store.down.send_replace(false);
+
+        assert_eq!(next(&mut rx).await, ("b".to_owned(), false), "the re-list reports what it holds");
+        assert_eq!(next(&mut rx).await, ("a".to_owned(), true), "and what it no longer holds");
+        api.create(&Cluster::new("c", ClusterSpec::default())).await.unwrap();
+        assert_eq!(next(&mut rx).await, ("c".to_owned(), false), "then follows on");
+        stop.cancel();
+        follower.await.unwrap();
     }
 }
