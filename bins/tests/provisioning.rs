@@ -367,7 +367,7 @@ async fn two_provisioners_for_one_driver_do_not_build() {
     };
     let twice = builder().provisioner(Arc::new(Testbed::default())).provisioner(Arc::new(Testbed::default()));
     match twice.build().await {
-        Err(ServerError::Provisioner(m)) => assert!(m.contains("\"testbed\""), "{m}"),
+        Err(ServerError::Provisioner(m)) => assert!(m.to_string().contains("\"testbed\""), "{m}"),
         other => panic!("expected a provisioner error, got {other:?}"),
     }
 
@@ -386,7 +386,7 @@ async fn two_provisioners_for_one_driver_do_not_build() {
         }
     }
     match builder().provisioner(Arc::new(FakeImported)).build().await {
-        Err(ServerError::Provisioner(m)) => assert!(m.contains("\"imported\""), "{m}"),
+        Err(ServerError::Provisioner(m)) => assert!(m.to_string().contains("\"imported\""), "{m}"),
         other => panic!("expected a provisioner error, got {other:?}"),
     }
 }

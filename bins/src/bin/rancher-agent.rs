@@ -43,13 +43,16 @@ async fn main() -> std::process::ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let stop = CancellationToken::new();
     let on_signal = stop.clone();
-    tokio::spawn(async move {
+    // Owned here: aborted once the agent has stopped for another reason.
+    let signals = tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("signal received: closing the tunnel");
         on_signal.cancel();
     });
     let agent = AgentBuilder::from_args(&args, &|k| std::env::var(k).ok());
-    match async { agent?.run(stop).await }.await {
+    let result = async { agent?.run(stop).await }.await;
+    signals.abort();
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("rancher-agent: {e}");

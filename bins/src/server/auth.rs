@@ -103,6 +103,9 @@ pub(crate) struct TokenAuthenticator {
     store: Arc<dyn Store>,
     /// Token name → when this server last wrote its `lastUsedAt` (or started to).
     last_used_writes: Mutex<HashMap<String, tokio::time::Instant>>,
+    /// The `lastUsedAt` writes in flight: waited for by [`TokenAuthenticator::finish_writes`] at
+    /// shutdown, aborted when the authenticator is dropped.
+    writes: Mutex<tokio::task::JoinSet<()>>,
 }
 
 impl std::fmt::Debug for TokenAuthenticator {
@@ -154,7 +157,23 @@ fn presented(headers: &HeaderMap) -> Result<ApiToken, AuthError> {
 impl TokenAuthenticator {
     /// Checks tokens against `store`.
     pub(crate) fn new(store: Arc<dyn Store>) -> Self {
-        TokenAuthenticator { store, last_used_writes: Mutex::new(HashMap::new()) }
+        TokenAuthenticator {
+            store,
+            last_used_writes: Mutex::new(HashMap::new()),
+            writes: Mutex::new(tokio::task::JoinSet::new()),
+        }
+    }
+
+    /// Waits until `deadline` for the `lastUsedAt` writes in flight, then aborts what is left.
+    pub(crate) async fn finish_writes(&self, deadline: tokio::time::Instant) {
+        let mut writes =
+            std::mem::take(&mut *self.writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        if tokio::time::timeout_at(deadline, async { while writes.join_next().await.is_some() {} })
+            .await
+            .is_err()
+        {
+            writes.shutdown().await;
+        }
     }
 
     /// Verifies the request's token for `scope` at `now`: it exists, the secret matches the stored
@@ -219,7 +238,9 @@ impl TokenAuthenticator {
         let mut token = stored.clone();
         token.status.last_used_at = Some(now);
         let api = Api::<Token>::all(self.store.clone());
-        tokio::spawn(async move {
+        let mut writes = self.writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while writes.try_join_next().is_some() {}
+        writes.spawn(async move {
             match api.update(&token).await {
                 Ok(_) | Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {}
                 Err(e) => tracing::debug!(token = %token.metadata.name, "recording lastUsedAt: {e}"),

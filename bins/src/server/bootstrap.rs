@@ -7,10 +7,41 @@ use rancher_core::Resource;
 use rancher_core::model::{
     GlobalRole, GlobalRoleSpec, PolicyRule, RoleTemplate, RoleTemplateSpec, User, UserSpec,
 };
-use rancher_core::store::{Api, Store};
+use rancher_core::store::{Api, Store, StoreError};
 
-use super::api::{bind_global_role, find_by_username, hash_new_password};
-use super::error::{ApiError, ApiResult};
+use super::hashing::{self, HashError};
+use super::services::users;
+
+/// Why the first-start setup failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    /// A builtin global role or role template could not be read or written.
+    #[error("builtin {kind} {name:?}: {source}")]
+    Builtin {
+        /// `globalroles` or `roletemplates`.
+        kind: &'static str,
+        /// The builtin's name.
+        name: String,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+    /// `CATTLE_BOOTSTRAP_PASSWORD` (or the builder's `bootstrap_password`) is too weak.
+    #[error("CATTLE_BOOTSTRAP_PASSWORD is not acceptable: spec.password: Invalid value: {0}")]
+    WeakPassword(#[source] rancher_auth::password::PasswordError),
+    /// Reading the users, to find the admin, failed.
+    #[error("finding the admin user: {0}")]
+    FindAdmin(#[source] StoreError),
+    /// Hashing the admin's password failed.
+    #[error("hashing the admin password: {0}")]
+    HashPassword(#[source] HashError),
+    /// Storing the admin user failed.
+    #[error("creating the admin user: {0}")]
+    CreateAdmin(#[source] StoreError),
+    /// Binding the admin user to the `admin` global role failed.
+    #[error("binding the admin user to global role admin: {0}")]
+    BindAdmin(#[source] StoreError),
+}
 
 /// The username of the administrator made on first start.
 pub const ADMIN_USERNAME: &str = "admin";
@@ -152,15 +183,16 @@ async fn ensure<K: Resource + PartialEq>(
     wanted: K,
     same: impl Fn(&K, &K) -> bool,
     set: impl Fn(&mut K, &K),
-) -> ApiResult<()> {
-    match api.get_opt(wanted.name()).await? {
+) -> Result<(), BootstrapError> {
+    let failed = |source| BootstrapError::Builtin { kind: K::PLURAL, name: wanted.name().to_owned(), source };
+    match api.get_opt(wanted.name()).await.map_err(failed)? {
         None => match api.create(&wanted).await {
             Ok(_) | Err(rancher_core::store::StoreError::AlreadyExists { .. }) => Ok(()),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(failed(e)),
         },
         Some(mut stored) if !same(&stored, &wanted) => {
             set(&mut stored, &wanted);
-            api.update(&stored).await?;
+            api.update(&stored).await.map_err(failed)?;
             Ok(())
         }
         Some(_) => Ok(()),
@@ -179,7 +211,7 @@ pub(crate) struct Bootstrapped {
 pub(crate) async fn bootstrap(
     store: &Arc<dyn Store>,
     bootstrap_password: Option<String>,
-) -> ApiResult<Bootstrapped> {
+) -> Result<Bootstrapped, BootstrapError> {
     let roles: Api<GlobalRole> = Api::all(store.clone());
     for r in global_roles() {
         ensure(&roles, r, |a, b| a.spec == b.spec, |a, b| a.spec = b.spec.clone()).await?;
@@ -190,19 +222,18 @@ pub(crate) async fn bootstrap(
     }
 
     let mut out = Bootstrapped::default();
-    let admin = match find_by_username(store, ADMIN_USERNAME).await? {
+    let admin = match users::find_by_username(store, ADMIN_USERNAME)
+        .await
+        .map_err(BootstrapError::FindAdmin)?
+    {
         Some(u) => u,
         None => {
             let (password, generated) = match bootstrap_password.filter(|p| !p.is_empty()) {
                 Some(p) => (p, false),
                 None => (rancher_auth::token::random_id(24), true),
             };
-            let hash = hash_new_password(password.clone()).await.map_err(|e| match e {
-                ApiError::Invalid { message, .. } => {
-                    ApiError::BadRequest(format!("CATTLE_BOOTSTRAP_PASSWORD is not acceptable: {message}"))
-                }
-                other => other,
-            })?;
+            rancher_auth::password::check_strength(&password).map_err(BootstrapError::WeakPassword)?;
+            let hash = hashing::hash(password.clone()).await.map_err(BootstrapError::HashPassword)?;
             let id = format!("u-{}", rancher_auth::token::random_id(5));
             let user = User::new(
                 &id,
@@ -215,13 +246,14 @@ pub(crate) async fn bootstrap(
                     ..Default::default()
                 },
             );
-            let created = Api::<User>::all(store.clone()).create(&user).await?;
+            let created =
+                Api::<User>::all(store.clone()).create(&user).await.map_err(BootstrapError::CreateAdmin)?;
             if generated {
                 out.generated_admin_password = Some(password);
             }
             created
         }
     };
-    bind_global_role(store, &admin.metadata.name, "admin").await?;
+    users::bind_global_role(store, &admin.metadata.name, "admin").await.map_err(BootstrapError::BindAdmin)?;
     Ok(out)
 }

@@ -5,6 +5,12 @@ use http::StatusCode;
 use rancher_core::store::StoreError;
 use rancher_core::{Status, StatusCause};
 
+use super::identity::local::VerifyError;
+use super::services::access::{EscalationError, MembershipUnreadable};
+use super::services::login::LoginError;
+use super::services::tokens::TokenError;
+use super::services::users::UserError;
+
 /// Why an API request failed. Each variant maps to one HTTP code and `Status.reason`.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -66,6 +72,15 @@ pub enum ApiError {
     /// A bug or an unexpected failure (500).
     #[error("{0}")]
     Internal(String),
+    /// An object or a header could not be encoded or decoded for the response: a bug (500).
+    #[error("encoding {what}: {source}")]
+    Encode {
+        /// What was being encoded.
+        what: &'static str,
+        /// The encoder's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl ApiError {
@@ -76,6 +91,14 @@ impl ApiError {
             message: format!("{field}: Invalid value: {message}"),
             causes: vec![StatusCause { reason: "FieldValueInvalid".into(), message, field: field.into() }],
         }
+    }
+
+    /// A 500 for `what` that could not be encoded or decoded.
+    pub(crate) fn encode<E>(what: &'static str) -> impl FnOnce(E) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        move |e| ApiError::Encode { what, source: Box::new(e) }
     }
 
     /// The Kubernetes `Status` a client receives for this error.
@@ -98,7 +121,7 @@ impl ApiError {
             ApiError::TooManyRequests { retry_after_secs, .. } => {
                 Status::too_many_requests(msg, *retry_after_secs)
             }
-            ApiError::Internal(_) => Status::internal(msg),
+            ApiError::Internal(_) | ApiError::Encode { .. } => Status::internal(msg),
         }
     }
 }
@@ -125,6 +148,78 @@ impl IntoResponse for ApiError {
             tracing::error!(code = status.code, "{}", status.message);
         }
         status_response(&status)
+    }
+}
+
+// ---- The services' errors, as users see them ----------------------------------------------------
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::NegativeTtl { .. } => ApiError::invalid_field("ttl", e.to_string()),
+            TokenError::ClusterNotFound { .. } => ApiError::invalid_field("clusterId", e.to_string()),
+            TokenError::ReadCluster { source, .. } | TokenError::Store(source) => ApiError::Store(source),
+            TokenError::Revoke { source, .. } => ApiError::Store(source),
+            TokenError::CheckMembership(e) => e.into(),
+            TokenError::NotClusterMember { .. } => ApiError::Forbidden(e.to_string()),
+            TokenError::NoFreeName => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<MembershipUnreadable> for ApiError {
+    fn from(e: MembershipUnreadable) -> Self {
+        ApiError::Unavailable(e.source.to_string())
+    }
+}
+
+impl From<EscalationError> for ApiError {
+    fn from(e: EscalationError) -> Self {
+        match e {
+            EscalationError::LoadGrants(source) => ApiError::Store(source),
+            EscalationError::Escalates { .. } | EscalationError::ManagesStronger { .. } => {
+                ApiError::Forbidden(e.to_string())
+            }
+            EscalationError::UnknownTemplate { field, source } => {
+                ApiError::invalid_field(field, source.to_string())
+            }
+        }
+    }
+}
+
+impl From<UserError> for ApiError {
+    fn from(e: UserError) -> Self {
+        match e {
+            UserError::IdChosen => ApiError::invalid_field("metadata.name", e.to_string()),
+            UserError::UsernameMissing | UserError::UsernameInvalid { .. } => {
+                ApiError::invalid_field("spec.username", e.to_string())
+            }
+            UserError::PasswordMissing => ApiError::invalid_field("spec.password", e.to_string()),
+            UserError::WeakPassword { field, source } => ApiError::invalid_field(field, source.to_string()),
+            UserError::UsernameTaken { .. } => ApiError::AlreadyExists(e.to_string()),
+            UserError::OwnPasswordByUpdate { .. }
+            | UserError::NoLocalPassword { .. }
+            | UserError::WrongCurrentPassword => ApiError::Forbidden(e.to_string()),
+            UserError::Hashing(e) => e.into(),
+            UserError::Escalation(e) => (*e).into(),
+            UserError::ListUsers(source)
+            | UserError::Store { source, .. }
+            | UserError::BindRole { source, .. } => ApiError::Store(source),
+        }
+    }
+}
+
+impl From<LoginError> for ApiError {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::Throttled(t) => {
+                ApiError::TooManyRequests { message: t.to_string(), retry_after_secs: t.retry_after_secs() }
+            }
+            LoginError::WrongCredentials => ApiError::Unauthenticated(e.to_string()),
+            LoginError::CheckPassword(VerifyError::Hashing(e)) => e.into(),
+            LoginError::CheckPassword(VerifyError::Store(_)) => ApiError::Unavailable(e.to_string()),
+            LoginError::IssueToken(e) => e.into(),
+        }
     }
 }
 

@@ -38,20 +38,31 @@ impl Default for HashingLimits {
 
 /// Why a password could not be hashed or checked.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum HashError {
+pub enum HashError {
     /// Every worker is busy and the queue is full.
     #[error("the server is busy checking passwords: try again in a second")]
     Busy,
-    /// argon2 failed, or the blocking task died.
+    /// No worker thread could be started at configuration.
+    #[error("password hashing failed: no password hashing threads")]
+    NoWorkers,
+    /// The worker threads ended (the process is shutting down).
+    #[error("password hashing failed: the password hashing threads ended")]
+    WorkersEnded,
+    /// A job ended without a result (its worker panicked).
+    #[error("password hashing failed: a password hashing job ended without a result")]
+    JobLost,
+    /// argon2 refused the password or failed.
     #[error("password hashing failed: {0}")]
-    Failed(String),
+    Argon2(#[source] password::PasswordError),
 }
 
 impl From<HashError> for ApiError {
     fn from(e: HashError) -> Self {
         match e {
             HashError::Busy => ApiError::TooManyRequests { message: e.to_string(), retry_after_secs: 1 },
-            HashError::Failed(_) => ApiError::Internal(e.to_string()),
+            HashError::NoWorkers | HashError::WorkersEnded | HashError::JobLost | HashError::Argon2(_) => {
+                ApiError::Internal(e.to_string())
+            }
         }
     }
 }
@@ -122,8 +133,7 @@ async fn run_on<T: Send + 'static>(
     limiter: &Limiter,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, HashError> {
-    let jobs =
-        limiter.jobs.as_ref().ok_or_else(|| HashError::Failed("no password hashing threads".into()))?;
+    let jobs = limiter.jobs.as_ref().ok_or(HashError::NoWorkers)?;
     let (done, result) = tokio::sync::oneshot::channel();
     // If the caller gives up (the client hung up), the job still runs to the end and still counts.
     let job: Job = Box::new(move || {
@@ -131,17 +141,17 @@ async fn run_on<T: Send + 'static>(
     });
     jobs.try_send(job).map_err(|e| match e {
         TrySendError::Full(_) => HashError::Busy,
-        TrySendError::Disconnected(_) => HashError::Failed("the password hashing threads ended".into()),
+        TrySendError::Disconnected(_) => HashError::WorkersEnded,
     })?;
-    result.await.map_err(|_| HashError::Failed("a password hashing job ended without a result".into()))
+    result.await.map_err(|_| HashError::JobLost)
 }
 
 /// An argon2 hash of `pw` (no strength check: see [`password::check_strength`]).
 ///
 /// # Errors
-/// [`HashError::Busy`] when the limit is reached; [`HashError::Failed`] when argon2 fails.
+/// [`HashError::Busy`] when the limit is reached; [`HashError::Argon2`] when argon2 fails.
 pub(crate) async fn hash(pw: String) -> Result<String, HashError> {
-    run(move || password::hash_password(&pw)).await?.map_err(|e| HashError::Failed(e.to_string()))
+    run(move || password::hash_password(&pw)).await?.map_err(HashError::Argon2)
 }
 
 /// A hash to check against when the user does not exist, so both failures cost the same.

@@ -13,10 +13,10 @@ use rancher_core::store::Api;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::server::api::{TokenRequest, issue_token};
-use crate::server::auth::{Caller, is_cluster_admin};
+use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ApiResult};
-use crate::server::proxy::has_binding;
+use crate::server::services::access::may_reach_cluster;
+use crate::server::services::tokens::{self, TokenRequest};
 use crate::server::state::AppState;
 
 /// Default lifetime of kubeconfig tokens: 30 days, in milliseconds.
@@ -183,14 +183,9 @@ pub(crate) async fn cluster_action(
     }
     let not_found = || ApiError::NotFound(format!("clusters \"{id}\" not found"));
     let cluster = Api::<Cluster>::all(state.store.clone()).get_opt(&id).await?.ok_or_else(not_found)?;
-    if !is_cluster_admin(&caller.rules) {
-        let member = has_binding(&state.store, &caller_identity(&caller), &id)
-            .await
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-        if !member {
-            // The same answer as for a cluster that does not exist: ids are not probed.
-            return Err(not_found());
-        }
+    if !may_reach_cluster(&state.store, &caller, &id).await? {
+        // The same answer as for a cluster that does not exist: ids are not probed.
+        return Err(not_found());
     }
     let scoped = cluster.spec.local_cluster_auth_endpoint.as_ref().is_some_and(|a| a.enabled);
     let req = TokenRequest {
@@ -202,7 +197,7 @@ pub(crate) async fn cluster_action(
             false,
         )
     };
-    let (_, secret) = issue_token(&state, &caller.user, req).await?;
+    let (_, secret) = tokens::issue(&state.store, state.max_token_ttl_ms, &caller.user, req).await?;
     let config = render(state.registration.server_url(), &state.ca_pem, &cluster, &secret.expose())
         .map_err(|e| ApiError::Internal(format!("rendering the kubeconfig: {e}")))?;
     Ok(Json(json!({ "type": "generateKubeconfigOutput", "config": config })))

@@ -37,6 +37,7 @@ mod plugins;
 mod provisioning;
 pub mod proxy;
 pub mod registration;
+mod services;
 mod state;
 mod supervisor;
 mod tasks;
@@ -52,20 +53,21 @@ use rancher_core::store::{Store, StoreError};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-pub use api::DEFAULT_TOKEN_MAX_TTL_MS;
-pub use bootstrap::ADMIN_USERNAME;
+pub use bootstrap::{ADMIN_USERNAME, BootstrapError};
 pub use config::{ServerArgs, StoreKind};
 pub use error::ApiError;
-pub use hashing::HashingLimits;
-pub use identity::AuthProviderError;
+pub use hashing::{HashError, HashingLimits};
+pub use identity::{AuthConfigError, AuthConfigFileError, AuthProviderError, IntervalProblem};
 pub use kubeconfig::DEFAULT_KUBECONFIG_TOKEN_TTL_MS;
 pub use listener::ListenerLimits;
 pub use proxy::{AuditConfig, AuditTarget};
+pub use registration::RegistrationError;
+pub use services::tokens::DEFAULT_TOKEN_MAX_TTL_MS;
 pub use tasks::ServerTasks;
 pub use tls::TlsSource;
 
 use metrics::{MeteredStore, Metrics};
-use registration::Registration;
+use registration::{ImageRefError, Registration, ServerUrlError};
 use state::AppState;
 
 /// The largest request body the API accepts by default (1 MiB).
@@ -86,9 +88,18 @@ pub enum ServerError {
     /// The store could not be opened.
     #[error("opening the store: {0}")]
     Store(#[source] StoreError),
-    /// The requested store is not available in this build or configuration.
-    #[error("{0}")]
-    StoreUnavailable(String),
+    /// The task opening the embedded store panicked or was cancelled.
+    #[error("opening the store: {0}")]
+    StoreOpenTask(#[source] tokio::task::JoinError),
+    /// `--store etcd` without `--etcd-endpoints`.
+    #[error("--store etcd needs --etcd-endpoints")]
+    EtcdEndpointsMissing,
+    /// `--store etcd` in a build without the `etcd` feature.
+    #[error(
+        "this rancher-server was built without etcd support: rebuild with `--features etcd`, or use \
+         --store embedded"
+    )]
+    EtcdNotBuilt,
     /// TLS material could not be loaded or generated.
     #[error("TLS: {0}")]
     Tls(#[from] tls::TlsError),
@@ -103,20 +114,26 @@ pub enum ServerError {
     },
     /// The builtin roles or the admin user could not be set up.
     #[error("bootstrap: {0}")]
-    Bootstrap(#[source] ApiError),
-    /// The server URL or the registration key is unusable.
+    Bootstrap(#[source] BootstrapError),
+    /// `--server-url` is unusable.
+    #[error("registration: --server-url {0}")]
+    ServerUrl(#[source] ServerUrlError),
+    /// `--agent-image` is not an image reference.
+    #[error("registration: agent image: {0}")]
+    AgentImage(#[source] ImageRefError),
+    /// The registration key or the tunnel server could not be set up.
     #[error("registration: {0}")]
-    Registration(String),
+    Registration(#[source] RegistrationError),
     /// The `--auth-config` file is unreadable or invalid.
     #[error("auth config: {0}")]
-    AuthConfig(String),
+    AuthConfig(#[source] AuthConfigError),
     /// The audit log could not be opened.
     #[error("audit log: {0}")]
     AuditLog(#[source] std::io::Error),
     /// The provisioners given to [`ServerBuilder::provisioner`] cannot be registered (two for one
     /// driver name, including the built-in `imported`, or one with an empty name).
     #[error("provisioners: {0}")]
-    Provisioner(String),
+    Provisioner(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// An identity provider given to [`ServerBuilder::auth_provider`] cannot be served.
     #[error("identity provider: {0}")]
     AuthProvider(#[source] AuthProviderError),
@@ -183,7 +200,7 @@ impl Default for ServerBuilder {
             agent_image: registration::DEFAULT_AGENT_IMAGE.to_owned(),
             audit: AuditConfig::default(),
             kubeconfig_token_ttl_ms: DEFAULT_KUBECONFIG_TOKEN_TTL_MS,
-            max_token_ttl_ms: api::DEFAULT_TOKEN_MAX_TTL_MS,
+            max_token_ttl_ms: DEFAULT_TOKEN_MAX_TTL_MS,
             auth_config: None,
             listener_limits: ListenerLimits::default(),
             hashing_limits: HashingLimits::default(),
@@ -315,7 +332,7 @@ impl ServerBuilder {
                 let path = self.data_dir.join("rancher.redb");
                 let store = tokio::task::spawn_blocking(move || rancher_core::store::RedbStore::open(path))
                     .await
-                    .map_err(|e| ServerError::StoreUnavailable(format!("opening the store: {e}")))?
+                    .map_err(ServerError::StoreOpenTask)?
                     .map_err(ServerError::Store)?;
                 Ok(Arc::new(store))
             }
@@ -326,7 +343,7 @@ impl ServerBuilder {
     #[cfg(feature = "etcd")]
     async fn open_etcd(&self) -> Result<Arc<dyn Store>, ServerError> {
         if self.etcd_endpoints.is_empty() {
-            return Err(ServerError::StoreUnavailable("--store etcd needs --etcd-endpoints".into()));
+            return Err(ServerError::EtcdEndpointsMissing);
         }
         let store = rancher_core::store::EtcdStore::connect(&self.etcd_endpoints)
             .await
@@ -336,11 +353,7 @@ impl ServerBuilder {
 
     #[cfg(not(feature = "etcd"))]
     async fn open_etcd(&self) -> Result<Arc<dyn Store>, ServerError> {
-        Err(ServerError::StoreUnavailable(
-            "this rancher-server was built without etcd support: rebuild with `--features etcd`, \
-             or use --store embedded"
-                .into(),
-        ))
+        Err(ServerError::EtcdNotBuilt)
     }
 
     /// Opens the store, prepares TLS, binds the listener and bootstraps the builtin roles and admin.
@@ -361,7 +374,7 @@ impl ServerBuilder {
         data_dir::create_private(&self.data_dir).map_err(data_dir_error)?;
         data_dir::tighten_contents(&self.data_dir, true).map_err(data_dir_error)?;
         let provisioners = provisioning::registry(&self.plugins.provisioners)
-            .map_err(|e| ServerError::Provisioner(e.to_string()))?;
+            .map_err(|e| ServerError::Provisioner(Box::new(e)))?;
         hashing::configure(self.hashing_limits);
         let listener_limits = self.listener_limits.resolve();
         let metrics = self.plugins.metrics.clone().unwrap_or_else(|| Arc::new(Metrics::new()));
@@ -375,9 +388,9 @@ impl ServerBuilder {
 
         let server_url =
             registration::external_url(self.server_url.as_deref(), local_addr, self.insecure_http)
-                .map_err(ServerError::Registration)?;
-        let agent_image = registration::check_image_ref(&self.agent_image)
-            .map_err(|e| ServerError::Registration(format!("agent image: {e}")))?;
+                .map_err(ServerError::ServerUrl)?;
+        let agent_image =
+            registration::check_image_ref(&self.agent_image).map_err(ServerError::AgentImage)?;
         let (acceptor, ca_pem) = if self.insecure_http {
             (None, String::new())
         } else {
@@ -421,7 +434,7 @@ impl ServerBuilder {
             agent_image,
             tunnel,
         )
-        .map_err(|e| ServerError::Registration(e.to_string()))?;
+        .map_err(ServerError::Registration)?;
         let registration = Arc::new(registration);
         // The store, the TLS material and the registration key may have been created just now.
         data_dir::tighten_contents(&self.data_dir, false).map_err(data_dir_error)?;
@@ -435,7 +448,7 @@ impl ServerBuilder {
             body_limit: self.body_limit,
             registration,
             authn,
-            login_throttle: Arc::new(api::LoginThrottle::new(api::ThrottlePolicy::default())),
+            login_throttle: Arc::new(services::login::LoginThrottle::new(Default::default())),
             kubeconfig_token_ttl_ms: self.kubeconfig_token_ttl_ms,
             max_token_ttl_ms: self.max_token_ttl_ms,
             providers,

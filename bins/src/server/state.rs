@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use rancher_core::store::Store;
 
-use super::api::LoginThrottle;
 use super::auth::TokenAuthenticator;
 use super::metrics::Metrics;
 use super::registration::Registration;
+use super::services::login::LoginThrottle;
 
 /// Shared state of the management API.
 #[derive(Clone)]

@@ -99,9 +99,12 @@ impl ServerTasks {
         self.stop.cancel();
         self.state.providers.stop.cancel();
         let deadline = tokio::time::Instant::now() + CONTROLLER_STOP_TIMEOUT;
-        for (what, task) in std::mem::take(&mut self.tasks) {
+        let mut tasks = std::mem::take(&mut self.tasks);
+        tasks.extend(self.state.providers.take_refresh_task().map(|t| ("identity refresh", t)));
+        for (what, task) in tasks {
             stop_task(what, task, deadline).await;
         }
+        self.state.authn.finish_writes(deadline).await;
     }
 }
 
@@ -109,6 +112,9 @@ impl Drop for ServerTasks {
     fn drop(&mut self) {
         self.stop.cancel();
         self.state.providers.stop.cancel();
+        if let Some(refresh) = self.state.providers.take_refresh_task() {
+            refresh.abort();
+        }
     }
 }
 

@@ -158,9 +158,12 @@ pub async fn start(
 async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, app: Router, stop: CancellationToken) {
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+    // The connections' tasks end on `stop`, and are aborted if this future is dropped.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let (tcp, peer) = tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(c) => c,
                 Err(e) => {
@@ -172,7 +175,7 @@ async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, app: Router, sto
         };
         let (builder, tls, stop) = (builder.clone(), tls.clone(), stop.clone());
         let service = TowerToHyperService::new(app.clone());
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let served = async {
                 match tls {
                     Some(acceptor) => {
@@ -193,6 +196,7 @@ async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, app: Router, sto
             }
         });
     }
+    while connections.join_next().await.is_some() {}
 }
 
 #[cfg(test)]

@@ -122,7 +122,7 @@ impl AceSync {
             Some(_) => Ok(()),
             None => {
                 let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NAMESPACE}}))
-                    .map_err(|e| SyncError::Encode(e.to_string()))?;
+                    .map_err(SyncError::Encode)?;
                 match api.create(&PostParams::default(), &ns).await {
                     Ok(_) => Ok(()),
                     Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),

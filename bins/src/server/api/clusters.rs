@@ -16,7 +16,6 @@ use rancher_provision::ProvisionError;
 use serde_json::{Map, Value};
 
 use super::creator;
-use super::escalation::GrantScope;
 use super::kind::{ApiKind, Ctx, generated_name};
 use super::rancher_shape::{self, CLUSTER_ID, DESCRIPTION, PROJECT_NAME};
 use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION};
@@ -24,6 +23,7 @@ use crate::server::cleanup::{CLUSTER_FINALIZER, leftovers};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::provisioning::PROVISION_FINALIZER;
 use crate::server::registration::IMPORTED_DRIVER;
+use crate::server::services::access::GrantScope;
 use crate::server::tenancy::system_projects::{
     ASSIGNED_ANNOTATION, DEFAULT_PROJECT_LABEL, SYSTEM_PROJECT_LABEL,
 };

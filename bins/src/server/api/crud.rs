@@ -21,8 +21,7 @@ use crate::server::state::AppState;
 pub(crate) fn to_output<K: ApiKind>(mut obj: K) -> ApiResult<Value> {
     obj.redact();
     let id = object_id(&obj);
-    let mut v =
-        serde_json::to_value(&obj).map_err(|e| ApiError::Internal(format!("encoding {}: {e}", K::KIND)))?;
+    let mut v = serde_json::to_value(&obj).map_err(ApiError::encode(K::KIND))?;
     if let Some(map) = v.as_object_mut() {
         obj.rancher_fields_out(map);
         map.insert("id".into(), id.into());
@@ -184,7 +183,7 @@ pub(crate) async fn update<K: ApiKind>(
     K::rancher_fields_in(&mut map)?;
     let objects = api::<K>(&state, ns.as_deref());
     let old = objects.get(&name).await?;
-    let old_value = serde_json::to_value(&old).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let old_value = serde_json::to_value(&old).map_err(ApiError::encode(K::KIND))?;
     map.insert("status".into(), old_value.get("status").cloned().unwrap_or(Value::Null));
     let mut obj: K = decode(map)?;
     let meta = obj.meta_mut();
@@ -233,6 +232,6 @@ pub(crate) async fn delete<K: ApiKind>(
     obj.check_change(&cx).await?;
     let last = objects.delete(&name).await?.into_value();
     obj.after_delete(&cx).await;
-    let last: K = serde_json::from_value(last).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let last: K = serde_json::from_value(last).map_err(ApiError::encode(K::KIND))?;
     Ok(Json(to_output(last)?))
 }

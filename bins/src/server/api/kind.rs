@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use rancher_core::Resource;
 use serde_json::{Map, Value};
 
-use super::escalation::GrantScope;
 use crate::server::auth::Caller;
 use crate::server::error::ApiResult;
+use crate::server::services::access::GrantScope;
 use crate::server::state::AppState;
 
 /// Where a handler runs: the server's state and the caller.

@@ -4,11 +4,9 @@ mod body;
 mod clusters;
 mod creator;
 mod crud;
-mod escalation;
 mod kind;
 mod list;
 mod login;
-mod login_throttle;
 mod namespaces;
 mod openapi;
 mod principals;
@@ -21,12 +19,8 @@ mod visibility;
 
 pub(crate) use body::json_object as read_json_object;
 pub(crate) use clusters::new_project_name;
-pub(crate) use login::{LOGIN_FAILED, LoginThrottle, ThrottlePolicy, login as local_login};
-pub use tokens::DEFAULT_TOKEN_MAX_TTL_MS;
-pub(crate) use tokens::{
-    DEFAULT_SESSION_TTL_MS, TokenRequest, created_response as created_token_response, issue as issue_token,
-};
-pub(crate) use users::{bind_global_role, find_by_username, hash_new_password};
+pub(crate) use login::login as local_login;
+pub(crate) use tokens::created_response as created_token_response;
 
 use std::any::Any;
 

@@ -24,12 +24,12 @@ use rancher_core::store::Api;
 use serde_json::{Value, json};
 
 use super::body::json_object;
-use super::escalation::{GrantScope, Grants};
 use super::kind::Ctx;
 use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::kubeconfig::caller_identity;
 use crate::server::proxy::membership::{ClusterMembers, project_counts, project_ref, prtb_candidate};
+use crate::server::services::access::{GrantScope, Grants};
 use crate::server::state::AppState;
 
 /// How long a downstream call may take before the request is answered 503.

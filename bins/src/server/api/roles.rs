@@ -1,5 +1,6 @@
 //! Global roles and their bindings, role templates, and the cluster and project role template bindings:
-//! their validation, and where each write asks [`escalation`] whether the caller holds what it grants.
+//! their validation, and where each write asks [`escalation`] whether the caller holds what it
+//! grants.
 
 use async_trait::async_trait;
 use rancher_core::Resource;
@@ -11,13 +12,14 @@ use rancher_core::store::Api;
 use serde_json::{Map, Value};
 
 use super::clusters::live_cluster;
-use super::escalation::{self, BindingWrite, GrantScope};
 use super::kind::{ApiKind, Ctx, generated_name};
 use super::rancher_shape::{
     self, BINDING_NAME, CLUSTER_ID, GROUP_PRINCIPAL_ID, PROJECT_ID, ROLE_TEMPLATE_ID, USER_ID,
 };
 use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION, PROJECT_UID_ANNOTATION};
 use crate::server::error::{ApiError, ApiResult};
+use crate::server::services::access::escalation;
+use crate::server::services::access::{BindingWrite, GrantScope};
 
 async fn role_template(cx: &Ctx<'_>, name: &str, context: &str) -> ApiResult<()> {
     match Api::<RoleTemplate>::all(cx.state.store.clone()).get_opt(name).await? {
@@ -107,7 +109,7 @@ impl ApiKind for GlobalRole {
         if self.spec.builtin {
             return Err(ApiError::invalid_field("spec.builtin", "only the server creates builtin roles"));
         }
-        escalation::check_global_role_write(cx, self).await
+        Ok(escalation::check_global_role_write(&cx.state.store, cx.caller, self).await?)
     }
 
     /// Any change counts as writing the whole role (making `admin` every new user's default is
@@ -117,7 +119,7 @@ impl ApiKind for GlobalRole {
             return Err(ApiError::invalid_field("spec.rules", "the rules of a builtin role cannot change"));
         }
         self.spec.builtin = old.spec.builtin;
-        escalation::check_global_role_write(cx, self).await
+        Ok(escalation::check_global_role_write(&cx.state.store, cx.caller, self).await?)
     }
 
     fn check_delete(&self) -> ApiResult<()> {
@@ -141,7 +143,14 @@ impl ApiKind for GlobalRoleBinding {
             ));
         };
         let user = subject(cx, &self.spec.user_name, &self.spec.group_principal_name).await?;
-        escalation::check_global_role_binding(cx, &role, user.as_ref(), BindingWrite::Bind).await
+        Ok(escalation::check_global_role_binding(
+            &cx.state.store,
+            cx.caller,
+            &role,
+            user.as_ref(),
+            BindingWrite::Bind,
+        )
+        .await?)
     }
 
     /// Removing someone's global role changes them: see [`escalation::check_global_role_binding`].
@@ -160,7 +169,14 @@ impl ApiKind for GlobalRoleBinding {
                 None => return Ok(()),
             },
         };
-        escalation::check_global_role_binding(cx, &role, user.as_ref(), BindingWrite::Unbind).await
+        Ok(escalation::check_global_role_binding(
+            &cx.state.store,
+            cx.caller,
+            &role,
+            user.as_ref(),
+            BindingWrite::Unbind,
+        )
+        .await?)
     }
 
     async fn prepare_update(&mut self, old: &Self, _cx: &Ctx<'_>) -> ApiResult<()> {
@@ -191,7 +207,7 @@ impl ApiKind for RoleTemplate {
             ));
         }
         check_context(&self.spec.context)?;
-        escalation::check_template_write(cx, self).await
+        Ok(escalation::check_template_write(&cx.state.store, cx.caller, self).await?)
     }
 
     async fn prepare_update(&mut self, old: &Self, cx: &Ctx<'_>) -> ApiResult<()> {
@@ -203,7 +219,7 @@ impl ApiKind for RoleTemplate {
             ));
         }
         self.spec.builtin = old.spec.builtin;
-        escalation::check_template_write(cx, self).await
+        Ok(escalation::check_template_write(&cx.state.store, cx.caller, self).await?)
     }
 
     fn check_delete(&self) -> ApiResult<()> {
@@ -278,7 +294,14 @@ impl ApiKind for ClusterRoleTemplateBinding {
         principal_user(cx, &mut self.spec.user_name, &self.spec.user_principal_name).await?;
         subject(cx, &self.spec.user_name, &self.spec.group_principal_name).await?;
         let scope = GrantScope { cluster: self.spec.cluster_name.clone(), project: None };
-        escalation::check_template_binding(cx, Self::PLURAL, &scope, &self.spec.role_template_name).await
+        Ok(escalation::check_template_binding(
+            &cx.state.store,
+            cx.caller,
+            Self::PLURAL,
+            &scope,
+            &self.spec.role_template_name,
+        )
+        .await?)
     }
 
     async fn prepare_update(&mut self, old: &Self, _cx: &Ctx<'_>) -> ApiResult<()> {
@@ -366,7 +389,14 @@ impl ApiKind for ProjectRoleTemplateBinding {
             subject(cx, &self.spec.user_name, &self.spec.group_principal_name).await?;
         }
         let scope = GrantScope { cluster: cluster.to_owned(), project: Some(project.to_owned()) };
-        escalation::check_template_binding(cx, Self::PLURAL, &scope, &self.spec.role_template_name).await
+        Ok(escalation::check_template_binding(
+            &cx.state.store,
+            cx.caller,
+            Self::PLURAL,
+            &scope,
+            &self.spec.role_template_name,
+        )
+        .await?)
     }
 
     async fn prepare_update(&mut self, old: &Self, _cx: &Ctx<'_>) -> ApiResult<()> {

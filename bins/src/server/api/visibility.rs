@@ -10,14 +10,15 @@
 //!   there, created by those whose cluster role allows `create` (`cluster-member`, `cluster-owner`),
 //!   and managed by its owners (`project-owner`) and the cluster's;
 //! * a cluster's role template bindings are seen by the cluster's members, a project's by the
-//!   project's; writing them also passes the escalation checks of [`super::escalation`].
+//!   project's; writing them also passes the escalation checks of
+//!   [`escalation`](crate::server::services::access::escalation).
 
 use std::collections::BTreeMap;
 
-use super::escalation::{GrantScope, Grants, Held};
 use super::kind::ApiKind;
 use crate::server::auth::Caller;
 use crate::server::error::ApiResult;
+use crate::server::services::access::{GrantScope, Grants, Held};
 use crate::server::state::AppState;
 
 /// What one caller may see and do by membership, from one snapshot of the roles and bindings.

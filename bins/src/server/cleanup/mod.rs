@@ -41,9 +41,13 @@ pub(crate) async fn run(
     clients: ClusterClients,
     stop: CancellationToken,
 ) {
-    let sweep = tokio::spawn(orphans::run(store.clone(), stop.clone()));
+    // In a JoinSet: if this task is aborted, the sweep goes with it.
+    let mut sweep = tokio::task::JoinSet::new();
+    sweep.spawn(orphans::run(store.clone(), stop.clone()));
     cluster::run(store, registration, clients, stop).await;
-    if let Err(e) = sweep.await {
-        tracing::error!("the orphan sweep ended abnormally: {e}");
+    while let Some(done) = sweep.join_next().await {
+        if let Err(e) = done {
+            tracing::error!("the orphan sweep ended abnormally: {e}");
+        }
     }
 }

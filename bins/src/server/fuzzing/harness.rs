@@ -110,7 +110,9 @@ async fn start() -> App {
             .await
             .expect("seeding a user");
         for role in ["user", "user-base"] {
-            crate::server::api::bind_global_role(&store_dyn, id, role).await.expect("seeding a role binding");
+            crate::server::services::users::bind_global_role(&store_dyn, id, role)
+                .await
+                .expect("seeding a role binding");
         }
     }
     let seeds = [

@@ -7,13 +7,16 @@ use std::sync::Arc;
 use axum::response::Response;
 use jiff::Timestamp;
 use rancher_auth::providers::{AuthProvider, Credentials, Error as ProviderError, Identity};
-use rancher_core::model::{GlobalRole, User, UserSpec};
+use rancher_core::model::{User, UserSpec};
 use rancher_core::store::{Api, Store, StoreError};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::server::api::{LOGIN_FAILED, TokenRequest, bind_global_role, created_token_response, issue_token};
+use crate::server::api::created_token_response;
 use crate::server::error::{ApiError, ApiResult};
+use crate::server::services::login::{LOGIN_FAILED, LoginError};
+use crate::server::services::tokens::{self, DEFAULT_SESSION_TTL_MS, TokenRequest};
+use crate::server::services::users;
 use crate::server::state::AppState;
 
 #[derive(Deserialize)]
@@ -69,11 +72,7 @@ pub(super) async fn local_user(store: &Arc<dyn Store>, identity: &Identity) -> A
                 u.status.last_login = Some(Timestamp::now());
                 let created = users.create(&u).await;
                 if created.is_ok() {
-                    for role in Api::<GlobalRole>::all(store.clone()).list().await? {
-                        if role.spec.new_user_default {
-                            bind_global_role(store, &id, &role.metadata.name).await?;
-                        }
-                    }
+                    users::bind_default_roles(store, &id).await?;
                 }
                 created
             }
@@ -106,7 +105,11 @@ pub(super) async fn password_login(
 ) -> ApiResult<Response> {
     let input: LoginInput = serde_json::from_value(serde_json::Value::Object(body))
         .map_err(|e| ApiError::BadRequest(format!("login needs \"username\" and \"password\": {e}")))?;
-    let attempt = state.login_throttle.begin(&format!("{}:{}", provider.name(), input.username), ip).await?;
+    let attempt = state
+        .login_throttle
+        .begin(&format!("{}:{}", provider.name(), input.username), ip)
+        .await
+        .map_err(LoginError::Throttled)?;
     let identity = match provider.authenticate(&Credentials::password(&input.username, input.password)).await
     {
         Ok(identity) => identity,
@@ -158,7 +161,7 @@ pub(super) async fn session_token(
     state.providers.start_refresh(state.store.clone());
     let req = TokenRequest {
         kind: "session",
-        ttl_ms: ttl.unwrap_or(crate::server::api::DEFAULT_SESSION_TTL_MS),
+        ttl_ms: ttl.unwrap_or(DEFAULT_SESSION_TTL_MS),
         description,
         derived: false,
         cluster_name: String::new(),
@@ -166,7 +169,7 @@ pub(super) async fn session_token(
         user_principal: identity.user.id.clone(),
         group_principals: identity.groups.iter().map(|g| g.id.clone()).collect(),
     };
-    let (stored, secret) = issue_token(state, user, req).await?;
+    let (stored, secret) = tokens::issue(&state.store, state.max_token_ttl_ms, user, req).await?;
     created_token_response(stored, &secret, response_type == "cookie")
 }
 

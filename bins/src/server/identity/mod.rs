@@ -169,6 +169,8 @@ pub(crate) struct Providers {
     refresh_started: Arc<OnceLock<()>>,
     /// Stops the refresh task (cancelled when the server's background tasks stop).
     pub(crate) stop: CancellationToken,
+    /// The refresh task once started: [`ServerTasks`](crate::server::ServerTasks) waits for it.
+    refresh_task: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Default for Providers {
@@ -179,6 +181,7 @@ impl Default for Providers {
             refresh_interval: DEFAULT_REFRESH_INTERVAL,
             refresh_started: Arc::default(),
             stop: CancellationToken::new(),
+            refresh_task: Arc::default(),
         }
     }
 }
@@ -263,6 +266,11 @@ impl Providers {
         }
     }
 
+    /// The refresh task, when it was started (taken: the caller stops it).
+    pub(crate) fn take_refresh_task(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.refresh_task.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+    }
+
     /// Why there is no provider `name`: the `--auth-config` hint for the configurable ones.
     pub(crate) fn missing(name: &str) -> String {
         if CONFIGURABLE.contains(&name) {
@@ -280,32 +288,103 @@ impl Providers {
         if self.refresh_started.set(()).is_ok() {
             let stop = self.stop.clone();
             let task = refresh::run(self.clone(), store);
-            tokio::spawn(async move {
+            let handle = tokio::spawn(async move {
                 tokio::select! {
                     () = stop.cancelled() => {}
                     () = task => {}
                 }
             });
+            *self.refresh_task.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(handle);
         }
     }
 }
 
+/// Why the `--auth-config` file cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct AuthConfigError {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// What is wrong with it.
+    #[source]
+    pub source: AuthConfigFileError,
+}
+
+/// What is wrong with an `--auth-config` file (never showing a password).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigFileError {
+    /// The file could not be read.
+    #[error("{0}")]
+    Read(#[source] std::io::Error),
+    /// The file is not YAML of the expected shape (unknown or missing fields included).
+    #[error("{0}")]
+    Yaml(#[source] Box<serde_saphyr::Error>),
+    /// `openldap.servers` lists no server.
+    #[error("openldap.servers is empty")]
+    NoLdapServers,
+    /// The OpenLDAP settings are unusable.
+    #[error("openldap: {0}")]
+    Ldap(#[source] rancher_auth::providers::Error),
+    /// The OIDC settings are unusable (e.g. the issuer is not a URL).
+    #[error("oidc: {0}")]
+    Oidc(#[source] rancher_auth::providers::Error),
+    /// A GitHub URL does not parse.
+    #[error("github.{field} {url:?}: {source}")]
+    GithubUrl {
+        /// `baseUrl` or `apiUrl`.
+        field: &'static str,
+        /// The value given.
+        url: String,
+        /// Why it does not parse.
+        #[source]
+        source: url::ParseError,
+    },
+    /// The GitHub settings are unusable.
+    #[error("github: {0}")]
+    Github(#[source] rancher_auth::providers::Error),
+    /// A configured provider cannot be served under its name.
+    #[error("{0}")]
+    Register(#[source] AuthProviderError),
+    /// `refreshInterval` is not a duration of at least 100ms.
+    #[error("refreshInterval {text:?}: {problem}")]
+    RefreshInterval {
+        /// The value given.
+        text: String,
+        /// What is wrong with it.
+        problem: IntervalProblem,
+    },
+}
+
+/// What is wrong with a `refreshInterval`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntervalProblem {
+    /// It does not start with a number.
+    #[error("expected e.g. 5m, 30s, 1500ms")]
+    NotANumber,
+    /// Its unit is none of `ms`, `s`, `m`, `h`.
+    #[error("unknown unit {0:?} (ms, s, m, h)")]
+    UnknownUnit(String),
+    /// It is shorter than 100ms.
+    #[error("at least 100ms")]
+    TooShort,
+}
+
 /// Parses `5m`, `30s`, `1h`, `1500ms` or plain seconds.
-fn parse_interval(text: &str) -> Result<Duration, String> {
+fn parse_interval(text: &str) -> Result<Duration, AuthConfigFileError> {
+    let problem = |problem| AuthConfigFileError::RefreshInterval { text: text.to_owned(), problem };
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 =
-        num.parse().map_err(|_| format!("refreshInterval {text:?}: expected e.g. 5m, 30s, 1500ms"))?;
+    let n: u64 = num.parse().map_err(|_| problem(IntervalProblem::NotANumber))?;
     let d = match unit {
         "" | "s" => Duration::from_secs(n),
         "ms" => Duration::from_millis(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(format!("refreshInterval {text:?}: unknown unit {unit:?} (ms, s, m, h)")),
+        _ => return Err(problem(IntervalProblem::UnknownUnit(unit.to_owned()))),
     };
     if d < Duration::from_millis(100) {
-        return Err(format!("refreshInterval {text:?}: at least 100ms"));
+        return Err(problem(IntervalProblem::TooShort));
     }
     Ok(d)
 }
@@ -313,18 +392,20 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
 /// Reads and checks `--auth-config`.
 ///
 /// # Errors
-/// A message naming the file and what is wrong (never a password).
-pub(crate) fn load(path: &Path) -> Result<Providers, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+/// An [`AuthConfigError`] naming the file and what is wrong (never a password).
+pub(crate) fn load(path: &Path) -> Result<Providers, AuthConfigError> {
+    let error = |source| AuthConfigError { path: path.to_owned(), source };
+    let text = std::fs::read_to_string(path).map_err(|e| error(AuthConfigFileError::Read(e)))?;
+    parse(&text).map_err(error)
 }
 
-fn parse(text: &str) -> Result<Providers, String> {
-    let file: AuthConfigFile = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+fn parse(text: &str) -> Result<Providers, AuthConfigFileError> {
+    use AuthConfigFileError as E;
+    let file: AuthConfigFile = serde_saphyr::from_str(text).map_err(|e| E::Yaml(Box::new(e)))?;
     let mut providers = Providers::default();
     if let Some(s) = file.openldap {
         if s.servers.is_empty() {
-            return Err("openldap.servers is empty".into());
+            return Err(E::NoLdapServers);
         }
         let mut config = LdapConfig::openldap(
             s.servers,
@@ -343,12 +424,11 @@ fn parse(text: &str) -> Result<Providers, String> {
         if let Some(nested) = s.nested_groups {
             config.nested_groups = nested;
         }
-        let provider = LdapProvider::new(config).map_err(|e| format!("openldap: {e}"))?;
-        providers.register(Arc::new(provider)).map_err(|e| e.to_string())?;
+        let provider = LdapProvider::new(config).map_err(E::Ldap)?;
+        providers.register(Arc::new(provider)).map_err(E::Register)?;
     }
     if let Some(s) = file.oidc {
-        let mut config =
-            OidcConfig::new(&s.issuer, s.client_id, s.client_secret).map_err(|e| format!("oidc: {e}"))?;
+        let mut config = OidcConfig::new(&s.issuer, s.client_id, s.client_secret).map_err(E::Oidc)?;
         if let Some(scopes) = s.scopes {
             config.scopes = scopes.into_iter().filter(|s| s != "openid").collect();
         }
@@ -357,17 +437,23 @@ fn parse(text: &str) -> Result<Providers, String> {
         }
         config.ca_pem = s.ca_pem;
         let lazy = LazyOidc { config, provider: tokio::sync::OnceCell::new() };
-        providers.insert("oidc", Source::Oidc(Arc::new(lazy))).map_err(|e| e.to_string())?;
+        providers.insert("oidc", Source::Oidc(Arc::new(lazy))).map_err(E::Register)?;
     }
     if let Some(s) = file.github {
-        let parse = |what: &str, u: &str| url::Url::parse(u).map_err(|e| format!("github.{what} {u:?}: {e}"));
+        let parse = |field: &'static str, u: &str| {
+            url::Url::parse(u).map_err(|source| E::GithubUrl { field, url: u.to_owned(), source })
+        };
         let mut config = match (s.base_url, s.api_url) {
             (None, None) => GithubConfig::github_com(s.client_id, s.client_secret),
             (Some(web), api) => {
                 let web = parse("baseUrl", &web)?;
                 let api = match api {
                     Some(api) => parse("apiUrl", &api)?,
-                    None => web.join("api/v3").map_err(|e| format!("github.baseUrl: {e}"))?,
+                    None => web.join("api/v3").map_err(|source| E::GithubUrl {
+                        field: "baseUrl",
+                        url: web.to_string(),
+                        source,
+                    })?,
                 };
                 GithubConfig::with_urls(s.client_id, s.client_secret, web, api)
             }
@@ -377,8 +463,8 @@ fn parse(text: &str) -> Result<Providers, String> {
             }
         };
         config.ca_pem = s.ca_pem;
-        let provider = GithubProvider::new(config).map_err(|e| format!("github: {e}"))?;
-        providers.register(Arc::new(provider)).map_err(|e| e.to_string())?;
+        let provider = GithubProvider::new(config).map_err(E::Github)?;
+        providers.register(Arc::new(provider)).map_err(E::Register)?;
     }
     if let Some(text) = file.refresh_interval {
         providers.refresh_interval = parse_interval(&text)?;
@@ -399,10 +485,10 @@ mod tests {
         let typo = ok.replace("userSearchBase", "userSearchbase");
         assert!(parse(&typo).is_err());
         let empty = ok.replace("[127.0.0.1]", "[]");
-        assert!(parse(&empty).unwrap_err().contains("servers"));
+        assert!(matches!(parse(&empty), Err(AuthConfigFileError::NoLdapServers)));
         let secret = ok.replace("tls: plain", "tls: maybe");
         let err = parse(&secret).unwrap_err();
-        assert!(!err.contains("pw\n"), "{err}");
+        assert!(!err.to_string().contains("pw\n"), "{err}");
     }
 
     #[test]
@@ -417,7 +503,7 @@ mod tests {
         assert_eq!(p.names().collect::<Vec<_>>(), ["github", "oidc"]);
         assert_eq!(p.refresh_interval, Duration::from_millis(1500));
         assert_eq!(parse("{}").unwrap().refresh_interval, DEFAULT_REFRESH_INTERVAL);
-        assert!(parse("refreshInterval: 5x").unwrap_err().contains("unit"));
+        assert!(parse("refreshInterval: 5x").unwrap_err().to_string().contains("unit"));
         assert!(parse("refreshInterval: 0s").is_err());
         assert!(parse("oidc:\n  issuer: not a url\n  clientId: a\n  clientSecret: b\n").is_err());
         assert!(parse("github:\n  clientId: a\n").is_err(), "clientSecret is required");

@@ -76,7 +76,11 @@ pub(crate) async fn serve(
     let builder = http_builder();
     let caps = Caps::new(&limits);
     let mut shutdown = std::pin::pin!(shutdown);
+    // Every connection's task: drained below, and aborted if still open after the drain timeout (or
+    // when this future is dropped).
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -110,7 +114,7 @@ pub(crate) async fn serve(
         };
         let watcher = graceful.watcher();
         let tls = tls.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             conn.metrics.connections_open_add(1);
             match tls {
                 Some(acceptor) => {
@@ -139,6 +143,7 @@ pub(crate) async fn serve(
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
         tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
     }
+    connections.shutdown().await;
 }
 
 /// The server's own address of a connection (in each request's extensions): a client whose address is

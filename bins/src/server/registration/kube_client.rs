@@ -17,7 +17,7 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use tower::ServiceBuilder;
 
-use super::{Registration, RegistrationError};
+use super::{ClientBuildError, Registration, RegistrationError};
 
 /// How the server reaches a downstream API server, as the agent described it. In memory only.
 #[derive(Clone)]
@@ -138,8 +138,9 @@ impl Registration {
     /// [`RegistrationError::NotConnected`] when no agent of the cluster has connected since the
     /// server started; [`RegistrationError::Client`] when its CA or credential is unusable.
     pub fn cluster_client(self: &Arc<Self>, cluster: &str) -> Result<kube::Client, RegistrationError> {
-        let access =
-            self.access(cluster).ok_or_else(|| RegistrationError::NotConnected(cluster.to_owned()))?;
+        let access = self
+            .access(cluster)
+            .ok_or_else(|| RegistrationError::NotConnected { cluster: cluster.to_owned() })?;
         self.client_with(cluster, &access)
     }
 
@@ -153,16 +154,16 @@ impl Registration {
         cluster: &str,
         access: &ClusterAccess,
     ) -> Result<kube::Client, RegistrationError> {
-        let fail = |message: String| RegistrationError::Client { cluster: cluster.to_owned(), message };
-        let url: http::Uri = format!("https://{}", access.address)
-            .parse()
-            .map_err(|e| fail(format!("API server address: {e}")))?;
+        let fail =
+            |source: ClientBuildError| RegistrationError::Client { cluster: cluster.to_owned(), source };
+        let url: http::Uri =
+            format!("https://{}", access.address).parse().map_err(|e| fail(ClientBuildError::Address(e)))?;
         let roots = CertificateDer::pem_slice_iter(access.ca_pem.as_bytes())
             .map(|c| c.map(|c| c.to_vec()))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| fail(format!("the cluster CA is not PEM: {e}")))?;
+            .map_err(|e| fail(ClientBuildError::CaNotPem(e)))?;
         if roots.is_empty() {
-            return Err(fail("the cluster CA holds no certificate".into()));
+            return Err(fail(ClientBuildError::CaEmpty));
         }
         let mut config = kube::Config::new(url);
         config.root_cert = Some(roots);
@@ -174,13 +175,14 @@ impl Registration {
             cluster_uid: access.cluster_uid.clone(),
             address: access.address.clone(),
         };
-        let https =
-            config.rustls_https_connector_with_connector(connector).map_err(|e| fail(e.to_string()))?;
+        let https = config
+            .rustls_https_connector_with_connector(connector)
+            .map_err(|e| fail(ClientBuildError::Tls(e)))?;
         let hyper_client: hyper_util::client::legacy::Client<_, kube::client::Body> =
             hyper_util::client::legacy::Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(60))
                 .build(https);
-        let auth = config.auth_layer().map_err(|e| fail(e.to_string()))?;
+        let auth = config.auth_layer().map_err(|e| fail(ClientBuildError::Auth(e)))?;
         let service = ServiceBuilder::new()
             .layer(config.base_uri_layer())
             .option_layer(auth)

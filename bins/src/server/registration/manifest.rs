@@ -41,16 +41,46 @@ pub(crate) fn credentials_secret_name(server_url: &str, token: &str, cluster: &s
     format!("cattle-credentials-{}", &digest[..10])
 }
 
+/// Why `--agent-image` is not an image reference.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{image:?} is not an image reference: {problem}")]
+pub struct ImageRefError {
+    /// The reference given.
+    pub image: String,
+    /// The part that is wrong.
+    pub problem: ImageRefProblem,
+}
+
+/// The part of an image reference that is wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ImageRefProblem {
+    /// Empty, or longer than 255 characters.
+    #[error("it must have 1 to 255 characters")]
+    Length,
+    /// The digest is not `sha256:` and 64 lower-case hex digits.
+    #[error("the digest must be sha256: and 64 lower-case hex digits")]
+    Digest,
+    /// The tag has characters a tag may not have, or more than 128.
+    #[error("the tag must be letters, digits, '_', '.' and '-' (at most 128)")]
+    Tag,
+    /// The registry is not `host[:port]`.
+    #[error("the registry must be host[:port]")]
+    Registry,
+    /// A path component is not lower-case letters and digits with separators.
+    #[error("each path component must be lower-case letters and digits, separated by '.', '_' or '-'")]
+    PathComponent,
+}
+
 /// Checks an image reference as container runtimes parse it — `[registry[:port]/]path[:tag][@sha256:hex]`,
 /// path components lower-case — so a typo in `--agent-image` fails at start, not as a pod that never
 /// pulls.
 ///
 /// # Errors
-/// A message naming what is wrong.
-pub fn check_image_ref(image: &str) -> Result<String, String> {
-    let bad = |why: &str| Err(format!("{image:?} is not an image reference: {why}"));
+/// An [`ImageRefError`] naming what is wrong.
+pub fn check_image_ref(image: &str) -> Result<String, ImageRefError> {
+    let bad = |problem| Err(ImageRefError { image: image.to_owned(), problem });
     if image.is_empty() || image.len() > 255 {
-        return bad("it must have 1 to 255 characters");
+        return bad(ImageRefProblem::Length);
     }
     let (rest, digest) = match image.split_once('@') {
         Some((rest, digest)) => (rest, Some(digest)),
@@ -59,7 +89,7 @@ pub fn check_image_ref(image: &str) -> Result<String, String> {
     if let Some(d) = digest {
         let hex = d.strip_prefix("sha256:").unwrap_or_default();
         if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            return bad("the digest must be sha256: and 64 lower-case hex digits");
+            return bad(ImageRefProblem::Digest);
         }
     }
     let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
@@ -74,7 +104,7 @@ pub fn check_image_ref(image: &str) -> Result<String, String> {
             && word(tag.as_bytes()[0])
             && tag.bytes().all(|b| word(b) || b == b'.' || b == b'-');
         if !ok {
-            return bad("the tag must be letters, digits, '_', '.' and '-' (at most 128)");
+            return bad(ImageRefProblem::Tag);
         }
     }
     let mut parts: Vec<&str> = name.split('/').collect();
@@ -89,7 +119,7 @@ pub fn check_image_ref(image: &str) -> Result<String, String> {
                     && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
             });
         if !host_ok || port.parse::<u16>().is_err() {
-            return bad("the registry must be host[:port]");
+            return bad(ImageRefProblem::Registry);
         }
     }
     let component_ok = |c: &str| {
@@ -101,9 +131,7 @@ pub fn check_image_ref(image: &str) -> Result<String, String> {
             && bytes.iter().all(|&b| alnum(b) || matches!(b, b'.' | b'_' | b'-'))
     };
     if !parts.iter().all(|c| component_ok(c)) {
-        return bad(
-            "each path component must be lower-case letters and digits, separated by '.', '_' or '-'",
-        );
+        return bad(ImageRefProblem::PathComponent);
     }
     Ok(image.to_owned())
 }

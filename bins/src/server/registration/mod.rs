@@ -37,9 +37,9 @@ use crate::server::supervisor::Supervisors;
 
 pub use kube_client::ClusterAccess;
 pub(crate) use lifecycle::{ConnectionMonitor, cluster_of_key};
-pub use manifest::check_image_ref;
-pub use server_url::check_server_url;
+pub use manifest::{ImageRefError, ImageRefProblem, check_image_ref};
 pub(crate) use server_url::external_url;
+pub use server_url::{ServerUrlError, check_server_url};
 use token::TokenKey;
 
 /// The name of the registration token every imported cluster gets.
@@ -68,16 +68,40 @@ pub enum RegistrationError {
     #[error("tunnel: {0}")]
     Tunnel(#[source] rancher_tunnel::Error),
     /// No agent of this cluster has connected since the server started (no credentials in memory).
-    #[error("cluster {0}: no agent has connected since the server started")]
-    NotConnected(String),
+    #[error("cluster {cluster}: no agent has connected since the server started")]
+    NotConnected {
+        /// The cluster's id.
+        cluster: String,
+    },
     /// The downstream client could not be built.
-    #[error("cluster {cluster}: building the client: {message}")]
+    #[error("cluster {cluster}: building the client: {source}")]
     Client {
         /// The cluster's id.
         cluster: String,
-        /// Why.
-        message: String,
+        /// The step that failed.
+        #[source]
+        source: ClientBuildError,
     },
+}
+
+/// Why a client of a downstream cluster could not be built from what its agent reported.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientBuildError {
+    /// The reported API server address is not a URI authority.
+    #[error("API server address: {0}")]
+    Address(#[source] http::uri::InvalidUri),
+    /// The reported CA is not PEM.
+    #[error("the cluster CA is not PEM: {0}")]
+    CaNotPem(#[source] rustls::pki_types::pem::Error),
+    /// The reported CA holds no certificate.
+    #[error("the cluster CA holds no certificate")]
+    CaEmpty,
+    /// The TLS connector could not be made with that CA.
+    #[error("{0}")]
+    Tls(#[source] kube::Error),
+    /// The credential could not be made into an authentication layer.
+    #[error("{0}")]
+    Auth(#[source] kube::Error),
 }
 
 /// The shared registration state of one server.

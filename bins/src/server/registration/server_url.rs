@@ -7,25 +7,64 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 
 use tracing::{info, warn};
 
+/// Why a `--server-url` is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerUrlError {
+    /// It does not parse as a URL.
+    #[error("{url:?} is not a URL: {source}")]
+    NotAUrl {
+        /// The value given.
+        url: String,
+        /// Why it does not parse.
+        #[source]
+        source: url::ParseError,
+    },
+    /// Its scheme is neither `https` nor `http`.
+    #[error("{0:?} must be an https:// URL")]
+    Scheme(String),
+    /// It names no host.
+    #[error("{0:?} names no host")]
+    NoHost(String),
+    /// It carries a user name or password.
+    #[error("{0:?} must not carry credentials")]
+    Credentials(String),
+    /// It has a path, a query or a fragment.
+    #[error("{0:?} must be scheme://host[:port], without a path or query")]
+    NotJustHost(String),
+    /// Its scheme does not match how the server listens (`--insecure-http` or not).
+    #[error(
+        "{url:?} must start with {}:// ({} --insecure-http)",
+        if *.insecure_http { "http" } else { "https" },
+        if *.insecure_http { "with" } else { "without" }
+    )]
+    SchemeMismatch {
+        /// The value given.
+        url: String,
+        /// Whether the server listens with `--insecure-http`.
+        insecure_http: bool,
+    },
+}
+
 /// Checks a `--server-url`: `http(s)://host[:port]`, nothing else (no path, query, fragment or
 /// credentials). Returns it without a trailing `/`. Whether the scheme fits `--insecure-http` is
 /// checked when the server is built.
 ///
 /// # Errors
-/// A message naming what is wrong.
-pub fn check_server_url(raw: &str) -> Result<String, String> {
-    let url = url::Url::parse(raw).map_err(|e| format!("{raw:?} is not a URL: {e}"))?;
+/// A [`ServerUrlError`] naming what is wrong.
+pub fn check_server_url(raw: &str) -> Result<String, ServerUrlError> {
+    let url =
+        url::Url::parse(raw).map_err(|source| ServerUrlError::NotAUrl { url: raw.to_owned(), source })?;
     if !matches!(url.scheme(), "https" | "http") {
-        return Err(format!("{raw:?} must be an https:// URL"));
+        return Err(ServerUrlError::Scheme(raw.to_owned()));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{raw:?} names no host"));
+        return Err(ServerUrlError::NoHost(raw.to_owned()));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!("{raw:?} must not carry credentials"));
+        return Err(ServerUrlError::Credentials(raw.to_owned()));
     }
     if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("{raw:?} must be scheme://host[:port], without a path or query"));
+        return Err(ServerUrlError::NotJustHost(raw.to_owned()));
     }
     Ok(raw.trim_end_matches('/').to_owned())
 }
@@ -35,18 +74,17 @@ pub fn check_server_url(raw: &str) -> Result<String, String> {
 /// address (or its name, or `127.0.0.1`) — which is logged, as is a URL only this host can reach.
 ///
 /// # Errors
-/// A message naming what is wrong with `configured`.
+/// A [`ServerUrlError`] naming what is wrong with `configured`.
 pub(crate) fn external_url(
     configured: Option<&str>,
     listen: SocketAddr,
     insecure_http: bool,
-) -> Result<String, String> {
+) -> Result<String, ServerUrlError> {
     let scheme = if insecure_http { "http" } else { "https" };
     if let Some(raw) = configured {
-        let url = check_server_url(raw).map_err(|e| format!("--server-url {e}"))?;
+        let url = check_server_url(raw)?;
         if !url.starts_with(&format!("{scheme}://")) {
-            let flag = if insecure_http { "with" } else { "without" };
-            return Err(format!("--server-url {raw:?} must start with {scheme}:// ({flag} --insecure-http)"));
+            return Err(ServerUrlError::SchemeMismatch { url: raw.to_owned(), insecure_http });
         }
         if is_loopback_url(&url) {
             warn!(

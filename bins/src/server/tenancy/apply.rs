@@ -73,7 +73,7 @@ pub(crate) async fn list_ours(
     for o in list.items {
         let key =
             (o.metadata.namespace.clone().unwrap_or_default(), o.metadata.name.clone().unwrap_or_default());
-        let v = serde_json::to_value(&o).map_err(|e| SyncError::Encode(e.to_string()))?;
+        let v = serde_json::to_value(&o).map_err(SyncError::Encode)?;
         // The server filtered by label already; check again before anything may be changed.
         if is_managed(&v) {
             out.insert(key, v);
@@ -98,7 +98,7 @@ pub(crate) async fn upsert(
         let obj: DynamicObject = match serde_json::from_value(want.clone()) {
             Ok(o) => o,
             Err(e) => {
-                errors.push(SyncError::Encode(e.to_string()));
+                errors.push(SyncError::Encode(e));
                 continue;
             }
         };

@@ -57,7 +57,7 @@ pub(crate) enum SyncError {
     },
     /// An object could not be converted (a bug: rendered objects are well-formed).
     #[error("encoding an object: {0}")]
-    Encode(String),
+    Encode(#[source] serde_json::Error),
 }
 
 /// Runs the RBAC sync of every connected cluster until `stop`.

@@ -81,6 +81,9 @@ pub struct Forward<R> {
     resolver: Arc<R>,
     clients: ClusterClients,
     config: ForwardConfig,
+    /// The spliced upgraded connections (exec, attach, port-forward): aborted when the last clone
+    /// of this service is dropped.
+    splices: Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
 }
 
 impl<R> Clone for Forward<R> {
@@ -89,6 +92,7 @@ impl<R> Clone for Forward<R> {
             resolver: self.resolver.clone(),
             clients: self.clients.clone(),
             config: self.config.clone(),
+            splices: self.splices.clone(),
         }
     }
 }
@@ -97,7 +101,12 @@ impl<R: UpstreamResolver + 'static> Forward<R> {
     /// Forwards to the upstreams `resolver` names.
     pub fn new(resolver: R, config: ForwardConfig) -> Self {
         let cache = Arc::new(IdleCache::new(config.client_idle_timeout));
-        Forward { resolver: Arc::new(resolver), clients: ClusterClients { cache }, config }
+        Forward {
+            resolver: Arc::new(resolver),
+            clients: ClusterClients { cache },
+            config,
+            splices: Arc::default(),
+        }
     }
 
     /// A handle on the cached per-cluster clients.
@@ -177,7 +186,9 @@ impl<R: UpstreamResolver + 'static> Forward<R> {
                 });
             };
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
-            tokio::spawn(splice(cluster, client_upgrade, upstream_upgrade));
+            let mut splices = self.splices.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            while splices.try_join_next().is_some() {}
+            splices.spawn(splice(cluster, client_upgrade, upstream_upgrade));
         } else {
             strip_hop_by_hop(resp.headers_mut());
         }

@@ -17,8 +17,23 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use crate::server::error::ApiError;
 use crate::server::listener::client_of;
+
+/// A login refused before its password is checked: its (username, address) pair or its address is
+/// locked out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("too many failed logins: try again in {wait_secs} s")]
+pub(crate) struct Throttled {
+    /// Seconds until the lockout ends (rounded up; may be 0 just before it does).
+    pub(crate) wait_secs: u32,
+}
+
+impl Throttled {
+    /// What `Retry-After` says: the wait, at least one second.
+    pub(crate) fn retry_after_secs(self) -> u32 {
+        self.wait_secs.max(1)
+    }
+}
 
 /// The thresholds and delays of a [`LoginThrottle`].
 #[derive(Clone, Copy, Debug)]
@@ -134,8 +149,8 @@ impl LoginThrottle {
     /// username has failed often from everywhere.
     ///
     /// # Errors
-    /// [`ApiError::TooManyRequests`] with the seconds until the lockout ends.
-    pub(crate) async fn begin(&self, username: &str, ip: Option<IpAddr>) -> Result<Attempt<'_>, ApiError> {
+    /// [`Throttled`] with the seconds until the lockout ends.
+    pub(crate) async fn begin(&self, username: &str, ip: Option<IpAddr>) -> Result<Attempt<'_>, Throttled> {
         let user = user_key(username);
         let ip = ip.map(client_of);
         let mut keys = vec![Key::Pair(user, ip), Key::User(user)];
@@ -150,12 +165,9 @@ impl LoginThrottle {
                 .map(|until| until - now)
                 .max();
             if let Some(wait) = wait {
-                let secs =
+                let wait_secs =
                     u32::try_from(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).unwrap_or(u32::MAX);
-                return Err(ApiError::TooManyRequests {
-                    message: format!("too many failed logins: try again in {secs} s"),
-                    retry_after_secs: secs.max(1),
-                });
+                return Err(Throttled { wait_secs });
             }
             self.make_room(&mut map, now);
             let mut slow = false;
@@ -255,8 +267,7 @@ mod tests {
                 attempt.failed();
                 None
             }
-            Err(ApiError::TooManyRequests { retry_after_secs, .. }) => Some(retry_after_secs),
-            Err(e) => panic!("{e}"),
+            Err(throttled) => Some(throttled.retry_after_secs()),
         }
     }
 
@@ -266,8 +277,7 @@ mod tests {
                 attempt.not_checked();
                 None
             }
-            Err(ApiError::TooManyRequests { retry_after_secs, .. }) => Some(retry_after_secs),
-            Err(e) => panic!("{e}"),
+            Err(throttled) => Some(throttled.retry_after_secs()),
         }
     }
 

@@ -175,7 +175,7 @@ fn external_cluster_roles_are_held_by_name_by_a_larger_default_role_or_by_every_
     let mut has_edit = Held::default();
     has_edit.add(Flattened { rules: vec![], external: vec!["edit".into()] });
     let err = has_edit.covers(&wants("admin")).unwrap_err();
-    assert!(err.contains("\"admin\""), "{err}");
+    assert!(err.to_string().contains("\"admin\""), "{err}");
     let owner = g.flatten("owner", None).unwrap();
     assert!(owner.covers(&wants("admin")).is_err(), "resources alone are not every URL too");
     let everything_held = Held { rules: everything(), ..Default::default() };
