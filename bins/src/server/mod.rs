@@ -60,6 +60,7 @@ pub use hashing::{HashError, HashingLimits};
 pub use identity::{AuthConfigError, AuthConfigFileError, AuthProviderError, IntervalProblem};
 pub use kubeconfig::DEFAULT_KUBECONFIG_TOKEN_TTL_MS;
 pub use listener::ListenerLimits;
+pub use provisioning::RegistryError as ProvisionerRegistryError;
 pub use proxy::{AuditConfig, AuditTarget};
 pub use registration::RegistrationError;
 pub use services::tokens::DEFAULT_TOKEN_MAX_TTL_MS;
@@ -133,7 +134,7 @@ pub enum ServerError {
     /// The provisioners given to [`ServerBuilder::provisioner`] cannot be registered (two for one
     /// driver name, including the built-in `imported`, or one with an empty name).
     #[error("provisioners: {0}")]
-    Provisioner(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Provisioner(#[source] ProvisionerRegistryError),
     /// An identity provider given to [`ServerBuilder::auth_provider`] cannot be served.
     #[error("identity provider: {0}")]
     AuthProvider(#[source] AuthProviderError),
@@ -374,7 +375,7 @@ impl ServerBuilder {
         data_dir::create_private(&self.data_dir).map_err(data_dir_error)?;
         data_dir::tighten_contents(&self.data_dir, true).map_err(data_dir_error)?;
         let provisioners = provisioning::registry(&self.plugins.provisioners)
-            .map_err(|e| ServerError::Provisioner(Box::new(e)))?;
+            .map_err(ServerError::Provisioner)?;
         hashing::configure(self.hashing_limits);
         let listener_limits = self.listener_limits.resolve();
         let metrics = self.plugins.metrics.clone().unwrap_or_else(|| Arc::new(Metrics::new()));

@@ -26,7 +26,8 @@ use rancher_core::store::Store;
 use rancher_provision::Provisioner;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use registry::{Provisioners, RegistryError};
+pub(crate) use registry::Provisioners;
+pub use registry::RegistryError;
 
 /// The finalizer that holds a deleted cluster until its provisioner has removed it.
 pub(crate) const PROVISION_FINALIZER: &str = "controller.cattle.io/cluster-provisioner";

@@ -20,7 +20,7 @@ impl std::fmt::Debug for Provisioners {
 
 /// Two provisioners claimed one driver name, or one claimed none.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum RegistryError {
+pub enum RegistryError {
     /// A second provisioner for a driver.
     #[error("two provisioners are registered for the driver {0:?}")]
     Duplicate(String),
