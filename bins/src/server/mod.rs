@@ -374,8 +374,8 @@ impl ServerBuilder {
             |source: std::io::Error| ServerError::DataDir { path: self.data_dir.clone(), source };
         data_dir::create_private(&self.data_dir).map_err(data_dir_error)?;
         data_dir::tighten_contents(&self.data_dir, true).map_err(data_dir_error)?;
-        let provisioners = provisioning::registry(&self.plugins.provisioners)
-            .map_err(ServerError::Provisioner)?;
+        let provisioners =
+            provisioning::registry(&self.plugins.provisioners).map_err(ServerError::Provisioner)?;
         hashing::configure(self.hashing_limits);
         let listener_limits = self.listener_limits.resolve();
         let metrics = self.plugins.metrics.clone().unwrap_or_else(|| Arc::new(Metrics::new()));

@@ -85,8 +85,14 @@ async fn rolling_update_honours_surge_and_rollout_status_finishes() {
 async fn deleted_pods_terminate_then_go_and_force_is_immediate() {
     let sim = start_sim(1).await;
     let k = Kubectl::new("1.33", &sim.kubeconfig_yaml());
+    // A preStop hook that sleeps keeps "slow" terminating for 20 s, whatever the machine's load.
+    let slow = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"slow","labels":{"app":"slow"}},
+        "spec":{"containers":[{"name":"c","image":"busybox:1.36",
+        "lifecycle":{"preStop":{"exec":{"command":["sh","-c","sleep 20"]}}}}]}}"#;
+    let applied = k.run_with_stdin(&["apply", "-f", "-"], slow).await;
+    assert!(applied.ok, "{}", applied.stderr);
+    k.ok(&["run", "forced", "--image=busybox:1.36", "--labels", "app=forced"]).await;
     for p in ["slow", "forced"] {
-        k.ok(&["run", p, "--image=busybox:1.36", "--labels", &format!("app={p}")]).await;
         wait_running(&k, "default", &format!("app={p}"), 1).await;
     }
     k.ok(&["delete", "pod", "slow", "--wait=false"]).await;

@@ -15,8 +15,26 @@ const SCHEDULER: &str = "default-scheduler";
 /// How long a simulated container takes to stop after SIGTERM (bounded by the grace period).
 const STOP_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_secs(1);
 
+/// How long a pod's containers take to stop once it is deleted: the longest `preStop` hook that
+/// sleeps (`exec` of `sleep N`, also through `sh -c`), which the kubelet runs before SIGTERM, plus
+/// [`STOP_AFTER`]. Hooks of other shapes take no time here.
+fn stop_after(pod: &Value) -> jiff::SignedDuration {
+    let hooks = pod["spec"]["containers"].as_array().into_iter().flatten().filter_map(|c| {
+        let command = c["lifecycle"]["preStop"]["exec"]["command"].as_array()?;
+        let words: Vec<&str> = command.iter().filter_map(Value::as_str).collect();
+        let script = match words.as_slice() {
+            ["sleep", n] => format!("sleep {n}"),
+            [sh, "-c", script] if sh.ends_with("sh") => (*script).to_owned(),
+            _ => return None,
+        };
+        let n = script.trim().strip_prefix("sleep ")?.trim().parse::<u32>().ok()?;
+        Some(jiff::SignedDuration::from_secs(i64::from(n)))
+    });
+    hooks.max().unwrap_or_default() + STOP_AFTER
+}
+
 /// The kubelet's side of graceful deletion: a Terminating pod is removed once its containers have
-/// stopped. Returns whether some pod is still terminating (the controller loop then ticks).
+/// stopped ([`stop_after`]), or when its grace period ends. Returns whether some pod is still terminating (the controller loop then ticks).
 fn finish_terminating(state: &SimState, pods: &[std::sync::Arc<Value>]) -> bool {
     let now = jiff::Timestamp::now();
     let mut pending = false;
@@ -28,7 +46,7 @@ fn finish_terminating(state: &SimState, pods: &[std::sync::Arc<Value>]) -> bool 
             continue;
         };
         let stop = deadline - jiff::SignedDuration::from_secs(grace)
-            + STOP_AFTER.min(jiff::SignedDuration::from_secs(grace));
+            + stop_after(p).min(jiff::SignedDuration::from_secs(grace));
         if now >= stop.min(deadline) {
             let _ = state.store.delete("pods", meta::namespace(p), meta::name(p), None, None, None);
         } else {
