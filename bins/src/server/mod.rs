@@ -23,9 +23,9 @@ mod api;
 mod auth;
 mod bootstrap;
 mod cleanup;
-pub mod config;
+mod config;
 mod data_dir;
-pub mod error;
+mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hashing;
@@ -35,13 +35,13 @@ mod listener;
 pub mod metrics;
 mod plugins;
 mod provisioning;
-pub mod proxy;
+mod proxy;
 pub mod registration;
 mod state;
 mod supervisor;
 mod tasks;
 mod tenancy;
-pub mod tls;
+mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -54,15 +54,15 @@ use tokio_rustls::TlsAcceptor;
 
 pub use api::DEFAULT_TOKEN_MAX_TTL_MS;
 pub use bootstrap::ADMIN_USERNAME;
-pub use config::{ServerArgs, StoreKind};
-pub use error::ApiError;
+pub use config::{AuditLevelArg, ServerArgs, StoreKind};
+pub use error::{ApiError, ApiResult};
 pub use hashing::HashingLimits;
 pub use identity::AuthProviderError;
 pub use kubeconfig::DEFAULT_KUBECONFIG_TOKEN_TTL_MS;
 pub use listener::ListenerLimits;
 pub use proxy::{AuditConfig, AuditTarget};
 pub use tasks::ServerTasks;
-pub use tls::TlsSource;
+pub use tls::{TlsError, TlsSource};
 
 use metrics::{MeteredStore, Metrics};
 use registration::Registration;
@@ -550,7 +550,7 @@ impl Server {
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-    /// let server = rancher::Server::builder()
+    /// let server = rancher::server::Server::builder()
     ///     .https_listen("127.0.0.1:0".parse()?)
     ///     .insecure_http(true)
     ///     .server_url("http://127.0.0.1:8080")

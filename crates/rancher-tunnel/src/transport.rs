@@ -30,6 +30,7 @@ pub type BoxedIo = Box<dyn SessionIo>;
 ///
 /// A custom transport must detect a dead peer itself (the default one sends WebSocket pings and
 /// fails the stream when nothing arrives within [`SessionConfig::dead_peer_timeout`]).
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait Transport: Send + Sync {
     /// Agent side: reach the server, present `headers` (the agent's credentials) and return the

@@ -31,6 +31,9 @@
 //!   apiUrl: https://api.github.com       # optional (GitHub Enterprise: https://<host>/api/v3)
 //! refreshInterval: 5m        # optional: how often provider groups are re-read ([`refresh`])
 //! ```
+//!
+//! Each external kind is built only with the `rancher` crate's cargo feature of its name (`ldap` for
+//! `openldap`, `oidc`, `github`; all on by default); a build without one refuses its section at start.
 
 pub(crate) mod local;
 pub(crate) mod login;
@@ -44,8 +47,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rancher_auth::providers::AuthProvider;
+#[cfg(feature = "github")]
 use rancher_auth::providers::github::{GithubConfig, GithubProvider};
+#[cfg(feature = "ldap")]
 use rancher_auth::providers::ldap::{LdapConfig, LdapProvider, LdapTls};
+#[cfg(feature = "oidc")]
 use rancher_auth::providers::oidc::{OidcConfig, OidcProvider};
 use rancher_core::store::Store;
 use serde::Deserialize;
@@ -65,8 +71,11 @@ struct AuthConfigFile {
     refresh_interval: Option<String>,
 }
 
+// Each provider's section is parsed in every build, so that one built without the provider's cargo
+// feature refuses the section by name instead of calling it an unknown field.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(not(feature = "oidc"), allow(dead_code))]
 struct OidcSettings {
     issuer: String,
     client_id: String,
@@ -81,6 +90,7 @@ struct OidcSettings {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(not(feature = "github"), allow(dead_code))]
 struct GithubSettings {
     client_id: String,
     client_secret: String,
@@ -94,6 +104,7 @@ struct GithubSettings {
 
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(not(feature = "ldap"), allow(dead_code))]
 enum TlsMode {
     #[default]
     Starttls,
@@ -103,6 +114,7 @@ enum TlsMode {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(not(feature = "ldap"), allow(dead_code))]
 struct LdapSettings {
     servers: Vec<String>,
     #[serde(default)]
@@ -122,6 +134,7 @@ struct LdapSettings {
 /// The default of `refreshInterval`.
 pub(crate) const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(5 * 60);
 
+#[cfg(feature = "oidc")]
 /// An OIDC provider discovered on first use, so the server starts while the issuer is down; a failed
 /// discovery is tried again at the next use.
 pub(crate) struct LazyOidc {
@@ -135,6 +148,7 @@ pub(crate) enum Source {
     /// Ready to use (configured from the file, or plugged in with `ServerBuilder::auth_provider`).
     Ready(Arc<dyn AuthProvider>),
     /// OIDC, discovered on first use.
+    #[cfg(feature = "oidc")]
     Oidc(Arc<LazyOidc>),
 }
 
@@ -251,6 +265,7 @@ impl Providers {
     ) -> Option<Result<Arc<dyn AuthProvider>, rancher_auth::providers::Error>> {
         match self.by_name.get(name)? {
             Source::Ready(p) => Some(Ok(p.clone())),
+            #[cfg(feature = "oidc")]
             Source::Oidc(lazy) => Some(
                 lazy.provider
                     .get_or_try_init(|| async {
@@ -323,62 +338,13 @@ fn parse(text: &str) -> Result<Providers, String> {
     let file: AuthConfigFile = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
     let mut providers = Providers::default();
     if let Some(s) = file.openldap {
-        if s.servers.is_empty() {
-            return Err("openldap.servers is empty".into());
-        }
-        let mut config = LdapConfig::openldap(
-            s.servers,
-            s.service_account_dn,
-            s.service_account_password,
-            s.user_search_base,
-            s.group_search_base,
-        );
-        config.tls = match s.tls {
-            TlsMode::Plain => LdapTls::Plain,
-            TlsMode::Starttls => LdapTls::StartTls,
-            TlsMode::Ldaps => LdapTls::Ldaps,
-        };
-        config.port = s.port.unwrap_or(if matches!(s.tls, TlsMode::Ldaps) { 636 } else { 389 });
-        config.ca_pem = s.ca_pem;
-        if let Some(nested) = s.nested_groups {
-            config.nested_groups = nested;
-        }
-        let provider = LdapProvider::new(config).map_err(|e| format!("openldap: {e}"))?;
-        providers.register(Arc::new(provider)).map_err(|e| e.to_string())?;
+        providers.register(ldap_provider(s)?).map_err(|e| e.to_string())?;
     }
     if let Some(s) = file.oidc {
-        let mut config =
-            OidcConfig::new(&s.issuer, s.client_id, s.client_secret).map_err(|e| format!("oidc: {e}"))?;
-        if let Some(scopes) = s.scopes {
-            config.scopes = scopes.into_iter().filter(|s| s != "openid").collect();
-        }
-        if let Some(claim) = s.groups_claim {
-            config.groups_claim = claim;
-        }
-        config.ca_pem = s.ca_pem;
-        let lazy = LazyOidc { config, provider: tokio::sync::OnceCell::new() };
-        providers.insert("oidc", Source::Oidc(Arc::new(lazy))).map_err(|e| e.to_string())?;
+        providers.insert("oidc", oidc_source(s)?).map_err(|e| e.to_string())?;
     }
     if let Some(s) = file.github {
-        let parse = |what: &str, u: &str| url::Url::parse(u).map_err(|e| format!("github.{what} {u:?}: {e}"));
-        let mut config = match (s.base_url, s.api_url) {
-            (None, None) => GithubConfig::github_com(s.client_id, s.client_secret),
-            (Some(web), api) => {
-                let web = parse("baseUrl", &web)?;
-                let api = match api {
-                    Some(api) => parse("apiUrl", &api)?,
-                    None => web.join("api/v3").map_err(|e| format!("github.baseUrl: {e}"))?,
-                };
-                GithubConfig::with_urls(s.client_id, s.client_secret, web, api)
-            }
-            (None, Some(api)) => {
-                let web = parse("baseUrl", "https://github.com")?;
-                GithubConfig::with_urls(s.client_id, s.client_secret, web, parse("apiUrl", &api)?)
-            }
-        };
-        config.ca_pem = s.ca_pem;
-        let provider = GithubProvider::new(config).map_err(|e| format!("github: {e}"))?;
-        providers.register(Arc::new(provider)).map_err(|e| e.to_string())?;
+        providers.register(github_provider(s)?).map_err(|e| e.to_string())?;
     }
     if let Some(text) = file.refresh_interval {
         providers.refresh_interval = parse_interval(&text)?;
@@ -386,10 +352,101 @@ fn parse(text: &str) -> Result<Providers, String> {
     Ok(providers)
 }
 
+/// The `openldap` section's provider.
+#[cfg(feature = "ldap")]
+fn ldap_provider(s: LdapSettings) -> Result<Arc<dyn AuthProvider>, String> {
+    if s.servers.is_empty() {
+        return Err("openldap.servers is empty".into());
+    }
+    let mut config = LdapConfig::openldap(
+        s.servers,
+        s.service_account_dn,
+        s.service_account_password,
+        s.user_search_base,
+        s.group_search_base,
+    );
+    config.tls = match s.tls {
+        TlsMode::Plain => LdapTls::Plain,
+        TlsMode::Starttls => LdapTls::StartTls,
+        TlsMode::Ldaps => LdapTls::Ldaps,
+    };
+    config.port = s.port.unwrap_or(if matches!(s.tls, TlsMode::Ldaps) { 636 } else { 389 });
+    config.ca_pem = s.ca_pem;
+    if let Some(nested) = s.nested_groups {
+        config.nested_groups = nested;
+    }
+    let provider = LdapProvider::new(config).map_err(|e| format!("openldap: {e}"))?;
+    Ok(Arc::new(provider))
+}
+
+#[cfg(not(feature = "ldap"))]
+fn ldap_provider(_: LdapSettings) -> Result<Arc<dyn AuthProvider>, String> {
+    Err(not_built("openldap", "ldap"))
+}
+
+/// The `oidc` section's provider, discovered on first use.
+#[cfg(feature = "oidc")]
+fn oidc_source(s: OidcSettings) -> Result<Source, String> {
+    let mut config =
+        OidcConfig::new(&s.issuer, s.client_id, s.client_secret).map_err(|e| format!("oidc: {e}"))?;
+    if let Some(scopes) = s.scopes {
+        config.scopes = scopes.into_iter().filter(|s| s != "openid").collect();
+    }
+    if let Some(claim) = s.groups_claim {
+        config.groups_claim = claim;
+    }
+    config.ca_pem = s.ca_pem;
+    let lazy = LazyOidc { config, provider: tokio::sync::OnceCell::new() };
+    Ok(Source::Oidc(Arc::new(lazy)))
+}
+
+#[cfg(not(feature = "oidc"))]
+fn oidc_source(_: OidcSettings) -> Result<Source, String> {
+    Err(not_built("oidc", "oidc"))
+}
+
+/// The `github` section's provider.
+#[cfg(feature = "github")]
+fn github_provider(s: GithubSettings) -> Result<Arc<dyn AuthProvider>, String> {
+    let parse = |what: &str, u: &str| url::Url::parse(u).map_err(|e| format!("github.{what} {u:?}: {e}"));
+    let mut config = match (s.base_url, s.api_url) {
+        (None, None) => GithubConfig::github_com(s.client_id, s.client_secret),
+        (Some(web), api) => {
+            let web = parse("baseUrl", &web)?;
+            let api = match api {
+                Some(api) => parse("apiUrl", &api)?,
+                None => web.join("api/v3").map_err(|e| format!("github.baseUrl: {e}"))?,
+            };
+            GithubConfig::with_urls(s.client_id, s.client_secret, web, api)
+        }
+        (None, Some(api)) => {
+            let web = parse("baseUrl", "https://github.com")?;
+            GithubConfig::with_urls(s.client_id, s.client_secret, web, parse("apiUrl", &api)?)
+        }
+    };
+    config.ca_pem = s.ca_pem;
+    let provider = GithubProvider::new(config).map_err(|e| format!("github: {e}"))?;
+    Ok(Arc::new(provider))
+}
+
+#[cfg(not(feature = "github"))]
+fn github_provider(_: GithubSettings) -> Result<Arc<dyn AuthProvider>, String> {
+    Err(not_built("github", "github"))
+}
+
+/// Why a section cannot be used: the build left its provider out.
+#[cfg(not(all(feature = "ldap", feature = "oidc", feature = "github")))]
+fn not_built(section: &str, feature: &str) -> String {
+    format!(
+        "{section}: this build has no {section} provider (the `rancher` crate's `{feature}` cargo feature is off)"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[cfg(feature = "ldap")]
     #[test]
     fn parses_openldap_and_refuses_unknown_or_missing_fields() {
         let ok = "openldap:\n  servers: [127.0.0.1]\n  tls: plain\n  port: 10389\n  serviceAccountDn: cn=svc\n  \
@@ -405,6 +462,7 @@ mod tests {
         assert!(!err.contains("pw\n"), "{err}");
     }
 
+    #[cfg(all(feature = "oidc", feature = "github"))]
     #[test]
     fn parses_oidc_github_and_the_refresh_interval() {
         let text = "oidc:\n  issuer: http://127.0.0.1:9/\n  clientId: rancher\n  clientSecret: s3cret\n  \

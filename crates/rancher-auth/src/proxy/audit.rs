@@ -83,6 +83,7 @@ pub struct AuditEvent {
 }
 
 /// Where audit events go. `record` must not block: sinks queue and write elsewhere.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 pub trait AuditSink: Send + Sync {
     /// Records one event.
     fn record(&self, event: &AuditEvent);
@@ -369,7 +370,7 @@ mod tests {
     use crate::proxy::error::{ProxyError, boxed, status_response};
     use crate::proxy::upstream::ResolveError;
     use http_body_util::{BodyExt as _, Full};
-    use rancher_core::status::Status;
+    use rancher_core::Status;
     use tower::ServiceExt as _;
 
     #[derive(Default)]
