@@ -200,3 +200,20 @@ impl Transport for WsTransport {
         Ok(ws_accept(raw, &self.session).await)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_trait_is_object_safe_and_mockable() {
+        let mut mock = MockTransport::new();
+        mock.expect_connect().returning(|_| Err(Error::Unauthorized { status: 401 }));
+        mock.expect_accept().returning(Ok);
+        let transport: Arc<dyn Transport> = Arc::new(mock);
+        let refused = transport.connect(&HeaderMap::new()).await.err().unwrap();
+        assert!(matches!(refused, Error::Unauthorized { status: 401 }), "{refused}");
+        let (raw, _peer) = tokio::io::duplex(64);
+        assert!(transport.accept(Box::new(raw)).await.is_ok());
+    }
+}
