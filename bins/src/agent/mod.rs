@@ -1,8 +1,8 @@
 //! The cluster agent behind `rancher-agent`: it runs in (or beside) a downstream cluster, dials out
 //! to the server's `/v3/connect`, and serves the streams the server opens to its cluster's API
 //! server — and nothing else. A cluster agent also reports the cluster's version, nodes, capacity
-//! and pods to [`REPORT_PATH`](crate::protocol::report::REPORT_PATH); a node agent (`--node`) holds the fallback session
-//! `<cluster>:<node>`.
+//! and pods to [`REPORT_PATH`](crate::protocol::report::REPORT_PATH); a node agent (`--node`) holds
+//! the fallback session `<cluster>:<node>`.
 //!
 //! Start-up follows Rancher's agent: `CATTLE_SERVER`/ping → download `/v3/settings/cacerts`
 //! unverified → refuse unless its SHA-256 is `CATTLE_CA_CHECKSUM` → from then on trust only that CA.

@@ -48,10 +48,11 @@ mod tests {
             allocatable: BTreeMap::new(),
         };
         let json = serde_json::to_string(&report).unwrap();
-        assert_eq!(
-            json,
-            r#"{"version":{"gitVersion":"v1.33.1","major":"1","minor":"33"},"nodeCount":2,"podCount":7,"capacity":{"cpu":"4"},"allocatable":{}}"#
+        let expected = concat!(
+            r#"{"version":{"gitVersion":"v1.33.1","major":"1","minor":"33"},"#,
+            r#""nodeCount":2,"podCount":7,"capacity":{"cpu":"4"},"allocatable":{}}"#
         );
+        assert_eq!(json, expected);
         assert_eq!(serde_json::from_str::<ClusterReport>(&json).unwrap(), report);
     }
 }

@@ -2,7 +2,8 @@
 //! finds the caller from a token (Bearer, Basic, the `R_SESS` cookie or a WebSocket bearer protocol),
 //! checks it against the store on every request (so a revoked or disabled token fails at once), and
 //! notes `lastUsedAt` at most once a minute. [`authenticate`] is the `/v3` middleware; it holds browser
-//! sessions (the `R_SESS` cookie) to the same-origin and CSRF rules of [`rancher_auth::proxy::BrowserPolicy`].
+//! sessions (the `R_SESS` cookie) to the same-origin and CSRF rules of
+//! [`rancher_auth::proxy::BrowserPolicy`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

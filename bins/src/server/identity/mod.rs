@@ -437,9 +437,7 @@ fn github_provider(_: GithubSettings) -> Result<Arc<dyn AuthProvider>, String> {
 /// Why a section cannot be used: the build left its provider out.
 #[cfg(not(all(feature = "ldap", feature = "oidc", feature = "github")))]
 fn not_built(section: &str, feature: &str) -> String {
-    format!(
-        "{section}: this build has no {section} provider (the `rancher` crate's `{feature}` cargo feature is off)"
-    )
+    format!("{section}: this build has no {section} provider (cargo feature `{feature}` of `rancher` is off)")
 }
 
 #[cfg(test)]

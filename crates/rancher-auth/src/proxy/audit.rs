@@ -31,8 +31,8 @@ pub enum AuditLevel {
     #[default]
     Metadata,
     /// Also the request body, when it is one JSON document of at most [`MAX_AUDITED_BODY`] bytes
-    /// that [`redact`](super::redact) lets through: never a Secret's, a TokenReview's, or one whose
-    /// path is spelled oddly.
+    /// that [`may_record_body`](crate::proxy::may_record_body) lets through: never a Secret's, a
+    /// TokenReview's, or one whose path is spelled oddly.
     RequestBody,
 }
 
