@@ -181,11 +181,11 @@ async fn the_built_image_unpacks_and_its_agent_imports_a_sim() {
     let said =
         format!("{}{}", String::from_utf8_lossy(&built.stdout), String::from_utf8_lossy(&built.stderr));
     assert!(built.status.success(), "agent-image.sh: {said}");
-    assert!(said.contains(&format!("image {}", rancher::agent::IMAGE_REF)), "{said}");
+    assert!(said.contains(&format!("image {}", rancher::protocol::IMAGE_REF)), "{said}");
     assert!(out.join("rancher-agent.oci.tar").metadata().unwrap().len() > 0);
 
     // Read it back: the tag the server deploys by default, a non-root user, the agent and what it needs.
-    let (_, tag) = rancher::agent::IMAGE_REF.rsplit_once(':').unwrap();
+    let (_, tag) = rancher::protocol::IMAGE_REF.rsplit_once(':').unwrap();
     let image = unpack(&out.join("oci"), tag, &dir.path().join("rootfs"));
     assert_eq!(image.entrypoint, ["/usr/local/bin/rancher-agent"]);
     let user_id = image.user.split(':').next().unwrap().to_owned();
@@ -211,7 +211,7 @@ async fn the_built_image_unpacks_and_its_agent_imports_a_sim() {
     let status = create_imported(&server.url, &login(&server.url).await, "img").await;
     let url = status["manifestUrl"].as_str().unwrap().to_owned();
     let manifest = insecure_client().get(&url).send().await.unwrap().text().await.unwrap();
-    assert!(manifest.contains(&format!("image: \"{}\"", rancher::agent::IMAGE_REF)), "{manifest}");
+    assert!(manifest.contains(&format!("image: \"{}\"", rancher::protocol::IMAGE_REF)), "{manifest}");
     let kc = dir.path().join("img.kubeconfig");
     std::fs::write(&kc, sim.kubeconfig_yaml()).unwrap();
     let env = apply_manifest(&url, &kc, dir.path()).await;

@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use import_support::*;
-use rancher::agent::{AgentBuilder, normalize_ca};
-use rancher::server::{AuthProviderError, ServerError};
-use rancher::{Server, ServerBuilder};
+use rancher::agent::AgentBuilder;
+use rancher::protocol::normalize_ca;
+use rancher::server::{AuthProviderError, Server, ServerBuilder, ServerError};
 use rancher_auth::providers::{
     AuthProvider, Credentials, Error as ProviderError, Identity, Principal, PrincipalKind,
 };

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rancher::Server;
+use rancher::server::Server;
 use rancher_auth::providers::{AuthProvider, Credentials, Error, Identity, Principal, PrincipalKind, Result};
 use rancher_auth::proxy::{AuditEvent, AuditSink};
 use rancher_core::store::MemoryStore;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::routing::get;
 use prometheus_client::registry::Registry;
-use rancher::Server;
+use rancher::server::Server;
 use rancher_auth::proxy::{AuditEvent, AuditSink};
 use rancher_core::store::MemoryStore;
 

@@ -2,7 +2,7 @@
 //! a `rancher-sim` (its admin token) and through the real server's `/k8s/clusters/<id>/…` proxy (an
 //! admin API token), which authenticates against the store, checks access, and forwards through the
 //! reverse tunnel and the cluster agent to the same sim. Everything runs in this one process: the sim,
-//! the server (`rancher::Server::builder()`, MemoryStore, temp data dir) and the agent
+//! the server (`rancher::server::Server::builder()`, MemoryStore, temp data dir) and the agent
 //! (`rancher::agent::AgentBuilder`), so the numbers include their CPU use on the same cores as the clients.
 //! Rows at 1 and 64 clients, direct and proxied interleaved, twice; prints requests/s, p50, p99, the
 //! ratios and the load average.

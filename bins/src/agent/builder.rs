@@ -14,10 +14,10 @@ use rancher_tunnel::{
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::wire::{NodeParams, TunnelParams};
 use super::{
     AgentArgs, AgentError, Mode, SHUTDOWN_DRAIN, Settings, ace, downstream, header, report, server_ca,
 };
+use crate::protocol::connect::{NodeParams, TunnelParams};
 
 /// Configures and runs a cluster or node agent. Settings are checked when [`run`](Self::run) starts.
 #[derive(Clone)]
@@ -103,7 +103,7 @@ impl AgentBuilder {
     }
 
     /// Connect with `transport` instead of the WebSocket one to `<server>/v3/connect`; the server must
-    /// accept it ([`ServerBuilder::tunnel_transport`](crate::server::ServerBuilder::tunnel_transport)).
+    /// accept it (`rancher::server::ServerBuilder::tunnel_transport`).
     /// The server's CA is still checked against the checksum over HTTPS first.
     pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
         self.transport = Some(transport);
@@ -196,7 +196,7 @@ impl AgentBuilder {
                     .map_err(|e| AgentError::Config(format!("building the report client: {e}")))?;
                 let r = report::Reporter {
                     http,
-                    url: format!("{base}{}", super::wire::REPORT_PATH),
+                    url: format!("{base}{}", crate::protocol::report::REPORT_PATH),
                     token: settings.token.clone(),
                     client: d.client,
                 };

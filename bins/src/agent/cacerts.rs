@@ -9,11 +9,7 @@ use rustls::ClientConfig;
 use serde::Deserialize;
 
 use super::AgentError;
-
-/// The CA PEM exactly as checksummed: Rancher appends a `\n` to the setting when it lacks one.
-pub fn normalize_ca(value: &str) -> String {
-    if value.ends_with('\n') { value.to_owned() } else { format!("{value}\n") }
-}
+use crate::protocol::normalize_ca;
 
 /// The server's CA, checked against the pinned checksum.
 pub(crate) struct ServerCa {
@@ -79,15 +75,4 @@ pub(crate) async fn fetch_server_ca(server: &url::Url, expected: &str) -> Result
     }
     let tls = rancher_tunnel::client_tls_pinned(pem.as_bytes(), expected).map_err(AgentError::Tunnel)?;
     Ok(ServerCa { tls })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_trailing_newline_is_added_once() {
-        assert_eq!(normalize_ca("PEM"), "PEM\n");
-        assert_eq!(normalize_ca("PEM\n"), "PEM\n");
-    }
 }

@@ -14,7 +14,7 @@ use kube::{Api, Client, Config};
 use secrecy::ExposeSecret;
 
 use super::AgentError;
-use super::wire::{ClusterParams, split_host_port};
+use crate::protocol::connect::{ClusterParams, split_host_port};
 
 /// Namespace and service account the import manifest creates for the agent.
 pub(crate) const AGENT_NAMESPACE: &str = "cattle-system";

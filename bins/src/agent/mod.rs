@@ -1,8 +1,8 @@
 //! The cluster agent behind `rancher-agent`: it runs in (or beside) a downstream cluster, dials out
 //! to the server's `/v3/connect`, and serves the streams the server opens to its cluster's API
 //! server — and nothing else. A cluster agent also reports the cluster's version, nodes, capacity
-//! and pods to [`wire::REPORT_PATH`]; a node agent (`--node`) holds the fallback session
-//! `<cluster>:<node>`.
+//! and pods to [`REPORT_PATH`](crate::protocol::report::REPORT_PATH); a node agent (`--node`) holds
+//! the fallback session `<cluster>:<node>`.
 //!
 //! Start-up follows Rancher's agent: `CATTLE_SERVER`/ping → download `/v3/settings/cacerts`
 //! unverified → refuse unless its SHA-256 is `CATTLE_CA_CHECKSUM` → from then on trust only that CA.
@@ -30,7 +30,6 @@ mod downstream;
 mod quantity;
 mod report;
 mod settings;
-pub mod wire;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,12 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 pub use builder::AgentBuilder;
-pub use cacerts::normalize_ca;
 pub use settings::{Mode, Settings};
-
-/// The container image this agent is published as: what the server's import manifest deploys by
-/// default (`rancher-server --agent-image`), what `scripts/agent-image.sh` and the `Dockerfile` tag.
-pub const IMAGE_REF: &str = concat!("rancher-rs/rancher-agent:v", env!("CARGO_PKG_VERSION"));
 
 /// On SIGTERM the tunnel session is closed at once, without waiting for open streams: nearly all of
 /// them are the server's long-lived watches, which would hold any drain for its whole length and keep

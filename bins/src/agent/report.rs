@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::quantity;
-use super::wire::ClusterReport;
+use crate::protocol::report::ClusterReport;
 
 /// Quiet time after a change before reporting (many pods starting at once make one report).
 const DEBOUNCE: Duration = Duration::from_secs(1);

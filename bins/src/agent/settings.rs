@@ -131,7 +131,7 @@ impl Settings {
             )));
         }
         if let Mode::Node { name } = &mode
-            && !super::wire::is_node_name(name)
+            && !crate::protocol::connect::is_node_name(name)
         {
             return Err(AgentError::Config(format!("node name {name:?} is not a DNS-1123 subdomain")));
         }

@@ -32,7 +32,7 @@ async fn shutdown_signal() {
 async fn main() -> std::process::ExitCode {
     let args = AgentArgs::parse();
     if args.print_image_ref {
-        println!("{}", rancher::agent::IMAGE_REF);
+        println!("{}", rancher::protocol::IMAGE_REF);
         return std::process::ExitCode::SUCCESS;
     }
     tracing_subscriber::fmt()

@@ -69,14 +69,14 @@ struct SingleLogin {
 ///
 /// # Errors
 /// [`CliError::Config`] when the platform has no config directory (no `HOME`).
-pub fn path() -> Result<PathBuf, CliError> {
+pub(crate) fn path() -> Result<PathBuf, CliError> {
     dirs::config_dir()
         .map(|d| d.join("rancherctl").join("config.json"))
         .ok_or_else(|| CliError::Config("no configuration directory: set HOME (or XDG_CONFIG_HOME)".into()))
 }
 
 /// `host:port` of a server URL (the port spelled out even when it is the scheme's default).
-pub fn host_port(server: &str) -> String {
+pub(crate) fn host_port(server: &str) -> String {
     match url::Url::parse(server) {
         Ok(u) => match (u.host_str(), u.port_or_known_default()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),

@@ -50,7 +50,7 @@ async fn join_commands(client: &ApiClient, cluster: &str) -> Result<(Value, Join
     let checksum = if ca_pem.is_empty() {
         String::new()
     } else {
-        rancher_tunnel::ca_checksum(crate::agent::normalize_ca(ca_pem).as_bytes())
+        rancher_tunnel::ca_checksum(crate::protocol::normalize_ca(ca_pem).as_bytes())
     };
     let mut agent = format!("CATTLE_SERVER={server} ");
     if !checksum.is_empty() {

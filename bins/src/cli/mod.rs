@@ -12,13 +12,13 @@
 
 mod client;
 mod commands;
-pub mod config;
+mod config;
 mod error;
 mod import;
 mod members;
 mod namespaces;
 mod oidc_login;
-pub mod output;
+mod output;
 mod password;
 mod session;
 mod tokens;

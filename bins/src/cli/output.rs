@@ -18,7 +18,7 @@ pub enum Format {
 }
 
 /// Renders rows under headers with two spaces between columns.
-pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -49,7 +49,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 ///
 /// # Errors
 /// [`CliError::Http`] if the value cannot be encoded (it always can for JSON values).
-pub fn structured(format: Format, value: &Value) -> Result<String, CliError> {
+pub(crate) fn structured(format: Format, value: &Value) -> Result<String, CliError> {
     match format {
         Format::Yaml => {
             serde_saphyr::to_string(value).map_err(|e| CliError::Http(format!("encoding YAML: {e}")))
@@ -59,7 +59,7 @@ pub fn structured(format: Format, value: &Value) -> Result<String, CliError> {
 }
 
 /// How long ago, kubectl style: `45s`, `12m`, `5h`, `3d`.
-pub fn age(created: Option<jiff::Timestamp>) -> String {
+pub(crate) fn age(created: Option<jiff::Timestamp>) -> String {
     let Some(created) = created else { return "<unknown>".into() };
     let secs = (jiff::Timestamp::now() - created).get_seconds().max(0);
     match secs {

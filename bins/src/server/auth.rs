@@ -2,7 +2,8 @@
 //! finds the caller from a token (Bearer, Basic, the `R_SESS` cookie or a WebSocket bearer protocol),
 //! checks it against the store on every request (so a revoked or disabled token fails at once), and
 //! notes `lastUsedAt` at most once a minute. [`authenticate`] is the `/v3` middleware; it holds browser
-//! sessions (the `R_SESS` cookie) to the same-origin and CSRF rules of [`rancher_auth::proxy::browser`].
+//! sessions (the `R_SESS` cookie) to the same-origin and CSRF rules of
+//! [`rancher_auth::proxy::BrowserPolicy`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -146,7 +147,7 @@ fn scope_allows(token: &Token, scope: Scope<'_>) -> bool {
 fn presented(headers: &HeaderMap) -> Result<ApiToken, AuthError> {
     match ApiToken::from_headers(headers) {
         Ok(Some(t)) => Ok(t),
-        Ok(None) => rancher_auth::proxy::authenticate::bearer_token(headers)
+        Ok(None) => rancher_auth::proxy::bearer_token(headers)
             .ok_or(AuthError::MissingCredentials)?
             .parse()
             .map_err(|_| AuthError::InvalidToken),

@@ -145,7 +145,7 @@ pub enum AuditLevelArg {
 ///
 /// # Errors
 /// A message saying what is wrong.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
     if s == "0" {
         return Ok(std::time::Duration::ZERO);
@@ -258,7 +258,7 @@ mod tests {
     #[test]
     fn server_url_and_agent_image_are_checked() {
         let a = ServerArgs::parse_from(["rancher-server"]);
-        assert_eq!((a.server_url, a.agent_image.as_str()), (None, crate::agent::IMAGE_REF));
+        assert_eq!((a.server_url, a.agent_image.as_str()), (None, crate::protocol::IMAGE_REF));
         let a = ServerArgs::parse_from([
             "rancher-server",
             "--server-url",

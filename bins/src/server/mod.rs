@@ -23,9 +23,9 @@ mod api;
 mod auth;
 mod bootstrap;
 mod cleanup;
-pub mod config;
+mod config;
 mod data_dir;
-pub mod error;
+mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hashing;
@@ -35,14 +35,14 @@ mod listener;
 pub mod metrics;
 mod plugins;
 mod provisioning;
-pub mod proxy;
+mod proxy;
 pub mod registration;
 mod services;
 mod state;
 mod supervisor;
 mod tasks;
 mod tenancy;
-pub mod tls;
+mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -54,21 +54,20 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 pub use bootstrap::{ADMIN_USERNAME, BootstrapError};
-pub use config::{ServerArgs, StoreKind};
-pub use error::ApiError;
+pub use config::{AuditLevelArg, ServerArgs, StoreKind};
+pub use error::{ApiError, ApiResult};
 pub use hashing::{HashError, HashingLimits};
 pub use identity::{AuthConfigError, AuthConfigFileError, AuthProviderError, IntervalProblem};
 pub use kubeconfig::DEFAULT_KUBECONFIG_TOKEN_TTL_MS;
 pub use listener::ListenerLimits;
 pub use provisioning::RegistryError as ProvisionerRegistryError;
 pub use proxy::{AuditConfig, AuditTarget};
-pub use registration::RegistrationError;
 pub use services::tokens::DEFAULT_TOKEN_MAX_TTL_MS;
 pub use tasks::ServerTasks;
-pub use tls::TlsSource;
+pub use tls::{TlsError, TlsSource};
 
 use metrics::{MeteredStore, Metrics};
-use registration::{ImageRefError, Registration, ServerUrlError};
+use registration::{ImageRefError, Registration, RegistrationError, ServerUrlError};
 use state::AppState;
 
 /// The largest request body the API accepts by default (1 MiB).
@@ -564,7 +563,7 @@ impl Server {
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-    /// let server = rancher::Server::builder()
+    /// let server = rancher::server::Server::builder()
     ///     .https_listen("127.0.0.1:0".parse()?)
     ///     .insecure_http(true)
     ///     .server_url("http://127.0.0.1:8080")

@@ -99,7 +99,7 @@ impl ServerBuilder {
     /// ```no_run
     /// # async fn demo(provider: std::sync::Arc<dyn rancher_auth::providers::AuthProvider>)
     /// # -> Result<(), rancher::server::ServerError> {
-    /// let server = rancher::Server::builder().auth_provider(provider).build().await?;
+    /// let server = rancher::server::Server::builder().auth_provider(provider).build().await?;
     /// # drop(server); Ok(()) }
     /// ```
     pub fn auth_provider(mut self, provider: Arc<dyn AuthProvider>) -> Self {
@@ -128,7 +128,7 @@ impl ServerBuilder {
 
     /// Wraps agents' upgraded `/v3/connect` connections with `transport`'s
     /// [`accept`](Transport::accept) instead of the WebSocket framing; agents must connect with the
-    /// same transport (see [`AgentBuilder::transport`](crate::agent::AgentBuilder::transport)).
+    /// same transport (see `rancher::agent::AgentBuilder::transport`).
     pub fn tunnel_transport(mut self, transport: Arc<dyn Transport>) -> Self {
         self.plugins.tunnel_transport = Some(transport);
         self

@@ -60,11 +60,11 @@ pub enum TlsSource {
 }
 
 /// The loaded TLS material.
-pub struct TlsMaterial {
+pub(crate) struct TlsMaterial {
     /// The rustls config, with ALPN `h2` and `http/1.1`.
-    pub config: Arc<ServerConfig>,
+    pub(crate) config: Arc<ServerConfig>,
     /// The CA certificate (PEM) clients should trust; empty when the certificate is publicly trusted.
-    pub ca_pem: String,
+    pub(crate) ca_pem: String,
 }
 
 impl std::fmt::Debug for TlsMaterial {
@@ -130,7 +130,7 @@ fn parse_key(path: &Path, pem: &str) -> Result<PrivateKeyDer<'static>, TlsError>
 }
 
 /// Loads the user's certificate, key and optional CA.
-pub fn load_files(cert: &Path, key: &Path, ca: Option<&Path>) -> Result<TlsMaterial, TlsError> {
+pub(crate) fn load_files(cert: &Path, key: &Path, ca: Option<&Path>) -> Result<TlsMaterial, TlsError> {
     let chain = parse_chain(cert, &read(cert)?)?;
     let key_der = parse_key(key, &read(key)?)?;
     let ca_pem = match ca {
@@ -146,7 +146,7 @@ pub fn load_files(cert: &Path, key: &Path, ca: Option<&Path>) -> Result<TlsMater
 
 /// Loads the generated CA and serving certificate from `dir`, making whatever is missing. The serving
 /// certificate is re-issued (by the same CA) when the requested names change or it nears expiry.
-pub fn load_or_generate(dir: &Path, sans: &[String]) -> Result<TlsMaterial, TlsError> {
+pub(crate) fn load_or_generate(dir: &Path, sans: &[String]) -> Result<TlsMaterial, TlsError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let (ca_cert, ca_key, server_cert, server_key, names_file) = (
         dir.join("ca.crt"),

@@ -5,7 +5,7 @@
 //! is made. A request presents the token as `Authorization: Bearer token-<id>:<secret>`, as
 //! `Authorization: Basic base64(token-<id>:<secret>)`, or in the `R_SESS` cookie. A browser sends the
 //! cookie on its own, whichever site asked it to; [`uses_session_cookie`] tells such requests apart so
-//! they can be held to the same-origin and CSRF rules of [`crate::proxy::browser`].
+//! they can be held to the same-origin and CSRF rules of [`BrowserPolicy`](crate::proxy::BrowserPolicy).
 
 use base64::Engine;
 use http::HeaderMap;

@@ -10,6 +10,8 @@
 //!   and a [`Controller`](controller::Controller): a work queue fed by watches of a kind and of
 //!   secondary kinds, one worker per key, retries with backoff or an error policy, resync.
 //! * [`cluster`] — the cluster controller that drives a cluster's lifecycle conditions.
+//! * At the root: the parts every kind shares — [`ObjectMeta`], [`Condition`]s and the [`Resource`]
+//!   trait — and [`Status`], the Kubernetes error object.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,9 +29,9 @@
 
 pub mod cluster;
 pub mod controller;
-pub mod meta;
+mod meta;
 pub mod model;
-pub mod status;
+mod status;
 pub mod store;
 pub mod validation;
 

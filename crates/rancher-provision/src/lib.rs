@@ -109,7 +109,7 @@ pub use progress::{Downstream, DownstreamCredential, Progress};
 /// Implementations must be idempotent and must not block: long operations return
 /// [`Progress::InProgress`] and are called again. See the [crate docs](crate) for how the server
 /// drives them and a worked example.
-#[cfg_attr(test, mockall::automock)]
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait Provisioner: Send + Sync {
     /// The driver name this provisioner serves (`imported`, `rke`, `EKS`, …), matched against
@@ -156,7 +156,7 @@ pub struct MachineAddress {
 ///
 /// A node-pool provisioner calls a driver for each [`Node`] it wants; the driver keeps whatever ids it needs
 /// in the node's annotations.
-#[cfg_attr(test, mockall::automock)]
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait MachineDriver: Send + Sync {
     /// The driver's name (`amazonec2`, `digitalocean`, `azure`, `vmwarevsphere`).

@@ -72,5 +72,7 @@ pub use serve::{ServeOptions, serve_connect};
 pub use server::{SessionEvent, TunnelServer};
 pub use stream::TunnelStream;
 pub use tls::{ca_checksum, client_tls_pinned, client_tls_with_roots};
+#[cfg(any(test, feature = "mock"))]
+pub use transport::MockTransport;
 pub use transport::{BoxedIo, SessionIo, Transport, WsTransport};
 pub use upgrade::{Authorizer, CONNECT_PATH, PARAMS_HEADER, Rejection, TOKEN_HEADER};

@@ -30,6 +30,7 @@ pub type BoxedIo = Box<dyn SessionIo>;
 ///
 /// A custom transport must detect a dead peer itself (the default one sends WebSocket pings and
 /// fails the stream when nothing arrives within [`SessionConfig::dead_peer_timeout`]).
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait Transport: Send + Sync {
     /// Agent side: reach the server, present `headers` (the agent's credentials) and return the
@@ -197,5 +198,22 @@ impl Transport for WsTransport {
 
     async fn accept(&self, raw: BoxedIo) -> Result<BoxedIo> {
         Ok(ws_accept(raw, &self.session).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_trait_is_object_safe_and_mockable() {
+        let mut mock = MockTransport::new();
+        mock.expect_connect().returning(|_| Err(Error::Unauthorized { status: 401 }));
+        mock.expect_accept().returning(Ok);
+        let transport: Arc<dyn Transport> = Arc::new(mock);
+        let refused = transport.connect(&HeaderMap::new()).await.err().unwrap();
+        assert!(matches!(refused, Error::Unauthorized { status: 401 }), "{refused}");
+        let (raw, _peer) = tokio::io::duplex(64);
+        assert!(transport.accept(Box::new(raw)).await.is_ok());
     }
 }

@@ -10,7 +10,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio_util::sync::CancellationToken;
 
-use super::record::{ACE_LABEL, ClusterAuthToken, NAMESPACE};
+use crate::protocol::ace::{ACE_LABEL, ClusterAuthToken, NAMESPACE};
 
 /// The token records, kept current by a watch.
 #[derive(Clone)]

@@ -1,8 +1,9 @@
 //! The authorized cluster endpoint's webhook (Rancher's kube-api-auth): with `--ace-listen`, the
 //! agent serves `POST /v1/authenticate` for the downstream API server's
 //! `--authentication-token-webhook-config-file`, answering from the token records the server syncs
-//! into the cluster ([`record`]), so kubectl can use a cluster-scoped Rancher token directly against
-//! the cluster — also while the management server is down.
+//! into the cluster ([`ClusterAuthToken`](crate::protocol::ace::ClusterAuthToken)), so kubectl can
+//! use a cluster-scoped Rancher token directly against the cluster — also while the management
+//! server is down.
 //!
 //! TLS by default: the certificate and key from `--ace-cert`/`--ace-key`, or a self-signed one made
 //! at start (its PEM is logged, for the API server's webhook kubeconfig). Plain HTTP only with
@@ -10,7 +11,6 @@
 //! `127.0.0.1:6440`).
 
 mod cache;
-mod record;
 mod webhook;
 
 use std::net::SocketAddr;
@@ -30,8 +30,6 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-
-pub use record::{ACE_LABEL, ClusterAuthToken, NAMESPACE, SECRET_TYPE};
 
 use super::AgentError;
 use cache::TokenRecords;

@@ -79,7 +79,7 @@ mod tests {
     use kube::runtime::{reflector, watcher};
 
     use super::*;
-    use crate::agent::ace::record::ClusterAuthToken;
+    use crate::protocol::ace::ClusterAuthToken;
 
     fn records(recs: &[ClusterAuthToken]) -> TokenRecords {
         let (reader, mut writer) = reflector::store::<Secret>();

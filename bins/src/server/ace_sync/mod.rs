@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::agent::ace::{ACE_LABEL, ClusterAuthToken, NAMESPACE};
+use crate::protocol::ace::{ACE_LABEL, ClusterAuthToken, NAMESPACE};
 use crate::server::auth::{Authenticated, is_cluster_admin};
 use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION};
 use crate::server::proxy::membership::{ClusterMembers, global_rules};

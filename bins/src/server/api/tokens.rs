@@ -52,7 +52,7 @@ pub(crate) fn created_response(stored: Token, secret: &ApiToken, cookie: bool) -
     out["token"] = secret.expose().into();
     let mut resp = (StatusCode::CREATED, Json(out)).into_response();
     if cookie {
-        let csrf = rancher_auth::proxy::browser::new_csrf_token();
+        let csrf = rancher_auth::proxy::new_csrf_token();
         for value in [
             format!("{SESSION_COOKIE}={}; Path=/; HttpOnly; Secure; SameSite=Lax", secret.expose()),
             format!("{CSRF_COOKIE}={csrf}; Path=/; Secure; SameSite=Strict"),

@@ -31,6 +31,9 @@
 //!   apiUrl: https://api.github.com       # optional (GitHub Enterprise: https://<host>/api/v3)
 //! refreshInterval: 5m        # optional: how often provider groups are re-read ([`refresh`])
 //! ```
+//!
+//! Each external kind is built only with the `rancher` crate's cargo feature of its name (`ldap` for
+//! `openldap`, `oidc`, `github`; all on by default); a build without one refuses its section at start.
 
 pub(crate) mod local;
 pub(crate) mod login;
@@ -44,8 +47,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rancher_auth::providers::AuthProvider;
+#[cfg(feature = "github")]
 use rancher_auth::providers::github::{GithubConfig, GithubProvider};
+#[cfg(feature = "ldap")]
 use rancher_auth::providers::ldap::{LdapConfig, LdapProvider, LdapTls};
+#[cfg(feature = "oidc")]
 use rancher_auth::providers::oidc::{OidcConfig, OidcProvider};
 use rancher_core::store::Store;
 use serde::Deserialize;
@@ -65,8 +71,11 @@ struct AuthConfigFile {
     refresh_interval: Option<String>,
 }
 
+// Each provider's section is parsed in every build, so that one built without the provider's cargo
+// feature refuses the section by name instead of calling it an unknown field.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(not(feature = "oidc"), allow(dead_code))]
 struct OidcSettings {
     issuer: String,
     client_id: String,
@@ -81,6 +90,7 @@ struct OidcSettings {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(not(feature = "github"), allow(dead_code))]
 struct GithubSettings {
     client_id: String,
     client_secret: String,
@@ -94,6 +104,7 @@ struct GithubSettings {
 
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(not(feature = "ldap"), allow(dead_code))]
 enum TlsMode {
     #[default]
     Starttls,
@@ -103,6 +114,7 @@ enum TlsMode {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(not(feature = "ldap"), allow(dead_code))]
 struct LdapSettings {
     servers: Vec<String>,
     #[serde(default)]
@@ -122,6 +134,7 @@ struct LdapSettings {
 /// The default of `refreshInterval`.
 pub(crate) const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(5 * 60);
 
+#[cfg(feature = "oidc")]
 /// An OIDC provider discovered on first use, so the server starts while the issuer is down; a failed
 /// discovery is tried again at the next use.
 pub(crate) struct LazyOidc {
@@ -135,6 +148,7 @@ pub(crate) enum Source {
     /// Ready to use (configured from the file, or plugged in with `ServerBuilder::auth_provider`).
     Ready(Arc<dyn AuthProvider>),
     /// OIDC, discovered on first use.
+    #[cfg(feature = "oidc")]
     Oidc(Arc<LazyOidc>),
 }
 
@@ -254,6 +268,7 @@ impl Providers {
     ) -> Option<Result<Arc<dyn AuthProvider>, rancher_auth::providers::Error>> {
         match self.by_name.get(name)? {
             Source::Ready(p) => Some(Ok(p.clone())),
+            #[cfg(feature = "oidc")]
             Source::Oidc(lazy) => Some(
                 lazy.provider
                     .get_or_try_init(|| async {
@@ -345,6 +360,16 @@ pub enum AuthConfigFileError {
     /// A configured provider cannot be served under its name.
     #[error("{0}")]
     Register(#[source] AuthProviderError),
+    /// The file configures a provider this build left out.
+    #[error(
+        "{section}: this build has no {section} provider (cargo feature `{feature}` of `rancher` is off)"
+    )]
+    NotBuilt {
+        /// The file's section.
+        section: &'static str,
+        /// The cargo feature that builds it.
+        feature: &'static str,
+    },
     /// `refreshInterval` is not a duration of at least 100ms.
     #[error("refreshInterval {text:?}: {problem}")]
     RefreshInterval {
@@ -404,67 +429,13 @@ fn parse(text: &str) -> Result<Providers, AuthConfigFileError> {
     let file: AuthConfigFile = serde_saphyr::from_str(text).map_err(|e| E::Yaml(Box::new(e)))?;
     let mut providers = Providers::default();
     if let Some(s) = file.openldap {
-        if s.servers.is_empty() {
-            return Err(E::NoLdapServers);
-        }
-        let mut config = LdapConfig::openldap(
-            s.servers,
-            s.service_account_dn,
-            s.service_account_password,
-            s.user_search_base,
-            s.group_search_base,
-        );
-        config.tls = match s.tls {
-            TlsMode::Plain => LdapTls::Plain,
-            TlsMode::Starttls => LdapTls::StartTls,
-            TlsMode::Ldaps => LdapTls::Ldaps,
-        };
-        config.port = s.port.unwrap_or(if matches!(s.tls, TlsMode::Ldaps) { 636 } else { 389 });
-        config.ca_pem = s.ca_pem;
-        if let Some(nested) = s.nested_groups {
-            config.nested_groups = nested;
-        }
-        let provider = LdapProvider::new(config).map_err(E::Ldap)?;
-        providers.register(Arc::new(provider)).map_err(E::Register)?;
+        providers.register(ldap_provider(s)?).map_err(E::Register)?;
     }
     if let Some(s) = file.oidc {
-        let mut config = OidcConfig::new(&s.issuer, s.client_id, s.client_secret).map_err(E::Oidc)?;
-        if let Some(scopes) = s.scopes {
-            config.scopes = scopes.into_iter().filter(|s| s != "openid").collect();
-        }
-        if let Some(claim) = s.groups_claim {
-            config.groups_claim = claim;
-        }
-        config.ca_pem = s.ca_pem;
-        let lazy = LazyOidc { config, provider: tokio::sync::OnceCell::new() };
-        providers.insert("oidc", Source::Oidc(Arc::new(lazy))).map_err(E::Register)?;
+        providers.insert("oidc", oidc_source(s)?).map_err(E::Register)?;
     }
     if let Some(s) = file.github {
-        let parse = |field: &'static str, u: &str| {
-            url::Url::parse(u).map_err(|source| E::GithubUrl { field, url: u.to_owned(), source })
-        };
-        let mut config = match (s.base_url, s.api_url) {
-            (None, None) => GithubConfig::github_com(s.client_id, s.client_secret),
-            (Some(web), api) => {
-                let web = parse("baseUrl", &web)?;
-                let api = match api {
-                    Some(api) => parse("apiUrl", &api)?,
-                    None => web.join("api/v3").map_err(|source| E::GithubUrl {
-                        field: "baseUrl",
-                        url: web.to_string(),
-                        source,
-                    })?,
-                };
-                GithubConfig::with_urls(s.client_id, s.client_secret, web, api)
-            }
-            (None, Some(api)) => {
-                let web = parse("baseUrl", "https://github.com")?;
-                GithubConfig::with_urls(s.client_id, s.client_secret, web, parse("apiUrl", &api)?)
-            }
-        };
-        config.ca_pem = s.ca_pem;
-        let provider = GithubProvider::new(config).map_err(E::Github)?;
-        providers.register(Arc::new(provider)).map_err(E::Register)?;
+        providers.register(github_provider(s)?).map_err(E::Register)?;
     }
     if let Some(text) = file.refresh_interval {
         providers.refresh_interval = parse_interval(&text)?;
@@ -472,10 +443,103 @@ fn parse(text: &str) -> Result<Providers, AuthConfigFileError> {
     Ok(providers)
 }
 
+/// The `openldap` section's provider.
+#[cfg(feature = "ldap")]
+fn ldap_provider(s: LdapSettings) -> Result<Arc<dyn AuthProvider>, AuthConfigFileError> {
+    if s.servers.is_empty() {
+        return Err(AuthConfigFileError::NoLdapServers);
+    }
+    let mut config = LdapConfig::openldap(
+        s.servers,
+        s.service_account_dn,
+        s.service_account_password,
+        s.user_search_base,
+        s.group_search_base,
+    );
+    config.tls = match s.tls {
+        TlsMode::Plain => LdapTls::Plain,
+        TlsMode::Starttls => LdapTls::StartTls,
+        TlsMode::Ldaps => LdapTls::Ldaps,
+    };
+    config.port = s.port.unwrap_or(if matches!(s.tls, TlsMode::Ldaps) { 636 } else { 389 });
+    config.ca_pem = s.ca_pem;
+    if let Some(nested) = s.nested_groups {
+        config.nested_groups = nested;
+    }
+    let provider = LdapProvider::new(config).map_err(AuthConfigFileError::Ldap)?;
+    Ok(Arc::new(provider))
+}
+
+#[cfg(not(feature = "ldap"))]
+fn ldap_provider(_: LdapSettings) -> Result<Arc<dyn AuthProvider>, AuthConfigFileError> {
+    Err(AuthConfigFileError::NotBuilt { section: "openldap", feature: "ldap" })
+}
+
+/// The `oidc` section's provider, discovered on first use.
+#[cfg(feature = "oidc")]
+fn oidc_source(s: OidcSettings) -> Result<Source, AuthConfigFileError> {
+    let mut config =
+        OidcConfig::new(&s.issuer, s.client_id, s.client_secret).map_err(AuthConfigFileError::Oidc)?;
+    if let Some(scopes) = s.scopes {
+        config.scopes = scopes.into_iter().filter(|s| s != "openid").collect();
+    }
+    if let Some(claim) = s.groups_claim {
+        config.groups_claim = claim;
+    }
+    config.ca_pem = s.ca_pem;
+    let lazy = LazyOidc { config, provider: tokio::sync::OnceCell::new() };
+    Ok(Source::Oidc(Arc::new(lazy)))
+}
+
+#[cfg(not(feature = "oidc"))]
+fn oidc_source(_: OidcSettings) -> Result<Source, AuthConfigFileError> {
+    Err(AuthConfigFileError::NotBuilt { section: "oidc", feature: "oidc" })
+}
+
+/// The `github` section's provider.
+#[cfg(feature = "github")]
+fn github_provider(s: GithubSettings) -> Result<Arc<dyn AuthProvider>, AuthConfigFileError> {
+    let parse = |field: &'static str, u: &str| {
+        url::Url::parse(u).map_err(|source| AuthConfigFileError::GithubUrl {
+            field,
+            url: u.to_owned(),
+            source,
+        })
+    };
+    let mut config = match (s.base_url, s.api_url) {
+        (None, None) => GithubConfig::github_com(s.client_id, s.client_secret),
+        (Some(web), api) => {
+            let web = parse("baseUrl", &web)?;
+            let api = match api {
+                Some(api) => parse("apiUrl", &api)?,
+                None => web.join("api/v3").map_err(|source| AuthConfigFileError::GithubUrl {
+                    field: "baseUrl",
+                    url: web.to_string(),
+                    source,
+                })?,
+            };
+            GithubConfig::with_urls(s.client_id, s.client_secret, web, api)
+        }
+        (None, Some(api)) => {
+            let web = parse("baseUrl", "https://github.com")?;
+            GithubConfig::with_urls(s.client_id, s.client_secret, web, parse("apiUrl", &api)?)
+        }
+    };
+    config.ca_pem = s.ca_pem;
+    let provider = GithubProvider::new(config).map_err(AuthConfigFileError::Github)?;
+    Ok(Arc::new(provider))
+}
+
+#[cfg(not(feature = "github"))]
+fn github_provider(_: GithubSettings) -> Result<Arc<dyn AuthProvider>, AuthConfigFileError> {
+    Err(AuthConfigFileError::NotBuilt { section: "github", feature: "github" })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[cfg(feature = "ldap")]
     #[test]
     fn parses_openldap_and_refuses_unknown_or_missing_fields() {
         let ok = "openldap:\n  servers: [127.0.0.1]\n  tls: plain\n  port: 10389\n  serviceAccountDn: cn=svc\n  \
@@ -491,6 +555,7 @@ mod tests {
         assert!(!err.to_string().contains("pw\n"), "{err}");
     }
 
+    #[cfg(all(feature = "oidc", feature = "github"))]
     #[test]
     fn parses_oidc_github_and_the_refresh_interval() {
         let text = "oidc:\n  issuer: http://127.0.0.1:9/\n  clientId: rancher\n  clientSecret: s3cret\n  \

@@ -6,8 +6,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rancher_auth::proxy::upstream::BoxStream;
-use rancher_auth::proxy::{BoxError, Connector, ResolveError, Upstream, UpstreamResolver};
+use rancher_auth::proxy::{BoxError, BoxStream, Connector, ResolveError, Upstream, UpstreamResolver};
 use rancher_core::model::Cluster;
 use rancher_core::store::Api;
 use rustls_pki_types::CertificateDer;

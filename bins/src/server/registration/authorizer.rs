@@ -17,7 +17,7 @@ use rancher_core::store::Api;
 
 use super::kube_client::ClusterAccess;
 use super::{IMPORTED_DRIVER, Registration};
-use crate::agent::wire::TunnelParams;
+use crate::protocol::connect::TunnelParams;
 use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION};
 
 /// The `/v3/connect` authorizer.

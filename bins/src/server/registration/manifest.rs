@@ -334,7 +334,7 @@ mod tests {
     #[test]
     fn image_references_are_checked_as_runtimes_parse_them() {
         for good in [
-            crate::agent::IMAGE_REF,
+            crate::protocol::IMAGE_REF,
             "rancher-agent",
             "registry.example.com:5000/team/rancher-agent:v0.1.0-rc.1",
             "localhost/rancher-agent:dev",

@@ -47,7 +47,7 @@ pub const DEFAULT_TOKEN: &str = "default-token";
 /// The driver of imported clusters.
 pub const IMPORTED_DRIVER: &str = "imported";
 /// The agent image the import manifest deploys by default.
-pub const DEFAULT_AGENT_IMAGE: &str = crate::agent::IMAGE_REF;
+pub const DEFAULT_AGENT_IMAGE: &str = crate::protocol::IMAGE_REF;
 
 /// What can go wrong in registration and in reaching a cluster.
 #[derive(Debug, thiserror::Error)]
@@ -191,7 +191,7 @@ impl Registration {
         let ca_checksum = if ca_pem.is_empty() {
             String::new()
         } else {
-            rancher_tunnel::ca_checksum(crate::agent::normalize_ca(ca_pem).as_bytes())
+            rancher_tunnel::ca_checksum(crate::protocol::normalize_ca(ca_pem).as_bytes())
         };
         Ok(Registration {
             store,

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use super::authorizer::ConnectAuthorizer;
 use super::server_url::{is_loopback_url, is_same_host};
-use crate::agent::wire::{ClusterReport, REPORT_PATH};
+use crate::protocol::report::{ClusterReport, REPORT_PATH};
 use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::listener::LocalAddr;

@@ -152,7 +152,7 @@ fn host_name() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_ascii_lowercase())
-        .filter(|h| !h.is_empty() && crate::agent::wire::is_node_name(h))
+        .filter(|h| !h.is_empty() && crate::protocol::connect::is_node_name(h))
 }
 
 /// Whether `url`'s host is a loopback address (`127.0.0.0/8`, `::1`) or `localhost`.

@@ -3,7 +3,7 @@
 
 use super::path::{CREDENTIAL, audit_event};
 use super::{first_line, request_line};
-use crate::proxy::cluster::split_cluster_path;
+use crate::proxy::split_cluster_path;
 
 /// Audits one request (input as for [`super::proxy_path`]) and panics if its body was recorded although
 /// the API server, reading the path as Go does (percent-decoded as a whole, then split on `/`), or a

@@ -10,9 +10,7 @@ use std::collections::BTreeMap;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use super::first_line;
-use crate::proxy::authenticate::{UserInfo, WEBSOCKET_BEARER_PROTOCOL_PREFIX};
-use crate::proxy::error::ProxyError;
-use crate::proxy::headers::downstream_request_headers;
+use crate::proxy::{ProxyError, UserInfo, WEBSOCKET_BEARER_PROTOCOL_PREFIX, downstream_request_headers};
 
 /// The headers the proxy sends downstream for a client's `headers` and the authenticated `user`.
 ///

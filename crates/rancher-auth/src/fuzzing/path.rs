@@ -10,11 +10,10 @@ use http_body_util::{BodyExt as _, Full};
 use tower::{Layer as _, ServiceExt as _};
 
 use super::{first_line, request_line};
-use crate::proxy::audit::{AuditEvent, AuditLayer, AuditLevel, AuditSink, MAX_AUDITED_BODY};
-use crate::proxy::authenticate::UserInfo;
-use crate::proxy::cluster::{CLUSTER_PATH_PREFIX, ClusterTarget, split_cluster_path};
-use crate::proxy::error::{ProxyBody, ProxyError, boxed};
-use crate::proxy::request_info::RequestInfo;
+use crate::proxy::{
+    AuditEvent, AuditLayer, AuditLevel, AuditSink, CLUSTER_PATH_PREFIX, ClusterTarget, MAX_AUDITED_BODY,
+    ProxyBody, ProxyError, RequestInfo, UserInfo, boxed, split_cluster_path,
+};
 
 /// Every verb [`RequestInfo::parse`] may name for a resource request (empty: a method it does not know).
 const VERBS: [&str; 11] = [
@@ -197,7 +196,7 @@ fn check_audit(method: &Method, rest: &str, query: Option<&str>, body: &[u8], in
     match &event.request_body {
         Some(recorded) => {
             // Only what redaction allows, whole, within the bound; never a Secret's or a token's.
-            assert!(crate::proxy::redact::may_record_body(info).is_ok(), "a sensitive body was recorded");
+            assert!(crate::proxy::may_record_body(info).is_ok(), "a sensitive body was recorded");
             assert!(info.resource != "secrets", "a Secret's body was recorded");
             assert!(body.len() <= MAX_AUDITED_BODY, "a body over the bound was recorded");
             assert_eq!(recorded.as_str(), String::from_utf8_lossy(body).as_ref());

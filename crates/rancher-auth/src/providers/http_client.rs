@@ -2,7 +2,9 @@
 //! private CA, a timeout, no redirects, and a cap on response size; plus the adapter that lets
 //! `openidconnect` drive it.
 
-use std::{future::Future, pin::Pin, time::Duration};
+use std::time::Duration;
+#[cfg(feature = "oidc")]
+use std::{future::Future, pin::Pin};
 
 use super::{Error, Result};
 
@@ -33,6 +35,7 @@ pub(crate) fn build(
     builder.build().map_err(|e| Error::Misconfigured { provider, reason: format!("HTTP client: {e}") })
 }
 
+#[cfg(feature = "github")]
 /// Maps a reqwest error to [`Error::Tls`] or [`Error::Unreachable`]. reqwest errors name the URL but
 /// never its body, and our URLs carry no secrets (codes and tokens go in bodies and headers).
 pub(crate) fn transport_error(provider: &'static str, err: &reqwest::Error) -> Error {
@@ -60,6 +63,7 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+#[cfg(feature = "github")]
 /// Reads a response body, refusing more than [`MAX_BODY`] bytes.
 pub(crate) async fn read_body(provider: &'static str, mut resp: reqwest::Response) -> Result<Vec<u8>> {
     let mut body = Vec::new();
@@ -75,6 +79,7 @@ pub(crate) async fn read_body(provider: &'static str, mut resp: reqwest::Respons
     Ok(body)
 }
 
+#[cfg(feature = "oidc")]
 /// Errors of the `openidconnect` adapter; `openidconnect` wraps them in its own request errors.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum AdapterError {
@@ -86,11 +91,13 @@ pub(crate) enum AdapterError {
     TooLarge,
 }
 
+#[cfg(feature = "oidc")]
 /// Lets `openidconnect`/`oauth2` send requests with our reqwest 0.13 client (their own reqwest
 /// feature would pull a second reqwest and TLS stack).
 #[derive(Clone)]
 pub(crate) struct OidcHttp(pub(crate) reqwest::Client);
 
+#[cfg(feature = "oidc")]
 impl<'c> openidconnect::AsyncHttpClient<'c> for OidcHttp {
     type Error = AdapterError;
     type Future =

@@ -15,6 +15,11 @@
 //!
 //! The `local` provider (argon2 passwords in the store) lives with the user store, not here.
 //!
+//! Each provider is behind a cargo feature of the same name (`ldap`, `github`, `oidc`), all on by
+//! default; with `default-features = false` only the trait and its types remain, for a program that
+//! brings its own [`AuthProvider`]. The `mock` feature adds `MockAuthProvider` (mockall) for unit
+//! tests of code that drives providers.
+//!
 //! Secrets (passwords, client secrets, codes, tokens) are held in [`Secret`], whose `Debug` prints
 //! `<redacted>`; no error message in this module contains one.
 //!
@@ -66,9 +71,13 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use sha2::Digest as _;
 
+#[cfg(feature = "github")]
 pub mod github;
+#[cfg(any(feature = "github", feature = "oidc"))]
 pub(crate) mod http_client;
+#[cfg(feature = "ldap")]
 pub mod ldap;
+#[cfg(feature = "oidc")]
 pub mod oidc;
 
 /// The errors of identity providers. Messages never contain a password, code or token.
@@ -223,6 +232,8 @@ pub struct Principal {
 }
 
 impl Principal {
+    // Used by the providers only, which are all optional.
+    #[cfg_attr(not(any(feature = "ldap", feature = "github", feature = "oidc")), allow(dead_code))]
     /// Builds a principal whose id is `<provider>_<user|group|…>://<key>`.
     pub(crate) fn new(
         provider: &str,
@@ -241,6 +252,7 @@ impl Principal {
         }
     }
 
+    #[cfg_attr(not(any(feature = "ldap", feature = "github", feature = "oidc")), allow(dead_code))]
     /// The provider-specific part of the id if it is `<provider>_<id_kind>://<key>`.
     pub(crate) fn key<'a>(&'a self, provider: &str, id_kind: &str) -> Option<&'a str> {
         self.id.strip_prefix(provider)?.strip_prefix('_')?.strip_prefix(id_kind)?.strip_prefix("://")
@@ -362,7 +374,7 @@ fn random_token() -> String {
 ///
 /// Implementations talk to the provider on every call (no caching of group membership), so the
 /// caller decides the refresh interval.
-#[cfg_attr(test, mockall::automock)]
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait AuthProvider: Send + Sync {
     /// The provider's name: `local`, `openldap`, `activedirectory`, `github` or `oidc`. It is also
@@ -405,6 +417,7 @@ pub trait AuthProvider: Send + Sync {
     }
 }
 
+#[cfg(any(feature = "ldap", feature = "github", feature = "oidc"))]
 /// Adds `p` to `out` unless a principal with the same id is already there.
 pub(crate) fn push_unique(out: &mut Vec<Principal>, p: Principal) {
     if !out.iter().any(|q| q.id == p.id) {

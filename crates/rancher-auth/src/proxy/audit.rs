@@ -31,8 +31,8 @@ pub enum AuditLevel {
     #[default]
     Metadata,
     /// Also the request body, when it is one JSON document of at most [`MAX_AUDITED_BODY`] bytes
-    /// that [`redact`](super::redact) lets through: never a Secret's, a TokenReview's, or one whose
-    /// path is spelled oddly.
+    /// that [`may_record_body`](crate::proxy::may_record_body) lets through: never a Secret's, a
+    /// TokenReview's, or one whose path is spelled oddly.
     RequestBody,
 }
 
@@ -83,6 +83,7 @@ pub struct AuditEvent {
 }
 
 /// Where audit events go. `record` must not block: sinks queue and write elsewhere.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 pub trait AuditSink: Send + Sync {
     /// Records one event.
     fn record(&self, event: &AuditEvent);
@@ -369,7 +370,7 @@ mod tests {
     use crate::proxy::error::{ProxyError, boxed, status_response};
     use crate::proxy::upstream::ResolveError;
     use http_body_util::{BodyExt as _, Full};
-    use rancher_core::status::Status;
+    use rancher_core::Status;
     use tower::ServiceExt as _;
 
     #[derive(Default)]

@@ -99,7 +99,7 @@ impl BrowserPolicy {
     ///
     /// ```
     /// use http::{HeaderMap, Method, Uri};
-    /// use rancher_auth::proxy::browser::{BrowserPolicy, BrowserRefusal};
+    /// use rancher_auth::proxy::{BrowserPolicy, BrowserRefusal};
     ///
     /// let mut h = HeaderMap::new();
     /// h.insert("host", "rancher.example".parse().unwrap());

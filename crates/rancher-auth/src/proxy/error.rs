@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
-use rancher_core::status::Status;
+use rancher_core::Status;
 
 use super::authenticate::AuthError;
 use super::browser::BrowserRefusal;

@@ -10,10 +10,6 @@ use tower::{Layer, Service};
 
 use super::authenticate::UserInfo;
 use super::error::ProxyError;
-pub use super::headers::{
-    IMPERSONATE_EXTRA_PREFIX, IMPERSONATE_GROUP, IMPERSONATE_UID, IMPERSONATE_USER, SYSTEM_AUTHENTICATED,
-    escape_extra_key,
-};
 use super::headers::{downstream_request_headers, wants_upgrade};
 
 /// Put in a request's extensions by [`ImpersonateLayer`] once its headers were rebuilt. Only this
@@ -88,6 +84,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::headers::SYSTEM_AUTHENTICATED;
     use crate::proxy::test_support::recorder;
     use tower::ServiceExt as _;
 

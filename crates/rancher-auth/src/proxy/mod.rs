@@ -1,14 +1,16 @@
 //! The authentication proxy at `/k8s/clusters/<id>/…`, as a stack of small tower layers:
 //!
-//! 0. [`browser`] — a cookie session must come from the server's own origin, with its CSRF token;
-//! 1. [`authenticate`] — who is calling ([`Authenticator`] → [`UserInfo`]); 401 otherwise;
-//! 2. [`cluster`] — which cluster, may they reach it ([`ClusterAccess`]); 404 / 403 otherwise;
-//! 3. [`audit`] — one JSON line per request, never a secret ([`redact`]);
-//! 4. [`impersonate`] — rebuild the headers from an allow-list and state the user's identity last
-//!    ([`headers`] holds the rules: nothing the client sends adds or removes an identity header);
-//! 5. [`forward`] — to the cluster's API server ([`UpstreamResolver`]), streaming, upgrade-aware.
+//! 0. [`BrowserSessionLayer`] — a cookie session must come from the server's own origin, with its
+//!    CSRF token ([`BrowserPolicy`]);
+//! 1. [`AuthenticateLayer`] — who is calling ([`Authenticator`] → [`UserInfo`]); 401 otherwise;
+//! 2. [`ClusterRouteLayer`] — which cluster, may they reach it ([`ClusterAccess`]); 404 / 403 otherwise;
+//! 3. [`AuditLayer`] — one JSON line per request, never a secret ([`may_record_body`]);
+//! 4. [`ImpersonateLayer`] — rebuild the headers from an allow-list and state the user's identity last
+//!    ([`downstream_request_headers`] holds the rules: nothing the client sends adds or removes an
+//!    identity header);
+//! 5. [`Forward`] — to the cluster's API server ([`UpstreamResolver`]), streaming, upgrade-aware.
 //!
-//! [`stack::proxy_service`] composes them; [`serve::serve`] serves the result. What the user may do inside
+//! [`proxy_service`] composes them; [`serve()`] serves the result. What the user may do inside
 //! the cluster is decided by the downstream API server's RBAC for the impersonated identity.
 //!
 //! ```no_run
@@ -30,32 +32,53 @@
 //! # }
 //! ```
 
-pub mod audit;
-pub mod authenticate;
-pub mod browser;
-pub mod cluster;
-pub mod error;
-pub mod forward;
-pub mod headers;
+mod audit;
+mod authenticate;
+mod browser;
+mod cluster;
+mod error;
+mod forward;
+mod headers;
 mod idle_cache;
-pub mod impersonate;
-pub mod redact;
-pub mod request_info;
-pub mod serve;
-pub mod stack;
+mod impersonate;
+mod redact;
+mod request_info;
+mod serve;
+mod stack;
 #[cfg(test)]
 mod test_support;
-pub mod upstream;
+mod upstream;
 
-pub use audit::{AuditEvent, AuditLayer, AuditLevel, AuditSink, FileSink, StdoutSink};
-pub use authenticate::{AuthError, AuthenticateLayer, Authenticator, StaticAuthenticator, UserInfo};
-pub use browser::{BrowserPolicy, BrowserRefusal, BrowserSessionLayer};
-pub use cluster::{ClusterAccess, ClusterRouteLayer, ClusterTarget, Denied, StaticClusterAccess};
-pub use error::{BoxError, ProxyBody, ProxyError};
+// One public path per item: the layers' modules are private and everything public is here.
+#[cfg(any(test, feature = "mock"))]
+pub use audit::MockAuditSink;
+pub use audit::{
+    Audit, AuditEvent, AuditLayer, AuditLevel, AuditSink, FileSink, MAX_AUDITED_BODY, StdoutSink,
+};
+pub use authenticate::{
+    AuthError, Authenticate, AuthenticateLayer, Authenticator, StaticAuthenticator, UserInfo,
+    WEBSOCKET_BEARER_PROTOCOL_PREFIX, bearer_token,
+};
+pub use browser::{
+    BrowserPolicy, BrowserRefusal, BrowserSession, BrowserSessionLayer, InvalidOrigin, new_csrf_token,
+};
+pub use cluster::{
+    CLUSTER_PATH_PREFIX, ClusterAccess, ClusterRoute, ClusterRouteLayer, ClusterTarget, Denied,
+    StaticClusterAccess, split_cluster_path,
+};
+pub use error::{BoxError, ProxyBody, ProxyError, boxed, status_response};
 pub use forward::{ClusterClients, Forward, ForwardConfig};
-pub use headers::{downstream_request_headers, strip_hop_by_hop, wants_upgrade};
-pub use impersonate::ImpersonateLayer;
+pub use headers::{
+    FORWARDED_REQUEST_HEADERS, IMPERSONATE_EXTRA_PREFIX, IMPERSONATE_GROUP, IMPERSONATE_UID,
+    IMPERSONATE_USER, SYSTEM_AUTHENTICATED, downstream_request_headers, escape_extra_key, strip_hop_by_hop,
+    wants_upgrade,
+};
+pub use impersonate::{HeadersRebuilt, Impersonate, ImpersonateLayer};
+pub use redact::{BodyOmitted, check_body, may_record_body};
 pub use request_info::{NormalizedPath, RequestInfo, normalize_path};
 pub use serve::serve;
 pub use stack::{ProxyService, proxy_service, proxy_service_for_browsers};
-pub use upstream::{Connector, ResolveError, StaticUpstreams, Upstream, UpstreamResolver, tcp_connector};
+pub use upstream::{
+    BoxStream, Connector, ResolveError, StaticUpstreams, Upstream, UpstreamResolver, UpstreamStream,
+    tcp_connector,
+};

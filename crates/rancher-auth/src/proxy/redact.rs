@@ -39,7 +39,7 @@ const SENSITIVE_KINDS: &[&str] = &["secret", "secretlist", "tokenreview", "token
 ///
 /// ```
 /// use http::Method;
-/// use rancher_auth::proxy::redact::{BodyOmitted, may_record_body};
+/// use rancher_auth::proxy::{BodyOmitted, may_record_body};
 /// use rancher_auth::proxy::RequestInfo;
 ///
 /// let cm = RequestInfo::parse(&Method::POST, "/api/v1/namespaces/a/configmaps", None);

@@ -8,7 +8,7 @@ use http::Method;
 /// The parsed meaning of one Kubernetes API request.
 ///
 /// ```
-/// use rancher_auth::proxy::request_info::RequestInfo;
+/// use rancher_auth::proxy::RequestInfo;
 ///
 /// let info = RequestInfo::parse(&http::Method::GET, "/api/v1/namespaces/default/pods", Some("watch=true"));
 /// assert_eq!(info.verb, "watch");
@@ -64,7 +64,7 @@ impl NormalizedPath {
 /// Normalises a raw request path (without the query).
 ///
 /// ```
-/// use rancher_auth::proxy::request_info::normalize_path;
+/// use rancher_auth::proxy::normalize_path;
 ///
 /// let n = normalize_path("/api/v1/namespaces%2Fa/./b//../secrets/");
 /// assert_eq!(n.to_path(), "/api/v1/namespaces/a/secrets");

@@ -73,7 +73,7 @@ where
 }
 
 /// The composed proxy: a cloneable service that never fails (errors are `Status` responses). Serve it
-/// with hyper (see [`crate::proxy::serve`]) or mount it in axum with
+/// with hyper (see [`serve()`](crate::proxy::serve())) or mount it in axum with
 /// `Router::route_service("/k8s/clusters/{*rest}", proxy)` (not `nest_service`, which strips the prefix).
 #[derive(Clone)]
 pub struct ProxyService {

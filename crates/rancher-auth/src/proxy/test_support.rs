@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 
 use http::{HeaderMap, Request, Response, Uri};
 use http_body_util::BodyExt;
-use rancher_core::status::Status;
+use rancher_core::Status;
 use tower::Service;
 
 use super::authenticate::UserInfo;

@@ -20,7 +20,7 @@ pub(crate) struct MembershipUnreadable {
     pub(crate) cluster: String,
     /// What the proxy's membership check reported.
     #[source]
-    pub(crate) source: rancher_auth::proxy::cluster::Denied,
+    pub(crate) source: rancher_auth::proxy::Denied,
 }
 
 /// True when `caller` may reach `cluster`: admins (global `*` on clusters) reach every cluster, others

@@ -1,16 +1,10 @@
-//! What the agent and the server say to each other outside the tunnel's byte streams: the
-//! `X-API-Tunnel-Params` JSON sent on every connect, and the cluster report posted to
-//! [`REPORT_PATH`].
-
-use std::collections::BTreeMap;
+//! The `X-API-Tunnel-Params` header an agent sends on every connect to `/v3/connect`: how the
+//! server reaches the downstream API server through the agent's session, or which node a node
+//! agent is.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use rancher_core::model::KubernetesVersion;
 use serde::{Deserialize, Serialize};
-
-/// Where a cluster agent posts its [`ClusterReport`] (with the `X-API-Tunnel-Token` header).
-pub const REPORT_PATH: &str = "/v3/connect/report";
 
 /// The largest `X-API-Tunnel-Params` value the server decodes (base64 of the JSON).
 pub const MAX_PARAMS_LEN: usize = 64 * 1024;
@@ -167,25 +161,6 @@ pub fn split_host_port(address: &str) -> Option<(&str, u16)> {
         && host.len() <= 253
         && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
     ok.then_some((host, port))
-}
-
-/// What a cluster agent observes in its cluster, posted to [`REPORT_PATH`] on connect and whenever
-/// it changes.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClusterReport {
-    /// The API server's `/version`.
-    pub version: KubernetesVersion,
-    /// Number of nodes.
-    pub node_count: u32,
-    /// Number of pods (all namespaces).
-    pub pod_count: u32,
-    /// Node capacity summed over nodes (`cpu`, `memory`, `pods`, …).
-    #[serde(default)]
-    pub capacity: BTreeMap<String, String>,
-    /// Node allocatable summed over nodes.
-    #[serde(default)]
-    pub allocatable: BTreeMap<String, String>,
 }
 
 #[cfg(test)]
