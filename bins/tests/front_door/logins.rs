@@ -130,11 +130,19 @@ async fn parallel_guesses_cannot_outrun_the_throttle() {
     let flags = ["--password-hash-queue", "64"];
     let server = ServerProc::start(&dir.path().join("data"), 0, Some(ADMIN_PASSWORD), &flags);
     let clients = warmed_clients(&server, (0..40).map(|_| loopback(7, 1))).await;
+    let began = std::time::Instant::now();
     let outcomes = together(clients, &server.url, |i| ("admin".into(), format!("guess-number-{i}"))).await;
+    let burst = began.elapsed();
     let checked = outcomes.iter().filter(|o| o.code == 401).count();
     let throttled: Vec<&Outcome> = outcomes.iter().filter(|o| o.code == 429).collect();
-    eprintln!("40 parallel guesses: {checked} checked, {} throttled", throttled.len());
-    assert!(checked <= 5, "{checked} passwords were checked; the limit is 5 per user and address");
+    eprintln!("40 parallel guesses in {burst:?}: {checked} checked, {} throttled", throttled.len());
+    // Five failures lock the pair out for 1 s, each further one doubles it: j checks past the five
+    // take at least 2^j - 1 s, however the guesses are spread (a loaded machine spreads them).
+    let allowed = 5 + (burst.as_secs_f64() + 1.0).log2().floor() as usize;
+    assert!(
+        checked <= allowed,
+        "{checked} passwords were checked in {burst:?}; the throttle allows {allowed} (5, then doubling lockouts)"
+    );
     assert_eq!(checked + throttled.len(), 40);
     for o in throttled {
         assert!(o.body["message"].as_str().unwrap().contains("too many failed logins"), "{}", o.body);
