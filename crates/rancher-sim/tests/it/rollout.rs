@@ -88,13 +88,20 @@ async fn deleted_pods_terminate_then_go_and_force_is_immediate() {
         k.ok(&["run", p, "--image=busybox:1.36", "--labels", &format!("app={p}")]).await;
         wait_running(&k, "default", &format!("app={p}"), 1).await;
     }
+    // The simulated kubelet stops the pod a second after the delete: too soon for `kubectl get`s after
+    // it on a loaded machine. Watches started before it see the Terminating update however late they
+    // are read (each resumes from the version its list printed).
+    let patience = Duration::from_secs(30);
+    let mut table = k.spawn(&["get", "pod", "slow", "-w"]);
+    read_until(&mut table, patience, |l| l.starts_with("slow ")).await;
+    let fields = r#"jsonpath={.metadata.name} {.metadata.deletionTimestamp} {.metadata.deletionGracePeriodSeconds}{"\n"}"#;
+    let mut meta = k.spawn(&["get", "pod", "slow", "-w", "-o", fields]);
+    read_until(&mut meta, patience, |l| l.starts_with("slow")).await;
     k.ok(&["delete", "pod", "slow", "--wait=false"]).await;
-    let shown = k.ok(&["get", "pod", "slow"]).await;
-    assert!(shown.contains("Terminating"), "{shown}");
-    let ts = k.ok(&["get", "pod", "slow", "-o", "jsonpath={.metadata.deletionTimestamp}"]).await;
-    assert!(!ts.is_empty());
-    let grace = k.ok(&["get", "pod", "slow", "-o", "jsonpath={.metadata.deletionGracePeriodSeconds}"]).await;
-    assert_eq!(grace, "30");
+    read_until(&mut table, patience, |l| l.starts_with("slow ") && l.contains("Terminating")).await;
+    let deleting = read_until(&mut meta, patience, |l| l.split_whitespace().count() == 3).await;
+    let deleting: Vec<&str> = deleting.last().unwrap().split_whitespace().collect();
+    assert_eq!(deleting[2], "30", "{deleting:?}");
     let gone = within(Duration::from_secs(30), || async { !k.run(&["get", "pod", "slow"]).await.ok }).await;
     assert!(gone, "the terminating pod was never removed");
 
