@@ -3,7 +3,7 @@
 //! Each check takes raw fuzzer bytes and panics when an invariant breaks.
 //!
 //! The cargo-fuzz targets in the workspace's `fuzz/` directory and the bounded runs in
-//! `tests/fuzz_tunnel.rs` call these same functions. Not a stable API: hidden from the docs.
+//! `tests/it/fuzz_tunnel.rs` call these same functions. Not a stable API: hidden from the docs.
 
 use std::sync::OnceLock;
 use std::time::Duration;

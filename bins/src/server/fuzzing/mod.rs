@@ -1,7 +1,7 @@
 //! Invariant checks over the JSON bodies the server reads — the `/v3` writes of every management kind,
 //! the login, and a cluster agent's report — for fuzzing: one request through the real router on an
 //! in-memory store, then what it answered and what it changed. The cargo-fuzz target `v3_bodies` in
-//! `fuzz/` and the bounded run in `tests/fuzz_v3.rs` call [`v3_body`]. Not a stable API.
+//! `fuzz/` and the bounded run in `tests/it/fuzz_v3.rs` call [`v3_body`]. Not a stable API.
 
 mod harness;
 mod recording;

@@ -3,7 +3,7 @@
 //! downstream). Each check takes raw fuzzer bytes and panics when an invariant breaks.
 //!
 //! The cargo-fuzz targets in the workspace's `fuzz/` directory and the bounded runs in
-//! `tests/fuzz_proxy.rs` call these same functions, so a crash found by a long run replays in the
+//! `tests/it/fuzz_proxy.rs` call these same functions, so a crash found by a long run replays in the
 //! ordinary test suite. Not a stable API: hidden from the docs, shaped for the fuzzer.
 
 mod audit_secrets;

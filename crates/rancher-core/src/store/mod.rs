@@ -125,7 +125,7 @@ pub struct Preconditions {
 }
 
 /// A store of Kubernetes-style objects. See the [module docs](self) for the semantics every backend
-/// must keep; `tests/conformance/mod.rs` checks them against each backend.
+/// must keep; `tests/it/conformance/mod.rs` checks them against each backend.
 ///
 /// `resource` is the lower-case plural (`clusters`). `namespace` is `None` for cluster-scoped kinds.
 /// Objects passed in must carry `metadata.name` (or `metadata.generateName` on create).

@@ -1,0 +1,50 @@
+//! The `rancher` crate's integration tests, one binary: the real `rancher-server`, `rancher-agent` and
+//! `rancherctl` started as processes, driven over HTTPS, raw TLS, `kubectl` and the CLI.
+//!
+//! One binary per crate, not one per file: each test binary links the whole dependency graph, and
+//! on a small machine linking dominated the suite. Shared helpers live in `rancher-test-support`;
+//! what only these tests use is in the modules below.
+
+mod common;
+mod import_support;
+mod proxy_support;
+mod raw_http;
+mod tenancy_support;
+
+mod ace_webhook;
+mod agent_image_e2e;
+mod api;
+mod audit_secrets_e2e;
+mod browser_session_e2e;
+mod cli;
+mod cli_join;
+mod cli_member;
+mod cli_members;
+mod disconnect_e2e;
+mod front_door;
+mod fuzz_v3;
+mod grants;
+mod import_e2e;
+mod kubeconfig_e2e;
+mod lifecycle_e2e;
+mod login_oidc;
+mod membership_flows;
+mod membership_table;
+mod openapi;
+mod plugins;
+mod projects_api;
+mod provisioning;
+mod proxy_e2e;
+mod proxy_identity_e2e;
+mod proxy_ldap;
+mod server_etcd;
+mod server_flags;
+mod server_url_e2e;
+mod tenancy_projects;
+mod tenancy_rbac;
+mod tenancy_user_delete;
+mod token_ttl;
+mod tokens_e2e;
+mod tunnel_kube_client;
+mod tunnel_nginx;
+mod user_lifecycle;

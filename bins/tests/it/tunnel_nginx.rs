@@ -1,0 +1,164 @@
+//! The server behind nginx (Debian's `/usr/sbin/nginx`, run by the test as a plain process with its
+//! own configuration): TLS at nginx with a certificate from the CA the server publishes, WebSocket
+//! upgrade headers and long read timeouts. An agent imports a sim cluster through it, and reconnects
+//! after nginx is killed and started again.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::import_support::*;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+
+const NGINX: &str = "/usr/sbin/nginx";
+
+/// A CA and a serving certificate for 127.0.0.1/localhost, written as ca.crt, tls.crt, tls.key.
+fn write_pki(dir: &Path) {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca.distinguished_name.push(DnType::CommonName, "nginx-test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::from_ca_cert_pem(&ca_cert.pem(), &ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    std::fs::write(dir.join("ca.crt"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("tls.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
+}
+
+fn write_nginx_conf(prefix: &Path, listen: u16, upstream: u16) -> std::path::PathBuf {
+    for d in ["logs", "tmp"] {
+        std::fs::create_dir_all(prefix.join(d)).unwrap();
+    }
+    let p = prefix.display();
+    let conf = format!(
+        r#"daemon off;
+master_process off;
+worker_processes 1;
+user root;
+error_log {p}/logs/error.log info;
+pid {p}/logs/nginx.pid;
+events {{ worker_connections 256; }}
+http {{
+  access_log {p}/logs/access.log;
+  client_body_temp_path {p}/tmp/body;
+  proxy_temp_path {p}/tmp/proxy;
+  fastcgi_temp_path {p}/tmp/fastcgi;
+  uwsgi_temp_path {p}/tmp/uwsgi;
+  scgi_temp_path {p}/tmp/scgi;
+  map $http_upgrade $connection_upgrade {{
+    default upgrade;
+    ''      close;
+  }}
+  server {{
+    listen 127.0.0.1:{listen} ssl;
+    ssl_certificate {p}/tls.crt;
+    ssl_certificate_key {p}/tls.key;
+    location / {{
+      proxy_pass https://127.0.0.1:{upstream};
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-Proto https;
+      proxy_read_timeout 3600s;
+      proxy_send_timeout 3600s;
+      proxy_buffering off;
+      proxy_ssl_verify off;
+    }}
+  }}
+}}
+"#
+    );
+    let path = prefix.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    path
+}
+
+fn start_nginx(prefix: &Path, conf: &Path, log_name: &str) -> Proc {
+    let mut cmd = Command::new(NGINX);
+    cmd.arg("-c").arg(conf).arg("-p").arg(prefix).arg("-e").arg(prefix.join("logs/stderr.log"));
+    Proc::spawn(cmd, &prefix.join(log_name))
+}
+
+async fn wait_ping(url: &str) {
+    let http = insecure_client();
+    eventually(WAIT, &format!("{url}/ping answers"), || {
+        let (http, url) = (http.clone(), url.to_owned());
+        async move { http.get(format!("{url}/ping")).send().await.ok().filter(|r| r.status().is_success()) }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_connect_through_nginx_and_reconnect_after_it_restarts() {
+    if !Path::new(NGINX).exists() {
+        panic!("{NGINX} is missing: install Debian's nginx (apt-get install nginx-light) to run this test");
+    }
+    install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("nginx");
+    std::fs::create_dir_all(&prefix).unwrap();
+    write_pki(&prefix);
+    let (server_port, lb_port) = (free_port(), free_port());
+    let lb_url = format!("https://127.0.0.1:{lb_port}");
+    let server = Server::start(
+        &dir.path().join("data"),
+        server_port,
+        &dir.path().join("server.log"),
+        &[
+            "--tls-cert",
+            prefix.join("tls.crt").to_str().unwrap(),
+            "--tls-key",
+            prefix.join("tls.key").to_str().unwrap(),
+            "--tls-ca",
+            prefix.join("ca.crt").to_str().unwrap(),
+            "--server-url",
+            &lb_url,
+        ],
+    )
+    .await;
+    let conf = write_nginx_conf(&prefix, lb_port, server.port);
+    let nginx = start_nginx(&prefix, &conf, "nginx-1.log");
+    wait_ping(&lb_url).await;
+
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let (ok, out) = rancherctl(
+        &home,
+        &["login", &lb_url, "--username", "admin", "--password", ADMIN_PASSWORD, "--insecure"],
+    );
+    assert!(ok, "{out}");
+    let bearer = login(&lb_url).await;
+    let crt = create_imported(&lb_url, &bearer, "behind-lb").await;
+    let manifest_url = crt["manifestUrl"].as_str().unwrap().to_owned();
+    assert!(manifest_url.starts_with(&format!("{lb_url}/v3/import/")), "{manifest_url}");
+
+    let sim = rancher_sim::Sim::builder().name("lb").nodes(2).start().await.unwrap();
+    let kc = dir.path().join("kc");
+    std::fs::write(&kc, sim.kubeconfig_yaml()).unwrap();
+    let env = apply_manifest(&manifest_url, &kc, dir.path()).await;
+    assert_eq!(env.server, lb_url, "agents are sent to the load balancer");
+    let agent = start_agent(&env, &kc, &dir.path().join("agent.log"), &[]);
+    let row = wait_state(&home, "behind-lb", "active", WAIT).await;
+    assert_eq!(row[4], "2", "{row:?}");
+    let access = std::fs::read_to_string(prefix.join("logs/access.log")).unwrap_or_default();
+    // nginx logs an upgraded request only when it ends; the agent's other requests show at once.
+    assert!(access.contains("GET /v3/settings/cacerts"), "the agent went through nginx:\n{access}");
+    assert!(access.contains("POST /v3/connect/report"), "{access}");
+
+    // Kill nginx (every tunnel through it drops), start it again on the same port: the agent returns.
+    nginx.kill9().await;
+    let _nginx = start_nginx(&prefix, &conf, "nginx-2.log");
+    wait_ping(&lb_url).await;
+    eventually(WAIT, "the agent reconnects through the new nginx", || {
+        let log = agent.log_text();
+        async move { (log.matches("tunnel connected").count() >= 2).then_some(()) }
+    })
+    .await;
+    wait_state(&home, "behind-lb", "active", WAIT).await;
+    server.stop().await;
+    sim.shutdown().await;
+}

@@ -1,0 +1,202 @@
+//! Dialing through a real TLS tunnel on loopback: echo, refusals, flow control, limits.
+
+use std::time::Duration;
+
+use crate::common::*;
+use rancher_tunnel::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const LONG: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dial_reaches_echo_server_and_half_close_delivers_the_reply() {
+    let pki = pki();
+    let srv = start_server(&pki, test_session_cfg()).await;
+    let echo = echo_server().await;
+    let a = spawn_agent(agent(&pki, &srv.url, TOKEN_A, &[echo.to_string()]));
+    let server = srv.server.clone();
+    wait_until("agent session", LONG, || server.has_session("c-a")).await;
+
+    let mut s = srv.server.dial("c-a", "tcp", &echo.to_string()).await.unwrap();
+    // 1 MiB in, half-close, the whole echo comes back after our FIN.
+    let msg: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let (mut r, mut w) = tokio::io::split(s);
+    let writer = tokio::spawn(async move {
+        w.write_all(&msg).await.unwrap();
+        w.shutdown().await.unwrap();
+        msg
+    });
+    let mut got = Vec::new();
+    tokio::time::timeout(LONG, r.read_to_end(&mut got)).await.unwrap().unwrap();
+    let msg = writer.await.unwrap();
+    assert_eq!(got.len(), msg.len());
+    assert!(got == msg, "echoed bytes differ");
+
+    // A second stream on the same session.
+    s = srv.server.dial("c-a", "tcp", &echo.to_string()).await.unwrap();
+    assert_eq!(echo_roundtrip(&mut s, b"ping").await, b"ping");
+
+    a.stop.cancel();
+    a.task.await.unwrap().unwrap();
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_and_failed_dials_fail_only_that_stream() {
+    let pki = pki();
+    let srv = start_server(&pki, test_session_cfg()).await;
+    let echo = echo_server().await;
+    let closed = closed_port().await;
+    let a = spawn_agent(agent(&pki, &srv.url, TOKEN_A, &[echo.to_string(), closed.to_string()]));
+    let server = srv.server.clone();
+    wait_until("agent session", LONG, || server.has_session("c-a")).await;
+
+    // Not on the allow list: refused by policy, with a clear error.
+    let err = srv.server.dial("c-a", "tcp", "169.254.169.254:80").await.unwrap_err();
+    assert!(matches!(err, Error::DialRefused { .. }), "{err}");
+    assert!(err.to_string().contains("169.254.169.254:80") && err.to_string().contains("policy"), "{err}");
+    // A network other than tcp is refused too.
+    let err = srv.server.dial("c-a", "unix", &echo.to_string()).await.unwrap_err();
+    assert!(matches!(err, Error::DialRefused { .. }), "{err}");
+    // Allowed but nothing listens: the agent reports the connect error.
+    let err = srv.server.dial("c-a", "tcp", &closed.to_string()).await.unwrap_err();
+    assert!(matches!(err, Error::DialFailed { .. }), "{err}");
+    // Bad input never leaves the server.
+    let err = srv.server.dial("c-a", "tcp", "").await.unwrap_err();
+    assert!(matches!(err, Error::InvalidDial(_)), "{err}");
+
+    // The session is intact: the next dial works.
+    assert!(srv.server.has_session("c-a"));
+    let mut s = srv.server.dial("c-a", "tcp", &echo.to_string()).await.unwrap();
+    assert_eq!(echo_roundtrip(&mut s, b"still here").await, b"still here");
+
+    a.stop.cancel();
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_session_fails_at_once_and_dial_timeout_waits_for_one() {
+    let pki = pki();
+    let srv = start_server(&pki, test_session_cfg()).await;
+    let echo = echo_server().await;
+
+    let started = tokio::time::Instant::now();
+    let err = srv.server.dial("c-a", "tcp", &echo.to_string()).await.unwrap_err();
+    assert!(matches!(err, Error::NoSession(ref k) if k == "c-a"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    let err = srv
+        .server
+        .dial_timeout("c-a", "tcp", &echo.to_string(), Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NoSessionWithin { .. }), "{err}");
+
+    // The agent appears while the dial waits.
+    let (pki2_url, allow) = (srv.url.clone(), vec![echo.to_string()]);
+    let ag = agent(&pki, &pki2_url, TOKEN_A, &allow);
+    let dial = {
+        let server = srv.server.clone();
+        let echo = echo.to_string();
+        tokio::spawn(async move { server.dial_timeout("c-a", "tcp", &echo, LONG).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let a = spawn_agent(ag);
+    let mut s = dial.await.unwrap().unwrap();
+    assert_eq!(echo_roundtrip(&mut s, b"late").await, b"late");
+    a.stop.cancel();
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_reader_does_not_stop_another_streams_transfer() {
+    let pki = pki();
+    let srv = start_server(&pki, test_session_cfg()).await;
+    let echo = echo_server().await;
+    let hose = firehose_server().await;
+    let a = spawn_agent(agent(&pki, &srv.url, TOKEN_A, &[echo.to_string(), hose.to_string()]));
+    let server = srv.server.clone();
+    wait_until("agent session", LONG, || server.has_session("c-a")).await;
+
+    // Stream 1: the destination sends without end and we never read it.
+    let mut stalled = srv.server.dial("c-a", "tcp", &hose.to_string()).await.unwrap();
+    let mut first = [0u8; 1];
+    stalled.read_exact(&mut first).await.unwrap();
+    // Let its window fill.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Stream 2: 16 MiB each way must still flow.
+    let s = srv.server.dial("c-a", "tcp", &echo.to_string()).await.unwrap();
+    let (mut r, mut w) = tokio::io::split(s);
+    const TOTAL: usize = 16 * 1024 * 1024;
+    let writer = tokio::spawn(async move {
+        let buf = vec![7u8; 64 * 1024];
+        for _ in 0..TOTAL / buf.len() {
+            w.write_all(&buf).await.unwrap();
+        }
+        w.shutdown().await.unwrap();
+    });
+    let mut n = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    tokio::time::timeout(LONG, async {
+        loop {
+            let k = r.read(&mut buf).await.unwrap();
+            if k == 0 {
+                break;
+            }
+            n += k;
+        }
+    })
+    .await
+    .expect("the second stream stalled behind the first");
+    writer.await.unwrap();
+    assert_eq!(n, TOTAL);
+
+    // The stalled stream is still alive and readable.
+    let mut more = vec![0u8; 1024];
+    stalled.read_exact(&mut more).await.unwrap();
+
+    a.stop.cancel();
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_limit_fails_one_dial_and_the_session_continues() {
+    let pki = pki();
+    let mut cfg = test_session_cfg();
+    cfg.max_streams = 4;
+    cfg.max_buffered_bytes = 8 * 256 * 1024;
+    let srv = start_server(&pki, cfg).await;
+    let echo = echo_server().await;
+    let a = spawn_agent(agent(&pki, &srv.url, TOKEN_A, &[echo.to_string()]));
+    let server = srv.server.clone();
+    wait_until("agent session", LONG, || server.has_session("c-a")).await;
+
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        open.push(srv.server.dial("c-a", "tcp", &echo.to_string()).await.unwrap());
+    }
+    let err = srv.server.dial("c-a", "tcp", &echo.to_string()).await.unwrap_err();
+    assert!(matches!(err, Error::StreamLimit { limit: 4 }), "{err}");
+    assert!(srv.server.has_session("c-a"));
+    // Closing one frees a slot.
+    let mut s = open.pop().unwrap();
+    assert_eq!(echo_roundtrip(&mut s, b"x").await, b"x");
+    drop(s);
+    let server = srv.server.clone();
+    let addr = echo.to_string();
+    let mut next = None;
+    for _ in 0..100 {
+        match server.dial("c-a", "tcp", &addr).await {
+            Ok(s) => {
+                next = Some(s);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let mut next = next.expect("a slot was freed");
+    assert_eq!(echo_roundtrip(&mut next, b"y").await, b"y");
+    a.stop.cancel();
+    srv.stop().await;
+}
