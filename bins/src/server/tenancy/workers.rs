@@ -253,7 +253,12 @@ mod follow_tests {
             tokio::task::yield_now().await;
         }
 
+        // Down, and noticed: the follower's next watch attempt fails before anything changes (else a
+        // follower slow to wake could still read the changes from its old watch).
         store.down.send_replace(true);
+        while *store.watches.lock().unwrap() < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         api.delete("a").await.unwrap();
         let mut b = api.get("b").await.unwrap();
         for i in 0..20 {
