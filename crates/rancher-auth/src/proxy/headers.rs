@@ -70,7 +70,7 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
 ///
 /// ```
 /// use http::HeaderMap;
-/// use rancher_auth::proxy::{UserInfo, headers::downstream_request_headers};
+/// use rancher_auth::proxy::{UserInfo, downstream_request_headers};
 ///
 /// let mut client = HeaderMap::new();
 /// client.insert("connection", "Impersonate-User".parse().unwrap());
