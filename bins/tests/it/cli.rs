@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::common::{ADMIN_PASSWORD, ServerProc};
+use crate::common::{ADMIN_PASSWORD, ServerProc, err, ok};
 
 fn ctl(home: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rancherctl"))
@@ -13,21 +13,6 @@ fn ctl(home: &Path, args: &[&str]) -> Output {
         .env_remove("RANCHER_PASSWORD")
         .output()
         .expect("run rancherctl")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "rancherctl failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn err(out: &Output) -> String {
-    assert!(!out.status.success(), "rancherctl should have failed: {}", String::from_utf8_lossy(&out.stdout));
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::common::{ADMIN_PASSWORD, Api, ServerProc};
+use crate::common::{ADMIN_PASSWORD, Api, ServerProc, ok};
 use serde_json::{Value, json};
 
 fn ctl(home: &Path, args: &[&str]) -> Output {
@@ -15,12 +15,6 @@ fn ctl(home: &Path, args: &[&str]) -> Output {
         .env_remove("RANCHER_PASSWORD")
         .output()
         .expect("run rancherctl")
-}
-
-fn ok(out: &Output) -> String {
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "rancherctl failed: {text}{}", String::from_utf8_lossy(&out.stderr));
-    text
 }
 
 /// The `id` of every item of a `-o json` list.

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::common::{ADMIN_PASSWORD, Api, ServerProc};
+use crate::common::{ADMIN_PASSWORD, Api, ServerProc, err, ok};
 use serde_json::json;
 
 fn ctl(home: &Path, args: &[&str]) -> Output {
@@ -15,21 +15,6 @@ fn ctl(home: &Path, args: &[&str]) -> Output {
         .env("RANCHER_NEW_USER_PASSWORD", "colleague-pass-123")
         .output()
         .expect("run rancherctl")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "rancherctl failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn err(out: &Output) -> String {
-    assert!(!out.status.success(), "rancherctl should have failed: {}", String::from_utf8_lossy(&out.stdout));
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn login(home: &Path, server: &ServerProc, user: &str, password: &str) {

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -201,4 +201,21 @@ pub fn assert_status(a: &Answer, code: u16, reason: &str) {
     assert_eq!(a.body["kind"], "Status", "{}", a.body);
     assert_eq!(a.body["code"], code, "{}", a.body);
     assert_eq!(a.body["reason"], reason, "{}", a.body);
+}
+
+/// The stdout of a `rancherctl` run that must succeed (its output is in the panic otherwise).
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "rancherctl failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The stderr of a `rancherctl` run that must fail.
+pub fn err(out: &Output) -> String {
+    assert!(!out.status.success(), "rancherctl should have failed: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
