@@ -95,6 +95,7 @@
 
 mod context;
 mod error;
+pub mod plan;
 mod progress;
 
 use async_trait::async_trait;

@@ -39,6 +39,9 @@ pub struct ClusterSpec {
     /// (Rancher spells these `<driver>Config`; one generic field serves every plugged-in driver).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver_config: Option<serde_json::Value>,
+    /// A cluster built on SSH hosts (driver `rke`): Rancher's `cluster.yml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rke_config: Option<super::RkeConfig>,
     /// Extra environment variables for the cluster agent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub agent_env_vars: Vec<EnvVar>,

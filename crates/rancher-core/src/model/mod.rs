@@ -8,11 +8,13 @@
 mod cluster;
 mod node;
 mod rbac;
+mod rke;
 mod user;
 
 pub use cluster::*;
 pub use node::*;
 pub use rbac::*;
+pub use rke::*;
 pub use user::*;
 
 /// The API group and version of every management kind.

@@ -1,0 +1,243 @@
+//! `spec.rkeConfig`: a cluster built on SSH hosts, RKE-style — Rancher's `cluster.yml` shape.
+//!
+//! The keys are `cluster.yml`'s (snake_case, `kube-api`, `kube-controller`), so a user's file and the
+//! `/v3` field are the same document. Keys rancher-rs does not implement are kept in `unsupported`
+//! (validation warns about them) instead of failing the parse, so an existing `cluster.yml` loads.
+//!
+//! Validation lives with the provisioner (`rancher_provision::rke`); these types only carry the shape.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A cluster built on SSH hosts: the hosts with their roles, and how to run Kubernetes on them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RkeConfig {
+    /// The hosts and their roles.
+    #[serde(default)]
+    pub nodes: Vec<RkeNode>,
+    /// The Kubernetes version, which selects the component bundle (`v1.20.2`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kubernetes_version: String,
+    /// Per-service settings.
+    #[serde(default)]
+    pub services: RkeServices,
+    /// The cluster network.
+    #[serde(default)]
+    pub network: RkeNetwork,
+    /// How clients authenticate to the API server.
+    #[serde(default)]
+    pub authentication: RkeAuthentication,
+    /// A host every SSH connection goes through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bastion_host: Option<RkeBastionHost>,
+    /// How day-two changes roll over the hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade_strategy: Option<RkeUpgradeStrategy>,
+    /// The directory on every host under which the provisioner puts its files (default `/`, so
+    /// `/etc/kubernetes`, `/var/lib/etcd`, `/opt/rke`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prefix_path: String,
+    /// The SSH private key (PEM or OpenSSH) for nodes that name none; a secret.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ssh_key: String,
+    /// A file holding the SSH private key for nodes that name none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ssh_key_path: String,
+    /// The SSH user for nodes that name none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user: String,
+    /// Keys of `cluster.yml` that rancher-rs does not implement (`addons`, `ingress`, …): kept so an
+    /// existing file loads, and named in a validation warning.
+    #[serde(flatten)]
+    #[cfg_attr(feature = "schema", schemars(skip))]
+    pub unsupported: BTreeMap<String, serde_json::Value>,
+}
+
+/// One host of an RKE-style cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RkeNode {
+    /// Where SSH (and, unless `internal_address` is set, the other hosts) reach it.
+    #[serde(default)]
+    pub address: String,
+    /// SSH port; empty means 22. A string, as in `cluster.yml`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub port: String,
+    /// The address the cluster's components use between hosts.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub internal_address: String,
+    /// SSH user; empty means the cluster's `user`, then `root`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user: String,
+    /// SSH private key (a secret); empty means the cluster's.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ssh_key: String,
+    /// File holding the SSH private key.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ssh_key_path: String,
+    /// `etcd`, `controlplane`, `worker` (any combination).
+    #[serde(default)]
+    pub role: Vec<String>,
+    /// The Node's name; empty means the address.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hostname_override: String,
+    /// Labels of the Node.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Taints of the Node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taints: Vec<RkeTaint>,
+}
+
+/// A taint put on a Node when its kubelet registers it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RkeTaint {
+    /// Taint key.
+    pub key: String,
+    /// Taint value.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub value: String,
+    /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
+    pub effect: String,
+}
+
+/// Settings of each Kubernetes service.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RkeServices {
+    /// etcd.
+    #[serde(default)]
+    pub etcd: RkeService,
+    /// kube-apiserver.
+    #[serde(default, rename = "kube-api")]
+    pub kube_api: RkeKubeApi,
+    /// kube-controller-manager.
+    #[serde(default, rename = "kube-controller")]
+    pub kube_controller: RkeKubeController,
+    /// kube-scheduler.
+    #[serde(default)]
+    pub scheduler: RkeService,
+    /// kubelet.
+    #[serde(default)]
+    pub kubelet: RkeKubelet,
+    /// Services `cluster.yml` names that rancher-rs does not run (`kubeproxy`).
+    #[serde(flatten)]
+    #[cfg_attr(feature = "schema", schemars(skip))]
+    pub unsupported: BTreeMap<String, serde_json::Value>,
+}
+
+/// A service with only extra arguments.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RkeService {
+    /// `--flag=value` arguments added to (or overriding) the defaults, without the dashes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra_args: BTreeMap<String, String>,
+}
+
+/// kube-apiserver settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RkeKubeApi {
+    /// Extra arguments.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra_args: BTreeMap<String, String>,
+    /// Services' virtual IP range (default `10.43.0.0/16`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service_cluster_ip_range: String,
+    /// NodePort range (default `30000-32767`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service_node_port_range: String,
+}
+
+/// kube-controller-manager settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RkeKubeController {
+    /// Extra arguments.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra_args: BTreeMap<String, String>,
+    /// Pods' IP range (default `10.42.0.0/16`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cluster_cidr: String,
+    /// Must equal `kube-api.service_cluster_ip_range` when set.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service_cluster_ip_range: String,
+}
+
+/// kubelet settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RkeKubelet {
+    /// Extra arguments.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra_args: BTreeMap<String, String>,
+    /// Cluster DNS domain (default `cluster.local`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cluster_domain: String,
+    /// Cluster DNS service IP (default `10.43.0.10`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cluster_dns_server: String,
+}
+
+/// The cluster network (the CIDRs live in `services`, as in `cluster.yml`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RkeNetwork {
+    /// The network plugin; rancher-rs runs none (simulated pods get addresses from `cluster_cidr`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub plugin: String,
+    /// Plugin options.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+}
+
+/// How clients authenticate to the API server.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RkeAuthentication {
+    /// `x509` (the only strategy; empty means it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub strategy: String,
+    /// Extra names and addresses in the API server's serving certificate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sans: Vec<String>,
+}
+
+/// The host SSH connections go through.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RkeBastionHost {
+    /// Its address.
+    pub address: String,
+    /// Its SSH port; empty means 22.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub port: String,
+    /// SSH user.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user: String,
+    /// SSH private key (a secret).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ssh_key: String,
+    /// File holding the SSH private key.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ssh_key_path: String,
+}
+
+/// How changes roll over the hosts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RkeUpgradeStrategy {
+    /// Workers changed at once: a count or a percentage (default `10%`, at least 1).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub max_unavailable_worker: String,
+    /// Control-plane hosts changed at once (default `1`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub max_unavailable_controlplane: String,
+    /// Drain workers before changing them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drain: bool,
+}
