@@ -106,6 +106,9 @@ async fn credential(config: &Config, client: &Client) -> Result<String, AgentErr
         return Ok(token.trim().to_owned());
     }
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), AGENT_NAMESPACE);
+    if has_client_certificate(config) {
+        ensure_agent_account(client).await?;
+    }
     let request = TokenRequest {
         spec: TokenRequestSpec { expiration_seconds: Some(MINTED_TOKEN_SECONDS), ..Default::default() },
         ..Default::default()
@@ -124,6 +127,75 @@ async fn credential(config: &Config, client: &Client) -> Result<String, AgentErr
         .map(|s| s.token)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| AgentError::Downstream("the TokenRequest came back without a token".into()))
+}
+
+fn has_client_certificate(config: &Config) -> bool {
+    let a = &config.auth_info;
+    a.client_certificate.is_some() || a.client_certificate_data.is_some()
+}
+
+/// With a client certificate (a cluster the server built, whose plan gives its cluster agent an
+/// administrator's certificate) no import manifest made the agent's account: the agent makes it —
+/// the namespace, the service account and its binding to `cattle-admin` — as the manifest would.
+/// What exists already is kept.
+async fn ensure_agent_account(client: &Client) -> Result<(), AgentError> {
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
+    use kube::api::ObjectMeta;
+
+    fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
+        ObjectMeta { name: Some(name.to_owned()), namespace: namespace.map(str::to_owned), ..Default::default() }
+    }
+    async fn create<K>(api: Api<K>, object: K) -> Result<(), AgentError>
+    where
+        K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        match api.create(&PostParams::default(), &object).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(e) => Err(AgentError::Downstream(format!("creating the agent's account: {e}"))),
+        }
+    }
+    create(Api::<Namespace>::all(client.clone()), Namespace { metadata: meta(AGENT_NAMESPACE, None), ..Default::default() })
+        .await?;
+    create(
+        Api::<ServiceAccount>::namespaced(client.clone(), AGENT_NAMESPACE),
+        ServiceAccount { metadata: meta(AGENT_SERVICE_ACCOUNT, Some(AGENT_NAMESPACE)), ..Default::default() },
+    )
+    .await?;
+    let all = || Some(vec!["*".to_owned()]);
+    create(
+        Api::<ClusterRole>::all(client.clone()),
+        ClusterRole {
+            metadata: meta("cattle-admin", None),
+            rules: Some(vec![PolicyRule {
+                api_groups: all(),
+                resources: all(),
+                verbs: vec!["*".to_owned()],
+                ..Default::default()
+            }, PolicyRule { non_resource_urls: all(), verbs: vec!["*".to_owned()], ..Default::default() }]),
+            ..Default::default()
+        },
+    )
+    .await?;
+    create(
+        Api::<ClusterRoleBinding>::all(client.clone()),
+        ClusterRoleBinding {
+            metadata: meta("cattle-admin-binding", None),
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "ClusterRole".into(),
+                name: "cattle-admin".into(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "ServiceAccount".into(),
+                name: AGENT_SERVICE_ACCOUNT.into(),
+                namespace: Some(AGENT_NAMESPACE.into()),
+                ..Default::default()
+            }]),
+        },
+    )
+    .await
 }
 
 /// Connects to the downstream cluster and gathers the parameters for the server.

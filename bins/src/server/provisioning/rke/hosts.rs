@@ -1,0 +1,244 @@
+//! The way in: over SSH, put the host's component binaries on it (checksums checked) and start its
+//! node agent, which does everything else through its tunnel session.
+
+use std::time::Duration;
+
+use rancher_core::model::{RkeConfig, RkeNode};
+use rancher_provision::bundle::{Bundle, ComponentSource};
+use rancher_provision::ssh::{HostKeyPolicy, SshError, SshSession, SshTarget, UploadSource};
+use secrecy::SecretString;
+
+use super::layout::{HostLayout, shell_quote};
+use crate::server::secrets::Sealer;
+
+/// How long one SSH connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Components every host runs.
+const EVERY_HOST: [&str; 2] = ["node-agent", "kubelet"];
+/// Components of etcd hosts.
+const ETCD: [&str; 1] = ["etcd"];
+/// Components of control-plane hosts.
+const CONTROLPLANE: [&str; 3] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
+
+/// The components `node` needs, by its roles.
+pub(super) fn components_of(node: &RkeNode) -> Vec<&'static str> {
+    let has = |r: &str| node.role.iter().any(|x| x == r);
+    let mut out = EVERY_HOST.to_vec();
+    if has("etcd") {
+        out.extend(ETCD);
+    }
+    if has("controlplane") {
+        out.extend(CONTROLPLANE);
+    }
+    out
+}
+
+/// Where the node agent finds the server, and its credential.
+pub(super) struct AgentBoot<'a> {
+    /// The server's URL as hosts reach it.
+    pub(super) server_url: &'a str,
+    /// The SHA-256 of the server's CA.
+    pub(super) ca_checksum: &'a str,
+    /// The cluster's registration token.
+    pub(super) token: &'a str,
+}
+
+/// Why a host could not be bootstrapped.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum HostError {
+    /// SSH failed (unreachable, wrong key, changed host key, checksum mismatch …).
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    /// The host has no usable SSH key.
+    #[error("host {host}: {reason}")]
+    Key {
+        /// The node.
+        host: String,
+        /// Why.
+        reason: String,
+    },
+    /// The bundle names a component it has no source for.
+    #[error("the bundle {version} has no {component}")]
+    MissingComponent {
+        /// The bundle.
+        version: String,
+        /// The component.
+        component: String,
+    },
+}
+
+impl HostError {
+    /// Worth retrying: the host may come back.
+    pub(super) fn is_transient(&self) -> bool {
+        match self {
+            HostError::Ssh(e) => e.is_transient(),
+            HostError::Key { .. } | HostError::MissingComponent { .. } => false,
+        }
+    }
+}
+
+/// The SSH key of `node`: its own, else the cluster's; inline (sealed in the store) or a file on the
+/// server.
+fn key_of(cfg: &RkeConfig, node: &RkeNode, sealer: &Sealer) -> Result<SecretString, String> {
+    let (inline, path) = if !node.ssh_key.is_empty() || !node.ssh_key_path.is_empty() {
+        (&node.ssh_key, &node.ssh_key_path)
+    } else {
+        (&cfg.ssh_key, &cfg.ssh_key_path)
+    };
+    if !inline.is_empty() {
+        return sealer.open_field(inline).map_err(|e| format!("its ssh_key cannot be unsealed: {e}"));
+    }
+    if !path.is_empty() {
+        return std::fs::read_to_string(path)
+            .map(SecretString::from)
+            .map_err(|e| format!("ssh_key_path {path} cannot be read on the server: {e}"));
+    }
+    Err("no ssh_key or ssh_key_path".into())
+}
+
+/// The SSH target of `node`, pinned to `known_key` when the host was seen before.
+pub(super) fn target_of(
+    cfg: &RkeConfig,
+    node: &RkeNode,
+    sealer: &Sealer,
+    known_key: Option<&String>,
+) -> Result<SshTarget, HostError> {
+    let host = node.address.clone();
+    let key = key_of(cfg, node, sealer).map_err(|reason| HostError::Key { host: host.clone(), reason })?;
+    let user = [&node.user, &cfg.user].into_iter().find(|u| !u.is_empty()).cloned().unwrap_or_else(|| "root".into());
+    let port = node.port.parse().unwrap_or(22);
+    let host_key = match known_key {
+        Some(k) => HostKeyPolicy::Pinned(vec![k.clone()]),
+        None => HostKeyPolicy::TrustOnFirstUse,
+    };
+    Ok(SshTarget { address: host, port, user, key, host_key })
+}
+
+/// The bastion's SSH target, if the cluster has one.
+pub(super) fn bastion_of(cfg: &RkeConfig, sealer: &Sealer) -> Result<Option<SshTarget>, HostError> {
+    let Some(b) = &cfg.bastion_host else { return Ok(None) };
+    let as_node = RkeNode {
+        address: b.address.clone(),
+        port: b.port.clone(),
+        user: b.user.clone(),
+        ssh_key: b.ssh_key.clone(),
+        ssh_key_path: b.ssh_key_path.clone(),
+        ..Default::default()
+    };
+    target_of(cfg, &as_node, sealer, None).map(Some)
+}
+
+/// Puts `node`'s binaries on it and starts its node agent unless one runs. Returns the host's SSH
+/// key (to pin). `report` is told what happens.
+pub(super) async fn bootstrap(
+    target: &SshTarget,
+    bastion: Option<&SshTarget>,
+    node: &RkeNode,
+    node_name: &str,
+    layout: &HostLayout,
+    bundle: &Bundle,
+    boot: &AgentBoot<'_>,
+    report: &(dyn Fn(String) + Send + Sync),
+) -> Result<String, HostError> {
+    report("connecting over SSH".into());
+    let ssh = SshSession::connect(target, bastion, CONNECT_TIMEOUT).await?;
+    let host_key = ssh.host_key();
+    ssh.run(&format!(
+        "mkdir -p {} {} && chmod 700 {}",
+        shell_quote(&layout.bin_dir()),
+        shell_quote(&layout.agent_state_dir()),
+        shell_quote(&layout.agent_credentials_dir()),
+    ))
+    .await?;
+    for component in components_of(node) {
+        let c = bundle.components.get(component).ok_or_else(|| HostError::MissingComponent {
+            version: bundle.version.clone(),
+            component: component.to_owned(),
+        })?;
+        let remote = layout.binary(component);
+        let present = ssh.exec(&format!("sha256sum {} 2>/dev/null", shell_quote(&remote))).await?;
+        if String::from_utf8_lossy(&present.stdout).split_whitespace().next() == Some(c.sha256.as_str()) {
+            continue;
+        }
+        report(format!("uploading {component}"));
+        match &c.source {
+            ComponentSource::Path(local) => {
+                ssh.upload_verified(local.as_path(), &remote, 0o755, &c.sha256).await?;
+            }
+            ComponentSource::Url(url) => {
+                let tmp = format!("{remote}.download");
+                ssh.run(&format!(
+                    "curl -fsSL -o {tmp} {url} && echo {sum}'  '{tmp} | sha256sum -c --quiet && chmod 755 {tmp} && mv {tmp} {remote}",
+                    tmp = shell_quote(&tmp),
+                    url = shell_quote(url),
+                    sum = c.sha256,
+                    remote = shell_quote(&remote),
+                ))
+                .await?;
+            }
+        }
+    }
+    report("starting the node agent".into());
+    let creds = layout.agent_credentials_dir();
+    ssh.upload(UploadSource::Bytes(boot.server_url.as_bytes()), &format!("{creds}/url"), 0o600).await?;
+    ssh.upload(UploadSource::Bytes(boot.token.as_bytes()), &format!("{creds}/token"), 0o600).await?;
+    ssh.run(&start_agent_script(layout, node_name, boot.ca_checksum)).await?;
+    Ok(host_key)
+}
+
+/// A shell script that starts the node agent detached unless the one in the pid file still runs.
+fn start_agent_script(layout: &HostLayout, node_name: &str, ca_checksum: &str) -> String {
+    let pid = shell_quote(&layout.agent_pid_file());
+    let bin = shell_quote(&layout.binary("node-agent"));
+    format!(
+        "if [ -s {pid} ] && kill -0 \"$(cat {pid})\" 2>/dev/null && grep -q node-agent /proc/\"$(cat {pid})\"/cmdline; \
+         then exit 0; fi; \
+         CATTLE_CA_CHECKSUM={checksum} setsid {bin} --node --node-name {name} --credentials-dir {creds} \
+         --state-dir {state} --plan-root {root} </dev/null >>{log} 2>&1 & echo $! >{pid}",
+        checksum = shell_quote(ca_checksum),
+        name = shell_quote(node_name),
+        creds = shell_quote(&layout.agent_credentials_dir()),
+        state = shell_quote(&layout.agent_state_dir()),
+        root = shell_quote(&layout.path("")),
+        log = shell_quote(&layout.agent_log()),
+    )
+}
+
+/// Stops the node agent and removes what the provisioner put on the host (its processes are stopped
+/// by an empty plan first).
+pub(super) async fn clean(target: &SshTarget, bastion: Option<&SshTarget>, layout: &HostLayout) -> Result<(), HostError> {
+    let ssh = SshSession::connect(target, bastion, CONNECT_TIMEOUT).await?;
+    let pid = shell_quote(&layout.agent_pid_file());
+    let dirs: Vec<String> = layout.owned_dirs().iter().map(|d| shell_quote(d)).collect();
+    ssh.run(&format!(
+        "if [ -s {pid} ]; then kill \"$(cat {pid})\" 2>/dev/null; fi; rm -rf {}",
+        dirs.join(" ")
+    ))
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_role_gets_only_its_components() {
+        let node = |roles: &[&str]| RkeNode { role: roles.iter().map(|r| (*r).to_owned()).collect(), ..Default::default() };
+        assert_eq!(components_of(&node(&["worker"])), ["node-agent", "kubelet"]);
+        assert_eq!(components_of(&node(&["etcd"])), ["node-agent", "kubelet", "etcd"]);
+        assert_eq!(
+            components_of(&node(&["etcd", "controlplane", "worker"])),
+            ["node-agent", "kubelet", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"]
+        );
+    }
+
+    #[test]
+    fn the_start_script_quotes_everything_and_is_idempotent() {
+        let s = start_agent_script(&HostLayout::new("/srv/node"), "n1", "abc");
+        assert!(s.starts_with("if [ -s '/srv/node/var/lib/rancher/node-agent.pid' ]"), "{s}");
+        assert!(s.contains("then exit 0; fi;"), "{s}");
+        assert!(s.contains("--node-name 'n1'") && s.contains("--plan-root '/srv/node/'"), "{s}");
+    }
+}

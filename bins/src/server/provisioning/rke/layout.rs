@@ -1,0 +1,83 @@
+//! Where the provisioner puts things on a host, under the cluster's `prefix_path`.
+
+/// Paths on one host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct HostLayout {
+    prefix: String,
+}
+
+impl HostLayout {
+    /// The layout under `prefix` (`/` when empty).
+    pub(super) fn new(prefix: &str) -> Self {
+        let prefix = prefix.trim_end_matches('/');
+        HostLayout { prefix: prefix.to_owned() }
+    }
+
+    /// `<prefix>/<rest>` (`rest` without a leading slash).
+    pub(super) fn path(&self, rest: &str) -> String {
+        format!("{}/{}", self.prefix, rest.trim_start_matches('/'))
+    }
+
+    /// Where component binaries go.
+    pub(super) fn bin_dir(&self) -> String {
+        self.path("opt/rke/bin")
+    }
+
+    /// A component binary.
+    pub(super) fn binary(&self, component: &str) -> String {
+        format!("{}/{component}", self.bin_dir())
+    }
+
+    /// The node agent's state directory (its plan, process records, logs).
+    pub(super) fn agent_state_dir(&self) -> String {
+        self.path("var/lib/rancher/node-agent")
+    }
+
+    /// The node agent's credentials directory (files `url` and `token`, 0600).
+    pub(super) fn agent_credentials_dir(&self) -> String {
+        self.path("var/lib/rancher/node-agent-credentials")
+    }
+
+    /// The node agent's pid file (written by the bootstrap shell).
+    pub(super) fn agent_pid_file(&self) -> String {
+        self.path("var/lib/rancher/node-agent.pid")
+    }
+
+    /// The node agent's log.
+    pub(super) fn agent_log(&self) -> String {
+        self.path("var/lib/rancher/node-agent.log")
+    }
+
+    /// What the provisioner creates under the prefix, removed when the cluster goes.
+    pub(super) fn owned_dirs(&self) -> Vec<String> {
+        ["opt/rke", "etc/kubernetes", "var/lib/etcd", "var/lib/rancher"].iter().map(|d| self.path(d)).collect()
+    }
+}
+
+/// Quotes `s` for a POSIX shell (single quotes; a single quote becomes `'\''`).
+pub(super) fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_sit_under_the_prefix_whatever_its_slashes() {
+        for prefix in ["", "/"] {
+            let l = HostLayout::new(prefix);
+            assert_eq!(l.binary("etcd"), "/opt/rke/bin/etcd");
+        }
+        let l = HostLayout::new("/srv/node/");
+        assert_eq!(l.binary("kubelet"), "/srv/node/opt/rke/bin/kubelet");
+        assert_eq!(l.agent_state_dir(), "/srv/node/var/lib/rancher/node-agent");
+        assert!(l.owned_dirs().iter().all(|d| d.starts_with("/srv/node/")));
+    }
+
+    #[test]
+    fn shell_quoting_survives_quotes_and_spaces() {
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+}

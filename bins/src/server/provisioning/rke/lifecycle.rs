@@ -1,0 +1,100 @@
+//! `reconcile` and `remove` of the `rke` provisioner: start or report the cluster's run, then wait
+//! for the cluster agent (which the first control-plane host runs as part of its plan); on removal,
+//! stop every host's processes and take away what the provisioner put there.
+
+use std::sync::Arc;
+
+use rancher_core::Conditions;
+use rancher_core::model::{Cluster, StepState};
+use rancher_provision::plan::NodePlan;
+use rancher_provision::{Progress, ProvisionContext, ProvisionError};
+
+use super::hosts;
+use super::layout::HostLayout;
+use super::run::{RunCtx, node_name};
+use super::runs::{RunState, Runs};
+use super::state;
+use crate::server::provisioning::node_plans;
+
+/// How often a run in progress is reported.
+const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// One `reconcile` of `cluster`.
+pub(super) async fn reconcile(
+    runs: &Runs,
+    ctx: &Arc<RunCtx>,
+    cluster: &Cluster,
+    pctx: &ProvisionContext,
+) -> Result<Progress, ProvisionError> {
+    if pctx.cancel.is_cancelled() {
+        return Err(ProvisionError::Cancelled);
+    }
+    let cfg = cluster
+        .spec
+        .rke_config
+        .as_ref()
+        .ok_or_else(|| ProvisionError::invalid_spec("spec.rkeConfig", "a cluster of driver rke needs rkeConfig"))?;
+    match runs.poll(ctx, cluster, cfg) {
+        RunState::Running(board) => Ok(Progress::InProgress { progress: board.snapshot(), after: REPORT_EVERY }),
+        RunState::Failed(_, e) => Err(e),
+        RunState::Provisioned(board) => {
+            let connected = cluster.status.conditions.is_true("AgentDeployed");
+            let reported = cluster.status.version.is_some();
+            if connected && reported {
+                return Ok(Progress::Done);
+            }
+            let state = if connected { StepState::Running } else { StepState::Pending };
+            board.set("cluster agent", state, if connected { "waiting for its first report" } else { "connecting" });
+            Ok(Progress::WaitingForAgent { progress: board.snapshot() })
+        }
+    }
+}
+
+/// One `remove` of `cluster`: stops its hosts' processes (an empty plan through each node agent that
+/// is connected), then over SSH stops the node agents and removes the provisioner's directories.
+pub(super) async fn remove(runs: &Runs, ctx: &Arc<RunCtx>, cluster: &Cluster) -> Result<Progress, ProvisionError> {
+    runs.cancel(&cluster.metadata.uid);
+    let Some(cfg) = cluster.spec.rke_config.as_ref() else { return Ok(Progress::Done) };
+    let store = ctx.registration.store().clone();
+    let known = state::load(store.as_ref(), &ctx.sealer, cluster).await.map_err(ProvisionError::transient)?;
+    let host_keys = known.map(|(s, _)| s.host_keys).unwrap_or_default();
+    let layout = HostLayout::new(&cfg.prefix_path);
+    let bastion = hosts::bastion_of(cfg, &ctx.sealer).map_err(ProvisionError::permanent)?;
+    let empty = NodePlan { revision: "removed".into(), ..Default::default() };
+    let mut failures = Vec::new();
+    for node in &cfg.nodes {
+        let name = node_name(node);
+        let key = format!("{}:{name}", cluster.metadata.name);
+        if ctx.registration.tunnel().has_session(&key) {
+            // Best effort: a host whose agent is away is cleaned over SSH all the same.
+            let _ = node_plans::send_plan(ctx.registration.tunnel(), &key, &empty).await;
+            let _ = wait_stopped(ctx, &key).await;
+        }
+        let Some(pinned) = host_keys.get(&name) else { continue }; // never bootstrapped
+        let cleaned = async {
+            let target = hosts::target_of(cfg, node, &ctx.sealer, Some(pinned))?;
+            hosts::clean(&target, bastion.as_ref(), &layout).await
+        }
+        .await;
+        if let Err(e) = cleaned {
+            failures.push(format!("host {name}: {e}"));
+        }
+    }
+    if !failures.is_empty() {
+        return Err(ProvisionError::transient(failures.join("; ")));
+    }
+    state::delete(store.as_ref(), &cluster.metadata.name).await.map_err(ProvisionError::transient)?;
+    Ok(Progress::Done)
+}
+
+/// Waits (briefly) until the node agent behind `key` runs no process.
+async fn wait_stopped(ctx: &RunCtx, key: &str) -> Result<(), node_plans::NodePlanError> {
+    for _ in 0..30 {
+        let status = node_plans::node_status(ctx.registration.tunnel(), key).await?;
+        if status.applied_revision == "removed" && status.processes.iter().all(|p| !p.running) {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    Ok(())
+}

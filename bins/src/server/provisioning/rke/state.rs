@@ -1,0 +1,135 @@
+//! A built cluster's state, `.rkestate`-style: what was provisioned (the desired config as last
+//! applied), the PKI, and the hosts' pinned SSH keys. It holds
+//! private keys, so it is kept sealed (encrypted) in the store, one object per cluster in the
+//! resource [`RESOURCE`], which no `/v3` path exposes; the owners download it through the cluster's
+//! `exportState` action.
+
+use std::collections::BTreeMap;
+
+use rancher_core::ObjectMeta;
+use rancher_core::model::{Cluster, RkeConfig};
+use rancher_core::store::{Preconditions, Store, StoreError};
+use rancher_provision::cluster_pki::ClusterPki;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION};
+use crate::server::secrets::Sealer;
+
+/// The store resource of the sealed states (cluster-scoped, named after the cluster).
+pub(super) const RESOURCE: &str = "rkeclusterstates";
+
+/// What the server keeps of a cluster it built.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RkeState {
+    /// The config as last provisioned (current state); the cluster's spec is the desired one.
+    #[serde(default)]
+    pub(crate) current_config: Option<RkeConfig>,
+    /// The cluster's certificates and keys.
+    #[serde(default)]
+    pub(crate) pki: ClusterPki,
+    /// Each host's SSH public key, pinned at first contact (node name → `ssh-ed25519 AAAA…`).
+    #[serde(default)]
+    pub(crate) host_keys: BTreeMap<String, String>,
+    /// The plan revision each host runs (node name → revision).
+    #[serde(default)]
+    pub(crate) applied: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for RkeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RkeState")
+            .field("hosts", &self.host_keys.keys().collect::<Vec<_>>())
+            .field("applied", &self.applied)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StateError {
+    /// The store failed.
+    #[error("cluster state: {0}")]
+    Store(#[from] StoreError),
+    /// The sealed blob could not be opened (wrong key, corrupted) or parsed.
+    #[error("cluster state of {cluster} cannot be read: {reason}")]
+    Corrupt {
+        /// The cluster.
+        cluster: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The stored state of `cluster` and its resource version, if there is one for this cluster (a state
+/// left by an earlier cluster of the same name is ignored and replaced on save).
+pub(crate) async fn load(
+    store: &dyn Store,
+    sealer: &Sealer,
+    cluster: &Cluster,
+) -> Result<Option<(RkeState, String)>, StateError> {
+    let name = cluster.metadata.name.as_str();
+    let object = match store.get(RESOURCE, None, name).await {
+        Ok(o) => o,
+        Err(StoreError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let meta: ObjectMeta = serde_json::from_value(object["metadata"].clone())
+        .map_err(|e| StateError::Corrupt { cluster: name.to_owned(), reason: e.to_string() })?;
+    if !owner::belongs(&meta, CLUSTER_UID_ANNOTATION, &cluster.metadata) {
+        return Ok(None);
+    }
+    let corrupt = |reason: String| StateError::Corrupt { cluster: name.to_owned(), reason };
+    let sealed = object["sealed"].as_str().ok_or_else(|| corrupt("no sealed data".into()))?;
+    let plain = sealer.open(sealed).map_err(|e| corrupt(e.to_string()))?;
+    let state = serde_json::from_slice(&plain).map_err(|e| corrupt(e.to_string()))?;
+    Ok(Some((state, meta.resource_version)))
+}
+
+/// Writes `state` for `cluster`: creates it, or replaces the version `resource_version` (a
+/// Conflict when someone else wrote in between). Returns the new resource version.
+pub(crate) async fn save(
+    store: &dyn Store,
+    sealer: &Sealer,
+    cluster: &Cluster,
+    state: &RkeState,
+    resource_version: Option<&str>,
+) -> Result<String, StateError> {
+    let name = cluster.metadata.name.as_str();
+    let plain = serde_json::to_vec(state).map_err(|e| StateError::Corrupt {
+        cluster: name.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let mut meta = ObjectMeta { name: name.to_owned(), ..Default::default() };
+    owner::stamp(&mut meta, CLUSTER_UID_ANNOTATION, &cluster.metadata);
+    let written = match resource_version {
+        Some(rv) => {
+            meta.resource_version = rv.to_owned();
+            let object = json!({ "metadata": meta, "sealed": sealer.seal(&plain) });
+            store.update(RESOURCE, object).await?
+        }
+        None => {
+            // A state of an earlier cluster of this name goes first.
+            match store.delete(RESOURCE, None, name, Preconditions::default()).await {
+                Ok(_) | Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let object = json!({ "metadata": meta, "sealed": sealer.seal(&plain) });
+            store.create(RESOURCE, object).await?
+        }
+    };
+    Ok(resource_version_of(&written))
+}
+
+/// Deletes the state of `cluster` (after the cluster is removed).
+pub(crate) async fn delete(store: &dyn Store, cluster: &str) -> Result<(), StateError> {
+    match store.delete(RESOURCE, None, cluster, Preconditions::default()).await {
+        Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn resource_version_of(object: &Value) -> String {
+    object["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_owned()
+}
