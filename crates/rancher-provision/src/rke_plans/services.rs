@@ -160,7 +160,7 @@ pub(crate) fn control_plane(
     let kube_ca_key = {
         let ca =
             c.pki.get(pki::KUBE_CA).ok_or_else(|| RenderError::MissingCertificate(pki::KUBE_CA.into()))?;
-        files.secret_pem("kube-ca", &ca.key_pem.expose().to_owned())
+        files.secret_pem("kube-ca", ca.key_pem.expose())
     };
     let etcd_ca = files.ca(pki::ETCD_CA, "kube-etcd-ca")?;
     let etcd_client = files.cert(pki::APISERVER_ETCD_CLIENT, "kube-apiserver-etcd-client")?;
@@ -173,12 +173,12 @@ pub(crate) fn control_plane(
         .pki
         .service_account_key()
         .ok_or_else(|| RenderError::MissingCertificate("service-account key".into()))?;
-    let sa_key = files.secret_pem("kube-service-account-token", &sa_key.expose().to_owned());
+    let sa_key = files.secret_pem("kube-service-account-token", sa_key.expose());
     let sa_pub = c.pki.service_account_public_pem().map_err(|e| RenderError::Pki(Box::new(e)))?;
     let sa_pub = files.public_pem("kube-service-account-token", &sa_pub);
     let own_api = https_url(h.internal, APISERVER_PORT);
-    let service_ip = hosts::kubernetes_service_ip(cfg)?;
-    let _ = service_ip; // checked: the range has room for the kubernetes service
+    // The range must be a CIDR with room for the `kubernetes` Service (the PKI checked it too).
+    hosts::kubernetes_service_ip(cfg)?;
 
     let mut f = Flags::new();
     f.set("bind-address", h.internal)
