@@ -78,7 +78,8 @@ pub struct ClusterAgent {
     pub binary: String,
     /// `CATTLE_SERVER`: the server's URL.
     pub server_url: String,
-    /// `CATTLE_CA_CHECKSUM`: SHA-256 (hex) of the server's `cacerts`.
+    /// `CATTLE_CA_CHECKSUM`: SHA-256 (hex) of the server's `cacerts`; empty when the server's
+    /// certificate is publicly trusted.
     pub ca_checksum: String,
     /// `CATTLE_TOKEN`: the cluster's registration token (a secret).
     pub token: SecretString,
@@ -220,10 +221,11 @@ fn check_binaries(b: &ComponentPaths) -> Result<(), RenderError> {
         if !a.server_url.starts_with("https://") {
             return Err(RenderError::invalid("binaries.cluster_agent.server_url", "must be an https:// URL"));
         }
-        if a.ca_checksum.len() != 64 || !a.ca_checksum.bytes().all(|c| c.is_ascii_hexdigit()) {
+        let hex = a.ca_checksum.len() == 64 && a.ca_checksum.bytes().all(|c| c.is_ascii_hexdigit());
+        if !(a.ca_checksum.is_empty() || hex) {
             return Err(RenderError::invalid(
                 "binaries.cluster_agent.ca_checksum",
-                "must be a SHA-256 in hex (64 characters)",
+                "must be a SHA-256 in hex (64 characters), or empty for a server with a public certificate",
             ));
         }
     }

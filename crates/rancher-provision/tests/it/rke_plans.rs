@@ -9,7 +9,7 @@ use std::time::Duration;
 use rancher_core::model::{RkeConfig, RkeNode};
 use rancher_provision::cluster_pki::{self, ClusterPki};
 use rancher_provision::plan::NodePlan;
-use rancher_provision::rke_plans::{admin_kubeconfig, render_plans};
+use rancher_provision::rke_plans::{ClusterAgent, ComponentPaths, admin_kubeconfig, render_plans};
 use rancher_test_support::kubectl::Kubectl;
 use rancher_test_support::{eventually, free_port};
 
@@ -47,13 +47,17 @@ fn config(nodes: Vec<RkeNode>) -> RkeConfig {
 }
 
 /// Renders each host's plan with its own prefix path (the configuration's one prefix, per host).
-fn plans_per_host(cfg: &RkeConfig, pki: &ClusterPki, dir: &Path) -> BTreeMap<String, NodePlan> {
-    let binaries = real_binaries();
+fn plans_per_host(
+    cfg: &RkeConfig,
+    pki: &ClusterPki,
+    binaries: &ComponentPaths,
+    dir: &Path,
+) -> BTreeMap<String, NodePlan> {
     let mut out = BTreeMap::new();
     for n in &cfg.nodes {
         let mut own = cfg.clone();
         own.prefix_path = dir.join(&n.hostname_override).to_string_lossy().into_owned();
-        let mut plans = render_plans(&own, pki, &binaries).expect("render");
+        let mut plans = render_plans(&own, pki, binaries).expect("render");
         out.insert(n.hostname_override.clone(), plans.remove(&n.hostname_override).expect("a plan per node"));
     }
     out
@@ -165,10 +169,20 @@ async fn one_host_with_every_role_runs_a_cluster() {
     let cfg = config(vec![node(&a, &["etcd", "controlplane", "worker"])]);
     let mut pki = ClusterPki::new();
     assert!(pki.ensure(&cfg).unwrap());
-    let plans = plans_per_host(&cfg, &pki, dir.path());
+    let mut binaries = real_binaries();
+    binaries.cluster_agent = Some(ClusterAgent {
+        binary: "/usr/local/bin/rancher-agent".into(),
+        server_url: "https://rancher.invalid".into(),
+        ca_checksum: String::new(),
+        token: "registration-token".to_owned().into(),
+    });
+    let plans = plans_per_host(&cfg, &pki, &binaries, dir.path());
     let plan = &plans["node-11"];
     let names: Vec<&str> = plan.processes.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet"]);
+    assert_eq!(
+        names,
+        ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "cluster-agent"]
+    );
     let args = kubelet_args(plan);
     let prefix = dir.path().join("node-11");
     assert_eq!(args[0], "kubelet");
@@ -187,13 +201,21 @@ async fn one_host_with_every_role_runs_a_cluster() {
         "a worker is not tainted: {args:?}"
     );
 
-    let mut hosts = vec![apply("node-11", plan, &dir.path().join("logs"), &["kubelet"])];
+    let mut hosts = vec![apply("node-11", plan, &dir.path().join("logs"), &["kubelet", "cluster-agent"])];
     assert_etcd(&pki, &[&a], 1, &mut hosts).await;
     assert_apiservers(&pki, &[&a], &mut hosts).await;
     let kubectl = kubectl_for(&pki, &cfg, dir.path(), &a);
     kubectl.ok(&["create", "namespace", "x"]).await;
     assert!(kubectl.ok(&["get", "namespace", "x", "-o", "name"]).await.contains("namespace/x"));
     assert_leases(&kubectl, &mut hosts).await;
+
+    // The cluster agent's kubeconfig (files on the host) reaches the API server as an administrator.
+    let agent = plan.processes.iter().find(|p| p.name == "cluster-agent").unwrap();
+    assert_eq!(agent.env["CATTLE_CLUSTER"], "true");
+    let agent_kubeconfig = Path::new(&agent.args[1]);
+    assert!(agent_kubeconfig.starts_with(&prefix), "{agent:?}");
+    let agent_kubectl = Kubectl::at("1.33", agent_kubeconfig, &dir.path().join("home-agent"));
+    assert_eq!(agent_kubectl.ok(&["auth", "can-i", "*", "*"]).await.trim(), "yes");
     drop(hosts);
 }
 
@@ -212,7 +234,7 @@ async fn three_control_plane_hosts_and_a_worker_run_one_cluster() {
     ]);
     let mut pki = ClusterPki::new();
     assert!(pki.ensure(&cfg).unwrap());
-    let plans = plans_per_host(&cfg, &pki, dir.path());
+    let plans = plans_per_host(&cfg, &pki, &real_binaries(), dir.path());
 
     // The worker runs only a kubelet, talking to the first API server, with only what it needs.
     let worker = &plans["node-14"];
@@ -242,7 +264,7 @@ async fn three_control_plane_hosts_and_a_worker_run_one_cluster() {
     );
 
     let logs = dir.path().join("logs");
-    let mut hosts: Vec<Applied> = ["node-11", "node-12", "node-13"]
+    let mut hosts: Vec<Applied> = ["node-11", "node-12", "node-13", "node-14"]
         .into_iter()
         .map(|n| apply(n, &plans[n], &logs, &["kubelet"]))
         .collect();
@@ -264,5 +286,19 @@ async fn three_control_plane_hosts_and_a_worker_run_one_cluster() {
     })
     .await;
     assert!(!token.is_empty());
+
+    // The worker's kubelet kubeconfig (its files on its host) authenticates as its Node: it may read
+    // Nodes (the Node authorizer) but not create namespaces.
+    let kubelet = Kubectl::at(
+        "1.33",
+        &dir.path().join("node-14/etc/kubernetes/ssl/kubecfg-kubelet.yaml"),
+        &dir.path().join("home-kubelet"),
+    );
+    kubelet.ok(&["get", "nodes"]).await;
+    let denied = kubelet.fails(&["create", "namespace", "y"]).await;
+    assert!(
+        denied.stderr.contains("\"system:node:node-14\" cannot create resource \"namespaces\""),
+        "{denied:?}"
+    );
     drop(hosts);
 }
