@@ -93,10 +93,12 @@
 //! The kinds that ship with rancher-rs (imported in the server today; SSH hosts RKE-style, machine
 //! drivers, hosted EKS/GKE/AKS later) implement this same contract.
 
+pub mod cluster_pki;
 mod context;
 mod error;
 pub mod plan;
 mod progress;
+pub mod rke_plans;
 
 use async_trait::async_trait;
 use rancher_core::model::{Cluster, Node};

@@ -1,0 +1,193 @@
+//! The cluster as the PKI and the plans see it: each host's name, addresses and roles, and the
+//! cluster-wide settings with their defaults applied. (Private defaults of this module; the
+//! provisioner's validation keeps its own and the two are to be merged.)
+
+use std::net::IpAddr;
+
+use rancher_core::model::{RkeConfig, RkeNode};
+
+use super::RenderError;
+
+/// Services' virtual IP range when `services.kube-api.service_cluster_ip_range` is empty.
+pub(crate) const DEFAULT_SERVICE_RANGE: &str = "10.43.0.0/16";
+/// Pods' IP range when `services.kube-controller.cluster_cidr` is empty.
+pub(crate) const DEFAULT_CLUSTER_CIDR: &str = "10.42.0.0/16";
+/// The cluster DNS service IP when `services.kubelet.cluster_dns_server` is empty.
+pub(crate) const DEFAULT_CLUSTER_DNS: &str = "10.43.0.10";
+/// The cluster DNS domain when `services.kubelet.cluster_domain` is empty.
+pub(crate) const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+/// NodePort range when `services.kube-api.service_node_port_range` is empty.
+pub(crate) const DEFAULT_NODE_PORT_RANGE: &str = "30000-32767";
+
+/// One host with its defaults applied.
+#[derive(Clone, Debug)]
+pub(crate) struct Host<'a> {
+    /// The Node's name: `hostname_override`, else `address`.
+    pub(crate) name: String,
+    /// Where other hosts and outside clients reach it.
+    pub(crate) address: &'a str,
+    /// Where the cluster's components reach it: `internal_address`, else `address`.
+    pub(crate) internal: &'a str,
+    pub(crate) etcd: bool,
+    pub(crate) controlplane: bool,
+    pub(crate) worker: bool,
+    pub(crate) node: &'a RkeNode,
+}
+
+impl<'a> Host<'a> {
+    fn new(node: &'a RkeNode) -> Self {
+        let name = if node.hostname_override.is_empty() {
+            node.address.clone()
+        } else {
+            node.hostname_override.clone()
+        };
+        let internal = if node.internal_address.is_empty() { &node.address } else { &node.internal_address };
+        let has = |r: &str| node.role.iter().any(|x| x == r);
+        Host {
+            name,
+            address: &node.address,
+            internal,
+            etcd: has("etcd"),
+            controlplane: has("controlplane"),
+            worker: has("worker"),
+            node,
+        }
+    }
+
+    /// Whether the host's internal address is a loopback address (several "hosts" on one machine, as in
+    /// tests): then nothing of it listens on 127.0.0.1, which the others would claim too.
+    pub(crate) fn internal_is_loopback(&self) -> bool {
+        self.internal.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
+/// The hosts of `cfg`, checked for what the PKI and the plans rely on: every host has an address and
+/// a role, names are unique, there is at least one etcd and one controlplane host.
+pub(crate) fn hosts(cfg: &RkeConfig) -> Result<Vec<Host<'_>>, RenderError> {
+    let hosts: Vec<Host<'_>> = cfg.nodes.iter().map(Host::new).collect();
+    for (i, h) in hosts.iter().enumerate() {
+        if h.address.trim().is_empty() {
+            return Err(RenderError::invalid(format!("nodes[{i}].address"), "must not be empty"));
+        }
+        if !(h.etcd || h.controlplane || h.worker) {
+            return Err(RenderError::invalid(
+                format!("nodes[{i}].role"),
+                "needs at least one of etcd, controlplane, worker",
+            ));
+        }
+        if let Some(r) =
+            h.node.role.iter().find(|r| !["etcd", "controlplane", "worker"].contains(&r.as_str()))
+        {
+            return Err(RenderError::invalid(format!("nodes[{i}].role"), format!("unknown role {r:?}")));
+        }
+        if hosts[..i].iter().any(|o| o.name == h.name) {
+            return Err(RenderError::invalid(
+                format!("nodes[{i}]"),
+                format!("node name {:?} is used by another node", h.name),
+            ));
+        }
+    }
+    if !hosts.iter().any(|h| h.etcd) {
+        return Err(RenderError::invalid("nodes", "no node has the etcd role"));
+    }
+    if !hosts.iter().any(|h| h.controlplane) {
+        return Err(RenderError::invalid("nodes", "no node has the controlplane role"));
+    }
+    Ok(hosts)
+}
+
+fn or<'a>(v: &'a str, default: &'a str) -> &'a str {
+    if v.is_empty() { default } else { v }
+}
+
+/// The services' virtual IP range.
+pub(crate) fn service_range(cfg: &RkeConfig) -> &str {
+    or(&cfg.services.kube_api.service_cluster_ip_range, DEFAULT_SERVICE_RANGE)
+}
+
+/// The pods' IP range.
+pub(crate) fn cluster_cidr(cfg: &RkeConfig) -> &str {
+    or(&cfg.services.kube_controller.cluster_cidr, DEFAULT_CLUSTER_CIDR)
+}
+
+/// The cluster DNS domain.
+pub(crate) fn cluster_domain(cfg: &RkeConfig) -> &str {
+    or(&cfg.services.kubelet.cluster_domain, DEFAULT_CLUSTER_DOMAIN)
+}
+
+/// The cluster DNS service IP.
+pub(crate) fn cluster_dns(cfg: &RkeConfig) -> &str {
+    or(&cfg.services.kubelet.cluster_dns_server, DEFAULT_CLUSTER_DNS)
+}
+
+/// The NodePort range.
+pub(crate) fn node_port_range(cfg: &RkeConfig) -> &str {
+    or(&cfg.services.kube_api.service_node_port_range, DEFAULT_NODE_PORT_RANGE)
+}
+
+/// The first address of the service range: the `kubernetes` Service's IP.
+pub(crate) fn kubernetes_service_ip(cfg: &RkeConfig) -> Result<IpAddr, RenderError> {
+    let range = service_range(cfg);
+    let field = "services.kube-api.service_cluster_ip_range";
+    let bad = || RenderError::invalid(field, format!("{range:?} is not a CIDR (10.43.0.0/16)"));
+    let (ip, bits) = range.split_once('/').ok_or_else(bad)?;
+    let ip: IpAddr = ip.parse().map_err(|_| bad())?;
+    let bits: u32 = bits.parse().map_err(|_| bad())?;
+    match ip {
+        IpAddr::V4(v4) if bits <= 30 => {
+            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+            Ok(IpAddr::V4(std::net::Ipv4Addr::from((u32::from(v4) & mask) + 1)))
+        }
+        IpAddr::V6(v6) if bits <= 126 => {
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            Ok(IpAddr::V6(std::net::Ipv6Addr::from((u128::from(v6) & mask) + 1)))
+        }
+        _ => Err(RenderError::invalid(field, format!("{range:?} is too small for any service"))),
+    }
+}
+
+/// The effective prefix path: `prefix_path`, else `/`, without a trailing slash (`""` for `/`), so
+/// `format!("{prefix}/etc/kubernetes")` is always right.
+pub(crate) fn prefix(cfg: &RkeConfig) -> Result<String, RenderError> {
+    let p = or(&cfg.prefix_path, "/");
+    if !p.starts_with('/') || p.split('/').any(|c| c == "..") {
+        return Err(RenderError::invalid(
+            "prefix_path",
+            format!("{p:?} must be an absolute path without `..`"),
+        ));
+    }
+    Ok(p.trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(range: &str) -> RkeConfig {
+        let mut c = RkeConfig::default();
+        c.services.kube_api.service_cluster_ip_range = range.into();
+        c
+    }
+
+    #[test]
+    fn the_kubernetes_service_ip_is_the_first_of_the_range() {
+        assert_eq!(kubernetes_service_ip(&cfg("")).unwrap().to_string(), "10.43.0.1");
+        assert_eq!(kubernetes_service_ip(&cfg("172.20.5.7/20")).unwrap().to_string(), "172.20.0.1");
+        assert_eq!(kubernetes_service_ip(&cfg("fd00:43::/112")).unwrap().to_string(), "fd00:43::1");
+        let err = kubernetes_service_ip(&cfg("10.43.0.0")).unwrap_err().to_string();
+        assert!(err.contains("service_cluster_ip_range") && err.contains("not a CIDR"), "{err}");
+        assert!(kubernetes_service_ip(&cfg("10.0.0.0/32")).is_err());
+    }
+
+    #[test]
+    fn the_prefix_is_absolute_and_has_no_trailing_slash() {
+        let mut c = RkeConfig::default();
+        assert_eq!(prefix(&c).unwrap(), "");
+        c.prefix_path = "/opt/rke/".into();
+        assert_eq!(prefix(&c).unwrap(), "/opt/rke");
+        c.prefix_path = "opt".into();
+        assert!(prefix(&c).unwrap_err().to_string().starts_with("prefix_path:"));
+        c.prefix_path = "/a/../etc".into();
+        assert!(prefix(&c).is_err());
+    }
+}
