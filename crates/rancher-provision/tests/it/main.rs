@@ -1,0 +1,4 @@
+//! rancher-provision's integration tests, one binary (each test binary links the whole dependency
+//! graph): the SSH way in against real OpenSSH hosts in network namespaces.
+
+mod ssh;
