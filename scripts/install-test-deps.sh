@@ -3,6 +3,8 @@
 #   etcd            Debian etcd-server   the HA store backend's tests
 #   protoc          protobuf-compiler    builds the etcd client
 #   nginx           nginx-light          the load balancer in front of the server in tunnel tests
+#   sshd            openssh-server       SSH hosts in network namespaces (RKE-style provisioning tests)
+#   ip              iproute2             those hosts' namespaces, veths and bridge
 #   cargo-nextest                        the test runner
 #   slapd, oidc-provider                 identity-provider tests (scripts/install-auth-deps.sh)
 # kubectl (with its versioned binaries kubectl.1.27 … kubectl.1.33) is preinstalled on these machines.
@@ -12,6 +14,8 @@ missing=()
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
 
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"

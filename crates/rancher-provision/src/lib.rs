@@ -99,6 +99,7 @@ mod error;
 pub mod plan;
 mod progress;
 pub mod rke_plans;
+pub mod ssh;
 
 use async_trait::async_trait;
 use rancher_core::model::{Cluster, Node};

@@ -5,6 +5,7 @@
 //! - [`kubectl`]: the real `kubectl`, any installed version, with its own kubeconfig and `HOME`;
 //! - [`Proc`]: a program under test as a child process logging to a file, killed on drop;
 //! - [`etcd`]: real etcd members and clusters;
+//! - [`ssh_hosts`]: real OpenSSH hosts, each in its own network and mount namespace;
 //! - [`install_crypto`], and with the `http` feature [`insecure_client`] and [`client_trusting`].
 //!
 //! It depends on none of the project's crates, so every crate can use it as a dev-dependency; the
@@ -31,6 +32,7 @@ pub mod etcd;
 pub mod kubectl;
 mod ports;
 mod process;
+pub mod ssh_hosts;
 mod tls;
 mod wait;
 

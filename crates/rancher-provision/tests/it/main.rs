@@ -1,4 +1,7 @@
-//! rancher-provision's integration tests: what it renders, run by the real programs.
+//! rancher-provision's integration tests, one binary (each test binary links the whole dependency
+//! graph): what it renders, run by the real programs; the SSH way in against real OpenSSH hosts in
+//! network namespaces.
 
 mod applier;
 mod rke_plans;
+mod ssh;
