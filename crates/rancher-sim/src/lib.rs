@@ -32,6 +32,7 @@ mod events;
 mod exec;
 mod field_validation;
 mod http_util;
+pub mod kubelet;
 mod logs;
 mod meta;
 mod openapi;

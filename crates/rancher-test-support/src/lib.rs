@@ -6,6 +6,7 @@
 //! - [`Proc`]: a program under test as a child process logging to a file, killed on drop;
 //! - [`etcd`]: real etcd members and clusters;
 //! - [`ssh_hosts`]: real OpenSSH hosts, each in its own network and mount namespace;
+//! - with the `kube-control-plane` feature, `kube::ControlPlane`: a real Kubernetes 1.20 control plane;
 //! - [`install_crypto`], and with the `http` feature [`insecure_client`] and [`client_trusting`].
 //!
 //! It depends on none of the project's crates, so every crate can use it as a dev-dependency; the
@@ -29,6 +30,8 @@
 //! ```
 
 pub mod etcd;
+#[cfg(feature = "kube-control-plane")]
+pub mod kube;
 pub mod kubectl;
 mod ports;
 mod process;

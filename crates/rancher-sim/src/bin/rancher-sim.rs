@@ -1,11 +1,27 @@
-//! `rancher-sim`: run one simulated cluster and write its admin kubeconfig.
+//! `rancher-sim`: run one simulated cluster and write its admin kubeconfig, or (`rancher-sim kubelet`)
+//! a simulated kubelet against a real API server.
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// A simulated Kubernetes cluster that kubectl and kube-rs can drive.
 #[derive(Debug, Parser)]
-#[command(version, about)]
-struct Args {
+#[command(version, about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// A simulated kubelet: registers a Node with a real API server and runs the pods bound to it as
+    /// simulated containers. Takes the real kubelet's main flags; some others are accepted and ignored.
+    Kubelet(rancher_sim::kubelet::KubeletArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
     /// Address to listen on (HTTPS).
     #[arg(long, default_value = "127.0.0.1:6443")]
     listen: String,
@@ -41,7 +57,54 @@ async fn main() -> anyhow::Result<()> {
         // No colour codes in a log file.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
-    let args = Args::parse();
+    let mut argv: Vec<String> = std::env::args().collect();
+    let mut ignored = Vec::new();
+    if argv.get(1).is_some_and(|a| a == "kubelet") {
+        let mut rest = argv.split_off(2);
+        ignored = rancher_sim::kubelet::strip_ignored_flags(&mut rest);
+        argv.extend(rest);
+    }
+    match Cli::parse_from(argv) {
+        Cli { command: Some(Command::Kubelet(args)), .. } => {
+            for flag in ignored {
+                tracing::warn!(flag = %format!("--{flag}"), "a real kubelet flag the simulated kubelet ignores");
+            }
+            kubelet(args).await
+        }
+        Cli { command: None, serve } => serve_sim(serve).await,
+    }
+}
+
+async fn kubelet(args: rancher_sim::kubelet::KubeletArgs) -> anyhow::Result<()> {
+    let config = args.into_config()?;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("signal received; stopping");
+        on_signal.cancel();
+    });
+    rancher_sim::kubelet::run(config, cancel).await?;
+    Ok(())
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
+async fn serve_sim(args: ServeArgs) -> anyhow::Result<()> {
     let mut b = rancher_sim::Sim::builder().name(&args.name).nodes(args.nodes).listen(&args.listen);
     if let Some(t) = args.admin_token {
         b = b.admin_token(t);

@@ -18,6 +18,7 @@ mod kube_rs;
 mod kubectl_acceptance;
 mod kubectl_namespace_delete;
 mod kubectl_workflows;
+mod kubelet;
 mod list_watch_versions;
 mod namespace_finalizers;
 mod node_leases;
