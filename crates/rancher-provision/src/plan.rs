@@ -52,7 +52,7 @@ impl std::fmt::Debug for PlanFile {
 
 /// A process the node agent keeps running, detached from itself (its own session), so that the
 /// node agent can stop or restart without taking it down.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PlanProcess {
     /// Unique on the host: `etcd`, `kube-apiserver`, `kube-controller-manager`, `kube-scheduler`,
@@ -69,6 +69,19 @@ pub struct PlanProcess {
     /// How the node agent decides the process is healthy; none means "running".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthCheck>,
+}
+
+impl std::fmt::Debug for PlanProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The environment carries credentials (`CATTLE_TOKEN`): names only.
+        f.debug_struct("PlanProcess")
+            .field("name", &self.name)
+            .field("binary", &self.binary)
+            .field("args", &self.args)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("health", &self.health)
+            .finish()
+    }
 }
 
 /// How a process's health is checked.
@@ -158,6 +171,17 @@ mod tests {
             shown.contains("kube-ca-key.pem") && shown.contains("600") && !shown.contains("c2VjcmV0"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn environment_values_never_show_in_debug_output() {
+        let p = PlanProcess {
+            name: "cluster-agent".into(),
+            env: [("CATTLE_TOKEN".to_owned(), "tok-s3cr3t".to_owned())].into(),
+            ..Default::default()
+        };
+        let shown = format!("{p:?}");
+        assert!(shown.contains("CATTLE_TOKEN") && !shown.contains("tok-s3cr3t"), "{shown}");
     }
 
     #[test]
