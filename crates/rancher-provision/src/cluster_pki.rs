@@ -56,6 +56,9 @@ pub fn kubelet(node: &str) -> String {
     format!("kube-node-{node}")
 }
 
+/// A certificate (not a CA) expiring within this many days is issued again by [`ClusterPki::ensure`].
+pub const RENEW_DAYS: i64 = 30;
+
 /// Why the PKI could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
@@ -182,8 +185,8 @@ impl ClusterPki {
     }
 
     /// Creates what `cfg` needs and the PKI lacks, keeps what exists, issues again a certificate whose
-    /// subject or names changed (with its old key), and drops the certificates of hosts no longer in
-    /// `cfg`. Returns whether anything changed (then store it again).
+    /// subject or names changed or that expires within [`RENEW_DAYS`] (with its old key), and drops
+    /// the certificates of hosts no longer in `cfg`. CAs are never issued again. Returns whether anything changed (then store it again).
     ///
     /// # Errors
     /// [`PkiError::Config`] when `cfg` lacks what the PKI needs (no etcd or controlplane host, a host
@@ -193,6 +196,7 @@ impl ClusterPki {
         let wanted = wanted(cfg)?;
         let mut changed = false;
         let mut fresh: BTreeSet<String> = BTreeSet::new();
+        let renew_before = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * RENEW_DAYS);
         // CAs first (they are never issued again: that would invalidate every certificate).
         for (name, spec) in wanted.iter().filter(|(_, s)| s.usage == Usage::Ca) {
             if !self.certs.contains_key(name) {
@@ -204,7 +208,8 @@ impl ClusterPki {
         for (name, spec) in wanted.iter().filter(|(_, s)| s.usage != Usage::Ca) {
             let issuer_name = spec.issuer.as_deref().unwrap_or(KUBE_CA);
             let current = self.certs.get(name);
-            let up_to_date = current.is_some_and(|c| c.spec == *spec) && !fresh.contains(issuer_name);
+            let up_to_date = current.is_some_and(|c| c.spec == *spec && c.not_after > renew_before)
+                && !fresh.contains(issuer_name);
             if up_to_date {
                 continue;
             }

@@ -195,3 +195,20 @@ fn a_cluster_without_etcd_or_controlplane_has_no_pki() {
     assert_eq!(err.to_string(), "nodes[0].role: unknown role \"boss\"");
     assert_eq!(pki, ClusterPki::new(), "nothing made");
 }
+
+#[test]
+fn a_certificate_about_to_expire_is_issued_again() {
+    let c = three_hosts();
+    let mut pki = ClusterPki::new();
+    pki.ensure(&c).unwrap();
+    let before = pki.clone();
+    let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
+    pki.certs.get_mut(ADMIN).unwrap().not_after = soon;
+    pki.certs.get_mut(KUBE_CA).unwrap().not_after = soon;
+    assert!(pki.ensure(&c).unwrap());
+    let admin = pki.get(ADMIN).unwrap();
+    assert!(admin.not_after > soon + jiff::SignedDuration::from_hours(24 * 300), "{admin:?}");
+    assert_ne!(admin.cert_pem, before.get(ADMIN).unwrap().cert_pem);
+    assert_eq!(admin.key_pem, before.get(ADMIN).unwrap().key_pem);
+    assert_eq!(pki.get(KUBE_CA).unwrap().cert_pem, before.get(KUBE_CA).unwrap().cert_pem, "a CA is kept");
+}

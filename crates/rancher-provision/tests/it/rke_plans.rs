@@ -208,6 +208,13 @@ async fn one_host_with_every_role_runs_a_cluster() {
     kubectl.ok(&["create", "namespace", "x"]).await;
     assert!(kubectl.ok(&["get", "namespace", "x", "-o", "name"]).await.contains("namespace/x"));
     assert_leases(&kubectl, &mut hosts).await;
+    // Their /healthz answers anyone (`--authorization-always-allow-paths` defaults to /healthz), over
+    // their own self-signed serving certificates.
+    let insecure = rancher_test_support::insecure_client();
+    for port in [10257, 10259] {
+        let (status, body) = get(&insecure, &format!("https://{a}:{port}/healthz")).await.expect("an answer");
+        assert_eq!((status, body.as_str()), (200, "ok"), "port {port}");
+    }
 
     // The cluster agent's kubeconfig (files on the host) reaches the API server as an administrator.
     let agent = plan.processes.iter().find(|p| p.name == "cluster-agent").unwrap();
