@@ -153,9 +153,13 @@ async fn a_changed_host_key_is_refused_naming_both_fingerprints() {
     let t = target(&hosts, h, pinned(h));
     let s = SshSession::connect(&t, None, TIMEOUT).await.unwrap();
     let old_fp = s.host_key_fingerprint();
-    drop(s);
 
-    h.regenerate_host_key();
+    h.regenerate_host_key(); // restarts sshd: the open session ends
+    match s.exec("true").await.unwrap_err() {
+        SshError::Disconnected { host } => assert_eq!(host, format!("{}:22", h.address())),
+        other => panic!("{other:?}"),
+    }
+    assert!(rancher_test_support::within(Duration::from_secs(5), || async { s.is_closed() }).await);
     match SshSession::connect(&t, None, TIMEOUT).await.unwrap_err() {
         SshError::HostKeyChanged { host, expected, actual } => {
             assert_eq!(host, format!("{}:22", h.address()));
