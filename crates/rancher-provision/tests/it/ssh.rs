@@ -120,6 +120,12 @@ async fn an_upload_arrives_whole_with_its_mode_on_that_host_only() {
         let err = s.upload(&b"x"[..], bad, 0o644).await.unwrap_err();
         assert!(matches!(err, SshError::InvalidInput { .. }), "{bad}: {err:?}");
     }
+    // A destination under a file: the directory cannot be made, and the error says so.
+    let err = s.upload(&b"x"[..], "/srv/node/bin/agent/x", 0o644).await.unwrap_err();
+    match &err {
+        SshError::Remote { stderr_tail, .. } => assert!(stderr_tail.contains("File exists"), "{err}"),
+        other => panic!("{other:?}"),
+    }
     let err = s.upload(std::path::Path::new("/nonexistent/agent"), "/srv/node/x", 0o644).await.unwrap_err();
     assert!(matches!(err, SshError::Local { .. }), "{err:?}");
 }
@@ -251,7 +257,7 @@ async fn a_host_is_reached_through_a_bastion() {
 
 #[tokio::test]
 async fn connecting_costs_little() {
-    let hosts = SshHosts::start(1);
+    let hosts = SshHosts::start(2);
     let h = &hosts.hosts()[0];
     let t = target(&hosts, h, pinned(h));
     let started = Instant::now();
@@ -268,6 +274,12 @@ async fn connecting_costs_little() {
         s.run("true").await.unwrap();
     }
     eprintln!("one command on an open session: {:?}", started.elapsed() / 10);
+    let inner = target(&hosts, &hosts.hosts()[1], pinned(&hosts.hosts()[1]));
+    let started = Instant::now();
+    for _ in 0..3 {
+        SshSession::connect(&inner, Some(&t), TIMEOUT).await.unwrap().run("true").await.unwrap();
+    }
+    eprintln!("the same through a bastion: {:?}", started.elapsed() / 3);
     // Generous for a loaded two-core machine; a login shell sourcing rc files would add ~0.3 s each.
     assert!(per < Duration::from_secs(2), "{per:?}");
 }
