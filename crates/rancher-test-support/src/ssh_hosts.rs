@@ -12,9 +12,9 @@
 //! | private directory | [`SshHost::root_dir`] is bind-mounted over `/srv/node` inside the host; everything else of the filesystem is shared with the machine |
 //!
 //! Test processes run in parallel, so each set takes its own K (1–250) with an exclusive lock file
-//! that every test process honours, removes what a crashed run left behind for that K, and on drop
-//! (also on panic) kills every process in its namespaces and deletes the namespaces, veths and
-//! bridge. Addresses are numeric only: DNS inside a namespace hangs.
+//! that every test process honours. On drop (also on panic) a set kills every process in its
+//! namespaces and deletes the namespaces, veths and bridge; what a killed run left behind is
+//! removed by the next start (any set whose lock nobody holds). Addresses are numeric only: DNS inside a namespace hangs.
 //!
 //! ```no_run
 //! # async fn example() {
@@ -109,10 +109,50 @@ fn clean_set(k: u8) {
     }
 }
 
+/// The set numbers that have namespaces or links on this machine now.
+fn sets_present() -> Vec<u8> {
+    let mut ks = Vec::new();
+    for line in output(&["ip", "netns", "list"]).lines() {
+        // "rrs-3-h1 (id: 0)"
+        if let Some(k) =
+            line.strip_prefix("rrs-").and_then(|r| r.split('-').next()).and_then(|k| k.parse().ok())
+        {
+            ks.push(k);
+        }
+    }
+    for line in output(&["ip", "-o", "link", "show"]).lines() {
+        let Some(name) = line.split(": ").nth(1).and_then(|n| n.split('@').next()) else { continue };
+        let k = name
+            .strip_prefix("rrsbr")
+            .or_else(|| name.strip_prefix("rrsv").and_then(|r| r.split('-').next()));
+        if let Some(k) = k.and_then(|k| k.parse().ok()) {
+            ks.push(k);
+        }
+    }
+    ks.sort_unstable();
+    ks.dedup();
+    ks
+}
+
+/// Removes the leftovers of every set no live process holds (runs that were killed).
+fn clean_abandoned_sets(dir: &Path) {
+    for k in sets_present() {
+        let Ok(file) =
+            OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(format!("{k}.lock")))
+        else {
+            continue;
+        };
+        if file.try_lock().is_ok() {
+            clean_set(k);
+        }
+    }
+}
+
 /// Takes a free set number with an exclusive lock held until the returned file is dropped.
 fn take_set() -> (u8, File) {
     let dir = lock_dir();
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    clean_abandoned_sets(&dir);
     let span = u32::from(SETS.end() - SETS.start()) + 1;
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let start = (std::process::id() ^ nanos) % span;
@@ -536,6 +576,19 @@ mod tests {
         drop(hosts);
         assert!(!output(&["ip", "netns", "list"]).contains(&netns));
         assert!(!output(&["ip", "-o", "link", "show"]).contains(&format!("rrsbr{k}:")));
+    }
+
+    #[test]
+    fn a_panicking_test_leaves_nothing_behind() {
+        let payload = std::thread::spawn(|| {
+            let hosts = SshHosts::start(1);
+            panic!("{}", hosts.hosts()[0].netns());
+        })
+        .join()
+        .unwrap_err();
+        let netns = payload.downcast_ref::<String>().expect("the netns name");
+        assert!(netns.starts_with("rrs-"), "{netns}");
+        assert!(!output(&["ip", "netns", "list"]).contains(netns.as_str()));
     }
 
     #[tokio::test]

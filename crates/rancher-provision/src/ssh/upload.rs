@@ -95,7 +95,7 @@ impl SshSession {
         // One round trip: hash on the host; install on a match, remove on a mismatch.
         let (t, r) = (sh_quote(&temp), sh_quote(remote));
         let script = format!(
-            "sum=$(sha256sum < {t} | cut -d' ' -f1) || exit 1; \
+            "sum=$(sha256sum < {t}) || exit 1; sum=${{sum%% *}}; \
              if [ \"$sum\" = {expected} ]; then chmod {mode:o} {t} && mv -f -- {t} {r} || exit 1; \
              else rm -f -- {t}; fi; echo \"$sum\""
         );

@@ -120,6 +120,12 @@ async fn an_upload_arrives_whole_with_its_mode_on_that_host_only() {
         let err = s.upload(&b"x"[..], bad, 0o644).await.unwrap_err();
         assert!(matches!(err, SshError::InvalidInput { .. }), "{bad}: {err:?}");
     }
+    // A destination under a file: the directory cannot be made, and the error says so.
+    let err = s.upload(&b"x"[..], "/srv/node/bin/agent/x", 0o644).await.unwrap_err();
+    match &err {
+        SshError::Remote { stderr_tail, .. } => assert!(stderr_tail.contains("File exists"), "{err}"),
+        other => panic!("{other:?}"),
+    }
     let err = s.upload(std::path::Path::new("/nonexistent/agent"), "/srv/node/x", 0o644).await.unwrap_err();
     assert!(matches!(err, SshError::Local { .. }), "{err:?}");
 }
@@ -153,9 +159,13 @@ async fn a_changed_host_key_is_refused_naming_both_fingerprints() {
     let t = target(&hosts, h, pinned(h));
     let s = SshSession::connect(&t, None, TIMEOUT).await.unwrap();
     let old_fp = s.host_key_fingerprint();
-    drop(s);
 
-    h.regenerate_host_key();
+    h.regenerate_host_key(); // restarts sshd: the open session ends
+    match s.exec("true").await.unwrap_err() {
+        SshError::Disconnected { host } => assert_eq!(host, format!("{}:22", h.address())),
+        other => panic!("{other:?}"),
+    }
+    assert!(rancher_test_support::within(Duration::from_secs(5), || async { s.is_closed() }).await);
     match SshSession::connect(&t, None, TIMEOUT).await.unwrap_err() {
         SshError::HostKeyChanged { host, expected, actual } => {
             assert_eq!(host, format!("{}:22", h.address()));
@@ -247,7 +257,7 @@ async fn a_host_is_reached_through_a_bastion() {
 
 #[tokio::test]
 async fn connecting_costs_little() {
-    let hosts = SshHosts::start(1);
+    let hosts = SshHosts::start(2);
     let h = &hosts.hosts()[0];
     let t = target(&hosts, h, pinned(h));
     let started = Instant::now();
@@ -264,6 +274,12 @@ async fn connecting_costs_little() {
         s.run("true").await.unwrap();
     }
     eprintln!("one command on an open session: {:?}", started.elapsed() / 10);
+    let inner = target(&hosts, &hosts.hosts()[1], pinned(&hosts.hosts()[1]));
+    let started = Instant::now();
+    for _ in 0..3 {
+        SshSession::connect(&inner, Some(&t), TIMEOUT).await.unwrap().run("true").await.unwrap();
+    }
+    eprintln!("the same through a bastion: {:?}", started.elapsed() / 3);
     // Generous for a loaded two-core machine; a login shell sourcing rc files would add ~0.3 s each.
     assert!(per < Duration::from_secs(2), "{per:?}");
 }
