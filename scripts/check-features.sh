@@ -28,3 +28,6 @@ done
 check -p rancher --no-default-features --features server,oidc
 check -p rancher --no-default-features --features agent,cli
 check -p rancher
+# rancher-test-support: without and with the real control plane.
+check -p rancher-test-support
+check -p rancher-test-support --features kube-control-plane

@@ -126,6 +126,7 @@ impl ControlPlane {
         let issuer = Issuer::new(ca, ca_key);
         let sa = KeyPair::generate().expect("service-account key");
         write_private(&d.join("sa.key"), &sa.serialize_pem());
+        write(&d.join("sa.pub"), &sa.public_key_pem());
 
         let port = free_port();
         let url = format!("https://127.0.0.1:{port}");
@@ -171,10 +172,15 @@ impl ControlPlane {
                 "--service-account-signing-key-file",
                 &p("sa.key"),
                 "--service-account-key-file",
-                &p("sa.key"),
+                &p("sa.pub"),
             ])
             .args(["--allow-privileged=true", "--endpoint-reconciler-type", "none", "--profiling=false"]);
-        let apiserver = Proc::spawn(api, &d.join("kube-apiserver.log"));
+        let mut apiserver = Proc::spawn(api, &d.join("kube-apiserver.log"));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        // The controller-manager and the scheduler read their authentication settings from the API
+        // server at start and exit when it does not answer: they start once it is ready.
+        let ready = ("kube-apiserver is ready", &["get", "--raw", "/readyz"][..], "ok");
+        wait_until(&mut [&mut apiserver], &admin, ready, deadline).await;
 
         let grace = format!("{}s", options.node_monitor_grace_period.as_secs().max(1));
         let mut cm = Command::new(bin.join("kube-controller-manager"));
@@ -199,7 +205,7 @@ impl ControlPlane {
         .args(["--cluster-signing-cert-file", &p("ca.crt"), "--cluster-signing-key-file", &p("ca.key")])
         .args(["--node-monitor-grace-period", &grace, "--node-monitor-period", "2s"])
         .args(["--profiling=false"]);
-        let controller_manager = Proc::spawn(cm, &d.join("kube-controller-manager.log"));
+        let mut controller_manager = Proc::spawn(cm, &d.join("kube-controller-manager.log"));
 
         let mut sched = Command::new(bin.join("kube-scheduler"));
         sched
@@ -207,57 +213,28 @@ impl ControlPlane {
             .args(["--authorization-kubeconfig", &sched_kc])
             .args(["--bind-address", "127.0.0.1", "--secure-port", &free_port().to_string(), "--port", "0"])
             .args(["--leader-elect=true", "--profiling=false"]);
-        let scheduler = Proc::spawn(sched, &d.join("kube-scheduler.log"));
+        let mut scheduler = Proc::spawn(sched, &d.join("kube-scheduler.log"));
 
-        let cp =
-            ControlPlane { apiserver, controller_manager, scheduler, _etcd: etcd, url, ca_pem, issuer, dir };
-        cp.wait_up(&admin).await;
-        cp
-    }
-
-    async fn wait_up(&self, admin: &str) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        let admin = admin.to_owned();
-        let kubectl = move |args: &'static [&'static str]| {
-            let admin = admin.clone();
-            async move {
-                tokio::task::spawn_blocking(move || {
-                    let out =
-                        Command::new(default_kubectl()).arg("--kubeconfig").arg(&admin).args(args).output();
-                    out.map(|o| (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned()))
-                        .unwrap_or((false, String::new()))
-                })
-                .await
-                .unwrap_or((false, String::new()))
-            }
-        };
-        let checks: [(&str, &'static [&'static str], &str); 3] = [
-            ("kube-apiserver is ready", &["get", "--raw", "/readyz"], "ok"),
-            (
-                "kube-controller-manager made the default service account's token",
-                &["-n", "default", "get", "secrets", "-o", "name"],
-                "secret/default-token-",
-            ),
-            (
-                "kube-scheduler holds its leader lock",
-                &["-n", "kube-system", "get", "leases,endpoints", "-o", "name"],
-                "kube-scheduler",
-            ),
-        ];
-        for (what, args, expect) in checks {
-            loop {
-                let (ok, out) = kubectl(args).await;
-                if ok && out.contains(expect) {
-                    break;
-                }
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "control plane: timed out waiting until {what}\n{}",
-                    self.logs()
-                );
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
+        let token = (
+            "kube-controller-manager made the default service account's token",
+            &["-n", "default", "get", "secrets", "-o", "name"][..],
+            "secret/default-token-",
+        );
+        let lock = (
+            "kube-scheduler holds its leader lock",
+            &["-n", "kube-system", "get", "leases,endpoints", "-o", "name"][..],
+            "kube-scheduler",
+        );
+        for check in [token, lock] {
+            wait_until(
+                &mut [&mut apiserver, &mut controller_manager, &mut scheduler],
+                &admin,
+                check,
+                deadline,
+            )
+            .await;
         }
+        ControlPlane { apiserver, controller_manager, scheduler, _etcd: etcd, url, ca_pem, issuer, dir }
     }
 
     /// The API server's URL, `https://127.0.0.1:<port>`.
@@ -293,16 +270,52 @@ impl ControlPlane {
 
     /// The components' logs so far, for a failing test's message.
     pub fn logs(&self) -> String {
-        [&self.apiserver, &self.controller_manager, &self.scheduler]
-            .iter()
-            .map(|p| {
-                let text = read_log(&p.log);
-                let tail: Vec<&str> = text.lines().rev().take(40).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                format!("---- {} (last 40 lines)\n{}\n", p.log.display(), tail.join("\n"))
-            })
-            .collect()
+        [&self.apiserver, &self.controller_manager, &self.scheduler].into_iter().map(log_tail).collect()
     }
+}
+
+/// Polls `kubectl <args>` as admin until it succeeds and prints `expect`.
+///
+/// # Panics
+/// With the components' logs when one of `procs` exits or `deadline` passes first.
+async fn wait_until(
+    procs: &mut [&mut Proc],
+    admin: &str,
+    check: (&str, &[&str], &str),
+    deadline: tokio::time::Instant,
+) {
+    let (what, args, expect) = check;
+    loop {
+        let (admin, args) = (admin.to_owned(), args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>());
+        let (ok, out) = tokio::task::spawn_blocking(move || {
+            let out = Command::new(default_kubectl()).arg("--kubeconfig").arg(&admin).args(&args).output();
+            out.map(|o| (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned()))
+                .unwrap_or((false, String::new()))
+        })
+        .await
+        .unwrap_or((false, String::new()));
+        if ok && out.contains(expect) {
+            return;
+        }
+        let exited = procs.iter_mut().find_map(|p| Some((p.log.clone(), p.child.try_wait().ok().flatten()?)));
+        let logs = || procs.iter().map(|p| log_tail(p)).collect::<String>();
+        if let Some((log, st)) = exited {
+            panic!("control plane: {} exited ({st}) before {what}\n{}", log.display(), logs());
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "control plane: timed out waiting until {what}\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn log_tail(p: &Proc) -> String {
+    let text = read_log(&p.log);
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(40)..];
+    format!("---- {} (last 40 lines)\n{}\n", p.log.display(), tail.join("\n"))
 }
 
 /// What making a client kubeconfig needs (before and after the control plane is assembled).
