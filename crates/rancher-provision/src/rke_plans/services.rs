@@ -289,12 +289,10 @@ pub(crate) fn kubelet(
         if h.controlplane { https_url(h.internal, APISERVER_PORT) } else { c.first_apiserver.clone() };
     let kubeconfig = files.kubeconfig("kubelet", &server, &ca, &cert);
 
+    // Only the user's labels: a kubelet may not set `node-role.kubernetes.io/*` on its own Node
+    // (NodeRestriction; the real kubelet refuses them in --node-labels), so role labels are the
+    // provisioner's to set with an administrator's credentials once the Node exists.
     let mut labels: BTreeMap<String, String> = BTreeMap::new();
-    for (role, has) in [("etcd", h.etcd), ("controlplane", h.controlplane), ("worker", h.worker)] {
-        if has {
-            labels.insert(format!("node-role.kubernetes.io/{role}"), "true".into());
-        }
-    }
     for (k, v) in &h.node.labels {
         if k.is_empty() || k.contains([',', '=']) || v.contains([',', '=']) {
             return Err(RenderError::invalid(

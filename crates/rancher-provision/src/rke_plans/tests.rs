@@ -132,7 +132,7 @@ fn flags_name_every_member_and_listen_on_the_internal_address() {
 
     let kubelet = proc(&plans["w3"], "kubelet");
     assert_eq!((kubelet.binary.as_str(), kubelet.args[0].as_str()), ("/opt/bin/rancher-sim", "kubelet"));
-    assert_eq!(flag(kubelet, "node-labels"), Some("disk=ssd,node-role.kubernetes.io/worker=true"));
+    assert_eq!(flag(kubelet, "node-labels"), Some("disk=ssd"));
     assert_eq!(flag(kubelet, "register-with-taints"), Some("dedicated=db:NoSchedule"));
     assert_eq!(flag(kubelet, "node-ip"), Some("192.168.0.3"));
     assert_eq!(kubelet.health, None);

@@ -190,9 +190,7 @@ async fn one_host_with_every_role_runs_a_cluster() {
         format!("--kubeconfig={}/etc/kubernetes/ssl/kubecfg-kubelet.yaml", prefix.display()),
         "--hostname-override=node-11".into(),
         format!("--node-ip={a}"),
-        "--node-labels=node-role.kubernetes.io/controlplane=true,node-role.kubernetes.io/etcd=true,\
-         node-role.kubernetes.io/worker=true,tier=test"
-            .into(),
+        "--node-labels=tier=test".into(),
     ] {
         assert!(args.contains(&want), "{want} not in {args:?}");
     }
@@ -250,7 +248,7 @@ async fn three_control_plane_hosts_and_a_worker_run_one_cluster() {
     assert_eq!(files, ["kube-ca.pem", "kube-node.pem", "kube-node-key.pem", "kubecfg-kubelet.yaml"]);
     let args = kubelet_args(worker);
     assert!(
-        args.contains(&"--node-labels=node-role.kubernetes.io/worker=true,tier=test".to_owned()),
+        args.contains(&"--node-labels=tier=test".to_owned()),
         "{args:?}"
     );
     let kubelet_cfg = worker.files.iter().find(|f| f.path.ends_with("kubecfg-kubelet.yaml")).unwrap();
