@@ -97,6 +97,7 @@ mod context;
 mod error;
 pub mod plan;
 mod progress;
+pub mod rke;
 
 use async_trait::async_trait;
 use rancher_core::model::{Cluster, Node};
