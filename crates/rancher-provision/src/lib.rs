@@ -93,6 +93,7 @@
 //! The kinds that ship with rancher-rs (imported in the server today; SSH hosts RKE-style, machine
 //! drivers, hosted EKS/GKE/AKS later) implement this same contract.
 
+pub mod bundle;
 mod context;
 mod error;
 pub mod plan;

@@ -27,7 +27,7 @@ mod nodes;
 mod parse;
 #[cfg(test)]
 mod tests;
-mod validate;
+pub(crate) mod validate;
 
 pub use cidr::{Cidr, CidrError};
 pub use defaults::{

@@ -119,7 +119,7 @@ fn check_networks(cfg: &RkeConfig) -> Result<(), ProvisionError> {
 }
 
 /// `vX.Y.Z`, optionally with a suffix (`v1.20.2-rancher1-1`).
-fn version_like(v: &str) -> bool {
+pub(crate) fn version_like(v: &str) -> bool {
     let Some(rest) = v.strip_prefix('v') else { return false };
     let (core, suffix) = rest.split_once(['-', '+']).map_or((rest, None), |(c, s)| (c, Some(s)));
     let parts: Vec<&str> = core.split('.').collect();
