@@ -37,6 +37,7 @@ mod provisioning;
 mod proxy_e2e;
 mod proxy_identity_e2e;
 mod proxy_ldap;
+mod rke_config;
 mod server_etcd;
 mod server_flags;
 mod server_url_e2e;

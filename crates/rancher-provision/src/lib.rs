@@ -127,6 +127,14 @@ pub trait Provisioner: Send + Sync {
         Ok(())
     }
 
+    /// What is accepted in a cluster's spec but worth telling the user (a topology other than the
+    /// recommended one, settings that are ignored): called after a successful
+    /// [`validate`](Provisioner::validate); the API sends each as a `Warning: 299 - "…"` header, as
+    /// Kubernetes does. The default has none.
+    fn warnings(&self, _cluster: &Cluster) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Moves the cluster one step towards its spec.
     ///
     /// # Errors
@@ -225,6 +233,7 @@ mod tests {
         let p: Box<dyn Provisioner> = Box::new(Minimal);
         let cluster = Cluster::new("edge-1", Default::default());
         assert!(p.validate(&cluster).is_ok());
+        assert!(p.warnings(&cluster).is_empty());
         let err = p.reconcile(&cluster, &ProvisionContext::default()).await.unwrap_err();
         assert_eq!(err.to_string(), "not implemented: reconcile");
     }
