@@ -78,6 +78,20 @@ impl ApiClient {
     /// # Errors
     /// [`CliError`] for transport failures and error answers.
     pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, CliError> {
+        Ok(self.call_with_warnings(method, path, body).await?.0)
+    }
+
+    /// As [`call`](Self::call), also returning the texts of the answer's `Warning: 299 - "…"` headers
+    /// (Kubernetes' API warnings), to show the user.
+    ///
+    /// # Errors
+    /// As [`call`](Self::call).
+    pub async fn call_with_warnings(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(Value, Vec<String>), CliError> {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.request(method, &url);
         if let Some(token) = &self.token {
@@ -88,10 +102,17 @@ impl ApiClient {
         }
         let resp = req.send().await.map_err(|e| CliError::from_transport(&self.base, &e))?;
         let code = resp.status();
+        let warnings: Vec<String> = resp
+            .headers()
+            .get_all(http::header::WARNING)
+            .iter()
+            .filter_map(|v| v.to_str().ok().and_then(warning_text))
+            .collect();
         let bytes = resp.bytes().await.map_err(|e| CliError::from_transport(&self.base, &e))?;
         if code.is_success() {
-            return serde_json::from_slice(&bytes)
-                .map_err(|e| CliError::Http(format!("the server sent something other than JSON: {e}")));
+            let v = serde_json::from_slice(&bytes)
+                .map_err(|e| CliError::Http(format!("the server sent something other than JSON: {e}")))?;
+            return Ok((v, warnings));
         }
         // The server's answer to plain HTTP on its TLS port (as nginx and Go's servers answer it).
         if let Some(https) = self.base.strip_prefix("http://")
@@ -113,5 +134,39 @@ impl ApiClient {
             return Err(CliError::SessionInvalid(status.message));
         }
         Err(CliError::Api(Box::new(status)))
+    }
+}
+
+/// The text of a `299 - "<text>"` warning, unescaped; `None` for another code or shape.
+fn warning_text(header: &str) -> Option<String> {
+    let quoted = header.strip_prefix("299 ")?.split_once(' ')?.1.strip_prefix('"')?;
+    let mut out = String::new();
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.push(chars.next()?),
+            '"' => return Some(out),
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::warning_text;
+
+    #[test]
+    fn warnings_are_unescaped() {
+        assert_eq!(
+            warning_text(r#"299 - "plugin \"canal\" is not run""#).as_deref(),
+            Some(r#"plugin "canal" is not run"#)
+        );
+        assert_eq!(
+            warning_text(r#"299 rancher "a\\b" "Thu, 01 Jan 2026 00:00:00 GMT""#).as_deref(),
+            Some(r"a\b")
+        );
+        assert_eq!(warning_text(r#"199 - "misc""#), None);
+        assert_eq!(warning_text(r#"299 - "unterminated"#), None);
     }
 }

@@ -118,7 +118,10 @@ async fn cluster(client: &ApiClient, cmd: ClusterCommand) -> Result<String, CliE
             let items = data(client.call(Method::GET, "/v3/clusters", None).await?);
             list_output(o.output, items, CLUSTER_COLUMNS, cluster_row)
         }
-        ClusterCommand::Create { name, description, import, out } => {
+        ClusterCommand::Create { name, description, import: _, rke: Some(file), out } => {
+            super::rke::create(client, &name, &description, &file, out.output).await
+        }
+        ClusterCommand::Create { name, description, import, rke: None, out } => {
             import::create(client, &name, &description, import, out.output).await
         }
         ClusterCommand::ImportCommand { name, out } => {

@@ -20,6 +20,7 @@ mod namespaces;
 mod oidc_login;
 mod output;
 mod password;
+mod rke;
 mod session;
 mod tokens;
 
@@ -166,8 +167,16 @@ pub enum ClusterCommand {
         description: String,
         /// Mark it as an imported cluster (Rancher's "import existing"); without it the cluster is
         /// "generic", joined the same way.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "rke")]
         import: bool,
+        /// Build the cluster on SSH hosts from this cluster.yml (Rancher's RKE format). The file is
+        /// parsed and checked here first: an error names the field and nothing is sent. The key of
+        /// each ssh_key_path that can be read here is sent inline as ssh_key (over the TLS
+        /// connection; the server seals it at rest and never shows it again); a path that cannot be
+        /// read here is left for the server to read from its own filesystem. Prints the new
+        /// cluster's id; the server's warnings go to stderr.
+        #[arg(long, value_name = "CLUSTER_YML")]
+        rke: Option<std::path::PathBuf>,
         /// Output format.
         #[command(flatten)]
         out: OutputArg,

@@ -120,6 +120,11 @@ pub struct ServerArgs {
     #[arg(long, value_name = "DURATION", default_value = "90s", value_parser = parse_timeout)]
     pub http_idle_timeout: std::time::Duration,
 
+    /// A directory of Kubernetes bundle manifests (`*.yaml`: a version and each component's path or
+    /// URL and sha256) for clusters built on SSH hosts (`rkeConfig`); repeat for several.
+    #[arg(long, value_name = "DIR")]
+    pub bundle_dir: Vec<PathBuf>,
+
     /// Password hashes and checks (argon2: ~19 MiB and a core each) run at once (default: half the
     /// cores, 1 to 8).
     #[arg(long, value_name = "N")]
@@ -219,6 +224,9 @@ impl ServerArgs {
                     AuditLevelArg::Request => rancher_auth::proxy::AuditLevel::RequestBody,
                 },
             });
+        for dir in &self.bundle_dir {
+            b = b.bundle_dir(dir);
+        }
         if let Some(path) = &self.auth_config {
             b = b.auth_config(path);
         }

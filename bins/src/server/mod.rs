@@ -37,6 +37,7 @@ mod plugins;
 mod provisioning;
 mod proxy;
 pub mod registration;
+mod secrets;
 mod services;
 mod state;
 mod supervisor;
@@ -62,6 +63,7 @@ pub use kubeconfig::DEFAULT_KUBECONFIG_TOKEN_TTL_MS;
 pub use listener::ListenerLimits;
 pub use provisioning::RegistryError as ProvisionerRegistryError;
 pub use proxy::{AuditConfig, AuditTarget};
+pub use secrets::SealError;
 pub use services::tokens::DEFAULT_TOKEN_MAX_TTL_MS;
 pub use tasks::ServerTasks;
 pub use tls::{TlsError, TlsSource};
@@ -134,6 +136,12 @@ pub enum ServerError {
     /// driver name, including the built-in `imported`, or one with an empty name).
     #[error("provisioners: {0}")]
     Provisioner(#[source] ProvisionerRegistryError),
+    /// The secrets key of the data directory could not be made or read.
+    #[error("secrets: {0}")]
+    Secrets(#[source] SealError),
+    /// A bundle of `--bundle-dir` or [`ServerBuilder::bundle`] is unusable, or two share a version.
+    #[error("bundles: {0}")]
+    Bundles(#[source] rancher_provision::bundle::BundleError),
     /// An identity provider given to [`ServerBuilder::auth_provider`] cannot be served.
     #[error("identity provider: {0}")]
     AuthProvider(#[source] AuthProviderError),
@@ -163,6 +171,8 @@ pub struct ServerBuilder {
     auth_config: Option<PathBuf>,
     listener_limits: ListenerLimits,
     hashing_limits: HashingLimits,
+    /// Directories of bundle manifests (`--bundle-dir`).
+    bundle_dirs: Vec<PathBuf>,
     /// Identity providers, audit sinks, metrics registry, tunnel transport ([`plugins`]).
     plugins: plugins::Plugins,
 }
@@ -204,6 +214,7 @@ impl Default for ServerBuilder {
             auth_config: None,
             listener_limits: ListenerLimits::default(),
             hashing_limits: HashingLimits::default(),
+            bundle_dirs: Vec::new(),
             plugins: plugins::Plugins::default(),
         }
     }
@@ -356,6 +367,18 @@ impl ServerBuilder {
         Err(ServerError::EtcdNotBuilt)
     }
 
+    /// The bundles of the `--bundle-dir` manifests and of [`ServerBuilder::bundle`].
+    fn bundles(&self) -> Result<rancher_provision::bundle::BundleRegistry, ServerError> {
+        let mut reg = rancher_provision::bundle::BundleRegistry::new();
+        for dir in &self.bundle_dirs {
+            reg.load_dir(dir).map_err(ServerError::Bundles)?;
+        }
+        for bundle in &self.plugins.bundles {
+            reg.insert(bundle.clone()).map_err(ServerError::Bundles)?;
+        }
+        Ok(reg)
+    }
+
     /// Opens the store, prepares TLS, binds the listener and bootstraps the builtin roles and admin.
     ///
     /// # Errors
@@ -373,8 +396,10 @@ impl ServerBuilder {
             |source: std::io::Error| ServerError::DataDir { path: self.data_dir.clone(), source };
         data_dir::create_private(&self.data_dir).map_err(data_dir_error)?;
         data_dir::tighten_contents(&self.data_dir, true).map_err(data_dir_error)?;
-        let provisioners =
-            provisioning::registry(&self.plugins.provisioners).map_err(ServerError::Provisioner)?;
+        let sealer = Arc::new(secrets::Sealer::load_or_create(&self.data_dir).map_err(ServerError::Secrets)?);
+        let bundles = Arc::new(self.bundles()?);
+        let provisioners = provisioning::registry(&self.plugins.provisioners, bundles, sealer.clone())
+            .map_err(ServerError::Provisioner)?;
         hashing::configure(self.hashing_limits);
         let listener_limits = self.listener_limits.resolve();
         let metrics = self.plugins.metrics.clone().unwrap_or_else(|| Arc::new(Metrics::new()));
@@ -454,6 +479,7 @@ impl ServerBuilder {
             providers,
             proxy,
             provisioners,
+            sealer,
         };
         Ok(Server {
             state,

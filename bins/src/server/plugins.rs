@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rancher_auth::providers::AuthProvider;
 use rancher_auth::proxy::{AuditEvent, AuditSink};
 use rancher_provision::Provisioner;
+use rancher_provision::bundle::Bundle;
 use rancher_tunnel::{SessionConfig, Transport};
 
 use super::ServerBuilder;
@@ -28,6 +29,8 @@ pub(crate) struct Plugins {
     pub(crate) session_config: Option<SessionConfig>,
     /// Provisioners by driver name, besides the built-in `imported`.
     pub(crate) provisioners: Vec<Arc<dyn Provisioner>>,
+    /// Kubernetes component bundles besides those of `--bundle-dir`.
+    pub(crate) bundles: Vec<Bundle>,
 }
 
 impl std::fmt::Debug for Plugins {
@@ -40,6 +43,7 @@ impl std::fmt::Debug for Plugins {
             .field("tunnel_transport", &self.tunnel_transport.is_some())
             .field("session_config", &self.session_config)
             .field("provisioners", &self.provisioners.iter().map(|p| p.driver()).collect::<Vec<_>>())
+            .field("bundles", &self.bundles.iter().map(|b| b.version.as_str()).collect::<Vec<_>>())
             .finish()
     }
 }
@@ -82,6 +86,31 @@ impl ServerBuilder {
     /// [`ServerError::Provisioner`](super::ServerError::Provisioner).
     pub fn provisioner(mut self, provisioner: Arc<dyn Provisioner>) -> Self {
         self.plugins.provisioners.push(provisioner);
+        self
+    }
+
+    /// Registers a bundle of Kubernetes component binaries for the `rke` provisioner, besides the
+    /// manifests of [`bundle_dir`](Self::bundle_dir). A cluster's `rkeConfig.kubernetes_version`
+    /// selects a bundle by its version (empty: the newest). A bundle that is invalid, or a second one of a
+    /// version, makes [`build`](Self::build) fail with [`ServerError::Bundles`](super::ServerError::Bundles).
+    ///
+    /// ```no_run
+    /// # fn demo(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    /// use rancher_provision::bundle::{Bundle, COMPONENTS};
+    /// let files: Vec<(&str, std::path::PathBuf)> = COMPONENTS.iter().map(|c| (*c, dir.join(c))).collect();
+    /// let files: Vec<(&str, &std::path::Path)> = files.iter().map(|(c, p)| (*c, p.as_path())).collect();
+    /// let builder = rancher::server::Server::builder().bundle(Bundle::from_local_files("v1.20.2", &files)?);
+    /// # drop(builder); Ok(()) }
+    /// ```
+    pub fn bundle(mut self, bundle: Bundle) -> Self {
+        self.plugins.bundles.push(bundle);
+        self
+    }
+
+    /// Reads the bundle manifests (`*.yaml`, `*.yml`, `*.json`) of `dir` when the server is built
+    /// (`--bundle-dir`); see [`bundle`](Self::bundle).
+    pub fn bundle_dir(mut self, dir: impl AsRef<std::path::Path>) -> Self {
+        self.bundle_dirs.push(dir.as_ref().to_owned());
         self
     }
 

@@ -36,4 +36,6 @@ pub(crate) struct AppState {
     pub(crate) proxy: rancher_auth::proxy::ProxyService,
     /// Provisioners by driver name (`validate` runs when a cluster is created).
     pub(crate) provisioners: super::provisioning::Provisioners,
+    /// Seals secrets at rest (the SSH keys of `rkeConfig`).
+    pub(crate) sealer: Arc<super::secrets::Sealer>,
 }

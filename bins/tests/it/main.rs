@@ -38,6 +38,7 @@ mod proxy_e2e;
 mod proxy_identity_e2e;
 mod proxy_ldap;
 mod rke_cluster;
+mod rke_config;
 mod server_etcd;
 mod server_flags;
 mod server_url_e2e;

@@ -93,11 +93,13 @@
 //! The kinds that ship with rancher-rs (imported in the server today; SSH hosts RKE-style, machine
 //! drivers, hosted EKS/GKE/AKS later) implement this same contract.
 
+pub mod bundle;
 pub mod cluster_pki;
 mod context;
 mod error;
 pub mod plan;
 mod progress;
+pub mod rke;
 pub mod rke_plans;
 pub mod ssh;
 
@@ -126,6 +128,14 @@ pub trait Provisioner: Send + Sync {
     /// [`ProvisionError::InvalidSpec`] naming the field, with a message the user can act on.
     fn validate(&self, _cluster: &Cluster) -> Result<(), ProvisionError> {
         Ok(())
+    }
+
+    /// What is accepted in a cluster's spec but worth telling the user (a topology other than the
+    /// recommended one, settings that are ignored): called after a successful
+    /// [`validate`](Provisioner::validate); the API sends each as a `Warning: 299 - "…"` header, as
+    /// Kubernetes does. The default has none.
+    fn warnings(&self, _cluster: &Cluster) -> Vec<String> {
+        Vec::new()
     }
 
     /// Moves the cluster one step towards its spec.
@@ -226,6 +236,7 @@ mod tests {
         let p: Box<dyn Provisioner> = Box::new(Minimal);
         let cluster = Cluster::new("edge-1", Default::default());
         assert!(p.validate(&cluster).is_ok());
+        assert!(p.warnings(&cluster).is_empty());
         let err = p.reconcile(&cluster, &ProvisionContext::default()).await.unwrap_err();
         assert_eq!(err.to_string(), "not implemented: reconcile");
     }

@@ -12,7 +12,7 @@ use rancher_core::model::{
     Cluster, ClusterRoleTemplateBinding, ClusterRoleTemplateBindingSpec, Project, ProjectRoleTemplateBinding,
 };
 use rancher_core::store::{Api, Store, StoreError};
-use rancher_provision::ProvisionError;
+use rancher_provision::{ProvisionError, rke};
 use serde_json::{Map, Value};
 
 use super::creator;
@@ -21,7 +21,7 @@ use super::rancher_shape::{self, CLUSTER_ID, DESCRIPTION, PROJECT_NAME};
 use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION};
 use crate::server::cleanup::{CLUSTER_FINALIZER, leftovers};
 use crate::server::error::{ApiError, ApiResult};
-use crate::server::provisioning::PROVISION_FINALIZER;
+use crate::server::provisioning::{PROVISION_FINALIZER, rke_keys};
 use crate::server::registration::IMPORTED_DRIVER;
 use crate::server::services::access::GrantScope;
 use crate::server::tenancy::system_projects::{
@@ -63,6 +63,22 @@ impl ApiKind for Cluster {
         // Every cluster but the local one is provisioned by the provisioner of its `spec.driver`
         // (empty: `imported`, joined by an agent as Rancher's imported and "generic" ones are).
         if !self.spec.internal {
+            // An `rkeConfig` means the `rke` driver (as in Rancher, where it is the cluster's kind).
+            if self.spec.rke_config.is_some() {
+                if self.spec.driver.is_empty() {
+                    rke::DRIVER.clone_into(&mut self.spec.driver);
+                } else if self.spec.driver != rke::DRIVER {
+                    return Err(ApiError::invalid_field(
+                        "spec.driver",
+                        format!(
+                            "a cluster with spec.rkeConfig is provisioned by the {:?} driver, not {:?}",
+                            rke::DRIVER,
+                            self.spec.driver
+                        ),
+                    ));
+                }
+                seal_rke_keys(self, None, cx)?;
+            }
             let driver =
                 if self.spec.driver.is_empty() { IMPORTED_DRIVER } else { self.spec.driver.as_str() };
             let provisioners = &cx.state.provisioners;
@@ -70,10 +86,13 @@ impl ApiKind for Cluster {
                 .get(driver)
                 .ok_or_else(|| ApiError::invalid_field("spec.driver", provisioners.unknown(driver)))?;
             provisioner.validate(self).map_err(invalid_spec)?;
+            cx.warn(provisioner.warnings(self));
             self.status.driver = driver.to_owned();
             hold(self, PROVISION_FINALIZER);
         } else if !self.spec.driver.is_empty() {
             return Err(ApiError::invalid_field("spec.driver", "the local cluster is not provisioned"));
+        } else if self.spec.rke_config.is_some() {
+            return Err(ApiError::invalid_field("spec.rkeConfig", "the local cluster is not provisioned"));
         }
         hold(self, CLUSTER_FINALIZER);
         Ok(())
@@ -94,12 +113,29 @@ impl ApiKind for Cluster {
         if self.spec.driver != old.spec.driver {
             return Err(ApiError::invalid_field("spec.driver", "the driver cannot change after creation"));
         }
+        if self.spec.rke_config.is_some() {
+            if self.spec.driver != rke::DRIVER {
+                return Err(ApiError::invalid_field(
+                    "spec.rkeConfig",
+                    format!("only clusters of the {:?} driver have an rkeConfig", rke::DRIVER),
+                ));
+            }
+            seal_rke_keys(self, old.spec.rke_config.as_ref(), cx)?;
+        }
         if self.spec != old.spec
             && let Some(provisioner) = cx.state.provisioners.get(&old.status.driver)
         {
             provisioner.validate(self).map_err(invalid_spec)?;
+            cx.warn(provisioner.warnings(self));
         }
         Ok(())
+    }
+
+    /// The SSH keys of an `rkeConfig` never leave the server: `"[sealed]"` stands for each.
+    fn redact(&mut self) {
+        if let Some(cfg) = &mut self.spec.rke_config {
+            rke_keys::redact(cfg);
+        }
     }
 
     /// The creator owns the new cluster, as in Rancher: a `cluster-owner` binding in its namespace.
@@ -130,6 +166,18 @@ impl ApiKind for Cluster {
             Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// Seals the plain SSH keys of the cluster's `rkeConfig` (`"[sealed]"` keeps `old`'s).
+fn seal_rke_keys(
+    cluster: &mut Cluster,
+    old: Option<&rancher_core::model::RkeConfig>,
+    cx: &Ctx<'_>,
+) -> ApiResult<()> {
+    match &mut cluster.spec.rke_config {
+        Some(cfg) => rke_keys::seal(cfg, old, &cx.state.sealer).map_err(invalid_spec),
+        None => Ok(()),
     }
 }
 

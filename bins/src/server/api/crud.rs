@@ -100,7 +100,7 @@ pub(crate) async fn create<K: ApiKind>(
     caller: Caller,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, HeaderMap, Json<Value>)> {
     // Member-managed kinds may also be created by roles held where the object belongs, known only
     // once the body is read.
     let global = caller.can("create", K::PLURAL, None);
@@ -137,7 +137,7 @@ pub(crate) async fn create<K: ApiKind>(
     if !name.is_empty() {
         check_name(&name)?;
     }
-    let cx = Ctx { state: &state, caller: &caller };
+    let cx = Ctx::new(&state, &caller);
     obj.prepare_create(&cx).await?;
     let meta = obj.meta();
     match (meta.name.as_str(), meta.generate_name.as_deref()) {
@@ -153,7 +153,7 @@ pub(crate) async fn create<K: ApiKind>(
     let ns = obj.meta().namespace.clone();
     let created = api::<K>(&state, ns.as_deref()).create(&obj).await?;
     created.after_create(&cx).await?;
-    Ok((StatusCode::CREATED, Json(to_output(created)?)))
+    Ok((StatusCode::CREATED, cx.warning_headers(), Json(to_output(created)?)))
 }
 
 /// `GET /v3/<plural>/<id>`
@@ -176,7 +176,7 @@ pub(crate) async fn update<K: ApiKind>(
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<(HeaderMap, Json<Value>)> {
     let (ns, name) = split_id::<K>(&id)?;
     authorize_object::<K>(&state, &caller, "update", ns.as_deref(), &name).await?;
     let mut map = json_object(&headers, body, state.body_limit).await?;
@@ -210,11 +210,11 @@ pub(crate) async fn update<K: ApiKind>(
     } else {
         meta.namespace = None;
     }
-    let cx = Ctx { state: &state, caller: &caller };
+    let cx = Ctx::new(&state, &caller);
     old.check_change(&cx).await?;
     obj.prepare_update(&old, &cx).await?;
     let updated = objects.update(&obj).await?;
-    Ok(Json(to_output(updated)?))
+    Ok((cx.warning_headers(), Json(to_output(updated)?)))
 }
 
 /// `DELETE /v3/<plural>/<id>`: answers with the object's last state.
@@ -228,7 +228,7 @@ pub(crate) async fn delete<K: ApiKind>(
     let objects = api::<K>(&state, ns.as_deref());
     let obj = objects.get(&name).await?;
     obj.check_delete()?;
-    let cx = Ctx { state: &state, caller: &caller };
+    let cx = Ctx::new(&state, &caller);
     obj.check_change(&cx).await?;
     let last = objects.delete(&name).await?.into_value();
     obj.after_delete(&cx).await;

@@ -11,10 +11,51 @@ use crate::server::error::ApiResult;
 use crate::server::services::access::GrantScope;
 use crate::server::state::AppState;
 
-/// Where a handler runs: the server's state and the caller.
+/// Where a handler runs: the server's state and the caller, and the warnings the response carries.
 pub(crate) struct Ctx<'a> {
     pub(crate) state: &'a AppState,
     pub(crate) caller: &'a Caller,
+    /// Sent as `Warning: 299 - "…"` headers, as Kubernetes does (see [`Ctx::warning_headers`]).
+    warnings: std::sync::Mutex<Vec<String>>,
+}
+
+impl<'a> Ctx<'a> {
+    /// A context without warnings.
+    pub(crate) fn new(state: &'a AppState, caller: &'a Caller) -> Self {
+        Ctx { state, caller, warnings: Default::default() }
+    }
+
+    /// Adds warnings for the response.
+    pub(crate) fn warn(&self, warnings: impl IntoIterator<Item = String>) {
+        self.warnings.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(warnings);
+    }
+
+    /// The warnings as `Warning` headers: `299 - "<text>"`, quotes and backslashes escaped, anything
+    /// but printable ASCII replaced by `?` (a header carries no more), each at most 1024 characters.
+    pub(crate) fn warning_headers(&self) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        let warnings =
+            std::mem::take(&mut *self.warnings.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for w in warnings {
+            let mut text = String::with_capacity(w.len() + 10);
+            text.push_str("299 - \"");
+            for c in w.chars().take(1024) {
+                match c {
+                    '"' | '\\' => {
+                        text.push('\\');
+                        text.push(c);
+                    }
+                    ' '..='~' => text.push(c),
+                    _ => text.push('?'),
+                }
+            }
+            text.push('"');
+            if let Ok(v) = http::HeaderValue::from_str(&text) {
+                headers.append(http::header::WARNING, v);
+            }
+        }
+        headers
+    }
 }
 
 /// How to narrow a list to the caller's own objects: those carrying this label with this value.

@@ -156,7 +156,7 @@ pub(crate) async fn list(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let cluster = cluster(&state, &name).await?;
-    let cx = Ctx { state: &state, caller: &caller };
+    let cx = Ctx::new(&state, &caller);
     let everything = allowed(&cx, "list", GrantScope { cluster: name.clone(), project: None }, None).await?;
     let projects = projects(&state, &cluster).await?;
     let mine = if everything {
@@ -252,7 +252,7 @@ pub(crate) async fn action(
         .and_then(project_ref)
         .filter(|(c, p)| *c == name && projects.iter().any(|x| x.metadata.name == *p))
         .map(|(_, p)| p.to_owned());
-    let cx = Ctx { state: &state, caller: &caller };
+    let cx = Ctx::new(&state, &caller);
     let scope = |project: &Option<String>| GrantScope { cluster: name.clone(), project: project.clone() };
     let place = |project: &Option<String>| match project {
         Some(p) => format!("project {name}:{p}"),

@@ -1,10 +1,10 @@
 //! Provisioning: the registry of [`Provisioner`](rancher_provision::Provisioner)s by driver name
-//! (`imported` built in, others plugged in through
+//! (`imported` and `rke` built in, others plugged in through
 //! [`ServerBuilder::provisioner`](crate::server::ServerBuilder::provisioner)) and the controller that
 //! drives them.
 //!
 //! * **Which driver.** `spec.driver` names it when a cluster is created through `/v3` (empty:
-//!   `imported`); the API copies it to `status.driver`, calls the provisioner's `validate` (a 422
+//!   `rke` when the spec has an `rkeConfig`, else `imported`); the API copies it to `status.driver`, calls the provisioner's `validate` (a 422
 //!   naming the field on a bad spec, nothing stored) and puts [`PROVISION_FINALIZER`] on the cluster.
 //!   `spec.driverConfig` holds the driver's own settings. The driver cannot change afterwards.
 //! * **Provisioning.** The [`controller`] calls `reconcile` and writes its progress to the
@@ -19,26 +19,35 @@ mod controller;
 mod imported;
 mod outcome;
 mod registry;
+mod rke;
 
 use std::sync::Arc;
 
 use rancher_core::store::Store;
 use rancher_provision::Provisioner;
+use rancher_provision::bundle::BundleRegistry;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use registry::Provisioners;
 pub use registry::RegistryError;
+pub(crate) use rke::keys as rke_keys;
 
 /// The finalizer that holds a deleted cluster until its provisioner has removed it.
 pub(crate) const PROVISION_FINALIZER: &str = "controller.cattle.io/cluster-provisioner";
 
-/// The built-in provisioners followed by `plugged` (in registration order).
+/// The built-in provisioners (`imported`, and `rke` with these bundles and sealer) followed by
+/// `plugged` (in registration order).
 ///
 /// # Errors
 /// [`RegistryError`] when two claim one driver name.
-pub(crate) fn registry(plugged: &[Arc<dyn Provisioner>]) -> Result<Provisioners, RegistryError> {
-    let builtin: Arc<dyn Provisioner> = Arc::new(imported::Imported);
-    Provisioners::new(std::iter::once(builtin).chain(plugged.iter().cloned()))
+pub(crate) fn registry(
+    plugged: &[Arc<dyn Provisioner>],
+    bundles: Arc<BundleRegistry>,
+    sealer: Arc<crate::server::secrets::Sealer>,
+) -> Result<Provisioners, RegistryError> {
+    let builtin: [Arc<dyn Provisioner>; 2] =
+        [Arc::new(imported::Imported), Arc::new(rke::RkeProvisioner::new(bundles, sealer))];
+    Provisioners::new(builtin.into_iter().chain(plugged.iter().cloned()))
 }
 
 /// Runs the provisioning controller until `stop`.

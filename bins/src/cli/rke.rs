@@ -1,0 +1,154 @@
+//! `rancherctl cluster create NAME --rke cluster.yml`: a cluster on SSH hosts. The file is checked
+//! with the server's own functions before anything is sent, and the keys it names by path travel
+//! inline (the server seals them).
+
+use std::path::{Path, PathBuf};
+
+use http::Method;
+use rancher_core::model::RkeConfig;
+use rancher_provision::ProvisionError;
+use rancher_provision::rke::{MAX_CLUSTER_YML_BYTES, parse_cluster_yml, validate};
+use serde_json::{Value, json};
+
+use super::client::ApiClient;
+use super::error::CliError;
+use super::output::{Format, structured};
+
+/// The largest SSH key file sent (64 KiB).
+const MAX_KEY_BYTES: u64 = 64 * 1024;
+
+/// A problem of the file as the user sees it: the file, the field, what is wrong.
+fn in_file(file: &Path, e: ProvisionError) -> CliError {
+    CliError::Input(format!("{}: {e}", file.display()))
+}
+
+/// Reads a small file whole, refusing one over `limit` bytes.
+fn read_limited(path: &Path, limit: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?.take(limit + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > limit {
+        return Err(std::io::Error::other(format!("larger than {limit} bytes")));
+    }
+    Ok(text)
+}
+
+/// `~/x` under the home directory; other paths as they are.
+fn expand_home(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), dirs::home_dir()) {
+        (Some(rest), Some(home)) => home.join(rest),
+        _ => PathBuf::from(path),
+    }
+}
+
+/// Puts the contents of `path` into `key` when it can be read here. Returns a note for the user when
+/// it cannot: the server then reads the path from its own filesystem.
+fn inline(key: &mut String, path: &mut String, field: &str) -> Result<Option<String>, CliError> {
+    if !key.is_empty() || path.is_empty() {
+        return Ok(None);
+    }
+    let local = expand_home(path);
+    match read_limited(&local, MAX_KEY_BYTES) {
+        Ok(text) if text.trim().is_empty() => {
+            Err(CliError::Input(format!("{field}: {} is empty", local.display())))
+        }
+        Ok(text) => {
+            *key = text;
+            path.clear();
+            Ok(None)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Some(format!(
+            "{field}: {} is not here: the server will read it from its own filesystem",
+            local.display()
+        ))),
+        Err(e) => Err(CliError::Input(format!("{field}: reading {}: {e}", local.display()))),
+    }
+}
+
+/// Reads, parses and checks a cluster.yml, the keys named by readable paths inlined. Returns the
+/// config and notes for the user.
+///
+/// # Errors
+/// [`CliError::Input`] naming the file and the field.
+pub(super) fn load(file: &Path) -> Result<(RkeConfig, Vec<String>), CliError> {
+    let text = read_limited(file, MAX_CLUSTER_YML_BYTES as u64)
+        .map_err(|e| CliError::Input(format!("reading {}: {e}", file.display())))?;
+    let mut cfg = parse_cluster_yml(&text).map_err(|e| in_file(file, e))?;
+    let mut notes = Vec::new();
+    notes.extend(inline(&mut cfg.ssh_key, &mut cfg.ssh_key_path, "rkeConfig.ssh_key_path")?);
+    for (i, n) in cfg.nodes.iter_mut().enumerate() {
+        let field = format!("rkeConfig.nodes[{i}].ssh_key_path");
+        notes.extend(inline(&mut n.ssh_key, &mut n.ssh_key_path, &field)?);
+    }
+    if let Some(b) = &mut cfg.bastion_host {
+        notes.extend(inline(&mut b.ssh_key, &mut b.ssh_key_path, "rkeConfig.bastion_host.ssh_key_path")?);
+    }
+    validate(&cfg).map_err(|e| in_file(file, e))?;
+    Ok((cfg, notes))
+}
+
+/// `rancherctl cluster create NAME --rke FILE`.
+pub(super) async fn create(
+    client: &ApiClient,
+    name: &str,
+    description: &str,
+    file: &Path,
+    fmt: Format,
+) -> Result<String, CliError> {
+    let (cfg, notes) = load(file)?;
+    for note in notes {
+        eprintln!("note: {note}");
+    }
+    let rke_config =
+        serde_json::to_value(&cfg).map_err(|e| CliError::Input(format!("encoding the cluster.yml: {e}")))?;
+    let body = json!({
+        "metadata": { "name": name },
+        "spec": { "displayName": name, "description": description, "rkeConfig": rke_config },
+    });
+    let (created, warnings) = client.call_with_warnings(Method::POST, "/v3/clusters", Some(&body)).await?;
+    for w in warnings {
+        eprintln!("Warning: {w}");
+    }
+    let id = created.get("id").and_then(Value::as_str).unwrap_or(name).to_owned();
+    match fmt {
+        Format::Table => Ok(format!("{id}\n")),
+        _ => structured(fmt, &created),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_paths_readable_here_travel_inline_others_stay_for_the_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("id_ed25519");
+        std::fs::write(&key, "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n").unwrap();
+        let yml = dir.path().join("cluster.yml");
+        std::fs::write(
+            &yml,
+            format!(
+                "nodes:\n  - address: 10.0.0.1\n    role: [etcd, controlplane, worker]\n    ssh_key_path: {}\n  \
+                 - address: 10.0.0.2\n    role: [worker]\n    ssh_key_path: /nonexistent/id_rsa\n",
+                key.display()
+            ),
+        )
+        .unwrap();
+        let (cfg, notes) = load(&yml).unwrap();
+        assert!(
+            cfg.nodes[0].ssh_key.starts_with("-----BEGIN OPENSSH") && cfg.nodes[0].ssh_key_path.is_empty()
+        );
+        assert_eq!(cfg.nodes[1].ssh_key_path, "/nonexistent/id_rsa");
+        assert_eq!(notes.len(), 1);
+        assert!(
+            notes[0].starts_with("rkeConfig.nodes[1].ssh_key_path: /nonexistent/id_rsa is not here"),
+            "{notes:?}"
+        );
+
+        std::fs::write(&yml, "nodes:\n  - address: 10.0.0.1\n    role: [etcd, master]\n    ssh_key: k\n")
+            .unwrap();
+        let err = load(&yml).unwrap_err().to_string();
+        assert!(err.ends_with("cluster.yml: rkeConfig.nodes[0].role[1]: \"master\" is not a role: the roles are etcd, controlplane, worker"), "{err}");
+    }
+}

@@ -1,0 +1,257 @@
+//! [`validate`]: every check of a cluster.yml, the first error naming its field, and the warnings about
+//! what is accepted but not as recommended (or not run at all).
+
+use std::path::{Component, Path};
+
+use rancher_core::model::RkeConfig;
+
+use super::defaults::{self, CLUSTER_CIDR_FIELD, DNS_SERVER_FIELD};
+use super::names::{dns1123_subdomain, host_address};
+use super::nodes::{self, Topology};
+use crate::ProvisionError;
+
+/// Checks a cluster's config; on success returns warnings (each a sentence for the user) about what is
+/// accepted but not recommended or not implemented.
+///
+/// ```
+/// let cfg = rancher_provision::rke::parse_cluster_yml(
+///     "nodes:\n  - address: 10.0.0.1\n    role: [etcd, controlplane, worker]\nssh_key_path: /root/.ssh/id_ed25519\n",
+/// ).unwrap();
+/// let warnings = rancher_provision::rke::validate(&cfg).unwrap();
+/// assert!(warnings[0].contains("recommended"));
+/// ```
+///
+/// # Errors
+/// [`ProvisionError::InvalidSpec`] for the first problem found, its field a path like
+/// `rkeConfig.nodes[2].role[0]` (the server prefixes `spec.`).
+pub fn validate(cfg: &RkeConfig) -> Result<Vec<String>, ProvisionError> {
+    let topology = nodes::check(cfg)?;
+    check_bastion(cfg)?;
+    if !cfg.ssh_key_path.is_empty() {
+        absolute_key_path(&cfg.ssh_key_path, "rkeConfig.ssh_key_path")?;
+    }
+    check_networks(cfg)?;
+    check_cluster(cfg)?;
+    check_extra_args(cfg)?;
+    Ok(warnings(cfg, topology))
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ProvisionError {
+    ProvisionError::invalid_spec(field, message)
+}
+
+/// An `ssh_key_path`: absolute, as it is read on the server's filesystem.
+pub(crate) fn absolute_key_path(path: &str, field: &str) -> Result<(), ProvisionError> {
+    if !Path::new(path).is_absolute() {
+        return Err(invalid(
+            field,
+            format!(
+                "{path:?} is not an absolute path: the server reads it from its own filesystem (rancherctl \
+                 sends the contents of a file it can read instead)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_bastion(cfg: &RkeConfig) -> Result<(), ProvisionError> {
+    let Some(b) = &cfg.bastion_host else { return Ok(()) };
+    host_address(&b.address).map_err(|m| invalid("rkeConfig.bastion_host.address", m))?;
+    defaults::ssh_port(&b.port).map_err(|m| invalid("rkeConfig.bastion_host.port", m))?;
+    if !b.ssh_key_path.is_empty() {
+        absolute_key_path(&b.ssh_key_path, "rkeConfig.bastion_host.ssh_key_path")?;
+    }
+    if defaults::bastion_key_source(cfg, b).is_none() {
+        return Err(invalid(
+            "rkeConfig.bastion_host.ssh_key",
+            "no SSH key for the bastion host: set ssh_key or ssh_key_path on it, or on the cluster",
+        ));
+    }
+    Ok(())
+}
+
+fn check_networks(cfg: &RkeConfig) -> Result<(), ProvisionError> {
+    let services = defaults::service_cidr(cfg)?;
+    let pods = defaults::cluster_cidr(cfg)?;
+    if services.overlaps(&pods) {
+        return Err(invalid(
+            CLUSTER_CIDR_FIELD,
+            format!("the pod network {pods} overlaps the service network {services}: they must be disjoint"),
+        ));
+    }
+    let controller_range = &cfg.services.kube_controller.service_cluster_ip_range;
+    if !controller_range.is_empty() {
+        let field = "rkeConfig.services.kube-controller.service_cluster_ip_range";
+        let parsed: super::Cidr =
+            controller_range.parse().map_err(|e: super::cidr::CidrError| invalid(field, e.to_string()))?;
+        if parsed != services {
+            return Err(invalid(
+                field,
+                format!(
+                    "{parsed} differs from kube-api's service_cluster_ip_range {services}: leave it empty or make them equal"
+                ),
+            ));
+        }
+    }
+    let dns = defaults::cluster_dns_server(cfg)?;
+    if !services.contains(dns) {
+        return Err(invalid(DNS_SERVER_FIELD, format!("{dns} is outside the service network {services}")));
+    }
+    if Some(dns) == services.nth(1) {
+        return Err(invalid(DNS_SERVER_FIELD, format!("{dns} is the kubernetes service's address")));
+    }
+    if !cfg.services.kubelet.cluster_domain.is_empty() {
+        dns1123_subdomain(&cfg.services.kubelet.cluster_domain)
+            .map_err(|m| invalid("rkeConfig.services.kubelet.cluster_domain", m))?;
+    }
+    let range = &cfg.services.kube_api.service_node_port_range;
+    if !range.is_empty() {
+        let ports =
+            range.split_once('-').and_then(|(a, b)| Some((a.parse::<u16>().ok()?, b.parse::<u16>().ok()?)));
+        if !matches!(ports, Some((a, b)) if a > 0 && a <= b) {
+            return Err(invalid(
+                "rkeConfig.services.kube-api.service_node_port_range",
+                format!("{range:?} is not a port range like 30000-32767"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `vX.Y.Z`, optionally with a suffix (`v1.20.2-rancher1-1`).
+pub(crate) fn version_like(v: &str) -> bool {
+    let Some(rest) = v.strip_prefix('v') else { return false };
+    let (core, suffix) = rest.split_once(['-', '+']).map_or((rest, None), |(c, s)| (c, Some(s)));
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3
+        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        && suffix.is_none_or(|s| {
+            !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.+".contains(&b))
+        })
+}
+
+/// A count (`2`) or a percentage (`10%`, at most 100).
+fn count_or_percent(v: &str) -> bool {
+    match v.strip_suffix('%') {
+        Some(p) => p.parse::<u8>().is_ok_and(|p| p <= 100),
+        None => v.parse::<u32>().is_ok(),
+    }
+}
+
+fn check_cluster(cfg: &RkeConfig) -> Result<(), ProvisionError> {
+    if !cfg.prefix_path.is_empty() {
+        let p = Path::new(&cfg.prefix_path);
+        if !p.is_absolute() || p.components().any(|c| c == Component::ParentDir) {
+            return Err(invalid(
+                "rkeConfig.prefix_path",
+                format!("{:?} must be an absolute path without '..'", cfg.prefix_path),
+            ));
+        }
+    }
+    if !cfg.kubernetes_version.is_empty() && !version_like(&cfg.kubernetes_version) {
+        return Err(invalid(
+            "rkeConfig.kubernetes_version",
+            format!("{:?} is not a version like v1.20.2", cfg.kubernetes_version),
+        ));
+    }
+    if !matches!(cfg.authentication.strategy.as_str(), "" | "x509") {
+        return Err(invalid(
+            "rkeConfig.authentication.strategy",
+            format!("{:?} is not supported: the only strategy is x509", cfg.authentication.strategy),
+        ));
+    }
+    for (k, san) in cfg.authentication.sans.iter().enumerate() {
+        host_address(san).map_err(|m| invalid(&format!("rkeConfig.authentication.sans[{k}]"), m))?;
+    }
+    if let Some(u) = &cfg.upgrade_strategy {
+        for (name, v) in [
+            ("max_unavailable_worker", &u.max_unavailable_worker),
+            ("max_unavailable_controlplane", &u.max_unavailable_controlplane),
+        ] {
+            if !v.is_empty() && !count_or_percent(v) {
+                return Err(invalid(
+                    &format!("rkeConfig.upgrade_strategy.{name}"),
+                    format!("{v:?} is neither a count (2) nor a percentage (10%)"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_extra_args(cfg: &RkeConfig) -> Result<(), ProvisionError> {
+    let s = &cfg.services;
+    let all = [
+        ("etcd", &s.etcd.extra_args),
+        ("kube-api", &s.kube_api.extra_args),
+        ("kube-controller", &s.kube_controller.extra_args),
+        ("scheduler", &s.scheduler.extra_args),
+        ("kubelet", &s.kubelet.extra_args),
+    ];
+    for (service, args) in all {
+        for (key, value) in args {
+            let field = format!("rkeConfig.services.{service}.extra_args.{key}");
+            let bad_key = key.is_empty()
+                || key.starts_with('-')
+                || key.chars().any(|c| c == '=' || c.is_whitespace() || c.is_control());
+            if bad_key {
+                return Err(invalid(
+                    &field,
+                    format!("{key:?} is not a flag name: no leading '-', no '=', no spaces or newlines"),
+                ));
+            }
+            if value.chars().any(|c| c == '\n' || c == '\r' || c == '\0') {
+                return Err(invalid(&field, "the value must not contain a newline"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn warnings(cfg: &RkeConfig, t: Topology) -> Vec<String> {
+    let mut out = Vec::new();
+    if (t.etcd, t.controlplane) != (3, 2) || t.shared_workers > 0 {
+        let mut w = format!(
+            "the cluster has {} etcd, {} controlplane and {} worker node(s)",
+            t.etcd, t.controlplane, t.worker
+        );
+        if t.shared_workers > 0 {
+            w.push_str(&format!(", {} worker(s) also holding etcd or controlplane", t.shared_workers));
+        }
+        w.push_str(
+            "; recommended: 3 etcd and 2 controlplane nodes, and at least 1 worker node holding no other role",
+        );
+        out.push(w);
+    }
+    for key in cfg.unsupported.keys() {
+        out.push(format!("rkeConfig.{key} is not supported by rancher-rs and is ignored"));
+    }
+    for key in cfg.services.unsupported.keys() {
+        out.push(format!("rkeConfig.services.{key} is not supported by rancher-rs and is ignored"));
+    }
+    if !matches!(cfg.network.plugin.as_str(), "" | "none") {
+        out.push(format!(
+            "rkeConfig.network.plugin: {:?} is not run: rancher-rs runs no network plugin (pods get \
+             addresses from cluster_cidr)",
+            cfg.network.plugin
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_and_strategies() {
+        for ok in ["v1.20.2", "v1.20.2-rancher1-1", "v10.0.0"] {
+            assert!(version_like(ok), "{ok}");
+        }
+        for bad in ["1.20.2", "v1.20", "v1.20.x", "v1.20.2-", "v1.20.2-a b"] {
+            assert!(!version_like(bad), "{bad}");
+        }
+        assert!(count_or_percent("1") && count_or_percent("10%") && count_or_percent("100%"));
+        assert!(!count_or_percent("101%") && !count_or_percent("-1") && !count_or_percent("x%"));
+    }
+}
