@@ -398,7 +398,7 @@ impl ServerBuilder {
         data_dir::tighten_contents(&self.data_dir, true).map_err(data_dir_error)?;
         let sealer = Arc::new(secrets::Sealer::load_or_create(&self.data_dir).map_err(ServerError::Secrets)?);
         let bundles = Arc::new(self.bundles()?);
-        let provisioners = provisioning::registry(&self.plugins.provisioners, bundles, sealer.clone())
+        let (provisioners, rke) = provisioning::registry(&self.plugins.provisioners, bundles, sealer.clone())
             .map_err(ServerError::Provisioner)?;
         hashing::configure(self.hashing_limits);
         let listener_limits = self.listener_limits.resolve();
@@ -461,6 +461,7 @@ impl ServerBuilder {
         )
         .map_err(ServerError::Registration)?;
         let registration = Arc::new(registration);
+        rke.attach(registration.clone());
         // The store, the TLS material and the registration key may have been created just now.
         data_dir::tighten_contents(&self.data_dir, false).map_err(data_dir_error)?;
         let authn = Arc::new(auth::TokenAuthenticator::new(store.clone()));

@@ -18,6 +18,7 @@
 mod controller;
 mod imported;
 mod outcome;
+mod node_plans;
 mod registry;
 mod rke;
 
@@ -44,10 +45,10 @@ pub(crate) fn registry(
     plugged: &[Arc<dyn Provisioner>],
     bundles: Arc<BundleRegistry>,
     sealer: Arc<crate::server::secrets::Sealer>,
-) -> Result<Provisioners, RegistryError> {
-    let builtin: [Arc<dyn Provisioner>; 2] =
-        [Arc::new(imported::Imported), Arc::new(rke::RkeProvisioner::new(bundles, sealer))];
-    Provisioners::new(builtin.into_iter().chain(plugged.iter().cloned()))
+) -> Result<(Provisioners, Arc<rke::RkeProvisioner>), RegistryError> {
+    let rke = Arc::new(rke::RkeProvisioner::new(bundles, sealer));
+    let builtin: [Arc<dyn Provisioner>; 2] = [Arc::new(imported::Imported), rke.clone()];
+    Ok((Provisioners::new(builtin.into_iter().chain(plugged.iter().cloned()))?, rke))
 }
 
 /// Runs the provisioning controller until `stop`.

@@ -268,7 +268,7 @@ impl Registration {
     }
 
     /// The token of a registration token: bound to the cluster's uid recorded on it.
-    fn token_of(&self, crt: &ClusterRegistrationToken) -> String {
+    pub(crate) fn token_of(&self, crt: &ClusterRegistrationToken) -> String {
         let cluster = crt.metadata.namespace.as_deref().unwrap_or_default();
         let cluster_uid = crt.metadata.annotations.get(CLUSTER_UID_ANNOTATION).map_or("", String::as_str);
         self.key.token_for(cluster, cluster_uid, &crt.metadata.uid)

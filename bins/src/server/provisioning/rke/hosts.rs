@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use rancher_core::model::{RkeConfig, RkeNode};
 use rancher_provision::bundle::{Bundle, ComponentSource};
+use rancher_provision::rke;
 use rancher_provision::ssh::{HostKeyPolicy, SshError, SshSession, SshTarget, UploadSource};
-use secrecy::SecretString;
 
-use super::layout::{HostLayout, shell_quote};
+use super::read_ssh_key;
 use crate::server::secrets::Sealer;
+use super::layout::{HostLayout, shell_quote};
 
 /// How long one SSH connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -78,55 +79,44 @@ impl HostError {
     }
 }
 
-/// The SSH key of `node`: its own, else the cluster's; inline (sealed in the store) or a file on the
-/// server.
-fn key_of(cfg: &RkeConfig, node: &RkeNode, sealer: &Sealer) -> Result<SecretString, String> {
-    let (inline, path) = if !node.ssh_key.is_empty() || !node.ssh_key_path.is_empty() {
-        (&node.ssh_key, &node.ssh_key_path)
-    } else {
-        (&cfg.ssh_key, &cfg.ssh_key_path)
-    };
-    if !inline.is_empty() {
-        return sealer.open_field(inline).map_err(|e| format!("its ssh_key cannot be unsealed: {e}"));
-    }
-    if !path.is_empty() {
-        return std::fs::read_to_string(path)
-            .map(SecretString::from)
-            .map_err(|e| format!("ssh_key_path {path} cannot be read on the server: {e}"));
-    }
-    Err("no ssh_key or ssh_key_path".into())
-}
-
 /// The SSH target of `node`, pinned to `known_key` when the host was seen before.
-pub(super) fn target_of(
+pub(super) async fn target_of(
+    sealer: &Sealer,
     cfg: &RkeConfig,
     node: &RkeNode,
-    sealer: &Sealer,
     known_key: Option<&String>,
 ) -> Result<SshTarget, HostError> {
     let host = node.address.clone();
-    let key = key_of(cfg, node, sealer).map_err(|reason| HostError::Key { host: host.clone(), reason })?;
-    let user = [&node.user, &cfg.user].into_iter().find(|u| !u.is_empty()).cloned().unwrap_or_else(|| "root".into());
-    let port = node.port.parse().unwrap_or(22);
+    let key_error = |reason: String| HostError::Key { host: host.clone(), reason };
+    let source = rke::ssh_key_source(cfg, node).ok_or_else(|| key_error("no ssh_key or ssh_key_path".into()))?;
+    let key = read_ssh_key(sealer, source).await.map_err(|e| key_error(e.to_string()))?;
+    let port = rke::ssh_port(&node.port).map_err(key_error)?;
     let host_key = match known_key {
         Some(k) => HostKeyPolicy::Pinned(vec![k.clone()]),
         None => HostKeyPolicy::TrustOnFirstUse,
     };
-    Ok(SshTarget { address: host, port, user, key, host_key })
+    Ok(SshTarget { address: host.clone(), port, user: rke::ssh_user(cfg, node).to_owned(), key, host_key })
 }
 
-/// The bastion's SSH target, if the cluster has one.
-pub(super) fn bastion_of(cfg: &RkeConfig, sealer: &Sealer) -> Result<Option<SshTarget>, HostError> {
+/// The bastion's SSH target, if the cluster has one (trusted on first use: its key is not pinned).
+pub(super) async fn bastion_of(
+    sealer: &Sealer,
+    cfg: &RkeConfig,
+) -> Result<Option<SshTarget>, HostError> {
     let Some(b) = &cfg.bastion_host else { return Ok(None) };
-    let as_node = RkeNode {
+    let key_error = |reason: String| HostError::Key { host: b.address.clone(), reason };
+    let source =
+        rke::bastion_key_source(cfg, b).ok_or_else(|| key_error("the bastion host has no SSH key".into()))?;
+    let key = read_ssh_key(sealer, source).await.map_err(|e| key_error(e.to_string()))?;
+    let port = rke::ssh_port(&b.port).map_err(key_error)?;
+    let user = if b.user.is_empty() { rke::ssh_user(cfg, &RkeNode::default()) } else { &b.user };
+    Ok(Some(SshTarget {
         address: b.address.clone(),
-        port: b.port.clone(),
-        user: b.user.clone(),
-        ssh_key: b.ssh_key.clone(),
-        ssh_key_path: b.ssh_key_path.clone(),
-        ..Default::default()
-    };
-    target_of(cfg, &as_node, sealer, None).map(Some)
+        port,
+        user: user.to_owned(),
+        key,
+        host_key: HostKeyPolicy::TrustOnFirstUse,
+    }))
 }
 
 /// Puts `node`'s binaries on it and starts its node agent unless one runs. Returns the host's SSH

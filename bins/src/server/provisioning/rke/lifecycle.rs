@@ -5,13 +5,15 @@
 use std::sync::Arc;
 
 use rancher_core::Conditions;
-use rancher_core::model::{Cluster, StepState};
+use rancher_core::model::{Cluster, RkeConfig, StepState};
+use rancher_provision::bundle::Bundle;
+use rancher_provision::rke::node_name;
 use rancher_provision::plan::NodePlan;
 use rancher_provision::{Progress, ProvisionContext, ProvisionError};
 
 use super::hosts;
 use super::layout::HostLayout;
-use super::run::{RunCtx, node_name};
+use super::run::RunCtx;
 use super::runs::{RunState, Runs};
 use super::state;
 use crate::server::provisioning::node_plans;
@@ -24,17 +26,14 @@ pub(super) async fn reconcile(
     runs: &Runs,
     ctx: &Arc<RunCtx>,
     cluster: &Cluster,
+    cfg: &RkeConfig,
+    bundle: Arc<Bundle>,
     pctx: &ProvisionContext,
 ) -> Result<Progress, ProvisionError> {
     if pctx.cancel.is_cancelled() {
         return Err(ProvisionError::Cancelled);
     }
-    let cfg = cluster
-        .spec
-        .rke_config
-        .as_ref()
-        .ok_or_else(|| ProvisionError::invalid_spec("spec.rkeConfig", "a cluster of driver rke needs rkeConfig"))?;
-    match runs.poll(ctx, cluster, cfg) {
+    match runs.poll(ctx, cluster, cfg, bundle) {
         RunState::Running(board) => Ok(Progress::InProgress { progress: board.snapshot(), after: REPORT_EVERY }),
         RunState::Failed(_, e) => Err(e),
         RunState::Provisioned(board) => {
@@ -59,7 +58,7 @@ pub(super) async fn remove(runs: &Runs, ctx: &Arc<RunCtx>, cluster: &Cluster) ->
     let known = state::load(store.as_ref(), &ctx.sealer, cluster).await.map_err(ProvisionError::transient)?;
     let host_keys = known.map(|(s, _)| s.host_keys).unwrap_or_default();
     let layout = HostLayout::new(&cfg.prefix_path);
-    let bastion = hosts::bastion_of(cfg, &ctx.sealer).map_err(ProvisionError::permanent)?;
+    let bastion = hosts::bastion_of(&ctx.sealer, cfg).await.map_err(ProvisionError::permanent)?;
     let empty = NodePlan { revision: "removed".into(), ..Default::default() };
     let mut failures = Vec::new();
     for node in &cfg.nodes {
@@ -72,7 +71,7 @@ pub(super) async fn remove(runs: &Runs, ctx: &Arc<RunCtx>, cluster: &Cluster) ->
         }
         let Some(pinned) = host_keys.get(&name) else { continue }; // never bootstrapped
         let cleaned = async {
-            let target = hosts::target_of(cfg, node, &ctx.sealer, Some(pinned))?;
+            let target = hosts::target_of(&ctx.sealer, cfg, node, Some(pinned)).await?;
             hosts::clean(&target, bastion.as_ref(), &layout).await
         }
         .await;

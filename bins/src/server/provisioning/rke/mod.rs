@@ -4,9 +4,17 @@
 //! `ssh_key_path` names a file on the **server's** filesystem, read when provisioning; inline keys
 //! are sealed at rest (see [`keys`] and [`crate::server::secrets`]).
 
+mod board;
+mod hosts;
 pub(crate) mod keys;
+mod layout;
+mod lifecycle;
+mod plans;
+mod run;
+mod runs;
+pub(crate) mod state;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use rancher_core::model::{Cluster, RkeConfig};
@@ -15,23 +23,35 @@ use rancher_provision::rke::{self, SshKeySource};
 use rancher_provision::{Progress, ProvisionContext, ProvisionError, Provisioner};
 use secrecy::SecretString;
 
+use crate::server::registration::Registration;
 use crate::server::secrets::{Sealer, is_sealed};
 
 /// The largest SSH key file read (64 KiB).
-#[allow(dead_code, reason = "for reconcile, which is not written yet")]
 const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 
 /// Builds clusters from `spec.rkeConfig` on SSH hosts.
 pub(crate) struct RkeProvisioner {
     bundles: Arc<BundleRegistry>,
-    #[allow(dead_code, reason = "for reconcile, which is not written yet")]
     sealer: Arc<Sealer>,
+    /// What runs work with, once the server has built its registration ([`attach`](Self::attach)).
+    ctx: OnceLock<Arc<run::RunCtx>>,
+    runs: runs::Runs,
 }
 
 impl RkeProvisioner {
     /// A provisioner using these bundles and this sealer.
     pub(crate) fn new(bundles: Arc<BundleRegistry>, sealer: Arc<Sealer>) -> Self {
-        RkeProvisioner { bundles, sealer }
+        RkeProvisioner { bundles, sealer, ctx: OnceLock::new(), runs: runs::Runs::default() }
+    }
+
+    /// Gives the provisioner the server's registration (its store, tunnel and tokens); until then
+    /// `reconcile` and `remove` fail as transient.
+    pub(crate) fn attach(&self, registration: Arc<Registration>) {
+        let _ = self.ctx.set(Arc::new(run::RunCtx { registration, sealer: self.sealer.clone() }));
+    }
+
+    fn run_ctx(&self) -> Result<&Arc<run::RunCtx>, ProvisionError> {
+        self.ctx.get().ok_or_else(|| ProvisionError::transient("the server is still starting"))
     }
 
     /// The cluster's `spec.rkeConfig`.
@@ -68,36 +88,30 @@ impl RkeProvisioner {
             )
         })
     }
+}
 
-    /// The private key of a [`SshKeySource`]: a sealed inline key opened, a plain one as is, a path
-    /// read from the server's filesystem.
-    ///
-    /// # Errors
-    /// [`ProvisionError::Permanent`] when a sealed key does not open or the file cannot be read (the
-    /// message names the path, never the key).
-    #[allow(dead_code, reason = "for reconcile, which is not written yet")]
-    pub(crate) async fn ssh_key(&self, source: SshKeySource<'_>) -> Result<SecretString, ProvisionError> {
-        match source {
-            SshKeySource::Inline(v) if is_sealed(v) => self
-                .sealer
-                .open(v)
-                .map_err(|e| ProvisionError::permanent(format!("opening a sealed SSH key: {e}"))),
-            SshKeySource::Inline(v) => Ok(SecretString::from(v.to_owned())),
-            SshKeySource::Path(p) => {
-                use tokio::io::AsyncReadExt;
-                let read = async {
-                    let mut text = String::new();
-                    tokio::fs::File::open(p)
-                        .await?
-                        .take(MAX_KEY_FILE_BYTES)
-                        .read_to_string(&mut text)
-                        .await?;
-                    Ok::<_, std::io::Error>(text)
-                };
-                read.await.map(SecretString::from).map_err(|e| {
-                    ProvisionError::permanent(format!("reading the SSH key file {p} on the server: {e}"))
-                })
-            }
+/// The private key of a [`SshKeySource`]: a sealed inline key opened, a plain one as is, a path read
+/// from the server's filesystem (at most [`MAX_KEY_FILE_BYTES`]).
+///
+/// # Errors
+/// [`ProvisionError::Permanent`] when a sealed key does not open or the file cannot be read (the
+/// message names the path, never the key).
+pub(crate) async fn read_ssh_key(sealer: &Sealer, source: SshKeySource<'_>) -> Result<SecretString, ProvisionError> {
+    match source {
+        SshKeySource::Inline(v) if is_sealed(v) => {
+            sealer.open(v).map_err(|e| ProvisionError::permanent(format!("opening a sealed SSH key: {e}")))
+        }
+        SshKeySource::Inline(v) => Ok(SecretString::from(v.to_owned())),
+        SshKeySource::Path(p) => {
+            use tokio::io::AsyncReadExt;
+            let read = async {
+                let mut text = String::new();
+                tokio::fs::File::open(p).await?.take(MAX_KEY_FILE_BYTES).read_to_string(&mut text).await?;
+                Ok::<_, std::io::Error>(text)
+            };
+            read.await.map(SecretString::from).map_err(|e| {
+                ProvisionError::permanent(format!("reading the SSH key file {p} on the server: {e}"))
+            })
         }
     }
 }
@@ -128,16 +142,15 @@ impl Provisioner for RkeProvisioner {
         Self::config(cluster).ok().and_then(|cfg| rke::validate(cfg).ok()).unwrap_or_default()
     }
 
-    async fn reconcile(
-        &self,
-        _cluster: &Cluster,
-        _ctx: &ProvisionContext,
-    ) -> Result<Progress, ProvisionError> {
-        Err(ProvisionError::NotImplemented("provisioning rke clusters".into()))
+    async fn reconcile(&self, cluster: &Cluster, ctx: &ProvisionContext) -> Result<Progress, ProvisionError> {
+        let run_ctx = self.run_ctx()?;
+        let cfg = Self::config(cluster)?;
+        let bundle = self.bundle_for(cfg)?;
+        lifecycle::reconcile(&self.runs, run_ctx, cluster, cfg, bundle, ctx).await
     }
 
-    async fn remove(&self, _cluster: &Cluster, _ctx: &ProvisionContext) -> Result<Progress, ProvisionError> {
-        Err(ProvisionError::NotImplemented("removing rke clusters".into()))
+    async fn remove(&self, cluster: &Cluster, _ctx: &ProvisionContext) -> Result<Progress, ProvisionError> {
+        lifecycle::remove(&self.runs, self.run_ctx()?, cluster).await
     }
 }
 

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use rancher_core::model::RkeConfig;
-use rancher_provision::bundle::Bundle;
 use rancher_provision::plan::NodePlan;
 use rancher_provision::rke_plans::{self, ClusterAgent, ComponentPaths, RenderError};
 use secrecy::SecretString;
@@ -18,7 +17,6 @@ use super::state::RkeState;
 pub(super) fn render(
     cfg: &RkeConfig,
     st: &RkeState,
-    _bundle: &Bundle,
     layout: &HostLayout,
     boot: &AgentBoot<'_>,
 ) -> Result<BTreeMap<String, NodePlan>, RenderError> {

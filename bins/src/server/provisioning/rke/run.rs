@@ -12,6 +12,7 @@ use rancher_core::model::{Cluster, RkeConfig, StepState};
 use rancher_provision::ProvisionError;
 use rancher_provision::bundle::Bundle;
 use rancher_provision::plan::{NodePlan, NodeStatus};
+use rancher_provision::rke::node_name;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -37,7 +38,6 @@ const POLL: Duration = Duration::from_secs(1);
 pub(super) struct RunCtx {
     pub(super) registration: Arc<Registration>,
     pub(super) sealer: Arc<Sealer>,
-    pub(super) bundle: Bundle,
 }
 
 /// The step of a host.
@@ -53,16 +53,12 @@ pub(super) fn steps(cfg: &RkeConfig) -> Vec<String> {
     out
 }
 
-/// The Node name of a host: `hostname_override`, else its address.
-pub(super) fn node_name(node: &rancher_core::model::RkeNode) -> String {
-    if node.hostname_override.is_empty() { node.address.clone() } else { node.hostname_override.clone() }
-}
-
 /// Provisions `cluster` as its `rkeConfig` says; idempotent (what exists is kept).
 pub(super) async fn provision(
     ctx: &RunCtx,
     cluster: &Cluster,
     cfg: &RkeConfig,
+    bundle: &Bundle,
     board: &Board,
     cancel: &CancellationToken,
 ) -> Result<(), ProvisionError> {
@@ -81,14 +77,14 @@ pub(super) async fn provision(
 
     // 2. Every host over SSH: binaries, then its node agent.
     let crt = ctx.registration.ensure_default_token(cluster).await.map_err(ProvisionError::transient)?;
-    let token = ctx.registration.token_value(&crt);
+    let token = ctx.registration.token_of(&crt);
     let boot = AgentBoot {
         server_url: ctx.registration.server_url(),
         ca_checksum: ctx.registration.ca_checksum(),
         token: &token,
     };
     let layout = HostLayout::new(&cfg.prefix_path);
-    let bastion = hosts::bastion_of(cfg, &ctx.sealer).map_err(host_error)?;
+    let bastion = hosts::bastion_of(&ctx.sealer, cfg).await.map_err(host_error)?;
     let results: Vec<(String, Result<String, hosts::HostError>)> = futures::stream::iter(cfg.nodes.iter())
         .map(|node| {
             let name = node_name(node);
@@ -98,8 +94,8 @@ pub(super) async fn provision(
                 board.set(&step, StepState::Running, "");
                 let report = |m: String| board.set(&step, StepState::Running, m);
                 let result = async {
-                    let target = hosts::target_of(cfg, node, &ctx.sealer, st.host_keys.get(&name))?;
-                    hosts::bootstrap(&target, bastion, node, &name, layout, &ctx.bundle, boot, &report).await
+                    let target = hosts::target_of(&ctx.sealer, cfg, node, st.host_keys.get(&name)).await?;
+                    hosts::bootstrap(&target, bastion, node, &name, layout, bundle, boot, &report).await
                 }
                 .await;
                 match &result {
@@ -155,7 +151,7 @@ pub(super) async fn provision(
     board.set("node agents", StepState::Done, format!("{} connected", names.len()));
 
     // 4. Plans, and their health.
-    let plans = plans::render(cfg, &st, &ctx.bundle, &layout, &boot).map_err(ProvisionError::permanent)?;
+    let plans = plans::render(cfg, &st, &layout, &boot).map_err(ProvisionError::permanent)?;
     for (name, plan) in &plans {
         node_plans::send_plan(ctx.registration.tunnel(), &key(name), plan)
             .await

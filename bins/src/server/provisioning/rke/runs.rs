@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rancher_core::model::{Cluster, RkeConfig};
 use rancher_provision::ProvisionError;
+use rancher_provision::bundle::Bundle;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -47,7 +48,7 @@ pub(super) struct Runs {
 
 impl Runs {
     /// Where the run of `cluster` for `config` stands, starting one if there is none for this config.
-    pub(super) fn poll(&self, ctx: &Arc<RunCtx>, cluster: &Cluster, config: &RkeConfig) -> RunState {
+    pub(super) fn poll(&self, ctx: &Arc<RunCtx>, cluster: &Cluster, config: &RkeConfig, bundle: Arc<Bundle>) -> RunState {
         let mut runs = self.by_uid.lock().unwrap_or_else(PoisonError::into_inner);
         let uid = cluster.metadata.uid.clone();
         if let Some(run) = runs.get_mut(&uid).filter(|r| &r.config == config) {
@@ -79,7 +80,7 @@ impl Runs {
         let task = {
             let (ctx, cluster, config, board, cancel) =
                 (ctx.clone(), cluster.clone(), config.clone(), board.clone(), cancel.clone());
-            tokio::spawn(async move { run::provision(&ctx, &cluster, &config, &board, &cancel).await })
+            tokio::spawn(async move { run::provision(&ctx, &cluster, &config, &bundle, &board, &cancel).await })
         };
         runs.insert(uid, Run { config: config.clone(), board: board.clone(), cancel, task, succeeded: false });
         RunState::Running(board)

@@ -83,7 +83,7 @@ pub(crate) async fn load(
     let corrupt = |reason: String| StateError::Corrupt { cluster: name.to_owned(), reason };
     let sealed = object["sealed"].as_str().ok_or_else(|| corrupt("no sealed data".into()))?;
     let plain = sealer.open(sealed).map_err(|e| corrupt(e.to_string()))?;
-    let state = serde_json::from_slice(&plain).map_err(|e| corrupt(e.to_string()))?;
+    let state = serde_json::from_str(secrecy::ExposeSecret::expose_secret(&plain)).map_err(|e| corrupt(e.to_string()))?;
     Ok(Some((state, meta.resource_version)))
 }
 
@@ -97,7 +97,7 @@ pub(crate) async fn save(
     resource_version: Option<&str>,
 ) -> Result<String, StateError> {
     let name = cluster.metadata.name.as_str();
-    let plain = serde_json::to_vec(state).map_err(|e| StateError::Corrupt {
+    let plain = serde_json::to_string(state).map_err(|e| StateError::Corrupt {
         cluster: name.to_owned(),
         reason: e.to_string(),
     })?;
