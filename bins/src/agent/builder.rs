@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{
-    AgentArgs, AgentError, Mode, SHUTDOWN_DRAIN, Settings, ace, downstream, header, report, server_ca,
+    AgentArgs, AgentError, Mode, SHUTDOWN_DRAIN, Settings, ace, downstream, header, node, report, server_ca,
 };
 use crate::protocol::connect::{NodeParams, TunnelParams};
 
@@ -27,6 +27,8 @@ pub struct AgentBuilder {
     token: String,
     mode: Mode,
     kubeconfig: Option<PathBuf>,
+    state_dir: PathBuf,
+    plan_roots: Vec<PathBuf>,
     ace: ace::AceArgs,
     transport: Option<Arc<dyn Transport>>,
     session_config: SessionConfig,
@@ -41,6 +43,8 @@ impl std::fmt::Debug for AgentBuilder {
             .field("token", &"<redacted>")
             .field("mode", &self.mode)
             .field("kubeconfig", &self.kubeconfig)
+            .field("state_dir", &self.state_dir)
+            .field("plan_roots", &self.plan_roots)
             .field("ace", &self.ace)
             .field("transport", &self.transport.as_ref().map(|_| "<given>"))
             .finish_non_exhaustive()
@@ -59,6 +63,8 @@ impl AgentBuilder {
             token: token.into(),
             mode: Mode::Cluster,
             kubeconfig: None,
+            state_dir: PathBuf::from(node::DEFAULT_STATE_DIR),
+            plan_roots: Vec::new(),
             ace: ace::AceArgs::default(),
             transport: None,
             session_config: SessionConfig::default(),
@@ -79,6 +85,8 @@ impl AgentBuilder {
         let mut builder = AgentBuilder::new(s.server.as_str(), s.ca_checksum, s.token);
         builder.mode = s.mode;
         builder.kubeconfig = s.kubeconfig;
+        builder.state_dir = args.state_dir.clone();
+        builder.plan_roots = args.plan_roots.clone();
         builder.ace = args.ace.clone();
         Ok(builder)
     }
@@ -93,6 +101,25 @@ impl AgentBuilder {
     /// cluster agent.
     pub fn node(mut self, name: impl Into<String>) -> Self {
         self.mode = Mode::Node { name: name.into() };
+        self
+    }
+
+    /// The node agent's state directory (default `/var/lib/rancher/node-agent`): the plan applied
+    /// last, a record of each process it started (so that a restarted node agent adopts them), their
+    /// logs under `logs/`. Only a node agent uses it.
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = dir.into();
+        self
+    }
+
+    /// The directories under which a node agent may write a plan's files and run its binaries
+    /// (default: `/`); a plan with a path outside all of them is refused.
+    pub fn plan_roots<I, P>(mut self, roots: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<PathBuf>,
+    {
+        self.plan_roots = roots.into_iter().map(Into::into).collect();
         self
     }
 
@@ -132,6 +159,15 @@ impl AgentBuilder {
         let settings =
             Settings::checked(&self.server, &self.ca_checksum, &self.token, self.mode, self.kubeconfig)?;
         info!(server = %settings.server, mode = ?settings.mode, "rancher-agent starting");
+        // The node work starts before the server is reached: the processes of the last plan are
+        // supervised (and adopted) whether or not the server is up.
+        let node_work = match &settings.mode {
+            Mode::Node { .. } => {
+                let roots = node::checked_roots(&self.plan_roots)?;
+                Some(node::start(&self.state_dir, roots, stop.child_token())?)
+            }
+            Mode::Cluster => None,
+        };
         // The webhook answers from the cluster itself: it starts before, and does not need, the server.
         let ace = ace::start(&self.ace, settings.kubeconfig.as_deref(), stop.clone()).await?;
         let Some(ca) = server_ca(&settings, &stop).await? else { return Ok(()) };
@@ -184,7 +220,10 @@ impl AgentBuilder {
         cfg.backoff_initial = Duration::from_millis(500);
         cfg.backoff_max = Duration::from_secs(10);
         cfg.drain_timeout = SHUTDOWN_DRAIN;
-        let agent = Agent::new(transport, policy, cfg, self.metrics).map_err(AgentError::Tunnel)?;
+        let mut agent = Agent::new(transport, policy, cfg, self.metrics).map_err(AgentError::Tunnel)?;
+        if let Some(work) = &node_work {
+            agent = agent.with_local_service(rancher_provision::plan::PLAN_SERVICE, work.service.clone());
+        }
 
         let reporter = match downstream {
             Some(d) => {
@@ -211,6 +250,9 @@ impl AgentBuilder {
         }
         if let Some(a) = ace {
             let _ = a.await;
+        }
+        if let Some(work) = node_work {
+            let _ = work.task.await;
         }
         info!("rancher-agent stopped");
         result

@@ -2,7 +2,10 @@
 //! to the server's `/v3/connect`, and serves the streams the server opens to its cluster's API
 //! server — and nothing else. A cluster agent also reports the cluster's version, nodes, capacity
 //! and pods to [`REPORT_PATH`](crate::protocol::report::REPORT_PATH); a node agent (`--node`) holds
-//! the fallback session `<cluster>:<node>`.
+//! the fallback session `<cluster>:<node>` and does the node's work: it serves the plan API
+//! ([`crate::protocol::node_plan`]) in-process through that session, writes the plan's files and keeps
+//! its processes running — detached, so that they outlive the node agent, which adopts them when it
+//! starts again (state in `--state-dir`, files and binaries only under `--plan-root`).
 //!
 //! Start-up follows Rancher's agent: `CATTLE_SERVER`/ping → download `/v3/settings/cacerts`
 //! unverified → refuse unless its SHA-256 is `CATTLE_CA_CHECKSUM` → from then on trust only that CA.
@@ -27,6 +30,7 @@ pub mod ace;
 mod builder;
 mod cacerts;
 mod downstream;
+mod node;
 mod quantity;
 mod report;
 mod settings;
@@ -61,6 +65,13 @@ pub struct AgentArgs {
     /// The node's name for --node (default: CATTLE_NODE_NAME).
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,
+    /// The node agent's state: the plan applied last, the processes it started, their logs.
+    #[arg(long, value_name = "DIR", default_value = node::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// A directory under which the node agent may write a plan's files and run its binaries
+    /// (repeatable; default `/`). A plan with a path outside every root is refused.
+    #[arg(long = "plan-root", value_name = "DIR")]
+    pub plan_roots: Vec<PathBuf>,
     /// Where the registration Secret is mounted (files `url` and `token`).
     #[arg(long, value_name = "DIR", default_value = "/cattle-credentials")]
     pub credentials_dir: PathBuf,

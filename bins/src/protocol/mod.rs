@@ -1,6 +1,6 @@
 //! What the server and its agents agree on outside the tunnel's byte streams: the connect header
 //! ([`connect`]), the cluster report ([`report`]), the authorized cluster endpoint's token records
-//! ([`ace`]), how the server's CA is checksummed ([`normalize_ca`]) and the agent's image
+//! ([`ace`]), the node agent's plan API ([`node_plan`]), how the server's CA is checksummed ([`normalize_ca`]) and the agent's image
 //! ([`IMAGE_REF`]).
 //!
 //! Both sides own this module, so it is built with either of them (and with the CLI, which prints
@@ -10,6 +10,7 @@
 
 pub mod ace;
 pub mod connect;
+pub mod node_plan;
 pub mod report;
 
 /// The container image the agent is published as: what the server's import manifest deploys by

@@ -62,6 +62,7 @@ pub use identity::{AuthConfigError, AuthConfigFileError, AuthProviderError, Inte
 pub use kubeconfig::DEFAULT_KUBECONFIG_TOKEN_TTL_MS;
 pub use listener::ListenerLimits;
 pub use provisioning::RegistryError as ProvisionerRegistryError;
+pub use provisioning::node_plans;
 pub use proxy::{AuditConfig, AuditTarget};
 pub use secrets::SealError;
 pub use services::tokens::DEFAULT_TOKEN_MAX_TTL_MS;

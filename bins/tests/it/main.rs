@@ -30,6 +30,7 @@ mod lifecycle_e2e;
 mod login_oidc;
 mod membership_flows;
 mod membership_table;
+mod node_agent_e2e;
 mod openapi;
 mod plugins;
 mod projects_api;

@@ -1,6 +1,7 @@
 //! The agent side: connect out, serve the streams the server opens (dial header → policy →
 //! dial → status → splice), reconnect with jittered exponential backoff, drain on shutdown.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +22,19 @@ use crate::policy::DestinationPolicy;
 use crate::session::{self, Drain};
 use crate::stream::TunnelStream;
 use crate::transport::{BoxedIo, Transport};
+
+/// The network name under which the server reaches an agent's in-process services
+/// ([`Agent::with_local_service`]): `TunnelServer::dial(key, LOCAL_NETWORK, "<service name>")`.
+pub const LOCAL_NETWORK: &str = "local";
+
+/// A service that lives inside the agent process and is reached through the tunnel by name, with
+/// network [`LOCAL_NETWORK`] — no TCP listener on the host. The agent answers the dial "ok" and hands
+/// the stream over; the service owns it until `serve` returns.
+#[async_trait::async_trait]
+pub trait LocalService: Send + Sync {
+    /// Serves one stream the server opened (already past the dial header exchange).
+    async fn serve(&self, stream: TunnelStream);
+}
 
 /// Settings of an [`Agent`].
 #[derive(Clone)]
@@ -75,11 +89,15 @@ pub struct Agent {
     cfg: AgentConfig,
     metrics: Metrics,
     connected: watch::Sender<bool>,
+    local: Arc<HashMap<String, Arc<dyn LocalService>>>,
 }
 
 impl std::fmt::Debug for Agent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Agent").field("cfg", &self.cfg).finish_non_exhaustive()
+        f.debug_struct("Agent")
+            .field("cfg", &self.cfg)
+            .field("local_services", &self.local.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
     }
 }
 
@@ -98,7 +116,41 @@ impl Agent {
         if cfg.backoff_initial.is_zero() || cfg.backoff_max < cfg.backoff_initial {
             return Err(Error::Config("backoff_initial must be non-zero and at most backoff_max".into()));
         }
-        Ok(Self { transport, policy, cfg, metrics, connected: watch::channel(false).0 })
+        Ok(Self {
+            transport,
+            policy,
+            cfg,
+            metrics,
+            connected: watch::channel(false).0,
+            local: Arc::new(HashMap::new()),
+        })
+    }
+
+    /// Registers an in-process service: a dial with network [`LOCAL_NETWORK`] and address `name` is
+    /// answered "ok" and handed to `service`; a dial to a local name nobody registered is refused.
+    /// Local services are not subject to the [`DestinationPolicy`] (they are registered explicitly);
+    /// registering a name again replaces the earlier service.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use rancher_tunnel::*;
+    /// struct Hello;
+    /// #[async_trait::async_trait]
+    /// impl LocalService for Hello {
+    ///     async fn serve(&self, mut stream: TunnelStream) {
+    ///         use tokio::io::AsyncWriteExt;
+    ///         let _ = stream.write_all(b"hello").await;
+    ///     }
+    /// }
+    /// # fn demo(transport: Arc<dyn Transport>) -> Result<()> {
+    /// let agent = Agent::new(transport, Arc::new(AllowList::default()), AgentConfig::default(),
+    ///     Metrics::unregistered())?
+    ///     .with_local_service("hello", Arc::new(Hello));
+    /// # drop(agent); Ok(()) }
+    /// ```
+    pub fn with_local_service(mut self, name: impl Into<String>, service: Arc<dyn LocalService>) -> Self {
+        Arc::make_mut(&mut self.local).insert(name.into(), service);
+        self
     }
 
     /// Whether a session is up now; changes as the agent connects and disconnects.
@@ -155,6 +207,7 @@ impl Agent {
             dial_timeout: self.cfg.dial_timeout,
             header_timeout: self.cfg.header_timeout,
             shutdown: shutdown.clone(),
+            local: self.local.clone(),
         });
         let spawner = tracker.clone();
         let (handle, driver) = session::start(
@@ -195,6 +248,7 @@ struct StreamCtx {
     dial_timeout: Duration,
     header_timeout: Duration,
     shutdown: CancellationToken,
+    local: Arc<HashMap<String, Arc<dyn LocalService>>>,
 }
 
 async fn serve_stream(stream: yamux::Stream, ctx: Arc<StreamCtx>) {
@@ -214,6 +268,20 @@ async fn serve_stream(stream: yamux::Stream, ctx: Arc<StreamCtx>) {
     let (network, address) = (req.network.as_str(), req.address.as_str());
     if ctx.shutdown.is_cancelled() {
         let _ = dial_header::write_reply(&mut s, DialStatus::Unavailable, "agent is shutting down").await;
+        return;
+    }
+    if network == LOCAL_NETWORK {
+        let Some(service) = ctx.local.get(address).cloned() else {
+            warn!(address, "dial to an unknown local service refused");
+            ctx.metrics.dial_error("refused");
+            let _ = dial_header::write_reply(&mut s, DialStatus::Refused, "no such local service").await;
+            return;
+        };
+        if dial_header::write_reply(&mut s, DialStatus::Ok, "").await.is_err() {
+            return;
+        }
+        s.start_counting();
+        service.serve(s).await;
         return;
     }
     if !ctx.policy.allows(network, address) {

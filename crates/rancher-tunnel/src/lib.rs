@@ -8,7 +8,8 @@
 //!   [`dial`](TunnelServer::dial) through it.
 //! - Agent side: [`Agent`] connects with a [`Transport`] (default [`WsTransport`]), serves the
 //!   streams the server opens, checks each destination against a [`DestinationPolicy`] and
-//!   reconnects with jittered exponential backoff.
+//!   reconnects with jittered exponential backoff. In-process services registered with
+//!   [`Agent::with_local_service`] answer dials with network [`LOCAL_NETWORK`] by name.
 //!
 //! The crate knows nothing of clusters or tokens: a client key is just a string.
 //!
@@ -62,7 +63,7 @@ mod transport;
 mod upgrade;
 mod ws_io;
 
-pub use agent::{Agent, AgentConfig};
+pub use agent::{Agent, AgentConfig, LOCAL_NETWORK, LocalService};
 pub use config::SessionConfig;
 pub use dial_header::DialStatus;
 pub use error::{Error, Result};

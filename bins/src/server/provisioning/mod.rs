@@ -14,9 +14,12 @@
 //!   ([`CLUSTER_FINALIZER`](crate::server::cleanup::CLUSTER_FINALIZER): agent sessions, downstream
 //!   objects, bindings) and then ours: `remove` runs only once the clean-up's is gone, and the
 //!   cluster leaves the store when `remove` is done. A reconcile in flight is cancelled at once.
+//! * **Node work.** [`node_plans`] sends a host's plan to its node agent and reads its status
+//!   through the tunnel.
 
 mod controller;
 mod imported;
+pub mod node_plans;
 mod outcome;
 mod node_plans;
 mod registry;

@@ -3,7 +3,8 @@
 //! name — and well-formed params (`X-API-Tunnel-Params`). The session's client key is the cluster
 //! id, or `<cluster>:<node>` for a node agent, recorded with the cluster's uid. The downstream
 //! credential in the params is kept in memory; the API endpoint and CA are recorded in the
-//! cluster's status.
+//! cluster's status. Agents join imported clusters and those built by the `rke` driver (whose node
+//! agents carry the node work).
 
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use rancher_core::model::Cluster;
 use rancher_core::store::Api;
 
 use super::kube_client::ClusterAccess;
-use super::{IMPORTED_DRIVER, Registration};
+use super::{IMPORTED_DRIVER, RKE_DRIVER, Registration};
 use crate::protocol::connect::TunnelParams;
 use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION};
 
@@ -72,9 +73,9 @@ impl Authorizer for ConnectAuthorizer {
         let cluster = stored.metadata.name.clone();
         let params = TunnelParams::decode(header(headers, PARAMS_HEADER)?)
             .map_err(|e| Rejection(format!("cluster {cluster}: {e}")))?;
-        if !matches!(stored.status.driver.as_str(), "" | IMPORTED_DRIVER) {
+        if !matches!(stored.status.driver.as_str(), "" | IMPORTED_DRIVER | RKE_DRIVER) {
             return Err(Rejection(format!(
-                "cluster {cluster} is a {:?} cluster, not an imported one",
+                "cluster {cluster} is a {:?} cluster: agents join only imported and rke clusters",
                 stored.status.driver
             )));
         }

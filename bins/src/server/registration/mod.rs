@@ -46,6 +46,9 @@ use token::TokenKey;
 pub const DEFAULT_TOKEN: &str = "default-token";
 /// The driver of imported clusters.
 pub const IMPORTED_DRIVER: &str = "imported";
+/// The driver of clusters built on SSH hosts, RKE-style: their cluster and node agents join like an
+/// imported cluster's.
+pub const RKE_DRIVER: &str = "rke";
 /// The agent image the import manifest deploys by default.
 pub const DEFAULT_AGENT_IMAGE: &str = crate::protocol::IMAGE_REF;
 

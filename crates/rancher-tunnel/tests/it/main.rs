@@ -9,5 +9,6 @@ mod common;
 
 mod fuzz_tunnel;
 mod hostile;
+mod local_services;
 mod sessions;
 mod streams;
