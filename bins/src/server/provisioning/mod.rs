@@ -21,7 +21,6 @@ mod controller;
 mod imported;
 pub mod node_plans;
 mod outcome;
-mod node_plans;
 mod registry;
 mod rke;
 
