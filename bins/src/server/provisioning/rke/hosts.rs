@@ -109,7 +109,8 @@ pub(super) async fn bastion_of(
         rke::bastion_key_source(cfg, b).ok_or_else(|| key_error("the bastion host has no SSH key".into()))?;
     let key = read_ssh_key(sealer, source).await.map_err(|e| key_error(e.to_string()))?;
     let port = rke::ssh_port(&b.port).map_err(key_error)?;
-    let user = if b.user.is_empty() { rke::ssh_user(cfg, &RkeNode::default()) } else { &b.user };
+    let anonymous = RkeNode::default();
+    let user = if b.user.is_empty() { rke::ssh_user(cfg, &anonymous) } else { &b.user };
     Ok(Some(SshTarget {
         address: b.address.clone(),
         port,

@@ -35,7 +35,7 @@ pub(super) async fn reconcile(
     }
     match runs.poll(ctx, cluster, cfg, bundle) {
         RunState::Running(board) => Ok(Progress::InProgress { progress: board.snapshot(), after: REPORT_EVERY }),
-        RunState::Failed(_, e) => Err(e),
+        RunState::Failed(e) => Err(e),
         RunState::Provisioned(board) => {
             let connected = cluster.status.conditions.is_true("AgentDeployed");
             let reported = cluster.status.version.is_some();

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use rancher_core::model::{Cluster, RkeConfig, StepState};
+use rancher_core::model::{Cluster, RkeConfig, RkeNode, StepState};
+use rancher_provision::ssh::SshTarget;
 use rancher_provision::ProvisionError;
 use rancher_provision::bundle::Bundle;
 use rancher_provision::plan::{NodePlan, NodeStatus};
@@ -85,29 +86,13 @@ pub(super) async fn provision(
     };
     let layout = HostLayout::new(&cfg.prefix_path);
     let bastion = hosts::bastion_of(&ctx.sealer, cfg).await.map_err(host_error)?;
-    let results: Vec<(String, Result<String, hosts::HostError>)> = futures::stream::iter(cfg.nodes.iter())
-        .map(|node| {
-            let name = node_name(node);
-            let (boot, layout, bastion, st) = (&boot, &layout, bastion.as_ref(), &st);
-            async move {
-                let step = host_step(&name);
-                board.set(&step, StepState::Running, "");
-                let report = |m: String| board.set(&step, StepState::Running, m);
-                let result = async {
-                    let target = hosts::target_of(&ctx.sealer, cfg, node, st.host_keys.get(&name)).await?;
-                    hosts::bootstrap(&target, bastion, node, &name, layout, bundle, boot, &report).await
-                }
-                .await;
-                match &result {
-                    Ok(_) => board.set(&step, StepState::Done, "node agent started"),
-                    Err(e) => board.set(&step, StepState::Failed, e.to_string()),
-                }
-                (name, result)
-            }
-        })
-        .buffer_unordered(PARALLEL_HOSTS)
-        .collect()
-        .await;
+    let bootstraps: Vec<_> = cfg
+        .nodes
+        .iter()
+        .map(|node| bootstrap_host(ctx, cfg, node, bundle, &st, &layout, bastion.as_ref(), &boot, board))
+        .collect();
+    let results: Vec<(String, Result<String, hosts::HostError>)> =
+        futures::stream::iter(bootstraps).buffer_unordered(PARALLEL_HOSTS).collect().await;
     let mut first_error = None;
     for (name, result) in results {
         match result {
@@ -179,6 +164,35 @@ pub(super) async fn provision(
     state::save(store.as_ref(), &ctx.sealer, cluster, &st, rv.as_deref()).await.map_err(ProvisionError::transient)?;
     board.say("every host runs its plan; waiting for the cluster agent");
     Ok(())
+}
+
+/// Bootstraps one host over SSH, reporting on its step; returns its name and its SSH key.
+#[allow(clippy::too_many_arguments, reason = "one call site; the run's pieces")]
+async fn bootstrap_host(
+    ctx: &RunCtx,
+    cfg: &RkeConfig,
+    node: &RkeNode,
+    bundle: &Bundle,
+    st: &RkeState,
+    layout: &HostLayout,
+    bastion: Option<&SshTarget>,
+    boot: &AgentBoot<'_>,
+    board: &Board,
+) -> (String, Result<String, hosts::HostError>) {
+    let name = node_name(node);
+    let step = host_step(&name);
+    board.set(&step, StepState::Running, "");
+    let report = |m: String| board.set(&step, StepState::Running, m);
+    let result = async {
+        let target = hosts::target_of(&ctx.sealer, cfg, node, st.host_keys.get(&name)).await?;
+        hosts::bootstrap(&target, bastion, node, &name, layout, bundle, boot, &report).await
+    }
+    .await;
+    match &result {
+        Ok(_) => board.set(&step, StepState::Done, "node agent started"),
+        Err(e) => board.set(&step, StepState::Failed, e.to_string()),
+    }
+    (name, result)
 }
 
 /// Updates the role steps from the hosts' statuses; true when every host is healthy.

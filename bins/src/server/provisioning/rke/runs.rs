@@ -37,7 +37,7 @@ pub(super) enum RunState {
     /// Finished: every host runs its plan.
     Provisioned(Arc<Board>),
     /// Failed; the next `reconcile` starts a new run.
-    Failed(Arc<Board>, ProvisionError),
+    Failed(ProvisionError),
 }
 
 /// The runs by cluster uid.
@@ -71,7 +71,7 @@ impl Runs {
                 }
                 Err(e) => {
                     runs.remove(&uid);
-                    RunState::Failed(board, e)
+                    RunState::Failed(e)
                 }
             };
         }
