@@ -144,7 +144,11 @@ async fn ensure_agent_account(client: &Client) -> Result<(), AgentError> {
     use kube::api::ObjectMeta;
 
     fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
-        ObjectMeta { name: Some(name.to_owned()), namespace: namespace.map(str::to_owned), ..Default::default() }
+        ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: namespace.map(str::to_owned),
+            ..Default::default()
+        }
     }
     async fn create<K>(api: Api<K>, object: K) -> Result<(), AgentError>
     where
@@ -156,8 +160,11 @@ async fn ensure_agent_account(client: &Client) -> Result<(), AgentError> {
             Err(e) => Err(AgentError::Downstream(format!("creating the agent's account: {e}"))),
         }
     }
-    create(Api::<Namespace>::all(client.clone()), Namespace { metadata: meta(AGENT_NAMESPACE, None), ..Default::default() })
-        .await?;
+    create(
+        Api::<Namespace>::all(client.clone()),
+        Namespace { metadata: meta(AGENT_NAMESPACE, None), ..Default::default() },
+    )
+    .await?;
     create(
         Api::<ServiceAccount>::namespaced(client.clone(), AGENT_NAMESPACE),
         ServiceAccount { metadata: meta(AGENT_SERVICE_ACCOUNT, Some(AGENT_NAMESPACE)), ..Default::default() },
@@ -168,12 +175,15 @@ async fn ensure_agent_account(client: &Client) -> Result<(), AgentError> {
         Api::<ClusterRole>::all(client.clone()),
         ClusterRole {
             metadata: meta("cattle-admin", None),
-            rules: Some(vec![PolicyRule {
-                api_groups: all(),
-                resources: all(),
-                verbs: vec!["*".to_owned()],
-                ..Default::default()
-            }, PolicyRule { non_resource_urls: all(), verbs: vec!["*".to_owned()], ..Default::default() }]),
+            rules: Some(vec![
+                PolicyRule {
+                    api_groups: all(),
+                    resources: all(),
+                    verbs: vec!["*".to_owned()],
+                    ..Default::default()
+                },
+                PolicyRule { non_resource_urls: all(), verbs: vec!["*".to_owned()], ..Default::default() },
+            ]),
             ..Default::default()
         },
     )

@@ -20,7 +20,11 @@ const UP: Duration = Duration::from_secs(600);
 /// The simulated kubelet: the `rancher-sim` binary built beside the server.
 fn sim_binary() -> PathBuf {
     let p = Path::new(env!("CARGO_BIN_EXE_rancher-server")).with_file_name("rancher-sim");
-    assert!(p.exists(), "{} is missing: build the workspace's binaries (cargo build --workspace)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace's binaries (cargo build --workspace)",
+        p.display()
+    );
     p
 }
 
@@ -118,14 +122,17 @@ async fn a_one_host_cluster_comes_up_from_a_cluster_yml_and_kubectl_works_throug
     let yml = dir.path().join("cluster.yml");
     std::fs::write(&yml, cluster_yml(hosts.hosts(), &[&["etcd", "controlplane", "worker"]], &key)).unwrap();
 
-    let (ok, out) = rancherctl(&home, &["login", &server.url, "--username", "admin", "--password", ADMIN_PASSWORD, "--insecure"]);
+    let (ok, out) = rancherctl(
+        &home,
+        &["login", &server.url, "--username", "admin", "--password", ADMIN_PASSWORD, "--insecure"],
+    );
     assert!(ok, "{out}");
     let (ok, out) = rancherctl(&home, &["cluster", "create", "solo", "--rke", yml.to_str().unwrap()]);
     assert!(ok, "{out}");
     // One host holds every role: the server warns that this is not the recommended split.
     assert!(out.contains("recommended"), "{out}");
 
-    let row = wait_state(&home, "solo", "Active", UP).await;
+    let row = wait_state(&home, "solo", "active", UP).await;
     assert_eq!(row[3], "v1.20.2", "{row:?}");
     assert_eq!(row[4], "1", "{row:?}");
 

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{IMPORTED_DRIVER, Registration};
+use super::{IMPORTED_DRIVER, RKE_DRIVER, Registration};
 
 /// The condition this monitor owns.
 pub(crate) const CONNECTED: &str = "Connected";
@@ -41,8 +41,10 @@ pub(crate) fn cluster_of_key(key: &str) -> &str {
     key.split_once(':').map_or(key, |(c, _)| c)
 }
 
-fn is_imported(c: &Cluster) -> bool {
-    c.status.driver == IMPORTED_DRIVER || c.spec.imported_config.is_some()
+/// Clusters whose connection is their agents' tunnel sessions: imported ones, and those built on
+/// SSH hosts (whose first control-plane host runs the cluster agent as part of its plan).
+fn joins_by_agent(c: &Cluster) -> bool {
+    matches!(c.status.driver.as_str(), IMPORTED_DRIVER | RKE_DRIVER) || c.spec.imported_config.is_some()
 }
 
 impl ConnectionMonitor {
@@ -140,7 +142,7 @@ impl ConnectionMonitor {
                 self.reg.drop_access(&cluster, &uid);
             }
         }
-        for c in clusters.iter().filter(|c| is_imported(c) && c.metadata.deletion_timestamp.is_none()) {
+        for c in clusters.iter().filter(|c| joins_by_agent(c) && c.metadata.deletion_timestamp.is_none()) {
             let id = &c.metadata.name;
             let connected = !self.reg.session_keys_for(id, &c.metadata.uid).is_empty();
             let recorded = c.status.conditions.get_condition(CONNECTED).map(|c| c.status);
@@ -162,7 +164,7 @@ impl ConnectionMonitor {
         let result = self
             .reg
             .update_cluster(cluster, |c| {
-                if !is_imported(c) {
+                if !joins_by_agent(c) {
                     return false;
                 }
                 c.status.conditions.set_condition(CONNECTED, status, reason, &message)

@@ -37,17 +37,18 @@ pub fn derive(cluster: &mut Cluster) -> bool {
         changed = true;
     }
     let c = &mut status.conditions;
-    if !imported {
+    if imported {
+        // An imported cluster exists already: there is nothing to provision.
+        changed |= c.set_condition("Provisioned", ConditionStatus::True, "", "");
+    } else if c.is_empty() {
         // Other drivers: only the first step until their provisioners report.
-        if c.is_empty() {
-            c.set_condition("Provisioned", ConditionStatus::Unknown, "", "");
-            c.set_condition("Waiting", ConditionStatus::Unknown, "", WAITING_FOR_AGENT);
-            return true;
-        }
+        c.set_condition("Provisioned", ConditionStatus::Unknown, "", "");
+        c.set_condition("Waiting", ConditionStatus::Unknown, "", WAITING_FOR_AGENT);
+        return true;
+    } else if !c.is_true("Provisioned") {
         return changed;
     }
-    // An imported cluster exists already: there is nothing to provision.
-    changed |= c.set_condition("Provisioned", ConditionStatus::True, "", "");
+    // Provisioned (imported, or made by its provisioner): the agent's connection drives the rest.
     let connected = c.get_condition("Connected").map(|c| (c.status, c.message.clone()));
     let ever_deployed = c.is_true("AgentDeployed");
     let reported = status.version.is_some();
@@ -140,5 +141,20 @@ mod tests {
         assert_eq!(c.state(), ClusterState::Waiting);
         assert!(c.status.driver.is_empty());
         assert!(!derive(&mut c));
+    }
+
+    #[test]
+    fn a_provisioned_cluster_becomes_active_once_its_agent_connects_and_reports() {
+        let mut c = Cluster::new("c-built", ClusterSpec { driver: "rke".into(), ..Default::default() });
+        c.status.driver = "rke".into();
+        derive(&mut c);
+        connect(&mut c, ConditionStatus::True);
+        assert!(!derive(&mut c), "nothing happens before the provisioner says Provisioned");
+        assert_ne!(c.state(), ClusterState::Active);
+        c.status.conditions.set_condition("Provisioned", ConditionStatus::True, "", "");
+        c.status.version = Some(Default::default());
+        assert!(derive(&mut c));
+        assert!(c.status.conditions.is_true("AgentDeployed"));
+        assert_eq!(c.state(), ClusterState::Active);
     }
 }

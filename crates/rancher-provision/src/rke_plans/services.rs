@@ -330,9 +330,11 @@ pub(crate) fn kubelet(
     f.set("kubeconfig", &kubeconfig)
         .set("hostname-override", &h.name)
         .set("node-ip", h.internal)
-        .set("node-labels", labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
         .set("cluster-dns", hosts::cluster_dns(cfg))
         .set("cluster-domain", hosts::cluster_domain(cfg));
+    if !labels.is_empty() {
+        f.set("node-labels", labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","));
+    }
     if !taints.is_empty() {
         f.set("register-with-taints", taints.join(","));
     }

@@ -247,10 +247,7 @@ async fn three_control_plane_hosts_and_a_worker_run_one_cluster() {
     let files: Vec<&str> = worker.files.iter().map(|f| f.path.rsplit('/').next().unwrap()).collect();
     assert_eq!(files, ["kube-ca.pem", "kube-node.pem", "kube-node-key.pem", "kubecfg-kubelet.yaml"]);
     let args = kubelet_args(worker);
-    assert!(
-        args.contains(&"--node-labels=tier=test".to_owned()),
-        "{args:?}"
-    );
+    assert!(args.contains(&"--node-labels=tier=test".to_owned()), "{args:?}");
     let kubelet_cfg = worker.files.iter().find(|f| f.path.ends_with("kubecfg-kubelet.yaml")).unwrap();
     let kubelet_cfg = String::from_utf8(
         base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &kubelet_cfg.content).unwrap(),

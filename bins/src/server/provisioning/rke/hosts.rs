@@ -8,9 +8,9 @@ use rancher_provision::bundle::{Bundle, ComponentSource};
 use rancher_provision::rke;
 use rancher_provision::ssh::{HostKeyPolicy, SshError, SshSession, SshTarget, UploadSource};
 
+use super::layout::{HostLayout, shell_quote};
 use super::read_ssh_key;
 use crate::server::secrets::Sealer;
-use super::layout::{HostLayout, shell_quote};
 
 /// How long one SSH connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -88,7 +88,8 @@ pub(super) async fn target_of(
 ) -> Result<SshTarget, HostError> {
     let host = node.address.clone();
     let key_error = |reason: String| HostError::Key { host: host.clone(), reason };
-    let source = rke::ssh_key_source(cfg, node).ok_or_else(|| key_error("no ssh_key or ssh_key_path".into()))?;
+    let source =
+        rke::ssh_key_source(cfg, node).ok_or_else(|| key_error("no ssh_key or ssh_key_path".into()))?;
     let key = read_ssh_key(sealer, source).await.map_err(|e| key_error(e.to_string()))?;
     let port = rke::ssh_port(&node.port).map_err(key_error)?;
     let host_key = match known_key {
@@ -99,10 +100,7 @@ pub(super) async fn target_of(
 }
 
 /// The bastion's SSH target, if the cluster has one (trusted on first use: its key is not pinned).
-pub(super) async fn bastion_of(
-    sealer: &Sealer,
-    cfg: &RkeConfig,
-) -> Result<Option<SshTarget>, HostError> {
+pub(super) async fn bastion_of(sealer: &Sealer, cfg: &RkeConfig) -> Result<Option<SshTarget>, HostError> {
     let Some(b) = &cfg.bastion_host else { return Ok(None) };
     let key_error = |reason: String| HostError::Key { host: b.address.clone(), reason };
     let source =
@@ -136,10 +134,10 @@ pub(super) async fn bootstrap(
     let ssh = SshSession::connect(target, bastion, CONNECT_TIMEOUT).await?;
     let host_key = ssh.host_key();
     ssh.run(&format!(
-        "mkdir -p {} {} && chmod 700 {}",
-        shell_quote(&layout.bin_dir()),
-        shell_quote(&layout.agent_state_dir()),
-        shell_quote(&layout.agent_credentials_dir()),
+        "mkdir -p {bin} {state} {creds} && chmod 700 {state} {creds}",
+        bin = shell_quote(&layout.bin_dir()),
+        state = shell_quote(&layout.agent_state_dir()),
+        creds = shell_quote(&layout.agent_credentials_dir()),
     ))
     .await?;
     for component in components_of(node) {
@@ -198,7 +196,11 @@ fn start_agent_script(layout: &HostLayout, node_name: &str, ca_checksum: &str) -
 
 /// Stops the node agent and removes what the provisioner put on the host (its processes are stopped
 /// by an empty plan first).
-pub(super) async fn clean(target: &SshTarget, bastion: Option<&SshTarget>, layout: &HostLayout) -> Result<(), HostError> {
+pub(super) async fn clean(
+    target: &SshTarget,
+    bastion: Option<&SshTarget>,
+    layout: &HostLayout,
+) -> Result<(), HostError> {
     let ssh = SshSession::connect(target, bastion, CONNECT_TIMEOUT).await?;
     let pid = shell_quote(&layout.agent_pid_file());
     let dirs: Vec<String> = layout.owned_dirs().iter().map(|d| shell_quote(d)).collect();
@@ -216,7 +218,10 @@ mod tests {
 
     #[test]
     fn each_role_gets_only_its_components() {
-        let node = |roles: &[&str]| RkeNode { role: roles.iter().map(|r| (*r).to_owned()).collect(), ..Default::default() };
+        let node = |roles: &[&str]| RkeNode {
+            role: roles.iter().map(|r| (*r).to_owned()).collect(),
+            ..Default::default()
+        };
         assert_eq!(components_of(&node(&["worker"])), ["node-agent", "kubelet"]);
         assert_eq!(components_of(&node(&["etcd"])), ["node-agent", "kubelet", "etcd"]);
         assert_eq!(

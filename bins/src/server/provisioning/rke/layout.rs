@@ -50,7 +50,10 @@ impl HostLayout {
 
     /// What the provisioner creates under the prefix, removed when the cluster goes.
     pub(super) fn owned_dirs(&self) -> Vec<String> {
-        ["opt/rke", "etc/kubernetes", "var/lib/etcd", "var/lib/rancher"].iter().map(|d| self.path(d)).collect()
+        ["opt/rke", "etc/kubernetes", "var/lib/etcd", "var/lib/rancher"]
+            .iter()
+            .map(|d| self.path(d))
+            .collect()
     }
 }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use rancher_core::Conditions;
 use rancher_core::model::{Cluster, RkeConfig, StepState};
 use rancher_provision::bundle::Bundle;
-use rancher_provision::rke::node_name;
 use rancher_provision::plan::NodePlan;
+use rancher_provision::rke::node_name;
 use rancher_provision::{Progress, ProvisionContext, ProvisionError};
 
 use super::hosts;
@@ -34,7 +34,9 @@ pub(super) async fn reconcile(
         return Err(ProvisionError::Cancelled);
     }
     match runs.poll(ctx, cluster, cfg, bundle) {
-        RunState::Running(board) => Ok(Progress::InProgress { progress: board.snapshot(), after: REPORT_EVERY }),
+        RunState::Running(board) => {
+            Ok(Progress::InProgress { progress: board.snapshot(), after: REPORT_EVERY })
+        }
         RunState::Failed(e) => Err(e),
         RunState::Provisioned(board) => {
             let connected = cluster.status.conditions.is_true("AgentDeployed");
@@ -43,7 +45,11 @@ pub(super) async fn reconcile(
                 return Ok(Progress::Done);
             }
             let state = if connected { StepState::Running } else { StepState::Pending };
-            board.set("cluster agent", state, if connected { "waiting for its first report" } else { "connecting" });
+            board.set(
+                "cluster agent",
+                state,
+                if connected { "waiting for its first report" } else { "connecting" },
+            );
             Ok(Progress::WaitingForAgent { progress: board.snapshot() })
         }
     }
@@ -51,7 +57,11 @@ pub(super) async fn reconcile(
 
 /// One `remove` of `cluster`: stops its hosts' processes (an empty plan through each node agent that
 /// is connected), then over SSH stops the node agents and removes the provisioner's directories.
-pub(super) async fn remove(runs: &Runs, ctx: &Arc<RunCtx>, cluster: &Cluster) -> Result<Progress, ProvisionError> {
+pub(super) async fn remove(
+    runs: &Runs,
+    ctx: &Arc<RunCtx>,
+    cluster: &Cluster,
+) -> Result<Progress, ProvisionError> {
     runs.cancel(&cluster.metadata.uid);
     let Some(cfg) = cluster.spec.rke_config.as_ref() else { return Ok(Progress::Done) };
     let store = ctx.registration.store().clone();

@@ -96,7 +96,10 @@ impl RkeProvisioner {
 /// # Errors
 /// [`ProvisionError::Permanent`] when a sealed key does not open or the file cannot be read (the
 /// message names the path, never the key).
-pub(crate) async fn read_ssh_key(sealer: &Sealer, source: SshKeySource<'_>) -> Result<SecretString, ProvisionError> {
+pub(crate) async fn read_ssh_key(
+    sealer: &Sealer,
+    source: SshKeySource<'_>,
+) -> Result<SecretString, ProvisionError> {
     match source {
         SshKeySource::Inline(v) if is_sealed(v) => {
             sealer.open(v).map_err(|e| ProvisionError::permanent(format!("opening a sealed SSH key: {e}")))

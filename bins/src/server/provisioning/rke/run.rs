@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use rancher_core::model::{Cluster, RkeConfig, RkeNode, StepState};
-use rancher_provision::ssh::SshTarget;
 use rancher_provision::ProvisionError;
 use rancher_provision::bundle::Bundle;
 use rancher_provision::plan::{NodePlan, NodeStatus};
 use rancher_provision::rke::node_name;
+use rancher_provision::ssh::SshTarget;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -66,13 +66,18 @@ pub(super) async fn provision(
     let store = ctx.registration.store().clone();
     // 1. The state: the PKI, made once and extended for new hosts.
     board.set("certificates", StepState::Running, "");
-    let (mut st, mut rv) = match state::load(store.as_ref(), &ctx.sealer, cluster).await.map_err(ProvisionError::transient)? {
-        Some((st, rv)) => (st, Some(rv)),
-        None => (RkeState::default(), None),
-    };
+    let (mut st, mut rv) =
+        match state::load(store.as_ref(), &ctx.sealer, cluster).await.map_err(ProvisionError::transient)? {
+            Some((st, rv)) => (st, Some(rv)),
+            None => (RkeState::default(), None),
+        };
     let mut changed = st.pki.ensure(cfg).map_err(ProvisionError::permanent)?;
     if changed || rv.is_none() {
-        rv = Some(state::save(store.as_ref(), &ctx.sealer, cluster, &st, rv.as_deref()).await.map_err(ProvisionError::transient)?);
+        rv = Some(
+            state::save(store.as_ref(), &ctx.sealer, cluster, &st, rv.as_deref())
+                .await
+                .map_err(ProvisionError::transient)?,
+        );
     }
     board.set("certificates", StepState::Done, "");
 
@@ -106,7 +111,11 @@ pub(super) async fn provision(
         }
     }
     if changed {
-        rv = Some(state::save(store.as_ref(), &ctx.sealer, cluster, &st, rv.as_deref()).await.map_err(ProvisionError::transient)?);
+        rv = Some(
+            state::save(store.as_ref(), &ctx.sealer, cluster, &st, rv.as_deref())
+                .await
+                .map_err(ProvisionError::transient)?,
+        );
     }
     if let Some(e) = first_error {
         return Err(host_error(e));
@@ -121,13 +130,15 @@ pub(super) async fn provision(
     board.set("node agents", StepState::Running, "");
     let deadline = Instant::now() + AGENTS_DEADLINE;
     loop {
-        let missing: Vec<&String> = names.iter().filter(|n| !ctx.registration.tunnel().has_session(&key(n))).collect();
+        let missing: Vec<&String> =
+            names.iter().filter(|n| !ctx.registration.tunnel().has_session(&key(n))).collect();
         if missing.is_empty() {
             break;
         }
         board.set("node agents", StepState::Running, format!("waiting for {}", join(&missing)));
         if Instant::now() >= deadline {
-            let msg = format!("the node agents of {} did not connect within {AGENTS_DEADLINE:?}", join(&missing));
+            let msg =
+                format!("the node agents of {} did not connect within {AGENTS_DEADLINE:?}", join(&missing));
             board.set("node agents", StepState::Failed, msg.clone());
             return Err(ProvisionError::transient(msg));
         }
@@ -161,7 +172,9 @@ pub(super) async fn provision(
     }
     st.applied = plans.iter().map(|(n, p)| (n.clone(), p.revision.clone())).collect();
     st.current_config = Some(cfg.clone());
-    state::save(store.as_ref(), &ctx.sealer, cluster, &st, rv.as_deref()).await.map_err(ProvisionError::transient)?;
+    state::save(store.as_ref(), &ctx.sealer, cluster, &st, rv.as_deref())
+        .await
+        .map_err(ProvisionError::transient)?;
     board.say("every host runs its plan; waiting for the cluster agent");
     Ok(())
 }
@@ -223,7 +236,10 @@ fn report_health(
 }
 
 /// The first host and process that is not healthy, and why.
-fn unhealthy(plans: &BTreeMap<String, NodePlan>, statuses: &BTreeMap<String, Option<NodeStatus>>) -> Option<String> {
+fn unhealthy(
+    plans: &BTreeMap<String, NodePlan>,
+    statuses: &BTreeMap<String, Option<NodeStatus>>,
+) -> Option<String> {
     for (name, plan) in plans {
         match statuses.get(name) {
             Some(Some(s)) if s.applied_revision != plan.revision => {
@@ -234,7 +250,11 @@ fn unhealthy(plans: &BTreeMap<String, NodePlan>, statuses: &BTreeMap<String, Opt
             }
             Some(Some(s)) => {
                 if let Some(p) = s.processes.iter().find(|p| !p.healthy) {
-                    let why = p.last_error.as_deref().unwrap_or(if p.running { "not healthy yet" } else { "not running" });
+                    let why = p.last_error.as_deref().unwrap_or(if p.running {
+                        "not healthy yet"
+                    } else {
+                        "not running"
+                    });
                     return Some(format!("host {name}: {} ({why})", p.name));
                 }
             }

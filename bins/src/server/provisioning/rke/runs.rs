@@ -48,7 +48,13 @@ pub(super) struct Runs {
 
 impl Runs {
     /// Where the run of `cluster` for `config` stands, starting one if there is none for this config.
-    pub(super) fn poll(&self, ctx: &Arc<RunCtx>, cluster: &Cluster, config: &RkeConfig, bundle: Arc<Bundle>) -> RunState {
+    pub(super) fn poll(
+        &self,
+        ctx: &Arc<RunCtx>,
+        cluster: &Cluster,
+        config: &RkeConfig,
+        bundle: Arc<Bundle>,
+    ) -> RunState {
         let mut runs = self.by_uid.lock().unwrap_or_else(PoisonError::into_inner);
         let uid = cluster.metadata.uid.clone();
         if let Some(run) = runs.get_mut(&uid).filter(|r| &r.config == config) {
@@ -61,7 +67,9 @@ impl Runs {
             }
             let result = match futures::FutureExt::now_or_never(&mut run.task) {
                 Some(Ok(result)) => result,
-                Some(Err(join)) => Err(ProvisionError::permanent(format!("the provisioning run failed: {join}"))),
+                Some(Err(join)) => {
+                    Err(ProvisionError::permanent(format!("the provisioning run failed: {join}")))
+                }
                 None => return RunState::Running(board),
             };
             return match result {
@@ -80,9 +88,14 @@ impl Runs {
         let task = {
             let (ctx, cluster, config, board, cancel) =
                 (ctx.clone(), cluster.clone(), config.clone(), board.clone(), cancel.clone());
-            tokio::spawn(async move { run::provision(&ctx, &cluster, &config, &bundle, &board, &cancel).await })
+            tokio::spawn(
+                async move { run::provision(&ctx, &cluster, &config, &bundle, &board, &cancel).await },
+            )
         };
-        runs.insert(uid, Run { config: config.clone(), board: board.clone(), cancel, task, succeeded: false });
+        runs.insert(
+            uid,
+            Run { config: config.clone(), board: board.clone(), cancel, task, succeeded: false },
+        );
         RunState::Running(board)
     }
 

@@ -83,7 +83,8 @@ pub(crate) async fn load(
     let corrupt = |reason: String| StateError::Corrupt { cluster: name.to_owned(), reason };
     let sealed = object["sealed"].as_str().ok_or_else(|| corrupt("no sealed data".into()))?;
     let plain = sealer.open(sealed).map_err(|e| corrupt(e.to_string()))?;
-    let state = serde_json::from_str(secrecy::ExposeSecret::expose_secret(&plain)).map_err(|e| corrupt(e.to_string()))?;
+    let state = serde_json::from_str(secrecy::ExposeSecret::expose_secret(&plain))
+        .map_err(|e| corrupt(e.to_string()))?;
     Ok(Some((state, meta.resource_version)))
 }
 
@@ -97,10 +98,8 @@ pub(crate) async fn save(
     resource_version: Option<&str>,
 ) -> Result<String, StateError> {
     let name = cluster.metadata.name.as_str();
-    let plain = serde_json::to_string(state).map_err(|e| StateError::Corrupt {
-        cluster: name.to_owned(),
-        reason: e.to_string(),
-    })?;
+    let plain = serde_json::to_string(state)
+        .map_err(|e| StateError::Corrupt { cluster: name.to_owned(), reason: e.to_string() })?;
     let mut meta = ObjectMeta { name: name.to_owned(), ..Default::default() };
     owner::stamp(&mut meta, CLUSTER_UID_ANNOTATION, &cluster.metadata);
     let written = match resource_version {

@@ -80,14 +80,21 @@ async fn ssh_keys_come_sealed_inline_or_from_the_server_s_files() {
     let sealer = Arc::new(Sealer::from_key(&[4; 32]));
     let _ = reg;
     let sealed = sealer.seal("KEY-ONE");
-    assert_eq!(read_ssh_key(&sealer, SshKeySource::Inline(&sealed)).await.unwrap().expose_secret(), "KEY-ONE");
-    assert_eq!(read_ssh_key(&sealer, SshKeySource::Inline("KEY-TWO")).await.unwrap().expose_secret(), "KEY-TWO");
+    assert_eq!(
+        read_ssh_key(&sealer, SshKeySource::Inline(&sealed)).await.unwrap().expose_secret(),
+        "KEY-ONE"
+    );
+    assert_eq!(
+        read_ssh_key(&sealer, SshKeySource::Inline("KEY-TWO")).await.unwrap().expose_secret(),
+        "KEY-TWO"
+    );
     let path = dir.path().join("id");
     std::fs::write(&path, "KEY-THREE").unwrap();
     let path = path.to_str().unwrap();
     assert_eq!(read_ssh_key(&sealer, SshKeySource::Path(path)).await.unwrap().expose_secret(), "KEY-THREE");
     let missing = dir.path().join("missing");
-    let err = read_ssh_key(&sealer, SshKeySource::Path(missing.to_str().unwrap())).await.unwrap_err().to_string();
+    let err =
+        read_ssh_key(&sealer, SshKeySource::Path(missing.to_str().unwrap())).await.unwrap_err().to_string();
     assert!(err.contains("reading the SSH key file") && err.contains("missing"), "{err}");
     let other = Sealer::from_key(&[5; 32]).seal("KEY-FOUR");
     let err = read_ssh_key(&sealer, SshKeySource::Inline(&other)).await.unwrap_err().to_string();
