@@ -124,12 +124,12 @@ pub(super) async fn bootstrap(
     target: &SshTarget,
     bastion: Option<&SshTarget>,
     node: &RkeNode,
-    node_name: &str,
     layout: &HostLayout,
     bundle: &Bundle,
     boot: &AgentBoot<'_>,
     report: &(dyn Fn(String) + Send + Sync),
 ) -> Result<String, HostError> {
+    let node_name = rke::node_name(node);
     report("connecting over SSH".into());
     let ssh = SshSession::connect(target, bastion, CONNECT_TIMEOUT).await?;
     let host_key = ssh.host_key();
@@ -172,7 +172,7 @@ pub(super) async fn bootstrap(
     let creds = layout.agent_credentials_dir();
     ssh.upload(UploadSource::Bytes(boot.server_url.as_bytes()), &format!("{creds}/url"), 0o600).await?;
     ssh.upload(UploadSource::Bytes(boot.token.as_bytes()), &format!("{creds}/token"), 0o600).await?;
-    ssh.run(&start_agent_script(layout, node_name, boot.ca_checksum)).await?;
+    ssh.run(&start_agent_script(layout, &node_name, boot.ca_checksum)).await?;
     Ok(host_key)
 }
 

@@ -198,7 +198,7 @@ async fn bootstrap_host(
     let report = |m: String| board.set(&step, StepState::Running, m);
     let result = async {
         let target = hosts::target_of(&ctx.sealer, cfg, node, st.host_keys.get(&name)).await?;
-        hosts::bootstrap(&target, bastion, node, &name, layout, bundle, boot, &report).await
+        hosts::bootstrap(&target, bastion, node, layout, bundle, boot, &report).await
     }
     .await;
     match &result {
