@@ -1,6 +1,6 @@
-//! The node agent's node work, end to end: a real server (in-process, with a stand-in `rke`
-//! provisioner so the cluster has that driver), the real `rancher-agent --node` binary, plans sent
-//! through the server's tunnel with `rancher::server::node_plans`, and real programs run by it
+//! The node agent's node work, end to end: a real server (in-process, with an imported cluster:
+//! node agents join built and imported clusters alike), the real `rancher-agent --node` binary,
+//! plans sent through the server's tunnel with `rancher::server::node_plans`, and real programs run by it
 //! (`python3 -m http.server`, `sleep`). Kill tests: the node agent is SIGKILLed and restarted, its
 //! process is SIGKILLed; a plan outside the allowed roots is refused.
 
@@ -9,14 +9,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use base64::Engine;
 use rancher::server::Server;
 use rancher::server::node_plans::{NodePlanError, node_status, send_plan};
-use rancher_core::model::{Cluster, ProvisioningProgress};
 use rancher_core::store::MemoryStore;
 use rancher_provision::plan::{HealthCheck, NodePlan, NodeStatus, PlanFile, PlanProcess, ProcessStatus};
-use rancher_provision::{Progress, ProvisionContext, ProvisionError, Provisioner};
 use rancher_tunnel::TunnelServer;
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
@@ -25,25 +22,6 @@ use tokio_util::sync::CancellationToken;
 use crate::import_support::*;
 
 const NODE_KEY: &str = "rk:node-1";
-
-/// Gives the cluster the `rke` driver; builds nothing (the test is the provisioner).
-struct StandInRke;
-
-#[async_trait]
-impl Provisioner for StandInRke {
-    fn driver(&self) -> &str {
-        "rke"
-    }
-
-    async fn reconcile(&self, _: &Cluster, _: &ProvisionContext) -> Result<Progress, ProvisionError> {
-        let progress = ProvisioningProgress::new("the test drives the node agent itself");
-        Ok(Progress::InProgress { progress, after: Duration::from_secs(3600) })
-    }
-
-    async fn remove(&self, _: &Cluster, _: &ProvisionContext) -> Result<Progress, ProvisionError> {
-        Ok(Progress::Done)
-    }
-}
 
 /// Kills the plan's processes when the test ends, also on panic: those the node agent recorded and
 /// every pid the test saw (a failed adoption leaves the earlier ones unrecorded). A pid is killed
@@ -184,7 +162,6 @@ async fn a_node_agent_applies_plans_keeps_processes_running_and_adopts_them_afte
         .store(Arc::new(MemoryStore::new()))
         .https_listen("127.0.0.1:0".parse().unwrap())
         .bootstrap_password(ADMIN_PASSWORD)
-        .provisioner(Arc::new(StandInRke))
         .build()
         .await
         .unwrap();
@@ -198,7 +175,7 @@ async fn a_node_agent_applies_plans_keeps_processes_running_and_adopts_them_afte
     let created = insecure_client()
         .post(format!("{url}/v3/clusters"))
         .bearer_auth(&bearer)
-        .json(&json!({"metadata": {"name": "rk"}, "spec": {"driver": "rke"}}))
+        .json(&json!({"metadata": {"name": "rk"}, "spec": {"importedConfig": {}}}))
         .send()
         .await
         .unwrap();

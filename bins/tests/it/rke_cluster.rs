@@ -134,7 +134,12 @@ async fn a_one_host_cluster_comes_up_from_a_cluster_yml_and_kubectl_works_throug
 
     let row = wait_state(&home, "solo", "active", UP).await;
     assert_eq!(row[3], "v1.20.2", "{row:?}");
-    assert_eq!(row[4], "1", "{row:?}");
+    // The node count follows once the simulated kubelet has registered its Node.
+    eventually(WAIT, "solo reports one node", || {
+        let row = cluster_row(&home, "solo");
+        async move { row.filter(|r| r.get(4).map(String::as_str) == Some("1")) }
+    })
+    .await;
 
     // kubectl through the proxy, against the real API server; the real scheduler places the pods on
     // the simulated kubelet.
