@@ -112,6 +112,22 @@ fn cluster_row(v: &Value) -> Vec<String> {
     vec![name, state, provider, version, nodes, age(created(v))]
 }
 
+/// The cluster's provisioning steps (one per host for clusters built on hosts) as a table after a
+/// blank line; empty when the cluster has none.
+fn provisioning_steps(v: &Value) -> String {
+    let Some(p) = v.pointer("/status/provisioning") else { return String::new() };
+    let steps = p.get("steps").and_then(Value::as_array).cloned().unwrap_or_default();
+    if steps.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<Vec<String>> = steps
+        .iter()
+        .map(|s| ["name", "state", "message"].map(|k| str_at(s, &[k]).to_owned()).to_vec())
+        .collect();
+    let message = str_at(p, &["message"]);
+    format!("\n{message}\n{}", table(&["STEP", "STATE", "DETAIL"], &rows))
+}
+
 async fn cluster(client: &ApiClient, cmd: ClusterCommand) -> Result<String, CliError> {
     match cmd {
         ClusterCommand::Ls(o) => {
@@ -130,7 +146,12 @@ async fn cluster(client: &ApiClient, cmd: ClusterCommand) -> Result<String, CliE
         ClusterCommand::Members(c) => members::cluster(client, c).await,
         ClusterCommand::Get { name, out } => {
             let c = client.call(Method::GET, &format!("/v3/clusters/{}", path_segment(&name)?), None).await?;
-            one_output(out.output, c, CLUSTER_COLUMNS, cluster_row)
+            let steps = provisioning_steps(&c);
+            let mut shown = one_output(out.output, c, CLUSTER_COLUMNS, cluster_row)?;
+            if out.output == Format::Table {
+                shown.push_str(&steps);
+            }
+            Ok(shown)
         }
         ClusterCommand::Rm { name } => {
             client.call(Method::DELETE, &format!("/v3/clusters/{}", path_segment(&name)?), None).await?;

@@ -141,6 +141,13 @@ async fn a_one_host_cluster_comes_up_from_a_cluster_yml_and_kubectl_works_throug
     })
     .await;
 
+    // `cluster get` shows each provisioning step, one per host.
+    let (ok, shown) = rancherctl(&home, &["cluster", "get", "solo"]);
+    assert!(ok, "{shown}");
+    for step in ["certificates", "host node1", "node agents", "etcd", "control plane", "workers"] {
+        assert!(shown.lines().any(|l| l.starts_with(step) && l.contains("Done")), "{step}: {shown}");
+    }
+
     // kubectl through the proxy, against the real API server; the real scheduler places the pods on
     // the simulated kubelet.
     let (ok, kubeconfig) = rancherctl(&home, &["kubeconfig", "solo"]);
