@@ -1,21 +1,13 @@
 //! The cluster as the PKI and the plans see it: each host's name, addresses and roles, and the
-//! cluster-wide settings with their defaults applied. (Private defaults of this module; the
-//! provisioner's validation keeps its own and the two are to be merged.)
+//! cluster-wide settings with [`crate::rke`]'s defaults applied.
 
 use std::net::IpAddr;
 
 use rancher_core::model::{RkeConfig, RkeNode};
 
 use super::RenderError;
+use crate::rke;
 
-/// Services' virtual IP range when `services.kube-api.service_cluster_ip_range` is empty.
-pub(crate) const DEFAULT_SERVICE_RANGE: &str = "10.43.0.0/16";
-/// Pods' IP range when `services.kube-controller.cluster_cidr` is empty.
-pub(crate) const DEFAULT_CLUSTER_CIDR: &str = "10.42.0.0/16";
-/// The cluster DNS service IP when `services.kubelet.cluster_dns_server` is empty.
-pub(crate) const DEFAULT_CLUSTER_DNS: &str = "10.43.0.10";
-/// The cluster DNS domain when `services.kubelet.cluster_domain` is empty.
-pub(crate) const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
 /// NodePort range when `services.kube-api.service_node_port_range` is empty.
 pub(crate) const DEFAULT_NODE_PORT_RANGE: &str = "30000-32767";
 
@@ -36,12 +28,7 @@ pub(crate) struct Host<'a> {
 
 impl<'a> Host<'a> {
     fn new(node: &'a RkeNode) -> Self {
-        let name = if node.hostname_override.is_empty() {
-            node.address.clone()
-        } else {
-            node.hostname_override.clone()
-        };
-        let internal = if node.internal_address.is_empty() { &node.address } else { &node.internal_address };
+        let (name, internal) = (rke::node_name(node), rke::internal_address(node));
         let has = |r: &str| node.role.iter().any(|x| x == r);
         Host {
             name,
@@ -102,22 +89,22 @@ fn or<'a>(v: &'a str, default: &'a str) -> &'a str {
 
 /// The services' virtual IP range.
 pub(crate) fn service_range(cfg: &RkeConfig) -> &str {
-    or(&cfg.services.kube_api.service_cluster_ip_range, DEFAULT_SERVICE_RANGE)
+    or(&cfg.services.kube_api.service_cluster_ip_range, rke::DEFAULT_SERVICE_CIDR)
 }
 
 /// The pods' IP range.
 pub(crate) fn cluster_cidr(cfg: &RkeConfig) -> &str {
-    or(&cfg.services.kube_controller.cluster_cidr, DEFAULT_CLUSTER_CIDR)
+    or(&cfg.services.kube_controller.cluster_cidr, rke::DEFAULT_CLUSTER_CIDR)
 }
 
 /// The cluster DNS domain.
 pub(crate) fn cluster_domain(cfg: &RkeConfig) -> &str {
-    or(&cfg.services.kubelet.cluster_domain, DEFAULT_CLUSTER_DOMAIN)
+    rke::cluster_domain(cfg)
 }
 
 /// The cluster DNS service IP.
 pub(crate) fn cluster_dns(cfg: &RkeConfig) -> &str {
-    or(&cfg.services.kubelet.cluster_dns_server, DEFAULT_CLUSTER_DNS)
+    or(&cfg.services.kubelet.cluster_dns_server, rke::DEFAULT_DNS_SERVER)
 }
 
 /// The NodePort range.
@@ -149,7 +136,7 @@ pub(crate) fn kubernetes_service_ip(cfg: &RkeConfig) -> Result<IpAddr, RenderErr
 /// The effective prefix path: `prefix_path`, else `/`, without a trailing slash (`""` for `/`), so
 /// `format!("{prefix}/etc/kubernetes")` is always right.
 pub(crate) fn prefix(cfg: &RkeConfig) -> Result<String, RenderError> {
-    let p = or(&cfg.prefix_path, "/");
+    let p = rke::prefix_path(cfg);
     if !p.starts_with('/') || p.split('/').any(|c| c == "..") {
         return Err(RenderError::invalid(
             "prefix_path",

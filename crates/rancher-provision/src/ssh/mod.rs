@@ -129,8 +129,8 @@ impl<'a> From<&'a [u8]> for UploadSource<'a> {
     }
 }
 
-/// `s` as one single-quoted shell word.
-pub(crate) fn sh_quote(s: &str) -> String {
+/// `s` as one single-quoted shell word (for commands given to [`SshSession::exec`]).
+pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 

@@ -6,9 +6,11 @@ use std::time::Duration;
 use rancher_core::model::{RkeConfig, RkeNode};
 use rancher_provision::bundle::{Bundle, ComponentSource};
 use rancher_provision::rke;
-use rancher_provision::ssh::{HostKeyPolicy, SshError, SshSession, SshTarget, UploadSource};
+use rancher_provision::ssh::{
+    HostKeyPolicy, SshError, SshSession, SshTarget, UploadSource, sh_quote as shell_quote,
+};
 
-use super::layout::{HostLayout, shell_quote};
+use super::layout::HostLayout;
 use super::read_ssh_key;
 use crate::server::secrets::Sealer;
 

@@ -57,11 +57,6 @@ impl HostLayout {
     }
 }
 
-/// Quotes `s` for a POSIX shell (single quotes; a single quote becomes `'\''`).
-pub(super) fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,11 +71,5 @@ mod tests {
         assert_eq!(l.binary("kubelet"), "/srv/node/opt/rke/bin/kubelet");
         assert_eq!(l.agent_state_dir(), "/srv/node/var/lib/rancher/node-agent");
         assert!(l.owned_dirs().iter().all(|d| d.starts_with("/srv/node/")));
-    }
-
-    #[test]
-    fn shell_quoting_survives_quotes_and_spaces() {
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
     }
 }
