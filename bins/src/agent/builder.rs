@@ -14,6 +14,7 @@ use rancher_tunnel::{
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::api_servers::ApiServers;
 use super::{
     AgentArgs, AgentError, Mode, SHUTDOWN_DRAIN, Settings, ace, downstream, header, node, report, server_ca,
 };
@@ -27,6 +28,7 @@ pub struct AgentBuilder {
     token: String,
     mode: Mode,
     kubeconfig: Option<PathBuf>,
+    api_server_alternates: Vec<String>,
     state_dir: PathBuf,
     plan_roots: Vec<PathBuf>,
     ace: ace::AceArgs,
@@ -43,6 +45,7 @@ impl std::fmt::Debug for AgentBuilder {
             .field("token", &"<redacted>")
             .field("mode", &self.mode)
             .field("kubeconfig", &self.kubeconfig)
+            .field("api_server_alternates", &self.api_server_alternates)
             .field("state_dir", &self.state_dir)
             .field("plan_roots", &self.plan_roots)
             .field("ace", &self.ace)
@@ -63,6 +66,7 @@ impl AgentBuilder {
             token: token.into(),
             mode: Mode::Cluster,
             kubeconfig: None,
+            api_server_alternates: Vec::new(),
             state_dir: PathBuf::from(node::DEFAULT_STATE_DIR),
             plan_roots: Vec::new(),
             ace: ace::AceArgs::default(),
@@ -85,6 +89,7 @@ impl AgentBuilder {
         let mut builder = AgentBuilder::new(s.server.as_str(), s.ca_checksum, s.token);
         builder.mode = s.mode;
         builder.kubeconfig = s.kubeconfig;
+        builder.api_server_alternates = args.api_server_alternates.clone();
         builder.state_dir = args.state_dir.clone();
         builder.plan_roots = args.plan_roots.clone();
         builder.ace = args.ace.clone();
@@ -94,6 +99,18 @@ impl AgentBuilder {
     /// A kubeconfig for the downstream cluster instead of the in-cluster service account.
     pub fn kubeconfig(mut self, path: impl Into<PathBuf>) -> Self {
         self.kubeconfig = Some(path.into());
+        self
+    }
+
+    /// Other addresses of the cluster's API server (`https://host:port`): the server's streams go to
+    /// the kubeconfig's address or, while it is down or not ready, to the first of these that is
+    /// (see `--api-server-alternate`). Only a cluster agent uses them.
+    pub fn api_server_alternates<I, S>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.api_server_alternates = urls.into_iter().map(Into::into).collect();
         self
     }
 
@@ -196,7 +213,14 @@ impl AgentBuilder {
             api_server = api_address.as_deref().unwrap_or("-"),
             "destination policy: only the cluster's API server"
         );
-        let policy = Arc::new(AllowList::new(api_address));
+        let policy = Arc::new(AllowList::new(api_address.clone()));
+        let api_servers = match (&downstream, api_address.as_deref()) {
+            (Some(d), Some(primary)) if !self.api_server_alternates.is_empty() => {
+                info!(alternates = ?self.api_server_alternates, "API server streams fail over");
+                Some((Arc::new(ApiServers::new(primary, &self.api_server_alternates)?), d.config.clone()))
+            }
+            _ => None,
+        };
 
         let mut headers = HeaderMap::new();
         headers.insert(TOKEN_HEADER, header(&settings.token, "CATTLE_TOKEN")?);
@@ -221,6 +245,9 @@ impl AgentBuilder {
         cfg.backoff_max = Duration::from_secs(10);
         cfg.drain_timeout = SHUTDOWN_DRAIN;
         let mut agent = Agent::new(transport, policy, cfg, self.metrics).map_err(AgentError::Tunnel)?;
+        if let Some((servers, _)) = &api_servers {
+            agent = agent.with_dialer(servers.clone());
+        }
         if let Some(work) = &node_work {
             agent = agent.with_local_service(rancher_provision::plan::PLAN_SERVICE, work.service.clone());
         }
@@ -243,6 +270,7 @@ impl AgentBuilder {
             }
             None => None,
         };
+        let probe = api_servers.map(|(servers, config)| servers.probe(config, stop.child_token()));
         let result = agent.run(stop.clone()).await.map_err(AgentError::Tunnel);
         stop.cancel();
         if let Some(r) = reporter {
@@ -250,6 +278,9 @@ impl AgentBuilder {
         }
         if let Some(a) = ace {
             let _ = a.await;
+        }
+        if let Some(probe) = probe {
+            let _ = probe.await;
         }
         if let Some(work) = node_work {
             let _ = work.task.await;

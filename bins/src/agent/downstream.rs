@@ -30,6 +30,9 @@ pub(crate) struct Downstream {
     pub(crate) client: Client,
     /// What the server needs to reach the same API server through the tunnel.
     pub(crate) params: ClusterParams,
+    /// The configuration the client was built from (for clients of other addresses of the same
+    /// API server).
+    pub(crate) config: Config,
 }
 
 fn der_to_pem(der: &[u8]) -> String {
@@ -44,7 +47,7 @@ fn der_to_pem(der: &[u8]) -> String {
 }
 
 /// `host:port` of the API server URL (port 443 when the URL has none).
-fn address_of(url: &http::Uri) -> Result<String, AgentError> {
+pub(crate) fn address_of(url: &http::Uri) -> Result<String, AgentError> {
     let host =
         url.host().ok_or_else(|| AgentError::Downstream(format!("the API server URL {url} has no host")))?;
     if url.scheme_str() != Some("https") {
@@ -221,7 +224,7 @@ pub(crate) async fn connect(kubeconfig: Option<&Path>) -> Result<Downstream, Age
     let token = credential(&config, &client).await?;
     let params = ClusterParams { address, token, ca_cert: STANDARD.encode(ca_pem.as_bytes()) };
     params.validate().map_err(|e| AgentError::Downstream(e.to_string()))?;
-    Ok(Downstream { client, params })
+    Ok(Downstream { client, params, config })
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@
 //! ```
 
 pub mod ace;
+mod api_servers;
 mod builder;
 mod cacerts;
 mod downstream;
@@ -59,6 +60,12 @@ pub struct AgentArgs {
     /// A kubeconfig for the downstream cluster; without it the in-cluster service account is used.
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
+    /// Another address of the cluster's API server (`https://host:port`, repeatable): the API server
+    /// on another control-plane host, with a serving certificate for the kubeconfig's address too.
+    /// The server's streams then go to the kubeconfig's address or, while it is down or not ready,
+    /// to the first of these that is.
+    #[arg(long = "api-server-alternate", value_name = "URL")]
+    pub api_server_alternates: Vec<String>,
     /// Run the node agent (the fallback session `<cluster>:<node>`) instead of the cluster agent.
     #[arg(long)]
     pub node: bool,

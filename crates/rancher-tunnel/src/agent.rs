@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use http::HeaderMap;
 use rand::Rng;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -16,6 +15,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::SessionConfig;
 use crate::dial_header::{self, DialStatus};
+use crate::dialer::{Dialer, DirectDialer};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::policy::DestinationPolicy;
@@ -90,6 +90,7 @@ pub struct Agent {
     metrics: Metrics,
     connected: watch::Sender<bool>,
     local: Arc<HashMap<String, Arc<dyn LocalService>>>,
+    dialer: Arc<dyn Dialer>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -123,7 +124,16 @@ impl Agent {
             metrics,
             connected: watch::channel(false).0,
             local: Arc::new(HashMap::new()),
+            dialer: Arc::new(DirectDialer),
         })
+    }
+
+    /// Connects the streams the policy allowed with `dialer` instead of straight to their address
+    /// ([`DirectDialer`]): for a destination with several equivalent addresses, such as an API server
+    /// on every control-plane host. The policy still decides on the address the server asked for.
+    pub fn with_dialer(mut self, dialer: Arc<dyn Dialer>) -> Self {
+        self.dialer = dialer;
+        self
     }
 
     /// Registers an in-process service: a dial with network [`LOCAL_NETWORK`] and address `name` is
@@ -208,6 +218,7 @@ impl Agent {
             header_timeout: self.cfg.header_timeout,
             shutdown: shutdown.clone(),
             local: self.local.clone(),
+            dialer: self.dialer.clone(),
         });
         let spawner = tracker.clone();
         let (handle, driver) = session::start(
@@ -249,6 +260,7 @@ struct StreamCtx {
     header_timeout: Duration,
     shutdown: CancellationToken,
     local: Arc<HashMap<String, Arc<dyn LocalService>>>,
+    dialer: Arc<dyn Dialer>,
 }
 
 async fn serve_stream(stream: yamux::Stream, ctx: Arc<StreamCtx>) {
@@ -299,17 +311,12 @@ async fn serve_stream(stream: yamux::Stream, ctx: Arc<StreamCtx>) {
         let _ = dial_header::write_reply(&mut s, DialStatus::Refused, "only tcp is supported").await;
         return;
     }
-    let mut tcp = match tokio::time::timeout(ctx.dial_timeout, TcpStream::connect(address)).await {
-        Ok(Ok(tcp)) => tcp,
-        Ok(Err(e)) => {
-            ctx.metrics.dial_error("failed");
+    let mut tcp = match ctx.dialer.dial(address, ctx.dial_timeout).await {
+        Ok(tcp) => tcp,
+        Err(e) => {
+            let reason = if e.kind() == std::io::ErrorKind::TimedOut { "timeout" } else { "failed" };
+            ctx.metrics.dial_error(reason);
             let _ = dial_header::write_reply(&mut s, DialStatus::Failed, &e.to_string()).await;
-            return;
-        }
-        Err(_) => {
-            ctx.metrics.dial_error("timeout");
-            let msg = format!("connect timed out after {:?}", ctx.dial_timeout);
-            let _ = dial_header::write_reply(&mut s, DialStatus::Failed, &msg).await;
             return;
         }
     };

@@ -49,6 +49,7 @@
 mod agent;
 mod config;
 mod dial_header;
+mod dialer;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -66,6 +67,7 @@ mod ws_io;
 pub use agent::{Agent, AgentConfig, LOCAL_NETWORK, LocalService};
 pub use config::SessionConfig;
 pub use dial_header::DialStatus;
+pub use dialer::{Dialer, DirectDialer};
 pub use error::{Error, Result};
 pub use metrics::{DialErrorLabels, Metrics};
 pub use policy::{AllowList, DestinationPolicy};

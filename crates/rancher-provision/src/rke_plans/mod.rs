@@ -168,7 +168,7 @@ pub fn render_plans(
         }
         processes.push(services::kubelet(&cluster, i, h, binaries, &mut files)?);
         if let (Some(agent), Some(true)) = (&binaries.cluster_agent, first_cp.map(|f| f == i)) {
-            processes.push(services::cluster_agent(h, agent, &mut files)?);
+            processes.push(services::cluster_agent(&cluster, h, agent, &mut files)?);
         }
         let mut plan = NodePlan { revision: String::new(), files: files.files, processes };
         let json = serde_json::to_vec(&plan)

@@ -33,6 +33,8 @@ pub(crate) struct Cluster<'a> {
     initial_cluster: String,
     /// The first controlplane host's API server.
     first_apiserver: String,
+    /// Every controlplane host's API server, in host order.
+    apiservers: Vec<String>,
 }
 
 impl<'a> Cluster<'a> {
@@ -62,6 +64,11 @@ impl<'a> Cluster<'a> {
             etcd_servers,
             initial_cluster,
             first_apiserver: https_url(first.internal, APISERVER_PORT),
+            apiservers: hosts
+                .iter()
+                .filter(|h| h.controlplane)
+                .map(|h| https_url(h.internal, APISERVER_PORT))
+                .collect(),
         })
     }
 }
@@ -345,14 +352,21 @@ pub(crate) fn kubelet(
 
 /// The cluster agent on the first controlplane host, talking to that host's API server.
 pub(crate) fn cluster_agent(
+    c: &Cluster<'_>,
     h: &Host<'_>,
     agent: &ClusterAgent,
     files: &mut HostFiles<'_>,
 ) -> Result<PlanProcess, RenderError> {
     let ca = files.ca(pki::KUBE_CA, "kube-ca")?;
     let cert: CertFiles = files.cert(pki::CLUSTER_AGENT, "kube-cluster-agent")?;
-    let kubeconfig = files.kubeconfig("cluster-agent", &https_url(h.internal, APISERVER_PORT), &ca, &cert);
-    let mut p = process("cluster-agent", &agent.binary, vec!["--kubeconfig".into(), kubeconfig], None);
+    let own = https_url(h.internal, APISERVER_PORT);
+    let kubeconfig = files.kubeconfig("cluster-agent", &own, &ca, &cert);
+    let mut args = vec!["--kubeconfig".into(), kubeconfig];
+    // The API servers of the other controlplane hosts: the agent's streams fail over to them.
+    for other in c.apiservers.iter().filter(|a| **a != own) {
+        args.extend(["--api-server-alternate".to_owned(), other.clone()]);
+    }
+    let mut p = process("cluster-agent", &agent.binary, args, None);
     p.env = BTreeMap::from([
         ("CATTLE_SERVER".to_owned(), agent.server_url.clone()),
         ("CATTLE_CA_CHECKSUM".to_owned(), agent.ca_checksum.clone()),

@@ -198,7 +198,16 @@ fn the_cluster_agent_runs_on_the_first_controlplane_host_only() {
     let plans = render_plans(&c, &pki(&c), &b).unwrap();
     assert!(!plans["cp4"].processes.iter().any(|p| p.name == "cluster-agent"));
     let agent = proc(&plans["cp1"], "cluster-agent");
-    assert_eq!(agent.args, ["--kubeconfig", "/opt/rke/etc/kubernetes/ssl/kubecfg-cluster-agent.yaml"]);
+    // Its streams fail over to the other controlplane host's API server.
+    assert_eq!(
+        agent.args,
+        [
+            "--kubeconfig",
+            "/opt/rke/etc/kubernetes/ssl/kubecfg-cluster-agent.yaml",
+            "--api-server-alternate",
+            "https://192.168.0.4:6443"
+        ]
+    );
     assert_eq!(agent.env["CATTLE_TOKEN"], "reg-token-s3cr3t");
     assert_eq!(agent.env["CATTLE_CLUSTER"], "true");
     assert_eq!(agent.env["CATTLE_SERVER"], "https://rancher.example.org");

@@ -200,3 +200,42 @@ async fn the_stream_limit_fails_one_dial_and_the_session_continues() {
     a.stop.cancel();
     srv.stop().await;
 }
+
+/// Connects every dial to `to`, whatever the address, and counts the dials.
+struct Redirect {
+    to: std::net::SocketAddr,
+    dials: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl rancher_tunnel::Dialer for Redirect {
+    async fn dial(&self, _address: &str, _timeout: Duration) -> std::io::Result<tokio::net::TcpStream> {
+        self.dials.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::net::TcpStream::connect(self.to).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agents_dialer_picks_where_an_allowed_address_goes_and_the_policy_still_decides() {
+    let pki = pki();
+    let srv = start_server(&pki, test_session_cfg()).await;
+    let echo = echo_server().await;
+    // The server asks for a closed port; the agent's dialer takes the stream to the echo server.
+    let closed = closed_port().await.to_string();
+    let dialer = std::sync::Arc::new(Redirect { to: echo, dials: Default::default() });
+    let agent = agent(&pki, &srv.url, TOKEN_A, std::slice::from_ref(&closed));
+    let agent = std::sync::Arc::into_inner(agent).unwrap().with_dialer(dialer.clone());
+    let a = spawn_agent(std::sync::Arc::new(agent));
+    let server = srv.server.clone();
+    wait_until("agent session", LONG, || server.has_session("c-a")).await;
+
+    let mut s = srv.server.dial("c-a", "tcp", &closed).await.unwrap();
+    assert_eq!(echo_roundtrip(&mut s, b"via the dialer").await, b"via the dialer");
+    // An address the policy does not allow never reaches the dialer.
+    let err = srv.server.dial("c-a", "tcp", &echo.to_string()).await.unwrap_err();
+    assert!(matches!(err, Error::DialRefused { .. }), "{err}");
+    assert_eq!(dialer.dials.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    a.stop.cancel();
+    srv.stop().await;
+}
