@@ -68,6 +68,14 @@ impl ServerTasks {
                 )),
             ),
             (
+                "node role labels",
+                tokio::spawn(provisioning::rke::node_roles::run(
+                    store.clone(),
+                    registration.clone(),
+                    stop.clone(),
+                )),
+            ),
+            (
                 "clean-up controller",
                 tokio::spawn(cleanup::run(store.clone(), registration.clone(), clients, stop.clone())),
             ),

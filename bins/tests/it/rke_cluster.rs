@@ -175,3 +175,120 @@ async fn a_one_host_cluster_comes_up_from_a_cluster_yml_and_kubectl_works_throug
     })
     .await;
 }
+
+/// The pids of `host`'s processes whose command line ends with `pattern`.
+fn pids_in_host(host: &SshHost, pattern: &str) -> Vec<u32> {
+    let out = Command::new("ip").args(["netns", "pids", host.netns()]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let first = cmdline.split(|b| *b == 0).next().map(String::from_utf8_lossy).unwrap_or_default();
+            first.ends_with(pattern)
+        })
+        .collect()
+}
+
+/// The recommended split on seven hosts: three etcd, two control plane, two workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_etcd_two_controlplane_two_worker_cluster_serves_through_the_loss_of_an_etcd_member_and_an_api_server()
+ {
+    install_crypto();
+    let hosts = SshHosts::start(7);
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path(), hosts.hosts()[0].bridge_address()).await;
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let key = dir.path().join("id_ed25519");
+    std::fs::write(&key, hosts.client_key()).unwrap();
+    let yml = dir.path().join("cluster.yml");
+    let (etcd, cp, worker): (&[&str], &[&str], &[&str]) = (&["etcd"], &["controlplane"], &["worker"]);
+    let roles = [etcd, etcd, etcd, cp, cp, worker, worker];
+    std::fs::write(&yml, cluster_yml(hosts.hosts(), &roles, &key)).unwrap();
+
+    let (ok, out) = rancherctl(
+        &home,
+        &["login", &server.url, "--username", "admin", "--password", ADMIN_PASSWORD, "--insecure"],
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = rancherctl(&home, &["cluster", "create", "ha", "--rke", yml.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    // The recommended split: no warning about the topology.
+    assert!(!out.contains("recommended"), "{out}");
+
+    let row = wait_state(&home, "ha", "active", UP).await;
+    assert_eq!(row[3], "v1.20.2", "{row:?}");
+    eventually(WAIT, "ha reports seven nodes", || {
+        let row = cluster_row(&home, "ha");
+        async move { row.filter(|r| r.get(4).map(String::as_str) == Some("7")) }
+    })
+    .await;
+
+    let (ok, kubeconfig) = rancherctl(&home, &["kubeconfig", "ha"]);
+    assert!(ok, "{kubeconfig}");
+    let kubeconfig_file = dir.path().join("ha.kubeconfig");
+    std::fs::write(&kubeconfig_file, &kubeconfig).unwrap();
+    // Every Node carries its host's roles (set by the server: a kubelet may not).
+    eventually(WAIT, "the Nodes show their roles", || {
+        let k = Kubectl::at("1.33", &kubeconfig_file, &home);
+        async move {
+            let out = k.run(&["get", "nodes", "--no-headers"]).await;
+            let rows: Vec<(String, String)> = out
+                .stdout
+                .lines()
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    Some((f.first()?.to_string(), f.get(2)?.to_string()))
+                })
+                .collect();
+            let want: Vec<(String, String)> =
+                (1..=7).map(|i| (format!("node{i}"), roles[i - 1][0].to_owned())).collect();
+            (rows == want).then_some(())
+        }
+    })
+    .await;
+    for version in ["1.27", "1.33"] {
+        let k = Kubectl::new(version, &kubeconfig);
+        let nodes = k.ok(&["get", "nodes"]).await;
+        assert_eq!(nodes.lines().filter(|l| l.contains(" Ready ")).count(), 7, "{nodes}");
+    }
+
+    // The real scheduler places the pods on the workers: the etcd and control-plane hosts are tainted.
+    let k = Kubectl::new("1.33", &kubeconfig);
+    k.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=4"]).await;
+    k.ok(&["rollout", "status", "deployment/web", "--timeout=180s"]).await;
+    let pods = k.ok(&["get", "pods", "-o", "wide", "--no-headers"]).await;
+    let placed: Vec<&str> = pods.lines().filter(|l| l.contains("Running")).collect();
+    assert_eq!(placed.len(), 4, "{pods}");
+    assert!(placed.iter().all(|l| l.contains("node6") || l.contains("node7")), "{pods}");
+
+    // One etcd member and the API server the cluster agent's kubeconfig names (the first control-plane
+    // host's) die; the cluster keeps serving through the proxy all along, and the node agents restart
+    // both.
+    let (etcd_host, api_host) = (&hosts.hosts()[0], &hosts.hosts()[3]);
+    let killed_etcd = kill_in_host(etcd_host, &["opt/rke/bin/etcd"]);
+    let killed_api = kill_in_host(api_host, &["opt/rke/bin/kube-apiserver"]);
+    assert_eq!((killed_etcd.len(), killed_api.len()), (1, 1), "{killed_etcd:?} {killed_api:?}");
+    let k = Kubectl::at("1.33", &kubeconfig_file, &home);
+    let mut served = 0;
+    let until = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < until {
+        let out = k.run(&["get", "deployment", "web", "-o", "jsonpath={.status.readyReplicas}"]).await;
+        assert!(out.ok && out.stdout.trim() == "4", "request {served} after the kill failed: {out:?}");
+        served += 1;
+    }
+    assert!(served >= 10, "only {served} requests in 30 s");
+    eventually(UP, "the node agents restart etcd and the API server", || {
+        let (e, a) = (
+            pids_in_host(etcd_host, "opt/rke/bin/etcd"),
+            pids_in_host(api_host, "opt/rke/bin/kube-apiserver"),
+        );
+        let restarted = e.len() == 1 && a.len() == 1 && e != killed_etcd && a != killed_api;
+        async move { restarted.then_some(()) }
+    })
+    .await;
+    // Writes work too, and the restarted members take part again.
+    k.ok(&["scale", "deployment", "web", "--replicas=6"]).await;
+    k.ok(&["rollout", "status", "deployment/web", "--timeout=180s"]).await;
+}

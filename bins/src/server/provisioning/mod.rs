@@ -22,7 +22,7 @@ mod imported;
 pub mod node_plans;
 mod outcome;
 mod registry;
-mod rke;
+pub(crate) mod rke;
 
 use std::sync::Arc;
 

@@ -9,6 +9,7 @@ mod hosts;
 pub(crate) mod keys;
 mod layout;
 mod lifecycle;
+pub(crate) mod node_roles;
 mod plans;
 mod run;
 mod runs;
