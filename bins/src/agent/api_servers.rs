@@ -4,7 +4,9 @@
 //! is down or not ready, to another control-plane host's. Every API server carries a serving
 //! certificate for all of the control-plane addresses, so the server's TLS check passes whichever
 //! one answers. Readiness comes from each API server's `/readyz`, probed every
-//! [`PROBE_EVERY`] with the agent's own credentials; a refused connect moves on at once.
+//! [`PROBE_EVERY`] with the agent's own credentials; a connect that fails moves on at once and
+//! counts its address as not ready until a probe finds it ready again (an API server restarting
+//! accepts connections before it can serve them).
 
 use std::io;
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use super::AgentError;
 use super::downstream::address_of;
 
 /// How often every API server's `/readyz` is asked.
-pub(crate) const PROBE_EVERY: Duration = Duration::from_secs(2);
+pub(crate) const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// How long one probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a connect to one address may take while others are left to try.
@@ -155,7 +157,12 @@ impl Dialer for ApiServers {
                     }
                     return Ok(tcp);
                 }
-                Err(e) => failures.push(format!("{candidate}: {e}")),
+                Err(e) => {
+                    if let Some(u) = self.upstreams.iter().find(|u| u.address == *candidate) {
+                        u.ready.store(false, Ordering::Relaxed);
+                    }
+                    failures.push(format!("{candidate}: {e}"));
+                }
             }
         }
         Err(io::Error::new(
@@ -203,6 +210,8 @@ mod tests {
         let a = ApiServers::new(&closed_addr, &[format!("https://{open_addr}")]).unwrap();
         let tcp = a.dial(&closed_addr, Duration::from_secs(5)).await.unwrap();
         assert_eq!(tcp.peer_addr().unwrap(), open_addr);
+        // The refusing address waits for a probe before it is tried first again.
+        assert_eq!(a.order(), [open_addr.to_string(), closed_addr.clone()]);
         // Not the API server: no failover.
         let e = DirectDialer.dial(&closed_addr, Duration::from_secs(1)).await.unwrap_err();
         let via = a.dial(&format!("127.0.0.1:{}", 1), Duration::from_secs(1)).await.unwrap_err();
