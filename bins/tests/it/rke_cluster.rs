@@ -190,6 +190,10 @@ fn pids_in_host(host: &SshHost, pattern: &str) -> Vec<u32> {
         .collect()
 }
 
+/// How long a new etcd leader may take to be elected (etcd's election timeout is 1 s; a loaded
+/// machine stretches it).
+const ELECTION: Duration = Duration::from_secs(10);
+
 /// The recommended split on seven hosts: three etcd, two control plane, two workers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_three_etcd_two_controlplane_two_worker_cluster_serves_through_the_loss_of_an_etcd_member_and_an_api_server()
@@ -270,15 +274,26 @@ async fn a_three_etcd_two_controlplane_two_worker_cluster_serves_through_the_los
     let killed_etcd = kill_in_host(etcd_host, &["opt/rke/bin/etcd"]);
     let killed_api = kill_in_host(api_host, &["opt/rke/bin/kube-apiserver"]);
     assert_eq!((killed_etcd.len(), killed_api.len()), (1, 1), "{killed_etcd:?} {killed_api:?}");
+    // A read that reaches etcd while its members elect a new leader (when the killed member led)
+    // fails with "leader changed", as in any Kubernetes cluster; nothing else may fail, and nothing
+    // at all once the election is over.
     let k = Kubectl::at("1.33", &kubeconfig_file, &home);
-    let mut served = 0;
-    let until = tokio::time::Instant::now() + Duration::from_secs(30);
-    while tokio::time::Instant::now() < until {
+    let (mut served, mut elections) = (0, 0);
+    let killed_at = tokio::time::Instant::now();
+    while killed_at.elapsed() < Duration::from_secs(30) {
         let out = k.run(&["get", "deployment", "web", "-o", "jsonpath={.status.readyReplicas}"]).await;
-        assert!(out.ok && out.stdout.trim() == "4", "request {served} after the kill failed: {out:?}");
+        let election = out.stderr.contains("etcdserver: leader changed");
+        if !(out.ok && out.stdout.trim() == "4") {
+            assert!(
+                election && killed_at.elapsed() < ELECTION,
+                "request {served} failed {:?} after the kill: {out:?}",
+                killed_at.elapsed()
+            );
+            elections += 1;
+        }
         served += 1;
     }
-    assert!(served >= 10, "only {served} requests in 30 s");
+    assert!(served - elections >= 10, "only {served} requests in 30 s, {elections} failed");
     eventually(UP, "the node agents restart etcd and the API server", || {
         let (e, a) = (
             pids_in_host(etcd_host, "opt/rke/bin/etcd"),
