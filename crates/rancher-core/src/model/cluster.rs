@@ -167,7 +167,12 @@ impl ProvisioningProgress {
 
     /// Adds a step (builder style).
     pub fn step(mut self, name: impl Into<String>, state: StepState, message: impl Into<String>) -> Self {
-        self.steps.push(ProvisioningStep { name: name.into(), state, message: message.into() });
+        self.steps.push(ProvisioningStep {
+            name: name.into(),
+            state,
+            message: message.into(),
+            ..Default::default()
+        });
         self
     }
 
@@ -195,6 +200,14 @@ pub struct ProvisioningStep {
     /// Detail, e.g. `2 of 3 machines running`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// When it first started running (unset for a provisioner that does not record it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
+    pub started_at: Option<jiff::Timestamp>,
+    /// When it last finished (done or failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
+    pub finished_at: Option<jiff::Timestamp>,
 }
 
 /// Where one provisioning step stands.

@@ -20,10 +20,7 @@ struct Inner {
 impl Board {
     /// A board with these steps, all pending.
     pub(super) fn new(steps: impl IntoIterator<Item = String>) -> Self {
-        let steps = steps
-            .into_iter()
-            .map(|name| ProvisioningStep { name, state: StepState::Pending, message: String::new() })
-            .collect();
+        let steps = steps.into_iter().map(|name| ProvisioningStep { name, ..Default::default() }).collect();
         Board { inner: Mutex::new(Inner { message: "starting".into(), steps }) }
     }
 
@@ -31,17 +28,32 @@ impl Board {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Sets a step's state and message (adds the step if it is new).
+    /// Sets a step's state and message (adds the step if it is new); records when it first runs
+    /// and when it finishes.
     pub(super) fn set(&self, step: &str, state: StepState, message: impl Into<String>) {
         let mut inner = self.lock();
-        let message = message.into();
-        match inner.steps.iter_mut().find(|s| s.name == step) {
-            Some(s) => {
-                s.state = state;
-                s.message = message;
+        let i = match inner.steps.iter().position(|s| s.name == step) {
+            Some(i) => i,
+            None => {
+                inner.steps.push(ProvisioningStep { name: step.to_owned(), ..Default::default() });
+                inner.steps.len() - 1
             }
-            None => inner.steps.push(ProvisioningStep { name: step.to_owned(), state, message }),
+        };
+        let s = &mut inner.steps[i];
+        let now = jiff::Timestamp::now();
+        if s.started_at.is_none() && state != StepState::Pending {
+            s.started_at = Some(now);
         }
+        match state {
+            StepState::Done | StepState::Failed => {
+                if s.state != state {
+                    s.finished_at = Some(now);
+                }
+            }
+            _ => s.finished_at = None,
+        }
+        s.state = state;
+        s.message = message.into();
     }
 
     /// Sets the sentence that says what happens now.
@@ -73,5 +85,13 @@ mod tests {
         assert_eq!((p.done(), p.total()), (1, 3));
         assert_eq!(p.steps[1].message, "2 of 3 members healthy");
         assert_eq!(p.message, "waiting for etcd");
+        // When each step ran: a pending one has not started; a running one has not finished.
+        assert!(p.steps[0].started_at.is_some() && p.steps[0].finished_at.is_some());
+        assert!(p.steps[1].started_at.is_some() && p.steps[1].finished_at.is_none());
+        assert!(p.steps[2].started_at.is_none());
+        // Reporting the same state again keeps the times.
+        let done_at = p.steps[0].finished_at;
+        b.set("host a", StepState::Done, "still");
+        assert_eq!(b.snapshot().steps[0].finished_at, done_at);
     }
 }
