@@ -82,9 +82,11 @@ impl Outcome {
             Err(ProvisionError::Cancelled) => {
                 Outcome { condition: None, progress: None, next: Next::Cancelled }
             }
+            // The run stopped: its step shows as failed and the progress says why until the retry
+            // reports again (`cluster get` shows both).
             Err(e @ ProvisionError::Transient(_)) => Outcome {
                 condition: Some((ConditionStatus::Unknown, REASON_RETRYING, e.to_string())),
-                progress: None,
+                progress: Some(failed_progress(cluster, &format!("retrying: {e}"))),
                 next: Next::Backoff,
             },
             Err(e @ ProvisionError::InvalidSpec { .. }) => failed(REASON_INVALID_SPEC, e.to_string()),
@@ -165,7 +167,10 @@ mod tests {
         c.status.provisioning = Some(ProvisioningProgress::new("x").step("vpc", StepState::Running, ""));
         let o = Outcome::of(&c, Err(ProvisionError::transient("the API is throttling us")));
         assert_eq!(o.next, Next::Backoff);
-        assert_eq!(o.condition.unwrap().0, ConditionStatus::Unknown);
+        assert_eq!(o.condition.as_ref().unwrap().0, ConditionStatus::Unknown);
+        let p = o.progress.as_ref().unwrap();
+        assert_eq!(p.message, "retrying: the API is throttling us");
+        assert_eq!(p.steps[0].state, StepState::Failed, "the step that was running stopped");
         let o = Outcome::of(&c, Err(ProvisionError::permanent("quota exhausted")));
         assert_eq!(o.next, Next::SpecChange);
         o.apply(&mut c);

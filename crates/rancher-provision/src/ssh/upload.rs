@@ -40,8 +40,9 @@ impl SshSession {
     /// published for a release binary) rather than against what was read locally.
     ///
     /// # Errors
-    /// As [`upload`](Self::upload); [`SshError::ChecksumMismatch`] when the file on the host does
-    /// not hash to `expected_sha256`.
+    /// As [`upload`](Self::upload); [`SshError::SourceMismatch`] when what was sent arrived intact
+    /// but does not hash to `expected_sha256` (the source is wrong), [`SshError::ChecksumMismatch`]
+    /// when the host's copy is neither (garbled on the way).
     pub async fn upload_verified(
         &self,
         source: impl Into<UploadSource<'_>>,
@@ -105,6 +106,14 @@ impl SshSession {
             return Err(remote_error(&self.host, &format!("install {remote}"), &out));
         }
         let actual = out.stdout_text().trim().to_owned();
+        if actual != expected && actual == sent {
+            return Err(SshError::SourceMismatch {
+                host: self.host.clone(),
+                path: remote.to_owned(),
+                expected,
+                actual,
+            });
+        }
         if actual != expected {
             return Err(SshError::ChecksumMismatch {
                 host: self.host.clone(),

@@ -102,7 +102,8 @@ async fn an_upload_arrives_whole_with_its_mode_on_that_host_only() {
     assert_eq!(sha, hex::encode(Sha256::digest(b"v2\n")));
     let wrong = "0".repeat(64);
     match s.upload_verified(local.as_path(), "/srv/node/bin/agent", 0o755, &wrong).await.unwrap_err() {
-        SshError::ChecksumMismatch { host, path, expected, actual } => {
+        // What arrived is what was sent: the source is wrong, not the transfer.
+        SshError::SourceMismatch { host, path, expected, actual } => {
             assert_eq!((host, path), (format!("{}:22", h1.address()), "/srv/node/bin/agent".to_owned()));
             assert_eq!((expected, actual), (wrong, want.clone()));
         }
