@@ -210,8 +210,9 @@ async fn install(
 ) -> Result<Bootstrapped, HostError> {
     let node_name = rke::node_name(node);
     let mut done = Bootstrapped::default();
+    // What an upload cut short left (its clean-up needs the session that was lost) goes first.
     ssh.run(&format!(
-        "mkdir -p {bin} {state} {creds} && chmod 700 {state} {creds}",
+        "mkdir -p {bin} {state} {creds} && chmod 700 {state} {creds} && rm -f -- {bin}/*.part-* {bin}/*.download",
         bin = shell_quote(&layout.bin_dir()),
         state = shell_quote(&layout.agent_state_dir()),
         creds = shell_quote(&layout.agent_credentials_dir()),
