@@ -196,7 +196,8 @@ pub(super) async fn bootstrap(
     };
     let host_key = ssh.host_key();
     let done = install(&ssh, node, layout, bundle, boot, report).await;
-    ssh.close().await;
+    // A session whose link died cannot say goodbye: do not wait on it.
+    let _ = tokio::time::timeout(Duration::from_secs(5), ssh.close()).await;
     (Some(host_key), done)
 }
 
