@@ -133,17 +133,28 @@ impl SshSession {
 
     /// Streams `source` to `path` over a fresh SFTP channel; returns its SHA-256.
     async fn send(&self, source: UploadSource<'_>, path: &str) -> Result<String, SshError> {
-        let transfer = |e: russh_sftp::client::error::Error| SshError::Transfer {
-            host: self.host.clone(),
-            path: path.to_owned(),
-            source: Box::new(e),
+        // A transfer that times out or whose channel breaks lost its connection (retry); anything
+        // else the host said (permission denied, disk full) is a transfer failure.
+        let lost = || SshError::Disconnected { host: self.host.clone() };
+        let transfer = |e: russh_sftp::client::error::Error| match e {
+            russh_sftp::client::error::Error::Timeout => lost(),
+            e => SshError::Transfer { host: self.host.clone(), path: path.to_owned(), source: Box::new(e) },
         };
-        let io_transfer = |e: std::io::Error| SshError::Transfer {
-            host: self.host.clone(),
-            path: path.to_owned(),
-            source: Box::new(e),
+        let io_transfer = |e: std::io::Error| {
+            use std::io::ErrorKind as K;
+            match e.kind() {
+                K::TimedOut
+                | K::BrokenPipe
+                | K::ConnectionReset
+                | K::ConnectionAborted
+                | K::NotConnected
+                | K::UnexpectedEof => lost(),
+                _ => {
+                    SshError::Transfer { host: self.host.clone(), path: path.to_owned(), source: Box::new(e) }
+                }
+            }
         };
-        let stalled = |_| SshError::Disconnected { host: self.host.clone() };
+        let stalled = |_| lost();
         let channel = self.handle().channel_open_session().await.map_err(|e| session_error(&self.host, e))?;
         channel.request_subsystem(true, "sftp").await.map_err(|e| session_error(&self.host, e))?;
         let sftp = SftpSession::new(channel.into_stream()).await.map_err(transfer)?;
