@@ -9,6 +9,7 @@ mod common;
 mod import_support;
 mod proxy_support;
 mod raw_http;
+mod rke_support;
 mod tenancy_support;
 
 mod ace_webhook;
@@ -40,6 +41,7 @@ mod proxy_identity_e2e;
 mod proxy_ldap;
 mod rke_cluster;
 mod rke_config;
+mod rke_faults;
 mod server_etcd;
 mod server_flags;
 mod server_url_e2e;

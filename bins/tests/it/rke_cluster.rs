@@ -3,111 +3,16 @@
 //! scheduler 1.20, `rancherctl cluster create --rke cluster.yml`, node agents bootstrapped over SSH
 //! that run their plans, simulated kubelets, and kubectl through the server's proxy.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use rancher_provision::bundle::Bundle;
-use rancher_test_support::kube::kube_bin_dir;
 use rancher_test_support::kubectl::Kubectl;
-use rancher_test_support::ssh_hosts::{SshHost, SshHosts};
+use rancher_test_support::ssh_hosts::SshHosts;
 
 use crate::import_support::*;
+use crate::rke_support::*;
 
 /// From `create` to Active: SSH, ~400 MB of binaries per control-plane host, etcd, the API server.
 const UP: Duration = Duration::from_secs(600);
-
-/// The simulated kubelet: the `rancher-sim` binary built beside the server.
-fn sim_binary() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_rancher-server")).with_file_name("rancher-sim");
-    assert!(
-        p.exists(),
-        "{} is missing: build the workspace's binaries (cargo build --workspace)",
-        p.display()
-    );
-    p
-}
-
-/// A bundle `v1.20.2` of the local binaries, written as a manifest into `dir`.
-fn write_bundle(dir: &Path) {
-    let kube = kube_bin_dir();
-    let (agent, sim) = (PathBuf::from(env!("CARGO_BIN_EXE_rancher-agent")), sim_binary());
-    let files = [
-        ("etcd", PathBuf::from("/usr/bin/etcd")),
-        ("kube-apiserver", kube.join("kube-apiserver")),
-        ("kube-controller-manager", kube.join("kube-controller-manager")),
-        ("kube-scheduler", kube.join("kube-scheduler")),
-        ("kubelet", sim),
-        ("node-agent", agent),
-    ];
-    let files: Vec<(&str, &Path)> = files.iter().map(|(n, p)| (*n, p.as_path())).collect();
-    let bundle = Bundle::from_local_files("v1.20.2", &files).unwrap();
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("v1.20.2.yaml"), bundle.to_manifest()).unwrap();
-}
-
-/// A server the hosts reach on the bridge.
-struct HostedServer {
-    _proc: Proc,
-    /// For this test (loopback).
-    url: String,
-}
-
-async fn start_server(dir: &Path, bridge: &str) -> HostedServer {
-    let bundles = dir.join("bundles");
-    write_bundle(&bundles);
-    let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rancher-server"));
-    cmd.arg("--data-dir")
-        .arg(dir.join("data"))
-        .args(["--https-listen", &format!("0.0.0.0:{port}")])
-        .args(["--server-url", &format!("https://{bridge}:{port}")])
-        .arg("--bundle-dir")
-        .arg(&bundles)
-        .env("RUST_LOG", "info,rancher::server::provisioning=debug")
-        .env("CATTLE_BOOTSTRAP_PASSWORD", ADMIN_PASSWORD);
-    let proc = Proc::spawn(cmd, &dir.join("server.log"));
-    let url = format!("https://127.0.0.1:{port}");
-    let http = insecure_client();
-    eventually(WAIT, "server answers /ping", || {
-        let (http, url) = (http.clone(), url.clone());
-        async move { http.get(format!("{url}/ping")).send().await.ok().filter(|r| r.status().is_success()) }
-    })
-    .await;
-    HostedServer { _proc: proc, url }
-}
-
-/// `cluster.yml` for these hosts with these roles, the key in a file on this machine.
-fn cluster_yml(hosts: &[SshHost], roles: &[&[&str]], key_path: &Path) -> String {
-    let mut out = String::from("kubernetes_version: v1.20.2\nprefix_path: /srv/node\nnodes:\n");
-    for (h, roles) in hosts.iter().zip(roles) {
-        out.push_str(&format!(
-            "  - address: {}\n    user: root\n    ssh_key_path: {}\n    hostname_override: node{}\n    role: [{}]\n",
-            h.address(),
-            key_path.display(),
-            h.index(),
-            roles.join(", ")
-        ));
-    }
-    out
-}
-
-/// SIGKILLs the processes of `host` (its network namespace: every host shares the machine's pid
-/// namespace and paths, so a plain `pkill` would hit other tests' hosts) whose command line contains
-/// one of `patterns`; returns their pids.
-fn kill_in_host(host: &SshHost, patterns: &[&str]) -> Vec<u32> {
-    let out = Command::new("ip").args(["netns", "pids", host.netns()]).output().unwrap();
-    let mut killed = Vec::new();
-    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|p| p.parse::<u32>().ok()) {
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let first = cmdline.split(|b| *b == 0).next().map(String::from_utf8_lossy).unwrap_or_default();
-        if patterns.iter().any(|p| first.ends_with(p)) {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            killed.push(pid);
-        }
-    }
-    killed
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_host_cluster_comes_up_from_a_cluster_yml_and_kubectl_works_through_the_proxy() {

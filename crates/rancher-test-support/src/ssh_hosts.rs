@@ -479,6 +479,19 @@ impl SshHost {
         run(&["ip", "link", "set", &self.veth, if up { "up" } else { "down" }]);
     }
 
+    /// Limits how fast the host receives to `rate` (as `tc` writes it, e.g. `"80mbit"`) with a token
+    /// bucket on its veth, or lifts the limit (`None`): a test can then act in the middle of a
+    /// transfer to the host. The limit goes with the host.
+    pub fn limit_rate(&self, rate: Option<&str>) {
+        match rate {
+            Some(r) => run(&[
+                "tc", "qdisc", "replace", "dev", &self.veth, "root", "tbf", "rate", r, "burst", "64kb",
+                "latency", "1s",
+            ]),
+            None => quiet(&["tc", "qdisc", "del", "dev", &self.veth, "root"]),
+        }
+    }
+
     /// Gives the host a new host key and restarts its sshd with it (running sessions end); waits
     /// until it answers again. Returns the new public key.
     pub fn regenerate_host_key(&self) -> String {

@@ -49,11 +49,24 @@ impl Outcome {
             next: Next::SpecChange,
         };
         match result {
-            Ok(Progress::InProgress { progress, after }) => Outcome {
-                condition: Some((ConditionStatus::Unknown, REASON_PROVISIONING, progress.message.clone())),
-                progress: Some(progress),
-                next: Next::After(after),
-            },
+            Ok(Progress::InProgress { mut progress, after }) => {
+                // A retry under way keeps saying why the last attempt failed until it gets through
+                // (or fails again): otherwise the cause would flash by between two attempts.
+                let retrying = cluster
+                    .status
+                    .conditions
+                    .get_condition("Provisioned")
+                    .filter(|c| c.status == ConditionStatus::Unknown && c.reason == REASON_RETRYING);
+                let condition = match retrying {
+                    Some(last) => {
+                        progress.message =
+                            format!("{} (the last attempt failed: {})", progress.message, last.message);
+                        None
+                    }
+                    None => Some((ConditionStatus::Unknown, REASON_PROVISIONING, progress.message.clone())),
+                };
+                Outcome { condition, progress: Some(progress), next: Next::After(after) }
+            }
             Ok(Progress::WaitingForAgent { progress }) => Outcome {
                 condition: Some((ConditionStatus::True, "", String::new())),
                 progress: Some(progress),
@@ -82,9 +95,11 @@ impl Outcome {
             Err(ProvisionError::Cancelled) => {
                 Outcome { condition: None, progress: None, next: Next::Cancelled }
             }
+            // The run stopped: its step shows as failed and the progress says why until the retry
+            // reports again (`cluster get` shows both).
             Err(e @ ProvisionError::Transient(_)) => Outcome {
                 condition: Some((ConditionStatus::Unknown, REASON_RETRYING, e.to_string())),
-                progress: None,
+                progress: Some(failed_progress(cluster, &format!("retrying: {e}"))),
                 next: Next::Backoff,
             },
             Err(e @ ProvisionError::InvalidSpec { .. }) => failed(REASON_INVALID_SPEC, e.to_string()),
@@ -165,7 +180,23 @@ mod tests {
         c.status.provisioning = Some(ProvisioningProgress::new("x").step("vpc", StepState::Running, ""));
         let o = Outcome::of(&c, Err(ProvisionError::transient("the API is throttling us")));
         assert_eq!(o.next, Next::Backoff);
-        assert_eq!(o.condition.unwrap().0, ConditionStatus::Unknown);
+        assert_eq!(o.condition.as_ref().unwrap().0, ConditionStatus::Unknown);
+        let p = o.progress.as_ref().unwrap();
+        assert_eq!(p.message, "retrying: the API is throttling us");
+        assert_eq!(p.steps[0].state, StepState::Failed, "the step that was running stopped");
+        // The next attempt's progress keeps the cause in the condition and says it in its message.
+        let mut retried = c.clone();
+        o.apply(&mut retried);
+        let again = ProvisioningProgress::new("connecting").step("vpc", StepState::Running, "");
+        let o2 = Outcome::of(
+            &retried,
+            Ok(Progress::InProgress { progress: again, after: Duration::from_secs(2) }),
+        );
+        assert_eq!(o2.condition, None);
+        assert_eq!(
+            o2.progress.unwrap().message,
+            "connecting (the last attempt failed: the API is throttling us)"
+        );
         let o = Outcome::of(&c, Err(ProvisionError::permanent("quota exhausted")));
         assert_eq!(o.next, Next::SpecChange);
         o.apply(&mut c);

@@ -26,7 +26,7 @@ pub enum SshError {
         host: String,
     },
     /// The host refused the private key for this user.
-    #[error("{host}: the key was refused for user {user}")]
+    #[error("authentication failed for {user}@{host}: the host refused the key")]
     Auth {
         /// The host.
         host: String,
@@ -44,8 +44,8 @@ pub enum SshError {
         /// SHA256 fingerprint of the key the host presented.
         actual: String,
     },
-    /// An uploaded file's SHA-256 on the host is not the expected one; the file was removed and the
-    /// destination left as it was.
+    /// An uploaded file's SHA-256 on the host is neither the expected one nor that of what was sent:
+    /// the transfer garbled it. The file was removed and the destination left as it was.
     #[error("{host}: {path}: checksum mismatch: expected sha256 {expected}, the host has {actual}")]
     ChecksumMismatch {
         /// The host.
@@ -55,6 +55,23 @@ pub enum SshError {
         /// The expected SHA-256 (hex).
         expected: String,
         /// The SHA-256 (hex) of what arrived.
+        actual: String,
+    },
+    /// What was sent arrived intact but does not hash to the expected SHA-256: the source is not
+    /// the file the caller expected (a release binary replaced, a manifest that is wrong). Nothing
+    /// was installed; sending it again cannot help.
+    #[error(
+        "{host}: {path}: checksum mismatch: expected sha256 {expected}, the file sent has {actual} \
+         (the source is not the expected file)"
+    )]
+    SourceMismatch {
+        /// The host.
+        host: String,
+        /// The destination path on the host.
+        path: String,
+        /// The expected SHA-256 (hex).
+        expected: String,
+        /// The SHA-256 (hex) of what was sent (and arrived).
         actual: String,
     },
     /// The session ended (the connection dropped, keepalives went unanswered, the host closed it).
@@ -122,8 +139,9 @@ impl SshError {
     /// Whether retrying may succeed: the network and session failures
     /// ([`Unreachable`](Self::Unreachable), [`Timeout`](Self::Timeout),
     /// [`Disconnected`](Self::Disconnected)), and [`ChecksumMismatch`](Self::ChecksumMismatch) (a
-    /// transfer garbled on the way). A refused key, a changed host key, a failing command or bad
-    /// input need a person.
+    /// transfer garbled on the way). A refused key, a changed host key, a source that is not the
+    /// expected file ([`SourceMismatch`](Self::SourceMismatch)), a failing command or bad input
+    /// need a person.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
@@ -142,6 +160,7 @@ impl SshError {
             | SshError::Auth { host, .. }
             | SshError::HostKeyChanged { host, .. }
             | SshError::ChecksumMismatch { host, .. }
+            | SshError::SourceMismatch { host, .. }
             | SshError::Disconnected { host }
             | SshError::Remote { host, .. }
             | SshError::InvalidInput { host, .. }
@@ -171,7 +190,16 @@ mod tests {
         let host = || "10.0.0.1:22".to_owned();
         assert!(SshError::Timeout { host: host() }.is_transient());
         assert!(SshError::Disconnected { host: host() }.is_transient());
-        assert!(!SshError::Auth { host: host(), user: "root".into() }.is_transient());
+        let auth = SshError::Auth { host: host(), user: "root".into() };
+        assert!(!auth.is_transient());
+        assert_eq!(auth.to_string(), "authentication failed for root@10.0.0.1:22: the host refused the key");
+        let source = SshError::SourceMismatch {
+            host: host(),
+            path: "/opt/etcd".into(),
+            expected: "a".into(),
+            actual: "b".into(),
+        };
+        assert!(!source.is_transient() && source.to_string().contains("not the expected file"), "{source}");
         let changed =
             SshError::HostKeyChanged { host: host(), expected: "SHA256:a".into(), actual: "SHA256:b".into() };
         assert!(!changed.is_transient());

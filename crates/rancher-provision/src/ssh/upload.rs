@@ -13,6 +13,10 @@ use super::{SshError, SshSession, UploadSource, sh_quote};
 
 /// How much is read from the local file and handed to SFTP at a time.
 const CHUNK: usize = 256 * 1024;
+/// How long one chunk may take to be accepted. A link that dies under a transfer leaves the
+/// session's writes waiting on a full TCP send buffer (its keepalives wait behind them), which the
+/// kernel gives up on only after many minutes: a stalled transfer is a lost connection.
+const STALL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Makes temporary names unique within this process (the time makes them unique across processes).
 static UPLOADS: AtomicU64 = AtomicU64::new(0);
@@ -26,7 +30,7 @@ impl SshSession {
     /// [`SshError::InvalidInput`] for a relative path or a mode above `0o7777`;
     /// [`SshError::Local`] when the local file cannot be read; [`SshError::Transfer`] when SFTP
     /// fails; [`SshError::ChecksumMismatch`] when the host's copy differs (it is removed);
-    /// [`SshError::Disconnected`].
+    /// [`SshError::Disconnected`], also when a chunk is not accepted within 30 s (a dead link).
     pub async fn upload(
         &self,
         source: impl Into<UploadSource<'_>>,
@@ -40,8 +44,9 @@ impl SshSession {
     /// published for a release binary) rather than against what was read locally.
     ///
     /// # Errors
-    /// As [`upload`](Self::upload); [`SshError::ChecksumMismatch`] when the file on the host does
-    /// not hash to `expected_sha256`.
+    /// As [`upload`](Self::upload); [`SshError::SourceMismatch`] when what was sent arrived intact
+    /// but does not hash to `expected_sha256` (the source is wrong), [`SshError::ChecksumMismatch`]
+    /// when the host's copy is neither (garbled on the way).
     pub async fn upload_verified(
         &self,
         source: impl Into<UploadSource<'_>>,
@@ -86,8 +91,10 @@ impl SshSession {
         let sent = match sent {
             Ok(sha) => sha,
             Err(e) => {
-                // Best effort: a partial file must not stay behind.
-                let _ = self.exec(&format!("rm -f -- {}", sh_quote(&temp))).await;
+                // Best effort: a partial file must not stay behind (a dead session cannot remove it;
+                // the next upload's caller clears such leftovers).
+                let rm = format!("rm -f -- {}", sh_quote(&temp));
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.exec(&rm)).await;
                 return Err(e);
             }
         };
@@ -105,6 +112,14 @@ impl SshSession {
             return Err(remote_error(&self.host, &format!("install {remote}"), &out));
         }
         let actual = out.stdout_text().trim().to_owned();
+        if actual != expected && actual == sent {
+            return Err(SshError::SourceMismatch {
+                host: self.host.clone(),
+                path: remote.to_owned(),
+                expected,
+                actual,
+            });
+        }
         if actual != expected {
             return Err(SshError::ChecksumMismatch {
                 host: self.host.clone(),
@@ -118,16 +133,28 @@ impl SshSession {
 
     /// Streams `source` to `path` over a fresh SFTP channel; returns its SHA-256.
     async fn send(&self, source: UploadSource<'_>, path: &str) -> Result<String, SshError> {
-        let transfer = |e: russh_sftp::client::error::Error| SshError::Transfer {
-            host: self.host.clone(),
-            path: path.to_owned(),
-            source: Box::new(e),
+        // A transfer that times out or whose channel breaks lost its connection (retry); anything
+        // else the host said (permission denied, disk full) is a transfer failure.
+        let lost = || SshError::Disconnected { host: self.host.clone() };
+        let transfer = |e: russh_sftp::client::error::Error| match e {
+            russh_sftp::client::error::Error::Timeout => lost(),
+            e => SshError::Transfer { host: self.host.clone(), path: path.to_owned(), source: Box::new(e) },
         };
-        let io_transfer = |e: std::io::Error| SshError::Transfer {
-            host: self.host.clone(),
-            path: path.to_owned(),
-            source: Box::new(e),
+        let io_transfer = |e: std::io::Error| {
+            use std::io::ErrorKind as K;
+            match e.kind() {
+                K::TimedOut
+                | K::BrokenPipe
+                | K::ConnectionReset
+                | K::ConnectionAborted
+                | K::NotConnected
+                | K::UnexpectedEof => lost(),
+                _ => {
+                    SshError::Transfer { host: self.host.clone(), path: path.to_owned(), source: Box::new(e) }
+                }
+            }
         };
+        let stalled = |_| lost();
         let channel = self.handle().channel_open_session().await.map_err(|e| session_error(&self.host, e))?;
         channel.request_subsystem(true, "sftp").await.map_err(|e| session_error(&self.host, e))?;
         let sftp = SftpSession::new(channel.into_stream()).await.map_err(transfer)?;
@@ -136,7 +163,12 @@ impl SshSession {
         match source {
             UploadSource::Bytes(bytes) => {
                 hasher.update(bytes);
-                file.write_all(bytes).await.map_err(io_transfer)?;
+                for chunk in bytes.chunks(CHUNK) {
+                    tokio::time::timeout(STALL, file.write_all(chunk))
+                        .await
+                        .map_err(stalled)?
+                        .map_err(io_transfer)?;
+                }
             }
             UploadSource::File(local) => {
                 let local_err = |source| SshError::Local { path: local.to_owned(), source };
@@ -148,11 +180,14 @@ impl SshSession {
                         break;
                     }
                     hasher.update(&buf[..n]);
-                    file.write_all(&buf[..n]).await.map_err(io_transfer)?;
+                    tokio::time::timeout(STALL, file.write_all(&buf[..n]))
+                        .await
+                        .map_err(stalled)?
+                        .map_err(io_transfer)?;
                 }
             }
         }
-        file.shutdown().await.map_err(io_transfer)?;
+        tokio::time::timeout(STALL, file.shutdown()).await.map_err(stalled)?.map_err(io_transfer)?;
         let _ = sftp.close().await;
         Ok(hex::encode(hasher.finalize()))
     }

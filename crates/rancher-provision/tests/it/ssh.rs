@@ -102,7 +102,8 @@ async fn an_upload_arrives_whole_with_its_mode_on_that_host_only() {
     assert_eq!(sha, hex::encode(Sha256::digest(b"v2\n")));
     let wrong = "0".repeat(64);
     match s.upload_verified(local.as_path(), "/srv/node/bin/agent", 0o755, &wrong).await.unwrap_err() {
-        SshError::ChecksumMismatch { host, path, expected, actual } => {
+        // What arrived is what was sent: the source is wrong, not the transfer.
+        SshError::SourceMismatch { host, path, expected, actual } => {
             assert_eq!((host, path), (format!("{}:22", h1.address()), "/srv/node/bin/agent".to_owned()));
             assert_eq!((expected, actual), (wrong, want.clone()));
         }
@@ -282,4 +283,36 @@ async fn connecting_costs_little() {
     eprintln!("the same through a bastion: {:?}", started.elapsed() / 3);
     // Generous for a loaded two-core machine; a login shell sourcing rc files would add ~0.3 s each.
     assert!(per < Duration::from_secs(2), "{per:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_whose_link_dies_fails_as_a_lost_connection_and_leaves_no_file() {
+    let hosts = SshHosts::start(1);
+    let h = &hosts.hosts()[0];
+    let s = SshSession::connect(&target(&hosts, h, pinned(h)), None, TIMEOUT).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("big");
+    std::fs::write(&local, vec![7u8; 64 << 20]).unwrap();
+    h.limit_rate(Some("100mbit"));
+    let bin = h.root_dir().join("bin");
+    let cut = async {
+        loop {
+            let part = std::fs::read_dir(&bin).ok().and_then(|d| {
+                d.filter_map(Result::ok).find(|e| e.metadata().is_ok_and(|m| m.len() > (1 << 20)))
+            });
+            if part.is_some() {
+                h.set_link(false);
+                return Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let upload = s.upload(local.as_path(), "/srv/node/bin/big", 0o755);
+    let (result, cut_at) = tokio::join!(tokio::time::timeout(Duration::from_secs(120), upload), cut);
+    let err = result.expect("the upload ends").unwrap_err();
+    eprintln!("failed {:?} after the cut: {err}", cut_at.elapsed());
+    assert!(matches!(err, SshError::Disconnected { .. }) && err.is_transient(), "{err:?}");
+    assert!(cut_at.elapsed() < Duration::from_secs(60), "{:?}", cut_at.elapsed());
+    h.set_link(true);
+    assert!(!h.root_dir().join("bin/big").exists());
 }

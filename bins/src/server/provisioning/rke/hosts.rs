@@ -47,17 +47,48 @@ pub(super) struct AgentBoot<'a> {
     pub(super) token: &'a str,
 }
 
-/// Why a host could not be bootstrapped.
+/// Why a host could not be bootstrapped. Whether a retry may help is [`is_transient`]
+/// (HostError::is_transient):
+/// - transient: the host is unreachable, the connection timed out or was lost, a transfer arrived
+///   garbled — the network may heal, so the run is retried with backoff;
+/// - permanent: the key was refused, the host key changed, a bundle file is not what its manifest
+///   says, a command failed on the host, the key is missing — the same attempt would fail the same
+///   way, so provisioning stops until the cluster's spec changes (a refused key stays refused until
+///   the config names another key or the host is given this one and the spec is touched).
 #[derive(Debug, thiserror::Error)]
 pub(super) enum HostError {
-    /// SSH failed (unreachable, wrong key, changed host key, checksum mismatch …).
+    /// SSH failed (unreachable, wrong key, changed host key, connection lost …).
     #[error(transparent)]
     Ssh(#[from] SshError),
+    /// A component binary could not be put on the host.
+    #[error("{component}: {source}")]
+    Component {
+        /// The component.
+        component: String,
+        /// Why.
+        #[source]
+        source: SshError,
+    },
+    /// A component's file on the server does not hash to the checksum its bundle names.
+    #[error(
+        "{component}: checksum mismatch: the bundle {version} says sha256 {expected}, its file {file} \
+         has {actual}"
+    )]
+    BundleMismatch {
+        /// The bundle.
+        version: String,
+        /// The component.
+        component: String,
+        /// The component's source (a path on the server).
+        file: String,
+        /// The bundle's checksum.
+        expected: String,
+        /// What the file hashes to.
+        actual: String,
+    },
     /// The host has no usable SSH key.
-    #[error("host {host}: {reason}")]
+    #[error("{reason}")]
     Key {
-        /// The node.
-        host: String,
         /// Why.
         reason: String,
     },
@@ -75,9 +106,34 @@ impl HostError {
     /// Worth retrying: the host may come back.
     pub(super) fn is_transient(&self) -> bool {
         match self {
-            HostError::Ssh(e) => e.is_transient(),
-            HostError::Key { .. } | HostError::MissingComponent { .. } => false,
+            HostError::Ssh(e) | HostError::Component { source: e, .. } => e.is_transient(),
+            HostError::BundleMismatch { .. } | HostError::Key { .. } | HostError::MissingComponent { .. } => {
+                false
+            }
         }
+    }
+}
+
+/// What a bootstrap did on a host.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Bootstrapped {
+    /// The components uploaded (their checksum did not match what the host had).
+    pub(super) uploaded: Vec<&'static str>,
+    /// The components already on the host with the bundle's checksum.
+    pub(super) present: usize,
+    /// The node agent was started (false: one was running).
+    pub(super) agent_started: bool,
+}
+
+impl Bootstrapped {
+    /// One line for the host's step: what was uploaded and whether the node agent was started.
+    pub(super) fn summary(&self) -> String {
+        let agent = if self.agent_started { "node agent started" } else { "node agent running" };
+        let uploaded = match self.uploaded.as_slice() {
+            [] => "0 binaries uploaded".to_owned(),
+            some => format!("{} binaries uploaded ({})", some.len(), some.join(", ")),
+        };
+        format!("{agent}; {uploaded}, {} already present", self.present)
     }
 }
 
@@ -89,7 +145,7 @@ pub(super) async fn target_of(
     known_key: Option<&String>,
 ) -> Result<SshTarget, HostError> {
     let host = node.address.clone();
-    let key_error = |reason: String| HostError::Key { host: host.clone(), reason };
+    let key_error = |reason: String| HostError::Key { reason };
     let source =
         rke::ssh_key_source(cfg, node).ok_or_else(|| key_error("no ssh_key or ssh_key_path".into()))?;
     let key = read_ssh_key(sealer, source).await.map_err(|e| key_error(e.to_string()))?;
@@ -104,7 +160,7 @@ pub(super) async fn target_of(
 /// The bastion's SSH target, if the cluster has one (trusted on first use: its key is not pinned).
 pub(super) async fn bastion_of(sealer: &Sealer, cfg: &RkeConfig) -> Result<Option<SshTarget>, HostError> {
     let Some(b) = &cfg.bastion_host else { return Ok(None) };
-    let key_error = |reason: String| HostError::Key { host: b.address.clone(), reason };
+    let key_error = |reason: String| HostError::Key { reason: format!("bastion {}: {reason}", b.address) };
     let source =
         rke::bastion_key_source(cfg, b).ok_or_else(|| key_error("the bastion host has no SSH key".into()))?;
     let key = read_ssh_key(sealer, source).await.map_err(|e| key_error(e.to_string()))?;
@@ -120,8 +176,10 @@ pub(super) async fn bastion_of(sealer: &Sealer, cfg: &RkeConfig) -> Result<Optio
     }))
 }
 
-/// Puts `node`'s binaries on it and starts its node agent unless one runs. Returns the host's SSH
-/// key (to pin). `report` is told what happens.
+/// Puts `node`'s binaries on it (those whose checksum the host has already are kept) and starts its
+/// node agent unless one runs. Returns the host's SSH key as soon as the session is up — also when
+/// a later step fails, so that the key is pinned from the first contact on — and what was done.
+/// `report` is told what happens.
 pub(super) async fn bootstrap(
     target: &SshTarget,
     bastion: Option<&SshTarget>,
@@ -130,13 +188,32 @@ pub(super) async fn bootstrap(
     bundle: &Bundle,
     boot: &AgentBoot<'_>,
     report: &(dyn Fn(String) + Send + Sync),
-) -> Result<String, HostError> {
-    let node_name = rke::node_name(node);
+) -> (Option<String>, Result<Bootstrapped, HostError>) {
     report("connecting over SSH".into());
-    let ssh = SshSession::connect(target, bastion, CONNECT_TIMEOUT).await?;
+    let ssh = match SshSession::connect(target, bastion, CONNECT_TIMEOUT).await {
+        Ok(ssh) => ssh,
+        Err(e) => return (None, Err(e.into())),
+    };
     let host_key = ssh.host_key();
+    let done = install(&ssh, node, layout, bundle, boot, report).await;
+    // A session whose link died cannot say goodbye: do not wait on it.
+    let _ = tokio::time::timeout(Duration::from_secs(5), ssh.close()).await;
+    (Some(host_key), done)
+}
+
+async fn install(
+    ssh: &SshSession,
+    node: &RkeNode,
+    layout: &HostLayout,
+    bundle: &Bundle,
+    boot: &AgentBoot<'_>,
+    report: &(dyn Fn(String) + Send + Sync),
+) -> Result<Bootstrapped, HostError> {
+    let node_name = rke::node_name(node);
+    let mut done = Bootstrapped::default();
+    // What an upload cut short left (its clean-up needs the session that was lost) goes first.
     ssh.run(&format!(
-        "mkdir -p {bin} {state} {creds} && chmod 700 {state} {creds}",
+        "mkdir -p {bin} {state} {creds} && chmod 700 {state} {creds} && rm -f -- {bin}/*.part-* {bin}/*.download",
         bin = shell_quote(&layout.bin_dir()),
         state = shell_quote(&layout.agent_state_dir()),
         creds = shell_quote(&layout.agent_credentials_dir()),
@@ -147,15 +224,30 @@ pub(super) async fn bootstrap(
             version: bundle.version.clone(),
             component: component.to_owned(),
         })?;
+        let failed = |source: SshError| match source {
+            SshError::SourceMismatch { expected, actual, .. } => HostError::BundleMismatch {
+                version: bundle.version.clone(),
+                component: component.to_owned(),
+                file: match &c.source {
+                    ComponentSource::Path(p) => p.display().to_string(),
+                    ComponentSource::Url(u) => u.clone(),
+                },
+                expected,
+                actual,
+            },
+            source => HostError::Component { component: component.to_owned(), source },
+        };
         let remote = layout.binary(component);
         let present = ssh.exec(&format!("sha256sum {} 2>/dev/null", shell_quote(&remote))).await?;
         if String::from_utf8_lossy(&present.stdout).split_whitespace().next() == Some(c.sha256.as_str()) {
+            done.present += 1;
             continue;
         }
         report(format!("uploading {component}"));
+        tracing::info!(host = %ssh.host(), component, "uploading");
         match &c.source {
             ComponentSource::Path(local) => {
-                ssh.upload_verified(local.as_path(), &remote, 0o755, &c.sha256).await?;
+                ssh.upload_verified(local.as_path(), &remote, 0o755, &c.sha256).await.map_err(failed)?;
             }
             ComponentSource::Url(url) => {
                 let tmp = format!("{remote}.download");
@@ -166,16 +258,19 @@ pub(super) async fn bootstrap(
                     sum = c.sha256,
                     remote = shell_quote(&remote),
                 ))
-                .await?;
+                .await
+                .map_err(failed)?;
             }
         }
+        done.uploaded.push(component);
     }
     report("starting the node agent".into());
     let creds = layout.agent_credentials_dir();
     ssh.upload(UploadSource::Bytes(boot.server_url.as_bytes()), &format!("{creds}/url"), 0o600).await?;
     ssh.upload(UploadSource::Bytes(boot.token.as_bytes()), &format!("{creds}/token"), 0o600).await?;
-    ssh.run(&start_agent_script(layout, &node_name, boot.ca_checksum)).await?;
-    Ok(host_key)
+    let started = ssh.run(&start_agent_script(layout, &node_name, boot.ca_checksum)).await?;
+    done.agent_started = started.stdout_text().trim() == "started";
+    Ok(done)
 }
 
 /// A shell script that starts the node agent detached unless the one in the pid file still runs.
@@ -184,9 +279,9 @@ fn start_agent_script(layout: &HostLayout, node_name: &str, ca_checksum: &str) -
     let bin = shell_quote(&layout.binary("node-agent"));
     format!(
         "if [ -s {pid} ] && kill -0 \"$(cat {pid})\" 2>/dev/null && grep -q node-agent /proc/\"$(cat {pid})\"/cmdline; \
-         then exit 0; fi; \
+         then echo running; exit 0; fi; \
          CATTLE_CA_CHECKSUM={checksum} setsid {bin} --node --node-name {name} --credentials-dir {creds} \
-         --state-dir {state} --plan-root {root} </dev/null >>{log} 2>&1 & echo $! >{pid}",
+         --state-dir {state} --plan-root {root} </dev/null >>{log} 2>&1 & echo $! >{pid}; echo started",
         checksum = shell_quote(ca_checksum),
         name = shell_quote(node_name),
         creds = shell_quote(&layout.agent_credentials_dir()),
@@ -219,6 +314,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn network_faults_are_retried_and_refusals_are_not() {
+        let host = || "10.0.0.1:22".to_owned();
+        let lost = HostError::Component {
+            component: "etcd".into(),
+            source: SshError::Disconnected { host: host() },
+        };
+        assert!(lost.is_transient());
+        assert_eq!(lost.to_string(), "etcd: 10.0.0.1:22: the SSH connection was lost");
+        assert!(!HostError::from(SshError::Auth { host: host(), user: "root".into() }).is_transient());
+        let lying = HostError::BundleMismatch {
+            version: "v1.20.2".into(),
+            component: "etcd".into(),
+            file: "/usr/bin/etcd".into(),
+            expected: "aa".into(),
+            actual: "bb".into(),
+        };
+        assert!(!lying.is_transient());
+        assert_eq!(
+            lying.to_string(),
+            "etcd: checksum mismatch: the bundle v1.20.2 says sha256 aa, its file /usr/bin/etcd has bb"
+        );
+    }
+
+    #[test]
+    fn the_summary_says_what_was_uploaded_and_whether_the_agent_was_started() {
+        let first = Bootstrapped { uploaded: vec!["node-agent", "etcd"], present: 1, agent_started: true };
+        assert_eq!(
+            first.summary(),
+            "node agent started; 2 binaries uploaded (node-agent, etcd), 1 already present"
+        );
+        let again = Bootstrapped { uploaded: vec![], present: 3, agent_started: false };
+        assert_eq!(again.summary(), "node agent running; 0 binaries uploaded, 3 already present");
+    }
+
+    #[test]
     fn each_role_gets_only_its_components() {
         let node = |roles: &[&str]| RkeNode {
             role: roles.iter().map(|r| (*r).to_owned()).collect(),
@@ -236,7 +366,7 @@ mod tests {
     fn the_start_script_quotes_everything_and_is_idempotent() {
         let s = start_agent_script(&HostLayout::new("/srv/node"), "n1", "abc");
         assert!(s.starts_with("if [ -s '/srv/node/var/lib/rancher/node-agent.pid' ]"), "{s}");
-        assert!(s.contains("then exit 0; fi;"), "{s}");
+        assert!(s.contains("then echo running; exit 0; fi;") && s.ends_with("echo started"), "{s}");
         assert!(s.contains("--node-name 'n1'") && s.contains("--plan-root '/srv/node/'"), "{s}");
     }
 }

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use rancher_core::model::{Cluster, RkeConfig, RkeNode, StepState};
 use rancher_provision::ProvisionError;
 use rancher_provision::bundle::Bundle;
-use rancher_provision::plan::{NodePlan, NodeStatus};
+use rancher_provision::plan::{NodePlan, NodeStatus, ProcessStatus};
 use rancher_provision::rke::node_name;
 use rancher_provision::ssh::SshTarget;
 use tokio::time::Instant;
@@ -90,24 +90,27 @@ pub(super) async fn provision(
         token: &token,
     };
     let layout = HostLayout::new(&cfg.prefix_path);
-    let bastion = hosts::bastion_of(&ctx.sealer, cfg).await.map_err(host_error)?;
+    let bastion =
+        hosts::bastion_of(&ctx.sealer, cfg).await.map_err(|e| host_error(&[("bastion".to_owned(), e)]))?;
     let bootstraps: Vec<_> = cfg
         .nodes
         .iter()
         .map(|node| bootstrap_host(ctx, cfg, node, bundle, &st, &layout, bastion.as_ref(), &boot, board))
         .collect();
-    let results: Vec<(String, Result<String, hosts::HostError>)> =
+    let results: Vec<(String, Option<String>, Result<(), hosts::HostError>)> =
         futures::stream::iter(bootstraps).buffer_unordered(PARALLEL_HOSTS).collect().await;
-    let mut first_error = None;
-    for (name, result) in results {
-        match result {
-            Ok(key) => {
-                if st.host_keys.get(&name) != Some(&key) {
-                    st.host_keys.insert(name, key);
-                    changed = true;
-                }
-            }
-            Err(e) => first_error = first_error.or(Some(e)),
+    let mut failures = Vec::new();
+    for (name, seen_key, result) in results {
+        // A host's key is pinned at first contact, even when a later step failed; a host whose key
+        // changed never gets here (the connection is refused), so the pinned key stays.
+        if let Some(key) = seen_key
+            && !st.host_keys.contains_key(&name)
+        {
+            st.host_keys.insert(name.clone(), key);
+            changed = true;
+        }
+        if let Err(e) = result {
+            failures.push((name, e));
         }
     }
     if changed {
@@ -117,8 +120,9 @@ pub(super) async fn provision(
                 .map_err(ProvisionError::transient)?,
         );
     }
-    if let Some(e) = first_error {
-        return Err(host_error(e));
+    if !failures.is_empty() {
+        failures.sort_by(|a, b| a.0.cmp(&b.0));
+        return Err(host_error(&failures));
     }
     if cancel.is_cancelled() {
         return Err(ProvisionError::Cancelled);
@@ -164,6 +168,12 @@ pub(super) async fn provision(
         if all {
             break;
         }
+        if let Some(why) = crash_looping(&plans, &statuses) {
+            // The node agent keeps restarting it; the cause is on the host (a port in use, a bad
+            // flag, a full disk), so the run stops and is retried with backoff: the plan stays, and
+            // the retry finds the process healthy once the cause is gone.
+            return Err(ProvisionError::transient(why));
+        }
         if Instant::now() >= deadline {
             let why = unhealthy(&plans, &statuses).unwrap_or_default();
             return Err(ProvisionError::transient(format!("not healthy after {HEALTHY_DEADLINE:?}: {why}")));
@@ -179,7 +189,8 @@ pub(super) async fn provision(
     Ok(())
 }
 
-/// Bootstraps one host over SSH, reporting on its step; returns its name and its SSH key.
+/// Bootstraps one host over SSH, reporting on its step; returns its name, its SSH key if a session
+/// was made, and how the bootstrap went.
 #[allow(clippy::too_many_arguments, reason = "one call site; the run's pieces")]
 async fn bootstrap_host(
     ctx: &RunCtx,
@@ -191,21 +202,27 @@ async fn bootstrap_host(
     bastion: Option<&SshTarget>,
     boot: &AgentBoot<'_>,
     board: &Board,
-) -> (String, Result<String, hosts::HostError>) {
+) -> (String, Option<String>, Result<(), hosts::HostError>) {
     let name = node_name(node);
     let step = host_step(&name);
     board.set(&step, StepState::Running, "");
     let report = |m: String| board.set(&step, StepState::Running, m);
-    let result = async {
-        let target = hosts::target_of(&ctx.sealer, cfg, node, st.host_keys.get(&name)).await?;
-        hosts::bootstrap(&target, bastion, node, layout, bundle, boot, &report).await
-    }
-    .await;
-    match &result {
-        Ok(_) => board.set(&step, StepState::Done, "node agent started"),
-        Err(e) => board.set(&step, StepState::Failed, e.to_string()),
-    }
-    (name, result)
+    let (key, result) = match hosts::target_of(&ctx.sealer, cfg, node, st.host_keys.get(&name)).await {
+        Ok(target) => hosts::bootstrap(&target, bastion, node, layout, bundle, boot, &report).await,
+        Err(e) => (None, Err(e)),
+    };
+    let result = match result {
+        Ok(done) => {
+            tracing::info!(host = %name, "{}", done.summary());
+            board.set(&step, StepState::Done, done.summary());
+            Ok(())
+        }
+        Err(e) => {
+            board.set(&step, StepState::Failed, e.to_string());
+            Err(e)
+        }
+    };
+    (name, key, result)
 }
 
 /// Updates the role steps from the hosts' statuses; true when every host is healthy.
@@ -233,6 +250,45 @@ fn report_health(
         None => board.say("every host is healthy"),
     }
     everything
+}
+
+/// How often a process may die before the run gives up on it (its node agent goes on restarting it
+/// with its own backoff: 1 s, 2 s, 4 s … so this is about 7 s of failing).
+const CRASH_LIMIT: u32 = 3;
+
+/// The order in which the processes depend on each other: etcd first, then the API server, then
+/// the rest (which cannot work, and may exit, while the API server is not up).
+fn tier(process: &str) -> u8 {
+    match process {
+        "etcd" => 0,
+        "kube-apiserver" => 1,
+        _ => 2,
+    }
+}
+
+/// The first process that keeps dying (down now, restarted at least [`CRASH_LIMIT`] times) although
+/// everything it depends on is healthy on every host: `host NAME: PROCESS keeps failing …: why`.
+fn crash_looping(
+    plans: &BTreeMap<String, NodePlan>,
+    statuses: &BTreeMap<String, Option<NodeStatus>>,
+) -> Option<String> {
+    let all: Vec<(&String, &ProcessStatus)> = plans
+        .iter()
+        .filter_map(|(name, plan)| {
+            let s = statuses.get(name)?.as_ref().filter(|s| s.applied_revision == plan.revision)?;
+            Some(s.processes.iter().map(move |p| (name, p)))
+        })
+        .flatten()
+        .collect();
+    let applied = plans.len() == all.iter().map(|(n, _)| *n).collect::<std::collections::BTreeSet<_>>().len();
+    all.iter().find_map(|(host, p)| {
+        let dead = !p.running && p.restarts >= CRASH_LIMIT;
+        let below_healthy = all.iter().filter(|(_, q)| tier(&q.name) < tier(&p.name)).all(|(_, q)| q.healthy);
+        (dead && (below_healthy && (applied || tier(&p.name) == 0))).then(|| {
+            let why = p.last_error.as_deref().unwrap_or("no error reported");
+            format!("host {host}: {} keeps failing (restarted {} times): {why}", p.name, p.restarts)
+        })
+    })
 }
 
 /// The first host and process that is not healthy, and why.
@@ -264,8 +320,15 @@ fn unhealthy(
     None
 }
 
-fn host_error(e: hosts::HostError) -> ProvisionError {
-    if e.is_transient() { ProvisionError::transient(e) } else { ProvisionError::permanent(e) }
+/// The run's error for the hosts that failed (`host NAME: why`, one per host): permanent when one
+/// of them is (a person has to act anyway), else transient.
+fn host_error(failures: &[(String, hosts::HostError)]) -> ProvisionError {
+    let message = failures.iter().map(|(name, e)| format!("host {name}: {e}")).collect::<Vec<_>>().join("; ");
+    if failures.iter().all(|(_, e)| e.is_transient()) {
+        ProvisionError::transient(message)
+    } else {
+        ProvisionError::permanent(message)
+    }
 }
 
 fn join(names: &[&String]) -> String {
@@ -276,5 +339,95 @@ async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> Result<(), 
     tokio::select! {
         () = cancel.cancelled() => Err(ProvisionError::Cancelled),
         () = tokio::time::sleep(d) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rancher_provision::ssh::SshError;
+
+    use super::*;
+
+    fn status(revision: &str, procs: &[(&str, bool, u32)]) -> Option<NodeStatus> {
+        let processes = procs
+            .iter()
+            .map(|(name, running, restarts)| ProcessStatus {
+                name: (*name).to_owned(),
+                running: *running,
+                healthy: *running,
+                restarts: *restarts,
+                last_error: (!running)
+                    .then(|| "exited with exit status: 1; bind: address already in use".into()),
+                ..Default::default()
+            })
+            .collect();
+        Some(NodeStatus { applied_revision: revision.into(), error: None, processes })
+    }
+
+    fn plans(names: &[&str]) -> BTreeMap<String, NodePlan> {
+        names
+            .iter()
+            .map(|n| ((*n).to_owned(), NodePlan { revision: "r1".into(), ..Default::default() }))
+            .collect()
+    }
+
+    #[test]
+    fn a_process_that_keeps_dying_fails_the_run_only_once_what_it_needs_is_healthy() {
+        let plans = plans(&["n1", "n2"]);
+        // etcd needs nothing: dying three times is a failure, named with its host and cause.
+        let statuses = BTreeMap::from([
+            ("n1".to_owned(), status("r1", &[("etcd", false, 3), ("kube-apiserver", false, 9)])),
+            ("n2".to_owned(), None),
+        ]);
+        let why = crash_looping(&plans, &statuses).unwrap();
+        assert_eq!(
+            why,
+            "host n1: etcd keeps failing (restarted 3 times): exited with exit status: 1; bind: address \
+             already in use"
+        );
+        // The API server dies while etcd is not healthy: that is etcd's doing, not a fault of its own.
+        let statuses = BTreeMap::from([
+            ("n1".to_owned(), status("r1", &[("etcd", true, 0), ("kube-apiserver", false, 9)])),
+            ("n2".to_owned(), status("r1", &[("etcd", true, 0)])),
+        ]);
+        assert!(
+            crash_looping(&plans, &statuses).unwrap().starts_with("host n1: kube-apiserver keeps failing")
+        );
+        let statuses = BTreeMap::from([
+            ("n1".to_owned(), status("r1", &[("etcd", true, 0), ("kube-apiserver", false, 9)])),
+            ("n2".to_owned(), status("r1", &[("etcd", false, 1)])),
+        ]);
+        assert_eq!(crash_looping(&plans, &statuses), None);
+        // A host that has not reported its plan yet may hold an unhealthy etcd.
+        let statuses = BTreeMap::from([
+            ("n1".to_owned(), status("r1", &[("etcd", true, 0), ("kube-apiserver", false, 9)])),
+            ("n2".to_owned(), status("r0", &[])),
+        ]);
+        assert_eq!(crash_looping(&plans, &statuses), None);
+        // Restarted a few times but running now, or not yet often: no failure.
+        let statuses = BTreeMap::from([
+            ("n1".to_owned(), status("r1", &[("etcd", true, 5)])),
+            ("n2".to_owned(), status("r1", &[("etcd", false, 2)])),
+        ]);
+        assert_eq!(crash_looping(&plans, &statuses), None);
+    }
+
+    #[test]
+    fn host_failures_name_every_host_and_are_permanent_when_one_is() {
+        let lost = |h: &str| hosts::HostError::from(SshError::Disconnected { host: format!("{h}:22") });
+        let e = host_error(&[("n1".into(), lost("10.0.0.1")), ("n2".into(), lost("10.0.0.2"))]);
+        assert!(e.is_transient());
+        assert_eq!(
+            e.to_string(),
+            "host n1: 10.0.0.1:22: the SSH connection was lost; host n2: 10.0.0.2:22: the SSH connection was lost"
+        );
+        let refused =
+            hosts::HostError::from(SshError::Auth { host: "10.0.0.2:22".into(), user: "root".into() });
+        let e = host_error(&[("n1".into(), lost("10.0.0.1")), ("n2".into(), refused)]);
+        assert!(!e.is_transient());
+        assert!(
+            e.to_string()
+                .ends_with("host n2: authentication failed for root@10.0.0.2:22: the host refused the key")
+        );
     }
 }
