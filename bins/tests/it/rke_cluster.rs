@@ -81,20 +81,6 @@ async fn a_one_host_cluster_comes_up_from_a_cluster_yml_and_kubectl_works_throug
     .await;
 }
 
-/// The pids of `host`'s processes whose command line ends with `pattern`.
-fn pids_in_host(host: &SshHost, pattern: &str) -> Vec<u32> {
-    let out = Command::new("ip").args(["netns", "pids", host.netns()]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse::<u32>().ok())
-        .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let first = cmdline.split(|b| *b == 0).next().map(String::from_utf8_lossy).unwrap_or_default();
-            first.ends_with(pattern)
-        })
-        .collect()
-}
-
 /// How long a new etcd leader may take to be elected (etcd's election timeout is 1 s; a loaded
 /// machine stretches it).
 const ELECTION: Duration = Duration::from_secs(10);
@@ -201,8 +187,8 @@ async fn a_three_etcd_two_controlplane_two_worker_cluster_serves_through_the_los
     assert!(served - elections >= 10, "only {served} requests in 30 s, {elections} failed");
     eventually(UP, "the node agents restart etcd and the API server", || {
         let (e, a) = (
-            pids_in_host(etcd_host, "opt/rke/bin/etcd"),
-            pids_in_host(api_host, "opt/rke/bin/kube-apiserver"),
+            pids_in_host(etcd_host, &["opt/rke/bin/etcd"]),
+            pids_in_host(api_host, &["opt/rke/bin/kube-apiserver"]),
         );
         let restarted = e.len() == 1 && a.len() == 1 && e != killed_etcd && a != killed_api;
         async move { restarted.then_some(()) }

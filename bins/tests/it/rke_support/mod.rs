@@ -91,19 +91,28 @@ pub fn cluster_yml(hosts: &[SshHost], roles: &[&[&str]], key_path: &Path) -> Str
     out
 }
 
-/// SIGKILLs the processes of `host` (its network namespace: every host shares the machine's pid
-/// namespace and paths, so a plain `pkill` would hit other tests' hosts) whose command line contains
-/// one of `patterns`; returns their pids.
-pub fn kill_in_host(host: &SshHost, patterns: &[&str]) -> Vec<u32> {
+/// The pids of `host`'s processes (its network namespace: every host shares the machine's pid
+/// namespace and paths, so a plain `pgrep` would find other tests' hosts) whose program path ends
+/// with one of `patterns`.
+pub fn pids_in_host(host: &SshHost, patterns: &[&str]) -> Vec<u32> {
     let out = Command::new("ip").args(["netns", "pids", host.netns()]).output().unwrap();
-    let mut killed = Vec::new();
-    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|p| p.parse::<u32>().ok()) {
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let first = cmdline.split(|b| *b == 0).next().map(String::from_utf8_lossy).unwrap_or_default();
-        if patterns.iter().any(|p| first.ends_with(p)) {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            killed.push(pid);
-        }
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let first = cmdline.split(|b| *b == 0).next().map(String::from_utf8_lossy).unwrap_or_default();
+            patterns.iter().any(|p| first.ends_with(p))
+        })
+        .collect()
+}
+
+/// SIGKILLs the processes of `host` whose program path ends with one of `patterns` (see
+/// [`pids_in_host`]); returns their pids.
+pub fn kill_in_host(host: &SshHost, patterns: &[&str]) -> Vec<u32> {
+    let killed = pids_in_host(host, patterns);
+    for pid in &killed {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
     }
     killed
 }
