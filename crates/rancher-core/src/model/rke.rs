@@ -10,8 +10,61 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// What Debug shows of an SSH private key: whether there is one, never its text.
+fn key_shown(key: &str) -> &'static str {
+    if key.is_empty() { "" } else { "[redacted]" }
+}
+
+impl std::fmt::Debug for RkeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RkeConfig")
+            .field("nodes", &self.nodes)
+            .field("kubernetes_version", &self.kubernetes_version)
+            .field("services", &self.services)
+            .field("network", &self.network)
+            .field("authentication", &self.authentication)
+            .field("bastion_host", &self.bastion_host)
+            .field("upgrade_strategy", &self.upgrade_strategy)
+            .field("prefix_path", &self.prefix_path)
+            .field("ssh_key", &key_shown(&self.ssh_key))
+            .field("ssh_key_path", &self.ssh_key_path)
+            .field("user", &self.user)
+            .field("unsupported", &self.unsupported.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RkeNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RkeNode")
+            .field("address", &self.address)
+            .field("port", &self.port)
+            .field("internal_address", &self.internal_address)
+            .field("user", &self.user)
+            .field("ssh_key", &key_shown(&self.ssh_key))
+            .field("ssh_key_path", &self.ssh_key_path)
+            .field("role", &self.role)
+            .field("hostname_override", &self.hostname_override)
+            .field("labels", &self.labels)
+            .field("taints", &self.taints)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RkeBastionHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RkeBastionHost")
+            .field("address", &self.address)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("ssh_key", &key_shown(&self.ssh_key))
+            .field("ssh_key_path", &self.ssh_key_path)
+            .finish()
+    }
+}
+
 /// A cluster built on SSH hosts: the hosts with their roles, and how to run Kubernetes on them.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RkeConfig {
     /// The hosts and their roles.
@@ -56,7 +109,7 @@ pub struct RkeConfig {
 }
 
 /// One host of an RKE-style cluster.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RkeNode {
     /// Where SSH (and, unless `internal_address` is set, the other hosts) reach it.
@@ -208,7 +261,7 @@ pub struct RkeAuthentication {
 }
 
 /// The host SSH connections go through.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RkeBastionHost {
     /// Its address.
@@ -240,4 +293,28 @@ pub struct RkeUpgradeStrategy {
     /// Drain workers before changing them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub drain: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_holds_an_ssh_key() {
+        let key =
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjE=\n-----END OPENSSH PRIVATE KEY-----";
+        let cfg = RkeConfig {
+            nodes: vec![RkeNode { address: "10.0.0.1".into(), ssh_key: key.into(), ..Default::default() }],
+            bastion_host: Some(RkeBastionHost {
+                address: "bastion".into(),
+                ssh_key: key.into(),
+                ..Default::default()
+            }),
+            ssh_key: key.into(),
+            ..Default::default()
+        };
+        let shown = format!("{cfg:?} {cfg:#?}");
+        assert!(!shown.contains("b3BlbnNzaC1rZXktdjE") && !shown.contains("PRIVATE KEY"), "{shown}");
+        assert!(shown.contains("[redacted]") && shown.contains("10.0.0.1") && shown.contains("bastion"));
+    }
 }
