@@ -112,25 +112,12 @@ pub(crate) fn node_port_range(cfg: &RkeConfig) -> &str {
     or(&cfg.services.kube_api.service_node_port_range, DEFAULT_NODE_PORT_RANGE)
 }
 
-/// The first address of the service range: the `kubernetes` Service's IP.
+/// The first address of the service range: the `kubernetes` Service's IP ([`rke::kubernetes_service_ip`]).
 pub(crate) fn kubernetes_service_ip(cfg: &RkeConfig) -> Result<IpAddr, RenderError> {
-    let range = service_range(cfg);
-    let field = "services.kube-api.service_cluster_ip_range";
-    let bad = || RenderError::invalid(field, format!("{range:?} is not a CIDR (10.43.0.0/16)"));
-    let (ip, bits) = range.split_once('/').ok_or_else(bad)?;
-    let ip: IpAddr = ip.parse().map_err(|_| bad())?;
-    let bits: u32 = bits.parse().map_err(|_| bad())?;
-    match ip {
-        IpAddr::V4(v4) if bits <= 30 => {
-            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
-            Ok(IpAddr::V4(std::net::Ipv4Addr::from((u32::from(v4) & mask) + 1)))
-        }
-        IpAddr::V6(v6) if bits <= 126 => {
-            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
-            Ok(IpAddr::V6(std::net::Ipv6Addr::from((u128::from(v6) & mask) + 1)))
-        }
-        _ => Err(RenderError::invalid(field, format!("{range:?} is too small for any service"))),
-    }
+    rke::kubernetes_service_ip(cfg).map_err(|e| match e {
+        crate::ProvisionError::InvalidSpec { field, message } => RenderError::invalid(field, message),
+        other => RenderError::invalid("services.kube-api.service_cluster_ip_range", other.to_string()),
+    })
 }
 
 /// The effective prefix path: `prefix_path`, else `/`, without a trailing slash (`""` for `/`), so
@@ -159,7 +146,9 @@ mod tests {
     #[test]
     fn the_kubernetes_service_ip_is_the_first_of_the_range() {
         assert_eq!(kubernetes_service_ip(&cfg("")).unwrap().to_string(), "10.43.0.1");
-        assert_eq!(kubernetes_service_ip(&cfg("172.20.5.7/20")).unwrap().to_string(), "172.20.0.1");
+        assert_eq!(kubernetes_service_ip(&cfg("172.20.0.0/20")).unwrap().to_string(), "172.20.0.1");
+        // Host bits set: refused as the config's validation refuses it.
+        assert!(kubernetes_service_ip(&cfg("172.20.5.7/20")).is_err());
         assert_eq!(kubernetes_service_ip(&cfg("fd00:43::/112")).unwrap().to_string(), "fd00:43::1");
         let err = kubernetes_service_ip(&cfg("10.43.0.0")).unwrap_err().to_string();
         assert!(err.contains("service_cluster_ip_range") && err.contains("not a CIDR"), "{err}");
