@@ -193,6 +193,8 @@ struct Row {
     to_active: f64,
     /// (step group, seconds) in order.
     phases: Vec<(&'static str, f64)>,
+    /// Every step: name, seconds from `create` to its start and to its end.
+    steps: Vec<(String, Option<f64>, Option<f64>)>,
     server_rss_kb: u64,
     server_hwm_kb: u64,
     node_agent_rss_kb: (u64, u64),
@@ -275,6 +277,13 @@ async fn build(topology: &str, bins: &Path) -> Result<Row> {
         }
     }
     phases.push(("cluster agent connects and reports", seconds(last_end, active_ts)));
+    let at = |s: &Value, k: &str| {
+        s[k].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok()).map(|t| seconds(create_ts, t))
+    };
+    let step_times = steps
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap_or("?").to_owned(), at(s, "startedAt"), at(s, "finishedAt")))
+        .collect();
 
     let pid = server.child.id();
     let (server_rss_kb, server_hwm_kb) =
@@ -303,6 +312,7 @@ async fn build(topology: &str, bins: &Path) -> Result<Row> {
         hosts: roles.len(),
         to_active,
         phases,
+        steps: step_times,
         server_rss_kb,
         server_hwm_kb,
         node_agent_rss_kb: (avg, max),
@@ -397,6 +407,11 @@ fn main() -> Result<()> {
             println!("{} ({} hosts, {} in all):", r.topology, r.hosts, secs(r.to_active));
             for (name, s) in &r.phases {
                 println!("  {name:<52} {:>8}", secs(*s));
+            }
+            println!("  each step, seconds after create (start → end):");
+            let opt = |t: &Option<f64>| t.map(secs).unwrap_or_else(|| "-".into());
+            for (name, start, end) in &r.steps {
+                println!("    {name:<30} {:>8} → {:>8}", opt(start), opt(end));
             }
         }
         println!("\nload average after: {}", std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());

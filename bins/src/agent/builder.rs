@@ -16,7 +16,8 @@ use tracing::{info, warn};
 
 use super::api_servers::ApiServers;
 use super::{
-    AgentArgs, AgentError, Mode, SHUTDOWN_DRAIN, Settings, ace, downstream, header, node, report, server_ca,
+    AgentArgs, AgentError, Mode, SHUTDOWN_DRAIN, Settings, ace, downstream, downstream_when_ready, header,
+    node, report, server_ca,
 };
 use crate::protocol::connect::{NodeParams, TunnelParams};
 
@@ -192,7 +193,9 @@ impl AgentBuilder {
 
         let (downstream, params) = match &settings.mode {
             Mode::Cluster => {
-                let d = downstream::connect(settings.kubeconfig.as_deref()).await?;
+                let Some(d) = downstream_when_ready(settings.kubeconfig.as_deref(), &stop).await? else {
+                    return Ok(());
+                };
                 let params = TunnelParams { cluster: Some(d.params.clone()), node: None };
                 (Some(d), params)
             }

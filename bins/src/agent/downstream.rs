@@ -120,7 +120,7 @@ async fn credential(config: &Config, client: &Client) -> Result<String, AgentErr
         .create_token_request(AGENT_SERVICE_ACCOUNT, &PostParams::default(), &request)
         .await
         .map_err(|e| {
-            AgentError::Downstream(format!(
+            AgentError::DownstreamCall(format!(
                 "the kubeconfig has no token, and minting one for service account \
                  {AGENT_NAMESPACE}/{AGENT_SERVICE_ACCOUNT} failed (was the import manifest applied?): {e}"
             ))
@@ -160,7 +160,7 @@ async fn ensure_agent_account(client: &Client) -> Result<(), AgentError> {
         match api.create(&PostParams::default(), &object).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-            Err(e) => Err(AgentError::Downstream(format!("creating the agent's account: {e}"))),
+            Err(e) => Err(AgentError::DownstreamCall(format!("creating the agent's account: {e}"))),
         }
     }
     create(
@@ -209,6 +209,12 @@ async fn ensure_agent_account(client: &Client) -> Result<(), AgentError> {
         },
     )
     .await
+}
+
+/// Whether `e` may pass by itself: a call to the API server failed (not up or not ready yet, the
+/// import manifest not applied yet); settings that cannot be read will not.
+pub(crate) fn is_retryable(e: &AgentError) -> bool {
+    matches!(e, AgentError::DownstreamCall(_))
 }
 
 /// Connects to the downstream cluster and gathers the parameters for the server.

@@ -113,6 +113,9 @@ pub enum AgentError {
     /// The downstream cluster could not be read (kubeconfig, CA, credential).
     #[error("downstream cluster: {0}")]
     Downstream(String),
+    /// A call to the downstream API server failed (it may not be up yet); the agent retries it.
+    #[error("downstream cluster: {0}")]
+    DownstreamCall(String),
     /// The tunnel failed permanently.
     #[error("tunnel: {0}")]
     Tunnel(#[source] rancher_tunnel::Error),
@@ -131,6 +134,28 @@ async fn server_ca(s: &Settings, stop: &CancellationToken) -> Result<Option<cace
             Ok(ca) => return Ok(Some(ca)),
             Err(e @ AgentError::Server(_)) => warn!(error = %e, retry_in = ?wait, "server not reachable yet"),
             Err(e) => return Err(e),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return Ok(None),
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(BOOT_RETRY_MAX);
+    }
+}
+
+/// Connects to the downstream cluster, retrying while its API server does not answer yet (an agent
+/// started with its cluster, as on a host the server built, comes up before the API server is
+/// ready); a kubeconfig that cannot be read is final.
+async fn downstream_when_ready(
+    kubeconfig: Option<&std::path::Path>,
+    stop: &CancellationToken,
+) -> Result<Option<downstream::Downstream>, AgentError> {
+    let mut wait = Duration::from_millis(500);
+    loop {
+        match downstream::connect(kubeconfig).await {
+            Ok(d) => return Ok(Some(d)),
+            Err(e) if !downstream::is_retryable(&e) => return Err(e),
+            Err(e) => warn!(error = %e, retry_in = ?wait, "the cluster's API server is not ready yet"),
         }
         tokio::select! {
             () = stop.cancelled() => return Ok(None),
