@@ -40,6 +40,7 @@ mod proxy_identity_e2e;
 mod proxy_ldap;
 mod rke_cluster;
 mod rke_config;
+mod rke_day_one;
 mod server_etcd;
 mod server_flags;
 mod server_url_e2e;

@@ -29,7 +29,7 @@ fn sim_binary() -> PathBuf {
 }
 
 /// A bundle `v1.20.2` of the local binaries, written as a manifest into `dir`.
-fn write_bundle(dir: &Path) {
+pub(crate) fn write_bundle(dir: &Path) {
     let kube = kube_bin_dir();
     let (agent, sim) = (PathBuf::from(env!("CARGO_BIN_EXE_rancher-agent")), sim_binary());
     let files = [
@@ -47,13 +47,18 @@ fn write_bundle(dir: &Path) {
 }
 
 /// A server the hosts reach on the bridge.
-struct HostedServer {
+pub(crate) struct HostedServer {
     _proc: Proc,
     /// For this test (loopback).
-    url: String,
+    pub(crate) url: String,
 }
 
-async fn start_server(dir: &Path, bridge: &str) -> HostedServer {
+pub(crate) async fn start_server(dir: &Path, bridge: &str) -> HostedServer {
+    start_server_with(dir, bridge, &[]).await
+}
+
+/// As [`start_server`], with `extra` flags.
+pub(crate) async fn start_server_with(dir: &Path, bridge: &str, extra: &[&str]) -> HostedServer {
     let bundles = dir.join("bundles");
     write_bundle(&bundles);
     let port = free_port();
@@ -64,6 +69,7 @@ async fn start_server(dir: &Path, bridge: &str) -> HostedServer {
         .args(["--server-url", &format!("https://{bridge}:{port}")])
         .arg("--bundle-dir")
         .arg(&bundles)
+        .args(extra)
         .env("RUST_LOG", "info,rancher::server::provisioning=debug")
         .env("CATTLE_BOOTSTRAP_PASSWORD", ADMIN_PASSWORD);
     let proc = Proc::spawn(cmd, &dir.join("server.log"));
@@ -78,7 +84,7 @@ async fn start_server(dir: &Path, bridge: &str) -> HostedServer {
 }
 
 /// `cluster.yml` for these hosts with these roles, the key in a file on this machine.
-fn cluster_yml(hosts: &[SshHost], roles: &[&[&str]], key_path: &Path) -> String {
+pub(crate) fn cluster_yml(hosts: &[SshHost], roles: &[&[&str]], key_path: &Path) -> String {
     let mut out = String::from("kubernetes_version: v1.20.2\nprefix_path: /srv/node\nnodes:\n");
     for (h, roles) in hosts.iter().zip(roles) {
         out.push_str(&format!(
@@ -95,7 +101,7 @@ fn cluster_yml(hosts: &[SshHost], roles: &[&[&str]], key_path: &Path) -> String 
 /// SIGKILLs the processes of `host` (its network namespace: every host shares the machine's pid
 /// namespace and paths, so a plain `pkill` would hit other tests' hosts) whose command line contains
 /// one of `patterns`; returns their pids.
-fn kill_in_host(host: &SshHost, patterns: &[&str]) -> Vec<u32> {
+pub(crate) fn kill_in_host(host: &SshHost, patterns: &[&str]) -> Vec<u32> {
     let out = Command::new("ip").args(["netns", "pids", host.netns()]).output().unwrap();
     let mut killed = Vec::new();
     for pid in String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|p| p.parse::<u32>().ok()) {
