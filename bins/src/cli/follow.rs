@@ -110,8 +110,9 @@ struct Seen {
     state: Option<ClusterState>,
     /// The message of the `Retrying` condition now (empty when not retrying).
     retrying: String,
-    /// The last failure that is being retried, kept for the timeout's error.
-    last_retry: String,
+    /// The last failure seen (`<step>: <message>` when a step failed), kept for the timeout's error:
+    /// the run retried after it may be back at its first steps when the time is up.
+    last_failure: String,
 }
 
 impl Seen {
@@ -129,6 +130,9 @@ impl Seen {
             let restarted = before.is_some() && step.state == StepState::Pending;
             if !restarted && before.is_none_or(|b| b.state != step.state || b.message != step.message) {
                 lines.push(step_line(i, steps.len(), step));
+                if step.state == StepState::Failed {
+                    self.last_failure = format!("{}: {}", step.name, step.message);
+                }
             }
         }
         self.steps = steps;
@@ -143,7 +147,10 @@ impl Seen {
         if retrying != self.retrying {
             if !retrying.is_empty() {
                 lines.push(format!("retrying: {retrying}"));
-                self.last_retry = retrying.clone();
+                // A step's failure says more (which step); the condition only when none was seen.
+                if self.last_failure.is_empty() {
+                    self.last_failure = retrying.clone();
+                }
             }
             self.retrying = retrying;
         }
@@ -258,8 +265,8 @@ pub(super) async fn follow(
             if !doing.is_empty() {
                 msg.push_str(&format!(": {doing}"));
             }
-            if !seen.last_retry.is_empty() {
-                msg.push_str(&format!("; retrying after: {}", seen.last_retry));
+            if !seen.last_failure.is_empty() {
+                msg.push_str(&format!("; retrying after the last failure: {}", seen.last_failure));
             }
             break Err(CliError::Provisioning(msg));
         }
@@ -315,7 +322,11 @@ mod tests {
         assert!(seen.changes(&again).is_empty());
         let again = cluster(&[("certificates", StepState::Done, ""), ("host node1", StepState::Pending, "")]);
         assert_eq!(seen.changes(&again), ["[1/2] certificates: done"]);
-        assert_eq!(seen.last_retry, "host node1: unreachable");
+        assert_eq!(seen.last_failure, "host node1: unreachable");
+        let failed =
+            cluster(&[("certificates", StepState::Done, ""), ("host node1", StepState::Failed, "refused")]);
+        seen.changes(&failed);
+        assert_eq!(seen.last_failure, "host node1: refused");
     }
 
     #[test]

@@ -437,7 +437,7 @@ async fn create_exits_non_zero_naming_the_failed_step_or_what_it_waited_for() {
     let error = out.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{out}"));
     assert!(error.starts_with("error: timed out after 25s waiting for cluster away to be active"), "{out}");
     assert!(
-        error.contains("host node1") && error.contains("retrying after: ") && error.contains("unreachable"),
+        error.contains("; retrying after the last failure: host node1: ") && error.contains("unreachable"),
         "{out}"
     );
     eprintln!("{out}");

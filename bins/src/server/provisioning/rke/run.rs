@@ -107,7 +107,7 @@ pub(super) async fn provision(
                     changed = true;
                 }
             }
-            Err(e) => first_error = first_error.or(Some(e)),
+            Err(e) => first_error = first_error.or(Some((name, e))),
         }
     }
     if changed {
@@ -117,8 +117,8 @@ pub(super) async fn provision(
                 .map_err(ProvisionError::transient)?,
         );
     }
-    if let Some(e) = first_error {
-        return Err(host_error(e));
+    if let Some((name, e)) = first_error {
+        return Err(named_host_error(&name, e));
     }
     if cancel.is_cancelled() {
         return Err(ProvisionError::Cancelled);
@@ -262,6 +262,12 @@ fn unhealthy(
         }
     }
     None
+}
+
+/// A host's failure as the cluster's condition shows it: which host (its step's name), then why.
+fn named_host_error(name: &str, e: hosts::HostError) -> ProvisionError {
+    let message = format!("{}: {e}", host_step(name));
+    if e.is_transient() { ProvisionError::transient(message) } else { ProvisionError::permanent(message) }
 }
 
 fn host_error(e: hosts::HostError) -> ProvisionError {
