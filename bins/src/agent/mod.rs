@@ -88,6 +88,22 @@ pub struct AgentArgs {
     /// Print the container image reference this agent is published as, and exit.
     #[arg(long)]
     pub print_image_ref: bool,
+    /// With --node: stop every process the node agent recorded in --state-dir (each only while it is
+    /// still the very process recorded), forget them, and exit. For cleaning a host up with its node
+    /// agent stopped; a running node agent would start them again.
+    #[arg(long, requires = "node")]
+    pub stop_processes: bool,
+}
+
+/// What `rancher-agent --node --stop-processes` does: stops every process recorded in `state_dir`
+/// that still runs as recorded (same pid, start time and command line: never a recycled pid) with
+/// SIGTERM, then SIGKILL after a grace period, and forgets the records. Returns the names of the
+/// processes stopped; a missing state directory has none.
+///
+/// # Errors
+/// [`AgentError::Config`] when the records cannot be rewritten.
+pub async fn stop_node_processes(state_dir: &std::path::Path) -> Result<Vec<String>, AgentError> {
+    node::stop_recorded(state_dir).await
 }
 
 /// Why the agent stopped.

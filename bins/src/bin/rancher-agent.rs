@@ -40,6 +40,21 @@ async fn main() -> std::process::ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
+    if args.stop_processes {
+        return match rancher::agent::stop_node_processes(&args.state_dir).await {
+            Ok(stopped) => {
+                println!(
+                    "stopped: {}",
+                    if stopped.is_empty() { "nothing".to_owned() } else { stopped.join(", ") }
+                );
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rancher-agent: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let stop = CancellationToken::new();
     let on_signal = stop.clone();

@@ -134,10 +134,15 @@ async fn cluster(client: &ApiClient, cmd: ClusterCommand) -> Result<String, CliE
             let items = data(client.call(Method::GET, "/v3/clusters", None).await?);
             list_output(o.output, items, CLUSTER_COLUMNS, cluster_row)
         }
-        ClusterCommand::Create { name, description, import: _, rke: Some(file), out } => {
-            super::rke::create(client, &name, &description, &file, out.output).await
+        ClusterCommand::Create { name, description, import: _, rke: Some(file), no_wait, timeout, out } => {
+            let wait = (!no_wait).then_some(timeout);
+            super::rke::create(client, &name, &description, &file, out.output, wait).await
         }
-        ClusterCommand::Create { name, description, import, rke: None, out } => {
+        ClusterCommand::Rkestate { name, file } => super::rke::rkestate(client, &name, file.as_deref()).await,
+        ClusterCommand::AdminKubeconfig { name, file } => {
+            super::rke::admin_kubeconfig(client, &name, file.as_deref()).await
+        }
+        ClusterCommand::Create { name, description, import, rke: None, out, .. } => {
             import::create(client, &name, &description, import, out.output).await
         }
         ClusterCommand::ImportCommand { name, out } => {

@@ -37,6 +37,9 @@ pub enum CliError {
     /// The command exists but is not built yet.
     #[error("not implemented yet: {0}")]
     NotImplemented(String),
+    /// A cluster's provisioning failed, or did not finish within the time allowed.
+    #[error("{0}")]
+    Provisioning(String),
     /// Any other HTTP failure.
     #[error("{0}")]
     Http(String),

@@ -14,6 +14,7 @@ mod client;
 mod commands;
 mod config;
 mod error;
+mod follow;
 mod import;
 mod members;
 mod namespaces;
@@ -177,6 +178,14 @@ pub enum ClusterCommand {
         /// cluster's id; the server's warnings go to stderr.
         #[arg(long, value_name = "CLUSTER_YML")]
         rke: Option<std::path::PathBuf>,
+        /// With --rke: print the cluster's id and return at once instead of following the
+        /// provisioning (one line per step, a progress bar on a terminal) until the cluster is active.
+        #[arg(long, requires = "rke")]
+        no_wait: bool,
+        /// With --rke: how long to follow the provisioning before giving up with an error (the
+        /// cluster carries on): `20m`, `90s`, `1h30m`.
+        #[arg(long, requires = "rke", default_value = follow::DEFAULT_TIMEOUT, value_parser = follow::parse_timeout)]
+        timeout: std::time::Duration,
         /// Output format.
         #[command(flatten)]
         out: OutputArg,
@@ -202,6 +211,24 @@ pub enum ClusterCommand {
     Rm {
         /// The cluster's name.
         name: String,
+    },
+    /// Download the state of a cluster built on hosts (RKE's `cluster.rkestate`: desired and current
+    /// config, the certificates and their keys). Global admins and the cluster's owners only.
+    Rkestate {
+        /// The cluster's name.
+        name: String,
+        /// Write it to this file (mode 0600) instead of standard output.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        file: Option<std::path::PathBuf>,
+    },
+    /// Download the admin's kubeconfig of a cluster built on hosts (`kube_config_<name>.yml`: the
+    /// admin certificate, straight to the first controlplane host). Global admins and owners only.
+    AdminKubeconfig {
+        /// The cluster's name.
+        name: String,
+        /// Write it to this file (mode 0600) instead of standard output.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        file: Option<std::path::PathBuf>,
     },
     /// The cluster's members (cluster role template bindings).
     #[command(subcommand)]

@@ -1,6 +1,8 @@
 //! `rancherctl cluster create NAME --rke cluster.yml`: a cluster on SSH hosts. The file is checked
 //! with the server's own functions before anything is sent, and the keys it names by path travel
-//! inline (the server seals them).
+//! inline (the server seals them); then the provisioning is followed ([`super::follow`]) unless
+//! `--no-wait`. Also the downloads of such a cluster: `cluster rkestate` and
+//! `cluster admin-kubeconfig` (files written 0600: they hold the cluster's CA keys).
 
 use std::path::{Path, PathBuf};
 
@@ -87,13 +89,14 @@ pub(super) fn load(file: &Path) -> Result<(RkeConfig, Vec<String>), CliError> {
     Ok((cfg, notes))
 }
 
-/// `rancherctl cluster create NAME --rke FILE`.
+/// `rancherctl cluster create NAME --rke FILE`; `wait`: follow the provisioning for that long.
 pub(super) async fn create(
     client: &ApiClient,
     name: &str,
     description: &str,
     file: &Path,
     fmt: Format,
+    wait: Option<std::time::Duration>,
 ) -> Result<String, CliError> {
     let (cfg, notes) = load(file)?;
     for note in notes {
@@ -110,15 +113,103 @@ pub(super) async fn create(
         eprintln!("Warning: {w}");
     }
     let id = created.get("id").and_then(Value::as_str).unwrap_or(name).to_owned();
-    match fmt {
-        Format::Table => Ok(format!("{id}\n")),
-        _ => structured(fmt, &created),
+    let Some(timeout) = wait else {
+        return match fmt {
+            Format::Table => Ok(format!("{id}\n")),
+            _ => structured(fmt, &created),
+        };
+    };
+    if fmt == Format::Table {
+        println!("{id}");
     }
+    let (summary, last) = super::follow::follow(client, &id, timeout, fmt != Format::Table).await?;
+    match fmt {
+        Format::Table => Ok(summary),
+        _ => structured(fmt, &last),
+    }
+}
+
+/// `rancherctl cluster rkestate NAME [-o FILE]`: the cluster's state as RKE's `cluster.rkestate`.
+pub(super) async fn rkestate(client: &ApiClient, name: &str, out: Option<&Path>) -> Result<String, CliError> {
+    let answer = download(client, name, "exportState").await?;
+    let state = answer
+        .get("state")
+        .filter(|v| v.is_object())
+        .ok_or_else(|| CliError::Http("the server's exportState answer has no \"state\"".into()))?;
+    let mut text = serde_json::to_string_pretty(state)
+        .map_err(|e| CliError::Http(format!("encoding the cluster's state: {e}")))?;
+    text.push('\n');
+    deliver(text, out, &format!("the state of cluster {name}"))
+}
+
+/// `rancherctl cluster admin-kubeconfig NAME [-o FILE]`: `kube_config_<name>.yml`, straight to the
+/// cluster's API server with the admin certificate.
+pub(super) async fn admin_kubeconfig(
+    client: &ApiClient,
+    name: &str,
+    out: Option<&Path>,
+) -> Result<String, CliError> {
+    let answer = download(client, name, "exportAdminKubeconfig").await?;
+    let mut config = answer.get("config").and_then(Value::as_str).map(str::to_owned).ok_or_else(|| {
+        CliError::Http("the server's exportAdminKubeconfig answer has no \"config\"".into())
+    })?;
+    if !config.ends_with('\n') {
+        config.push('\n');
+    }
+    deliver(config, out, &format!("the admin kubeconfig of cluster {name}"))
+}
+
+async fn download(client: &ApiClient, name: &str, action: &str) -> Result<Value, CliError> {
+    let path = format!("/v3/clusters/{}?action={action}", super::commands::path_segment(name)?);
+    client.call(Method::POST, &path, None).await
+}
+
+/// `text` on stdout, or written to `out` (0600) with a line saying so.
+fn deliver(text: String, out: Option<&Path>, what: &str) -> Result<String, CliError> {
+    let Some(path) = out else { return Ok(text) };
+    write_private(path, text.as_bytes())
+        .map_err(|e| CliError::Config(format!("writing {}: {e}", path.display())))?;
+    Ok(format!("wrote {what} to {} (mode 0600: it holds the cluster's CA keys)\n", path.display()))
+}
+
+/// Writes `bytes` to `path` readable by its owner only, also when the file existed with a wider mode.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn downloads_are_written_owner_only_even_over_a_wider_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kube_config_solo.yml");
+        std::fs::write(&path, "old and longer content").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let said = deliver("new\n".into(), Some(&path), "the admin kubeconfig of cluster solo").unwrap();
+        assert!(said.starts_with("wrote the admin kubeconfig of cluster solo to "), "{said}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(deliver("as is".into(), None, "x").unwrap(), "as is");
+    }
 
     #[test]
     fn key_paths_readable_here_travel_inline_others_stay_for_the_server() {

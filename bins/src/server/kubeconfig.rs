@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
+use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use rancher_auth::proxy::UserInfo;
 use rancher_core::model::Cluster;
@@ -14,6 +15,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::server::auth::Caller;
+use crate::server::cluster_downloads::{self, Download};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::services::access::may_reach_cluster;
 use crate::server::services::tokens::{self, TokenRequest};
@@ -158,32 +160,42 @@ pub(crate) fn caller_identity(caller: &Caller) -> UserInfo {
     }
 }
 
-/// `POST /v3/clusters/<id>?action=…`; only `generateKubeconfig` is known.
+/// The actions `POST /v3/clusters/<id>?action=…` knows.
+const CLUSTER_ACTIONS: &str = "generateKubeconfig, exportState, exportAdminKubeconfig";
+
+/// `POST /v3/clusters/<id>?action=…`: `generateKubeconfig` here, the downloads of a cluster built on
+/// hosts in [`cluster_downloads`](crate::server::cluster_downloads).
 pub(crate) async fn cluster_action(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> Response {
     let action = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .find(|(k, _)| k == "action")
         .map(|(_, v)| v.into_owned());
     match action.as_deref() {
-        Some("generateKubeconfig") => {}
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "unknown action {other:?} on clusters (known: generateKubeconfig)"
-            )));
-        }
-        None => {
-            return Err(ApiError::MethodNotAllowed(
-                "POST on a cluster needs ?action=generateKubeconfig".into(),
-            ));
-        }
+        Some("generateKubeconfig") => generate_kubeconfig(&state, &caller, &id).await.into_response(),
+        Some(other) => match Download::of_action(other) {
+            Some(what) => cluster_downloads::serve(&state, &caller, &id, what).await,
+            None => ApiError::BadRequest(format!(
+                "unknown action {other:?} on clusters (known: {CLUSTER_ACTIONS})"
+            ))
+            .into_response(),
+        },
+        None => ApiError::MethodNotAllowed(format!(
+            "POST on a cluster needs ?action=ACTION (one of {CLUSTER_ACTIONS})"
+        ))
+        .into_response(),
     }
+}
+
+/// `?action=generateKubeconfig`.
+async fn generate_kubeconfig(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Json<Value>> {
+    let id = id.to_owned();
     let not_found = || ApiError::NotFound(format!("clusters \"{id}\" not found"));
     let cluster = Api::<Cluster>::all(state.store.clone()).get_opt(&id).await?.ok_or_else(not_found)?;
-    if !may_reach_cluster(&state.store, &caller, &id).await? {
+    if !may_reach_cluster(&state.store, caller, &id).await? {
         // The same answer as for a cluster that does not exist: ids are not probed.
         return Err(not_found());
     }

@@ -23,6 +23,7 @@ mod api;
 mod auth;
 mod bootstrap;
 mod cleanup;
+mod cluster_downloads;
 mod config;
 mod data_dir;
 mod error;
@@ -467,7 +468,7 @@ impl ServerBuilder {
         data_dir::tighten_contents(&self.data_dir, false).map_err(data_dir_error)?;
         let authn = Arc::new(auth::TokenAuthenticator::new(store.clone()));
         let audit = self.audit.layer(&self.plugins.audit_sinks).map_err(ServerError::AuditLog)?;
-        let proxy = proxy::build(store.clone(), authn.clone(), registration.clone(), audit);
+        let proxy = proxy::build(store.clone(), authn.clone(), registration.clone(), audit.clone());
         let state = AppState {
             store,
             metrics,
@@ -482,6 +483,7 @@ impl ServerBuilder {
             proxy,
             provisioners,
             sealer,
+            audit,
         };
         Ok(Server {
             state,

@@ -38,4 +38,6 @@ pub(crate) struct AppState {
     pub(crate) provisioners: super::provisioning::Provisioners,
     /// Seals secrets at rest (the SSH keys of `rkeConfig`).
     pub(crate) sealer: Arc<super::secrets::Sealer>,
+    /// The audit log the proxy writes to; `/v3` records downloads of a cluster's keys there too.
+    pub(crate) audit: rancher_auth::proxy::AuditLayer,
 }

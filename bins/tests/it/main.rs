@@ -41,6 +41,7 @@ mod proxy_identity_e2e;
 mod proxy_ldap;
 mod rke_cluster;
 mod rke_config;
+mod rke_day_one;
 mod rke_faults;
 mod server_etcd;
 mod server_flags;

@@ -137,7 +137,8 @@ fn cli_home(dir: &Path, url: &str) -> std::path::PathBuf {
 fn create(home: &Path, dir: &Path, name: &str, yml: &str) {
     let file = dir.join(format!("{name}.yml"));
     std::fs::write(&file, yml).unwrap();
-    let (ok, out) = rancherctl(home, &["cluster", "create", name, "--rke", file.to_str().unwrap()]);
+    let (ok, out) =
+        rancherctl(home, &["cluster", "create", name, "--rke", file.to_str().unwrap(), "--no-wait"]);
     assert!(ok, "{name}: {out}");
 }
 

@@ -46,6 +46,24 @@ pub(crate) fn checked_roots(roots: &[PathBuf]) -> Result<Vec<PathBuf>, AgentErro
         .collect()
 }
 
+/// Stops the processes recorded in `state_dir` that still run as recorded and forgets the records
+/// (see [`stop_node_processes`](crate::agent::stop_node_processes)).
+pub(crate) async fn stop_recorded(state_dir: &Path) -> Result<Vec<String>, AgentError> {
+    if !state_dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let state = state::StateDir::open(state_dir).map_err(AgentError::Config)?;
+    let mut stopped = Vec::new();
+    for (name, record) in state.load_records() {
+        if let Some(running) = process::adopt(&record) {
+            running.stop(process::STOP_GRACE).await;
+            stopped.push(name);
+        }
+    }
+    state.save_records(&Default::default()).map_err(AgentError::Config)?;
+    Ok(stopped)
+}
+
 /// The running node work: the plan API to register with the tunnel agent, and the supervisor's task
 /// (it ends when `stop` is cancelled, leaving the processes running).
 pub(crate) struct NodeWork {
@@ -72,4 +90,40 @@ pub(crate) fn start(
     let task = tokio::spawn(sup.run(initial, rx, stop));
     let service = Arc::new(api::PlanApi { shared, plans, roots });
     Ok(NodeWork { service, task })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::state::{Record, Spec, StateDir};
+    use super::*;
+
+    #[tokio::test]
+    async fn stopping_the_recorded_processes_stops_only_those_still_as_recorded_and_forgets_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = dir.path().join("state");
+        assert!(stop_recorded(&state_dir).await.unwrap().is_empty(), "no state: nothing to stop");
+        let state = StateDir::open(&state_dir).unwrap();
+        let spec = Spec { binary: "/bin/sleep".into(), args: vec!["60".into()], ..Default::default() };
+        let running = process::start(&spec, &state.log_path("sleeper")).await.unwrap();
+        let record = |start_ticks| Record {
+            pid: running.pid,
+            start_ticks,
+            cmdline: running.cmdline.clone(),
+            spec: spec.clone(),
+            restarts: 0,
+            started_at: None,
+        };
+        // Another record naming the same pid with another start time: a recycled pid, left alone.
+        let records = BTreeMap::from([
+            ("recycled".to_owned(), record(running.start_ticks + 1)),
+            ("sleeper".to_owned(), record(running.start_ticks)),
+        ]);
+        state.save_records(&records).unwrap();
+        let pid = running.pid;
+        assert_eq!(stop_recorded(&state_dir).await.unwrap(), ["sleeper"]);
+        assert!(!procfs::is_same(pid, running.start_ticks), "the sleeper still runs");
+        assert!(state.load_records().is_empty());
+    }
 }

@@ -183,6 +183,32 @@ pub(crate) const ROUTES: &[Route] = &[
         ),
         "generateKubeconfig",
     ),
+    action(
+        io(
+            route(
+                "post",
+                "/v3/clusters/{id}",
+                "The state of a cluster built on hosts (`cluster.rkestate`, with its CA keys): global admins and the cluster's owners",
+            ),
+            Payload::None,
+            200,
+            Payload::Schema("ExportStateOutput"),
+        ),
+        "exportState",
+    ),
+    action(
+        io(
+            route(
+                "post",
+                "/v3/clusters/{id}",
+                "The admin kubeconfig of a cluster built on hosts (`kube_config_<id>.yml`): global admins and the cluster's owners",
+            ),
+            Payload::None,
+            200,
+            Payload::Schema("ExportAdminKubeconfigOutput"),
+        ),
+        "exportAdminKubeconfig",
+    ),
     io(
         route("get", "/v3/clusters/{id}/namespaces", "The cluster's namespaces the caller may see"),
         Payload::None,
@@ -501,6 +527,14 @@ fn extra_schemas() -> Map<String, Value> {
     put(
         "GenerateKubeconfigOutput",
         json!({"type": "object", "properties": {"type": {"type": "string", "enum": ["generateKubeconfigOutput"]}, "config": {"type": "string", "description": "A kubeconfig (YAML)"}}}),
+    );
+    put(
+        "ExportStateOutput",
+        json!({"type": "object", "properties": {"type": {"type": "string", "enum": ["exportStateOutput"]}, "fileName": string, "state": {"type": "object", "description": "RKE's cluster.rkestate: desiredState and currentState, each with rkeConfig and certificatesBundle"}}}),
+    );
+    put(
+        "ExportAdminKubeconfigOutput",
+        json!({"type": "object", "properties": {"type": {"type": "string", "enum": ["exportAdminKubeconfigOutput"]}, "fileName": string, "config": {"type": "string", "description": "A kubeconfig (YAML) with the admin certificate, to the first controlplane host"}}}),
     );
     let subject = || {
         json!({

@@ -13,15 +13,19 @@ use rancher_core::controller::watcher::{Config, Event};
 use rancher_core::controller::{Action, Backoff, Controller, watcher};
 use rancher_core::model::{Cluster, ClusterSpec};
 use rancher_core::store::{Api, Store, StoreError};
+use rancher_core::{ConditionStatus, Conditions};
 use rancher_provision::{Progress, ProvisionContext};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::PROVISION_FINALIZER;
-use super::outcome::{Next, Outcome};
+use super::outcome::{Next, Outcome, REASON_FAILED, REASON_RETRYING};
 use super::registry::Provisioners;
 use crate::server::cleanup::CLUSTER_FINALIZER;
 
+/// The condition a deleted cluster carries while its provisioner fails to remove it (`False`, with the
+/// reason `Retrying` or `Failed` and the provisioner's message, naming the host for `rke`).
+pub(crate) const REMOVED: &str = "Removed";
 /// Retry delays after failed provisioner calls.
 const BACKOFF: Backoff = Backoff { base: Duration::from_millis(250), max: Duration::from_secs(300) };
 /// How often a `remove` that keeps answering anything but `Done` (without a delay) is called again.
@@ -259,7 +263,14 @@ async fn remove(cluster: &Cluster, ctx: &Ctx, api: &Api<Cluster>) -> Result<Acti
         Err(e) => {
             let delay = if e.is_transient() { ctx.failed(uid) } else { BACKOFF.max };
             tracing::warn!(cluster = name, driver, retry_in = ?delay, "removing the cluster: {e}");
-            write_status(api, cluster, |c| set_message(c, &format!("removing the cluster: {e}"))).await?;
+            let message = format!("removing the cluster: {e}");
+            let reason = if e.is_transient() { REASON_RETRYING } else { REASON_FAILED };
+            write_status(api, cluster, |c| {
+                let condition =
+                    c.status.conditions.set_condition(REMOVED, ConditionStatus::False, reason, &message);
+                set_message(c, &message) | condition
+            })
+            .await?;
             retry(delay)
         }
     }

@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) use registry::Provisioners;
 pub use registry::RegistryError;
 pub(crate) use rke::keys as rke_keys;
+pub(crate) use rke::{export as rke_export, state as rke_state};
 
 /// The finalizer that holds a deleted cluster until its provisioner has removed it.
 pub(crate) const PROVISION_FINALIZER: &str = "controller.cattle.io/cluster-provisioner";

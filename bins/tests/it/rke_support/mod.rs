@@ -53,6 +53,11 @@ pub struct HostedServer {
 /// [`write_bundle`] beside any manifest already there), listening on all addresses so that the hosts
 /// reach it at `bridge`; returns once it answers.
 pub async fn start_server(dir: &Path, bridge: &str) -> HostedServer {
+    start_server_with(dir, bridge, &[]).await
+}
+
+/// As [`start_server`], with `extra` flags for the server.
+pub async fn start_server_with(dir: &Path, bridge: &str, extra: &[&str]) -> HostedServer {
     let bundles = dir.join("bundles");
     write_bundle(&bundles);
     let port = free_port();
@@ -63,6 +68,7 @@ pub async fn start_server(dir: &Path, bridge: &str) -> HostedServer {
         .args(["--server-url", &format!("https://{bridge}:{port}")])
         .arg("--bundle-dir")
         .arg(&bundles)
+        .args(extra)
         .env("RUST_LOG", "info,rancher::server::provisioning=debug")
         .env("CATTLE_BOOTSTRAP_PASSWORD", ADMIN_PASSWORD);
     let proc = Proc::spawn(cmd, &dir.join("server.log"));

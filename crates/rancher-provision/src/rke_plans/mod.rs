@@ -38,6 +38,23 @@ use crate::cluster_pki::{self, ClusterPki};
 use crate::plan::NodePlan;
 use files::HostFiles;
 
+/// The port every kube-apiserver listens on.
+pub const APISERVER_PORT: u16 = 6443;
+
+/// `https://<address>:6443` of the first controlplane host (its `address`, as the hosts' users reach
+/// it): the server of the admin's kubeconfig. `None` when `cfg` has no controlplane host.
+pub fn admin_server_url(cfg: &RkeConfig) -> Option<String> {
+    let node = cfg.nodes.iter().find(|n| n.role.iter().any(|r| r == crate::rke::ROLE_CONTROLPLANE))?;
+    let address = node.address.trim();
+    if address.is_empty() {
+        return None;
+    }
+    Some(match address.parse::<std::net::Ipv6Addr>() {
+        Ok(v6) => format!("https://[{v6}]:{APISERVER_PORT}"),
+        Err(_) => format!("https://{address}:{APISERVER_PORT}"),
+    })
+}
+
 /// Where the component binaries are on every host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ComponentPaths {

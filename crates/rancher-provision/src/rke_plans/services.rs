@@ -8,13 +8,12 @@ use secrecy::ExposeSecret as _;
 
 use super::files::{CertFiles, HostFiles, host_port, https_url};
 use super::hosts::{self, Host};
-use super::{ClusterAgent, ComponentPaths, RenderError};
+use super::{APISERVER_PORT, ClusterAgent, ComponentPaths, RenderError};
 use crate::cluster_pki::{self as pki, ClusterPki};
 use crate::plan::{HealthCheck, PlanProcess};
 
 const ETCD_CLIENT_PORT: u16 = 2379;
 const ETCD_PEER_PORT: u16 = 2380;
-const APISERVER_PORT: u16 = 6443;
 const CONTROLLER_MANAGER_PORT: u16 = 10257;
 const SCHEDULER_PORT: u16 = 10259;
 

@@ -251,3 +251,14 @@ fn the_admin_kubeconfig_embeds_the_admin_certificate() {
     assert!(yaml.contains("current-context: local"));
     assert!(admin_kubeconfig(&c, &p, "10.0.0.1:6443").is_err());
 }
+
+#[test]
+fn the_admin_kubeconfig_points_at_the_first_controlplane_host() {
+    let mut c = cluster();
+    c.nodes.swap(0, 2); // a worker first: the controlplane host is found, not the first host
+    assert_eq!(admin_server_url(&c).as_deref(), Some("https://10.0.0.1:6443"));
+    c.nodes[2].address = "fd00::1".into();
+    assert_eq!(admin_server_url(&c).as_deref(), Some("https://[fd00::1]:6443"));
+    c.nodes[2].role = vec!["etcd".into()];
+    assert_eq!(admin_server_url(&c), None);
+}

@@ -291,22 +291,37 @@ fn start_agent_script(layout: &HostLayout, node_name: &str, ca_checksum: &str) -
     )
 }
 
-/// Stops the node agent and removes what the provisioner put on the host (its processes are stopped
-/// by an empty plan first).
+/// Stops the node agent, then the processes it recorded (an empty plan sent through a connected
+/// node agent stops them first; this catches those of a node agent that was away), and removes what
+/// the provisioner put on the host.
 pub(super) async fn clean(
     target: &SshTarget,
     bastion: Option<&SshTarget>,
     layout: &HostLayout,
 ) -> Result<(), HostError> {
     let ssh = SshSession::connect(target, bastion, CONNECT_TIMEOUT).await?;
-    let pid = shell_quote(&layout.agent_pid_file());
-    let dirs: Vec<String> = layout.owned_dirs().iter().map(|d| shell_quote(d)).collect();
-    ssh.run(&format!(
-        "if [ -s {pid} ]; then kill \"$(cat {pid})\" 2>/dev/null; fi; rm -rf {}",
-        dirs.join(" ")
-    ))
-    .await?;
+    ssh.run(&clean_script(layout)).await?;
     Ok(())
+}
+
+/// The node agent first (it would restart what is stopped), waiting up to 10 s for it to go; then
+/// its recorded processes, by the node agent's binary (which identifies them by pid and start time);
+/// then the directories. Fails, keeping everything, when the processes cannot be stopped.
+fn clean_script(layout: &HostLayout) -> String {
+    let pid = shell_quote(&layout.agent_pid_file());
+    let bin = shell_quote(&layout.binary("node-agent"));
+    let dirs: Vec<String> = layout.owned_dirs().iter().map(|d| shell_quote(d)).collect();
+    format!(
+        "p=\"$(cat {pid} 2>/dev/null)\"; \
+         if [ -n \"$p\" ] && grep -q node-agent /proc/\"$p\"/cmdline 2>/dev/null; then \
+         kill \"$p\"; i=0; \
+         while grep -q node-agent /proc/\"$p\"/cmdline 2>/dev/null && [ $i -lt 10 ]; do sleep 1; i=$((i+1)); done; \
+         kill -9 \"$p\" 2>/dev/null; fi; \
+         if [ -x {bin} ]; then {bin} --node --state-dir {state} --stop-processes || exit 1; fi; \
+         rm -rf {dirs}",
+        state = shell_quote(&layout.agent_state_dir()),
+        dirs = dirs.join(" "),
+    )
 }
 
 #[cfg(test)]
@@ -360,6 +375,16 @@ mod tests {
             components_of(&node(&["etcd", "controlplane", "worker"])),
             ["node-agent", "kubelet", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"]
         );
+    }
+
+    #[test]
+    fn the_clean_script_stops_the_agent_then_its_processes_then_removes_the_directories() {
+        let s = clean_script(&HostLayout::new("/srv/my node"));
+        let agent = s.find("kill \"$p\"").unwrap();
+        let processes = s.find("'/srv/my node/opt/rke/bin/node-agent' --node --state-dir").unwrap();
+        let removal = s.find("rm -rf '/srv/my node/opt/rke'").unwrap();
+        assert!(agent < processes && processes < removal, "{s}");
+        assert!(s.contains("--stop-processes || exit 1;"), "{s}");
     }
 
     #[test]

@@ -20,6 +20,8 @@ use crate::server::provisioning::node_plans;
 
 /// How often a run in progress is reported.
 const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// How soon a run's failure is reported after the board it left.
+const REPORT_FAILURE_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// One `reconcile` of `cluster`.
 pub(super) async fn reconcile(
@@ -36,6 +38,9 @@ pub(super) async fn reconcile(
     match runs.poll(ctx, cluster, cfg, bundle) {
         RunState::Running(board) => {
             Ok(Progress::InProgress { progress: board.snapshot(), after: REPORT_EVERY })
+        }
+        RunState::Failing(board) => {
+            Ok(Progress::InProgress { progress: board.snapshot(), after: REPORT_FAILURE_AFTER })
         }
         RunState::Failed(e) => Err(e),
         RunState::Provisioned(board) => {

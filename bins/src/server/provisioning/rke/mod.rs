@@ -5,6 +5,7 @@
 //! are sealed at rest (see [`keys`] and [`crate::server::secrets`]).
 
 mod board;
+pub(crate) mod export;
 mod hosts;
 pub(crate) mod keys;
 mod layout;

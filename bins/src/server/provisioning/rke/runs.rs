@@ -22,6 +22,9 @@ struct Run {
     task: JoinHandle<Result<(), ProvisionError>>,
     /// It finished without error.
     succeeded: bool,
+    /// It failed with this; kept for one more poll, so that the board as the failure left it (the
+    /// failed step and its message) is reported before the failure is.
+    failed: Option<ProvisionError>,
 }
 
 impl Drop for Run {
@@ -36,6 +39,8 @@ pub(super) enum RunState {
     Running(Arc<Board>),
     /// Finished: every host runs its plan.
     Provisioned(Arc<Board>),
+    /// Just failed: the board says where; the failure follows on the next poll.
+    Failing(Arc<Board>),
     /// Failed; the next `reconcile` starts a new run.
     Failed(ProvisionError),
 }
@@ -62,6 +67,10 @@ impl Runs {
             if run.succeeded {
                 return RunState::Provisioned(board);
             }
+            if let Some(e) = run.failed.take() {
+                runs.remove(&uid);
+                return RunState::Failed(e);
+            }
             if !run.task.is_finished() {
                 return RunState::Running(board);
             }
@@ -77,9 +86,13 @@ impl Runs {
                     run.succeeded = true;
                     RunState::Provisioned(board)
                 }
-                Err(e) => {
+                Err(ProvisionError::Cancelled) => {
                     runs.remove(&uid);
-                    RunState::Failed(e)
+                    RunState::Failed(ProvisionError::Cancelled)
+                }
+                Err(e) => {
+                    run.failed = Some(e);
+                    RunState::Failing(board)
                 }
             };
         }
@@ -94,7 +107,14 @@ impl Runs {
         };
         runs.insert(
             uid,
-            Run { config: config.clone(), board: board.clone(), cancel, task, succeeded: false },
+            Run {
+                config: config.clone(),
+                board: board.clone(),
+                cancel,
+                task,
+                succeeded: false,
+                failed: None,
+            },
         );
         RunState::Running(board)
     }
