@@ -20,18 +20,8 @@ async fn a_one_host_cluster_comes_up_from_a_cluster_yml_and_kubectl_works_throug
     let hosts = SshHosts::start(1);
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(dir.path(), hosts.hosts()[0].bridge_address()).await;
-    let home = dir.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let key = dir.path().join("id_ed25519");
-    std::fs::write(&key, hosts.client_key()).unwrap();
-    let yml = dir.path().join("cluster.yml");
-    std::fs::write(&yml, cluster_yml(hosts.hosts(), &[&["etcd", "controlplane", "worker"]], &key)).unwrap();
-
-    let (ok, out) = rancherctl(
-        &home,
-        &["login", &server.url, "--username", "admin", "--password", ADMIN_PASSWORD, "--insecure"],
-    );
-    assert!(ok, "{out}");
+    let home = cli_home(dir.path(), &server.url);
+    let yml = write_cluster_yml(dir.path(), &hosts, &[&["etcd", "controlplane", "worker"]]);
     let (ok, out) = rancherctl(&home, &["cluster", "create", "solo", "--rke", yml.to_str().unwrap()]);
     assert!(ok, "{out}");
     // One host holds every role: the server warns that this is not the recommended split.
@@ -93,20 +83,10 @@ async fn a_three_etcd_two_controlplane_two_worker_cluster_serves_through_the_los
     let hosts = SshHosts::start(7);
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(dir.path(), hosts.hosts()[0].bridge_address()).await;
-    let home = dir.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let key = dir.path().join("id_ed25519");
-    std::fs::write(&key, hosts.client_key()).unwrap();
-    let yml = dir.path().join("cluster.yml");
+    let home = cli_home(dir.path(), &server.url);
     let (etcd, cp, worker): (&[&str], &[&str], &[&str]) = (&["etcd"], &["controlplane"], &["worker"]);
     let roles = [etcd, etcd, etcd, cp, cp, worker, worker];
-    std::fs::write(&yml, cluster_yml(hosts.hosts(), &roles, &key)).unwrap();
-
-    let (ok, out) = rancherctl(
-        &home,
-        &["login", &server.url, "--username", "admin", "--password", ADMIN_PASSWORD, "--insecure"],
-    );
-    assert!(ok, "{out}");
+    let yml = write_cluster_yml(dir.path(), &hosts, &roles);
     let (ok, out) = rancherctl(&home, &["cluster", "create", "ha", "--rke", yml.to_str().unwrap()]);
     assert!(ok, "{out}");
     // The recommended split: no warning about the topology.

@@ -15,7 +15,7 @@ use rancher_test_support::ssh_hosts::{SshHost, SshHosts};
 use serde_json::{Value, json};
 
 use crate::import_support::*;
-use crate::rke_support::{cluster_yml, start_server_with};
+use crate::rke_support::{cli_home, key_file, start_server_with, write_cluster_yml};
 
 /// From `create` to Active: SSH, ~400 MB of binaries per control-plane host, etcd, the API server.
 const UP: &str = "10m";
@@ -45,13 +45,7 @@ impl Setup {
         )
         .await;
         let url = server.url.clone();
-        let home = dir.path().join("home");
-        std::fs::create_dir_all(&home).unwrap();
-        let (ok, out) = rancherctl(
-            &home,
-            &["login", &url, "--username", "admin", "--password", ADMIN_PASSWORD, "--insecure"],
-        );
-        assert!(ok, "{out}");
+        let home = cli_home(dir.path(), &url);
         Setup { hosts, dir, server: Some(server), home, url }
     }
 
@@ -65,12 +59,7 @@ impl Setup {
 
     /// A cluster.yml for the one host with every role, the hosts' key in a file here.
     fn yml(&self) -> PathBuf {
-        let key = self.path("id_ed25519");
-        std::fs::write(&key, self.hosts.client_key()).unwrap();
-        let yml = self.path("cluster.yml");
-        std::fs::write(&yml, cluster_yml(self.hosts.hosts(), &[&["etcd", "controlplane", "worker"]], &key))
-            .unwrap();
-        yml
+        write_cluster_yml(self.dir.path(), &self.hosts, &[&["etcd", "controlplane", "worker"]])
     }
 
     fn ctl(&self, args: &[&str]) -> (bool, String) {
@@ -135,19 +124,6 @@ async fn action(url: &str, token: &str, name: &str, action: &str) -> (u16, Value
         .unwrap();
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-async fn token_of(url: &str, username: &str, password: &str) -> String {
-    let resp: Value = insecure_client()
-        .post(format!("{url}/v3-public/localProviders/local?action=login"))
-        .json(&json!({"username": username, "password": password}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    resp["token"].as_str().unwrap_or_else(|| panic!("login {username}: {resp}")).to_owned()
 }
 
 fn mode(path: &Path) -> u32 {
@@ -253,14 +229,14 @@ async fn create_follows_the_steps_to_active_and_only_owners_download_the_state_a
     let (ok, out) = rancherctl(&alice, &["cluster", "admin-kubeconfig", "solo"]);
     assert!(!ok && out.contains("forbidden"), "{out}");
     // The answers as the API gives them: Kubernetes Status objects.
-    let alice_token = token_of(&setup.url, "alice", USER_PASSWORD).await;
+    let alice_token = login_as(&setup.url, "alice", USER_PASSWORD).await;
     let (code, body) = action(&setup.url, &alice_token, "solo", "exportState").await;
     assert_eq!(
         (code, &body["kind"], &body["reason"]),
         (403, &json!("Status"), &json!("Forbidden")),
         "{body}"
     );
-    let carol_token = token_of(&setup.url, "carol", USER_PASSWORD).await;
+    let carol_token = login_as(&setup.url, "carol", USER_PASSWORD).await;
     let (code, body) = action(&setup.url, &carol_token, "solo", "exportAdminKubeconfig").await;
     assert_eq!((code, &body["reason"]), (404, &json!("NotFound")), "{body}");
     let admin_token = login(&setup.url).await;
@@ -425,8 +401,7 @@ async fn create_exits_non_zero_naming_the_failed_step_or_what_it_waited_for() {
 
     // Nobody at this address: retried until the timeout, which says what it waited for.
     let nobody = format!("10.213.{}.250", setup.hosts.set_number());
-    let key = setup.path("id_ed25519");
-    std::fs::write(&key, setup.hosts.client_key()).unwrap();
+    let key = key_file(setup.dir.path(), &setup.hosts);
     let away = yml("away", &nobody, &key);
     let started = std::time::Instant::now();
     let (ok, out) =

@@ -124,16 +124,6 @@ fn fingerprint(dir: &Path, public_key: &str) -> String {
     text.split_whitespace().nth(1).unwrap_or_else(|| panic!("ssh-keygen -l: {text}")).to_owned()
 }
 
-/// A logged-in `rancherctl` home in `dir`.
-fn cli_home(dir: &Path, url: &str) -> std::path::PathBuf {
-    let home = dir.join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let (ok, out) =
-        rancherctl(&home, &["login", url, "--username", "admin", "--password", ADMIN_PASSWORD, "--insecure"]);
-    assert!(ok, "{out}");
-    home
-}
-
 fn create(home: &Path, dir: &Path, name: &str, yml: &str) {
     let file = dir.join(format!("{name}.yml"));
     std::fs::write(&file, yml).unwrap();
@@ -201,8 +191,7 @@ async fn faults_before_the_control_plane_stop_their_cluster_naming_the_host_and_
     let server = start_server(dir.path(), h1.bridge_address()).await;
     let v3 = V3::new(&server.url).await;
     let home = cli_home(dir.path(), &server.url);
-    let key = dir.path().join("id_ed25519");
-    std::fs::write(&key, hosts.client_key()).unwrap();
+    let key = key_file(dir.path(), &hosts);
     let stranger = dir.path().join("stranger");
     let out = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
@@ -291,8 +280,7 @@ async fn a_cut_link_and_a_port_in_use_are_retried_until_the_cluster_converges() 
     let server = start_server(dir.path(), h1.bridge_address()).await;
     let v3 = V3::new(&server.url).await;
     let home = cli_home(dir.path(), &server.url);
-    let key = dir.path().join("id_ed25519");
-    std::fs::write(&key, hosts.client_key()).unwrap();
+    let key = key_file(dir.path(), &hosts);
     let log = dir.path().join("server.log");
 
     // Something holds etcd's client port on the host.

@@ -88,16 +88,21 @@ impl Server {
 
 /// Logs in as admin over the API and returns the bearer token.
 pub async fn login(url: &str) -> String {
+    login_as(url, "admin", ADMIN_PASSWORD).await
+}
+
+/// An API token of local user `username`.
+pub async fn login_as(url: &str, username: &str, password: &str) -> String {
     let resp: Value = insecure_client()
         .post(format!("{url}/v3-public/localProviders/local?action=login"))
-        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
+        .json(&json!({"username": username, "password": password}))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    resp["token"].as_str().unwrap_or_else(|| panic!("login: {resp}")).to_owned()
+    resp["token"].as_str().unwrap_or_else(|| panic!("login {username}: {resp}")).to_owned()
 }
 
 /// Creates an imported cluster over the API; returns its registration token's status.

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use rancher_provision::bundle::Bundle;
 use rancher_test_support::kube::kube_bin_dir;
-use rancher_test_support::ssh_hosts::SshHost;
+use rancher_test_support::ssh_hosts::{SshHost, SshHosts};
 
 use crate::import_support::*;
 
@@ -121,4 +121,29 @@ pub fn kill_in_host(host: &SshHost, patterns: &[&str]) -> Vec<u32> {
         let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
     }
     killed
+}
+
+/// A `rancherctl` home in `dir`, logged in to `url` as the admin.
+pub fn cli_home(dir: &Path, url: &str) -> PathBuf {
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let (ok, out) =
+        rancherctl(&home, &["login", url, "--username", "admin", "--password", ADMIN_PASSWORD, "--insecure"]);
+    assert!(ok, "{out}");
+    home
+}
+
+/// The hosts' SSH key in the file `dir/id_ed25519`.
+pub fn key_file(dir: &Path, hosts: &SshHosts) -> PathBuf {
+    let key = dir.join("id_ed25519");
+    std::fs::write(&key, hosts.client_key()).unwrap();
+    key
+}
+
+/// `dir/cluster.yml` for `hosts` with these roles (see [`cluster_yml`]), the key in [`key_file`].
+pub fn write_cluster_yml(dir: &Path, hosts: &SshHosts, roles: &[&[&str]]) -> PathBuf {
+    let key = key_file(dir, hosts);
+    let yml = dir.join("cluster.yml");
+    std::fs::write(&yml, cluster_yml(hosts.hosts(), roles, &key)).unwrap();
+    yml
 }
