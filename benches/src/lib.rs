@@ -41,3 +41,17 @@ impl Drop for ScratchDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The JSON body of `resp`, or an error with its status and text; `what` names the call.
+///
+/// # Errors
+/// A status other than 2xx, or a body that is not JSON.
+pub async fn json_of(resp: reqwest::Response, what: &str) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context as _;
+    let status = resp.status();
+    let text = resp.text().await?;
+    if !status.is_success() {
+        anyhow::bail!("{what}: {status}: {text}");
+    }
+    serde_json::from_str(&text).with_context(|| format!("{what}: not JSON: {text}"))
+}

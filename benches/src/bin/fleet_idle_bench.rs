@@ -17,8 +17,9 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use rancher::agent::AgentBuilder;
 use rancher::server::Server;
+use rancher_benches::json_of;
 use rancher_core::store::MemoryStore;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -38,16 +39,6 @@ struct Args {
 const PASSWORD: &str = "bench-Passw0rd-123";
 /// The server runtime's thread name; the threads counted as the server's.
 const SERVER_THREADS: &str = "rancher-server";
-
-/// Answers `resp` as JSON, or fails with its status and text.
-async fn json_of(resp: reqwest::Response, what: &str) -> Result<Value> {
-    let status = resp.status();
-    let text = resp.text().await?;
-    if !status.is_success() {
-        bail!("{what}: {status}: {text}");
-    }
-    serde_json::from_str(&text).with_context(|| format!("{what}: not JSON: {text}"))
-}
 
 /// CPU time (user + system, in clock ticks) of this process's threads, split into those named
 /// [`SERVER_THREADS`] and the rest.

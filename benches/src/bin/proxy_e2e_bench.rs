@@ -17,8 +17,9 @@ use clap::Parser;
 use rancher::agent::AgentBuilder;
 use rancher::server::Server;
 use rancher_benches::http_load::{Target, client_tls, load};
+use rancher_benches::json_of;
 use rancher_core::store::MemoryStore;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -38,16 +39,6 @@ struct Args {
 const PATH: &str = "/api/v1/namespaces/default";
 const CLUSTER: &str = "bench";
 const PASSWORD: &str = "bench-Passw0rd-123";
-
-/// Answers `resp` as JSON, or fails with its status and text.
-async fn json_of(resp: reqwest::Response, what: &str) -> Result<Value> {
-    let status = resp.status();
-    let text = resp.text().await?;
-    if !status.is_success() {
-        bail!("{what}: {status}: {text}");
-    }
-    serde_json::from_str(&text).with_context(|| format!("{what}: not JSON: {text}"))
-}
 
 /// Polls `f` every 100 ms for up to a minute.
 async fn eventually<F, Fut>(what: &str, mut f: F) -> Result<()>

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use rancher_benches::json_of;
 use rancher_core::model::{Cluster, ClusterState};
 use rancher_provision::bundle::Bundle;
 use rancher_provision::ssh::{HostKeyPolicy, SshSession, SshTarget};
@@ -98,15 +99,6 @@ impl Drop for ServerProc {
 
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("0.0.0.0:0")?.local_addr()?.port())
-}
-
-async fn json_of(resp: reqwest::Response, what: &str) -> Result<Value> {
-    let status = resp.status();
-    let text = resp.text().await?;
-    if !status.is_success() {
-        bail!("{what}: {status}: {text}");
-    }
-    serde_json::from_str(&text).with_context(|| format!("{what}: not JSON: {text}"))
 }
 
 async fn start_server(dir: &Path, bins: &Path, bridge: &str) -> Result<ServerProc> {
@@ -217,7 +209,8 @@ fn seconds(a: jiff::Timestamp, b: jiff::Timestamp) -> f64 {
 async fn build(topology: &str, bins: &Path) -> Result<Row> {
     let roles = roles_of(topology)?;
     let hosts = SshHosts::start(roles.len());
-    let dir = tempfile_dir()?;
+    let scratch = rancher_benches::ScratchDir::new()?;
+    let dir = scratch.path().to_owned();
     let server = start_server(&dir, bins, hosts.hosts()[0].bridge_address()).await?;
     let nodes: Vec<Value> = hosts
         .hosts()
@@ -306,7 +299,6 @@ async fn build(topology: &str, bins: &Path) -> Result<Row> {
     let max = node_agents.iter().copied().max().unwrap_or(0);
     drop(server);
     drop(hosts);
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(Row {
         topology: topology.to_owned(),
         hosts: roles.len(),
@@ -318,16 +310,6 @@ async fn build(topology: &str, bins: &Path) -> Result<Row> {
         node_agent_rss_kb: (avg, max),
         cluster_agent_rss_kb: cluster_agent,
     })
-}
-
-fn tempfile_dir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("rke-bench-{}-{}", std::process::id(), rand_suffix()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }
 
 /// The direct path: one SSH connect and one upload of `file` with our SSH client, and the same upload

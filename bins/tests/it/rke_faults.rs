@@ -141,18 +141,9 @@ fn cluster_get(home: &Path, name: &str) -> String {
 /// The pids of the processes in `host` whose program path ends with `suffix` and whose arguments
 /// include `arg` (when given).
 fn processes_in(host: &SshHost, suffix: &str, arg: Option<&str>) -> Vec<u32> {
-    let out = Command::new("ip").args(["netns", "pids", host.netns()]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse::<u32>().ok())
-        .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let words: Vec<String> =
-                cmdline.split(|b| *b == 0).map(|w| String::from_utf8_lossy(w).into_owned()).collect();
-            words.first().is_some_and(|w| w.ends_with(suffix))
-                && arg.is_none_or(|a| words.iter().any(|w| w == a))
-        })
-        .collect()
+    processes_in_host(host, |words| {
+        words.first().is_some_and(|w| w.ends_with(suffix)) && arg.is_none_or(|a| words.iter().any(|w| w == a))
+    })
 }
 
 /// The inode of each binary on `host` (a new upload is a new file renamed into place).
