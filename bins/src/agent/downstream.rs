@@ -211,12 +211,6 @@ async fn ensure_agent_account(client: &Client) -> Result<(), AgentError> {
     .await
 }
 
-/// Whether `e` may pass by itself: a call to the API server failed (not up or not ready yet, the
-/// import manifest not applied yet); settings that cannot be read will not.
-pub(crate) fn is_retryable(e: &AgentError) -> bool {
-    matches!(e, AgentError::DownstreamCall(_))
-}
-
 /// Connects to the downstream cluster and gathers the parameters for the server.
 ///
 /// # Errors

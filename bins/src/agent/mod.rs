@@ -142,14 +142,35 @@ const BOOT_RETRY_INITIAL: Duration = Duration::from_secs(1);
 /// Longest such wait.
 const BOOT_RETRY_MAX: Duration = Duration::from_secs(10);
 
-/// Checks the server's CA, retrying while the server is unreachable; a checksum mismatch is final.
-async fn server_ca(s: &Settings, stop: &CancellationToken) -> Result<Option<cacerts::ServerCa>, AgentError> {
-    let mut wait = BOOT_RETRY_INITIAL;
+impl AgentError {
+    /// Whether the error may pass by itself while the agent starts: the server is not reachable
+    /// yet, or a call to the downstream API server failed (not up or not ready yet, the import
+    /// manifest not applied yet). Bad settings and a CA checksum mismatch will not.
+    fn may_pass(&self) -> bool {
+        matches!(self, AgentError::Server(_) | AgentError::DownstreamCall(_))
+    }
+}
+
+/// Runs `attempt` until it succeeds or fails with an error that will not pass
+/// ([`AgentError::may_pass`]), waiting `initial` after the first failure and twice as long after each
+/// next one, up to [`BOOT_RETRY_MAX`]; `None` when `stop` comes first. `waiting_for` names what is
+/// not ready in the log.
+async fn until_ready<T, F, Fut>(
+    initial: Duration,
+    waiting_for: &str,
+    stop: &CancellationToken,
+    mut attempt: F,
+) -> Result<Option<T>, AgentError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AgentError>>,
+{
+    let mut wait = initial;
     loop {
-        match cacerts::fetch_server_ca(&s.server, &s.ca_checksum).await {
-            Ok(ca) => return Ok(Some(ca)),
-            Err(e @ AgentError::Server(_)) => warn!(error = %e, retry_in = ?wait, "server not reachable yet"),
-            Err(e) => return Err(e),
+        match attempt().await {
+            Ok(t) => return Ok(Some(t)),
+            Err(e) if !e.may_pass() => return Err(e),
+            Err(e) => warn!(error = %e, retry_in = ?wait, "{waiting_for} is not ready yet"),
         }
         tokio::select! {
             () = stop.cancelled() => return Ok(None),
@@ -159,6 +180,14 @@ async fn server_ca(s: &Settings, stop: &CancellationToken) -> Result<Option<cace
     }
 }
 
+/// Checks the server's CA, retrying while the server is unreachable; a checksum mismatch is final.
+async fn server_ca(s: &Settings, stop: &CancellationToken) -> Result<Option<cacerts::ServerCa>, AgentError> {
+    until_ready(BOOT_RETRY_INITIAL, "the server", stop, || {
+        cacerts::fetch_server_ca(&s.server, &s.ca_checksum)
+    })
+    .await
+}
+
 /// Connects to the downstream cluster, retrying while its API server does not answer yet (an agent
 /// started with its cluster, as on a host the server built, comes up before the API server is
 /// ready); a kubeconfig that cannot be read is final.
@@ -166,19 +195,10 @@ async fn downstream_when_ready(
     kubeconfig: Option<&std::path::Path>,
     stop: &CancellationToken,
 ) -> Result<Option<downstream::Downstream>, AgentError> {
-    let mut wait = Duration::from_millis(500);
-    loop {
-        match downstream::connect(kubeconfig).await {
-            Ok(d) => return Ok(Some(d)),
-            Err(e) if !downstream::is_retryable(&e) => return Err(e),
-            Err(e) => warn!(error = %e, retry_in = ?wait, "the cluster's API server is not ready yet"),
-        }
-        tokio::select! {
-            () = stop.cancelled() => return Ok(None),
-            () = tokio::time::sleep(wait) => {}
-        }
-        wait = (wait * 2).min(BOOT_RETRY_MAX);
-    }
+    until_ready(Duration::from_millis(500), "the cluster's API server", stop, || {
+        downstream::connect(kubeconfig)
+    })
+    .await
 }
 
 fn header(value: &str, what: &str) -> Result<HeaderValue, AgentError> {
