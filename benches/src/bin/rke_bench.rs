@@ -27,7 +27,7 @@ use rancher_core::model::{Cluster, ClusterState};
 use rancher_provision::bundle::Bundle;
 use rancher_provision::ssh::{HostKeyPolicy, SshSession, SshTarget};
 use rancher_test_support::kube::kube_bin_dir;
-use rancher_test_support::ssh_hosts::{SshHost, SshHosts};
+use rancher_test_support::ssh_hosts::SshHosts;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -152,21 +152,6 @@ fn status_kb(pid: u32, key: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// The pids in `host`'s network namespace whose command line matches.
-fn pids_in(host: &SshHost, matches: impl Fn(&[String]) -> bool) -> Vec<u32> {
-    let Ok(out) = Command::new("ip").args(["netns", "pids", host.netns()]).output() else { return vec![] };
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .filter(|pid: &u32| {
-            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let args: Vec<String> =
-                raw.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-            matches(&args)
-        })
-        .collect()
-}
-
 fn mb(kb: u64) -> String {
     format!("{:.1} MB", kb as f64 / 1024.0)
 }
@@ -285,13 +270,13 @@ async fn build(topology: &str, bins: &Path) -> Result<Row> {
     let node_agents: Vec<u64> = hosts
         .hosts()
         .iter()
-        .flat_map(|h| pids_in(h, |a| is_agent(a) && a.iter().any(|x| x == "--node")))
+        .flat_map(|h| h.pids_matching(|a| is_agent(a) && a.iter().any(|x| x == "--node")))
         .filter_map(|p| status_kb(p, "VmRSS:"))
         .collect();
     let cluster_agent = hosts
         .hosts()
         .iter()
-        .flat_map(|h| pids_in(h, |a| is_agent(a) && !a.iter().any(|x| x == "--node")))
+        .flat_map(|h| h.pids_matching(|a| is_agent(a) && !a.iter().any(|x| x == "--node")))
         .filter_map(|p| status_kb(p, "VmRSS:"))
         .max()
         .unwrap_or(0);

@@ -141,7 +141,7 @@ fn cluster_get(home: &Path, name: &str) -> String {
 /// The pids of the processes in `host` whose program path ends with `suffix` and whose arguments
 /// include `arg` (when given).
 fn processes_in(host: &SshHost, suffix: &str, arg: Option<&str>) -> Vec<u32> {
-    processes_in_host(host, |words| {
+    host.pids_matching(|words| {
         words.first().is_some_and(|w| w.ends_with(suffix)) && arg.is_none_or(|a| words.iter().any(|w| w == a))
     })
 }

@@ -432,6 +432,22 @@ impl SshHost {
         &self.netns
     }
 
+    /// The pids of the host's processes (those in its network namespace: every host shares the
+    /// machine's pid namespace and paths, so a plain `pgrep` would find other hosts' too) whose
+    /// command line, program first, `matches`.
+    pub fn pids_matching(&self, matches: impl Fn(&[String]) -> bool) -> Vec<u32> {
+        output(&["ip", "netns", "pids", &self.netns])
+            .split_whitespace()
+            .filter_map(|p| p.parse::<u32>().ok())
+            .filter(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let words: Vec<String> =
+                    cmdline.split(|b| *b == 0).map(|w| String::from_utf8_lossy(w).into_owned()).collect();
+                matches(&words)
+            })
+            .collect()
+    }
+
     /// The host's current public key, `ssh-ed25519 AAAA…` (what a client pins).
     pub fn host_public_key(&self) -> String {
         public_key_of(&self.dir.join("hostkey"))

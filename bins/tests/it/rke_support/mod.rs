@@ -97,26 +97,9 @@ pub fn cluster_yml(hosts: &[SshHost], roles: &[&[&str]], key_path: &Path) -> Str
     out
 }
 
-/// The pids of `host`'s processes (its network namespace: every host shares the machine's pid
-/// namespace and paths, so a plain `pgrep` would find other tests' hosts) whose command line (program
-/// first) `matches`.
-pub fn processes_in_host(host: &SshHost, matches: impl Fn(&[String]) -> bool) -> Vec<u32> {
-    let out = Command::new("ip").args(["netns", "pids", host.netns()]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse::<u32>().ok())
-        .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let words: Vec<String> =
-                cmdline.split(|b| *b == 0).map(|w| String::from_utf8_lossy(w).into_owned()).collect();
-            matches(&words)
-        })
-        .collect()
-}
-
 /// The pids of `host`'s processes whose program path ends with one of `patterns`.
 pub fn pids_in_host(host: &SshHost, patterns: &[&str]) -> Vec<u32> {
-    processes_in_host(host, |words| words.first().is_some_and(|w| patterns.iter().any(|p| w.ends_with(p))))
+    host.pids_matching(|words| words.first().is_some_and(|w| patterns.iter().any(|p| w.ends_with(p))))
 }
 
 /// SIGKILLs the processes of `host` whose program path ends with one of `patterns` (see
