@@ -49,10 +49,7 @@ pub fn admin_server_url(cfg: &RkeConfig) -> Option<String> {
     if address.is_empty() {
         return None;
     }
-    Some(match address.parse::<std::net::Ipv6Addr>() {
-        Ok(v6) => format!("https://[{v6}]:{APISERVER_PORT}"),
-        Err(_) => format!("https://{address}:{APISERVER_PORT}"),
-    })
+    Some(files::https_url(address, APISERVER_PORT))
 }
 
 /// Where the component binaries are on every host.
