@@ -8,7 +8,7 @@ use secrecy::ExposeSecret as _;
 
 use super::files::{CertFiles, HostFiles, host_port, https_url};
 use super::hosts::{self, Host};
-use super::{APISERVER_PORT, ClusterAgent, ComponentPaths, RenderError};
+use super::{APISERVER_PORT, ClusterAgent, ComponentPaths, EtcdJoin, RenderError};
 use crate::cluster_pki::{self as pki, ClusterPki};
 use crate::plan::{HealthCheck, PlanProcess};
 
@@ -30,6 +30,8 @@ pub(crate) struct Cluster<'a> {
     etcd_servers: String,
     /// `<name>=https://<internal>:2380` of every etcd host.
     initial_cluster: String,
+    /// How the etcd hosts that joined a running cluster joined it.
+    joins: &'a BTreeMap<String, EtcdJoin>,
     /// The first controlplane host's API server.
     first_apiserver: String,
     /// Every controlplane host's API server, in host order.
@@ -41,15 +43,12 @@ impl<'a> Cluster<'a> {
         cfg: &'a RkeConfig,
         pki: &'a ClusterPki,
         hosts: &[Host<'_>],
+        joins: &'a BTreeMap<String, EtcdJoin>,
     ) -> Result<Self, RenderError> {
         let etcd: Vec<&Host<'_>> = hosts.iter().filter(|h| h.etcd).collect();
         let etcd_servers =
             etcd.iter().map(|h| https_url(h.internal, ETCD_CLIENT_PORT)).collect::<Vec<_>>().join(",");
-        let initial_cluster = etcd
-            .iter()
-            .map(|h| format!("{}={}", h.name, https_url(h.internal, ETCD_PEER_PORT)))
-            .collect::<Vec<_>>()
-            .join(",");
+        let initial_cluster = initial_cluster(&etcd);
         let first = hosts
             .iter()
             .find(|h| h.controlplane)
@@ -62,6 +61,7 @@ impl<'a> Cluster<'a> {
             pki,
             etcd_servers,
             initial_cluster,
+            joins,
             first_apiserver: https_url(first.internal, APISERVER_PORT),
             apiservers: hosts
                 .iter()
@@ -70,6 +70,16 @@ impl<'a> Cluster<'a> {
                 .collect(),
         })
     }
+}
+
+/// `<name>=https://<internal>:2380` of each of `etcd`, in order: etcd's `--initial-cluster`.
+pub(crate) fn initial_cluster(etcd: &[&Host<'_>]) -> String {
+    etcd.iter().map(|h| format!("{}={}", h.name, etcd_peer_url(h.internal))).collect::<Vec<_>>().join(",")
+}
+
+/// `https://<internal>:2380`: where an etcd host's peers reach it.
+pub(crate) fn etcd_peer_url(internal: &str) -> String {
+    https_url(internal, ETCD_PEER_PORT)
 }
 
 /// Flags by name (without dashes): the defaults, then `extra_args` over them.
@@ -85,13 +95,23 @@ impl Flags {
         self
     }
 
-    /// `--key=value` (`--key` for an empty value), after overlaying `extra` from `service`.
-    fn render(mut self, service: &str, extra: &BTreeMap<String, String>) -> Result<Vec<String>, RenderError> {
-        for (k, v) in extra {
+    /// `--key=value` (`--key` for an empty value), after overlaying the bundle's flags of
+    /// `component`, then `extra` from `service`.
+    fn render(
+        mut self,
+        b: &ComponentPaths,
+        component: &str,
+        service: &str,
+        extra: &BTreeMap<String, String>,
+    ) -> Result<Vec<String>, RenderError> {
+        let bundle =
+            b.args.get(component).into_iter().flatten().map(|kv| (format!("binaries.args.{component}"), kv));
+        let user = extra.iter().map(|kv| (format!("services.{service}.extra_args"), kv));
+        for (field, (k, v)) in bundle.chain(user) {
             let bad = k.is_empty() || k.starts_with('-') || k.contains(['=', ' ', '\t', '\n']);
             if bad || v.contains('\n') {
                 return Err(RenderError::invalid(
-                    format!("services.{service}.extra_args.{k}"),
+                    format!("{field}.{k}"),
                     "a flag name without dashes (`v`, `audit-log-path`) and a one-line value",
                 ));
             }
@@ -132,8 +152,11 @@ pub(crate) fn etcd(
         .set("initial-advertise-peer-urls", https_url(h.internal, ETCD_PEER_PORT))
         .set("listen-client-urls", listen)
         .set("advertise-client-urls", own)
-        .set("initial-cluster", &c.initial_cluster)
-        .set("initial-cluster-state", "new")
+        .set("initial-cluster", c.joins.get(&h.name).map_or(&c.initial_cluster, |j| &j.initial_cluster))
+        .set(
+            "initial-cluster-state",
+            if c.joins.get(&h.name).is_some_and(|j| j.existing) { "existing" } else { "new" },
+        )
         .set("initial-cluster-token", c.pki.etcd_cluster_token())
         .set("trusted-ca-file", &ca)
         .set("cert-file", &server.cert)
@@ -151,7 +174,7 @@ pub(crate) fn etcd(
         cert_file: Some(peer.cert),
         key_file: Some(peer.key),
     };
-    Ok(process("etcd", &b.etcd, f.render("etcd", &c.cfg.services.etcd.extra_args)?, Some(health)))
+    Ok(process("etcd", &b.etcd, f.render(b, "etcd", "etcd", &c.cfg.services.etcd.extra_args)?, Some(health)))
 }
 
 /// kube-apiserver, kube-controller-manager and kube-scheduler on a controlplane host.
@@ -232,7 +255,7 @@ pub(crate) fn control_plane(
     let apiserver = process(
         "kube-apiserver",
         &b.kube_apiserver,
-        f.render("kube-api", &cfg.services.kube_api.extra_args)?,
+        f.render(b, "kube-apiserver", "kube-api", &cfg.services.kube_api.extra_args)?,
         Some(api_health),
     );
 
@@ -257,7 +280,7 @@ pub(crate) fn control_plane(
     let controller_manager = process(
         "kube-controller-manager",
         &b.kube_controller_manager,
-        f.render("kube-controller", &cfg.services.kube_controller.extra_args)?,
+        f.render(b, "kube-controller-manager", "kube-controller", &cfg.services.kube_controller.extra_args)?,
         Some(HealthCheck::Tcp { address: host_port(h.internal, CONTROLLER_MANAGER_PORT) }),
     );
 
@@ -273,7 +296,7 @@ pub(crate) fn control_plane(
     let scheduler = process(
         "kube-scheduler",
         &b.kube_scheduler,
-        f.render("scheduler", &cfg.services.scheduler.extra_args)?,
+        f.render(b, "kube-scheduler", "scheduler", &cfg.services.scheduler.extra_args)?,
         Some(HealthCheck::Tcp { address: host_port(h.internal, SCHEDULER_PORT) }),
     );
     Ok(vec![apiserver, controller_manager, scheduler])
@@ -345,7 +368,7 @@ pub(crate) fn kubelet(
         f.set("register-with-taints", taints.join(","));
     }
     let mut args = vec!["kubelet".to_owned()];
-    args.extend(f.render("kubelet", &cfg.services.kubelet.extra_args)?);
+    args.extend(f.render(b, "kubelet", "kubelet", &cfg.services.kubelet.extra_args)?);
     Ok(process("kubelet", &b.kubelet, args, None))
 }
 
