@@ -31,10 +31,11 @@ pub(crate) mod validate;
 
 pub use cidr::{Cidr, CidrError};
 pub use defaults::{
-    DEFAULT_CLUSTER_CIDR, DEFAULT_CLUSTER_DOMAIN, DEFAULT_DNS_SERVER, DEFAULT_PREFIX_PATH,
-    DEFAULT_SERVICE_CIDR, DEFAULT_SSH_PORT, DEFAULT_SSH_USER, SshKeySource, bastion_key_source, cluster_cidr,
-    cluster_dns_server, cluster_domain, internal_address, kubernetes_service_ip, node_name, prefix_path,
-    service_cidr, ssh_key_source, ssh_port, ssh_user,
+    DEFAULT_CLUSTER_CIDR, DEFAULT_CLUSTER_DOMAIN, DEFAULT_DNS_SERVER, DEFAULT_MAX_UNAVAILABLE_CONTROLPLANE,
+    DEFAULT_MAX_UNAVAILABLE_WORKER, DEFAULT_PREFIX_PATH, DEFAULT_SERVICE_CIDR, DEFAULT_SSH_PORT,
+    DEFAULT_SSH_USER, SshKeySource, bastion_key_source, cluster_cidr, cluster_dns_server, cluster_domain,
+    internal_address, kubernetes_service_ip, max_unavailable, node_name, prefix_path, service_cidr,
+    ssh_key_source, ssh_port, ssh_user,
 };
 pub use parse::{MAX_CLUSTER_YML_BYTES, parse_cluster_yml};
 pub use validate::validate;

@@ -493,3 +493,17 @@ fn parse_errors_name_the_line_and_never_quote_the_input() {
     let err = parse_cluster_yml(&big).unwrap_err().to_string();
     assert!(err.contains("at most 1048576"), "{err}");
 }
+
+#[test]
+fn max_unavailable_is_a_count_or_a_share_rounded_down_and_always_at_least_one() {
+    use crate::rke::{DEFAULT_MAX_UNAVAILABLE_WORKER, max_unavailable};
+    // Rancher's default: 10 % of the workers, at least one.
+    assert_eq!(max_unavailable("", DEFAULT_MAX_UNAVAILABLE_WORKER, 2), 1);
+    assert_eq!(max_unavailable("", DEFAULT_MAX_UNAVAILABLE_WORKER, 25), 2);
+    assert_eq!(max_unavailable("50%", "1", 5), 2);
+    assert_eq!(max_unavailable("3", "1", 10), 3);
+    // Never more than there are, never zero.
+    assert_eq!(max_unavailable("9", "1", 2), 2);
+    assert_eq!(max_unavailable("0", "1", 4), 1);
+    assert_eq!(max_unavailable("100%", "1", 0), 1);
+}

@@ -237,7 +237,10 @@ async fn install(
             },
             source => HostError::Component { component: component.to_owned(), source },
         };
-        let remote = layout.binary(component);
+        let remote = match component {
+            "node-agent" => layout.binary(component),
+            _ => layout.component_binary(component, &c.sha256),
+        };
         let present = ssh.exec(&format!("sha256sum {} 2>/dev/null", shell_quote(&remote))).await?;
         if String::from_utf8_lossy(&present.stdout).split_whitespace().next() == Some(c.sha256.as_str()) {
             done.present += 1;

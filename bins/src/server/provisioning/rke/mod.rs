@@ -6,12 +6,15 @@
 
 mod board;
 pub(crate) mod export;
+mod health;
 mod hosts;
 pub(crate) mod keys;
 mod layout;
 mod lifecycle;
+mod membership;
 pub(crate) mod node_roles;
 mod plans;
+mod rollout;
 mod run;
 mod runs;
 pub(crate) mod state;
