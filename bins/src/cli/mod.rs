@@ -190,6 +190,27 @@ pub enum ClusterCommand {
         #[command(flatten)]
         out: OutputArg,
     },
+    /// Change a cluster built on hosts to what this cluster.yml says (RKE's `rke up` again): add or
+    /// remove hosts, change `kubernetes_version` or a service's flags. The file is checked here first;
+    /// keys are sent as for `create --rke`. The server rolls the change out host by host (etcd one
+    /// member at a time, then the control plane, then the workers, per `upgrade_strategy`); this
+    /// follows it until the cluster is active again.
+    Update {
+        /// The cluster's name.
+        name: String,
+        /// The cluster.yml.
+        #[arg(long, value_name = "CLUSTER_YML")]
+        rke: std::path::PathBuf,
+        /// Return once the server took the change instead of following the rollout.
+        #[arg(long)]
+        no_wait: bool,
+        /// How long to follow the rollout before giving up with an error (the rollout carries on).
+        #[arg(long, default_value = follow::DEFAULT_TIMEOUT, value_parser = follow::parse_timeout)]
+        timeout: std::time::Duration,
+        /// Output format.
+        #[command(flatten)]
+        out: OutputArg,
+    },
     /// Print again how to join a Kubernetes cluster to a cluster (import command, agent command line).
     ImportCommand {
         /// The cluster's name.

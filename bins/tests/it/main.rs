@@ -42,6 +42,7 @@ mod proxy_ldap;
 mod rke_cluster;
 mod rke_config;
 mod rke_day_one;
+mod rke_day_two;
 mod rke_faults;
 mod server_etcd;
 mod server_flags;

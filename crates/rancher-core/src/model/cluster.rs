@@ -134,6 +134,10 @@ pub struct ClusterStatus {
     /// What the provisioner last reported, step by step (the `Provisioned` condition summarises it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning: Option<ProvisioningProgress>,
+    /// The `metadata.generation` (the version of the spec) the provisioning controller last
+    /// reconciled: the status speaks of an older spec while it is lower.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
 }
 
 /// A provisioner's progress as a client can draw it: a message and the steps, each with its state.

@@ -155,7 +155,9 @@ pub(super) async fn provision(
     if t.st.current_config.is_some() {
         let rollout =
             Rollout { ctx, cluster, cfg, render: &render, bastion: bastion.as_ref(), board, cancel };
-        rollout.run(&mut t).await?;
+        if rollout.run(&mut t).await? {
+            prune(ctx, cfg, bundle, &t.st, &layout, bastion.as_ref()).await;
+        }
     } else {
         let plans = render(&t.st)?;
         first_plans(ctx, cluster, cfg, &plans, board, cancel).await?;
@@ -166,6 +168,40 @@ pub(super) async fn provision(
     save(&mut t).await?;
     board.say("every host runs its plan; waiting for the cluster agent");
     Ok(())
+}
+
+/// Removes the builds of earlier bundles from every host, now that every host runs `bundle`'s; a
+/// host that cannot be reached keeps them until the next rollout (they only take room).
+async fn prune(
+    ctx: &RunCtx,
+    cfg: &RkeConfig,
+    bundle: &Bundle,
+    st: &RkeState,
+    layout: &HostLayout,
+    bastion: Option<&SshTarget>,
+) {
+    let prunes: Vec<_> =
+        cfg.nodes.iter().map(|node| prune_host(ctx, cfg, node, bundle, st, layout, bastion)).collect();
+    futures::stream::iter(prunes).buffer_unordered(PARALLEL_HOSTS).collect::<Vec<()>>().await;
+}
+
+async fn prune_host(
+    ctx: &RunCtx,
+    cfg: &RkeConfig,
+    node: &RkeNode,
+    bundle: &Bundle,
+    st: &RkeState,
+    layout: &HostLayout,
+    bastion: Option<&SshTarget>,
+) {
+    let name = node_name(node);
+    let pruned = async {
+        let target = hosts::target_of(&ctx.sealer, cfg, node, st.host_keys.get(&name)).await?;
+        hosts::prune_builds(&target, bastion, node, layout, bundle).await
+    };
+    if let Err(e) = pruned.await {
+        tracing::warn!(host = %name, error = %e, "the builds of earlier bundles stay on the host");
+    }
 }
 
 /// Records how the etcd members of the current config that have no record joined: with the

@@ -52,14 +52,15 @@ pub(super) struct Rollout<'a> {
 }
 
 impl Rollout<'_> {
-    /// Runs every move from `t`'s current config to the desired one; `t` is saved after each.
-    pub(super) async fn run(&self, t: &mut Tracked) -> Result<(), ProvisionError> {
+    /// Runs every move from `t`'s current config to the desired one; `t` is saved after each. True
+    /// when there was something to do.
+    pub(super) async fn run(&self, t: &mut Tracked) -> Result<bool, ProvisionError> {
         let current = t.st.current_config.clone().unwrap_or_default();
         let plans = (self.render)(&t.st)?;
         let moves =
             order::moves(&current, &t.st.applied, self.cfg, &plans).map_err(ProvisionError::permanent)?;
         if moves.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         tracing::info!(cluster = %self.cluster.metadata.name, moves = moves.len(), "rolling out");
         for tier in [Tier::Etcd, Tier::ControlPlane, Tier::Worker] {
@@ -86,7 +87,7 @@ impl Rollout<'_> {
                 self.board.set(step, StepState::Done, "every host runs its plan");
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     async fn save(&self, t: &mut Tracked) -> Result<(), ProvisionError> {
