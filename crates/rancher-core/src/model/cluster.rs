@@ -134,6 +134,23 @@ pub struct ClusterStatus {
     /// What the provisioner last reported, step by step (the `Provisioned` condition summarises it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning: Option<ProvisioningProgress>,
+    /// When each certificate of a cluster built on hosts expires, by its name (`kube-apiserver`,
+    /// `kube-node-<node>`); the `CertificatesExpiring` condition warns of those close to it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub certificates_expiration: BTreeMap<String, CertExpiration>,
+}
+
+/// When one certificate expires.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct CertExpiration {
+    /// Its `notAfter`, RFC 3339.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub expiration_date: String,
+    /// Its subject's common name (the user name of a client certificate).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub common_name: String,
 }
 
 /// A provisioner's progress as a client can draw it: a message and the steps, each with its state.

@@ -5,6 +5,7 @@
 //! are sealed at rest (see [`keys`] and [`crate::server::secrets`]).
 
 mod board;
+pub(crate) mod expiry;
 pub(crate) mod export;
 mod hosts;
 pub(crate) mod keys;
@@ -12,6 +13,7 @@ mod layout;
 mod lifecycle;
 pub(crate) mod node_roles;
 mod plans;
+mod rotation;
 mod run;
 mod runs;
 pub(crate) mod state;

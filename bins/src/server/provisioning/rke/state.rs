@@ -35,6 +35,10 @@ pub(crate) struct RkeState {
     /// The plan revision each host runs (node name → revision).
     #[serde(default)]
     pub(crate) applied: BTreeMap<String, String>,
+    /// The `requested_at` of the last certificate rotation started (`rkeConfig.rotate_certificates`),
+    /// so that each request is carried out once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) rotation_started: Option<String>,
 }
 
 impl std::fmt::Debug for RkeState {
@@ -42,6 +46,8 @@ impl std::fmt::Debug for RkeState {
         f.debug_struct("RkeState")
             .field("hosts", &self.host_keys.keys().collect::<Vec<_>>())
             .field("applied", &self.applied)
+            .field("rotation_started", &self.rotation_started)
+            .field("rotation_phase", &self.pki.rotation_phase())
             .finish_non_exhaustive()
     }
 }
