@@ -104,7 +104,7 @@ fn refresh(cluster: &mut Cluster, now: jiff::Timestamp) -> bool {
 ///
 /// # Errors
 /// The store's, but not a cluster that is gone.
-#[cfg_attr(not(test), expect(dead_code, reason = "for the rollout engine's run (issue 12), merged apart"))]
+#[expect(dead_code, reason = "for the rollout engine's run (issue 12), merged apart")]
 pub(crate) async fn write(
     store: &Arc<dyn Store>,
     cluster: &Cluster,
