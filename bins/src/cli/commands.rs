@@ -142,6 +142,10 @@ async fn cluster(client: &ApiClient, cmd: ClusterCommand) -> Result<String, CliE
             let wait = (!no_wait).then_some(timeout);
             super::rke::update(client, &name, &rke, out.output, wait).await
         }
+        ClusterCommand::RotateCerts { name, new_ca, services, no_wait, timeout } => {
+            super::certs::rotate(client, &name, new_ca, &services, (!no_wait).then_some(timeout)).await
+        }
+        ClusterCommand::Certs { name, out } => super::certs::show(client, &name, out.output).await,
         ClusterCommand::Rkestate { name, file } => super::rke::rkestate(client, &name, file.as_deref()).await,
         ClusterCommand::AdminKubeconfig { name, file } => {
             super::rke::admin_kubeconfig(client, &name, file.as_deref()).await

@@ -10,6 +10,7 @@
 //! # Ok(()) }
 //! ```
 
+mod certs;
 mod client;
 mod commands;
 mod config;
@@ -232,6 +233,35 @@ pub enum ClusterCommand {
     Rm {
         /// The cluster's name.
         name: String,
+    },
+    /// Rotate the certificates of a cluster built on hosts: every certificate, some services' ones
+    /// (--service, repeatable), or with new CAs (--new-ca: three rolls over the hosts, and every
+    /// kubeconfig is issued again). The provisioner carries it out host by host.
+    RotateCerts {
+        /// The cluster's name.
+        name: String,
+        /// New CAs too (then every certificate; no --service).
+        #[arg(long)]
+        new_ca: bool,
+        /// Only this service's certificates: etcd, kube-apiserver, kube-controller-manager,
+        /// kube-scheduler or kubelet (repeatable).
+        #[arg(long = "service", value_name = "SERVICE")]
+        services: Vec<String>,
+        /// Return once the server took the request instead of following the rotation (with new
+        /// CAs, three rolls over every host) until the cluster is active again.
+        #[arg(long)]
+        no_wait: bool,
+        /// How long to follow the rotation before giving up with an error (it carries on).
+        #[arg(long, default_value = follow::DEFAULT_TIMEOUT, value_parser = follow::parse_timeout)]
+        timeout: std::time::Duration,
+    },
+    /// Show when each certificate of a cluster built on hosts expires (from its status).
+    Certs {
+        /// The cluster's name.
+        name: String,
+        /// Output format.
+        #[command(flatten)]
+        out: OutputArg,
     },
     /// Download the state of a cluster built on hosts (RKE's `cluster.rkestate`: desired and current
     /// config, the certificates and their keys). Global admins and the cluster's owners only.

@@ -39,6 +39,7 @@ mod provisioning;
 mod proxy_e2e;
 mod proxy_identity_e2e;
 mod proxy_ldap;
+mod rke_certs;
 mod rke_cluster;
 mod rke_config;
 mod rke_day_one;

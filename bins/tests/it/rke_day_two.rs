@@ -1,8 +1,8 @@
 //! Day two of a cluster built on SSH hosts, end to end on the recommended 3 etcd / 2 control plane /
 //! 2 worker split with real programs: `rancherctl cluster update --rke` adds a worker and an etcd
 //! host, rolls the cluster to another bundle (other binaries, other flags) in the order the upgrade
-//! strategy says, and takes the added hosts away again — with kubectl through the server's proxy
-//! answering all along.
+//! strategy says, rotates every certificate to new CAs, and takes the added hosts away again — with
+//! kubectl through the server's proxy answering all along.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -193,6 +193,29 @@ async fn hosts_join_and_leave_and_an_upgrade_rolls_in_order_while_the_api_answer
     let program = etcd_cmd.split('\0').next().unwrap();
     assert!(program.ends_with(build.file_name().unwrap().to_str().unwrap()), "{program} {build:?}");
     assert_ne!(Some(build), etcd_before, "a new build of etcd");
+
+    // New CAs: three rolls over every host (trust both, new certificates, drop the old CAs). The
+    // admin's kubeconfig is issued again and reaches the API server with the new CA only.
+    let (ok, old_admin) = rancherctl(&home, &["cluster", "admin-kubeconfig", "ha"]);
+    assert!(ok, "{old_admin}");
+    let (home2, name) = (home.clone(), "ha");
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        rancherctl(&home2, &["cluster", "rotate-certs", name, "--new-ca", "--timeout", "20m"])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}");
+    let (ok, new_admin) = rancherctl(&home, &["cluster", "admin-kubeconfig", "ha"]);
+    assert!(ok, "{new_admin}");
+    let ca_of = |kubeconfig: &str| {
+        kubeconfig.lines().find(|l| l.contains("certificate-authority-data")).unwrap().trim().to_owned()
+    };
+    assert_ne!(ca_of(&old_admin), ca_of(&new_admin), "the admin kubeconfig carries the new CA");
+    let direct = Kubectl::new("1.33", &new_admin);
+    let nodes = direct.ok(&["get", "nodes", "--no-headers"]).await;
+    assert_eq!(nodes.lines().count(), 8, "{nodes}");
+    let stale = Kubectl::new("1.33", &old_admin).run(&["get", "nodes"]).await;
+    assert!(!stale.ok, "the old CA is no longer trusted: {stale:?}");
 
     // An etcd host joins as a fourth member.
     roles.push(E);

@@ -25,6 +25,7 @@ impl std::fmt::Debug for RkeConfig {
             .field("authentication", &self.authentication)
             .field("bastion_host", &self.bastion_host)
             .field("upgrade_strategy", &self.upgrade_strategy)
+            .field("rotate_certificates", &self.rotate_certificates)
             .field("prefix_path", &self.prefix_path)
             .field("ssh_key", &key_shown(&self.ssh_key))
             .field("ssh_key_path", &self.ssh_key_path)
@@ -88,6 +89,10 @@ pub struct RkeConfig {
     /// How day-two changes roll over the hosts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade_strategy: Option<RkeUpgradeStrategy>,
+    /// A certificate rotation asked for (Rancher's `rotateCertificates`; set by the cluster's
+    /// `rotateCertificates` action): carried out once per `requested_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate_certificates: Option<RkeRotateCertificates>,
     /// The directory on every host under which the provisioner puts its files (default `/`, so
     /// `/etc/kubernetes`, `/var/lib/etcd`, `/opt/rke`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -293,6 +298,23 @@ pub struct RkeUpgradeStrategy {
     /// Drain workers before changing them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub drain: bool,
+}
+
+/// A certificate rotation: every certificate or some services' ones, optionally with new CAs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RkeRotateCertificates {
+    /// New CAs too, and so every certificate (then `services` stays empty).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ca_certificates: bool,
+    /// The services whose certificates are issued again (`etcd`, `kube-apiserver`,
+    /// `kube-controller-manager`, `kube-scheduler`, `kubelet`); empty means all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+    /// When it was asked for (RFC 3339): the request's identity, so each request is carried out
+    /// once; a new request has a new time.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub requested_at: String,
 }
 
 #[cfg(test)]

@@ -33,7 +33,36 @@ pub fn validate(cfg: &RkeConfig) -> Result<Vec<String>, ProvisionError> {
     check_networks(cfg)?;
     check_cluster(cfg)?;
     check_extra_args(cfg)?;
+    check_rotation(cfg)?;
     Ok(warnings(cfg, topology))
+}
+
+/// `rotate_certificates`: known services, not with new CAs, and the request's time.
+fn check_rotation(cfg: &RkeConfig) -> Result<(), ProvisionError> {
+    let Some(r) = &cfg.rotate_certificates else { return Ok(()) };
+    let field = "rkeConfig.rotate_certificates";
+    for (i, service) in r.services.iter().enumerate() {
+        if let Err(e) = crate::cluster_pki::check_services(std::slice::from_ref(service)) {
+            return Err(invalid(&format!("{field}.services[{i}]"), e.to_string()));
+        }
+    }
+    if r.ca_certificates && !r.services.is_empty() {
+        return Err(invalid(
+            &format!("{field}.services"),
+            "new CA certificates re-issue every certificate: leave services empty with ca_certificates",
+        ));
+    }
+    if r.requested_at.parse::<jiff::Timestamp>().is_err() {
+        return Err(invalid(
+            &format!("{field}.requested_at"),
+            format!(
+                "{:?} is not an RFC 3339 time: it identifies the request (the rotateCertificates action \
+                 sets it; a new request needs a new time)",
+                r.requested_at
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ProvisionError {
@@ -253,5 +282,44 @@ mod tests {
         }
         assert!(count_or_percent("1") && count_or_percent("10%") && count_or_percent("100%"));
         assert!(!count_or_percent("101%") && !count_or_percent("-1") && !count_or_percent("x%"));
+    }
+
+    #[test]
+    fn a_rotation_names_known_services_and_its_request_time() {
+        use rancher_core::model::{RkeNode, RkeRotateCertificates};
+        let mut cfg = RkeConfig {
+            nodes: vec![RkeNode {
+                address: "10.0.0.1".into(),
+                role: vec!["etcd".into(), "controlplane".into(), "worker".into()],
+                ..Default::default()
+            }],
+            ssh_key_path: "/root/.ssh/id".into(),
+            ..Default::default()
+        };
+        let rotate = |services: &[&str], ca: bool, at: &str| RkeRotateCertificates {
+            ca_certificates: ca,
+            services: services.iter().map(|s| (*s).to_owned()).collect(),
+            requested_at: at.into(),
+        };
+        let at = "2024-05-01T10:00:00Z";
+        for ok in [rotate(&[], false, at), rotate(&["etcd", "kubelet"], false, at), rotate(&[], true, at)] {
+            cfg.rotate_certificates = Some(ok);
+            validate(&cfg).unwrap();
+        }
+        cfg.rotate_certificates = Some(rotate(&["etcd", "kube-dns"], false, at));
+        assert_eq!(
+            validate(&cfg).unwrap_err().to_string(),
+            "rkeConfig.rotate_certificates.services[1]: unknown service \"kube-dns\" to rotate certificates \
+             of (known: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet)"
+        );
+        cfg.rotate_certificates = Some(rotate(&["etcd"], true, at));
+        let err = validate(&cfg).unwrap_err().to_string();
+        assert!(err.starts_with("rkeConfig.rotate_certificates.services: new CA"), "{err}");
+        cfg.rotate_certificates = Some(rotate(&[], false, ""));
+        let err = validate(&cfg).unwrap_err().to_string();
+        assert!(
+            err.starts_with("rkeConfig.rotate_certificates.requested_at: \"\" is not an RFC 3339"),
+            "{err}"
+        );
     }
 }

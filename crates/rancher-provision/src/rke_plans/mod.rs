@@ -251,8 +251,9 @@ pub fn admin_kubeconfig(cfg: &RkeConfig, pki: &ClusterPki, server: &str) -> Resu
     if !server.starts_with("https://") || server.len() <= "https://".len() {
         return Err(RenderError::invalid("server", format!("{server:?} is not an https:// URL")));
     }
+    // During a rotation to a new CA, both: the API servers' certificates move from one to the other.
     let ca = pki
-        .get(cluster_pki::KUBE_CA)
+        .trust_bundle(cluster_pki::KUBE_CA)
         .ok_or_else(|| RenderError::MissingCertificate(cluster_pki::KUBE_CA.into()))?;
     let admin = pki
         .get(cluster_pki::ADMIN)
@@ -260,7 +261,7 @@ pub fn admin_kubeconfig(cfg: &RkeConfig, pki: &ClusterPki, server: &str) -> Resu
     Ok(files::kubeconfig(
         server,
         "kube-admin",
-        &[("certificate-authority-data", &files::b64(&ca.cert_pem))],
+        &[("certificate-authority-data", &files::b64(&ca))],
         &[
             ("client-certificate-data", &files::b64(&admin.cert_pem)),
             ("client-key-data", &files::b64(admin.key_pem.expose())),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use rancher_core::model::RkeConfig;
 use secrecy::ExposeSecret as _;
 
-use super::files::{CertFiles, HostFiles, host_port, https_url};
+use super::files::{CERTIFICATES_ENV, CertFiles, HostFiles, host_port, https_url};
 use super::hosts::{self, Host};
 use super::{APISERVER_PORT, ClusterAgent, ComponentPaths, EtcdJoin, RenderError};
 use crate::cluster_pki::{self as pki, ClusterPki};
@@ -129,6 +129,12 @@ fn process(name: &str, binary: &str, args: Vec<String>, health: Option<HealthChe
     PlanProcess { name: name.to_owned(), binary: binary.to_owned(), args, env: BTreeMap::new(), health }
 }
 
+/// `p` with the digest of the certificate files it loads in its environment.
+fn loading(mut p: PlanProcess, files: &HostFiles<'_>, certs: &[&str]) -> PlanProcess {
+    p.env.insert(CERTIFICATES_ENV.to_owned(), files.digest(certs));
+    p
+}
+
 /// etcd on an etcd host: peers and clients over mutual TLS on the host's internal address (and
 /// clients on 127.0.0.1 too, unless the internal address is itself a loopback address).
 pub(crate) fn etcd(
@@ -141,6 +147,7 @@ pub(crate) fn etcd(
     let ca = files.ca(pki::ETCD_CA, "kube-etcd-ca")?;
     let peer = files.cert(&pki::etcd_peer(&h.name), "kube-etcd-peer")?;
     let server = files.cert(&pki::etcd_server(&h.name), "kube-etcd-server")?;
+    let (peer_cert, server_cert) = (peer.cert.clone(), server.cert.clone());
     let own = https_url(h.internal, ETCD_CLIENT_PORT);
     let local = https_url("127.0.0.1", ETCD_CLIENT_PORT);
     let (listen, health_base) =
@@ -170,11 +177,13 @@ pub(crate) fn etcd(
         .set("election-timeout", "5000");
     let health = HealthCheck::Http {
         url: format!("{health_base}/health"),
-        ca_file: Some(ca),
+        ca_file: Some(ca.clone()),
         cert_file: Some(peer.cert),
         key_file: Some(peer.key),
     };
-    Ok(process("etcd", &b.etcd, f.render(b, "etcd", "etcd", &c.cfg.services.etcd.extra_args)?, Some(health)))
+    let p =
+        process("etcd", &b.etcd, f.render(b, "etcd", "etcd", &c.cfg.services.etcd.extra_args)?, Some(health));
+    Ok(loading(p, files, &[&ca, &peer_cert, &server_cert]))
 }
 
 /// kube-apiserver, kube-controller-manager and kube-scheduler on a controlplane host.
@@ -258,8 +267,28 @@ pub(crate) fn control_plane(
         f.render(b, "kube-apiserver", "kube-api", &cfg.services.kube_api.extra_args)?,
         Some(api_health),
     );
+    let apiserver = loading(
+        apiserver,
+        files,
+        &[
+            &kube_ca,
+            &etcd_ca,
+            &etcd_client.cert,
+            &serving.cert,
+            &kubelet_client.cert,
+            &front_ca,
+            &front_client.cert,
+            &sa_pub,
+        ],
+    );
 
     let cm_cert = files.cert(pki::CONTROLLER_MANAGER, "kube-controller-manager")?;
+    // During a rotation to a new CA kube-ca.pem holds both CAs, but the signer wants the one of its
+    // key alone.
+    let signing_ca = match c.pki.rotation_phase() {
+        Some(_) => files.signing_ca(pki::KUBE_CA, "kube-ca-signing")?,
+        None => kube_ca.clone(),
+    };
     let cm_kubeconfig = files.kubeconfig("kube-controller-manager", &own_api, &kube_ca, &cm_cert);
     let mut f = Flags::new();
     f.set("kubeconfig", &cm_kubeconfig)
@@ -267,7 +296,7 @@ pub(crate) fn control_plane(
         .set("bind-address", h.internal)
         .set("secure-port", CONTROLLER_MANAGER_PORT.to_string())
         .set("port", "0")
-        .set("cluster-signing-cert-file", &kube_ca)
+        .set("cluster-signing-cert-file", &signing_ca)
         .set("cluster-signing-key-file", &kube_ca_key)
         .set("root-ca-file", &kube_ca)
         .set("service-account-private-key-file", &sa_key)
@@ -283,6 +312,7 @@ pub(crate) fn control_plane(
         f.render(b, "kube-controller-manager", "kube-controller", &cfg.services.kube_controller.extra_args)?,
         Some(HealthCheck::Tcp { address: host_port(h.internal, CONTROLLER_MANAGER_PORT) }),
     );
+    let controller_manager = loading(controller_manager, files, &[&kube_ca, &signing_ca, &cm_cert.cert]);
 
     let sched_cert = files.cert(pki::SCHEDULER, "kube-scheduler")?;
     let sched_kubeconfig = files.kubeconfig("kube-scheduler", &own_api, &kube_ca, &sched_cert);
@@ -299,6 +329,7 @@ pub(crate) fn control_plane(
         f.render(b, "kube-scheduler", "scheduler", &cfg.services.scheduler.extra_args)?,
         Some(HealthCheck::Tcp { address: host_port(h.internal, SCHEDULER_PORT) }),
     );
+    let scheduler = loading(scheduler, files, &[&kube_ca, &sched_cert.cert]);
     Ok(vec![apiserver, controller_manager, scheduler])
 }
 
@@ -369,7 +400,7 @@ pub(crate) fn kubelet(
     }
     let mut args = vec!["kubelet".to_owned()];
     args.extend(f.render(b, "kubelet", "kubelet", &cfg.services.kubelet.extra_args)?);
-    Ok(process("kubelet", &b.kubelet, args, None))
+    Ok(loading(process("kubelet", &b.kubelet, args, None), files, &[&ca, &cert.cert]))
 }
 
 /// The cluster agent on the first controlplane host, talking to that host's API server.
@@ -388,8 +419,8 @@ pub(crate) fn cluster_agent(
     for other in c.apiservers.iter().filter(|a| **a != own) {
         args.extend(["--api-server-alternate".to_owned(), other.clone()]);
     }
-    let mut p = process("cluster-agent", &agent.binary, args, None);
-    p.env = BTreeMap::from([
+    let mut p = loading(process("cluster-agent", &agent.binary, args, None), files, &[&ca, &cert.cert]);
+    p.env.extend([
         ("CATTLE_SERVER".to_owned(), agent.server_url.clone()),
         ("CATTLE_CA_CHECKSUM".to_owned(), agent.ca_checksum.clone()),
         ("CATTLE_TOKEN".to_owned(), agent.token.expose_secret().to_owned()),

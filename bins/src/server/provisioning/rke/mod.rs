@@ -5,6 +5,7 @@
 //! are sealed at rest (see [`keys`] and [`crate::server::secrets`]).
 
 mod board;
+pub(crate) mod expiry;
 pub(crate) mod export;
 mod health;
 mod hosts;
@@ -15,6 +16,7 @@ mod membership;
 pub(crate) mod node_roles;
 mod plans;
 mod rollout;
+mod rotation;
 mod run;
 mod runs;
 pub(crate) mod state;

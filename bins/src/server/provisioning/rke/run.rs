@@ -25,6 +25,7 @@ use super::layout::HostLayout;
 use super::plans;
 use super::rollout::Rollout;
 use super::state::{RkeState, Tracked};
+use super::{expiry, rotation};
 use crate::server::provisioning::node_plans;
 use crate::server::registration::Registration;
 use crate::server::secrets::Sealer;
@@ -152,9 +153,8 @@ pub(super) async fn provision(
     // 4. Plans, and their health: all at once the first time, host by host after.
     let render =
         |st: &RkeState| plans::render(cfg, bundle, st, &layout, &boot).map_err(ProvisionError::permanent);
+    let rollout = Rollout { ctx, cluster, cfg, render: &render, bastion: bastion.as_ref(), board, cancel };
     if t.st.current_config.is_some() {
-        let rollout =
-            Rollout { ctx, cluster, cfg, render: &render, bastion: bastion.as_ref(), board, cancel };
         if rollout.run(&mut t).await? {
             prune(ctx, cfg, bundle, &t.st, &layout, bastion.as_ref()).await;
         }
@@ -166,6 +166,18 @@ pub(super) async fn provision(
     t.st.current_config = Some(cfg.clone());
     record_etcd_joins(&mut t.st).map_err(ProvisionError::permanent)?;
     save(&mut t).await?;
+
+    // 5. Certificate rotation, asked for or under way: each of its phases a change of the PKI rolled
+    // over every host like any other (saved before any plan of it is sent, so that a restarted
+    // server carries on with the same certificates).
+    while rotation::advance(&mut t.st, cfg).map_err(ProvisionError::permanent)? {
+        if let Some(m) = rotation::describe(&t.st) {
+            board.say(m);
+        }
+        save(&mut t).await?;
+        rollout.run(&mut t).await?;
+    }
+    expiry::write(&store, cluster, &t.st.pki).await.map_err(ProvisionError::transient)?;
     board.say("every host runs its plan; waiting for the cluster agent");
     Ok(())
 }

@@ -41,6 +41,10 @@ pub(crate) struct RkeState {
     /// How each etcd host joined the cluster (node name → its `--initial-cluster` flags).
     #[serde(default)]
     pub(crate) etcd_joins: BTreeMap<String, EtcdJoin>,
+    /// The `requested_at` of the last certificate rotation started (`rkeConfig.rotate_certificates`),
+    /// so that each request is carried out once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) rotation_started: Option<String>,
 }
 
 impl std::fmt::Debug for RkeState {
@@ -48,6 +52,8 @@ impl std::fmt::Debug for RkeState {
         f.debug_struct("RkeState")
             .field("hosts", &self.host_keys.keys().collect::<Vec<_>>())
             .field("applied", &self.applied)
+            .field("rotation_started", &self.rotation_started)
+            .field("rotation_phase", &self.pki.rotation_phase())
             .finish_non_exhaustive()
     }
 }
