@@ -166,10 +166,14 @@ async fn cluster(client: &ApiClient, cmd: ClusterCommand) -> Result<String, CliE
             }
             Ok(shown)
         }
-        ClusterCommand::Rm { name } => {
+        ClusterCommand::Rm { name, force } => {
+            if force {
+                super::nodes::abandon(client, &name, &[]).await?;
+            }
             client.call(Method::DELETE, &format!("/v3/clusters/{}", path_segment(&name)?), None).await?;
             Ok(format!("cluster {name} deleted\n"))
         }
+        ClusterCommand::Node(c) => super::nodes::run(client, c).await,
     }
 }
 

@@ -19,6 +19,7 @@ mod follow;
 mod import;
 mod members;
 mod namespaces;
+mod nodes;
 mod oidc_login;
 mod output;
 mod password;
@@ -228,11 +229,16 @@ pub enum ClusterCommand {
         #[command(flatten)]
         out: OutputArg,
     },
-    /// Delete a cluster.
+    /// Delete a cluster. One built on hosts is taken off its hosts first (processes stopped, the
+    /// provisioner's files removed); the cluster stays `removing` while a host cannot be reached.
     #[command(alias = "delete")]
     Rm {
         /// The cluster's name.
         name: String,
+        /// Abandon the hosts that cannot be reached (gone for good): what the provisioner left on
+        /// them stays there. Hosts that answer are still cleaned.
+        #[arg(long)]
+        force: bool,
     },
     /// Rotate the certificates of a cluster built on hosts: every certificate, some services' ones
     /// (--service, repeatable), or with new CAs (--new-ca: three rolls over the hosts, and every
@@ -284,6 +290,70 @@ pub enum ClusterCommand {
     /// The cluster's members (cluster role template bindings).
     #[command(subcommand)]
     Members(ClusterMembersCommand),
+    /// The hosts of a cluster built on hosts.
+    #[command(subcommand)]
+    Node(ClusterNodeCommand),
+}
+
+/// `rancherctl cluster node …`: a change of the cluster's `rkeConfig.nodes`, rolled out by the
+/// server and followed until the cluster is active again (as `cluster update --rke`).
+#[derive(Debug, Subcommand)]
+pub enum ClusterNodeCommand {
+    /// Add a host.
+    Add {
+        /// The cluster's name.
+        cluster: String,
+        /// Where the server reaches the host over SSH.
+        #[arg(long)]
+        address: String,
+        /// Its roles: etcd, controlplane, worker (repeatable, or comma-separated).
+        #[arg(long = "role", value_delimiter = ',', required = true)]
+        roles: Vec<String>,
+        /// Its Node's name (default: the address).
+        #[arg(long, default_value = "")]
+        hostname_override: String,
+        /// Where the cluster's components reach it (default: the address).
+        #[arg(long, default_value = "")]
+        internal_address: String,
+        /// The SSH user (default: the cluster's).
+        #[arg(long, default_value = "")]
+        user: String,
+        /// The SSH port (default 22).
+        #[arg(long, default_value = "")]
+        port: String,
+        /// The SSH private key (sent inline, sealed by the server; default: the cluster's key).
+        #[arg(long, default_value = "")]
+        ssh_key_path: String,
+        /// How the change is followed.
+        #[command(flatten)]
+        follow: FollowArgs,
+    },
+    /// Remove a host: an etcd member leaves etcd first (refused when quorum would be lost), a
+    /// worker is drained; its Node is deleted and the host cleaned.
+    #[command(alias = "remove")]
+    Rm {
+        /// The cluster's name.
+        cluster: String,
+        /// The host's node name (its `hostname_override`, else its address).
+        node: String,
+        /// The host is gone for good: do not wait to drain or clean it.
+        #[arg(long)]
+        force: bool,
+        /// How the change is followed.
+        #[command(flatten)]
+        follow: FollowArgs,
+    },
+}
+
+/// How a change is followed.
+#[derive(Debug, clap::Args)]
+pub struct FollowArgs {
+    /// Return once the server took the change instead of following it.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// How long to follow before giving up with an error (the change carries on).
+    #[arg(long, default_value = follow::DEFAULT_TIMEOUT, value_parser = follow::parse_timeout)]
+    pub timeout: std::time::Duration,
 }
 
 /// `rancherctl cluster members …`.

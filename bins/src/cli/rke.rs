@@ -45,7 +45,7 @@ fn expand_home(path: &str) -> PathBuf {
 
 /// Puts the contents of `path` into `key` when it can be read here. Returns a note for the user when
 /// it cannot: the server then reads the path from its own filesystem.
-fn inline(key: &mut String, path: &mut String, field: &str) -> Result<Option<String>, CliError> {
+pub(super) fn inline(key: &mut String, path: &mut String, field: &str) -> Result<Option<String>, CliError> {
     if !key.is_empty() || path.is_empty() {
         return Ok(None);
     }

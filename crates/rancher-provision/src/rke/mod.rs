@@ -30,6 +30,18 @@ mod tests;
 pub(crate) mod validate;
 
 pub use cidr::{Cidr, CidrError};
+
+/// The cluster annotation naming the hosts (node names, comma-separated; `*` for all) that are gone
+/// for good: removing them (or the cluster) does not wait to drain or clean them when they cannot
+/// be reached. `rancherctl cluster node rm --force` and `cluster rm --force` set it.
+pub const ABANDON_HOSTS_ANNOTATION: &str = "rke.cattle.io/abandon-hosts";
+
+/// Whether `annotations` abandon the host `node` (see [`ABANDON_HOSTS_ANNOTATION`]).
+pub fn is_abandoned(annotations: &std::collections::BTreeMap<String, String>, node: &str) -> bool {
+    annotations
+        .get(ABANDON_HOSTS_ANNOTATION)
+        .is_some_and(|v| v.split(',').map(str::trim).any(|n| n == "*" || n == node))
+}
 pub use defaults::{
     DEFAULT_CLUSTER_CIDR, DEFAULT_CLUSTER_DOMAIN, DEFAULT_DNS_SERVER, DEFAULT_MAX_UNAVAILABLE_CONTROLPLANE,
     DEFAULT_MAX_UNAVAILABLE_WORKER, DEFAULT_PREFIX_PATH, DEFAULT_SERVICE_CIDR, DEFAULT_SSH_PORT,

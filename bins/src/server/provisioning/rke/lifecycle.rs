@@ -8,7 +8,7 @@ use rancher_core::Conditions;
 use rancher_core::model::{Cluster, RkeConfig, StepState};
 use rancher_provision::bundle::Bundle;
 use rancher_provision::plan::NodePlan;
-use rancher_provision::rke::node_name;
+use rancher_provision::rke::{is_abandoned, node_name};
 use rancher_provision::{Progress, ProvisionContext, ProvisionError};
 
 use super::hosts;
@@ -84,6 +84,10 @@ pub(super) async fn remove(
     for node in &nodes {
         let name = node_name(node);
         if let Err(e) = teardown_host(ctx, cluster, cfg, node, host_keys.get(&name), bastion.as_ref()).await {
+            if is_abandoned(&cluster.metadata.annotations, &name) {
+                tracing::warn!(cluster = %cluster.metadata.name, host = %name, error = %e, "host abandoned: what the provisioner put there stays");
+                continue;
+            }
             failures.push(format!("host {name}: {e}"));
         }
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use rancher_core::model::{Cluster, RkeConfig, RkeNode, StepState};
 use rancher_provision::ProvisionError;
 use rancher_provision::plan::{NodePlan, NodeStatus};
-use rancher_provision::rke::node_name;
+use rancher_provision::rke::{is_abandoned, node_name};
 use rancher_provision::ssh::SshTarget;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -295,16 +295,27 @@ impl Rollout<'_> {
     async fn remove_host(&self, t: &mut Tracked, node: &RkeNode, at: &str) -> Result<(), ProvisionError> {
         let step = "removing hosts";
         let name = node_name(node);
-        self.board.set(step, StepState::Running, format!("{name}: draining ({at})"));
+        // A host gone for good: nothing there to drain (its pods go with its Node) or to wait for.
+        let abandoned = is_abandoned(&self.cluster.metadata.annotations, &name);
         let client = self.client()?;
-        drain::drain(&client, &name, DRAIN_DEADLINE).await.map_err(|e| self.stopped(step, e.to_string()))?;
+        if !abandoned {
+            self.board.set(step, StepState::Running, format!("{name}: draining ({at})"));
+            drain::drain(&client, &name, DRAIN_DEADLINE)
+                .await
+                .map_err(|e| self.stopped(step, e.to_string()))?;
+        }
         drain::delete_node(&client, &name).await.map_err(|e| self.stopped(step, e.to_string()))?;
         self.board.set(step, StepState::Running, format!("{name}: cleaning ({at})"));
         let current = t.st.current_config.clone().unwrap_or_default();
         let cfg = RkeConfig { nodes: vec![], ..current };
-        teardown_host(self.ctx, self.cluster, &cfg, node, t.st.host_keys.get(&name), self.bastion)
-            .await
-            .map_err(|e| self.stopped(step, format!("host {name}: {e}")))?;
+        match teardown_host(self.ctx, self.cluster, &cfg, node, t.st.host_keys.get(&name), self.bastion).await
+        {
+            Ok(()) => {}
+            Err(e) if abandoned => {
+                tracing::warn!(cluster = %self.cluster.metadata.name, host = %name, error = %e, "host abandoned: what the provisioner put there stays");
+            }
+            Err(e) => return Err(self.stopped(step, format!("host {name}: {e}"))),
+        }
         Self::forget(t, &name);
         self.save(t).await?;
         self.board.set(step, StepState::Done, format!("{name} removed"));
