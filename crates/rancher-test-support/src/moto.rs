@@ -49,6 +49,7 @@ pub struct Answer {
 pub struct Moto {
     proc: Proc,
     port: u16,
+    tls: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -58,34 +59,67 @@ impl Moto {
     /// # Panics
     /// When it cannot be started or does not answer within 30 s (its log is in the message).
     pub async fn start() -> Moto {
+        Moto::spawn(None).ready().await
+    }
+
+    /// Starts it serving HTTPS with this certificate chain and key (PEM), and waits until it
+    /// accepts connections. [`request`](Self::request) and
+    /// [`enforce_signatures`](Self::enforce_signatures) speak plain HTTP and are not available.
+    ///
+    /// # Panics
+    /// As [`start`](Self::start).
+    pub async fn start_tls(cert_pem: &str, key_pem: &str) -> Moto {
+        // The listening socket is bound (and wrapped in TLS) before it serves, so a connection that
+        // is accepted will be answered.
+        Moto::spawn(Some((cert_pem, key_pem))).ready().await
+    }
+
+    fn spawn(tls: Option<(&str, &str)>) -> Moto {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let port = free_port();
         let mut cmd = Command::new(moto_binary());
         cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        if let Some((cert, key)) = tls {
+            let (c, k) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+            std::fs::write(&c, cert).expect("write the certificate");
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            std::io::Write::write_all(&mut opts.open(&k).expect("create the key file"), key.as_bytes())
+                .expect("write the key");
+            cmd.arg("-s").arg("-c").arg(&c).arg("-k").arg(&k);
+        }
         // Authentication stays off until `enforce_signatures`, whatever the caller's environment says.
         cmd.env_remove("INITIAL_NO_AUTH_ACTION_COUNT");
         let proc = Proc::spawn(cmd, &dir.path().join("moto.log"));
-        let mut moto = Moto { proc, port, _dir: dir };
+        Moto { proc, port, tls: tls.is_some(), _dir: dir }
+    }
+
+    /// Waits until it answers (over TLS: accepts connections); panics after 30 s or if it exits.
+    async fn ready(mut self) -> Moto {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(a) = moto.try_request("GET", "/moto-api/data.json", &[], "").await
-                && a.status == 200
-            {
-                return moto;
+            let ready = if self.tls {
+                TcpStream::connect(("127.0.0.1", self.port)).await.is_ok()
+            } else {
+                self.try_request("GET", "/moto-api/data.json", &[], "").await.is_ok_and(|a| a.status == 200)
+            };
+            if ready {
+                return self;
             }
-            if let Some(st) = moto.proc.child.try_wait().expect("try_wait") {
-                panic!("moto_server exited ({st}) before answering:\n{}", moto.proc.log_text());
+            if let Some(st) = self.proc.child.try_wait().expect("try_wait") {
+                panic!("moto_server exited ({st}) before answering:\n{}", self.log());
             }
             if tokio::time::Instant::now() > deadline {
-                panic!("moto_server did not answer on port {port} within 30 s:\n{}", moto.proc.log_text());
+                panic!("moto_server did not answer on port {} within 30 s:\n{}", self.port, self.log());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`, or `https://` when started with TLS.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", if self.tls { "https" } else { "http" }, self.port)
     }
 
     /// The port it serves on.
@@ -103,6 +137,7 @@ impl Moto {
     /// # Panics
     /// When moto does not answer (its log is in the message).
     pub async fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+        assert!(!self.tls, "Moto::request speaks plain HTTP; this moto serves HTTPS");
         match self.try_request(method, path, headers, body).await {
             Ok(a) => a,
             Err(e) => panic!("moto {method} {path}: {e}\n{}", self.log()),

@@ -165,3 +165,110 @@ async fn a_dead_endpoint_is_a_transport_error() {
     let e = S3Client::new(&cfg).unwrap().head_bucket().await.unwrap_err();
     assert!(matches!(e, S3Error::Transport { op: S3Op::HeadBucket, .. }), "{e}");
 }
+
+/// A test CA and a serving certificate for 127.0.0.1 it signed: (CA PEM, certificate PEM, key PEM).
+fn test_tls() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf.subject_alt_names = vec![SanType::IpAddress([127, 0, 0, 1].into())];
+    (ca_pem, leaf.signed_by(&key, &issuer).unwrap().pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn https_is_the_default_and_the_custom_ca_is_what_makes_a_private_endpoint_trusted() {
+    let (ca, cert, key) = test_tls();
+    let moto = Moto::start_tls(&cert, &key).await;
+    // No scheme: HTTPS.
+    let cfg = S3Config {
+        endpoint: format!("127.0.0.1:{}", moto.port()),
+        bucket_name: "tls-bucket".into(),
+        access_key: "AKID".into(),
+        secret_key: SecretString::from("any"),
+        custom_ca: Some(ca),
+        ..Default::default()
+    };
+    let s3 = S3Client::new(&cfg).unwrap();
+    s3.create_bucket().await.unwrap_or_else(|e| panic!("{e}\n{}", moto.log()));
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("s");
+    let data = write_file(&src, 300_000);
+    s3.put_object("a.db", &src).await.unwrap();
+    let mut back = Vec::new();
+    s3.get_object("a.db", &mut back).await.unwrap();
+    assert_eq!(back, data);
+
+    let untrusted = S3Client::new(&S3Config { custom_ca: None, ..cfg.clone() }).unwrap();
+    let e = untrusted.head_bucket().await.unwrap_err();
+    assert!(matches!(e, S3Error::Transport { .. }), "{e}");
+    let plain =
+        S3Client::new(&S3Config { endpoint: format!("http://127.0.0.1:{}", moto.port()), ..cfg }).unwrap();
+    assert!(plain.head_bucket().await.is_err(), "plain HTTP to a TLS port");
+}
+
+/// What a put sends on the wire: the length up front (S3 refuses chunked uploads without a
+/// length), the body's hash signed, the key encoded once.
+#[tokio::test]
+async fn a_put_sends_its_length_and_signed_body_hash() {
+    use sha2::{Digest, Sha256};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 64 * 1024];
+        let head_end = loop {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the request ended early");
+            raw.extend_from_slice(&buf[..n]);
+            if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8(raw[..head_end].to_vec()).unwrap();
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())
+            })
+            .expect("a content-length header");
+        while raw.len() < head_end + len {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the body ended early");
+            raw.extend_from_slice(&buf[..n]);
+        }
+        conn.write_all(b"HTTP/1.1 200 OK\r\nETag: \"abc\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        (head, raw[head_end..].to_vec())
+    });
+    let cfg = S3Config {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        bucket_name: "wire".into(),
+        folder: "f".into(),
+        access_key: "AKID".into(),
+        secret_key: SecretString::from("s"),
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("s");
+    let data = write_file(&src, 1_000_000);
+    let put = S3Client::new(&cfg).unwrap().put_object("snap 1.db", &src).await.unwrap();
+    let (head, body) = server.await.unwrap();
+    let lower = head.to_ascii_lowercase();
+    assert!(head.starts_with("PUT /wire/f/snap%201.db HTTP/1.1\r\n"), "{head}");
+    assert!(lower.contains("content-length: 1000000\r\n") && !lower.contains("transfer-encoding"), "{head}");
+    let sha = hex::encode(Sha256::digest(&data));
+    assert!(lower.contains(&format!("x-amz-content-sha256: {sha}\r\n")), "{head}");
+    assert!(lower.contains("signedheaders=host;x-amz-content-sha256;x-amz-date,"), "{head}");
+    assert!(lower.contains("authorization: aws4-hmac-sha256 credential=akid/"), "{head}");
+    assert_eq!(body, data);
+    assert_eq!((put.size, put.sha256.as_str(), put.etag.as_str()), (1_000_000, sha.as_str(), "abc"));
+}
