@@ -136,7 +136,11 @@ fn rancherctl_creates_rke_clusters_from_a_checked_cluster_yml() {
         assert_eq!(cfg["ssh_key_path"], Value::Null, "the key travelled inline");
         assert_eq!(cfg["nodes"][0]["user"], "ubuntu");
         let s3 = &cfg["services"]["etcd"]["backup_config"]["s3backupconfig"];
-        assert_eq!((&s3["secret_key"], &s3["access_key"]), (&json!("[sealed]"), &json!("AKIDEXAMPLE")), "{cfg}");
+        assert_eq!(
+            (&s3["secret_key"], &s3["access_key"]),
+            (&json!("[sealed]"), &json!("AKIDEXAMPLE")),
+            "{cfg}"
+        );
         assert_eq!(cfg["services"]["etcd"]["backup_config"]["interval_hours"], 6);
         let list = admin.get("/v3/clusters").await;
         for answer in [&got.body, &list.body] {

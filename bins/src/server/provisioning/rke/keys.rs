@@ -125,11 +125,16 @@ pub(crate) fn redact(cfg: &mut RkeConfig) {
 /// [`ProvisionError::Permanent`] when the sealed value does not open with this server's key (the
 /// message names the field, never the value).
 #[allow(dead_code, reason = "for the etcd snapshot uploader, which is not wired yet")]
-pub(crate) fn s3_secret_key(cfg: &RkeConfig, sealer: &Sealer) -> Result<Option<SecretString>, ProvisionError> {
+pub(crate) fn s3_secret_key(
+    cfg: &RkeConfig,
+    sealer: &Sealer,
+) -> Result<Option<SecretString>, ProvisionError> {
     let Some(s3) = s3_backup(cfg) else { return Ok(None) };
     let v = &s3.secret_key;
     if is_sealed(v) {
-        let opened = sealer.open(v).map_err(|e| ProvisionError::permanent(format!("opening {S3_SECRET_FIELD}: {e}")))?;
+        let opened = sealer
+            .open(v)
+            .map_err(|e| ProvisionError::permanent(format!("opening {S3_SECRET_FIELD}: {e}")))?;
         Ok(Some(opened))
     } else {
         Ok(Some(SecretString::from(v.clone())))
