@@ -198,6 +198,13 @@ impl S3Client {
     async fn refusal(&self, op: S3Op, key: Option<&str>, resp: Response) -> S3Error {
         let status = resp.status();
         let target = self.target(key);
+        // S3 names the bucket's region when it is not the one signed for (bodiless for HEAD).
+        let region_hint = resp
+            .headers()
+            .get("x-amz-bucket-region")
+            .and_then(|v| v.to_str().ok())
+            .filter(|r| *r != self.region)
+            .map(|r| format!("the bucket is in region {r:?}, not {:?}", self.region));
         let body = match read_bounded(resp, MAX_ERROR_BODY).await {
             Ok((body, _)) => body,
             Err(source) => return S3Error::Transport { op, target, source },
@@ -211,8 +218,15 @@ impl S3Client {
             ),
             None => (String::new(), text.chars().take(200).collect::<String>().trim().to_owned()),
         };
+        let message = match region_hint {
+            Some(hint) if message.is_empty() => hint,
+            Some(hint) => format!("{message} ({hint})"),
+            None => message,
+        };
         let code = if !code.is_empty() {
             code
+        } else if status == StatusCode::MOVED_PERMANENTLY {
+            "PermanentRedirect".to_owned()
         } else if status == StatusCode::NOT_FOUND && key.is_none() {
             "NoSuchBucket".to_owned()
         } else if status == StatusCode::NOT_FOUND {

@@ -272,3 +272,42 @@ async fn a_put_sends_its_length_and_signed_body_hash() {
     assert_eq!(body, data);
     assert_eq!((put.size, put.sha256.as_str(), put.etag.as_str()), (1_000_000, sha.as_str(), "abc"));
 }
+
+/// A bucket in another region: S3 answers a HEAD with a bare 301 and the bucket's region in a
+/// header, which the error passes on.
+#[tokio::test]
+async fn a_bucket_in_another_region_is_named_in_the_error() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the request ended early");
+            raw.extend_from_slice(&buf[..n]);
+        }
+        conn.write_all(
+            b"HTTP/1.1 301 Moved Permanently\r\nx-amz-bucket-region: eu-west-1\r\nContent-Length: 0\r\n\
+              Connection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        String::from_utf8(raw).unwrap()
+    });
+    let cfg = S3Config {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        bucket_name: "elsewhere".into(),
+        access_key: "AKID".into(),
+        secret_key: SecretString::from("s"),
+        ..Default::default()
+    };
+    let e = S3Client::new(&cfg).unwrap().head_bucket().await.unwrap_err();
+    let head = server.await.unwrap();
+    assert!(head.starts_with("HEAD /elsewhere HTTP/1.1\r\n"), "{head}");
+    assert_eq!(e.code(), Some("PermanentRedirect"), "{e}");
+    assert!(e.to_string().contains("the bucket is in region \"eu-west-1\", not \"us-east-1\""), "{e}");
+}
