@@ -50,7 +50,7 @@ pub use defaults::{
     ssh_key_source, ssh_port, ssh_user,
 };
 pub use parse::{MAX_CLUSTER_YML_BYTES, parse_cluster_yml};
-pub use validate::validate;
+pub use validate::{s3_config, validate};
 
 /// The driver name of clusters built from an `rkeConfig`.
 pub const DRIVER: &str = "rke";

@@ -3,12 +3,14 @@
 
 use std::path::{Component, Path};
 
-use rancher_core::model::RkeConfig;
+use rancher_core::model::{RkeConfig, RkeS3BackupConfig};
+use secrecy::SecretString;
 
 use super::defaults::{self, CLUSTER_CIDR_FIELD, DNS_SERVER_FIELD};
 use super::names::{dns1123_subdomain, host_address};
 use super::nodes::{self, Topology};
 use crate::ProvisionError;
+use crate::s3::S3Config;
 
 /// Checks a cluster's config; on success returns warnings (each a sentence for the user) about what is
 /// accepted but not recommended or not implemented.
@@ -34,6 +36,7 @@ pub fn validate(cfg: &RkeConfig) -> Result<Vec<String>, ProvisionError> {
     check_cluster(cfg)?;
     check_extra_args(cfg)?;
     check_rotation(cfg)?;
+    check_backup(cfg)?;
     Ok(warnings(cfg, topology))
 }
 
@@ -237,6 +240,41 @@ fn check_extra_args(cfg: &RkeConfig) -> Result<(), ProvisionError> {
     Ok(())
 }
 
+/// The S3 settings of `backup_config` as [`S3Client`](crate::s3::S3Client) takes them, with the secret
+/// key opened by the caller (it is sealed at rest).
+pub fn s3_config(s3: &RkeS3BackupConfig, secret_key: SecretString) -> S3Config {
+    S3Config {
+        endpoint: s3.endpoint.clone(),
+        bucket_name: s3.bucket_name.clone(),
+        region: s3.region.clone(),
+        folder: s3.folder.clone(),
+        access_key: s3.access_key.clone(),
+        secret_key,
+        custom_ca: (!s3.custom_ca.is_empty()).then(|| s3.custom_ca.clone()),
+    }
+}
+
+fn check_backup(cfg: &RkeConfig) -> Result<(), ProvisionError> {
+    let Some(b) = &cfg.services.etcd.backup_config else { return Ok(()) };
+    const FIELD: &str = "rkeConfig.services.etcd.backup_config";
+    if b.interval_hours < 1 {
+        return Err(invalid(
+            &format!("{FIELD}.interval_hours"),
+            "must be at least 1 (hours between snapshots)",
+        ));
+    }
+    if b.retention < 1 {
+        return Err(invalid(&format!("{FIELD}.retention"), "must be at least 1 (snapshots kept)"));
+    }
+    if let Some(s3) = &b.s3_backup_config {
+        // Plain on create, sealed once stored: here only its presence matters.
+        s3_config(s3, SecretString::from(s3.secret_key.clone()))
+            .check()
+            .map_err(|e| invalid(&format!("{FIELD}.s3backupconfig.{}", e.field), e.reason))?;
+    }
+    Ok(())
+}
+
 fn warnings(cfg: &RkeConfig, t: Topology) -> Vec<String> {
     let mut out = Vec::new();
     if (t.etcd, t.controlplane) != (3, 2) || t.shared_workers > 0 {
@@ -257,6 +295,16 @@ fn warnings(cfg: &RkeConfig, t: Topology) -> Vec<String> {
     }
     for key in cfg.services.unsupported.keys() {
         out.push(format!("rkeConfig.services.{key} is not supported by rancher-rs and is ignored"));
+    }
+    for key in cfg.services.etcd.unsupported.keys() {
+        out.push(format!("rkeConfig.services.etcd.{key} is not supported by rancher-rs and is ignored"));
+    }
+    if let Some(b) = &cfg.services.etcd.backup_config {
+        for key in b.unsupported.keys() {
+            out.push(format!(
+                "rkeConfig.services.etcd.backup_config.{key} is not supported by rancher-rs and is ignored"
+            ));
+        }
     }
     if !matches!(cfg.network.plugin.as_str(), "" | "none") {
         out.push(format!(

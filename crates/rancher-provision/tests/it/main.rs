@@ -4,4 +4,5 @@
 
 mod applier;
 mod rke_plans;
+mod s3;
 mod ssh;
