@@ -276,6 +276,14 @@ async fn a_host_lost_mid_rollout_stops_it_until_it_returns_and_a_restarted_serve
     let kubeconfig_file = dir.path().join("small.kubeconfig");
     std::fs::write(&kubeconfig_file, &kubeconfig).unwrap();
     let k = Kubectl::at("1.33", &kubeconfig_file, &home);
+    eventually(UP, "four Nodes Ready", || {
+        let k = Kubectl::at("1.33", &kubeconfig_file, &home);
+        async move {
+            let out = k.run(&["get", "nodes", "--no-headers"]).await;
+            (out.stdout.lines().filter(|l| l.contains(" Ready ")).count() == 4).then_some(())
+        }
+    })
+    .await;
     let old_build = program_of(process_of(&h[1], "kubelet").0);
 
     // The upgrade starts; once etcd (the first to go) runs the new build, the last worker is cut off.
