@@ -16,14 +16,18 @@ fn quorum(members: usize) -> usize {
     members / 2 + 1
 }
 
-/// Whether the etcd members (name, healthy now) keep quorum while `stopping` are down.
+/// Whether `stopping` may go down for a while (a restart): refused when other members (name,
+/// healthy now) are down already and quorum would be lost. A cluster of one or two members loses
+/// quorum during any restart of one of them when all are healthy: that is its topology's downtime,
+/// allowed (it has no member to spare).
 ///
 /// # Errors
 /// Why not: `stopping node2 would leave 1 of 3 etcd members healthy; etcd needs 2 for quorum`.
 pub(super) fn may_stop(members: &[(String, bool)], stopping: &[String]) -> Result<(), String> {
     let healthy = members.iter().filter(|(n, ok)| *ok && !stopping.contains(n)).count();
     let need = quorum(members.len());
-    if healthy < need {
+    let others_down = members.iter().any(|(n, ok)| !ok && !stopping.contains(n));
+    if healthy < need && others_down {
         return Err(format!(
             "stopping {} would leave {healthy} of {} etcd members healthy; etcd needs {need} for quorum",
             stopping.join(", "),
@@ -123,6 +127,9 @@ mod tests {
             may_remove(&one_down, "n2").unwrap_err(),
             "removing it would leave 1 of 2 etcd members healthy; etcd needs 2 for quorum"
         );
+        // One member, or two, cannot spare one: their restarts are allowed when nothing else is down.
+        assert_eq!(may_stop(&members(&[("n1", true)]), &["n1".into()]), Ok(()));
+        assert_eq!(may_stop(&members(&[("n1", true), ("n2", true)]), &["n1".into()]), Ok(()));
         // The dead member itself may go: two healthy of two.
         assert_eq!(may_remove(&one_down, "n3"), Ok(()));
         assert_eq!(
