@@ -97,6 +97,7 @@ pub mod bundle;
 pub mod cluster_pki;
 mod context;
 mod error;
+pub mod etcd_api;
 pub mod plan;
 mod progress;
 pub mod rke;

@@ -3,5 +3,6 @@
 //! network namespaces.
 
 mod applier;
+mod etcd_api;
 mod rke_plans;
 mod ssh;
