@@ -26,6 +26,7 @@
 //! # }
 //! ```
 
+mod download;
 mod error;
 mod session;
 mod upload;

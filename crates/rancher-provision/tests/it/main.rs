@@ -4,5 +4,6 @@
 
 mod applier;
 mod etcd_api;
+mod etcd_snapshots;
 mod rke_plans;
 mod ssh;
