@@ -120,3 +120,21 @@ fn the_registry_loads_a_directory_of_manifests() {
     let err = BundleRegistry::new().load_dir(&manifests).unwrap_err().to_string();
     assert!(err.contains("broken.yaml") && err.contains("components.etcd: missing"), "{err}");
 }
+
+#[test]
+fn etcdctl_is_optional_and_checked_when_present() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut files = binaries(tmp.path());
+    let without = Bundle::from_local_files("v1.20.2", &pairs(&files)).unwrap();
+    assert!(!without.components.contains_key("etcdctl"));
+    let etcdctl = tmp.path().join("etcdctl");
+    std::fs::write(&etcdctl, b"#!/bin/sh\necho etcdctl\n").unwrap();
+    files.push(("etcdctl", etcdctl));
+    let with = Bundle::from_local_files("v1.20.2", &pairs(&files)).unwrap();
+    assert_eq!(Bundle::from_manifest(&with.to_manifest()).unwrap(), with);
+    let bad = with.to_manifest().replacen(&with.components["etcdctl"].sha256, "abc", 1);
+    match Bundle::from_manifest(&bad) {
+        Err(BundleError::Invalid { field, .. }) => assert_eq!(field, "components.etcdctl.sha256"),
+        other => panic!("{other:?}"),
+    }
+}

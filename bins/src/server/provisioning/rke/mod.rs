@@ -14,6 +14,7 @@ pub(crate) mod node_roles;
 mod plans;
 mod run;
 mod runs;
+mod snapshots;
 pub(crate) mod state;
 
 use std::sync::{Arc, OnceLock};

@@ -35,6 +35,9 @@ pub(crate) struct RkeState {
     /// The plan revision each host runs (node name → revision).
     #[serde(default)]
     pub(crate) applied: BTreeMap<String, String>,
+    /// The etcd snapshots taken, oldest first (see [`super::snapshots`]).
+    #[serde(default)]
+    pub(crate) snapshots: Vec<super::snapshots::SnapshotRecord>,
 }
 
 impl std::fmt::Debug for RkeState {
