@@ -43,6 +43,7 @@ mod rke_cluster;
 mod rke_config;
 mod rke_day_one;
 mod rke_faults;
+mod rke_snapshots;
 mod server_etcd;
 mod server_flags;
 mod server_url_e2e;
