@@ -3,8 +3,9 @@
 //! writer with their SHA-256. It speaks HTTP/1.1 (mutual TLS with rustls, or plain) over whatever
 //! stream an [`EtcdConnect`] gives: plain TCP, or a channel through an SSH session to the member's
 //! host ([`SshConnect`]), which reaches etcd on the host's `127.0.0.1:2379` whatever its
-//! internal address. [`may_remove`] and [`may_stop`] say whether a member may go without losing
-//! quorum.
+//! internal address. [`EtcdHost`] is one etcd host of a cluster built on hosts, and
+//! [`member_health`] lists its members with their health, which [`may_remove`] and [`may_stop`]
+//! take to say whether a member may go without losing quorum.
 //!
 //! ```no_run
 //! # async fn example(session: std::sync::Arc<rancher_provision::ssh::SshSession>, tls: rancher_provision::etcd_api::EtcdTls)
@@ -25,6 +26,7 @@
 mod client;
 mod connect;
 mod error;
+mod hosts;
 mod quorum;
 mod snapshot;
 
@@ -34,6 +36,7 @@ use serde_json::Value;
 pub use client::EtcdClient;
 pub use connect::{EtcdConnect, EtcdStream, EtcdTls, SshConnect, TcpConnect};
 pub use error::EtcdError;
+pub use hosts::{EtcdHost, MembersHealth, member_health};
 pub use quorum::{MemberHealth, QuorumError, may_remove, may_stop};
 
 /// One member of the cluster, as `member list` shows it.

@@ -10,21 +10,17 @@
 mod restore;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
 use crate::cluster_pki::{self, ClusterPki};
-use crate::etcd_api::{EtcdClient, EtcdError, EtcdTls, SshConnect};
+pub use crate::etcd_api::EtcdHost;
+use crate::etcd_api::{EtcdError, EtcdTls};
 use crate::ssh::{SshError, SshSession, UploadSource, sh_quote};
 
 pub use restore::{RestoreReport, RestoreSpec, cleanup_restore, restore};
 
-/// etcd's client port.
-const CLIENT_PORT: u16 = 2379;
-/// etcd's peer port.
-const PEER_PORT: u16 = 2380;
 /// The largest snapshot copied between hosts (64 GiB: etcd's own quota is 8 GiB at most).
 const MAX_SNAPSHOT: u64 = 64 << 30;
 
@@ -77,40 +73,6 @@ pub struct TakenSnapshot {
     pub local_file: PathBuf,
     /// Hosts that could not store it (node name, why); they are not in `record.hosts`.
     pub failed_hosts: Vec<(String, String)>,
-}
-
-/// One etcd host as snapshots see it.
-#[derive(Clone, Debug)]
-pub struct EtcdHost {
-    /// Its node name (the etcd member's name).
-    pub name: String,
-    /// The address its peers reach it at (its internal address).
-    pub internal_address: String,
-    /// An SSH session to it.
-    pub session: Arc<SshSession>,
-}
-
-impl EtcdHost {
-    /// A client of the etcd member on this host, reached through its SSH session on the host's
-    /// loopback (or its internal address, when that is a loopback address itself: etcd listens
-    /// only there then).
-    pub fn etcd(&self, tls: &EtcdTls) -> Result<EtcdClient, EtcdError> {
-        let host = match self.internal_address.parse::<std::net::IpAddr>() {
-            Ok(ip) if ip.is_loopback() => self.internal_address.clone(),
-            _ => "127.0.0.1".to_owned(),
-        };
-        let mut tls = tls.clone();
-        tls.server_name = host.clone();
-        EtcdClient::tls(SshConnect { session: self.session.clone(), host, port: CLIENT_PORT }, &tls)
-    }
-
-    fn peer_url(&self) -> String {
-        if self.internal_address.contains(':') {
-            format!("https://[{}]:{PEER_PORT}", self.internal_address)
-        } else {
-            format!("https://{}:{PEER_PORT}", self.internal_address)
-        }
-    }
 }
 
 /// Why a snapshot or a restore failed.

@@ -18,9 +18,8 @@ impl SshSession {
     ///
     /// # Errors
     /// [`SshError::InvalidInput`] for a relative path; [`SshError::Transfer`] when the host cannot
-    /// read it (no such file, permission denied) or it is larger than `max_bytes`;
-    /// [`SshError::Local`] when writing `out` fails; [`SshError::Disconnected`], also when a read
-    /// stalls for 30 s.
+    /// read it (no such file, permission denied), it is larger than `max_bytes`, or writing `out`
+    /// fails; [`SshError::Disconnected`], also when a read stalls for 30 s.
     pub async fn download(
         &self,
         remote: &str,

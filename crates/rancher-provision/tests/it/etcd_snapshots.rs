@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use rancher_core::model::{RkeConfig, RkeNode};
 use rancher_provision::cluster_pki::{self, ClusterPki};
+use rancher_provision::etcd_api::{may_remove, may_stop, member_health};
 use rancher_provision::etcd_snapshots::{
     self, EtcdHost, RestoreSpec, SnapshotError, SnapshotKind, etcd_tls, snapshot_file,
 };
@@ -230,7 +231,7 @@ async fn a_snapshot_is_stored_on_every_host_and_restores_every_member() {
         assert!(host_file(h, aside).join("member").is_dir(), "{node}: the old data is kept at {aside}");
     }
 
-    let _members = Members::start(&hosts, certs.path(), &token);
+    let mut members = Members::start(&hosts, certs.path(), &token);
     all_healthy(&etcd_hosts, &tls).await;
     assert_eq!(etcdctl(&hosts, certs.path(), &["get", "/kept", "--print-value-only"]).trim(), "before");
     assert_eq!(etcdctl(&hosts, certs.path(), &["get", "/newer", "--print-value-only"]).trim(), "");
@@ -246,4 +247,19 @@ async fn a_snapshot_is_stored_on_every_host_and_restores_every_member() {
     }
     assert!(etcd_snapshots::remove(&etcd_hosts, PREFIX, &name).await.unwrap().is_empty());
     assert!(!host_file(&hosts.hosts()[0], &snapshot_file(PREFIX, &name)).exists());
+
+    // The members' health as the quorum check takes it: one member down, the others may not stop.
+    let health = member_health(&etcd_hosts, &tls).await.unwrap();
+    assert!(health.health.iter().all(|m| m.healthy && !m.learner), "{health:?}");
+    let mut third = members.children.remove(2);
+    let _ = third.kill();
+    let _ = third.wait();
+    let health = member_health(&etcd_hosts, &tls).await.unwrap();
+    let state: Vec<(&str, bool)> = health.health.iter().map(|m| (m.name.as_str(), m.healthy)).collect();
+    assert_eq!(state.iter().filter(|(_, h)| !h).collect::<Vec<_>>(), [&("node3", false)], "{state:?}");
+    assert_eq!(
+        may_stop(&health.health, "node1").unwrap_err().to_string(),
+        "stopping node1 would leave 1 of 3 etcd members healthy; etcd needs 2 for quorum"
+    );
+    may_remove(&health.health, "node3").unwrap();
 }
