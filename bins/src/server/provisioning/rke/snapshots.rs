@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rancher_core::model::RkeConfig;
+use rancher_provision::etcd_api::{MembersHealth, member_health};
 use rancher_provision::etcd_snapshots::{self, EtcdHost, RestoreReport, RestoreSpec, SnapshotError};
 pub(crate) use rancher_provision::etcd_snapshots::{SnapshotKind, SnapshotRecord, TakenSnapshot};
 use rancher_provision::rke;
@@ -70,8 +71,13 @@ fn provisioned<'a>(cluster: &str, state: &'a RkeState) -> Result<&'a RkeConfig, 
     state.current_config.as_ref().ok_or_else(|| SnapshotsError::NotProvisioned(cluster.to_owned()))
 }
 
-/// SSH sessions to every etcd host of `cfg`, their host keys pinned as `state` has them.
-async fn etcd_hosts(
+/// SSH sessions to every etcd host of `cfg` (through the bastion, if any), their host keys pinned
+/// as `state` has them: for snapshots, and for membership changes
+/// ([`rancher_provision::etcd_api::member_health`], `EtcdHost::etcd(..).member_add(..)`).
+///
+/// # Errors
+/// [`SnapshotsError::Host`] naming the host that cannot be reached.
+pub(super) async fn connect_etcd_hosts(
     sealer: &Sealer,
     cfg: &RkeConfig,
     state: &RkeState,
@@ -97,6 +103,23 @@ async fn etcd_hosts(
     Ok(out)
 }
 
+/// The members of `cluster`'s etcd with their health, for the quorum check
+/// ([`rancher_provision::etcd_api::may_remove`], [`may_stop`](rancher_provision::etcd_api::may_stop)).
+///
+/// # Errors
+/// [`SnapshotsError::NotProvisioned`], [`SnapshotsError::Host`], and [`SnapshotsError::Snapshot`]
+/// wrapping the etcd error when no member answers.
+pub(super) async fn members_health(
+    sealer: &Sealer,
+    cluster: &str,
+    state: &RkeState,
+) -> Result<MembersHealth, SnapshotsError> {
+    let cfg = provisioned(cluster, state)?;
+    let tls = etcd_snapshots::etcd_tls(&state.pki)?;
+    let hosts = connect_etcd_hosts(sealer, cfg, state).await?;
+    member_health(&hosts, &tls).await.map_err(|e| SnapshotsError::Snapshot(e.into()))
+}
+
 /// Takes a snapshot of `cluster`'s etcd now (named `<cluster>-<kind>-<UTC timestamp>`) and
 /// stores it on every etcd host under `<prefix_path>/opt/rke/etcd-snapshots/`. The snapshot file
 /// also stays in `scratch_dir` on the server ([`TakenSnapshot::local_file`]): that is where an
@@ -115,7 +138,7 @@ pub(super) async fn take_snapshot(
 ) -> Result<TakenSnapshot, SnapshotsError> {
     let cfg = provisioned(cluster, state)?;
     let tls = etcd_snapshots::etcd_tls(&state.pki)?;
-    let hosts = etcd_hosts(sealer, cfg, state).await?;
+    let hosts = connect_etcd_hosts(sealer, cfg, state).await?;
     let name = etcd_snapshots::snapshot_name(cluster, kind, jiff::Timestamp::now());
     let taken = etcd_snapshots::take(&hosts, &tls, rke::prefix_path(cfg), &name, kind, scratch_dir).await?;
     for (node, why) in &taken.failed_hosts {
@@ -144,7 +167,7 @@ pub(super) async fn restore(
     let cfg = provisioned(cluster, state)?;
     let record = find(cluster, state, name)?;
     let tls = etcd_snapshots::etcd_tls(&state.pki)?;
-    let hosts = etcd_hosts(sealer, cfg, state).await?;
+    let hosts = connect_etcd_hosts(sealer, cfg, state).await?;
     let prefix = rke::prefix_path(cfg);
     let etcdctl = HostLayout::new(prefix).binary("etcdctl");
     let spec = RestoreSpec {
@@ -168,7 +191,7 @@ pub(super) async fn cleanup_restore(
     state: &RkeState,
 ) -> Result<Vec<(String, String)>, SnapshotsError> {
     let cfg = provisioned(cluster, state)?;
-    let hosts = etcd_hosts(sealer, cfg, state).await?;
+    let hosts = connect_etcd_hosts(sealer, cfg, state).await?;
     Ok(etcd_snapshots::cleanup_restore(&hosts, rke::prefix_path(cfg)).await)
 }
 
@@ -185,7 +208,7 @@ pub(super) async fn remove_snapshot(
 ) -> Result<Vec<(String, String)>, SnapshotsError> {
     let cfg = provisioned(cluster, state)?;
     find(cluster, state, name)?;
-    let hosts = etcd_hosts(sealer, cfg, state).await?;
+    let hosts = connect_etcd_hosts(sealer, cfg, state).await?;
     Ok(etcd_snapshots::remove(&hosts, rke::prefix_path(cfg), name).await?)
 }
 
