@@ -334,3 +334,91 @@ async fn through_an_ssh_host_to_etcd_on_its_loopback() {
     assert!(matches!(err, EtcdError::Connect { .. }), "{err}");
     assert!(err.to_string().contains("could not connect"), "{err}");
 }
+
+/// A server that answers every connection with `answer` (a whole HTTP/1.1 response) once it has read
+/// a request head.
+async fn canned(answer: Vec<u8>) -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s.write_all(&answer).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    (address, task)
+}
+
+fn http(status: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn answers_are_read_as_the_gateway_writes_them_and_bounded() {
+    // Numbers where the gateway writes strings are accepted too.
+    let (address, task) =
+        canned(http("200 OK", r#"{"members":[{"ID":12,"name":"a","isLearner":true}]}"#)).await;
+    let m = EtcdClient::plain(TcpConnect { address }).member_list().await.unwrap();
+    assert_eq!((m[0].id, m[0].name.as_str(), m[0].is_learner), (12, "a", true));
+    task.abort();
+
+    let refusal =
+        r#"{"error":"etcdserver: member not found","code":5,"message":"etcdserver: member not found"}"#;
+    let (address, task) = canned(http("404 Not Found", refusal)).await;
+    let err = EtcdClient::plain(TcpConnect { address }).member_remove(7).await.unwrap_err();
+    match &err {
+        EtcdError::Refused { call: "member remove", status: 404, message, .. } => {
+            assert_eq!(message, "etcdserver: member not found")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!err.is_transient());
+    task.abort();
+
+    let huge = format!(r#"{{"members":[],"pad":"{}"}}"#, "x".repeat(2 << 20));
+    let (address, task) = canned(http("200 OK", &huge)).await;
+    let err = EtcdClient::plain(TcpConnect { address }).member_list().await.unwrap_err();
+    assert!(matches!(err, EtcdError::BadAnswer { .. }) && err.to_string().contains("larger than"), "{err}");
+    task.abort();
+
+    let (address, task) = canned(http("200 OK", "<html>")).await;
+    let err = EtcdClient::plain(TcpConnect { address }).status().await.unwrap_err();
+    assert!(matches!(err, EtcdError::BadAnswer { call: "status", .. }), "{err}");
+    task.abort();
+
+    let (address, task) =
+        canned(http("503 Service Unavailable", r#"{"health":"false","reason":"RAFT NO LEADER"}"#)).await;
+    assert_eq!(
+        EtcdClient::plain(TcpConnect { address }).health().await.unwrap(),
+        Err("RAFT NO LEADER".into())
+    );
+    task.abort();
+
+    let err = EtcdClient::plain(TcpConnect { address: "127.0.0.1:1".into() })
+        .member_add(&[], true)
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "etcd member add: no peer URL");
+    let bad = ["10.0.0.1:2380".to_owned()];
+    let err = EtcdClient::plain(TcpConnect { address: "127.0.0.1:1".into() })
+        .member_add(&bad, true)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EtcdError::InvalidInput { .. }), "{err}");
+}
