@@ -2,7 +2,8 @@
 //! source (a file on the server, or a URL) and its SHA-256, and the registry of bundles a server
 //! knows by Kubernetes version.
 //!
-//! A manifest (YAML or JSON) names every component:
+//! A manifest (YAML or JSON) names every component (and may name the optional ones: `etcdctl`,
+//! which restoring an etcd snapshot needs on the etcd hosts):
 //!
 //! ```
 //! # let sum = "a".repeat(64);
@@ -10,6 +11,7 @@
 //! version: v1.20.2
 //! components:
 //!   etcd: {{ path: /usr/bin/etcd, sha256: {sum} }}
+//!   etcdctl: {{ path: /usr/bin/etcdctl, sha256: {sum} }}
 //!   kube-apiserver: {{ url: "https://example.com/v1.20.2/kube-apiserver", sha256: {sum} }}
 //!   kube-controller-manager: {{ path: /opt/kube/kube-controller-manager, sha256: {sum} }}
 //!   kube-scheduler: {{ path: /opt/kube/kube-scheduler, sha256: {sum} }}
