@@ -8,6 +8,8 @@
 #   ip              iproute2             those hosts' namespaces, veths and bridge
 #   cargo-nextest                        the test runner
 #   slapd, oidc-provider                 identity-provider tests (scripts/install-auth-deps.sh)
+#   moto_server                          S3-compatible storage for etcd snapshot uploads (scripts/install-moto.sh,
+#                                        a venv in ~/.cache/rancher-rs/moto)
 #   kube-apiserver & co. 1.20.2          built once per machine from Debian's source (scripts/build-kube.sh:
 #                                        about 14 min the first time; a no-op once its cache is complete)
 # kubectl (with its versioned binaries kubectl.1.27 … kubectl.1.33) is preinstalled on these machines.
@@ -35,6 +37,7 @@ if ((${#missing[@]})); then
 fi
 
 "$(dirname "$0")/install-auth-deps.sh"
+"$(dirname "$0")/install-moto.sh"
 
 # Real control-plane tests (rancher-sim's simulated kubelet) need the real server binaries. When
 # RANCHER_KUBE_BIN_DIR names them, they are used as they are.

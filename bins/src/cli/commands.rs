@@ -138,6 +138,14 @@ async fn cluster(client: &ApiClient, cmd: ClusterCommand) -> Result<String, CliE
             let wait = (!no_wait).then_some(timeout);
             super::rke::create(client, &name, &description, &file, out.output, wait).await
         }
+        ClusterCommand::Update { name, rke, no_wait, timeout, out } => {
+            let wait = (!no_wait).then_some(timeout);
+            super::rke::update(client, &name, &rke, out.output, wait).await
+        }
+        ClusterCommand::RotateCerts { name, new_ca, services, no_wait, timeout } => {
+            super::certs::rotate(client, &name, new_ca, &services, (!no_wait).then_some(timeout)).await
+        }
+        ClusterCommand::Certs { name, out } => super::certs::show(client, &name, out.output).await,
         ClusterCommand::Rkestate { name, file } => super::rke::rkestate(client, &name, file.as_deref()).await,
         ClusterCommand::AdminKubeconfig { name, file } => {
             super::rke::admin_kubeconfig(client, &name, file.as_deref()).await
@@ -158,10 +166,14 @@ async fn cluster(client: &ApiClient, cmd: ClusterCommand) -> Result<String, CliE
             }
             Ok(shown)
         }
-        ClusterCommand::Rm { name } => {
+        ClusterCommand::Rm { name, force } => {
+            if force {
+                super::nodes::abandon(client, &name, &[]).await?;
+            }
             client.call(Method::DELETE, &format!("/v3/clusters/{}", path_segment(&name)?), None).await?;
             Ok(format!("cluster {name} deleted\n"))
         }
+        ClusterCommand::Node(c) => super::nodes::run(client, c).await,
     }
 }
 

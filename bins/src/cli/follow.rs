@@ -209,7 +209,8 @@ fn summary(cluster: &Cluster) -> String {
 
 /// Follows cluster `id` until it is active (returns the summary line and the cluster as read last),
 /// fails for good, or `timeout` passes. Lines go to stderr with `to_stderr` (structured output keeps
-/// stdout for the object), else to stdout.
+/// stdout for the object), else to stdout. `generation`: the spec's version to follow (after an
+/// update): until the server has reconciled it, the cluster shows the outcome of the spec before.
 ///
 /// # Errors
 /// [`CliError::Provisioning`] naming the failed step, or what was under way at the timeout; the
@@ -219,6 +220,7 @@ pub(super) async fn follow(
     id: &str,
     timeout: Duration,
     to_stderr: bool,
+    generation: i64,
 ) -> Result<(String, Value), CliError> {
     let path = format!("/v3/clusters/{}", path_segment(id)?);
     let sink = Sink::new(to_stderr);
@@ -239,7 +241,9 @@ pub(super) async fn follow(
         }
         let p = cluster.status.provisioning.clone().unwrap_or_default();
         sink.progress(p.done(), p.total(), &now_doing(&cluster));
+        let current = cluster.status.observed_generation.unwrap_or(0) >= generation;
         match cluster.state() {
+            _ if !current => active_since = None,
             ClusterState::Active => {
                 let since = *active_since.get_or_insert_with(Instant::now);
                 if all_nodes_reported(&cluster) || since.elapsed() >= NODE_COUNT_GRACE {

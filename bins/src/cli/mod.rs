@@ -10,6 +10,7 @@
 //! # Ok(()) }
 //! ```
 
+mod certs;
 mod client;
 mod commands;
 mod config;
@@ -18,6 +19,7 @@ mod follow;
 mod import;
 mod members;
 mod namespaces;
+mod nodes;
 mod oidc_login;
 mod output;
 mod password;
@@ -190,6 +192,27 @@ pub enum ClusterCommand {
         #[command(flatten)]
         out: OutputArg,
     },
+    /// Change a cluster built on hosts to what this cluster.yml says (RKE's `rke up` again): add or
+    /// remove hosts, change `kubernetes_version` or a service's flags. The file is checked here first;
+    /// keys are sent as for `create --rke`. The server rolls the change out host by host (etcd one
+    /// member at a time, then the control plane, then the workers, per `upgrade_strategy`); this
+    /// follows it until the cluster is active again.
+    Update {
+        /// The cluster's name.
+        name: String,
+        /// The cluster.yml.
+        #[arg(long, value_name = "CLUSTER_YML")]
+        rke: std::path::PathBuf,
+        /// Return once the server took the change instead of following the rollout.
+        #[arg(long)]
+        no_wait: bool,
+        /// How long to follow the rollout before giving up with an error (the rollout carries on).
+        #[arg(long, default_value = follow::DEFAULT_TIMEOUT, value_parser = follow::parse_timeout)]
+        timeout: std::time::Duration,
+        /// Output format.
+        #[command(flatten)]
+        out: OutputArg,
+    },
     /// Print again how to join a Kubernetes cluster to a cluster (import command, agent command line).
     ImportCommand {
         /// The cluster's name.
@@ -206,11 +229,45 @@ pub enum ClusterCommand {
         #[command(flatten)]
         out: OutputArg,
     },
-    /// Delete a cluster.
+    /// Delete a cluster. One built on hosts is taken off its hosts first (processes stopped, the
+    /// provisioner's files removed); the cluster stays `removing` while a host cannot be reached.
     #[command(alias = "delete")]
     Rm {
         /// The cluster's name.
         name: String,
+        /// Abandon the hosts that cannot be reached (gone for good): what the provisioner left on
+        /// them stays there. Hosts that answer are still cleaned.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Rotate the certificates of a cluster built on hosts: every certificate, some services' ones
+    /// (--service, repeatable), or with new CAs (--new-ca: three rolls over the hosts, and every
+    /// kubeconfig is issued again). The provisioner carries it out host by host.
+    RotateCerts {
+        /// The cluster's name.
+        name: String,
+        /// New CAs too (then every certificate; no --service).
+        #[arg(long)]
+        new_ca: bool,
+        /// Only this service's certificates: etcd, kube-apiserver, kube-controller-manager,
+        /// kube-scheduler or kubelet (repeatable).
+        #[arg(long = "service", value_name = "SERVICE")]
+        services: Vec<String>,
+        /// Return once the server took the request instead of following the rotation (with new
+        /// CAs, three rolls over every host) until the cluster is active again.
+        #[arg(long)]
+        no_wait: bool,
+        /// How long to follow the rotation before giving up with an error (it carries on).
+        #[arg(long, default_value = follow::DEFAULT_TIMEOUT, value_parser = follow::parse_timeout)]
+        timeout: std::time::Duration,
+    },
+    /// Show when each certificate of a cluster built on hosts expires (from its status).
+    Certs {
+        /// The cluster's name.
+        name: String,
+        /// Output format.
+        #[command(flatten)]
+        out: OutputArg,
     },
     /// Download the state of a cluster built on hosts (RKE's `cluster.rkestate`: desired and current
     /// config, the certificates and their keys). Global admins and the cluster's owners only.
@@ -233,6 +290,70 @@ pub enum ClusterCommand {
     /// The cluster's members (cluster role template bindings).
     #[command(subcommand)]
     Members(ClusterMembersCommand),
+    /// The hosts of a cluster built on hosts.
+    #[command(subcommand)]
+    Node(ClusterNodeCommand),
+}
+
+/// `rancherctl cluster node …`: a change of the cluster's `rkeConfig.nodes`, rolled out by the
+/// server and followed until the cluster is active again (as `cluster update --rke`).
+#[derive(Debug, Subcommand)]
+pub enum ClusterNodeCommand {
+    /// Add a host.
+    Add {
+        /// The cluster's name.
+        cluster: String,
+        /// Where the server reaches the host over SSH.
+        #[arg(long)]
+        address: String,
+        /// Its roles: etcd, controlplane, worker (repeatable, or comma-separated).
+        #[arg(long = "role", value_delimiter = ',', required = true)]
+        roles: Vec<String>,
+        /// Its Node's name (default: the address).
+        #[arg(long, default_value = "")]
+        hostname_override: String,
+        /// Where the cluster's components reach it (default: the address).
+        #[arg(long, default_value = "")]
+        internal_address: String,
+        /// The SSH user (default: the cluster's).
+        #[arg(long, default_value = "")]
+        user: String,
+        /// The SSH port (default 22).
+        #[arg(long, default_value = "")]
+        port: String,
+        /// The SSH private key (sent inline, sealed by the server; default: the cluster's key).
+        #[arg(long, default_value = "")]
+        ssh_key_path: String,
+        /// How the change is followed.
+        #[command(flatten)]
+        follow: FollowArgs,
+    },
+    /// Remove a host: an etcd member leaves etcd first (refused when quorum would be lost), a
+    /// worker is drained; its Node is deleted and the host cleaned.
+    #[command(alias = "remove")]
+    Rm {
+        /// The cluster's name.
+        cluster: String,
+        /// The host's node name (its `hostname_override`, else its address).
+        node: String,
+        /// The host is gone for good: do not wait to drain or clean it.
+        #[arg(long)]
+        force: bool,
+        /// How the change is followed.
+        #[command(flatten)]
+        follow: FollowArgs,
+    },
+}
+
+/// How a change is followed.
+#[derive(Debug, clap::Args)]
+pub struct FollowArgs {
+    /// Return once the server took the change instead of following it.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// How long to follow before giving up with an error (the change carries on).
+    #[arg(long, default_value = follow::DEFAULT_TIMEOUT, value_parser = follow::parse_timeout)]
+    pub timeout: std::time::Duration,
 }
 
 /// `rancherctl cluster members …`.

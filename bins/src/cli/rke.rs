@@ -45,7 +45,7 @@ fn expand_home(path: &str) -> PathBuf {
 
 /// Puts the contents of `path` into `key` when it can be read here. Returns a note for the user when
 /// it cannot: the server then reads the path from its own filesystem.
-fn inline(key: &mut String, path: &mut String, field: &str) -> Result<Option<String>, CliError> {
+pub(super) fn inline(key: &mut String, path: &mut String, field: &str) -> Result<Option<String>, CliError> {
     if !key.is_empty() || path.is_empty() {
         return Ok(None);
     }
@@ -122,7 +122,48 @@ pub(super) async fn create(
     if fmt == Format::Table {
         println!("{id}");
     }
-    let (summary, last) = super::follow::follow(client, &id, timeout, fmt != Format::Table).await?;
+    let (summary, last) = super::follow::follow(client, &id, timeout, fmt != Format::Table, 0).await?;
+    match fmt {
+        Format::Table => Ok(summary),
+        _ => structured(fmt, &last),
+    }
+}
+
+/// `rancherctl cluster update NAME --rke FILE`: the cluster's `rkeConfig` replaced (read, changed,
+/// written back with the version read: a concurrent change is a Conflict, not lost); `wait`: follow
+/// the rollout for that long.
+pub(super) async fn update(
+    client: &ApiClient,
+    name: &str,
+    file: &Path,
+    fmt: Format,
+    wait: Option<std::time::Duration>,
+) -> Result<String, CliError> {
+    let (cfg, notes) = load(file)?;
+    for note in notes {
+        eprintln!("note: {note}");
+    }
+    let path = format!("/v3/clusters/{}", super::commands::path_segment(name)?);
+    let mut cluster = client.call(Method::GET, &path, None).await?;
+    if cluster.pointer("/spec/rkeConfig").is_none_or(Value::is_null) {
+        return Err(CliError::Input(format!("cluster {name} is not built on hosts (it has no rkeConfig)")));
+    }
+    let rke_config =
+        serde_json::to_value(&cfg).map_err(|e| CliError::Input(format!("encoding the cluster.yml: {e}")))?;
+    cluster["spec"]["rkeConfig"] = rke_config;
+    let (updated, warnings) = client.call_with_warnings(Method::PUT, &path, Some(&cluster)).await?;
+    for w in warnings {
+        eprintln!("Warning: {w}");
+    }
+    let generation = updated.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+    let Some(timeout) = wait else {
+        return match fmt {
+            Format::Table => Ok(format!("cluster {name} updated\n")),
+            _ => structured(fmt, &updated),
+        };
+    };
+    let (summary, last) =
+        super::follow::follow(client, name, timeout, fmt != Format::Table, generation).await?;
     match fmt {
         Format::Table => Ok(summary),
         _ => structured(fmt, &last),

@@ -5,15 +5,18 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use http::HeaderMap;
 use rancher_auth::proxy::UserInfo;
 use rancher_core::model::Cluster;
 use rancher_core::store::Api;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::server::api;
 use crate::server::auth::Caller;
 use crate::server::cluster_downloads::{self, Download};
 use crate::server::error::{ApiError, ApiResult};
@@ -161,21 +164,27 @@ pub(crate) fn caller_identity(caller: &Caller) -> UserInfo {
 }
 
 /// The actions `POST /v3/clusters/<id>?action=…` knows.
-const CLUSTER_ACTIONS: &str = "generateKubeconfig, exportState, exportAdminKubeconfig";
+const CLUSTER_ACTIONS: &str = "generateKubeconfig, exportState, exportAdminKubeconfig, rotateCertificates";
 
 /// `POST /v3/clusters/<id>?action=…`: `generateKubeconfig` here, the downloads of a cluster built on
-/// hosts in [`cluster_downloads`](crate::server::cluster_downloads).
+/// hosts in [`cluster_downloads`](crate::server::cluster_downloads), and `rotateCertificates` in
+/// [`api`](crate::server::api::rotate_certificates).
 pub(crate) async fn cluster_action(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
 ) -> Response {
     let action = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .find(|(k, _)| k == "action")
         .map(|(_, v)| v.into_owned());
     match action.as_deref() {
         Some("generateKubeconfig") => generate_kubeconfig(&state, &caller, &id).await.into_response(),
+        Some(api::ROTATE_CERTIFICATES) => {
+            api::rotate_certificates(&state, &caller, &id, &headers, body).await.into_response()
+        }
         Some(other) => match Download::of_action(other) {
             Some(what) => cluster_downloads::serve(&state, &caller, &id, what).await,
             None => ApiError::BadRequest(format!(

@@ -90,6 +90,14 @@ impl ServerTasks {
                 )),
             ),
             ("cluster controller", tokio::spawn(ClusterController::new(store.clone()).run(stop.clone()))),
+            (
+                "certificate expiry",
+                tokio::spawn(provisioning::rke::expiry::run(
+                    store.clone(),
+                    state.sealer.clone(),
+                    stop.clone(),
+                )),
+            ),
         ];
         // Group membership at external providers is re-read from the start (OpenLDAP users can be
         // refreshed even if nobody has logged in through this process yet; OAuth users once they have).

@@ -1,7 +1,7 @@
 //! Clusters on SSH hosts from a cluster.yml: `rancherctl cluster create --rke` checks the file before
 //! sending it, the server gives such clusters the `rke` driver, checks their bundle, answers with
-//! Kubernetes-style `Warning` headers, and keeps their SSH keys sealed (never in its files, never in a
-//! response).
+//! Kubernetes-style `Warning` headers, and keeps their SSH keys and the S3 secret key of their etcd
+//! snapshots sealed (never in its files, never in a response).
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -20,6 +20,9 @@ const KEY_TEXT: &str = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ-RKE-CONFIG-TE
 fn private_key() -> String {
     format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{KEY_TEXT}\n-----END OPENSSH PRIVATE KEY-----\n")
 }
+
+/// The S3 secret key of the etcd snapshots: like the SSH key, never in the server's files or answers.
+const S3_SECRET_TEXT: &str = "wJalrXUtnFEMI-RKE-CONFIG-TEST-S3-SECRET";
 
 /// Text of the config that is no secret: found in the store's files, which shows that looking for the
 /// key there can find plain text.
@@ -89,7 +92,10 @@ fn rancherctl_creates_rke_clusters_from_a_checked_cluster_yml() {
             "nodes:\n  - address: 10.0.0.1\n    user: ubuntu\n    role: [etcd, controlplane, worker]\n\
              \x20   hostname_override: {VISIBLE}\n\
              ssh_key_path: ~/id_ed25519\nkubernetes_version: v1.20.2\nnetwork:\n  plugin: canal\n\
-             addons: |-\n  ---\n  kind: Namespace\n"
+             addons: |-\n  ---\n  kind: Namespace\n\
+             services:\n  etcd:\n    backup_config:\n      interval_hours: 6\n      s3backupconfig:\n\
+             \x20       access_key: AKIDEXAMPLE\n        secret_key: {S3_SECRET_TEXT}\n\
+             \x20       bucket_name: etcd-snapshots\n        endpoint: minio.example:9000\n        folder: edge\n"
         ),
     )
     .unwrap();
@@ -129,9 +135,17 @@ fn rancherctl_creates_rke_clusters_from_a_checked_cluster_yml() {
         assert_eq!(cfg["ssh_key"], "[sealed]", "{cfg}");
         assert_eq!(cfg["ssh_key_path"], Value::Null, "the key travelled inline");
         assert_eq!(cfg["nodes"][0]["user"], "ubuntu");
+        let s3 = &cfg["services"]["etcd"]["backup_config"]["s3backupconfig"];
+        assert_eq!(
+            (&s3["secret_key"], &s3["access_key"]),
+            (&json!("[sealed]"), &json!("AKIDEXAMPLE")),
+            "{cfg}"
+        );
+        assert_eq!(cfg["services"]["etcd"]["backup_config"]["interval_hours"], 6);
         let list = admin.get("/v3/clusters").await;
         for answer in [&got.body, &list.body] {
             assert!(!answer.to_string().contains(KEY_TEXT), "a read shows the key: {answer}");
+            assert!(!answer.to_string().contains(S3_SECRET_TEXT), "a read shows the S3 secret: {answer}");
         }
         assert_status(&admin.get("/v3/clusters/bad").await, 404, "NotFound");
     });
@@ -144,6 +158,7 @@ fn rancherctl_creates_rke_clusters_from_a_checked_cluster_yml() {
         let bytes = std::fs::read(&file).unwrap();
         visible |= holds(&bytes, VISIBLE);
         assert!(!holds(&bytes, KEY_TEXT), "{} holds the key", file.display());
+        assert!(!holds(&bytes, S3_SECRET_TEXT), "{} holds the S3 secret key", file.display());
     }
     assert!(visible, "the store's files hold the cluster's config in plain text, so the key would show");
 }

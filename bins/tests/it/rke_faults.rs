@@ -142,7 +142,8 @@ fn cluster_get(home: &Path, name: &str) -> String {
 /// include `arg` (when given).
 fn processes_in(host: &SshHost, suffix: &str, arg: Option<&str>) -> Vec<u32> {
     host.pids_matching(|words| {
-        words.first().is_some_and(|w| w.ends_with(suffix)) && arg.is_none_or(|a| words.iter().any(|w| w == a))
+        words.first().is_some_and(|w| without_build(w).ends_with(suffix))
+            && arg.is_none_or(|a| words.iter().any(|w| w == a))
     })
 }
 
@@ -152,7 +153,7 @@ fn binary_inodes(host: &SshHost) -> Vec<(&'static str, u64)> {
     BINARIES
         .iter()
         .map(|b| {
-            let p = host.root_dir().join("opt/rke/bin").join(b);
+            let p = installed_binary(host, b).unwrap_or_else(|| panic!("no {b} on the host"));
             (*b, std::fs::metadata(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).ino())
         })
         .collect()
@@ -217,7 +218,7 @@ async fn faults_before_the_control_plane_stop_their_cluster_naming_the_host_and_
             "ab".repeat(32)
         )
     );
-    assert!(!h2.root_dir().join("opt/rke/bin/etcd").exists());
+    assert_eq!(installed_binary(h2, "etcd"), None);
     assert_eq!(partial_uploads(h2), []);
     assert!(processes_in(h2, "node-agent", None).is_empty(), "no node agent was started");
 

@@ -104,10 +104,17 @@ async fn a_snapshot_taken_on_the_hosts_restores_every_etcd_member_and_newer_obje
     let k = Kubectl::at("1.33", &kubeconfig_file, &home);
     k.ok(&["create", "configmap", "before", "--from-literal=when=before"]).await;
 
-    // The bundle's optional etcdctl is on every etcd host.
-    for h in hosts.hosts() {
-        assert!(h.root_dir().join("opt/rke/bin/etcdctl").is_file(), "node{}: no etcdctl", h.index());
-    }
+    // The bundle's optional etcdctl is on every etcd host (one build, named after its checksum).
+    let etcdctls: Vec<String> = hosts
+        .hosts()
+        .iter()
+        .map(|h| {
+            let file =
+                installed_binary(h, "etcdctl").unwrap_or_else(|| panic!("node{}: no etcdctl", h.index()));
+            file.file_name().unwrap().to_string_lossy().into_owned()
+        })
+        .collect();
+    assert!(etcdctls.iter().all(|f| f == &etcdctls[0]), "{etcdctls:?}");
     let state_file = dir.path().join("trio.rkestate");
     let (ok, out) = rancherctl(&home, &["cluster", "rkestate", "trio", "-o", state_file.to_str().unwrap()]);
     assert!(ok, "{out}");
@@ -145,7 +152,7 @@ async fn a_snapshot_taken_on_the_hosts_restores_every_etcd_member_and_newer_obje
     for h in hosts.hosts() {
         kill_in_host(h, &STOPPED);
     }
-    let etcdctl = format!("{PREFIX}/opt/rke/bin/etcdctl");
+    let etcdctl = format!("{PREFIX}/opt/rke/bin/{}", etcdctls[0]);
     let spec = RestoreSpec {
         name: &name,
         sha256: &taken.record.sha256,

@@ -107,6 +107,10 @@ pub struct BundleComponent {
     pub source: ComponentSource,
     /// Its SHA-256, 64 lower-case hex characters.
     pub sha256: String,
+    /// Flags this version runs the component with by default (name without dashes → value; an
+    /// empty value renders `--name`), as Rancher's per-version service options: over the
+    /// provisioner's own defaults, under the cluster's `services.*.extra_args`.
+    pub args: BTreeMap<String, String>,
 }
 
 /// The component binaries of one Kubernetes version.
@@ -134,6 +138,8 @@ struct RawComponent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     url: Option<String>,
     sha256: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    args: BTreeMap<String, String>,
 }
 
 fn check_sha256(sum: &str, field: &str) -> Result<(), BundleError> {
@@ -177,6 +183,15 @@ impl Bundle {
         for (name, c) in &self.components {
             let field = |f: &str| format!("components.{name}.{f}");
             check_sha256(&c.sha256, &field("sha256"))?;
+            for (k, v) in &c.args {
+                let bad = k.is_empty() || k.starts_with('-') || k.contains(['=', ' ', '\t', '\n']);
+                if bad || v.contains('\n') {
+                    return Err(invalid(
+                        format!("{}.{k}", field("args")),
+                        "a flag name without dashes (`v`, `audit-log-path`) and a one-line value",
+                    ));
+                }
+            }
             match &c.source {
                 ComponentSource::Path(p) if !p.is_absolute() => {
                     return Err(invalid(field("path"), format!("{} is not an absolute path", p.display())));
@@ -216,7 +231,7 @@ impl Bundle {
                 (None, Some(u)) => ComponentSource::Url(u),
                 _ => return Err(invalid(format!("components.{name}"), "give exactly one of path and url")),
             };
-            components.insert(name, BundleComponent { source, sha256: c.sha256 });
+            components.insert(name, BundleComponent { source, sha256: c.sha256, args: c.args });
         }
         let bundle = Bundle { version: raw.version, components };
         bundle.check()?;
@@ -233,7 +248,7 @@ impl Bundle {
                     ComponentSource::Path(p) => (Some(p.display().to_string()), None),
                     ComponentSource::Url(u) => (None, Some(u.clone())),
                 };
-                (name.clone(), RawComponent { path, url, sha256: c.sha256.clone() })
+                (name.clone(), RawComponent { path, url, sha256: c.sha256.clone(), args: c.args.clone() })
             })
             .collect();
         let raw = RawBundle { version: self.version.clone(), components };
@@ -251,8 +266,10 @@ impl Bundle {
             let path = std::path::absolute(path)
                 .map_err(|source| BundleError::Read { path: path.to_path_buf(), source })?;
             let sha256 = sha256_file(&path)?;
-            components
-                .insert((*name).to_owned(), BundleComponent { source: ComponentSource::Path(path), sha256 });
+            components.insert(
+                (*name).to_owned(),
+                BundleComponent { source: ComponentSource::Path(path), sha256, args: BTreeMap::new() },
+            );
         }
         let bundle = Bundle { version: version.to_owned(), components };
         bundle.check()?;

@@ -122,6 +122,21 @@ fn the_registry_loads_a_directory_of_manifests() {
 }
 
 #[test]
+fn a_components_default_flags_round_trip_and_bad_ones_name_the_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = binaries(tmp.path());
+    let mut bundle = Bundle::from_local_files("v1.20.2", &pairs(&files)).unwrap();
+    let api = bundle.components.get_mut("kube-apiserver").unwrap();
+    api.args.insert("profiling".into(), "true".into());
+    api.args.insert("v".into(), String::new());
+    let back = Bundle::from_manifest(&bundle.to_manifest()).unwrap();
+    assert_eq!(back, bundle);
+    let text = bundle.to_manifest().replace("profiling:", "'--profiling':");
+    let e = Bundle::from_manifest(&text).unwrap_err();
+    assert!(e.to_string().starts_with("components.kube-apiserver.args.--profiling:"), "{e}");
+}
+
+#[test]
 fn etcdctl_is_optional_and_checked_when_present() {
     let tmp = tempfile::tempdir().unwrap();
     let mut files = binaries(tmp.path());

@@ -17,6 +17,10 @@ use serde::{Deserialize, Serialize};
 use crate::rke_plans::RenderError;
 use crate::rke_plans::hosts::{self, Host};
 
+mod rotation;
+
+pub use rotation::{ROTATABLE_SERVICES, RotateScope, RotationPhase, check_services};
+
 /// The cluster CA: signs the API server's serving certificate and every client certificate of the
 /// Kubernetes components; its key also signs CSRs in the controller manager.
 pub const KUBE_CA: &str = "kube-ca";
@@ -65,6 +69,17 @@ pub enum PkiError {
     /// The cluster configuration lacks what the PKI needs (a host address, an etcd host, …).
     #[error(transparent)]
     Config(#[from] RenderError),
+    /// A rotation names a service that has no certificates of its own here.
+    #[error("unknown service {name:?} to rotate certificates of (known: {known})")]
+    UnknownService {
+        /// The name given.
+        name: String,
+        /// The names this PKI knows, comma-separated.
+        known: String,
+    },
+    /// A rotation cannot start as asked (a new CA for some services only, or a CA rotation under way).
+    #[error("certificate rotation: {0}")]
+    Rotation(String),
     /// A certificate or key could not be generated or read back.
     #[error("certificate {name}: {source}")]
     Generate {
@@ -167,6 +182,9 @@ pub struct ClusterPki {
     /// etcd's `--initial-cluster-token`, unique per cluster.
     #[serde(default)]
     etcd_cluster_token: String,
+    /// A rotation to a new CA under way ([`ClusterPki::rotate`]); absent in states stored before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rotation: Option<rotation::CaRotation>,
 }
 
 impl std::fmt::Debug for ClusterPki {
@@ -174,6 +192,7 @@ impl std::fmt::Debug for ClusterPki {
         f.debug_struct("ClusterPki")
             .field("certs", &self.certs.iter().map(|(n, c)| (n, c.not_after)).collect::<BTreeMap<_, _>>())
             .field("service_account_key", &self.service_account_key.as_ref().map(|_| "<redacted>"))
+            .field("rotation", &self.rotation_phase())
             .finish()
     }
 }
@@ -213,9 +232,7 @@ impl ClusterPki {
             if up_to_date {
                 continue;
             }
-            let ca = &self.certs[issuer_name];
-            let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, key_from_pem(issuer_name, &ca.key_pem)?)
-                .map_err(|source| PkiError::Generate { name: issuer_name.to_owned(), source })?;
+            let issuer = self.issuer(issuer_name)?;
             let old_key = current.map(|c| key_from_pem(name, &c.key_pem)).transpose()?;
             let cert = issue(name, spec, Some(&issuer), old_key)?;
             self.certs.insert(name.clone(), cert);
@@ -235,6 +252,15 @@ impl ClusterPki {
             changed = true;
         }
         Ok(changed)
+    }
+
+    /// The CA named `ca` as the issuer of new certificates.
+    fn issuer(&self, ca: &str) -> Result<Issuer<'static, KeyPair>, PkiError> {
+        let missing =
+            || PkiError::Generate { name: ca.to_owned(), source: rcgen::Error::CouldNotParseCertificate };
+        let cert = self.certs.get(ca).ok_or_else(missing)?;
+        Issuer::from_ca_cert_pem(&cert.cert_pem, key_from_pem(ca, &cert.key_pem)?)
+            .map_err(|source| PkiError::Generate { name: ca.to_owned(), source })
     }
 
     /// The certificate named `name` (one of this module's constants or per-node names).

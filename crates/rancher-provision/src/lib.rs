@@ -103,6 +103,7 @@ pub mod plan;
 mod progress;
 pub mod rke;
 pub mod rke_plans;
+pub mod s3;
 pub mod ssh;
 
 use async_trait::async_trait;

@@ -57,7 +57,7 @@ fn api<K: ApiKind>(state: &AppState, namespace: Option<&str>) -> Api<K> {
 /// or, for member-managed kinds, by the roles held where the object belongs (and `get` by membership
 /// there). An object the caller may not see is refused with 403 whether it exists or not, as
 /// Kubernetes does, so ids cannot be probed.
-async fn authorize_object<K: ApiKind>(
+pub(super) async fn authorize_object<K: ApiKind>(
     state: &AppState,
     caller: &Caller,
     verb: &str,

@@ -13,6 +13,7 @@ mod principals;
 mod public;
 mod rancher_shape;
 mod roles;
+mod rotate_certs;
 mod tokens;
 mod users;
 mod visibility;
@@ -20,6 +21,7 @@ mod visibility;
 pub(crate) use body::json_object as read_json_object;
 pub(crate) use clusters::new_project_name;
 pub(crate) use login::login as local_login;
+pub(crate) use rotate_certs::{ACTION as ROTATE_CERTIFICATES, rotate_certificates};
 pub(crate) use tokens::created_response as created_token_response;
 
 use std::any::Any;

@@ -209,6 +209,19 @@ pub(crate) const ROUTES: &[Route] = &[
         ),
         "exportAdminKubeconfig",
     ),
+    action(
+        io(
+            route(
+                "post",
+                "/v3/clusters/{id}",
+                "Rotate the certificates of a cluster built on hosts (all, some services', or with new CAs): whoever may update the cluster",
+            ),
+            Payload::Schema("RotateCertificateInput"),
+            200,
+            Payload::Schema("RotateCertificateOutput"),
+        ),
+        "rotateCertificates",
+    ),
     io(
         route("get", "/v3/clusters/{id}/namespaces", "The cluster's namespaces the caller may see"),
         Payload::None,
@@ -531,6 +544,14 @@ fn extra_schemas() -> Map<String, Value> {
     put(
         "ExportStateOutput",
         json!({"type": "object", "properties": {"type": {"type": "string", "enum": ["exportStateOutput"]}, "fileName": string, "state": {"type": "object", "description": "RKE's cluster.rkestate: desiredState and currentState, each with rkeConfig and certificatesBundle"}}}),
+    );
+    put(
+        "RotateCertificateInput",
+        json!({"type": "object", "properties": {"caCertificates": {"type": "boolean", "description": "New CAs too (then every certificate)"}, "services": {"description": "etcd, kube-apiserver, kube-controller-manager, kube-scheduler or kubelet (or a list of them); none: every certificate", "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}}}),
+    );
+    put(
+        "RotateCertificateOutput",
+        json!({"type": "object", "properties": {"type": {"type": "string", "enum": ["rotateCertificateOutput"]}, "message": string, "rotateCertificates": {"type": "object", "description": "spec.rkeConfig.rotate_certificates as set: ca_certificates, services, requested_at"}}}),
     );
     put(
         "ExportAdminKubeconfigOutput",

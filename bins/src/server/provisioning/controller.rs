@@ -193,7 +193,13 @@ pub(super) async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Ctx>) -> Result<Ac
         tracing::warn!(cluster = %cluster.metadata.name, driver, "provisioning: {e}");
     }
     let outcome = Outcome::of(&cluster, result);
-    write_status(&api, &cluster, |c| outcome.apply(c)).await?;
+    let generation = cluster.metadata.generation;
+    write_status(&api, &cluster, |c| {
+        let observed = c.status.observed_generation != Some(generation);
+        c.status.observed_generation = Some(generation);
+        outcome.apply(c) | observed
+    })
+    .await?;
     Ok(match outcome.next {
         Next::OnChange | Next::Cancelled => {
             ctx.forget(&uid);

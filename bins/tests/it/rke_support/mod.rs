@@ -99,9 +99,36 @@ pub fn cluster_yml(hosts: &[SshHost], roles: &[&[&str]], key_path: &Path) -> Str
     out
 }
 
-/// The pids of `host`'s processes whose program path ends with one of `patterns`.
+/// `path` without the build suffix the provisioner gives component binaries
+/// (`…/opt/rke/bin/etcd-0123456789abcdef` → `…/opt/rke/bin/etcd`).
+pub fn without_build(path: &str) -> &str {
+    match path.rsplit_once('-') {
+        Some((base, build)) if build.len() == 16 && build.bytes().all(|b| b.is_ascii_hexdigit()) => base,
+        _ => path,
+    }
+}
+
+/// The file of `component` under `host`'s `opt/rke/bin`, whatever its build suffix; `None` when
+/// there is none, a panic when there are several.
+pub fn installed_binary(host: &SshHost, component: &str) -> Option<std::path::PathBuf> {
+    let dir = host.root_dir().join("opt/rke/bin");
+    let found: Vec<_> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| without_build(&n.to_string_lossy()) == component))
+        .collect();
+    assert!(found.len() <= 1, "several builds of {component}: {found:?}");
+    found.into_iter().next()
+}
+
+/// The pids of `host`'s processes whose program path (without its build suffix) ends with one of
+/// `patterns`.
 pub fn pids_in_host(host: &SshHost, patterns: &[&str]) -> Vec<u32> {
-    host.pids_matching(|words| words.first().is_some_and(|w| patterns.iter().any(|p| w.ends_with(p))))
+    host.pids_matching(|words| {
+        words.first().is_some_and(|w| patterns.iter().any(|p| without_build(w).ends_with(p)))
+    })
 }
 
 /// SIGKILLs the processes of `host` whose program path ends with one of `patterns` (see

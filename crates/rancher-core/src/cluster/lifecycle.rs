@@ -156,5 +156,13 @@ mod tests {
         assert!(derive(&mut c));
         assert!(c.status.conditions.is_true("AgentDeployed"));
         assert_eq!(c.state(), ClusterState::Active);
+        // A change of its spec being rolled out (or retried): updating, and active again after.
+        c.status.conditions.set_condition("Provisioned", ConditionStatus::Unknown, "Provisioning", "");
+        derive(&mut c);
+        assert_eq!(c.state(), ClusterState::Updating);
+        assert_eq!(c.state().as_str(), "updating");
+        c.status.conditions.set_condition("Provisioned", ConditionStatus::True, "", "");
+        derive(&mut c);
+        assert_eq!(c.state(), ClusterState::Active);
     }
 }

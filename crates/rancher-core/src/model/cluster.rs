@@ -134,6 +134,27 @@ pub struct ClusterStatus {
     /// What the provisioner last reported, step by step (the `Provisioned` condition summarises it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning: Option<ProvisioningProgress>,
+    /// The `metadata.generation` (the version of the spec) the provisioning controller last
+    /// reconciled: the status speaks of an older spec while it is lower.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// When each certificate of a cluster built on hosts expires, by its name (`kube-apiserver`,
+    /// `kube-node-<node>`); the `CertificatesExpiring` condition warns of those close to it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub certificates_expiration: BTreeMap<String, CertExpiration>,
+}
+
+/// When one certificate expires.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct CertExpiration {
+    /// Its `notAfter`, RFC 3339.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub expiration_date: String,
+    /// Its subject's common name (the user name of a client certificate).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub common_name: String,
 }
 
 /// A provisioner's progress as a client can draw it: a message and the steps, each with its state.
@@ -254,6 +275,9 @@ pub enum ClusterState {
     Provisioning,
     /// Waiting for the cluster agent to connect.
     Waiting,
+    /// Connected and ready, and its provisioner is carrying out a change of its spec (or retrying
+    /// one): Rancher's `updating`.
+    Updating,
     /// Connected and ready.
     Active,
     /// Was active; the agent is gone or the cluster is not ready.
@@ -270,6 +294,7 @@ impl ClusterState {
             ClusterState::Pending => "pending",
             ClusterState::Provisioning => "provisioning",
             ClusterState::Waiting => "waiting",
+            ClusterState::Updating => "updating",
             ClusterState::Active => "active",
             ClusterState::Unavailable => "unavailable",
             ClusterState::Error => "error",
@@ -293,7 +318,10 @@ impl Cluster {
         } else if status_of("Provisioned") == Some(ConditionStatus::False) {
             ClusterState::Error
         } else if status_of("Ready") == Some(ConditionStatus::True) {
-            ClusterState::Active
+            match status_of("Provisioned") {
+                Some(ConditionStatus::Unknown) => ClusterState::Updating,
+                _ => ClusterState::Active,
+            }
         } else if status_of("Ready") == Some(ConditionStatus::False) {
             ClusterState::Unavailable
         } else if matches!(status_of("Waiting"), Some(ConditionStatus::Unknown | ConditionStatus::True)) {

@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// What Debug shows of an SSH private key: whether there is one, never its text.
+/// What Debug shows of a secret (an SSH private key, an S3 secret key): whether there is one, never
+/// its text.
 fn key_shown(key: &str) -> &'static str {
     if key.is_empty() { "" } else { "[redacted]" }
 }
@@ -25,6 +26,7 @@ impl std::fmt::Debug for RkeConfig {
             .field("authentication", &self.authentication)
             .field("bastion_host", &self.bastion_host)
             .field("upgrade_strategy", &self.upgrade_strategy)
+            .field("rotate_certificates", &self.rotate_certificates)
             .field("prefix_path", &self.prefix_path)
             .field("ssh_key", &key_shown(&self.ssh_key))
             .field("ssh_key_path", &self.ssh_key_path)
@@ -88,6 +90,10 @@ pub struct RkeConfig {
     /// How day-two changes roll over the hosts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade_strategy: Option<RkeUpgradeStrategy>,
+    /// A certificate rotation asked for (Rancher's `rotateCertificates`; set by the cluster's
+    /// `rotateCertificates` action): carried out once per `requested_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate_certificates: Option<RkeRotateCertificates>,
     /// The directory on every host under which the provisioner puts its files (default `/`, so
     /// `/etc/kubernetes`, `/var/lib/etcd`, `/opt/rke`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -161,9 +167,9 @@ pub struct RkeTaint {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RkeServices {
-    /// etcd.
+    /// etcd, and its snapshots.
     #[serde(default)]
-    pub etcd: RkeService,
+    pub etcd: RkeEtcd,
     /// kube-apiserver.
     #[serde(default, rename = "kube-api")]
     pub kube_api: RkeKubeApi,
@@ -189,6 +195,117 @@ pub struct RkeService {
     /// `--flag=value` arguments added to (or overriding) the defaults, without the dashes.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra_args: BTreeMap<String, String>,
+}
+
+/// etcd settings: extra arguments and the snapshot schedule.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RkeEtcd {
+    /// `--flag=value` arguments added to (or overriding) the defaults, without the dashes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra_args: BTreeMap<String, String>,
+    /// Recurring snapshots, kept on the hosts and optionally in S3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_config: Option<RkeBackupConfig>,
+    /// etcd keys of `cluster.yml` that rancher-rs does not implement (`snapshot`, `creation`,
+    /// `external_urls`, …): kept, and named in a validation warning.
+    #[serde(flatten)]
+    #[cfg_attr(feature = "schema", schemars(skip))]
+    pub unsupported: BTreeMap<String, serde_json::Value>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn twelve() -> u32 {
+    12
+}
+
+fn six() -> u32 {
+    6
+}
+
+/// Recurring etcd snapshots (`services.etcd.backup_config`), Rancher's defaults when a key is left out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RkeBackupConfig {
+    /// Take snapshots on the schedule (default `true`).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Hours between snapshots (default 12, at least 1).
+    #[serde(default = "twelve")]
+    pub interval_hours: u32,
+    /// How many recurring snapshots are kept (default 6, at least 1); older ones are deleted.
+    #[serde(default = "six")]
+    pub retention: u32,
+    /// Where snapshots are also uploaded. `cluster.yml` spells the key `s3backupconfig`;
+    /// `s3_backup_config` is accepted too.
+    #[serde(
+        default,
+        rename = "s3backupconfig",
+        alias = "s3_backup_config",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub s3_backup_config: Option<RkeS3BackupConfig>,
+    /// Keys rancher-rs does not implement (`safe_timestamp`, `timeout`): kept, and named in a
+    /// validation warning.
+    #[serde(flatten)]
+    #[cfg_attr(feature = "schema", schemars(skip))]
+    pub unsupported: BTreeMap<String, serde_json::Value>,
+}
+
+impl Default for RkeBackupConfig {
+    fn default() -> Self {
+        RkeBackupConfig {
+            enabled: true,
+            interval_hours: 12,
+            retention: 6,
+            s3_backup_config: None,
+            unsupported: BTreeMap::new(),
+        }
+    }
+}
+
+/// An S3-compatible bucket for etcd snapshots (Rancher's `s3BackupConfig`).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RkeS3BackupConfig {
+    /// The access key id.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub access_key: String,
+    /// The secret access key; a secret (sealed at rest, `"[sealed]"` in responses).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub secret_key: String,
+    /// The bucket.
+    #[serde(default)]
+    pub bucket_name: String,
+    /// The region (default `us-east-1`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub region: String,
+    /// `host[:port]` (HTTPS) or a URL (`http://` only when written so); empty means AWS.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub endpoint: String,
+    /// The key prefix snapshots go under.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub folder: String,
+    /// PEM CA certificate(s) for a private endpoint.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub custom_ca: String,
+}
+
+impl std::fmt::Debug for RkeS3BackupConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RkeS3BackupConfig")
+            .field("access_key", &self.access_key)
+            .field("secret_key", &key_shown(&self.secret_key))
+            .field("bucket_name", &self.bucket_name)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("folder", &self.folder)
+            .field("custom_ca", &if self.custom_ca.is_empty() { "" } else { "[PEM]" })
+            .finish()
+    }
 }
 
 /// kube-apiserver settings.
@@ -295,9 +412,58 @@ pub struct RkeUpgradeStrategy {
     pub drain: bool,
 }
 
+/// A certificate rotation: every certificate or some services' ones, optionally with new CAs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RkeRotateCertificates {
+    /// New CAs too, and so every certificate (then `services` stays empty).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ca_certificates: bool,
+    /// The services whose certificates are issued again (`etcd`, `kube-apiserver`,
+    /// `kube-controller-manager`, `kube-scheduler`, `kubelet`); empty means all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+    /// When it was asked for (RFC 3339): the request's identity, so each request is carried out
+    /// once; a new request has a new time.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub requested_at: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backup_config_reads_cluster_yml_keys_with_rancher_s_defaults() {
+        let yml: RkeServices = serde_json::from_value(serde_json::json!({
+            "etcd": {
+                "extra_args": {"quota-backend-bytes": "1"},
+                "snapshot": true,
+                "backup_config": {
+                    "interval_hours": 6,
+                    "timeout": 300,
+                    "s3backupconfig": {"bucket_name": "b", "secret_key": "s", "folder": "f"}
+                }
+            }
+        }))
+        .unwrap();
+        let b = yml.etcd.backup_config.as_ref().unwrap();
+        assert_eq!((b.enabled, b.interval_hours, b.retention), (true, 6, 6));
+        assert_eq!(b.unsupported.keys().collect::<Vec<_>>(), ["timeout"]);
+        assert_eq!(yml.etcd.unsupported.keys().collect::<Vec<_>>(), ["snapshot"]);
+        let s3 = b.s3_backup_config.as_ref().unwrap();
+        assert_eq!((s3.bucket_name.as_str(), s3.folder.as_str()), ("b", "f"));
+        let back = serde_json::to_value(&yml).unwrap();
+        assert_eq!(back["etcd"]["backup_config"]["s3backupconfig"]["bucket_name"], "b");
+        assert_eq!(back["etcd"]["backup_config"]["retention"], 6);
+
+        let alias: RkeBackupConfig = serde_json::from_value(
+            serde_json::json!({"enabled": false, "s3_backup_config": {"bucket_name": "x"}}),
+        )
+        .unwrap();
+        assert!(!alias.enabled && alias.s3_backup_config.is_some());
+        assert_eq!(RkeBackupConfig::default(), serde_json::from_value(serde_json::json!({})).unwrap());
+    }
 
     #[test]
     fn debug_output_never_holds_an_ssh_key() {
@@ -311,9 +477,24 @@ mod tests {
                 ..Default::default()
             }),
             ssh_key: key.into(),
+            services: RkeServices {
+                etcd: RkeEtcd {
+                    backup_config: Some(RkeBackupConfig {
+                        s3_backup_config: Some(RkeS3BackupConfig {
+                            bucket_name: "snapshots".into(),
+                            secret_key: "wJalrXUtnFEMI/K7MDENG".into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
             ..Default::default()
         };
         let shown = format!("{cfg:?} {cfg:#?}");
+        assert!(!shown.contains("wJalrXUtnFEMI") && shown.contains("snapshots"), "{shown}");
         assert!(!shown.contains("b3BlbnNzaC1rZXktdjE") && !shown.contains("PRIVATE KEY"), "{shown}");
         assert!(shown.contains("[redacted]") && shown.contains("10.0.0.1") && shown.contains("bastion"));
     }

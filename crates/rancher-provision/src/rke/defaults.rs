@@ -29,6 +29,23 @@ pub fn node_name(node: &RkeNode) -> String {
     if node.hostname_override.is_empty() { node.address.clone() } else { node.hostname_override.clone() }
 }
 
+/// `max_unavailable_worker` when the upgrade strategy names none.
+pub const DEFAULT_MAX_UNAVAILABLE_WORKER: &str = "10%";
+/// `max_unavailable_controlplane` when the upgrade strategy names none.
+pub const DEFAULT_MAX_UNAVAILABLE_CONTROLPLANE: &str = "1";
+
+/// How many of `hosts` hosts may be updated at once under `value` (`2`, `10%`; empty means
+/// `default`): a percentage rounds down, and the answer is at least 1 (a rollout always moves) and at
+/// most `hosts`. A malformed value counts as 1 (validation refuses it before).
+pub fn max_unavailable(value: &str, default: &str, hosts: usize) -> usize {
+    let value = if value.trim().is_empty() { default } else { value.trim() };
+    let n = match value.strip_suffix('%') {
+        Some(p) => p.parse::<usize>().map_or(1, |p| hosts * p.min(100) / 100),
+        None => value.parse::<usize>().unwrap_or(1),
+    };
+    n.clamp(1, hosts.max(1))
+}
+
 /// The SSH user for `node`: its own, the cluster's, then `root`.
 pub fn ssh_user<'a>(cfg: &'a RkeConfig, node: &'a RkeNode) -> &'a str {
     [node.user.as_str(), cfg.user.as_str()].into_iter().find(|u| !u.is_empty()).unwrap_or(DEFAULT_SSH_USER)

@@ -30,14 +30,27 @@ mod tests;
 pub(crate) mod validate;
 
 pub use cidr::{Cidr, CidrError};
+
+/// The cluster annotation naming the hosts (node names, comma-separated; `*` for all) that are gone
+/// for good: removing them (or the cluster) does not wait to drain or clean them when they cannot
+/// be reached. `rancherctl cluster node rm --force` and `cluster rm --force` set it.
+pub const ABANDON_HOSTS_ANNOTATION: &str = "rke.cattle.io/abandon-hosts";
+
+/// Whether `annotations` abandon the host `node` (see [`ABANDON_HOSTS_ANNOTATION`]).
+pub fn is_abandoned(annotations: &std::collections::BTreeMap<String, String>, node: &str) -> bool {
+    annotations
+        .get(ABANDON_HOSTS_ANNOTATION)
+        .is_some_and(|v| v.split(',').map(str::trim).any(|n| n == "*" || n == node))
+}
 pub use defaults::{
-    DEFAULT_CLUSTER_CIDR, DEFAULT_CLUSTER_DOMAIN, DEFAULT_DNS_SERVER, DEFAULT_PREFIX_PATH,
-    DEFAULT_SERVICE_CIDR, DEFAULT_SSH_PORT, DEFAULT_SSH_USER, SshKeySource, bastion_key_source, cluster_cidr,
-    cluster_dns_server, cluster_domain, internal_address, kubernetes_service_ip, node_name, prefix_path,
-    service_cidr, ssh_key_source, ssh_port, ssh_user,
+    DEFAULT_CLUSTER_CIDR, DEFAULT_CLUSTER_DOMAIN, DEFAULT_DNS_SERVER, DEFAULT_MAX_UNAVAILABLE_CONTROLPLANE,
+    DEFAULT_MAX_UNAVAILABLE_WORKER, DEFAULT_PREFIX_PATH, DEFAULT_SERVICE_CIDR, DEFAULT_SSH_PORT,
+    DEFAULT_SSH_USER, SshKeySource, bastion_key_source, cluster_cidr, cluster_dns_server, cluster_domain,
+    internal_address, kubernetes_service_ip, max_unavailable, node_name, prefix_path, service_cidr,
+    ssh_key_source, ssh_port, ssh_user,
 };
 pub use parse::{MAX_CLUSTER_YML_BYTES, parse_cluster_yml};
-pub use validate::validate;
+pub use validate::{s3_config, validate};
 
 /// The driver name of clusters built from an `rkeConfig`.
 pub const DRIVER: &str = "rke";

@@ -1,6 +1,8 @@
 //! The checks of a cluster.yml, one bad config at a time, and the warnings.
 
-use rancher_core::model::{RkeBastionHost, RkeConfig, RkeNode, RkeTaint, RkeUpgradeStrategy};
+use rancher_core::model::{
+    RkeBackupConfig, RkeBastionHost, RkeConfig, RkeNode, RkeS3BackupConfig, RkeTaint, RkeUpgradeStrategy,
+};
 
 use super::*;
 use crate::ProvisionError;
@@ -492,4 +494,92 @@ fn parse_errors_name_the_line_and_never_quote_the_input() {
     let big = "#".repeat(MAX_CLUSTER_YML_BYTES + 1);
     let err = parse_cluster_yml(&big).unwrap_err().to_string();
     assert!(err.contains("at most 1048576"), "{err}");
+}
+
+#[test]
+fn max_unavailable_is_a_count_or_a_share_rounded_down_and_always_at_least_one() {
+    use crate::rke::{DEFAULT_MAX_UNAVAILABLE_WORKER, max_unavailable};
+    // Rancher's default: 10 % of the workers, at least one.
+    assert_eq!(max_unavailable("", DEFAULT_MAX_UNAVAILABLE_WORKER, 2), 1);
+    assert_eq!(max_unavailable("", DEFAULT_MAX_UNAVAILABLE_WORKER, 25), 2);
+    assert_eq!(max_unavailable("50%", "1", 5), 2);
+    assert_eq!(max_unavailable("3", "1", 10), 3);
+    // Never more than there are, never zero.
+    assert_eq!(max_unavailable("9", "1", 2), 2);
+    assert_eq!(max_unavailable("0", "1", 4), 1);
+    assert_eq!(max_unavailable("100%", "1", 0), 1);
+}
+
+fn with_backup(s3: Option<RkeS3BackupConfig>) -> RkeConfig {
+    let mut cfg = good();
+    cfg.services.etcd.backup_config = Some(RkeBackupConfig { s3_backup_config: s3, ..Default::default() });
+    cfg
+}
+
+fn s3() -> RkeS3BackupConfig {
+    RkeS3BackupConfig {
+        access_key: "AKIDEXAMPLE".into(),
+        secret_key: "secret".into(),
+        bucket_name: "etcd-snapshots".into(),
+        endpoint: "minio.example:9000".into(),
+        folder: "prod".into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn backup_config_is_checked_field_by_field() {
+    assert!(validate(&with_backup(None)).unwrap().is_empty());
+    assert!(validate(&with_backup(Some(s3()))).unwrap().is_empty());
+    const B: &str = "rkeConfig.services.etcd.backup_config";
+    type Change = fn(&mut RkeBackupConfig);
+    let cases: [(Change, &str, &str); 8] = [
+        (|b| b.interval_hours = 0, "interval_hours", "at least 1"),
+        (|b| b.retention = 0, "retention", "at least 1"),
+        (
+            |b| b.s3_backup_config.as_mut().unwrap().endpoint = "ftp://x".into(),
+            "s3backupconfig.endpoint",
+            "scheme",
+        ),
+        (
+            |b| b.s3_backup_config.as_mut().unwrap().endpoint = "https://x/path".into(),
+            "s3backupconfig.endpoint",
+            "no path",
+        ),
+        (
+            |b| b.s3_backup_config.as_mut().unwrap().bucket_name = "Bad_Bucket".into(),
+            "s3backupconfig.bucket_name",
+            "'B'",
+        ),
+        (|b| b.s3_backup_config.as_mut().unwrap().bucket_name.clear(), "s3backupconfig.bucket_name", "empty"),
+        (|b| b.s3_backup_config.as_mut().unwrap().secret_key.clear(), "s3backupconfig.secret_key", "empty"),
+        (
+            |b| b.s3_backup_config.as_mut().unwrap().custom_ca = "junk".into(),
+            "s3backupconfig.custom_ca",
+            "PEM",
+        ),
+    ];
+    for (change, field, message) in cases {
+        let mut cfg = with_backup(Some(s3()));
+        change(cfg.services.etcd.backup_config.as_mut().unwrap());
+        let (f, m) = invalid(&cfg);
+        assert_eq!(f, format!("{B}.{field}"), "{m}");
+        assert!(m.contains(message), "{f}: {m:?} does not say {message:?}");
+    }
+    let mut cfg = with_backup(Some(s3()));
+    cfg.services
+        .etcd
+        .backup_config
+        .as_mut()
+        .unwrap()
+        .unsupported
+        .insert("safe_timestamp".into(), true.into());
+    cfg.services.etcd.unsupported.insert("snapshot".into(), true.into());
+    assert_eq!(
+        validate(&cfg).unwrap(),
+        [
+            "rkeConfig.services.etcd.snapshot is not supported by rancher-rs and is ignored",
+            "rkeConfig.services.etcd.backup_config.safe_timestamp is not supported by rancher-rs and is ignored",
+        ]
+    );
 }

@@ -3,12 +3,14 @@
 
 use std::path::{Component, Path};
 
-use rancher_core::model::RkeConfig;
+use rancher_core::model::{RkeConfig, RkeS3BackupConfig};
+use secrecy::SecretString;
 
 use super::defaults::{self, CLUSTER_CIDR_FIELD, DNS_SERVER_FIELD};
 use super::names::{dns1123_subdomain, host_address};
 use super::nodes::{self, Topology};
 use crate::ProvisionError;
+use crate::s3::S3Config;
 
 /// Checks a cluster's config; on success returns warnings (each a sentence for the user) about what is
 /// accepted but not recommended or not implemented.
@@ -33,7 +35,37 @@ pub fn validate(cfg: &RkeConfig) -> Result<Vec<String>, ProvisionError> {
     check_networks(cfg)?;
     check_cluster(cfg)?;
     check_extra_args(cfg)?;
+    check_rotation(cfg)?;
+    check_backup(cfg)?;
     Ok(warnings(cfg, topology))
+}
+
+/// `rotate_certificates`: known services, not with new CAs, and the request's time.
+fn check_rotation(cfg: &RkeConfig) -> Result<(), ProvisionError> {
+    let Some(r) = &cfg.rotate_certificates else { return Ok(()) };
+    let field = "rkeConfig.rotate_certificates";
+    for (i, service) in r.services.iter().enumerate() {
+        if let Err(e) = crate::cluster_pki::check_services(std::slice::from_ref(service)) {
+            return Err(invalid(&format!("{field}.services[{i}]"), e.to_string()));
+        }
+    }
+    if r.ca_certificates && !r.services.is_empty() {
+        return Err(invalid(
+            &format!("{field}.services"),
+            "new CA certificates re-issue every certificate: leave services empty with ca_certificates",
+        ));
+    }
+    if r.requested_at.parse::<jiff::Timestamp>().is_err() {
+        return Err(invalid(
+            &format!("{field}.requested_at"),
+            format!(
+                "{:?} is not an RFC 3339 time: it identifies the request (the rotateCertificates action \
+                 sets it; a new request needs a new time)",
+                r.requested_at
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ProvisionError {
@@ -208,6 +240,41 @@ fn check_extra_args(cfg: &RkeConfig) -> Result<(), ProvisionError> {
     Ok(())
 }
 
+/// The S3 settings of `backup_config` as [`S3Client`](crate::s3::S3Client) takes them, with the secret
+/// key opened by the caller (it is sealed at rest).
+pub fn s3_config(s3: &RkeS3BackupConfig, secret_key: SecretString) -> S3Config {
+    S3Config {
+        endpoint: s3.endpoint.clone(),
+        bucket_name: s3.bucket_name.clone(),
+        region: s3.region.clone(),
+        folder: s3.folder.clone(),
+        access_key: s3.access_key.clone(),
+        secret_key,
+        custom_ca: (!s3.custom_ca.is_empty()).then(|| s3.custom_ca.clone()),
+    }
+}
+
+fn check_backup(cfg: &RkeConfig) -> Result<(), ProvisionError> {
+    let Some(b) = &cfg.services.etcd.backup_config else { return Ok(()) };
+    const FIELD: &str = "rkeConfig.services.etcd.backup_config";
+    if b.interval_hours < 1 {
+        return Err(invalid(
+            &format!("{FIELD}.interval_hours"),
+            "must be at least 1 (hours between snapshots)",
+        ));
+    }
+    if b.retention < 1 {
+        return Err(invalid(&format!("{FIELD}.retention"), "must be at least 1 (snapshots kept)"));
+    }
+    if let Some(s3) = &b.s3_backup_config {
+        // Plain on create, sealed once stored: here only its presence matters.
+        s3_config(s3, SecretString::from(s3.secret_key.clone()))
+            .check()
+            .map_err(|e| invalid(&format!("{FIELD}.s3backupconfig.{}", e.field), e.reason))?;
+    }
+    Ok(())
+}
+
 fn warnings(cfg: &RkeConfig, t: Topology) -> Vec<String> {
     let mut out = Vec::new();
     if (t.etcd, t.controlplane) != (3, 2) || t.shared_workers > 0 {
@@ -228,6 +295,16 @@ fn warnings(cfg: &RkeConfig, t: Topology) -> Vec<String> {
     }
     for key in cfg.services.unsupported.keys() {
         out.push(format!("rkeConfig.services.{key} is not supported by rancher-rs and is ignored"));
+    }
+    for key in cfg.services.etcd.unsupported.keys() {
+        out.push(format!("rkeConfig.services.etcd.{key} is not supported by rancher-rs and is ignored"));
+    }
+    if let Some(b) = &cfg.services.etcd.backup_config {
+        for key in b.unsupported.keys() {
+            out.push(format!(
+                "rkeConfig.services.etcd.backup_config.{key} is not supported by rancher-rs and is ignored"
+            ));
+        }
     }
     if !matches!(cfg.network.plugin.as_str(), "" | "none") {
         out.push(format!(
@@ -253,5 +330,44 @@ mod tests {
         }
         assert!(count_or_percent("1") && count_or_percent("10%") && count_or_percent("100%"));
         assert!(!count_or_percent("101%") && !count_or_percent("-1") && !count_or_percent("x%"));
+    }
+
+    #[test]
+    fn a_rotation_names_known_services_and_its_request_time() {
+        use rancher_core::model::{RkeNode, RkeRotateCertificates};
+        let mut cfg = RkeConfig {
+            nodes: vec![RkeNode {
+                address: "10.0.0.1".into(),
+                role: vec!["etcd".into(), "controlplane".into(), "worker".into()],
+                ..Default::default()
+            }],
+            ssh_key_path: "/root/.ssh/id".into(),
+            ..Default::default()
+        };
+        let rotate = |services: &[&str], ca: bool, at: &str| RkeRotateCertificates {
+            ca_certificates: ca,
+            services: services.iter().map(|s| (*s).to_owned()).collect(),
+            requested_at: at.into(),
+        };
+        let at = "2024-05-01T10:00:00Z";
+        for ok in [rotate(&[], false, at), rotate(&["etcd", "kubelet"], false, at), rotate(&[], true, at)] {
+            cfg.rotate_certificates = Some(ok);
+            validate(&cfg).unwrap();
+        }
+        cfg.rotate_certificates = Some(rotate(&["etcd", "kube-dns"], false, at));
+        assert_eq!(
+            validate(&cfg).unwrap_err().to_string(),
+            "rkeConfig.rotate_certificates.services[1]: unknown service \"kube-dns\" to rotate certificates \
+             of (known: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet)"
+        );
+        cfg.rotate_certificates = Some(rotate(&["etcd"], true, at));
+        let err = validate(&cfg).unwrap_err().to_string();
+        assert!(err.starts_with("rkeConfig.rotate_certificates.services: new CA"), "{err}");
+        cfg.rotate_certificates = Some(rotate(&[], false, ""));
+        let err = validate(&cfg).unwrap_err().to_string();
+        assert!(
+            err.starts_with("rkeConfig.rotate_certificates.requested_at: \"\" is not an RFC 3339"),
+            "{err}"
+        );
     }
 }

@@ -4,9 +4,16 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
+use sha2::{Digest, Sha256};
+
 use super::RenderError;
 use crate::cluster_pki::ClusterPki;
 use crate::plan::PlanFile;
+
+/// The environment variable of every process that holds the digest of the certificates it loads
+/// ([`HostFiles::digest`]): the node agent restarts a process whose environment changed, so a
+/// process picks up its certificates issued again (a rotation, a renewal).
+pub(crate) const CERTIFICATES_ENV: &str = "RKE_CERTIFICATES_DIGEST";
 
 /// Mode of private keys.
 const KEY_MODE: u32 = 0o600;
@@ -53,11 +60,35 @@ impl<'a> HostFiles<'a> {
         self.push(format!("{}/{base}-key.pem", self.ssl), pem.as_bytes(), KEY_MODE)
     }
 
-    /// The certificate only (a CA), from the PKI's `name`, as `<ssl>/<base>.pem`.
+    /// What a host trusts for the PKI's CA `name` ([`ClusterPki::trust_bundle`]: both CAs during
+    /// a rotation to a new CA), as `<ssl>/<base>.pem`.
     pub(crate) fn ca(&mut self, name: &str, base: &str) -> Result<String, RenderError> {
+        let pem =
+            self.pki.trust_bundle(name).ok_or_else(|| RenderError::MissingCertificate(name.to_owned()))?;
+        Ok(self.public_pem(base, &pem))
+    }
+
+    /// The certificate of the PKI's CA `name` alone (the one its key signs with), as
+    /// `<ssl>/<base>.pem`.
+    pub(crate) fn signing_ca(&mut self, name: &str, base: &str) -> Result<String, RenderError> {
         let c = self.pki.get(name).ok_or_else(|| RenderError::MissingCertificate(name.to_owned()))?;
         let pem = c.cert_pem.clone();
         Ok(self.public_pem(base, &pem))
+    }
+
+    /// A digest (hex, 16 characters) of the contents of the files at `paths`, for a process's
+    /// [`CERTIFICATES_ENV`]: its value changes, and so the process is restarted, when one of the
+    /// certificates it loads is issued again.
+    pub(crate) fn digest(&self, paths: &[&str]) -> String {
+        let mut h = Sha256::new();
+        for path in paths {
+            let content = self.files.iter().find(|f| f.path == *path).map_or("", |f| f.content.as_str());
+            h.update(path.as_bytes());
+            h.update([0]);
+            h.update(content.as_bytes());
+            h.update([0]);
+        }
+        hex::encode(&h.finalize()[..8])
     }
 
     /// The certificate and key of the PKI's `name`, as `<ssl>/<base>.pem` and `<ssl>/<base>-key.pem`.

@@ -67,6 +67,9 @@ pub struct ComponentPaths {
     pub kubelet: String,
     /// When set, the first controlplane host also runs the cluster agent.
     pub cluster_agent: Option<ClusterAgent>,
+    /// Default flags by component (`etcd`, `kube-apiserver`, …; name without dashes → value), as a
+    /// bundle gives them: over the provisioner's defaults, under `services.*.extra_args`.
+    pub args: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl ComponentPaths {
@@ -81,6 +84,7 @@ impl ComponentPaths {
             kube_scheduler: format!("{dir}/kube-scheduler"),
             kubelet: format!("{dir}/rancher-sim"),
             cluster_agent: None,
+            args: BTreeMap::new(),
         }
     }
 }
@@ -146,6 +150,34 @@ impl RenderError {
     }
 }
 
+/// How an etcd host joined its cluster, which its `--initial-cluster` flags must keep saying for as
+/// long as it runs (etcd reads them only on its first start, but a changed flag changes the plan and
+/// restarts the member): the members at its join and whether the cluster was running then.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdJoin {
+    /// `--initial-cluster`: `<name>=https://<internal>:2380,…` of the members at its join, itself
+    /// included.
+    pub initial_cluster: String,
+    /// `--initial-cluster-state existing`: it was added to a running cluster through the member API.
+    pub existing: bool,
+}
+
+/// `--initial-cluster` of a cluster started from `cfg` as it is: every etcd host of `cfg`.
+///
+/// # Errors
+/// [`RenderError::Invalid`] when `cfg`'s hosts are not valid (see [`render_plans`]).
+pub fn etcd_initial_cluster(cfg: &RkeConfig) -> Result<String, RenderError> {
+    let hosts = hosts::hosts(cfg)?;
+    let etcd: Vec<&hosts::Host<'_>> = hosts.iter().filter(|h| h.etcd).collect();
+    Ok(services::initial_cluster(&etcd))
+}
+
+/// `https://<internal address>:2380` of `node`: its etcd peer URL.
+pub fn etcd_peer_url(node: &rancher_core::model::RkeNode) -> String {
+    services::etcd_peer_url(crate::rke::internal_address(node))
+}
+
 /// The plan of every host, by node name (`hostname_override`, else `address`).
 ///
 /// Every file goes under the prefix path (`<prefix>/etc/kubernetes/ssl/*.pem`, kubeconfigs
@@ -163,10 +195,24 @@ pub fn render_plans(
     pki: &ClusterPki,
     binaries: &ComponentPaths,
 ) -> Result<BTreeMap<String, NodePlan>, RenderError> {
+    render_plans_with(cfg, pki, binaries, &BTreeMap::new())
+}
+
+/// [`render_plans`] for a cluster whose etcd hosts joined as `joins` says (node name → how it
+/// joined); an etcd host without an entry starts with every etcd host of `cfg`, as a new cluster.
+///
+/// # Errors
+/// As [`render_plans`].
+pub fn render_plans_with(
+    cfg: &RkeConfig,
+    pki: &ClusterPki,
+    binaries: &ComponentPaths,
+    joins: &BTreeMap<String, EtcdJoin>,
+) -> Result<BTreeMap<String, NodePlan>, RenderError> {
     check_binaries(binaries)?;
     let hosts = hosts::hosts(cfg)?;
     let prefix = hosts::prefix(cfg)?;
-    let cluster = services::Cluster::new(cfg, pki, &hosts)?;
+    let cluster = services::Cluster::new(cfg, pki, &hosts, joins)?;
     let first_cp = hosts.iter().position(|h| h.controlplane);
     let mut plans = BTreeMap::new();
     for (i, h) in hosts.iter().enumerate() {
@@ -205,8 +251,9 @@ pub fn admin_kubeconfig(cfg: &RkeConfig, pki: &ClusterPki, server: &str) -> Resu
     if !server.starts_with("https://") || server.len() <= "https://".len() {
         return Err(RenderError::invalid("server", format!("{server:?} is not an https:// URL")));
     }
+    // During a rotation to a new CA, both: the API servers' certificates move from one to the other.
     let ca = pki
-        .get(cluster_pki::KUBE_CA)
+        .trust_bundle(cluster_pki::KUBE_CA)
         .ok_or_else(|| RenderError::MissingCertificate(cluster_pki::KUBE_CA.into()))?;
     let admin = pki
         .get(cluster_pki::ADMIN)
@@ -214,7 +261,7 @@ pub fn admin_kubeconfig(cfg: &RkeConfig, pki: &ClusterPki, server: &str) -> Resu
     Ok(files::kubeconfig(
         server,
         "kube-admin",
-        &[("certificate-authority-data", &files::b64(&ca.cert_pem))],
+        &[("certificate-authority-data", &files::b64(&ca))],
         &[
             ("client-certificate-data", &files::b64(&admin.cert_pem)),
             ("client-key-data", &files::b64(admin.key_pem.expose())),

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use rancher_core::model::RkeConfig;
 use secrecy::ExposeSecret as _;
 
-use super::files::{CertFiles, HostFiles, host_port, https_url};
+use super::files::{CERTIFICATES_ENV, CertFiles, HostFiles, host_port, https_url};
 use super::hosts::{self, Host};
-use super::{APISERVER_PORT, ClusterAgent, ComponentPaths, RenderError};
+use super::{APISERVER_PORT, ClusterAgent, ComponentPaths, EtcdJoin, RenderError};
 use crate::cluster_pki::{self as pki, ClusterPki};
 use crate::plan::{HealthCheck, PlanProcess};
 
@@ -30,6 +30,8 @@ pub(crate) struct Cluster<'a> {
     etcd_servers: String,
     /// `<name>=https://<internal>:2380` of every etcd host.
     initial_cluster: String,
+    /// How the etcd hosts that joined a running cluster joined it.
+    joins: &'a BTreeMap<String, EtcdJoin>,
     /// The first controlplane host's API server.
     first_apiserver: String,
     /// Every controlplane host's API server, in host order.
@@ -41,15 +43,12 @@ impl<'a> Cluster<'a> {
         cfg: &'a RkeConfig,
         pki: &'a ClusterPki,
         hosts: &[Host<'_>],
+        joins: &'a BTreeMap<String, EtcdJoin>,
     ) -> Result<Self, RenderError> {
         let etcd: Vec<&Host<'_>> = hosts.iter().filter(|h| h.etcd).collect();
         let etcd_servers =
             etcd.iter().map(|h| https_url(h.internal, ETCD_CLIENT_PORT)).collect::<Vec<_>>().join(",");
-        let initial_cluster = etcd
-            .iter()
-            .map(|h| format!("{}={}", h.name, https_url(h.internal, ETCD_PEER_PORT)))
-            .collect::<Vec<_>>()
-            .join(",");
+        let initial_cluster = initial_cluster(&etcd);
         let first = hosts
             .iter()
             .find(|h| h.controlplane)
@@ -62,6 +61,7 @@ impl<'a> Cluster<'a> {
             pki,
             etcd_servers,
             initial_cluster,
+            joins,
             first_apiserver: https_url(first.internal, APISERVER_PORT),
             apiservers: hosts
                 .iter()
@@ -70,6 +70,16 @@ impl<'a> Cluster<'a> {
                 .collect(),
         })
     }
+}
+
+/// `<name>=https://<internal>:2380` of each of `etcd`, in order: etcd's `--initial-cluster`.
+pub(crate) fn initial_cluster(etcd: &[&Host<'_>]) -> String {
+    etcd.iter().map(|h| format!("{}={}", h.name, etcd_peer_url(h.internal))).collect::<Vec<_>>().join(",")
+}
+
+/// `https://<internal>:2380`: where an etcd host's peers reach it.
+pub(crate) fn etcd_peer_url(internal: &str) -> String {
+    https_url(internal, ETCD_PEER_PORT)
 }
 
 /// Flags by name (without dashes): the defaults, then `extra_args` over them.
@@ -85,13 +95,23 @@ impl Flags {
         self
     }
 
-    /// `--key=value` (`--key` for an empty value), after overlaying `extra` from `service`.
-    fn render(mut self, service: &str, extra: &BTreeMap<String, String>) -> Result<Vec<String>, RenderError> {
-        for (k, v) in extra {
+    /// `--key=value` (`--key` for an empty value), after overlaying the bundle's flags of
+    /// `component`, then `extra` from `service`.
+    fn render(
+        mut self,
+        b: &ComponentPaths,
+        component: &str,
+        service: &str,
+        extra: &BTreeMap<String, String>,
+    ) -> Result<Vec<String>, RenderError> {
+        let bundle =
+            b.args.get(component).into_iter().flatten().map(|kv| (format!("binaries.args.{component}"), kv));
+        let user = extra.iter().map(|kv| (format!("services.{service}.extra_args"), kv));
+        for (field, (k, v)) in bundle.chain(user) {
             let bad = k.is_empty() || k.starts_with('-') || k.contains(['=', ' ', '\t', '\n']);
             if bad || v.contains('\n') {
                 return Err(RenderError::invalid(
-                    format!("services.{service}.extra_args.{k}"),
+                    format!("{field}.{k}"),
                     "a flag name without dashes (`v`, `audit-log-path`) and a one-line value",
                 ));
             }
@@ -109,6 +129,12 @@ fn process(name: &str, binary: &str, args: Vec<String>, health: Option<HealthChe
     PlanProcess { name: name.to_owned(), binary: binary.to_owned(), args, env: BTreeMap::new(), health }
 }
 
+/// `p` with the digest of the certificate files it loads in its environment.
+fn loading(mut p: PlanProcess, files: &HostFiles<'_>, certs: &[&str]) -> PlanProcess {
+    p.env.insert(CERTIFICATES_ENV.to_owned(), files.digest(certs));
+    p
+}
+
 /// etcd on an etcd host: peers and clients over mutual TLS on the host's internal address (and
 /// clients on 127.0.0.1 too, unless the internal address is itself a loopback address).
 pub(crate) fn etcd(
@@ -121,6 +147,7 @@ pub(crate) fn etcd(
     let ca = files.ca(pki::ETCD_CA, "kube-etcd-ca")?;
     let peer = files.cert(&pki::etcd_peer(&h.name), "kube-etcd-peer")?;
     let server = files.cert(&pki::etcd_server(&h.name), "kube-etcd-server")?;
+    let (peer_cert, server_cert) = (peer.cert.clone(), server.cert.clone());
     let own = https_url(h.internal, ETCD_CLIENT_PORT);
     let local = https_url("127.0.0.1", ETCD_CLIENT_PORT);
     let (listen, health_base) =
@@ -132,8 +159,11 @@ pub(crate) fn etcd(
         .set("initial-advertise-peer-urls", https_url(h.internal, ETCD_PEER_PORT))
         .set("listen-client-urls", listen)
         .set("advertise-client-urls", own)
-        .set("initial-cluster", &c.initial_cluster)
-        .set("initial-cluster-state", "new")
+        .set("initial-cluster", c.joins.get(&h.name).map_or(&c.initial_cluster, |j| &j.initial_cluster))
+        .set(
+            "initial-cluster-state",
+            if c.joins.get(&h.name).is_some_and(|j| j.existing) { "existing" } else { "new" },
+        )
         .set("initial-cluster-token", c.pki.etcd_cluster_token())
         .set("trusted-ca-file", &ca)
         .set("cert-file", &server.cert)
@@ -147,11 +177,13 @@ pub(crate) fn etcd(
         .set("election-timeout", "5000");
     let health = HealthCheck::Http {
         url: format!("{health_base}/health"),
-        ca_file: Some(ca),
+        ca_file: Some(ca.clone()),
         cert_file: Some(peer.cert),
         key_file: Some(peer.key),
     };
-    Ok(process("etcd", &b.etcd, f.render("etcd", &c.cfg.services.etcd.extra_args)?, Some(health)))
+    let p =
+        process("etcd", &b.etcd, f.render(b, "etcd", "etcd", &c.cfg.services.etcd.extra_args)?, Some(health));
+    Ok(loading(p, files, &[&ca, &peer_cert, &server_cert]))
 }
 
 /// kube-apiserver, kube-controller-manager and kube-scheduler on a controlplane host.
@@ -232,11 +264,31 @@ pub(crate) fn control_plane(
     let apiserver = process(
         "kube-apiserver",
         &b.kube_apiserver,
-        f.render("kube-api", &cfg.services.kube_api.extra_args)?,
+        f.render(b, "kube-apiserver", "kube-api", &cfg.services.kube_api.extra_args)?,
         Some(api_health),
+    );
+    let apiserver = loading(
+        apiserver,
+        files,
+        &[
+            &kube_ca,
+            &etcd_ca,
+            &etcd_client.cert,
+            &serving.cert,
+            &kubelet_client.cert,
+            &front_ca,
+            &front_client.cert,
+            &sa_pub,
+        ],
     );
 
     let cm_cert = files.cert(pki::CONTROLLER_MANAGER, "kube-controller-manager")?;
+    // During a rotation to a new CA kube-ca.pem holds both CAs, but the signer wants the one of its
+    // key alone.
+    let signing_ca = match c.pki.rotation_phase() {
+        Some(_) => files.signing_ca(pki::KUBE_CA, "kube-ca-signing")?,
+        None => kube_ca.clone(),
+    };
     let cm_kubeconfig = files.kubeconfig("kube-controller-manager", &own_api, &kube_ca, &cm_cert);
     let mut f = Flags::new();
     f.set("kubeconfig", &cm_kubeconfig)
@@ -244,7 +296,7 @@ pub(crate) fn control_plane(
         .set("bind-address", h.internal)
         .set("secure-port", CONTROLLER_MANAGER_PORT.to_string())
         .set("port", "0")
-        .set("cluster-signing-cert-file", &kube_ca)
+        .set("cluster-signing-cert-file", &signing_ca)
         .set("cluster-signing-key-file", &kube_ca_key)
         .set("root-ca-file", &kube_ca)
         .set("service-account-private-key-file", &sa_key)
@@ -257,9 +309,10 @@ pub(crate) fn control_plane(
     let controller_manager = process(
         "kube-controller-manager",
         &b.kube_controller_manager,
-        f.render("kube-controller", &cfg.services.kube_controller.extra_args)?,
+        f.render(b, "kube-controller-manager", "kube-controller", &cfg.services.kube_controller.extra_args)?,
         Some(HealthCheck::Tcp { address: host_port(h.internal, CONTROLLER_MANAGER_PORT) }),
     );
+    let controller_manager = loading(controller_manager, files, &[&kube_ca, &signing_ca, &cm_cert.cert]);
 
     let sched_cert = files.cert(pki::SCHEDULER, "kube-scheduler")?;
     let sched_kubeconfig = files.kubeconfig("kube-scheduler", &own_api, &kube_ca, &sched_cert);
@@ -273,9 +326,10 @@ pub(crate) fn control_plane(
     let scheduler = process(
         "kube-scheduler",
         &b.kube_scheduler,
-        f.render("scheduler", &cfg.services.scheduler.extra_args)?,
+        f.render(b, "kube-scheduler", "scheduler", &cfg.services.scheduler.extra_args)?,
         Some(HealthCheck::Tcp { address: host_port(h.internal, SCHEDULER_PORT) }),
     );
+    let scheduler = loading(scheduler, files, &[&kube_ca, &sched_cert.cert]);
     Ok(vec![apiserver, controller_manager, scheduler])
 }
 
@@ -345,8 +399,8 @@ pub(crate) fn kubelet(
         f.set("register-with-taints", taints.join(","));
     }
     let mut args = vec!["kubelet".to_owned()];
-    args.extend(f.render("kubelet", &cfg.services.kubelet.extra_args)?);
-    Ok(process("kubelet", &b.kubelet, args, None))
+    args.extend(f.render(b, "kubelet", "kubelet", &cfg.services.kubelet.extra_args)?);
+    Ok(loading(process("kubelet", &b.kubelet, args, None), files, &[&ca, &cert.cert]))
 }
 
 /// The cluster agent on the first controlplane host, talking to that host's API server.
@@ -365,8 +419,8 @@ pub(crate) fn cluster_agent(
     for other in c.apiservers.iter().filter(|a| **a != own) {
         args.extend(["--api-server-alternate".to_owned(), other.clone()]);
     }
-    let mut p = process("cluster-agent", &agent.binary, args, None);
-    p.env = BTreeMap::from([
+    let mut p = loading(process("cluster-agent", &agent.binary, args, None), files, &[&ca, &cert.cert]);
+    p.env.extend([
         ("CATTLE_SERVER".to_owned(), agent.server_url.clone()),
         ("CATTLE_CA_CHECKSUM".to_owned(), agent.ca_checksum.clone()),
         ("CATTLE_TOKEN".to_owned(), agent.token.expose_secret().to_owned()),

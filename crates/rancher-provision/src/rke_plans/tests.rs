@@ -262,3 +262,61 @@ fn the_admin_kubeconfig_points_at_the_first_controlplane_host() {
     c.nodes[2].role = vec!["etcd".into()];
     assert_eq!(admin_server_url(&c), None);
 }
+
+#[test]
+fn a_bundles_flags_sit_over_the_defaults_and_under_the_users_extra_args() {
+    let mut c = cluster();
+    c.services.kube_api.extra_args.insert("v".into(), "4".into());
+    let mut b = ComponentPaths::under("/opt/bin");
+    b.args.insert(
+        "kube-apiserver".into(),
+        [("v".to_owned(), "2".to_owned()), ("profiling".to_owned(), "true".to_owned())].into(),
+    );
+    let p = pki(&c);
+    let plans = render_plans(&c, &p, &b).unwrap();
+    let api = proc(&plans["cp1"], "kube-apiserver");
+    assert_eq!(flag(api, "profiling"), Some("true"), "the bundle's flag replaces the default");
+    assert_eq!(flag(api, "v"), Some("4"), "the user's extra_args win over the bundle");
+    // Another bundle's flags are another plan: the hosts running that component restart.
+    let plain = render_plans(&c, &p, &ComponentPaths::under("/opt/bin")).unwrap();
+    assert_ne!(plans["cp1"].revision, plain["cp1"].revision);
+    assert_eq!(plans["w3"].revision, plain["w3"].revision);
+    // A bad flag in a bundle is named as the bundle's.
+    b.args.insert("etcd".into(), [("--bad".to_owned(), String::new())].into());
+    let e = render_plans(&c, &p, &b).unwrap_err();
+    assert!(e.to_string().starts_with("binaries.args.etcd.--bad:"), "{e}");
+}
+
+#[test]
+fn an_etcd_host_that_joined_a_running_cluster_keeps_its_join_flags_and_the_others_keep_theirs() {
+    let c = cluster();
+    let mut grown = c.clone();
+    grown.nodes.push(node("10.0.0.4", "etcd4", &["etcd"]));
+    let mut p = pki(&c);
+    p.ensure(&grown).unwrap();
+    let before = render_plans(&c, &p, &ComponentPaths::under("/opt/bin")).unwrap();
+    // The members that started the cluster keep the flags they started with.
+    let initial = etcd_initial_cluster(&c).unwrap();
+    assert_eq!(initial, "cp1=https://192.168.0.1:2380,etcd2=https://192.168.0.2:2380");
+    let joins: BTreeMap<String, EtcdJoin> = [
+        ("cp1".to_owned(), EtcdJoin { initial_cluster: initial.clone(), existing: false }),
+        ("etcd2".to_owned(), EtcdJoin { initial_cluster: initial.clone(), existing: false }),
+        (
+            "etcd4".to_owned(),
+            EtcdJoin {
+                initial_cluster: format!("{initial},etcd4={}", etcd_peer_url(&grown.nodes[3])),
+                existing: true,
+            },
+        ),
+    ]
+    .into();
+    let after = render_plans_with(&grown, &p, &ComponentPaths::under("/opt/bin"), &joins).unwrap();
+    assert_eq!(after["etcd2"].revision, before["etcd2"].revision, "an existing member is not restarted");
+    let joined = proc(&after["etcd4"], "etcd");
+    assert_eq!(flag(joined, "initial-cluster-state"), Some("existing"));
+    assert!(flag(joined, "initial-cluster").unwrap().ends_with(",etcd4=https://192.168.0.4:2380"));
+    // The API servers learn of the new member.
+    assert!(
+        flag(proc(&after["cp1"], "kube-apiserver"), "etcd-servers").unwrap().contains("192.168.0.4:2379")
+    );
+}

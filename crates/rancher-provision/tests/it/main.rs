@@ -6,4 +6,5 @@ mod applier;
 mod etcd_api;
 mod etcd_snapshots;
 mod rke_plans;
+mod s3;
 mod ssh;

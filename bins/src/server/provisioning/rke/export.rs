@@ -36,8 +36,8 @@ pub(crate) enum ExportError {
     },
 }
 
-/// The config as it travels in a download: the SSH keys (sealed with this server's key, of no use
-/// elsewhere) left out; their paths stay.
+/// The config as it travels in a download: the SSH keys and the S3 secret key (sealed with this
+/// server's key, of no use elsewhere) left out; the key paths stay.
 fn portable(cfg: &RkeConfig) -> RkeConfig {
     let mut cfg = cfg.clone();
     cfg.ssh_key.clear();
@@ -46,6 +46,9 @@ fn portable(cfg: &RkeConfig) -> RkeConfig {
     }
     if let Some(b) = &mut cfg.bastion_host {
         b.ssh_key.clear();
+    }
+    if let Some(s3) = cfg.services.etcd.backup_config.as_mut().and_then(|b| b.s3_backup_config.as_mut()) {
+        s3.secret_key.clear();
     }
     cfg
 }
@@ -107,12 +110,12 @@ pub(crate) fn admin_kubeconfig(cluster: &Cluster, st: &RkeState) -> Result<Strin
 
 #[cfg(test)]
 mod tests {
-    use rancher_core::model::{ClusterSpec, RkeNode};
+    use rancher_core::model::{ClusterSpec, RkeBackupConfig, RkeNode, RkeS3BackupConfig};
 
     use super::*;
 
     fn cluster() -> (Cluster, RkeState) {
-        let cfg = RkeConfig {
+        let mut cfg = RkeConfig {
             nodes: vec![
                 RkeNode {
                     address: "10.0.0.2".into(),
@@ -129,6 +132,15 @@ mod tests {
             ],
             ..Default::default()
         };
+        cfg.services.etcd.backup_config = Some(RkeBackupConfig {
+            s3_backup_config: Some(RkeS3BackupConfig {
+                access_key: "AKIDEXAMPLE".into(),
+                secret_key: "sealed:v1:s3".into(),
+                bucket_name: "snapshots".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
         let mut st = RkeState::default();
         st.pki.ensure(&cfg).unwrap();
         let c = Cluster::new("solo", ClusterSpec { rke_config: Some(cfg), ..Default::default() });
@@ -136,7 +148,7 @@ mod tests {
     }
 
     #[test]
-    fn the_state_holds_both_configs_and_every_certificate_with_its_key_but_no_ssh_key() {
+    fn the_state_holds_both_configs_and_every_certificate_with_its_key_but_no_ssh_or_s3_key() {
         let (c, mut st) = cluster();
         let doc = rkestate(&c, &st).unwrap();
         assert!(doc["currentState"]["rkeConfig"].is_null());
@@ -148,7 +160,7 @@ mod tests {
         assert_eq!(bundle.as_object().unwrap().len(), st.pki.certificates().len() + 1);
         let text = doc.to_string();
         assert!(!text.contains("sealed:v1"), "{text}");
-        assert!(text.contains("~/.ssh/id_ed25519"));
+        assert!(text.contains("~/.ssh/id_ed25519") && text.contains("AKIDEXAMPLE"));
 
         st.current_config = c.spec.rke_config.clone();
         let doc = rkestate(&c, &st).unwrap();

@@ -244,7 +244,10 @@ async fn install(
             },
             source => HostError::Component { component: component.to_owned(), source },
         };
-        let remote = layout.binary(component);
+        let remote = match component {
+            "node-agent" => layout.binary(component),
+            _ => layout.component_binary(component, &c.sha256),
+        };
         let present = ssh.exec(&format!("sha256sum {} 2>/dev/null", shell_quote(&remote))).await?;
         if String::from_utf8_lossy(&present.stdout).split_whitespace().next() == Some(c.sha256.as_str()) {
             done.present += 1;
@@ -296,6 +299,37 @@ fn start_agent_script(layout: &HostLayout, node_name: &str, ca_checksum: &str) -
         root = shell_quote(&layout.path("")),
         log = shell_quote(&layout.agent_log()),
     )
+}
+
+/// Removes the builds of `node`'s components other than `bundle`'s from the host (those of an
+/// earlier bundle, once every host runs this one).
+pub(super) async fn prune_builds(
+    target: &SshTarget,
+    bastion: Option<&SshTarget>,
+    node: &RkeNode,
+    layout: &HostLayout,
+    bundle: &Bundle,
+) -> Result<(), HostError> {
+    let ssh = SshSession::connect(target, bastion, CONNECT_TIMEOUT).await?;
+    ssh.run(&prune_script(node, layout, bundle)).await?;
+    let _ = tokio::time::timeout(Duration::from_secs(5), ssh.close()).await;
+    Ok(())
+}
+
+/// For each versioned component of `node`: every `<component>-<16 hex>` in the binaries' directory
+/// but the bundle's build removed.
+fn prune_script(node: &RkeNode, layout: &HostLayout, bundle: &Bundle) -> String {
+    let mut script = format!("cd {} || exit 0", shell_quote(&layout.bin_dir()));
+    for component in components_of(node).into_iter().filter(|c| *c != "node-agent") {
+        let Some(c) = bundle.components.get(component) else { continue };
+        let keep = layout.component_binary(component, &c.sha256);
+        let keep = keep.rsplit('/').next().unwrap_or_default();
+        script.push_str(&format!(
+            "; for f in {component}-????????????????; do [ \"$f\" = {keep} ] || rm -f -- \"$f\"; done",
+            keep = shell_quote(keep),
+        ));
+    }
+    script
 }
 
 /// Stops the node agent, then the processes it recorded (an empty plan sent through a connected
@@ -400,6 +434,34 @@ mod tests {
         let removal = s.find("rm -rf '/srv/my node/opt/rke'").unwrap();
         assert!(agent < processes && processes < removal, "{s}");
         assert!(s.contains("--stop-processes || exit 1;"), "{s}");
+    }
+
+    #[test]
+    fn pruning_keeps_the_bundles_build_of_each_component_the_host_runs() {
+        let sum = |c: char| c.to_string().repeat(64);
+        let bundle = Bundle {
+            version: "v1.20.2".into(),
+            components: ["etcd", "kubelet", "node-agent"]
+                .iter()
+                .zip(['a', 'b', 'c'])
+                .map(|(n, c)| {
+                    let source = ComponentSource::Path("/x".into());
+                    (
+                        (*n).to_owned(),
+                        rancher_provision::bundle::BundleComponent {
+                            source,
+                            sha256: sum(c),
+                            args: Default::default(),
+                        },
+                    )
+                })
+                .collect(),
+        };
+        let node = RkeNode { role: vec!["etcd".into()], ..Default::default() };
+        let s = prune_script(&node, &HostLayout::new("/srv/n"), &bundle);
+        assert!(s.starts_with("cd '/srv/n/opt/rke/bin' || exit 0;"), "{s}");
+        assert!(s.contains("for f in kubelet-????????????????; do [ \"$f\" = 'kubelet-bbbbbbbbbbbbbbbb' ] || rm -f -- \"$f\"; done"), "{s}");
+        assert!(s.contains("'etcd-aaaaaaaaaaaaaaaa'") && !s.contains("node-agent"), "{s}");
     }
 
     #[test]

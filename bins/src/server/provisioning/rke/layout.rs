@@ -28,6 +28,15 @@ impl HostLayout {
         format!("{}/{component}", self.bin_dir())
     }
 
+    /// A component binary of one build (`<bin>/<component>-<first 16 hex of its sha256>`): a new
+    /// bundle's binary goes beside the one that runs, so that it changes the plan (which restarts the
+    /// process when the rollout reaches its host) and a process restarted before then still finds
+    /// its own. The node agent, which starts itself, is [`binary`](Self::binary)`("node-agent")`.
+    pub(super) fn component_binary(&self, component: &str, sha256: &str) -> String {
+        let short = sha256.get(..16).unwrap_or(sha256);
+        format!("{}/{component}-{short}", self.bin_dir())
+    }
+
     /// The node agent's state directory (its plan, process records, logs).
     pub(super) fn agent_state_dir(&self) -> String {
         self.path("var/lib/rancher/node-agent")
@@ -70,6 +79,8 @@ mod tests {
         let l = HostLayout::new("/srv/node/");
         assert_eq!(l.binary("kubelet"), "/srv/node/opt/rke/bin/kubelet");
         assert_eq!(l.agent_state_dir(), "/srv/node/var/lib/rancher/node-agent");
+        let sum = "0123456789abcdef".repeat(4);
+        assert_eq!(l.component_binary("etcd", &sum), "/srv/node/opt/rke/bin/etcd-0123456789abcdef");
         assert!(l.owned_dirs().iter().all(|d| d.starts_with("/srv/node/")));
     }
 }

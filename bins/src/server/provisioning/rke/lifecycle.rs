@@ -8,7 +8,7 @@ use rancher_core::Conditions;
 use rancher_core::model::{Cluster, RkeConfig, StepState};
 use rancher_provision::bundle::Bundle;
 use rancher_provision::plan::NodePlan;
-use rancher_provision::rke::node_name;
+use rancher_provision::rke::{is_abandoned, node_name};
 use rancher_provision::{Progress, ProvisionContext, ProvisionError};
 
 use super::hosts;
@@ -71,26 +71,23 @@ pub(super) async fn remove(
     let Some(cfg) = cluster.spec.rke_config.as_ref() else { return Ok(Progress::Done) };
     let store = ctx.registration.store().clone();
     let known = state::load(store.as_ref(), &ctx.sealer, cluster).await.map_err(ProvisionError::transient)?;
-    let host_keys = known.map(|(s, _)| s.host_keys).unwrap_or_default();
-    let layout = HostLayout::new(&cfg.prefix_path);
+    let (host_keys, current) = known.map(|(s, _)| (s.host_keys, s.current_config)).unwrap_or_default();
     let bastion = hosts::bastion_of(&ctx.sealer, cfg).await.map_err(ProvisionError::permanent)?;
-    let empty = NodePlan { revision: "removed".into(), ..Default::default() };
+    // The hosts of the spec, and those a rollout left running that the spec no longer names.
+    let mut nodes = cfg.nodes.clone();
+    for n in current.iter().flat_map(|c| &c.nodes) {
+        if !nodes.iter().any(|m| node_name(m) == node_name(n)) {
+            nodes.push(n.clone());
+        }
+    }
     let mut failures = Vec::new();
-    for node in &cfg.nodes {
+    for node in &nodes {
         let name = node_name(node);
-        let key = format!("{}:{name}", cluster.metadata.name);
-        if ctx.registration.tunnel().has_session(&key) {
-            // Best effort: a host whose agent is away is cleaned over SSH all the same.
-            let _ = node_plans::send_plan(ctx.registration.tunnel(), &key, &empty).await;
-            let _ = wait_stopped(ctx, &key).await;
-        }
-        let Some(pinned) = host_keys.get(&name) else { continue }; // never bootstrapped
-        let cleaned = async {
-            let target = hosts::target_of(&ctx.sealer, cfg, node, Some(pinned)).await?;
-            hosts::clean(&target, bastion.as_ref(), &layout).await
-        }
-        .await;
-        if let Err(e) = cleaned {
+        if let Err(e) = teardown_host(ctx, cluster, cfg, node, host_keys.get(&name), bastion.as_ref()).await {
+            if is_abandoned(&cluster.metadata.annotations, &name) {
+                tracing::warn!(cluster = %cluster.metadata.name, host = %name, error = %e, "host abandoned: what the provisioner put there stays");
+                continue;
+            }
             failures.push(format!("host {name}: {e}"));
         }
     }
@@ -99,6 +96,30 @@ pub(super) async fn remove(
     }
     state::delete(store.as_ref(), &cluster.metadata.name).await.map_err(ProvisionError::transient)?;
     Ok(Progress::Done)
+}
+
+/// Takes what the provisioner put on one host of `cluster` away: its processes stopped (an empty plan
+/// through its node agent, if connected; a node agent that is away is caught over SSH all the same),
+/// then over SSH its node agent stopped and the provisioner's directories removed. A host never
+/// bootstrapped (no `pinned` key) has nothing to take away.
+pub(super) async fn teardown_host(
+    ctx: &RunCtx,
+    cluster: &Cluster,
+    cfg: &RkeConfig,
+    node: &rancher_core::model::RkeNode,
+    pinned: Option<&String>,
+    bastion: Option<&rancher_provision::ssh::SshTarget>,
+) -> Result<(), hosts::HostError> {
+    let key = format!("{}:{}", cluster.metadata.name, node_name(node));
+    if ctx.registration.tunnel().has_session(&key) {
+        let empty = NodePlan { revision: "removed".into(), ..Default::default() };
+        if node_plans::send_plan(ctx.registration.tunnel(), &key, &empty).await.is_ok() {
+            let _ = wait_stopped(ctx, &key).await;
+        }
+    }
+    let Some(pinned) = pinned else { return Ok(()) };
+    let target = hosts::target_of(&ctx.sealer, cfg, node, Some(pinned)).await?;
+    hosts::clean(&target, bastion, &HostLayout::new(&cfg.prefix_path)).await
 }
 
 /// Waits (briefly) until the node agent behind `key` runs no process.

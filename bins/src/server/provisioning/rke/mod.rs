@@ -5,13 +5,18 @@
 //! are sealed at rest (see [`keys`] and [`crate::server::secrets`]).
 
 mod board;
+pub(crate) mod expiry;
 pub(crate) mod export;
+mod health;
 mod hosts;
 pub(crate) mod keys;
 mod layout;
 mod lifecycle;
+mod membership;
 pub(crate) mod node_roles;
 mod plans;
+mod rollout;
+mod rotation;
 mod run;
 mod runs;
 mod snapshots;

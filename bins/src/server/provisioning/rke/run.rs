@@ -11,17 +11,21 @@ use futures::StreamExt;
 use rancher_core::model::{Cluster, RkeConfig, RkeNode, StepState};
 use rancher_provision::ProvisionError;
 use rancher_provision::bundle::Bundle;
-use rancher_provision::plan::{NodePlan, NodeStatus, ProcessStatus};
+use rancher_provision::plan::{NodePlan, NodeStatus};
 use rancher_provision::rke::node_name;
+use rancher_provision::rke_plans::{self, EtcdJoin};
 use rancher_provision::ssh::SshTarget;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::board::Board;
+use super::health;
 use super::hosts::{self, AgentBoot};
 use super::layout::HostLayout;
 use super::plans;
-use super::state::{self, RkeState};
+use super::rollout::Rollout;
+use super::state::{RkeState, Tracked};
+use super::{expiry, rotation};
 use crate::server::provisioning::node_plans;
 use crate::server::registration::Registration;
 use crate::server::secrets::Sealer;
@@ -54,7 +58,9 @@ pub(super) fn steps(cfg: &RkeConfig) -> Vec<String> {
     out
 }
 
-/// Provisions `cluster` as its `rkeConfig` says; idempotent (what exists is kept).
+/// Provisions `cluster` as its `rkeConfig` says; idempotent (what exists is kept). The first time,
+/// every host gets its plan at once; after that, a change is rolled out host by host (see
+/// [`rollout`](super::rollout)).
 pub(super) async fn provision(
     ctx: &RunCtx,
     cluster: &Cluster,
@@ -64,20 +70,17 @@ pub(super) async fn provision(
     cancel: &CancellationToken,
 ) -> Result<(), ProvisionError> {
     let store = ctx.registration.store().clone();
+    let save = async |t: &mut Tracked| {
+        t.save(store.as_ref(), &ctx.sealer, cluster).await.map_err(ProvisionError::transient)
+    };
     // 1. The state: the PKI, made once and extended for new hosts.
     board.set("certificates", StepState::Running, "");
-    let (mut st, mut rv) =
-        match state::load(store.as_ref(), &ctx.sealer, cluster).await.map_err(ProvisionError::transient)? {
-            Some((st, rv)) => (st, Some(rv)),
-            None => (RkeState::default(), None),
-        };
-    let mut changed = st.pki.ensure(cfg).map_err(ProvisionError::permanent)?;
-    if changed || rv.is_none() {
-        rv = Some(
-            state::save(store.as_ref(), &ctx.sealer, cluster, &st, rv.as_deref())
-                .await
-                .map_err(ProvisionError::transient)?,
-        );
+    let mut t =
+        Tracked::load(store.as_ref(), &ctx.sealer, cluster).await.map_err(ProvisionError::transient)?;
+    let mut changed = t.st.pki.ensure(cfg).map_err(ProvisionError::permanent)?;
+    changed |= record_etcd_joins(&mut t.st).map_err(ProvisionError::permanent)?;
+    if changed || !t.is_stored() {
+        save(&mut t).await?;
     }
     board.set("certificates", StepState::Done, "");
 
@@ -95,18 +98,19 @@ pub(super) async fn provision(
     let bootstraps: Vec<_> = cfg
         .nodes
         .iter()
-        .map(|node| bootstrap_host(ctx, cfg, node, bundle, &st, &layout, bastion.as_ref(), &boot, board))
+        .map(|node| bootstrap_host(ctx, cfg, node, bundle, &t.st, &layout, bastion.as_ref(), &boot, board))
         .collect();
     let results: Vec<(String, Option<String>, Result<(), hosts::HostError>)> =
         futures::stream::iter(bootstraps).buffer_unordered(PARALLEL_HOSTS).collect().await;
+    let mut changed = false;
     let mut failures = Vec::new();
     for (name, seen_key, result) in results {
         // A host's key is pinned at first contact, even when a later step failed; a host whose key
         // changed never gets here (the connection is refused), so the pinned key stays.
         if let Some(key) = seen_key
-            && !st.host_keys.contains_key(&name)
+            && !t.st.host_keys.contains_key(&name)
         {
-            st.host_keys.insert(name.clone(), key);
+            t.st.host_keys.insert(name.clone(), key);
             changed = true;
         }
         if let Err(e) = result {
@@ -114,11 +118,7 @@ pub(super) async fn provision(
         }
     }
     if changed {
-        rv = Some(
-            state::save(store.as_ref(), &ctx.sealer, cluster, &st, rv.as_deref())
-                .await
-                .map_err(ProvisionError::transient)?,
-        );
+        save(&mut t).await?;
     }
     if !failures.is_empty() {
         failures.sort_by(|a, b| a.0.cmp(&b.0));
@@ -150,9 +150,101 @@ pub(super) async fn provision(
     }
     board.set("node agents", StepState::Done, format!("{} connected", names.len()));
 
-    // 4. Plans, and their health.
-    let plans = plans::render(cfg, &st, &layout, &boot).map_err(ProvisionError::permanent)?;
-    for (name, plan) in &plans {
+    // 4. Plans, and their health: all at once the first time, host by host after.
+    let render =
+        |st: &RkeState| plans::render(cfg, bundle, st, &layout, &boot).map_err(ProvisionError::permanent);
+    let rollout = Rollout { ctx, cluster, cfg, render: &render, bastion: bastion.as_ref(), board, cancel };
+    if t.st.current_config.is_some() {
+        if rollout.run(&mut t).await? {
+            prune(ctx, cfg, bundle, &t.st, &layout, bastion.as_ref()).await;
+        }
+    } else {
+        let plans = render(&t.st)?;
+        first_plans(ctx, cluster, cfg, &plans, board, cancel).await?;
+        t.st.applied = plans.iter().map(|(n, p)| (n.clone(), p.revision.clone())).collect();
+    }
+    t.st.current_config = Some(cfg.clone());
+    record_etcd_joins(&mut t.st).map_err(ProvisionError::permanent)?;
+    save(&mut t).await?;
+
+    // 5. Certificate rotation, asked for or under way: each of its phases a change of the PKI rolled
+    // over every host like any other (saved before any plan of it is sent, so that a restarted
+    // server carries on with the same certificates).
+    while rotation::advance(&mut t.st, cfg).map_err(ProvisionError::permanent)? {
+        if let Some(m) = rotation::describe(&t.st) {
+            board.say(m);
+        }
+        save(&mut t).await?;
+        rollout.run(&mut t).await?;
+    }
+    expiry::write(&store, cluster, &t.st.pki).await.map_err(ProvisionError::transient)?;
+    board.say("every host runs its plan; waiting for the cluster agent");
+    Ok(())
+}
+
+/// Removes the builds of earlier bundles from every host, now that every host runs `bundle`'s; a
+/// host that cannot be reached keeps them until the next rollout (they only take room).
+async fn prune(
+    ctx: &RunCtx,
+    cfg: &RkeConfig,
+    bundle: &Bundle,
+    st: &RkeState,
+    layout: &HostLayout,
+    bastion: Option<&SshTarget>,
+) {
+    let prunes: Vec<_> =
+        cfg.nodes.iter().map(|node| prune_host(ctx, cfg, node, bundle, st, layout, bastion)).collect();
+    futures::stream::iter(prunes).buffer_unordered(PARALLEL_HOSTS).collect::<Vec<()>>().await;
+}
+
+async fn prune_host(
+    ctx: &RunCtx,
+    cfg: &RkeConfig,
+    node: &RkeNode,
+    bundle: &Bundle,
+    st: &RkeState,
+    layout: &HostLayout,
+    bastion: Option<&SshTarget>,
+) {
+    let name = node_name(node);
+    let pruned = async {
+        let target = hosts::target_of(&ctx.sealer, cfg, node, st.host_keys.get(&name)).await?;
+        hosts::prune_builds(&target, bastion, node, layout, bundle).await
+    };
+    if let Err(e) = pruned.await {
+        tracing::warn!(host = %name, error = %e, "the builds of earlier bundles stay on the host");
+    }
+}
+
+/// Records how the etcd members of the current config that have no record joined: with the
+/// members of that config, as a new cluster (they started it). True when it recorded one.
+fn record_etcd_joins(st: &mut RkeState) -> Result<bool, rancher_provision::rke_plans::RenderError> {
+    let Some(current) = &st.current_config else { return Ok(false) };
+    let etcd: Vec<String> =
+        current.nodes.iter().filter(|n| n.role.iter().any(|r| r == "etcd")).map(node_name).collect();
+    if etcd.iter().all(|n| st.etcd_joins.contains_key(n)) {
+        return Ok(false);
+    }
+    let initial = rke_plans::etcd_initial_cluster(current)?;
+    for name in etcd {
+        st.etcd_joins
+            .entry(name)
+            .or_insert_with(|| EtcdJoin { initial_cluster: initial.clone(), existing: false });
+    }
+    Ok(true)
+}
+
+/// The first plans: sent to every host at once, then followed until every host runs its plan healthy.
+async fn first_plans(
+    ctx: &RunCtx,
+    cluster: &Cluster,
+    cfg: &RkeConfig,
+    plans: &BTreeMap<String, NodePlan>,
+    board: &Board,
+    cancel: &CancellationToken,
+) -> Result<(), ProvisionError> {
+    let key = |n: &str| format!("{}:{n}", cluster.metadata.name);
+    for (name, plan) in plans {
         node_plans::send_plan(ctx.registration.tunnel(), &key(name), plan)
             .await
             .map_err(|e| ProvisionError::transient(format!("host {name}: {e}")))?;
@@ -160,33 +252,25 @@ pub(super) async fn provision(
     let deadline = Instant::now() + HEALTHY_DEADLINE;
     loop {
         let mut statuses = BTreeMap::new();
-        for name in &names {
+        for name in plans.keys() {
             let status = node_plans::node_status(ctx.registration.tunnel(), &key(name)).await.ok();
             statuses.insert(name.clone(), status);
         }
-        let all = report_health(cfg, &plans, &statuses, board);
-        if all {
-            break;
+        if report_health(cfg, plans, &statuses, board) {
+            return Ok(());
         }
-        if let Some(why) = crash_looping(&plans, &statuses) {
+        if let Some(why) = health::crash_looping(plans, &statuses) {
             // The node agent keeps restarting it; the cause is on the host (a port in use, a bad
             // flag, a full disk), so the run stops and is retried with backoff: the plan stays, and
             // the retry finds the process healthy once the cause is gone.
             return Err(ProvisionError::transient(why));
         }
         if Instant::now() >= deadline {
-            let why = unhealthy(&plans, &statuses).unwrap_or_default();
+            let why = health::unhealthy(plans, &statuses).unwrap_or_default();
             return Err(ProvisionError::transient(format!("not healthy after {HEALTHY_DEADLINE:?}: {why}")));
         }
         sleep_or_cancel(POLL, cancel).await?;
     }
-    st.applied = plans.iter().map(|(n, p)| (n.clone(), p.revision.clone())).collect();
-    st.current_config = Some(cfg.clone());
-    state::save(store.as_ref(), &ctx.sealer, cluster, &st, rv.as_deref())
-        .await
-        .map_err(ProvisionError::transient)?;
-    board.say("every host runs its plan; waiting for the cluster agent");
-    Ok(())
 }
 
 /// Bootstraps one host over SSH, reporting on its step; returns its name, its SSH key if a session
@@ -245,79 +329,11 @@ fn report_health(
         everything &= ok == members.len();
         board.set(step, state, format!("{ok} of {} hosts healthy", members.len()));
     }
-    match unhealthy(plans, statuses) {
+    match health::unhealthy(plans, statuses) {
         Some(why) => board.say(format!("waiting for {why}")),
         None => board.say("every host is healthy"),
     }
     everything
-}
-
-/// How often a process may die before the run gives up on it (its node agent goes on restarting it
-/// with its own backoff: 1 s, 2 s, 4 s … so this is about 7 s of failing).
-const CRASH_LIMIT: u32 = 3;
-
-/// The order in which the processes depend on each other: etcd first, then the API server, then
-/// the rest (which cannot work, and may exit, while the API server is not up).
-fn tier(process: &str) -> u8 {
-    match process {
-        "etcd" => 0,
-        "kube-apiserver" => 1,
-        _ => 2,
-    }
-}
-
-/// The first process that keeps dying (down now, restarted at least [`CRASH_LIMIT`] times) although
-/// everything it depends on is healthy on every host: `host NAME: PROCESS keeps failing …: why`.
-fn crash_looping(
-    plans: &BTreeMap<String, NodePlan>,
-    statuses: &BTreeMap<String, Option<NodeStatus>>,
-) -> Option<String> {
-    let all: Vec<(&String, &ProcessStatus)> = plans
-        .iter()
-        .filter_map(|(name, plan)| {
-            let s = statuses.get(name)?.as_ref().filter(|s| s.applied_revision == plan.revision)?;
-            Some(s.processes.iter().map(move |p| (name, p)))
-        })
-        .flatten()
-        .collect();
-    let applied = plans.len() == all.iter().map(|(n, _)| *n).collect::<std::collections::BTreeSet<_>>().len();
-    all.iter().find_map(|(host, p)| {
-        let dead = !p.running && p.restarts >= CRASH_LIMIT;
-        let below_healthy = all.iter().filter(|(_, q)| tier(&q.name) < tier(&p.name)).all(|(_, q)| q.healthy);
-        (dead && (below_healthy && (applied || tier(&p.name) == 0))).then(|| {
-            let why = p.last_error.as_deref().unwrap_or("no error reported");
-            format!("host {host}: {} keeps failing (restarted {} times): {why}", p.name, p.restarts)
-        })
-    })
-}
-
-/// The first host and process that is not healthy, and why.
-fn unhealthy(
-    plans: &BTreeMap<String, NodePlan>,
-    statuses: &BTreeMap<String, Option<NodeStatus>>,
-) -> Option<String> {
-    for (name, plan) in plans {
-        match statuses.get(name) {
-            Some(Some(s)) if s.applied_revision != plan.revision => {
-                return Some(match &s.error {
-                    Some(e) => format!("host {name}: the plan cannot be applied: {e}"),
-                    None => format!("host {name}: applying its plan"),
-                });
-            }
-            Some(Some(s)) => {
-                if let Some(p) = s.processes.iter().find(|p| !p.healthy) {
-                    let why = p.last_error.as_deref().unwrap_or(if p.running {
-                        "not healthy yet"
-                    } else {
-                        "not running"
-                    });
-                    return Some(format!("host {name}: {} ({why})", p.name));
-                }
-            }
-            _ => return Some(format!("host {name}: its node agent does not answer")),
-        }
-    }
-    None
 }
 
 /// The run's error for the hosts that failed (`host NAME: why`, one per host): permanent when one
@@ -347,70 +363,6 @@ mod tests {
     use rancher_provision::ssh::SshError;
 
     use super::*;
-
-    fn status(revision: &str, procs: &[(&str, bool, u32)]) -> Option<NodeStatus> {
-        let processes = procs
-            .iter()
-            .map(|(name, running, restarts)| ProcessStatus {
-                name: (*name).to_owned(),
-                running: *running,
-                healthy: *running,
-                restarts: *restarts,
-                last_error: (!running)
-                    .then(|| "exited with exit status: 1; bind: address already in use".into()),
-                ..Default::default()
-            })
-            .collect();
-        Some(NodeStatus { applied_revision: revision.into(), error: None, processes })
-    }
-
-    fn plans(names: &[&str]) -> BTreeMap<String, NodePlan> {
-        names
-            .iter()
-            .map(|n| ((*n).to_owned(), NodePlan { revision: "r1".into(), ..Default::default() }))
-            .collect()
-    }
-
-    #[test]
-    fn a_process_that_keeps_dying_fails_the_run_only_once_what_it_needs_is_healthy() {
-        let plans = plans(&["n1", "n2"]);
-        // etcd needs nothing: dying three times is a failure, named with its host and cause.
-        let statuses = BTreeMap::from([
-            ("n1".to_owned(), status("r1", &[("etcd", false, 3), ("kube-apiserver", false, 9)])),
-            ("n2".to_owned(), None),
-        ]);
-        let why = crash_looping(&plans, &statuses).unwrap();
-        assert_eq!(
-            why,
-            "host n1: etcd keeps failing (restarted 3 times): exited with exit status: 1; bind: address \
-             already in use"
-        );
-        // The API server dies while etcd is not healthy: that is etcd's doing, not a fault of its own.
-        let statuses = BTreeMap::from([
-            ("n1".to_owned(), status("r1", &[("etcd", true, 0), ("kube-apiserver", false, 9)])),
-            ("n2".to_owned(), status("r1", &[("etcd", true, 0)])),
-        ]);
-        assert!(
-            crash_looping(&plans, &statuses).unwrap().starts_with("host n1: kube-apiserver keeps failing")
-        );
-        let statuses = BTreeMap::from([
-            ("n1".to_owned(), status("r1", &[("etcd", true, 0), ("kube-apiserver", false, 9)])),
-            ("n2".to_owned(), status("r1", &[("etcd", false, 1)])),
-        ]);
-        assert_eq!(crash_looping(&plans, &statuses), None);
-        // A host that has not reported its plan yet may hold an unhealthy etcd.
-        let statuses = BTreeMap::from([
-            ("n1".to_owned(), status("r1", &[("etcd", true, 0), ("kube-apiserver", false, 9)])),
-            ("n2".to_owned(), status("r0", &[])),
-        ]);
-        assert_eq!(crash_looping(&plans, &statuses), None);
-        // Restarted a few times but running now, or not yet often: no failure.
-        let statuses = BTreeMap::from([
-            ("n1".to_owned(), status("r1", &[("etcd", true, 5)])),
-            ("n2".to_owned(), status("r1", &[("etcd", false, 2)])),
-        ]);
-        assert_eq!(crash_looping(&plans, &statuses), None);
-    }
 
     #[test]
     fn host_failures_name_every_host_and_are_permanent_when_one_is() {

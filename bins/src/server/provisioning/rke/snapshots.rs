@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rancher_core::model::RkeConfig;
+use rancher_provision::bundle::Bundle;
 use rancher_provision::etcd_api::{MembersHealth, member_health};
 use rancher_provision::etcd_snapshots::{self, EtcdHost, RestoreReport, RestoreSpec, SnapshotError};
 pub(crate) use rancher_provision::etcd_snapshots::{SnapshotKind, SnapshotRecord, TakenSnapshot};
@@ -50,6 +51,15 @@ pub(super) enum SnapshotsError {
         #[source]
         source: Box<HostError>,
     },
+    /// The bundle has no `etcdctl`, which a restore runs on every etcd host.
+    #[error(
+        "the bundle {version} has no etcdctl: restoring a snapshot needs it on every etcd host; add an \
+         etcdctl component to the bundle and let the cluster provision"
+    )]
+    NoEtcdctl {
+        /// The bundle.
+        version: String,
+    },
     /// The snapshot or restore failed.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
@@ -61,7 +71,9 @@ impl SnapshotsError {
         match self {
             SnapshotsError::Host { source, .. } => source.is_transient(),
             SnapshotsError::Snapshot(e) => e.is_transient(),
-            SnapshotsError::NotProvisioned(_) | SnapshotsError::UnknownSnapshot { .. } => false,
+            SnapshotsError::NotProvisioned(_)
+            | SnapshotsError::UnknownSnapshot { .. }
+            | SnapshotsError::NoEtcdctl { .. } => false,
         }
     }
 }
@@ -149,27 +161,34 @@ pub(super) async fn take_snapshot(
     Ok(taken)
 }
 
-/// Restores every etcd member of `cluster` from its snapshot `name`. The caller has stopped etcd
-/// and the control plane on every host (plans without those processes) and starts them again
+/// Restores every etcd member of `cluster` from its snapshot `name`, with the `etcdctl` of
+/// `bundle` (the bundle the hosts run: its build is on every etcd host). The caller has stopped
+/// etcd and the control plane on every host (plans without those processes) and starts them again
 /// after; once etcd is healthy, it calls [`cleanup_restore`].
 ///
 /// # Errors
-/// [`SnapshotsError::UnknownSnapshot`] for a name not in the state; [`SnapshotsError::Snapshot`]
-/// when etcd still runs somewhere, a host has no `etcdctl` (a bundle without it), no host has the
-/// file with its checksum, or `etcdctl` fails.
+/// [`SnapshotsError::UnknownSnapshot`] for a name not in the state;
+/// [`SnapshotsError::NoEtcdctl`] for a bundle without `etcdctl`; [`SnapshotsError::Snapshot`]
+/// when etcd still runs somewhere, a host lacks the bundle's `etcdctl`, no host has the file with
+/// its checksum, or `etcdctl` fails.
 pub(super) async fn restore(
     sealer: &Sealer,
     cluster: &str,
     state: &RkeState,
+    bundle: &Bundle,
     name: &str,
     scratch_dir: &Path,
 ) -> Result<RestoreReport, SnapshotsError> {
     let cfg = provisioned(cluster, state)?;
     let record = find(cluster, state, name)?;
+    let etcdctl = bundle
+        .components
+        .get("etcdctl")
+        .ok_or_else(|| SnapshotsError::NoEtcdctl { version: bundle.version.clone() })?;
     let tls = etcd_snapshots::etcd_tls(&state.pki)?;
     let hosts = connect_etcd_hosts(sealer, cfg, state).await?;
     let prefix = rke::prefix_path(cfg);
-    let etcdctl = HostLayout::new(prefix).binary("etcdctl");
+    let etcdctl = HostLayout::new(prefix).component_binary("etcdctl", &etcdctl.sha256);
     let spec = RestoreSpec {
         name: &record.name,
         sha256: &record.sha256,

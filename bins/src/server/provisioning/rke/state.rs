@@ -10,6 +10,7 @@ use rancher_core::ObjectMeta;
 use rancher_core::model::{Cluster, RkeConfig};
 use rancher_core::store::{Preconditions, Store, StoreError};
 use rancher_provision::cluster_pki::ClusterPki;
+use rancher_provision::rke_plans::EtcdJoin;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -23,7 +24,9 @@ pub(super) const RESOURCE: &str = "rkeclusterstates";
 #[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RkeState {
-    /// The config as last provisioned (current state); the cluster's spec is the desired one.
+    /// The config as last provisioned (current state); the cluster's spec is the desired one. During
+    /// a day-two rollout its hosts are every host that may run something of the cluster's: a host
+    /// is in it before its plan is first sent, and leaves it once it is clean.
     #[serde(default)]
     pub(crate) current_config: Option<RkeConfig>,
     /// The cluster's certificates and keys.
@@ -35,6 +38,13 @@ pub(crate) struct RkeState {
     /// The plan revision each host runs (node name → revision).
     #[serde(default)]
     pub(crate) applied: BTreeMap<String, String>,
+    /// How each etcd host joined the cluster (node name → its `--initial-cluster` flags).
+    #[serde(default)]
+    pub(crate) etcd_joins: BTreeMap<String, EtcdJoin>,
+    /// The `requested_at` of the last certificate rotation started (`rkeConfig.rotate_certificates`),
+    /// so that each request is carried out once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) rotation_started: Option<String>,
     /// The etcd snapshots taken, oldest first (see [`super::snapshots`]).
     #[serde(default)]
     pub(crate) snapshots: Vec<super::snapshots::SnapshotRecord>,
@@ -45,6 +55,8 @@ impl std::fmt::Debug for RkeState {
         f.debug_struct("RkeState")
             .field("hosts", &self.host_keys.keys().collect::<Vec<_>>())
             .field("applied", &self.applied)
+            .field("rotation_started", &self.rotation_started)
+            .field("rotation_phase", &self.pki.rotation_phase())
             .finish_non_exhaustive()
     }
 }
@@ -122,6 +134,44 @@ pub(crate) async fn save(
         }
     };
     Ok(resource_version_of(&written))
+}
+
+/// A cluster's state as loaded, saved again after each change with the version it was read at (a
+/// writer in between is a Conflict, not a lost update).
+pub(crate) struct Tracked {
+    /// The state.
+    pub(crate) st: RkeState,
+    rv: Option<String>,
+}
+
+impl Tracked {
+    /// The stored state of `cluster`, or a new one (not stored until [`save`](Self::save)).
+    pub(crate) async fn load(
+        store: &dyn Store,
+        sealer: &Sealer,
+        cluster: &Cluster,
+    ) -> Result<Self, StateError> {
+        Ok(match load(store, sealer, cluster).await? {
+            Some((st, rv)) => Tracked { st, rv: Some(rv) },
+            None => Tracked { st: RkeState::default(), rv: None },
+        })
+    }
+
+    /// Whether it was ever stored.
+    pub(crate) fn is_stored(&self) -> bool {
+        self.rv.is_some()
+    }
+
+    /// Stores the state as it is now.
+    pub(crate) async fn save(
+        &mut self,
+        store: &dyn Store,
+        sealer: &Sealer,
+        cluster: &Cluster,
+    ) -> Result<(), StateError> {
+        self.rv = Some(save(store, sealer, cluster, &self.st, self.rv.as_deref()).await?);
+        Ok(())
+    }
 }
 
 /// Deletes the state of `cluster` (after the cluster is removed).

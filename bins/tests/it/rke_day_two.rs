@@ -1,0 +1,246 @@
+//! Day two of a cluster built on SSH hosts, end to end on the recommended 3 etcd / 2 control plane /
+//! 2 worker split with real programs: `rancherctl cluster update --rke` adds a worker and an etcd
+//! host, rolls the cluster to another bundle (other binaries, other flags) in the order the upgrade
+//! strategy says, rotates every certificate to new CAs, and takes the added hosts away again — with
+//! kubectl through the server's proxy answering all along.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rancher_provision::bundle::Bundle;
+use rancher_test_support::kube::kube_bin_dir;
+use rancher_test_support::kubectl::Kubectl;
+use rancher_test_support::ssh_hosts::{SshHost, SshHosts};
+
+use crate::import_support::*;
+use crate::rke_support::*;
+
+/// From `create` to Active.
+const UP: Duration = Duration::from_secs(600);
+/// How long an etcd leader election may make reads fail (etcd's election timeout is 5 s here).
+const ELECTION: Duration = Duration::from_secs(15);
+
+const E: &[&str] = &["etcd"];
+const C: &[&str] = &["controlplane"];
+const W: &[&str] = &["worker"];
+
+/// A bundle `version` of copies of the test bundle's binaries, each one byte longer (another
+/// checksum: another build), and the API server run with `--v=3`; its manifest goes into `dir`.
+fn write_other_bundle(dir: &Path, version: &str) {
+    let kube = kube_bin_dir();
+    let copies = dir.join(version);
+    std::fs::create_dir_all(&copies).unwrap();
+    let mut files = vec![];
+    for (name, from) in [
+        ("etcd", PathBuf::from("/usr/bin/etcd")),
+        ("kube-apiserver", kube.join("kube-apiserver")),
+        ("kube-controller-manager", kube.join("kube-controller-manager")),
+        ("kube-scheduler", kube.join("kube-scheduler")),
+        ("kubelet", sim_binary()),
+    ] {
+        let to = copies.join(name);
+        let mut bytes = std::fs::read(&from).unwrap();
+        bytes.push(0);
+        std::fs::write(&to, bytes).unwrap();
+        files.push((name, to));
+    }
+    files.push(("node-agent", PathBuf::from(env!("CARGO_BIN_EXE_rancher-agent"))));
+    let pairs: Vec<(&str, &Path)> = files.iter().map(|(n, p)| (*n, p.as_path())).collect();
+    let mut bundle = Bundle::from_local_files(version, &pairs).unwrap();
+    bundle.components.get_mut("kube-apiserver").unwrap().args.insert("v".into(), "3".into());
+    std::fs::write(dir.join(format!("{version}.yaml")), bundle.to_manifest()).unwrap();
+}
+
+/// `dir/<file>` naming the first `roles.len()` hosts, with `version`.
+fn write_yml(dir: &Path, hosts: &SshHosts, roles: &[&[&str]], version: &str, file: &str) -> PathBuf {
+    let key = key_file(dir, hosts);
+    let text = cluster_yml(&hosts.hosts()[..roles.len()], roles, &key)
+        .replace("kubernetes_version: v1.20.2", &format!("kubernetes_version: {version}"));
+    let path = dir.join(file);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `rancherctl cluster update NAME --rke FILE`, off the runtime's threads (it follows the rollout).
+async fn update(home: &Path, name: &str, yml: &Path) -> String {
+    let (home, args) =
+        (home.to_owned(), ["cluster", "update", name, "--rke", yml.to_str().unwrap(), "--timeout", "15m"]);
+    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        rancherctl(&home, &args)
+    })
+    .await
+    .unwrap();
+    assert!(ok, "update of {name} failed:\n{out}");
+    out
+}
+
+/// When a process started (clock ticks since boot: `/proc/<pid>/stat`, field 22).
+fn started(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    after_comm.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+/// The pid and start of `host`'s one process of `component`.
+fn process_of(host: &SshHost, component: &str) -> (u32, u64) {
+    let pids = pids_in_host(host, &[&format!("opt/rke/bin/{component}")]);
+    assert_eq!(pids.len(), 1, "host {}: {component}: {pids:?}", host.index());
+    (pids[0], started(pids[0]))
+}
+
+/// Reads the Deployment through the proxy until stopped; returns how many reads there were and the
+/// failures other than an etcd leader election's.
+struct Prober {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl Prober {
+    fn start(kubeconfig: &Path, home: &Path) -> Prober {
+        let stop = Arc::new(AtomicBool::new(false));
+        let k = Kubectl::at("1.33", kubeconfig, home);
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let (mut reads, mut failures) = (0, vec![]);
+            while !flag.load(Ordering::Relaxed) {
+                let out = k.run(&["get", "deployment", "web", "-o", "jsonpath={.status.replicas}"]).await;
+                reads += 1;
+                if !out.ok && !out.stderr.contains("etcdserver: leader changed") {
+                    failures.push(out.stderr.trim().to_owned());
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            (reads, failures)
+        });
+        Prober { stop, task }
+    }
+
+    async fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_join_and_leave_and_an_upgrade_rolls_in_order_while_the_api_answers() {
+    install_crypto();
+    let hosts = SshHosts::start(9);
+    let h = hosts.hosts();
+    let dir = tempfile::tempdir().unwrap();
+    write_other_bundle(&dir.path().join("bundles"), "v1.20.2-rancher2");
+    let server = start_server(dir.path(), h[0].bridge_address()).await;
+    let home = cli_home(dir.path(), &server.url);
+    let three_two_two: Vec<&[&str]> = vec![E, E, E, C, C, W, W];
+    let yml = write_yml(dir.path(), &hosts, &three_two_two, "v1.20.2", "cluster.yml");
+    let (ok, out) =
+        rancherctl(&home, &["cluster", "create", "ha", "--rke", yml.to_str().unwrap(), "--no-wait"]);
+    assert!(ok, "{out}");
+    wait_state(&home, "ha", "active", UP).await;
+    let (ok, kubeconfig) = rancherctl(&home, &["kubeconfig", "ha"]);
+    assert!(ok, "{kubeconfig}");
+    let kubeconfig_file = dir.path().join("ha.kubeconfig");
+    std::fs::write(&kubeconfig_file, &kubeconfig).unwrap();
+    let k = Kubectl::at("1.33", &kubeconfig_file, &home);
+    k.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=4"]).await;
+    k.ok(&["rollout", "status", "deployment/web", "--timeout=180s"]).await;
+    let prober = Prober::start(&kubeconfig_file, &home);
+
+    // A worker joins: nothing else restarts.
+    let before: Vec<(u32, u64)> = h[..7].iter().map(|h| process_of(h, "kubelet")).collect();
+    let mut roles = three_two_two.clone();
+    roles.push(W);
+    let yml = write_yml(dir.path(), &hosts, &roles, "v1.20.2", "eight.yml");
+    update(&home, "ha", &yml).await;
+    eventually(UP, "node8 is Ready", || {
+        let k = Kubectl::at("1.33", &kubeconfig_file, &home);
+        async move {
+            let out = k.run(&["get", "node", "node8", "--no-headers"]).await;
+            out.stdout.contains(" Ready ").then_some(())
+        }
+    })
+    .await;
+    let after: Vec<(u32, u64)> = h[..7].iter().map(|h| process_of(h, "kubelet")).collect();
+    assert_eq!(before, after, "adding a worker restarted no other host's kubelet");
+
+    // The upgrade: etcd members one at a time, then the control plane, then the workers.
+    let yml = write_yml(dir.path(), &hosts, &roles, "v1.20.2-rancher2", "upgrade.yml");
+    let old_etcd: Vec<(u32, u64)> = h[..3].iter().map(|h| process_of(h, "etcd")).collect();
+    let etcd_before = installed_binary(&h[0], "etcd");
+    update(&home, "ha", &yml).await;
+    let row = cluster_row(&home, "ha").unwrap();
+    assert_eq!(row[3], "v1.20.2", "the API server's own version: {row:?}");
+    let etcd: Vec<(u32, u64)> = h[..3].iter().map(|h| process_of(h, "etcd")).collect();
+    let api: Vec<(u32, u64)> = h[3..5].iter().map(|h| process_of(h, "kube-apiserver")).collect();
+    let kubelets: Vec<(u32, u64)> = h[5..8].iter().map(|h| process_of(h, "kubelet")).collect();
+    for (old, new) in old_etcd.iter().zip(&etcd) {
+        assert_ne!(old.0, new.0, "every etcd member was restarted");
+    }
+    let order: Vec<u64> = etcd.iter().chain(&api).map(|p| p.1).collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "etcd 1, 2, 3, then API servers 4, 5: {order:?}");
+    assert!(
+        kubelets.iter().all(|w| w.1 > api[1].1),
+        "the workers after the control plane: {kubelets:?} {api:?}"
+    );
+    let api_cmd = std::fs::read_to_string(format!("/proc/{}/cmdline", api[0].0)).unwrap();
+    assert!(api_cmd.contains("--v=3"), "the new bundle's flag: {api_cmd}");
+    // Each process runs the new bundle's build; the old builds are gone from the hosts.
+    let etcd_cmd = std::fs::read_to_string(format!("/proc/{}/cmdline", etcd[0].0)).unwrap();
+    let build = installed_binary(&h[0], "etcd").unwrap();
+    let program = etcd_cmd.split('\0').next().unwrap();
+    assert!(program.ends_with(build.file_name().unwrap().to_str().unwrap()), "{program} {build:?}");
+    assert_ne!(Some(build), etcd_before, "a new build of etcd");
+
+    // New CAs: three rolls over every host (trust both, new certificates, drop the old CAs). The
+    // admin's kubeconfig is issued again and reaches the API server with the new CA only.
+    let (ok, old_admin) = rancherctl(&home, &["cluster", "admin-kubeconfig", "ha"]);
+    assert!(ok, "{old_admin}");
+    let (home2, name) = (home.clone(), "ha");
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        rancherctl(&home2, &["cluster", "rotate-certs", name, "--new-ca", "--timeout", "20m"])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}");
+    let (ok, new_admin) = rancherctl(&home, &["cluster", "admin-kubeconfig", "ha"]);
+    assert!(ok, "{new_admin}");
+    let ca_of = |kubeconfig: &str| {
+        kubeconfig.lines().find(|l| l.contains("certificate-authority-data")).unwrap().trim().to_owned()
+    };
+    assert_ne!(ca_of(&old_admin), ca_of(&new_admin), "the admin kubeconfig carries the new CA");
+    let direct = Kubectl::new("1.33", &new_admin);
+    let nodes = direct.ok(&["get", "nodes", "--no-headers"]).await;
+    assert_eq!(nodes.lines().count(), 8, "{nodes}");
+    let stale = Kubectl::new("1.33", &old_admin).run(&["get", "nodes"]).await;
+    assert!(!stale.ok, "the old CA is no longer trusted: {stale:?}");
+
+    // An etcd host joins as a fourth member.
+    roles.push(E);
+    let yml = write_yml(dir.path(), &hosts, &roles, "v1.20.2-rancher2", "nine.yml");
+    update(&home, "ha", &yml).await;
+    process_of(&h[8], "etcd");
+
+    // Both leave again: the member first, the worker drained; their Nodes go, their hosts are clean.
+    let yml = write_yml(dir.path(), &hosts, &three_two_two, "v1.20.2-rancher2", "seven.yml");
+    update(&home, "ha", &yml).await;
+    let nodes = k.ok(&["get", "nodes", "--no-headers"]).await;
+    assert_eq!(nodes.lines().count(), 7, "{nodes}");
+    for host in &h[7..9] {
+        assert!(!host.root_dir().join("srv/node/opt/rke").exists(), "host {} is clean", host.index());
+        assert!(pids_in_host(host, &["opt/rke/bin/etcd", "opt/rke/bin/kubelet"]).is_empty());
+    }
+    let pods = k.ok(&["get", "pods", "-o", "wide", "--no-headers"]).await;
+    assert_eq!(pods.lines().filter(|l| l.contains("Running")).count(), 4, "{pods}");
+
+    let (reads, failures) = prober.finish().await;
+    assert!(
+        failures.is_empty(),
+        "{} of {reads} reads through the proxy failed: {failures:#?}",
+        failures.len()
+    );
+    assert!(reads > 100, "only {reads} reads");
+    let _ = ELECTION;
+}
