@@ -186,7 +186,14 @@ impl Admin {
                         last: e.to_string(),
                     });
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    // Promoted in between (by an earlier attempt whose answer was lost): done.
+                    let now = self.etcd.member_list().await?;
+                    if now.iter().any(|m| m.id == id && !m.is_learner) {
+                        return Ok(());
+                    }
+                    return Err(e.into());
+                }
             }
         }
     }
