@@ -193,7 +193,10 @@ impl AgentBuilder {
 
         let (downstream, params) = match &settings.mode {
             Mode::Cluster => {
-                let Some(d) = downstream_when_ready(settings.kubeconfig.as_deref(), &stop).await? else {
+                let Some(d) =
+                    downstream_when_ready(settings.kubeconfig.as_deref(), &self.api_server_alternates, &stop)
+                        .await?
+                else {
                     return Ok(());
                 };
                 let params = TunnelParams { cluster: Some(d.params.clone()), node: None };

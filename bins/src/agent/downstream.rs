@@ -227,6 +227,44 @@ pub(crate) async fn connect(kubeconfig: Option<&Path>) -> Result<Downstream, Age
     Ok(Downstream { client, params, config })
 }
 
+/// [`connect`], or when the kubeconfig's API server cannot be used now (restarting, down), the same
+/// through the first of `alternates` (`https://host:port` of the cluster's other API servers) that
+/// can: the parameters still name the kubeconfig's API server (the agent's dialer sends its streams
+/// to whichever one is ready), the client talks to the one that answered.
+///
+/// # Errors
+/// The kubeconfig's API server's error when none of them can be used.
+pub(crate) async fn connect_any(
+    kubeconfig: Option<&Path>,
+    alternates: &[String],
+) -> Result<Downstream, AgentError> {
+    let first = connect(kubeconfig).await;
+    let Err(primary_error) = first else { return first };
+    for alternate in alternates {
+        let Ok(url) = alternate.parse::<http::Uri>() else { continue };
+        let attempt = async {
+            let mut config = load_config(kubeconfig).await?;
+            let address = address_of(&config.cluster_url)?;
+            config.cluster_url = url;
+            let ca_pem = ca_pem_of(&config)?;
+            let client = Client::try_from(config.clone())
+                .map_err(|e| AgentError::Downstream(format!("building the cluster client: {e}")))?;
+            let token = credential(&config, &client).await?;
+            let params = ClusterParams { address, token, ca_cert: STANDARD.encode(ca_pem.as_bytes()) };
+            params.validate().map_err(|e| AgentError::Downstream(e.to_string()))?;
+            Ok::<_, AgentError>(Downstream { client, params, config })
+        };
+        match attempt.await {
+            Ok(d) => {
+                tracing::info!(api_server = %alternate, "the kubeconfig's API server cannot be used now: starting through another");
+                return Ok(d);
+            }
+            Err(e) => tracing::debug!(api_server = %alternate, error = %e, "not usable either"),
+        }
+    }
+    Err(primary_error)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -193,10 +193,11 @@ async fn server_ca(s: &Settings, stop: &CancellationToken) -> Result<Option<cace
 /// ready); a kubeconfig that cannot be read is final.
 async fn downstream_when_ready(
     kubeconfig: Option<&std::path::Path>,
+    alternates: &[String],
     stop: &CancellationToken,
 ) -> Result<Option<downstream::Downstream>, AgentError> {
     until_ready(Duration::from_millis(500), "the cluster's API server", stop, || {
-        downstream::connect(kubeconfig)
+        downstream::connect_any(kubeconfig, alternates)
     })
     .await
 }

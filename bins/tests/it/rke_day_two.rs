@@ -244,3 +244,85 @@ async fn hosts_join_and_leave_and_an_upgrade_rolls_in_order_while_the_api_answer
     assert!(reads > 100, "only {reads} reads");
     let _ = ELECTION;
 }
+
+/// The program path (build included) of a process.
+fn program_of(pid: u32) -> String {
+    let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    cmd.split('\0').next().unwrap_or_default().to_owned()
+}
+
+/// `rancherctl cluster get NAME` as text.
+fn shown(home: &Path, name: &str) -> String {
+    rancherctl(home, &["cluster", "get", name]).1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_lost_mid_rollout_stops_it_until_it_returns_and_a_restarted_server_carries_on() {
+    install_crypto();
+    let hosts = SshHosts::start(4);
+    let h = hosts.hosts();
+    let dir = tempfile::tempdir().unwrap();
+    write_other_bundle(&dir.path().join("bundles"), "v1.20.2-rancher2");
+    let mut server = start_server(dir.path(), h[0].bridge_address()).await;
+    let home = cli_home(dir.path(), &server.url);
+    let roles: Vec<&[&str]> = vec![&["etcd", "controlplane"], W, W, W];
+    let yml = write_yml(dir.path(), &hosts, &roles, "v1.20.2", "cluster.yml");
+    let (ok, out) =
+        rancherctl(&home, &["cluster", "create", "small", "--rke", yml.to_str().unwrap(), "--no-wait"]);
+    assert!(ok, "{out}");
+    wait_state(&home, "small", "active", UP).await;
+    let (ok, kubeconfig) = rancherctl(&home, &["kubeconfig", "small"]);
+    assert!(ok, "{kubeconfig}");
+    let kubeconfig_file = dir.path().join("small.kubeconfig");
+    std::fs::write(&kubeconfig_file, &kubeconfig).unwrap();
+    let k = Kubectl::at("1.33", &kubeconfig_file, &home);
+    eventually(UP, "four Nodes Ready", || {
+        let k = Kubectl::at("1.33", &kubeconfig_file, &home);
+        async move {
+            let out = k.run(&["get", "nodes", "--no-headers"]).await;
+            (out.stdout.lines().filter(|l| l.contains(" Ready ")).count() == 4).then_some(())
+        }
+    })
+    .await;
+    let old_build = program_of(process_of(&h[1], "kubelet").0);
+
+    // The upgrade starts; once etcd (the first to go) runs the new build, the last worker is cut off.
+    let old_etcd = program_of(process_of(&h[0], "etcd").0);
+    let yml = write_yml(dir.path(), &hosts, &roles, "v1.20.2-rancher2", "upgrade.yml");
+    let (ok, out) =
+        rancherctl(&home, &["cluster", "update", "small", "--rke", yml.to_str().unwrap(), "--no-wait"]);
+    assert!(ok, "{out}");
+    eventually(UP, "node1 runs the new etcd", || {
+        let now = pids_in_host(&h[0], &["opt/rke/bin/etcd"]).first().map(|p| program_of(*p));
+        let old = old_etcd.clone();
+        async move { now.filter(|p| *p != old).map(drop) }
+    })
+    .await;
+    h[3].set_link(false);
+
+    // The rollout stops at node4 and says so; the hosts it did keep their new plans and serve.
+    let stopped = eventually(UP, "the rollout stops at node4", || {
+        let text = shown(&home, "small");
+        let stopped =
+            text.lines().any(|l| l.contains("node4") && (l.contains("Failed") || l.contains("retrying")));
+        async move { stopped.then_some(text) }
+    })
+    .await;
+    assert_eq!(cluster_row(&home, "small").unwrap()[1], "updating", "{stopped}");
+    let rolled: Vec<(u32, u64)> = h[..3].iter().map(|h| process_of(h, "kubelet")).collect();
+    for (i, (pid, _)) in rolled.iter().enumerate() {
+        assert_ne!(program_of(*pid), old_build, "node{} runs the new build", i + 1);
+    }
+    assert_eq!(k.ok(&["get", "nodes", "node1", "-o", "name"]).await.trim(), "node/node1");
+
+    // The server dies and comes back; node4 comes back: the rollout resumes where it stopped.
+    server.restart(1).await;
+    h[3].set_link(true);
+    wait_state(&home, "small", "active", UP).await;
+    let node4 = process_of(&h[3], "kubelet");
+    assert_ne!(program_of(node4.0), old_build, "node4 runs the new build");
+    let again: Vec<(u32, u64)> = h[..3].iter().map(|h| process_of(h, "kubelet")).collect();
+    assert_eq!(again, rolled, "the hosts rolled before were not rolled again");
+    let nodes = k.ok(&["get", "nodes", "--no-headers"]).await;
+    assert_eq!(nodes.lines().filter(|l| l.contains(" Ready ")).count(), 4, "{nodes}");
+}

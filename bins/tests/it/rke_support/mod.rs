@@ -49,6 +49,22 @@ pub struct HostedServer {
     pub proc: Proc,
     /// For this test (loopback).
     pub url: String,
+    /// How it was started (to start it again on the same port and data).
+    dir: PathBuf,
+    bridge: String,
+    port: u16,
+    extra: Vec<String>,
+}
+
+impl HostedServer {
+    /// Kills the server (SIGKILL: no clean shutdown) and starts it again on the same port with the
+    /// same data; returns once it answers. Its log goes on in `server-<n>.log`.
+    pub async fn restart(&mut self, n: usize) {
+        let log = self.dir.join(format!("server-{n}.log"));
+        let fresh = spawn_server(&self.dir, &self.bridge, self.port, &self.extra, &log);
+        std::mem::replace(&mut self.proc, fresh).kill9().await;
+        wait_answers(&self.url).await;
+    }
 }
 
 /// Starts `rancher-server` in `dir` (its data, `server.log`, and `bundles/` with the bundle of
@@ -60,28 +76,36 @@ pub async fn start_server(dir: &Path, bridge: &str) -> HostedServer {
 
 /// As [`start_server`], with `extra` flags for the server.
 pub async fn start_server_with(dir: &Path, bridge: &str, extra: &[&str]) -> HostedServer {
-    let bundles = dir.join("bundles");
-    write_bundle(&bundles);
+    write_bundle(&dir.join("bundles"));
     let port = free_port();
+    let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+    let proc = spawn_server(dir, bridge, port, &extra, &dir.join("server.log"));
+    let url = format!("https://127.0.0.1:{port}");
+    wait_answers(&url).await;
+    HostedServer { proc, url, dir: dir.to_owned(), bridge: bridge.to_owned(), port, extra }
+}
+
+fn spawn_server(dir: &Path, bridge: &str, port: u16, extra: &[String], log: &Path) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rancher-server"));
     cmd.arg("--data-dir")
         .arg(dir.join("data"))
         .args(["--https-listen", &format!("0.0.0.0:{port}")])
         .args(["--server-url", &format!("https://{bridge}:{port}")])
         .arg("--bundle-dir")
-        .arg(&bundles)
+        .arg(dir.join("bundles"))
         .args(extra)
         .env("RUST_LOG", "info,rancher::server::provisioning=debug")
         .env("CATTLE_BOOTSTRAP_PASSWORD", ADMIN_PASSWORD);
-    let proc = Proc::spawn(cmd, &dir.join("server.log"));
-    let url = format!("https://127.0.0.1:{port}");
+    Proc::spawn(cmd, log)
+}
+
+async fn wait_answers(url: &str) {
     let http = insecure_client();
     eventually(WAIT, "server answers /ping", || {
-        let (http, url) = (http.clone(), url.clone());
+        let (http, url) = (http.clone(), url.to_owned());
         async move { http.get(format!("{url}/ping")).send().await.ok().filter(|r| r.status().is_success()) }
     })
     .await;
-    HostedServer { proc, url }
 }
 
 /// `cluster.yml` for these hosts with these roles, the key in a file on this machine.

@@ -68,16 +68,6 @@ pub(crate) fn check(cfg: &RkeConfig) -> Result<Topology, ProvisionError> {
             "no node has the etcd role: at least one is required (three recommended)",
         ));
     }
-    if topology.etcd % 2 == 0 {
-        return Err(ProvisionError::invalid_spec(
-            "rkeConfig.nodes",
-            format!(
-                "{} nodes have the etcd role: etcd needs an odd number (1, 3, 5) to keep a quorum through \
-                 a failure",
-                topology.etcd
-            ),
-        ));
-    }
     if topology.controlplane == 0 {
         return Err(ProvisionError::invalid_spec(
             "rkeConfig.nodes",

@@ -101,12 +101,6 @@ fn each_bad_config_names_its_field_and_what_is_wrong() {
             "no node has the etcd role",
         ),
         (
-            "even etcd",
-            |c| c.nodes[3].role.push("etcd".into()),
-            "rkeConfig.nodes",
-            "4 nodes have the etcd role: etcd needs an odd number",
-        ),
-        (
             "no controlplane",
             |c| {
                 for n in &mut c.nodes[3..5] {
@@ -582,4 +576,28 @@ fn backup_config_is_checked_field_by_field() {
             "rkeConfig.services.etcd.backup_config.safe_timestamp is not supported by rancher-rs and is ignored",
         ]
     );
+}
+
+#[test]
+fn an_even_number_of_etcd_members_is_allowed_with_a_warning() {
+    // Replacing an etcd host adds a member before the old one leaves: four for a while.
+    let mut c = RkeConfig {
+        nodes: (1..=5)
+            .map(|i| RkeNode {
+                address: format!("10.0.0.{i}"),
+                role: vec![if i <= 4 { "etcd" } else { "controlplane" }.into(), "worker".into()],
+                ..Default::default()
+            })
+            .collect(),
+        ssh_key_path: "/root/.ssh/id".into(),
+        ..Default::default()
+    };
+    let warnings = crate::rke::validate(&c).unwrap();
+    assert!(
+        warnings.iter().any(|w| w.starts_with("4 nodes have the etcd role: an even number")),
+        "{warnings:?}"
+    );
+    c.nodes[3].role = vec!["worker".into()];
+    let warnings = crate::rke::validate(&c).unwrap();
+    assert!(!warnings.iter().any(|w| w.contains("even number")), "{warnings:?}");
 }

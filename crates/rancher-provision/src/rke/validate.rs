@@ -290,6 +290,14 @@ fn warnings(cfg: &RkeConfig, t: Topology) -> Vec<String> {
         );
         out.push(w);
     }
+    if t.etcd.is_multiple_of(2) {
+        // Allowed: a member is added before another leaves when a host is replaced.
+        out.push(format!(
+            "{} nodes have the etcd role: an even number keeps quorum through no more failures than one \
+             member fewer (1, 3, 5 are the sizes to run)",
+            t.etcd
+        ));
+    }
     for key in cfg.unsupported.keys() {
         out.push(format!("rkeConfig.{key} is not supported by rancher-rs and is ignored"));
     }

@@ -32,6 +32,8 @@ use order::{Move, Tier};
 const HOST_DEADLINE: Duration = Duration::from_secs(300);
 /// How long a drain may take (a PodDisruptionBudget that never allows an eviction stops it).
 const DRAIN_DEADLINE: Duration = Duration::from_secs(120);
+/// How long a host being rolled may not answer before the rollout stops at it.
+const AGENT_SILENCE: Duration = Duration::from_secs(30);
 /// How often the hosts being rolled are asked how they are.
 const POLL: Duration = Duration::from_secs(1);
 
@@ -225,8 +227,18 @@ impl Rollout<'_> {
                 .map_err(|e| self.stopped(step, format!("host {name}: {e}")))?;
         }
         let deadline = Instant::now() + HOST_DEADLINE;
+        let mut answered = Instant::now();
         loop {
             let statuses = self.statuses(hosts).await;
+            // A host whose node agent stays silent is down (or cut off): no use waiting it out.
+            let silent: Vec<&String> = statuses.iter().filter(|(_, s)| s.is_none()).map(|(n, _)| n).collect();
+            if silent.is_empty() {
+                answered = Instant::now();
+            } else if answered.elapsed() >= AGENT_SILENCE {
+                let why =
+                    format!("host {}: its node agent has not answered for {AGENT_SILENCE:?}", join(&silent));
+                return Err(self.stopped(step, why));
+            }
             let healthy = mine.iter().all(|(n, p)| {
                 statuses.get(n).and_then(Option::as_ref).is_some_and(|s| s.is_healthy(&p.revision))
             });
