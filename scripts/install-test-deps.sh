@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real programs the tests start (idempotent: skips what is already there).
 #   etcd            Debian etcd-server   the HA store backend's tests
+#   etcdctl         Debian etcd-client   restoring etcd snapshots on RKE-style hosts
 #   protoc          protobuf-compiler    builds the etcd client
 #   nginx           nginx-light          the load balancer in front of the server in tunnel tests
 #   sshd            openssh-server       SSH hosts in network namespaces (RKE-style provisioning tests)
@@ -16,6 +17,7 @@ set -euo pipefail
 
 missing=()
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)

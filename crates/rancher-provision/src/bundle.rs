@@ -2,7 +2,8 @@
 //! source (a file on the server, or a URL) and its SHA-256, and the registry of bundles a server
 //! knows by Kubernetes version.
 //!
-//! A manifest (YAML or JSON) names every component:
+//! A manifest (YAML or JSON) names every component (and may name the optional ones: `etcdctl`,
+//! which restoring an etcd snapshot needs on the etcd hosts):
 //!
 //! ```
 //! # let sum = "a".repeat(64);
@@ -10,6 +11,7 @@
 //! version: v1.20.2
 //! components:
 //!   etcd: {{ path: /usr/bin/etcd, sha256: {sum} }}
+//!   etcdctl: {{ path: /usr/bin/etcdctl, sha256: {sum} }}
 //!   kube-apiserver: {{ url: "https://example.com/v1.20.2/kube-apiserver", sha256: {sum} }}
 //!   kube-controller-manager: {{ path: /opt/kube/kube-controller-manager, sha256: {sum} }}
 //!   kube-scheduler: {{ path: /opt/kube/kube-scheduler, sha256: {sum} }}
@@ -32,6 +34,10 @@ use sha2::{Digest, Sha256};
 /// The components every bundle has, by name.
 pub const COMPONENTS: [&str; 6] =
     ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "node-agent"];
+
+/// Components a bundle may have: without them, everything works but what needs them — without
+/// `etcdctl` (on etcd hosts), restoring an etcd snapshot.
+pub const OPTIONAL_COMPONENTS: [&str; 1] = ["etcdctl"];
 
 /// The largest manifest read (1 MiB).
 const MAX_MANIFEST_BYTES: u64 = 1 << 20;
@@ -112,7 +118,7 @@ pub struct BundleComponent {
 pub struct Bundle {
     /// The Kubernetes version (`v1.20.2`), what `rkeConfig.kubernetes_version` selects.
     pub version: String,
-    /// Every one of [`COMPONENTS`], by name.
+    /// Every one of [`COMPONENTS`], and any of [`OPTIONAL_COMPONENTS`], by name.
     pub components: BTreeMap<String, BundleComponent>,
 }
 
@@ -144,8 +150,9 @@ fn check_sha256(sum: &str, field: &str) -> Result<(), BundleError> {
 }
 
 impl Bundle {
-    /// Checks a bundle: a version like `v1.20.2`, each of [`COMPONENTS`] and no other, absolute paths,
-    /// `https`/`http` URLs and well-formed checksums.
+    /// Checks a bundle: a version like `v1.20.2`, each of [`COMPONENTS`], perhaps some of
+    /// [`OPTIONAL_COMPONENTS`], and no other; absolute paths, `https`/`http` URLs and well-formed
+    /// checksums.
     ///
     /// # Errors
     /// [`BundleError::Invalid`] naming the field.
@@ -154,18 +161,27 @@ impl Bundle {
             return Err(invalid("version", format!("{:?} is not a version like v1.20.2", self.version)));
         }
         for name in self.components.keys() {
-            if !COMPONENTS.contains(&name.as_str()) {
+            if !COMPONENTS.contains(&name.as_str()) && !OPTIONAL_COMPONENTS.contains(&name.as_str()) {
                 return Err(invalid(
                     format!("components.{name}"),
-                    format!("unknown component: the components are {}", COMPONENTS.join(", ")),
+                    format!(
+                        "unknown component: the components are {} (and optionally {})",
+                        COMPONENTS.join(", "),
+                        OPTIONAL_COMPONENTS.join(", ")
+                    ),
                 ));
             }
         }
         for name in COMPONENTS {
+            if !self.components.contains_key(name) {
+                return Err(invalid(
+                    format!("components.{name}"),
+                    "missing: every bundle has all the components",
+                ));
+            }
+        }
+        for (name, c) in &self.components {
             let field = |f: &str| format!("components.{name}.{f}");
-            let c = self.components.get(name).ok_or_else(|| {
-                invalid(format!("components.{name}"), "missing: every bundle has all the components")
-            })?;
             check_sha256(&c.sha256, &field("sha256"))?;
             for (k, v) in &c.args {
                 let bad = k.is_empty() || k.starts_with('-') || k.contains(['=', ' ', '\t', '\n']);

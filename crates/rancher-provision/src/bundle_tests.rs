@@ -135,3 +135,21 @@ fn a_components_default_flags_round_trip_and_bad_ones_name_the_flag() {
     let e = Bundle::from_manifest(&text).unwrap_err();
     assert!(e.to_string().starts_with("components.kube-apiserver.args.--profiling:"), "{e}");
 }
+
+#[test]
+fn etcdctl_is_optional_and_checked_when_present() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut files = binaries(tmp.path());
+    let without = Bundle::from_local_files("v1.20.2", &pairs(&files)).unwrap();
+    assert!(!without.components.contains_key("etcdctl"));
+    let etcdctl = tmp.path().join("etcdctl");
+    std::fs::write(&etcdctl, b"#!/bin/sh\necho etcdctl\n").unwrap();
+    files.push(("etcdctl", etcdctl));
+    let with = Bundle::from_local_files("v1.20.2", &pairs(&files)).unwrap();
+    assert_eq!(Bundle::from_manifest(&with.to_manifest()).unwrap(), with);
+    let bad = with.to_manifest().replacen(&with.components["etcdctl"].sha256, "abc", 1);
+    match Bundle::from_manifest(&bad) {
+        Err(BundleError::Invalid { field, .. }) => assert_eq!(field, "components.etcdctl.sha256"),
+        other => panic!("{other:?}"),
+    }
+}

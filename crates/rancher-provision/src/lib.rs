@@ -97,6 +97,8 @@ pub mod bundle;
 pub mod cluster_pki;
 mod context;
 mod error;
+pub mod etcd_api;
+pub mod etcd_snapshots;
 pub mod plan;
 mod progress;
 pub mod rke;

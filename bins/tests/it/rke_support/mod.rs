@@ -23,12 +23,14 @@ pub fn sim_binary() -> PathBuf {
     p
 }
 
-/// A bundle `v1.20.2` of the local binaries, written as a manifest into `dir`.
+/// A bundle `v1.20.2` of the local binaries (with the optional `etcdctl`, which restoring etcd
+/// snapshots needs), written as a manifest into `dir`.
 pub fn write_bundle(dir: &Path) {
     let kube = kube_bin_dir();
     let (agent, sim) = (PathBuf::from(env!("CARGO_BIN_EXE_rancher-agent")), sim_binary());
     let files = [
         ("etcd", PathBuf::from("/usr/bin/etcd")),
+        ("etcdctl", PathBuf::from("/usr/bin/etcdctl")),
         ("kube-apiserver", kube.join("kube-apiserver")),
         ("kube-controller-manager", kube.join("kube-controller-manager")),
         ("kube-scheduler", kube.join("kube-scheduler")),

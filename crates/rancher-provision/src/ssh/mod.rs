@@ -26,6 +26,7 @@
 //! # }
 //! ```
 
+mod download;
 mod error;
 mod session;
 mod upload;
@@ -35,7 +36,7 @@ use std::path::Path;
 use secrecy::SecretString;
 
 pub use error::SshError;
-pub use session::SshSession;
+pub use session::{SshSession, TcpChannel};
 
 /// Standard output and standard error are each kept up to this many bytes; the rest is dropped
 /// and [`ExecOutput::truncated`] says so.

@@ -17,6 +17,50 @@ use super::{ExecOutput, HostKeyPolicy, MAX_OUTPUT, SshError, SshTarget};
 const KEEPALIVE: Duration = Duration::from_secs(15);
 const KEEPALIVE_MAX: usize = 3;
 
+/// A TCP connection opened from an SSH host ([`SshSession::open_tcp`]): read and write it like a
+/// socket; dropping it closes the channel. It does not keep the session open: drop it first.
+pub struct TcpChannel(russh::ChannelStream<client::Msg>);
+
+impl std::fmt::Debug for TcpChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TcpChannel")
+    }
+}
+
+impl tokio::io::AsyncRead for TcpChannel {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TcpChannel {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
 /// An authenticated SSH session; closed when dropped (with its bastion session, if any).
 pub struct SshSession {
     pub(super) host: String,
@@ -307,6 +351,36 @@ impl SshSession {
             return Ok(out);
         }
         Err(remote_error(&self.host, cmd, &out))
+    }
+
+    /// Opens a TCP connection from the host to `host:port` (an SSH direct-tcpip channel, as
+    /// `ssh -L` uses) and returns it as a byte stream: how the server reaches a service that
+    /// listens only on the host's loopback, such as etcd's client port on `127.0.0.1:2379`.
+    ///
+    /// # Errors
+    /// [`SshError::InvalidInput`] for an empty host or port 0; [`SshError::Unreachable`] when the
+    /// host's SSH server could not connect (nothing listens there, or forwarding is refused);
+    /// [`SshError::Disconnected`] when the session is gone.
+    pub async fn open_tcp(&self, host: &str, port: u16) -> Result<TcpChannel, SshError> {
+        if host.trim().is_empty() || port == 0 {
+            return Err(SshError::InvalidInput {
+                host: self.host.clone(),
+                message: format!("cannot open a TCP connection to {host:?} port {port}"),
+            });
+        }
+        let channel =
+            self.handle.channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0).await.map_err(
+                |e| match e {
+                    russh::Error::ChannelOpenFailure(why) => SshError::Unreachable {
+                        host: self.host.clone(),
+                        source: std::io::Error::other(format!(
+                            "the host could not connect to {host} port {port}: {why:?}"
+                        )),
+                    },
+                    other => session_error(&self.host, other),
+                },
+            )?;
+        Ok(TcpChannel(channel.into_stream()))
     }
 
     pub(super) fn handle(&self) -> &Handle<Client> {

@@ -3,6 +3,8 @@
 //! network namespaces.
 
 mod applier;
+mod etcd_api;
+mod etcd_snapshots;
 mod rke_plans;
 mod s3;
 mod ssh;

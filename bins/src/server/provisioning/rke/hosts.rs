@@ -19,8 +19,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Components every host runs.
 const EVERY_HOST: [&str; 2] = ["node-agent", "kubelet"];
-/// Components of etcd hosts.
-const ETCD: [&str; 1] = ["etcd"];
+/// Components of etcd hosts (`etcdctl`, for restoring snapshots, only when the bundle has it: it is
+/// optional, see [`rancher_provision::bundle::OPTIONAL_COMPONENTS`]).
+const ETCD: [&str; 2] = ["etcd", "etcdctl"];
 /// Components of control-plane hosts.
 const CONTROLPLANE: [&str; 3] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
 
@@ -220,10 +221,16 @@ async fn install(
     ))
     .await?;
     for component in components_of(node) {
-        let c = bundle.components.get(component).ok_or_else(|| HostError::MissingComponent {
-            version: bundle.version.clone(),
-            component: component.to_owned(),
-        })?;
+        let optional = rancher_provision::bundle::OPTIONAL_COMPONENTS.contains(&component);
+        let Some(c) = bundle.components.get(component) else {
+            if optional {
+                continue;
+            }
+            return Err(HostError::MissingComponent {
+                version: bundle.version.clone(),
+                component: component.to_owned(),
+            });
+        };
         let failed = |source: SshError| match source {
             SshError::SourceMismatch { expected, actual, .. } => HostError::BundleMismatch {
                 version: bundle.version.clone(),
@@ -404,10 +411,18 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(components_of(&node(&["worker"])), ["node-agent", "kubelet"]);
-        assert_eq!(components_of(&node(&["etcd"])), ["node-agent", "kubelet", "etcd"]);
+        assert_eq!(components_of(&node(&["etcd"])), ["node-agent", "kubelet", "etcd", "etcdctl"]);
         assert_eq!(
             components_of(&node(&["etcd", "controlplane", "worker"])),
-            ["node-agent", "kubelet", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"]
+            [
+                "node-agent",
+                "kubelet",
+                "etcd",
+                "etcdctl",
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler"
+            ]
         );
     }
 

@@ -19,6 +19,7 @@ mod rollout;
 mod rotation;
 mod run;
 mod runs;
+mod snapshots;
 pub(crate) mod state;
 
 use std::sync::{Arc, OnceLock};

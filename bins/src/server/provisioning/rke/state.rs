@@ -45,6 +45,9 @@ pub(crate) struct RkeState {
     /// so that each request is carried out once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) rotation_started: Option<String>,
+    /// The etcd snapshots taken, oldest first (see [`super::snapshots`]).
+    #[serde(default)]
+    pub(crate) snapshots: Vec<super::snapshots::SnapshotRecord>,
 }
 
 impl std::fmt::Debug for RkeState {
