@@ -60,9 +60,10 @@ impl HostedServer {
     /// Kills the server (SIGKILL: no clean shutdown) and starts it again on the same port with the
     /// same data; returns once it answers. Its log goes on in `server-<n>.log`.
     pub async fn restart(&mut self, n: usize) {
+        self.proc.signal("KILL");
+        let _ = self.proc.exit_within(std::time::Duration::from_secs(10)).await;
         let log = self.dir.join(format!("server-{n}.log"));
-        let fresh = spawn_server(&self.dir, &self.bridge, self.port, &self.extra, &log);
-        std::mem::replace(&mut self.proc, fresh).kill9().await;
+        self.proc = spawn_server(&self.dir, &self.bridge, self.port, &self.extra, &log);
         wait_answers(&self.url).await;
     }
 }
