@@ -89,6 +89,15 @@ pub(super) fn load(file: &Path) -> Result<(RkeConfig, Vec<String>), CliError> {
     Ok((cfg, notes))
 }
 
+/// [`load`], its notes told on stderr, as the `rkeConfig` to send.
+fn load_for_sending(file: &Path) -> Result<Value, CliError> {
+    let (cfg, notes) = load(file)?;
+    for note in notes {
+        eprintln!("note: {note}");
+    }
+    serde_json::to_value(&cfg).map_err(|e| CliError::Input(format!("encoding the cluster.yml: {e}")))
+}
+
 /// `rancherctl cluster create NAME --rke FILE`; `wait`: follow the provisioning for that long.
 pub(super) async fn create(
     client: &ApiClient,
@@ -98,12 +107,7 @@ pub(super) async fn create(
     fmt: Format,
     wait: Option<std::time::Duration>,
 ) -> Result<String, CliError> {
-    let (cfg, notes) = load(file)?;
-    for note in notes {
-        eprintln!("note: {note}");
-    }
-    let rke_config =
-        serde_json::to_value(&cfg).map_err(|e| CliError::Input(format!("encoding the cluster.yml: {e}")))?;
+    let rke_config = load_for_sending(file)?;
     let body = json!({
         "metadata": { "name": name },
         "spec": { "displayName": name, "description": description, "rkeConfig": rke_config },
@@ -129,17 +133,12 @@ pub(super) async fn update(
     fmt: Format,
     wait: Option<std::time::Duration>,
 ) -> Result<String, CliError> {
-    let (cfg, notes) = load(file)?;
-    for note in notes {
-        eprintln!("note: {note}");
-    }
+    let rke_config = load_for_sending(file)?;
     let path = format!("/v3/clusters/{}", super::commands::path_segment(name)?);
     let mut cluster = client.call(Method::GET, &path, None).await?;
     if cluster.pointer("/spec/rkeConfig").is_none_or(Value::is_null) {
         return Err(CliError::Input(format!("cluster {name} is not built on hosts (it has no rkeConfig)")));
     }
-    let rke_config =
-        serde_json::to_value(&cfg).map_err(|e| CliError::Input(format!("encoding the cluster.yml: {e}")))?;
     cluster["spec"]["rkeConfig"] = rke_config;
     let (updated, warnings) = client.call_with_warnings(Method::PUT, &path, Some(&cluster)).await?;
     for w in warnings {
