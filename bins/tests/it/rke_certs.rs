@@ -5,7 +5,7 @@
 //! hosts is the day-two end-to-end test's.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 
 use crate::common::{ADMIN_PASSWORD, Api, assert_status, client, err, install_crypto, ok};
@@ -13,32 +13,14 @@ use rancher::server::Server;
 use rancher_core::model::{CertExpiration, Cluster};
 use rancher_core::store::{Api as StoreApi, MemoryStore};
 use rancher_core::{ConditionStatus, Conditions};
-use rancher_provision::bundle::{Bundle, COMPONENTS};
 use serde_json::json;
 
-fn bundle(dir: &Path) -> Bundle {
-    let files: Vec<(&str, std::path::PathBuf)> = COMPONENTS
-        .iter()
-        .map(|c| {
-            let p = dir.join(c);
-            std::fs::write(&p, format!("#!/bin/sh\necho {c}\n")).unwrap();
-            (*c, p)
-        })
-        .collect();
-    let pairs: Vec<(&str, &Path)> = files.iter().map(|(c, p)| (*c, p.as_path())).collect();
-    Bundle::from_local_files("v1.20.2", &pairs).unwrap()
-}
-
+/// `rancherctl` (see [`crate::rke_config::ctl`]) off the runtime's threads.
 async fn ctl(home: &Path, args: &[&str]) -> Output {
     let (home, args) = (home.to_owned(), args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>());
     tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_rancherctl"))
-            .args(&args)
-            .env("HOME", &home)
-            .env_remove("XDG_CONFIG_HOME")
-            .env_remove("RANCHER_PASSWORD")
-            .output()
-            .expect("run rancherctl")
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        crate::rke_config::ctl(&home, &args)
     })
     .await
     .unwrap()
@@ -54,7 +36,7 @@ async fn rotation_is_asked_for_checked_and_certificates_are_listed() {
         .store(store.clone())
         .https_listen("127.0.0.1:0".parse().unwrap())
         .bootstrap_password(ADMIN_PASSWORD)
-        .bundle(bundle(dir.path()))
+        .bundle(crate::rke_config::bundle(dir.path(), "v1.20.2"))
         .build()
         .await
         .unwrap();

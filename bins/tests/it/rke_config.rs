@@ -29,7 +29,7 @@ const S3_SECRET_TEXT: &str = "wJalrXUtnFEMI-RKE-CONFIG-TEST-S3-SECRET";
 const VISIBLE: &str = "rke-config-visible-marker";
 
 /// A bundle of six small local files in `dir`.
-fn bundle(dir: &Path, version: &str) -> Bundle {
+pub(crate) fn bundle(dir: &Path, version: &str) -> Bundle {
     let files: Vec<(&str, std::path::PathBuf)> = COMPONENTS
         .iter()
         .map(|c| {
@@ -42,7 +42,8 @@ fn bundle(dir: &Path, version: &str) -> Bundle {
     Bundle::from_local_files(version, &pairs).unwrap()
 }
 
-fn ctl(home: &Path, args: &[&str]) -> Output {
+/// `rancherctl` with its own HOME and no password in the environment.
+pub(crate) fn ctl(home: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rancherctl"))
         .args(args)
         .env("HOME", home)
