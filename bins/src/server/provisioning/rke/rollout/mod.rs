@@ -318,9 +318,10 @@ impl Rollout<'_> {
         }
         drain::delete_node(&client, &name).await.map_err(|e| self.stopped(step, e.to_string()))?;
         self.board.set(step, StepState::Running, format!("{name}: cleaning ({at})"));
+        // The host is reached with the settings it was provisioned with.
         let current = t.st.current_config.clone().unwrap_or_default();
-        let cfg = RkeConfig { nodes: vec![], ..current };
-        match teardown_host(self.ctx, self.cluster, &cfg, node, t.st.host_keys.get(&name), self.bastion).await
+        match teardown_host(self.ctx, self.cluster, &current, node, t.st.host_keys.get(&name), self.bastion)
+            .await
         {
             Ok(()) => {}
             Err(e) if abandoned => {
