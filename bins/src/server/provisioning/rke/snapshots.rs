@@ -30,7 +30,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a snapshot operation on a cluster failed.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum SnapshotsError {
+pub(crate) enum SnapshotsError {
     /// The cluster has not been provisioned: no config, no certificates.
     #[error("cluster {0} has not been provisioned yet: there is no etcd to snapshot or restore")]
     NotProvisioned(String),
@@ -67,7 +67,7 @@ pub(super) enum SnapshotsError {
 
 impl SnapshotsError {
     /// Whether retrying may help.
-    pub(super) fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         match self {
             SnapshotsError::Host { source, .. } => source.is_transient(),
             SnapshotsError::Snapshot(e) => e.is_transient(),
@@ -263,6 +263,7 @@ mod tests {
             created: at.parse().unwrap(),
             source: "node1".into(),
             hosts: vec!["node1".into()],
+            s3: None,
         }
     }
 
