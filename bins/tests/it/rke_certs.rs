@@ -16,7 +16,8 @@ use rancher_core::{ConditionStatus, Conditions};
 use rancher_provision::bundle::{Bundle, COMPONENTS};
 use serde_json::json;
 
-fn bundle(dir: &Path) -> Bundle {
+/// A bundle of shell scripts standing in for the components (no host runs them in these tests).
+pub(crate) fn bundle(dir: &Path) -> Bundle {
     let files: Vec<(&str, std::path::PathBuf)> = COMPONENTS
         .iter()
         .map(|c| {
@@ -29,7 +30,8 @@ fn bundle(dir: &Path) -> Bundle {
     Bundle::from_local_files("v1.20.2", &pairs).unwrap()
 }
 
-async fn ctl(home: &Path, args: &[&str]) -> Output {
+/// `rancherctl` with its own HOME, off the test's threads.
+pub(crate) async fn ctl(home: &Path, args: &[&str]) -> Output {
     let (home, args) = (home.to_owned(), args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>());
     tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_rancherctl"))
