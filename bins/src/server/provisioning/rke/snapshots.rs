@@ -2,11 +2,9 @@
 //! to reach them (pinned host keys) and speak to etcd (the PKI's etcd client certificate). The
 //! mechanism is [`rancher_provision::etcd_snapshots`]; this module feeds it the cluster.
 //!
-//! The run calls [`take_snapshot`] (then keeps the record in [`RkeState::snapshots`]) and, for a
-//! restore, stops etcd and the control plane everywhere, calls [`restore`], starts them again and,
-//! once etcd is healthy, [`cleanup_restore`].
-// Until the run calls these (issue 12: the rollout engine wires snapshots and restore).
-#![allow(dead_code)]
+//! [`super::backups`] calls [`take_snapshot`] (then keeps the record in [`RkeState::snapshots`]);
+//! for a restore, [`super::restore`] stops etcd and the control plane everywhere, calls [`restore`],
+//! starts them again and, once every host is healthy, [`cleanup_restore`].
 
 use std::path::Path;
 use std::sync::Arc;
@@ -121,6 +119,7 @@ pub(super) async fn connect_etcd_hosts(
 /// # Errors
 /// [`SnapshotsError::NotProvisioned`], [`SnapshotsError::Host`], and [`SnapshotsError::Snapshot`]
 /// wrapping the etcd error when no member answers.
+#[allow(dead_code, reason = "for membership changes; the rollout reads the members' health itself")]
 pub(super) async fn members_health(
     sealer: &Sealer,
     cluster: &str,
