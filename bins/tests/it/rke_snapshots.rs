@@ -289,8 +289,22 @@ async fn snapshots_through_the_server_go_to_s3_a_failed_upload_keeps_them_and_a_
     k.ok(&["create", "configmap", "after", "--from-literal=when=after"]).await;
     k.ok(&["get", "configmap", "after"]).await;
 
-    // Restore: the API is down meanwhile (declared); back with the first ConfigMap, not the second.
-    let (ok, out) = rancherctl(&home, &["cluster", "snapshot", "restore", "trio", &name, "--timeout", "15m"]);
+    // Restore: the API is down meanwhile (declared, and measured through the proxy); back with the
+    // first ConfigMap, not the second; every etcd member was stopped and started again.
+    let etcd_before: Vec<Vec<u32>> =
+        hosts.hosts().iter().map(|h| pids_in_host(h, &["opt/rke/bin/etcd"])).collect();
+    let watching = tokio_util::sync::CancellationToken::new();
+    let watcher =
+        tokio::spawn(api_down_windows(Kubectl::at("1.33", &kubeconfig_file, &home), watching.clone()));
+    let restore_args =
+        ["cluster", "snapshot", "restore", "trio", name.as_str(), "--timeout", "15m"].map(str::to_owned);
+    let cli_home = home.clone();
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = restore_args.iter().map(String::as_str).collect();
+        rancherctl(&cli_home, &args)
+    })
+    .await
+    .unwrap();
     assert!(ok, "{out}\n{}", server_log_tail(dir.path()));
     assert!(out.contains("its API is down"), "{out}");
     eventually(UP, "the API server answers with the ConfigMap of before the snapshot", || {
@@ -298,8 +312,20 @@ async fn snapshots_through_the_server_go_to_s3_a_failed_upload_keeps_them_and_a_
         async move { k.run(&["get", "configmap", "before"]).await.ok.then_some(()) }
     })
     .await;
+    watching.cancel();
+    let down = watcher.await.unwrap();
+    eprintln!("the API through the proxy was down during the restore for {down:?} (longest window)");
+    assert!(down > Duration::ZERO, "the restore stopped the API server, and the proxy saw it");
     let gone = k.run(&["get", "configmap", "after"]).await;
     assert!(!gone.ok && gone.stderr.contains("NotFound"), "{gone:?}");
+    for (h, before) in hosts.hosts().iter().zip(&etcd_before) {
+        let now = pids_in_host(h, &["opt/rke/bin/etcd"]);
+        assert!(
+            now.len() == 1 && before.len() == 1 && now != *before,
+            "node{}: etcd {before:?} → {now:?}",
+            h.index()
+        );
+    }
     // Every member was restored: three members, the set-aside data removed.
     for h in hosts.hosts() {
         let aside: Vec<_> = std::fs::read_dir(h.root_dir().join("var/lib"))
@@ -341,6 +367,75 @@ async fn snapshots_through_the_server_go_to_s3_a_failed_upload_keeps_them_and_a_
     }
     let (ok, table) = rancherctl(&home, &["cluster", "snapshot", "ls", "trio"]);
     assert!(ok && table.contains(&format!("upload failed: {why}")), "{table}");
+}
+
+/// Asks the API through the proxy every 500 ms until `stop`; returns the longest time it did not
+/// answer.
+async fn api_down_windows(k: Kubectl, stop: tokio_util::sync::CancellationToken) -> Duration {
+    let (mut longest, mut down_since) = (Duration::ZERO, None::<tokio::time::Instant>);
+    while !stop.is_cancelled() {
+        let answered = k.run(&["get", "--raw", "/readyz", "--request-timeout=2s"]).await.ok;
+        match (answered, down_since) {
+            (false, None) => down_since = Some(tokio::time::Instant::now()),
+            (true, Some(since)) => {
+                longest = longest.max(since.elapsed());
+                down_since = None;
+            }
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    down_since.map_or(longest, |since| longest.max(since.elapsed()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_cut_short_by_a_server_restart_resumes_from_the_stored_state() {
+    install_crypto();
+    let hosts = SshHosts::start(3);
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start_server(dir.path(), hosts.hosts()[0].bridge_address()).await;
+    let home = cli_home(dir.path(), &server.url);
+    let (all, etcd): (&[&str], &[&str]) = (&["etcd", "controlplane", "worker"], &["etcd"]);
+    let yml = write_cluster_yml(dir.path(), &hosts, &[all, etcd, etcd]);
+    let (ok, out) = rancherctl(&home, &["cluster", "create", "trio", "--rke", yml.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    wait_state(&home, "trio", "active", UP).await;
+    let (ok, kubeconfig) = rancherctl(&home, &["kubeconfig", "trio"]);
+    assert!(ok, "{kubeconfig}");
+    let kubeconfig_file = dir.path().join("trio.kubeconfig");
+    std::fs::write(&kubeconfig_file, &kubeconfig).unwrap();
+    let k = Kubectl::at("1.33", &kubeconfig_file, &home);
+    k.ok(&["create", "configmap", "before", "--from-literal=when=before"]).await;
+    let (ok, out) = rancherctl(&home, &["cluster", "snapshot", "create", "trio", "-o", "json"]);
+    assert!(ok, "{out}");
+    let record: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(record.get("s3").is_none(), "no S3 target: {record}");
+    let name = record["name"].as_str().unwrap().to_owned();
+    k.ok(&["create", "configmap", "after", "--from-literal=when=after"]).await;
+
+    let (ok, out) = rancherctl(&home, &["cluster", "snapshot", "restore", "trio", &name, "--no-wait"]);
+    assert!(ok, "{out}");
+    // etcd stopped everywhere: the restore is under way (stopping or restored, not done: that
+    // needs etcd healthy). The server dies there, without a clean shutdown.
+    eventually(Duration::from_secs(120), "etcd stopped on every host", || {
+        let stopped = hosts.hosts().iter().all(|h| pids_in_host(h, &["opt/rke/bin/etcd"]).is_empty());
+        async move { stopped.then_some(()) }
+    })
+    .await;
+    server.restart(1).await;
+
+    wait_state(&home, "trio", "active", UP).await;
+    eventually(UP, "the API server answers with the ConfigMap of before the snapshot", || {
+        let k = Kubectl::at("1.33", &kubeconfig_file, &home);
+        async move { k.run(&["get", "configmap", "before"]).await.ok.then_some(()) }
+    })
+    .await;
+    let gone = k.run(&["get", "configmap", "after"]).await;
+    assert!(!gone.ok && gone.stderr.contains("NotFound"), "{gone:?}");
+    for h in hosts.hosts() {
+        assert_eq!(pids_in_host(h, &["opt/rke/bin/etcd"]).len(), 1, "node{}", h.index());
+    }
+    k.ok(&["create", "configmap", "later", "--from-literal=when=later"]).await;
 }
 
 /// The end of the server's log, for a failure's message.
