@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use rancher_provision::bundle::Bundle;
 use rancher_test_support::kube::kube_bin_dir;
@@ -61,8 +62,13 @@ impl HostedServer {
     /// same data; returns once it answers. Its log goes on in `server-<n>.log`.
     pub async fn restart(&mut self, n: usize) {
         let log = self.dir.join(format!("server-{n}.log"));
-        let fresh = spawn_server(&self.dir, &self.bridge, self.port, &self.extra, &log);
-        std::mem::replace(&mut self.proc, fresh).kill9().await;
+        // The old one goes first: it holds the store's file lock (redb refuses a second opener).
+        self.proc.signal("KILL");
+        assert!(
+            self.proc.exit_within(Duration::from_secs(10)).await.is_some(),
+            "the server outlived SIGKILL"
+        );
+        self.proc = spawn_server(&self.dir, &self.bridge, self.port, &self.extra, &log);
         wait_answers(&self.url).await;
     }
 }
