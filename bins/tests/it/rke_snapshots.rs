@@ -313,8 +313,10 @@ async fn snapshots_through_the_server_go_to_s3_a_failed_upload_keeps_them_and_a_
     })
     .await;
     watching.cancel();
-    let down = watcher.await.unwrap();
-    eprintln!("the API through the proxy was down during the restore for {down:?} (longest window)");
+    let (down, asked) = watcher.await.unwrap();
+    eprintln!(
+        "the API through the proxy was down during the restore for {down:?} (longest window; asked {asked} times)"
+    );
     assert!(down > Duration::ZERO, "the restore stopped the API server, and the proxy saw it");
     let gone = k.run(&["get", "configmap", "after"]).await;
     assert!(!gone.ok && gone.stderr.contains("NotFound"), "{gone:?}");
@@ -370,13 +372,17 @@ async fn snapshots_through_the_server_go_to_s3_a_failed_upload_keeps_them_and_a_
 }
 
 /// Asks the API through the proxy every 500 ms until `stop`; returns the longest time it did not
-/// answer.
-async fn api_down_windows(k: Kubectl, stop: tokio_util::sync::CancellationToken) -> Duration {
-    let (mut longest, mut down_since) = (Duration::ZERO, None::<tokio::time::Instant>);
+/// answer, and how many times it was asked.
+async fn api_down_windows(k: Kubectl, stop: tokio_util::sync::CancellationToken) -> (Duration, usize) {
+    let (mut longest, mut down_since, mut asked) = (Duration::ZERO, None::<tokio::time::Instant>, 0);
     while !stop.is_cancelled() {
-        let answered = k.run(&["get", "--raw", "/readyz", "--request-timeout=2s"]).await.ok;
-        match (answered, down_since) {
-            (false, None) => down_since = Some(tokio::time::Instant::now()),
+        let answer = k.run(&["get", "configmap", "before", "--request-timeout=2s"]).await;
+        asked += 1;
+        match (answer.ok, down_since) {
+            (false, None) => {
+                eprintln!("the API does not answer: {}", answer.stderr.trim());
+                down_since = Some(tokio::time::Instant::now());
+            }
             (true, Some(since)) => {
                 longest = longest.max(since.elapsed());
                 down_since = None;
@@ -385,7 +391,7 @@ async fn api_down_windows(k: Kubectl, stop: tokio_util::sync::CancellationToken)
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    down_since.map_or(longest, |since| longest.max(since.elapsed()))
+    (down_since.map_or(longest, |since| longest.max(since.elapsed())), asked)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
