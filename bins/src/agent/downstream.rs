@@ -216,15 +216,7 @@ async fn ensure_agent_account(client: &Client) -> Result<(), AgentError> {
 /// # Errors
 /// [`AgentError::Downstream`] naming what is missing (kubeconfig, CA, credential).
 pub(crate) async fn connect(kubeconfig: Option<&Path>) -> Result<Downstream, AgentError> {
-    let config = load_config(kubeconfig).await?;
-    let address = address_of(&config.cluster_url)?;
-    let ca_pem = ca_pem_of(&config)?;
-    let client = Client::try_from(config.clone())
-        .map_err(|e| AgentError::Downstream(format!("building the cluster client: {e}")))?;
-    let token = credential(&config, &client).await?;
-    let params = ClusterParams { address, token, ca_cert: STANDARD.encode(ca_pem.as_bytes()) };
-    params.validate().map_err(|e| AgentError::Downstream(e.to_string()))?;
-    Ok(Downstream { client, params, config })
+    connect_at(kubeconfig, None).await
 }
 
 /// [`connect`], or when the kubeconfig's API server cannot be used now (restarting, down), the same
@@ -242,19 +234,7 @@ pub(crate) async fn connect_any(
     let Err(primary_error) = first else { return first };
     for alternate in alternates {
         let Ok(url) = alternate.parse::<http::Uri>() else { continue };
-        let attempt = async {
-            let mut config = load_config(kubeconfig).await?;
-            let address = address_of(&config.cluster_url)?;
-            config.cluster_url = url;
-            let ca_pem = ca_pem_of(&config)?;
-            let client = Client::try_from(config.clone())
-                .map_err(|e| AgentError::Downstream(format!("building the cluster client: {e}")))?;
-            let token = credential(&config, &client).await?;
-            let params = ClusterParams { address, token, ca_cert: STANDARD.encode(ca_pem.as_bytes()) };
-            params.validate().map_err(|e| AgentError::Downstream(e.to_string()))?;
-            Ok::<_, AgentError>(Downstream { client, params, config })
-        };
-        match attempt.await {
+        match connect_at(kubeconfig, Some(url)).await {
             Ok(d) => {
                 tracing::info!(api_server = %alternate, "the kubeconfig's API server cannot be used now: starting through another");
                 return Ok(d);
@@ -263,6 +243,23 @@ pub(crate) async fn connect_any(
         }
     }
     Err(primary_error)
+}
+
+/// The cluster through `via` (else the kubeconfig's API server), with parameters naming the
+/// kubeconfig's API server.
+async fn connect_at(kubeconfig: Option<&Path>, via: Option<http::Uri>) -> Result<Downstream, AgentError> {
+    let mut config = load_config(kubeconfig).await?;
+    let address = address_of(&config.cluster_url)?;
+    if let Some(url) = via {
+        config.cluster_url = url;
+    }
+    let ca_pem = ca_pem_of(&config)?;
+    let client = Client::try_from(config.clone())
+        .map_err(|e| AgentError::Downstream(format!("building the cluster client: {e}")))?;
+    let token = credential(&config, &client).await?;
+    let params = ClusterParams { address, token, ca_cert: STANDARD.encode(ca_pem.as_bytes()) };
+    params.validate().map_err(|e| AgentError::Downstream(e.to_string()))?;
+    Ok(Downstream { client, params, config })
 }
 
 #[cfg(test)]

@@ -207,6 +207,35 @@ fn summary(cluster: &Cluster) -> String {
     format!("cluster {} is {}: Kubernetes {version}, {nodes}\n", cluster.metadata.name, cluster.state())
 }
 
+/// What a command that changed cluster `id` prints: with no `wait`, `done` (or the server's
+/// `answer` in a structured format); else the change followed for that long ([`follow`] from
+/// `generation`) and its summary line (or the cluster as read last).
+///
+/// # Errors
+/// As [`follow`].
+pub(super) async fn report_or_follow(
+    client: &ApiClient,
+    id: &str,
+    fmt: super::output::Format,
+    wait: Option<Duration>,
+    generation: i64,
+    answer: &Value,
+    done: String,
+) -> Result<String, CliError> {
+    use super::output::{Format, structured};
+    let Some(timeout) = wait else {
+        return match fmt {
+            Format::Table => Ok(done),
+            _ => structured(fmt, answer),
+        };
+    };
+    let (summary, last) = follow(client, id, timeout, fmt != Format::Table, generation).await?;
+    match fmt {
+        Format::Table => Ok(summary),
+        _ => structured(fmt, &last),
+    }
+}
+
 /// Follows cluster `id` until it is active (returns the summary line and the cluster as read last),
 /// fails for good, or `timeout` passes. Lines go to stderr with `to_stderr` (structured output keeps
 /// stdout for the object), else to stdout. `generation`: the spec's version to follow (after an

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::client::ApiClient;
 use super::commands::path_segment;
 use super::error::CliError;
+use super::output::Format;
 use super::{ClusterNodeCommand, FollowArgs};
 
 /// Runs one `cluster node` command.
@@ -140,12 +141,10 @@ async fn change(
     for w in warnings {
         eprintln!("Warning: {w}");
     }
-    if follow.no_wait {
-        return Ok(format!("cluster {cluster} updated\n"));
-    }
     let generation = updated.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
-    let (summary, _) = super::follow::follow(client, cluster, follow.timeout, false, generation).await?;
-    Ok(summary)
+    let wait = (!follow.no_wait).then_some(follow.timeout);
+    let done = format!("cluster {cluster} updated\n");
+    super::follow::report_or_follow(client, cluster, Format::Table, wait, generation, &updated, done).await
 }
 
 #[cfg(test)]

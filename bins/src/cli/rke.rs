@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::client::ApiClient;
 use super::error::CliError;
-use super::output::{Format, structured};
+use super::output::Format;
 
 /// The largest SSH key file sent (64 KiB).
 const MAX_KEY_BYTES: u64 = 64 * 1024;
@@ -113,20 +113,10 @@ pub(super) async fn create(
         eprintln!("Warning: {w}");
     }
     let id = created.get("id").and_then(Value::as_str).unwrap_or(name).to_owned();
-    let Some(timeout) = wait else {
-        return match fmt {
-            Format::Table => Ok(format!("{id}\n")),
-            _ => structured(fmt, &created),
-        };
-    };
-    if fmt == Format::Table {
+    if wait.is_some() && fmt == Format::Table {
         println!("{id}");
     }
-    let (summary, last) = super::follow::follow(client, &id, timeout, fmt != Format::Table, 0).await?;
-    match fmt {
-        Format::Table => Ok(summary),
-        _ => structured(fmt, &last),
-    }
+    super::follow::report_or_follow(client, &id, fmt, wait, 0, &created, format!("{id}\n")).await
 }
 
 /// `rancherctl cluster update NAME --rke FILE`: the cluster's `rkeConfig` replaced (read, changed,
@@ -156,18 +146,8 @@ pub(super) async fn update(
         eprintln!("Warning: {w}");
     }
     let generation = updated.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
-    let Some(timeout) = wait else {
-        return match fmt {
-            Format::Table => Ok(format!("cluster {name} updated\n")),
-            _ => structured(fmt, &updated),
-        };
-    };
-    let (summary, last) =
-        super::follow::follow(client, name, timeout, fmt != Format::Table, generation).await?;
-    match fmt {
-        Format::Table => Ok(summary),
-        _ => structured(fmt, &last),
-    }
+    let done = format!("cluster {name} updated\n");
+    super::follow::report_or_follow(client, name, fmt, wait, generation, &updated, done).await
 }
 
 /// `rancherctl cluster rkestate NAME [-o FILE]`: the cluster's state as RKE's `cluster.rkestate`.

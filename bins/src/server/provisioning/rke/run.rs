@@ -95,11 +95,8 @@ pub(super) async fn provision(
     let layout = HostLayout::new(&cfg.prefix_path);
     let bastion =
         hosts::bastion_of(&ctx.sealer, cfg).await.map_err(|e| host_error(&[("bastion".to_owned(), e)]))?;
-    let bootstraps: Vec<_> = cfg
-        .nodes
-        .iter()
-        .map(|node| bootstrap_host(ctx, cfg, node, bundle, &t.st, &layout, bastion.as_ref(), &boot, board))
-        .collect();
+    let work = HostWork { ctx, cfg, bundle, layout: &layout, bastion: bastion.as_ref() };
+    let bootstraps: Vec<_> = cfg.nodes.iter().map(|node| work.bootstrap(node, &t.st, &boot, board)).collect();
     let results: Vec<(String, Option<String>, Result<(), hosts::HostError>)> =
         futures::stream::iter(bootstraps).buffer_unordered(PARALLEL_HOSTS).collect().await;
     let mut changed = false;
@@ -157,7 +154,7 @@ pub(super) async fn provision(
     restore::carry_out(&rollout, bundle, &mut t).await?;
     if t.st.current_config.is_some() {
         if rollout.run(&mut t).await? {
-            prune(ctx, cfg, bundle, &t.st, &layout, bastion.as_ref()).await;
+            work.prune(&t.st).await;
         }
     } else {
         let plans = render(&t.st)?;
@@ -183,37 +180,69 @@ pub(super) async fn provision(
     Ok(())
 }
 
-/// Removes the builds of earlier bundles from every host, now that every host runs `bundle`'s; a
-/// host that cannot be reached keeps them until the next rollout (they only take room).
-async fn prune(
-    ctx: &RunCtx,
-    cfg: &RkeConfig,
-    bundle: &Bundle,
-    st: &RkeState,
-    layout: &HostLayout,
-    bastion: Option<&SshTarget>,
-) {
-    let prunes: Vec<_> =
-        cfg.nodes.iter().map(|node| prune_host(ctx, cfg, node, bundle, st, layout, bastion)).collect();
-    futures::stream::iter(prunes).buffer_unordered(PARALLEL_HOSTS).collect::<Vec<()>>().await;
+/// What the work on a cluster's hosts over SSH shares: the run's context, the config and bundle,
+/// where things go on a host, the bastion.
+struct HostWork<'a> {
+    ctx: &'a RunCtx,
+    cfg: &'a RkeConfig,
+    bundle: &'a Bundle,
+    layout: &'a HostLayout,
+    bastion: Option<&'a SshTarget>,
 }
 
-async fn prune_host(
-    ctx: &RunCtx,
-    cfg: &RkeConfig,
-    node: &RkeNode,
-    bundle: &Bundle,
-    st: &RkeState,
-    layout: &HostLayout,
-    bastion: Option<&SshTarget>,
-) {
-    let name = node_name(node);
-    let pruned = async {
-        let target = hosts::target_of(&ctx.sealer, cfg, node, st.host_keys.get(&name)).await?;
-        hosts::prune_builds(&target, bastion, node, layout, bundle).await
-    };
-    if let Err(e) = pruned.await {
-        tracing::warn!(host = %name, error = %e, "the builds of earlier bundles stay on the host");
+impl HostWork<'_> {
+    /// Bootstraps one host over SSH, reporting on its step; returns its name, its SSH key if a
+    /// session was made, and how the bootstrap went.
+    async fn bootstrap(
+        &self,
+        node: &RkeNode,
+        st: &RkeState,
+        boot: &AgentBoot<'_>,
+        board: &Board,
+    ) -> (String, Option<String>, Result<(), hosts::HostError>) {
+        let name = node_name(node);
+        let step = host_step(&name);
+        board.set(&step, StepState::Running, "");
+        let report = |m: String| board.set(&step, StepState::Running, m);
+        let (key, result) = match hosts::target_of(&self.ctx.sealer, self.cfg, node, st.host_keys.get(&name))
+            .await
+        {
+            Ok(target) => {
+                hosts::bootstrap(&target, self.bastion, node, self.layout, self.bundle, boot, &report).await
+            }
+            Err(e) => (None, Err(e)),
+        };
+        let result = match result {
+            Ok(done) => {
+                tracing::info!(host = %name, "{}", done.summary());
+                board.set(&step, StepState::Done, done.summary());
+                Ok(())
+            }
+            Err(e) => {
+                board.set(&step, StepState::Failed, e.to_string());
+                Err(e)
+            }
+        };
+        (name, key, result)
+    }
+
+    /// Removes the builds of earlier bundles from every host, now that every host runs this
+    /// bundle's; a host that cannot be reached keeps them until the next rollout (they only take
+    /// room).
+    async fn prune(&self, st: &RkeState) {
+        let prunes: Vec<_> = self.cfg.nodes.iter().map(|node| self.prune_host(node, st)).collect();
+        futures::stream::iter(prunes).buffer_unordered(PARALLEL_HOSTS).collect::<Vec<()>>().await;
+    }
+
+    async fn prune_host(&self, node: &RkeNode, st: &RkeState) {
+        let name = node_name(node);
+        let pruned = async {
+            let target = hosts::target_of(&self.ctx.sealer, self.cfg, node, st.host_keys.get(&name)).await?;
+            hosts::prune_builds(&target, self.bastion, node, self.layout, self.bundle).await
+        };
+        if let Err(e) = pruned.await {
+            tracing::warn!(host = %name, error = %e, "the builds of earlier bundles stay on the host");
+        }
     }
 }
 
@@ -272,42 +301,6 @@ async fn first_plans(
         }
         sleep_or_cancel(POLL, cancel).await?;
     }
-}
-
-/// Bootstraps one host over SSH, reporting on its step; returns its name, its SSH key if a session
-/// was made, and how the bootstrap went.
-#[allow(clippy::too_many_arguments, reason = "one call site; the run's pieces")]
-async fn bootstrap_host(
-    ctx: &RunCtx,
-    cfg: &RkeConfig,
-    node: &RkeNode,
-    bundle: &Bundle,
-    st: &RkeState,
-    layout: &HostLayout,
-    bastion: Option<&SshTarget>,
-    boot: &AgentBoot<'_>,
-    board: &Board,
-) -> (String, Option<String>, Result<(), hosts::HostError>) {
-    let name = node_name(node);
-    let step = host_step(&name);
-    board.set(&step, StepState::Running, "");
-    let report = |m: String| board.set(&step, StepState::Running, m);
-    let (key, result) = match hosts::target_of(&ctx.sealer, cfg, node, st.host_keys.get(&name)).await {
-        Ok(target) => hosts::bootstrap(&target, bastion, node, layout, bundle, boot, &report).await,
-        Err(e) => (None, Err(e)),
-    };
-    let result = match result {
-        Ok(done) => {
-            tracing::info!(host = %name, "{}", done.summary());
-            board.set(&step, StepState::Done, done.summary());
-            Ok(())
-        }
-        Err(e) => {
-            board.set(&step, StepState::Failed, e.to_string());
-            Err(e)
-        }
-    };
-    (name, key, result)
 }
 
 /// Updates the role steps from the hosts' statuses; true when every host is healthy.
