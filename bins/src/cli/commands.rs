@@ -174,6 +174,7 @@ async fn cluster(client: &ApiClient, cmd: ClusterCommand) -> Result<String, CliE
             Ok(format!("cluster {name} deleted\n"))
         }
         ClusterCommand::Node(c) => super::nodes::run(client, c).await,
+        ClusterCommand::Snapshot(c) => super::snapshots::run(client, c).await,
     }
 }
 

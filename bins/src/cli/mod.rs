@@ -25,6 +25,7 @@ mod output;
 mod password;
 mod rke;
 mod session;
+mod snapshots;
 mod tokens;
 
 use clap::{Parser, Subcommand};
@@ -293,6 +294,46 @@ pub enum ClusterCommand {
     /// The hosts of a cluster built on hosts.
     #[command(subcommand)]
     Node(ClusterNodeCommand),
+    /// The etcd snapshots of a cluster built on hosts.
+    #[command(subcommand)]
+    Snapshot(ClusterSnapshotCommand),
+}
+
+/// `rancherctl cluster snapshot …`: etcd snapshots, kept on every etcd host of the cluster (and in
+/// its S3 bucket when `backup_config.s3backupconfig` is set).
+#[derive(Debug, Subcommand)]
+pub enum ClusterSnapshotCommand {
+    /// List the cluster's snapshots: manual and recurring, where each is, and whether its upload
+    /// to S3 worked.
+    #[command(alias = "list")]
+    Ls {
+        /// The cluster's name.
+        cluster: String,
+        /// Output format.
+        #[command(flatten)]
+        out: OutputArg,
+    },
+    /// Take a snapshot now (the server answers once it is stored; a failed upload to S3 is
+    /// reported, and the snapshot is kept on the hosts).
+    Create {
+        /// The cluster's name.
+        cluster: String,
+        /// Output format (JSON/YAML: the snapshot's record).
+        #[command(flatten)]
+        out: OutputArg,
+    },
+    /// Restore every etcd member from a snapshot: the cluster's API is down while etcd and the
+    /// control plane are stopped, restored and started again; objects newer than the snapshot are
+    /// gone. Followed until the cluster is active again.
+    Restore {
+        /// The cluster's name.
+        cluster: String,
+        /// The snapshot's name (`rancherctl cluster snapshot ls` lists them).
+        snapshot: String,
+        /// How the restore is followed.
+        #[command(flatten)]
+        follow: FollowArgs,
+    },
 }
 
 /// `rancherctl cluster node …`: a change of the cluster's `rkeConfig.nodes`, rolled out by the

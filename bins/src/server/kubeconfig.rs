@@ -164,11 +164,12 @@ pub(crate) fn caller_identity(caller: &Caller) -> UserInfo {
 }
 
 /// The actions `POST /v3/clusters/<id>?action=…` knows.
-const CLUSTER_ACTIONS: &str = "generateKubeconfig, exportState, exportAdminKubeconfig, rotateCertificates";
+const CLUSTER_ACTIONS: &str = "generateKubeconfig, exportState, exportAdminKubeconfig, rotateCertificates, \
+                               backupEtcd, restoreFromEtcdBackup";
 
 /// `POST /v3/clusters/<id>?action=…`: `generateKubeconfig` here, the downloads of a cluster built on
-/// hosts in [`cluster_downloads`](crate::server::cluster_downloads), and `rotateCertificates` in
-/// [`api`](crate::server::api::rotate_certificates).
+/// hosts in [`cluster_downloads`](crate::server::cluster_downloads), and `rotateCertificates`,
+/// `backupEtcd` and `restoreFromEtcdBackup` in [`api`](crate::server::api::rotate_certificates).
 pub(crate) async fn cluster_action(
     State(state): State<AppState>,
     caller: Caller,
@@ -184,6 +185,12 @@ pub(crate) async fn cluster_action(
         Some("generateKubeconfig") => generate_kubeconfig(&state, &caller, &id).await.into_response(),
         Some(api::ROTATE_CERTIFICATES) => {
             api::rotate_certificates(&state, &caller, &id, &headers, body).await.into_response()
+        }
+        Some(api::BACKUP_ETCD) => {
+            api::backup_etcd(&state, &caller, &id, &headers, body).await.into_response()
+        }
+        Some(api::RESTORE_FROM_ETCD_BACKUP) => {
+            api::restore_from_etcd_backup(&state, &caller, &id, &headers, body).await.into_response()
         }
         Some(other) => match Download::of_action(other) {
             Some(what) => cluster_downloads::serve(&state, &caller, &id, what).await,

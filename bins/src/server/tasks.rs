@@ -98,6 +98,14 @@ impl ServerTasks {
                     stop.clone(),
                 )),
             ),
+            (
+                "etcd snapshot schedule",
+                tokio::spawn(provisioning::rke::backup_schedule::run(
+                    store.clone(),
+                    state.sealer.clone(),
+                    stop.clone(),
+                )),
+            ),
         ];
         // Group membership at external providers is re-read from the start (OpenLDAP users can be
         // refreshed even if nobody has logged in through this process yet; OAuth users once they have).

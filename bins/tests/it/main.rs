@@ -45,6 +45,7 @@ mod rke_config;
 mod rke_day_one;
 mod rke_day_two;
 mod rke_faults;
+mod rke_snapshot_actions;
 mod rke_snapshots;
 mod server_etcd;
 mod server_flags;

@@ -16,7 +16,7 @@ use rancher_core::{ConditionStatus, Conditions};
 use serde_json::json;
 
 /// `rancherctl` (see [`crate::rke_config::ctl`]) off the runtime's threads.
-async fn ctl(home: &Path, args: &[&str]) -> Output {
+pub(crate) async fn ctl(home: &Path, args: &[&str]) -> Output {
     let (home, args) = (home.to_owned(), args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>());
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

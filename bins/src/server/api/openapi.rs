@@ -222,6 +222,32 @@ pub(crate) const ROUTES: &[Route] = &[
         ),
         "rotateCertificates",
     ),
+    action(
+        io(
+            route(
+                "post",
+                "/v3/clusters/{id}",
+                "Take an etcd snapshot of a cluster built on hosts now (stored on its etcd hosts, uploaded to its S3 target if it has one): whoever may update the cluster",
+            ),
+            Payload::None,
+            200,
+            Payload::Schema("EtcdBackupOutput"),
+        ),
+        "backupEtcd",
+    ),
+    action(
+        io(
+            route(
+                "post",
+                "/v3/clusters/{id}",
+                "Restore the etcd of a cluster built on hosts from one of its snapshots (the API is down meanwhile): whoever may update the cluster",
+            ),
+            Payload::Schema("RestoreFromEtcdBackupInput"),
+            200,
+            Payload::Schema("RestoreFromEtcdBackupOutput"),
+        ),
+        "restoreFromEtcdBackup",
+    ),
     io(
         route("get", "/v3/clusters/{id}/namespaces", "The cluster's namespaces the caller may see"),
         Payload::None,
@@ -552,6 +578,18 @@ fn extra_schemas() -> Map<String, Value> {
     put(
         "RotateCertificateOutput",
         json!({"type": "object", "properties": {"type": {"type": "string", "enum": ["rotateCertificateOutput"]}, "message": string, "rotateCertificates": {"type": "object", "description": "spec.rkeConfig.rotate_certificates as set: ca_certificates, services, requested_at"}}}),
+    );
+    put(
+        "EtcdBackupOutput",
+        json!({"type": "object", "properties": {"type": {"type": "string", "enum": ["etcdBackup"]}, "message": {"type": "string", "description": "What was done, and why the upload failed if it did"}, "snapshot": {"type": "object", "description": "The snapshot as status.etcdSnapshots lists it: name, kind, createdAt, size, sha256, hosts, s3 {bucket, key | error}"}}}),
+    );
+    put(
+        "RestoreFromEtcdBackupInput",
+        json!({"type": "object", "required": ["etcdBackupId"], "properties": {"etcdBackupId": {"type": "string", "description": "The snapshot's name (or `<cluster>:<name>`), as status.etcdSnapshots lists it"}}}),
+    );
+    put(
+        "RestoreFromEtcdBackupOutput",
+        json!({"type": "object", "properties": {"type": {"type": "string", "enum": ["restoreFromEtcdBackupOutput"]}, "message": string, "restore": {"type": "object", "description": "spec.rkeConfig.restore as set: restore, snapshot_name, requested_at"}}}),
     );
     put(
         "ExportAdminKubeconfigOutput",

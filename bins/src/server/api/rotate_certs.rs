@@ -61,7 +61,11 @@ fn parse(body: &Map<String, Value>) -> ApiResult<RkeRotateCertificates> {
 }
 
 /// The body as a JSON object; no body at all is an empty one.
-async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<Map<String, Value>> {
+pub(super) async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<Map<String, Value>> {
     let length = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok());
     if !headers.contains_key(http::header::CONTENT_TYPE) && matches!(length, None | Some("0")) {
         let bytes = axum::body::to_bytes(body, state.body_limit)

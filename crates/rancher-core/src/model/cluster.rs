@@ -142,6 +142,48 @@ pub struct ClusterStatus {
     /// `kube-node-<node>`); the `CertificatesExpiring` condition warns of those close to it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub certificates_expiration: BTreeMap<String, CertExpiration>,
+    /// The etcd snapshots of a cluster built on hosts, oldest first (Rancher's `etcdbackups`,
+    /// one record each).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub etcd_snapshots: Vec<EtcdSnapshot>,
+}
+
+/// One etcd snapshot of a cluster built on hosts, as its status lists it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdSnapshot {
+    /// `<cluster>-<manual|recurring>-<UTC YYYYMMDDhhmmss>`: what a restore names.
+    pub name: String,
+    /// `manual` (asked for) or `recurring` (taken on the schedule; retention removes old ones).
+    pub kind: String,
+    /// When it was taken (RFC 3339).
+    pub created_at: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its SHA-256, lower-case hex.
+    pub sha256: String,
+    /// The etcd hosts (node names) that hold it under `<prefix_path>/opt/rke/etcd-snapshots/`.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Its copy in S3-compatible storage, when the cluster has `backup_config.s3backupconfig`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<EtcdSnapshotS3>,
+}
+
+/// Where a snapshot went in S3-compatible storage, or why it did not.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdSnapshotS3 {
+    /// The bucket.
+    pub bucket: String,
+    /// The object's key; empty when the upload failed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key: String,
+    /// Why the upload failed; empty when it succeeded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
 }
 
 /// When one certificate expires.

@@ -27,6 +27,7 @@ impl std::fmt::Debug for RkeConfig {
             .field("bastion_host", &self.bastion_host)
             .field("upgrade_strategy", &self.upgrade_strategy)
             .field("rotate_certificates", &self.rotate_certificates)
+            .field("restore", &self.restore)
             .field("prefix_path", &self.prefix_path)
             .field("ssh_key", &key_shown(&self.ssh_key))
             .field("ssh_key_path", &self.ssh_key_path)
@@ -94,6 +95,10 @@ pub struct RkeConfig {
     /// `rotateCertificates` action): carried out once per `requested_at`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotate_certificates: Option<RkeRotateCertificates>,
+    /// A restore of etcd from one of the cluster's snapshots (Rancher's `restore`; set by the
+    /// cluster's `restoreFromEtcdBackup` action): carried out once per `requested_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RkeRestore>,
     /// The directory on every host under which the provisioner puts its files (default `/`, so
     /// `/etc/kubernetes`, `/var/lib/etcd`, `/opt/rke`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -423,6 +428,23 @@ pub struct RkeRotateCertificates {
     /// `kube-controller-manager`, `kube-scheduler`, `kubelet`); empty means all of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<String>,
+    /// When it was asked for (RFC 3339): the request's identity, so each request is carried out
+    /// once; a new request has a new time.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub requested_at: String,
+}
+
+/// A restore of etcd from a snapshot: every member restored from it, the cluster back with the
+/// snapshot's objects and nothing newer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RkeRestore {
+    /// Restore (`false`: nothing to do; the rest is kept for the record).
+    #[serde(default)]
+    pub restore: bool,
+    /// The snapshot's name, as the cluster's `status.etcdSnapshots` lists it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub snapshot_name: String,
     /// When it was asked for (RFC 3339): the request's identity, so each request is carried out
     /// once; a new request has a new time.
     #[serde(default, skip_serializing_if = "String::is_empty")]

@@ -61,6 +61,32 @@ pub struct SnapshotRecord {
     pub source: String,
     /// The etcd hosts (node names) that hold it.
     pub hosts: Vec<String>,
+    /// Its copy in S3-compatible storage, or why there is none; `None` when the cluster uploads
+    /// nowhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Copy>,
+}
+
+/// A snapshot's copy in S3-compatible storage: the object's key, or why the upload failed (the
+/// snapshot is kept on the hosts either way).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Copy {
+    /// The bucket.
+    pub bucket: String,
+    /// The object's full key in the bucket; empty when the upload failed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key: String,
+    /// Why the upload failed; empty when it succeeded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+}
+
+impl S3Copy {
+    /// Whether the object is in the bucket.
+    pub fn is_uploaded(&self) -> bool {
+        !self.key.is_empty() && self.error.is_empty()
+    }
 }
 
 /// A snapshot just taken: its record, the local copy, and the hosts that could not store it.
@@ -277,6 +303,7 @@ pub async fn take(
         created,
         source: source.name.clone(),
         hosts: stored,
+        s3: None,
     };
     Ok(TakenSnapshot { record, local_file, failed_hosts })
 }
@@ -348,9 +375,17 @@ mod tests {
             created: "2026-12-03T15:04:05Z".parse().unwrap(),
             source: "node1".into(),
             hosts: vec!["node1".into(), "node2".into()],
+            s3: None,
         };
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["kind"], "manual");
+        assert!(v.get("s3").is_none(), "{v}");
+        assert_eq!(serde_json::from_value::<SnapshotRecord>(v).unwrap(), r);
+        let failed = S3Copy { bucket: "b".into(), key: String::new(), error: "connection refused".into() };
+        let r = SnapshotRecord { s3: Some(failed), ..r };
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["s3"], serde_json::json!({"bucket": "b", "error": "connection refused"}));
+        assert!(!r.s3.as_ref().unwrap().is_uploaded());
         assert_eq!(serde_json::from_value::<SnapshotRecord>(v).unwrap(), r);
     }
 }

@@ -36,6 +36,7 @@ pub fn validate(cfg: &RkeConfig) -> Result<Vec<String>, ProvisionError> {
     check_cluster(cfg)?;
     check_extra_args(cfg)?;
     check_rotation(cfg)?;
+    check_restore(cfg)?;
     check_backup(cfg)?;
     Ok(warnings(cfg, topology))
 }
@@ -61,6 +62,31 @@ fn check_rotation(cfg: &RkeConfig) -> Result<(), ProvisionError> {
             format!(
                 "{:?} is not an RFC 3339 time: it identifies the request (the rotateCertificates action \
                  sets it; a new request needs a new time)",
+                r.requested_at
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `restore`: a snapshot name that can be a file on the hosts, and the request's time.
+fn check_restore(cfg: &RkeConfig) -> Result<(), ProvisionError> {
+    let Some(r) = cfg.restore.as_ref().filter(|r| r.restore) else { return Ok(()) };
+    let field = "rkeConfig.restore";
+    if r.snapshot_name.is_empty() {
+        return Err(invalid(
+            &format!("{field}.snapshot_name"),
+            "is empty: name the snapshot to restore (rancherctl cluster snapshot ls lists them)",
+        ));
+    }
+    crate::etcd_snapshots::check_name(&r.snapshot_name)
+        .map_err(|e| invalid(&format!("{field}.snapshot_name"), e.to_string()))?;
+    if r.requested_at.parse::<jiff::Timestamp>().is_err() {
+        return Err(invalid(
+            &format!("{field}.requested_at"),
+            format!(
+                "{:?} is not an RFC 3339 time: it identifies the request (the restoreFromEtcdBackup \
+                 action sets it; a new request needs a new time)",
                 r.requested_at
             ),
         ));
@@ -377,5 +403,41 @@ mod tests {
             err.starts_with("rkeConfig.rotate_certificates.requested_at: \"\" is not an RFC 3339"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_restore_names_a_snapshot_file_and_its_request_time() {
+        use rancher_core::model::{RkeNode, RkeRestore};
+        let mut cfg = RkeConfig {
+            nodes: vec![RkeNode {
+                address: "10.0.0.1".into(),
+                role: vec!["etcd".into(), "controlplane".into(), "worker".into()],
+                ..Default::default()
+            }],
+            ssh_key_path: "/root/.ssh/id".into(),
+            ..Default::default()
+        };
+        let restore = |on: bool, name: &str, at: &str| {
+            Some(RkeRestore { restore: on, snapshot_name: name.into(), requested_at: at.into() })
+        };
+        let at = "2024-05-01T10:00:00Z";
+        cfg.restore = restore(true, "c1-manual-20240501095959", at);
+        validate(&cfg).unwrap();
+        // Not asked for: whatever is left there is only a record.
+        cfg.restore = restore(false, "", "");
+        validate(&cfg).unwrap();
+        let cases = [
+            (restore(true, "", at), "rkeConfig.restore.snapshot_name: is empty"),
+            (restore(true, "../etc/passwd", at), "rkeConfig.restore.snapshot_name: \"../etc/passwd\" is not"),
+            (
+                restore(true, "c1-manual-1", "yesterday"),
+                "rkeConfig.restore.requested_at: \"yesterday\" is not",
+            ),
+        ];
+        for (r, want) in cases {
+            cfg.restore = r;
+            let err = validate(&cfg).unwrap_err().to_string();
+            assert!(err.starts_with(want), "{err}");
+        }
     }
 }

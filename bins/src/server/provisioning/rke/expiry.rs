@@ -113,8 +113,9 @@ pub(crate) async fn write(
     update(store, cluster, |c| apply(c, pki, now)).await
 }
 
-/// Applies `change` to the stored cluster of `cluster`'s uid and writes it if it changed anything.
-async fn update(
+/// Applies `change` to the stored cluster of `cluster`'s uid and writes it if it changed anything
+/// (retried on a conflict); a cluster that is gone, or another of the same name, is left alone.
+pub(super) async fn update(
     store: &Arc<dyn Store>,
     cluster: &Cluster,
     change: impl Fn(&mut Cluster) -> bool,

@@ -57,7 +57,7 @@ pub(super) struct AgentBoot<'a> {
 ///   way, so provisioning stops until the cluster's spec changes (a refused key stays refused until
 ///   the config names another key or the host is given this one and the spec is touched).
 #[derive(Debug, thiserror::Error)]
-pub(super) enum HostError {
+pub(crate) enum HostError {
     /// SSH failed (unreachable, wrong key, changed host key, connection lost …).
     #[error(transparent)]
     Ssh(#[from] SshError),

@@ -124,7 +124,6 @@ pub(crate) fn redact(cfg: &mut RkeConfig) {
 /// # Errors
 /// [`ProvisionError::Permanent`] when the sealed value does not open with this server's key (the
 /// message names the field, never the value).
-#[allow(dead_code, reason = "for the etcd snapshot uploader, which is not wired yet")]
 pub(crate) fn s3_secret_key(
     cfg: &RkeConfig,
     sealer: &Sealer,

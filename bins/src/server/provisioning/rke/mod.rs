@@ -4,6 +4,8 @@
 //! `ssh_key_path` names a file on the **server's** filesystem, read when provisioning; inline keys
 //! are sealed at rest (see [`keys`] and [`crate::server::secrets`]).
 
+pub(crate) mod backup_schedule;
+pub(crate) mod backups;
 mod board;
 pub(crate) mod expiry;
 pub(crate) mod export;
@@ -15,6 +17,7 @@ mod lifecycle;
 mod membership;
 pub(crate) mod node_roles;
 mod plans;
+mod restore;
 mod rollout;
 mod rotation;
 mod run;

@@ -25,7 +25,7 @@ use super::layout::HostLayout;
 use super::plans;
 use super::rollout::Rollout;
 use super::state::{RkeState, Tracked};
-use super::{expiry, rotation};
+use super::{expiry, restore, rotation};
 use crate::server::provisioning::node_plans;
 use crate::server::registration::Registration;
 use crate::server::secrets::Sealer;
@@ -151,6 +151,7 @@ pub(super) async fn provision(
     let render =
         |st: &RkeState| plans::render(cfg, bundle, st, &layout, &boot).map_err(ProvisionError::permanent);
     let rollout = Rollout { ctx, cluster, cfg, render: &render, bastion: bastion.as_ref(), board, cancel };
+    restore::carry_out(&rollout, bundle, &mut t).await?;
     if t.st.current_config.is_some() {
         if rollout.run(&mut t).await? {
             work.prune(&t.st).await;

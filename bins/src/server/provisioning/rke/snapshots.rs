@@ -2,11 +2,9 @@
 //! to reach them (pinned host keys) and speak to etcd (the PKI's etcd client certificate). The
 //! mechanism is [`rancher_provision::etcd_snapshots`]; this module feeds it the cluster.
 //!
-//! The run calls [`take_snapshot`] (then keeps the record in [`RkeState::snapshots`]) and, for a
-//! restore, stops etcd and the control plane everywhere, calls [`restore`], starts them again and,
-//! once etcd is healthy, [`cleanup_restore`].
-// Until the run calls these (issue 12: the rollout engine wires snapshots and restore).
-#![allow(dead_code)]
+//! [`super::backups`] calls [`take_snapshot`] (then keeps the record in [`RkeState::snapshots`]);
+//! for a restore, [`super::restore`] stops etcd and the control plane everywhere, calls [`restore`],
+//! starts them again and, once every host is healthy, [`cleanup_restore`].
 
 use std::path::Path;
 use std::sync::Arc;
@@ -30,7 +28,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a snapshot operation on a cluster failed.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum SnapshotsError {
+pub(crate) enum SnapshotsError {
     /// The cluster has not been provisioned: no config, no certificates.
     #[error("cluster {0} has not been provisioned yet: there is no etcd to snapshot or restore")]
     NotProvisioned(String),
@@ -67,7 +65,7 @@ pub(super) enum SnapshotsError {
 
 impl SnapshotsError {
     /// Whether retrying may help.
-    pub(super) fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         match self {
             SnapshotsError::Host { source, .. } => source.is_transient(),
             SnapshotsError::Snapshot(e) => e.is_transient(),
@@ -121,6 +119,7 @@ pub(super) async fn connect_etcd_hosts(
 /// # Errors
 /// [`SnapshotsError::NotProvisioned`], [`SnapshotsError::Host`], and [`SnapshotsError::Snapshot`]
 /// wrapping the etcd error when no member answers.
+#[allow(dead_code, reason = "for membership changes; the rollout reads the members' health itself")]
 pub(super) async fn members_health(
     sealer: &Sealer,
     cluster: &str,
@@ -263,6 +262,7 @@ mod tests {
             created: at.parse().unwrap(),
             source: "node1".into(),
             hosts: vec!["node1".into()],
+            s3: None,
         }
     }
 

@@ -48,6 +48,10 @@ pub(crate) struct RkeState {
     /// The etcd snapshots taken, oldest first (see [`super::snapshots`]).
     #[serde(default)]
     pub(crate) snapshots: Vec<super::snapshots::SnapshotRecord>,
+    /// The last restore from a snapshot (`rkeConfig.restore`) and how far it got, so that each
+    /// request is carried out once and one cut short resumes (see [`super::restore`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) restore: Option<super::restore::RestoreProgress>,
 }
 
 impl std::fmt::Debug for RkeState {
@@ -56,6 +60,7 @@ impl std::fmt::Debug for RkeState {
             .field("hosts", &self.host_keys.keys().collect::<Vec<_>>())
             .field("applied", &self.applied)
             .field("rotation_started", &self.rotation_started)
+            .field("restore", &self.restore)
             .field("rotation_phase", &self.pki.rotation_phase())
             .finish_non_exhaustive()
     }
