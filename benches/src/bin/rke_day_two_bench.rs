@@ -40,7 +40,7 @@ struct Args {
     #[arg(long)]
     bin_dir: Option<PathBuf>,
     /// How long one operation may take before the bench gives up on it and goes on, in seconds.
-    #[arg(long, default_value_t = 900)]
+    #[arg(long, default_value_t = 600)]
     op_timeout: u64,
 }
 
@@ -214,17 +214,33 @@ fn why_failed(c: &Cluster) -> String {
     }
 }
 
-/// Waits until the server has reconciled `generation` of the cluster and it is active.
-async fn wait_active(server: &ServerProc, generation: i64, timeout: Duration) -> Result<Cluster> {
+/// The `Provisioned` condition's reason and message.
+fn provisioned(c: &Cluster) -> Option<(String, String)> {
+    c.status
+        .conditions
+        .iter()
+        .find(|x| x.type_ == "Provisioned")
+        .map(|x| (x.reason.clone(), x.message.clone()))
+}
+
+/// Waits until the server has reconciled `generation` of the cluster and it is active. `before`:
+/// the `Provisioned` condition before the change — a retry keeps the last failure's message until
+/// an attempt gets through, so a "not implemented" that was there before is no news.
+async fn wait_active(
+    server: &ServerProc,
+    generation: i64,
+    before: Option<(String, String)>,
+    timeout: Duration,
+) -> Result<Cluster> {
     let deadline = Instant::now() + timeout;
     loop {
         let c: Cluster = serde_json::from_value(server.get(&format!("/v3/clusters/{CLUSTER}")).await?)
             .context("the server's cluster does not parse")?;
         let current = c.status.observed_generation.unwrap_or(0) >= generation;
-        let provisioned = c.status.conditions.iter().find(|x| x.type_ == "Provisioned");
-        let not_implemented = provisioned.is_some_and(|x| {
-            x.reason == "NotImplemented" || x.message.to_lowercase().contains("not implemented")
-        });
+        let now = provisioned(&c);
+        let not_implemented = now.as_ref().is_some_and(|(reason, message)| {
+            reason == "NotImplemented" || message.to_lowercase().contains("not implemented")
+        }) && now != before;
         match c.state() {
             ClusterState::Active if current => return Ok(c),
             ClusterState::Error if current => bail!("{}", why_failed(&c)),
@@ -243,23 +259,25 @@ async fn wait_active(server: &ServerProc, generation: i64, timeout: Duration) ->
 async fn change(server: &ServerProc, timeout: Duration, change: impl FnOnce(&mut Value)) -> Result<()> {
     let path = format!("/v3/clusters/{CLUSTER}");
     let mut cluster = server.get(&path).await?;
+    let before = provisioned(&serde_json::from_value(cluster.clone())?);
     change(&mut cluster["spec"]["rkeConfig"]);
     let updated = server.send(Method::PUT, &path, &cluster).await?;
     let generation =
         updated.pointer("/metadata/generation").and_then(Value::as_i64).context("no metadata.generation")?;
-    wait_active(server, generation, timeout).await.map(drop)
+    wait_active(server, generation, before, timeout).await.map(drop)
 }
 
 /// Rotates every certificate with new CAs, and waits for the outcome.
 async fn rotate(server: &ServerProc, timeout: Duration) -> Result<()> {
     let path = format!("/v3/clusters/{CLUSTER}");
+    let before = provisioned(&serde_json::from_value(server.get(&path).await?)?);
     server
         .send(Method::POST, &format!("{path}?action=rotateCertificates"), &json!({"caCertificates": true}))
         .await?;
     let cluster = server.get(&path).await?;
     let generation =
         cluster.pointer("/metadata/generation").and_then(Value::as_i64).context("no metadata.generation")?;
-    wait_active(server, generation, timeout).await.map(drop)
+    wait_active(server, generation, before, timeout).await.map(drop)
 }
 
 async fn run(args: Args) -> Result<()> {
@@ -278,7 +296,7 @@ async fn run(args: Args) -> Result<()> {
         "nodes": nodes(&hosts, &THREE_TWO_TWO)}}});
     let created = Instant::now();
     server.send(Method::POST, "/v3/clusters", &cluster).await.context("creating the cluster")?;
-    wait_active(&server, 0, UP).await.context("day one")?;
+    wait_active(&server, 0, None, UP).await.context("day one")?;
     let day_one = created.elapsed().as_secs_f64();
     eprintln!("day one: active after {}", secs(day_one));
 
@@ -340,7 +358,7 @@ fn report(day_one: f64, ops: &[Op], reads: &[Read], rss: u64, hwm: u64, last: &C
         let mine: Vec<&Window> =
             windows.iter().filter(|w| w.start >= op.start && w.start <= op.end).collect();
         let longest = mine.iter().map(|w| w.end - w.start).fold(0.0, f64::max);
-        let total: f64 = mine.iter().map(|w| w.end - w.start).sum();
+        let total = mine.iter().map(|w| w.end - w.start).fold(0.0, |a, b| a + b);
         let time = match &op.failed {
             None => secs(op.end - op.start),
             Some(_) => format!("FAILED after {}", secs(op.end - op.start)),
