@@ -1,6 +1,7 @@
 //! Benchmarks of rancher-rs against the direct path, printed as tables; shared pieces live here.
 
 pub mod http_load;
+pub mod rke;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -17,14 +17,14 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use rancher_benches::json_of;
+use rancher_benches::rke::{bin_dir, mb, secs, start_server, status_kb};
 use rancher_core::model::{Cluster, ClusterState};
-use rancher_provision::bundle::Bundle;
 use rancher_provision::ssh::{HostKeyPolicy, SshSession, SshTarget};
 use rancher_test_support::kube::kube_bin_dir;
 use rancher_test_support::ssh_hosts::SshHosts;
@@ -42,7 +42,6 @@ struct Args {
     bin_dir: Option<PathBuf>,
 }
 
-const PASSWORD: &str = "bench-Passw0rd-123";
 /// From `create` to `Active`, at most.
 const UP: Duration = Duration::from_secs(900);
 
@@ -62,102 +61,6 @@ fn roles_of(topology: &str) -> Result<Vec<Vec<&'static str>>> {
     out.extend(vec![vec!["controlplane"]; c]);
     out.extend(vec![vec!["worker"]; w]);
     Ok(out)
-}
-
-/// The bundle `v1.20.2` of the local binaries, as a manifest in `dir`.
-fn write_bundle(dir: &Path, bins: &Path) -> Result<Bundle> {
-    let kube = kube_bin_dir();
-    let files = [
-        ("etcd", PathBuf::from("/usr/bin/etcd")),
-        ("kube-apiserver", kube.join("kube-apiserver")),
-        ("kube-controller-manager", kube.join("kube-controller-manager")),
-        ("kube-scheduler", kube.join("kube-scheduler")),
-        ("kubelet", bins.join("rancher-sim")),
-        ("node-agent", bins.join("rancher-agent")),
-    ];
-    let files: Vec<(&str, &Path)> = files.iter().map(|(n, p)| (*n, p.as_path())).collect();
-    let bundle = Bundle::from_local_files("v1.20.2", &files)?;
-    std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join("v1.20.2.yaml"), bundle.to_manifest())?;
-    Ok(bundle)
-}
-
-/// A `rancher-server` process, killed on drop.
-struct ServerProc {
-    child: Child,
-    url: String,
-    http: reqwest::Client,
-    token: String,
-}
-
-impl Drop for ServerProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("0.0.0.0:0")?.local_addr()?.port())
-}
-
-async fn start_server(dir: &Path, bins: &Path, bridge: &str) -> Result<ServerProc> {
-    let bundles = dir.join("bundles");
-    write_bundle(&bundles, bins)?;
-    let port = free_port()?;
-    let log = std::fs::File::create(dir.join("server.log"))?;
-    let child = Command::new(bins.join("rancher-server"))
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args(["--https-listen", &format!("0.0.0.0:{port}")])
-        .args(["--server-url", &format!("https://{bridge}:{port}")])
-        .arg("--bundle-dir")
-        .arg(&bundles)
-        .env("CATTLE_BOOTSTRAP_PASSWORD", PASSWORD)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .context("starting rancher-server")?;
-    let url = format!("https://127.0.0.1:{port}");
-    // The bench talks to its own server on loopback; the server's CA is not worth pinning here.
-    let http = reqwest::Client::builder().danger_accept_invalid_certs(true).build()?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let token = loop {
-        let login = http
-            .post(format!("{url}/v3-public/localProviders/local?action=login"))
-            .json(&json!({"username": "admin", "password": PASSWORD}))
-            .send()
-            .await;
-        if let Ok(resp) = login
-            && let Ok(v) = json_of(resp, "login").await
-            && let Some(t) = v["token"].as_str()
-        {
-            break t.to_owned();
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "the server did not answer a login within a minute (see {})",
-                dir.join("server.log").display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    Ok(ServerProc { child, url, http, token })
-}
-
-/// `key: value` of `/proc/<pid>/status`, in kB.
-fn status_kb(pid: u32, key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(key))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn mb(kb: u64) -> String {
-    format!("{:.1} MB", kb as f64 / 1024.0)
-}
-
-fn secs(d: f64) -> String {
-    format!("{d:.1} s")
 }
 
 /// Picks steps by name.
@@ -263,7 +166,7 @@ async fn build(topology: &str, bins: &Path) -> Result<Row> {
         .map(|s| (s["name"].as_str().unwrap_or("?").to_owned(), at(s, "startedAt"), at(s, "finishedAt")))
         .collect();
 
-    let pid = server.child.id();
+    let pid = server.pid();
     let (server_rss_kb, server_hwm_kb) =
         (status_kb(pid, "VmRSS:").unwrap_or(0), status_kb(pid, "VmHWM:").unwrap_or(0));
     let is_agent = |a: &[String]| a.first().is_some_and(|b| b.ends_with("opt/rke/bin/node-agent"));
@@ -337,18 +240,7 @@ async fn direct_path(file: &Path) -> Result<(f64, f64, f64, u64)> {
 fn main() -> Result<()> {
     let args = Args::parse();
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let bins = match args.bin_dir {
-        Some(d) => d,
-        None => std::env::current_exe()?.parent().context("the bench's directory")?.to_owned(),
-    };
-    for b in ["rancher-server", "rancher-agent", "rancher-sim"] {
-        if !bins.join(b).exists() {
-            bail!(
-                "{} is missing: cargo build --release --workspace --bins (or --bin-dir)",
-                bins.join(b).display()
-            );
-        }
-    }
+    let bins = bin_dir(args.bin_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let apiserver = kube_bin_dir().join("kube-apiserver");
