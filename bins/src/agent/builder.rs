@@ -4,21 +4,14 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use http::HeaderMap;
-use rancher_tunnel::{
-    Agent, AgentConfig, AllowList, Metrics, PARAMS_HEADER, SessionConfig, TOKEN_HEADER, Transport,
-    WsTransport,
-};
+use rancher_tunnel::{LocalService, Metrics, SessionConfig, Transport};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::api_servers::ApiServers;
-use super::{
-    AgentArgs, AgentError, Mode, SHUTDOWN_DRAIN, Settings, ace, downstream, downstream_when_ready, header,
-    node, report, server_ca,
-};
+use super::generation::{self, TunnelSetup};
+use super::reload::KubeconfigWatch;
+use super::{AgentArgs, AgentError, Mode, Settings, ace, downstream, downstream_when_ready, node, server_ca};
 use crate::protocol::connect::{NodeParams, TunnelParams};
 
 /// Configures and runs a cluster or node agent. Settings are checked when [`run`](Self::run) starts.
@@ -191,6 +184,11 @@ impl AgentBuilder {
         let Some(ca) = server_ca(&settings, &stop).await? else { return Ok(()) };
         info!(checksum = %settings.ca_checksum, "the server's CA matches CATTLE_CA_CHECKSUM");
 
+        // Read before the credentials are: a change made meanwhile is taken up, not missed.
+        let reloads = match (&settings.mode, &settings.kubeconfig) {
+            (Mode::Cluster, Some(path)) => Some(KubeconfigWatch::new(path)),
+            _ => None,
+        };
         let (downstream, params) = match &settings.mode {
             Mode::Cluster => {
                 let Some(d) =
@@ -214,79 +212,29 @@ impl AgentBuilder {
                 }
             }
         };
-        let api_address = params.cluster.as_ref().map(|c| c.address.clone());
-        info!(
-            api_server = api_address.as_deref().unwrap_or("-"),
-            "destination policy: only the cluster's API server"
-        );
-        let policy = Arc::new(AllowList::new(api_address.clone()));
-        let api_servers = match (&downstream, api_address.as_deref()) {
-            (Some(d), Some(primary)) if !self.api_server_alternates.is_empty() => {
-                info!(alternates = ?self.api_server_alternates, "API server streams fail over");
-                Some((Arc::new(ApiServers::new(primary, &self.api_server_alternates)?), d.config.clone()))
-            }
-            _ => None,
+        let setup = TunnelSetup {
+            base: settings.server.as_str().trim_end_matches('/').to_owned(),
+            token: settings.token.clone(),
+            tls: ca.tls.clone(),
+            transport: self.transport,
+            session_config: self.session_config,
+            metrics: self.metrics,
+            alternates: self.api_server_alternates,
+            local_service: node_work
+                .as_ref()
+                .map(|w| (rancher_provision::plan::PLAN_SERVICE, w.service.clone() as Arc<dyn LocalService>)),
         };
-
-        let mut headers = HeaderMap::new();
-        headers.insert(TOKEN_HEADER, header(&settings.token, "CATTLE_TOKEN")?);
-        headers.insert(PARAMS_HEADER, header(&params.encode(), "the tunnel params")?);
-        let base = settings.server.as_str().trim_end_matches('/');
-        let transport: Arc<dyn Transport> = match self.transport {
-            Some(t) => t,
-            None => {
-                let connect_url = format!("{base}{}", rancher_tunnel::CONNECT_PATH);
-                Arc::new(
-                    WsTransport::new(&connect_url, ca.tls.clone(), self.session_config.clone())
-                        .map_err(AgentError::Tunnel)?,
-                )
+        let current = setup.start(downstream, &params, stop.child_token())?;
+        let result = match reloads {
+            Some(reloads) => {
+                let kubeconfig = settings.kubeconfig.as_deref();
+                generation::follow_credentials(&setup, current, reloads, kubeconfig, &stop).await
             }
+            None => current.stop_when_finished().await,
         };
-        let mut cfg = AgentConfig::default();
-        cfg.headers = headers;
-        cfg.session = self.session_config;
-        // Rancher's agent retries every few seconds; a server back from a restart should see its agents
-        // within seconds, not after a 30 s backoff.
-        cfg.backoff_initial = Duration::from_millis(500);
-        cfg.backoff_max = Duration::from_secs(10);
-        cfg.drain_timeout = SHUTDOWN_DRAIN;
-        let mut agent = Agent::new(transport, policy, cfg, self.metrics).map_err(AgentError::Tunnel)?;
-        if let Some((servers, _)) = &api_servers {
-            agent = agent.with_dialer(servers.clone());
-        }
-        if let Some(work) = &node_work {
-            agent = agent.with_local_service(rancher_provision::plan::PLAN_SERVICE, work.service.clone());
-        }
-
-        let reporter = match downstream {
-            Some(d) => {
-                let http = reqwest::Client::builder()
-                    .tls_backend_preconfigured((*ca.tls).clone())
-                    .connect_timeout(Duration::from_secs(10))
-                    .timeout(Duration::from_secs(30))
-                    .build()
-                    .map_err(|e| AgentError::Config(format!("building the report client: {e}")))?;
-                let r = report::Reporter {
-                    http,
-                    url: format!("{base}{}", crate::protocol::report::REPORT_PATH),
-                    token: settings.token.clone(),
-                    client: d.client,
-                };
-                Some(tokio::spawn(r.run(agent.connected(), stop.clone())))
-            }
-            None => None,
-        };
-        let probe = api_servers.map(|(servers, config)| servers.probe(config, stop.child_token()));
-        let result = agent.run(stop.clone()).await.map_err(AgentError::Tunnel);
         stop.cancel();
-        if let Some(r) = reporter {
-            let _ = r.await;
-        }
         if let Some(a) = ace {
             let _ = a.await;
-        }
-        if let Some(probe) = probe {
-            let _ = probe.await;
         }
         if let Some(work) = node_work {
             let _ = work.task.await;

@@ -31,8 +31,10 @@ mod api_servers;
 mod builder;
 mod cacerts;
 mod downstream;
+mod generation;
 mod node;
 mod quantity;
+mod reload;
 mod report;
 mod settings;
 

@@ -90,6 +90,13 @@ fn process_of(host: &SshHost, component: &str) -> (u32, u64) {
     (pids[0], started(pids[0]))
 }
 
+/// The pid and start time of the cluster agent (on the first control-plane host).
+fn cluster_agent_of(host: &SshHost) -> (u32, u64) {
+    let pids = host.pids_matching(|words| words.iter().any(|w| w.ends_with("kubecfg-cluster-agent.yaml")));
+    assert_eq!(pids.len(), 1, "host {}: the cluster agent: {pids:?}", host.index());
+    (pids[0], started(pids[0]))
+}
+
 /// Reads the Deployment through the proxy until stopped, recording each read.
 struct Prober {
     stop: Arc<AtomicBool>,
@@ -242,6 +249,7 @@ async fn hosts_join_and_leave_and_an_upgrade_rolls_in_order_while_the_api_answer
     // admin's kubeconfig is issued again and reaches the API server with the new CA only.
     let (ok, old_admin) = rancherctl(&home, &["cluster", "admin-kubeconfig", "ha"]);
     assert!(ok, "{old_admin}");
+    let agent = cluster_agent_of(&h[3]);
     let (home2, name) = (home.clone(), "ha");
     let (ok, out) = tokio::task::spawn_blocking(move || {
         rancherctl(&home2, &["cluster", "rotate-certs", name, "--new-ca", "--timeout", "20m"])
@@ -261,12 +269,19 @@ async fn hosts_join_and_leave_and_an_upgrade_rolls_in_order_while_the_api_answer
     let stale = Kubectl::new("1.33", &old_admin).run(&["get", "nodes"]).await;
     assert!(!stale.ok, "the old CA is no longer trusted: {stale:?}");
 
-    // Each phase restarts the cluster agent (its kubeconfig changes): the proxy cannot reach the
-    // cluster until it is back, a few seconds each time (declared; see the note).
+    // The cluster agent is not restarted: it connects again with each phase's certificates before
+    // its old session closes. Reads under way on a session replaced, or on an API server as it
+    // restarts, are cut; the cluster is never unreachable.
+    assert_eq!(cluster_agent_of(&h[3]), agent, "the cluster agent kept running");
     let served = prober.finish().await;
-    let agent_away = |f: &String| f.contains("cluster ha is unreachable") || cut(f);
-    assert!(served.failures.iter().all(agent_away), "the rotation: {served:?}");
-    assert!(served.longest < Duration::from_secs(10), "the rotation: {served:?}");
+    eprintln!(
+        "the rotation: {} reads, {} cut, longest {:?}",
+        served.reads,
+        served.failures.len(),
+        served.longest
+    );
+    assert!(served.failures.iter().all(cut) && served.failures.len() <= 9, "the rotation: {served:?}");
+    assert!(served.longest < Duration::from_secs(5), "the rotation: {served:?}");
 
     // An etcd host joins as a fourth member (the API servers learn of it: they restart).
     let prober = Prober::start(&kubeconfig_file, &home);

@@ -403,7 +403,8 @@ pub(crate) fn kubelet(
     Ok(loading(process("kubelet", &b.kubelet, args, None), files, &[&ca, &cert.cert]))
 }
 
-/// The cluster agent on the first controlplane host, talking to that host's API server.
+/// The cluster agent on the first controlplane host, talking to that host's API server. Unlike the
+/// other processes it is not restarted when its certificates are issued again: it reads them again.
 pub(crate) fn cluster_agent(
     c: &Cluster<'_>,
     h: &Host<'_>,
@@ -419,7 +420,10 @@ pub(crate) fn cluster_agent(
     for other in c.apiservers.iter().filter(|a| **a != own) {
         args.extend(["--api-server-alternate".to_owned(), other.clone()]);
     }
-    let mut p = loading(process("cluster-agent", &agent.binary, args, None), files, &[&ca, &cert.cert]);
+    // No certificate digest: the agent takes up new certificates itself, connecting again with them
+    // before its session of the old ones closes. A restart would cut the server off from the cluster
+    // for as long as it takes.
+    let mut p = process("cluster-agent", &agent.binary, args, None);
     p.env.extend([
         ("CATTLE_SERVER".to_owned(), agent.server_url.clone()),
         ("CATTLE_CA_CHECKSUM".to_owned(), agent.ca_checksum.clone()),

@@ -211,6 +211,9 @@ fn the_cluster_agent_runs_on_the_first_controlplane_host_only() {
     assert_eq!(agent.env["CATTLE_TOKEN"], "reg-token-s3cr3t");
     assert_eq!(agent.env["CATTLE_CLUSTER"], "true");
     assert_eq!(agent.env["CATTLE_SERVER"], "https://rancher.example.org");
+    // New certificates restart the components that load them, but not the agent: it reads them again.
+    assert!(!agent.env.contains_key(super::files::CERTIFICATES_ENV));
+    assert!(proc(&plans["cp1"], "kube-apiserver").env.contains_key(super::files::CERTIFICATES_ENV));
     // cp4's components talk to cp4's own API server.
     let cfg = plans["cp4"].files.iter().find(|f| f.path.ends_with("kubecfg-kube-scheduler.yaml")).unwrap();
     let cfg =

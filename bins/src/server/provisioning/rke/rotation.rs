@@ -3,8 +3,12 @@
 //! host runs its current plan: it moves a rotation to new CAs to its next phase, or starts the
 //! rotation `rkeConfig.rotate_certificates` asks for, once per request (`requested_at`).
 
-use rancher_core::model::RkeConfig;
-use rancher_provision::cluster_pki::{PkiError, RotateScope};
+use std::collections::BTreeSet;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use rancher_core::model::{Cluster, RkeConfig};
+use rancher_provision::cluster_pki::{self as pki, PkiError, RotateScope};
 
 use super::state::RkeState;
 
@@ -43,6 +47,26 @@ pub(super) fn describe(st: &RkeState) -> Option<&'static str> {
         RotationPhase::TrustBoth => "rotating to new CAs (1 of 3): every host trusts the new and the old CAs",
         RotationPhase::NewLeaves => "rotating to new CAs (2 of 3): certificates of the new CAs",
     })
+}
+
+/// Whether the cluster agent's session carries the CAs the hosts trust now: the CA it reported on
+/// its last connect (`status.caCert`, base64 of PEM) holds the same certificates as the kube CA's
+/// trust bundle. A rotation to new CAs waits for it before its next phase, so that the server never
+/// meets an API server certificate that the CA it checks with does not sign. (The agent connects
+/// again with new certificates by itself, a few seconds after its host has them.)
+pub(super) fn agent_trusts_current_ca(st: &RkeState, cluster: &Cluster) -> bool {
+    let Some(bundle) = st.pki.trust_bundle(pki::KUBE_CA) else { return false };
+    let Ok(reported) = STANDARD.decode(cluster.status.ca_cert.as_bytes()) else { return false };
+    certificates(&bundle) == certificates(&String::from_utf8_lossy(&reported))
+}
+
+/// The base64 bodies of the PEM certificates in `pem`, whitespace removed.
+fn certificates(pem: &str) -> BTreeSet<String> {
+    pem.split("-----BEGIN CERTIFICATE-----")
+        .skip(1)
+        .filter_map(|block| block.split("-----END CERTIFICATE-----").next())
+        .map(|body| body.split_whitespace().collect())
+        .collect()
 }
 
 #[cfg(test)]
@@ -124,5 +148,28 @@ mod tests {
         let err = advance(&mut st, &c).unwrap_err().to_string();
         assert!(err.contains("these clusters run no kube-proxy"), "{err}");
         assert_eq!(st.rotation_started, None);
+    }
+
+    #[test]
+    fn the_agent_trusts_the_current_ca_when_it_reported_the_same_certificates() {
+        let mut st = state(&cfg(None));
+        let mut cluster = Cluster::default();
+        let report = |pem: &str| STANDARD.encode(pem);
+        let old = st.pki.trust_bundle(pki::KUBE_CA).unwrap();
+        assert!(!agent_trusts_current_ca(&st, &cluster), "nothing reported yet");
+        cluster.status.ca_cert = report(&old);
+        assert!(agent_trusts_current_ca(&st, &cluster));
+        // Line ends and wrapping do not matter, the certificates do.
+        cluster.status.ca_cert = report(&old.replace('\n', "\r\n"));
+        assert!(agent_trusts_current_ca(&st, &cluster));
+
+        let c = cfg(request(true, &[], "2024-05-01T10:00:00Z"));
+        assert!(advance(&mut st, &c).unwrap());
+        let both = st.pki.trust_bundle(pki::KUBE_CA).unwrap();
+        assert!(!agent_trusts_current_ca(&st, &cluster), "the agent still has the old CA only");
+        cluster.status.ca_cert = report(&both);
+        assert!(agent_trusts_current_ca(&st, &cluster));
+        cluster.status.ca_cert = "not base64!".into();
+        assert!(!agent_trusts_current_ca(&st, &cluster));
     }
 }

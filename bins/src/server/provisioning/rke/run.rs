@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use rancher_core::model::{Cluster, RkeConfig, RkeNode, StepState};
+use rancher_core::store::Api;
 use rancher_provision::ProvisionError;
 use rancher_provision::bundle::Bundle;
 use rancher_provision::plan::{NodePlan, NodeStatus};
@@ -168,7 +169,13 @@ pub(super) async fn provision(
     // 5. Certificate rotation, asked for or under way: each of its phases a change of the PKI rolled
     // over every host like any other (saved before any plan of it is sent, so that a restarted
     // server carries on with the same certificates).
-    while rotation::advance(&mut t.st, cfg).map_err(ProvisionError::permanent)? {
+    loop {
+        if t.st.pki.rotation_phase().is_some() {
+            agent_trusts_current_ca(ctx, cluster, &t.st, board, cancel).await?;
+        }
+        if !rotation::advance(&mut t.st, cfg).map_err(ProvisionError::permanent)? {
+            break;
+        }
         if let Some(m) = rotation::describe(&t.st) {
             board.say(m);
         }
@@ -178,6 +185,36 @@ pub(super) async fn provision(
     expiry::write(&store, cluster, &t.st.pki).await.map_err(ProvisionError::transient)?;
     board.say("every host runs its plan; waiting for the cluster agent");
     Ok(())
+}
+
+/// How long the cluster agent may take to connect with a rotation phase's CAs.
+const AGENT_TRUST_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Waits until the cluster agent's session carries the CAs the hosts trust now
+/// ([`rotation::agent_trusts_current_ca`]); a transient error after [`AGENT_TRUST_DEADLINE`].
+async fn agent_trusts_current_ca(
+    ctx: &RunCtx,
+    cluster: &Cluster,
+    st: &RkeState,
+    board: &Board,
+    cancel: &CancellationToken,
+) -> Result<(), ProvisionError> {
+    let api = Api::<Cluster>::all(ctx.registration.store().clone());
+    let name = &cluster.metadata.name;
+    let deadline = Instant::now() + AGENT_TRUST_DEADLINE;
+    loop {
+        let stored = api.get(name).await.map_err(ProvisionError::transient)?;
+        if rotation::agent_trusts_current_ca(st, &stored) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(ProvisionError::transient(format!(
+                "the cluster agent has not connected with the new CAs within {AGENT_TRUST_DEADLINE:?}"
+            )));
+        }
+        board.say("waiting for the cluster agent to connect with the CAs the hosts trust now");
+        sleep_or_cancel(POLL, cancel).await?;
+    }
 }
 
 /// What the work on a cluster's hosts over SSH shares: the run's context, the config and bundle,

@@ -1,0 +1,239 @@
+//! One set of credentials' worth of the agent's work: the tunnel session that carries them to the
+//! server (in the params it presents), the reporter reading the cluster with them, and the probe of
+//! the API servers. A cluster agent whose credentials change on disk starts a new [`Generation`]
+//! with the new ones and stops the old once the new session is up ([`super::reload`]).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderMap;
+use rancher_tunnel::{
+    Agent, AgentConfig, AllowList, LocalService, Metrics, PARAMS_HEADER, SessionConfig, TOKEN_HEADER,
+    Transport, WsTransport,
+};
+use rustls::ClientConfig;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::api_servers::ApiServers;
+use super::downstream::Downstream;
+use super::reload::{KubeconfigWatch, Retirable};
+use super::{AgentError, SHUTDOWN_DRAIN, downstream, header, report};
+use crate::protocol::connect::TunnelParams;
+
+/// What every generation of the tunnel shares.
+pub(crate) struct TunnelSetup {
+    /// The server's base URL, without a trailing slash.
+    pub(crate) base: String,
+    /// The registration token.
+    pub(crate) token: String,
+    /// Trusts the server's CA only.
+    pub(crate) tls: Arc<ClientConfig>,
+    /// A transport given from code instead of the WebSocket one.
+    pub(crate) transport: Option<Arc<dyn Transport>>,
+    pub(crate) session_config: SessionConfig,
+    pub(crate) metrics: Metrics,
+    /// `--api-server-alternate`.
+    pub(crate) alternates: Vec<String>,
+    /// The node agent's plan service.
+    pub(crate) local_service: Option<(&'static str, Arc<dyn LocalService>)>,
+}
+
+/// The tasks of one generation.
+pub(crate) struct Generation {
+    stop: CancellationToken,
+    transport: Arc<Retirable>,
+    connected: watch::Receiver<bool>,
+    tunnel: Option<JoinHandle<Result<(), AgentError>>>,
+    reporter: Option<JoinHandle<()>>,
+    probe: Option<JoinHandle<()>>,
+}
+
+impl TunnelSetup {
+    /// Starts a generation presenting `params`: with `downstream`, its reporter and (given
+    /// alternates) its API server probe too. It stops with `stop`, or [`Generation::stop`].
+    ///
+    /// # Errors
+    /// [`AgentError::Config`] or [`AgentError::Tunnel`] for settings the tunnel refuses.
+    pub(crate) fn start(
+        &self,
+        downstream: Option<Downstream>,
+        params: &TunnelParams,
+        stop: CancellationToken,
+    ) -> Result<Generation, AgentError> {
+        let api_address = params.cluster.as_ref().map(|c| c.address.clone());
+        info!(
+            api_server = api_address.as_deref().unwrap_or("-"),
+            "destination policy: only the cluster's API server"
+        );
+        let policy = Arc::new(AllowList::new(api_address.clone()));
+        let api_servers = match (&downstream, api_address.as_deref()) {
+            (Some(d), Some(primary)) if !self.alternates.is_empty() => {
+                info!(alternates = ?self.alternates, "API server streams fail over");
+                Some((Arc::new(ApiServers::new(primary, &self.alternates)?), d.config.clone()))
+            }
+            _ => None,
+        };
+
+        let mut headers = HeaderMap::new();
+        headers.insert(TOKEN_HEADER, header(&self.token, "CATTLE_TOKEN")?);
+        headers.insert(PARAMS_HEADER, header(&params.encode(), "the tunnel params")?);
+        let inner: Arc<dyn Transport> = match &self.transport {
+            Some(t) => t.clone(),
+            None => {
+                let connect_url = format!("{}{}", self.base, rancher_tunnel::CONNECT_PATH);
+                Arc::new(
+                    WsTransport::new(&connect_url, self.tls.clone(), self.session_config.clone())
+                        .map_err(AgentError::Tunnel)?,
+                )
+            }
+        };
+        let transport = Retirable::new(inner);
+        let mut cfg = AgentConfig::default();
+        cfg.headers = headers;
+        cfg.session = self.session_config.clone();
+        // Rancher's agent retries every few seconds; a server back from a restart should see its
+        // agents within seconds, not after a 30 s backoff.
+        cfg.backoff_initial = Duration::from_millis(500);
+        cfg.backoff_max = Duration::from_secs(10);
+        cfg.drain_timeout = SHUTDOWN_DRAIN;
+        let mut agent =
+            Agent::new(transport.clone(), policy, cfg, self.metrics.clone()).map_err(AgentError::Tunnel)?;
+        if let Some((servers, _)) = &api_servers {
+            agent = agent.with_dialer(servers.clone());
+        }
+        if let Some((name, service)) = &self.local_service {
+            agent = agent.with_local_service(*name, service.clone());
+        }
+        let connected = agent.connected();
+
+        let reporter = match downstream {
+            Some(d) => {
+                let http = reqwest::Client::builder()
+                    .tls_backend_preconfigured((*self.tls).clone())
+                    .connect_timeout(Duration::from_secs(10))
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .map_err(|e| AgentError::Config(format!("building the report client: {e}")))?;
+                let r = report::Reporter {
+                    http,
+                    url: format!("{}{}", self.base, crate::protocol::report::REPORT_PATH),
+                    token: self.token.clone(),
+                    client: d.client,
+                };
+                Some(tokio::spawn(r.run(agent.connected(), stop.clone())))
+            }
+            None => None,
+        };
+        let probe = api_servers.map(|(servers, config)| servers.probe(config, stop.child_token()));
+        let tunnel_stop = stop.clone();
+        let tunnel = tokio::spawn(async move {
+            let result = agent.run(tunnel_stop.clone()).await.map_err(AgentError::Tunnel);
+            // A tunnel that ends by itself (a permanent error) takes the generation's other tasks along.
+            tunnel_stop.cancel();
+            result
+        });
+        Ok(Generation { stop, transport, connected, tunnel: Some(tunnel), reporter, probe })
+    }
+}
+
+impl Generation {
+    /// Waits until its tunnel session is up (now or later).
+    pub(crate) async fn connected(&mut self) {
+        let _ = self.connected.wait_for(|up| *up).await;
+    }
+
+    /// Its session, once lost, is not dialed again: a newer generation's takes its place.
+    pub(crate) fn retire(&self) {
+        self.transport.retire();
+    }
+
+    /// Waits until its tunnel ends (on its stop, or a permanent error) and returns how it ended.
+    pub(crate) async fn finished(&mut self) -> Result<(), AgentError> {
+        let Some(tunnel) = self.tunnel.as_mut() else { return std::future::pending().await };
+        let result =
+            tunnel.await.unwrap_or_else(|e| Err(AgentError::Config(format!("the tunnel task failed: {e}"))));
+        self.tunnel = None;
+        result
+    }
+
+    /// Waits until its tunnel ends, then for its other tasks; returns how the tunnel ended.
+    pub(crate) async fn stop_when_finished(mut self) -> Result<(), AgentError> {
+        let result = self.finished().await;
+        let _ = self.stop().await;
+        result
+    }
+
+    /// Stops every task of the generation and waits for them; returns how its tunnel ended.
+    pub(crate) async fn stop(mut self) -> Result<(), AgentError> {
+        self.stop.cancel();
+        let result = match self.tunnel.take() {
+            Some(t) => {
+                t.await.unwrap_or_else(|e| Err(AgentError::Config(format!("the tunnel task failed: {e}"))))
+            }
+            None => Ok(()),
+        };
+        for task in [self.reporter.take(), self.probe.take()].into_iter().flatten() {
+            let _ = task.await;
+        }
+        result
+    }
+}
+
+/// How long a new generation may take to connect before the old one stops anyway.
+const TAKEOVER_WITHIN: Duration = Duration::from_secs(30);
+
+/// Runs `current` until `stop` or its tunnel's end; each time the credentials change on disk
+/// (`reloads`), connects again with them through a new generation and, once its session is up (the
+/// server then has the new params, and closes the old session), stops the old generation. Returns
+/// how the last generation's tunnel ended.
+pub(crate) async fn follow_credentials(
+    setup: &TunnelSetup,
+    mut current: Generation,
+    mut reloads: KubeconfigWatch,
+    kubeconfig: Option<&Path>,
+    stop: &CancellationToken,
+) -> Result<(), AgentError> {
+    let mut failing: Option<[u8; 32]> = None;
+    loop {
+        let digest = tokio::select! {
+            result = current.finished() => {
+                let _ = current.stop().await;
+                return result;
+            }
+            digest = reloads.changed() => digest,
+        };
+        let connected = tokio::select! {
+            () = stop.cancelled() => continue,
+            d = downstream::connect_any(kubeconfig, &setup.alternates) => d,
+        };
+        let d = match connected {
+            Ok(d) => d,
+            Err(e) => {
+                // Tried again on the next poll; said once per change.
+                if failing.replace(digest) != Some(digest) {
+                    warn!(error = %e, "the changed credentials cannot be used yet; the session keeps the old ones");
+                }
+                continue;
+            }
+        };
+        failing = None;
+        info!("the credentials changed: a session with the new ones starts before the old one closes");
+        let params = TunnelParams { cluster: Some(d.params.clone()), node: None };
+        current.retire();
+        let mut next = setup.start(Some(d), &params, stop.child_token())?;
+        tokio::select! {
+            () = next.connected() => info!("the session with the new credentials is up; the old one closes"),
+            () = tokio::time::sleep(TAKEOVER_WITHIN) => {
+                warn!(within = ?TAKEOVER_WITHIN, "the session with the new credentials is not up yet; the old one closes anyway");
+            }
+            () = stop.cancelled() => {}
+        }
+        reloads.taken(digest);
+        let old = std::mem::replace(&mut current, next);
+        let _ = old.stop().await;
+    }
+}
