@@ -96,8 +96,10 @@ pub fn may_remove(members: &[MemberHealth], name: &str) -> Result<(), QuorumErro
 }
 
 /// Whether `name`'s process may be stopped (for a restart, an upgrade) while staying a member: the
-/// other healthy voting members must make a quorum on their own. A single-member cluster is
-/// allowed to stop (its downtime is unavoidable); a member already unhealthy may always stop.
+/// other healthy voting members must make a quorum on their own. A cluster of one or two voting
+/// members has none to spare, so any restart of one of them loses quorum for its length: that is
+/// the topology's downtime, allowed while every other member is healthy. A member already unhealthy
+/// may always stop.
 ///
 /// # Errors
 /// [`QuorumError`] saying why not, e.g. `stopping node2 would leave 1 of 3 etcd members healthy;
@@ -105,7 +107,7 @@ pub fn may_remove(members: &[MemberHealth], name: &str) -> Result<(), QuorumErro
 pub fn may_stop(members: &[MemberHealth], name: &str) -> Result<(), QuorumError> {
     let member = find(members, name)?;
     let (voters, healthy) = counts(members);
-    if member.learner || !member.healthy || voters == 1 {
+    if member.learner || !member.healthy || (voters <= 2 && healthy == voters) {
         return Ok(());
     }
     let healthy_after = healthy - 1;
@@ -160,7 +162,12 @@ mod tests {
         may_stop(&three, "a").unwrap();
         let two = members(&[("a", true, false), ("b", true, false)]);
         may_remove(&two, "a").unwrap();
-        assert!(matches!(may_stop(&two, "a"), Err(QuorumError::WouldLoseQuorum { needed: 2, .. })));
+        // Two members have none to spare: a restart is their downtime, allowed while both are
+        // healthy; not while the other is down.
+        may_stop(&two, "a").unwrap();
+        let degraded = members(&[("a", true, false), ("b", false, false)]);
+        assert!(matches!(may_stop(&degraded, "a"), Err(QuorumError::WouldLoseQuorum { needed: 2, .. })));
+        may_stop(&members(&[("a", true, false)]), "a").unwrap();
         let with_learner = members(&[("a", true, false), ("l", false, true)]);
         may_remove(&with_learner, "l").unwrap();
         may_stop(&with_learner, "a").unwrap();

@@ -1,6 +1,6 @@
-//! etcd membership of a cluster built on hosts: whether quorum allows a member to stop or leave, and
-//! the member API calls that add a host's member (as a learner, promoted once it caught up) or take
-//! one out — through a healthy member, reached over SSH.
+//! etcd membership of a cluster built on hosts: the member API calls that add a host's member (as a
+//! learner, promoted once it caught up) or take one out — through a healthy member, reached over
+//! SSH. Whether quorum allows a member to stop or leave is [`rancher_provision::etcd_api`]'s check.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,51 +15,6 @@ use rancher_provision::ssh::{SshSession, SshTarget};
 use super::hosts::{self, HostError};
 use super::run::RunCtx;
 use super::state::RkeState;
-
-/// The votes etcd needs out of `members`.
-fn quorum(members: usize) -> usize {
-    members / 2 + 1
-}
-
-/// Whether `stopping` may go down for a while (a restart): refused when other members (name,
-/// healthy now) are down already and quorum would be lost. A cluster of one or two members loses
-/// quorum during any restart of one of them when all are healthy: that is its topology's downtime,
-/// allowed (it has no member to spare).
-///
-/// # Errors
-/// Why not: `stopping node2 would leave 1 of 3 etcd members healthy; etcd needs 2 for quorum`.
-pub(super) fn may_stop(members: &[(String, bool)], stopping: &[String]) -> Result<(), String> {
-    let healthy = members.iter().filter(|(n, ok)| *ok && !stopping.contains(n)).count();
-    let need = quorum(members.len());
-    let others_down = members.iter().any(|(n, ok)| !ok && !stopping.contains(n));
-    if healthy < need && others_down {
-        return Err(format!(
-            "stopping {} would leave {healthy} of {} etcd members healthy; etcd needs {need} for quorum",
-            stopping.join(", "),
-            members.len()
-        ));
-    }
-    Ok(())
-}
-
-/// Whether quorum holds once `leaving` is taken out of the etcd members (name, healthy now).
-///
-/// # Errors
-/// Why not: the last member, or too few healthy members left.
-pub(super) fn may_remove(members: &[(String, bool)], leaving: &str) -> Result<(), String> {
-    let after = members.iter().filter(|(n, _)| n != leaving).count();
-    if after == 0 {
-        return Err(format!("{leaving} is the cluster's last etcd member"));
-    }
-    let healthy = members.iter().filter(|(n, ok)| *ok && n != leaving).count();
-    let need = quorum(after);
-    if healthy < need {
-        return Err(format!(
-            "removing it would leave {healthy} of {after} etcd members healthy; etcd needs {need} for quorum"
-        ));
-    }
-    Ok(())
-}
 
 /// A member that joined: its id and the flags it starts with.
 pub(super) struct Joined {
@@ -238,39 +193,5 @@ where
             }
             other => return other,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn members(health: &[(&str, bool)]) -> Vec<(String, bool)> {
-        health.iter().map(|(n, ok)| ((*n).to_owned(), *ok)).collect()
-    }
-
-    #[test]
-    fn one_member_of_three_may_stop_or_leave_but_not_when_another_is_down() {
-        let all = members(&[("n1", true), ("n2", true), ("n3", true)]);
-        assert_eq!(may_stop(&all, &["n2".into()]), Ok(()));
-        assert_eq!(may_remove(&all, "n2"), Ok(()));
-        let one_down = members(&[("n1", true), ("n2", true), ("n3", false)]);
-        assert_eq!(
-            may_stop(&one_down, &["n2".into()]).unwrap_err(),
-            "stopping n2 would leave 1 of 3 etcd members healthy; etcd needs 2 for quorum"
-        );
-        assert_eq!(
-            may_remove(&one_down, "n2").unwrap_err(),
-            "removing it would leave 1 of 2 etcd members healthy; etcd needs 2 for quorum"
-        );
-        // One member, or two, cannot spare one: their restarts are allowed when nothing else is down.
-        assert_eq!(may_stop(&members(&[("n1", true)]), &["n1".into()]), Ok(()));
-        assert_eq!(may_stop(&members(&[("n1", true), ("n2", true)]), &["n1".into()]), Ok(()));
-        // The dead member itself may go: two healthy of two.
-        assert_eq!(may_remove(&one_down, "n3"), Ok(()));
-        assert_eq!(
-            may_remove(&members(&[("n1", true)]), "n1").unwrap_err(),
-            "n1 is the cluster's last etcd member"
-        );
     }
 }

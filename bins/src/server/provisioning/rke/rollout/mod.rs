@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use rancher_core::model::{Cluster, RkeConfig, RkeNode, StepState};
 use rancher_provision::ProvisionError;
+use rancher_provision::etcd_api::{self, MemberHealth};
 use rancher_provision::plan::{NodePlan, NodeStatus};
 use rancher_provision::rke::{is_abandoned, node_name};
 use rancher_provision::ssh::SshTarget;
@@ -141,7 +142,7 @@ impl Rollout<'_> {
     }
 
     /// The etcd hosts of the current config and whether each one's etcd is healthy now.
-    async fn etcd_health(&self, t: &Tracked) -> Vec<(String, bool)> {
+    async fn etcd_health(&self, t: &Tracked) -> Vec<MemberHealth> {
         let names: Vec<String> =
             t.st.current_config
                 .iter()
@@ -157,7 +158,8 @@ impl Rollout<'_> {
                     .get(&n)
                     .and_then(Option::as_ref)
                     .is_some_and(|s| s.processes.iter().any(|p| p.name == "etcd" && p.healthy));
-                (n, healthy)
+                // A learner is promoted within its join: a member the rollout meets votes.
+                MemberHealth { name: n, healthy, learner: false }
             })
             .collect()
     }
@@ -175,9 +177,14 @@ impl Rollout<'_> {
         let step = tier.step();
         let names = hosts.join(", ");
         if tier == Tier::Etcd {
-            let members = self.etcd_health(t).await;
-            membership::may_stop(&members, hosts)
-                .map_err(|why| self.stopped(step, format!("rolling {names}: {why}")))?;
+            // Stopped together: each counts as down for the next one's check.
+            let mut members = self.etcd_health(t).await;
+            for h in hosts {
+                let Some(i) = members.iter().position(|m| m.name == *h) else { continue };
+                etcd_api::may_stop(&members, h)
+                    .map_err(|why| self.stopped(step, format!("rolling {names}: {why}")))?;
+                members[i].healthy = false;
+            }
         }
         for h in hosts {
             self.track(t, h)?;
@@ -291,7 +298,7 @@ impl Rollout<'_> {
         let step = Tier::Etcd.step();
         let name = node_name(node);
         let members = self.etcd_health(t).await;
-        membership::may_remove(&members, &name)
+        etcd_api::may_remove(&members, &name)
             .map_err(|why| self.stopped(step, format!("removing {name}: {why}")))?;
         self.board.set(step, StepState::Running, format!("{name}: leaving etcd ({at})"));
         let via = self.member_host(t, &members, &name)?;
@@ -339,12 +346,13 @@ impl Rollout<'_> {
     fn member_host<'t>(
         &self,
         t: &'t Tracked,
-        members: &[(String, bool)],
+        members: &[MemberHealth],
         not: &str,
     ) -> Result<&'t RkeNode, ProvisionError> {
         let nodes = t.st.current_config.iter().flat_map(|c| &c.nodes);
-        let mut healthy = members.iter().filter(|(n, ok)| *ok && n != not && t.st.applied.contains_key(n));
-        healthy.find_map(|(n, _)| nodes.clone().find(|node| node_name(node) == *n)).ok_or_else(|| {
+        let mut healthy =
+            members.iter().filter(|m| m.healthy && m.name != not && t.st.applied.contains_key(&m.name));
+        healthy.find_map(|m| nodes.clone().find(|node| node_name(node) == m.name)).ok_or_else(|| {
             self.stopped(Tier::Etcd.step(), "no healthy etcd member to talk to etcd through".into())
         })
     }
