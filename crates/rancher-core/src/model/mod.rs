@@ -6,12 +6,15 @@
 //! level (User, Token, GlobalRole); here every kind has `spec` and `status`, so one code path reads them.
 
 mod cluster;
+mod credential;
+mod credential_checks;
 mod node;
 mod rbac;
 mod rke;
 mod user;
 
 pub use cluster::*;
+pub use credential::*;
 pub use node::*;
 pub use rbac::*;
 pub use rke::*;
@@ -103,4 +106,5 @@ pub const KINDS: &[(&str, &str)] = &[
     ("ClusterRegistrationToken", "clusterregistrationtokens"),
     ("Node", "nodes"),
     ("NodePool", "nodepools"),
+    ("CloudCredential", "cloudcredentials"),
 ];
