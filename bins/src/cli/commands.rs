@@ -1,7 +1,7 @@
 //! The commands themselves.
 
 //! The commands themselves: dispatch, and clusters, projects, users and kubeconfigs (sessions,
-//! members, tokens and joining clusters have their own modules).
+//! members, tokens, cloud credentials and joining clusters have their own modules).
 
 use http::Method;
 use rancher_core::model::Cluster;
@@ -31,6 +31,7 @@ pub(super) async fn run(cli: Cli) -> Result<String, CliError> {
                 super::TokenCommand::Rm { id } => tokens::rm(&client, &ctx, &id).await,
             }
         }
+        Command::Credential(c) => super::credentials::run(&logged_in(wanted)?.1, c).await,
         Command::Kubeconfig { cluster, output } => kubeconfig(&logged_in(wanted)?.1, &cluster, output).await,
     }
 }

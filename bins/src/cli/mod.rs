@@ -14,6 +14,7 @@ mod certs;
 mod client;
 mod commands;
 mod config;
+mod credentials;
 mod error;
 mod follow;
 mod import;
@@ -86,6 +87,10 @@ pub enum Command {
     /// Your own API tokens (never their secrets).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Cloud credentials (AWS keys, a GCP service-account key, an Azure client credential) that
+    /// hosted clusters are created with. Secrets are read from files, never from the command line.
+    #[command(subcommand, alias = "credentials")]
+    Credential(CredentialCommand),
     /// Print a kubeconfig for a cluster: kubectl reaches it through the server's proxy with a new
     /// kubeconfig token (and directly, when its authorized cluster endpoint is on).
     Kubeconfig {
@@ -543,6 +548,105 @@ pub enum TokenCommand {
     Rm {
         /// The token's id (`token-xxxxx`).
         id: String,
+    },
+}
+
+/// `rancherctl credential …`.
+#[derive(Debug, Subcommand)]
+pub enum CredentialCommand {
+    /// Create a credential (its secret is read from a file, or stdin with `-`; the server seals it
+    /// and never shows it again).
+    Create {
+        /// The cloud and its settings.
+        #[command(subcommand)]
+        cloud: NewCredential,
+    },
+    /// List the credentials you may use (an admin sees everyone's): cloud, key id, owner. Never a secret.
+    #[command(alias = "list")]
+    Ls(OutputArg),
+    /// Delete a credential (refused while a cluster names it).
+    #[command(alias = "delete")]
+    Rm {
+        /// The credential's name.
+        name: String,
+    },
+    /// Replace a credential's secret (the AWS secret key, the GCP key file, the Azure client secret);
+    /// clusters using it use the new one from their next call to the cloud.
+    Rotate {
+        /// The credential's name.
+        name: String,
+        /// The new secret: a file, or `-` for stdin.
+        #[arg(
+            long = "secret-file",
+            visible_aliases = ["secret-key-file", "key-file", "client-secret-file"],
+            value_name = "FILE"
+        )]
+        secret_file: std::path::PathBuf,
+    },
+}
+
+/// `rancherctl credential create <cloud>`.
+#[derive(Debug, Subcommand)]
+pub enum NewCredential {
+    /// AWS access keys (for EKS).
+    Aws {
+        /// The credential's name (a DNS-1123 label); clusters name it.
+        name: String,
+        /// The access key id (`AKIA…`).
+        #[arg(long)]
+        access_key: String,
+        /// A file holding the secret access key, or `-` for stdin.
+        #[arg(long, value_name = "FILE")]
+        secret_key_file: std::path::PathBuf,
+        /// The region used when a cluster names none.
+        #[arg(long, default_value = "")]
+        region: String,
+        /// Free text.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Output format.
+        #[command(flatten)]
+        out: OutputArg,
+    },
+    /// A GCP service-account key (for GKE).
+    Gcp {
+        /// The credential's name (a DNS-1123 label); clusters name it.
+        name: String,
+        /// The service-account key file (JSON, as GCP's console downloads it), or `-` for stdin.
+        #[arg(long, value_name = "FILE")]
+        key_file: std::path::PathBuf,
+        /// Free text.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Output format.
+        #[command(flatten)]
+        out: OutputArg,
+    },
+    /// An Azure client credential (a service principal, for AKS).
+    Azure {
+        /// The credential's name (a DNS-1123 label); clusters name it.
+        name: String,
+        /// The application (client) id.
+        #[arg(long)]
+        client_id: String,
+        /// A file holding the client secret, or `-` for stdin.
+        #[arg(long, value_name = "FILE")]
+        client_secret_file: std::path::PathBuf,
+        /// The subscription id.
+        #[arg(long)]
+        subscription_id: String,
+        /// The directory (tenant) id.
+        #[arg(long)]
+        tenant_id: String,
+        /// AzurePublicCloud, AzureChinaCloud, AzureUSGovernmentCloud or AzureGermanCloud.
+        #[arg(long, default_value = "AzurePublicCloud")]
+        environment: String,
+        /// Free text.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Output format.
+        #[command(flatten)]
+        out: OutputArg,
     },
 }
 

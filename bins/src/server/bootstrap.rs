@@ -61,7 +61,7 @@ fn everything() -> Vec<PolicyRule> {
 }
 
 /// The builtin global roles. Every user may always read their own user and manage their own tokens;
-/// `user-base` grants nothing beyond that, `user` adds creating clusters and reading the role catalogue.
+/// `user-base` grants nothing beyond that, `user` adds creating clusters and cloud credentials, and reading the role catalogue.
 fn global_roles() -> Vec<GlobalRole> {
     let role = |name: &str, display: &str, description: &str, rules: Vec<PolicyRule>, default: bool| {
         GlobalRole::new(
@@ -81,9 +81,10 @@ fn global_roles() -> Vec<GlobalRole> {
         role(
             "user",
             "Standard User",
-            "May create clusters and read the role catalogue; their own user and tokens.",
+            "May create clusters and cloud credentials and read the role catalogue; their own user, \
+             tokens and cloud credentials.",
             vec![
-                rule(&["create"], &[MGMT], &["clusters"]),
+                rule(&["create"], &[MGMT], &["clusters", "cloudcredentials"]),
                 rule(&["get", "list", "watch"], &[MGMT], &["roletemplates", "globalroles"]),
                 rule(&["*"], &[MGMT], &["preferences"]),
             ],

@@ -23,6 +23,7 @@ mod api;
 mod auth;
 mod bootstrap;
 mod cleanup;
+mod cloud_credentials;
 mod cluster_downloads;
 mod config;
 mod data_dir;
@@ -550,6 +551,15 @@ impl Server {
     /// [`cluster_client`](Registration::cluster_client) to reach a connected cluster.
     pub fn registration(&self) -> Arc<Registration> {
         self.state.registration.clone()
+    }
+
+    /// The cloud credentials (`/v3/cloudcredentials`) as hosted provisioners open them: a credential
+    /// is opened for its owner, or for an admin, with this server's secrets key.
+    pub fn cloud_credentials(&self) -> Arc<dyn rancher_provision::hosted::credentials::CredentialSource> {
+        Arc::new(cloud_credentials::StoreCredentials::new(
+            self.state.store.clone(),
+            self.state.sealer.clone(),
+        ))
     }
 
     /// The admin password generated on this (first) start, to show once. `None` when it was given or

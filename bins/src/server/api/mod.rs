@@ -1,6 +1,7 @@
 //! The management API's routes: public endpoints, login, and authenticated CRUD under `/v3`.
 
 mod body;
+mod cloud_credentials;
 mod clusters;
 mod creator;
 mod crud;
@@ -36,8 +37,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{Method, Uri};
 use rancher_core::model::{
-    Cluster, ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, Project, ProjectRoleTemplateBinding,
-    RoleTemplate, Token, User,
+    CloudCredential, Cluster, ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, Project,
+    ProjectRoleTemplateBinding, RoleTemplate, Token, User,
 };
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -115,6 +116,15 @@ pub(crate) fn router(state: AppState) -> Router {
     v3 = kind_routes::<RoleTemplate>(v3);
     v3 = kind_routes::<ClusterRoleTemplateBinding>(v3);
     v3 = kind_routes::<ProjectRoleTemplateBinding>(v3);
+    v3 = v3
+        .route(
+            "/v3/cloudcredentials",
+            get(crud::list::<CloudCredential>).post(crud::create::<CloudCredential>),
+        )
+        .route(
+            "/v3/cloudcredentials/{id}",
+            get(cloud_credentials::get).put(cloud_credentials::update).delete(cloud_credentials::delete),
+        );
     v3 = v3.route("/v3/principals", post(principals::post));
     let v3 = v3.merge(crate::server::registration::routes::authenticated());
     let v3 = v3.route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));

@@ -8,8 +8,8 @@ use std::sync::LazyLock;
 use axum::response::{IntoResponse, Response};
 use rancher_core::Resource;
 use rancher_core::model::{
-    Cluster, ClusterRegistrationToken, ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, Project,
-    ProjectRoleTemplateBinding, RoleTemplate, Token, User,
+    CloudCredential, Cluster, ClusterRegistrationToken, ClusterRoleTemplateBinding, GlobalRole,
+    GlobalRoleBinding, Project, ProjectRoleTemplateBinding, RoleTemplate, Token, User,
 };
 use schemars::JsonSchema;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
@@ -333,6 +333,7 @@ pub(crate) fn kinds(g: &mut SchemaGenerator) -> Vec<KindDoc> {
             g,
             Some(&["ProjectRoleTemplateBinding", "RancherProjectRoleTemplateBindingInput"]),
         ),
+        kind::<CloudCredential>(g, None),
         crt,
     ]
 }
