@@ -21,6 +21,7 @@ mod cli;
 mod cli_join;
 mod cli_member;
 mod cli_members;
+mod cloud_credentials;
 mod disconnect_e2e;
 mod front_door;
 mod fuzz_v3;
