@@ -135,7 +135,10 @@ fn seal(spec: &mut CloudCredentialSpec, old: Option<&CloudCredentialSpec>, seale
                 .ok_or_else(|| {
                     ApiError::invalid_field(
                         s.field,
-                        format!("{SEALED_PLACEHOLDER:?} keeps a stored secret, and none is stored here: send the secret"),
+                        format!(
+                            "{SEALED_PLACEHOLDER:?} keeps a stored secret, and none is stored here: send \
+                             the secret"
+                        ),
                     )
                 })?
                 .clone();

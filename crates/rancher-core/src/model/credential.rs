@@ -1,8 +1,8 @@
 //! CloudCredential: the keys a provisioner signs in to a cloud with (AWS access keys, a GCP
 //! service-account key, an Azure client credential), kept apart from the clusters that name them.
 //!
-//! Field names are Rancher's (`amazonec2credentialConfig.accessKey`, `googlecredentialConfig.authEncodedJson`,
-//! `azurecredentialConfig.clientSecret`, …). The secret fields hold sealed text once stored; the server
+//! Field names are Rancher's (`amazonec2credentialConfig.accessKey`,
+//! `googlecredentialConfig.authEncodedJson`, `azurecredentialConfig.clientSecret`, …). The secret fields hold sealed text once stored; the server
 //! seals them and never returns them. `Debug` never shows them either, sealed or not.
 
 use std::fmt;

@@ -24,7 +24,8 @@ pub enum CloudSecret {
         /// The region used when a cluster names none (may be empty).
         default_region: String,
     },
-    /// The service-account key JSON (`type`, `client_email`, `private_key`, `private_key_id`, `token_uri`, `project_id`).
+    /// The service-account key JSON (`type`, `client_email`, `private_key`, `private_key_id`,
+    /// `token_uri`, `project_id`).
     Gcp {
         /// The key file's text.
         service_account_json: SecretString,
@@ -39,7 +40,8 @@ pub enum CloudSecret {
         tenant_id: String,
         /// The subscription id.
         subscription_id: String,
-        /// The Azure cloud (`AzurePublicCloud`, `AzureChinaCloud`, `AzureUSGovernmentCloud`, `AzureGermanCloud`).
+        /// The Azure cloud (`AzurePublicCloud`, `AzureChinaCloud`, `AzureUSGovernmentCloud`,
+        /// `AzureGermanCloud`).
         environment: String,
     },
 }
