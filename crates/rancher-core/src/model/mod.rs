@@ -6,12 +6,14 @@
 //! level (User, Token, GlobalRole); here every kind has `spec` and `status`, so one code path reads them.
 
 mod cluster;
+mod gke;
 mod node;
 mod rbac;
 mod rke;
 mod user;
 
 pub use cluster::*;
+pub use gke::*;
 pub use node::*;
 pub use rbac::*;
 pub use rke::*;
