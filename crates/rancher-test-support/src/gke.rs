@@ -29,6 +29,7 @@
 //! ```
 
 mod api;
+mod ops;
 mod token;
 
 use std::collections::HashMap;
@@ -48,7 +49,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use api::{Inner, google_error};
+use api::google_error;
+use ops::Inner;
 use token::Account;
 
 /// How the stand-in behaves.
@@ -191,6 +193,13 @@ impl GkeStandIn {
     pub fn throttle_next(&self, n: u32, retry_after: Duration) {
         let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
         self.state.lock().throttle = Some((n, secs));
+    }
+
+    /// While `held`, operations do not advance (a cluster being created stays PROVISIONING), so a test
+    /// can assert on the states in between without racing the clock; once released, they move on
+    /// by their age.
+    pub fn hold_operations(&self, held: bool) {
+        self.state.lock().held = held;
     }
 
     /// The next operation started ends DONE with `error.message` = `message` (a create leaves the

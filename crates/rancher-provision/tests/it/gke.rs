@@ -88,6 +88,23 @@ async fn signs_in_once_and_reuses_the_token_for_many_calls() {
 }
 
 #[tokio::test]
+async fn a_token_is_renewed_shortly_before_it_expires() {
+    // Tokens live 6 s here, so the client renews after half of that.
+    let gke =
+        GkeStandIn::start(GkeStandInOptions { token_lifetime: Duration::from_secs(6), ..Default::default() })
+            .await;
+    let client = client(&gke);
+    let at = Location::new(gke.project_id(), REGION);
+    client.list_clusters(&at).await.unwrap();
+    client.list_clusters(&at).await.unwrap();
+    assert_eq!(gke.token_requests(), 1);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    client.list_clusters(&at).await.unwrap();
+    assert_eq!(gke.token_requests(), 2);
+    assert!(gke.calls().iter().all(|c| c.status == 200), "{:?}", gke.calls());
+}
+
+#[tokio::test]
 async fn a_cluster_with_two_pools_is_created_resized_upgraded_and_deleted() {
     let sim_ca = "-----BEGIN CERTIFICATE-----\nMIIBsim\n-----END CERTIFICATE-----\n";
     let options = GkeStandInOptions {
@@ -101,6 +118,7 @@ async fn a_cluster_with_two_pools_is_created_resized_upgraded_and_deleted() {
     gke::validate(&cfg).unwrap();
     let at = Location::of(&cfg);
 
+    gke.hold_operations(true);
     let op = client.create_cluster(&at, &gke::cluster_for_create(&cfg)).await.unwrap();
     assert_eq!((op.operation_type.as_str(), op.status), ("CREATE_CLUSTER", OperationStatus::Pending));
     let early = client.get_cluster(&at, "gke-one").await.unwrap();
@@ -108,6 +126,7 @@ async fn a_cluster_with_two_pools_is_created_resized_upgraded_and_deleted() {
     assert!(early.endpoint.is_empty() && early.ca_pem().is_none());
     let again = client.create_cluster(&at, &gke::cluster_for_create(&cfg)).await.unwrap_err();
     assert!(matches!(&again, GkeError::Conflict { status, .. } if status == "ALREADY_EXISTS"), "{again}");
+    gke.hold_operations(false);
 
     let done = wait(&client, &at, &op).await.unwrap();
     assert_eq!(done.status, OperationStatus::Done);
@@ -121,10 +140,12 @@ async fn a_cluster_with_two_pools_is_created_resized_upgraded_and_deleted() {
     assert_eq!(pools, [("np-a", 1, NodePoolStatus::Running), ("np-b", 2, NodePoolStatus::Running)]);
 
     // Resize; a second change while it runs is refused as Google refuses it.
+    gke.hold_operations(true);
     let op = client.set_node_pool_size(&at, "gke-one", "np-b", 4).await.unwrap();
     let busy = client.update_master(&at, "gke-one", "1.29").await.unwrap_err();
     assert!(matches!(&busy, GkeError::Conflict { status, .. } if status == "FAILED_PRECONDITION"), "{busy}");
     assert!(ProvisionError::from(busy).is_transient());
+    gke.hold_operations(false);
     wait(&client, &at, &op).await.unwrap();
     assert_eq!(client.get_node_pool(&at, "gke-one", "np-b").await.unwrap().initial_node_count, 4);
 
@@ -149,11 +170,13 @@ async fn a_cluster_with_two_pools_is_created_resized_upgraded_and_deleted() {
 
     // A pool added, another removed.
     let extra = gke::node_pool_for_create(&pool("np-c", 1), &cfg);
+    gke.hold_operations(true);
     let op = client.create_node_pool(&at, "gke-one", &extra).await.unwrap();
     assert_eq!(
         client.get_node_pool(&at, "gke-one", "np-c").await.unwrap().status,
         NodePoolStatus::Provisioning
     );
+    gke.hold_operations(false);
     wait(&client, &at, &op).await.unwrap();
     let op = client.delete_node_pool(&at, "gke-one", "np-a").await.unwrap();
     wait(&client, &at, &op).await.unwrap();
@@ -175,8 +198,10 @@ async fn a_cluster_with_two_pools_is_created_resized_upgraded_and_deleted() {
     // Listed for import; then deleted and gone.
     let listed = client.list_clusters(&Location::new(gke.project_id(), "-")).await.unwrap();
     assert_eq!(listed.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["gke-one"]);
+    gke.hold_operations(true);
     let op = client.delete_cluster(&at, "gke-one").await.unwrap();
     assert_eq!(client.get_cluster(&at, "gke-one").await.unwrap().status, ClusterStatus::Stopping);
+    gke.hold_operations(false);
     wait(&client, &at, &op).await.unwrap();
     assert!(client.find_cluster(&at, "gke-one").await.unwrap().is_none());
     assert!(client.delete_cluster(&at, "gke-one").await.unwrap_err().is_not_found());

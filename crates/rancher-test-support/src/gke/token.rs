@@ -112,3 +112,52 @@ pub(super) fn random_hex(n: usize) -> String {
     aws_lc_rs::rand::fill(&mut bytes).expect("random bytes");
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::RSA_PKCS1_SHA256;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    const URI: &str = "https://127.0.0.1:1/token";
+
+    fn grant(signer: &Account, claims: &Value) -> HashMap<String, String> {
+        let enc = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        let input = format!("{}.{}", enc(&json!({"alg": "RS256", "typ": "JWT"})), enc(claims));
+        let mut sig = vec![0; signer.key.public_modulus_len()];
+        signer.key.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), input.as_bytes(), &mut sig).unwrap();
+        HashMap::from([
+            ("grant_type".to_owned(), "urn:ietf:params:oauth:grant-type:jwt-bearer".to_owned()),
+            ("assertion".to_owned(), format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))),
+        ])
+    }
+
+    #[test]
+    fn the_bearer_grant_is_checked_as_google_documents() {
+        let account = Account::generate("sa@p.iam.gserviceaccount.com");
+        let now = 1_700_000_000;
+        let claims = |aud: &str, iat: i64, exp: i64| json!({"iss": account.email, "scope": CLOUD_PLATFORM, "aud": aud, "iat": iat, "exp": exp});
+        let check = |form: &HashMap<String, String>| {
+            account.check_grant(form, URI, now).map_err(|(code, why)| format!("{code}: {why}"))
+        };
+        assert_eq!(check(&grant(&account, &claims(URI, now, now + 3600))), Ok(()));
+
+        let wrong_aud = check(&grant(&account, &claims("https://elsewhere/token", now, now + 3600)));
+        assert!(wrong_aud.unwrap_err().contains("audience"));
+        let expired = check(&grant(&account, &claims(URI, now - 4000, now - 400)));
+        assert!(expired.unwrap_err().starts_with("invalid_grant: Invalid JWT: Token must be a short-lived"));
+        let too_long = check(&grant(&account, &claims(URI, now, now + 7200)));
+        assert!(too_long.is_err());
+        let stranger = Account::generate(&account.email);
+        let forged = check(&grant(&stranger, &claims(URI, now, now + 3600)));
+        assert_eq!(forged.unwrap_err(), "invalid_grant: Invalid JWT Signature.");
+        let mut form = grant(&account, &claims(URI, now, now + 3600));
+        form.insert("grant_type".into(), "client_credentials".into());
+        assert!(check(&form).unwrap_err().starts_with("unsupported_grant_type"));
+        let mut no_scope = claims(URI, now, now + 3600);
+        no_scope["scope"] = json!("https://www.googleapis.com/auth/devstorage.read_only");
+        assert!(check(&grant(&account, &no_scope)).unwrap_err().starts_with("invalid_scope"));
+    }
+}

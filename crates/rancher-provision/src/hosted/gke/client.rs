@@ -530,3 +530,37 @@ impl GkeClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_an_http_date() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, HeaderValue::from_str(v).unwrap());
+            retry_after(&h)
+        };
+        assert_eq!(with("7"), Some(Duration::from_secs(7)));
+        assert_eq!(with("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO), "a date in the past: now");
+        let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(120);
+        let date = jiff::fmt::rfc2822::to_string(&soon.to_zoned(jiff::tz::TimeZone::UTC)).unwrap();
+        let d = with(&date).unwrap();
+        assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{date} → {d:?}");
+        assert_eq!(with("soon"), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn locations_name_the_config_s_region_or_zone() {
+        let config = rancher_core::model::GkeConfig {
+            project_id: "p-123456".into(),
+            zone: "us-east1-b".into(),
+            ..Default::default()
+        };
+        assert_eq!(Location::of(&config).path(), "projects/p-123456/locations/us-east1-b");
+    }
+}
