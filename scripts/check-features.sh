@@ -31,3 +31,4 @@ check -p rancher
 # rancher-test-support: without and with the real control plane.
 check -p rancher-test-support
 check -p rancher-test-support --features kube-control-plane
+check -p rancher-test-support --features gke

@@ -7,6 +7,7 @@
 //! - [`etcd`]: real etcd members and clusters;
 //! - [`ssh_hosts`]: real OpenSSH hosts, each in its own network and mount namespace;
 //! - [`moto`]: moto's server as S3-compatible storage, optionally checking SigV4 signatures;
+//! - with the `gke` feature, `gke::GkeStandIn`: GKE's `container/v1` API and token endpoint in memory;
 //! - with the `kube-control-plane` feature, `kube::ControlPlane`: a real Kubernetes 1.20 control plane;
 //! - [`install_crypto`], and with the `http` feature [`insecure_client`] and [`client_trusting`].
 //!
@@ -31,6 +32,8 @@
 //! ```
 
 pub mod etcd;
+#[cfg(feature = "gke")]
+pub mod gke;
 #[cfg(feature = "kube-control-plane")]
 pub mod kube;
 pub mod kubectl;

@@ -6,15 +6,19 @@
 //! level (User, Token, GlobalRole); here every kind has `spec` and `status`, so one code path reads them.
 
 mod cluster;
+mod aks;
 mod credential;
 mod credential_checks;
+mod gke;
 mod node;
 mod rbac;
 mod rke;
 mod user;
 
 pub use cluster::*;
+pub use aks::*;
 pub use credential::*;
+pub use gke::*;
 pub use node::*;
 pub use rbac::*;
 pub use rke::*;

@@ -22,7 +22,7 @@
 
 mod cidr;
 mod defaults;
-mod names;
+pub(crate) mod names;
 mod nodes;
 mod parse;
 #[cfg(test)]

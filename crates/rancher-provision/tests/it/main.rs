@@ -5,6 +5,7 @@
 mod applier;
 mod etcd_api;
 mod etcd_snapshots;
+mod gke;
 mod rke_plans;
 mod s3;
 mod ssh;
