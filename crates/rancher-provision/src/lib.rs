@@ -99,6 +99,7 @@ mod context;
 mod error;
 pub mod etcd_api;
 pub mod etcd_snapshots;
+pub mod hosted;
 pub mod plan;
 mod progress;
 pub mod rke;

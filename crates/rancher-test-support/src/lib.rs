@@ -6,6 +6,7 @@
 //! - [`Proc`]: a program under test as a child process logging to a file, killed on drop;
 //! - [`etcd`]: real etcd members and clusters;
 //! - [`ssh_hosts`]: real OpenSSH hosts, each in its own network and mount namespace;
+//! - with the `aks` feature, `aks::AksStandIn`: Azure's token endpoint and AKS Resource Manager API in memory;
 //! - [`moto`]: moto's server as S3-compatible storage, optionally checking SigV4 signatures;
 //! - with the `kube-control-plane` feature, `kube::ControlPlane`: a real Kubernetes 1.20 control plane;
 //! - [`install_crypto`], and with the `http` feature [`insecure_client`] and [`client_trusting`].
@@ -30,6 +31,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "aks")]
+pub mod aks;
 pub mod etcd;
 #[cfg(feature = "kube-control-plane")]
 pub mod kube;

@@ -5,12 +5,14 @@
 //! Rancher's API find what they expect. One difference: Rancher keeps some kinds' fields at the top
 //! level (User, Token, GlobalRole); here every kind has `spec` and `status`, so one code path reads them.
 
+mod aks;
 mod cluster;
 mod node;
 mod rbac;
 mod rke;
 mod user;
 
+pub use aks::*;
 pub use cluster::*;
 pub use node::*;
 pub use rbac::*;
