@@ -166,6 +166,13 @@ impl AksStandIn {
         self.state().fail_next = Some((code.to_owned(), message.to_owned()));
     }
 
+    /// While `hold` is true no operation ends, however long it runs: a test can look at a resource
+    /// mid-operation (`Scaling`, `Deleting`, a 409) without racing the clock. Releasing lets every
+    /// operation whose time has passed end at the next request.
+    pub fn hold_operations(&self, hold: bool) {
+        self.state().held = hold;
+    }
+
     /// Revokes the client secret: sign-in fails with `AADSTS7000215`, issued tokens stop working.
     pub fn revoke_client_secret(&self) {
         let mut s = self.state();

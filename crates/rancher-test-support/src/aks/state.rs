@@ -72,6 +72,8 @@ pub(super) struct State {
     pub(super) fail_next: Option<(String, String)>,
     pub(super) calls: Vec<Call>,
     pub(super) target: Option<KubeTarget>,
+    /// While set, no operation ends (tests look at a resource mid-operation without racing).
+    pub(super) held: bool,
     next_id: u64,
     epoch: Instant,
 }
@@ -96,6 +98,7 @@ impl State {
             fail_next: None,
             calls: Vec::new(),
             target: None,
+            held: false,
             next_id: 0,
             epoch: Instant::now(),
         }
@@ -142,6 +145,9 @@ impl State {
 
     /// Ends every operation whose time has come, applying what it does.
     pub(super) fn tick(&mut self, now: Instant) {
+        if self.held {
+            return;
+        }
         let due: Vec<String> = self
             .ops
             .iter()
