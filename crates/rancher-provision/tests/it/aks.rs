@@ -350,3 +350,34 @@ async fn polls_wait_as_long_as_azure_asks() {
     assert_eq!(polls.len(), 1, "the operation (300 ms) ended within the first Retry-After");
     assert!(polls[0].at - put.at >= Duration::from_secs(1));
 }
+
+#[tokio::test]
+async fn a_token_is_renewed_before_it_expires() {
+    // A 2 s token is renewed at half its life (the usual margin is five minutes).
+    let azure =
+        AksStandIn::start(AksStandInConfig { token_lifetime: 2, ..AksStandInConfig::default() }).await;
+    let c = client(&azure);
+    c.sign_in().await.unwrap();
+    assert_eq!(azure.tokens_issued(), 1);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    c.get_resource_group("rg").await.unwrap();
+    assert_eq!(azure.tokens_issued(), 2);
+}
+
+#[tokio::test]
+async fn a_resource_group_is_made_once_and_deleted_with_what_it_holds() {
+    let azure = stand_in().await;
+    let c = client(&azure);
+    let cancel = CancellationToken::new();
+    let op = create(&azure, &c, "doomed").await;
+    c.wait(&op, WAIT, &cancel).await.unwrap();
+    let tags = BTreeMap::new();
+    assert!(!c.ensure_resource_group("rg-rancher", "eastus", &tags).await.unwrap(), "it exists already");
+    assert_eq!(c.get_resource_group("rg-rancher").await.unwrap().unwrap().location, "eastus");
+    let op = c.delete_resource_group("rg-rancher").await.unwrap();
+    assert!(op.location_url.is_some() && op.status_url.is_none(), "{op:?}");
+    c.wait(&op, WAIT, &cancel).await.unwrap();
+    assert!(!azure.has_resource_group("rg-rancher"));
+    assert!(c.get_cluster("rg-rancher", "doomed").await.unwrap().is_none());
+    assert!(c.delete_resource_group("rg-rancher").await.unwrap().is_completed());
+}
