@@ -94,6 +94,11 @@ async fn signs_in_once_and_reuses_the_token() {
     let calls = azure.calls();
     assert_eq!(calls.iter().filter(|c| c.path.ends_with("/oauth2/v2.0/token")).count(), 1);
     assert_eq!(c.api_calls(), calls.len() as u64, "the client counts every request it sent");
+
+    let shared = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(100));
+    let c = client(&azure).with_call_counter(shared.clone());
+    c.sign_in().await.unwrap();
+    assert_eq!(shared.load(std::sync::atomic::Ordering::Relaxed), 101);
 }
 
 #[tokio::test]

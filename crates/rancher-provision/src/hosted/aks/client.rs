@@ -227,6 +227,13 @@ impl AksClient {
         self.calls.clone()
     }
 
+    /// Counts this client's requests on `counter` instead (one counter for every client of a
+    /// server, say); what it counted so far stays on the old counter.
+    pub fn with_call_counter(mut self, counter: Arc<AtomicU64>) -> AksClient {
+        self.calls = counter;
+        self
+    }
+
     /// The subscription this client works in.
     pub fn subscription_id(&self) -> &str {
         &self.creds.subscription_id
