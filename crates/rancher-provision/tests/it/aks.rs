@@ -9,7 +9,8 @@ use rancher_core::model::{AksConfig, AksNodePool};
 use rancher_provision::ProvisionError;
 use rancher_provision::hosted::aks::spec::{ClusterIdentity, agent_pool, managed_cluster};
 use rancher_provision::hosted::aks::{
-    AksClient, AksClientOptions, AksError, AzureCredentials, AzureEndpoints, OperationState, validate,
+    AksChange, AksClient, AksClientOptions, AksError, AzureCredentials, AzureEndpoints, OperationState,
+    changes, validate,
 };
 use rancher_test_support::aks::{AksStandIn, AksStandInConfig, KubeTarget};
 use secrecy::ExposeSecret;
@@ -129,6 +130,10 @@ async fn a_cluster_from_create_to_delete() {
         .map(|a| (a.name.as_str(), a.properties.mode.as_deref().unwrap()))
         .collect();
     assert_eq!(modes, [("system", "System"), ("user1", "User")]);
+    assert_eq!(changes(&config("prod"), &got), [], "the cluster is as its spec says");
+    let mut more = config("prod");
+    more.node_pools[1].count = Some(3);
+    assert_eq!(changes(&more, &got), [AksChange::UpdatePool { name: "user1".into(), fields: vec!["count"] }]);
 
     // Scale the User pool.
     azure.hold_operations(true);

@@ -3,6 +3,8 @@
 //! (`Microsoft.ContainerService` api-version [`API_VERSION`]) signed in with the OAuth 2.0
 //! client-credentials grant.
 //!
+//! [`changes`] lists the steps from a cluster as Azure has it to the spec, in the order AKS allows.
+//!
 //! Every mutating call returns an [`Operation`]: [`AksClient::poll_operation`] looks once (for a
 //! reconcile loop that must not block), [`AksClient::wait`] polls until it ends.
 //!
@@ -28,6 +30,7 @@
 mod auth;
 mod client;
 mod clusters;
+mod diff;
 mod error;
 mod kubeconfig;
 mod net;
@@ -38,6 +41,7 @@ mod validate;
 
 pub use auth::AzureCredentials;
 pub use client::{AksClient, AksClientOptions, AzureEndpoints};
+pub use diff::{AksChange, changes};
 pub use error::{AksError, AzureErrorBody, Result};
 pub use kubeconfig::{AdminKubeconfig, KubeconfigAccess};
 pub use operation::{Operation, OperationState};
