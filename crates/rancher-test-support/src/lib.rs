@@ -6,6 +6,7 @@
 //! - [`Proc`]: a program under test as a child process logging to a file, killed on drop;
 //! - [`etcd`]: real etcd members and clusters;
 //! - [`ssh_hosts`]: real OpenSSH hosts, each in its own network and mount namespace;
+//! - with the `aks` feature, `aks::AksStandIn`: Azure's token endpoint and AKS Resource Manager API in memory;
 //! - [`moto`]: moto's server as S3-compatible storage, optionally checking SigV4 signatures;
 //! - with the `gke` feature, `gke::GkeStandIn`: GKE's `container/v1` API and token endpoint in memory;
 //! - with the `kube-control-plane` feature, `kube::ControlPlane`: a real Kubernetes 1.20 control plane;
@@ -31,6 +32,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "aks")]
+pub mod aks;
 pub mod etcd;
 #[cfg(feature = "gke")]
 pub mod gke;

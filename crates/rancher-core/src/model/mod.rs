@@ -5,6 +5,7 @@
 //! Rancher's API find what they expect. One difference: Rancher keeps some kinds' fields at the top
 //! level (User, Token, GlobalRole); here every kind has `spec` and `status`, so one code path reads them.
 
+mod aks;
 mod cluster;
 mod aks;
 mod credential;
@@ -15,6 +16,7 @@ mod rbac;
 mod rke;
 mod user;
 
+pub use aks::*;
 pub use cluster::*;
 pub use aks::*;
 pub use credential::*;

@@ -2,6 +2,7 @@
 //! graph): what it renders, run by the real programs; the SSH way in against real OpenSSH hosts in
 //! network namespaces.
 
+mod aks;
 mod applier;
 mod etcd_api;
 mod etcd_snapshots;
