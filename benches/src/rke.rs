@@ -41,11 +41,13 @@ pub fn bin_dir(given: Option<PathBuf>) -> Result<PathBuf> {
     Ok(bins)
 }
 
-/// The bundle's components and the local files they are made of.
-fn components(bins: &Path) -> [(&'static str, PathBuf); 6] {
+/// The bundle's components and the local files they are made of (with the optional `etcdctl`,
+/// which restoring an etcd snapshot needs).
+fn components(bins: &Path) -> [(&'static str, PathBuf); 7] {
     let kube = kube_bin_dir();
     [
         ("etcd", PathBuf::from("/usr/bin/etcd")),
+        ("etcdctl", PathBuf::from("/usr/bin/etcdctl")),
         ("kube-apiserver", kube.join("kube-apiserver")),
         ("kube-controller-manager", kube.join("kube-controller-manager")),
         ("kube-scheduler", kube.join("kube-scheduler")),

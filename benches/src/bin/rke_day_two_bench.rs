@@ -280,6 +280,27 @@ async fn rotate(server: &ServerProc, timeout: Duration) -> Result<()> {
     wait_active(server, generation, before, timeout).await.map(drop)
 }
 
+/// Takes an etcd snapshot on request (`backupEtcd`: synchronous, on one healthy member, stored on
+/// every etcd host); returns its name.
+async fn snapshot(server: &ServerProc) -> Result<String> {
+    let path = format!("/v3/clusters/{CLUSTER}?action=backupEtcd");
+    let out = server.send(Method::POST, &path, &json!({})).await?;
+    out.pointer("/snapshot/name").and_then(Value::as_str).map(str::to_owned).context("no snapshot name")
+}
+
+/// Restores etcd from snapshot `name` (`restoreFromEtcdBackup`), and waits for the outcome.
+async fn restore(server: &ServerProc, name: &str, timeout: Duration) -> Result<()> {
+    let path = format!("/v3/clusters/{CLUSTER}");
+    let before = provisioned(&serde_json::from_value(server.get(&path).await?)?);
+    server
+        .send(Method::POST, &format!("{path}?action=restoreFromEtcdBackup"), &json!({"etcdBackupId": name}))
+        .await?;
+    let cluster = server.get(&path).await?;
+    let generation =
+        cluster.pointer("/metadata/generation").and_then(Value::as_i64).context("no metadata.generation")?;
+    wait_active(server, generation, before, timeout).await.map(drop)
+}
+
 async fn run(args: Args) -> Result<()> {
     let bins = bin_dir(args.bin_dir)?;
     let op_timeout = Duration::from_secs(args.op_timeout);
@@ -308,12 +329,15 @@ async fn run(args: Args) -> Result<()> {
     with_worker.push((8, "worker"));
     let mut with_etcd = with_worker.clone();
     with_etcd.push((9, "etcd"));
-    let plan: [(&'static str, u8); 5] = [
+    let mut taken: Option<String> = None;
+    let plan: [(&'static str, u8); 7] = [
         ("add a worker (host 8)", 0),
         ("add an etcd host (host 9)", 1),
         ("remove hosts 8 and 9", 2),
         ("upgrade to v1.20.2-rancher2", 3),
         ("rotate certificates, new CAs", 4),
+        ("etcd snapshot (on the hosts)", 5),
+        ("restore that snapshot", 6),
     ];
     for (name, which) in plan {
         eprintln!("{name} …");
@@ -323,7 +347,12 @@ async fn run(args: Args) -> Result<()> {
             1 => change(&server, op_timeout, |c| c["nodes"] = json!(nodes(&hosts, &with_etcd))).await,
             2 => change(&server, op_timeout, |c| c["nodes"] = json!(nodes(&hosts, &THREE_TWO_TWO))).await,
             3 => change(&server, op_timeout, |c| c["kubernetes_version"] = json!(OTHER)).await,
-            _ => rotate(&server, op_timeout).await,
+            4 => rotate(&server, op_timeout).await,
+            5 => snapshot(&server).await.map(|name| taken = Some(name)),
+            _ => match &taken {
+                Some(name) => restore(&server, name, op_timeout).await,
+                None => Err(anyhow::anyhow!("no snapshot to restore")),
+            },
         };
         let end = t0.elapsed().as_secs_f64();
         let failed = result.err().map(|e| format!("{e:#}"));
