@@ -7,7 +7,6 @@
 
 mod aks;
 mod cluster;
-mod aks;
 mod credential;
 mod credential_checks;
 mod gke;
@@ -18,7 +17,6 @@ mod user;
 
 pub use aks::*;
 pub use cluster::*;
-pub use aks::*;
 pub use credential::*;
 pub use gke::*;
 pub use node::*;
