@@ -113,8 +113,13 @@ impl Retirable {
 impl Transport for Retirable {
     async fn connect(&self, headers: &HeaderMap) -> rancher_tunnel::Result<BoxedIo> {
         let mut retired = self.retired.subscribe();
+        if *retired.borrow_and_update() {
+            // Retired: no dial starts; the agent's stop ends the wait.
+            return std::future::pending().await;
+        }
         tokio::select! {
-            // A retirement while the dial is under way ends it; the agent's stop ends the wait.
+            biased;
+            // A retirement while the dial is under way ends it.
             _ = retired.wait_for(|r| *r) => {}
             r = self.inner.connect(headers) => if !*self.retired.borrow() {
                 return r;

@@ -6,12 +6,11 @@
 
 use std::path::Path;
 use std::process::Output;
-use std::sync::Arc;
 
-use crate::common::{ADMIN_PASSWORD, Api, assert_status, client, err, install_crypto, ok};
-use rancher::server::Server;
+use crate::common::{ADMIN_PASSWORD, Api, assert_status, err, install_crypto, ok};
+use crate::rke_config::InProcess;
 use rancher_core::model::{CertExpiration, Cluster};
-use rancher_core::store::{Api as StoreApi, MemoryStore};
+use rancher_core::store::Api as StoreApi;
 use rancher_core::{ConditionStatus, Conditions};
 use serde_json::json;
 
@@ -30,25 +29,7 @@ pub(crate) async fn ctl(home: &Path, args: &[&str]) -> Output {
 async fn rotation_is_asked_for_checked_and_certificates_are_listed() {
     install_crypto();
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(MemoryStore::new());
-    let server = Server::builder()
-        .data_dir(dir.path().join("data"))
-        .store(store.clone())
-        .https_listen("127.0.0.1:0".parse().unwrap())
-        .bootstrap_password(ADMIN_PASSWORD)
-        .bundle(crate::rke_config::bundle(dir.path(), "v1.20.2"))
-        .build()
-        .await
-        .unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, server.ca_pem()).unwrap();
-    let http = client(server.ca_pem());
-    let url = server.url();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let s = stop.clone();
-    let task = tokio::spawn(async move { server.run(s.cancelled_owned()).await.unwrap() });
-    let admin =
-        Api { http: http.clone(), url: url.clone(), token: None }.logged_in("admin", ADMIN_PASSWORD).await;
+    let InProcess { store, http, url, ca_file, admin, stop, task } = InProcess::start(dir.path()).await;
 
     let nodes = json!([{"address": "10.0.0.1", "role": ["etcd", "controlplane", "worker"]}]);
     let body =

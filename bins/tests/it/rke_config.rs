@@ -42,6 +42,44 @@ pub(crate) fn bundle(dir: &Path, version: &str) -> Bundle {
     Bundle::from_local_files(version, &pairs).unwrap()
 }
 
+/// A server in this process on a [`MemoryStore`], with the bundle `v1.20.2`, its CA written to
+/// `ca.pem` in the test's directory, and the admin logged in.
+pub(crate) struct InProcess {
+    pub(crate) store: Arc<MemoryStore>,
+    pub(crate) http: reqwest::Client,
+    pub(crate) url: String,
+    pub(crate) ca_file: std::path::PathBuf,
+    pub(crate) admin: Api,
+    pub(crate) stop: tokio_util::sync::CancellationToken,
+    pub(crate) task: tokio::task::JoinHandle<()>,
+}
+
+impl InProcess {
+    pub(crate) async fn start(dir: &Path) -> InProcess {
+        let store = Arc::new(MemoryStore::new());
+        let server = Server::builder()
+            .data_dir(dir.join("data"))
+            .store(store.clone())
+            .https_listen("127.0.0.1:0".parse().unwrap())
+            .bootstrap_password(ADMIN_PASSWORD)
+            .bundle(bundle(dir, "v1.20.2"))
+            .build()
+            .await
+            .unwrap();
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, server.ca_pem()).unwrap();
+        let http = client(server.ca_pem());
+        let url = server.url();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let s = stop.clone();
+        let task = tokio::spawn(async move { server.run(s.cancelled_owned()).await.unwrap() });
+        let admin = Api { http: http.clone(), url: url.clone(), token: None }
+            .logged_in("admin", ADMIN_PASSWORD)
+            .await;
+        InProcess { store, http, url, ca_file, admin, stop, task }
+    }
+}
+
 /// `rancherctl` with its own HOME and no password in the environment.
 pub(crate) fn ctl(home: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rancherctl"))
@@ -168,23 +206,7 @@ fn rancherctl_creates_rke_clusters_from_a_checked_cluster_yml() {
 async fn v3_gives_rke_its_driver_warnings_and_sealed_keys() {
     install_crypto();
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(MemoryStore::new());
-    let server = Server::builder()
-        .data_dir(dir.path().join("data"))
-        .store(store.clone())
-        .https_listen("127.0.0.1:0".parse().unwrap())
-        .bootstrap_password(ADMIN_PASSWORD)
-        .bundle(bundle(dir.path(), "v1.20.2"))
-        .build()
-        .await
-        .unwrap();
-    let http = client(server.ca_pem());
-    let url = server.url();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let s = stop.clone();
-    let task = tokio::spawn(async move { server.run(s.cancelled_owned()).await.unwrap() });
-    let admin =
-        Api { http: http.clone(), url: url.clone(), token: None }.logged_in("admin", ADMIN_PASSWORD).await;
+    let InProcess { store, http, url, admin, stop, task, .. } = InProcess::start(dir.path()).await;
     let token = admin.token.clone().unwrap();
 
     let rke_config = |version: &str| {

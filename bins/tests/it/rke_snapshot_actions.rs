@@ -4,39 +4,18 @@
 //! has; `rancherctl cluster snapshot ls` prints `status.etcdSnapshots`. Taking, uploading and
 //! restoring on real hosts is `rke_snapshots`'s.
 
-use std::sync::Arc;
-
-use crate::common::{ADMIN_PASSWORD, Api, assert_status, client, err, install_crypto, ok};
+use crate::common::{ADMIN_PASSWORD, Api, assert_status, err, install_crypto, ok};
 use crate::rke_certs::ctl;
-use crate::rke_config::bundle;
-use rancher::server::Server;
+use crate::rke_config::InProcess;
 use rancher_core::model::{Cluster, EtcdSnapshot, EtcdSnapshotS3};
-use rancher_core::store::{Api as StoreApi, MemoryStore};
+use rancher_core::store::Api as StoreApi;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_actions_are_checked_and_the_list_comes_from_the_status() {
     install_crypto();
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(MemoryStore::new());
-    let server = Server::builder()
-        .data_dir(dir.path().join("data"))
-        .store(store.clone())
-        .https_listen("127.0.0.1:0".parse().unwrap())
-        .bootstrap_password(ADMIN_PASSWORD)
-        .bundle(bundle(dir.path(), "v1.20.2"))
-        .build()
-        .await
-        .unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, server.ca_pem()).unwrap();
-    let http = client(server.ca_pem());
-    let url = server.url();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let s = stop.clone();
-    let task = tokio::spawn(async move { server.run(s.cancelled_owned()).await.unwrap() });
-    let admin =
-        Api { http: http.clone(), url: url.clone(), token: None }.logged_in("admin", ADMIN_PASSWORD).await;
+    let InProcess { store, http, url, ca_file, admin, stop, task } = InProcess::start(dir.path()).await;
 
     // 10.0.0.1 is never reached: the cluster stays unprovisioned.
     let nodes = json!([{"address": "10.0.0.1", "role": ["etcd", "controlplane", "worker"]}]);
