@@ -105,7 +105,7 @@ impl Prober {
                             (false, format!("{status}: {}", head.trim()))
                         }
                     }
-                    Err(e) => (false, format!("no answer: {}", error_chain(&e))),
+                    Err(e) => (false, format!("no answer: {:#}", anyhow::Error::from(e))),
                 };
                 reads.push(Read { at, ok, why });
             }
@@ -118,18 +118,6 @@ impl Prober {
         self.stop.store(true, Ordering::Relaxed);
         Ok(self.task.await?)
     }
-}
-
-/// An error and its sources, one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// A run of failed reads: from the first failure to the next good read (or the last read).
