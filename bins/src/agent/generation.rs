@@ -170,12 +170,7 @@ impl Generation {
     /// Stops every task of the generation and waits for them; returns how its tunnel ended.
     pub(crate) async fn stop(mut self) -> Result<(), AgentError> {
         self.stop.cancel();
-        let result = match self.tunnel.take() {
-            Some(t) => {
-                t.await.unwrap_or_else(|e| Err(AgentError::Config(format!("the tunnel task failed: {e}"))))
-            }
-            None => Ok(()),
-        };
+        let result = if self.tunnel.is_some() { self.finished().await } else { Ok(()) };
         for task in [self.reporter.take(), self.probe.take()].into_iter().flatten() {
             let _ = task.await;
         }
