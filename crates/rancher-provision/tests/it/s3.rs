@@ -131,7 +131,11 @@ async fn a_wrong_secret_or_unknown_key_is_refused_and_never_shown() {
     write_file(&src, 100);
     s3.put_object("a.db", &src).await.unwrap();
 
-    let tampered = format!("{}X", &secret[..secret.len() - 1]);
+    // Change the last character to one it is not: a secret that already ends in the
+    // replacement would otherwise be sent unchanged and accepted.
+    let last = if secret.ends_with('X') { 'Y' } else { 'X' };
+    let tampered = format!("{}{last}", &secret[..secret.len() - 1]);
+    assert_ne!(tampered, secret);
     let bad = S3Client::new(&config(&moto, "guarded", "", &id, &tampered)).unwrap();
     for e in [
         bad.list_objects_v2("").await.unwrap_err(),
