@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::client::ApiClient;
 use super::config::{CliConfig, Context};
 use super::error::CliError;
+use super::hosted::{self, Engine};
 use super::output::{Format, age, structured, table};
 use super::{Cli, ClusterCommand, Command, KubeconfigFormat, ProjectCommand, UserCommand};
 use super::{import, members, session, tokens};
@@ -135,13 +136,30 @@ async fn cluster(client: &ApiClient, cmd: ClusterCommand) -> Result<String, CliE
             let items = data(client.call(Method::GET, "/v3/clusters", None).await?);
             list_output(o.output, items, CLUSTER_COLUMNS, cluster_row)
         }
-        ClusterCommand::Create { name, description, import: _, rke: Some(file), no_wait, timeout, out } => {
+        ClusterCommand::Create { name, description, rke: Some(file), no_wait, timeout, out, .. } => {
             let wait = (!no_wait).then_some(timeout);
             super::rke::create(client, &name, &description, &file, out.output, wait).await
         }
-        ClusterCommand::Update { name, rke, no_wait, timeout, out } => {
+        ClusterCommand::Create { name, description, gke: Some(file), no_wait, timeout, out, .. } => {
             let wait = (!no_wait).then_some(timeout);
-            super::rke::update(client, &name, &rke, out.output, wait).await
+            hosted::create(client, &name, &description, Engine::Gke, &file, out.output, wait).await
+        }
+        ClusterCommand::Create { name, description, aks: Some(file), no_wait, timeout, out, .. } => {
+            let wait = (!no_wait).then_some(timeout);
+            hosted::create(client, &name, &description, Engine::Aks, &file, out.output, wait).await
+        }
+        ClusterCommand::Update { name, rke, gke, aks, no_wait, timeout, out } => {
+            let wait = (!no_wait).then_some(timeout);
+            match (rke, gke, aks) {
+                (Some(file), ..) => super::rke::update(client, &name, &file, out.output, wait).await,
+                (_, Some(file), _) => {
+                    hosted::update(client, &name, Engine::Gke, &file, out.output, wait).await
+                }
+                (_, _, Some(file)) => {
+                    hosted::update(client, &name, Engine::Aks, &file, out.output, wait).await
+                }
+                _ => Err(CliError::Input("give the new config: --rke, --gke or --aks FILE".into())),
+            }
         }
         ClusterCommand::RotateCerts { name, new_ca, services, no_wait, timeout } => {
             super::certs::rotate(client, &name, new_ca, &services, (!no_wait).then_some(timeout)).await
@@ -151,7 +169,7 @@ async fn cluster(client: &ApiClient, cmd: ClusterCommand) -> Result<String, CliE
         ClusterCommand::AdminKubeconfig { name, file } => {
             super::rke::admin_kubeconfig(client, &name, file.as_deref()).await
         }
-        ClusterCommand::Create { name, description, import, rke: None, out, .. } => {
+        ClusterCommand::Create { name, description, import, out, .. } => {
             import::create(client, &name, &description, import, out.output).await
         }
         ClusterCommand::ImportCommand { name, out } => {

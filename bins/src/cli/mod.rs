@@ -17,6 +17,7 @@ mod config;
 mod credentials;
 mod error;
 mod follow;
+mod hosted;
 mod import;
 mod members;
 mod namespaces;
@@ -176,7 +177,7 @@ pub enum ClusterCommand {
         description: String,
         /// Mark it as an imported cluster (Rancher's "import existing"); without it the cluster is
         /// "generic", joined the same way.
-        #[arg(long, conflicts_with = "rke")]
+        #[arg(long, conflicts_with = "engine")]
         import: bool,
         /// Build the cluster on SSH hosts from this cluster.yml (Rancher's RKE format). The file is
         /// parsed and checked here first: an error names the field and nothing is sent. The key of
@@ -184,15 +185,26 @@ pub enum ClusterCommand {
         /// connection; the server seals it at rest and never shows it again); a path that cannot be
         /// read here is left for the server to read from its own filesystem. Prints the new
         /// cluster's id; the server's warnings go to stderr.
-        #[arg(long, value_name = "CLUSTER_YML")]
+        #[arg(long, value_name = "CLUSTER_YML", group = "engine")]
         rke: Option<std::path::PathBuf>,
-        /// With --rke: print the cluster's id and return at once instead of following the
-        /// provisioning (one line per step, a progress bar on a terminal) until the cluster is active.
-        #[arg(long, requires = "rke")]
+        /// Create a GKE cluster (or register one, `imported: true`) from this gkeConfig (YAML:
+        /// Rancher's fields — googleCredentialSecret, projectId, region or zone, clusterName,
+        /// kubernetesVersion, nodePools, …). Checked here first; nothing is sent on an error.
+        #[arg(long, value_name = "GKE_CONFIG_YAML", group = "engine")]
+        gke: Option<std::path::PathBuf>,
+        /// Create an AKS cluster (or register one, `imported: true`) from this aksConfig (YAML:
+        /// azureCredentialSecret, resourceGroup, resourceLocation, clusterName, kubernetesVersion,
+        /// nodePools, …). Checked here first; nothing is sent on an error.
+        #[arg(long, value_name = "AKS_CONFIG_YAML", group = "engine")]
+        aks: Option<std::path::PathBuf>,
+        /// With an engine config: print the cluster's id and return at once instead of following
+        /// the provisioning (one line per step, a progress bar on a terminal) until the cluster is
+        /// active.
+        #[arg(long, requires = "engine")]
         no_wait: bool,
-        /// With --rke: how long to follow the provisioning before giving up with an error (the
-        /// cluster carries on): `20m`, `90s`, `1h30m`.
-        #[arg(long, requires = "rke", default_value = follow::DEFAULT_TIMEOUT, value_parser = follow::parse_timeout)]
+        /// With an engine config: how long to follow the provisioning before giving up with an
+        /// error (the cluster carries on): `20m`, `90s`, `1h30m`.
+        #[arg(long, requires = "engine", default_value = follow::DEFAULT_TIMEOUT, value_parser = follow::parse_timeout)]
         timeout: std::time::Duration,
         /// Output format.
         #[command(flatten)]
@@ -203,12 +215,20 @@ pub enum ClusterCommand {
     /// keys are sent as for `create --rke`. The server rolls the change out host by host (etcd one
     /// member at a time, then the control plane, then the workers, per `upgrade_strategy`); this
     /// follows it until the cluster is active again.
+    #[command(group(clap::ArgGroup::new("engine").required(true).args(["rke", "gke", "aks"])))]
     Update {
         /// The cluster's name.
         name: String,
-        /// The cluster.yml.
+        /// The cluster.yml (a cluster built on hosts).
         #[arg(long, value_name = "CLUSTER_YML")]
-        rke: std::path::PathBuf,
+        rke: Option<std::path::PathBuf>,
+        /// The gkeConfig (a GKE cluster): pools resized, added or removed, the Kubernetes version
+        /// raised (the control plane first, then each pool), labels.
+        #[arg(long, value_name = "GKE_CONFIG_YAML")]
+        gke: Option<std::path::PathBuf>,
+        /// The aksConfig (an AKS cluster): as --gke.
+        #[arg(long, value_name = "AKS_CONFIG_YAML")]
+        aks: Option<std::path::PathBuf>,
         /// Return once the server took the change instead of following the rollout.
         #[arg(long)]
         no_wait: bool,

@@ -125,6 +125,14 @@ pub struct ServerArgs {
     #[arg(long, value_name = "DIR")]
     pub bundle_dir: Vec<PathBuf>,
 
+    /// GKE's `container/v1` base URL, when not Google's (a proxy, a test stand-in).
+    #[arg(long, value_name = "URL")]
+    pub gke_api_url: Option<String>,
+
+    /// PEM CA certificates to trust for the clouds' APIs (GKE, AKS, EKS) besides the system's.
+    #[arg(long, value_name = "FILE")]
+    pub cloud_ca_file: Option<PathBuf>,
+
     /// Password hashes and checks (argon2: ~19 MiB and a core each) run at once (default: half the
     /// cores, 1 to 8).
     #[arg(long, value_name = "N")]
@@ -226,6 +234,10 @@ impl ServerArgs {
             });
         for dir in &self.bundle_dir {
             b = b.bundle_dir(dir);
+        }
+        b = b.cloud_endpoints(super::CloudEndpoints { gke: self.gke_api_url.clone(), extra_ca_pem: None });
+        if let Some(file) = &self.cloud_ca_file {
+            b = b.cloud_ca_file(file);
         }
         if let Some(path) = &self.auth_config {
             b = b.auth_config(path);

@@ -64,6 +64,7 @@ pub use identity::{AuthConfigError, AuthConfigFileError, AuthProviderError, Inte
 pub use kubeconfig::DEFAULT_KUBECONFIG_TOKEN_TTL_MS;
 pub use listener::ListenerLimits;
 pub use provisioning::RegistryError as ProvisionerRegistryError;
+pub use provisioning::hosted::CloudEndpoints;
 pub use provisioning::node_plans;
 pub use proxy::{AuditConfig, AuditTarget};
 pub use secrets::SealError;
@@ -139,6 +140,14 @@ pub enum ServerError {
     /// driver name, including the built-in `imported`, or one with an empty name).
     #[error("provisioners: {0}")]
     Provisioner(#[source] ProvisionerRegistryError),
+    /// The `--cloud-ca-file` is unreadable or holds no PEM certificate.
+    #[error("--cloud-ca-file {path}: {problem}")]
+    CloudCa {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// The secrets key of the data directory could not be made or read.
     #[error("secrets: {0}")]
     Secrets(#[source] SealError),
@@ -176,6 +185,10 @@ pub struct ServerBuilder {
     hashing_limits: HashingLimits,
     /// Directories of bundle manifests (`--bundle-dir`).
     bundle_dirs: Vec<PathBuf>,
+    /// Where the clouds' APIs are, for hosted clusters.
+    cloud_endpoints: CloudEndpoints,
+    /// A PEM file of CAs to trust for the clouds' APIs (`--cloud-ca-file`), read by `build`.
+    cloud_ca_file: Option<PathBuf>,
     /// Identity providers, audit sinks, metrics registry, tunnel transport ([`plugins`]).
     plugins: plugins::Plugins,
 }
@@ -218,6 +231,8 @@ impl Default for ServerBuilder {
             listener_limits: ListenerLimits::default(),
             hashing_limits: HashingLimits::default(),
             bundle_dirs: Vec::new(),
+            cloud_endpoints: CloudEndpoints::default(),
+            cloud_ca_file: None,
             plugins: plugins::Plugins::default(),
         }
     }
@@ -370,6 +385,24 @@ impl ServerBuilder {
         Err(ServerError::EtcdNotBuilt)
     }
 
+    /// The cloud endpoints, with the CAs of `--cloud-ca-file` added.
+    fn resolved_cloud_endpoints(&self) -> Result<CloudEndpoints, ServerError> {
+        let mut endpoints = self.cloud_endpoints.clone();
+        if let Some(path) = &self.cloud_ca_file {
+            let problem = |problem: String| ServerError::CloudCa { path: path.clone(), problem };
+            let pem = std::fs::read_to_string(path).map_err(|e| problem(e.to_string()))?;
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(problem("no PEM certificate in it".into()));
+            }
+            let pem = match endpoints.extra_ca_pem.take() {
+                Some(given) => format!("{given}\n{pem}"),
+                None => pem,
+            };
+            endpoints.extra_ca_pem = Some(pem);
+        }
+        Ok(endpoints)
+    }
+
     /// The bundles of the `--bundle-dir` manifests and of [`ServerBuilder::bundle`].
     fn bundles(&self) -> Result<rancher_provision::bundle::BundleRegistry, ServerError> {
         let mut reg = rancher_provision::bundle::BundleRegistry::new();
@@ -401,12 +434,18 @@ impl ServerBuilder {
         data_dir::tighten_contents(&self.data_dir, true).map_err(data_dir_error)?;
         let sealer = Arc::new(secrets::Sealer::load_or_create(&self.data_dir).map_err(ServerError::Secrets)?);
         let bundles = Arc::new(self.bundles()?);
-        let (provisioners, rke) = provisioning::registry(&self.plugins.provisioners, bundles, sealer.clone())
-            .map_err(ServerError::Provisioner)?;
         hashing::configure(self.hashing_limits);
         let listener_limits = self.listener_limits.resolve();
         let metrics = self.plugins.metrics.clone().unwrap_or_else(|| Arc::new(Metrics::new()));
         let store: Arc<dyn Store> = Arc::new(MeteredStore::new(self.open_store().await?, metrics.clone()));
+        let hosted = Arc::new(provisioning::hosted::Hosted {
+            store: store.clone(),
+            credentials: Arc::new(cloud_credentials::StoreCredentials::new(store.clone(), sealer.clone())),
+            endpoints: self.resolved_cloud_endpoints()?,
+        });
+        let (provisioners, rke) =
+            provisioning::registry(&self.plugins.provisioners, bundles, sealer.clone(), hosted)
+                .map_err(ServerError::Provisioner)?;
 
         let listener = TcpListener::bind(self.https_listen)
             .await

@@ -107,6 +107,21 @@ impl ServerBuilder {
         self
     }
 
+    /// Where the clouds' APIs are for hosted clusters (GKE's base URL, extra CAs), when not at their
+    /// public addresses: a sovereign cloud, a proxy, a test stand-in. AKS's endpoints are each
+    /// cluster's (`aksConfig.baseUrl`, `authBaseUrl`).
+    pub fn cloud_endpoints(mut self, endpoints: super::CloudEndpoints) -> Self {
+        self.cloud_endpoints = endpoints;
+        self
+    }
+
+    /// Trusts the CAs of the PEM `file` for the clouds' APIs too (`--cloud-ca-file`); read when the
+    /// server is built.
+    pub fn cloud_ca_file(mut self, file: impl AsRef<std::path::Path>) -> Self {
+        self.cloud_ca_file = Some(file.as_ref().to_owned());
+        self
+    }
+
     /// Reads the bundle manifests (`*.yaml`, `*.yml`, `*.json`) of `dir` when the server is built
     /// (`--bundle-dir`); see [`bundle`](Self::bundle).
     pub fn bundle_dir(mut self, dir: impl AsRef<std::path::Path>) -> Self {

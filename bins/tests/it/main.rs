@@ -6,6 +6,7 @@
 //! what only these tests use is in the modules below.
 
 mod common;
+mod hosted_support;
 mod import_support;
 mod proxy_support;
 mod raw_http;
@@ -26,6 +27,7 @@ mod disconnect_e2e;
 mod front_door;
 mod fuzz_v3;
 mod grants;
+mod hosted_gke;
 mod import_e2e;
 mod kubeconfig_e2e;
 mod lifecycle_e2e;

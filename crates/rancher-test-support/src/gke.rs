@@ -149,11 +149,28 @@ impl GkeStandIn {
         });
         let app = axum::Router::new()
             .route("/token", axum::routing::post(token_endpoint))
+            .route(TOKEN_REVIEW_PATH, axum::routing::post(token_review))
             .fallback(container_api)
             .layer(axum::middleware::from_fn_with_state(state.clone(), record))
             .with_state(state.clone());
         let server = tokio::spawn(serve(listener, TlsAcceptor::from(Arc::new(tls)), app));
         GkeStandIn { state, ca_pem, server }
+    }
+
+    /// From now on, clusters that become RUNNING report `endpoint` (`host:port`) and the CA `ca_pem`
+    /// (a `rancher-sim` started after the stand-in, with [`token_review_url`](Self::token_review_url)
+    /// as its authentication webhook).
+    pub fn set_cluster_endpoint(&self, endpoint: &str, ca_pem: &str) {
+        let ca_b64 = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+        self.state.lock().endpoint = Some((endpoint.to_owned(), ca_b64));
+    }
+
+    /// The URL of a Kubernetes authentication webhook (TokenReview) that accepts the access tokens
+    /// this stand-in issued, as GKE's control planes accept Google tokens: give it to the
+    /// `rancher-sim` a cluster's `endpoint` points at (`Sim::builder().auth_webhook(url, Some(ca))`).
+    /// A live token is the service account, in `system:masters` (a project owner's key).
+    pub fn token_review_url(&self) -> String {
+        format!("{}{TOKEN_REVIEW_PATH}", self.state.base_url)
     }
 
     /// The container API's base URL (`https://127.0.0.1:PORT`).
@@ -249,8 +266,14 @@ impl GkeStandIn {
         cluster["status"] = "RUNNING".into();
         cluster["currentMasterVersion"] = version.clone().into();
         cluster["currentNodeVersion"] = version.clone().into();
-        cluster["endpoint"] = o.endpoint.clone().into();
-        cluster["masterAuth"] = serde_json::json!({"clusterCaCertificate": self.state.cluster_ca_b64});
+        let (endpoint, ca_b64) = self
+            .state
+            .lock()
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| (o.endpoint.clone(), self.state.cluster_ca_b64.clone()));
+        cluster["endpoint"] = endpoint.into();
+        cluster["masterAuth"] = serde_json::json!({"clusterCaCertificate": ca_b64});
         if let Some(pools) = cluster.get_mut("nodePools").and_then(|p| p.as_array_mut()) {
             for p in pools {
                 p["status"] = "RUNNING".into();
@@ -292,6 +315,30 @@ async fn token_endpoint(
     axum::Json(
         serde_json::json!({"access_token": token, "expires_in": life.as_secs(), "token_type": "Bearer"}),
     )
+    .into_response()
+}
+
+/// Where [`GkeStandIn::token_review_url`] is served.
+const TOKEN_REVIEW_PATH: &str = "/tokenreview";
+
+/// `TokenReview` (authentication.k8s.io/v1) of an access token this stand-in issued.
+async fn token_review(AxState(state): AxState<Arc<State>>, body: axum::body::Bytes) -> Response {
+    let review: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let token = review["spec"]["token"].as_str().unwrap_or_default();
+    let live = state.lock().tokens.get(token).is_some_and(|expires| *expires > Instant::now());
+    let status = if live {
+        serde_json::json!({
+            "authenticated": true,
+            "user": {"username": state.account.email, "groups": ["system:masters", "system:authenticated"]},
+        })
+    } else {
+        serde_json::json!({"authenticated": false, "error": "not a live access token"})
+    };
+    axum::Json(serde_json::json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenReview",
+        "status": status,
+    }))
     .into_response()
 }
 

@@ -9,9 +9,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rancher_core::model::{
-    Cluster, ClusterRoleTemplateBinding, ClusterRoleTemplateBindingSpec, Project, ProjectRoleTemplateBinding,
+    CREATOR_ID_ANNOTATION, Cluster, ClusterRoleTemplateBinding, ClusterRoleTemplateBindingSpec, Project,
+    ProjectRoleTemplateBinding,
 };
 use rancher_core::store::{Api, Store, StoreError};
+use rancher_provision::hosted::gke;
 use rancher_provision::{ProvisionError, rke};
 use serde_json::{Map, Value};
 
@@ -21,7 +23,7 @@ use super::rancher_shape::{self, CLUSTER_ID, DESCRIPTION, PROJECT_NAME};
 use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION};
 use crate::server::cleanup::{CLUSTER_FINALIZER, leftovers};
 use crate::server::error::{ApiError, ApiResult};
-use crate::server::provisioning::{PROVISION_FINALIZER, rke_keys};
+use crate::server::provisioning::{AKS_DRIVER, PROVISION_FINALIZER, rke_keys};
 use crate::server::registration::IMPORTED_DRIVER;
 use crate::server::services::access::GrantScope;
 use crate::server::tenancy::system_projects::{
@@ -63,22 +65,26 @@ impl ApiKind for Cluster {
         // Every cluster but the local one is provisioned by the provisioner of its `spec.driver`
         // (empty: `imported`, joined by an agent as Rancher's imported and "generic" ones are).
         if !self.spec.internal {
-            // An `rkeConfig` means the `rke` driver (as in Rancher, where it is the cluster's kind).
-            if self.spec.rke_config.is_some() {
+            // An engine config names its driver (as in Rancher, where it is the cluster's kind).
+            if let Some((field, engine)) = engine_config(self)? {
                 if self.spec.driver.is_empty() {
-                    rke::DRIVER.clone_into(&mut self.spec.driver);
-                } else if self.spec.driver != rke::DRIVER {
+                    engine.clone_into(&mut self.spec.driver);
+                } else if self.spec.driver != engine {
                     return Err(ApiError::invalid_field(
                         "spec.driver",
                         format!(
-                            "a cluster with spec.rkeConfig is provisioned by the {:?} driver, not {:?}",
-                            rke::DRIVER,
+                            "a cluster with spec.{field} is provisioned by the {engine:?} driver, not {:?}",
                             self.spec.driver
                         ),
                     ));
                 }
                 seal_rke_keys(self, None, cx)?;
             }
+            // The creator is who asked, whatever the request says: the cluster uses their cloud
+            // credentials.
+            self.metadata
+                .annotations
+                .insert(CREATOR_ID_ANNOTATION.to_owned(), cx.caller.user_id().to_owned());
             let driver =
                 if self.spec.driver.is_empty() { IMPORTED_DRIVER } else { self.spec.driver.as_str() };
             let provisioners = &cx.state.provisioners;
@@ -91,8 +97,11 @@ impl ApiKind for Cluster {
             hold(self, PROVISION_FINALIZER);
         } else if !self.spec.driver.is_empty() {
             return Err(ApiError::invalid_field("spec.driver", "the local cluster is not provisioned"));
-        } else if self.spec.rke_config.is_some() {
-            return Err(ApiError::invalid_field("spec.rkeConfig", "the local cluster is not provisioned"));
+        } else if let Some((field, _)) = engine_config(self)? {
+            return Err(ApiError::invalid_field(
+                &format!("spec.{field}"),
+                "the local cluster is not provisioned",
+            ));
         }
         hold(self, CLUSTER_FINALIZER);
         Ok(())
@@ -113,13 +122,22 @@ impl ApiKind for Cluster {
         if self.spec.driver != old.spec.driver {
             return Err(ApiError::invalid_field("spec.driver", "the driver cannot change after creation"));
         }
-        if self.spec.rke_config.is_some() {
-            if self.spec.driver != rke::DRIVER {
-                return Err(ApiError::invalid_field(
-                    "spec.rkeConfig",
-                    format!("only clusters of the {:?} driver have an rkeConfig", rke::DRIVER),
-                ));
+        // Who created the cluster stays as recorded.
+        match old.metadata.annotations.get(CREATOR_ID_ANNOTATION) {
+            Some(creator) => {
+                self.metadata.annotations.insert(CREATOR_ID_ANNOTATION.to_owned(), creator.clone())
             }
+            None => self.metadata.annotations.remove(CREATOR_ID_ANNOTATION),
+        };
+        if let Some((field, engine)) = engine_config(self)?
+            && self.spec.driver != engine
+        {
+            return Err(ApiError::invalid_field(
+                &format!("spec.{field}"),
+                format!("only clusters of the {engine:?} driver have a {field}"),
+            ));
+        }
+        if self.spec.rke_config.is_some() {
             seal_rke_keys(self, old.spec.rke_config.as_ref(), cx)?;
         }
         if self.spec != old.spec
@@ -166,6 +184,29 @@ impl ApiKind for Cluster {
             Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// The engine config of `cluster` (`rkeConfig`, `gkeConfig`, `aksConfig`) and the driver it names;
+/// more than one is refused.
+fn engine_config(cluster: &Cluster) -> ApiResult<Option<(&'static str, &'static str)>> {
+    let spec = &cluster.spec;
+    let given: Vec<(&str, &str)> = [
+        (spec.rke_config.is_some(), "rkeConfig", rke::DRIVER),
+        (spec.gke_config.is_some(), "gkeConfig", gke::DRIVER),
+        (spec.aks_config.is_some(), "aksConfig", AKS_DRIVER),
+    ]
+    .into_iter()
+    .filter(|(set, ..)| *set)
+    .map(|(_, field, driver)| (field, driver))
+    .collect();
+    match given.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        [(a, _), (b, _), ..] => Err(ApiError::invalid_field(
+            &format!("spec.{b}"),
+            format!("a cluster has one engine config; it has {a} too"),
+        )),
     }
 }
 

@@ -17,7 +17,9 @@
 //! * **Node work.** [`node_plans`] sends a host's plan to its node agent and reads its status
 //!   through the tunnel.
 
+pub(crate) mod cluster_status;
 mod controller;
+pub(crate) mod hosted;
 mod imported;
 pub mod node_plans;
 mod outcome;
@@ -31,6 +33,7 @@ use rancher_provision::Provisioner;
 use rancher_provision::bundle::BundleRegistry;
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use hosted::aks::DRIVER as AKS_DRIVER;
 pub(crate) use registry::Provisioners;
 pub use registry::RegistryError;
 pub(crate) use rke::keys as rke_keys;
@@ -39,8 +42,8 @@ pub(crate) use rke::{export as rke_export, state as rke_state};
 /// The finalizer that holds a deleted cluster until its provisioner has removed it.
 pub(crate) const PROVISION_FINALIZER: &str = "controller.cattle.io/cluster-provisioner";
 
-/// The built-in provisioners (`imported`, and `rke` with these bundles and sealer) followed by
-/// `plugged` (in registration order).
+/// The built-in provisioners (`imported`, `rke` with these bundles and sealer, and the hosted `GKE`
+/// and `AKS`) followed by `plugged` (in registration order).
 ///
 /// # Errors
 /// [`RegistryError`] when two claim one driver name.
@@ -48,9 +51,15 @@ pub(crate) fn registry(
     plugged: &[Arc<dyn Provisioner>],
     bundles: Arc<BundleRegistry>,
     sealer: Arc<crate::server::secrets::Sealer>,
+    hosted: Arc<hosted::Hosted>,
 ) -> Result<(Provisioners, Arc<rke::RkeProvisioner>), RegistryError> {
     let rke = Arc::new(rke::RkeProvisioner::new(bundles, sealer));
-    let builtin: [Arc<dyn Provisioner>; 2] = [Arc::new(imported::Imported), rke.clone()];
+    let builtin: [Arc<dyn Provisioner>; 4] = [
+        Arc::new(imported::Imported),
+        rke.clone(),
+        Arc::new(hosted::gke::GkeProvisioner::new(hosted.clone())),
+        Arc::new(hosted::aks::AksProvisioner::new(hosted)),
+    ];
     Ok((Provisioners::new(builtin.into_iter().chain(plugged.iter().cloned()))?, rke))
 }
 

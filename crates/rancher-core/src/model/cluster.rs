@@ -13,6 +13,21 @@ management_kind!(
     Cluster, "clusters", namespaced = false, ClusterSpec, ClusterStatus
 );
 
+/// The annotation that records who created a cluster (Rancher's): set by the server from the
+/// authenticated caller, never taken from a request.
+pub const CREATOR_ID_ANNOTATION: &str = "field.cattle.io/creatorId";
+
+/// A cloud operation a hosted provisioner started and waits for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct HostedOperation {
+    /// The cloud's id (or URL) of the operation.
+    pub id: String,
+    /// What it does, for people (`upgrading node pool a 1.29 → 1.30`).
+    pub description: String,
+}
+
 /// What the user wants of a cluster.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -42,6 +57,12 @@ pub struct ClusterSpec {
     /// A cluster built on SSH hosts (driver `rke`): Rancher's `cluster.yml`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rke_config: Option<super::RkeConfig>,
+    /// A GKE cluster (driver `GKE`): created in Google Cloud, or registered when `imported`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gke_config: Option<super::GkeConfig>,
+    /// An AKS cluster (driver `AKS`): created in Azure, or registered when `imported`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aks_config: Option<super::AksConfig>,
     /// Extra environment variables for the cluster agent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub agent_env_vars: Vec<EnvVar>,
@@ -146,6 +167,33 @@ pub struct ClusterStatus {
     /// one record each).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub etcd_snapshots: Vec<EtcdSnapshot>,
+    /// A GKE cluster as Google reports it (Rancher's `gkeStatus`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gke_status: Option<HostedStatus<super::GkeConfig>>,
+    /// An AKS cluster as Azure reports it (Rancher's `aksStatus`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aks_status: Option<HostedStatus<super::AksConfig>>,
+}
+
+/// A hosted cluster as its cloud reports it, in the terms of its engine config: what a reader
+/// compares with the spec to see what is still to change.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct HostedStatus<C> {
+    /// The cluster as the cloud has it (Rancher's `upstreamSpec`); only the fields the cloud reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_spec: Option<C>,
+    /// The cloud's own state of the cluster (`RUNNING`, `Succeeded`, `ACTIVE`, …).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub phase: String,
+    /// The cloud's operation in flight that the provisioner started (its id or URL), and what it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<HostedOperation>,
+    /// Whether the server cannot reach the cluster's API endpoint (private): the cluster agent is
+    /// then installed by the user with the import command (Rancher's `privateRequiresTunnel`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub private_requires_tunnel: bool,
 }
 
 /// One etcd snapshot of a cluster built on hosts, as its status lists it.
@@ -351,6 +399,12 @@ impl std::fmt::Display for ClusterState {
 }
 
 impl Cluster {
+    /// The id of the user who created the cluster (annotation [`CREATOR_ID_ANNOTATION`], set by the
+    /// server); empty when unknown. Its cloud credentials are the ones the cluster may use.
+    pub fn creator(&self) -> &str {
+        self.metadata.annotations.get(CREATOR_ID_ANNOTATION).map_or("", String::as_str)
+    }
+
     /// The summary state derived from the conditions.
     pub fn state(&self) -> ClusterState {
         let c = &self.status.conditions;

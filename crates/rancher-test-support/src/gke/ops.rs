@@ -29,6 +29,8 @@ pub(super) struct Inner {
     /// Operations stay where they are (for asserting on in-between states without racing the clock).
     pub(super) held: bool,
     pub(super) calls: Vec<super::Call>,
+    /// What clusters report as `endpoint` and CA (base64) once set after start, instead of the options'.
+    pub(super) endpoint: Option<(String, String)>,
     next_op: u64,
 }
 
@@ -151,8 +153,12 @@ impl Inner {
         c["status"] = json!("RUNNING");
         match effect {
             Effect::CreateCluster => {
-                c["endpoint"] = json!(state.options.endpoint);
-                c["masterAuth"] = json!({"clusterCaCertificate": state.cluster_ca_b64});
+                let (endpoint, ca_b64) = self
+                    .endpoint
+                    .clone()
+                    .unwrap_or_else(|| (state.options.endpoint.clone(), state.cluster_ca_b64.clone()));
+                c["endpoint"] = json!(endpoint);
+                c["masterAuth"] = json!({"clusterCaCertificate": ca_b64});
                 for p in pools_mut(c) {
                     p["status"] = json!("RUNNING");
                 }

@@ -287,7 +287,7 @@ pub(crate) async fn write_status(
     records: &[SnapshotRecord],
 ) -> Result<(), BackupError> {
     let wanted = status_of(records);
-    super::expiry::update(store, cluster, |c| {
+    crate::server::provisioning::cluster_status::update(store, cluster, |c| {
         if c.status.etcd_snapshots == wanted {
             return false;
         }

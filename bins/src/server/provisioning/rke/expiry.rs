@@ -24,8 +24,6 @@ pub(crate) const CONDITION: &str = "CertificatesExpiring";
 pub(crate) const REASON_EXPIRING: &str = "ExpiresSoon";
 /// How often the sweep looks at every cluster's dates.
 const SWEEP: Duration = Duration::from_secs(3600);
-/// How often a status write is tried again after a conflict.
-const WRITE_ATTEMPTS: usize = 5;
 
 /// Each certificate of `pki` (CAs included) with its expiry and subject, by name.
 pub(crate) fn expirations(pki: &ClusterPki) -> BTreeMap<String, CertExpiration> {
@@ -110,29 +108,7 @@ pub(crate) async fn write(
     pki: &ClusterPki,
 ) -> Result<(), StoreError> {
     let now = jiff::Timestamp::now();
-    update(store, cluster, |c| apply(c, pki, now)).await
-}
-
-/// Applies `change` to the stored cluster of `cluster`'s uid and writes it if it changed anything
-/// (retried on a conflict); a cluster that is gone, or another of the same name, is left alone.
-pub(super) async fn update(
-    store: &Arc<dyn Store>,
-    cluster: &Cluster,
-    change: impl Fn(&mut Cluster) -> bool,
-) -> Result<(), StoreError> {
-    let api = Api::<Cluster>::all(store.clone());
-    for _ in 0..WRITE_ATTEMPTS {
-        let Some(mut current) = api.get_opt(&cluster.metadata.name).await? else { return Ok(()) };
-        if current.metadata.uid != cluster.metadata.uid || !change(&mut current) {
-            return Ok(());
-        }
-        match api.update(&current).await {
-            Ok(_) | Err(StoreError::NotFound { .. }) => return Ok(()),
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(StoreError::Conflict { resource: "clusters".into(), name: cluster.metadata.name.clone() })
+    crate::server::provisioning::cluster_status::update(store, cluster, |c| apply(c, pki, now)).await
 }
 
 /// Once now and then every [`SWEEP`] until `stop`: [`sweep`].
@@ -170,7 +146,7 @@ pub(crate) async fn sweep(
         if pki.certificates().is_empty() {
             continue;
         }
-        update(store, &cluster, |c| apply(c, &pki, now)).await?;
+        crate::server::provisioning::cluster_status::update(store, &cluster, |c| apply(c, &pki, now)).await?;
     }
     Ok(())
 }

@@ -37,6 +37,7 @@ mod net;
 mod operation;
 pub mod spec;
 mod types;
+mod upstream;
 mod validate;
 
 pub use auth::AzureCredentials;
@@ -50,6 +51,7 @@ pub use types::{
     ManagedClusterProperties, NetworkProfile, PowerState, ResourceGroup, ServicePrincipalProfile,
     SshConfiguration, SshPublicKey, UpgradeSettings,
 };
+pub use upstream::upstream_spec;
 pub use validate::validate;
 
 /// The `Microsoft.ContainerService` api-version every AKS call uses: a stable (non-preview) version

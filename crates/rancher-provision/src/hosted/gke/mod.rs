@@ -26,6 +26,7 @@ mod auth;
 mod client;
 mod error;
 mod from_config;
+mod plan;
 mod types;
 mod validate;
 
@@ -33,6 +34,7 @@ pub use auth::{CLOUD_PLATFORM_SCOPE, ServiceAccountKey};
 pub use client::{ApiCalls, DEFAULT_BASE_URL, GkeClient, GkeOptions, Location, RetryPolicy};
 pub use error::GkeError;
 pub use from_config::{cluster_for_create, node_pool_for_create};
+pub use plan::{GkeChange, next_change, older_than, upstream_spec};
 pub use types::{
     CidrBlock, Cluster, ClusterStatus, ClusterUpdate, IpAllocationPolicy, MasterAuth,
     MasterAuthorizedNetworksConfig, MaxPodsConstraint, NodeConfig, NodeManagement, NodePool,

@@ -1,0 +1,121 @@
+//! `rancherctl cluster create NAME --gke FILE | --aks FILE` and `cluster update NAME --gke FILE |
+//! --aks FILE`: hosted clusters from their engine config in YAML (Rancher's `gkeConfig` / `aksConfig`
+//! fields). The file is checked with the provisioner's own function first: an error names the file
+//! and the field, and nothing is sent. Then the provisioning is followed ([`super::follow`]) unless
+//! `--no-wait`.
+
+use std::path::Path;
+
+use http::Method;
+use rancher_core::model::{AksConfig, GkeConfig};
+use rancher_provision::ProvisionError;
+use rancher_provision::hosted::{aks, gke};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::client::ApiClient;
+use super::error::CliError;
+use super::output::Format;
+
+/// The largest engine config file read (1 MiB).
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Which engine a file configures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Engine {
+    /// `--gke`: `spec.gkeConfig`.
+    Gke,
+    /// `--aks`: `spec.aksConfig`.
+    Aks,
+}
+
+impl Engine {
+    /// The spec field the config goes to.
+    fn field(self) -> &'static str {
+        match self {
+            Engine::Gke => "gkeConfig",
+            Engine::Aks => "aksConfig",
+        }
+    }
+
+    /// Reads and checks `file` as this engine's config; the config as JSON to send.
+    fn load(self, file: &Path) -> Result<Value, CliError> {
+        match self {
+            Engine::Gke => load::<GkeConfig>(file, gke::validate),
+            Engine::Aks => load::<AksConfig>(file, aks::validate),
+        }
+    }
+}
+
+/// Reads `file` (YAML or JSON) as a `C`, checked by `check`.
+fn load<C: DeserializeOwned + Serialize>(
+    file: &Path,
+    check: impl Fn(&C) -> Result<(), ProvisionError>,
+) -> Result<Value, CliError> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| CliError::Input(format!("reading {}: {e}", file.display())))?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(CliError::Input(format!("{}: larger than {MAX_CONFIG_BYTES} bytes", file.display())));
+    }
+    let config: C = serde_saphyr::from_str(&text)
+        .map_err(|e| CliError::Input(format!("{}: not a valid config: {e}", file.display())))?;
+    check(&config).map_err(|e| CliError::Input(format!("{}: {e}", file.display())))?;
+    serde_json::to_value(&config).map_err(|e| CliError::Input(format!("encoding {}: {e}", file.display())))
+}
+
+/// `rancherctl cluster create NAME --gke|--aks FILE`; `wait`: follow the provisioning for that long.
+pub(super) async fn create(
+    client: &ApiClient,
+    name: &str,
+    description: &str,
+    engine: Engine,
+    file: &Path,
+    fmt: Format,
+    wait: Option<std::time::Duration>,
+) -> Result<String, CliError> {
+    let config = engine.load(file)?;
+    let mut spec = json!({ "displayName": name, "description": description });
+    spec[engine.field()] = config;
+    let body = json!({ "metadata": { "name": name }, "spec": spec });
+    let (created, warnings) = client.call_with_warnings(Method::POST, "/v3/clusters", Some(&body)).await?;
+    for w in warnings {
+        eprintln!("Warning: {w}");
+    }
+    let id = created.get("id").and_then(Value::as_str).unwrap_or(name).to_owned();
+    if wait.is_some() && fmt == Format::Table {
+        println!("{id}");
+    }
+    super::follow::report_or_follow(client, &id, fmt, wait, 0, &created, format!("{id}\n")).await
+}
+
+/// `rancherctl cluster update NAME --gke|--aks FILE`: the engine config replaced (read, changed,
+/// written back with the version read: a concurrent change is a Conflict, not lost); `wait`: follow
+/// the change for that long.
+pub(super) async fn update(
+    client: &ApiClient,
+    name: &str,
+    engine: Engine,
+    file: &Path,
+    fmt: Format,
+    wait: Option<std::time::Duration>,
+) -> Result<String, CliError> {
+    let config = engine.load(file)?;
+    let path = format!("/v3/clusters/{}", super::commands::path_segment(name)?);
+    let mut cluster = client.call(Method::GET, &path, None).await?;
+    let field = engine.field();
+    if cluster.get("spec").and_then(|s| s.get(field)).is_none_or(Value::is_null) {
+        return Err(CliError::Input(format!("cluster {name} has no {field}")));
+    }
+    cluster["spec"][field] = config;
+    let (updated, warnings) = client.call_with_warnings(Method::PUT, &path, Some(&cluster)).await?;
+    for w in warnings {
+        eprintln!("Warning: {w}");
+    }
+    let generation = updated.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+    let done = format!("cluster {name} updated\n");
+    super::follow::report_or_follow(client, name, fmt, wait, generation, &updated, done).await
+}
