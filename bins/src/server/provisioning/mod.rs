@@ -14,9 +14,13 @@
 //!   ([`CLUSTER_FINALIZER`](crate::server::cleanup::CLUSTER_FINALIZER): agent sessions, downstream
 //!   objects, bindings) and then ours: `remove` runs only once the clean-up's is gone, and the
 //!   cluster leaves the store when `remove` is done. A reconcile in flight is cancelled at once.
+//! * **Hand-over.** A provisioner that answers `Created` hands over the new cluster's endpoint and a
+//!   credential; [`agent_deploy`] applies the cluster agent's manifest through it (or, when the
+//!   endpoint is unreachable, the cluster waits for the user's import) and the tunnel does the rest.
 //! * **Node work.** [`node_plans`] sends a host's plan to its node agent and reads its status
 //!   through the tunnel.
 
+mod agent_deploy;
 mod controller;
 mod imported;
 pub mod node_plans;
@@ -31,6 +35,9 @@ use rancher_provision::Provisioner;
 use rancher_provision::bundle::BundleRegistry;
 use tokio_util::sync::CancellationToken;
 
+use crate::server::registration::Registration;
+
+pub(crate) use agent_deploy::AGENT_MANIFEST_APPLIED;
 pub(crate) use registry::Provisioners;
 pub use registry::RegistryError;
 pub(crate) use rke::keys as rke_keys;
@@ -58,10 +65,9 @@ pub(crate) fn registry(
 pub(crate) async fn run(
     store: Arc<dyn Store>,
     provisioners: Provisioners,
-    server_url: String,
-    ca_checksum: String,
+    registration: Arc<Registration>,
     stop: CancellationToken,
 ) {
-    let ctx = controller::Ctx::new(store, provisioners, server_url, ca_checksum, stop);
+    let ctx = controller::Ctx::new(store, provisioners, registration, stop);
     controller::run(Arc::new(ctx)).await;
 }
