@@ -84,8 +84,7 @@ impl ServerTasks {
                 tokio::spawn(provisioning::run(
                     store.clone(),
                     state.provisioners.clone(),
-                    registration.server_url().to_owned(),
-                    registration.ca_checksum().to_owned(),
+                    registration.clone(),
                     stop.clone(),
                 )),
             ),

@@ -20,7 +20,7 @@ const ZONE: &str = "us-central1-a";
 fn gke_yaml(cluster: &str, version: &str, pool_a: u32, imported: bool) -> String {
     format!(
         r#"googleCredentialSecret: gke-key
-projectId: rancher-rs-test
+projectID: rancher-rs-test
 zone: {ZONE}
 clusterName: {cluster}
 imported: {imported}

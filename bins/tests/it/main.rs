@@ -39,6 +39,7 @@ mod openapi;
 mod plugins;
 mod projects_api;
 mod provisioning;
+mod provisioning_handover;
 mod proxy_e2e;
 mod proxy_identity_e2e;
 mod proxy_ldap;

@@ -28,10 +28,15 @@ pub enum Progress {
         progress: ProvisioningProgress,
     },
     /// The provisioner created the cluster and hands over how to reach it, so that the server deploys
-    /// the cluster agent itself (hosted clusters with a public endpoint; clusters built on machines).
+    /// the cluster agent itself (hosted clusters; clusters built on machines).
     ///
-    /// The controller does not deploy agents yet: it records an explicit "not implemented" failure in
-    /// the `Provisioned` condition. Return [`WaitingForAgent`](Progress::WaitingForAgent) until it does.
+    /// The server applies the cluster's import manifest through `downstream` with server-side apply
+    /// and drops the credential; `Provisioned` turns `True` and the agent's connection drives the
+    /// rest. It applies it again only when the spec or the manifest changed, or when the agent has
+    /// not connected within a bound, so returning `Created` on every call is fine. When the endpoint
+    /// cannot be reached (a private endpoint), the cluster waits for the user to apply the import
+    /// command shown in its progress; a TLS failure or a 401/403 is a failure that says what was
+    /// refused, retried with backoff (with the credential of the next call).
     Created {
         /// How far the work has got.
         progress: ProvisioningProgress,

@@ -1,7 +1,8 @@
 //! The provisioning controller: for every cluster whose `status.driver` has a registered provisioner,
 //! holds [`PROVISION_FINALIZER`], calls `reconcile` (after `InProgress`'s delay, with backoff after a
 //! transient failure) and writes what it reports to the `Provisioned` condition and
-//! `status.provisioning`; once the cluster is deleted, cancels a reconcile in flight, waits for the
+//! `status.provisioning` — deploying the cluster agent first when the provisioner hands the cluster
+//! over ([`agent_deploy`]); once the cluster is deleted, cancels a reconcile in flight, waits for the
 //! clean-up controller's finalizer to go, calls `remove` until it is done, then lets the cluster go.
 
 use std::collections::HashMap;
@@ -19,9 +20,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::PROVISION_FINALIZER;
+use super::agent_deploy::{self, AGENT_MANIFEST_APPLIED, DeployError};
 use super::outcome::{Next, Outcome, REASON_FAILED, REASON_RETRYING};
 use super::registry::Provisioners;
 use crate::server::cleanup::CLUSTER_FINALIZER;
+use crate::server::registration::Registration;
 
 /// The condition a deleted cluster carries while its provisioner fails to remove it (`False`, with the
 /// reason `Retrying` or `Failed` and the provisioner's message, naming the host for `rke`).
@@ -45,8 +48,9 @@ struct Gate {
 pub(super) struct Ctx {
     pub(super) store: Arc<dyn Store>,
     pub(super) provisioners: Provisioners,
-    pub(super) server_url: String,
-    pub(super) ca_checksum: String,
+    /// The server URL and CA checksum provisioners are told, and the import manifests and
+    /// registration tokens of clusters handed over.
+    pub(super) registration: Arc<Registration>,
     /// The server's stop; every provisioner call's token is a child of it.
     pub(super) stop: CancellationToken,
     /// The token of the reconcile in flight, by cluster uid.
@@ -59,15 +63,13 @@ impl Ctx {
     pub(super) fn new(
         store: Arc<dyn Store>,
         provisioners: Provisioners,
-        server_url: String,
-        ca_checksum: String,
+        registration: Arc<Registration>,
         stop: CancellationToken,
     ) -> Self {
         Ctx {
             store,
             provisioners,
-            server_url,
-            ca_checksum,
+            registration,
             stop,
             inflight: Mutex::default(),
             gates: Mutex::default(),
@@ -77,8 +79,8 @@ impl Ctx {
 
     fn provision_context(&self, cancel: CancellationToken) -> ProvisionContext {
         ProvisionContext {
-            server_url: self.server_url.clone(),
-            ca_checksum: self.ca_checksum.clone(),
+            server_url: self.registration.server_url().to_owned(),
+            ca_checksum: self.registration.ca_checksum().to_owned(),
             cancel,
         }
     }
@@ -184,15 +186,39 @@ pub(super) async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Ctx>) -> Result<Ac
         cancel.cancel();
     }
     let result = provisioner.reconcile(&cluster, &ctx.provision_context(cancel.clone())).await;
+    let outcome = match result {
+        // The hand-over's credential lives until this arm ends: it is used for the deployment only.
+        Ok(Progress::Created { progress, downstream }) => {
+            let mark_applying = async |endpoint: &str| {
+                let message = format!("applying the cluster agent's manifest through {endpoint}");
+                write_status(&api, &cluster, |c| {
+                    c.status.conditions.set_condition(
+                        AGENT_MANIFEST_APPLIED,
+                        ConditionStatus::Unknown,
+                        "",
+                        &message,
+                    )
+                })
+                .await
+                .map_err(|e| DeployError::Manifest(format!("recording the attempt: {e}")))
+            };
+            let handover =
+                agent_deploy::hand_over(&ctx.registration, &cluster, &downstream, &cancel, mark_applying)
+                    .await;
+            Outcome::created(&cluster, progress, handover)
+        }
+        result => {
+            if let Err(e) = &result {
+                tracing::warn!(cluster = %cluster.metadata.name, driver, "provisioning: {e}");
+            }
+            Outcome::of(&cluster, result)
+        }
+    };
     ctx.inflight.lock().unwrap_or_else(PoisonError::into_inner).remove(&uid);
     if cancel.is_cancelled() {
         tracing::info!(cluster = %cluster.metadata.name, "provisioning cancelled");
         return Ok(Action::await_change()); // the deletion (queued meanwhile) takes over
     }
-    if let Err(e) = &result {
-        tracing::warn!(cluster = %cluster.metadata.name, driver, "provisioning: {e}");
-    }
-    let outcome = Outcome::of(&cluster, result);
     let generation = cluster.metadata.generation;
     write_status(&api, &cluster, |c| {
         let observed = c.status.observed_generation != Some(generation);
@@ -204,6 +230,10 @@ pub(super) async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Ctx>) -> Result<Ac
         Next::OnChange | Next::Cancelled => {
             ctx.forget(&uid);
             Action::await_change()
+        }
+        Next::OnChangeOr(after) => {
+            ctx.forget(&uid);
+            Action::requeue(after)
         }
         Next::After(after) => {
             ctx.succeeded(&uid);

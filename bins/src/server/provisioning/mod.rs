@@ -1,10 +1,11 @@
 //! Provisioning: the registry of [`Provisioner`](rancher_provision::Provisioner)s by driver name
-//! (`imported` and `rke` built in, others plugged in through
+//! (`imported`, `rke`, and the [`hosted`] `GKE` and `AKS` built in, others plugged in through
 //! [`ServerBuilder::provisioner`](crate::server::ServerBuilder::provisioner)) and the controller that
 //! drives them.
 //!
-//! * **Which driver.** `spec.driver` names it when a cluster is created through `/v3` (empty:
-//!   `rke` when the spec has an `rkeConfig`, else `imported`); the API copies it to `status.driver`, calls the provisioner's `validate` (a 422
+//! * **Which driver.** `spec.driver` names it when a cluster is created through `/v3` (empty: the
+//!   engine config's — `rke` for an `rkeConfig`, `GKE` for a `gkeConfig`, `AKS` for an `aksConfig` —
+//!   else `imported`); the API copies it to `status.driver`, calls the provisioner's `validate` (a 422
 //!   naming the field on a bad spec, nothing stored) and puts [`PROVISION_FINALIZER`] on the cluster.
 //!   `spec.driverConfig` holds the driver's own settings. The driver cannot change afterwards.
 //! * **Provisioning.** The [`controller`] calls `reconcile` and writes its progress to the
@@ -14,9 +15,13 @@
 //!   ([`CLUSTER_FINALIZER`](crate::server::cleanup::CLUSTER_FINALIZER): agent sessions, downstream
 //!   objects, bindings) and then ours: `remove` runs only once the clean-up's is gone, and the
 //!   cluster leaves the store when `remove` is done. A reconcile in flight is cancelled at once.
+//! * **Hand-over.** A provisioner that answers `Created` hands over the new cluster's endpoint and a
+//!   credential; [`agent_deploy`] applies the cluster agent's manifest through it (or, when the
+//!   endpoint is unreachable, the cluster waits for the user's import) and the tunnel does the rest.
 //! * **Node work.** [`node_plans`] sends a host's plan to its node agent and reads its status
 //!   through the tunnel.
 
+mod agent_deploy;
 pub(crate) mod cluster_status;
 mod controller;
 pub(crate) mod hosted;
@@ -33,6 +38,9 @@ use rancher_provision::Provisioner;
 use rancher_provision::bundle::BundleRegistry;
 use tokio_util::sync::CancellationToken;
 
+use crate::server::registration::Registration;
+
+pub(crate) use agent_deploy::AGENT_MANIFEST_APPLIED;
 pub(crate) use hosted::aks::DRIVER as AKS_DRIVER;
 pub(crate) use registry::Provisioners;
 pub use registry::RegistryError;
@@ -67,10 +75,9 @@ pub(crate) fn registry(
 pub(crate) async fn run(
     store: Arc<dyn Store>,
     provisioners: Provisioners,
-    server_url: String,
-    ca_checksum: String,
+    registration: Arc<Registration>,
     stop: CancellationToken,
 ) {
-    let ctx = controller::Ctx::new(store, provisioners, server_url, ca_checksum, stop);
+    let ctx = controller::Ctx::new(store, provisioners, registration, stop);
     controller::run(Arc::new(ctx)).await;
 }

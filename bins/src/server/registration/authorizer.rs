@@ -3,8 +3,9 @@
 //! name — and well-formed params (`X-API-Tunnel-Params`). The session's client key is the cluster
 //! id, or `<cluster>:<node>` for a node agent, recorded with the cluster's uid. The downstream
 //! credential in the params is kept in memory; the API endpoint and CA are recorded in the
-//! cluster's status. Agents join imported clusters and those built by the `rke` driver (whose node
-//! agents carry the node work).
+//! cluster's status. Agents join imported clusters, those built by the `rke` driver (whose node
+//! agents carry the node work) and those whose provisioner handed them over
+//! ([`joins_by_agent`](super::joins_by_agent)).
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use rancher_core::model::Cluster;
 use rancher_core::store::Api;
 
 use super::kube_client::ClusterAccess;
-use super::{IMPORTED_DRIVER, RKE_DRIVER, Registration};
+use super::{Registration, joins_by_agent};
 use crate::protocol::connect::TunnelParams;
 use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION};
 
@@ -73,9 +74,10 @@ impl Authorizer for ConnectAuthorizer {
         let cluster = stored.metadata.name.clone();
         let params = TunnelParams::decode(header(headers, PARAMS_HEADER)?)
             .map_err(|e| Rejection(format!("cluster {cluster}: {e}")))?;
-        if !matches!(stored.status.driver.as_str(), "" | IMPORTED_DRIVER | RKE_DRIVER) {
+        if !stored.status.driver.is_empty() && !joins_by_agent(&stored) {
             return Err(Rejection(format!(
-                "cluster {cluster} is a {:?} cluster: agents join only imported and rke clusters",
+                "cluster {cluster} is a {:?} cluster: agents join only imported and rke clusters, and \
+                 those whose provisioner handed them over",
                 stored.status.driver
             )));
         }

@@ -1,5 +1,5 @@
-//! The connection monitor: turns tunnel sessions into each imported cluster's `Connected`
-//! condition — at once on the tunnel's connect/disconnect events, and by a periodic sweep that
+//! The connection monitor: turns tunnel sessions into the `Connected` condition of each cluster
+//! joined by agents ([`joins_by_agent`](super::joins_by_agent)) — at once on the tunnel's connect/disconnect events, and by a periodic sweep that
 //! catches anything an event missed (and clusters still marked connected from before a restart).
 //! rancher-core's cluster controller derives `Ready`, `Waiting` and `AgentDeployed` from it.
 //!
@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{IMPORTED_DRIVER, RKE_DRIVER, Registration};
+use super::{Registration, joins_by_agent};
 
 /// The condition this monitor owns.
 pub(crate) const CONNECTED: &str = "Connected";
@@ -39,12 +39,6 @@ pub(crate) struct ConnectionMonitor {
 /// The cluster a session's client key (`<cluster>` or `<cluster>:<node>`) belongs to.
 pub(crate) fn cluster_of_key(key: &str) -> &str {
     key.split_once(':').map_or(key, |(c, _)| c)
-}
-
-/// Clusters whose connection is their agents' tunnel sessions: imported ones, and those built on
-/// SSH hosts (whose first control-plane host runs the cluster agent as part of its plan).
-fn joins_by_agent(c: &Cluster) -> bool {
-    matches!(c.status.driver.as_str(), IMPORTED_DRIVER | RKE_DRIVER) || c.spec.imported_config.is_some()
 }
 
 impl ConnectionMonitor {

@@ -52,6 +52,36 @@ pub const RKE_DRIVER: &str = "rke";
 /// The agent image the import manifest deploys by default.
 pub const DEFAULT_AGENT_IMAGE: &str = crate::protocol::IMAGE_REF;
 
+/// Whether `cluster` is joined by its agents' tunnel sessions, so that an agent presenting its
+/// registration token is let in and its sessions drive the `Connected` condition: imported clusters,
+/// those built on SSH hosts (whose first control-plane host runs the cluster agent), and those whose
+/// provisioner handed the cluster over for the server to deploy the agent (hosted clusters: the
+/// provisioning controller's
+/// [`AGENT_MANIFEST_APPLIED`](crate::server::provisioning::AGENT_MANIFEST_APPLIED) condition, set
+/// before the first attempt, whatever came of it).
+pub(crate) fn joins_by_agent(cluster: &Cluster) -> bool {
+    use rancher_core::Conditions;
+    matches!(cluster.status.driver.as_str(), IMPORTED_DRIVER | RKE_DRIVER)
+        || cluster.spec.imported_config.is_some()
+        || cluster
+            .status
+            .conditions
+            .get_condition(crate::server::provisioning::AGENT_MANIFEST_APPLIED)
+            .is_some()
+}
+
+/// The import manifest of a made-up server and token, for tests of what consumes it.
+#[cfg(test)]
+pub(crate) fn render_manifest_for_tests(cluster: &str) -> String {
+    manifest::render(&manifest::ManifestParams {
+        server_url: "https://rancher.example:8443",
+        token: "t0k",
+        cluster,
+        ca_checksum: "ab",
+        agent_image: DEFAULT_AGENT_IMAGE,
+    })
+}
+
 /// What can go wrong in registration and in reaching a cluster.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistrationError {
