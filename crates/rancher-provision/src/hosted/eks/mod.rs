@@ -33,14 +33,22 @@
 
 #[cfg(feature = "eks")]
 mod client;
+#[cfg(feature = "eks")]
+mod convert;
 mod error;
+#[cfg(feature = "eks")]
+mod retry;
 mod token;
 mod types;
 mod validate;
+#[cfg(feature = "eks")]
+mod wait;
 
 #[cfg(feature = "eks")]
-pub use client::{ApiCalls, EksClient, EksOptions, RetryAfterClassifier, RetryPolicy, Wait};
+pub use client::{EksClient, EksOptions};
 pub use error::EksError;
+#[cfg(feature = "eks")]
+pub use retry::{ApiCalls, RetryAfterClassifier, RetryPolicy};
 pub use token::{
     AwsKeys, CLUSTER_ID_HEADER, TOKEN_LIFETIME, TOKEN_PREFIX, URL_EXPIRES_SECS, bearer_token,
     bearer_token_for_host, sts_host, token_url,
@@ -53,6 +61,8 @@ pub use validate::{
     LOG_TYPES, MAX_CLUSTER_NAME_LEN, MAX_NODE_VERSION_SKEW, MAX_NODEGROUP_NAME_LEN, MAX_NODEGROUP_SIZE,
     eks_name, region, validate, version,
 };
+#[cfg(feature = "eks")]
+pub use wait::Wait;
 
 /// The driver name of EKS clusters (Rancher's).
 pub const DRIVER: &str = "EKS";
