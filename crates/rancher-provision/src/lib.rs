@@ -93,6 +93,7 @@
 //! The kinds that ship with rancher-rs (imported in the server today; SSH hosts RKE-style, machine
 //! drivers, hosted EKS/GKE/AKS later) implement this same contract.
 
+mod aws_sigv4;
 pub mod bundle;
 pub mod cluster_pki;
 mod context;

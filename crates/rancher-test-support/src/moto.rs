@@ -1,7 +1,7 @@
-//! moto's server as S3-compatible storage: started on a reserved loopback port, killed on drop.
+//! moto's server (S3-compatible storage, EKS, IAM): started on a reserved loopback port, killed on drop.
 //!
 //! moto accepts any credentials until authentication is switched on; [`Moto::enforce_signatures`]
-//! creates an IAM user allowed `s3:*` and switches it on, after which moto checks every request's
+//! creates an IAM user allowed `s3:*` (or another service's actions) and switches it on, after which moto checks every request's
 //! SigV4 signature against that user's secret (with botocore's signer) and refuses others with
 //! `SignatureDoesNotMatch` or `InvalidAccessKeyId`.
 
@@ -195,11 +195,28 @@ impl Moto {
     /// # Panics
     /// When moto refuses a step.
     pub async fn enforce_signatures(&self) -> (String, String) {
+        self.enforce_signatures_allowing("s3").await
+    }
+
+    /// As [`enforce_signatures`](Self::enforce_signatures), the user allowed `<service>:*`
+    /// (`eks`, `s3`; lower-case letters and digits).
+    ///
+    /// # Panics
+    /// When moto refuses a step, or `service` is not a service prefix.
+    pub async fn enforce_signatures_allowing(&self, service: &str) -> (String, String) {
+        assert!(
+            !service.is_empty() && service.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()),
+            "{service:?} is not an IAM service prefix"
+        );
         self.iam("Action=CreateUser&UserName=snapshots").await;
-        let policy = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow\
-                      %22%2C%22Action%22%3A%22s3%3A%2A%22%2C%22Resource%22%3A%22%2A%22%7D%5D%7D";
-        self.iam(&format!("Action=PutUserPolicy&UserName=snapshots&PolicyName=s3&PolicyDocument={policy}"))
-            .await;
+        let policy = format!(
+            "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow\
+             %22%2C%22Action%22%3A%22{service}%3A%2A%22%2C%22Resource%22%3A%22%2A%22%7D%5D%7D"
+        );
+        self.iam(&format!(
+            "Action=PutUserPolicy&UserName=snapshots&PolicyName={service}&PolicyDocument={policy}"
+        ))
+        .await;
         let key = self.iam("Action=CreateAccessKey&UserName=snapshots").await.body;
         let field = |name: &str| {
             let open = format!("<{name}>");

@@ -4,4 +4,5 @@
 
 pub mod aks;
 pub mod credentials;
+pub mod eks;
 pub mod gke;

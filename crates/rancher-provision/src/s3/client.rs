@@ -11,8 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::config::{S3Config, check_key, custom_ca_certs, parse_endpoint};
 use super::error::{Result, S3Error, S3Op};
-use super::sign::{self, EMPTY_SHA256};
 use super::xml;
+use crate::aws_sigv4::{self as sign, EMPTY_SHA256};
 
 /// The most of an error body read (S3's are a few hundred bytes).
 const MAX_ERROR_BODY: usize = 64 * 1024;

@@ -28,7 +28,6 @@
 mod client;
 mod config;
 mod error;
-mod sign;
 mod xml;
 
 pub use client::{ObjectInfo, PutObjectOutput, S3Client};

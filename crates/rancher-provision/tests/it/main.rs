@@ -4,6 +4,10 @@
 
 mod aks;
 mod applier;
+#[cfg(feature = "eks")]
+mod eks;
+#[cfg(feature = "eks")]
+mod eks_update_standin;
 mod etcd_api;
 mod etcd_snapshots;
 mod gke;
