@@ -148,17 +148,23 @@ async fn cluster(client: &ApiClient, cmd: ClusterCommand) -> Result<String, CliE
             let wait = (!no_wait).then_some(timeout);
             hosted::create(client, &name, &description, Engine::Aks, &file, out.output, wait).await
         }
-        ClusterCommand::Update { name, rke, gke, aks, no_wait, timeout, out } => {
+        ClusterCommand::Create { name, description, eks: Some(file), no_wait, timeout, out, .. } => {
             let wait = (!no_wait).then_some(timeout);
-            match (rke, gke, aks) {
-                (Some(file), ..) => super::rke::update(client, &name, &file, out.output, wait).await,
-                (_, Some(file), _) => {
-                    hosted::update(client, &name, Engine::Gke, &file, out.output, wait).await
+            hosted::create(client, &name, &description, Engine::Eks, &file, out.output, wait).await
+        }
+        ClusterCommand::Update { name, rke, gke, aks, eks, no_wait, timeout, out } => {
+            let wait = (!no_wait).then_some(timeout);
+            let hosted = [(gke, Engine::Gke), (aks, Engine::Aks), (eks, Engine::Eks)]
+                .into_iter()
+                .find_map(|(file, engine)| file.map(|f| (f, engine)));
+            match (rke, hosted) {
+                (Some(file), _) => super::rke::update(client, &name, &file, out.output, wait).await,
+                (None, Some((file, engine))) => {
+                    hosted::update(client, &name, engine, &file, out.output, wait).await
                 }
-                (_, _, Some(file)) => {
-                    hosted::update(client, &name, Engine::Aks, &file, out.output, wait).await
+                (None, None) => {
+                    Err(CliError::Input("give the new config: --rke, --gke, --aks or --eks FILE".into()))
                 }
-                _ => Err(CliError::Input("give the new config: --rke, --gke or --aks FILE".into())),
             }
         }
         ClusterCommand::RotateCerts { name, new_ca, services, no_wait, timeout } => {

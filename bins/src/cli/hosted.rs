@@ -1,15 +1,15 @@
-//! `rancherctl cluster create NAME --gke FILE | --aks FILE` and `cluster update NAME --gke FILE |
-//! --aks FILE`: hosted clusters from their engine config in YAML (Rancher's `gkeConfig` / `aksConfig`
-//! fields). The file is checked with the provisioner's own function first: an error names the file
+//! `rancherctl cluster create NAME --gke|--aks|--eks FILE` and `cluster update NAME --gke|--aks|--eks
+//! FILE`: hosted clusters from their engine config in YAML (Rancher's `gkeConfig` / `aksConfig` /
+//! `eksConfig` fields). The file is checked with the provisioner's own function first: an error names the file
 //! and the field, and nothing is sent. Then the provisioning is followed ([`super::follow`]) unless
 //! `--no-wait`.
 
 use std::path::Path;
 
 use http::Method;
-use rancher_core::model::{AksConfig, GkeConfig};
+use rancher_core::model::{AksConfig, EksConfig, GkeConfig};
 use rancher_provision::ProvisionError;
-use rancher_provision::hosted::{aks, gke};
+use rancher_provision::hosted::{aks, eks, gke};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -28,6 +28,8 @@ pub(super) enum Engine {
     Gke,
     /// `--aks`: `spec.aksConfig`.
     Aks,
+    /// `--eks`: `spec.eksConfig`.
+    Eks,
 }
 
 impl Engine {
@@ -36,6 +38,7 @@ impl Engine {
         match self {
             Engine::Gke => "gkeConfig",
             Engine::Aks => "aksConfig",
+            Engine::Eks => "eksConfig",
         }
     }
 
@@ -44,6 +47,7 @@ impl Engine {
         match self {
             Engine::Gke => load::<GkeConfig>(file, gke::validate),
             Engine::Aks => load::<AksConfig>(file, aks::validate),
+            Engine::Eks => load::<EksConfig>(file, eks::validate),
         }
     }
 }

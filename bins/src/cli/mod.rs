@@ -197,6 +197,11 @@ pub enum ClusterCommand {
         /// nodePools, …). Checked here first; nothing is sent on an error.
         #[arg(long, value_name = "AKS_CONFIG_YAML", group = "engine")]
         aks: Option<std::path::PathBuf>,
+        /// Create an EKS cluster (or register one, `imported: true`) from this eksConfig (YAML:
+        /// amazonCredentialSecret, displayName, region, kubernetesVersion, subnets, serviceRole,
+        /// nodeGroups, …). Checked here first; nothing is sent on an error.
+        #[arg(long, value_name = "EKS_CONFIG_YAML", group = "engine")]
+        eks: Option<std::path::PathBuf>,
         /// With an engine config: print the cluster's id and return at once instead of following
         /// the provisioning (one line per step, a progress bar on a terminal) until the cluster is
         /// active.
@@ -215,7 +220,7 @@ pub enum ClusterCommand {
     /// keys are sent as for `create --rke`. The server rolls the change out host by host (etcd one
     /// member at a time, then the control plane, then the workers, per `upgrade_strategy`); this
     /// follows it until the cluster is active again.
-    #[command(group(clap::ArgGroup::new("engine").required(true).args(["rke", "gke", "aks"])))]
+    #[command(group(clap::ArgGroup::new("engine").required(true).args(["rke", "gke", "aks", "eks"])))]
     Update {
         /// The cluster's name.
         name: String,
@@ -229,6 +234,9 @@ pub enum ClusterCommand {
         /// The aksConfig (an AKS cluster): as --gke.
         #[arg(long, value_name = "AKS_CONFIG_YAML")]
         aks: Option<std::path::PathBuf>,
+        /// The eksConfig (an EKS cluster): as --gke, with node groups.
+        #[arg(long, value_name = "EKS_CONFIG_YAML")]
+        eks: Option<std::path::PathBuf>,
         /// Return once the server took the change instead of following the rollout.
         #[arg(long)]
         no_wait: bool,

@@ -129,6 +129,10 @@ pub struct ServerArgs {
     #[arg(long, value_name = "URL")]
     pub gke_api_url: Option<String>,
 
+    /// EKS's endpoint URL, when not AWS's (`https://…`, or `http://` on a loopback address).
+    #[arg(long, value_name = "URL")]
+    pub eks_api_url: Option<String>,
+
     /// PEM CA certificates to trust for the clouds' APIs (GKE, AKS, EKS) besides the system's.
     #[arg(long, value_name = "FILE")]
     pub cloud_ca_file: Option<PathBuf>,
@@ -235,7 +239,11 @@ impl ServerArgs {
         for dir in &self.bundle_dir {
             b = b.bundle_dir(dir);
         }
-        b = b.cloud_endpoints(super::CloudEndpoints { gke: self.gke_api_url.clone(), extra_ca_pem: None });
+        b = b.cloud_endpoints(super::CloudEndpoints {
+            gke: self.gke_api_url.clone(),
+            eks: self.eks_api_url.clone(),
+            extra_ca_pem: None,
+        });
         if let Some(file) = &self.cloud_ca_file {
             b = b.cloud_ca_file(file);
         }

@@ -27,6 +27,8 @@ mod disconnect_e2e;
 mod front_door;
 mod fuzz_v3;
 mod grants;
+#[cfg(feature = "eks")]
+mod hosted_eks;
 mod hosted_gke;
 mod import_e2e;
 mod kubeconfig_e2e;

@@ -7,7 +7,8 @@
 //! - [`etcd`]: real etcd members and clusters;
 //! - [`ssh_hosts`]: real OpenSSH hosts, each in its own network and mount namespace;
 //! - with the `aks` feature, `aks::AksStandIn`: Azure's token endpoint and AKS Resource Manager API in memory;
-//! - [`moto`]: moto's server as S3-compatible storage, optionally checking SigV4 signatures;
+//! - [`moto`]: moto's server as S3-compatible storage (and EKS), optionally checking SigV4 signatures;
+//! - with the `eks` feature, `eks::EksUpdateStandIn`: the EKS update operations moto lacks, in front of it;
 //! - with the `gke` feature, `gke::GkeStandIn`: GKE's `container/v1` API and token endpoint in memory;
 //! - with the `kube-control-plane` feature, `kube::ControlPlane`: a real Kubernetes 1.20 control plane;
 //! - [`install_crypto`], and with the `http` feature [`insecure_client`] and [`client_trusting`].
@@ -34,6 +35,8 @@
 
 #[cfg(feature = "aks")]
 pub mod aks;
+#[cfg(feature = "eks")]
+pub mod eks;
 pub mod etcd;
 #[cfg(feature = "gke")]
 pub mod gke;

@@ -13,7 +13,7 @@ use rancher_core::model::{
     ProjectRoleTemplateBinding,
 };
 use rancher_core::store::{Api, Store, StoreError};
-use rancher_provision::hosted::gke;
+use rancher_provision::hosted::{eks, gke};
 use rancher_provision::{ProvisionError, rke};
 use serde_json::{Map, Value};
 
@@ -195,6 +195,7 @@ fn engine_config(cluster: &Cluster) -> ApiResult<Option<(&'static str, &'static 
         (spec.rke_config.is_some(), "rkeConfig", rke::DRIVER),
         (spec.gke_config.is_some(), "gkeConfig", gke::DRIVER),
         (spec.aks_config.is_some(), "aksConfig", AKS_DRIVER),
+        (spec.eks_config.is_some(), "eksConfig", eks::DRIVER),
     ]
     .into_iter()
     .filter(|(set, ..)| *set)

@@ -1,10 +1,10 @@
 //! Provisioning: the registry of [`Provisioner`](rancher_provision::Provisioner)s by driver name
-//! (`imported`, `rke`, and the [`hosted`] `GKE` and `AKS` built in, others plugged in through
+//! (`imported`, `rke`, and the [`hosted`] `GKE`, `AKS` and (feature `eks`) `EKS` built in, others plugged in through
 //! [`ServerBuilder::provisioner`](crate::server::ServerBuilder::provisioner)) and the controller that
 //! drives them.
 //!
 //! * **Which driver.** `spec.driver` names it when a cluster is created through `/v3` (empty: the
-//!   engine config's — `rke` for an `rkeConfig`, `GKE` for a `gkeConfig`, `AKS` for an `aksConfig` —
+//!   engine config's — `rke` for an `rkeConfig`, `GKE` for a `gkeConfig`, `AKS` for an `aksConfig`, `EKS` for an `eksConfig` —
 //!   else `imported`); the API copies it to `status.driver`, calls the provisioner's `validate` (a 422
 //!   naming the field on a bad spec, nothing stored) and puts [`PROVISION_FINALIZER`] on the cluster.
 //!   `spec.driverConfig` holds the driver's own settings. The driver cannot change afterwards.
@@ -62,12 +62,16 @@ pub(crate) fn registry(
     hosted: Arc<hosted::Hosted>,
 ) -> Result<(Provisioners, Arc<rke::RkeProvisioner>), RegistryError> {
     let rke = Arc::new(rke::RkeProvisioner::new(bundles, sealer));
-    let builtin: [Arc<dyn Provisioner>; 4] = [
+    let mut builtin: Vec<Arc<dyn Provisioner>> = vec![
         Arc::new(imported::Imported),
         rke.clone(),
         Arc::new(hosted::gke::GkeProvisioner::new(hosted.clone())),
-        Arc::new(hosted::aks::AksProvisioner::new(hosted)),
+        Arc::new(hosted::aks::AksProvisioner::new(hosted.clone())),
     ];
+    #[cfg(feature = "eks")]
+    builtin.push(Arc::new(hosted::eks::EksProvisioner::new(hosted)));
+    #[cfg(not(feature = "eks"))]
+    drop(hosted);
     Ok((Provisioners::new(builtin.into_iter().chain(plugged.iter().cloned()))?, rke))
 }
 

@@ -63,6 +63,9 @@ pub struct ClusterSpec {
     /// An AKS cluster (driver `AKS`): created in Azure, or registered when `imported`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aks_config: Option<super::AksConfig>,
+    /// An EKS cluster (driver `EKS`): created in AWS, or registered when `imported`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eks_config: Option<super::EksConfig>,
     /// Extra environment variables for the cluster agent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub agent_env_vars: Vec<EnvVar>,
@@ -173,6 +176,9 @@ pub struct ClusterStatus {
     /// An AKS cluster as Azure reports it (Rancher's `aksStatus`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aks_status: Option<HostedStatus<super::AksConfig>>,
+    /// An EKS cluster as AWS reports it (Rancher's `eksStatus`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eks_status: Option<HostedStatus<super::EksConfig>>,
 }
 
 /// A hosted cluster as its cloud reports it, in the terms of its engine config: what a reader
@@ -190,10 +196,6 @@ pub struct HostedStatus<C> {
     /// The cloud's operation in flight that the provisioner started (its id or URL), and what it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<HostedOperation>,
-    /// Whether the server cannot reach the cluster's API endpoint (private): the cluster agent is
-    /// then installed by the user with the import command (Rancher's `privateRequiresTunnel`).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub private_requires_tunnel: bool,
 }
 
 /// One etcd snapshot of a cluster built on hosts, as its status lists it.

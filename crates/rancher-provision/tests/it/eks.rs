@@ -19,7 +19,7 @@ use rancher_test_support::moto::Moto;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
-use crate::eks_update_standin::EksUpdateStandIn;
+use rancher_test_support::eks::EksUpdateStandIn;
 
 const ACCOUNT: &str = "123456789012";
 

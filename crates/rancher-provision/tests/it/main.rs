@@ -6,8 +6,6 @@ mod aks;
 mod applier;
 #[cfg(feature = "eks")]
 mod eks;
-#[cfg(feature = "eks")]
-mod eks_update_standin;
 mod etcd_api;
 mod etcd_snapshots;
 mod gke;

@@ -1,5 +1,5 @@
-//! The hosted provisioners: clusters a cloud runs the control plane of — GKE ([`gke`]) and AKS
-//! ([`aks`]) — created (or, with `imported: true`, registered), changed and deleted through the
+//! The hosted provisioners: clusters a cloud runs the control plane of — GKE ([`gke`]), AKS
+//! ([`aks`]) and EKS (`eks`, with the `eks` feature: the AWS SDK) — created (or, with `imported: true`, registered), changed and deleted through the
 //! cloud's API, signed in with a cloud credential of the cluster's creator.
 //!
 //! Each reconcile is stateless towards the cloud: it reads the cluster as the cloud has it, writes
@@ -11,6 +11,8 @@
 //! done when the agent has connected and reported.
 
 pub(crate) mod aks;
+#[cfg(feature = "eks")]
+pub(crate) mod eks;
 pub(crate) mod gke;
 
 use std::sync::Arc;
@@ -31,8 +33,10 @@ pub(crate) const POLL: Duration = Duration::from_secs(5);
 /// stand-ins), and the CAs to trust for them.
 #[derive(Clone, Debug, Default)]
 pub struct CloudEndpoints {
-    /// GKE's `container/v1` base URL (default `https://container.googleapis.com/v1`).
+    /// GKE's `container/v1` base URL (default `https://container.googleapis.com`).
     pub gke: Option<String>,
+    /// EKS's endpoint URL (default `https://eks.<region>.amazonaws.com`).
+    pub eks: Option<String>,
     /// PEM CA certificates trusted for the clouds' APIs besides the system's.
     pub extra_ca_pem: Option<String>,
 }

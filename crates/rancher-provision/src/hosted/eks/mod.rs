@@ -36,6 +36,7 @@ mod client;
 #[cfg(feature = "eks")]
 mod convert;
 mod error;
+mod plan;
 #[cfg(feature = "eks")]
 mod retry;
 mod token;
@@ -47,6 +48,7 @@ mod wait;
 #[cfg(feature = "eks")]
 pub use client::{EksClient, EksOptions};
 pub use error::EksError;
+pub use plan::{EksChange, busy, next_change, upstream_spec};
 #[cfg(feature = "eks")]
 pub use retry::{ApiCalls, RetryAfterClassifier, RetryPolicy};
 pub use token::{

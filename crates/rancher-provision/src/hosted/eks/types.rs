@@ -9,9 +9,10 @@ use base64::Engine;
 use rancher_core::model::{EksConfig, EksNodeGroup};
 
 /// A cluster's `status`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum ClusterStatus {
     /// `CREATING`
+    #[default]
     Creating,
     /// `ACTIVE`
     Active,
@@ -43,9 +44,10 @@ impl ClusterStatus {
 }
 
 /// A node group's `status`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum NodegroupStatus {
     /// `CREATING`
+    #[default]
     Creating,
     /// `ACTIVE`
     Active,
@@ -80,7 +82,7 @@ impl NodegroupStatus {
 }
 
 /// What `DescribeCluster` tells.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Cluster {
     /// The name.
     pub name: String,
@@ -135,7 +137,7 @@ pub struct Scaling {
 }
 
 /// What `DescribeNodegroup` tells.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Nodegroup {
     /// The name.
     pub name: String,

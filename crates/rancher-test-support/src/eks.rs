@@ -1,4 +1,4 @@
-//! A stand-in in front of moto for the three EKS operations moto 5 lacks — `UpdateClusterVersion`,
+//! `EksUpdateStandIn`: a stand-in in front of moto for the three EKS operations moto 5 lacks — `UpdateClusterVersion`,
 //! `UpdateNodegroupVersion` and `DescribeUpdate` — following AWS's documented contract for just
 //! those (EKS API reference): an update starts `InProgress`, answers `InProgress` to its first
 //! `DescribeUpdate` and `Successful` after; only then does the cluster's (or node group's) version
@@ -36,7 +36,7 @@ struct Tracked {
 }
 
 /// The stand-in, serving on a loopback port until dropped.
-pub(crate) struct EksUpdateStandIn {
+pub struct EksUpdateStandIn {
     port: u16,
     task: tokio::task::JoinHandle<()>,
 }
@@ -49,7 +49,10 @@ impl Drop for EksUpdateStandIn {
 
 impl EksUpdateStandIn {
     /// Starts it in front of the moto at `moto` (`http://127.0.0.1:<port>`).
-    pub(crate) async fn start(moto: String) -> EksUpdateStandIn {
+    ///
+    /// # Panics
+    /// When it cannot listen.
+    pub async fn start(moto: String) -> EksUpdateStandIn {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State::default()));
@@ -72,7 +75,7 @@ impl EksUpdateStandIn {
     }
 
     /// `http://127.0.0.1:<port>`.
-    pub(crate) fn endpoint(&self) -> String {
+    pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 }
