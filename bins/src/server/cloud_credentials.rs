@@ -136,16 +136,38 @@ fn names_a_credential(key: &str) -> bool {
 /// The credentials a cluster's spec names: in `driverConfig` and in every `<engine>Config` object
 /// (`eksConfig`, `gkeConfig`, `aksConfig`, …), at their top level.
 pub(crate) fn credentials_named_by(cluster: &Cluster) -> Vec<String> {
+    credential_fields(cluster).into_iter().map(|(_, name)| name).collect()
+}
+
+/// Each field of a cluster's spec that names a credential (`spec.gkeConfig.googleCredentialSecret`),
+/// with the credential's name.
+pub(crate) fn credential_fields(cluster: &Cluster) -> Vec<(String, String)> {
     let Ok(Value::Object(spec)) = serde_json::to_value(&cluster.spec) else { return vec![] };
     spec.iter()
         .filter(|(key, _)| key.ends_with("Config"))
-        .filter_map(|(_, config)| config.as_object())
-        .flat_map(|config| config.iter())
-        .filter(|(key, _)| names_a_credential(key))
-        .filter_map(|(_, v)| v.as_str())
-        .filter(|v| !v.is_empty())
-        .map(|v| credential_name(v).to_owned())
+        .filter_map(|(section, config)| Some((section, config.as_object()?)))
+        .flat_map(|(section, config)| config.iter().map(move |(key, v)| (section, key, v)))
+        .filter(|(_, key, _)| names_a_credential(key))
+        .filter_map(|(section, key, v)| Some((format!("spec.{section}.{key}"), v.as_str()?)))
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(field, v)| (field, credential_name(v).to_owned()))
         .collect()
+}
+
+impl StoreCredentials {
+    /// Whether `user` may name the credential `reference` in a cluster: it exists and is theirs, or
+    /// their global roles reach it (admins). Whoever points a cluster at a credential must be
+    /// able to use it, or a member of an admin's cluster could spend another team's cloud account.
+    ///
+    /// # Errors
+    /// The store's.
+    pub(crate) async fn usable_by(&self, reference: &str, user: &str) -> Result<bool, StoreError> {
+        let name = credential_name(reference);
+        let Some(cc) = Api::<CloudCredential>::all(self.store.clone()).get_opt(name).await? else {
+            return Ok(false);
+        };
+        Ok((!user.is_empty() && cc.owner() == user) || self.may_use_any(user, name).await?)
+    }
 }
 
 /// The clusters whose spec names the credential `name` (see [`credentials_named_by`]), sorted. A

@@ -455,3 +455,92 @@ fn rancherctl_creates_lists_rotates_and_removes() {
     assert!(!table.contains("cc-gcp") && table.contains("cc-aws"), "{table}");
     server.stop();
 }
+
+/// An EKS cluster naming the credential `cc`; the server's EKS endpoint is a closed port, so nothing
+/// leaves the machine.
+fn eks_cluster(name: &str, cc: &str) -> Value {
+    json!({"metadata": {"name": name, "annotations": {"field.cattle.io/creatorId": "u-someone-else"}},
+        "spec": {"eksConfig": {
+        "amazonCredentialSecret": cc, "displayName": name, "region": "us-west-2", "kubernetesVersion": "1.29",
+        "subnets": ["subnet-0a1b2c3d", "subnet-0a1b2c3e"], "serviceRole": "arn:aws:iam::123456789012:role/eks",
+        "nodeGroups": [{"nodegroupName": "ng-a", "instanceType": "t3.medium", "desiredSize": 1, "minSize": 1, "maxSize": 2,
+            "nodeRole": "arn:aws:iam::123456789012:role/nodes"}]}}})
+}
+
+#[tokio::test]
+async fn naming_a_credential_in_a_cluster_takes_the_right_to_use_it() {
+    install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let endpoints = rancher::server::CloudEndpoints {
+        eks: Some(format!("http://127.0.0.1:{}", rancher_test_support::free_port())),
+        ..Default::default()
+    };
+    let server = Server::builder()
+        .data_dir(dir.path().join("data"))
+        .store(Arc::new(MemoryStore::new()))
+        .https_listen("127.0.0.1:0".parse().unwrap())
+        .bootstrap_password(ADMIN_PASSWORD)
+        .cloud_endpoints(endpoints)
+        .build()
+        .await
+        .unwrap();
+    let anonymous = Api { http: client(server.ca_pem()), url: server.url(), token: None };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let s = stop.clone();
+    let task = tokio::spawn(async move { server.run(s.cancelled_owned()).await.unwrap() });
+    let admin = anonymous.logged_in("admin", ADMIN_PASSWORD).await;
+    let bob =
+        admin.post("/v3/users", &json!({"spec": {"username": "bob", "password": "bob-password-1234"}})).await;
+    assert_eq!(bob.code, 201, "{}", bob.body);
+    let bob_id = bob.body["id"].as_str().unwrap().to_owned();
+    let bob = anonymous.logged_in("bob", "bob-password-1234").await;
+    for (who, name) in [(&admin, "cc-admin"), (&admin, "cc-admin-2"), (&bob, "cc-bob")] {
+        let r = who.post("/v3/cloudcredentials", &aws_body(name, AWS_SECRET)).await;
+        assert_eq!(r.code, 201, "{}", r.body);
+    }
+
+    // Bob may not point a cluster at the admin's credential: refused naming the field, nothing stored.
+    let r = bob.post("/v3/clusters", &eks_cluster("bobs", "cc-admin")).await;
+    assert_status(&r, 422, "Invalid");
+    assert!(
+        r.body["message"].as_str().unwrap().contains("spec.eksConfig.amazonCredentialSecret"),
+        "{}",
+        r.body
+    );
+    assert_eq!(admin.get("/v3/clusters/bobs").await.code, 404);
+    // His own is fine, and the creator is who asked, whatever the request said.
+    let r = bob.post("/v3/clusters", &eks_cluster("bobs", "cattle-global-data:cc-bob")).await;
+    assert_eq!(r.code, 201, "{}", r.body);
+    assert_eq!(r.body["metadata"]["annotations"]["field.cattle.io/creatorId"], bob_id.as_str());
+
+    // An owner of the admin's cluster keeps its credential but cannot switch it to another of the
+    // admin's, nor spoof the creator.
+    let r = admin.post("/v3/clusters", &eks_cluster("adm", "cc-admin")).await;
+    assert_eq!(r.code, 201, "{}", r.body);
+    let r = admin
+        .post(
+            "/v3/clusterroletemplatebindings",
+            &json!({"spec": {"clusterName": "adm", "roleTemplateName": "cluster-owner", "userName": bob_id}}),
+        )
+        .await;
+    assert_eq!(r.code, 201, "{}", r.body);
+    let mut adm = bob.get("/v3/clusters/adm").await.body;
+    adm["spec"]["description"] = json!("bob was here");
+    adm["metadata"]["annotations"]["field.cattle.io/creatorId"] = json!(bob_id);
+    let r = bob.put("/v3/clusters/adm", &adm).await;
+    assert_eq!(r.code, 200, "{}", r.body);
+    assert_ne!(r.body["metadata"]["annotations"]["field.cattle.io/creatorId"], bob_id.as_str());
+    let mut adm = r.body;
+    adm["spec"]["eksConfig"]["amazonCredentialSecret"] = json!("cc-admin-2");
+    let r = bob.put("/v3/clusters/adm", &adm).await;
+    assert_status(&r, 422, "Invalid");
+    assert!(
+        r.body["message"].as_str().unwrap().contains("cloud credential \"cc-admin-2\" not found"),
+        "{}",
+        r.body
+    );
+    let r = admin.put("/v3/clusters/adm", &adm).await;
+    assert_eq!(r.code, 200, "the admin may: {}", r.body);
+    stop.cancel();
+    task.await.unwrap();
+}

@@ -22,6 +22,7 @@ use super::kind::{ApiKind, Ctx, generated_name};
 use super::rancher_shape::{self, CLUSTER_ID, DESCRIPTION, PROJECT_NAME};
 use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION};
 use crate::server::cleanup::{CLUSTER_FINALIZER, leftovers};
+use crate::server::cloud_credentials::{StoreCredentials, credential_fields, credentials_named_by};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::provisioning::{AKS_DRIVER, PROVISION_FINALIZER, rke_keys};
 use crate::server::registration::IMPORTED_DRIVER;
@@ -85,6 +86,7 @@ impl ApiKind for Cluster {
             self.metadata
                 .annotations
                 .insert(CREATOR_ID_ANNOTATION.to_owned(), cx.caller.user_id().to_owned());
+            check_credentials(self, None, cx).await?;
             let driver =
                 if self.spec.driver.is_empty() { IMPORTED_DRIVER } else { self.spec.driver.as_str() };
             let provisioners = &cx.state.provisioners;
@@ -140,6 +142,7 @@ impl ApiKind for Cluster {
         if self.spec.rke_config.is_some() {
             seal_rke_keys(self, old.spec.rke_config.as_ref(), cx)?;
         }
+        check_credentials(self, Some(old), cx).await?;
         if self.spec != old.spec
             && let Some(provisioner) = cx.state.provisioners.get(&old.status.driver)
         {
@@ -185,6 +188,28 @@ impl ApiKind for Cluster {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Every cloud credential `cluster` names that `old` did not must be one the caller may use (see
+/// [`StoreCredentials::usable_by`]); otherwise a 422 on the field, saying "not found" as the API
+/// does for a credential the caller may not see.
+async fn check_credentials(cluster: &Cluster, old: Option<&Cluster>, cx: &Ctx<'_>) -> ApiResult<()> {
+    let before = old.map(credentials_named_by).unwrap_or_default();
+    let source = StoreCredentials::new(cx.state.store.clone(), cx.state.sealer.clone());
+    for (field, name) in credential_fields(cluster) {
+        if before.contains(&name) {
+            continue;
+        }
+        if !source.usable_by(&name, cx.caller.user_id()).await? {
+            return Err(ApiError::invalid_field(
+                &field,
+                format!(
+                    "cloud credential {name:?} not found: create it (rancherctl credential create) or name another"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The engine config of `cluster` (`rkeConfig`, `gkeConfig`, `aksConfig`) and the driver it names;
