@@ -290,7 +290,7 @@ mod tests {
     async fn try_once(downstream: &Downstream) -> DeployError {
         let client = client_for(downstream).unwrap();
         let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
-        let e = api.get("default").await.err().expect("refused");
+        let e = api.get("default").await.expect_err("refused");
         classify(&downstream.api_endpoint, "Namespace default", e)
     }
 
