@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::PROVISION_FINALIZER;
-use super::agent_deploy::{self, AGENT_MANIFEST_APPLIED, DeployError};
+use super::agent_deploy::{self, AGENT_MANIFEST_APPLIED};
 use super::outcome::{Next, Outcome, REASON_FAILED, REASON_RETRYING};
 use super::registry::Provisioners;
 use crate::server::cleanup::CLUSTER_FINALIZER;
@@ -200,7 +200,6 @@ pub(super) async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Ctx>) -> Result<Ac
                     )
                 })
                 .await
-                .map_err(|e| DeployError::Manifest(format!("recording the attempt: {e}")))
             };
             let handover =
                 agent_deploy::hand_over(&ctx.registration, &cluster, &downstream, &cancel, mark_applying)

@@ -179,19 +179,21 @@ pub(crate) fn classify(endpoint: &str, object: &str, error: kube::Error) -> Depl
     }
 }
 
+/// Every error behind `error`: its `source()` chain and, within each I/O error, what it wraps (an
+/// I/O error's `source()` skips what it wraps, and connectors nest them: `Other(InvalidData(rustls))`).
 fn chain(error: &kube::Error) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
-    std::iter::successors(Some(error as &(dyn std::error::Error + 'static)), |e| e.source())
-}
-
-/// The rustls error behind `error`, directly or inside an I/O error (as tokio-rustls reports them).
-fn find_tls_error(error: &kube::Error) -> Option<&rustls::Error> {
-    chain(error).find_map(|e| {
-        e.downcast_ref::<rustls::Error>().or_else(|| {
-            e.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    let sources = std::iter::successors(Some(error as &(dyn std::error::Error + 'static)), |e| e.source());
+    sources.flat_map(|e| {
+        std::iter::successors(Some(e), |e| {
+            let inner = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+            Some(inner as &(dyn std::error::Error + 'static))
         })
     })
+}
+
+/// The rustls error behind `error`, however deep.
+fn find_tls_error(error: &kube::Error) -> Option<&rustls::Error> {
+    chain(error).find_map(|e| e.downcast_ref::<rustls::Error>())
 }
 
 /// Why no connection was made, when that is what `error` says (and TLS is not the cause).
@@ -199,13 +201,13 @@ fn unreachable_reason(error: &kube::Error) -> Option<String> {
     use std::io::ErrorKind::{
         AddrNotAvailable, ConnectionRefused, HostUnreachable, NetworkUnreachable, TimedOut,
     };
-    let io = chain(error).find_map(|e| e.downcast_ref::<std::io::Error>());
-    if let Some(io) = io
-        && matches!(
+    let io = chain(error).filter_map(|e| e.downcast_ref::<std::io::Error>()).find(|io| {
+        matches!(
             io.kind(),
             ConnectionRefused | TimedOut | HostUnreachable | NetworkUnreachable | AddrNotAvailable
         )
-    {
+    });
+    if let Some(io) = io {
         return Some(io.to_string());
     }
     // A failure to connect for another reason: the name did not resolve, mostly.
@@ -282,6 +284,34 @@ mod tests {
             DownstreamCredential::ClientCertificate { cert_pem, key_pem: key_pem.clone().into() },
         );
         assert!(!format!("{d:?}").contains(key_pem.lines().nth(1).unwrap()));
+    }
+
+    /// One call through a client for `downstream`, classified.
+    async fn try_once(downstream: &Downstream) -> DeployError {
+        let client = client_for(downstream).unwrap();
+        let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
+        let e = api.get("default").await.expect_err("refused");
+        classify(&downstream.api_endpoint, "Namespace default", e)
+    }
+
+    #[tokio::test]
+    async fn a_real_api_server_s_refusals_and_a_closed_port_are_told_apart() {
+        let sim = rancher_sim::Sim::builder().start().await.unwrap();
+        let other = rancher_sim::Sim::builder().name("other").start().await.unwrap();
+        let wrong_ca = downstream(&sim.url(), other.ca_pem(), token(sim.admin_token()));
+        let e = try_once(&wrong_ca).await;
+        assert!(matches!(&e, DeployError::Refused { what, .. } if what.contains("not trusted")), "{e}");
+        let bad_token = downstream(&sim.url(), sim.ca_pem(), token("not-this-one"));
+        let e = try_once(&bad_token).await;
+        assert!(matches!(&e, DeployError::Refused { what, .. } if what.contains("401")), "{e}");
+        assert!(!e.to_string().contains("not-this-one"));
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let closed = downstream(&format!("https://127.0.0.1:{port}"), sim.ca_pem(), token("t"));
+        let e = try_once(&closed).await;
+        assert!(matches!(&e, DeployError::Unreachable { .. }), "{e}");
+        let unresolvable = downstream("https://cluster.invalid:6443", "", token("t"));
+        let e = try_once(&unresolvable).await;
+        assert!(matches!(&e, DeployError::Unreachable { .. }), "{e}");
     }
 
     #[test]

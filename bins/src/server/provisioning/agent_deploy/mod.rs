@@ -34,7 +34,7 @@ use rancher_provision::Downstream;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use client::DeployError;
+use client::DeployError;
 use client::{classify, client_for};
 
 use crate::server::registration::{DEFAULT_TOKEN, Registration};
@@ -192,7 +192,7 @@ pub(crate) async fn hand_over(
     cluster: &Cluster,
     downstream: &Downstream,
     cancel: &CancellationToken,
-    mark_applying: impl AsyncFnOnce(&str) -> Result<(), DeployError>,
+    mark_applying: impl AsyncFnOnce(&str) -> Result<(), rancher_core::store::StoreError>,
 ) -> Handover {
     if cancel.is_cancelled() {
         return Handover::Cancelled;
@@ -221,7 +221,7 @@ pub(crate) async fn hand_over(
     if cluster.status.conditions.get_condition(AGENT_MANIFEST_APPLIED).is_none()
         && let Err(e) = mark_applying(&endpoint).await
     {
-        return Handover::Failed { message: e.to_string(), transient: true };
+        return Handover::Failed { message: format!("recording the attempt: {e}"), transient: true };
     }
     let applied = tokio::select! {
         () = cancel.cancelled() => return Handover::Cancelled,
