@@ -58,7 +58,7 @@ async fn main() -> Result<()> {
     }
     println!("\n{}", render(&results));
     println!(
-        "The server polls a cloud operation {} s after starting it, then GKE's every 5 s and AKS's as \
+        "The server (the hosted provisioners' POLL) looks at a cloud operation {} s after starting it, then at GKE's every 5 s and AKS's as \
          Retry-After says (1–60 s); the bench reads the cluster every {} ms and, as kubelet, looks for \
          the agent's Deployment every {} ms.",
         5,
