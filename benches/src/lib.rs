@@ -1,5 +1,6 @@
 //! Benchmarks of rancher-rs against the direct path, printed as tables; shared pieces live here.
 
+pub mod hosted;
 pub mod http_load;
 pub mod rke;
 

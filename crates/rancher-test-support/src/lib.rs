@@ -4,6 +4,8 @@
 //! - [`eventually`] and [`within`]: polling for what another process or task does;
 //! - [`kubectl`]: the real `kubectl`, any installed version, with its own kubeconfig and `HOME`;
 //! - [`Proc`]: a program under test as a child process logging to a file, killed on drop;
+//! - with the `deployed-agent` feature, `deployed_agent::AgentSettings`: the kubelet's part for a
+//!   cluster agent a server deployed (its settings read back from the cluster);
 //! - [`etcd`]: real etcd members and clusters;
 //! - [`ssh_hosts`]: real OpenSSH hosts, each in its own network and mount namespace;
 //! - with the `aks` feature, `aks::AksStandIn`: Azure's token endpoint and AKS Resource Manager API in memory;
@@ -35,6 +37,8 @@
 
 #[cfg(feature = "aks")]
 pub mod aks;
+#[cfg(feature = "deployed-agent")]
+pub mod deployed_agent;
 #[cfg(feature = "eks")]
 pub mod eks;
 pub mod etcd;

@@ -5,12 +5,11 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use base64::Engine;
+use rancher_test_support::deployed_agent::AgentSettings;
 use serde_json::Value;
 
-use crate::import_support::{ADMIN_PASSWORD, AgentEnv, Server, WAIT, eventually, kubectl, rancherctl};
+use crate::import_support::{ADMIN_PASSWORD, AgentEnv, Server, WAIT, eventually, rancherctl};
 
 /// A server process and a `rancherctl` home logged in to it as the admin.
 pub struct Hosted {
@@ -55,37 +54,14 @@ impl Hosted {
     }
 }
 
-/// `kubectl --kubeconfig KC ARGS` stdout, `None` on failure.
-fn kubectl_json(kc: &Path, args: &[&str]) -> Option<Value> {
-    let out = Command::new(kubectl()).arg("--kubeconfig").arg(kc).args(args).output().ok()?;
-    out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
-}
-
 /// Waits for the cluster agent the server deployed into the cluster of `kc` and reads its settings
-/// the way a kubelet would: the Deployment's env and the credentials Secret it names.
+/// the way a kubelet would (`rancher_test_support::deployed_agent`).
 pub async fn agent_env_from(kc: &Path) -> AgentEnv {
     let kc = kc.to_owned();
-    eventually(WAIT, "the server deployed the cluster agent", || {
-        let deploy = kubectl_json(
-            &kc,
-            &["-n", "cattle-system", "get", "deployment", "cattle-cluster-agent", "-o", "json"],
-        );
-        let secrets = kubectl_json(&kc, &["-n", "cattle-system", "get", "secrets", "-o", "json"]);
-        async move {
-            let env = deploy?["spec"]["template"]["spec"]["containers"][0]["env"].as_array()?.clone();
-            let var = |name: &str| {
-                env.iter().find(|e| e["name"] == name).and_then(|e| e["value"].as_str()).map(str::to_owned)
-            };
-            let token64 = secrets?["items"].as_array()?.iter().find_map(|s| {
-                s["data"]["token"].as_str().filter(|_| s["data"]["url"].is_string()).map(str::to_owned)
-            })?;
-            let token = base64::engine::general_purpose::STANDARD.decode(token64).ok()?;
-            Some(AgentEnv {
-                server: var("CATTLE_SERVER")?,
-                checksum: var("CATTLE_CA_CHECKSUM")?,
-                token: String::from_utf8(token).ok()?,
-            })
-        }
+    let s = eventually(WAIT, "the server deployed the cluster agent", || {
+        let settings = AgentSettings::read(&kc);
+        async move { settings }
     })
-    .await
+    .await;
+    AgentEnv { server: s.server, checksum: s.checksum, token: s.token }
 }
