@@ -112,7 +112,7 @@ impl Engine for Aks {
 
     fn endpoints(&self) -> CloudEndpoints {
         // Resource Manager's address is the cluster's (`baseUrl`, `authBaseUrl`); the CA the server's.
-        CloudEndpoints { gke: None, extra_ca_pem: Some(self.stand_in.ca_pem().to_owned()) }
+        CloudEndpoints { extra_ca_pem: Some(self.stand_in.ca_pem().to_owned()), ..Default::default() }
     }
 
     fn config(&self, name: &str, stage: Stage) -> Value {

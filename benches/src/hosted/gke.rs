@@ -106,6 +106,7 @@ impl Engine for Gke {
         CloudEndpoints {
             gke: Some(self.stand_in.base_url().to_owned()),
             extra_ca_pem: Some(self.stand_in.ca_pem().to_owned()),
+            ..Default::default()
         }
     }
 

@@ -172,14 +172,11 @@ impl Running {
     }
 
     /// Starts `rancher-agent` as the kubelet would: with what the Deployment in the cluster says.
-    async fn start_agent_in(&self, name: &str, sim: &rancher_sim::SimHandle, kubectl: &Kubectl) -> Proc {
-        let env = eventually(WAIT, &format!("the agent's Deployment in {name}"), || {
-            agent_env_from_cluster(kubectl)
-        })
-        .await;
-        assert_eq!(env.server, self.url);
+    async fn start_agent_in(&self, name: &str, sim: &rancher_sim::SimHandle) -> Proc {
         let kubeconfig = self.dir.path().join(format!("{name}.kubeconfig"));
         std::fs::write(&kubeconfig, sim.kubeconfig_yaml()).unwrap();
+        let env = crate::hosted_support::agent_env_from(&kubeconfig).await;
+        assert_eq!(env.server, self.url);
         start_agent(&env, &kubeconfig, &self.dir.path().join(format!("{name}-agent.log")), &[])
     }
 }
@@ -224,7 +221,7 @@ async fn provisioning_handover_deploys_the_agent_through_the_endpoint_and_the_cl
     assert!(binding.contains("cattle-admin-binding"));
 
     // The kubelet's part: the agent starts from the Deployment and Secret; the cluster turns Active.
-    let _agent = s.start_agent_in("hosted-a", &sim, &kubectl).await;
+    let _agent = s.start_agent_in("hosted-a", &sim).await;
     let active = s.until("hosted-a", "active", |c| c.state() == ClusterState::Active).await;
     assert_eq!(active.status.version.as_ref().unwrap().git_version, rancher_sim::DEFAULT_VERSION);
     let done = s.until("hosted-a", "provisioned", |c| progress_message(c) == "provisioned").await;
@@ -281,7 +278,7 @@ async fn provisioning_handover_of_an_unreachable_endpoint_waits_for_the_users_im
     let manifest = client(&s.ca_pem).get(url).send().await.unwrap().text().await.unwrap();
     let applied = kubectl.run_with_stdin(&["apply", "-f", "-"], &manifest).await;
     assert!(applied.ok, "{}", applied.stderr);
-    let _agent = s.start_agent_in("hosted-b", &sim, &kubectl).await;
+    let _agent = s.start_agent_in("hosted-b", &sim).await;
     s.until("hosted-b", "active", |c| c.state() == ClusterState::Active).await;
     let by_user = s
         .until("hosted-b", "recorded as the user's import", |c| {
@@ -335,8 +332,9 @@ async fn provisioning_handover_refused_by_tls_or_the_credential_fails_saying_wha
     let (cert_pem, key_pem) = sim.client_certificate("cloud-admin", &["system:masters"]).unwrap();
     let certificate = DownstreamCredential::ClientCertificate { cert_pem, key_pem: key_pem.clone().into() };
     s.handing.set("hosted-401", handed(sim.ca_pem(), certificate));
-    let kubectl = Kubectl::new("1.33", &sim.kubeconfig_yaml());
-    eventually(WAIT, "the retried deployment", || agent_env_from_cluster(&kubectl)).await;
+    let kubeconfig = s.dir.path().join("hosted-401.kubeconfig");
+    std::fs::write(&kubeconfig, sim.kubeconfig_yaml()).unwrap();
+    crate::hosted_support::agent_env_from(&kubeconfig).await;
     let deployed = s.until("hosted-401", "provisioned", |c| c.status.conditions.is_true("Provisioned")).await;
     assert!(progress_message(&deployed).contains("waiting for it to connect"), "{deployed:#?}");
     let key_line = key_pem.lines().nth(1).unwrap();

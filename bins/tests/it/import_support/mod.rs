@@ -221,34 +221,3 @@ pub async fn wait_state(home: &Path, name: &str, state: &str, wait: Duration) ->
     })
     .await
 }
-
-/// What a kubelet would give the cluster agent's container: the env of the `cattle-cluster-agent`
-/// Deployment found in the cluster `kubectl` reaches, its `CATTLE_TOKEN` read from the Secret the env
-/// names. `None` while the Deployment is not there.
-pub async fn agent_env_from_cluster(kubectl: &rancher_test_support::kubectl::Kubectl) -> Option<AgentEnv> {
-    let out = kubectl
-        .run(&["-n", "cattle-system", "get", "deployment", "cattle-cluster-agent", "-o", "json"])
-        .await;
-    if !out.ok {
-        return None;
-    }
-    let deployment: Value = serde_json::from_str(&out.stdout).unwrap();
-    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap().clone();
-    let var =
-        |name: &str| env.iter().find(|e| e["name"] == name).unwrap_or_else(|| panic!("no {name} in {env:?}"));
-    let value = |name: &str| var(name)["value"].as_str().unwrap().to_owned();
-    let secret_ref = &var("CATTLE_TOKEN")["valueFrom"]["secretKeyRef"];
-    let secret = kubectl
-        .ok(&["-n", "cattle-system", "get", "secret", secret_ref["name"].as_str().unwrap(), "-o", "json"])
-        .await;
-    let secret: Value = serde_json::from_str(&secret).unwrap();
-    use base64::Engine;
-    let token = base64::engine::general_purpose::STANDARD
-        .decode(secret["data"][secret_ref["key"].as_str().unwrap()].as_str().unwrap())
-        .unwrap();
-    Some(AgentEnv {
-        server: value("CATTLE_SERVER"),
-        checksum: value("CATTLE_CA_CHECKSUM"),
-        token: String::from_utf8(token).unwrap(),
-    })
-}

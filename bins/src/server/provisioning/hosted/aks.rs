@@ -4,8 +4,9 @@
 //! cluster's admin credentials to deploy the agent with, and deletes the managed cluster (never an
 //! imported one) when the Rancher cluster is deleted.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use rancher_core::model::{AksConfig, Cluster, HostedOperation, HostedStatus, StepState};
@@ -16,7 +17,8 @@ use rancher_provision::hosted::credentials::CloudSecret;
 use rancher_provision::{
     Downstream, DownstreamCredential, Progress, ProvisionContext, ProvisionError, Provisioner,
 };
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
 
 use super::{Hosted, POLL, agent_joined, progress};
 
@@ -24,16 +26,21 @@ const FIELD: &str = "spec.aksConfig";
 /// The driver name of AKS clusters (Rancher's).
 pub(crate) const DRIVER: &str = "AKS";
 
+/// A signed-in client and the service principal it signs in as.
+type Signed = (Arc<AksClient>, (String, SecretString));
+
 /// Clusters in Azure Kubernetes Service.
 pub(crate) struct AksProvisioner {
     hosted: Arc<Hosted>,
+    /// One client per credential and endpoints (by their digest), so that its token is reused.
+    clients: Mutex<HashMap<[u8; 32], Signed>>,
     /// The API calls of every client, for the bench.
     calls: Arc<AtomicU64>,
 }
 
 impl AksProvisioner {
     pub(crate) fn new(hosted: Arc<Hosted>) -> Self {
-        AksProvisioner { hosted, calls: Arc::default() }
+        AksProvisioner { hosted, clients: Mutex::default(), calls: Arc::default() }
     }
 
     fn config(cluster: &Cluster) -> Result<&AksConfig, ProvisionError> {
@@ -46,11 +53,7 @@ impl AksProvisioner {
 
     /// A client signed in with the credential `config` names (the cluster creator's), and that
     /// credential as the service principal a new cluster runs as (unless it has a managed identity).
-    async fn client(
-        &self,
-        cluster: &Cluster,
-        config: &AksConfig,
-    ) -> Result<(AksClient, (String, SecretString)), ProvisionError> {
+    async fn client(&self, cluster: &Cluster, config: &AksConfig) -> Result<Signed, ProvisionError> {
         let field = format!("{FIELD}.azureCredentialSecret");
         let secret = self.hosted.secret(cluster, &field, &config.azure_credential_secret).await?;
         let CloudSecret::Azure { client_id, client_secret, tenant_id, subscription_id, environment } = secret
@@ -77,9 +80,26 @@ impl AksProvisioner {
             extra_ca_pem: self.hosted.endpoints.extra_ca_pem.clone(),
             ..Default::default()
         };
+        let mut digest = Sha256::new();
+        for part in [&tenant_id, &client_id, client_secret.expose_secret(), &subscription_id] {
+            digest.update(part.as_bytes());
+            digest.update([0]);
+        }
+        digest.update(format!("{:?}", options.endpoints).as_bytes());
+        let digest: [u8; 32] = digest.finalize().into();
+        if let Some(signed) = self.clients.lock().unwrap_or_else(PoisonError::into_inner).get(&digest) {
+            return Ok(signed.clone());
+        }
         let principal = (client_id.clone(), client_secret.clone());
         let creds = AzureCredentials { tenant_id, client_id, client_secret, subscription_id };
-        Ok((AksClient::new(creds, options)?.with_call_counter(self.calls.clone()), principal))
+        let signed =
+            (Arc::new(AksClient::new(creds, options)?.with_call_counter(self.calls.clone())), principal);
+        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        if clients.len() >= 256 {
+            clients.clear();
+        }
+        clients.insert(digest, signed.clone());
+        Ok(signed)
     }
 
     async fn record(&self, cluster: &Cluster, op: Option<HostedOperation>) -> Result<(), ProvisionError> {
