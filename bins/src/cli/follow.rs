@@ -24,6 +24,59 @@ const NODE_COUNT_GRACE: Duration = Duration::from_secs(30);
 /// The default `--timeout`.
 pub(super) const DEFAULT_TIMEOUT: &str = "20m";
 
+/// Creates the cluster `name` with `spec` (its engine config set) and follows its provisioning for
+/// `wait` (the server's warnings on stderr; the id first on a terminal).
+///
+/// # Errors
+/// The server's refusal, or the provisioning's failure while followed.
+pub(super) async fn create_cluster(
+    client: &ApiClient,
+    name: &str,
+    spec: Value,
+    fmt: super::output::Format,
+    wait: Option<Duration>,
+) -> Result<String, CliError> {
+    let body = serde_json::json!({ "metadata": { "name": name }, "spec": spec });
+    let (created, warnings) = client.call_with_warnings(Method::POST, "/v3/clusters", Some(&body)).await?;
+    for w in warnings {
+        eprintln!("Warning: {w}");
+    }
+    let id = created.get("id").and_then(Value::as_str).unwrap_or(name).to_owned();
+    if wait.is_some() && fmt == super::output::Format::Table {
+        println!("{id}");
+    }
+    report_or_follow(client, &id, fmt, wait, 0, &created, format!("{id}\n")).await
+}
+
+/// Replaces `spec.<field>` of the cluster `name` with `config` (read, changed, written back with the
+/// version read: a concurrent change is a Conflict, not lost) and follows the change for `wait`.
+/// `without` is the error when the cluster has no such config.
+///
+/// # Errors
+/// [`CliError::Input`] with `without`; the server's refusal; the change's failure while followed.
+pub(super) async fn replace_config(
+    client: &ApiClient,
+    name: &str,
+    field: &str,
+    config: Value,
+    without: &str,
+    fmt: super::output::Format,
+    wait: Option<Duration>,
+) -> Result<String, CliError> {
+    let path = format!("/v3/clusters/{}", path_segment(name)?);
+    let mut cluster = client.call(Method::GET, &path, None).await?;
+    if cluster.get("spec").and_then(|s| s.get(field)).is_none_or(Value::is_null) {
+        return Err(CliError::Input(without.to_owned()));
+    }
+    cluster["spec"][field] = config;
+    let (updated, warnings) = client.call_with_warnings(Method::PUT, &path, Some(&cluster)).await?;
+    for w in warnings {
+        eprintln!("Warning: {w}");
+    }
+    let generation = updated.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+    report_or_follow(client, name, fmt, wait, generation, &updated, format!("cluster {name} updated\n")).await
+}
+
 /// `--timeout`: a positive duration like `20m`, `90s` or `1h 30m`.
 ///
 /// # Errors

@@ -6,7 +6,6 @@
 
 use std::path::Path;
 
-use http::Method;
 use rancher_core::model::{AksConfig, EksConfig, GkeConfig};
 use rancher_provision::ProvisionError;
 use rancher_provision::hosted::{aks, eks, gke};
@@ -84,16 +83,7 @@ pub(super) async fn create(
     let config = engine.load(file)?;
     let mut spec = json!({ "displayName": name, "description": description });
     spec[engine.field()] = config;
-    let body = json!({ "metadata": { "name": name }, "spec": spec });
-    let (created, warnings) = client.call_with_warnings(Method::POST, "/v3/clusters", Some(&body)).await?;
-    for w in warnings {
-        eprintln!("Warning: {w}");
-    }
-    let id = created.get("id").and_then(Value::as_str).unwrap_or(name).to_owned();
-    if wait.is_some() && fmt == Format::Table {
-        println!("{id}");
-    }
-    super::follow::report_or_follow(client, &id, fmt, wait, 0, &created, format!("{id}\n")).await
+    super::follow::create_cluster(client, name, spec, fmt, wait).await
 }
 
 /// `rancherctl cluster update NAME --gke|--aks FILE`: the engine config replaced (read, changed,
@@ -108,18 +98,7 @@ pub(super) async fn update(
     wait: Option<std::time::Duration>,
 ) -> Result<String, CliError> {
     let config = engine.load(file)?;
-    let path = format!("/v3/clusters/{}", super::commands::path_segment(name)?);
-    let mut cluster = client.call(Method::GET, &path, None).await?;
     let field = engine.field();
-    if cluster.get("spec").and_then(|s| s.get(field)).is_none_or(Value::is_null) {
-        return Err(CliError::Input(format!("cluster {name} has no {field}")));
-    }
-    cluster["spec"][field] = config;
-    let (updated, warnings) = client.call_with_warnings(Method::PUT, &path, Some(&cluster)).await?;
-    for w in warnings {
-        eprintln!("Warning: {w}");
-    }
-    let generation = updated.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
-    let done = format!("cluster {name} updated\n");
-    super::follow::report_or_follow(client, name, fmt, wait, generation, &updated, done).await
+    let without = format!("cluster {name} has no {field}");
+    super::follow::replace_config(client, name, field, config, &without, fmt, wait).await
 }

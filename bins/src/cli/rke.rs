@@ -108,19 +108,8 @@ pub(super) async fn create(
     wait: Option<std::time::Duration>,
 ) -> Result<String, CliError> {
     let rke_config = load_for_sending(file)?;
-    let body = json!({
-        "metadata": { "name": name },
-        "spec": { "displayName": name, "description": description, "rkeConfig": rke_config },
-    });
-    let (created, warnings) = client.call_with_warnings(Method::POST, "/v3/clusters", Some(&body)).await?;
-    for w in warnings {
-        eprintln!("Warning: {w}");
-    }
-    let id = created.get("id").and_then(Value::as_str).unwrap_or(name).to_owned();
-    if wait.is_some() && fmt == Format::Table {
-        println!("{id}");
-    }
-    super::follow::report_or_follow(client, &id, fmt, wait, 0, &created, format!("{id}\n")).await
+    let spec = json!({ "displayName": name, "description": description, "rkeConfig": rke_config });
+    super::follow::create_cluster(client, name, spec, fmt, wait).await
 }
 
 /// `rancherctl cluster update NAME --rke FILE`: the cluster's `rkeConfig` replaced (read, changed,
@@ -134,19 +123,8 @@ pub(super) async fn update(
     wait: Option<std::time::Duration>,
 ) -> Result<String, CliError> {
     let rke_config = load_for_sending(file)?;
-    let path = format!("/v3/clusters/{}", super::commands::path_segment(name)?);
-    let mut cluster = client.call(Method::GET, &path, None).await?;
-    if cluster.pointer("/spec/rkeConfig").is_none_or(Value::is_null) {
-        return Err(CliError::Input(format!("cluster {name} is not built on hosts (it has no rkeConfig)")));
-    }
-    cluster["spec"]["rkeConfig"] = rke_config;
-    let (updated, warnings) = client.call_with_warnings(Method::PUT, &path, Some(&cluster)).await?;
-    for w in warnings {
-        eprintln!("Warning: {w}");
-    }
-    let generation = updated.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
-    let done = format!("cluster {name} updated\n");
-    super::follow::report_or_follow(client, name, fmt, wait, generation, &updated, done).await
+    let without = format!("cluster {name} is not built on hosts (it has no rkeConfig)");
+    super::follow::replace_config(client, name, "rkeConfig", rke_config, &without, fmt, wait).await
 }
 
 /// `rancherctl cluster rkestate NAME [-o FILE]`: the cluster's state as RKE's `cluster.rkestate`.

@@ -4,12 +4,11 @@
 //! cluster's admin credentials to deploy the agent with, and deletes the managed cluster (never an
 //! imported one) when the Rancher cluster is deleted.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use rancher_core::model::{AksConfig, Cluster, HostedOperation, HostedStatus, StepState};
+use rancher_core::model::{AksConfig, Cluster, HostedOperation, StepState};
 use rancher_provision::hosted::aks::{
     self, AksChange, AksClient, AksClientOptions, AzureCredentials, AzureEndpoints, Operation, OperationState,
 };
@@ -18,11 +17,12 @@ use rancher_provision::{
     Downstream, DownstreamCredential, Progress, ProvisionContext, ProvisionError, Provisioner,
 };
 use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
 
-use super::{Hosted, POLL, agent_joined, progress};
+use super::{Clients, Hosted, POLL, StatusOf, agent_joined, progress};
 
 const FIELD: &str = "spec.aksConfig";
+/// Where the provisioner keeps its findings: `status.aksStatus`.
+const STATUS: StatusOf<AksConfig> = |s| &mut s.aks_status;
 /// The driver name of AKS clusters (Rancher's).
 pub(crate) const DRIVER: &str = "AKS";
 
@@ -32,15 +32,15 @@ type Signed = (Arc<AksClient>, (String, SecretString));
 /// Clusters in Azure Kubernetes Service.
 pub(crate) struct AksProvisioner {
     hosted: Arc<Hosted>,
-    /// One client per credential and endpoints (by their digest), so that its token is reused.
-    clients: Mutex<HashMap<[u8; 32], Signed>>,
+    /// One client per credential and endpoints, so that its token is reused.
+    clients: Clients<Signed>,
     /// The API calls of every client, for the bench.
     calls: Arc<AtomicU64>,
 }
 
 impl AksProvisioner {
     pub(crate) fn new(hosted: Arc<Hosted>) -> Self {
-        AksProvisioner { hosted, clients: Mutex::default(), calls: Arc::default() }
+        AksProvisioner { hosted, clients: Clients::new(), calls: Arc::default() }
     }
 
     fn config(cluster: &Cluster) -> Result<&AksConfig, ProvisionError> {
@@ -80,39 +80,24 @@ impl AksProvisioner {
             extra_ca_pem: self.hosted.endpoints.extra_ca_pem.clone(),
             ..Default::default()
         };
-        let mut digest = Sha256::new();
-        for part in [&tenant_id, &client_id, client_secret.expose_secret(), &subscription_id] {
-            digest.update(part.as_bytes());
-            digest.update([0]);
-        }
-        digest.update(format!("{:?}", options.endpoints).as_bytes());
-        let digest: [u8; 32] = digest.finalize().into();
-        if let Some(signed) = self.clients.lock().unwrap_or_else(PoisonError::into_inner).get(&digest) {
-            return Ok(signed.clone());
-        }
-        let principal = (client_id.clone(), client_secret.clone());
-        let creds = AzureCredentials { tenant_id, client_id, client_secret, subscription_id };
-        let signed =
-            (Arc::new(AksClient::new(creds, options)?.with_call_counter(self.calls.clone())), principal);
-        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
-        if clients.len() >= 256 {
-            clients.clear();
-        }
-        clients.insert(digest, signed.clone());
-        Ok(signed)
+        let endpoint_key = format!("{:?}", options.endpoints);
+        let parts =
+            [tenant_id.as_str(), &client_id, client_secret.expose_secret(), &subscription_id, &endpoint_key];
+        self.clients.get_or_make(&parts, || {
+            let principal = (client_id.clone(), client_secret.clone());
+            let creds = AzureCredentials {
+                tenant_id: tenant_id.clone(),
+                client_id: client_id.clone(),
+                client_secret: client_secret.clone(),
+                subscription_id: subscription_id.clone(),
+            };
+            let client = AksClient::new(creds, options)?.with_call_counter(self.calls.clone());
+            Ok::<_, ProvisionError>((Arc::new(client), principal))
+        })
     }
 
     async fn record(&self, cluster: &Cluster, op: Option<HostedOperation>) -> Result<(), ProvisionError> {
-        self.hosted
-            .write_status(cluster, |c| {
-                let status = c.status.aks_status.get_or_insert_with(HostedStatus::default);
-                if status.operation == op {
-                    return false;
-                }
-                status.operation.clone_from(&op);
-                true
-            })
-            .await
+        self.hosted.record(cluster, STATUS, op).await
     }
 
     /// Records `op` as the operation in flight (none when Azure finished it within the request) and
@@ -259,15 +244,7 @@ impl Provisioner for AksProvisioner {
         };
         let upstream = aks::upstream_spec(config, &have);
         let phase = have.properties.provisioning_state.clone().unwrap_or_default();
-        self.hosted
-            .write_status(cluster, |c| {
-                let status = c.status.aks_status.get_or_insert_with(HostedStatus::default);
-                let changed = status.upstream_spec.as_ref() != Some(&upstream) || status.phase != phase;
-                status.upstream_spec = Some(upstream.clone());
-                status.phase.clone_from(&phase);
-                changed
-            })
-            .await?;
+        self.hosted.observed(cluster, STATUS, upstream, &phase).await?;
         match phase.as_str() {
             "Succeeded" => {}
             "Failed" | "Canceled" if config.imported => {}

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rancher_core::model::{Cluster, EksConfig, HostedOperation, HostedStatus, StepState};
+use rancher_core::model::{Cluster, EksConfig, HostedOperation, StepState};
 use rancher_provision::hosted::eks::{
     self, ClusterStatus, EksChange, EksClient, EksOptions, Nodegroup, NodegroupStatus, UpdateStatus,
 };
@@ -17,9 +17,11 @@ use rancher_provision::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Hosted, POLL, agent_joined, progress};
+use super::{Hosted, POLL, StatusOf, agent_joined, progress};
 
 const FIELD: &str = "spec.eksConfig";
+/// Where the provisioner keeps its findings: `status.eksStatus`.
+const STATUS: StatusOf<EksConfig> = |s| &mut s.eks_status;
 
 /// An update AWS is carrying out, as recorded in `status.eksStatus.operation.id`.
 #[derive(Serialize, Deserialize)]
@@ -62,16 +64,7 @@ impl EksProvisioner {
     }
 
     async fn record(&self, cluster: &Cluster, op: Option<HostedOperation>) -> Result<(), ProvisionError> {
-        self.hosted
-            .write_status(cluster, |c| {
-                let status = c.status.eks_status.get_or_insert_with(HostedStatus::default);
-                if status.operation == op {
-                    return false;
-                }
-                status.operation.clone_from(&op);
-                true
-            })
-            .await
+        self.hosted.record(cluster, STATUS, op).await
     }
 
     /// Looks at the update in flight: `Some(progress)` while it runs; its failure as an error.
@@ -214,15 +207,7 @@ impl Provisioner for EksProvisioner {
         let groups = self.nodegroups(&client, name).await?;
         let upstream = eks::upstream_spec(config, &have, &groups);
         let phase = format!("{:?}", have.status).to_uppercase();
-        self.hosted
-            .write_status(cluster, |c| {
-                let status = c.status.eks_status.get_or_insert_with(HostedStatus::default);
-                let changed = status.upstream_spec.as_ref() != Some(&upstream) || status.phase != phase;
-                status.upstream_spec = Some(upstream.clone());
-                status.phase.clone_from(&phase);
-                changed
-            })
-            .await?;
+        self.hosted.observed(cluster, STATUS, upstream, &phase).await?;
         match have.status {
             ClusterStatus::Active => {}
             ClusterStatus::Failed => {

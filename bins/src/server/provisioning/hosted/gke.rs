@@ -4,11 +4,10 @@
 //! token to deploy the agent with, and deletes the cluster (never an imported one) when the Rancher
 //! cluster is deleted.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use rancher_core::model::{Cluster, GkeConfig, HostedOperation, HostedStatus, StepState};
+use rancher_core::model::{Cluster, GkeConfig, HostedOperation, StepState};
 use rancher_provision::hosted::credentials::CloudSecret;
 use rancher_provision::hosted::gke::{
     self, ClusterStatus, GkeChange, GkeClient, GkeOptions, Location, NodePoolUpdate,
@@ -17,24 +16,25 @@ use rancher_provision::{
     Downstream, DownstreamCredential, Progress, ProvisionContext, ProvisionError, Provisioner,
 };
 use secrecy::ExposeSecret;
-use sha2::{Digest, Sha256};
 
-use super::{Hosted, POLL, agent_joined, progress};
+use super::{Clients, Hosted, POLL, StatusOf, agent_joined, progress};
 
 const FIELD: &str = "spec.gkeConfig";
+/// Where the provisioner keeps its findings: `status.gkeStatus`.
+const STATUS: StatusOf<GkeConfig> = |s| &mut s.gke_status;
 
 /// Clusters in Google Kubernetes Engine.
 pub(crate) struct GkeProvisioner {
     hosted: Arc<Hosted>,
-    /// One client per service-account key (by the key's digest), so that its access token is reused.
-    clients: Mutex<HashMap<[u8; 32], GkeClient>>,
+    /// One client per service-account key and base URL, so that its access token is reused.
+    clients: Clients<GkeClient>,
     /// The API calls of every client, for the bench and `/metrics`.
     calls: Arc<gke::ApiCalls>,
 }
 
 impl GkeProvisioner {
     pub(crate) fn new(hosted: Arc<Hosted>) -> Self {
-        GkeProvisioner { hosted, clients: Mutex::default(), calls: Arc::default() }
+        GkeProvisioner { hosted, clients: Clients::new(), calls: Arc::default() }
     }
 
     fn config(cluster: &Cluster) -> Result<&GkeConfig, ProvisionError> {
@@ -53,42 +53,26 @@ impl GkeProvisioner {
                 format!("cloud credential {:?} is not a Google one", config.google_credential_secret),
             ));
         };
-        let digest: [u8; 32] = Sha256::digest(service_account_json.expose_secret().as_bytes()).into();
-        if let Some(c) = self.clients.lock().unwrap_or_else(PoisonError::into_inner).get(&digest) {
-            return Ok(c.clone());
-        }
         let endpoints = &self.hosted.endpoints;
-        let mut options = GkeOptions {
-            calls: self.calls.clone(),
-            extra_ca_pem: endpoints.extra_ca_pem.clone(),
-            ..Default::default()
-        };
-        if let Some(url) = &endpoints.gke {
-            options.base_url.clone_from(url);
-        }
-        let client = GkeClient::from_key_json(&service_account_json, options).map_err(|e| {
-            ProvisionError::permanent(format!("cloud credential {:?}: {e}", config.google_credential_secret))
-        })?;
-        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
-        if clients.len() >= 256 {
-            clients.clear();
-        }
-        clients.insert(digest, client.clone());
-        Ok(client)
+        let base = endpoints.gke.as_deref().unwrap_or(gke::DEFAULT_BASE_URL);
+        self.clients.get_or_make(&[service_account_json.expose_secret(), base], || {
+            let options = GkeOptions {
+                base_url: base.to_owned(),
+                calls: self.calls.clone(),
+                extra_ca_pem: endpoints.extra_ca_pem.clone(),
+                ..Default::default()
+            };
+            GkeClient::from_key_json(&service_account_json, options).map_err(|e| {
+                ProvisionError::permanent(format!(
+                    "cloud credential {:?}: {e}",
+                    config.google_credential_secret
+                ))
+            })
+        })
     }
 
-    /// Records `op` (or none) as the operation in flight.
     async fn record(&self, cluster: &Cluster, op: Option<HostedOperation>) -> Result<(), ProvisionError> {
-        self.hosted
-            .write_status(cluster, |c| {
-                let status = c.status.gke_status.get_or_insert_with(HostedStatus::default);
-                if status.operation == op {
-                    return false;
-                }
-                status.operation.clone_from(&op);
-                true
-            })
-            .await
+        self.hosted.record(cluster, STATUS, op).await
     }
 
     /// Looks at the operation in flight: `Some(progress)` while it runs; its failure as an error.
@@ -201,15 +185,7 @@ impl Provisioner for GkeProvisioner {
         };
         let upstream = gke::upstream_spec(config, &have);
         let phase = format!("{:?}", have.status).to_uppercase();
-        self.hosted
-            .write_status(cluster, |c| {
-                let status = c.status.gke_status.get_or_insert_with(HostedStatus::default);
-                let changed = status.upstream_spec.as_ref() != Some(&upstream) || status.phase != phase;
-                status.upstream_spec = Some(upstream.clone());
-                status.phase.clone_from(&phase);
-                changed
-            })
-            .await?;
+        self.hosted.observed(cluster, STATUS, upstream, &phase).await?;
         match have.status {
             ClusterStatus::Running => {}
             ClusterStatus::Error | ClusterStatus::Degraded => {

@@ -15,14 +15,18 @@ pub(crate) mod aks;
 pub(crate) mod eks;
 pub(crate) mod gke;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rancher_core::Conditions;
-use rancher_core::model::{Cluster, ProvisioningProgress, StepState};
+use rancher_core::model::{
+    Cluster, ClusterStatus, HostedOperation, HostedStatus, ProvisioningProgress, StepState,
+};
 use rancher_core::store::Store;
 use rancher_provision::ProvisionError;
 use rancher_provision::hosted::credentials::{CloudSecret, CredentialSource};
+use sha2::{Digest, Sha256};
 
 use super::cluster_status;
 
@@ -71,6 +75,81 @@ impl Hosted {
         cluster_status::update(&self.store, cluster, change)
             .await
             .map_err(|e| ProvisionError::transient(format!("writing the cluster's status: {e}")))
+    }
+}
+
+/// Where an engine keeps its findings in a cluster's status (`gkeStatus`, `aksStatus`, `eksStatus`).
+pub(crate) type StatusOf<C> = fn(&mut ClusterStatus) -> &mut Option<HostedStatus<C>>;
+
+impl Hosted {
+    /// Records `op` (or none) as the engine's cloud operation in flight.
+    pub(crate) async fn record<C: Default>(
+        &self,
+        cluster: &Cluster,
+        of: StatusOf<C>,
+        op: Option<HostedOperation>,
+    ) -> Result<(), ProvisionError> {
+        self.write_status(cluster, |c| {
+            let status = of(&mut c.status).get_or_insert_with(HostedStatus::default);
+            if status.operation == op {
+                return false;
+            }
+            status.operation.clone_from(&op);
+            true
+        })
+        .await
+    }
+
+    /// Records the cluster as the cloud reports it: `upstream` in the engine config's terms, and the
+    /// cloud's state of it.
+    pub(crate) async fn observed<C: Default + Clone + PartialEq>(
+        &self,
+        cluster: &Cluster,
+        of: StatusOf<C>,
+        upstream: C,
+        phase: &str,
+    ) -> Result<(), ProvisionError> {
+        self.write_status(cluster, |c| {
+            let status = of(&mut c.status).get_or_insert_with(HostedStatus::default);
+            let changed = status.upstream_spec.as_ref() != Some(&upstream) || status.phase != phase;
+            status.upstream_spec = Some(upstream.clone());
+            phase.clone_into(&mut status.phase);
+            changed
+        })
+        .await
+    }
+}
+
+/// Signed-in clients by a digest of what they sign in with, so that a client's token is reused
+/// across reconciles (and a rotated credential gets a new client).
+pub(crate) struct Clients<T>(Mutex<HashMap<[u8; 32], T>>);
+
+impl<T: Clone> Clients<T> {
+    /// At most this many are kept; beyond, the cache starts again.
+    const MAX: usize = 256;
+
+    pub(crate) fn new() -> Self {
+        Clients(Mutex::default())
+    }
+
+    /// The client for `parts` (secrets among them: only their digest is kept), made by `make` once.
+    pub(crate) fn get_or_make<E>(&self, parts: &[&str], make: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        let mut digest = Sha256::new();
+        for part in parts {
+            digest.update(part.as_bytes());
+            digest.update([0]);
+        }
+        let key: [u8; 32] = digest.finalize().into();
+        if let Some(client) = self.0.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
+            return Ok(client.clone());
+        }
+        let client = make()?;
+        let mut clients = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if clients.len() >= Self::MAX {
+            clients.clear();
+        }
+        clients.insert(key, client.clone());
+        Ok(client)
     }
 }
 
