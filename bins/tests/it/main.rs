@@ -27,6 +27,7 @@ mod disconnect_e2e;
 mod front_door;
 mod fuzz_v3;
 mod grants;
+mod hosted_aks;
 mod hosted_gke;
 mod import_e2e;
 mod kubeconfig_e2e;
