@@ -28,6 +28,7 @@ mod front_door;
 mod fuzz_v3;
 mod grants;
 mod hosted_aks;
+mod hosted_faults;
 mod hosted_gke;
 mod import_e2e;
 mod kubeconfig_e2e;

@@ -251,10 +251,14 @@ impl Provisioner for AksProvisioner {
         match phase.as_str() {
             "Succeeded" => {}
             "Failed" | "Canceled" if config.imported => {}
+            // Azure's way out of a failed operation is to PUT the cluster again. A failure reported
+            // by its operation stops the reconciles until the spec changes: this is that retry.
             "Failed" | "Canceled" => {
-                return Err(ProvisionError::permanent(format!(
-                    "Azure reports the cluster's last operation {phase}: change the spec to try again, or delete it"
-                )));
+                let identity = aks::spec::ClusterIdentity::for_config(config, principal);
+                let body = aks::spec::managed_cluster(config, &identity, client.subscription_id())?;
+                let (_, op) = client.create_or_update_cluster(rg, name, &body).await?;
+                let description = format!("retrying AKS cluster {name} after its last operation {phase}");
+                return self.started(cluster, &op, description, StepState::Running).await;
             }
             _ => {
                 return Ok(Progress::InProgress {
