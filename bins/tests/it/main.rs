@@ -27,8 +27,10 @@ mod disconnect_e2e;
 mod front_door;
 mod fuzz_v3;
 mod grants;
+mod hosted_aks;
 #[cfg(feature = "eks")]
 mod hosted_eks;
+mod hosted_faults;
 mod hosted_gke;
 mod import_e2e;
 mod kubeconfig_e2e;

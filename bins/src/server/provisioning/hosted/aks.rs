@@ -248,10 +248,14 @@ impl Provisioner for AksProvisioner {
         match phase.as_str() {
             "Succeeded" => {}
             "Failed" | "Canceled" if config.imported => {}
+            // Azure's way out of a failed operation is to PUT the cluster again. A failure reported
+            // by its operation stops the reconciles until the spec changes: this is that retry.
             "Failed" | "Canceled" => {
-                return Err(ProvisionError::permanent(format!(
-                    "Azure reports the cluster's last operation {phase}: change the spec to try again, or delete it"
-                )));
+                let identity = aks::spec::ClusterIdentity::for_config(config, principal);
+                let body = aks::spec::managed_cluster(config, &identity, client.subscription_id())?;
+                let (_, op) = client.create_or_update_cluster(rg, name, &body).await?;
+                let description = format!("retrying AKS cluster {name} after its last operation {phase}");
+                return self.started(cluster, &op, description, StepState::Running).await;
             }
             _ => {
                 return Ok(Progress::InProgress {
@@ -304,7 +308,12 @@ impl Provisioner for AksProvisioner {
         if config.imported {
             return Ok(Progress::Done);
         }
-        let (client, _) = self.client(cluster, config).await?;
+        let client = match self.client(cluster, config).await {
+            Ok((client, _)) => client,
+            // Never signed in (a credential the creator may not use): nothing was made at Azure.
+            Err(e) if !e.is_transient() && cluster.status.aks_status.is_none() => return Ok(Progress::Done),
+            Err(e) => return Err(e),
+        };
         let (rg, name) = (&config.resource_group, &config.cluster_name);
         let Some(have) = client.get_cluster(rg, name).await? else { return Ok(Progress::Done) };
         if have.properties.provisioning_state.as_deref() != Some("Deleting") {

@@ -290,7 +290,12 @@ impl Provisioner for EksProvisioner {
         if config.imported {
             return Ok(Progress::Done);
         }
-        let client = self.client(cluster, config).await?;
+        let client = match self.client(cluster, config).await {
+            Ok(client) => client,
+            // Never signed in (a credential the creator may not use): nothing was made at AWS.
+            Err(e) if !e.is_transient() && cluster.status.eks_status.is_none() => return Ok(Progress::Done),
+            Err(e) => return Err(e),
+        };
         let name = &config.display_name;
         let Some(have) = client.find_cluster(name).await? else { return Ok(Progress::Done) };
         let groups = self.nodegroups(&client, name).await?;

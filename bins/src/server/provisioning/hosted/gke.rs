@@ -241,7 +241,12 @@ impl Provisioner for GkeProvisioner {
         if config.imported {
             return Ok(Progress::Done);
         }
-        let client = self.client(cluster, config).await?;
+        let client = match self.client(cluster, config).await {
+            Ok(client) => client,
+            // Never signed in (a credential the creator may not use): nothing was made at Google.
+            Err(e) if !e.is_transient() && cluster.status.gke_status.is_none() => return Ok(Progress::Done),
+            Err(e) => return Err(e),
+        };
         let at = Location::of(config);
         let Some(have) = client.find_cluster(&at, &config.cluster_name).await? else {
             return Ok(Progress::Done);
