@@ -254,9 +254,17 @@ async fn a_snapshot_is_stored_on_every_host_and_restores_every_member() {
     let mut third = members.children.remove(2);
     let _ = third.kill();
     let _ = third.wait();
-    let health = member_health(&etcd_hosts, &tls).await.unwrap();
-    let state: Vec<(&str, bool)> = health.health.iter().map(|m| (m.name.as_str(), m.healthy)).collect();
-    assert_eq!(state.iter().filter(|(_, h)| !h).collect::<Vec<_>>(), [&("node3", false)], "{state:?}");
+    // When the member killed was the leader, the other two report themselves unhealthy (no leader)
+    // until they have elected one (etcd's election timeout, 1 s by default): the state to check is
+    // the one after that election.
+    let (hosts_ref, tls_ref) = (&etcd_hosts, &tls);
+    let health = eventually(Duration::from_secs(20), "node1 and node2 elect a leader", || async move {
+        let health = member_health(hosts_ref, tls_ref).await.ok()?;
+        let unhealthy: Vec<&str> =
+            health.health.iter().filter(|m| !m.healthy).map(|m| m.name.as_str()).collect();
+        (unhealthy == ["node3"]).then_some(health)
+    })
+    .await;
     assert_eq!(
         may_stop(&health.health, "node1").unwrap_err().to_string(),
         "stopping node1 would leave 1 of 3 etcd members healthy; etcd needs 2 for quorum"
