@@ -146,7 +146,7 @@ impl Engine for Aks {
             .collect()
     }
 
-    fn check(&self, name: &str, stage: Option<Stage>) -> Result<()> {
+    async fn check(&self, name: &str, stage: Option<Stage>) -> Result<()> {
         let have = self.stand_in.cluster(RESOURCE_GROUP, name);
         let Some(stage) = stage else {
             ensure!(have.is_none(), "Azure still has cluster {name}");

@@ -143,7 +143,7 @@ impl Engine for Gke {
             .collect()
     }
 
-    fn check(&self, name: &str, stage: Option<Stage>) -> Result<()> {
+    async fn check(&self, name: &str, stage: Option<Stage>) -> Result<()> {
         let have = self.stand_in.cluster(ZONE, name);
         let Some(stage) = stage else {
             ensure!(have.is_none(), "GKE still has cluster {name}");

@@ -1,9 +1,10 @@
 //! What `hosted_bench` is made of: an [`Engine`] is one hosted engine against its test counterpart
-//! (a stand-in whose recorded calls are counted); [`server`] drives a cluster's phases through an
+//! (a stand-in, or moto behind one, whose recorded calls are counted); [`server`] drives a cluster's phases through an
 //! in-process server, [`run_direct`] drives the same phases with the provider's client alone, and
 //! [`report`] prints both with their ratios.
 
 pub mod aks;
+pub mod eks;
 pub mod gke;
 pub mod report;
 pub mod server;
@@ -74,7 +75,8 @@ pub enum CallKind {
     Api,
     /// Signing in: an OAuth token endpoint.
     Token,
-    /// Not the provisioner's: the TokenReview a downstream cluster sends to check a token.
+    /// Not the provisioner's: the TokenReview a downstream cluster sends to check a token, or the
+    /// bench's own look at the provider after a phase.
     NotCounted,
 }
 
@@ -114,6 +116,9 @@ pub struct Measured {
     /// For a create through the server: how long after the request the server handed the running
     /// cluster over to deploy the agent (the rest is the agent's deploy and connection).
     pub handed_over: Option<Duration>,
+    /// For a create through the server of an engine whose endpoint the server cannot reach: how long
+    /// after the request the bench, as the user, applied the import command the status showed.
+    pub user_import: Option<Duration>,
 }
 
 /// A hosted engine against its test counterpart, as the bench needs it. The counterpart is started
@@ -141,8 +146,15 @@ pub trait Engine: Send + Sync {
     fn call_kinds(&self) -> Vec<CallKind>;
 
     /// Whether the provider shows cluster `name` at `stage` (`None`: the cluster is gone): an error
-    /// says what differs.
-    fn check(&self, name: &str, stage: Option<Stage>) -> Result<()>;
+    /// says what differs. Requests it makes are [`CallKind::NotCounted`].
+    fn check(&self, name: &str, stage: Option<Stage>) -> impl Future<Output = Result<()>> + Send;
+
+    /// Whether the server cannot reach the clusters' endpoint, so that a created cluster waits with
+    /// the import command (`kubectl apply -f <url>`) in its status for the user to run against the
+    /// downstream cluster — which the bench then does.
+    fn user_imports(&self) -> bool {
+        false
+    }
 
     /// A kubeconfig (YAML) of the downstream cluster, for the cluster agent.
     fn downstream_kubeconfig(&self) -> String;
@@ -162,13 +174,9 @@ pub async fn run_direct<E: Engine>(engine: &E, name: &str) -> Result<Vec<Measure
         let started = Instant::now();
         engine.direct(name, phase).await.map_err(|e| e.context(format!("direct {}", phase.name())))?;
         let wall = started.elapsed();
-        engine.check(name, phase.leaves())?;
-        out.push(Measured {
-            phase,
-            calls: Calls::since(&engine.call_kinds(), from),
-            wall,
-            handed_over: None,
-        });
+        let calls = Calls::since(&engine.call_kinds(), from);
+        engine.check(name, phase.leaves()).await?;
+        out.push(Measured { phase, calls, wall, handed_over: None, user_import: None });
     }
     Ok(out)
 }

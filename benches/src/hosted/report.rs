@@ -76,6 +76,19 @@ pub fn render(results: &[EngineResult]) -> String {
                 create.wall.saturating_sub(h).as_secs_f64()
             );
         }
+        if let Some(create) = r.server.phases.first()
+            && let Some(u) = create.user_import
+        {
+            let _ = writeln!(
+                out,
+                "- {} create through the server: the server could not reach the endpoint and showed the \
+                 import command; the bench, as the user, applied it {:.1} s after the request, {:.1} s \
+                 before the cluster was Active",
+                r.engine,
+                u.as_secs_f64(),
+                create.wall.saturating_sub(u).as_secs_f64()
+            );
+        }
         let b = r.server.between;
         if b.api + b.token > 0 {
             let _ = writeln!(

@@ -1,18 +1,20 @@
 //! The path through rancher-rs: an in-process server (memory store) with the engine's cloud
 //! endpoints, a cloud credential, and one cluster taken through every [`Phase`] over `/v3` as a
 //! client would, with the bench playing kubelet for the cluster agent the server deploys (read back
-//! with `rancher_test_support::deployed_agent`, then run as an in-process agent task).
+//! with `rancher_test_support::deployed_agent`, then run as an in-process agent task) — and, where
+//! the server cannot reach the cluster's endpoint, the user who applies the import command.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use rancher::agent::AgentBuilder;
 use rancher::server::Server;
 use rancher_core::model::{Cluster, ClusterState, StepState};
 use rancher_core::store::MemoryStore;
 use rancher_test_support::deployed_agent::AgentSettings;
+use rancher_test_support::kubectl::kubectl_at;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -111,33 +113,57 @@ impl BenchServer {
         Ok(Some(serde_json::from_value(v).context("the server's cluster does not parse")?))
     }
 
-    /// Waits until `id` is `Active` with `generation` observed; how long after `since` the
-    /// provisioner handed the cluster over (its cloud steps done), when it did while watched.
-    async fn until_active(&self, id: &str, generation: i64, since: Instant) -> Result<Option<Duration>> {
+    /// Waits until `id` is `Active` with `generation` observed. With `import` (the downstream
+    /// cluster's kubeconfig), the bench plays the user of a cluster whose endpoint the server cannot
+    /// reach: once the status shows the import command, it applies it there.
+    async fn until_active(
+        &self,
+        id: &str,
+        generation: i64,
+        since: Instant,
+        import: Option<&Path>,
+    ) -> Result<Watched> {
         let deadline = since + PHASE_LIMIT;
-        let mut handed_over = None;
+        let mut watched = Watched::default();
         loop {
             let c = self.cluster(id).await?.with_context(|| format!("cluster {id} vanished"))?;
             let current = c.status.observed_generation.unwrap_or(0) >= generation;
             let steps = c.status.provisioning.as_ref().map(|p| p.steps.clone()).unwrap_or_default();
             let cloud_done = steps.len() >= 2 && steps[..2].iter().all(|s| s.state == StepState::Done);
-            if current && cloud_done && handed_over.is_none() {
-                handed_over = Some(since.elapsed());
+            if current && cloud_done && watched.handed_over.is_none() {
+                watched.handed_over = Some(since.elapsed());
+            }
+            let message = c.status.provisioning.as_ref().map(|p| p.message.as_str()).unwrap_or_default();
+            if let (Some(kubeconfig), None, Some(url)) = (import, watched.user_import, manifest_url(message))
+            {
+                self.import(&url, kubeconfig).await?;
+                watched.user_import = Some(since.elapsed());
             }
             match c.state() {
-                ClusterState::Active if current => return Ok(handed_over),
-                ClusterState::Error => {
-                    let why = c.status.provisioning.map(|p| p.message).unwrap_or_default();
-                    bail!("cluster {id} failed: {why}");
-                }
+                ClusterState::Active if current => return Ok(watched),
+                ClusterState::Error => bail!("cluster {id} failed: {message}"),
                 _ => {}
             }
             if Instant::now() > deadline {
-                let doing = c.status.provisioning.as_ref().map(|p| p.message.as_str()).unwrap_or_default();
-                bail!("cluster {id} not active within {PHASE_LIMIT:?} ({}: {doing})", c.state());
+                bail!("cluster {id} not active within {PHASE_LIMIT:?} ({}: {message})", c.state());
             }
             tokio::time::sleep(OBSERVE).await;
         }
+    }
+
+    /// What the user runs: `kubectl apply -f <url>` against the downstream cluster (the manifest
+    /// fetched here, as kubectl would, trusting the server's CA).
+    async fn import(&self, url: &str, kubeconfig: &Path) -> Result<()> {
+        let manifest = self.http.get(url).send().await?.error_for_status()?.text().await?;
+        let file = self.dir.path().join("import.yaml");
+        std::fs::write(&file, manifest)?;
+        let (kc, f) = (kubeconfig.to_owned(), file.clone());
+        let (ok, out) = tokio::task::spawn_blocking(move || {
+            kubectl_at(&kc, &["apply", "-f", f.to_str().unwrap_or_default()])
+        })
+        .await?;
+        ensure!(ok, "kubectl apply -f <the import manifest>: {out}");
+        Ok(())
     }
 
     async fn until_gone(&self, id: &str, since: Instant) -> Result<()> {
@@ -158,6 +184,21 @@ impl BenchServer {
         let updated = self.call(Method::PUT, &path, Some(&cluster)).await?;
         updated.pointer("/metadata/generation").and_then(Value::as_i64).context("no generation in the answer")
     }
+}
+
+/// What the bench saw while waiting for a cluster to turn `Active`, in time since the request.
+#[derive(Debug, Default)]
+struct Watched {
+    /// The provisioner handed the cluster over (its cloud steps done).
+    handed_over: Option<Duration>,
+    /// The bench applied the import command the status showed.
+    user_import: Option<Duration>,
+}
+
+/// The manifest URL of the import command (`kubectl apply -f <url>`) in a status message.
+fn manifest_url(message: &str) -> Option<String> {
+    let (_, rest) = message.split_once("kubectl apply -f ")?;
+    Some(rest.split_whitespace().next()?.to_owned())
 }
 
 /// The kubelet's part: once the server has deployed the cluster agent into the downstream cluster,
@@ -195,7 +236,7 @@ pub async fn run<E: Engine>(engine: &E, name: &str) -> Result<ServerRun> {
     std::fs::write(&kubeconfig, engine.downstream_kubeconfig())?;
     let agent_stop = CancellationToken::new();
     let _stop_agent = agent_stop.clone().drop_guard();
-    let agent = kubelet(kubeconfig, agent_stop.clone());
+    let agent = kubelet(kubeconfig.clone(), agent_stop.clone());
 
     let field = engine.spec_field();
     let mut id = String::new();
@@ -208,7 +249,7 @@ pub async fn run<E: Engine>(engine: &E, name: &str) -> Result<ServerRun> {
         between.api += idle.api;
         between.token += idle.token;
         let started = Instant::now();
-        let mut handed_over = None;
+        let mut watched = Watched::default();
         match phase {
             Phase::Create => {
                 let mut spec = json!({"displayName": name});
@@ -217,12 +258,13 @@ pub async fn run<E: Engine>(engine: &E, name: &str) -> Result<ServerRun> {
                 let created = server.call(Method::POST, "/v3/clusters", Some(&body)).await?;
                 id = created["id"].as_str().unwrap_or(name).to_owned();
                 let generation = created.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
-                handed_over = server.until_active(&id, generation, started).await?;
+                let import = engine.user_imports().then_some(kubeconfig.as_path());
+                watched = server.until_active(&id, generation, started, import).await?;
             }
             Phase::Scale | Phase::Upgrade => {
                 let stage = phase.leaves().context("a phase that keeps the cluster")?;
                 let generation = server.update(&id, field, engine.config(name, stage)).await?;
-                server.until_active(&id, generation, started).await?;
+                server.until_active(&id, generation, started, None).await?;
             }
             Phase::Delete => {
                 server.call(Method::DELETE, &format!("/v3/clusters/{id}"), None).await?;
@@ -234,8 +276,10 @@ pub async fn run<E: Engine>(engine: &E, name: &str) -> Result<ServerRun> {
         last_end = kinds.len();
         engine
             .check(name, phase.leaves())
+            .await
             .with_context(|| format!("after {} through the server", phase.name()))?;
-        phases.push(Measured { phase, calls: Calls::since(&kinds, from), wall, handed_over });
+        let Watched { handed_over, user_import } = watched;
+        phases.push(Measured { phase, calls: Calls::since(&kinds, from), wall, handed_over, user_import });
         if phase == Phase::Create && agent.is_finished() {
             bail!("the cluster agent stopped: {:?}", agent.await);
         }

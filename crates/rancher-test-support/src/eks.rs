@@ -6,7 +6,8 @@
 //! update is a 404 `ResourceNotFoundException`. Everything else is forwarded to moto unchanged,
 //! with two additions: the versions the stand-in changed show in `DescribeCluster` /
 //! `DescribeNodegroup`, and the updates moto's `UpdateNodegroupConfig` / `UpdateClusterConfig`
-//! return (done at once) can be described.
+//! return (done at once) can be described. Every request a client sends it is recorded
+//! ([`EksUpdateStandIn::calls`]), so that a bench can count a client's EKS calls.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -25,6 +26,21 @@ struct State {
     /// (cluster, node group) → the version an update set.
     versions: HashMap<(String, Option<String>), String>,
     next: u64,
+    /// Every request received, in order.
+    calls: Vec<Call>,
+}
+
+/// One request a client sent the stand-in (the stand-in's own lookups at moto are not in it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    /// `GET`, `POST`, …
+    pub method: String,
+    /// The path, without the query (`/clusters/prod/node-groups`).
+    pub path: String,
+    /// The access key id of the request's SigV4 signature (not a secret), when signed.
+    pub access_key_id: Option<String>,
+    /// The status it was answered with.
+    pub status: u16,
 }
 
 struct Tracked {
@@ -38,6 +54,7 @@ struct Tracked {
 /// The stand-in, serving on a loopback port until dropped.
 pub struct EksUpdateStandIn {
     port: u16,
+    state: Arc<Mutex<State>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -57,6 +74,7 @@ impl EksUpdateStandIn {
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State::default()));
         let http = reqwest::Client::new();
+        let shared = state.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
@@ -71,7 +89,12 @@ impl EksUpdateStandIn {
                 });
             }
         });
-        EksUpdateStandIn { port, task }
+        EksUpdateStandIn { port, state: shared, task }
+    }
+
+    /// Every request received so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.state.lock().unwrap().calls.clone()
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -114,7 +137,29 @@ fn minor(v: &str) -> Option<(u32, u32)> {
     Some((a.parse().ok()?, b.split('.').next()?.parse().ok()?))
 }
 
+/// The access key id in a SigV4 `Authorization` header (`… Credential=<key>/<date>/…`).
+fn access_key_id(headers: &hyper::HeaderMap) -> Option<String> {
+    let auth = headers.get(hyper::header::AUTHORIZATION)?.to_str().ok()?;
+    let (_, credential) = auth.split_once("Credential=")?;
+    Some(credential.split('/').next()?.to_owned())
+}
+
 async fn handle(
+    req: Request<hyper::body::Incoming>,
+    state: &Mutex<State>,
+    http: &reqwest::Client,
+    moto: &str,
+) -> Response<Full<Bytes>> {
+    let method = req.method().to_string();
+    let path = req.uri().path().to_owned();
+    let access_key_id = access_key_id(req.headers());
+    let resp = answer_request(req, state, http, moto).await;
+    let status = resp.status().as_u16();
+    state.lock().unwrap().calls.push(Call { method, path, access_key_id, status });
+    resp
+}
+
+async fn answer_request(
     req: Request<hyper::body::Incoming>,
     state: &Mutex<State>,
     http: &reqwest::Client,
@@ -312,4 +357,46 @@ async fn forward(
         }
     }
     r.body(Full::new(body)).unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Requests are recorded with the signer's access key and the answer's status — here ones the
+    /// stand-in answers itself (no moto behind it: an unknown update, a cluster it cannot find).
+    #[tokio::test]
+    async fn every_request_is_recorded_with_its_access_key_and_status() {
+        let standin = EksUpdateStandIn::start("http://127.0.0.1:9".into()).await;
+        let http = reqwest::Client::new();
+        let auth = "AWS4-HMAC-SHA256 Credential=AKIABENCH/20240101/us-west-2/eks/aws4_request, \
+                    SignedHeaders=host, Signature=00";
+        let r = http
+            .get(format!("{}/clusters/c1/updates/u1?nodegroupName=ng", standin.endpoint()))
+            .header("authorization", auth)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        let r = http.post(format!("{}/clusters/c2/updates", standin.endpoint())).send().await.unwrap();
+        assert_eq!(r.status(), 404);
+        let calls = standin.calls();
+        assert_eq!(
+            calls,
+            [
+                Call {
+                    method: "GET".into(),
+                    path: "/clusters/c1/updates/u1".into(),
+                    access_key_id: Some("AKIABENCH".into()),
+                    status: 404,
+                },
+                Call {
+                    method: "POST".into(),
+                    path: "/clusters/c2/updates".into(),
+                    access_key_id: None,
+                    status: 404,
+                },
+            ]
+        );
+    }
 }
