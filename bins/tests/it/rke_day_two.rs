@@ -128,7 +128,17 @@ impl Prober {
             let mut reads = vec![];
             while !flag.load(Ordering::Relaxed) {
                 let at = tokio::time::Instant::now();
-                let out = k.run(&["get", "deployment", "web", "-o", "jsonpath={.status.replicas}"]).await;
+                // A read that hangs is a failed read (its time counts as down), not a stuck prober.
+                let out = k
+                    .run(&[
+                        "get",
+                        "deployment",
+                        "web",
+                        "-o",
+                        "jsonpath={.status.replicas}",
+                        "--request-timeout=10s",
+                    ])
+                    .await;
                 let election = out.stderr.contains("etcdserver: leader changed");
                 let error = (!out.ok && !election).then(|| out.stderr.trim().to_owned());
                 reads.push(Read { at, error });
