@@ -62,10 +62,11 @@ async fn main() -> Result<()> {
     }
     println!("\n{}", render(&results));
     println!(
-        "The server (the hosted provisioners' POLL) looks at a cloud operation {} s after starting it, then at GKE's and EKS's every 5 s and AKS's as \
+        "The server (rancher::server::HOSTED_POLL) looks at a cloud operation {} s after starting it, then at GKE's and EKS's every {} s and AKS's as \
          Retry-After says (1–60 s); the bench reads the cluster every {} ms and, as kubelet, looks for \
          the agent's Deployment every {} ms.",
-        5,
+        rancher::server::HOSTED_POLL.as_secs(),
+        rancher::server::HOSTED_POLL.as_secs(),
         server::OBSERVE.as_millis(),
         server::KUBELET_POLL.as_millis()
     );

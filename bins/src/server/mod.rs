@@ -64,7 +64,7 @@ pub use identity::{AuthConfigError, AuthConfigFileError, AuthProviderError, Inte
 pub use kubeconfig::DEFAULT_KUBECONFIG_TOKEN_TTL_MS;
 pub use listener::ListenerLimits;
 pub use provisioning::RegistryError as ProvisionerRegistryError;
-pub use provisioning::hosted::CloudEndpoints;
+pub use provisioning::hosted::{CloudEndpoints, POLL as HOSTED_POLL};
 pub use provisioning::node_plans;
 pub use proxy::{AuditConfig, AuditTarget};
 pub use secrets::SealError;

@@ -30,8 +30,9 @@ use sha2::{Digest, Sha256};
 
 use super::cluster_status;
 
-/// How often a cloud operation in flight is looked at again.
-pub(crate) const POLL: Duration = Duration::from_secs(5);
+/// How often a hosted provisioner looks again at a cloud operation in flight (AKS: as its
+/// `Retry-After` says, 1–60 s).
+pub const POLL: Duration = Duration::from_secs(5);
 
 /// Where the clouds' APIs are when not at their public addresses (sovereign clouds, proxies, test
 /// stand-ins), and the CAs to trust for them.
