@@ -18,7 +18,7 @@ use rancher_provision::{
 };
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Clients, Hosted, POLL, StatusOf, agent_joined, progress};
+use super::{Clients, Hosted, POLL, StatusOf, agent_joined, hand_over, never_made, progress};
 
 const FIELD: &str = "spec.aksConfig";
 /// Where the provisioner keeps its findings: `status.aksStatus`.
@@ -291,14 +291,7 @@ impl Provisioner for AksProvisioner {
         };
         let downstream =
             Downstream { api_endpoint: access.server, ca_pem: access.ca_pem.unwrap_or_default(), credential };
-        Ok(Progress::Created {
-            progress: progress(
-                "AKS cluster running; deploying the cluster agent",
-                StepState::Done,
-                StepState::Done,
-            ),
-            downstream,
-        })
+        Ok(hand_over("AKS cluster running", downstream))
     }
 
     /// Deletes the managed cluster (its pools go with it) unless it was imported; done once Azure
@@ -311,7 +304,7 @@ impl Provisioner for AksProvisioner {
         let client = match self.client(cluster, config).await {
             Ok((client, _)) => client,
             // Never signed in (a credential the creator may not use): nothing was made at Azure.
-            Err(e) if !e.is_transient() && cluster.status.aks_status.is_none() => return Ok(Progress::Done),
+            Err(e) if never_made(&e, cluster.status.aks_status.as_ref()) => return Ok(Progress::Done),
             Err(e) => return Err(e),
         };
         let (rg, name) = (&config.resource_group, &config.cluster_name);

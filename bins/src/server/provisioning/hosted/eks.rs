@@ -17,7 +17,7 @@ use rancher_provision::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Hosted, POLL, StatusOf, agent_joined, progress};
+use super::{Hosted, POLL, StatusOf, agent_joined, hand_over, never_made, progress};
 
 const FIELD: &str = "spec.eksConfig";
 /// Where the provisioner keeps its findings: `status.eksStatus`.
@@ -273,14 +273,7 @@ impl Provisioner for EksProvisioner {
             ca_pem: have.ca_pem().unwrap_or_default(),
             credential: DownstreamCredential::BearerToken(client.bearer_token(name)),
         };
-        Ok(Progress::Created {
-            progress: progress(
-                "EKS cluster active; deploying the cluster agent",
-                StepState::Done,
-                StepState::Done,
-            ),
-            downstream,
-        })
+        Ok(hand_over("EKS cluster active", downstream))
     }
 
     /// Deletes the node groups, then the cluster, unless it was imported; done once AWS no longer
@@ -293,7 +286,7 @@ impl Provisioner for EksProvisioner {
         let client = match self.client(cluster, config).await {
             Ok(client) => client,
             // Never signed in (a credential the creator may not use): nothing was made at AWS.
-            Err(e) if !e.is_transient() && cluster.status.eks_status.is_none() => return Ok(Progress::Done),
+            Err(e) if never_made(&e, cluster.status.eks_status.as_ref()) => return Ok(Progress::Done),
             Err(e) => return Err(e),
         };
         let name = &config.display_name;

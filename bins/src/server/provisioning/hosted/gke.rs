@@ -17,7 +17,7 @@ use rancher_provision::{
 };
 use secrecy::ExposeSecret;
 
-use super::{Clients, Hosted, POLL, StatusOf, agent_joined, progress};
+use super::{Clients, Hosted, POLL, StatusOf, agent_joined, hand_over, never_made, progress};
 
 const FIELD: &str = "spec.gkeConfig";
 /// Where the provisioner keeps its findings: `status.gkeStatus`.
@@ -224,14 +224,7 @@ impl Provisioner for GkeProvisioner {
             ca_pem: have.ca_pem().unwrap_or_default(),
             credential: DownstreamCredential::BearerToken(token),
         };
-        Ok(Progress::Created {
-            progress: progress(
-                "GKE cluster running; deploying the cluster agent",
-                StepState::Done,
-                StepState::Done,
-            ),
-            downstream,
-        })
+        Ok(hand_over("GKE cluster running", downstream))
     }
 
     /// Deletes the GKE cluster (its pools go with it) unless it was imported; done once Google no
@@ -244,7 +237,7 @@ impl Provisioner for GkeProvisioner {
         let client = match self.client(cluster, config).await {
             Ok(client) => client,
             // Never signed in (a credential the creator may not use): nothing was made at Google.
-            Err(e) if !e.is_transient() && cluster.status.gke_status.is_none() => return Ok(Progress::Done),
+            Err(e) if never_made(&e, cluster.status.gke_status.as_ref()) => return Ok(Progress::Done),
             Err(e) => return Err(e),
         };
         let at = Location::of(config);

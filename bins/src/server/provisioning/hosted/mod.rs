@@ -24,8 +24,8 @@ use rancher_core::model::{
     Cluster, ClusterStatus, HostedOperation, HostedStatus, ProvisioningProgress, StepState,
 };
 use rancher_core::store::Store;
-use rancher_provision::ProvisionError;
 use rancher_provision::hosted::credentials::{CloudSecret, CredentialSource};
+use rancher_provision::{Downstream, Progress, ProvisionError};
 use sha2::{Digest, Sha256};
 
 use super::cluster_status;
@@ -152,6 +152,21 @@ impl<T: Clone> Clients<T> {
         clients.insert(key, client.clone());
         Ok(client)
     }
+}
+
+/// Hands a cluster the cloud runs (and that matches its config) to the controller, which deploys the
+/// cluster agent through `downstream`; `what` says what the cloud reports.
+pub(crate) fn hand_over(what: &str, downstream: Downstream) -> Progress {
+    Progress::Created {
+        progress: progress(format!("{what}; deploying the cluster agent"), StepState::Done, StepState::Done),
+        downstream,
+    }
+}
+
+/// Whether a removal may end at once after `e` opening the cluster's credential: a permanent refusal
+/// for a cluster the provisioner never recorded anything of, so nothing was made in the cloud.
+pub(crate) fn never_made<C>(e: &ProvisionError, status: Option<&HostedStatus<C>>) -> bool {
+    !e.is_transient() && status.is_none()
 }
 
 /// Whether the cluster agent has connected and reported: a hosted cluster is then provisioned.
