@@ -70,7 +70,7 @@ fn load<C: DeserializeOwned + Serialize>(
     serde_json::to_value(&config).map_err(|e| CliError::Input(format!("encoding {}: {e}", file.display())))
 }
 
-/// `rancherctl cluster create NAME --gke|--aks FILE`; `wait`: follow the provisioning for that long.
+/// `rancherctl cluster create NAME --gke|--aks|--eks FILE`; `wait`: follow the provisioning for that long.
 pub(super) async fn create(
     client: &ApiClient,
     name: &str,
@@ -86,7 +86,7 @@ pub(super) async fn create(
     super::follow::create_cluster(client, name, spec, fmt, wait).await
 }
 
-/// `rancherctl cluster update NAME --gke|--aks FILE`: the engine config replaced (read, changed,
+/// `rancherctl cluster update NAME --gke|--aks|--eks FILE`: the engine config replaced (read, changed,
 /// written back with the version read: a concurrent change is a Conflict, not lost); `wait`: follow
 /// the change for that long.
 pub(super) async fn update(

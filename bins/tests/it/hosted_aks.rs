@@ -12,7 +12,7 @@ use std::time::Duration;
 use rancher_test_support::aks::{AksStandIn, AksStandInConfig, KubeTarget};
 use serde_json::Value;
 
-use crate::hosted_support::{Hosted, agent_env_from};
+use crate::hosted_support::{Hosted, kubectl_out};
 use crate::import_support::*;
 
 pub(crate) const RG: &str = "rg-rancher";
@@ -53,8 +53,24 @@ nodePools:
     )
 }
 
-/// `rancherctl credential create azure aks-cred` with what the stand-in accepts.
-pub(crate) fn azure_credential(h: &Hosted, azure: &AksStandIn, dir: &Path) {
+/// The AKS stand-in whose clusters' admin kubeconfig reaches a new sim (`sim_name`, `nodes`), and a
+/// server trusting the stand-in's CA, logged in, with the Azure credential `aks-cred` the stand-in
+/// accepts (`rancherctl credential create azure`).
+pub(crate) async fn azure_with_server(
+    dir: &Path,
+    sim_name: &str,
+    nodes: usize,
+) -> (AksStandIn, rancher_sim::SimHandle, Hosted) {
+    let azure = AksStandIn::start(AksStandInConfig::default()).await;
+    let sim = rancher_sim::Sim::builder().name(sim_name).nodes(nodes).start().await.unwrap();
+    azure.set_kube_target(KubeTarget {
+        server: sim.url(),
+        ca_pem: sim.ca_pem().to_owned(),
+        token: sim.admin_token().to_owned(),
+    });
+    let ca = dir.join("azure-ca.pem");
+    std::fs::write(&ca, azure.ca_pem()).unwrap();
+    let h = Hosted::start(dir, &["--cloud-ca-file", ca.to_str().unwrap()]).await;
     let cfg = azure.config();
     let secret = dir.join("client-secret");
     std::fs::write(&secret, &cfg.client_secret).unwrap();
@@ -72,6 +88,7 @@ pub(crate) fn azure_credential(h: &Hosted, azure: &AksStandIn, dir: &Path) {
         "--tenant-id",
         &cfg.tenant_id,
     ]);
+    (azure, sim, h)
 }
 
 fn pool<'a>(cluster: &'a Value, name: &str) -> Option<&'a Value> {
@@ -94,17 +111,7 @@ fn is_write(c: &rancher_test_support::aks::Call) -> bool {
 async fn aks_create_scale_upgrade_delete_and_import_through_rancherctl() {
     install_crypto();
     let dir = tempfile::tempdir().unwrap();
-    let azure = AksStandIn::start(AksStandInConfig::default()).await;
-    let sim = rancher_sim::Sim::builder().name("aks-prod").nodes(3).start().await.unwrap();
-    azure.set_kube_target(KubeTarget {
-        server: sim.url(),
-        ca_pem: sim.ca_pem().to_owned(),
-        token: sim.admin_token().to_owned(),
-    });
-    let ca = dir.path().join("azure-ca.pem");
-    std::fs::write(&ca, azure.ca_pem()).unwrap();
-    let h = Hosted::start(dir.path(), &["--cloud-ca-file", ca.to_str().unwrap()]).await;
-    azure_credential(&h, &azure, dir.path());
+    let (azure, sim, h) = azure_with_server(dir.path(), "aks-prod", 3).await;
 
     // Create with two node pools.
     let file = dir.path().join("aks.yaml");
@@ -120,11 +127,7 @@ async fn aks_create_scale_upgrade_delete_and_import_through_rancherctl() {
     assert_eq!(created["tags"]["team"], "platform", "{created}");
 
     // The server deploys the agent through the cluster's endpoint with Azure's admin credentials.
-    let kc = dir.path().join("sim.kubeconfig");
-    std::fs::write(&kc, sim.kubeconfig_yaml()).unwrap();
-    let env = agent_env_from(&kc).await;
-    assert_eq!(env.server, h.server.url);
-    let _agent = start_agent(&env, &kc, &dir.path().join("agent.log"), &[]);
+    let _agent = h.start_deployed_agent(&sim, dir.path(), "sim").await;
     let row = wait_state(&h.home, "prod", "active", WAIT).await;
     assert_eq!(row[2], "AKS", "{row:?}");
     let cluster = h.cluster("prod");
@@ -198,11 +201,7 @@ async fn aks_create_scale_upgrade_delete_and_import_through_rancherctl() {
         async move { gone.then_some(()) }
     })
     .await;
-    eventually(WAIT, "the cluster leaves Rancher", || {
-        let row = cluster_row(&h.home, "prod");
-        async move { row.is_none().then_some(()) }
-    })
-    .await;
+    h.wait_gone("prod").await;
 
     // Import an existing cluster (on a second sim); deleting it in Rancher leaves it at Azure.
     let sim2 = rancher_sim::Sim::builder().name("aks-existing").nodes(1).start().await.unwrap();
@@ -228,18 +227,11 @@ async fn aks_create_scale_upgrade_delete_and_import_through_rancherctl() {
     let imp = dir.path().join("import.yaml");
     std::fs::write(&imp, aks_yaml(&azure, "existing", "1.29.7", 2, true)).unwrap();
     h.ok(&["cluster", "create", "existing", "--aks", imp.to_str().unwrap(), "--no-wait"]);
-    let kc2 = dir.path().join("sim2.kubeconfig");
-    std::fs::write(&kc2, sim2.kubeconfig_yaml()).unwrap();
-    let env2 = agent_env_from(&kc2).await;
-    let _agent2 = start_agent(&env2, &kc2, &dir.path().join("agent2.log"), &[]);
+    let _agent2 = h.start_deployed_agent(&sim2, dir.path(), "sim2").await;
     wait_state(&h.home, "existing", "active", WAIT).await;
     assert_eq!(h.cluster("existing")["spec"]["aksConfig"]["imported"], true);
     h.ok(&["cluster", "rm", "existing"]);
-    eventually(WAIT, "the imported cluster leaves Rancher", || {
-        let row = cluster_row(&h.home, "existing");
-        async move { row.is_none().then_some(()) }
-    })
-    .await;
+    h.wait_gone("existing").await;
     let still = azure.cluster(RG, "existing").expect("an imported cluster stays at Azure");
     assert_eq!(pool_count(&still, "system"), Some(1), "its pools as they were");
     assert_eq!(writes(), writes_before_import, "nothing was changed at Azure for the imported cluster");
@@ -248,11 +240,4 @@ async fn aks_create_scale_upgrade_delete_and_import_through_rancherctl() {
     assert!(!log.contains(&cfg.client_secret), "the client secret in the server's log");
     assert!(!log.contains("standin."), "an Azure access token in the server's log");
     assert!(!log.contains(sim.admin_token()), "the cluster's admin token in the server's log");
-}
-
-/// `kubectl --kubeconfig KC ARGS` stdout; panics on failure.
-fn kubectl_out(kc: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(kubectl()).arg("--kubeconfig").arg(kc).args(args).output().unwrap();
-    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -13,7 +13,7 @@ use rancher_test_support::eks::EksUpdateStandIn;
 use rancher_test_support::moto::Moto;
 use serde_json::Value;
 
-use crate::hosted_support::Hosted;
+use crate::hosted_support::{Hosted, kubectl_out};
 use crate::import_support::*;
 
 const REGION: &str = "us-west-2";
@@ -130,14 +130,8 @@ async fn eks_private_endpoint_import_scale_upgrade_delete_and_import_through_ran
     // kubectl through the server's proxy.
     let kubeconfig = dir.path().join("prod.kubeconfig");
     std::fs::write(&kubeconfig, h.ok(&["kubeconfig", "prod"])).unwrap();
-    let out = std::process::Command::new(kubectl())
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .args(["get", "nodes", "-o", "name"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    let nodes = kubectl_out(&kubeconfig, &["get", "nodes", "-o", "name"]);
+    assert_eq!(nodes.lines().count(), 2, "{nodes}");
 
     // Scale a node group.
     std::fs::write(&file, eks_yaml("prod-eks", "1.29", 3, false)).unwrap();
@@ -191,11 +185,7 @@ async fn eks_private_endpoint_import_scale_upgrade_delete_and_import_through_ran
         async move { aws.find_cluster("prod-eks").await.ok()?.is_none().then_some(()) }
     })
     .await;
-    eventually(WAIT, "the cluster leaves Rancher", || {
-        let row = cluster_row(&h.home, "prod");
-        async move { row.is_none().then_some(()) }
-    })
-    .await;
+    h.wait_gone("prod").await;
 
     // Import an existing cluster; deleting it in Rancher leaves it at AWS.
     let mut config: rancher_core::model::EksConfig =
@@ -221,11 +211,7 @@ async fn eks_private_endpoint_import_scale_upgrade_delete_and_import_through_ran
         "an imported cluster is not changed"
     );
     h.ok(&["cluster", "rm", "existing"]);
-    eventually(WAIT, "the imported cluster leaves Rancher", || {
-        let row = cluster_row(&h.home, "existing");
-        async move { row.is_none().then_some(()) }
-    })
-    .await;
+    h.wait_gone("existing").await;
     assert!(aws.find_cluster("existing-eks").await.unwrap().is_some(), "an imported cluster stays at AWS");
     let log = read_log(&h.log);
     assert!(!log.contains(SECRET_KEY) && !log.contains("k8s-aws-v1."), "a secret in the server's log");

@@ -9,11 +9,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use rancher_provision::hosted::gke::{GkeClient, GkeOptions, Location};
-use rancher_test_support::aks::{AksStandIn, AksStandInConfig, KubeTarget};
+
 use rancher_test_support::gke::{GkeStandIn, GkeStandInOptions};
 use serde_json::{Value, json};
 
-use crate::hosted_aks::{RG, aks_yaml, azure_credential};
+use crate::hosted_aks::{RG, aks_yaml, azure_with_server};
 use crate::hosted_support::Hosted;
 use crate::import_support::*;
 
@@ -54,14 +54,6 @@ async fn wait_provisioned(h: &Hosted, name: &str, status: &str, needle: &str) ->
         async move { provisioned(&c).filter(|(s, _, m)| s == status && m.contains(needle)) }
     })
     .await
-}
-
-async fn wait_gone_from_rancher(h: &Hosted, name: &str) {
-    eventually(WAIT, &format!("{name} leaves Rancher"), || {
-        let row = cluster_row(&h.home, name);
-        async move { row.is_none().then_some(()) }
-    })
-    .await;
 }
 
 /// `POST /v3/clusters` as the admin: the status and the body.
@@ -222,7 +214,7 @@ async fn gke_throttling_is_retried_and_a_failed_create_is_shown_and_deleted() {
 
     // Deleting it deletes what Google has.
     h.ok(&["cluster", "rm", "broken"]);
-    wait_gone_from_rancher(&h, "broken").await;
+    h.wait_gone("broken").await;
     assert!(gke.cluster(ZONE, "broken-gke").is_none(), "the failed cluster is deleted at Google");
 
     // Another failed create that someone already deleted at Google: deleting it in Rancher succeeds.
@@ -244,7 +236,7 @@ async fn gke_throttling_is_retried_and_a_failed_create_is_shown_and_deleted() {
     .await;
     let before = gke.calls().len();
     h.ok(&["cluster", "rm", "gone"]);
-    wait_gone_from_rancher(&h, "gone").await;
+    h.wait_gone("gone").await;
     let after: Vec<_> = gke.calls()[before..].iter().map(|c| format!("{} {}", c.method, c.path)).collect();
     assert!(after.iter().all(|c| c.starts_with("GET ")), "only looked: {after:?}");
     assert!(gke.cluster(ZONE, "gone-gke").is_none(), "not created again");
@@ -254,17 +246,7 @@ async fn gke_throttling_is_retried_and_a_failed_create_is_shown_and_deleted() {
 async fn aks_bad_config_refused_throttling_retried_failed_create_fixed_and_deleted() {
     install_crypto();
     let dir = tempfile::tempdir().unwrap();
-    let azure = AksStandIn::start(AksStandInConfig::default()).await;
-    let sim = rancher_sim::Sim::builder().name("aks-faults").nodes(1).start().await.unwrap();
-    azure.set_kube_target(KubeTarget {
-        server: sim.url(),
-        ca_pem: sim.ca_pem().to_owned(),
-        token: sim.admin_token().to_owned(),
-    });
-    let ca = dir.path().join("azure-ca.pem");
-    std::fs::write(&ca, azure.ca_pem()).unwrap();
-    let h = Hosted::start(dir.path(), &["--cloud-ca-file", ca.to_str().unwrap()]).await;
-    azure_credential(&h, &azure, dir.path());
+    let (azure, _sim, h) = azure_with_server(dir.path(), "aks-faults", 1).await;
 
     // An invalid config: 422 naming the field, and Azure hears nothing.
     let mut config: Value =
@@ -313,7 +295,7 @@ async fn aks_bad_config_refused_throttling_retried_failed_create_fixed_and_delet
 
     // Deleting it deletes it at Azure.
     h.ok(&["cluster", "rm", "quota"]);
-    wait_gone_from_rancher(&h, "quota").await;
+    h.wait_gone("quota").await;
     assert!(azure.cluster(RG, "quota-aks").is_none(), "deleted at Azure");
     assert!(
         !read_log(&h.log).contains(&azure.config().client_secret),

@@ -6,13 +6,12 @@
 //! each pool, each step in the cluster's status) → delete (gone at Google); then import an existing
 //! cluster and delete it from Rancher only.
 
-use std::path::Path;
 use std::time::Duration;
 
 use rancher_test_support::gke::{GkeStandIn, GkeStandInOptions};
 use serde_json::Value;
 
-use crate::hosted_support::{Hosted, agent_env_from};
+use crate::hosted_support::{Hosted, kubectl_out};
 use crate::import_support::*;
 
 const ZONE: &str = "us-central1-a";
@@ -92,11 +91,7 @@ async fn gke_create_scale_upgrade_delete_and_import_through_rancherctl() {
     assert_eq!(pool_count(&created, "pool-b"), Some(2));
 
     // The server deploys the agent through the cluster's endpoint with a Google access token.
-    let kc = dir.path().join("sim.kubeconfig");
-    std::fs::write(&kc, sim.kubeconfig_yaml()).unwrap();
-    let env = agent_env_from(&kc).await;
-    assert_eq!(env.server, h.server.url);
-    let _agent = start_agent(&env, &kc, &dir.path().join("agent.log"), &[]);
+    let _agent = h.start_deployed_agent(&sim, dir.path(), "sim").await;
     let row = wait_state(&h.home, "prod", "active", WAIT).await;
     assert_eq!(row[2], "GKE", "{row:?}");
     let cluster = h.cluster("prod");
@@ -164,11 +159,7 @@ async fn gke_create_scale_upgrade_delete_and_import_through_rancherctl() {
         async move { gone.then_some(()) }
     })
     .await;
-    eventually(WAIT, "the cluster leaves Rancher", || {
-        let row = cluster_row(&h.home, "prod");
-        async move { row.is_none().then_some(()) }
-    })
-    .await;
+    h.wait_gone("prod").await;
 
     // Import an existing cluster (on a second sim); deleting it in Rancher leaves it at Google.
     let sim2 = rancher_sim::Sim::builder()
@@ -188,26 +179,12 @@ async fn gke_create_scale_upgrade_delete_and_import_through_rancherctl() {
     let imp = dir.path().join("import.yaml");
     std::fs::write(&imp, gke_yaml("existing", "1.29", 1, true)).unwrap();
     h.ok(&["cluster", "create", "existing", "--gke", imp.to_str().unwrap(), "--no-wait"]);
-    let kc2 = dir.path().join("sim2.kubeconfig");
-    std::fs::write(&kc2, sim2.kubeconfig_yaml()).unwrap();
-    let env2 = agent_env_from(&kc2).await;
-    let _agent2 = start_agent(&env2, &kc2, &dir.path().join("agent2.log"), &[]);
+    let _agent2 = h.start_deployed_agent(&sim2, dir.path(), "sim2").await;
     wait_state(&h.home, "existing", "active", WAIT).await;
     h.ok(&["cluster", "rm", "existing"]);
-    eventually(WAIT, "the imported cluster leaves Rancher", || {
-        let row = cluster_row(&h.home, "existing");
-        async move { row.is_none().then_some(()) }
-    })
-    .await;
+    h.wait_gone("existing").await;
     assert!(gke.cluster(ZONE, "existing").is_some(), "an imported cluster stays at Google");
     assert_eq!(writes(), writes_before_import, "nothing was changed at Google for the imported cluster");
     let log = read_log(&h.log);
     assert!(!log.contains("ya29."), "an access token in the server's log");
-}
-
-/// `kubectl --kubeconfig KC ARGS` stdout; panics on failure.
-fn kubectl_out(kc: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(kubectl()).arg("--kubeconfig").arg(kc).args(args).output().unwrap();
-    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }

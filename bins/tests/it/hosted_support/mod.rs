@@ -5,11 +5,14 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use rancher_test_support::deployed_agent::AgentSettings;
 use serde_json::Value;
 
-use crate::import_support::{ADMIN_PASSWORD, AgentEnv, Server, WAIT, eventually, rancherctl};
+use crate::import_support::{
+    ADMIN_PASSWORD, AgentEnv, Proc, Server, WAIT, cluster_row, eventually, kubectl, rancherctl, start_agent,
+};
 
 /// A server process and a `rancherctl` home logged in to it as the admin.
 pub struct Hosted {
@@ -44,6 +47,26 @@ impl Hosted {
         out
     }
 
+    /// Waits until `rancherctl cluster ls` no longer lists `name`.
+    pub async fn wait_gone(&self, name: &str) {
+        eventually(WAIT, &format!("{name} leaves Rancher"), || {
+            let row = cluster_row(&self.home, name);
+            async move { row.is_none().then_some(()) }
+        })
+        .await;
+    }
+
+    /// Plays kubelet for the agent the server deployed into `sim`: reads its settings from the
+    /// cluster (kubeconfig written to `dir/<label>.kubeconfig`), checks it dials this server, and
+    /// starts it (logging to `dir/<label>-agent.log`).
+    pub async fn start_deployed_agent(&self, sim: &rancher_sim::SimHandle, dir: &Path, label: &str) -> Proc {
+        let kc = dir.join(format!("{label}.kubeconfig"));
+        std::fs::write(&kc, sim.kubeconfig_yaml()).unwrap();
+        let env = agent_env_from(&kc).await;
+        assert_eq!(env.server, self.server.url);
+        start_agent(&env, &kc, &dir.join(format!("{label}-agent.log")), &[])
+    }
+
     /// `rancherctl cluster get NAME -o json` (null when it fails).
     pub fn cluster(&self, name: &str) -> Value {
         let (ok, out) = rancherctl(&self.home, &["cluster", "get", name, "-o", "json"]);
@@ -64,4 +87,11 @@ pub async fn agent_env_from(kc: &Path) -> AgentEnv {
     })
     .await;
     AgentEnv { server: s.server, checksum: s.checksum, token: s.token }
+}
+
+/// `kubectl --kubeconfig KC ARGS` stdout; panics on failure.
+pub fn kubectl_out(kc: &Path, args: &[&str]) -> String {
+    let out = Command::new(kubectl()).arg("--kubeconfig").arg(kc).args(args).output().unwrap();
+    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
