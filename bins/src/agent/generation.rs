@@ -45,6 +45,8 @@ pub(crate) struct TunnelSetup {
 /// The tasks of one generation.
 pub(crate) struct Generation {
     stop: CancellationToken,
+    /// Stops the reporter and the probe only (a retired generation's tunnel lives on a while).
+    side_work: CancellationToken,
     transport: Arc<Retirable>,
     connected: watch::Receiver<bool>,
     tunnel: Option<JoinHandle<Result<(), AgentError>>>,
@@ -109,6 +111,7 @@ impl TunnelSetup {
             agent = agent.with_local_service(*name, service.clone());
         }
         let connected = agent.connected();
+        let side_work = stop.child_token();
 
         let reporter = match downstream {
             Some(d) => {
@@ -124,11 +127,11 @@ impl TunnelSetup {
                     token: self.token.clone(),
                     client: d.client,
                 };
-                Some(tokio::spawn(r.run(agent.connected(), stop.clone())))
+                Some(tokio::spawn(r.run(agent.connected(), side_work.clone())))
             }
             None => None,
         };
-        let probe = api_servers.map(|(servers, config)| servers.probe(config, stop.child_token()));
+        let probe = api_servers.map(|(servers, config)| servers.probe(config, side_work.clone()));
         let tunnel_stop = stop.clone();
         let tunnel = tokio::spawn(async move {
             let result = agent.run(tunnel_stop.clone()).await.map_err(AgentError::Tunnel);
@@ -136,7 +139,7 @@ impl TunnelSetup {
             tunnel_stop.cancel();
             result
         });
-        Ok(Generation { stop, transport, connected, tunnel: Some(tunnel), reporter, probe })
+        Ok(Generation { stop, side_work, transport, connected, tunnel: Some(tunnel), reporter, probe })
     }
 }
 
@@ -149,6 +152,19 @@ impl Generation {
     /// Its session, once lost, is not dialed again: a newer generation's takes its place.
     pub(crate) fn retire(&self) {
         self.transport.retire();
+    }
+
+    /// Once a newer generation's session is up: stops reporting and probing, and lets the session
+    /// serve what is under way on it until the server closes it (it retires a replaced session
+    /// once its streams are done), `within` at most; then stops. In the background.
+    pub(crate) fn hand_over(mut self, within: Duration) {
+        self.side_work.cancel();
+        tokio::spawn(async move {
+            if tokio::time::timeout(within, self.finished()).await.is_err() {
+                info!(?within, "the old session is still open; it closes now");
+            }
+            let _ = self.stop().await;
+        });
     }
 
     /// Waits until its tunnel ends (on its stop, or a permanent error) and returns how it ended.
@@ -181,10 +197,15 @@ impl Generation {
 /// How long a new generation may take to connect before the old one stops anyway.
 const TAKEOVER_WITHIN: Duration = Duration::from_secs(30);
 
+/// How long the old generation's session may serve what is under way on it once the new one is
+/// up: a little longer than the server keeps a replaced session
+/// ([`rancher_tunnel::SessionConfig::replaced_drain`]'s default), so that the server ends it.
+const HAND_OVER_WITHIN: Duration = Duration::from_secs(35);
+
 /// Runs `current` until `stop` or its tunnel's end; each time the credentials change on disk
 /// (`reloads`), connects again with them through a new generation and, once its session is up (the
-/// server then has the new params, and closes the old session), stops the old generation. Returns
-/// how the last generation's tunnel ended.
+/// server then has the new params, and retires the old session), hands over from the old
+/// generation ([`Generation::hand_over`]). Returns how the last generation's tunnel ended.
 pub(crate) async fn follow_credentials(
     setup: &TunnelSetup,
     mut current: Generation,
@@ -220,15 +241,23 @@ pub(crate) async fn follow_credentials(
         let params = TunnelParams { cluster: Some(d.params.clone()), node: None };
         current.retire();
         let mut next = setup.start(Some(d), &params, stop.child_token())?;
-        tokio::select! {
-            () = next.connected() => info!("the session with the new credentials is up; the old one closes"),
+        let taken_over = tokio::select! {
+            () = next.connected() => {
+                info!("the session with the new credentials is up; the old one finishes what is under way");
+                true
+            }
             () = tokio::time::sleep(TAKEOVER_WITHIN) => {
                 warn!(within = ?TAKEOVER_WITHIN, "the session with the new credentials is not up yet; the old one closes anyway");
+                false
             }
-            () = stop.cancelled() => {}
-        }
+            () = stop.cancelled() => false,
+        };
         reloads.taken(digest);
         let old = std::mem::replace(&mut current, next);
-        let _ = old.stop().await;
+        if taken_over {
+            old.hand_over(HAND_OVER_WITHIN);
+        } else {
+            let _ = old.stop().await;
+        }
     }
 }

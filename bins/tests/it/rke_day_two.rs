@@ -280,8 +280,9 @@ async fn hosts_join_and_leave_and_an_upgrade_rolls_in_order_while_the_api_answer
     assert!(!stale.ok, "the old CA is no longer trusted: {stale:?}");
 
     // The cluster agent is not restarted: it connects again with each phase's certificates before
-    // its old session closes. Reads under way on a session replaced, or on an API server as it
-    // restarts, are cut; the cluster is never unreachable.
+    // its old session closes, and what is under way on the old session finishes there. Reads under
+    // way on an API server as it restarts are cut; the cluster is never unreachable, and no read
+    // waits for a reply that cannot come.
     assert_eq!(cluster_agent_of(&h[3]), agent, "the cluster agent kept running");
     let served = prober.finish().await;
     eprintln!(

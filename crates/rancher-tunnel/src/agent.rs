@@ -19,7 +19,7 @@ use crate::dialer::{Dialer, DirectDialer};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::policy::DestinationPolicy;
-use crate::session::{self, Drain};
+use crate::session::{self, Drain, SessionEnded};
 use crate::stream::TunnelStream;
 use crate::transport::{BoxedIo, Transport};
 
@@ -225,10 +225,12 @@ impl Agent {
             io,
             &self.cfg.session,
             yamux::Mode::Client,
-            move |stream| {
-                spawner.spawn(serve_stream(stream, ctx.clone()));
+            move |stream, ended| {
+                spawner.spawn(serve_stream(stream, ended.clone(), ctx.clone()));
             },
             Some(Drain { tracker, timeout: self.cfg.drain_timeout }),
+            // An agent's session is never retired; the value is unused.
+            self.cfg.drain_timeout,
         );
         self.metrics.sessions.inc();
         self.connected.send_replace(true);
@@ -263,8 +265,8 @@ struct StreamCtx {
     dialer: Arc<dyn Dialer>,
 }
 
-async fn serve_stream(stream: yamux::Stream, ctx: Arc<StreamCtx>) {
-    let mut s = TunnelStream::new(stream, ctx.metrics.clone(), None);
+async fn serve_stream(stream: yamux::Stream, ended: SessionEnded, ctx: Arc<StreamCtx>) {
+    let mut s = TunnelStream::new(stream, &ended, ctx.metrics.clone(), None);
     let req = match tokio::time::timeout(ctx.header_timeout, dial_header::read_request(&mut s)).await {
         Ok(Ok(req)) => req,
         Ok(Err(e)) => {

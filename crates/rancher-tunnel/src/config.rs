@@ -44,6 +44,9 @@ pub struct SessionConfig {
     /// Server side: how long a dial waits for the agent's reply (the agent's own connect
     /// timeout is [`AgentConfig::dial_timeout`](crate::AgentConfig)).
     pub dial_reply_timeout: Duration,
+    /// Server side: how long a session replaced by a newer one of the same client key keeps
+    /// serving the streams already open on it (it opens no new ones) before it closes.
+    pub replaced_drain: Duration,
 }
 
 impl Default for SessionConfig {
@@ -57,6 +60,7 @@ impl Default for SessionConfig {
             max_message_size: 1024 * 1024,
             ws_read_buffer_size: 4 * 1024,
             dial_reply_timeout: Duration::from_secs(30),
+            replaced_drain: Duration::from_secs(30),
         }
     }
 }

@@ -208,7 +208,7 @@ impl TunnelServer {
         // Opening counts against the same limit: a wedged session must not hang the caller.
         let (mut stream, status, msg) = tokio::time::timeout(limit, async {
             let (stream, slot) = handle.open().await?;
-            let mut stream = TunnelStream::new(stream, metrics, Some(slot));
+            let mut stream = TunnelStream::new(stream, handle.ended(), metrics, Some(slot));
             stream.write_all(&header).await?;
             stream.flush().await?;
             let (status, msg) = dial_header::read_reply(&mut stream).await?;
@@ -243,16 +243,19 @@ impl TunnelServer {
             io,
             &self.inner.cfg,
             yamux::Mode::Server,
-            move |stream| {
+            move |stream, _| {
                 // Agents never open streams towards the server; dropping resets the stream.
                 debug!(client_key = %key_for_inbound, stream = %stream.id(), "refused agent-initiated stream");
             },
             None,
+            self.inner.cfg.replaced_drain,
         );
         let old = self.lock().insert(client_key.clone(), Entry { id, handle });
         if let Some(old) = old {
+            // Make before break: what is under way on the older session (a request waiting for
+            // its reply, a watch) finishes there; new streams take the newer one.
             info!(client_key, old = old.id, new = id, "newer tunnel session replaces the older one");
-            old.handle.close();
+            old.handle.retire();
         }
         self.inner.metrics.sessions.inc();
         let _ = self

@@ -1,5 +1,12 @@
 //! The multiplexer driver: one task per session polls the yamux connection, hands inbound
 //! streams to a callback and opens outbound streams on request.
+//!
+//! A session ends in one of three ways: the peer or the socket ends it; [`SessionHandle::close`]
+//! (after the driver's [`Drain`], if it has one); or [`SessionHandle::retire`], which opens no more
+//! streams and closes once the streams opened through the handle are done (or the retirement's
+//! budget is spent). Every stream of a session learns when it ended ([`SessionEnded`]): yamux wakes
+//! no reader when the connection closes gracefully, so without it a read waiting for a reply
+//! that can no longer come would wait for good.
 
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -9,8 +16,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::compat::TokioAsyncReadCompatExt;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
 
 use crate::config::SessionConfig;
 use crate::error::{Error, Result};
@@ -27,17 +34,35 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) struct SessionHandle {
     open_tx: mpsc::Sender<OpenReply>,
     close: CancellationToken,
+    retire: CancellationToken,
     open_streams: Arc<AtomicUsize>,
+    /// The streams opened through this handle, for a retirement to wait on.
+    opened: TaskTracker,
     max_streams: usize,
+    ended: SessionEnded,
 }
 
 /// One of a session's `max_streams` slots, held by an open stream; freed on drop.
 #[derive(Debug)]
-pub(crate) struct StreamSlot(Arc<AtomicUsize>);
+pub(crate) struct StreamSlot {
+    count: Arc<AtomicUsize>,
+    _open: TaskTrackerToken,
+}
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Tells a session's streams that it ended. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SessionEnded(CancellationToken);
+
+impl SessionEnded {
+    /// Resolves once the session has ended (at once if it has).
+    pub(crate) fn wait(&self) -> WaitForCancellationFutureOwned {
+        self.0.clone().cancelled_owned()
     }
 }
 
@@ -49,7 +74,7 @@ impl SessionHandle {
             self.open_streams.fetch_sub(1, Ordering::AcqRel);
             return Err(Error::StreamLimit { limit: self.max_streams });
         }
-        let slot = StreamSlot(self.open_streams.clone());
+        let slot = StreamSlot { count: self.open_streams.clone(), _open: self.opened.token() };
         let (tx, rx) = oneshot::channel();
         self.open_tx.send(tx).await.map_err(|_| Error::SessionClosed)?;
         let stream = rx.await.map_err(|_| Error::SessionClosed)?.map_err(Error::OpenStream)?;
@@ -59,6 +84,18 @@ impl SessionHandle {
     /// Asks the session to close (draining first where the driver was given a drain budget).
     pub(crate) fn close(&self) {
         self.close.cancel();
+    }
+
+    /// Asks the session to open no more streams and to close once those opened through this
+    /// handle are done, or `retire_within` (given to [`start`]) has passed. A later
+    /// [`close`](Self::close) closes it at once.
+    pub(crate) fn retire(&self) {
+        self.retire.cancel();
+    }
+
+    /// What the session's streams wait on to learn that it ended.
+    pub(crate) fn ended(&self) -> &SessionEnded {
+        &self.ended
     }
 }
 
@@ -70,45 +107,76 @@ pub(crate) struct Drain {
     pub(crate) timeout: Duration,
 }
 
-/// Starts driving a session over `io`. The returned future (spawn it) resolves with the reason
-/// the session ended.
+/// Starts driving a session over `io`: inbound streams go to `on_inbound` with what tells them the
+/// session ended; `drain` applies to [`SessionHandle::close`], `retire_within` bounds
+/// [`SessionHandle::retire`]. The returned future (spawn it) resolves with the reason the session
+/// ended.
 pub(crate) fn start<F>(
     io: BoxedIo,
     cfg: &SessionConfig,
     mode: yamux::Mode,
     on_inbound: F,
     drain: Option<Drain>,
+    retire_within: Duration,
 ) -> (SessionHandle, impl Future<Output = String> + Send + 'static)
 where
-    F: FnMut(yamux::Stream) + Send + 'static,
+    F: FnMut(yamux::Stream, &SessionEnded) + Send + 'static,
 {
     let conn = yamux::Connection::new(io.compat(), cfg.yamux(), mode);
     // A small queue: a caller waits here only while the driver is busy.
     let (open_tx, open_rx) = mpsc::channel(64);
-    let close = CancellationToken::new();
     let handle = SessionHandle {
         open_tx,
-        close: close.clone(),
+        close: CancellationToken::new(),
+        retire: CancellationToken::new(),
         open_streams: Arc::new(AtomicUsize::new(0)),
+        opened: TaskTracker::new(),
         max_streams: cfg.max_streams,
+        ended: SessionEnded::default(),
     };
-    (handle, run(conn, open_rx, on_inbound, close, drain))
+    let ends = Ends {
+        close: handle.close.clone(),
+        retire: handle.retire.clone(),
+        drain,
+        retirement: Drain { tracker: handle.opened.clone(), timeout: retire_within },
+        ended: handle.ended.clone(),
+    };
+    let driver = async move {
+        let ended = ends.ended.clone();
+        let reason = run(conn, open_rx, on_inbound, ends).await;
+        ended.0.cancel();
+        reason
+    };
+    (handle, driver)
+}
+
+/// How a session may be asked to end, and what it does then.
+struct Ends {
+    close: CancellationToken,
+    retire: CancellationToken,
+    /// On close.
+    drain: Option<Drain>,
+    /// On retirement.
+    retirement: Drain,
+    ended: SessionEnded,
 }
 
 async fn run<F>(
     mut conn: Conn,
     mut open_rx: mpsc::Receiver<OpenReply>,
     mut on_inbound: F,
-    close: CancellationToken,
-    drain: Option<Drain>,
+    ends: Ends,
 ) -> String
 where
-    F: FnMut(yamux::Stream) + Send + 'static,
+    F: FnMut(yamux::Stream, &SessionEnded) + Send + 'static,
 {
-    tokio::select! {
+    let ended = ends.ended.clone();
+    let mut on_inbound = move |stream| on_inbound(stream, &ended);
+    let (drain, retiring) = tokio::select! {
         reason = drive(&mut conn, &mut open_rx, &mut on_inbound) => return reason,
-        () = close.cancelled() => {}
-    }
+        () = ends.close.cancelled() => (ends.drain, false),
+        () = ends.retire.cancelled() => (Some(ends.retirement), true),
+    };
     open_rx.close();
     if let Some(drain) = drain {
         drain.tracker.close();
@@ -116,6 +184,8 @@ where
             tokio::select! {
                 reason = drive(&mut conn, &mut open_rx, &mut on_inbound) => Some(reason),
                 () = drain.tracker.wait() => None,
+                // A close while retiring does not wait any longer.
+                () = ends.close.cancelled(), if retiring => None,
             }
         };
         if let Ok(Some(reason)) = tokio::time::timeout(drain.timeout, keep_serving).await {

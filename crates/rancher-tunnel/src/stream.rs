@@ -6,14 +6,19 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::metrics::Metrics;
-use crate::session::StreamSlot;
+use crate::session::{SessionEnded, StreamSlot};
 
 /// One stream through a tunnel session: what `dial` returns. Reads and writes go to the
 /// destination the agent connected to; `shutdown` half-closes (the other direction stays open).
+/// Once its session has ended, a read or write that would wait fails with
+/// [`io::ErrorKind::ConnectionAborted`] (what was received before stays readable).
 pub struct TunnelStream {
     inner: Compat<yamux::Stream>,
+    /// Resolves when the session has ended.
+    ended: Pin<Box<WaitForCancellationFutureOwned>>,
     metrics: Metrics,
     /// Bytes are counted only once the dial header exchange is over.
     counting: bool,
@@ -27,10 +32,26 @@ impl std::fmt::Debug for TunnelStream {
 }
 
 impl TunnelStream {
-    pub(crate) fn new(stream: yamux::Stream, metrics: Metrics, slot: Option<StreamSlot>) -> Self {
+    pub(crate) fn new(
+        stream: yamux::Stream,
+        ended: &SessionEnded,
+        metrics: Metrics,
+        slot: Option<StreamSlot>,
+    ) -> Self {
         metrics.streams_open.inc();
         metrics.streams_total.inc();
-        Self { inner: stream.compat(), metrics, counting: false, _slot: slot }
+        Self { inner: stream.compat(), ended: Box::pin(ended.wait()), metrics, counting: false, _slot: slot }
+    }
+
+    /// `Pending` becomes the end of the session's error once the session has ended.
+    fn unless_ended<T>(&mut self, cx: &mut Context<'_>, res: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match res {
+            Poll::Pending if self.ended.as_mut().poll(cx).is_ready() => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the tunnel session of this stream ended",
+            ))),
+            res => res,
+        }
     }
 
     /// From now on, bytes read and written count in the metrics (payload, not dial headers).
@@ -57,7 +78,7 @@ impl AsyncRead for TunnelStream {
         if n > 0 && self.counting {
             self.metrics.bytes_in.inc_by(n as u64);
         }
-        res
+        self.unless_ended(cx, res)
     }
 }
 
@@ -69,14 +90,16 @@ impl AsyncWrite for TunnelStream {
         {
             self.metrics.bytes_out.inc_by(n as u64);
         }
-        res
+        self.unless_ended(cx, res)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let res = Pin::new(&mut self.inner).poll_flush(cx);
+        self.unless_ended(cx, res)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let res = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.unless_ended(cx, res)
     }
 }

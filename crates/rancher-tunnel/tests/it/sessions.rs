@@ -227,3 +227,123 @@ async fn metrics_count_sessions_streams_bytes_and_dial_errors() {
     stop.cancel();
     server.shutdown(LONG).await;
 }
+
+/// Accepts connections and reads them without ever answering; each accepted connection's read
+/// result (EOF once the agent lets go) is sent on the returned channel.
+async fn silent_server() -> (std::net::SocketAddr, tokio::sync::mpsc::UnboundedReceiver<usize>) {
+    use tokio::io::AsyncReadExt;
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut read = 0;
+                let mut buf = [0u8; 1024];
+                while let Ok(n @ 1..) = s.read(&mut buf).await {
+                    read += n;
+                }
+                let _ = tx.send(read);
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_waiting_on_a_session_that_closes_ends_with_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = pki();
+    let (silent, mut let_go) = silent_server().await;
+    let srv = start_server(&pki, test_session_cfg()).await;
+    let a = spawn_agent(agent(&pki, &srv.url, TOKEN_A, &[silent.to_string()]));
+    let server = srv.server.clone();
+    wait_until("session", LONG, || server.has_session("c-a")).await;
+    let mut s = srv.server.dial("c-a", "tcp", &silent.to_string()).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let reader = tokio::spawn(async move {
+        let mut buf = [0u8; 16];
+        s.read(&mut buf).await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!reader.is_finished(), "no reply yet: the read waits");
+
+    // The server closes the session (as for a deleted cluster): the read waiting for a reply that
+    // can no longer come fails now, instead of waiting for good.
+    assert!(srv.server.close_session("c-a"));
+    let read = tokio::time::timeout(Duration::from_secs(10), reader)
+        .await
+        .expect("the read ends with its session")
+        .unwrap();
+    read.expect_err("a read on an ended session fails");
+    // And the agent let go of its connection to the destination.
+    let read = tokio::time::timeout(Duration::from_secs(10), let_go.recv()).await.unwrap();
+    assert_eq!(read, Some(18), "the destination got the request, then EOF");
+    a.stop.cancel();
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_session_finishes_the_replies_under_way_then_closes() {
+    use tokio::io::AsyncWriteExt;
+    let pki = pki();
+    let (silent, mut let_go) = silent_server().await;
+    let echo = echo_server().await;
+    let allow = [silent.to_string(), echo.to_string()];
+    let srv = start_server(&pki, test_session_cfg()).await;
+    let mut events = srv.server.subscribe();
+    let first = spawn_agent(agent(&pki, &srv.url, TOKEN_A, &allow));
+    let server = srv.server.clone();
+    wait_until("first", LONG, || server.has_session("c-a")).await;
+    let first_id = match events.recv().await.unwrap() {
+        SessionEvent::Connected { session_id, .. } => session_id,
+        other => panic!("{other:?}"),
+    };
+    // A stream under way on the first session: an echo that is not done yet.
+    let mut under_way = srv.server.dial("c-a", "tcp", &echo.to_string()).await.unwrap();
+    under_way.write_all(b"before").await.unwrap();
+    // And one that a close would leave waiting.
+    let mut silent_stream = srv.server.dial("c-a", "tcp", &silent.to_string()).await.unwrap();
+    silent_stream.write_all(b"x").await.unwrap();
+
+    let second = spawn_agent(agent(&pki, &srv.url, TOKEN_A, &allow));
+    tokio::time::timeout(LONG, async {
+        loop {
+            if let SessionEvent::Connected { session_id, .. } = events.recv().await.unwrap()
+                && session_id != first_id
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    // The first agent must not come back and replace the second once its session ends.
+    first.stop.cancel();
+    // New streams take the newer session; the one under way goes on on the older one.
+    let mut s = srv.server.dial("c-a", "tcp", &echo.to_string()).await.unwrap();
+    assert_eq!(echo_roundtrip(&mut s, b"new").await, b"new");
+    assert_eq!(echo_roundtrip(&mut under_way, b" and after").await, b"before and after");
+    drop(under_way);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(let_go.try_recv().is_err(), "the older session still serves the silent stream");
+
+    // Once its last stream is done, the older session closes (replaced), long before the drain budget.
+    drop(silent_stream);
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let SessionEvent::Disconnected { session_id, replaced, .. } = events.recv().await.unwrap()
+                && session_id == first_id
+            {
+                return replaced;
+            }
+        }
+    })
+    .await
+    .expect("the older session closes once its streams are done");
+    assert!(closed, "it was replaced");
+    assert!(srv.server.has_session("c-a"), "the newer session stays");
+    second.stop.cancel();
+    srv.stop().await;
+}
