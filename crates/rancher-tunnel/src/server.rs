@@ -198,21 +198,19 @@ impl TunnelServer {
 
     async fn dial_inner(&self, client_key: &str, network: &str, address: &str) -> Result<TunnelStream> {
         let header = dial_header::encode_request(network, address)?;
-        let handle = self
-            .lock()
-            .get(client_key)
-            .map(|e| e.handle.clone())
-            .ok_or_else(|| Error::NoSession(client_key.to_string()))?;
+        let current = || self.lock().get(client_key).map(|e| (e.id, e.handle.clone()));
+        let (id, handle) = current().ok_or_else(|| Error::NoSession(client_key.to_string()))?;
         let limit = self.inner.cfg.dial_reply_timeout;
-        let metrics = self.inner.metrics.clone();
         // Opening counts against the same limit: a wedged session must not hang the caller.
         let (mut stream, status, msg) = tokio::time::timeout(limit, async {
-            let (stream, slot) = handle.open().await?;
-            let mut stream = TunnelStream::new(stream, handle.ended(), metrics, Some(slot));
-            stream.write_all(&header).await?;
-            stream.flush().await?;
-            let (status, msg) = dial_header::read_reply(&mut stream).await?;
-            Ok::<_, Error>((stream, status, msg))
+            let first = self.dial_on(&handle, &header).await;
+            // Replaced (its agent perhaps leaving) between the lookup and the dial, which did not
+            // reach the destination: the dial goes to the newer session.
+            let not_sent = matches!(first, Err(Error::SessionClosed) | Ok((_, DialStatus::Unavailable, _)));
+            match current() {
+                Some((newer, handle)) if not_sent && newer != id => self.dial_on(&handle, &header).await,
+                _ => first,
+            }
         })
         .await
         .map_err(|_| Error::Timeout { what: "waiting for the agent's dial reply", after: limit })??;
@@ -230,6 +228,20 @@ impl TunnelServer {
                 Err(Error::Protocol(format!("agent rejected the dial header: {reason}")))
             }
         }
+    }
+
+    /// Opens a stream on `handle`'s session, sends the dial `header` and reads the agent's reply.
+    async fn dial_on(
+        &self,
+        handle: &SessionHandle,
+        header: &[u8],
+    ) -> Result<(TunnelStream, DialStatus, String)> {
+        let (stream, slot) = handle.open().await?;
+        let mut stream = TunnelStream::new(stream, handle.ended(), self.inner.metrics.clone(), Some(slot));
+        stream.write_all(header).await?;
+        stream.flush().await?;
+        let (status, msg) = dial_header::read_reply(&mut stream).await?;
+        Ok((stream, status, msg))
     }
 
     /// Runs a session over an accepted byte stream (already through the transport's

@@ -347,3 +347,58 @@ async fn a_replaced_session_finishes_the_replies_under_way_then_closes() {
     second.stop.cancel();
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dials_during_a_replacement_all_reach_a_session() {
+    let pki = pki();
+    let echo = echo_server().await;
+    let allow = [echo.to_string()];
+    let srv = start_server(&pki, test_session_cfg()).await;
+    let mut events = srv.server.subscribe();
+    let first = spawn_agent(agent(&pki, &srv.url, TOKEN_A, &allow));
+    let server = srv.server.clone();
+    wait_until("first", LONG, || server.has_session("c-a")).await;
+    let first_id = match events.recv().await.unwrap() {
+        SessionEvent::Connected { session_id, .. } => session_id,
+        other => panic!("{other:?}"),
+    };
+    // Four callers dial one after another all through the replacement.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let dialers: Vec<_> = (0..4)
+        .map(|_| {
+            let (server, stop, echo) = (srv.server.clone(), stop.clone(), echo.to_string());
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0, vec![]);
+                while !stop.is_cancelled() {
+                    match server.dial("c-a", "tcp", &echo).await {
+                        Ok(_) => ok += 1,
+                        Err(e) => failed.push(e.to_string()),
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let second = spawn_agent(agent(&pki, &srv.url, TOKEN_A, &allow));
+    tokio::time::timeout(LONG, async {
+        loop {
+            if let SessionEvent::Connected { session_id, .. } = events.recv().await.unwrap()
+                && session_id != first_id
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    first.stop.cancel();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.cancel();
+    for d in dialers {
+        let (ok, failed) = d.await.unwrap();
+        assert!(ok > 0 && failed.is_empty(), "{ok} dials, failed: {failed:?}");
+    }
+    second.stop.cancel();
+    srv.stop().await;
+}
