@@ -275,10 +275,7 @@ impl Registration {
             keys.push(cluster.to_owned());
         }
         let prefix = format!("{cluster}:");
-        let mut nodes: Vec<String> =
-            self.tunnel.client_keys().into_iter().filter(|k| k.starts_with(&prefix)).collect();
-        nodes.sort();
-        keys.extend(nodes);
+        keys.extend(self.tunnel.client_keys_with_prefix(&prefix));
         keys
     }
 
