@@ -123,12 +123,9 @@ pub enum ClientBuildError {
     /// The reported API server address is not a URI authority.
     #[error("API server address: {0}")]
     Address(#[source] http::uri::InvalidUri),
-    /// The reported CA is not PEM.
-    #[error("the cluster CA is not PEM: {0}")]
-    CaNotPem(#[source] rustls::pki_types::pem::Error),
-    /// The reported CA holds no certificate.
-    #[error("the cluster CA holds no certificate")]
-    CaEmpty,
+    /// The reported CA is not PEM or holds no certificate.
+    #[error(transparent)]
+    Ca(#[from] crate::server::cluster_ca::ClusterCaError),
     /// The TLS connector could not be made with that CA.
     #[error("{0}")]
     Tls(#[source] kube::Error),
