@@ -99,6 +99,15 @@ fn cell(values: Vec<f64>, decimals: usize) -> String {
     format!("{m:.decimals$} ({lo:.decimals$}–{hi:.decimals$})")
 }
 
+/// A ratio's [`cell`], with `×` after the median.
+fn times(values: Vec<f64>) -> String {
+    if values.is_empty() {
+        return "-".into();
+    }
+    let (m, lo, hi) = spread(values);
+    format!("{m:.2}× ({lo:.2}–{hi:.2})")
+}
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -222,9 +231,9 @@ async fn run(args: &Args, bins: &std::path::Path) -> Result<()> {
                 .collect::<Vec<_>>()
         };
         println!(
-            "| {clients} | {}× | {}× | {} | {} |",
-            cell(per_round(&|d, _, p| Some(p?.stats.rps / d?.stats.rps)), 2),
-            cell(per_round(&|_, i, p| Some(p?.stats.rps / i?.stats.rps)), 2),
+            "| {clients} | {} | {} | {} | {} |",
+            times(per_round(&|d, _, p| Some(p?.stats.rps / d?.stats.rps))),
+            times(per_round(&|_, i, p| Some(p?.stats.rps / i?.stats.rps))),
             cell(per_round(&|_, i, p| Some(ms(p?.stats.p50) - ms(i?.stats.p50))), 3),
             cell(per_round(&|_, _, p| Some(p?.cpu[0] + p?.cpu[1])), 1),
         );
