@@ -1,7 +1,9 @@
 //! Benchmarks of rancher-rs against the direct path, printed as tables; shared pieces live here.
 
+pub mod apiserver_import;
 pub mod hosted;
 pub mod http_load;
+pub mod proc_cpu;
 pub mod rke;
 
 use std::path::{Path, PathBuf};
