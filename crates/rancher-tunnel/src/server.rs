@@ -184,7 +184,8 @@ impl TunnelServer {
         res
     }
 
-    /// Like [`dial`](Self::dial), but waits up to `wait` for a session to appear first.
+    /// Like [`dial`](Self::dial), but waits up to `wait` for a session to appear first; a session
+    /// that is ending when dialed (its agent leaving) counts as none.
     ///
     /// # Errors
     /// [`Error::NoSessionWithin`] when none appeared; otherwise as [`dial`](Self::dial).
@@ -199,7 +200,11 @@ impl TunnelServer {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             if self.has_session(client_key) {
-                return self.dial(client_key, network, address).await;
+                match self.dial(client_key, network, address).await {
+                    // The session is ending (its agent left): wait for the next one.
+                    Err(Error::SessionClosed) => {}
+                    done => return done,
+                }
             }
             match tokio::time::timeout_at(deadline, events.recv()).await {
                 Err(_) => {

@@ -100,7 +100,8 @@ async fn dial(
             Err(e) => last = Some(e),
         }
     }
-    if let Some(e) = last {
+    // Sessions that were ending (their agents leaving) count as none: wait for an agent.
+    if let Some(e) = last.filter(|e| !matches!(e, rancher_tunnel::Error::SessionClosed)) {
         return Err(e);
     }
     let s = tunnel.dial_timeout(&cluster, "tcp", &address, DIAL_WAIT).await?;

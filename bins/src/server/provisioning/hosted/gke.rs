@@ -189,9 +189,11 @@ impl Provisioner for GkeProvisioner {
         match have.status {
             ClusterStatus::Running => {}
             ClusterStatus::Error | ClusterStatus::Degraded => {
+                // Worded as the failed operation's message is: the one reconcile that saw the
+                // operation fail and the next, which sees only the cluster, say the same.
                 return Err(ProvisionError::permanent(format!(
-                    "GKE reports the cluster {phase}: {}",
-                    have.status_message
+                    "GKE cluster {} failed at Google ({phase}): {}",
+                    config.cluster_name, have.status_message
                 )));
             }
             _ => {
