@@ -122,6 +122,27 @@ fn authorizer() -> Arc<dyn Authorizer> {
 // ---- destinations ---------------------------------------------------------------------------
 
 /// Reads to EOF, then answers one byte: the writer knows every byte was drained.
+/// A tunnel server with `cfg` behind a TLS `/v3/connect` listener on a free port: the server, the URL
+/// agents dial, and the token that stops the listener.
+async fn start_tunnel_server(
+    pki: &Pki,
+    cfg: SessionConfig,
+) -> Result<(TunnelServer, String, CancellationToken)> {
+    let server = TunnelServer::new(cfg, Metrics::unregistered())?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("wss://localhost:{}/v3/connect", listener.local_addr()?.port());
+    let stop = CancellationToken::new();
+    tokio::spawn(serve_connect(
+        listener,
+        Some(pki.server_tls.clone()),
+        server.clone(),
+        authorizer(),
+        ServeOptions::default(),
+        stop.clone(),
+    ));
+    Ok((server, url, stop))
+}
+
 async fn discard<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) {
     let mut buf = vec![0u8; 64 * 1024];
     while let Ok(n) = s.read(&mut buf).await {
@@ -316,18 +337,7 @@ async fn run(args: &Args) -> Result<()> {
 
     // The tunnel: server with a TLS /v3/connect listener, one agent allowed to reach the plain
     // destinations.
-    let server = TunnelServer::new(cfg.clone(), Metrics::unregistered())?;
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("wss://localhost:{}/v3/connect", listener.local_addr()?.port());
-    let stop = CancellationToken::new();
-    tokio::spawn(serve_connect(
-        listener,
-        Some(pki.server_tls.clone()),
-        server.clone(),
-        authorizer(),
-        ServeOptions::default(),
-        stop.clone(),
-    ));
+    let (server, url, stop) = start_tunnel_server(&pki, cfg.clone()).await?;
     let tls = client_tls_pinned(pki.ca_pem.as_bytes(), &ca_checksum(pki.ca_pem.as_bytes()))?;
     let mut acfg = AgentConfig::default();
     acfg.session = cfg.clone();

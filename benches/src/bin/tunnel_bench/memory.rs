@@ -6,13 +6,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rancher_tunnel::{
-    Agent, AgentConfig, Metrics, PARAMS_HEADER, ServeOptions, TOKEN_HEADER, TunnelServer, WsTransport,
-    ca_checksum, client_tls_pinned, serve_connect,
+    Agent, AgentConfig, Metrics, PARAMS_HEADER, TOKEN_HEADER, WsTransport, ca_checksum, client_tls_pinned,
 };
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::{Args, TOKEN, authorizer, pki, session_cfg};
+use super::{Args, TOKEN, pki, session_cfg, start_tunnel_server};
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -28,18 +26,7 @@ fn rss_kib() -> u64 {
 /// Child mode: a server that reports its RSS growth for `n` idle sessions.
 pub(super) async fn memory_server(args: &Args, n: usize) -> Result<()> {
     let pki = pki()?;
-    let server = TunnelServer::new(session_cfg(args), Metrics::unregistered())?;
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("wss://localhost:{}/v3/connect", listener.local_addr()?.port());
-    let stop = CancellationToken::new();
-    tokio::spawn(serve_connect(
-        listener,
-        Some(pki.server_tls.clone()),
-        server.clone(),
-        authorizer(),
-        ServeOptions::default(),
-        stop.clone(),
-    ));
+    let (server, url, _stop) = start_tunnel_server(&pki, session_cfg(args)).await?;
     let ca_dir = rancher_benches::ScratchDir::new()?;
     let ca_file = ca_dir.path().join("ca.pem");
     std::fs::write(&ca_file, &pki.ca_pem)?;
