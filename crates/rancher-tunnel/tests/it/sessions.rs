@@ -228,6 +228,25 @@ async fn metrics_count_sessions_streams_bytes_and_dial_errors() {
     server.shutdown(LONG).await;
 }
 
+/// Waits for the next session of `c-a` to connect (not `known`'s) and returns its id.
+async fn connected_other_than(
+    events: &mut tokio::sync::broadcast::Receiver<SessionEvent>,
+    known: Option<u64>,
+) -> u64 {
+    tokio::time::timeout(LONG, async {
+        loop {
+            if let SessionEvent::Connected { session_id, client_key } = events.recv().await.unwrap()
+                && client_key == "c-a"
+                && Some(session_id) != known
+            {
+                return session_id;
+            }
+        }
+    })
+    .await
+    .expect("a session of c-a connects")
+}
+
 /// Accepts connections and reads them without ever answering; each accepted connection's read
 /// result (EOF once the agent lets go) is sent on the returned channel.
 async fn silent_server() -> (std::net::SocketAddr, tokio::sync::mpsc::UnboundedReceiver<usize>) {
@@ -294,12 +313,7 @@ async fn a_replaced_session_finishes_the_replies_under_way_then_closes() {
     let srv = start_server(&pki, test_session_cfg()).await;
     let mut events = srv.server.subscribe();
     let first = spawn_agent(agent(&pki, &srv.url, TOKEN_A, &allow));
-    let server = srv.server.clone();
-    wait_until("first", LONG, || server.has_session("c-a")).await;
-    let first_id = match events.recv().await.unwrap() {
-        SessionEvent::Connected { session_id, .. } => session_id,
-        other => panic!("{other:?}"),
-    };
+    let first_id = connected_other_than(&mut events, None).await;
     // A stream under way on the first session: an echo that is not done yet.
     let mut under_way = srv.server.dial("c-a", "tcp", &echo.to_string()).await.unwrap();
     under_way.write_all(b"before").await.unwrap();
@@ -308,17 +322,7 @@ async fn a_replaced_session_finishes_the_replies_under_way_then_closes() {
     silent_stream.write_all(b"x").await.unwrap();
 
     let second = spawn_agent(agent(&pki, &srv.url, TOKEN_A, &allow));
-    tokio::time::timeout(LONG, async {
-        loop {
-            if let SessionEvent::Connected { session_id, .. } = events.recv().await.unwrap()
-                && session_id != first_id
-            {
-                return;
-            }
-        }
-    })
-    .await
-    .unwrap();
+    connected_other_than(&mut events, Some(first_id)).await;
     // The first agent must not come back and replace the second once its session ends.
     first.stop.cancel();
     // New streams take the newer session; the one under way goes on on the older one.
@@ -356,12 +360,7 @@ async fn dials_during_a_replacement_all_reach_a_session() {
     let srv = start_server(&pki, test_session_cfg()).await;
     let mut events = srv.server.subscribe();
     let first = spawn_agent(agent(&pki, &srv.url, TOKEN_A, &allow));
-    let server = srv.server.clone();
-    wait_until("first", LONG, || server.has_session("c-a")).await;
-    let first_id = match events.recv().await.unwrap() {
-        SessionEvent::Connected { session_id, .. } => session_id,
-        other => panic!("{other:?}"),
-    };
+    let first_id = connected_other_than(&mut events, None).await;
     // Four callers dial one after another all through the replacement.
     let stop = tokio_util::sync::CancellationToken::new();
     let dialers: Vec<_> = (0..4)
@@ -381,17 +380,7 @@ async fn dials_during_a_replacement_all_reach_a_session() {
         .collect();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let second = spawn_agent(agent(&pki, &srv.url, TOKEN_A, &allow));
-    tokio::time::timeout(LONG, async {
-        loop {
-            if let SessionEvent::Connected { session_id, .. } = events.recv().await.unwrap()
-                && session_id != first_id
-            {
-                return;
-            }
-        }
-    })
-    .await
-    .unwrap();
+    connected_other_than(&mut events, Some(first_id)).await;
     first.stop.cancel();
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.cancel();
