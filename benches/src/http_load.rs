@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
@@ -24,6 +25,20 @@ pub struct Target {
     pub path: String,
     /// The bearer token.
     pub token: String,
+}
+
+impl Target {
+    /// `GET` of the target's path as its token's bearer, asking for JSON.
+    ///
+    /// # Errors
+    /// A path or token that cannot be a request line or header.
+    pub fn get(&self) -> Result<http::Request<Empty<Bytes>>> {
+        Ok(http::Request::get(self.path.as_str())
+            .header("host", "127.0.0.1")
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("accept", "application/json")
+            .body(Empty::<Bytes>::new())?)
+    }
 }
 
 /// What one load run measured.
@@ -45,25 +60,15 @@ pub async fn load(target: &Target, clients: usize, warmup: Duration, measure: Du
     for _ in 0..clients {
         let target = target.clone();
         tasks.spawn(async move {
-            let tcp = TcpStream::connect(target.addr).await?;
-            tcp.set_nodelay(true)?;
-            let name = ServerName::try_from("127.0.0.1")?;
-            let tls = tokio_rustls::TlsConnector::from(target.tls.clone()).connect(name, tcp).await?;
-            let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
-            tokio::spawn(conn);
+            let mut send = connect(&target).await?;
             tokio::time::sleep_until(start).await;
             let mut samples = Vec::with_capacity(16_384);
-            let authorization = format!("Bearer {}", target.token);
             loop {
                 let t0 = Instant::now();
                 if t0 >= end {
                     break;
                 }
-                let req = http::Request::get(target.path.as_str())
-                    .header("host", "127.0.0.1")
-                    .header("authorization", authorization.as_str())
-                    .header("accept", "application/json")
-                    .body(Empty::<Bytes>::new())?;
+                let req = target.get()?;
                 send.ready().await?;
                 let resp = send.send_request(req).await?;
                 let status = resp.status();
@@ -89,6 +94,22 @@ pub async fn load(target: &Target, clients: usize, warmup: Duration, measure: Du
         p50: pick(0.50).unwrap_or_default(),
         p99: pick(0.99).unwrap_or_default(),
     })
+}
+
+/// One keep-alive HTTP/1.1 connection to `target` over TLS (TCP, TLS and HTTP handshakes done), as
+/// kubectl and client-go open them; the connection's task ends when the sender and the bodies it
+/// answered are dropped.
+///
+/// # Errors
+/// A connection or handshake that fails.
+pub async fn connect(target: &Target) -> Result<SendRequest<Empty<Bytes>>> {
+    let tcp = TcpStream::connect(target.addr).await?;
+    tcp.set_nodelay(true)?;
+    let name = ServerName::try_from("127.0.0.1")?;
+    let tls = tokio_rustls::TlsConnector::from(target.tls.clone()).connect(name, tcp).await?;
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+    tokio::spawn(conn);
+    Ok(send)
 }
 
 /// A client TLS config trusting `ca_pem`, speaking HTTP/1.1.

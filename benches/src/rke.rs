@@ -1,7 +1,9 @@
-//! What the benches of clusters built on SSH hosts share: the bundles of local binaries, a
-//! `rancher-server` process logged in as the admin, reading a process's memory from `/proc`, and
-//! how figures are written.
+//! What the benches that run the release binaries share (those of clusters built on SSH hosts, and
+//! the proxy in front of a real API server): the bundles of local binaries, a `rancher-server`
+//! process logged in as the admin, reading a process's memory from `/proc`, and how figures are
+//! written.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -182,15 +184,23 @@ pub fn free_port() -> Result<u16> {
 pub async fn start_server(dir: &Path, bins: &Path, bridge: &str) -> Result<ServerProc> {
     let bundles = dir.join("bundles");
     write_bundle(&bundles, bins)?;
+    start_server_with(dir, bins, bridge, &["--bundle-dir".as_ref(), bundles.as_os_str()]).await
+}
+
+/// Starts `bins/rancher-server` with its data in `dir/data`, its log in `dir/server.log`, the
+/// server URL `https://<host>:<port>` and the flags `extra`; waits until the admin logs in.
+///
+/// # Errors
+/// The server cannot be started, or no login succeeds within a minute.
+pub async fn start_server_with(dir: &Path, bins: &Path, host: &str, extra: &[&OsStr]) -> Result<ServerProc> {
     let port = free_port()?;
     let log = std::fs::File::create(dir.join("server.log"))?;
     let child = Command::new(bins.join("rancher-server"))
         .arg("--data-dir")
         .arg(dir.join("data"))
         .args(["--https-listen", &format!("0.0.0.0:{port}")])
-        .args(["--server-url", &format!("https://{bridge}:{port}")])
-        .arg("--bundle-dir")
-        .arg(&bundles)
+        .args(["--server-url", &format!("https://{host}:{port}")])
+        .args(extra)
         .env("CATTLE_BOOTSTRAP_PASSWORD", PASSWORD)
         .stdout(Stdio::null())
         .stderr(log)
