@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -55,41 +57,80 @@ pub struct Watches {
     tasks: JoinSet<Vec<(u64, Instant)>>,
     stop: CancellationToken,
     seen: Arc<AtomicUsize>,
+    /// The indices (in the targets given to [`open`]) of the watches that are open.
+    pub opened: Vec<usize>,
+    /// How many watches were refused, and the first refusal (status and the start of the body).
+    pub refused: (usize, Option<String>),
     /// How long opening them took (every response's headers in).
     pub opened_in: Duration,
 }
 
+/// A watch answered, or refused with a status other than 200.
+enum Answer {
+    Open(SendRequest<Empty<Bytes>>, Incoming),
+    Refused(String),
+}
+
 /// The watches of `targets`, `in_flight` being opened at a time; returns once every one is answered.
-/// Events of sequence numbers below `from_seq` are not counted.
+/// A watch refused with a status other than 200 is counted, not an error. Events of sequence
+/// numbers below `from_seq` are not counted.
 ///
 /// # Errors
-/// A connection that fails, or a watch answered with another status than 200.
+/// A connection or a request that fails.
 pub async fn open(targets: Vec<Target>, in_flight: usize, from_seq: u64) -> Result<Watches> {
     let start = Instant::now();
-    let answered: Vec<_> = futures::stream::iter(targets)
-        .map(|target| async move {
+    let answers: Vec<(usize, Answer)> = futures::stream::iter(targets.into_iter().enumerate())
+        .map(|(i, target)| async move {
             let mut send = connect(&target).await?;
             let resp = send.send_request(target.get()?).await?;
             if resp.status() != 200 {
-                bail!("watch {}: {}", target.path, resp.status());
+                let status = resp.status();
+                let body = resp.into_body().collect().await?.to_bytes();
+                // A Kubernetes Status says why in its message.
+                let why = serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v["message"].as_str().map(str::to_owned))
+                    .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(300).collect());
+                return Ok::<_, anyhow::Error>((i, Answer::Refused(format!("{status}: {why}"))));
             }
-            Ok((send, resp.into_body()))
+            Ok((i, Answer::Open(send, resp.into_body())))
         })
         .buffer_unordered(in_flight)
         .try_collect()
         .await?;
     let opened_in = start.elapsed();
     let (stop, seen) = (CancellationToken::new(), Arc::new(AtomicUsize::new(0)));
-    let mut tasks = JoinSet::new();
-    for (send, body) in answered {
-        let (stop, seen) = (stop.clone(), seen.clone());
-        tasks.spawn(async move {
-            let events = events(body, &stop, &seen, from_seq).await;
-            drop(send);
-            events
-        });
+    let (mut tasks, mut opened, mut refused) = (JoinSet::new(), Vec::new(), (0, None));
+    for (i, answer) in answers {
+        match answer {
+            Answer::Open(send, body) => {
+                opened.push(i);
+                let (stop, seen) = (stop.clone(), seen.clone());
+                tasks.spawn(async move {
+                    let events = events(body, &stop, &seen, from_seq).await;
+                    drop(send);
+                    events
+                });
+            }
+            Answer::Refused(why) => {
+                refused.0 += 1;
+                refused.1.get_or_insert(why);
+            }
+        }
     }
-    Ok(Watches { tasks, stop, seen, opened_in })
+    Ok(Watches { tasks, stop, seen, opened, refused, opened_in })
+}
+
+/// The status of one `GET target` on a new connection.
+///
+/// # Errors
+/// A connection or a request that fails.
+pub async fn status_of(target: &Target) -> Result<u16> {
+    let mut send = connect(target).await?;
+    let resp = send.send_request(target.get()?).await?;
+    let status = resp.status().as_u16();
+    resp.into_body().collect().await?;
+    Ok(status)
 }
 
 /// The `data.seq` of each event's configmap as it arrives, until `stop` or the watch's end.

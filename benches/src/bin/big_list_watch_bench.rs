@@ -18,11 +18,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use rancher_benches::big_list::{Read, populate, read};
-use rancher_benches::http_load::{Target, connect};
+use rancher_benches::http_load::connect;
 use rancher_benches::proc_memory::{PeakRss, rss_kb};
 use rancher_benches::rke::{bin_dir, mb};
 use rancher_benches::sim_import::{ImportedSim, Pids};
-use rancher_benches::watch_latency::{self, latencies_ms, quantile, watch_path};
+use rancher_benches::watch_latency::{self, latencies_ms, quantile, status_of, watch_path};
 
 #[derive(Parser)]
 struct Args {
@@ -41,9 +41,9 @@ struct Args {
     /// Reads of the pod list per path (interleaved).
     #[arg(long, default_value_t = 7)]
     list_rounds: usize,
-    /// Watches open at once.
-    #[arg(long, default_value_t = 1_000)]
-    watches: usize,
+    /// Watches open at once; each count is measured in its own rounds (comma separated).
+    #[arg(long, value_delimiter = ',', default_value = "1000,200")]
+    watches: Vec<usize>,
     /// Configmap writes per watch round and path.
     #[arg(long, default_value_t = 500)]
     writes: usize,
@@ -90,6 +90,11 @@ impl Mem {
 
 /// One watch round of one path.
 struct WatchRound {
+    /// Watches asked for, and those refused (with the first refusal).
+    attempted: usize,
+    refused: (usize, Option<String>),
+    /// The status of a `GET /api/v1/namespaces/default` on the same path while the watches are open.
+    probe: u16,
     p50: f64,
     p99: f64,
     received: usize,
@@ -157,31 +162,40 @@ async fn list_rounds(env: &ImportedSim, rounds: usize) -> Result<(Vec<Read>, Vec
     Ok((d, p, Mem { server: peak[0], agent: peak[1], sim: peak[2] }))
 }
 
-/// (b): one watch round on `path`; sequence numbers from `first_seq`.
-async fn watch_round(env: &ImportedSim, args: &Args, path: Path, first_seq: u64) -> Result<WatchRound> {
-    let targets = (0..args.watches)
-        .map(|i| {
-            let p = watch_path(i % args.namespaces);
-            if path == Path::Direct { env.direct(&p) } else { env.proxied(&p) }
-        })
-        .collect::<Result<Vec<Target>>>()?;
+/// (b): one round of `count` watches on `path`; sequence numbers from `first_seq`.
+async fn watch_round(
+    env: &ImportedSim,
+    args: &Args,
+    path: Path,
+    count: usize,
+    first_seq: u64,
+) -> Result<WatchRound> {
+    let target = |p: &str| if path == Path::Direct { env.direct(p) } else { env.proxied(p) };
+    let targets = (0..count).map(|i| target(&watch_path(i % args.namespaces))).collect::<Result<Vec<_>>>()?;
     let pids = env.pids();
     let peak = PeakRss::start(vec![pids.server, pids.agent, pids.sim], Duration::from_millis(50));
     let watches = watch_latency::open(targets, 64, first_seq).await?;
-    let opened_in = watches.opened_in;
+    let (opened_in, refused) = (watches.opened_in, watches.refused.clone());
+    let mut per_namespace = vec![0; args.namespaces];
+    for i in &watches.opened {
+        per_namespace[i % args.namespaces] += 1;
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let open = Mem::now(pids);
+    let probe = status_of(&target("/api/v1/namespaces/default")?).await?;
     let answered =
         watch_latency::write(&env.sim_access, args.namespaces, args.writes, args.write_rate, first_seq)
             .await?;
-    let per_namespace = |n: usize| (0..args.watches).filter(|i| i % args.namespaces == n).count();
-    let expected = (0..args.writes).map(|w| per_namespace(w % args.namespaces)).sum();
+    let expected = (0..args.writes).map(|w| per_namespace[w % args.namespaces]).sum();
     let arrivals = watches.close(expected, Duration::from_secs(5)).await;
     let peak = peak.stop().await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let after = Mem::now(pids);
     let ms = latencies_ms(&answered, &arrivals);
     Ok(WatchRound {
+        attempted: count,
+        refused,
+        probe,
         p50: quantile(&ms, 0.50),
         p99: quantile(&ms, 0.99),
         received: ms.len(),
@@ -191,6 +205,13 @@ async fn watch_round(env: &ImportedSim, args: &Args, path: Path, first_seq: u64)
         peak: Mem { server: peak[0], agent: peak[1], sim: peak[2] },
         after,
     })
+}
+
+/// The rounds of one count of watches.
+struct WatchSet {
+    count: usize,
+    direct: Vec<WatchRound>,
+    proxied: Vec<WatchRound>,
 }
 
 fn main() -> Result<()> {
@@ -218,24 +239,31 @@ async fn run(args: &Args, bins: &std::path::Path) -> Result<()> {
     watch_latency::prepare(&env.sim_access, args.namespaces).await?;
     settle(args).await;
     let idle_before_watches = Mem::now(pids);
-    let (mut direct_watch, mut proxied_watch) = (Vec::new(), Vec::new());
+    let mut watch = Vec::new();
     let mut seq = 1;
-    for round in 0..args.watch_rounds {
-        for path in order(round) {
-            let r = watch_round(&env, args, path, seq).await?;
-            seq += args.writes as u64;
-            eprintln!(
-                "watch round {} {}: opened in {:.1} s, {}/{} events, p50 {:.2} ms, p99 {:.2} ms",
-                round + 1,
-                if path == Path::Direct { "direct" } else { "proxied" },
-                r.opened_in.as_secs_f64(),
-                r.received,
-                r.expected,
-                r.p50,
-                r.p99
-            );
-            if path == Path::Direct { direct_watch.push(r) } else { proxied_watch.push(r) }
+    for &count in &args.watches {
+        let mut set = WatchSet { count, direct: Vec::new(), proxied: Vec::new() };
+        for round in 0..args.watch_rounds {
+            for path in order(round) {
+                let r = watch_round(&env, args, path, count, seq).await?;
+                seq += args.writes as u64;
+                eprintln!(
+                    "{count} watches, round {} {}: {} refused, opened in {:.1} s, a GET meanwhile {}, \
+                     {}/{} events, p50 {:.2} ms, p99 {:.2} ms",
+                    round + 1,
+                    if path == Path::Direct { "direct" } else { "proxied" },
+                    r.refused.0,
+                    r.opened_in.as_secs_f64(),
+                    r.probe,
+                    r.received,
+                    r.expected,
+                    r.p50,
+                    r.p99
+                );
+                if path == Path::Direct { set.direct.push(r) } else { set.proxied.push(r) }
+            }
         }
+        watch.push(set);
     }
     let idle_end = Mem::now(pids);
 
@@ -248,8 +276,7 @@ async fn run(args: &Args, bins: &std::path::Path) -> Result<()> {
             proxied_lists,
             list_peak,
             idle_before_watches,
-            direct_watch,
-            proxied_watch,
+            watch,
             idle_end,
         },
     );
@@ -264,8 +291,7 @@ struct Figures {
     proxied_lists: Vec<Read>,
     list_peak: Mem,
     idle_before_watches: Mem,
-    direct_watch: Vec<WatchRound>,
-    proxied_watch: Vec<WatchRound>,
+    watch: Vec<WatchSet>,
     idle_end: Mem,
 }
 
@@ -278,39 +304,24 @@ fn print_table(args: &Args, f: &Figures) {
     let secs = |v: &[Read], pick: fn(&Read) -> Duration| -> Vec<f64> {
         v.iter().map(|r| pick(r).as_secs_f64() * 1e3).collect()
     };
+    let median = |v: Vec<f64>| spread(v).0;
     let (d_ttlb, p_ttlb) =
-        (spread(secs(&f.direct_lists, |r| r.last_byte)).0, spread(secs(&f.proxied_lists, |r| r.last_byte)).0);
-    let (d_ttfb, p_ttfb) = (
-        spread(secs(&f.direct_lists, |r| r.first_byte)).0,
-        spread(secs(&f.proxied_lists, |r| r.first_byte)).0,
-    );
+        (median(secs(&f.direct_lists, |r| r.last_byte)), median(secs(&f.proxied_lists, |r| r.last_byte)));
+    let (d_ttfb, p_ttfb) =
+        (median(secs(&f.direct_lists, |r| r.first_byte)), median(secs(&f.proxied_lists, |r| r.first_byte)));
     let bytes = |v: &[Read]| v.first().map_or(0, |r| r.bytes);
-    let watch = |v: &[WatchRound], pick: fn(&WatchRound) -> f64| v.iter().map(pick).collect::<Vec<f64>>();
-    let (d_p50, p_p50) =
-        (spread(watch(&f.direct_watch, |r| r.p50)).0, spread(watch(&f.proxied_watch, |r| r.p50)).0);
-    let (d_p99, p_p99) =
-        (spread(watch(&f.direct_watch, |r| r.p99)).0, spread(watch(&f.proxied_watch, |r| r.p99)).0);
-    let events = |v: &[WatchRound]| {
-        format!(
-            "{}/{}",
-            v.iter().map(|r| r.received).sum::<usize>(),
-            v.iter().map(|r| r.expected).sum::<usize>()
-        )
-    };
-    let opened = |v: &[WatchRound]| spread(v.iter().map(|r| r.opened_in.as_secs_f64()).collect());
-    let mem = |v: &[WatchRound], pick: fn(&WatchRound) -> u64| mb_spread(v.iter().map(pick).collect());
     let agent_limit = 15.0 * 1024.0;
 
     println!(
-        "{} pods in {} namespaces on {} nodes; lists: median (min–max) of {} per path; watches: {} at once \
-         (HTTP/1.1, one connection each, spread over the namespaces), {} writes at {}/s per round, median \
-         (min–max) of {} rounds per path; direct and proxied interleaved; sim, server and agent each a \
-         process; memory is VmRSS\n",
+        "{} pods in {} namespaces on {} nodes; lists: median (min–max) of {} per path; watches: {} at \
+         once (HTTP/1.1, one connection each, spread over the namespaces), {} writes at {}/s per round, \
+         median (min–max) of {} rounds per path; direct and proxied interleaved; sim, server and agent \
+         each a process; memory is VmRSS\n",
         args.pods,
         args.namespaces,
         args.nodes,
         args.list_rounds,
-        args.watches,
+        args.watches.iter().map(ToString::to_string).collect::<Vec<_>>().join(" and "),
         args.writes,
         args.write_rate,
         args.watch_rounds
@@ -336,32 +347,9 @@ fn print_table(args: &Args, f: &Figures) {
         bytes(&f.proxied_lists),
         bytes(&f.proxied_lists) as f64 / bytes(&f.direct_lists).max(1) as f64,
     );
-    println!(
-        "| watch event delivery p50 | {} | {} | {:+.2} ms | | |",
-        ms_spread(watch(&f.direct_watch, |r| r.p50)),
-        ms_spread(watch(&f.proxied_watch, |r| r.p50)),
-        p_p50 - d_p50,
-    );
-    println!(
-        "| watch event delivery p99 | {} | {} | {:+.2} ms | ≤ +10 ms | {} |",
-        ms_spread(watch(&f.direct_watch, |r| r.p99)),
-        ms_spread(watch(&f.proxied_watch, |r| r.p99)),
-        p_p99 - d_p99,
-        met(p_p99 - d_p99 <= 10.0, || format!("{:.1} ms over", p_p99 - d_p99 - 10.0)),
-    );
-    println!(
-        "| watch events received / expected | {} | {} | | | |",
-        events(&f.direct_watch),
-        events(&f.proxied_watch)
-    );
-    let (d_open, p_open) = (opened(&f.direct_watch), opened(&f.proxied_watch));
-    println!(
-        "| {} watches opened in (median) | {:.2} s | {:.2} s | {:.2}× | | |",
-        args.watches,
-        d_open.0,
-        p_open.0,
-        p_open.0 / d_open.0
-    );
+    for set in &f.watch {
+        print_watch_rows(set);
+    }
     let agent_row = |what: &str, kb: u64| {
         println!(
             "| agent RSS, {what} | — | {} | | ≤ 15 MB | {} |",
@@ -371,50 +359,101 @@ fn print_table(args: &Args, f: &Figures) {
     };
     agent_row("idle, empty cluster", f.idle_empty.agent);
     agent_row(&format!("idle, {} pods", args.pods), f.idle_pods.agent);
-    println!("| agent RSS, peak while listing | — | {} | | | |", mb(f.list_peak.agent));
-    println!("| agent RSS, before the watches | — | {} | | | |", mb(f.idle_before_watches.agent));
+    let rss_rows = |who: &str, pick: fn(&Mem) -> u64| {
+        if who == "server" {
+            println!("| server RSS, idle, empty cluster | — | {} | | | |", mb(pick(&f.idle_empty)));
+            println!("| server RSS, idle, {} pods | — | {} | | | |", args.pods, mb(pick(&f.idle_pods)));
+        }
+        println!("| {who} RSS, peak while listing | — | {} | | | |", mb(pick(&f.list_peak)));
+        println!("| {who} RSS, before the watches | — | {} | | | |", mb(pick(&f.idle_before_watches)));
+        for set in &f.watch {
+            let n = set.count;
+            let of = |m: fn(&WatchRound) -> Mem| mb_spread(set.proxied.iter().map(|r| pick(&m(r))).collect());
+            println!("| {who} RSS, {n} watches asked for, open | — | {} | | | |", of(|r| r.open));
+            println!("| {who} RSS, {n} watches, peak | — | {} | | | |", of(|r| r.peak));
+            println!("| {who} RSS, {n} watches, 5 s after they closed | — | {} | | | |", of(|r| r.after));
+        }
+        println!("| {who} RSS at the end | — | {} | | | |", mb(pick(&f.idle_end)));
+    };
+    rss_rows("agent", |m| m.agent);
+    rss_rows("server", |m| m.server);
+    let sim_peaks = f
+        .watch
+        .iter()
+        .map(|set| {
+            let peak = |v: &[WatchRound]| mb(spread(v.iter().map(|r| r.peak.sim as f64).collect()).0 as u64);
+            format!("{}: {} / {}", set.count, peak(&set.direct), peak(&set.proxied))
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
     println!(
-        "| agent RSS, {} watches open | — | {} | | | |",
-        args.watches,
-        mem(&f.proxied_watch, |r| r.open.agent)
-    );
-    println!(
-        "| agent RSS, peak during the watches | — | {} | | | |",
-        mem(&f.proxied_watch, |r| r.peak.agent)
-    );
-    println!(
-        "| agent RSS, 5 s after the watches closed | — | {} | | | |",
-        mem(&f.proxied_watch, |r| r.after.agent)
-    );
-    println!("| server RSS, idle, empty cluster | — | {} | | | |", mb(f.idle_empty.server));
-    println!("| server RSS, idle, {} pods | — | {} | | | |", args.pods, mb(f.idle_pods.server));
-    println!("| server RSS, peak while listing | — | {} | | | |", mb(f.list_peak.server));
-    println!("| server RSS, before the watches | — | {} | | | |", mb(f.idle_before_watches.server));
-    println!(
-        "| server RSS, {} watches open | — | {} | | | |",
-        args.watches,
-        mem(&f.proxied_watch, |r| r.open.server)
-    );
-    println!(
-        "| server RSS, peak during the watches | — | {} | | | |",
-        mem(&f.proxied_watch, |r| r.peak.server)
-    );
-    println!(
-        "| server RSS, 5 s after the watches closed | — | {} | | | |",
-        mem(&f.proxied_watch, |r| r.after.server)
-    );
-    println!(
-        "| server / agent RSS at the end | — | {} / {} | | | |",
-        mb(f.idle_end.server),
-        mb(f.idle_end.agent)
-    );
-    println!(
-        "| sim RSS (the API server): empty, {} pods, peak with {} watches direct / proxied | {} / {} / {} | {} | | | |",
+        "| sim RSS (the API server): empty; {} pods; peak with N watches direct / proxied | {}; {}; {sim_peaks} | | | | |",
         args.pods,
-        args.watches,
         mb(f.idle_empty.sim),
         mb(f.idle_pods.sim),
-        mem(&f.direct_watch, |r| r.peak.sim),
-        mem(&f.proxied_watch, |r| r.peak.sim),
+    );
+}
+
+/// The rows of one count of watches.
+fn print_watch_rows(set: &WatchSet) {
+    let n = set.count;
+    let pick = |v: &[WatchRound], p: fn(&WatchRound) -> f64| v.iter().map(p).collect::<Vec<f64>>();
+    let median = |v: &[WatchRound], p: fn(&WatchRound) -> f64| spread(pick(v, p)).0;
+    let open = |v: &[WatchRound]| {
+        let refused: usize = v.iter().map(|r| r.refused.0).sum();
+        let asked: usize = v.iter().map(|r| r.attempted).sum();
+        let why = v.iter().find_map(|r| r.refused.1.clone()).map(|w| format!(" (refused: {w})"));
+        format!("{}/{asked}{}", asked - refused, why.unwrap_or_default().replace('|', "/").replace('\n', " "))
+    };
+    println!(
+        "| {n} watches: open / asked for, all rounds | {} | {} | | | |",
+        open(&set.direct),
+        open(&set.proxied)
+    );
+    let probes = |v: &[WatchRound]| v.iter().map(|r| r.probe.to_string()).collect::<Vec<_>>().join(", ");
+    println!(
+        "| {n} watches: status of a `GET /api/v1/namespaces/default` meanwhile | {} | {} | | | |",
+        probes(&set.direct),
+        probes(&set.proxied)
+    );
+    let (d50, p50) = (median(&set.direct, |r| r.p50), median(&set.proxied, |r| r.p50));
+    println!(
+        "| {n} watches: event delivery p50 | {} | {} | {:+.2} ms | | |",
+        ms_spread(pick(&set.direct, |r| r.p50)),
+        ms_spread(pick(&set.proxied, |r| r.p50)),
+        p50 - d50,
+    );
+    let (d99, p99) = (median(&set.direct, |r| r.p99), median(&set.proxied, |r| r.p99));
+    let refused: usize = set.proxied.iter().map(|r| r.refused.0).sum();
+    println!(
+        "| {n} watches: event delivery p99 | {} | {} | {:+.2} ms | ≤ +10 ms | {} |",
+        ms_spread(pick(&set.direct, |r| r.p99)),
+        ms_spread(pick(&set.proxied, |r| r.p99)),
+        p99 - d99,
+        met(p99 - d99 <= 10.0 && refused == 0, || if refused > 0 {
+            format!("{refused} of the watches refused")
+        } else {
+            format!("{:.1} ms over", p99 - d99 - 10.0)
+        }),
+    );
+    let events = |v: &[WatchRound]| {
+        format!(
+            "{}/{}",
+            v.iter().map(|r| r.received).sum::<usize>(),
+            v.iter().map(|r| r.expected).sum::<usize>()
+        )
+    };
+    println!(
+        "| {n} watches: events received / expected (of the open watches) | {} | {} | | | |",
+        events(&set.direct),
+        events(&set.proxied)
+    );
+    let (d_open, p_open) = (
+        median(&set.direct, |r| r.opened_in.as_secs_f64()),
+        median(&set.proxied, |r| r.opened_in.as_secs_f64()),
+    );
+    println!(
+        "| {n} watches: all answered in (median) | {d_open:.2} s | {p_open:.2} s | {:.2}× | | |",
+        p_open / d_open
     );
 }
