@@ -13,6 +13,12 @@ pub fn rss_kb(pid: u32) -> u64 {
     status_kb(pid, "VmRSS:").unwrap_or(0)
 }
 
+/// The anonymous (heap, stacks) and file-backed (the program's own pages, libraries) parts of
+/// the resident memory of `pid`, in kB.
+pub fn rss_split_kb(pid: u32) -> (u64, u64) {
+    (status_kb(pid, "RssAnon:").unwrap_or(0), status_kb(pid, "RssFile:").unwrap_or(0))
+}
+
 /// Samples the resident memory of some processes until stopped.
 pub struct PeakRss {
     stop: CancellationToken,

@@ -19,10 +19,11 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use rancher_benches::big_list::{Read, populate, read};
 use rancher_benches::http_load::connect;
-use rancher_benches::proc_memory::{PeakRss, rss_kb};
+use rancher_benches::proc_memory::{PeakRss, rss_kb, rss_split_kb};
 use rancher_benches::rke::{bin_dir, mb};
 use rancher_benches::sim_import::{ImportedSim, Pids};
 use rancher_benches::watch_latency::{self, latencies_ms, quantile, status_of, watch_path};
+use tokio::time::Instant;
 
 #[derive(Parser)]
 struct Args {
@@ -56,6 +57,10 @@ struct Args {
     /// Seconds to let the programs settle before an idle reading.
     #[arg(long, default_value_t = 10.0)]
     settle: f64,
+    /// Seconds to keep the programs running after the table (to profile them: their pids are
+    /// printed).
+    #[arg(long, default_value_t = 0.0)]
+    hold: f64,
     /// Where `rancher-server`, `rancher-agent` and `rancher-sim` are (default: beside this bench).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -80,11 +85,18 @@ struct Mem {
     server: u64,
     agent: u64,
     sim: u64,
+    /// The agent's anonymous and file-backed resident memory.
+    agent_split: (u64, u64),
 }
 
 impl Mem {
     fn now(p: Pids) -> Mem {
-        Mem { server: rss_kb(p.server), agent: rss_kb(p.agent), sim: rss_kb(p.sim) }
+        let agent_split = rss_split_kb(p.agent);
+        Mem { server: rss_kb(p.server), agent: rss_kb(p.agent), sim: rss_kb(p.sim), agent_split }
+    }
+
+    fn peak(kb: &[u64]) -> Mem {
+        Mem { server: kb[0], agent: kb[1], sim: kb[2], agent_split: (0, 0) }
     }
 }
 
@@ -95,6 +107,8 @@ struct WatchRound {
     refused: (usize, Option<String>),
     /// The status of a `GET /api/v1/namespaces/default` on the same path while the watches are open.
     probe: u16,
+    /// The writes' rate as achieved (each waits for the previous one's answer).
+    writes_per_s: f64,
     p50: f64,
     p99: f64,
     received: usize,
@@ -118,6 +132,11 @@ fn spread(mut v: Vec<f64>) -> (f64, f64, f64) {
 fn ms_spread(v: Vec<f64>) -> String {
     let (m, lo, hi) = spread(v);
     format!("{m:.1} ms ({lo:.1}–{hi:.1})")
+}
+
+fn rate_spread(v: Vec<f64>) -> String {
+    let (m, lo, hi) = spread(v);
+    format!("{m:.1} ({lo:.1}–{hi:.1})")
 }
 
 fn mb_spread(v: Vec<u64>) -> String {
@@ -159,7 +178,7 @@ async fn list_rounds(env: &ImportedSim, rounds: usize) -> Result<(Vec<Read>, Vec
         );
     }
     let peak = peak.stop().await;
-    Ok((d, p, Mem { server: peak[0], agent: peak[1], sim: peak[2] }))
+    Ok((d, p, Mem::peak(&peak)))
 }
 
 /// (b): one round of `count` watches on `path`; sequence numbers from `first_seq`.
@@ -183,9 +202,11 @@ async fn watch_round(
     tokio::time::sleep(Duration::from_secs(1)).await;
     let open = Mem::now(pids);
     let probe = status_of(&target("/api/v1/namespaces/default")?).await?;
+    let writing = Instant::now();
     let answered =
         watch_latency::write(&env.sim_access, args.namespaces, args.writes, args.write_rate, first_seq)
             .await?;
+    let writes_per_s = args.writes as f64 / writing.elapsed().as_secs_f64();
     let expected = (0..args.writes).map(|w| per_namespace[w % args.namespaces]).sum();
     let arrivals = watches.close(expected, Duration::from_secs(5)).await;
     let peak = peak.stop().await;
@@ -193,6 +214,7 @@ async fn watch_round(
     let after = Mem::now(pids);
     let ms = latencies_ms(&answered, &arrivals);
     Ok(WatchRound {
+        writes_per_s,
         attempted: count,
         refused,
         probe,
@@ -202,7 +224,7 @@ async fn watch_round(
         expected,
         opened_in,
         open,
-        peak: Mem { server: peak[0], agent: peak[1], sim: peak[2] },
+        peak: Mem::peak(&peak),
         after,
     })
 }
@@ -281,6 +303,13 @@ async fn run(args: &Args, bins: &std::path::Path) -> Result<()> {
         },
     );
     println!("\nload average before: {load_before}; after: {}", loadavg());
+    if args.hold > 0.0 {
+        eprintln!(
+            "holding for {} s: server {}, agent {}, sim {}",
+            args.hold, pids.server, pids.agent, pids.sim
+        );
+        tokio::time::sleep(Duration::from_secs_f64(args.hold)).await;
+    }
     Ok(())
 }
 
@@ -350,15 +379,18 @@ fn print_table(args: &Args, f: &Figures) {
     for set in &f.watch {
         print_watch_rows(set);
     }
-    let agent_row = |what: &str, kb: u64| {
+    let agent_row = |what: &str, m: &Mem| {
+        let kb = m.agent;
         println!(
-            "| agent RSS, {what} | — | {} | | ≤ 15 MB | {} |",
+            "| agent RSS, {what} | — | {} (anonymous {}, file {}) | | ≤ 15 MB | {} |",
             mb(kb),
+            mb(m.agent_split.0),
+            mb(m.agent_split.1),
             met(kb as f64 <= agent_limit, || format!("{:.1} MB over", (kb as f64 - agent_limit) / 1024.0)),
         );
     };
-    agent_row("idle, empty cluster", f.idle_empty.agent);
-    agent_row(&format!("idle, {} pods", args.pods), f.idle_pods.agent);
+    agent_row("idle, empty cluster", &f.idle_empty);
+    agent_row(&format!("idle, {} pods", args.pods), &f.idle_pods);
     let rss_rows = |who: &str, pick: fn(&Mem) -> u64| {
         if who == "server" {
             println!("| server RSS, idle, empty cluster | — | {} | | | |", mb(pick(&f.idle_empty)));
@@ -435,6 +467,11 @@ fn print_watch_rows(set: &WatchSet) {
         } else {
             format!("{:.1} ms over", p99 - d99 - 10.0)
         }),
+    );
+    println!(
+        "| {n} watches: writes/s achieved (each waits for the last answer) | {} | {} | | | |",
+        rate_spread(pick(&set.direct, |r| r.writes_per_s)),
+        rate_spread(pick(&set.proxied, |r| r.writes_per_s)),
     );
     let events = |v: &[WatchRound]| {
         format!(
