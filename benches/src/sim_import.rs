@@ -84,11 +84,21 @@ fn address_of(url: &str) -> Result<SocketAddr> {
     rest.trim_end_matches('/').parse().with_context(|| format!("{url}: not an address"))
 }
 
-/// Starts `bins/rancher-sim` with `nodes` nodes; returns it with the kubeconfig it wrote.
-async fn start_sim(bins: &Path, dir: &Path, nodes: usize) -> Result<(Proc, PathBuf)> {
+/// The shape of the sim: its nodes, and the Events it keeps per namespace.
+#[derive(Clone, Copy, Debug)]
+pub struct SimShape {
+    /// Simulated nodes.
+    pub nodes: usize,
+    /// Events kept per namespace (`rancher-sim --events-per-namespace`).
+    pub events_per_namespace: usize,
+}
+
+/// Starts `bins/rancher-sim` of `shape`; returns it with the kubeconfig it wrote.
+async fn start_sim(bins: &Path, dir: &Path, shape: SimShape) -> Result<(Proc, PathBuf)> {
     let kubeconfig = dir.join("sim.kubeconfig");
     let mut cmd = Command::new(bins.join("rancher-sim"));
-    cmd.args(["--listen", "127.0.0.1:0", "--name", CLUSTER, "--nodes", &nodes.to_string()])
+    cmd.args(["--listen", "127.0.0.1:0", "--name", CLUSTER, "--nodes", &shape.nodes.to_string()])
+        .args(["--events-per-namespace", &shape.events_per_namespace.to_string()])
         .arg("--kubeconfig-out")
         .arg(&kubeconfig)
         .env("RUST_LOG", "warn");
@@ -112,7 +122,7 @@ fn kubectl(kubeconfig: &Path, args: &[&str]) -> Result<()> {
 }
 
 impl ImportedSim {
-    /// Starts a sim of `nodes` nodes, a `rancher-server` (fresh data dir), creates the imported
+    /// Starts a sim of `shape`, a `rancher-server` (fresh data dir), creates the imported
     /// cluster [`CLUSTER`], applies its import manifest to the sim, starts `rancher-agent` with the
     /// deployed agent's settings and the sim's admin kubeconfig, and waits until a proxied read
     /// succeeds. The programs come from `bins`.
@@ -122,9 +132,9 @@ impl ImportedSim {
     ///
     /// # Panics
     /// When a step does not finish within two minutes.
-    pub async fn start(bins: &Path, nodes: usize) -> Result<ImportedSim> {
+    pub async fn start(bins: &Path, shape: SimShape) -> Result<ImportedSim> {
         let dir = ScratchDir::new()?;
-        let (sim, kubeconfig) = start_sim(bins, dir.path(), nodes).await?;
+        let (sim, kubeconfig) = start_sim(bins, dir.path(), shape).await?;
         let sim_access = SimAccess::from_kubeconfig(&std::fs::read_to_string(&kubeconfig)?)?;
 
         let server = start_server_with(dir.path(), bins, "127.0.0.1", &[]).await?;
