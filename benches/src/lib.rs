@@ -1,8 +1,11 @@
 //! Benchmarks of rancher-rs against the direct path, printed as tables; shared pieces live here.
 
+pub mod apiserver_import;
 pub mod big_list;
 pub mod hosted;
 pub mod http_load;
+pub mod import;
+pub mod proc_cpu;
 pub mod proc_memory;
 pub mod rke;
 pub mod sim_import;

@@ -4,26 +4,18 @@
 //! applied to the sim with `kubectl`, the agent started with the settings read back from it.
 //! Requests go to the sim directly as its admin, or through the server's `/k8s/clusters/<id>/…`.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use base64::Engine as _;
-use rancher_test_support::deployed_agent::AgentSettings;
-use rancher_test_support::kubectl::default_kubectl;
+use http::HeaderMap;
 use rancher_test_support::{Proc, eventually};
-use serde_json::json;
 
 use crate::ScratchDir;
 use crate::http_load::{Target, client_tls};
+use crate::import::{CLUSTER, WAIT, address_of, import, start_agent, wait_proxied};
 use crate::rke::{ServerProc, start_server_with};
-
-/// The imported cluster's id (and the sim's name).
-pub const CLUSTER: &str = "bench";
-/// How long each setup step may take.
-const WAIT: Duration = Duration::from_secs(120);
 
 /// Where a sim listens and how its admin authenticates, from the kubeconfig it writes.
 #[derive(Clone)]
@@ -78,12 +70,6 @@ pub struct ImportedSim {
     dir: ScratchDir,
 }
 
-/// `host:port` of an `https://host:port` URL.
-fn address_of(url: &str) -> Result<SocketAddr> {
-    let rest = url.strip_prefix("https://").with_context(|| format!("{url} is not https://"))?;
-    rest.trim_end_matches('/').parse().with_context(|| format!("{url}: not an address"))
-}
-
 /// The shape of the sim: its nodes, and the Events it keeps per namespace.
 #[derive(Clone, Copy, Debug)]
 pub struct SimShape {
@@ -112,15 +98,6 @@ async fn start_sim(bins: &Path, dir: &Path, shape: SimShape) -> Result<(Proc, Pa
     Ok((sim, kubeconfig))
 }
 
-/// `kubectl --kubeconfig <kubeconfig> <args>`.
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> Result<()> {
-    let out = Command::new(default_kubectl()).arg("--kubeconfig").arg(kubeconfig).args(args).output()?;
-    if !out.status.success() {
-        bail!("kubectl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
-}
-
 impl ImportedSim {
     /// Starts a sim of `shape`, a `rancher-server` (fresh data dir), creates the imported
     /// cluster [`CLUSTER`], applies its import manifest to the sim, starts `rancher-agent` with the
@@ -139,42 +116,10 @@ impl ImportedSim {
 
         let server = start_server_with(dir.path(), bins, "127.0.0.1", &[]).await?;
         let server_ca = server.http.get(format!("{}/cacerts", server.url)).send().await?.text().await?;
-        server
-            .send(
-                reqwest::Method::POST,
-                "/v3/clusters",
-                &json!({"metadata": {"name": CLUSTER}, "spec": {"importedConfig": {}}}),
-            )
-            .await?;
-        let crt = server.get(&format!("/v3/clusterregistrationtokens/{CLUSTER}:default-token")).await?;
-        let manifest_url = crt["status"]["manifestUrl"].as_str().context("no manifestUrl")?;
-        let manifest = server.http.get(manifest_url).send().await?.error_for_status()?.text().await?;
-        let manifest_file = dir.path().join("import.yaml");
-        std::fs::write(&manifest_file, manifest)?;
-        kubectl(&kubeconfig, &["apply", "-f", &manifest_file.to_string_lossy()])?;
-        let settings = eventually(WAIT, "the import manifest's agent settings can be read back", || {
-            let settings = AgentSettings::read(&kubeconfig);
-            async move { settings }
-        })
-        .await;
-
-        let mut cmd = Command::new(bins.join("rancher-agent"));
-        cmd.arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .env("RUST_LOG", "info")
-            .env("CATTLE_SERVER", &settings.server)
-            .env("CATTLE_CA_CHECKSUM", &settings.checksum)
-            .env("CATTLE_TOKEN", &settings.token)
-            .env("CATTLE_CLUSTER", "true");
-        let agent = Proc::spawn(cmd, &dir.path().join("agent.log"));
-
+        let settings = import(&server, &kubeconfig, dir.path()).await?;
+        let agent = start_agent(bins, &settings, &kubeconfig, &dir.path().join("agent.log"));
         let imported = ImportedSim { agent, server, server_ca, sim, sim_access, dir };
-        let probe = format!("/k8s/clusters/{CLUSTER}/api/v1/namespaces/default");
-        eventually(WAIT, "a proxied read reaches the sim through the agent", || {
-            let read = imported.server.get(&probe);
-            async move { read.await.ok() }
-        })
-        .await;
+        wait_proxied(&imported.server).await;
         Ok(imported)
     }
 
@@ -188,6 +133,7 @@ impl ImportedSim {
             tls: client_tls(&self.sim_access.ca_pem)?,
             path: path.to_owned(),
             token: self.sim_access.token.clone(),
+            headers: HeaderMap::new(),
         })
     }
 
@@ -201,6 +147,7 @@ impl ImportedSim {
             tls: client_tls(&self.server_ca)?,
             path: format!("/k8s/clusters/{CLUSTER}{path}"),
             token: self.server.token.clone(),
+            headers: HeaderMap::new(),
         })
     }
 

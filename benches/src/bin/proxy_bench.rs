@@ -97,12 +97,14 @@ fn main() -> Result<()> {
             tls: client_tls(&sim.ca_pem)?,
             path: PATH.into(),
             token: sim.admin_token.clone(),
+            headers: http::HeaderMap::new(),
         };
         let proxied = Target {
             addr: proxy_addr,
             tls: client_tls(&proxy_ca)?,
             path: format!("/k8s/clusters/c1{PATH}"),
             token: USER_TOKEN.into(),
+            headers: http::HeaderMap::new(),
         };
         let measure = Duration::from_secs_f64(args.seconds);
         let warmup = measure / 4;

@@ -130,12 +130,14 @@ async fn start() -> Result<Env> {
         tls: client_tls(sim.ca_pem())?,
         path: PATH.into(),
         token: sim.admin_token().to_owned(),
+        headers: http::HeaderMap::new(),
     };
     let proxied = Target {
         addr: server_addr,
         tls: client_tls(&server_ca)?,
         path: format!("/k8s/clusters/{CLUSTER}{PATH}"),
         token: admin_token,
+        headers: http::HeaderMap::new(),
     };
     Ok(Env { _dir: dir, _sim: sim, stop, direct, proxied })
 }

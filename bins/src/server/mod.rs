@@ -24,6 +24,7 @@ mod auth;
 mod bootstrap;
 mod cleanup;
 mod cloud_credentials;
+mod cluster_ca;
 mod cluster_downloads;
 mod config;
 mod data_dir;

@@ -256,3 +256,32 @@ async fn users_need_a_binding_and_the_sim_decides_what_they_may_do() {
     })
     .await;
 }
+
+/// The tunnel streams the server has opened so far (`/metrics`).
+async fn tunnel_streams_opened(env: &Env) -> u64 {
+    let text =
+        env.http.get(format!("{}/metrics", env.server.url)).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .find(|l| l.starts_with("rancher_tunnel_streams_total") || l.starts_with("tunnel_streams_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no tunnel stream counter in /metrics:\n{text}")) as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reading_again_and_again_reuses_the_proxys_connection_to_the_api_server() {
+    let env = Env::start(&[]).await;
+    let url = format!("{}/k8s/clusters/{}/api/v1/namespaces/default", env.server.url, env.cluster);
+    let get = || env.http.get(&url).bearer_auth(&env.admin_token).send();
+    assert_eq!(get().await.unwrap().status(), 200);
+    let before = tunnel_streams_opened(&env).await;
+    for _ in 0..50 {
+        let resp = get().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
+    }
+    let opened = tunnel_streams_opened(&env).await - before;
+    // Each new stream is a new TLS handshake with the API server; one client's reads in a row need
+    // none (the agent's own reports may open a few).
+    assert!(opened <= 3, "50 reads in a row opened {opened} tunnel streams");
+}

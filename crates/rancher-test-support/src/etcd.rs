@@ -70,6 +70,11 @@ impl Member {
         self.spawn();
     }
 
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the member answers `/health` as healthy: it has a leader and serves a quorum read.
     pub fn healthy(&self) -> bool {
         healthy(&self.client_url)

@@ -1,7 +1,8 @@
 //! A real Kubernetes 1.20 control plane for tests: etcd, kube-apiserver (Node and RBAC authorization,
-//! NodeRestriction, client-certificate authentication), kube-controller-manager (allocating node pod
-//! CIDRs from 10.42.0.0/16) and kube-scheduler, all on free loopback ports, with certificates made
-//! here by rcgen. Everything is killed and removed when the [`ControlPlane`] is dropped.
+//! NodeRestriction, client-certificate authentication, optionally an admin's static token and an audit
+//! log: [`Options`]), kube-controller-manager (allocating node pod CIDRs from 10.42.0.0/16) and
+//! kube-scheduler, all on free loopback ports, with certificates made here by rcgen. Everything is
+//! killed and removed when the [`ControlPlane`] is dropped.
 //!
 //! The server binaries come from `RANCHER_KUBE_BIN_DIR` or `~/.cache/rancher-rs/kube-1.20.2`, where
 //! `scripts/build-kube.sh` puts them. A test that needs them fails when they are missing.
@@ -56,11 +57,17 @@ pub struct Options {
     /// The controller-manager's `--node-monitor-grace-period`: how long a node may go without
     /// renewing its Lease before it is marked NotReady (Kubernetes' default: 40 s).
     pub node_monitor_grace_period: Duration,
+    /// A bearer token for `admin` in `system:masters` (the API server's `--token-auth-file`),
+    /// besides the client certificates of [`ControlPlane::admin_kubeconfig`].
+    pub admin_token: Option<String>,
+    /// An audit policy (YAML, `audit.k8s.io/v1` `Policy`); the events go as JSON lines to
+    /// [`ControlPlane::audit_log`].
+    pub audit_policy: Option<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { node_monitor_grace_period: Duration::from_secs(40) }
+        Options { node_monitor_grace_period: Duration::from_secs(40), admin_token: None, audit_policy: None }
     }
 }
 
@@ -69,7 +76,7 @@ pub struct ControlPlane {
     apiserver: Proc,
     controller_manager: Proc,
     scheduler: Proc,
-    _etcd: Etcd,
+    etcd: Etcd,
     url: String,
     ca_pem: String,
     issuer: Issuer<'static, KeyPair>,
@@ -175,6 +182,14 @@ impl ControlPlane {
                 &p("sa.pub"),
             ])
             .args(["--allow-privileged=true", "--endpoint-reconciler-type", "none", "--profiling=false"]);
+        if let Some(token) = &options.admin_token {
+            write_private(&d.join("tokens.csv"), &format!("{token},admin,admin,system:masters\n"));
+            api.args(["--token-auth-file", &p("tokens.csv")]);
+        }
+        if let Some(policy) = &options.audit_policy {
+            write(&d.join("audit-policy.yaml"), policy);
+            api.args(["--audit-policy-file", &p("audit-policy.yaml"), "--audit-log-path", &p("audit.log")]);
+        }
         let mut apiserver = Proc::spawn(api, &d.join("kube-apiserver.log"));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         // The controller-manager and the scheduler read their authentication settings from the API
@@ -234,7 +249,7 @@ impl ControlPlane {
             )
             .await;
         }
-        ControlPlane { apiserver, controller_manager, scheduler, _etcd: etcd, url, ca_pem, issuer, dir }
+        ControlPlane { apiserver, controller_manager, scheduler, etcd, url, ca_pem, issuer, dir }
     }
 
     /// The API server's URL, `https://127.0.0.1:<port>`.
@@ -266,6 +281,21 @@ impl ControlPlane {
             &format!("system:node:{name}"),
             &["system:nodes"],
         ))
+    }
+
+    /// The API server's process id.
+    pub fn apiserver_pid(&self) -> u32 {
+        self.apiserver.child.id()
+    }
+
+    /// The process id of etcd (one member).
+    pub fn etcd_pid(&self) -> Option<u32> {
+        self.etcd.members.first().and_then(crate::etcd::Member::pid)
+    }
+
+    /// Where the API server writes its audit events when [`Options::audit_policy`] was given.
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.path().join("audit.log")
     }
 
     /// The components' logs so far, for a failing test's message.

@@ -1,7 +1,7 @@
 //! The server side: the registry of sessions by client key, dialing through them, and the
 //! `/v3/connect` upgrade handler.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -50,7 +50,8 @@ struct Entry {
 }
 
 struct Inner {
-    sessions: Mutex<HashMap<String, Entry>>,
+    /// Ordered, so that the keys of one prefix (a cluster's node agents) are a range.
+    sessions: Mutex<BTreeMap<String, Entry>>,
     events: broadcast::Sender<SessionEvent>,
     cfg: SessionConfig,
     metrics: Metrics,
@@ -72,7 +73,7 @@ pub struct TunnelServer {
 
 impl std::fmt::Debug for TunnelServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TunnelServer").field("sessions", &self.client_keys().len()).finish()
+        f.debug_struct("TunnelServer").field("sessions", &self.session_count()).finish()
     }
 }
 
@@ -99,7 +100,7 @@ impl TunnelServer {
         let (events, _) = broadcast::channel(1024);
         Ok(Self {
             inner: Arc::new(Inner {
-                sessions: Mutex::new(HashMap::new()),
+                sessions: Mutex::new(BTreeMap::new()),
                 events,
                 cfg,
                 metrics,
@@ -127,6 +128,22 @@ impl TunnelServer {
         self.lock().keys().cloned().collect()
     }
 
+    /// The client keys that hold a session now and start with `prefix`, in order; costs the
+    /// number of such keys, not the number of sessions.
+    pub fn client_keys_with_prefix(&self, prefix: &str) -> Vec<String> {
+        self.lock()
+            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .map(|(k, _)| k)
+            .take_while(|k| k.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
+    /// How many sessions are held now.
+    pub fn session_count(&self) -> usize {
+        self.lock().len()
+    }
+
     /// The metrics this server counts into.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
@@ -137,7 +154,7 @@ impl TunnelServer {
         &self.inner.transport
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
         // A panic while holding this lock cannot leave the map half-updated (single inserts and
         // removes), so a poisoned lock is still usable.
         self.inner.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -332,5 +349,25 @@ impl TunnelServer {
         F: Future<Output = ()> + Send + 'static,
     {
         self.inner.tasks.spawn(fut);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_keys_of_a_prefix_are_those_and_only_those() {
+        let server = TunnelServer::new(SessionConfig::default(), Metrics::unregistered()).unwrap();
+        let mut peers = Vec::new();
+        for key in ["b:n1", "a:n2", "a", "ab:n1", "a:n1", "a;"] {
+            let (ours, theirs) = tokio::io::duplex(1024);
+            server.serve_session(key.to_owned(), Box::new(ours));
+            peers.push(theirs);
+        }
+        assert_eq!(server.client_keys_with_prefix("a:"), ["a:n1", "a:n2"]);
+        assert_eq!(server.client_keys_with_prefix("b:"), ["b:n1"]);
+        assert!(server.client_keys_with_prefix("c:").is_empty());
+        assert_eq!(server.session_count(), 6);
     }
 }

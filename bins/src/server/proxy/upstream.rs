@@ -9,10 +9,9 @@ use async_trait::async_trait;
 use rancher_auth::proxy::{BoxError, BoxStream, Connector, ResolveError, Upstream, UpstreamResolver};
 use rancher_core::model::Cluster;
 use rancher_core::store::Api;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use tower::util::BoxCloneSyncService;
 
+use crate::server::cluster_ca;
 use crate::server::registration::Registration;
 
 /// Resolves clusters to their API server through the tunnel.
@@ -59,12 +58,8 @@ fn tunnel_connector(
 fn tls_config(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>, ResolveError> {
     let invalid = |m: String| ResolveError::Invalid(m);
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        let cert = cert.map_err(|e| invalid(format!("the cluster CA is not PEM: {e}")))?;
+    for cert in cluster_ca::certificates(ca_pem).map_err(|e| invalid(e.to_string()))? {
         roots.add(cert).map_err(|e| invalid(format!("the cluster CA is unusable: {e}")))?;
-    }
-    if roots.is_empty() {
-        return Err(invalid("the cluster CA holds no certificate".into()));
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)

@@ -13,11 +13,10 @@ use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use kube::client::ConfigExt;
 use rancher_tunnel::{TunnelServer, TunnelStream};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use tower::ServiceBuilder;
 
 use super::{ClientBuildError, Registration, RegistrationError};
+use crate::server::cluster_ca;
 
 /// How the server reaches a downstream API server, as the agent described it. In memory only.
 #[derive(Clone)]
@@ -158,13 +157,7 @@ impl Registration {
             |source: ClientBuildError| RegistrationError::Client { cluster: cluster.to_owned(), source };
         let url: http::Uri =
             format!("https://{}", access.address).parse().map_err(|e| fail(ClientBuildError::Address(e)))?;
-        let roots = CertificateDer::pem_slice_iter(access.ca_pem.as_bytes())
-            .map(|c| c.map(|c| c.to_vec()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| fail(ClientBuildError::CaNotPem(e)))?;
-        if roots.is_empty() {
-            return Err(fail(ClientBuildError::CaEmpty));
-        }
+        let roots = cluster_ca::kube_roots(&access.ca_pem).map_err(|e| fail(e.into()))?;
         let mut config = kube::Config::new(url);
         config.root_cert = Some(roots);
         config.auth_info.token = Some(access.token.clone().into());

@@ -123,12 +123,9 @@ pub enum ClientBuildError {
     /// The reported API server address is not a URI authority.
     #[error("API server address: {0}")]
     Address(#[source] http::uri::InvalidUri),
-    /// The reported CA is not PEM.
-    #[error("the cluster CA is not PEM: {0}")]
-    CaNotPem(#[source] rustls::pki_types::pem::Error),
-    /// The reported CA holds no certificate.
-    #[error("the cluster CA holds no certificate")]
-    CaEmpty,
+    /// The reported CA is not PEM or holds no certificate.
+    #[error(transparent)]
+    Ca(#[from] crate::server::cluster_ca::ClusterCaError),
     /// The TLS connector could not be made with that CA.
     #[error("{0}")]
     Tls(#[source] kube::Error),
@@ -275,10 +272,7 @@ impl Registration {
             keys.push(cluster.to_owned());
         }
         let prefix = format!("{cluster}:");
-        let mut nodes: Vec<String> =
-            self.tunnel.client_keys().into_iter().filter(|k| k.starts_with(&prefix)).collect();
-        nodes.sort();
-        keys.extend(nodes);
+        keys.extend(self.tunnel.client_keys_with_prefix(&prefix));
         keys
     }
 

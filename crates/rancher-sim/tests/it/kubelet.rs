@@ -95,7 +95,8 @@ fn in_cidr(ip: &str, cidr: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_kubelets_run_a_real_control_planes_pods() {
-    let cp = ControlPlane::start_with(Options { node_monitor_grace_period: GRACE }).await;
+    let cp =
+        ControlPlane::start_with(Options { node_monitor_grace_period: GRACE, ..Default::default() }).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let k = Kubectl::at("1.33", &cp.admin_kubeconfig(), &dir.path().join("home"));
     let mut a = kubelet(&cp, dir.path(), "sim-a", "127.0.0.11", &["--node-labels", "pool=a,tier=web"]);

@@ -14,6 +14,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use secrecy::ExposeSecret;
 
+use crate::server::cluster_ca;
+
 /// How long the server waits for the endpoint to accept a connection: a private endpoint is
 /// usually a silent drop, and the controller's worker waits this long for it.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -74,13 +76,8 @@ pub(crate) fn client_for(downstream: &Downstream) -> Result<kube::Client, Deploy
     let url = checked_endpoint(&downstream.api_endpoint)?;
     let mut config = kube::Config::new(url);
     if !downstream.ca_pem.trim().is_empty() {
-        let roots = CertificateDer::pem_slice_iter(downstream.ca_pem.as_bytes())
-            .map(|c| c.map(|c| c.to_vec()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| invalid("downstream.ca_pem", format!("not PEM: {e}")))?;
-        if roots.is_empty() {
-            return Err(invalid("downstream.ca_pem", "holds no CERTIFICATE block".into()));
-        }
+        let roots = cluster_ca::kube_roots(&downstream.ca_pem)
+            .map_err(|e| invalid("downstream.ca_pem", e.to_string()))?;
         config.root_cert = Some(roots);
     }
     match &downstream.credential {

@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Parser;
 use rancher_tunnel::{
     Agent, AgentConfig, Authorizer, Metrics, PARAMS_HEADER, Rejection, ServeOptions, SessionConfig,
@@ -23,6 +23,9 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Server
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+
+mod memory;
+mod stall;
 
 const CHUNK: usize = 32 * 1024;
 const TOKEN: &str = "bench-token";
@@ -37,6 +40,9 @@ struct Args {
     /// Bulk runs per cell (the best is reported, the median in brackets).
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Repeats of the stalled-stream measurement per path (interleaved; median and range reported).
+    #[arg(long, default_value_t = 7)]
+    stall_repeats: usize,
     /// Ping-pong round trips per path.
     #[arg(long, default_value_t = 10_000)]
     pings: usize,
@@ -262,125 +268,6 @@ async fn ping_pong(path: &Path, dest: SocketAddr, n: usize) -> Result<(Duration,
     Ok((times[times.len() / 2], times[times.len() * 99 / 100]))
 }
 
-/// Throughput of 8 streams, optionally while a 9th stream's reader has stopped.
-async fn with_stall(path: &Path, d: Dests, total: usize, stall: bool) -> Result<f64> {
-    let _stalled = if stall {
-        let mut s = path.open(d.firehose).await?;
-        let mut first = [0u8; 1];
-        s.read_exact(&mut first).await?;
-        tokio::time::sleep(Duration::from_millis(200)).await; // let its window fill
-        Some(s)
-    } else {
-        None
-    };
-    bulk(path, d.discard, 8, total).await
-}
-
-// ---- memory ---------------------------------------------------------------------------------
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// Child mode: a server that reports its RSS growth for `n` idle sessions.
-async fn memory_server(args: &Args, n: usize) -> Result<()> {
-    let pki = pki()?;
-    let server = TunnelServer::new(session_cfg(args), Metrics::unregistered())?;
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("wss://localhost:{}/v3/connect", listener.local_addr()?.port());
-    let stop = CancellationToken::new();
-    tokio::spawn(serve_connect(
-        listener,
-        Some(pki.server_tls.clone()),
-        server.clone(),
-        authorizer(),
-        ServeOptions::default(),
-        stop.clone(),
-    ));
-    let ca_dir = rancher_benches::ScratchDir::new()?;
-    let ca_file = ca_dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &pki.ca_pem)?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = rss_kib();
-    let exe = std::env::current_exe()?;
-    let mut child = tokio::process::Command::new(exe)
-        .arg("--agents")
-        .arg(n.to_string())
-        .arg("--url")
-        .arg(&url)
-        .arg("--ca-file")
-        .arg(&ca_file)
-        .args(args.frame_size.map(|f| format!("--frame-size={f}")))
-        .args(args.ws_read_buffer.map(|f| format!("--ws-read-buffer={f}")))
-        .kill_on_drop(true)
-        .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while server.client_keys().len() < n {
-        if Instant::now() > deadline {
-            bail!("only {} of {n} sessions after 300 s", server.client_keys().len());
-        }
-        if let Some(status) = child.try_wait()? {
-            bail!("agent process exited early: {status}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    // Let handshakes and first pings settle.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let after = rss_kib();
-    println!("MEMORY {n} {before} {after}");
-    child.kill().await?;
-    Ok(())
-}
-
-/// Child mode: `n` agents, each holding one idle session, until killed.
-async fn agents(args: &Args, n: usize) -> Result<()> {
-    let url = args.url.clone().context("--url")?;
-    let ca = std::fs::read(args.ca_file.clone().context("--ca-file")?)?;
-    let tls = client_tls_pinned(&ca, &ca_checksum(&ca))?;
-    let stop = CancellationToken::new();
-    let transport = Arc::new(WsTransport::new(&url, tls, session_cfg(args))?);
-    for i in 0..n {
-        let mut cfg = AgentConfig::default();
-        cfg.session = session_cfg(args);
-        cfg.headers.insert(TOKEN_HEADER, TOKEN.parse()?);
-        cfg.headers.insert(PARAMS_HEADER, format!("agent-{i}").parse()?);
-        let agent =
-            Agent::new(transport.clone(), Arc::new(|_: &str, _: &str| false), cfg, Metrics::unregistered())?;
-        let stop = stop.clone();
-        tokio::spawn(async move { agent.run(stop).await });
-        if i % 100 == 99 {
-            // Do not flood the listener's accept queue.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    std::future::pending::<()>().await;
-    Ok(())
-}
-
-async fn measure_memory(args: &Args, n: usize) -> Result<(u64, u64)> {
-    let exe = std::env::current_exe()?;
-    let out = tokio::process::Command::new(exe)
-        .arg(format!("--memory-server={n}"))
-        .args(args.frame_size.map(|f| format!("--frame-size={f}")))
-        .args(args.ws_read_buffer.map(|f| format!("--ws-read-buffer={f}")))
-        .kill_on_drop(true)
-        .output()
-        .await?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.starts_with("MEMORY ")).with_context(|| {
-        format!("memory server for {n} sessions failed: {}", String::from_utf8_lossy(&out.stderr))
-    })?;
-    let f: Vec<u64> = line.split_whitespace().skip(2).filter_map(|x| x.parse().ok()).collect();
-    Ok((f[0], f[1]))
-}
-
 // ---- main -----------------------------------------------------------------------------------
 
 fn main() -> Result<()> {
@@ -389,10 +276,10 @@ fn main() -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async {
         if let Some(n) = args.memory_server {
-            return memory_server(&args, n).await;
+            return memory::memory_server(&args, n).await;
         }
         if let Some(n) = args.agents {
-            return agents(&args, n).await;
+            return memory::agents(&args, n).await;
         }
         run(&args).await
     })
@@ -553,29 +440,7 @@ async fn run(args: &Args) -> Result<()> {
 
     // Stalled stream.
     if want("stall") {
-        let stall_total = total / 2;
-        println!(
-            "One stalled stream: 8 streams × {} MiB total, with and without a 9th stream whose reader stopped",
-            stall_total >> 20
-        );
-        println!("{:<18} {:>14} {:>14} {:>10}", "path", "without MiB/s", "with MiB/s", "slowdown");
-        for p in [&paths[0], &paths[2]] {
-            let (mut without, mut with) = (Vec::new(), Vec::new());
-            for run in 0..args.runs {
-                // Alternate the order so neither case always runs second.
-                if run % 2 == 0 {
-                    without.push(with_stall(p, dests(p), stall_total, false).await?);
-                    with.push(with_stall(p, dests(p), stall_total, true).await?);
-                } else {
-                    with.push(with_stall(p, dests(p), stall_total, true).await?);
-                    without.push(with_stall(p, dests(p), stall_total, false).await?);
-                }
-            }
-            let (w0, _) = best_and_median(without);
-            let (w1, _) = best_and_median(with);
-            println!("{:<18} {:>14.0} {:>14.0} {:>9.1}%", p.name(), w0, w1, (1.0 - w1 / w0) * 100.0);
-        }
-        println!("(target: ≤ 5 % slowdown)\n");
+        stall::table(&[&paths[0], &paths[2]], &dests, total / 2, args.stall_repeats).await?;
     }
 
     println!("load average after the transfer tests: {}\n", load());
@@ -592,7 +457,7 @@ async fn run(args: &Args) -> Result<()> {
             "sessions", "RSS before MB", "RSS after MB", "per session KB"
         );
         for n in counts {
-            let (before, after) = measure_memory(args, n).await?;
+            let (before, after) = memory::measure_memory(args, n).await?;
             println!(
                 "{:<10} {:>14.1} {:>14.1} {:>16.1}",
                 n,
