@@ -8,26 +8,21 @@
 use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use http::HeaderMap;
 use rancher_auth::proxy::{UserInfo, downstream_request_headers};
-use rancher_test_support::deployed_agent::AgentSettings;
 use rancher_test_support::kube::{ControlPlane, Options};
-use rancher_test_support::kubectl::default_kubectl;
 use rancher_test_support::{Proc, eventually, read_log};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::ScratchDir;
 use crate::http_load::{Target, client_tls};
+pub use crate::import::CLUSTER;
+use crate::import::{WAIT, address_of, import, kubectl, start_agent, wait_proxied};
 use crate::rke::{ServerProc, start_server_with};
 
-/// The imported cluster's id.
-pub const CLUSTER: &str = "bench";
-/// How long each setup step may take.
-const WAIT: Duration = Duration::from_secs(120);
 /// The one request the API server audits: a proxied read of it shows whom the proxy impersonates.
 const PROBE_CONFIGMAP: &str = "rancher-bench-identity";
 /// Audits that configmap only (at `Metadata`: who, as whom); every other request is `None`, which
@@ -62,15 +57,6 @@ fn random_token() -> Result<String> {
     let mut bytes = [0u8; 16];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// `kubectl --kubeconfig <kubeconfig> <args>`: stdout when it succeeds.
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new(default_kubectl()).arg("--kubeconfig").arg(kubeconfig).args(args).output()?;
-    if !out.status.success() {
-        bail!("kubectl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8(out.stdout)?)
 }
 
 /// The token of `namespace/account`'s service-account Secret (made by the controller-manager).
@@ -130,25 +116,7 @@ impl Imported {
         let dir = ScratchDir::new()?;
         let server = start_server_with(dir.path(), bins, "127.0.0.1", &[]).await?;
         let server_ca = server.http.get(format!("{}/cacerts", server.url)).send().await?.text().await?;
-        server
-            .send(
-                reqwest::Method::POST,
-                "/v3/clusters",
-                &json!({"metadata": {"name": CLUSTER}, "spec": {"importedConfig": {}}}),
-            )
-            .await?;
-        let crt = server.get(&format!("/v3/clusterregistrationtokens/{CLUSTER}:default-token")).await?;
-        let manifest_url = crt["status"]["manifestUrl"].as_str().context("no manifestUrl")?;
-        let manifest = server.http.get(manifest_url).send().await?.error_for_status()?.text().await?;
-        let manifest_file = dir.path().join("import.yaml");
-        std::fs::write(&manifest_file, manifest)?;
-        kubectl(&admin, &["apply", "-f", &manifest_file.to_string_lossy()])?;
-
-        let settings = eventually(WAIT, "the import manifest's agent settings can be read back", || {
-            let settings = AgentSettings::read(&admin);
-            async move { settings }
-        })
-        .await;
+        let settings = import(&server, &admin, dir.path()).await?;
         let agent_token = eventually(WAIT, "the agent's service account has its token", || {
             let token = service_account_token(&admin, AGENT_ACCOUNT);
             async move { token }
@@ -167,25 +135,11 @@ impl Imported {
             ca_file.display(),
         );
         std::fs::write(&agent_kubeconfig, kubeconfig)?;
-        let mut agent = Command::new(bins.join("rancher-agent"));
-        agent
-            .arg("--kubeconfig")
-            .arg(&agent_kubeconfig)
-            .env("RUST_LOG", "info")
-            .env("CATTLE_SERVER", &settings.server)
-            .env("CATTLE_CA_CHECKSUM", &settings.checksum)
-            .env("CATTLE_TOKEN", &settings.token)
-            .env("CATTLE_CLUSTER", "true");
-        let agent = Proc::spawn(agent, &dir.path().join("agent.log"));
+        let agent = start_agent(bins, &settings, &agent_kubeconfig, &dir.path().join("agent.log"));
 
         let imported =
             Imported { agent, server, server_ca, control_plane, admin_token, agent_token, _dir: dir };
-        let probe = format!("/k8s/clusters/{CLUSTER}/api/v1/namespaces/default");
-        eventually(WAIT, "a proxied read reaches the API server through the agent", || {
-            let read = imported.server.get(&probe);
-            async move { read.await.ok() }
-        })
-        .await;
+        wait_proxied(&imported.server).await;
         Ok(imported)
     }
 
@@ -324,14 +278,4 @@ fn impersonation_only(headers: &HeaderMap) -> HeaderMap {
         }
     }
     kept
-}
-
-/// `127.0.0.1:<port>` of `https://<host>:<port>`.
-fn address_of(url: &str) -> Result<std::net::SocketAddr> {
-    let port = url
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse::<u16>().ok())
-        .with_context(|| format!("{url}: no port"))?;
-    Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
 }

@@ -33,6 +33,24 @@ pub struct Target {
     pub headers: HeaderMap,
 }
 
+impl Target {
+    /// `GET` of the target's path as its token's bearer, asking for JSON, with its headers.
+    ///
+    /// # Errors
+    /// A path or token that cannot be a request line or header.
+    pub fn get(&self) -> Result<http::Request<Empty<Bytes>>> {
+        let mut req = http::Request::get(self.path.as_str())
+            .header("host", "127.0.0.1")
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("accept", "application/json")
+            .body(Empty::<Bytes>::new())?;
+        for (name, value) in &self.headers {
+            req.headers_mut().append(name, value.clone());
+        }
+        Ok(req)
+    }
+}
+
 /// What one load run measured.
 pub struct Stats {
     /// Requests per second over the measured window.
@@ -101,13 +119,7 @@ impl Clients {
     pub async fn connect(target: &Target, n: usize) -> Result<Clients> {
         let mut senders = Vec::with_capacity(n);
         for _ in 0..n {
-            let tcp = TcpStream::connect(target.addr).await?;
-            tcp.set_nodelay(true)?;
-            let name = ServerName::try_from("127.0.0.1")?;
-            let tls = tokio_rustls::TlsConnector::from(target.tls.clone()).connect(name, tcp).await?;
-            let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
-            tokio::spawn(conn);
-            senders.push(send);
+            senders.push(connect(target).await?);
         }
         Ok(Clients { target: Arc::new(target.clone()), senders })
     }
@@ -138,17 +150,9 @@ impl Clients {
             let (target, until) = (self.target.clone(), until.clone());
             tasks.spawn(async move {
                 let mut samples = Vec::with_capacity(16_384);
-                let authorization = format!("Bearer {}", target.token);
                 while until.another() {
                     let t0 = Instant::now();
-                    let mut req = http::Request::get(target.path.as_str())
-                        .header("host", "127.0.0.1")
-                        .header("authorization", authorization.as_str())
-                        .header("accept", "application/json")
-                        .body(Empty::<Bytes>::new())?;
-                    for (name, value) in &target.headers {
-                        req.headers_mut().append(name, value.clone());
-                    }
+                    let req = target.get()?;
                     send.ready().await?;
                     let resp = send.send_request(req).await?;
                     let status = resp.status();
@@ -169,6 +173,22 @@ impl Clients {
         }
         Ok(all)
     }
+}
+
+/// One keep-alive HTTP/1.1 connection to `target` over TLS (TCP, TLS and HTTP handshakes done), as
+/// kubectl and client-go open them; the connection's task ends when the sender and the bodies it
+/// answered are dropped.
+///
+/// # Errors
+/// A connection or handshake that fails.
+pub async fn connect(target: &Target) -> Result<SendRequest<Empty<Bytes>>> {
+    let tcp = TcpStream::connect(target.addr).await?;
+    tcp.set_nodelay(true)?;
+    let name = ServerName::try_from("127.0.0.1")?;
+    let tls = tokio_rustls::TlsConnector::from(target.tls.clone()).connect(name, tcp).await?;
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+    tokio::spawn(conn);
+    Ok(send)
 }
 
 /// A client TLS config trusting `ca_pem`, speaking HTTP/1.1.

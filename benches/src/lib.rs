@@ -1,10 +1,15 @@
 //! Benchmarks of rancher-rs against the direct path, printed as tables; shared pieces live here.
 
 pub mod apiserver_import;
+pub mod big_list;
 pub mod hosted;
 pub mod http_load;
+pub mod import;
 pub mod proc_cpu;
+pub mod proc_memory;
 pub mod rke;
+pub mod sim_import;
+pub mod watch_latency;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

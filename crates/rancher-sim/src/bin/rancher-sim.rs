@@ -46,6 +46,11 @@ struct ServeArgs {
     /// Extra host names or IPs for the serving certificate.
     #[arg(long = "san")]
     sans: Vec<String>,
+    /// The most Events kept per namespace, the least recently seen going first (default 1000). A
+    /// sim of many pods keeps its controllers cheap with a small number: every pass over the
+    /// store mirrors each Event into `events.k8s.io`.
+    #[arg(long)]
+    events_per_namespace: Option<usize>,
 }
 
 #[tokio::main]
@@ -115,6 +120,9 @@ async fn serve_sim(args: ServeArgs) -> anyhow::Result<()> {
     }
     for s in args.sans {
         b = b.san(s);
+    }
+    if let Some(n) = args.events_per_namespace {
+        b = b.events_per_namespace(n);
     }
     let sim = b.start().await?;
     if let Some(path) = &args.kubeconfig_out {

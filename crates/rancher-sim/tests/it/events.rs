@@ -126,3 +126,20 @@ async fn events_are_bounded_and_expire() {
     assert!(gone, "events outlived their TTL");
     sim.shutdown().await;
 }
+
+/// `rancher-sim --events-per-namespace` bounds the Events as the builder's option does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_bounds_events_per_namespace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rancher-sim"));
+    cmd.args(["--listen", "127.0.0.1:0", "--events-per-namespace", "3", "--kubeconfig-out"]).arg(&kubeconfig);
+    let _sim = rancher_test_support::Proc::spawn(cmd, &dir.path().join("sim.log"));
+    let written = within(Duration::from_secs(30), || async { kubeconfig.exists() }).await;
+    assert!(written, "rancher-sim wrote no kubeconfig");
+    let k = Kubectl::new("1.33", &std::fs::read_to_string(&kubeconfig).expect("kubeconfig"));
+    k.ok(&["create", "deployment", "many", "--image=nginx:1.25", "--replicas=4"]).await;
+    wait_running(&k, "default", "app=many", 4).await;
+    let n = k.ok(&["get", "events", "-n", "default", "-o", "name"]).await.lines().count();
+    assert!((1..=3).contains(&n), "{n} events kept, the limit is 3");
+}
