@@ -267,7 +267,7 @@ impl TunnelServer {
     }
 
     /// Runs a session over an accepted byte stream (already through the transport's
-    /// `accept`) and registers it under `client_key`, replacing (and closing) any older session
+    /// `accept`) and registers it under `client_key`, replacing (and retiring) any older session
     /// of that key. Returns the session id. [`accept_upgrade`](Self::accept_upgrade) calls this;
     /// call it yourself for a custom transport.
     pub fn serve_session(&self, client_key: String, io: BoxedIo) -> u64 {

@@ -21,9 +21,6 @@ use super::idle_cache::IdleCache;
 use super::impersonate::HeadersRebuilt;
 use super::upstream::{Prepared, TlsConnector, UpstreamResolver};
 
-/// A connect that failed within this long (refused, or closed at once) is tried once more.
-const RETRY_WITHIN: Duration = Duration::from_secs(1);
-
 /// Tuning of [`Forward`]. No response timeout is imposed: watches end when the API server ends them
 /// (`timeoutSeconds`), and streams when either side closes.
 #[derive(Clone, Debug)]
@@ -167,28 +164,13 @@ impl<R: UpstreamResolver + 'static> Forward<R> {
             Some(auth) => headers.insert(header::AUTHORIZATION, auth.clone()),
             None => headers.remove(header::AUTHORIZATION),
         };
-        // A request without a body can be sent again when its connection failed before anything
-        // was sent (an API server dying as the connection reached it): once, on a fresh connection.
-        let again = (http_body::Body::size_hint(&body).exact() == Some(0))
-            .then(|| (parts.method.clone(), uri.clone(), headers.clone()));
-        let request = |method, uri, headers, body| {
-            let mut out = Request::new(body);
-            *out.method_mut() = method;
-            *out.uri_mut() = uri;
-            *out.version_mut() = Version::HTTP_11;
-            *out.headers_mut() = headers;
-            out
-        };
-        let started = tokio::time::Instant::now();
-        let sent = match (client.http.request(request(parts.method, uri, headers, body)).await, again) {
-            // Not after a connect that timed out: the client would wait twice as long.
-            (Err(e), Some((method, uri, headers))) if e.is_connect() && started.elapsed() < RETRY_WITHIN => {
-                tracing::debug!(cluster, error = %error_chain(&e), "connecting failed; once more");
-                client.http.request(request(method, uri, headers, ProxyBody::empty())).await
-            }
-            (sent, _) => sent,
-        };
-        let mut resp = sent.map_err(|e| {
+        let mut out = Request::new(body);
+        *out.method_mut() = parts.method;
+        *out.uri_mut() = uri;
+        *out.version_mut() = Version::HTTP_11;
+        *out.headers_mut() = headers;
+
+        let mut resp = client.http.request(out).await.map_err(|e| {
             if e.is_connect() {
                 // The session or endpoint may have changed: resolve afresh next time.
                 self.clients.invalidate(&cluster);

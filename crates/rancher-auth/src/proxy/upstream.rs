@@ -193,6 +193,9 @@ pub(crate) struct TlsConnector {
     connect_timeout: Duration,
 }
 
+/// A connect that failed within this long is tried once more.
+const RETRY_WITHIN: Duration = Duration::from_secs(1);
+
 impl Service<Uri> for TlsConnector {
     type Response = UpstreamIo;
     type Error = BoxError;
@@ -207,13 +210,29 @@ impl Service<Uri> for TlsConnector {
         let tls = self.tls.clone();
         let timeout = self.connect_timeout;
         Box::pin(async move {
-            let connect = async {
-                let stream = dial.oneshot(uri).await?;
-                let stream: BoxStream = match tls {
-                    Some((connector, name)) => Box::new(connector.connect(name, stream).await?),
-                    None => stream,
+            let attempt =
+                |dial: Connector,
+                 uri: Uri,
+                 tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>| async move {
+                    let stream = dial.oneshot(uri).await?;
+                    let stream: BoxStream = match tls {
+                        Some((connector, name)) => Box::new(connector.connect(name, stream).await?),
+                        None => stream,
+                    };
+                    Ok::<_, BoxError>(UpstreamIo(TokioIo::new(stream)))
                 };
-                Ok::<_, BoxError>(UpstreamIo(TokioIo::new(stream)))
+            // Nothing is sent before the connection is up: one that failed at once (refused, or
+            // closed during the handshake by an API server going down) is tried once more — not
+            // one that timed out, which would double the wait.
+            let connect = async {
+                let started = tokio::time::Instant::now();
+                match attempt(dial.clone(), uri.clone(), tls.clone()).await {
+                    Err(e) if started.elapsed() < RETRY_WITHIN => {
+                        tracing::debug!(error = %e, "connecting to the API server failed; once more");
+                        attempt(dial, uri, tls).await
+                    }
+                    done => done,
+                }
             };
             tokio::time::timeout(timeout, connect)
                 .await
