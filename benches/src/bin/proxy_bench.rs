@@ -43,6 +43,7 @@ async fn start_proxy(sim_url: &str, sim_ca: &str, sim_token: &str) -> Result<(So
         Upstream {
             base_url: sim_url.parse()?,
             connector: proxy::tcp_connector(),
+            long_running_connector: None,
             tls: Some(client_tls(sim_ca)?),
             bearer_token: Some(sim_token.to_owned()),
         },

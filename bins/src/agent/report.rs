@@ -1,8 +1,8 @@
-//! The cluster report: watch nodes and pods of the agent's cluster (kube-runtime reflectors),
-//! and post a [`ClusterReport`] to the server when the tunnel connects and whenever the numbers
-//! change (debounced), retrying until the server takes it.
+//! The cluster report: watch nodes (a kube-runtime reflector) and pods (counted, not kept) of the
+//! agent's cluster, and post a [`ClusterReport`] to the server when the tunnel connects and
+//! whenever the numbers change (debounced), retrying until the server takes it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,19 +103,16 @@ impl Reporter {
     /// Watches and reports until `stop`.
     pub(crate) async fn run(self, mut connected: watch::Receiver<bool>, stop: CancellationToken) {
         let (nodes, node_writer) = reflector::store::<Node>();
-        let (pods, pod_writer) = reflector::store::<Pod>();
+        let mut pods = PodCount::default();
         let mut node_events = reflector::reflector(
             node_writer,
             watcher(Api::<Node>::all(self.client.clone()), watcher::Config::default()),
         )
         .default_backoff()
         .boxed();
-        let mut pod_events = reflector::reflector(
-            pod_writer,
-            watcher(Api::<Pod>::all(self.client.clone()), watcher::Config::default()),
-        )
-        .default_backoff()
-        .boxed();
+        let mut pod_events = watcher(Api::<Pod>::all(self.client.clone()), watcher::Config::default())
+            .default_backoff()
+            .boxed();
         let (mut nodes_ready, mut pods_ready) = (false, false);
         let mut version: Option<KubernetesVersion> = None;
         let mut last_sent: Option<ClusterReport> = None;
@@ -135,8 +132,12 @@ impl Reporter {
                     None => return,
                 },
                 ev = pod_events.next() => match ev {
-                    Some(Ok(watcher::Event::InitDone)) => { pods_ready = true; self.changed(&mut due, &mut first_change) }
-                    Some(Ok(_)) => self.changed(&mut due, &mut first_change),
+                    Some(Ok(ev)) => {
+                        pods_ready |= matches!(ev, watcher::Event::InitDone);
+                        if pods.apply(&ev) {
+                            self.changed(&mut due, &mut first_change);
+                        }
+                    }
                     Some(Err(e)) => debug!(error = %e, "pod watch error (retrying)"),
                     None => return,
                 },
@@ -197,6 +198,52 @@ impl Reporter {
     }
 }
 
+/// The pods of the cluster, by UID: all the report needs of them is how many there are, and a
+/// cluster's pods in full are hundreds of megabytes at 10,000 pods (a reflector keeps them all).
+#[derive(Default)]
+struct PodCount {
+    live: HashSet<String>,
+    /// The listing under way during a (re)list; replaces `live` when it is done.
+    listing: Option<HashSet<String>>,
+}
+
+impl PodCount {
+    /// Applies one watcher event; returns whether the count may have changed.
+    fn apply(&mut self, ev: &watcher::Event<Pod>) -> bool {
+        let uid = |p: &Pod| p.metadata.uid.clone().unwrap_or_else(|| pod_key(p));
+        match ev {
+            watcher::Event::Init => {
+                self.listing = Some(HashSet::new());
+                false
+            }
+            watcher::Event::InitApply(p) => {
+                self.listing.get_or_insert_default().insert(uid(p));
+                false
+            }
+            watcher::Event::InitDone => {
+                self.live = self.listing.take().unwrap_or_default();
+                self.live.shrink_to_fit();
+                true
+            }
+            watcher::Event::Apply(p) => self.live.insert(uid(p)),
+            watcher::Event::Delete(p) => self.live.remove(&uid(p)),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.live.len()
+    }
+}
+
+/// A pod without a UID (only a non-conforming API server sends one) counts by its name.
+fn pod_key(p: &Pod) -> String {
+    format!(
+        "{}/{}",
+        p.metadata.namespace.as_deref().unwrap_or_default(),
+        p.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::core::v1::NodeStatus;
@@ -217,6 +264,33 @@ mod tests {
             }),
             ..Default::default()
         })
+    }
+
+    fn pod(uid: &str) -> Pod {
+        let mut p = Pod::default();
+        p.metadata.uid = Some(uid.into());
+        p
+    }
+
+    #[test]
+    fn pods_are_counted_through_relists_updates_and_deletions() {
+        let mut c = PodCount::default();
+        assert!(!c.apply(&watcher::Event::Init));
+        for u in ["a", "b", "c"] {
+            assert!(!c.apply(&watcher::Event::InitApply(pod(u))));
+        }
+        assert!(c.apply(&watcher::Event::InitDone));
+        assert_eq!(c.len(), 3);
+        assert!(!c.apply(&watcher::Event::Apply(pod("a"))), "an update is no new pod");
+        assert!(c.apply(&watcher::Event::Apply(pod("d"))));
+        assert!(c.apply(&watcher::Event::Delete(pod("b"))));
+        assert_eq!(c.len(), 3);
+        // A relist keeps the old count until it is done, then holds only what it listed.
+        c.apply(&watcher::Event::Init);
+        c.apply(&watcher::Event::InitApply(pod("a")));
+        assert_eq!(c.len(), 3);
+        c.apply(&watcher::Event::InitDone);
+        assert_eq!(c.len(), 1);
     }
 
     #[test]

@@ -285,3 +285,53 @@ async fn a_client_reading_again_and_again_reuses_the_proxys_connection_to_the_ap
     // none (the agent's own reports may open a few).
     assert!(opened <= 3, "50 reads in a row opened {opened} tunnel streams");
 }
+
+/// Each watch through the proxy holds a tunnel stream for as long as it runs: three hundred of them
+/// (more than a session once allowed at all) all deliver the event, and reads still answer beside
+/// them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_watches_through_the_proxy_all_deliver_and_reads_still_answer() {
+    const WATCHES: usize = 300;
+    let env = Env::start(&[]).await;
+    let base = format!("{}/k8s/clusters/{}", env.server.url, env.cluster);
+    // A connection per watch, as from many clients (one HTTP/2 connection carries at most 250
+    // streams, like kube-apiserver's); no overall timeout: a watch's body lasts as long as it runs.
+    let client =
+        reqwest::Client::builder().tls_danger_accept_invalid_certs(true).http1_only().build().unwrap();
+    let mut watches = Vec::new();
+    for i in 0..WATCHES {
+        let open = client.get(format!("{base}/api/v1/namespaces?watch=true")).bearer_auth(&env.admin_token);
+        let resp = tokio::time::timeout(PATIENCE, open.send())
+            .await
+            .unwrap_or_else(|_| panic!("watch {i} did not start"))
+            .unwrap();
+        let status = resp.status();
+        assert_eq!(status, 200, "watch {i}: {}", resp.text().await.unwrap_or_default());
+        watches.push(resp);
+    }
+    let read = env.http.get(format!("{base}/api/v1/namespaces/default")).bearer_auth(&env.admin_token);
+    assert_eq!(read.send().await.unwrap().status(), 200, "a read beside {WATCHES} watches");
+
+    let (code, body) = env
+        .call(
+            reqwest::Method::POST,
+            &format!("/k8s/clusters/{}/api/v1/namespaces", env.cluster),
+            &env.admin_token,
+            Some(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "watched-ns"}})),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let seen = futures::future::join_all(watches.into_iter().map(|mut resp| async move {
+        let mut got = Vec::new();
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            got.extend_from_slice(&chunk);
+            if got.windows(12).any(|w| w == b"\"watched-ns\"") {
+                return true;
+            }
+        }
+        false
+    }));
+    let seen = tokio::time::timeout(PATIENCE, seen).await.expect("every watch delivers the event in time");
+    let missed = seen.iter().filter(|s| !**s).count();
+    assert_eq!(missed, 0, "{missed} of {WATCHES} watches ended without the event");
+}

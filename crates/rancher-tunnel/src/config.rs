@@ -7,12 +7,25 @@ use crate::error::{Error, Result};
 /// yamux gives every stream at least this receive window (its specified default).
 const YAMUX_MIN_STREAM_WINDOW: usize = 256 * 1024;
 
+/// What a stream is opened for, which decides the stream limit it counts against
+/// ([`SessionConfig::reserved_streams`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamUse {
+    /// A request answered in moments.
+    Request,
+    /// A stream that stays open as long as its client wants: a watch, exec, attach,
+    /// port-forward, `logs -f`.
+    LongRunning,
+}
+
 /// Limits and timings of one tunnel session. Both ends use the same type; the agent and the
 /// server need not agree on values (each enforces its own).
 ///
 /// ```
 /// let mut cfg = rancher_tunnel::SessionConfig::default();
 /// cfg.max_streams = 64;
+/// cfg.reserved_streams = 8;
 /// cfg.max_buffered_bytes = 2 * 64 * 256 * 1024;
 /// cfg.validate().unwrap();
 /// ```
@@ -22,8 +35,14 @@ pub struct SessionConfig {
     /// Maximum number of concurrently open streams the server opens in one session. One more
     /// fails that dial with [`Error::StreamLimit`]; the session continues. (The multiplexer
     /// itself allows twice as many, because a closed stream is forgotten by the two ends at
-    /// slightly different times, and yamux ends the whole session at its own limit.)
+    /// slightly different times, and yamux ends the whole session at its own limit.) The agent
+    /// should be given at least the server's value.
     pub max_streams: usize,
+    /// Of `max_streams`, how many only [`StreamUse::Request`](StreamUse) dials may take:
+    /// long-running streams (watches, exec, `logs -f`) fail with [`Error::StreamLimit`] once
+    /// `max_streams - reserved_streams` streams are open, so that however many watches a cluster
+    /// has, its ordinary requests still get through.
+    pub reserved_streams: usize,
     /// Maximum bytes a session may buffer for its streams on the receiving side (the cap on
     /// the sum of all yamux receive windows). Must be at least `2 × max_streams × 256 KiB`.
     pub max_buffered_bytes: usize,
@@ -52,8 +71,12 @@ pub struct SessionConfig {
 impl Default for SessionConfig {
     fn default() -> Self {
         Self {
-            max_streams: 256,
-            max_buffered_bytes: 2 * 256 * YAMUX_MIN_STREAM_WINDOW,
+            // A cluster's watches each hold a stream for as long as they run: a thousand kubectl
+            // and controller watches through the proxy must fit. A stream costs memory only while
+            // it is open (and its receive window only while its reader lags).
+            max_streams: 2048,
+            reserved_streams: 64,
+            max_buffered_bytes: 2 * 2048 * YAMUX_MIN_STREAM_WINDOW,
             frame_size: 64 * 1024,
             keepalive_interval: Duration::from_secs(15),
             dead_peer_timeout: Duration::from_secs(45),
@@ -73,6 +96,9 @@ impl SessionConfig {
     pub fn validate(&self) -> Result<()> {
         if self.max_streams == 0 {
             return Err(Error::Config("max_streams must be at least 1".into()));
+        }
+        if self.reserved_streams >= self.max_streams {
+            return Err(Error::Config("reserved_streams must be less than max_streams".into()));
         }
         let min_buffered = self.yamux_streams().saturating_mul(YAMUX_MIN_STREAM_WINDOW);
         if self.max_buffered_bytes < min_buffered {
@@ -110,6 +136,14 @@ impl SessionConfig {
         cfg
     }
 
+    /// How many streams may be open when a dial for `use_` opens one more.
+    pub(crate) fn stream_limit(&self, use_: StreamUse) -> usize {
+        match use_ {
+            StreamUse::Request => self.max_streams,
+            StreamUse::LongRunning => self.max_streams - self.reserved_streams,
+        }
+    }
+
     /// The multiplexer's own stream limit (see [`SessionConfig::max_streams`]).
     pub(crate) fn yamux_streams(&self) -> usize {
         self.max_streams.saturating_mul(2)
@@ -131,15 +165,34 @@ mod tests {
         cfg.validate().unwrap();
         let _ = cfg.yamux();
         // Smaller than yamux's defaults in both values: must not trip its assertions.
-        let small =
-            SessionConfig { max_streams: 4, max_buffered_bytes: 8 * 256 * 1024, ..Default::default() };
+        let small = SessionConfig {
+            max_streams: 4,
+            reserved_streams: 1,
+            max_buffered_bytes: 8 * 256 * 1024,
+            ..Default::default()
+        };
         small.validate().unwrap();
         let _ = small.yamux();
+        assert_eq!(small.stream_limit(StreamUse::Request), 4);
+        assert_eq!(small.stream_limit(StreamUse::LongRunning), 3);
+    }
+
+    #[test]
+    fn streams_reserved_for_requests_must_leave_some_to_long_running_ones() {
+        let cfg = SessionConfig {
+            max_streams: 4,
+            reserved_streams: 4,
+            max_buffered_bytes: 8 * 256 * 1024,
+            ..Default::default()
+        };
+        let err = cfg.validate().unwrap_err();
+        assert!(err.to_string().contains("reserved_streams"), "{err}");
     }
 
     #[test]
     fn too_small_buffer_for_stream_count_is_refused() {
         let cfg = SessionConfig { max_streams: 100, max_buffered_bytes: 1024 * 1024, ..Default::default() };
+        assert!(cfg.reserved_streams < cfg.max_streams);
         let err = cfg.validate().unwrap_err();
         assert!(err.to_string().contains("max_buffered_bytes"), "{err}");
     }

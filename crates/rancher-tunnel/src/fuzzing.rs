@@ -73,6 +73,7 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 fn config() -> SessionConfig {
     SessionConfig {
         max_streams: 4,
+        reserved_streams: 1,
         max_buffered_bytes: 2 * 4 * 256 * 1024,
         frame_size: 1024,
         max_message_size: 4096,

@@ -65,7 +65,7 @@ mod upgrade;
 mod ws_io;
 
 pub use agent::{Agent, AgentConfig, LOCAL_NETWORK, LocalService};
-pub use config::SessionConfig;
+pub use config::{SessionConfig, StreamUse};
 pub use dial_header::DialStatus;
 pub use dialer::{Dialer, DirectDialer};
 pub use error::{Error, Result};

@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::config::SessionConfig;
+use crate::config::{SessionConfig, StreamUse};
 use crate::dial_header::{self, DialStatus};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -169,7 +169,23 @@ impl TunnelServer {
     /// limit; [`Error::Timeout`] when the agent does not answer within
     /// [`SessionConfig::dial_reply_timeout`].
     pub async fn dial(&self, client_key: &str, network: &str, address: &str) -> Result<TunnelStream> {
-        let res = self.dial_inner(client_key, network, address).await;
+        self.dial_for(client_key, network, address, StreamUse::Request).await
+    }
+
+    /// Like [`dial`](Self::dial), for a stream used as `use_` says: a
+    /// [`StreamUse::LongRunning`] one may not take the session's last
+    /// [`SessionConfig::reserved_streams`] slots.
+    ///
+    /// # Errors
+    /// As [`dial`](Self::dial).
+    pub async fn dial_for(
+        &self,
+        client_key: &str,
+        network: &str,
+        address: &str,
+        use_: StreamUse,
+    ) -> Result<TunnelStream> {
+        let res = self.dial_inner(client_key, network, address, use_).await;
         if let Err(e) = &res {
             self.inner.metrics.dial_error(match e {
                 Error::NoSession(_) => "no_session",
@@ -218,19 +234,27 @@ impl TunnelServer {
         }
     }
 
-    async fn dial_inner(&self, client_key: &str, network: &str, address: &str) -> Result<TunnelStream> {
+    async fn dial_inner(
+        &self,
+        client_key: &str,
+        network: &str,
+        address: &str,
+        use_: StreamUse,
+    ) -> Result<TunnelStream> {
         let header = dial_header::encode_request(network, address)?;
         let current = || self.lock().get(client_key).map(|e| (e.id, e.handle.clone()));
         let (id, handle) = current().ok_or_else(|| Error::NoSession(client_key.to_string()))?;
         let limit = self.inner.cfg.dial_reply_timeout;
         // Opening counts against the same limit: a wedged session must not hang the caller.
         let (mut stream, status, msg) = tokio::time::timeout(limit, async {
-            let first = self.dial_on(&handle, &header).await;
+            let first = self.dial_on(&handle, &header, use_).await;
             // Replaced (its agent perhaps leaving) between the lookup and the dial, which did not
             // reach the destination: the dial goes to the newer session.
             let not_sent = matches!(first, Err(Error::SessionClosed) | Ok((_, DialStatus::Unavailable, _)));
             match current() {
-                Some((newer, handle)) if not_sent && newer != id => self.dial_on(&handle, &header).await,
+                Some((newer, handle)) if not_sent && newer != id => {
+                    self.dial_on(&handle, &header, use_).await
+                }
                 _ => first,
             }
         })
@@ -257,8 +281,9 @@ impl TunnelServer {
         &self,
         handle: &SessionHandle,
         header: &[u8],
+        use_: StreamUse,
     ) -> Result<(TunnelStream, DialStatus, String)> {
-        let (stream, slot) = handle.open().await?;
+        let (stream, slot) = handle.open(use_).await?;
         let mut stream = TunnelStream::new(stream, handle.ended(), self.inner.metrics.clone(), Some(slot));
         stream.write_all(header).await?;
         stream.flush().await?;

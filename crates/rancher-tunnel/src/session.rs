@@ -19,7 +19,7 @@ use tokio_util::compat::TokioAsyncReadCompatExt;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
 
-use crate::config::SessionConfig;
+use crate::config::{SessionConfig, StreamUse};
 use crate::error::{Error, Result};
 use crate::transport::BoxedIo;
 
@@ -38,8 +38,15 @@ pub(crate) struct SessionHandle {
     open_streams: Arc<AtomicUsize>,
     /// The streams opened through this handle, for a retirement to wait on.
     opened: TaskTracker,
-    max_streams: usize,
+    /// `max_streams`, and the lower limit of long-running streams.
+    limits: StreamLimits,
     ended: SessionEnded,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct StreamLimits {
+    request: usize,
+    long_running: usize,
 }
 
 /// One of a session's `max_streams` slots, held by an open stream; freed on drop.
@@ -67,12 +74,16 @@ impl SessionEnded {
 }
 
 impl SessionHandle {
-    /// Opens an outbound stream, within the session's stream limit (checked here because
-    /// yamux ends the whole session when its own limit is hit).
-    pub(crate) async fn open(&self) -> Result<(yamux::Stream, StreamSlot)> {
-        if self.open_streams.fetch_add(1, Ordering::AcqRel) >= self.max_streams {
+    /// Opens an outbound stream, within the session's stream limit for `use_` (checked here
+    /// because yamux ends the whole session when its own limit is hit).
+    pub(crate) async fn open(&self, use_: StreamUse) -> Result<(yamux::Stream, StreamSlot)> {
+        let limit = match use_ {
+            StreamUse::Request => self.limits.request,
+            StreamUse::LongRunning => self.limits.long_running,
+        };
+        if self.open_streams.fetch_add(1, Ordering::AcqRel) >= limit {
             self.open_streams.fetch_sub(1, Ordering::AcqRel);
-            return Err(Error::StreamLimit { limit: self.max_streams });
+            return Err(Error::StreamLimit { limit });
         }
         let slot = StreamSlot { count: self.open_streams.clone(), _open: self.opened.token() };
         let (tx, rx) = oneshot::channel();
@@ -131,7 +142,10 @@ where
         retire: CancellationToken::new(),
         open_streams: Arc::new(AtomicUsize::new(0)),
         opened: TaskTracker::new(),
-        max_streams: cfg.max_streams,
+        limits: StreamLimits {
+            request: cfg.stream_limit(StreamUse::Request),
+            long_running: cfg.stream_limit(StreamUse::LongRunning),
+        },
         ended: SessionEnded::default(),
     };
     let ends = Ends {

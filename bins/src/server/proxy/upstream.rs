@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use rancher_auth::proxy::{BoxError, BoxStream, Connector, ResolveError, Upstream, UpstreamResolver};
 use rancher_core::model::Cluster;
 use rancher_core::store::Api;
+use rancher_tunnel::StreamUse;
 use tower::util::BoxCloneSyncService;
 
 use crate::server::cluster_ca;
@@ -25,13 +26,14 @@ impl TunnelUpstreams {
     }
 }
 
-/// Opens a stream to `address` through one of the cluster's sessions, the cluster agent's first.
-/// Fails at once when no agent is connected, so clients get 503 instead of waiting.
+/// Opens a stream for `use_` to `address` through one of the cluster's sessions, the cluster
+/// agent's first. Fails at once when no agent is connected, so clients get 503 instead of waiting.
 fn tunnel_connector(
     registration: Arc<Registration>,
     cluster: String,
     uid: String,
     address: String,
+    use_: StreamUse,
 ) -> Connector {
     BoxCloneSyncService::new(tower::service_fn(move |_uri: http::Uri| {
         let (registration, cluster, address) = (registration.clone(), cluster.clone(), address.clone());
@@ -39,7 +41,7 @@ fn tunnel_connector(
         async move {
             let mut last: Option<rancher_tunnel::Error> = None;
             for key in registration.session_keys_for(&cluster, &uid) {
-                match registration.tunnel().dial(&key, "tcp", &address).await {
+                match registration.tunnel().dial_for(&key, "tcp", &address, use_).await {
                     Ok(stream) => return Ok::<BoxStream, BoxError>(Box::new(stream)),
                     Err(e) => last = Some(e),
                 }
@@ -96,9 +98,17 @@ impl UpstreamResolver for TunnelUpstreams {
             connector: tunnel_connector(
                 self.registration.clone(),
                 cluster_id.to_owned(),
+                uid.clone(),
+                access.address.clone(),
+                StreamUse::Request,
+            ),
+            long_running_connector: Some(tunnel_connector(
+                self.registration.clone(),
+                cluster_id.to_owned(),
                 uid,
                 access.address.clone(),
-            ),
+                StreamUse::LongRunning,
+            )),
             tls: Some(tls_config(&access.ca_pem)?),
             bearer_token: Some(access.token.clone()),
         })

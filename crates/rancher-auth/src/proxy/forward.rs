@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use http::{Request, Response, StatusCode, Uri, Version, header};
+use http::{Method, Request, Response, StatusCode, Uri, Version, header};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -19,6 +19,7 @@ use super::error::{ProxyBody, ProxyError, boxed};
 use super::headers::strip_hop_by_hop;
 use super::idle_cache::IdleCache;
 use super::impersonate::HeadersRebuilt;
+use super::request_info::RequestInfo;
 use super::upstream::{Prepared, TlsConnector, UpstreamResolver};
 
 /// Tuning of [`Forward`]. No response timeout is imposed: watches end when the API server ends them
@@ -46,9 +47,11 @@ impl Default for ForwardConfig {
     }
 }
 
-/// One cluster's client.
+/// One cluster's clients: one for ordinary requests, one for long-running ones (watches, exec,
+/// `logs -f`), whose connections come from the upstream's long-running connector.
 struct ClusterClient {
     http: Client<TlsConnector, ProxyBody>,
+    long_running: Client<TlsConnector, ProxyBody>,
     upstream: Prepared,
 }
 
@@ -121,12 +124,16 @@ impl<R: UpstreamResolver + 'static> Forward<R> {
         let resolve_err = |source| ProxyError::Resolve { cluster: cluster.to_owned(), source };
         let upstream = self.resolver.resolve(cluster).await.map_err(resolve_err)?;
         let upstream = upstream.prepare(self.config.connect_timeout).map_err(resolve_err)?;
-        let http = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(self.config.pool_idle_timeout)
-            .pool_max_idle_per_host(self.config.pool_max_idle_per_cluster)
-            .build(upstream.connector.clone());
-        let client = Arc::new(ClusterClient { http, upstream });
+        let client_with = |connector: &TlsConnector| {
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(self.config.pool_idle_timeout)
+                .pool_max_idle_per_host(self.config.pool_max_idle_per_cluster)
+                .build(connector.clone())
+        };
+        let http = client_with(&upstream.connector);
+        let long_running = client_with(&upstream.long_running_connector);
+        let client = Arc::new(ClusterClient { http, long_running, upstream });
         self.clients.cache.insert(cluster, client.clone());
         Ok(client)
     }
@@ -150,6 +157,11 @@ impl<R: UpstreamResolver + 'static> Forward<R> {
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
         let (parts, body) = req.into_parts();
+        let http = if is_long_running(&parts.method, &parts.uri, upgrade) {
+            &client.long_running
+        } else {
+            &client.http
+        };
         let upstream = &client.upstream;
         let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let uri = Uri::builder()
@@ -170,7 +182,7 @@ impl<R: UpstreamResolver + 'static> Forward<R> {
         *out.version_mut() = Version::HTTP_11;
         *out.headers_mut() = headers;
 
-        let mut resp = client.http.request(out).await.map_err(|e| {
+        let mut resp = http.request(out).await.map_err(|e| {
             if e.is_connect() {
                 // The session or endpoint may have changed: resolve afresh next time.
                 self.clients.invalidate(&cluster);
@@ -210,6 +222,13 @@ impl<R: UpstreamResolver + 'static> Service<Request<ProxyBody>> for Forward<R> {
     }
 }
 
+/// Whether the request holds its connection for as long as its client wants: an upgrade (exec,
+/// attach, port-forward) or a long-running GET (watch, `logs -f`, proxy).
+fn is_long_running(method: &Method, uri: &Uri, upgrade: bool) -> bool {
+    upgrade
+        || (method == Method::GET && RequestInfo::parse(method, uri.path(), uri.query()).is_long_running())
+}
+
 /// Copies bytes both ways between the client's and the API server's upgraded connections until
 /// both sides are done. The task ends when either connection closes.
 async fn splice(cluster: String, client: OnUpgrade, upstream: OnUpgrade) {
@@ -244,6 +263,18 @@ mod tests {
     use super::*;
     use crate::proxy::upstream::StaticUpstreams;
     use tower::ServiceExt as _;
+
+    #[test]
+    fn watches_upgrades_and_followed_logs_are_long_running() {
+        let long = |m: Method, u: &str, up: bool| is_long_running(&m, &u.parse().unwrap(), up);
+        assert!(long(Method::GET, "/api/v1/pods?watch=true", false));
+        assert!(long(Method::GET, "/api/v1/watch/namespaces/a/pods", false));
+        assert!(long(Method::GET, "/api/v1/namespaces/a/pods/p/log?follow=true", false));
+        assert!(long(Method::POST, "/api/v1/namespaces/a/pods/p/exec?command=sh", true));
+        assert!(!long(Method::GET, "/api/v1/pods", false));
+        assert!(!long(Method::GET, "/api/v1/pods?watch=false", false));
+        assert!(!long(Method::POST, "/api/v1/namespaces/a/pods", false));
+    }
 
     #[tokio::test]
     async fn a_request_whose_headers_were_not_rebuilt_is_never_sent() {

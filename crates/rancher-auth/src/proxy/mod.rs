@@ -23,6 +23,7 @@
 //! let upstreams = proxy::StaticUpstreams::new().with("c1", proxy::Upstream {
 //!     base_url: sim_url,
 //!     connector: proxy::tcp_connector(),
+//!     long_running_connector: None,
 //!     tls: Some(sim_ca),
 //!     bearer_token: Some("impersonator-token".into()),
 //! });

@@ -52,6 +52,9 @@ pub struct Upstream {
     pub base_url: Uri,
     /// How to open a byte stream to it.
     pub connector: Connector,
+    /// How to open one for a long-running request (watch, exec, attach, port-forward, `logs -f`),
+    /// where that differs (the tunnel keeps some streams for ordinary requests); `None`: `connector`.
+    pub long_running_connector: Option<Connector>,
     /// TLS client configuration trusting the API server's CA; `None` only for an `http://` base URL.
     pub tls: Option<Arc<ClientConfig>>,
     /// The token the proxy authenticates with downstream (an identity allowed to impersonate).
@@ -131,6 +134,8 @@ impl UpstreamResolver for StaticUpstreams {
 /// An upstream checked and prepared for hyper.
 pub(crate) struct Prepared {
     pub(crate) connector: TlsConnector,
+    /// For long-running requests (see [`Upstream::long_running_connector`]).
+    pub(crate) long_running_connector: TlsConnector,
     /// `scheme://authority`.
     pub(crate) origin: Uri,
     /// Path prefix without a trailing `/` (often empty).
@@ -174,8 +179,14 @@ impl Upstream {
             .path_and_query("/")
             .build()
             .map_err(|_| invalid("base URL"))?;
+        let long_running = TlsConnector {
+            dial: self.long_running_connector.unwrap_or_else(|| self.connector.clone()),
+            tls: tls.clone(),
+            connect_timeout,
+        };
         Ok(Prepared {
             connector: TlsConnector { dial: self.connector, tls, connect_timeout },
+            long_running_connector: long_running,
             origin,
             path_prefix: self.base_url.path().trim_end_matches('/').to_owned(),
             authorization,
@@ -294,6 +305,7 @@ mod tests {
         Upstream {
             base_url: url.parse().unwrap(),
             connector: tcp_connector(),
+            long_running_connector: None,
             tls: tls.then(|| Arc::new(config)),
             bearer_token: Some("sim-admin-token".into()),
         }

@@ -144,6 +144,7 @@ async fn setup() -> Setup {
     let upstream = |addr: SocketAddr| Upstream {
         base_url: format!("https://{addr}").parse().unwrap(),
         connector: proxy::tcp_connector(),
+        long_running_connector: None,
         tls: Some(pki.client_config(&[])),
         bearer_token: Some(UPSTREAM_TOKEN.into()),
     };

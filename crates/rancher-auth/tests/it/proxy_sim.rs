@@ -40,6 +40,7 @@ async fn setup() -> Setup {
         Upstream {
             base_url: sim.url().parse().unwrap(),
             connector: proxy::tcp_connector(),
+            long_running_connector: None,
             tls: Some(client_tls(sim.ca_pem())),
             bearer_token: Some(sim.admin_token().to_owned()),
         },

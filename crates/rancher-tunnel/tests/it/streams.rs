@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::common::*;
-use rancher_tunnel::Error;
+use rancher_tunnel::{Error, StreamUse};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LONG: Duration = Duration::from_secs(30);
@@ -161,10 +161,11 @@ async fn a_stalled_reader_does_not_stop_another_streams_transfer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_stream_limit_fails_one_dial_and_the_session_continues() {
+async fn stream_limits_fail_one_dial_leave_requests_their_reserve_and_the_session_continues() {
     let pki = pki();
     let mut cfg = test_session_cfg();
     cfg.max_streams = 4;
+    cfg.reserved_streams = 1;
     cfg.max_buffered_bytes = 8 * 256 * 1024;
     let srv = start_server(&pki, cfg).await;
     let echo = echo_server().await;
@@ -172,10 +173,16 @@ async fn the_stream_limit_fails_one_dial_and_the_session_continues() {
     let server = srv.server.clone();
     wait_until("agent session", LONG, || server.has_session("c-a")).await;
 
+    // Long-running streams (watches) leave the reserved slot to requests.
     let mut open = Vec::new();
-    for _ in 0..4 {
-        open.push(srv.server.dial("c-a", "tcp", &echo.to_string()).await.unwrap());
+    for _ in 0..3 {
+        open.push(
+            srv.server.dial_for("c-a", "tcp", &echo.to_string(), StreamUse::LongRunning).await.unwrap(),
+        );
     }
+    let err = srv.server.dial_for("c-a", "tcp", &echo.to_string(), StreamUse::LongRunning).await.unwrap_err();
+    assert!(matches!(err, Error::StreamLimit { limit: 3 }), "{err}");
+    open.push(srv.server.dial("c-a", "tcp", &echo.to_string()).await.unwrap());
     let err = srv.server.dial("c-a", "tcp", &echo.to_string()).await.unwrap_err();
     assert!(matches!(err, Error::StreamLimit { limit: 4 }), "{err}");
     assert!(srv.server.has_session("c-a"));
@@ -197,6 +204,33 @@ async fn the_stream_limit_fails_one_dial_and_the_session_continues() {
     }
     let mut next = next.expect("a slot was freed");
     assert_eq!(echo_roundtrip(&mut next, b"y").await, b"y");
+    a.stop.cancel();
+    srv.stop().await;
+}
+
+/// A cluster with a thousand watches through the proxy: with the default limits every one holds
+/// its own stream, and ordinary requests still get through beside them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_long_running_streams_fit_in_one_session_beside_requests() {
+    let pki = pki();
+    let srv = start_server(&pki, test_session_cfg()).await;
+    let echo = echo_server().await;
+    let a = spawn_agent(agent(&pki, &srv.url, TOKEN_A, &[echo.to_string()]));
+    let server = srv.server.clone();
+    wait_until("agent session", LONG, || server.has_session("c-a")).await;
+
+    let addr = echo.to_string();
+    let mut watches = Vec::new();
+    for i in 0..1000 {
+        let s = srv.server.dial_for("c-a", "tcp", &addr, StreamUse::LongRunning).await;
+        watches.push(s.unwrap_or_else(|e| panic!("long-running stream {i}: {e}")));
+    }
+    let mut request = srv.server.dial("c-a", "tcp", &addr).await.unwrap();
+    assert_eq!(echo_roundtrip(&mut request, b"get").await, b"get");
+    // Every one of them still carries bytes.
+    for (i, w) in watches.iter_mut().enumerate().step_by(97) {
+        assert_eq!(echo_roundtrip(w, format!("event {i}").as_bytes()).await, format!("event {i}").as_bytes());
+    }
     a.stop.cancel();
     srv.stop().await;
 }
