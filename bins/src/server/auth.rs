@@ -1,6 +1,7 @@
 //! Token authentication, shared by `/v3` and the proxy at `/k8s/clusters/<id>/…`: [`TokenAuthenticator`]
 //! finds the caller from a token (Bearer, Basic, the `R_SESS` cookie or a WebSocket bearer protocol),
-//! checks it against the store on every request (so a revoked or disabled token fails at once), and
+//! checks it against the store's current state on every request (so a revoked or disabled token fails
+//! at once; from memory where the store allows, see [`identity_cache`]), and
 //! notes `lastUsedAt` at most once a minute. [`authenticate`] is the `/v3` middleware; it holds browser
 //! sessions (the `R_SESS` cookie) to the same-origin and CSRF rules of
 //! [`rancher_auth::proxy::BrowserPolicy`].
@@ -23,6 +24,10 @@ use rancher_core::store::{Api, Store, StoreError};
 
 use super::error::{ApiError, ApiResult};
 use super::state::AppState;
+
+mod identity_cache;
+
+use identity_cache::IdentityCache;
 
 /// The API group of the management kinds, as RBAC rules name it.
 pub(crate) const MANAGEMENT_GROUP: &str = "management.cattle.io";
@@ -95,13 +100,15 @@ pub(crate) enum Scope<'a> {
 /// A verified token and its user.
 #[derive(Clone, Debug)]
 pub(crate) struct Authenticated {
-    pub(crate) token: Token,
-    pub(crate) user: User,
+    pub(crate) token: Arc<Token>,
+    pub(crate) user: Arc<User>,
 }
 
 /// Checks presented tokens against the store; shared by `/v3` and the proxy.
 pub(crate) struct TokenAuthenticator {
     store: Arc<dyn Store>,
+    /// Tokens and users in memory, where the store's watches keep up with its writes.
+    cache: Option<IdentityCache>,
     /// Token name → when this server last wrote its `lastUsedAt` (or started to).
     last_used_writes: Mutex<HashMap<String, tokio::time::Instant>>,
     /// The `lastUsedAt` writes in flight: waited for by [`TokenAuthenticator::finish_writes`] at
@@ -156,9 +163,10 @@ fn presented(headers: &HeaderMap) -> Result<ApiToken, AuthError> {
 }
 
 impl TokenAuthenticator {
-    /// Checks tokens against `store`.
+    /// Checks tokens against `store`. Needs a Tokio runtime.
     pub(crate) fn new(store: Arc<dyn Store>) -> Self {
         TokenAuthenticator {
+            cache: IdentityCache::start(&store),
             store,
             last_used_writes: Mutex::new(HashMap::new()),
             writes: Mutex::new(tokio::task::JoinSet::new()),
@@ -190,11 +198,16 @@ impl TokenAuthenticator {
     ) -> Result<Authenticated, AuthError> {
         let presented = presented(headers)?;
         let now = Timestamp::now();
-        let stored = Api::<Token>::all(self.store.clone())
-            .get_opt(presented.name())
-            .await
-            .map_err(backend)?
-            .ok_or(AuthError::InvalidToken)?;
+        let cached = self.cache.as_ref().and_then(|c| c.current(presented.name()));
+        let stored = match &cached {
+            Some(lookup) => lookup.token.clone(),
+            None => Api::<Token>::all(self.store.clone())
+                .get_opt(presented.name())
+                .await
+                .map_err(backend)?
+                .map(Arc::new),
+        };
+        let stored = stored.ok_or(AuthError::InvalidToken)?;
         token::verify(&presented, &stored, now).map_err(token_error)?;
         if idle_expired(&stored, now) {
             return Err(AuthError::Expired);
@@ -202,11 +215,15 @@ impl TokenAuthenticator {
         if !scope_allows(&stored, scope) {
             return Err(AuthError::WrongCluster);
         }
-        let user = Api::<User>::all(self.store.clone())
-            .get_opt(&stored.spec.user_id)
-            .await
-            .map_err(backend)?
-            .ok_or(AuthError::InvalidToken)?;
+        let user = match &cached {
+            Some(lookup) => lookup.user(&stored.spec.user_id),
+            None => Api::<User>::all(self.store.clone())
+                .get_opt(&stored.spec.user_id)
+                .await
+                .map_err(backend)?
+                .map(Arc::new),
+        };
+        let user = user.ok_or(AuthError::InvalidToken)?;
         if !user.spec.enabled {
             return Err(AuthError::Disabled);
         }
@@ -305,7 +322,11 @@ pub(crate) async fn caller_for(
     let Authenticated { token, user } =
         state.authn.verify(headers, Scope::Api { method, path }).await.map_err(unauthenticated)?;
     let rules = rules_for(&state.store, &user.metadata.name).await?;
-    Ok(Caller { user, token_name: token.metadata.name, rules: Arc::new(rules) })
+    Ok(Caller {
+        user: Arc::unwrap_or_clone(user),
+        token_name: token.metadata.name.clone(),
+        rules: Arc::new(rules),
+    })
 }
 
 /// The rules of every global role bound to the user.

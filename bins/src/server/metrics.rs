@@ -318,6 +318,10 @@ impl Store for MeteredStore {
         self.metrics.observe_store("watch", resource, r.is_ok(), t);
         r
     }
+
+    fn watch_is_immediate(&self) -> bool {
+        self.inner.watch_is_immediate()
+    }
 }
 
 #[cfg(test)]

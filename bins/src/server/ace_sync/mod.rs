@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::protocol::ace::{ACE_LABEL, ClusterAuthToken, NAMESPACE};
-use crate::server::auth::{Authenticated, is_cluster_admin};
+use crate::server::auth::is_cluster_admin;
 use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION};
 use crate::server::proxy::membership::{ClusterMembers, global_rules};
 use crate::server::proxy::user_info;
@@ -74,7 +74,7 @@ pub(crate) fn desired_records(inputs: &AceInputs<'_>, now: Timestamp) -> Vec<Clu
     for t in inputs.tokens.iter().filter(|t| usable_for(t, cluster, now)) {
         let Some(user) = users.get(t.spec.user_id.as_str()).filter(|u| u.spec.enabled) else { continue };
         // The same identity the proxy would decide on for this token.
-        let identity = user_info(&Authenticated { token: t.clone(), user: (*user).clone() });
+        let identity = user_info(t, user);
         let admin = is_cluster_admin(&global_rules(&user.metadata.name, inputs.grbs, inputs.roles));
         if !admin && !inputs.members.is_member(&identity) {
             continue;

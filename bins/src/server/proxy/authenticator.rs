@@ -8,10 +8,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use http::HeaderMap;
 use rancher_auth::proxy::{AuthError, Authenticator, UserInfo};
-use rancher_core::model::Cluster;
+use rancher_core::model::{Cluster, Token, User};
 use rancher_core::store::{Api, Store};
 
-use crate::server::auth::{Authenticated, Scope, TokenAuthenticator};
+use crate::server::auth::{Scope, TokenAuthenticator};
 use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION};
 
 /// The group every user authenticated by the server is in, besides Kubernetes' own.
@@ -40,8 +40,7 @@ impl StoreAuthenticator {
 
 /// The downstream identity of a verified token: user id, group principals (from the token and the
 /// user's last refresh) plus the authenticated groups, and the extras Rancher sends.
-pub(crate) fn user_info(auth: &Authenticated) -> UserInfo {
-    let Authenticated { token, user } = auth;
+pub(crate) fn user_info(token: &Token, user: &User) -> UserInfo {
     let mut groups: Vec<String> = Vec::new();
     for g in token.spec.group_principals.iter().chain(&user.status.group_principals) {
         if !groups.contains(g) {
@@ -85,14 +84,14 @@ impl Authenticator for StoreAuthenticator {
                 return Err(AuthError::WrongCluster);
             }
         }
-        Ok(user_info(&auth))
+        Ok(user_info(&auth.token, &auth.user))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rancher_core::model::{Token, TokenSpec, User, UserSpec};
+    use rancher_core::model::{TokenSpec, UserSpec};
 
     #[test]
     fn identity_has_user_id_groups_and_extras() {
@@ -107,7 +106,7 @@ mod tests {
         );
         let mut user = User::new("u-bob", UserSpec { username: "bob".into(), ..Default::default() });
         user.status.group_principals = vec!["github_org://1".into(), "github_team://2".into()];
-        let info = user_info(&Authenticated { token, user });
+        let info = user_info(&token, &user);
         assert_eq!(info.username, "u-bob");
         assert_eq!(
             info.groups,

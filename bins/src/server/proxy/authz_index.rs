@@ -113,11 +113,11 @@ impl AuthzIndex {
     }
 
     /// The cluster `id`.
-    pub(crate) async fn cluster(&self, id: &str) -> StoreResult<Option<Cluster>> {
+    pub(crate) async fn cluster(&self, id: &str) -> StoreResult<Option<Arc<Cluster>>> {
         if let Some(c) = self.clusters.read(|m| m.get(&ObjectRef::new(id))) {
-            return Ok(c.map(Arc::unwrap_or_clone));
+            return Ok(c);
         }
-        Api::<Cluster>::all(self.store.clone()).get_opt(id).await
+        Ok(Api::<Cluster>::all(self.store.clone()).get_opt(id).await?.map(Arc::new))
     }
 
     /// The project `name` of `cluster`.
@@ -149,11 +149,11 @@ impl AuthzIndex {
         for name in names {
             // A binding to a role that was deleted grants nothing.
             let role = match self.global_roles.read(|m| m.get(&ObjectRef::new(&name))) {
-                Some(role) => role.map(Arc::unwrap_or_clone),
-                None => Api::<GlobalRole>::all(self.store.clone()).get_opt(&name).await?,
+                Some(role) => role,
+                None => Api::<GlobalRole>::all(self.store.clone()).get_opt(&name).await?.map(Arc::new),
             };
             if let Some(role) = role {
-                rules.extend(role.spec.rules);
+                rules.extend(role.spec.rules.iter().cloned());
             }
         }
         Ok(rules)
@@ -237,7 +237,7 @@ mod tests {
 
         bindings.delete("grb-a").await.unwrap();
         until("the removal is seen", async || index.rules_for("u-a").await.unwrap().is_empty()).await;
-        assert_eq!(index.cluster("nope").await.unwrap(), None);
+        assert!(index.cluster("nope").await.unwrap().is_none());
     }
 
     /// A memory store whose watches can be cut (open ones end, new ones fail).

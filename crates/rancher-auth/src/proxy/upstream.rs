@@ -179,13 +179,17 @@ impl Upstream {
             .path_and_query("/")
             .build()
             .map_err(|_| invalid("base URL"))?;
-        let long_running = TlsConnector {
+        let long_running = TlsConnector(Arc::new(TlsConnectorParts {
             dial: self.long_running_connector.unwrap_or_else(|| self.connector.clone()),
             tls: tls.clone(),
             connect_timeout,
-        };
+        }));
         Ok(Prepared {
-            connector: TlsConnector { dial: self.connector, tls, connect_timeout },
+            connector: TlsConnector(Arc::new(TlsConnectorParts {
+                dial: self.connector,
+                tls,
+                connect_timeout,
+            })),
             long_running_connector: long_running,
             origin,
             path_prefix: self.base_url.path().trim_end_matches('/').to_owned(),
@@ -197,8 +201,11 @@ impl Upstream {
 // === impl TlsConnector ===
 
 /// Dials with the caller's [`Connector`], then does the TLS handshake; a connector for hyper's client.
+/// Cheap to clone: hyper's client clones its connector for every request, pooled or not.
 #[derive(Clone)]
-pub(crate) struct TlsConnector {
+pub(crate) struct TlsConnector(Arc<TlsConnectorParts>);
+
+struct TlsConnectorParts {
     dial: Connector,
     tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
     connect_timeout: Duration,
@@ -217,9 +224,9 @@ impl Service<Uri> for TlsConnector {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let dial = self.dial.clone();
-        let tls = self.tls.clone();
-        let timeout = self.connect_timeout;
+        let dial = self.0.dial.clone();
+        let tls = self.0.tls.clone();
+        let timeout = self.0.connect_timeout;
         Box::pin(async move {
             let attempt =
                 |dial: Connector,

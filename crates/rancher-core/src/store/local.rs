@@ -357,6 +357,10 @@ macro_rules! delegate_store {
             ) -> $crate::store::StoreResult<$crate::store::WatchStream> {
                 self.local.watch(resource, options).await
             }
+
+            fn watch_is_immediate(&self) -> bool {
+                true
+            }
         }
     };
 }

@@ -149,4 +149,11 @@ pub trait Store: Send + Sync + 'static {
     async fn list(&self, resource: &str, options: &ListOptions) -> StoreResult<ObjectList>;
     /// Watches objects from a version.
     async fn watch(&self, resource: &str, options: &WatchOptions) -> StoreResult<WatchStream>;
+    /// Whether every write this store has acknowledged is already ready on its open watches (the
+    /// local backends hand a change to the watches before the write returns). A cache fed by a
+    /// watch can then be as current as a read, by taking what its watch has ready before
+    /// answering. `false` (the default, and etcd's): changes reach watches some time after.
+    fn watch_is_immediate(&self) -> bool {
+        false
+    }
 }
