@@ -216,7 +216,7 @@ impl TokenAuthenticator {
             return Err(AuthError::WrongCluster);
         }
         let user = match &cached {
-            Some(lookup) => lookup.user(&stored.spec.user_id),
+            Some(lookup) => lookup.user.clone(),
             None => Api::<User>::all(self.store.clone())
                 .get_opt(&stored.spec.user_id)
                 .await

@@ -5,60 +5,114 @@
 //! Revocation stays immediate: the cache is only used on a store whose watches have every
 //! acknowledged write ready at once ([`Store::watch_is_immediate`], the local backends), and each
 //! lookup first takes everything its watches have ready. A write that returned before the lookup
-//! began is therefore in the cache; otherwise — another backend, a watch that failed and is
-//! re-listing, a cache not listed yet — the caller reads the store, as before.
+//! began is therefore in the cache. Otherwise — another backend, a watch that failed or is being
+//! opened again — the caller reads the store, as before.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::{FutureExt as _, Stream, StreamExt as _};
+use futures::future::BoxFuture;
+use futures::{FutureExt as _, StreamExt as _};
 use rancher_core::Resource;
-use rancher_core::controller::watcher::{self, Config, Event};
-use rancher_core::controller::{ObjectRef, reflector, watcher as watch_kind};
 use rancher_core::model::{Token, User};
-use rancher_core::store::{Api, Store};
+use rancher_core::store::{Store, StoreResult, WatchEvent, WatchOptions, WatchStream};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// How often the watches are drained when no request does it, so that a quiet server's watches
-/// neither fall behind the store's buffer nor wait long to finish a re-list.
+/// neither fall behind the store's buffer nor wait long to be opened again.
 const DRAIN_EVERY: Duration = Duration::from_millis(500);
+/// Wait after a watch failed before opening it again.
+const REOPEN_AFTER: Duration = Duration::from_secs(1);
 
-type Feed<K> = Pin<Box<dyn Stream<Item = Result<Event<K>, watcher::Error>> + Send>>;
+/// Where one kind's watch is.
+enum Watch {
+    /// Being opened: from its first event on, every object is sent, then every change.
+    Opening(BoxFuture<'static, StoreResult<WatchStream>>),
+    /// Open; `objects` holds what it sent so far.
+    Open(WatchStream),
+    /// Failed; opened again at this instant.
+    Failed(Pin<Box<tokio::time::Sleep>>),
+}
 
-/// One kind: the watch feeding the reflector, and whether it is listed and following.
+/// One kind's objects by name, and the watch keeping them.
 struct Follow<K> {
-    feed: Feed<K>,
-    reader: reflector::Store<K>,
-    synced: bool,
+    store: Arc<dyn Store>,
+    watch: Watch,
+    objects: HashMap<String, Arc<K>>,
 }
 
 impl<K: Resource> Follow<K> {
     fn new(store: &Arc<dyn Store>) -> Self {
-        let (reader, writer) = reflector::store();
-        let watch = watch_kind(Api::<K>::all(store.clone()), Config::default().relist_after_error());
-        let feed = rancher_core::controller::reflector(writer, watch).boxed();
-        Follow { feed, reader, synced: false }
+        Follow { watch: Self::open(store), store: store.clone(), objects: HashMap::new() }
     }
 
-    /// Applies every event the watch has ready. `true` when the cache then holds every write
-    /// acknowledged so far: listed, following, and nothing left to take.
+    fn open(store: &Arc<dyn Store>) -> Watch {
+        let store = store.clone();
+        Watch::Opening(Box::pin(async move { store.watch(K::PLURAL, &WatchOptions::default()).await }))
+    }
+
+    fn failed(&mut self, why: &dyn std::fmt::Display) {
+        tracing::debug!(
+            kind = K::KIND,
+            "the identity cache's watch failed; reading the store until it is back: {why}"
+        );
+        self.watch = Watch::Failed(Box::pin(tokio::time::sleep(REOPEN_AFTER)));
+    }
+
+    /// Takes every event the watch has ready (opening it again where it failed). `true` when the
+    /// objects then include every write acknowledged so far: the watch is open and has nothing
+    /// more ready.
     fn catch_up(&mut self) -> bool {
         loop {
-            // Unconstrained: Tokio's cooperative budget must not make a ready event look pending.
-            match tokio::task::unconstrained(self.feed.next()).now_or_never() {
-                None => return self.synced,
-                Some(Some(Ok(Event::InitApply(_)))) => {}
-                Some(Some(Ok(Event::Init))) => self.synced = false,
-                Some(Some(Ok(Event::InitDone | Event::Apply(_) | Event::Delete(_)))) => self.synced = true,
-                Some(Some(Err(e))) => {
-                    tracing::debug!(kind = K::KIND, "the identity cache's watch failed; re-listing: {e}");
-                    self.synced = false;
+            match &mut self.watch {
+                Watch::Failed(wait) => match wait.as_mut().now_or_never() {
+                    Some(()) => self.watch = Self::open(&self.store),
+                    None => return false,
+                },
+                Watch::Opening(opening) => match opening.as_mut().now_or_never() {
+                    None => return false,
+                    Some(Ok(stream)) => {
+                        // The new watch sends every object first: start from nothing.
+                        self.objects.clear();
+                        self.watch = Watch::Open(stream);
+                    }
+                    Some(Err(e)) => self.failed(&e),
+                },
+                Watch::Open(stream) => {
+                    // Unconstrained: Tokio's cooperative budget must not make a ready event look
+                    // pending.
+                    match tokio::task::unconstrained(stream.next()).now_or_never() {
+                        None => return true,
+                        Some(Some(Ok(event))) => self.apply(event),
+                        Some(Some(Err(e))) => self.failed(&e),
+                        Some(None) => self.failed(&"the watch ended"),
+                    }
                 }
-                Some(None) => {
-                    self.synced = false;
-                    return false;
-                }
+            }
+        }
+    }
+
+    fn apply(&mut self, event: WatchEvent) {
+        let (value, deleted) = match event {
+            WatchEvent::Added(v) | WatchEvent::Modified(v) => (v, false),
+            WatchEvent::Deleted(v) => (v, true),
+            WatchEvent::Bookmark(_) => return,
+        };
+        let name = value.pointer("/metadata/name").and_then(|n| n.as_str()).unwrap_or_default().to_owned();
+        if deleted {
+            self.objects.remove(&name);
+            return;
+        }
+        match serde_json::from_value::<K>(value) {
+            Ok(object) => {
+                self.objects.insert(name, Arc::new(object));
+            }
+            Err(e) => {
+                // Left out: a check finds no such object and refuses, as a store read would.
+                tracing::warn!(kind = K::KIND, name, "a stored object does not decode: {e}");
+                self.objects.remove(&name);
             }
         }
     }
@@ -79,28 +133,21 @@ impl Feeds {
 }
 
 /// Tokens and users, current as of every acknowledged write whenever [`IdentityCache::current`]
-/// says so.
+/// answers.
 pub(crate) struct IdentityCache {
     feeds: Arc<Mutex<Feeds>>,
     _stop: DropGuard,
 }
 
-/// What a current cache holds for a token and its user.
+/// A token and its user, from a current cache.
 pub(crate) struct Lookup {
     pub(crate) token: Option<Arc<Token>>,
-    users: reflector::Store<User>,
-}
-
-impl Lookup {
-    /// The user `id`, as current as the token.
-    pub(crate) fn user(&self, id: &str) -> Option<Arc<User>> {
-        self.users.get(&ObjectRef::new(id))
-    }
+    pub(crate) user: Option<Arc<User>>,
 }
 
 impl IdentityCache {
     /// Follows `store`'s tokens and users, or `None` when its watches lag its writes (then every
-    /// lookup must read the store). Needs a Tokio runtime (a task drains the watches).
+    /// check must read the store). Needs a Tokio runtime (a task drains the watches).
     pub(crate) fn start(store: &Arc<dyn Store>) -> Option<Self> {
         if !store.watch_is_immediate() {
             return None;
@@ -120,22 +167,23 @@ impl IdentityCache {
         Some(IdentityCache { feeds, _stop: stop.drop_guard() })
     }
 
-    /// The token `name` and a handle on the users, when the cache holds every write acknowledged
+    /// The token `name` and the user it names, when the cache holds every write acknowledged
     /// before this call; `None` when the caller must read the store.
     pub(crate) fn current(&self, name: &str) -> Option<Lookup> {
         let mut feeds = self.feeds.lock().unwrap_or_else(PoisonError::into_inner);
         if !feeds.catch_up() {
             return None;
         }
-        let token = feeds.tokens.reader.get(&ObjectRef::new(name));
-        Some(Lookup { token, users: feeds.users.reader.clone() })
+        let token = feeds.tokens.objects.get(name).cloned();
+        let user = token.as_ref().and_then(|t| feeds.users.objects.get(&t.spec.user_id).cloned());
+        Some(Lookup { token, user })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use rancher_core::model::{TokenSpec, UserSpec};
-    use rancher_core::store::MemoryStore;
+    use rancher_core::store::{Api, MemoryStore};
 
     use super::*;
 
@@ -182,13 +230,33 @@ mod tests {
             let mut user = users.get("u-a").await.unwrap();
             user.spec.enabled = i % 2 == 1;
             users.update(&user).await.unwrap();
+            let spec = TokenSpec { user_id: "u-a".into(), enabled: true, ..Default::default() };
+            tokens.create(&Token::new(&name, spec)).await.unwrap();
             let lookup = cache.current(&name).unwrap();
-            assert_eq!(
-                lookup.user("u-a").unwrap().spec.enabled,
-                i % 2 == 1,
-                "round {i}: the user as written"
-            );
+            assert_eq!(lookup.user.unwrap().spec.enabled, i % 2 == 1, "round {i}: the user as written");
+            tokens.delete(&name).await.unwrap();
         }
+    }
+
+    /// Until its watches are open and drained, the cache answers nothing (the caller reads the
+    /// store) rather than "no such token".
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cache_still_opening_its_watches_sends_callers_to_the_store() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let spec = TokenSpec { user_id: "u-a".into(), enabled: true, ..Default::default() };
+        Api::<Token>::all(store.clone()).create(&Token::new("token-old", spec)).await.unwrap();
+        let cache = IdentityCache::start(&store).unwrap();
+        let mut answered = false;
+        for _ in 0..2000 {
+            if let Some(lookup) = cache.current("token-old") {
+                assert!(lookup.token.is_some(), "a current cache holds the token written before it started");
+                answered = true;
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        until_current(&cache).await;
+        assert!(cache.current("token-old").unwrap().token.is_some(), "answered early: {answered}");
     }
 
     /// A store whose watches lag its writes (etcd's) gets no cache: every check reads the store.
