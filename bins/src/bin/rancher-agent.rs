@@ -8,10 +8,6 @@ use rancher::agent::{AgentArgs, AgentBuilder};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
