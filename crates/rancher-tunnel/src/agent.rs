@@ -328,8 +328,7 @@ async fn serve_stream(stream: yamux::Stream, ended: SessionEnded, ctx: Arc<Strea
     }
     s.start_counting();
     // Half-close aware: EOF on one side shuts down writing on the other, the rest continues.
-    const BUF: usize = 64 * 1024;
-    if let Err(e) = tokio::io::copy_bidirectional_with_sizes(&mut s, &mut tcp, BUF, BUF).await {
+    if let Err(e) = crate::splice::splice(&mut s, &mut tcp).await {
         debug!(address, error = %e, "tunnel stream ended with an error");
     }
 }

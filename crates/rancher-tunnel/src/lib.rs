@@ -58,6 +58,7 @@ mod policy;
 mod serve;
 mod server;
 mod session;
+mod splice;
 mod stream;
 mod tls;
 mod transport;

@@ -176,13 +176,32 @@ impl<R: UpstreamResolver + 'static> Forward<R> {
             Some(auth) => headers.insert(header::AUTHORIZATION, auth.clone()),
             None => headers.remove(header::AUTHORIZATION),
         };
+        // A safe request without a body whose connection broke before its answer (an API server going
+        // down with it) is sent once more, as a browser or Go's client would: nothing it does
+        // changes anything. Connects that fail are tried again in the connector already.
+        let again = (matches!(parts.method, Method::GET | Method::HEAD)
+            && !upgrade
+            && http_body::Body::is_end_stream(&body))
+        .then(|| (parts.method.clone(), uri.clone(), headers.clone()));
         let mut out = Request::new(body);
         *out.method_mut() = parts.method;
         *out.uri_mut() = uri;
         *out.version_mut() = Version::HTTP_11;
         *out.headers_mut() = headers;
 
-        let mut resp = http.request(out).await.map_err(|e| {
+        let sent = match (http.request(out).await, again) {
+            (Err(e), Some((method, uri, headers))) if !e.is_connect() => {
+                tracing::debug!(%cluster, error = %error_chain(&e), "the API server's connection broke; once more");
+                let mut out = Request::new(ProxyBody::empty());
+                *out.method_mut() = method;
+                *out.uri_mut() = uri;
+                *out.version_mut() = Version::HTTP_11;
+                *out.headers_mut() = headers;
+                http.request(out).await
+            }
+            (sent, _) => sent,
+        };
+        let mut resp = sent.map_err(|e| {
             if e.is_connect() {
                 // The session or endpoint may have changed: resolve afresh next time.
                 self.clients.invalidate(&cluster);
