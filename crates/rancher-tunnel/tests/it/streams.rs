@@ -8,14 +8,21 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LONG: Duration = Duration::from_secs(30);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dial_reaches_echo_server_and_half_close_delivers_the_reply() {
+/// A server with default test settings, an echo server, and agent `c-a` (allowed to reach it)
+/// connected.
+async fn echo_agent_connected() -> (TestServer, std::net::SocketAddr, RunningAgent) {
     let pki = pki();
     let srv = start_server(&pki, test_session_cfg()).await;
     let echo = echo_server().await;
     let a = spawn_agent(agent(&pki, &srv.url, TOKEN_A, &[echo.to_string()]));
     let server = srv.server.clone();
     wait_until("agent session", LONG, || server.has_session("c-a")).await;
+    (srv, echo, a)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dial_reaches_echo_server_and_half_close_delivers_the_reply() {
+    let (srv, echo, a) = echo_agent_connected().await;
 
     let mut s = srv.server.dial("c-a", "tcp", &echo.to_string()).await.unwrap();
     // 1 MiB in, half-close, the whole echo comes back after our FIN.
@@ -212,12 +219,7 @@ async fn stream_limits_fail_one_dial_leave_requests_their_reserve_and_the_sessio
 /// its own stream, and ordinary requests still get through beside them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_long_running_streams_fit_in_one_session_beside_requests() {
-    let pki = pki();
-    let srv = start_server(&pki, test_session_cfg()).await;
-    let echo = echo_server().await;
-    let a = spawn_agent(agent(&pki, &srv.url, TOKEN_A, &[echo.to_string()]));
-    let server = srv.server.clone();
-    wait_until("agent session", LONG, || server.has_session("c-a")).await;
+    let (srv, echo, a) = echo_agent_connected().await;
 
     let addr = echo.to_string();
     let mut watches = Vec::new();

@@ -9,8 +9,8 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use rancher_core::store::{
     Deleted, LabelSelector, ListOptions, Preconditions, Store, StoreError, WatchEvent, WatchOptions,
     WatchStream,
@@ -43,7 +43,8 @@ macro_rules! conformance_suite {
             garbage_continue_token_is_invalid, watch_from_version_replays_later_events_in_order,
             watch_without_version_sends_current_objects_then_follows, watch_from_compacted_version_is_gone,
             watch_filters_by_namespace_and_selector, invalid_writes_are_rejected_and_change_nothing,
-            generate_name_completes_the_name, unchanged_update_keeps_the_version);
+            generate_name_completes_the_name, unchanged_update_keeps_the_version,
+            an_immediate_watch_has_every_returned_write_ready);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -521,4 +522,22 @@ pub async fn unchanged_update_keeps_the_version(f: &Fixture) {
     let v1 = s.create("clusters", obj("c1")).await.unwrap();
     let v2 = s.update("clusters", v1.clone()).await.unwrap();
     assert_eq!(rv(&v2), rv(&v1));
+}
+
+/// A store that says its watches are immediate ([`Store::watch_is_immediate`]) has each write ready
+/// on an open watch by the time the write returns — polled once, with no wait. (etcd says it is not.)
+pub async fn an_immediate_watch_has_every_returned_write_ready(f: &Fixture) {
+    if !f.store.watch_is_immediate() {
+        return;
+    }
+    let mut w = f.store.watch("things", &WatchOptions::default()).await.unwrap();
+    for i in 0..50 {
+        let name = format!("t-{i}");
+        f.store.create("things", obj(&name)).await.unwrap();
+        let ready = tokio::task::unconstrained(w.next()).now_or_never();
+        match ready {
+            Some(Some(Ok(WatchEvent::Added(v)))) => assert_eq!(v["metadata"]["name"], name),
+            other => panic!("write {i}: the watch had {other:?} ready"),
+        }
+    }
 }
