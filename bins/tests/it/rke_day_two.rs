@@ -248,9 +248,16 @@ async fn hosts_join_and_leave_and_an_upgrade_rolls_in_order_while_the_api_answer
 
     let served = prober.finish().await;
     let cut = |f: &String| {
-        ["peer closed connection", "connection reset", "connection closed before message completed"]
-            .iter()
-            .any(|m| f.contains(m))
+        [
+            "peer closed connection",
+            "connection reset",
+            "connection closed before message completed",
+            // A read the API server had in flight on an etcd member as it restarted (the rotation
+            // restarts every member): cut the same way, by the API server's etcd client.
+            "server closed the stream without sending trailers",
+        ]
+        .iter()
+        .any(|m| f.contains(m))
     };
     assert!(served.failures.iter().all(cut) && served.failures.len() <= 3, "the upgrade: {served:?}");
 
