@@ -157,47 +157,46 @@ impl<R: UpstreamResolver + 'static> Forward<R> {
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
         let (parts, body) = req.into_parts();
-        let http = if is_long_running(&parts.method, &parts.uri, upgrade) {
-            &client.long_running
-        } else {
-            &client.http
+        let long_running = is_long_running(&parts.method, &parts.uri, upgrade);
+        let http_of = |client: &ClusterClient| {
+            if long_running { client.long_running.clone() } else { client.http.clone() }
         };
-        let upstream = &client.upstream;
         let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let uri = Uri::builder()
-            .scheme(upstream.origin.scheme_str().unwrap_or("https"))
-            .authority(upstream.origin.authority().map_or("", |a| a.as_str()))
-            .path_and_query(format!("{}{path}", upstream.path_prefix))
-            .build()
-            .map_err(|_| ProxyError::NotRouted("malformed path".into()))?;
+        let uri = upstream_uri(&client.upstream, path)?;
         let mut headers = parts.headers;
         // The proxy's own credential for the API server, as whom it impersonates.
-        match &upstream.authorization {
+        match &client.upstream.authorization {
             Some(auth) => headers.insert(header::AUTHORIZATION, auth.clone()),
             None => headers.remove(header::AUTHORIZATION),
         };
         // A safe request without a body whose connection broke before its answer (an API server going
         // down with it) is sent once more, as a browser or Go's client would: nothing it does
-        // changes anything. Connects that fail are tried again in the connector already.
+        // changes anything. It goes on a new connection: the other idle connections of the pool led
+        // to the same API server and are as broken, only not found out yet. Connects that fail are
+        // tried again in the connector already.
         let again = (matches!(parts.method, Method::GET | Method::HEAD)
             && !upgrade
             && http_body::Body::is_end_stream(&body))
-        .then(|| (parts.method.clone(), uri.clone(), headers.clone()));
+        .then(|| (parts.method.clone(), headers.clone()));
         let mut out = Request::new(body);
         *out.method_mut() = parts.method;
         *out.uri_mut() = uri;
         *out.version_mut() = Version::HTTP_11;
         *out.headers_mut() = headers;
 
-        let sent = match (http.request(out).await, again) {
-            (Err(e), Some((method, uri, headers))) if !e.is_connect() => {
-                tracing::debug!(%cluster, error = %error_chain(&e), "the API server's connection broke; once more");
+        let sent = match (http_of(&client).request(out).await, again) {
+            (Err(e), Some((method, headers))) if !e.is_connect() => {
+                tracing::debug!(%cluster, error = %error_chain(&e), "the API server's connection broke; once more on a new one");
+                // Dropping the cached client drops its pools with it: the requests after this one
+                // connect afresh too.
+                self.clients.invalidate(&cluster);
+                let fresh = self.client(&cluster).await?;
                 let mut out = Request::new(ProxyBody::empty());
                 *out.method_mut() = method;
-                *out.uri_mut() = uri;
+                *out.uri_mut() = upstream_uri(&fresh.upstream, path)?;
                 *out.version_mut() = Version::HTTP_11;
                 *out.headers_mut() = headers;
-                http.request(out).await
+                http_of(&fresh).request(out).await
             }
             (sent, _) => sent,
         };
@@ -239,6 +238,16 @@ impl<R: UpstreamResolver + 'static> Service<Request<ProxyBody>> for Forward<R> {
     fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
         Box::pin(self.clone().forward(req))
     }
+}
+
+/// Where `path` (with its query) of a request to `upstream`'s cluster goes.
+fn upstream_uri(upstream: &Prepared, path: &str) -> Result<Uri, ProxyError> {
+    Uri::builder()
+        .scheme(upstream.origin.scheme_str().unwrap_or("https"))
+        .authority(upstream.origin.authority().map_or("", |a| a.as_str()))
+        .path_and_query(format!("{}{path}", upstream.path_prefix))
+        .build()
+        .map_err(|_| ProxyError::NotRouted("malformed path".into()))
 }
 
 /// Whether the request holds its connection for as long as its client wants: an upgrade (exec,

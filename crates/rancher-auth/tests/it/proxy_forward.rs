@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::proxy_support::{PATIENCE, Pki, raw_tls, send_head, start_proxy};
 use bytes::Bytes;
@@ -29,13 +30,17 @@ fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed()
 }
 
-/// The stand-in API server. `release_watch` lets the second watch event go.
+/// The stand-in API server. `release_watch` lets the second watch event go; `?slow` answers after
+/// [`SLOW`], so that requests sent together hold a connection each.
 async fn api_server(
     req: Request<Incoming>,
     release_watch: Arc<Notify>,
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
+    if query.split('&').any(|p| p == "slow") {
+        tokio::time::sleep(SLOW).await;
+    }
     if path.ends_with("/exec") {
         let upgraded = hyper::upgrade::on(req);
         tokio::spawn(async move {
@@ -95,8 +100,12 @@ fn tokio_stream_from<T: Send + 'static>(
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-/// Starts the stand-in API server on TLS.
-async fn start_api_server(pki: &Pki, release_watch: Arc<Notify>) -> SocketAddr {
+const SLOW: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Starts the stand-in API server on TLS. Bumping `restarts` stands for the API server process
+/// restarting: every connection opened before drops the next request it reads, unanswered and
+/// without a TLS close, as the dead process's would.
+async fn start_api_server(pki: &Pki, release_watch: Arc<Notify>, restarts: Arc<AtomicU64>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config());
@@ -105,9 +114,19 @@ async fn start_api_server(pki: &Pki, release_watch: Arc<Notify>) -> SocketAddr {
             let Ok((tcp, _)) = listener.accept().await else { continue };
             let acceptor = acceptor.clone();
             let release = release_watch.clone();
+            let restarts = restarts.clone();
+            let born = restarts.load(Ordering::SeqCst);
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else { return };
-                let svc = hyper::service::service_fn(move |req| api_server(req, release.clone()));
+                let svc = hyper::service::service_fn(move |req| {
+                    let (release, restarts) = (release.clone(), restarts.clone());
+                    async move {
+                        if restarts.load(Ordering::SeqCst) != born {
+                            return Err("this process is gone");
+                        }
+                        Ok(api_server(req, release).await.unwrap_or_else(|e| match e {}))
+                    }
+                });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection_with_upgrades(TokioIo::new(tls), svc)
                     .await;
@@ -121,6 +140,8 @@ struct Setup {
     pki: Pki,
     proxy: SocketAddr,
     release_watch: Arc<Notify>,
+    /// Restarts c1's API server (see [`start_api_server`]).
+    restarts: Arc<AtomicU64>,
     audit_path: std::path::PathBuf,
     audit: Arc<proxy::FileSink>,
     _dir: tempfile::TempDir,
@@ -129,7 +150,8 @@ struct Setup {
 async fn setup() -> Setup {
     let pki = Pki::new();
     let release_watch = Arc::new(Notify::new());
-    let api = start_api_server(&pki, release_watch.clone()).await;
+    let restarts = Arc::new(AtomicU64::new(0));
+    let api = start_api_server(&pki, release_watch.clone(), restarts.clone()).await;
     // Reserved for this test and never bound: nothing listens there.
     let closed = std::net::SocketAddr::from(([127, 0, 0, 1], rancher_test_support::free_port()));
 
@@ -160,7 +182,7 @@ async fn setup() -> Setup {
         ForwardConfig::default(),
     );
     let proxy = start_proxy(&pki, service).await;
-    Setup { pki, proxy, release_watch, audit_path, audit, _dir: dir }
+    Setup { pki, proxy, release_watch, restarts, audit_path, audit, _dir: dir }
 }
 
 async fn echo(req: reqwest::RequestBuilder) -> serde_json::Value {
@@ -199,6 +221,28 @@ async fn requests_arrive_impersonated_with_the_proxys_credentials_over_http1_and
             !all.contains("admin") && !all.contains("system:masters") && !all.contains("s3cr3t"),
             "{all}"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_survive_an_api_server_restart_that_broke_every_pooled_connection() {
+    let s = setup().await;
+    let client = s.pki.reqwest(false);
+    let url = |q: &str| format!("https://{}/k8s/clusters/c1/api/v1/namespaces/default/pods?{q}", s.proxy);
+    let get = |q: &str| client.get(url(q)).bearer_auth(ALICE_TOKEN).timeout(PATIENCE).send();
+    // Four reads at once leave four idle connections to the API server in the proxy's pool.
+    let (a, b, c, d) = tokio::join!(get("slow"), get("slow"), get("slow"), get("slow"));
+    for resp in [a, b, c, d] {
+        assert_eq!(resp.unwrap().status(), 200);
+    }
+    s.restarts.fetch_add(1, Ordering::SeqCst);
+    // A write on a broken connection is not sent twice: the caller hears that it broke.
+    let post = client.post(url("")).bearer_auth(ALICE_TOKEN).body("{}").timeout(PATIENCE).send();
+    assert_eq!(post.await.unwrap().status(), 503);
+    // A read is sent once more, on a new connection: no other idle one is any better.
+    for n in 0..3 {
+        let resp = get(&format!("n={n}")).await.unwrap();
+        assert_eq!(resp.status(), 200, "read {n}: {}", resp.text().await.unwrap());
     }
 }
 
