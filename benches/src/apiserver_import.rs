@@ -20,7 +20,7 @@ use serde_json::Value;
 use crate::ScratchDir;
 use crate::http_load::{Target, client_tls};
 pub use crate::import::CLUSTER;
-use crate::import::{WAIT, address_of, import, kubectl, start_agent, wait_proxied};
+use crate::import::{WAIT, address_of, import, kubectl, proxied_target, start_agent, wait_proxied};
 use crate::rke::{ServerProc, start_server_with};
 
 /// The one request the API server audits: a proxied read of it shows whom the proxy impersonates.
@@ -216,13 +216,7 @@ impl Imported {
     /// # Errors
     /// A server URL without a port, or a CA that is not PEM.
     pub fn proxied(&self, path: &str) -> Result<Target> {
-        Ok(Target {
-            addr: address_of(&self.server.url)?,
-            tls: client_tls(&self.server_ca)?,
-            path: format!("/k8s/clusters/{CLUSTER}{path}"),
-            token: self.server.token.clone(),
-            headers: HeaderMap::new(),
-        })
+        proxied_target(&self.server, &self.server_ca, path)
     }
 
     fn api_server_target(&self, path: &str, token: &str, headers: HeaderMap) -> Result<Target> {

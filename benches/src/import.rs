@@ -14,6 +14,7 @@ use rancher_test_support::kubectl::default_kubectl;
 use rancher_test_support::{Proc, eventually};
 use serde_json::json;
 
+use crate::http_load::{Target, client_tls};
 use crate::rke::ServerProc;
 
 /// The imported cluster's id.
@@ -103,4 +104,19 @@ pub async fn wait_proxied(server: &ServerProc) {
         async move { read.await.ok() }
     })
     .await;
+}
+
+/// `path` through `server`'s proxy, `/k8s/clusters/<id><path>` of [`CLUSTER`], with the admin's API
+/// token; `server_ca` (PEM) is what the server's certificate is checked against.
+///
+/// # Errors
+/// A server URL without a port, or a CA that is not PEM.
+pub fn proxied_target(server: &ServerProc, server_ca: &str, path: &str) -> Result<Target> {
+    Ok(Target {
+        addr: address_of(&server.url)?,
+        tls: client_tls(server_ca)?,
+        path: format!("/k8s/clusters/{CLUSTER}{path}"),
+        token: server.token.clone(),
+        headers: http::HeaderMap::new(),
+    })
 }

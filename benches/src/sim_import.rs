@@ -14,7 +14,7 @@ use rancher_test_support::{Proc, eventually};
 
 use crate::ScratchDir;
 use crate::http_load::{Target, client_tls};
-use crate::import::{CLUSTER, WAIT, address_of, import, start_agent, wait_proxied};
+use crate::import::{CLUSTER, WAIT, address_of, import, proxied_target, start_agent, wait_proxied};
 use crate::rke::{ServerProc, start_server_with};
 
 /// Where a sim listens and how its admin authenticates, from the kubeconfig it writes.
@@ -142,13 +142,7 @@ impl ImportedSim {
     /// # Errors
     /// As [`ImportedSim::direct`].
     pub fn proxied(&self, path: &str) -> Result<Target> {
-        Ok(Target {
-            addr: address_of(&self.server.url)?,
-            tls: client_tls(&self.server_ca)?,
-            path: format!("/k8s/clusters/{CLUSTER}{path}"),
-            token: self.server.token.clone(),
-            headers: HeaderMap::new(),
-        })
+        proxied_target(&self.server, &self.server_ca, path)
     }
 
     /// The process ids of the server, the agent and the sim.

@@ -290,6 +290,11 @@ impl Outcome {
             cluster.status.provisioning = Some(progress.clone());
             changed = true;
         }
+        // The summary conditions follow in the same write (a cluster just provisioned reads
+        // `waiting` at once, not `provisioning` until the cluster controller has caught up).
+        if changed {
+            rancher_core::cluster::derive(cluster);
+        }
         changed
     }
 }
@@ -382,6 +387,7 @@ mod tests {
         let (o, c) = handed_over(&cluster(), applied);
         assert_eq!(o.next, Next::OnChangeOr(super::super::agent_deploy::REDEPLOY_AFTER));
         assert!(c.status.conditions.is_true("Provisioned"));
+        assert_eq!(c.state(), ClusterState::Waiting, "in the same write");
         let p = c.status.provisioning.as_ref().unwrap();
         assert!(
             p.message.contains("deployed through https://10.0.0.9:6443") && p.message.contains("waiting")
@@ -408,6 +414,7 @@ mod tests {
             c.status.conditions.is_true("Provisioned"),
             "the cluster exists; the agent is the user's now"
         );
+        assert_eq!(c.state(), ClusterState::Waiting, "in the same write");
         assert_eq!(c.status.provisioning.as_ref().unwrap().message, message);
         let mark = c.status.conditions.get_condition(AGENT_MANIFEST_APPLIED).unwrap();
         assert_eq!((mark.status, mark.reason.as_str()), (ConditionStatus::False, REASON_UNREACHABLE));
