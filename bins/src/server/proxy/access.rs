@@ -144,7 +144,7 @@ async fn has_indexed_binding(index: &AuthzIndex, user: &UserInfo, cluster: &Clus
     if index.any_crtb(id, |b| crtb_grants(b, user, cluster)).await.map_err(unreadable)? {
         return Ok(true);
     }
-    for b in index.prtbs_where(|b| prtb_candidate(b, user, id)).await.map_err(unreadable)? {
+    for b in index.cluster_prtbs_where(id, |b| prtb_candidate(b, user, id)).await.map_err(unreadable)? {
         let Some((_, p)) = project_ref(&b.spec.project_name) else { continue };
         if let Some(project) = index.project(id, p).await.map_err(unreadable)?
             && prtb_counts(&b, &project, cluster)

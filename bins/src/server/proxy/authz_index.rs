@@ -1,7 +1,9 @@
 //! The proxy's in-memory view of what decides access ([`AuthzIndex`]): global role bindings and
 //! roles, clusters, projects, and cluster/project role template bindings, each a reflector fed by a
-//! store watcher (list, watch, resume, re-list on `Gone`, backoff). Tokens and users are NOT here:
-//! they are read from the store on every request so revocation is immediate.
+//! store watcher (list, watch, resume, re-list on `Gone`, backoff). The bindings are kept by what a
+//! request looks them up by (a user's global role bindings, a cluster's role template bindings), so
+//! that a request's cost does not grow with the fleet. Tokens and users are not here: the identity
+//! cache (`server::auth::identity_cache`) holds them, and sees a revocation before it returns.
 //!
 //! Staleness bound: a change to a role, binding or cluster takes effect when its watch event arrives
 //! (typically milliseconds after the write). Until a kind has synced, and from a watch failure until
@@ -12,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 use rancher_core::Resource;
+use rancher_core::controller::reflector::IndexKey;
 use rancher_core::controller::watcher::{Config, Event};
 use rancher_core::controller::{ObjectRef, reflector, watcher};
 use rancher_core::model::{
@@ -19,6 +22,8 @@ use rancher_core::model::{
     ProjectRoleTemplateBinding,
 };
 use rancher_core::store::{Api, Store, StoreResult};
+
+use super::membership::project_ref;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// One kind's cache, trusted only while its watch is known to be current.
@@ -29,9 +34,13 @@ struct Cached<K> {
 }
 
 impl<K: Resource> Cached<K> {
-    /// Starts following `K` on the current Tokio runtime until `stop`.
-    fn follow(store: &Arc<dyn Store>, stop: &CancellationToken) -> Self {
-        let (reader, writer) = reflector::store();
+    /// Starts following `K` on the current Tokio runtime until `stop`, keeping the objects by
+    /// `key_of` too when given.
+    fn follow(store: &Arc<dyn Store>, stop: &CancellationToken, key_of: Option<IndexKey<K>>) -> Self {
+        let (reader, writer) = match key_of {
+            Some(key_of) => reflector::indexed_store(key_of),
+            None => reflector::store(),
+        };
         let synced = Arc::new(AtomicBool::new(false));
         let flag = synced.clone();
         let feed = rancher_core::controller::reflector(
@@ -89,13 +98,18 @@ impl AuthzIndex {
     /// Starts the watches on the current Tokio runtime.
     pub(crate) fn start(store: Arc<dyn Store>) -> Self {
         let stop = CancellationToken::new();
+        // What a proxied request looks up by: the bindings of one user, of one cluster.
+        let grb_user: IndexKey<GlobalRoleBinding> = |b| Some(b.spec.user_name.clone());
+        let crtb_cluster: IndexKey<ClusterRoleTemplateBinding> = |b| b.metadata.namespace.clone();
+        let prtb_cluster: IndexKey<ProjectRoleTemplateBinding> =
+            |b| project_ref(&b.spec.project_name).map(|(cluster, _)| cluster.to_owned());
         AuthzIndex {
-            global_bindings: Cached::follow(&store, &stop),
-            global_roles: Cached::follow(&store, &stop),
-            clusters: Cached::follow(&store, &stop),
-            projects: Cached::follow(&store, &stop),
-            crtbs: Cached::follow(&store, &stop),
-            prtbs: Cached::follow(&store, &stop),
+            global_bindings: Cached::follow(&store, &stop, Some(grb_user)),
+            global_roles: Cached::follow(&store, &stop, None),
+            clusters: Cached::follow(&store, &stop, None),
+            projects: Cached::follow(&store, &stop, None),
+            crtbs: Cached::follow(&store, &stop, Some(crtb_cluster)),
+            prtbs: Cached::follow(&store, &stop, Some(prtb_cluster)),
             store,
             _stop: stop.drop_guard(),
         }
@@ -131,10 +145,7 @@ impl AuthzIndex {
     /// The rules of every global role bound to `user_id`.
     pub(crate) async fn rules_for(&self, user_id: &str) -> StoreResult<Vec<PolicyRule>> {
         let names = match self.global_bindings.read(|m| {
-            m.find(|b| b.spec.user_name == user_id)
-                .iter()
-                .map(|b| b.spec.global_role_name.clone())
-                .collect::<Vec<_>>()
+            m.indexed(user_id, |_| true).iter().map(|b| b.spec.global_role_name.clone()).collect::<Vec<_>>()
         }) {
             Some(names) => names,
             None => Api::<GlobalRoleBinding>::all(self.store.clone())
@@ -165,26 +176,29 @@ impl AuthzIndex {
         cluster: &str,
         pred: impl Fn(&ClusterRoleTemplateBinding) -> bool,
     ) -> StoreResult<bool> {
-        let in_cluster = |b: &ClusterRoleTemplateBinding| b.metadata.namespace.as_deref() == Some(cluster);
-        if let Some(hit) = self.crtbs.read(|m| !m.find(|b| in_cluster(b) && pred(b)).is_empty()) {
+        if let Some(hit) = self.crtbs.read(|m| !m.indexed(cluster, &pred).is_empty()) {
             return Ok(hit);
         }
         let list = Api::<ClusterRoleTemplateBinding>::namespaced(self.store.clone(), cluster).list().await?;
         Ok(list.iter().any(pred))
     }
 
-    /// The ProjectRoleTemplateBindings that satisfy `pred`.
-    pub(crate) async fn prtbs_where(
+    /// The ProjectRoleTemplateBindings of `cluster`'s projects that satisfy `pred`.
+    pub(crate) async fn cluster_prtbs_where(
         &self,
+        cluster: &str,
         pred: impl Fn(&ProjectRoleTemplateBinding) -> bool,
     ) -> StoreResult<Vec<ProjectRoleTemplateBinding>> {
         if let Some(hits) =
-            self.prtbs.read(|m| m.find(|b| pred(b)).into_iter().map(Arc::unwrap_or_clone).collect())
+            self.prtbs.read(|m| m.indexed(cluster, &pred).into_iter().map(Arc::unwrap_or_clone).collect())
         {
             return Ok(hits);
         }
+        let of_cluster = |b: &ProjectRoleTemplateBinding| {
+            project_ref(&b.spec.project_name).is_some_and(|(c, _)| c == cluster)
+        };
         let list = Api::<ProjectRoleTemplateBinding>::all(self.store.clone()).list().await?;
-        Ok(list.into_iter().filter(|b| pred(b)).collect())
+        Ok(list.into_iter().filter(|b| of_cluster(b) && pred(b)).collect())
     }
 }
 
@@ -238,6 +252,67 @@ mod tests {
         bindings.delete("grb-a").await.unwrap();
         until("the removal is seen", async || index.rules_for("u-a").await.unwrap().is_empty()).await;
         assert!(index.cluster("nope").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn cluster_bindings_are_found_by_their_cluster_before_and_after_sync() {
+        use rancher_core::model::{ClusterRoleTemplateBindingSpec, ProjectRoleTemplateBindingSpec};
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        for cluster in ["c1", "c2"] {
+            let mut crtb = ClusterRoleTemplateBinding::new(
+                &format!("crtb-{cluster}"),
+                ClusterRoleTemplateBindingSpec {
+                    user_name: format!("u-{cluster}"),
+                    cluster_name: cluster.into(),
+                    role_template_name: "cluster-member".into(),
+                    ..Default::default()
+                },
+            );
+            crtb.metadata.namespace = Some(cluster.into());
+            Api::<ClusterRoleTemplateBinding>::namespaced(store.clone(), cluster)
+                .create(&crtb)
+                .await
+                .unwrap();
+            let mut prtb = ProjectRoleTemplateBinding::new(
+                &format!("prtb-{cluster}"),
+                ProjectRoleTemplateBindingSpec {
+                    user_name: format!("u-{cluster}"),
+                    project_name: format!("{cluster}:p-shop"),
+                    role_template_name: "project-member".into(),
+                    ..Default::default()
+                },
+            );
+            prtb.metadata.namespace = Some("p-shop".into());
+            Api::<ProjectRoleTemplateBinding>::namespaced(store.clone(), "p-shop")
+                .create(&prtb)
+                .await
+                .unwrap();
+        }
+        let index = AuthzIndex::start(store.clone());
+        let look = async |index: &AuthzIndex| {
+            let mut seen = Vec::new();
+            for cluster in ["c1", "c2", "c3"] {
+                for user in ["u-c1", "u-c2"] {
+                    let crtb = index.any_crtb(cluster, |b| b.spec.user_name == user).await.unwrap();
+                    let prtbs =
+                        index.cluster_prtbs_where(cluster, |b| b.spec.user_name == user).await.unwrap();
+                    seen.push((cluster, user, crtb, prtbs.len()));
+                }
+            }
+            seen
+        };
+        // A user's bindings count in their own cluster only, from the store and from the index alike.
+        let want = vec![
+            ("c1", "u-c1", true, 1),
+            ("c1", "u-c2", false, 0),
+            ("c2", "u-c1", false, 0),
+            ("c2", "u-c2", true, 1),
+            ("c3", "u-c1", false, 0),
+            ("c3", "u-c2", false, 0),
+        ];
+        assert_eq!(look(&index).await, want, "read from the store (before the index syncs, or racing it)");
+        until("the index syncs", async || index.synced()).await;
+        assert_eq!(look(&index).await, want, "read from the index");
     }
 
     /// A memory store whose watches can be cut (open ones end, new ones fail).
