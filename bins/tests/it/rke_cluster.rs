@@ -71,9 +71,10 @@ async fn a_one_host_cluster_comes_up_from_a_cluster_yml_and_kubectl_works_throug
     .await;
 }
 
-/// How long a new etcd leader may take to be elected (etcd's election timeout is 1 s; a loaded
-/// machine stretches it).
-const ELECTION: Duration = Duration::from_secs(10);
+/// How long after the leader's loss a read may still be caught in the election: the members' election
+/// timeout is 5 s (RKE's `election-timeout`), each follower waits 5–10 s before it stands, and a split
+/// vote takes another such round.
+const ELECTION: Duration = Duration::from_secs(20);
 
 /// The recommended split on seven hosts: three etcd, two control plane, two workers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,12 +153,14 @@ async fn a_three_etcd_two_controlplane_two_worker_cluster_serves_through_the_los
     let (mut served, mut elections) = (0, 0);
     let killed_at = tokio::time::Instant::now();
     while killed_at.elapsed() < Duration::from_secs(30) {
+        // A read sent during the election waits for its outcome: what counts is when it was sent.
+        let sent = killed_at.elapsed();
         let out = k.run(&["get", "deployment", "web", "-o", "jsonpath={.status.readyReplicas}"]).await;
         let election = out.stderr.contains("etcdserver: leader changed");
         if !(out.ok && out.stdout.trim() == "4") {
             assert!(
-                election && killed_at.elapsed() < ELECTION,
-                "request {served} failed {:?} after the kill: {out:?}",
+                election && sent < ELECTION,
+                "request {served}, sent {sent:?} after the kill, failed {:?} after it: {out:?}",
                 killed_at.elapsed()
             );
             elections += 1;
