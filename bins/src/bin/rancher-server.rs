@@ -6,10 +6,6 @@ use clap::Parser;
 use rancher::server::ServerArgs;
 use tracing_subscriber::EnvFilter;
 
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
