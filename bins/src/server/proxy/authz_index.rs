@@ -22,9 +22,9 @@ use rancher_core::model::{
     ProjectRoleTemplateBinding,
 };
 use rancher_core::store::{Api, Store, StoreResult};
-
-use super::membership::project_ref;
 use tokio_util::sync::{CancellationToken, DropGuard};
+
+use super::membership::prtb_cluster;
 
 /// One kind's cache, trusted only while its watch is known to be current.
 struct Cached<K> {
@@ -101,15 +101,14 @@ impl AuthzIndex {
         // What a proxied request looks up by: the bindings of one user, of one cluster.
         let grb_user: IndexKey<GlobalRoleBinding> = |b| Some(b.spec.user_name.clone());
         let crtb_cluster: IndexKey<ClusterRoleTemplateBinding> = |b| b.metadata.namespace.clone();
-        let prtb_cluster: IndexKey<ProjectRoleTemplateBinding> =
-            |b| project_ref(&b.spec.project_name).map(|(cluster, _)| cluster.to_owned());
+        let prtb_by_cluster: IndexKey<ProjectRoleTemplateBinding> = |b| prtb_cluster(b).map(str::to_owned);
         AuthzIndex {
             global_bindings: Cached::follow(&store, &stop, Some(grb_user)),
             global_roles: Cached::follow(&store, &stop, None),
             clusters: Cached::follow(&store, &stop, None),
             projects: Cached::follow(&store, &stop, None),
             crtbs: Cached::follow(&store, &stop, Some(crtb_cluster)),
-            prtbs: Cached::follow(&store, &stop, Some(prtb_cluster)),
+            prtbs: Cached::follow(&store, &stop, Some(prtb_by_cluster)),
             store,
             _stop: stop.drop_guard(),
         }
@@ -194,11 +193,8 @@ impl AuthzIndex {
         {
             return Ok(hits);
         }
-        let of_cluster = |b: &ProjectRoleTemplateBinding| {
-            project_ref(&b.spec.project_name).is_some_and(|(c, _)| c == cluster)
-        };
         let list = Api::<ProjectRoleTemplateBinding>::all(self.store.clone()).list().await?;
-        Ok(list.into_iter().filter(|b| of_cluster(b) && pred(b)).collect())
+        Ok(list.into_iter().filter(|b| prtb_cluster(b) == Some(cluster) && pred(b)).collect())
     }
 }
 

@@ -68,9 +68,14 @@ pub(crate) fn prtb_counts(b: &ProjectRoleTemplateBinding, project: &Project, clu
         && owner::belongs(&b.metadata, PROJECT_UID_ANNOTATION, &project.metadata)
 }
 
+/// The cluster of the project `b` binds in, when its project id is well formed.
+pub(crate) fn prtb_cluster(b: &ProjectRoleTemplateBinding) -> Option<&str> {
+    project_ref(&b.spec.project_name).map(|(cluster, _)| cluster)
+}
+
 /// Whether `b` names `user` and a project of `cluster` (before the project itself is looked up).
 pub(crate) fn prtb_candidate(b: &ProjectRoleTemplateBinding, user: &UserInfo, cluster: &str) -> bool {
-    project_ref(&b.spec.project_name).is_some_and(|(c, _)| c == cluster)
+    prtb_cluster(b) == Some(cluster)
         && subject_is(user, &b.spec.user_name, &b.spec.user_principal_name, &b.spec.group_principal_name)
 }
 

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use http::{Method, Request, Response, StatusCode, Uri, Version, header};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version, header};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -53,6 +53,12 @@ struct ClusterClient {
     http: Client<TlsConnector, ProxyBody>,
     long_running: Client<TlsConnector, ProxyBody>,
     upstream: Prepared,
+}
+
+impl ClusterClient {
+    fn for_request(&self, long_running: bool) -> &Client<TlsConnector, ProxyBody> {
+        if long_running { &self.long_running } else { &self.http }
+    }
 }
 
 /// The per-cluster clients of a [`Forward`]; lets the owner drop a cluster's client at once (after
@@ -158,9 +164,6 @@ impl<R: UpstreamResolver + 'static> Forward<R> {
 
         let (parts, body) = req.into_parts();
         let long_running = is_long_running(&parts.method, &parts.uri, upgrade);
-        let http_of = |client: &ClusterClient| {
-            if long_running { client.long_running.clone() } else { client.http.clone() }
-        };
         let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let uri = upstream_uri(&client.upstream, path)?;
         let mut headers = parts.headers;
@@ -178,25 +181,19 @@ impl<R: UpstreamResolver + 'static> Forward<R> {
             && !upgrade
             && http_body::Body::is_end_stream(&body))
         .then(|| (parts.method.clone(), headers.clone()));
-        let mut out = Request::new(body);
-        *out.method_mut() = parts.method;
-        *out.uri_mut() = uri;
-        *out.version_mut() = Version::HTTP_11;
-        *out.headers_mut() = headers;
-
-        let sent = match (http_of(&client).request(out).await, again) {
+        let out = upstream_request(parts.method, uri, headers, body);
+        let sent = match (client.for_request(long_running).request(out).await, again) {
             (Err(e), Some((method, headers))) if !e.is_connect() => {
                 tracing::debug!(%cluster, error = %error_chain(&e), "the API server's connection broke; once more on a new one");
                 // Dropping the cached client drops its pools with it: the requests after this one
                 // connect afresh too.
                 self.clients.invalidate(&cluster);
                 let fresh = self.client(&cluster).await?;
-                let mut out = Request::new(ProxyBody::empty());
-                *out.method_mut() = method;
-                *out.uri_mut() = upstream_uri(&fresh.upstream, path)?;
-                *out.version_mut() = Version::HTTP_11;
-                *out.headers_mut() = headers;
-                http_of(&fresh).request(out).await
+                let uri = upstream_uri(&fresh.upstream, path)?;
+                fresh
+                    .for_request(long_running)
+                    .request(upstream_request(method, uri, headers, ProxyBody::empty()))
+                    .await
             }
             (sent, _) => sent,
         };
@@ -238,6 +235,16 @@ impl<R: UpstreamResolver + 'static> Service<Request<ProxyBody>> for Forward<R> {
     fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
         Box::pin(self.clone().forward(req))
     }
+}
+
+/// The HTTP/1.1 request sent to the API server.
+fn upstream_request(method: Method, uri: Uri, headers: HeaderMap, body: ProxyBody) -> Request<ProxyBody> {
+    let mut out = Request::new(body);
+    *out.method_mut() = method;
+    *out.uri_mut() = uri;
+    *out.version_mut() = Version::HTTP_11;
+    *out.headers_mut() = headers;
+    out
 }
 
 /// Where `path` (with its query) of a request to `upstream`'s cluster goes.
