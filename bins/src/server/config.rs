@@ -42,6 +42,13 @@ pub struct ServerArgs {
     #[arg(long, value_name = "URL,...", value_delimiter = ',')]
     pub etcd_endpoints: Vec<String>,
 
+    /// The secrets key (32 bytes, e.g. `head -c 32 /dev/urandom`) sealing secrets at rest, among them
+    /// the servers' CA and registration key in the store. Servers sharing one store need the same
+    /// file (mount it from one Kubernetes Secret). Default: `secrets.key` in --data-dir, made on
+    /// first start.
+    #[arg(long, value_name = "FILE", env = "RANCHER_SECRETS_KEY_FILE")]
+    pub secrets_key_file: Option<PathBuf>,
+
     /// Extra names (DNS or IP) for the generated serving certificate; repeat or comma separate.
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     pub tls_san: Vec<String>,
@@ -246,6 +253,9 @@ impl ServerArgs {
         });
         if let Some(file) = &self.cloud_ca_file {
             b = b.cloud_ca_file(file);
+        }
+        if let Some(file) = &self.secrets_key_file {
+            b = b.secrets_key_file(file);
         }
         if let Some(path) = &self.auth_config {
             b = b.auth_config(path);

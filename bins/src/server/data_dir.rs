@@ -1,5 +1,5 @@
-//! The data directory is private: it holds password and token hashes, the registration key and the
-//! CA's key. It is created 0700 (or tightened to it) before anything is written in it, and what the
+//! The data directory is private: it holds the embedded store (password and token hashes), the
+//! secrets key and the serving certificate's key. It is created 0700 (or tightened to it) before anything is written in it, and what the
 //! server keeps there loses any group or other permission at every start, with a log line for each
 //! file that had them.
 

@@ -42,6 +42,7 @@ mod proxy;
 pub mod registration;
 mod secrets;
 mod services;
+mod shared_secrets;
 mod state;
 mod supervisor;
 mod tasks;
@@ -70,11 +71,12 @@ pub use provisioning::node_plans;
 pub use proxy::{AuditConfig, AuditTarget};
 pub use secrets::SealError;
 pub use services::tokens::DEFAULT_TOKEN_MAX_TTL_MS;
+pub use shared_secrets::SharedSecretError;
 pub use tasks::ServerTasks;
 pub use tls::{TlsError, TlsSource};
 
 use metrics::{MeteredStore, Metrics};
-use registration::{ImageRefError, Registration, RegistrationError, ServerUrlError};
+use registration::{ImageRefError, Registration, ServerUrlError};
 use state::AppState;
 
 /// The largest request body the API accepts by default (1 MiB).
@@ -128,9 +130,10 @@ pub enum ServerError {
     /// `--agent-image` is not an image reference.
     #[error("registration: agent image: {0}")]
     AgentImage(#[source] ImageRefError),
-    /// The registration key or the tunnel server could not be set up.
-    #[error("registration: {0}")]
-    Registration(#[source] RegistrationError),
+    /// The CA or the registration key every server sharing the store holds could not be read, made or
+    /// kept in the store.
+    #[error("shared secrets: {0}")]
+    SharedSecrets(#[source] shared_secrets::SharedSecretError),
     /// The `--auth-config` file is unreadable or invalid.
     #[error("auth config: {0}")]
     AuthConfig(#[source] AuthConfigError),
@@ -167,6 +170,8 @@ pub enum ServerError {
 #[derive(Clone)]
 pub struct ServerBuilder {
     data_dir: PathBuf,
+    /// `--secrets-key-file`; `None`: `secrets.key` in the data directory, made on first start.
+    secrets_key_file: Option<PathBuf>,
     store: Option<Arc<dyn Store>>,
     store_kind: StoreKind,
     etcd_endpoints: Vec<String>,
@@ -214,6 +219,7 @@ impl Default for ServerBuilder {
     fn default() -> Self {
         ServerBuilder {
             data_dir: PathBuf::from("./rancher-data"),
+            secrets_key_file: None,
             store: None,
             store_kind: StoreKind::Embedded,
             etcd_endpoints: Vec::new(),
@@ -279,6 +285,14 @@ impl ServerBuilder {
     /// Extra names for the generated serving certificate.
     pub fn tls_sans(mut self, sans: Vec<String>) -> Self {
         self.tls_sans = sans;
+        self
+    }
+
+    /// The secrets key (32 bytes) that seals secrets at rest, and the servers' CA and registration key
+    /// in the store: every server sharing one store (`--store etcd`) needs the same file. Default:
+    /// `secrets.key` in the data directory, made on first start.
+    pub fn secrets_key_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.secrets_key_file = Some(path.into());
         self
     }
 
@@ -433,7 +447,11 @@ impl ServerBuilder {
             |source: std::io::Error| ServerError::DataDir { path: self.data_dir.clone(), source };
         data_dir::create_private(&self.data_dir).map_err(data_dir_error)?;
         data_dir::tighten_contents(&self.data_dir, true).map_err(data_dir_error)?;
-        let sealer = Arc::new(secrets::Sealer::load_or_create(&self.data_dir).map_err(ServerError::Secrets)?);
+        let sealer = match &self.secrets_key_file {
+            Some(path) => secrets::Sealer::load(path),
+            None => secrets::Sealer::load_or_create(&self.data_dir),
+        };
+        let sealer = Arc::new(sealer.map_err(ServerError::Secrets)?);
         let bundles = Arc::new(self.bundles()?);
         hashing::configure(self.hashing_limits);
         let listener_limits = self.listener_limits.resolve();
@@ -475,7 +493,11 @@ impl ServerBuilder {
                     {
                         sans.push(host.trim_start_matches('[').trim_end_matches(']').to_owned());
                     }
-                    tls::load_or_generate(&self.data_dir.join("tls"), &sans)?
+                    let tls_dir = self.data_dir.join("tls");
+                    let ca = shared_secrets::serving_ca(&store, &sealer, &tls_dir)
+                        .await
+                        .map_err(ServerError::SharedSecrets)?;
+                    tls::serving(&tls_dir, &ca, &sans)?
                 }
             };
             (Some(TlsAcceptor::from(material.config)), material.ca_pem)
@@ -494,16 +516,17 @@ impl ServerBuilder {
             None => rancher_tunnel::TunnelServer::new(session_config, tunnel_metrics),
         }
         .map_err(ServerError::Tunnel)?;
-        let registration = Registration::with_tunnel(
+        let registration_key = shared_secrets::registration_key(&store, &sealer, &self.data_dir)
+            .await
+            .map_err(ServerError::SharedSecrets)?;
+        let registration = Arc::new(Registration::with_tunnel(
             store.clone(),
-            &self.data_dir,
+            registration_key,
             server_url,
             &ca_pem,
             agent_image,
             tunnel,
-        )
-        .map_err(ServerError::Registration)?;
-        let registration = Arc::new(registration);
+        ));
         rke.attach(registration.clone());
         // The store, the TLS material and the registration key may have been created just now.
         data_dir::tighten_contents(&self.data_dir, false).map_err(data_dir_error)?;

@@ -3,8 +3,9 @@
 //! (`secrets.key`, made once, mode 0600). A sealed value reads `sealed:v1:<base64(nonce|ciphertext)>`;
 //! responses show [`SEALED_PLACEHOLDER`] instead.
 //!
-//! Servers sharing one store (etcd) must share the key file too: a value sealed by one is opened by
-//! whichever server provisions the cluster.
+//! Servers sharing one store (etcd) must share the key too (`--secrets-key-file`): a value sealed by
+//! one is opened by whichever server provisions the cluster, and the servers' CA and registration key
+//! are kept in the store sealed with it (`shared_secrets`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,15 @@ pub enum SealError {
         /// The I/O error.
         #[source]
         source: std::io::Error,
+    },
+    /// The key file given (`--secrets-key-file`) does not exist.
+    #[error(
+        "the secrets key {path} does not exist: make one (head -c 32 /dev/urandom > {path}) and give \
+         every server sharing the store the same file"
+    )]
+    KeyMissing {
+        /// The key file.
+        path: PathBuf,
     },
     /// The key file does not hold a 32-byte key.
     #[error("the secrets key {path} holds {len} bytes, not 32: restore it from a backup")]
@@ -82,16 +92,26 @@ impl Sealer {
                 file.write_all(&key).and_then(|()| file.sync_all()).map_err(key_err)?;
                 Ok(Sealer::from_key(&key))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let bytes = std::fs::read(&path).map_err(key_err)?;
-                let key: [u8; 32] = bytes
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| SealError::KeyLength { path: path.clone(), len: bytes.len() })?;
-                Ok(Sealer::from_key(&key))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Sealer::load(&path),
             Err(e) => Err(key_err(e)),
         }
+    }
+
+    /// The sealer of the key in `path` (32 bytes), which must exist: the file every server sharing a
+    /// store is given alike.
+    ///
+    /// # Errors
+    /// [`SealError::KeyMissing`], [`SealError::KeyFile`] or [`SealError::KeyLength`].
+    pub(crate) fn load(path: &Path) -> Result<Sealer, SealError> {
+        let bytes = std::fs::read(path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => SealError::KeyMissing { path: path.to_owned() },
+            _ => SealError::KeyFile { path: path.to_owned(), source },
+        })?;
+        let key: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| SealError::KeyLength { path: path.to_owned(), len: bytes.len() })?;
+        Ok(Sealer::from_key(&key))
     }
 
     /// A sealer of this key.
@@ -118,7 +138,6 @@ impl Sealer {
     ///
     /// # Errors
     /// [`SealError::Malformed`], or [`SealError::Open`] for another key's value or a tampered one.
-    #[allow(dead_code, reason = "for the rke provisioner's reconcile, which is not written yet")]
     pub(crate) fn open(&self, sealed: &str) -> Result<SecretString, SealError> {
         let b64 = sealed.strip_prefix(SEALED_PREFIX).ok_or(SealError::Malformed)?;
         let mut bytes = STANDARD.decode(b64).map_err(|_| SealError::Malformed)?;
@@ -173,6 +192,11 @@ mod tests {
         assert!(matches!(sealer.open("plain"), Err(SealError::Malformed)));
         assert!(matches!(sealer.open("sealed:v1:AAAA"), Err(SealError::Malformed)));
         assert_eq!(format!("{sealer:?}"), "Sealer(<key>)");
+
+        let given = Sealer::load(&dir.path().join(KEY_FILE)).unwrap();
+        assert_eq!(given.open(&a).unwrap().expose_secret(), plain, "the same key, given by path");
+        let missing = Sealer::load(&dir.path().join("nope")).unwrap_err().to_string();
+        assert!(missing.contains("nope does not exist") && missing.contains("head -c 32"), "{missing}");
 
         std::fs::write(dir.path().join(KEY_FILE), b"short").unwrap();
         let err = Sealer::load_or_create(dir.path()).unwrap_err().to_string();

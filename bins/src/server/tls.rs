@@ -144,49 +144,74 @@ pub(crate) fn load_files(cert: &Path, key: &Path, ca: Option<&Path>) -> Result<T
     Ok(TlsMaterial { config: rustls_config(chain, key_der)?, ca_pem })
 }
 
-/// Loads the generated CA and serving certificate from `dir`, making whatever is missing. The serving
-/// certificate is re-issued (by the same CA) when the requested names change or it nears expiry.
-pub(crate) fn load_or_generate(dir: &Path, sans: &[String]) -> Result<TlsMaterial, TlsError> {
+/// A CA made for the servers (its certificate and private key, PEM).
+pub(crate) struct CaPair {
+    /// The CA certificate, PEM.
+    pub(crate) cert_pem: String,
+    /// Its private key, PEM.
+    pub(crate) key_pem: secrecy::SecretString,
+}
+
+impl std::fmt::Debug for CaPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaPair").field("cert_pem", &self.cert_pem).finish_non_exhaustive()
+    }
+}
+
+/// A new self-signed CA for the servers' serving certificates (ten years).
+pub(crate) fn generate_ca() -> Result<CaPair, TlsError> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "rancher-rs server CA");
+    dn.push(DnType::OrganizationName, "rancher-rs");
+    params.distinguished_name = dn;
+    set_validity(&mut params, 3650);
+    let cert = params.self_signed(&key)?;
+    Ok(CaPair { cert_pem: cert.pem(), key_pem: key.serialize_pem().into() })
+}
+
+/// The CA an earlier version kept in `dir` (`ca.crt` and `ca.key`), if both are there.
+pub(crate) fn ca_in_dir(dir: &Path) -> Result<Option<CaPair>, TlsError> {
+    let (cert, key) = (dir.join(CA_CERT), dir.join("ca.key"));
+    if !(cert.exists() && key.exists()) {
+        return Ok(None);
+    }
+    let pair = CaPair { cert_pem: read(&cert)?, key_pem: read(&key)?.into() };
+    parse_chain(&cert, &pair.cert_pem)?;
+    KeyPair::from_pem(secrecy::ExposeSecret::expose_secret(&pair.key_pem))?;
+    Ok(Some(pair))
+}
+
+/// The CA certificate's file in the TLS directory: written for operators and clients to trust.
+pub(crate) const CA_CERT: &str = "ca.crt";
+
+/// This server's serving certificate, issued by `ca` for `sans` and kept in `dir` (with the CA's
+/// certificate as `ca.crt`, for clients). The certificate is issued again when the names or the CA
+/// change or it nears expiry; the CA's key is never written.
+pub(crate) fn serving(dir: &Path, ca: &CaPair, sans: &[String]) -> Result<TlsMaterial, TlsError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let (ca_cert, ca_key, server_cert, server_key, names_file) = (
-        dir.join("ca.crt"),
-        dir.join("ca.key"),
-        dir.join("server.crt"),
-        dir.join("server.key"),
-        dir.join("server.names"),
-    );
+    let (ca_cert, server_cert, server_key, names_file) =
+        (dir.join(CA_CERT), dir.join("server.crt"), dir.join("server.key"), dir.join("server.names"));
     let mut sans: Vec<String> = sans.to_vec();
     sans.sort();
     sans.dedup();
-
-    let (ca_pem, ca_key_pair) = if ca_cert.exists() && ca_key.exists() {
-        (read(&ca_cert)?, KeyPair::from_pem(&read(&ca_key)?)?)
-    } else {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages =
-            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, "rancher-rs server CA");
-        dn.push(DnType::OrganizationName, "rancher-rs");
-        params.distinguished_name = dn;
-        set_validity(&mut params, 3650);
-        let cert = params.self_signed(&key)?;
-        write(&ca_key, &key.serialize_pem(), true)?;
-        write(&ca_cert, &cert.pem(), false)?;
-        // A new CA invalidates any serving certificate signed by an older one.
-        let _ = std::fs::remove_file(&server_cert);
-        (cert.pem(), key)
-    };
+    if std::fs::read_to_string(&ca_cert).ok().as_deref() != Some(ca.cert_pem.as_str()) {
+        write(&ca_cert, &ca.cert_pem, false)?;
+    }
 
     let wanted_names = format!("{}\n", sans.join("\n"));
-    let fresh = server_cert.exists()
+    // The chain file ends with the CA that issued it: another CA means another certificate.
+    let fresh = std::fs::read_to_string(&server_cert).is_ok_and(|chain| chain.ends_with(&ca.cert_pem))
         && server_key.exists()
         && std::fs::read_to_string(&names_file).is_ok_and(|n| n == wanted_names)
         && !near_expiry(&server_cert);
     if !fresh {
-        let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key_pair)?;
+        let ca_key = KeyPair::from_pem(secrecy::ExposeSecret::expose_secret(&ca.key_pem))?;
+        let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, &ca_key)?;
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(sans.clone())?;
         let mut dn = DistinguishedName::new();
@@ -197,13 +222,13 @@ pub(crate) fn load_or_generate(dir: &Path, sans: &[String]) -> Result<TlsMateria
         set_validity(&mut params, 365);
         let cert = params.signed_by(&key, &issuer)?;
         write(&server_key, &key.serialize_pem(), true)?;
-        write(&server_cert, &format!("{}{}", cert.pem(), ca_pem), false)?;
+        write(&server_cert, &format!("{}{}", cert.pem(), ca.cert_pem), false)?;
         write(&names_file, &wanted_names, false)?;
         tracing::info!(names = ?sans, "issued a serving certificate");
     }
     let chain = parse_chain(&server_cert, &read(&server_cert)?)?;
     let key = parse_key(&server_key, &read(&server_key)?)?;
-    Ok(TlsMaterial { config: rustls_config(chain, key)?, ca_pem })
+    Ok(TlsMaterial { config: rustls_config(chain, key)?, ca_pem: ca.cert_pem.clone() })
 }
 
 /// Valid from yesterday (slack for clocks that are behind) to `days` from now.
@@ -229,24 +254,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn generates_once_and_reuses() {
+    fn issues_once_and_again_for_new_names_or_a_new_ca() {
         let dir = tempfile::tempdir().unwrap();
+        let ca = generate_ca().unwrap();
         let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-        let first = load_or_generate(dir.path(), &names).unwrap();
+        let first = serving(dir.path(), &ca, &names).unwrap();
         let cert1 = std::fs::read_to_string(dir.path().join("server.crt")).unwrap();
-        let second = load_or_generate(dir.path(), &names).unwrap();
+        let second = serving(dir.path(), &ca, &names).unwrap();
         assert_eq!(first.ca_pem, second.ca_pem);
         assert_eq!(cert1, std::fs::read_to_string(dir.path().join("server.crt")).unwrap());
+        assert_eq!(std::fs::read_to_string(dir.path().join(CA_CERT)).unwrap(), ca.cert_pem);
+        assert!(!dir.path().join("ca.key").exists(), "the CA's key is not written");
         #[cfg(unix)]
-        for key in ["ca.key", "server.key"] {
+        {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(key)).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600, "{key}");
+            let mode = std::fs::metadata(dir.path().join("server.key")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
         }
         // New names: same CA, new serving certificate.
-        let third = load_or_generate(dir.path(), &["example.test".to_string()]).unwrap();
+        let third = serving(dir.path(), &ca, &["example.test".to_string()]).unwrap();
         assert_eq!(first.ca_pem, third.ca_pem);
-        assert_ne!(cert1, std::fs::read_to_string(dir.path().join("server.crt")).unwrap());
+        let cert3 = std::fs::read_to_string(dir.path().join("server.crt")).unwrap();
+        assert_ne!(cert1, cert3);
+        // Another CA (the store's, shared by replicas): a certificate of that CA.
+        let other = generate_ca().unwrap();
+        let fourth = serving(dir.path(), &other, &["example.test".to_string()]).unwrap();
+        assert_eq!(fourth.ca_pem, other.cert_pem);
+        let cert4 = std::fs::read_to_string(dir.path().join("server.crt")).unwrap();
+        assert!(cert4.ends_with(&other.cert_pem) && cert4 != cert3);
+        assert_eq!(std::fs::read_to_string(dir.path().join(CA_CERT)).unwrap(), other.cert_pem);
+    }
+
+    #[test]
+    fn finds_the_ca_an_earlier_version_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(ca_in_dir(dir.path()).unwrap().is_none());
+        let ca = generate_ca().unwrap();
+        std::fs::write(dir.path().join(CA_CERT), &ca.cert_pem).unwrap();
+        assert!(ca_in_dir(dir.path()).unwrap().is_none(), "a certificate without its key is not a CA");
+        std::fs::write(dir.path().join("ca.key"), secrecy::ExposeSecret::expose_secret(&ca.key_pem)).unwrap();
+        assert_eq!(ca_in_dir(dir.path()).unwrap().unwrap().cert_pem, ca.cert_pem);
+        std::fs::write(dir.path().join("ca.key"), "not a key").unwrap();
+        assert!(ca_in_dir(dir.path()).is_err());
     }
 
     #[test]

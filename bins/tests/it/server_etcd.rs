@@ -1,6 +1,7 @@
 //! `rancher-server --store etcd` against a real etcd: objects live in etcd, so a second server process
-//! on a fresh data directory sees what the first one stored. Needs `etcd` on PATH (`scripts/test.sh`
-//! installs it).
+//! on a fresh data directory sees what the first one stored; servers given the same secrets key share
+//! the CA and the registration key kept in etcd, and a server with another key is refused at start.
+//! Needs `etcd` on PATH (`scripts/test.sh` installs it).
 #![cfg(feature = "etcd")]
 
 use rancher_test_support::etcd::Etcd;
@@ -13,18 +14,23 @@ async fn objects_stored_in_etcd_are_seen_by_a_second_server() {
     let etcd = Etcd::start(1).await;
     let dir = tempfile::tempdir().unwrap();
     let endpoint = etcd.endpoints().remove(0);
-    let args = ["--store", "etcd", "--etcd-endpoints", endpoint.as_str()];
+    let key = dir.path().join("secrets.key");
+    std::fs::write(&key, [5u8; 32]).unwrap();
+    let key = key.to_str().unwrap();
+    let args = ["--store", "etcd", "--etcd-endpoints", endpoint.as_str(), "--secrets-key-file", key];
 
     let first = ServerProc::start(&dir.path().join("first"), 0, Some(ADMIN_PASSWORD), &args);
     let admin = Api::new(&first).logged_in("admin", ADMIN_PASSWORD).await;
     let created = admin.post("/v3/clusters", &json!({"metadata": {"name": "in-etcd"}})).await;
     assert_eq!(created.code, 201, "{}", created.body);
     let stale_version = created.body["metadata"]["resourceVersion"].as_str().unwrap().to_owned();
+    let first_ca = first.ca_pem();
     first.stop_async().await;
 
-    // A second server with its own data directory (its own CA) reads the same etcd: the cluster and
-    // the bootstrap admin are there, and a write with a stale version is still refused.
+    // A second server with its own data directory and the same secrets key reads the same etcd: the
+    // cluster and the bootstrap admin are there, and a write with a stale version is still refused.
     let second = ServerProc::start(&dir.path().join("second"), 0, Some(ADMIN_PASSWORD), &args);
+    assert_eq!(second.ca_pem(), first_ca, "the CA is the one the first server made, from etcd");
     let admin = Api::new(&second).logged_in("admin", ADMIN_PASSWORD).await;
     let got = admin.get("/v3/clusters/in-etcd").await;
     assert_eq!(got.code, 200, "{}", got.body);
@@ -39,4 +45,63 @@ async fn objects_stored_in_etcd_are_seen_by_a_second_server() {
     crate::common::assert_status(&refused, 409, "Conflict");
     let after = admin.get("/v3/clusters/in-etcd").await;
     assert_eq!(after.body["spec"]["description"], "updated through the second server");
+}
+
+/// Replicas sharing one etcd and one secrets key: agents pin one CA and registration tokens made
+/// through one replica are accepted by the other; a replica given another key does not start.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_share_the_ca_and_registration_tokens_and_refuse_another_secrets_key() {
+    let etcd = Etcd::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = etcd.endpoints().remove(0);
+    let key = dir.path().join("secrets.key");
+    std::fs::write(&key, [6u8; 32]).unwrap();
+    let args = |key: &str| {
+        ["--store", "etcd", "--etcd-endpoints", endpoint.as_str(), "--secrets-key-file", key]
+            .map(str::to_owned)
+    };
+    let shared = args(key.to_str().unwrap());
+    let shared: Vec<&str> = shared.iter().map(String::as_str).collect();
+    let a = ServerProc::start(&dir.path().join("a"), 0, Some(ADMIN_PASSWORD), &shared);
+    let b = ServerProc::start(&dir.path().join("b"), 0, Some(ADMIN_PASSWORD), &shared);
+    assert_eq!(a.ca_pem(), b.ca_pem());
+    let cacerts = |s: &ServerProc| {
+        let api = Api::new(s);
+        async move { api.get("/v3/settings/cacerts").await.body["value"].clone() }
+    };
+    assert_eq!(cacerts(&a).await, cacerts(&b).await, "agents pin the same checksum on either replica");
+
+    let admin_a = Api::new(&a).logged_in("admin", ADMIN_PASSWORD).await;
+    let created = admin_a
+        .post("/v3/clusters", &json!({"metadata": {"name": "shared"}, "spec": {"importedConfig": {}}}))
+        .await;
+    assert_eq!(created.code, 201, "{}", created.body);
+    let crt = admin_a.get("/v3/clusterregistrationtokens/shared:default-token").await;
+    let token = crt.body["status"]["token"].as_str().unwrap().to_owned();
+    // The manifest URL made by replica a works on replica b (the same registration key), and a
+    // flipped token does not.
+    let on_b = Api::new(&b);
+    let manifest = on_b.get(&format!("/v3/import/{token}_shared.yaml")).await;
+    assert_eq!(manifest.code, 200, "{}", manifest.body);
+    let flipped: String = token.chars().rev().collect();
+    assert_eq!(on_b.get(&format!("/v3/import/{flipped}_shared.yaml")).await.code, 404);
+
+    // A replica with its own key cannot open the shared CA: it says so and exits.
+    let other = dir.path().join("other.key");
+    std::fs::write(&other, [7u8; 32]).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rancher-server"))
+        .arg("--data-dir")
+        .arg(dir.path().join("c"))
+        .args(["--https-listen", "127.0.0.1:0"])
+        .args(args(other.to_str().unwrap()))
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("serving-ca") && stderr.contains("--secrets-key-file"), "{stderr}");
+    assert_eq!(a.ca_pem(), b.ca_pem(), "nothing in the store changed");
+    assert_eq!(on_b.get(&format!("/v3/import/{token}_shared.yaml")).await.code, 200);
+    a.stop_async().await;
+    b.stop_async().await;
 }

@@ -200,11 +200,9 @@ mod tests {
     #[tokio::test]
     async fn a_deleted_cluster_is_held_until_everything_of_it_is_gone_even_across_a_restart() {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let dir = tempfile::tempdir().unwrap();
         let reg = Arc::new(
             Registration::new(
                 store.clone(),
-                dir.path(),
                 "https://127.0.0.1:1".into(),
                 "",
                 "img".into(),

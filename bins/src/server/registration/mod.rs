@@ -20,7 +20,6 @@ mod sessions;
 mod token;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,7 +39,7 @@ pub(crate) use lifecycle::{ConnectionMonitor, cluster_of_key};
 pub use manifest::{ImageRefError, ImageRefProblem, check_image_ref};
 pub(crate) use server_url::external_url;
 pub use server_url::{ServerUrlError, check_server_url};
-use token::TokenKey;
+pub(crate) use token::TokenKey;
 
 /// The name of the registration token every imported cluster gets.
 pub const DEFAULT_TOKEN: &str = "default-token";
@@ -88,15 +87,6 @@ pub enum RegistrationError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The registration key could not be read or created.
-    #[error("registration key in {dir}: {source}")]
-    Key {
-        /// The data directory.
-        dir: String,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
     /// The tunnel server could not be set up.
     #[error("tunnel: {0}")]
     Tunnel(#[source] rancher_tunnel::Error),
@@ -185,14 +175,13 @@ pub fn tunnel_session_config() -> SessionConfig {
 
 impl Registration {
     /// Sets up registration for a server whose external URL is `server_url` and whose published CA
-    /// (the `cacerts` setting) is `ca_pem`. The key is read from (or created in) `data_dir`.
+    /// (the `cacerts` setting) is `ca_pem`, with a new registration key.
     ///
     /// # Errors
-    /// [`RegistrationError::Key`] or [`RegistrationError::Tunnel`].
+    /// [`RegistrationError::Tunnel`].
     #[cfg(test)]
     pub(crate) fn new(
         store: Arc<dyn Store>,
-        data_dir: &Path,
         server_url: String,
         ca_pem: &str,
         agent_image: String,
@@ -200,30 +189,25 @@ impl Registration {
     ) -> Result<Self, RegistrationError> {
         let tunnel =
             TunnelServer::new(tunnel_session_config(), tunnel_metrics).map_err(RegistrationError::Tunnel)?;
-        Self::with_tunnel(store, data_dir, server_url, ca_pem, agent_image, tunnel)
+        Ok(Self::with_tunnel(store, TokenKey::generate(), server_url, ca_pem, agent_image, tunnel))
     }
 
-    /// [`Registration::new`] with a tunnel server built by the caller (its session settings and
-    /// transport).
-    ///
-    /// # Errors
-    /// [`RegistrationError::Key`].
+    /// [`Registration::new`] with the servers' registration key (`shared_secrets`) and a tunnel
+    /// server built by the caller (its session settings and transport).
     pub(crate) fn with_tunnel(
         store: Arc<dyn Store>,
-        data_dir: &Path,
+        key: TokenKey,
         server_url: String,
         ca_pem: &str,
         agent_image: String,
         tunnel: TunnelServer,
-    ) -> Result<Self, RegistrationError> {
-        let key = TokenKey::load_or_create(data_dir)
-            .map_err(|source| RegistrationError::Key { dir: data_dir.display().to_string(), source })?;
+    ) -> Self {
         let ca_checksum = if ca_pem.is_empty() {
             String::new()
         } else {
             rancher_tunnel::ca_checksum(crate::protocol::normalize_ca(ca_pem).as_bytes())
         };
-        Ok(Registration {
+        Registration {
             store,
             key,
             server_url: server_url.trim_end_matches('/').to_owned(),
@@ -237,7 +221,7 @@ impl Registration {
             supervisors: Supervisors::default(),
             token_index: Mutex::new(HashMap::new()),
             index_built: Mutex::new(None),
-        })
+        }
     }
 
     /// The tunnel server agents connect to.

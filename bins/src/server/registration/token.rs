@@ -2,11 +2,10 @@
 //! `HMAC-SHA256(server key, "<cluster>/<cluster uid>/<ClusterRegistrationToken uid>")`, truncated to
 //! 48 hex digits. The cluster's uid makes the token one of this cluster only: a cluster created later
 //! under the same name gets other tokens. (Tokens made before the uid was bound are
-//! `"<cluster>/<ClusterRegistrationToken uid>"`; they stay valid for the cluster they were made for.) The key lives in `<data-dir>/registration.key` (mode 0600); the store holds only the
-//! ClusterRegistrationToken object, so a copy of the store alone registers nothing, yet the import
-//! URL can be shown again whenever asked. Deleting the ClusterRegistrationToken revokes it.
+//! `"<cluster>/<ClusterRegistrationToken uid>"`; they stay valid for the cluster they were made for.) The key is kept in the store sealed with the servers' secrets key
+//! (`shared_secrets`), so every replica makes and checks the same tokens while a copy of the store alone
+//! registers nothing; the import URL can be shown again whenever asked. Deleting the ClusterRegistrationToken revokes it.
 
-use std::io::Write;
 use std::path::Path;
 
 use hmac::{Hmac, Mac};
@@ -15,7 +14,7 @@ use subtle::ConstantTimeEq;
 
 /// Length of a token in hex digits (192 bits).
 pub(crate) const TOKEN_HEX_LEN: usize = 48;
-/// File name of the key in the data directory.
+/// File name of the key in the data directory of versions that kept it there.
 pub(crate) const KEY_FILE: &str = "registration.key";
 
 /// The server's registration key.
@@ -28,38 +27,37 @@ impl std::fmt::Debug for TokenKey {
 }
 
 impl TokenKey {
-    /// Reads the key from `dir`, creating it (32 random bytes, mode 0600) on first start.
+    /// A new random key.
+    pub(crate) fn generate() -> Self {
+        TokenKey(rand::random())
+    }
+
+    /// The key an earlier version kept in `dir` (`registration.key`), if it is there.
     ///
     /// # Errors
     /// I/O errors, or a key file of the wrong size (named in the message).
-    pub(crate) fn load_or_create(dir: &Path) -> std::io::Result<Self> {
+    pub(crate) fn in_dir(dir: &Path) -> std::io::Result<Option<Self>> {
         let path = dir.join(KEY_FILE);
         match std::fs::read(&path) {
-            Ok(bytes) => {
-                let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("{} holds {} bytes, not 32", path.display(), bytes.len()),
-                    )
-                })?;
-                Ok(TokenKey(key))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key: [u8; 32] = rand::random();
-                let mut opts = std::fs::OpenOptions::new();
-                opts.write(true).create_new(true);
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::OpenOptionsExt;
-                    opts.mode(0o600);
-                }
-                let mut f = opts.open(&path)?;
-                f.write_all(&key)?;
-                f.sync_all()?;
-                Ok(TokenKey(key))
-            }
+            Ok(bytes) => Self::from_slice(&bytes).map(Some).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} holds {} bytes, not 32", path.display(), bytes.len()),
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// A key of exactly 32 bytes.
+    pub(crate) fn from_slice(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(TokenKey)
+    }
+
+    /// The key's bytes, to keep it (sealed).
+    pub(crate) fn bytes(&self) -> &[u8; 32] {
+        &self.0
     }
 
     /// A key from bytes (tests).
@@ -121,18 +119,14 @@ mod tests {
     }
 
     #[test]
-    fn key_file_is_created_private_and_reused() {
+    fn the_key_an_earlier_version_kept_is_found() {
         let dir = tempfile::tempdir().unwrap();
-        let a = TokenKey::load_or_create(dir.path()).unwrap();
-        let b = TokenKey::load_or_create(dir.path()).unwrap();
-        assert_eq!(a.token_for("c", "cu", "u"), b.token_for("c", "cu", "u"));
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
+        assert!(TokenKey::in_dir(dir.path()).unwrap().is_none());
+        std::fs::write(dir.path().join(KEY_FILE), [3u8; 32]).unwrap();
+        let found = TokenKey::in_dir(dir.path()).unwrap().unwrap();
+        assert_eq!(found.bytes(), &[3u8; 32]);
+        assert_ne!(TokenKey::generate().bytes(), TokenKey::generate().bytes());
         std::fs::write(dir.path().join(KEY_FILE), b"short").unwrap();
-        assert!(TokenKey::load_or_create(dir.path()).unwrap_err().to_string().contains("not 32"));
+        assert!(TokenKey::in_dir(dir.path()).unwrap_err().to_string().contains("not 32"));
     }
 }

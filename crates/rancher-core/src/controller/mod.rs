@@ -3,6 +3,7 @@
 //! * [`watcher()`] — a stream of [`watcher::Event`]s: list, watch from the list's version, resume
 //!   from the last version after a dropped watch, re-list on Gone, back off on errors.
 //! * [`reflector()`] and [`reflector::Store`] — a cache of one kind any task can read, fed by a watcher.
+//! * [`LeaderElection`] — one of several servers sharing a store runs the work that must run once.
 //! * [`Controller`] — watches one kind (and, through [`Controller::watches`], secondary kinds mapped
 //!   to it), queues the keys of changed objects and calls a reconcile function for each — one call
 //!   per key at a time, `workers` calls at once — retrying failures with jittered exponential
@@ -32,6 +33,7 @@
 //! ```
 
 mod backoff;
+mod leader;
 mod queue;
 pub mod reflector;
 mod runner;
@@ -42,6 +44,7 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 
 pub use backoff::Backoff;
+pub use leader::{LeaderElection, LeaseTiming, LeaseTimingError};
 pub use runner::Controller;
 
 use crate::Resource;

@@ -14,6 +14,7 @@ mod gke;
 mod node;
 mod rbac;
 mod rke;
+mod server;
 mod user;
 
 pub use aks::*;
@@ -24,6 +25,7 @@ pub use gke::*;
 pub use node::*;
 pub use rbac::*;
 pub use rke::*;
+pub use server::*;
 pub use user::*;
 
 /// The API group and version of every management kind.
@@ -113,4 +115,6 @@ pub const KINDS: &[(&str, &str)] = &[
     ("Node", "nodes"),
     ("NodePool", "nodepools"),
     ("CloudCredential", "cloudcredentials"),
+    ("ServerSecret", "serversecrets"),
+    ("Lease", "leases"),
 ];
