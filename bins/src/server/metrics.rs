@@ -129,6 +129,7 @@ pub struct Metrics {
     connections_open: Gauge,
     connections_refused: Family<ReasonLabels, Counter>,
     connections_timed_out: Family<ReasonLabels, Counter>,
+    controllers_leader: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -155,6 +156,7 @@ impl Metrics {
             connections_open: Gauge::default(),
             connections_refused: Family::default(),
             connections_timed_out: Family::default(),
+            controllers_leader: Gauge::default(),
         };
         let mut registry = Registry::with_prefix("rancher");
         m.register_into(&mut registry);
@@ -191,7 +193,17 @@ impl Metrics {
             "Client connections closed for a slow request head or idleness, by phase",
             self.connections_timed_out.clone(),
         );
+        registry.register(
+            "controllers_leader",
+            "1 while this server runs the controllers that must run once (the elected leader)",
+            self.controllers_leader.clone(),
+        );
         self.tunnel.register_into(registry);
+    }
+
+    /// This server started (`true`) or stopped running the controllers that must run once.
+    pub(crate) fn set_controllers_leader(&self, leading: bool) {
+        self.controllers_leader.set(i64::from(leading));
     }
 
     /// The tunnel server's metrics (sessions, streams, bytes, dial errors).

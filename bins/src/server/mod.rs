@@ -34,6 +34,7 @@ pub mod fuzzing;
 mod hashing;
 mod identity;
 mod kubeconfig;
+mod leadership;
 mod listener;
 pub mod metrics;
 mod plugins;
@@ -174,6 +175,8 @@ pub struct ServerBuilder {
     secrets_key_file: Option<PathBuf>,
     store: Option<Arc<dyn Store>>,
     store_kind: StoreKind,
+    /// `None`: on with `--store etcd`.
+    leader_election: Option<bool>,
     etcd_endpoints: Vec<String>,
     https_listen: SocketAddr,
     tls: TlsSource,
@@ -222,6 +225,7 @@ impl Default for ServerBuilder {
             secrets_key_file: None,
             store: None,
             store_kind: StoreKind::Embedded,
+            leader_election: None,
             etcd_endpoints: Vec::new(),
             https_listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
             tls: TlsSource::Generated,
@@ -293,6 +297,14 @@ impl ServerBuilder {
     /// `secrets.key` in the data directory, made on first start.
     pub fn secrets_key_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.secrets_key_file = Some(path.into());
+        self
+    }
+
+    /// Whether the controllers that must run once (cluster, provisioning, certificate expiry, snapshot
+    /// schedule) run only on the leader elected among the servers sharing the store. Default: on with
+    /// [`StoreKind::Etcd`], off otherwise (one server per embedded store).
+    pub fn leader_election(mut self, on: bool) -> Self {
+        self.leader_election = Some(on);
         self
     }
 
@@ -530,6 +542,11 @@ impl ServerBuilder {
         rke.attach(registration.clone());
         // The store, the TLS material and the registration key may have been created just now.
         data_dir::tighten_contents(&self.data_dir, false).map_err(data_dir_error)?;
+        let replica = if self.leader_election.unwrap_or(self.store_kind == StoreKind::Etcd) {
+            Some(leadership::identity(&self.data_dir).map_err(data_dir_error)?)
+        } else {
+            None
+        };
         let authn = Arc::new(auth::TokenAuthenticator::new(store.clone()));
         let audit = self.audit.layer(&self.plugins.audit_sinks).map_err(ServerError::AuditLog)?;
         let proxy = proxy::build(store.clone(), authn.clone(), registration.clone(), audit.clone());
@@ -548,6 +565,7 @@ impl ServerBuilder {
             provisioners,
             sealer,
             audit,
+            replica,
         };
         Ok(Server {
             state,

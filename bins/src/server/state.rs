@@ -40,4 +40,7 @@ pub(crate) struct AppState {
     pub(crate) sealer: Arc<super::secrets::Sealer>,
     /// The audit log the proxy writes to; `/v3` records downloads of a cluster's keys there too.
     pub(crate) audit: rancher_auth::proxy::AuditLayer,
+    /// This server's name among the servers sharing the store, when they elect a leader for the
+    /// controllers that run once ([`leadership`](super::leadership)); `None`: it runs them itself.
+    pub(crate) replica: Option<String>,
 }

@@ -8,7 +8,7 @@ use rancher_core::cluster::ClusterController;
 
 use super::registration::ConnectionMonitor;
 use super::state::AppState;
-use super::{ace_sync, cleanup, provisioning, supervisor, tenancy};
+use super::{ace_sync, cleanup, leadership, provisioning, supervisor, tenancy};
 
 /// How long the controllers get to stop after the listener drained.
 const CONTROLLER_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -80,29 +80,13 @@ impl ServerTasks {
                 tokio::spawn(cleanup::run(store.clone(), registration.clone(), clients, stop.clone())),
             ),
             (
-                "provisioning controller",
-                tokio::spawn(provisioning::run(
+                "controllers that run once",
+                tokio::spawn(leadership::run(
                     store.clone(),
-                    state.provisioners.clone(),
-                    registration.clone(),
+                    state.replica.clone(),
+                    state.metrics.clone(),
                     stop.clone(),
-                )),
-            ),
-            ("cluster controller", tokio::spawn(ClusterController::new(store.clone()).run(stop.clone()))),
-            (
-                "certificate expiry",
-                tokio::spawn(provisioning::rke::expiry::run(
-                    store.clone(),
-                    state.sealer.clone(),
-                    stop.clone(),
-                )),
-            ),
-            (
-                "etcd snapshot schedule",
-                tokio::spawn(provisioning::rke::backup_schedule::run(
-                    store.clone(),
-                    state.sealer.clone(),
-                    stop.clone(),
+                    run_once(state),
                 )),
             ),
         ];
@@ -138,6 +122,44 @@ impl Drop for ServerTasks {
         if let Some(refresh) = self.state.providers.take_refresh_task() {
             refresh.abort();
         }
+    }
+}
+
+/// Starts the controllers that must run on one server of those sharing the store ([`leadership`]),
+/// until `stop`.
+fn run_once(state: &AppState) -> impl Fn(CancellationToken) -> leadership::Tasks + use<> {
+    let state = state.clone();
+    move |stop: CancellationToken| {
+        let store = &state.store;
+        let registration = state.registration.clone();
+        vec![
+            (
+                "provisioning controller",
+                tokio::spawn(provisioning::run(
+                    store.clone(),
+                    state.provisioners.clone(),
+                    registration.clone(),
+                    stop.clone(),
+                )),
+            ),
+            ("cluster controller", tokio::spawn(ClusterController::new(store.clone()).run(stop.clone()))),
+            (
+                "certificate expiry",
+                tokio::spawn(provisioning::rke::expiry::run(
+                    store.clone(),
+                    state.sealer.clone(),
+                    stop.clone(),
+                )),
+            ),
+            (
+                "etcd snapshot schedule",
+                tokio::spawn(provisioning::rke::backup_schedule::run(
+                    store.clone(),
+                    state.sealer.clone(),
+                    stop.clone(),
+                )),
+            ),
+        ]
     }
 }
 

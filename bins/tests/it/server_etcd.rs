@@ -105,3 +105,83 @@ async fn replicas_share_the_ca_and_registration_tokens_and_refuse_another_secret
     a.stop_async().await;
     b.stop_async().await;
 }
+
+/// Whether `server`'s `/metrics` says it runs the controllers that run once.
+async fn leads(server: &ServerProc) -> bool {
+    let metrics = Api::new(server).get("/metrics").await;
+    let text = metrics.body.as_str().unwrap_or_default().to_owned();
+    assert!(text.contains("rancher_controllers_leader"), "{text}");
+    text.lines().any(|l| l == "rancher_controllers_leader 1")
+}
+
+/// Creates an imported cluster through `api` and waits until the controllers have summed it up (the
+/// `Waiting` condition: no agent yet), which only the leader's controllers write.
+async fn handled_within(api: &Api, name: &str, within: std::time::Duration) -> std::time::Duration {
+    let created =
+        api.post("/v3/clusters", &json!({"metadata": {"name": name}, "spec": {"importedConfig": {}}})).await;
+    assert_eq!(created.code, 201, "{}", created.body);
+    let start = std::time::Instant::now();
+    loop {
+        let got = api.get(&format!("/v3/clusters/{name}")).await;
+        let conditions = got.body["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        if conditions.iter().any(|c| c["type"] == "Waiting") {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < within, "{name} was not handled within {within:?}: {}", got.body);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Of two replicas one runs the controllers that must run once; when it stops the other takes over
+/// at once (the lease is released), and when it dies without a word, once the lease runs out.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_replica_runs_the_controllers_and_another_takes_over_when_it_stops_or_dies() {
+    use std::time::Duration;
+    let etcd = Etcd::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = etcd.endpoints().remove(0);
+    let key = dir.path().join("secrets.key");
+    std::fs::write(&key, [8u8; 32]).unwrap();
+    let args = [
+        "--store",
+        "etcd",
+        "--etcd-endpoints",
+        endpoint.as_str(),
+        "--secrets-key-file",
+        key.to_str().unwrap(),
+    ];
+    let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
+    let a = ServerProc::start(&dir_a, 0, Some(ADMIN_PASSWORD), &args);
+    let b = ServerProc::start(&dir_b, 0, Some(ADMIN_PASSWORD), &args);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !(leads(&a).await || leads(&b).await) {
+        assert!(std::time::Instant::now() < deadline, "nobody leads");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (leader, follower, leader_dir) = if leads(&a).await { (a, b, dir_a) } else { (b, a, dir_b) };
+    assert!(!leads(&follower).await, "one leader at a time");
+    let on_follower = Api::new(&follower).logged_in("admin", ADMIN_PASSWORD).await;
+    handled_within(&on_follower, "first", Duration::from_secs(10)).await;
+
+    // Stopped: it releases the lease, and the follower leads within a retry period or two.
+    leader.stop_async().await;
+    let took = handled_within(&on_follower, "second", Duration::from_secs(8)).await;
+    assert!(leads(&follower).await);
+    eprintln!("a stopped leader's controllers ran again on the other replica within {took:?}");
+
+    // Restarted on its directory (its name), it stands without taking the lease back.
+    let again = ServerProc::start(&leader_dir, 0, Some(ADMIN_PASSWORD), &args);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!leads(&again).await && leads(&follower).await);
+
+    // The leader dies (SIGKILL, no release): the other takes over once the 15 s lease has run out.
+    let mut dead = follower;
+    dead.child.kill().unwrap();
+    dead.child.wait().unwrap();
+    let on_again = Api::new(&again).logged_in("admin", ADMIN_PASSWORD).await;
+    let took = handled_within(&on_again, "third", Duration::from_secs(25)).await;
+    assert!(took >= Duration::from_secs(10), "not before the lease ran out: {took:?}");
+    assert!(leads(&again).await);
+    eprintln!("a killed leader's controllers ran again on the other replica within {took:?}");
+    again.stop_async().await;
+}
