@@ -1,5 +1,6 @@
-//! Row 11: the data directory holds password and token hashes and the server's keys, so only the
-//! server's user may read it — on a fresh start, and after a start on files left readable.
+//! Row 11: the data directory holds password and token hashes, the secrets key (which seals the CA's
+//! and the registration key in the store) and the serving certificate's key, so only the server's
+//! user may read it — on a fresh start, and after a start on files left readable.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -14,14 +15,8 @@ fn set_mode(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-const PRIVATE: [(&str, u32); 6] = [
-    ("", 0o700),
-    ("rancher.redb", 0o600),
-    ("registration.key", 0o600),
-    ("tls", 0o700),
-    ("tls/ca.key", 0o600),
-    ("tls/server.key", 0o600),
-];
+const PRIVATE: [(&str, u32); 5] =
+    [("", 0o700), ("rancher.redb", 0o600), ("secrets.key", 0o600), ("tls", 0o700), ("tls/server.key", 0o600)];
 
 fn assert_private(data: &Path, when: &str) {
     for (file, want) in PRIVATE {
