@@ -49,6 +49,13 @@ pub struct ServerArgs {
     #[arg(long, value_name = "FILE", env = "RANCHER_SECRETS_KEY_FILE")]
     pub secrets_key_file: Option<PathBuf>,
 
+    /// With --store etcd: the URL the other servers sharing the store reach this one at
+    /// (`https://host:port`), to forward requests and agent sessions of the clusters this one owns.
+    /// Default: https://<--https-listen>, with 0.0.0.0 or :: replaced by the host's first
+    /// non-loopback address. Its host goes into the generated serving certificate.
+    #[arg(long, value_name = "URL", value_parser = super::registration::check_server_url)]
+    pub peer_url: Option<String>,
+
     /// Extra names (DNS or IP) for the generated serving certificate; repeat or comma separate.
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     pub tls_san: Vec<String>,
@@ -256,6 +263,9 @@ impl ServerArgs {
         }
         if let Some(file) = &self.secrets_key_file {
             b = b.secrets_key_file(file);
+        }
+        if let Some(url) = &self.peer_url {
+            b = b.peer_url(url.clone());
         }
         if let Some(path) = &self.auth_config {
             b = b.auth_config(path);

@@ -130,6 +130,7 @@ pub struct Metrics {
     connections_refused: Family<ReasonLabels, Counter>,
     connections_timed_out: Family<ReasonLabels, Counter>,
     controllers_leader: Gauge,
+    replicas_live: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -157,6 +158,7 @@ impl Metrics {
             connections_refused: Family::default(),
             connections_timed_out: Family::default(),
             controllers_leader: Gauge::default(),
+            replicas_live: Gauge::default(),
         };
         let mut registry = Registry::with_prefix("rancher");
         m.register_into(&mut registry);
@@ -198,7 +200,17 @@ impl Metrics {
             "1 while this server runs the controllers that must run once (the elected leader)",
             self.controllers_leader.clone(),
         );
+        registry.register(
+            "replicas_live",
+            "The servers sharing the store that this one counts as live (0: not sharing one)",
+            self.replicas_live.clone(),
+        );
         self.tunnel.register_into(registry);
+    }
+
+    /// How many replicas this server counts as live.
+    pub(crate) fn set_replicas_live(&self, n: usize) {
+        self.replicas_live.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// This server started (`true`) or stopped running the controllers that must run once.

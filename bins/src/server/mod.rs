@@ -37,10 +37,12 @@ mod kubeconfig;
 mod leadership;
 mod listener;
 pub mod metrics;
+mod peers;
 mod plugins;
 mod provisioning;
 mod proxy;
 pub mod registration;
+mod replicas;
 mod secrets;
 mod services;
 mod shared_secrets;
@@ -131,6 +133,12 @@ pub enum ServerError {
     /// `--agent-image` is not an image reference.
     #[error("registration: agent image: {0}")]
     AgentImage(#[source] ImageRefError),
+    /// `--peer-url` is unusable.
+    #[error("--peer-url {0}")]
+    PeerUrl(#[source] ServerUrlError),
+    /// The servers sharing the store cannot verify each other's certificates.
+    #[error("peers: {0}")]
+    PeerTls(String),
     /// The CA or the registration key every server sharing the store holds could not be read, made or
     /// kept in the store.
     #[error("shared secrets: {0}")]
@@ -177,6 +185,8 @@ pub struct ServerBuilder {
     store_kind: StoreKind,
     /// `None`: on with `--store etcd`.
     leader_election: Option<bool>,
+    /// `--peer-url`.
+    peer_url: Option<String>,
     etcd_endpoints: Vec<String>,
     https_listen: SocketAddr,
     tls: TlsSource,
@@ -226,6 +236,7 @@ impl Default for ServerBuilder {
             store: None,
             store_kind: StoreKind::Embedded,
             leader_election: None,
+            peer_url: None,
             etcd_endpoints: Vec::new(),
             https_listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
             tls: TlsSource::Generated,
@@ -305,6 +316,14 @@ impl ServerBuilder {
     /// [`StoreKind::Etcd`], off otherwise (one server per embedded store).
     pub fn leader_election(mut self, on: bool) -> Self {
         self.leader_election = Some(on);
+        self
+    }
+
+    /// The URL the other servers sharing the store reach this one at, `https://host:port` (with
+    /// leader election on). Default: `https://<listen address>`, an unspecified address replaced by
+    /// the host's first non-loopback address.
+    pub fn peer_url(mut self, url: impl Into<String>) -> Self {
+        self.peer_url = Some(url.into());
         self
     }
 
@@ -487,6 +506,15 @@ impl ServerBuilder {
         let server_url =
             registration::external_url(self.server_url.as_deref(), local_addr, self.insecure_http)
                 .map_err(ServerError::ServerUrl)?;
+        let elect = self.leader_election.unwrap_or(self.store_kind == StoreKind::Etcd);
+        let peer_url = if elect {
+            Some(
+                registration::peer_url(self.peer_url.as_deref(), local_addr, self.insecure_http)
+                    .map_err(ServerError::PeerUrl)?,
+            )
+        } else {
+            None
+        };
         let agent_image =
             registration::check_image_ref(&self.agent_image).map_err(ServerError::AgentImage)?;
         let (acceptor, ca_pem) = if self.insecure_http {
@@ -500,10 +528,12 @@ impl ServerBuilder {
                         sans.push(self.https_listen.ip().to_string());
                     }
                     sans.extend(self.tls_sans.iter().cloned());
-                    if let Some(host) =
-                        url::Url::parse(&server_url).ok().and_then(|u| u.host_str().map(str::to_owned))
-                    {
-                        sans.push(host.trim_start_matches('[').trim_end_matches(']').to_owned());
+                    for url in std::iter::once(&server_url).chain(&peer_url) {
+                        if let Some(host) =
+                            url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned))
+                        {
+                            sans.push(host.trim_start_matches('[').trim_end_matches(']').to_owned());
+                        }
                     }
                     let tls_dir = self.data_dir.join("tls");
                     let ca = shared_secrets::serving_ca(&store, &sealer, &tls_dir)
@@ -542,10 +572,21 @@ impl ServerBuilder {
         rke.attach(registration.clone());
         // The store, the TLS material and the registration key may have been created just now.
         data_dir::tighten_contents(&self.data_dir, false).map_err(data_dir_error)?;
-        let replica = if self.leader_election.unwrap_or(self.store_kind == StoreKind::Etcd) {
-            Some(leadership::identity(&self.data_dir).map_err(data_dir_error)?)
-        } else {
-            None
+        let replica = match peer_url {
+            Some(url) => Some(replicas::Replica {
+                name: leadership::identity(&self.data_dir).map_err(data_dir_error)?,
+                url,
+            }),
+            None => None,
+        };
+        let peers = match &replica {
+            Some(me) => {
+                let (view, heartbeat) = replicas::Replicas::new(store.clone(), me.clone(), metrics.clone());
+                registration.set_replicas(view.clone());
+                let tls = peers::client_tls(&ca_pem, self.insecure_http).map_err(ServerError::PeerTls)?;
+                Some(Arc::new(peers::Peers::new(view, Some(heartbeat), tls)))
+            }
+            None => None,
         };
         let authn = Arc::new(auth::TokenAuthenticator::new(store.clone()));
         let audit = self.audit.layer(&self.plugins.audit_sinks).map_err(ServerError::AuditLog)?;
@@ -565,7 +606,8 @@ impl ServerBuilder {
             provisioners,
             sealer,
             audit,
-            replica,
+            replica: replica.map(|r| r.name),
+            peers,
         };
         Ok(Server {
             state,

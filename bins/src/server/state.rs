@@ -43,4 +43,6 @@ pub(crate) struct AppState {
     /// This server's name among the servers sharing the store, when they elect a leader for the
     /// controllers that run once ([`leadership`](super::leadership)); `None`: it runs them itself.
     pub(crate) replica: Option<String>,
+    /// The other servers sharing the store, and the way to them; `None` for a server on its own.
+    pub(crate) peers: Option<Arc<super::peers::Peers>>,
 }

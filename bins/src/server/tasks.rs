@@ -90,6 +90,20 @@ impl ServerTasks {
                 )),
             ),
         ];
+        let mut tasks = tasks;
+        if let Some(peers) = &state.peers {
+            if let Some(heartbeat) = peers.take_heartbeat() {
+                tasks.push(("replica heartbeat", tokio::spawn(heartbeat.run(stop.clone()))));
+            }
+            tasks.push((
+                "cluster hand-over",
+                tokio::spawn(super::peers::hand_over(
+                    registration.clone(),
+                    peers.replicas().clone(),
+                    stop.clone(),
+                )),
+            ));
+        }
         // Group membership at external providers is re-read from the start (OpenLDAP users can be
         // refreshed even if nobody has logged in through this process yet; OAuth users once they have).
         if state.providers.any() {

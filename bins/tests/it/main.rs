@@ -47,6 +47,7 @@ mod provisioning_handover;
 mod proxy_e2e;
 mod proxy_identity_e2e;
 mod proxy_ldap;
+mod replicas_e2e;
 mod rke_certs;
 mod rke_cluster;
 mod rke_config;

@@ -141,12 +141,17 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v3-public/{kind}/{name}", crate::server::identity::routes::methods())
         .merge(crate::server::registration::routes::public());
 
+    // The proxy authenticates by itself (the same tokens) and answers with Kubernetes Status; a
+    // request for a cluster another replica holds goes to that replica.
+    let proxied = Router::new()
+        .route_service("/k8s/clusters/{*rest}", state.proxy.clone())
+        .route_layer(middleware::from_fn_with_state(state.clone(), crate::server::peers::route_proxied));
+
     let metrics = state.metrics.clone();
     Router::new()
         .merge(public)
         .merge(v3)
-        // The proxy authenticates by itself (the same tokens) and answers with Kubernetes Status.
-        .route_service("/k8s/clusters/{*rest}", state.proxy.clone())
+        .merge(proxied)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

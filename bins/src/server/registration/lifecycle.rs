@@ -63,7 +63,8 @@ impl ConnectionMonitor {
                     }
                     Ok(SessionEvent::Disconnected { client_key, reason, replaced: false, .. }) => {
                         let cluster = cluster_of_key(&client_key);
-                        if !self.reg.is_connected(cluster) {
+                        // Another replica's session (a hand-over) is that replica's to judge.
+                        if !self.reg.is_connected(cluster) && self.reg.owns(cluster) {
                             self.mark(cluster, false, &reason).await;
                         }
                     }
@@ -142,7 +143,8 @@ impl ConnectionMonitor {
             let recorded = c.status.conditions.get_condition(CONNECTED).map(|c| c.status);
             if connected && recorded != Some(ConditionStatus::True) {
                 self.mark(id, true, "").await;
-            } else if !connected && recorded == Some(ConditionStatus::True) && grace_over {
+            } else if !connected && recorded == Some(ConditionStatus::True) && grace_over && self.reg.owns(id)
+            {
                 self.mark(id, false, "no tunnel session found").await;
             }
         }

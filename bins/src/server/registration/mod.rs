@@ -37,8 +37,8 @@ use crate::server::supervisor::Supervisors;
 pub use kube_client::ClusterAccess;
 pub(crate) use lifecycle::{ConnectionMonitor, cluster_of_key};
 pub use manifest::{ImageRefError, ImageRefProblem, check_image_ref};
-pub(crate) use server_url::external_url;
 pub use server_url::{ServerUrlError, check_server_url};
+pub(crate) use server_url::{external_url, peer_url};
 pub(crate) use token::TokenKey;
 
 /// The name of the registration token every imported cluster gets.
@@ -148,6 +148,9 @@ pub struct Registration {
     /// When the index was last rebuilt: unknown tokens (anyone can send them) rebuild it at most
     /// once per [`INDEX_REBUILD_EVERY`].
     index_built: Mutex<Option<tokio::time::Instant>>,
+    /// The servers sharing the store, when there are several: a cluster's connection is judged by
+    /// its owner only.
+    replicas: std::sync::OnceLock<crate::server::replicas::Replicas>,
 }
 
 /// The least time between two rebuilds of the token index caused by unknown tokens.
@@ -221,6 +224,7 @@ impl Registration {
             supervisors: Supervisors::default(),
             token_index: Mutex::new(HashMap::new()),
             index_built: Mutex::new(None),
+            replicas: std::sync::OnceLock::new(),
         }
     }
 
@@ -242,6 +246,16 @@ impl Registration {
     /// `CATTLE_CA_CHECKSUM`: SHA-256 hex of the `cacerts` setting (with a trailing newline).
     pub fn ca_checksum(&self) -> &str {
         &self.ca_checksum
+    }
+
+    /// Makes `replicas` the servers this one shares the store with (once, at build).
+    pub(crate) fn set_replicas(&self, replicas: crate::server::replicas::Replicas) {
+        let _ = self.replicas.set(replicas);
+    }
+
+    /// Whether this server owns `cluster` among the servers sharing the store (always, on its own).
+    pub(crate) fn owns(&self, cluster: &str) -> bool {
+        self.replicas.get().is_none_or(|r| r.owner(cluster) == crate::server::replicas::Owner::Me)
     }
 
     /// Whether an agent of `cluster` (its cluster agent, or a node agent) holds a session now.

@@ -85,10 +85,30 @@ async fn import_manifest(
     Ok(([(header::CONTENT_TYPE, "application/yaml")], yaml).into_response())
 }
 
-/// `GET /v3/connect`: the agents' WebSocket upgrade.
+/// `GET /v3/connect`: the agents' WebSocket upgrade. A cluster agent whose cluster another replica
+/// owns is spliced through to it ([`peers`](crate::server::peers)); node agents stay where they
+/// land.
 async fn connect(State(state): State<AppState>, req: Request) -> Response {
     let authz = ConnectAuthorizer(state.registration.clone());
+    if let Some(peers) = &state.peers
+        && let Some(cluster) = cluster_agent_of(&authz, req.headers()).await
+        && let Some(peer) = peers.forward_target(&cluster, req.headers(), false)
+    {
+        info!(cluster, peer = %peer.name, "a cluster agent's session goes to the replica that owns its cluster");
+        return peers.forward(&peer, req).await;
+    }
     state.registration.tunnel().accept_upgrade(req, &authz).await.map(Body::new)
+}
+
+/// The cluster of a cluster agent's upgrade request whose token is good; `None` for anything else
+/// (a node agent, a bad token: those are answered here).
+async fn cluster_agent_of(authz: &ConnectAuthorizer, headers: &HeaderMap) -> Option<String> {
+    let params = headers.get(rancher_tunnel::PARAMS_HEADER)?.to_str().ok()?;
+    let params = crate::protocol::connect::TunnelParams::decode(params).ok()?;
+    if params.node.is_some() {
+        return None;
+    }
+    authz.cluster_of(headers).await.ok().map(|c| c.metadata.name)
 }
 
 fn check_report(r: &ClusterReport) -> Result<(), String> {

@@ -95,18 +95,7 @@ pub(crate) fn external_url(
         }
         return Ok(url);
     }
-    let (host, how) = if listen.ip().is_unspecified() {
-        match first_non_loopback(listen.is_ipv6()) {
-            Some(ip) => (bracketed(ip), Some("the host's first non-loopback address")),
-            None => match host_name() {
-                Some(name) => (name, Some("the host's name")),
-                None => ("127.0.0.1".to_owned(), Some("loopback: the host has no other address or name")),
-            },
-        }
-    } else {
-        (bracketed(listen.ip()), None)
-    };
-    let url = format!("{scheme}://{host}:{}", listen.port());
+    let (url, how) = listen_url(scheme, listen);
     if let Some(how) = how {
         info!(
             server_url = %url,
@@ -122,6 +111,46 @@ pub(crate) fn external_url(
         );
     }
     Ok(url)
+}
+
+/// `scheme://<listen address>:<port>`, with an unspecified address replaced by the host's first
+/// non-loopback address (else its name, else loopback), and how the host was chosen when it was.
+fn listen_url(scheme: &str, listen: SocketAddr) -> (String, Option<&'static str>) {
+    let (host, how) = if listen.ip().is_unspecified() {
+        match first_non_loopback(listen.is_ipv6()) {
+            Some(ip) => (bracketed(ip), Some("the host's first non-loopback address")),
+            None => match host_name() {
+                Some(name) => (name, Some("the host's name")),
+                None => ("127.0.0.1".to_owned(), Some("loopback: the host has no other address or name")),
+            },
+        }
+    } else {
+        (bracketed(listen.ip()), None)
+    };
+    (format!("{scheme}://{host}:{}", listen.port()), how)
+}
+
+/// The URL the other servers sharing the store reach this one at: `--peer-url`, else the listen
+/// address as [`external_url`] makes it.
+///
+/// # Errors
+/// As [`check_server_url`], or a scheme other than the listener's.
+pub(crate) fn peer_url(
+    configured: Option<&str>,
+    listen: SocketAddr,
+    insecure_http: bool,
+) -> Result<String, ServerUrlError> {
+    let scheme = if insecure_http { "http" } else { "https" };
+    match configured {
+        Some(raw) => {
+            let url = check_server_url(raw)?;
+            if !url.starts_with(&format!("{scheme}://")) {
+                return Err(ServerUrlError::SchemeMismatch { url: raw.to_owned(), insecure_http });
+            }
+            Ok(url)
+        }
+        None => Ok(listen_url(scheme, listen).0),
+    }
 }
 
 fn bracketed(ip: IpAddr) -> String {

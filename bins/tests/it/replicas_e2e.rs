@@ -1,0 +1,142 @@
+//! Two `rancher-server` replicas on one etcd, a `rancher-sim` cluster imported through one of them and
+//! owned by the other: the agent's session is spliced through to the owner, `kubectl` works through
+//! either replica (reads, a watch, exec), and when the owner stops, the other takes the cluster over
+//! and the agent comes back to it. Needs `etcd` on PATH.
+#![cfg(feature = "etcd")]
+
+use std::path::Path;
+use std::process::Command;
+
+use rancher_test_support::etcd::Etcd;
+use sha2::{Digest, Sha256};
+
+use crate::import_support::*;
+
+/// The rendezvous rule the servers use: the replica with the highest `SHA-256(name ‖ 0 ‖ cluster)`.
+fn owner<'a>(cluster: &str, replicas: &[&'a str]) -> &'a str {
+    replicas
+        .iter()
+        .max_by_key(|r| {
+            let d =
+                Sha256::new().chain_update(r.as_bytes()).chain_update([0]).chain_update(cluster).finalize();
+            u64::from_be_bytes(d[..8].try_into().unwrap())
+        })
+        .unwrap()
+}
+
+async fn replicas_live(url: &str) -> Option<u64> {
+    let text = insecure_client().get(format!("{url}/metrics")).send().await.ok()?.text().await.ok()?;
+    text.lines().find_map(|l| l.strip_prefix("rancher_replicas_live ")).and_then(|n| n.trim().parse().ok())
+}
+
+fn kubectl_ok(kubeconfig: &Path, args: &[&str]) -> String {
+    let out = Command::new(kubectl()).arg("--kubeconfig").arg(kubeconfig).args(args).output().unwrap();
+    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_is_served_through_either_replica_and_handed_over_when_its_owner_stops() {
+    install_crypto();
+    let etcd = Etcd::start(1).await;
+    let endpoint = etcd.endpoints().remove(0);
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("secrets.key");
+    std::fs::write(&key, [4u8; 32]).unwrap();
+    let args = [
+        "--store",
+        "etcd",
+        "--etcd-endpoints",
+        endpoint.as_str(),
+        "--secrets-key-file",
+        key.to_str().unwrap(),
+    ];
+    let a = Server::start(&dir.path().join("a"), 0, &dir.path().join("a.log"), &args).await;
+    let b = Server::start(&dir.path().join("b"), 0, &dir.path().join("b.log"), &args).await;
+    for s in [&a, &b] {
+        eventually(WAIT, "both replicas count each other", || async {
+            (replicas_live(&s.url).await == Some(2)).then_some(())
+        })
+        .await;
+    }
+    let name_of = |s: &Server| std::fs::read_to_string(s.data_dir.join("replica-id")).unwrap();
+    let (name_a, name_b) = (name_of(&a), name_of(&b));
+    // A cluster the agent reaches through a, owned by b.
+    let cluster = (0..).map(|i| format!("ha-{i}")).find(|c| owner(c, &[&name_a, &name_b]) == name_b).unwrap();
+
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let (ok, out) = rancherctl(
+        &home,
+        &["login", &a.url, "--username", "admin", "--password", ADMIN_PASSWORD, "--insecure"],
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = rancherctl(&home, &["cluster", "create", &cluster, "--import"]);
+    assert!(ok, "{out}");
+    let url = out
+        .split_whitespace()
+        .find(|w| w.starts_with("https://") && w.ends_with(".yaml"))
+        .unwrap()
+        .to_owned();
+    let sim = rancher_sim::Sim::builder().name("sim-ha").nodes(3).start().await.unwrap();
+    let sim_kc = dir.path().join("sim.kubeconfig");
+    std::fs::write(&sim_kc, sim.kubeconfig_yaml()).unwrap();
+    let env = apply_manifest(&url, &sim_kc, dir.path()).await;
+    assert_eq!(env.server, a.url, "the agent dials a");
+    let _agent = start_agent(&env, &sim_kc, &dir.path().join("agent.log"), &[]);
+    wait_state(&home, &cluster, "active", WAIT).await;
+    // The session is b's: a spliced it through.
+    let (a_log, b_log) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    eventually(WAIT, "b holds the agent's session", || {
+        let (a_text, b_text) = (read_log(&a_log), read_log(&b_log));
+        let cluster = cluster.clone();
+        async move {
+            (b_text.contains(&format!("tunnel agent authorized client_key={cluster}"))
+                && a_text.contains("a cluster agent's session goes to the replica that owns its cluster"))
+            .then_some(())
+        }
+    })
+    .await;
+
+    // kubectl through either replica: the kubeconfig names a; the same with b's URL.
+    let (ok, kc_a) = rancherctl(&home, &["kubeconfig", &cluster]);
+    assert!(ok, "{kc_a}");
+    let via_a = dir.path().join("via-a.kubeconfig");
+    let via_b = dir.path().join("via-b.kubeconfig");
+    std::fs::write(&via_a, &kc_a).unwrap();
+    std::fs::write(&via_b, kc_a.replace(&a.url, &b.url)).unwrap();
+    for kc in [&via_a, &via_b] {
+        assert_eq!(kubectl_ok(kc, &["get", "nodes", "--no-headers"]).lines().count(), 3);
+    }
+    // exec is an upgrade: through a it takes its own connection to b, spliced.
+    kubectl_ok(&via_a, &["run", "shell", "--image=busybox", "--restart=Never"]);
+    eventually(WAIT, "the pod runs", || {
+        let phase = kubectl_ok(&via_a, &["get", "pod", "shell", "-o", "jsonpath={.status.phase}"]);
+        async move { (phase == "Running").then_some(()) }
+    })
+    .await;
+    assert_eq!(kubectl_ok(&via_a, &["exec", "shell", "--", "echo", "through a"]), "through a\n");
+
+    // b stops: a owns everything, the agent comes back (to a) and kubectl through a works again.
+    let stopped = tokio::time::Instant::now();
+    b.stop().await;
+    eventually(WAIT, "the cluster is served through a again", || {
+        let out = Command::new(kubectl())
+            .arg("--kubeconfig")
+            .arg(&via_a)
+            .args(["get", "nodes", "--no-headers"])
+            .output()
+            .unwrap();
+        async move {
+            (out.status.success() && String::from_utf8_lossy(&out.stdout).lines().count() == 3).then_some(())
+        }
+    })
+    .await;
+    eprintln!(
+        "the cluster was served again through the other replica {:?} after its owner stopped",
+        stopped.elapsed()
+    );
+    assert!(read_log(&a_log).contains(&format!("tunnel agent authorized client_key={cluster}")));
+    a.stop().await;
+    sim.shutdown().await;
+}
