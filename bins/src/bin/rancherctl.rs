@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use clap::Parser;
-use rancher::cli::{Cli, run};
+use rancher::cli::{Cli, CliError, run};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
@@ -14,7 +14,12 @@ async fn main() -> std::process::ExitCode {
             let _ = std::io::stdout().write_all(out.as_bytes());
             std::process::ExitCode::SUCCESS
         }
+        // kubectl has said what went wrong; its code is passed on.
+        Err(CliError::Exited(code)) => std::process::ExitCode::from(code),
         Err(e) => {
+            if let CliError::SomeClustersFailed { output, .. } = &e {
+                let _ = std::io::stdout().write_all(output.as_bytes());
+            }
             eprintln!("error: {e}");
             std::process::ExitCode::FAILURE
         }

@@ -1,5 +1,3 @@
-//! The commands themselves.
-
 //! The commands themselves: dispatch, and clusters, projects, users and kubeconfigs (sessions,
 //! members, tokens, cloud credentials and joining clusters have their own modules).
 
@@ -34,6 +32,10 @@ pub(super) async fn run(cli: Cli) -> Result<String, CliError> {
         }
         Command::Credential(c) => super::credentials::run(&logged_in(wanted)?.1, c).await,
         Command::Kubeconfig { cluster, output } => kubeconfig(&logged_in(wanted)?.1, &cluster, output).await,
+        Command::Kubectl(args) => {
+            let (ctx, client) = logged_in(wanted)?;
+            super::kubectl::run(&ctx, &client, args).await
+        }
     }
 }
 

@@ -43,6 +43,19 @@ pub enum CliError {
     /// Any other HTTP failure.
     #[error("{0}")]
     Http(String),
+    /// A program rancherctl ran on the terminal (kubectl) exited with this code; it has said why.
+    #[error("exited with {0}")]
+    Exited(u8),
+    /// A command across clusters failed in some of them: `output` has every cluster's row.
+    #[error("{failed} of {total} clusters failed")]
+    SomeClustersFailed {
+        /// The table of every cluster's result.
+        output: String,
+        /// How many failed.
+        failed: usize,
+        /// How many were asked.
+        total: usize,
+    },
 }
 
 impl CliError {

@@ -19,6 +19,7 @@ mod error;
 mod follow;
 mod hosted;
 mod import;
+mod kubectl;
 mod members;
 mod namespaces;
 mod nodes;
@@ -35,6 +36,7 @@ use clap::{Parser, Subcommand};
 pub use client::ApiClient;
 pub use config::{CliConfig, Context};
 pub use error::CliError;
+pub use kubectl::KubectlArgs;
 pub use namespaces::NamespaceCommand;
 pub use output::Format;
 
@@ -101,6 +103,10 @@ pub enum Command {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = KubeconfigFormat::Yaml)]
         output: KubeconfigFormat,
     },
+    /// Run kubectl against a cluster through the server (`rancherctl kubectl CLUSTER -- get pods`),
+    /// or one command across every cluster you may reach, in one table (`rancherctl kubectl
+    /// --all-clusters -l env=prod -- get nodes`). Uses your login's token; nothing is saved.
+    Kubectl(KubectlArgs),
 }
 
 /// `rancherctl kubeconfig -o`.

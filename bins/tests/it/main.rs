@@ -20,6 +20,7 @@ mod audit_secrets_e2e;
 mod browser_session_e2e;
 mod cli;
 mod cli_join;
+mod cli_kubectl;
 mod cli_member;
 mod cli_members;
 mod cloud_credentials;
