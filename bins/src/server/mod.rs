@@ -250,7 +250,11 @@ impl Server {
     /// Serves until `shutdown` completes, then drains in-flight requests (up to 30 s).
     ///
     /// Runs the server's background work alongside ([`ServerTasks`]: the controllers and the tunnel's
-    /// sessions), stopped after the listener has drained.
+    /// sessions), stopped after the listener has drained. A server sharing its store with other
+    /// replicas serves once it has read theirs, and hands its clusters over as it drains: it leaves
+    /// the live set at once, so that the others own and serve its clusters, takes connections for
+    /// one more second (forwarding them), and a second after its listener closed sends its cluster
+    /// agents on to the others.
     ///
     /// # Errors
     /// None today; the `Result` leaves room for background tasks that can fail.
@@ -258,10 +262,32 @@ impl Server {
         let Server { state, listener, listener_limits, acceptor, local_addr, .. } = self;
         let metrics = state.metrics.clone();
         let tasks = ServerTasks::start(&state);
+        let draining = tokio_util::sync::CancellationToken::new();
+        let hand_over = state
+            .peers
+            .clone()
+            .map(|peers| tokio::spawn(peers::drain(peers, state.registration.clone(), draining.clone())));
+        let peers = state.peers.clone();
         let app = api::router(state);
+        if let Some(peers) = &peers {
+            peers::ready(peers).await;
+        }
         tracing::info!(addr = %local_addr, tls = acceptor.is_some(), "serving the management API");
+        let shutdown = async {
+            shutdown.await;
+            if let Some(peers) = &peers {
+                peers::leave(peers).await;
+            }
+            draining.cancel();
+        };
         listener::serve(listener, acceptor, app, listener_limits, metrics, shutdown).await;
+        if let Some(hand_over) = hand_over
+            && let Err(e) = hand_over.await
+        {
+            tracing::warn!("handing the clusters over at stop: {e}");
+        }
         tasks.shutdown().await;
+        tracing::info!("stopped");
         Ok(())
     }
 

@@ -1,9 +1,12 @@
 //! Forwarding to the replica that owns a cluster ([`replicas`](super::replicas)). A proxied request
 //! (`/k8s/clusters/<id>/…`) or a cluster agent's session (`/v3/connect`) that arrives at a server
 //! other than its cluster's owner is sent on to the owner, which authenticates and serves it as if
-//! it had come straight there: this server adds nothing to what the client sent but
-//! [`FORWARDED_HEADER`], and a request carrying that header is never forwarded again (a client
-//! setting it only keeps its own request from being forwarded).
+//! it had come straight there: this server adds nothing to what the client sent but its name to
+//! [`FORWARDED_HEADER`]. A server that receives a forwarded request for a cluster it neither owns
+//! nor holds (the two servers' views of the replicas differed for a moment, while one joined or
+//! left) sends it on once more, but never past [`MAX_HOPS`]; past them, it waits for its view to
+//! change or the cluster's agent to arrive (a client setting the header only keeps its own request
+//! from being forwarded).
 //!
 //! Ordinary requests to a peer share one HTTP/2 connection per pair of replicas, whatever the number
 //! of clusters; an upgrade (an agent's WebSocket, `kubectl exec`, `port-forward`) takes an HTTP/1.1
@@ -19,11 +22,13 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ClientConfig;
 use rustls_pki_types::pem::PemObject;
+use tokio_util::sync::CancellationToken;
 
 use connector::PeerConnector;
 
@@ -31,8 +36,25 @@ use super::registration::Registration;
 use super::replicas::{Heartbeat, Owner, Replica, Replicas};
 use super::state::AppState;
 
-/// Marks a request one replica sent on to another; its value is the sender's name.
+/// Marks a request one replica sent on to another; its value names the servers that forwarded
+/// it, comma-separated, in order.
 pub(crate) const FORWARDED_HEADER: HeaderName = HeaderName::from_static("x-rancher-forwarded-by");
+
+/// How many times a request may be forwarded between servers.
+pub(crate) const MAX_HOPS: usize = 2;
+
+/// The servers `headers` say forwarded a request, or `None` when there are too many to forward
+/// it again (or the header is not text).
+fn forwarded_by(headers: &HeaderMap) -> Option<Vec<&str>> {
+    let mut names = Vec::new();
+    for value in headers.get_all(FORWARDED_HEADER) {
+        names.extend(value.to_str().ok()?.split(',').map(str::trim).filter(|n| !n.is_empty()));
+        if names.len() >= MAX_HOPS {
+            return None;
+        }
+    }
+    Some(names)
+}
 
 /// This server's way to its peers.
 pub(crate) struct Peers {
@@ -43,6 +65,9 @@ pub(crate) struct Peers {
     shared: Client<PeerConnector, Body>,
     /// HTTP/1.1, a connection per upgrade.
     upgrades: Client<PeerConnector, Body>,
+    /// Cancelled when a draining server sends its agents on ([`drain`]): ends the agent sessions it
+    /// relays and the forwarded responses still streaming.
+    handed_over: CancellationToken,
 }
 
 impl std::fmt::Debug for Peers {
@@ -75,7 +100,13 @@ impl Peers {
         let upgrades = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(0)
             .build(PeerConnector { tls: with_alpn(b"http/1.1") });
-        Peers { replicas, heartbeat: std::sync::Mutex::new(heartbeat), shared, upgrades }
+        Peers {
+            replicas,
+            heartbeat: std::sync::Mutex::new(heartbeat),
+            shared,
+            upgrades,
+            handed_over: CancellationToken::new(),
+        }
     }
 
     /// What keeps the view of the replicas current, for the server's tasks to run (once).
@@ -88,21 +119,42 @@ impl Peers {
         &self.replicas
     }
 
-    /// The peer to send a request for `cluster` to, or `None` to serve it here: here when it was
-    /// forwarded already, when this server holds the cluster's agent session (`local`), or owns it.
-    pub(crate) fn forward_target(&self, cluster: &str, headers: &HeaderMap, local: bool) -> Option<Replica> {
-        if local || headers.contains_key(FORWARDED_HEADER) {
-            return None;
+    /// Where a request for `cluster` goes: here when this server holds a session to serve it
+    /// through (`local`) or owns the cluster, else to the owner, unless the request has been
+    /// forwarded [`MAX_HOPS`] times already.
+    pub(crate) fn route(&self, cluster: &str, headers: &HeaderMap, local: bool) -> Route {
+        if local {
+            return Route::Here;
         }
         match self.replicas.owner(cluster) {
-            Owner::Me => None,
-            Owner::Peer(peer) => Some(peer),
+            Owner::Me => Route::Here,
+            Owner::Peer(peer) if forwarded_by(headers).is_some() => Route::Forward(peer),
+            Owner::Peer(_) => Route::Nowhere,
         }
     }
 
     /// Sends `req` to `peer` and answers with its response; an upgrade is spliced once both sides
     /// have switched protocols.
-    pub(crate) async fn forward(&self, peer: &Replica, mut req: Request) -> Response {
+    ///
+    /// A response body still streaming when this server [drains](drain) (a watch, `logs -f`) ends
+    /// there, cleanly, and its client watches again through a server that stays; an upgraded
+    /// connection (`exec`, `port-forward`) lasts until the listener's drain runs out.
+    pub(crate) async fn forward(&self, peer: &Replica, req: Request) -> Response {
+        self.forward_until(peer, req, None).await
+    }
+
+    /// Relays a cluster agent's session (its upgrade request) to `peer`, until the session ends or
+    /// this server [drains](drain).
+    pub(crate) async fn relay_session(&self, peer: &Replica, req: Request) -> Response {
+        self.forward_until(peer, req, Some(self.handed_over.clone())).await
+    }
+
+    async fn forward_until(
+        &self,
+        peer: &Replica,
+        mut req: Request,
+        until: Option<CancellationToken>,
+    ) -> Response {
         let upgrade = is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
@@ -113,8 +165,11 @@ impl Peers {
         };
         parts.uri = uri;
         parts.headers.remove(header::HOST);
-        if let Ok(me) = HeaderValue::from_str(self.replicas.me()) {
-            parts.headers.insert(FORWARDED_HEADER, me);
+        let mut by: Vec<String> =
+            forwarded_by(&parts.headers).unwrap_or_default().into_iter().map(str::to_owned).collect();
+        by.push(self.replicas.me().to_owned());
+        if let Ok(by) = HeaderValue::from_str(&by.join(",")) {
+            parts.headers.insert(FORWARDED_HEADER, by);
         }
         let client = if upgrade {
             parts.version = http::Version::HTTP_11;
@@ -141,13 +196,22 @@ impl Peers {
                 match tokio::try_join!(client_upgrade, peer_upgrade) {
                     Ok((client, peer)) => {
                         let (mut client, mut peer) = (TokioIo::new(client), TokioIo::new(peer));
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut peer).await;
+                        let splice = tokio::io::copy_bidirectional(&mut client, &mut peer);
+                        match until {
+                            Some(until) => tokio::select! {
+                                _ = splice => {}
+                                () = until.cancelled() => {}
+                            },
+                            None => drop(splice.await),
+                        }
                     }
                     Err(e) => tracing::debug!(peer = %name, "a forwarded upgrade did not complete: {e}"),
                 }
             });
+            return resp.map(Body::new);
         }
-        resp.map(Body::new)
+        let draining = self.handed_over.clone().cancelled_owned();
+        resp.map(|body| Body::from_stream(Body::new(body).into_data_stream().take_until(draining)))
     }
 }
 
@@ -157,25 +221,96 @@ impl Peers {
 pub(crate) async fn hand_over(
     registration: Arc<Registration>,
     mut replicas: Replicas,
-    stop: tokio_util::sync::CancellationToken,
+    stop: CancellationToken,
 ) {
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             changed = replicas.changed() => if !changed { return },
         }
-        let tunnel = registration.tunnel();
-        for key in tunnel.client_keys() {
-            // Node agents stay where they are (see `connect`).
-            if key.contains(':') {
-                continue;
-            }
-            if let Owner::Peer(peer) = replicas.owner(&key) {
-                tracing::info!(cluster = %key, to = %peer.name, "handing the cluster over to the replica that owns it now");
-                tunnel.close_session(&key);
-            }
+        // A draining server closes its sessions itself, once in-flight requests had their moment.
+        if replicas.leaving() {
+            continue;
         }
+        // New requests for the clusters that moved go to their owners from now on
+        // (`serves_locally`); those already on their way through the sessions get
+        // [`HANDOVER_DELAY`] to finish before the agents are sent on.
+        if moving(&registration, &replicas).is_empty() {
+            continue;
+        }
+        let (registration, replicas) = (registration.clone(), replicas.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(HANDOVER_DELAY).await;
+            if replicas.leaving() {
+                return;
+            }
+            for (key, peer) in moving(&registration, &replicas) {
+                tracing::info!(cluster = %key, to = %peer.name, "handing the cluster over to the replica that owns it now");
+                registration.tunnel().close_session(&key);
+            }
+        });
     }
+}
+
+/// The cluster agents' sessions this server holds for clusters another replica owns, with the
+/// owner. Node agents stay where they are (see `connect`).
+fn moving(registration: &Registration, replicas: &Replicas) -> Vec<(String, Replica)> {
+    let keys = registration.tunnel().client_keys();
+    keys.into_iter()
+        .filter(|key| !key.contains(':'))
+        .filter_map(|key| match replicas.owner(&key) {
+            Owner::Peer(peer) => Some((key, peer)),
+            Owner::Me => None,
+        })
+        .collect()
+}
+
+/// How long a draining server goes on taking connections after it has left (its lame-duck time):
+/// the other replicas learn within a watch event that it is gone and stop forwarding to it, and a
+/// balancer's connections that were on their way are served.
+pub(crate) const LAME_DUCK: Duration = Duration::from_secs(1);
+
+/// How long after it stopped taking connections a draining server goes on serving through the agent
+/// sessions it holds: requests already on their way through them finish.
+pub(crate) const HANDOVER_DELAY: Duration = Duration::from_secs(1);
+
+/// Waits until this server may serve: the replicas' leases have been read, so that a request is
+/// not taken for a cluster another replica owns. Gives up after a while (a store that does not
+/// answer), and serves what it can.
+pub(crate) async fn ready(peers: &Peers) {
+    if tokio::time::timeout(Duration::from_secs(10), peers.replicas().ready()).await.is_err() {
+        tracing::warn!("the replicas' leases could not be read within 10 s; serving without them");
+    }
+}
+
+/// The first step of a stop: this server [leaves](Replicas::leave), so that every cluster has
+/// another owner and the servers forward to those, and goes on taking connections for
+/// [`LAME_DUCK`] (forwarding them) before its listener closes.
+pub(crate) async fn leave(peers: &Peers) {
+    peers.replicas().leave();
+    tracing::info!("draining: this server has left; the other replicas own its clusters now");
+    tokio::time::sleep(LAME_DUCK).await;
+}
+
+/// Drains this server's share of the fleet once it has [left](leave) and its listener is
+/// finishing its in-flight requests (`draining`): after [`HANDOVER_DELAY`] it closes the cluster
+/// agents' sessions it holds or relays, and the agents reconnect, through whatever balances them,
+/// to a replica that is staying. The new owners hold requests for those clusters until the agents
+/// arrive ([`Registration::await_handed_over`]). Watches through a closed session end, and their
+/// clients watch again. Node agents' sessions stay until the tunnel shuts down.
+pub(crate) async fn drain(peers: Arc<Peers>, registration: Arc<Registration>, draining: CancellationToken) {
+    draining.cancelled().await;
+    let replicas = peers.replicas();
+    tokio::time::sleep(HANDOVER_DELAY).await;
+    peers.handed_over.cancel();
+    let mut closed = 0;
+    for (key, _) in moving(&registration, replicas) {
+        closed += usize::from(registration.tunnel().close_session(&key));
+    }
+    tracing::info!(
+        sessions = closed,
+        "draining: cluster agents sent on to the replicas that own their clusters"
+    );
 }
 
 /// The TLS client settings for peers: trusting the servers' CA (`ca_pem`); `None` without TLS.
@@ -235,16 +370,53 @@ fn unavailable(peer: &Replica, why: &str) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
 }
 
+/// Where [`Peers::route`] sends a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// Served by this server.
+    Here,
+    /// Sent on to this peer.
+    Forward(Replica),
+    /// Owned by a peer, but forwarded too often to send on.
+    Nowhere,
+}
+
+/// Whether this server serves requests for `cluster` through the sessions it holds: when it owns
+/// the cluster and holds any, or holds only node agents' (which stay where they are). A cluster
+/// agent's session of a cluster that has just moved away is left to finish what it carries, and
+/// new requests go to the owner, which waits for the agent.
+fn serves_locally(registration: &Registration, cluster: &str) -> bool {
+    registration.is_connected(cluster)
+        && (registration.owns(cluster) || !registration.tunnel().has_session(cluster))
+}
+
 /// Middleware on `/k8s/clusters/…`: a request for a cluster this server neither owns nor holds the
-/// agent session of goes to the owner.
+/// agent session of goes to the owner. One that cannot go on ([`Route::Nowhere`]) while clusters
+/// are moving waits, up to [`HANDOVER_WAIT`](super::registration::HANDOVER_WAIT), for this server's
+/// view of the replicas to change or an agent to arrive, and is routed again.
 pub(crate) async fn route_proxied(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Some(peers) = &state.peers else { return next.run(req).await };
     let cluster = req.uri().path().strip_prefix("/k8s/clusters/").and_then(|rest| rest.split('/').next());
-    let Some(cluster) = cluster.filter(|c| !c.is_empty()) else { return next.run(req).await };
-    let local = state.registration.is_connected(cluster);
-    match peers.forward_target(cluster, req.headers(), local) {
-        Some(peer) => peers.forward(&peer, req).await,
-        None => next.run(req).await,
+    let Some(cluster) = cluster.filter(|c| !c.is_empty()).map(str::to_owned) else {
+        return next.run(req).await;
+    };
+    let registration = &state.registration;
+    let deadline = tokio::time::Instant::now() + super::registration::HANDOVER_WAIT;
+    let mut view = peers.replicas().follow();
+    let mut sessions = registration.tunnel().subscribe();
+    loop {
+        match peers.route(&cluster, req.headers(), serves_locally(registration, &cluster)) {
+            Route::Forward(peer) => return peers.forward(&peer, req).await,
+            Route::Here => return next.run(req).await,
+            Route::Nowhere if !registration.settling() || tokio::time::Instant::now() >= deadline => {
+                return next.run(req).await;
+            }
+            Route::Nowhere => tokio::select! {
+                _ = view.changed() => {}
+                _ = sessions.recv() => {}
+                () = tokio::time::sleep_until(deadline) => {}
+            },
+        }
     }
 }
 
@@ -263,16 +435,25 @@ mod tests {
     }
 
     #[test]
-    fn a_forwarded_request_or_a_local_session_is_served_here() {
+    fn a_request_goes_to_the_owner_at_most_twice_unless_served_here() {
         let peer = Replica { name: "b".into(), url: "https://b:8443".into() };
         let both = vec![Replica { name: "a".into(), url: "https://a:8443".into() }, peer.clone()];
         let peers = Peers::new(Replicas::fixed("a", both), None, None);
         let theirs =
             (0..100).map(|i| format!("c-{i}")).find(|c| peers.replicas.owner(c) != Owner::Me).unwrap();
         let mut headers = HeaderMap::new();
-        assert_eq!(peers.forward_target(&theirs, &headers, false), Some(peer));
-        assert_eq!(peers.forward_target(&theirs, &headers, true), None, "the agent is connected here");
+        assert_eq!(peers.route(&theirs, &headers, false), Route::Forward(peer.clone()));
+        assert_eq!(peers.route(&theirs, &headers, true), Route::Here, "the agent is connected here");
         headers.insert(FORWARDED_HEADER, HeaderValue::from_static("b"));
-        assert_eq!(peers.forward_target(&theirs, &headers, false), None, "forwarded once, never again");
+        assert_eq!(
+            peers.route(&theirs, &headers, false),
+            Route::Forward(peer.clone()),
+            "b's view of the owner was not a's (b had not seen itself join): back to b, once"
+        );
+        headers.insert(FORWARDED_HEADER, HeaderValue::from_static("b, a"));
+        assert_eq!(peers.route(&theirs, &headers, false), Route::Nowhere, "not past {MAX_HOPS} hops");
+        assert_eq!(peers.route(&theirs, &headers, true), Route::Here);
+        headers.insert(FORWARDED_HEADER, HeaderValue::from_bytes(b"\xff").unwrap());
+        assert_eq!(peers.route(&theirs, &headers, false), Route::Nowhere, "not text: not forwarded");
     }
 }

@@ -2,10 +2,13 @@
 //!
 //! Every server with leader election on keeps a `replica-<name>` [`Lease`] renewed every
 //! [`HEARTBEAT`], with the URL its peers reach it at ([`PEER_URL_ANNOTATION`]), and follows the
-//! others'. A replica counts as live once it has been seen renewing for [`JOIN`] — the hysteresis
-//! that keeps a replica starting or flapping from moving clusters back and forth — until it has not
-//! renewed for its lease's duration (as the observer's own clock measures), or its lease is gone (a
-//! server that stops deletes its own).
+//! others'. A replica counts as live once its lease has been renewed for [`JOIN`] since it was
+//! acquired — the hysteresis that keeps a replica starting or flapping from moving clusters back and
+//! forth; both times are its holder's, so every observer counts it in at the same renewal — until it
+//! has not been renewed for its lease's duration (as the observer's own clock measures from the last
+//! change it saw; a lease only read in a list is judged by its renew time), or its lease is gone (a
+//! server that stops deletes its own). A server that has just started thus sees the replicas that
+//! were already serving at once, and forwards to them until it has joined itself.
 //!
 //! A cluster's owner is chosen by rendezvous hashing over the live replicas: the one with the highest
 //! `hash(replica, cluster)`. Every server computes the same owner from the same live set without
@@ -41,6 +44,13 @@ pub(crate) const JOIN: Duration = Duration::from_secs(10);
 pub(crate) const PEER_URL_ANNOTATION: &str = "management.cattle.io/peer-url";
 /// The prefix of replicas' lease names.
 const PREFIX: &str = "replica-";
+/// How long after a change in the live set the clusters that moved are still settling: their agents
+/// are on their way to the new owner, which waits for a session ([`Replicas::settling`]) instead of
+/// answering that the cluster is not connected.
+pub(crate) const SETTLING: Duration = Duration::from_secs(30);
+
+/// The wall clock of leases' times.
+pub(crate) type Clock = fn() -> Timestamp;
 
 /// One server among those sharing the store.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,20 +75,61 @@ pub(crate) enum Owner {
 pub(crate) struct Replicas {
     me: String,
     live: watch::Receiver<Arc<Vec<Replica>>>,
+    shared: Arc<Shared>,
+}
+
+/// What every clone of a view shares.
+#[derive(Debug)]
+struct Shared {
+    /// Set by [`Replicas::leave`]: this server owns nothing any more.
+    leave: CancellationToken,
+    /// Set once the replicas' leases have been read.
+    ready: CancellationToken,
+    /// When the live set last changed (or the view was made).
+    changed_at: std::sync::Mutex<Instant>,
+}
+
+impl Shared {
+    fn new() -> Arc<Self> {
+        Arc::new(Shared {
+            leave: CancellationToken::new(),
+            ready: CancellationToken::new(),
+            changed_at: std::sync::Mutex::new(Instant::now()),
+        })
+    }
+
+    fn changed_at(&self) -> Instant {
+        *self.changed_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn touch(&self) {
+        *self.changed_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+    }
 }
 
 impl Replicas {
     /// A view of a fixed set.
     #[cfg(test)]
     pub(crate) fn fixed(me: &str, live: Vec<Replica>) -> Self {
-        Replicas { me: me.to_owned(), live: watch::channel(Arc::new(live)).1 }
+        Replicas { me: me.to_owned(), live: watch::channel(Arc::new(live)).1, shared: Shared::new() }
     }
 
     /// A view of the replicas sharing `store`, and what keeps it current: run [`Heartbeat::run`].
     pub(crate) fn new(store: Arc<dyn Store>, me: Replica, metrics: Arc<Metrics>) -> (Replicas, Heartbeat) {
+        Self::with_clock(store, me, metrics, Timestamp::now)
+    }
+
+    /// Like [`new`](Self::new), with the wall clock leases are written and read with.
+    pub(crate) fn with_clock(
+        store: Arc<dyn Store>,
+        me: Replica,
+        metrics: Arc<Metrics>,
+        clock: Clock,
+    ) -> (Replicas, Heartbeat) {
         let (tx, rx) = watch::channel(Arc::new(Vec::new()));
-        let view = Replicas { me: me.name.clone(), live: rx };
-        (view, Heartbeat { api: Api::all(store), me, tx, metrics })
+        let shared = Shared::new();
+        let view = Replicas { me: me.name.clone(), live: rx, shared: shared.clone() };
+        (view, Heartbeat { api: Api::all(store), me, tx, metrics, shared, clock })
     }
 
     /// This server's name.
@@ -92,13 +143,51 @@ impl Replicas {
         self.live.borrow().clone()
     }
 
-    /// The owner of `cluster`.
+    /// The owner of `cluster`. Once this server has [left](Self::leave), another live replica if
+    /// there is one.
     pub(crate) fn owner(&self, cluster: &str) -> Owner {
         let live = self.live.borrow();
-        match rendezvous(cluster, &live) {
-            Some(r) if r.name != self.me => Owner::Peer(r.clone()),
+        let winner = if self.leaving() {
+            let others: Vec<Replica> = live.iter().filter(|r| r.name != self.me).cloned().collect();
+            rendezvous(cluster, &others).cloned()
+        } else {
+            rendezvous(cluster, &live).cloned()
+        };
+        match winner {
+            Some(r) if r.name != self.me => Owner::Peer(r),
             _ => Owner::Me,
         }
+    }
+
+    /// Gives every cluster up to the other replicas, for good: this server's lease is deleted at
+    /// once (the others drop it from their live set within a watch event) and [`owner`](Self::owner)
+    /// names another live replica from now on. The first step of a drain.
+    pub(crate) fn leave(&self) {
+        self.shared.leave.cancel();
+    }
+
+    /// Resolves once the replicas' leases have been read, so that [`owner`](Self::owner) knows the
+    /// replicas that were serving before this server started; until then it answers [`Owner::Me`].
+    pub(crate) async fn ready(&self) {
+        self.shared.ready.cancelled().await;
+    }
+
+    /// Whether this server has [left](Self::leave).
+    pub(crate) fn leaving(&self) -> bool {
+        self.shared.leave.is_cancelled()
+    }
+
+    /// Whether the live set changed less than [`SETTLING`] ago, so that agents of clusters that
+    /// moved may still be on their way here.
+    pub(crate) fn settling(&self) -> bool {
+        self.shared.changed_at().elapsed() < SETTLING
+    }
+
+    /// A view whose [`changed`](Self::changed) resolves at the next change from now on.
+    pub(crate) fn follow(&self) -> Replicas {
+        let mut view = self.clone();
+        view.live.borrow_and_update();
+        view
     }
 
     /// Resolves when the live set changes.
@@ -113,20 +202,27 @@ pub(crate) struct Heartbeat {
     me: Replica,
     tx: watch::Sender<Arc<Vec<Replica>>>,
     metrics: Arc<Metrics>,
+    shared: Arc<Shared>,
+    clock: Clock,
 }
 
 impl Heartbeat {
-    /// Runs until `stop`, then deletes this replica's lease (the others drop it at once).
+    /// Runs until `stop`. When this server [leaves](Replicas::leave), or at `stop`, it deletes its
+    /// lease (the others drop it at once); it follows the others' until `stop`.
     pub(crate) async fn run(self, stop: CancellationToken) {
-        let Heartbeat { api, me, tx, metrics } = self;
-        tokio::join!(
-            heartbeat(api.clone(), me.clone(), stop.clone()),
-            follow(api.clone(), tx, &metrics, stop)
-        );
+        let Heartbeat { api, me, tx, metrics, shared, clock } = self;
+        let renewing = async {
+            tokio::select! {
+                () = heartbeat(api.clone(), me.clone(), clock) => {}
+                () = stop.cancelled() => {}
+                () = shared.leave.cancelled() => {}
+            }
+            if let Err(e) = api.delete(&lease_name(&me.name)).await {
+                tracing::warn!(replica = %me.name, "deleting this replica's lease: {e}");
+            }
+        };
+        tokio::join!(renewing, follow(api.clone(), tx, &metrics, &shared, clock, stop.clone()));
         metrics.set_replicas_live(0);
-        if let Err(e) = api.delete(&lease_name(&me.name)).await {
-            tracing::warn!(replica = %me.name, "deleting this replica's lease at stop: {e}");
-        }
     }
 }
 
@@ -148,22 +244,20 @@ fn lease_name(replica: &str) -> String {
     format!("{PREFIX}{replica}")
 }
 
-/// Keeps `me`'s lease renewed until `stop`.
-async fn heartbeat(api: Api<Lease>, me: Replica, stop: CancellationToken) {
+/// Keeps `me`'s lease renewed, until dropped. A renewal is a compare-and-swap, so one cut short
+/// by the drop cannot bring back the lease deleted after it.
+async fn heartbeat(api: Api<Lease>, me: Replica, clock: Clock) {
     let name = lease_name(&me.name);
     loop {
-        if let Err(e) = renew(&api, &name, &me).await {
+        if let Err(e) = renew(&api, &name, &me, clock).await {
             tracing::warn!(replica = %me.name, "renewing this replica's lease: {e}");
         }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(HEARTBEAT) => {}
-        }
+        tokio::time::sleep(HEARTBEAT).await;
     }
 }
 
-async fn renew(api: &Api<Lease>, name: &str, me: &Replica) -> Result<(), StoreError> {
-    let now = Timestamp::now();
+async fn renew(api: &Api<Lease>, name: &str, me: &Replica, clock: Clock) -> Result<(), StoreError> {
+    let now = clock();
     match api.get_opt(name).await? {
         Some(mut lease) => {
             lease.spec.holder_identity.clone_from(&me.name);
@@ -193,18 +287,16 @@ async fn renew(api: &Api<Lease>, name: &str, me: &Replica) -> Result<(), StoreEr
 struct Seen {
     replica: Replica,
     resource_version: String,
-    duration: Duration,
-    /// When it was first seen renewing: a lease read once proves nothing (its server may have died
-    /// long ago), one that changed while watched does.
-    since: Option<Instant>,
-    /// When it was first read, or last changed.
-    changed: Instant,
+    /// Renewed for [`JOIN`] since it was acquired, by its holder's clock (the same for every
+    /// observer, so all of them count the replica in at the same renewal).
+    established: bool,
+    /// Until when it counts as renewed, by this observer's clock.
+    fresh_until: Instant,
 }
 
 impl Seen {
     fn live(&self, now: Instant) -> bool {
-        self.since.is_some_and(|since| now.duration_since(since) >= JOIN)
-            && now.duration_since(self.changed) < self.duration
+        self.established && now < self.fresh_until
     }
 }
 
@@ -213,28 +305,34 @@ async fn follow(
     api: Api<Lease>,
     tx: watch::Sender<Arc<Vec<Replica>>>,
     metrics: &Metrics,
+    shared: &Shared,
+    clock: Clock,
     stop: CancellationToken,
 ) {
     let mut seen: HashMap<String, Seen> = HashMap::new();
+    let mut ready = false;
     let mut events = std::pin::pin!(watcher(api, Config::default()));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             event = events.next() => match event {
-                Some(Ok(Event::Apply(lease) | Event::InitApply(lease))) => observe(&mut seen, &lease),
+                Some(Ok(Event::Apply(lease))) => observe(&mut seen, &lease, Observed::Changed, clock),
+                Some(Ok(Event::InitApply(lease))) => observe(&mut seen, &lease, Observed::Listed, clock),
                 Some(Ok(Event::Delete(lease))) => {
                     seen.remove(&lease.metadata.name);
                 }
-                Some(Ok(Event::Init | Event::InitDone)) => {}
+                Some(Ok(Event::Init)) => {}
+                // Published below, before anyone waiting for readiness looks.
+                Some(Ok(Event::InitDone)) => ready = true,
                 Some(Err(e)) => tracing::debug!("following the replicas' leases (retrying): {e}"),
                 None => return,
             },
             _ = tick.tick() => {}
         }
         let now = Instant::now();
-        // A replica silent past its lease is forgotten: when it renews again it joins again.
-        seen.retain(|_, s| now.duration_since(s.changed) < s.duration);
+        // A replica silent past its lease is forgotten: when it renews again it is seen afresh.
+        seen.retain(|_, s| now < s.fresh_until);
         let mut live: Vec<Replica> =
             seen.values().filter(|s| s.live(now)).map(|s| s.replica.clone()).collect();
         live.sort_by(|a, b| a.name.cmp(&b.name));
@@ -242,46 +340,64 @@ async fn follow(
         tx.send_if_modified(|current| {
             let modified = **current != live;
             if modified {
+                shared.touch();
                 tracing::info!(live = ?live.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), "replicas");
                 *current = Arc::new(live);
             }
             modified
         });
+        if ready {
+            shared.ready.cancel();
+        }
     }
 }
 
-fn observe(seen: &mut HashMap<String, Seen>, lease: &Lease) {
+/// How a lease came to be seen.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Observed {
+    /// It changed while watched: its holder renewed it just now.
+    Changed,
+    /// Read in a list (at start, or when the watch started over): it is as fresh as its renew time
+    /// says, by this server's wall clock — close enough to its holder's for a first guess, which
+    /// the next renewal (or its absence) settles.
+    Listed,
+}
+
+fn observe(seen: &mut HashMap<String, Seen>, lease: &Lease, how: Observed, clock: Clock) {
     let name = &lease.metadata.name;
     let Some(replica) = name.strip_prefix(PREFIX) else { return };
     let Some(url) = lease.metadata.annotations.get(PEER_URL_ANNOTATION) else { return };
     if lease.spec.holder_identity != replica {
         return;
     }
-    let now = Instant::now();
     let rv = &lease.metadata.resource_version;
-    let duration = Duration::from_secs(u64::from(lease.spec.lease_duration_seconds.max(1)));
-    match seen.get_mut(name) {
-        Some(s) if s.resource_version == *rv => {}
-        Some(s) => {
-            s.resource_version.clone_from(rv);
-            s.since.get_or_insert(now);
-            s.changed = now;
-            s.duration = duration;
-            s.replica.url.clone_from(url);
-        }
-        None => {
-            seen.insert(
-                name.clone(),
-                Seen {
-                    replica: Replica { name: replica.to_owned(), url: url.clone() },
-                    resource_version: rv.clone(),
-                    duration,
-                    since: None,
-                    changed: now,
-                },
-            );
-        }
+    if seen.get(name).is_some_and(|s| s.resource_version == *rv) {
+        return;
     }
+    let now = Instant::now();
+    let duration = Duration::from_secs(u64::from(lease.spec.lease_duration_seconds.max(1)));
+    let spec = &lease.spec;
+    let held = |from: Option<Timestamp>, to: Timestamp| {
+        from.and_then(|from| Duration::try_from(to.duration_since(from)).ok())
+    };
+    let established =
+        spec.renew_time.and_then(|renewed| held(spec.acquire_time, renewed)).is_some_and(|held| held >= JOIN);
+    let fresh_for = match how {
+        Observed::Changed => duration,
+        Observed::Listed => {
+            let age = spec.renew_time.and_then(|renewed| held(Some(renewed), clock()));
+            age.map_or(Duration::ZERO, |age| duration.saturating_sub(age))
+        }
+    };
+    seen.insert(
+        name.clone(),
+        Seen {
+            replica: Replica { name: replica.to_owned(), url: url.clone() },
+            resource_version: rv.clone(),
+            established,
+            fresh_until: now + fresh_for,
+        },
+    );
 }
 
 #[cfg(test)]

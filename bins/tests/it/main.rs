@@ -8,6 +8,7 @@
 mod common;
 mod hosted_support;
 mod import_support;
+mod nginx_support;
 mod proxy_support;
 mod raw_http;
 mod rke_support;
@@ -49,6 +50,7 @@ mod proxy_e2e;
 mod proxy_identity_e2e;
 mod proxy_ldap;
 mod replicas_e2e;
+mod replicas_rolling;
 mod rke_certs;
 mod rke_cluster;
 mod rke_config;

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::import_support::*;
 
 /// The rendezvous rule the servers use: the replica with the highest `SHA-256(name ‖ 0 ‖ cluster)`.
-fn owner<'a>(cluster: &str, replicas: &[&'a str]) -> &'a str {
+pub(crate) fn owner<'a>(cluster: &str, replicas: &[&'a str]) -> &'a str {
     replicas
         .iter()
         .max_by_key(|r| {
@@ -24,7 +24,7 @@ fn owner<'a>(cluster: &str, replicas: &[&'a str]) -> &'a str {
         .unwrap()
 }
 
-async fn replicas_live(url: &str) -> Option<u64> {
+pub(crate) async fn replicas_live(url: &str) -> Option<u64> {
     let text = insecure_client().get(format!("{url}/metrics")).send().await.ok()?.text().await.ok()?;
     text.lines().find_map(|l| l.strip_prefix("rancher_replicas_live ")).and_then(|n| n.trim().parse().ok())
 }

@@ -27,7 +27,9 @@ impl TunnelUpstreams {
 }
 
 /// Opens a stream for `use_` to `address` through one of the cluster's sessions, the cluster
-/// agent's first. Fails at once when no agent is connected, so clients get 503 instead of waiting.
+/// agent's first. Fails at once when no agent is connected, so clients get 503 instead of waiting —
+/// unless the cluster is moving here from another replica, whose agent is waited for
+/// ([`Registration::await_handed_over`]).
 fn tunnel_connector(
     registration: Arc<Registration>,
     cluster: String,
@@ -40,6 +42,7 @@ fn tunnel_connector(
         let uid = uid.clone();
         async move {
             let mut last: Option<rancher_tunnel::Error> = None;
+            registration.await_handed_over(&cluster, &uid).await;
             for key in registration.session_keys_for(&cluster, &uid) {
                 match registration.tunnel().dial_for(&key, "tcp", &address, use_).await {
                     Ok(stream) => return Ok::<BoxStream, BoxError>(Box::new(stream)),
@@ -82,14 +85,15 @@ impl UpstreamResolver for TunnelUpstreams {
             .filter(|c| c.metadata.deletion_timestamp.is_none())
             .ok_or(ResolveError::UnknownCluster)?;
         let uid = cluster.metadata.uid;
+        // The agent hands its access over as its session starts (before it is registered).
+        if !self.registration.await_handed_over(cluster_id, &uid).await {
+            return Err(ResolveError::NoSession);
+        }
         let access = self
             .registration
             .access(cluster_id)
             .filter(|a| a.cluster_uid == uid)
             .ok_or(ResolveError::NoSession)?;
-        if self.registration.session_keys_for(cluster_id, &uid).is_empty() {
-            return Err(ResolveError::NoSession);
-        }
         let base_url: http::Uri = format!("https://{}", access.address)
             .parse()
             .map_err(|e| ResolveError::Invalid(format!("API server address {:?}: {e}", access.address)))?;

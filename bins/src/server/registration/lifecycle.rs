@@ -143,7 +143,11 @@ impl ConnectionMonitor {
             let recorded = c.status.conditions.get_condition(CONNECTED).map(|c| c.status);
             if connected && recorded != Some(ConditionStatus::True) {
                 self.mark(id, true, "").await;
-            } else if !connected && recorded == Some(ConditionStatus::True) && grace_over && self.reg.owns(id)
+            } else if !connected
+                && recorded == Some(ConditionStatus::True)
+                && grace_over
+                && self.reg.owns(id)
+                && !self.reg.settling()
             {
                 self.mark(id, false, "no tunnel session found").await;
             }

@@ -153,6 +153,11 @@ pub struct Registration {
     replicas: std::sync::OnceLock<crate::server::replicas::Replicas>,
 }
 
+/// How long a request for a cluster whose agent is moving to this server ([`Registration::settling`])
+/// waits for the agent's session before it is answered that the cluster is not connected. An agent
+/// reconnects within a second of losing its session; the rest is room for a busy server.
+pub(crate) const HANDOVER_WAIT: Duration = Duration::from_secs(10);
+
 /// The least time between two rebuilds of the token index caused by unknown tokens.
 const INDEX_REBUILD_EVERY: Duration = Duration::from_secs(1);
 
@@ -256,6 +261,36 @@ impl Registration {
     /// Whether this server owns `cluster` among the servers sharing the store (always, on its own).
     pub(crate) fn owns(&self, cluster: &str) -> bool {
         self.replicas.get().is_none_or(|r| r.owner(cluster) == crate::server::replicas::Owner::Me)
+    }
+
+    /// Whether clusters may be moving between replicas now ([`Replicas::settling`](
+    /// crate::server::replicas::Replicas::settling)): a missing session may be an agent on its way.
+    pub(crate) fn settling(&self) -> bool {
+        self.replicas.get().is_some_and(|r| r.settling())
+    }
+
+    /// Waits, while clusters are [settling](Self::settling) and for at most [`HANDOVER_WAIT`], for a
+    /// session of `cluster` (as it exists now, by `uid`) to be held here. Returns whether one is.
+    pub(crate) async fn await_handed_over(&self, cluster: &str, uid: &str) -> bool {
+        if !self.session_keys_for(cluster, uid).is_empty() {
+            return true;
+        }
+        if !self.settling() || !self.owns(cluster) {
+            return false;
+        }
+        let mut events = self.tunnel.subscribe();
+        let deadline = tokio::time::Instant::now() + HANDOVER_WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Err(_) | Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return false,
+                // A session came or went, of any cluster, or events were missed: look again.
+                Ok(_) => {
+                    if !self.session_keys_for(cluster, uid).is_empty() {
+                        return true;
+                    }
+                }
+            }
+        }
     }
 
     /// Whether an agent of `cluster` (its cluster agent, or a node agent) holds a session now.

@@ -92,10 +92,16 @@ async fn connect(State(state): State<AppState>, req: Request) -> Response {
     let authz = ConnectAuthorizer(state.registration.clone());
     if let Some(peers) = &state.peers
         && let Some(cluster) = cluster_agent_of(&authz, req.headers()).await
-        && let Some(peer) = peers.forward_target(&cluster, req.headers(), false)
+        && let crate::server::peers::Route::Forward(peer) = peers.route(&cluster, req.headers(), false)
     {
+        if peers.replicas().leaving() {
+            // Relayed, the session would end with this server: the agent tries again, and its
+            // balancer sends it to a server that stays.
+            return ApiError::Unavailable("this server is stopping; connect to another".into())
+                .into_response();
+        }
         info!(cluster, peer = %peer.name, "a cluster agent's session goes to the replica that owns its cluster");
-        return peers.forward(&peer, req).await;
+        return peers.relay_session(&peer, req).await;
     }
     state.registration.tunnel().accept_upgrade(req, &authz).await.map(Body::new)
 }

@@ -2,6 +2,13 @@ use rancher_core::store::MemoryStore;
 
 use super::*;
 
+/// A wall clock that moves with tokio's paused time.
+fn paused_clock() -> Timestamp {
+    static START: std::sync::OnceLock<(Instant, Timestamp)> = std::sync::OnceLock::new();
+    let (instant, wall) = *START.get_or_init(|| (Instant::now(), Timestamp::now()));
+    wall + instant.elapsed()
+}
+
 fn replicas(names: &[&str]) -> Vec<Replica> {
     names.iter().map(|n| Replica { name: (*n).to_owned(), url: format!("https://{n}:8443") }).collect()
 }
@@ -86,7 +93,8 @@ async fn replicas_join_after_renewing_and_leave_when_stopped_or_silent() {
     let start = |name: &str| {
         let stop = CancellationToken::new();
         let me = Replica { name: name.to_owned(), url: format!("https://{name}:8443") };
-        let (view, heartbeat) = Replicas::new(store.clone(), me, Arc::new(Metrics::new()));
+        let (view, heartbeat) =
+            Replicas::with_clock(store.clone(), me, Arc::new(Metrics::new()), paused_clock);
         (view, tokio::spawn(heartbeat.run(stop.clone())), stop)
     };
     let (mut a, a_task, a_stop) = start("a");
@@ -124,4 +132,78 @@ async fn replicas_join_after_renewing_and_leave_when_stopped_or_silent() {
     assert!(gone >= Duration::from_secs(10) && gone <= Duration::from_secs(17), "{gone:?}");
     a_stop.cancel();
     a_task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replica_that_leaves_owns_nothing_and_the_others_take_its_clusters_at_once() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let stop = CancellationToken::new();
+    let start = |name: &str| {
+        let me = Replica { name: name.to_owned(), url: format!("https://{name}:8443") };
+        let (view, heartbeat) =
+            Replicas::with_clock(store.clone(), me, Arc::new(Metrics::new()), paused_clock);
+        (view, tokio::spawn(heartbeat.run(stop.clone())))
+    };
+    let (mut a, a_task) = start("a");
+    let (mut b, b_task) = start("b");
+    wait_for(&mut a, &["a", "b"]).await;
+    wait_for(&mut b, &["a", "b"]).await;
+    let clusters: Vec<String> = (0..50).map(|i| format!("c-{i}")).collect();
+    let bs: Vec<&String> = clusters.iter().filter(|c| b.owner(c) == Owner::Me).collect();
+    assert!(!bs.is_empty());
+    tokio::time::sleep(SETTLING).await;
+    assert!(!a.settling() && !b.settling(), "nothing moved for {SETTLING:?}");
+
+    b.leave();
+    assert!(b.leaving());
+    assert!(
+        clusters.iter().all(|c| matches!(b.owner(c), Owner::Peer(ref p) if p.name == "a")),
+        "b gives every cluster to a the moment it leaves"
+    );
+    let left = Instant::now();
+    wait_for(&mut a, &["a"]).await;
+    assert!(left.elapsed() <= Duration::from_secs(2), "{:?}", left.elapsed());
+    assert!(bs.iter().all(|c| a.owner(c) == Owner::Me), "a owns b's clusters");
+    assert!(a.settling(), "b's clusters are on their way to a");
+    assert!(!a.leaving());
+
+    // A replica that leaves with nobody else live still serves what it can.
+    a.leave();
+    assert!(clusters.iter().all(|c| a.owner(c) == Owner::Me));
+    stop.cancel();
+    a_task.await.unwrap();
+    b_task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_that_starts_forwards_to_the_replicas_already_serving_until_it_has_joined() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let stop = CancellationToken::new();
+    let start = |name: &str| {
+        let me = Replica { name: name.to_owned(), url: format!("https://{name}:8443") };
+        let (view, heartbeat) =
+            Replicas::with_clock(store.clone(), me, Arc::new(Metrics::new()), paused_clock);
+        (view, tokio::spawn(heartbeat.run(stop.clone())))
+    };
+    let (mut a, _a) = start("a");
+    let (mut b, _b) = start("b");
+    wait_for(&mut a, &["a", "b"]).await;
+    wait_for(&mut b, &["a", "b"]).await;
+
+    let (mut c, _c) = start("c");
+    let started = Instant::now();
+    wait_for(&mut c, &["a", "b"]).await;
+    assert!(started.elapsed() <= Duration::from_secs(1), "a and b at once: {:?}", started.elapsed());
+    let clusters: Vec<String> = (0..50).map(|i| format!("c-{i}")).collect();
+    assert!(
+        clusters.iter().all(|x| matches!(c.owner(x), Owner::Peer(_))),
+        "c owns nothing before it has joined"
+    );
+    for view in [&mut a, &mut b, &mut c] {
+        wait_for(view, &["a", "b", "c"]).await;
+    }
+    let joined = started.elapsed();
+    assert!(joined >= JOIN && joined <= JOIN + HEARTBEAT + Duration::from_secs(1), "{joined:?}");
+    assert!(clusters.iter().any(|x| c.owner(x) == Owner::Me));
+    stop.cancel();
 }

@@ -1,0 +1,89 @@
+//! nginx (Debian's `/usr/sbin/nginx`) in front of one or more servers, as a plain process with its
+//! own configuration: TLS at nginx with a certificate the servers are given too (so the CA they
+//! publish is the one clients and agents meet at nginx), round robin over the servers, WebSocket
+//! upgrade headers and long read timeouts. A server that refuses connections is passed over for
+//! the next (nginx's default `proxy_next_upstream error timeout`).
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::Path;
+use std::process::Command;
+
+use rancher_test_support::Proc;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+
+pub const NGINX: &str = "/usr/sbin/nginx";
+
+/// A CA and a serving certificate for 127.0.0.1/localhost, written as ca.crt, tls.crt, tls.key.
+pub fn write_pki(dir: &Path) {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca.distinguished_name.push(DnType::CommonName, "nginx-test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::from_ca_cert_pem(&ca_cert.pem(), &ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    std::fs::write(dir.join("ca.crt"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("tls.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
+}
+
+pub fn write_nginx_conf(prefix: &Path, listen: u16, upstreams: &[u16]) -> std::path::PathBuf {
+    for d in ["logs", "tmp"] {
+        std::fs::create_dir_all(prefix.join(d)).unwrap();
+    }
+    let p = prefix.display();
+    let servers: String = upstreams.iter().map(|port| format!("    server 127.0.0.1:{port};\n")).collect();
+    let conf = format!(
+        r#"daemon off;
+master_process off;
+worker_processes 1;
+user root;
+error_log {p}/logs/error.log info;
+pid {p}/logs/nginx.pid;
+events {{ worker_connections 256; }}
+http {{
+  access_log {p}/logs/access.log;
+  client_body_temp_path {p}/tmp/body;
+  proxy_temp_path {p}/tmp/proxy;
+  fastcgi_temp_path {p}/tmp/fastcgi;
+  uwsgi_temp_path {p}/tmp/uwsgi;
+  scgi_temp_path {p}/tmp/scgi;
+  map $http_upgrade $connection_upgrade {{
+    default upgrade;
+    ''      close;
+  }}
+  upstream servers {{
+{servers}  }}
+  server {{
+    listen 127.0.0.1:{listen} ssl;
+    ssl_certificate {p}/tls.crt;
+    ssl_certificate_key {p}/tls.key;
+    location / {{
+      proxy_pass https://servers;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-Proto https;
+      proxy_read_timeout 3600s;
+      proxy_send_timeout 3600s;
+      proxy_buffering off;
+      proxy_ssl_verify off;
+    }}
+  }}
+}}
+"#
+    );
+    let path = prefix.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    path
+}
+
+pub fn start_nginx(prefix: &Path, conf: &Path, log_name: &str) -> Proc {
+    let mut cmd = Command::new(NGINX);
+    cmd.arg("-c").arg(conf).arg("-p").arg(prefix).arg("-e").arg(prefix.join("logs/stderr.log"));
+    Proc::spawn(cmd, &prefix.join(log_name))
+}
