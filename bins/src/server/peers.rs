@@ -18,7 +18,7 @@ mod connector;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -139,13 +139,18 @@ impl Peers {
     /// A response body still streaming when this server [drains](drain) (a watch, `logs -f`) ends
     /// there, cleanly, and its client watches again through a server that stays; an upgraded
     /// connection (`exec`, `port-forward`) lasts until the listener's drain runs out.
-    pub(crate) async fn forward(&self, peer: &Replica, req: Request) -> Response {
+    ///
+    /// When `peer` does not accept the connection, it is [suspected](Replicas::suspect) and the
+    /// request comes back to be routed again ([`Forwarded::Unreachable`]) — unless its body was too
+    /// large to keep ([`REPLAYABLE_BODY`]); so does a read (`GET`, `HEAD`, `OPTIONS`) whose
+    /// connection broke before an answer.
+    pub(crate) async fn forward(&self, peer: &Replica, req: Request) -> Forwarded {
         self.forward_until(peer, req, None).await
     }
 
     /// Relays a cluster agent's session (its upgrade request) to `peer`, until the session ends or
-    /// this server [drains](drain).
-    pub(crate) async fn relay_session(&self, peer: &Replica, req: Request) -> Response {
+    /// this server [drains](drain). As [`forward`](Self::forward) when `peer` is unreachable.
+    pub(crate) async fn relay_session(&self, peer: &Replica, req: Request) -> Forwarded {
         self.forward_until(peer, req, Some(self.handed_over.clone())).await
     }
 
@@ -154,14 +159,43 @@ impl Peers {
         peer: &Replica,
         mut req: Request,
         until: Option<CancellationToken>,
-    ) -> Response {
+    ) -> Forwarded {
         let upgrade = is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
+        let idempotent =
+            matches!(parts.method, http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
+        // Nothing is sent when the connection is refused: a request whose body is kept can go
+        // again. A small body (a Kubernetes object) is read first and kept; a large one streams.
+        let (body, kept) = match axum::body::HttpBody::size_hint(&body).upper() {
+            Some(0) => (body, Some(Bytes::new())),
+            Some(n) if n <= REPLAYABLE_BODY => match http_body_util::BodyExt::collect(body).await {
+                Ok(collected) => {
+                    let bytes = collected.to_bytes();
+                    (Body::from(bytes.clone()), Some(bytes))
+                }
+                Err(e) => {
+                    let status = rancher_core::Status::bad_request(format!("reading the request body: {e}"));
+                    return Forwarded::Answered(
+                        (StatusCode::BAD_REQUEST, axum::Json(status)).into_response(),
+                    );
+                }
+            },
+            _ => (body, None),
+        };
+        let again = kept.map(|kept| {
+            let mut again = Request::new(Body::from(kept));
+            *again.method_mut() = parts.method.clone();
+            *again.uri_mut() = parts.uri.clone();
+            *again.version_mut() = parts.version;
+            *again.headers_mut() = parts.headers.clone();
+            *again.extensions_mut() = parts.extensions.clone();
+            again
+        });
         let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let uri: Uri = match format!("{}{path}", peer.url.trim_end_matches('/')).parse() {
             Ok(uri) => uri,
-            Err(e) => return unavailable(peer, &format!("its URL: {e}")),
+            Err(e) => return Forwarded::Answered(unavailable(peer, &format!("its URL: {e}"))),
         };
         parts.uri = uri;
         parts.headers.remove(header::HOST);
@@ -185,7 +219,26 @@ impl Peers {
         };
         let mut resp = match client.request(Request::from_parts(parts, body)).await {
             Ok(resp) => resp,
-            Err(e) => return unavailable(peer, &error_chain(&e)),
+            // Refused (the peer is gone): nothing was sent. Broken before an answer: a read went
+            // nowhere, and may go again.
+            Err(e) if e.is_connect() || idempotent => {
+                if e.is_connect() {
+                    self.replicas.suspect(&peer.name);
+                } else {
+                    tracing::debug!(peer = %peer.name, "a forwarded read got no answer ({}); routing it again", error_chain(&e));
+                }
+                return match again {
+                    Some(mut again) => {
+                        if let Some(client_upgrade) = client_upgrade {
+                            again.extensions_mut().insert(client_upgrade);
+                        }
+                        Forwarded::Unreachable(again)
+                    }
+                    None => Forwarded::Answered(unavailable(peer, &error_chain(&e))),
+                };
+            }
+            // A write whose connection broke: it may or may not have been carried out.
+            Err(e) => return Forwarded::Answered(broke_off(peer, &error_chain(&e))),
         };
         if let Some(client_upgrade) = client_upgrade
             && resp.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -208,10 +261,12 @@ impl Peers {
                     Err(e) => tracing::debug!(peer = %name, "a forwarded upgrade did not complete: {e}"),
                 }
             });
-            return resp.map(Body::new);
+            return Forwarded::Answered(resp.map(Body::new));
         }
         let draining = self.handed_over.clone().cancelled_owned();
-        resp.map(|body| Body::from_stream(Body::new(body).into_data_stream().take_until(draining)))
+        Forwarded::Answered(
+            resp.map(|body| Body::from_stream(Body::new(body).into_data_stream().take_until(draining))),
+        )
     }
 }
 
@@ -370,6 +425,45 @@ fn unavailable(peer: &Replica, why: &str) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
 }
 
+/// 502 with a Kubernetes `Status`: the peer took the request and its connection broke before it
+/// answered (it died). Whether the request was carried out is unknown, as when a client's own
+/// connection breaks; a read is routed again instead ([`Forwarded::Unreachable`]).
+fn broke_off(peer: &Replica, why: &str) -> Response {
+    tracing::warn!(peer = %peer.name, url = %peer.url, "a request forwarded to the replica that owns the cluster broke off: {why}");
+    let message = format!(
+        "the server that holds this cluster ({}) broke off before it answered, so the request may or may \
+         not have been carried out: {why}",
+        peer.name
+    );
+    let body = serde_json::json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": "InternalError",
+        "code": 502,
+    });
+    (StatusCode::BAD_GATEWAY, axum::Json(body)).into_response()
+}
+
+/// The largest request body a server keeps while forwarding, so that the request can go to
+/// another replica when the owner turns out unreachable.
+const REPLAYABLE_BODY: u64 = 256 * 1024;
+
+/// What became of a request sent to a peer.
+#[derive(Debug)]
+pub(crate) enum Forwarded {
+    /// The peer's answer, or a `503` (`502`) naming it.
+    Answered(Response),
+    /// The peer did not accept the connection (and is suspected now), or a read got no answer: the
+    /// request, to route again.
+    Unreachable(Request),
+}
+
+/// How many times a request goes to a peer that turns out unreachable before it is answered `503`.
+const UNREACHABLE_TRIES: usize = 3;
+
 /// Where [`Peers::route`] sends a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Route {
@@ -404,9 +498,20 @@ pub(crate) async fn route_proxied(State(state): State<AppState>, req: Request, n
     let deadline = tokio::time::Instant::now() + super::registration::HANDOVER_WAIT;
     let mut view = peers.replicas().follow();
     let mut sessions = registration.tunnel().subscribe();
+    let mut req = req;
+    let mut unreachable = 0;
     loop {
         match peers.route(&cluster, req.headers(), serves_locally(registration, &cluster)) {
-            Route::Forward(peer) => return peers.forward(&peer, req).await,
+            Route::Forward(peer) => match peers.forward(&peer, req).await {
+                Forwarded::Answered(resp) => return resp,
+                Forwarded::Unreachable(_) if unreachable + 1 >= UNREACHABLE_TRIES => {
+                    return unavailable(&peer, "it does not accept connections");
+                }
+                Forwarded::Unreachable(again) => {
+                    unreachable += 1;
+                    req = again;
+                }
+            },
             Route::Here => return next.run(req).await,
             Route::Nowhere if !registration.settling() || tokio::time::Instant::now() >= deadline => {
                 return next.run(req).await;

@@ -85,6 +85,11 @@ struct Shared {
     leave: CancellationToken,
     /// Set once the replicas' leases have been read.
     ready: CancellationToken,
+    /// Replicas this server could not connect to, left out of its live set until their lease is
+    /// renewed again ([`Replicas::suspect`]).
+    suspects: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Wakes the follower to publish the live set again.
+    recheck: tokio::sync::Notify,
     /// When the live set last changed (or the view was made).
     changed_at: std::sync::Mutex<Instant>,
 }
@@ -94,8 +99,14 @@ impl Shared {
         Arc::new(Shared {
             leave: CancellationToken::new(),
             ready: CancellationToken::new(),
+            suspects: std::sync::Mutex::default(),
+            recheck: tokio::sync::Notify::new(),
             changed_at: std::sync::Mutex::new(Instant::now()),
         })
+    }
+
+    fn suspects(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.suspects.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn changed_at(&self) -> Instant {
@@ -147,11 +158,22 @@ impl Replicas {
     /// there is one.
     pub(crate) fn owner(&self, cluster: &str) -> Owner {
         let live = self.live.borrow();
-        let winner = if self.leaving() {
-            let others: Vec<Replica> = live.iter().filter(|r| r.name != self.me).cloned().collect();
-            rendezvous(cluster, &others).cloned()
-        } else {
-            rendezvous(cluster, &live).cloned()
+        let leaving = self.leaving();
+        let winner = {
+            let suspects = self.shared.suspects();
+            if leaving || !suspects.is_empty() {
+                let candidates: Vec<Replica> = live
+                    .iter()
+                    .filter(|r| {
+                        let gone_myself = leaving && r.name == self.me;
+                        !gone_myself && !suspects.contains(&r.name)
+                    })
+                    .cloned()
+                    .collect();
+                rendezvous(cluster, &candidates).cloned()
+            } else {
+                rendezvous(cluster, &live).cloned()
+            }
         };
         match winner {
             Some(r) if r.name != self.me => Owner::Peer(r),
@@ -170,6 +192,22 @@ impl Replicas {
     /// replicas that were serving before this server started; until then it answers [`Owner::Me`].
     pub(crate) async fn ready(&self) {
         self.shared.ready.cancelled().await;
+    }
+
+    /// Leaves `replica` out of this server's live set, at once, until its lease is renewed again:
+    /// it did not accept a connection (killed, or its host gone), and waiting the rest of its
+    /// lease to learn so would fail every request forwarded to it meanwhile. A replica that is
+    /// only slow comes back with its next renewal.
+    pub(crate) fn suspect(&self, replica: &str) {
+        if replica == self.me || !self.shared.suspects().insert(replica.to_owned()) {
+            return;
+        }
+        tracing::warn!(
+            replica,
+            "a replica does not accept connections; its clusters go to the others until it renews its lease"
+        );
+        self.shared.touch();
+        self.shared.recheck.notify_one();
     }
 
     /// Whether this server has [left](Self::leave).
@@ -317,7 +355,16 @@ async fn follow(
         tokio::select! {
             () = stop.cancelled() => return,
             event = events.next() => match event {
-                Some(Ok(Event::Apply(lease))) => observe(&mut seen, &lease, Observed::Changed, clock),
+                Some(Ok(Event::Apply(lease))) => {
+                    // Renewed: whoever suspected it was wrong, or it is back.
+                    if let Some(name) = lease.metadata.name.strip_prefix(PREFIX)
+                        && seen.get(&lease.metadata.name).is_some_and(|s| s.resource_version != lease.metadata.resource_version)
+                    {
+                        tracing::debug!(replica = name, rv = %lease.metadata.resource_version, renewed = ?lease.spec.renew_time, "a replica's lease was renewed");
+                        shared.suspects().remove(name);
+                    }
+                    observe(&mut seen, &lease, Observed::Changed, clock);
+                }
                 Some(Ok(Event::InitApply(lease))) => observe(&mut seen, &lease, Observed::Listed, clock),
                 Some(Ok(Event::Delete(lease))) => {
                     seen.remove(&lease.metadata.name);
@@ -329,12 +376,19 @@ async fn follow(
                 None => return,
             },
             _ = tick.tick() => {}
+            () = shared.recheck.notified() => {}
         }
         let now = Instant::now();
         // A replica silent past its lease is forgotten: when it renews again it is seen afresh.
         seen.retain(|_, s| now < s.fresh_until);
-        let mut live: Vec<Replica> =
-            seen.values().filter(|s| s.live(now)).map(|s| s.replica.clone()).collect();
+        let mut live: Vec<Replica> = {
+            let mut suspects = shared.suspects();
+            suspects.retain(|name| seen.contains_key(&lease_name(name)));
+            seen.values()
+                .filter(|s| s.live(now) && !suspects.contains(&s.replica.name))
+                .map(|s| s.replica.clone())
+                .collect()
+        };
         live.sort_by(|a, b| a.name.cmp(&b.name));
         metrics.set_replicas_live(live.len());
         tx.send_if_modified(|current| {

@@ -141,6 +141,11 @@ impl Status {
     pub fn not_implemented(message: impl Into<String>) -> Self {
         Self::failure(501, "NotImplemented", message)
     }
+    /// 502, reason InternalError (Kubernetes names no reason of its own for it): a proxy's upstream
+    /// broke off.
+    pub fn bad_gateway(message: impl Into<String>) -> Self {
+        Self::failure(502, "InternalError", message)
+    }
     /// 503 ServiceUnavailable.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::failure(503, "ServiceUnavailable", message)

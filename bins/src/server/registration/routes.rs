@@ -22,6 +22,7 @@ use crate::protocol::report::{ClusterReport, REPORT_PATH};
 use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::listener::LocalAddr;
+use crate::server::peers::{Forwarded, Route};
 use crate::server::state::AppState;
 
 /// The largest report body accepted.
@@ -90,18 +91,26 @@ async fn import_manifest(
 /// land.
 async fn connect(State(state): State<AppState>, req: Request) -> Response {
     let authz = ConnectAuthorizer(state.registration.clone());
+    let mut req = req;
     if let Some(peers) = &state.peers
         && let Some(cluster) = cluster_agent_of(&authz, req.headers()).await
-        && let crate::server::peers::Route::Forward(peer) = peers.route(&cluster, req.headers(), false)
     {
-        if peers.replicas().leaving() {
-            // Relayed, the session would end with this server: the agent tries again, and its
-            // balancer sends it to a server that stays.
-            return ApiError::Unavailable("this server is stopping; connect to another".into())
-                .into_response();
+        // Routed again when the owner turns out unreachable (it is suspected then, and another
+        // replica owns the cluster); once at most, then the session is taken here.
+        for _ in 0..2 {
+            let Route::Forward(peer) = peers.route(&cluster, req.headers(), false) else { break };
+            if peers.replicas().leaving() {
+                // Relayed, the session would end with this server: the agent tries again, and its
+                // balancer sends it to a server that stays.
+                return ApiError::Unavailable("this server is stopping; connect to another".into())
+                    .into_response();
+            }
+            info!(cluster, peer = %peer.name, "a cluster agent's session goes to the replica that owns its cluster");
+            match peers.relay_session(&peer, req).await {
+                Forwarded::Answered(resp) => return resp,
+                Forwarded::Unreachable(again) => req = again,
+            }
         }
-        info!(cluster, peer = %peer.name, "a cluster agent's session goes to the replica that owns its cluster");
-        return peers.relay_session(&peer, req).await;
     }
     state.registration.tunnel().accept_upgrade(req, &authz).await.map(Body::new)
 }

@@ -207,3 +207,42 @@ async fn a_server_that_starts_forwards_to_the_replicas_already_serving_until_it_
     assert!(clusters.iter().any(|x| c.owner(x) == Owner::Me));
     stop.cancel();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_suspected_replica_owns_nothing_until_it_renews_its_lease() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let stop = CancellationToken::new();
+    let start = |name: &str| {
+        let me = Replica { name: name.to_owned(), url: format!("https://{name}:8443") };
+        let (view, heartbeat) =
+            Replicas::with_clock(store.clone(), me, Arc::new(Metrics::new()), paused_clock);
+        (view, tokio::spawn(heartbeat.run(stop.clone())))
+    };
+    let (mut a, _a) = start("a");
+    let (mut b, b_task) = start("b");
+    wait_for(&mut a, &["a", "b"]).await;
+    wait_for(&mut b, &["a", "b"]).await;
+    let clusters: Vec<String> = (0..50).map(|i| format!("c-{i}")).collect();
+    assert!(clusters.iter().any(|c| a.owner(c) != Owner::Me));
+
+    // b is alive, but a could not connect to it: a owns everything at once, and b comes back with
+    // its next renewal.
+    a.suspect("b");
+    a.suspect("a");
+    assert!(clusters.iter().all(|c| a.owner(c) == Owner::Me), "a never suspects itself");
+    assert!(a.settling());
+    wait_for(&mut a, &["a"]).await;
+    let suspected = Instant::now();
+    wait_for(&mut a, &["a", "b"]).await;
+    assert!(suspected.elapsed() <= HEARTBEAT + Duration::from_secs(1), "{:?}", suspected.elapsed());
+    assert!(clusters.iter().any(|c| a.owner(c) != Owner::Me));
+
+    // b dies: suspected at the first refused connection, it stays out (it never renews), and its
+    // lease runs out in the meantime.
+    b_task.abort();
+    a.suspect("b");
+    assert!(clusters.iter().all(|c| a.owner(c) == Owner::Me));
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(a.live().iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["a"]);
+    stop.cancel();
+}

@@ -98,9 +98,24 @@ pub enum ProxyError {
         #[source]
         source: ResolveError,
     },
-    /// The cluster's API server could not be reached or the exchange broke off (503).
+    /// The cluster's API server could not be reached, or a read's exchange broke off even when
+    /// sent again (503).
     #[error("cluster {cluster} is unreachable: {source}")]
     Upstream {
+        /// The cluster asked for.
+        cluster: String,
+        /// The transport error.
+        #[source]
+        source: BoxError,
+    },
+    /// A write (or an upgrade) reached the way to the cluster's API server and the exchange broke
+    /// off before an answer: whether it was carried out is unknown, as when a client's own
+    /// connection breaks (502).
+    #[error(
+        "cluster {cluster}: the connection to its API server broke before it answered, so the request \
+         may or may not have been carried out: {source}"
+    )]
+    BrokeOff {
         /// The cluster asked for.
         cluster: String,
         /// The transport error.
@@ -132,6 +147,7 @@ impl ProxyError {
                 Status::not_found(format!("cluster {cluster} not found"))
             }
             ProxyError::Resolve { .. } | ProxyError::Upstream { .. } => Status::unavailable(self.to_string()),
+            ProxyError::BrokeOff { .. } => Status::bad_gateway(self.to_string()),
             ProxyError::Impersonation { .. } | ProxyError::Internal(_) => Status::internal(self.to_string()),
         }
     }

@@ -182,6 +182,7 @@ impl<R: UpstreamResolver + 'static> Forward<R> {
             && http_body::Body::is_end_stream(&body))
         .then(|| (parts.method.clone(), headers.clone()));
         let out = upstream_request(parts.method, uri, headers, body);
+        let write = again.is_none();
         let sent = match (client.for_request(long_running).request(out).await, again) {
             (Err(e), Some((method, headers))) if !e.is_connect() => {
                 tracing::debug!(%cluster, error = %error_chain(&e), "the API server's connection broke; once more on a new one");
@@ -202,7 +203,12 @@ impl<R: UpstreamResolver + 'static> Forward<R> {
                 // The session or endpoint may have changed: resolve afresh next time.
                 self.clients.invalidate(&cluster);
             }
-            ProxyError::Upstream { cluster: cluster.clone(), source: error_chain(&e).into() }
+            let source = error_chain(&e).into();
+            if write && !e.is_connect() {
+                ProxyError::BrokeOff { cluster: cluster.clone(), source }
+            } else {
+                ProxyError::Upstream { cluster: cluster.clone(), source }
+            }
         })?;
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {

@@ -8,7 +8,9 @@
 //! 4. [`ImpersonateLayer`] — rebuild the headers from an allow-list and state the user's identity last
 //!    ([`downstream_request_headers`] holds the rules: nothing the client sends adds or removes an
 //!    identity header);
-//! 5. [`Forward`] — to the cluster's API server ([`UpstreamResolver`]), streaming, upgrade-aware.
+//! 5. [`Forward`] — to the cluster's API server ([`UpstreamResolver`]), streaming, upgrade-aware. A
+//!    read whose connection broke goes once more on a new one; a write that broke off before an
+//!    answer is `502` (it may or may not have been carried out), an API server out of reach `503`.
 //!
 //! [`proxy_service`] composes them; [`serve()`] serves the result. What the user may do inside
 //! the cluster is decided by the downstream API server's RBAC for the impersonated identity.
