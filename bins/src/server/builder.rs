@@ -33,6 +33,7 @@ pub struct ServerBuilder {
     leader_election: Option<bool>,
     /// `--peer-url`.
     peer_url: Option<String>,
+    agent_connect_rate: u32,
     etcd_endpoints: Vec<String>,
     https_listen: SocketAddr,
     tls: TlsSource,
@@ -83,6 +84,7 @@ impl Default for ServerBuilder {
             store_kind: StoreKind::Embedded,
             leader_election: None,
             peer_url: None,
+            agent_connect_rate: registration::DEFAULT_AGENT_CONNECT_RATE,
             etcd_endpoints: Vec::new(),
             https_listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
             tls: TlsSource::Generated,
@@ -170,6 +172,15 @@ impl ServerBuilder {
     /// the host's first non-loopback address.
     pub fn peer_url(mut self, url: impl Into<String>) -> Self {
         self.peer_url = Some(url.into());
+        self
+    }
+
+    /// How many agents' sessions a second the server admits, with a burst of as many; agents over
+    /// the rate are answered `503` with `Retry-After` and come back after their backoff, so that a
+    /// restart does not bring the whole fleet in at once. `0`: unbounded. Default:
+    /// [`DEFAULT_AGENT_CONNECT_RATE`](registration::DEFAULT_AGENT_CONNECT_RATE).
+    pub fn agent_connect_rate(mut self, per_second: u32) -> Self {
+        self.agent_connect_rate = per_second;
         self
     }
 
@@ -454,6 +465,7 @@ impl ServerBuilder {
             audit,
             replica: replica.map(|r| r.name),
             peers,
+            connect_admission: registration::ConnectAdmission::new(self.agent_connect_rate).map(Arc::new),
         };
         Ok(Server {
             state,

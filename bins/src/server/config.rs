@@ -56,6 +56,12 @@ pub struct ServerArgs {
     #[arg(long, value_name = "URL", value_parser = super::registration::check_server_url)]
     pub peer_url: Option<String>,
 
+    /// How many agents' sessions a second this server admits (a burst of as many); agents over the
+    /// rate get 503 with Retry-After and come back after their backoff. 0: unbounded.
+    #[arg(long, value_name = "PER_SECOND", env = "RANCHER_AGENT_CONNECT_RATE",
+          default_value_t = super::registration::DEFAULT_AGENT_CONNECT_RATE)]
+    pub agent_connect_rate: u32,
+
     /// Extra names (DNS or IP) for the generated serving certificate; repeat or comma separate.
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     pub tls_san: Vec<String>,
@@ -264,6 +270,7 @@ impl ServerArgs {
         if let Some(file) = &self.secrets_key_file {
             b = b.secrets_key_file(file);
         }
+        b = b.agent_connect_rate(self.agent_connect_rate);
         if let Some(url) = &self.peer_url {
             b = b.peer_url(url.clone());
         }

@@ -131,6 +131,7 @@ pub struct Metrics {
     connections_timed_out: Family<ReasonLabels, Counter>,
     controllers_leader: Gauge,
     replicas_live: Gauge,
+    agent_connects_deferred: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -159,6 +160,7 @@ impl Metrics {
             connections_timed_out: Family::default(),
             controllers_leader: Gauge::default(),
             replicas_live: Gauge::default(),
+            agent_connects_deferred: Counter::default(),
         };
         let mut registry = Registry::with_prefix("rancher");
         m.register_into(&mut registry);
@@ -205,7 +207,17 @@ impl Metrics {
             "The servers sharing the store that this one counts as live (0: not sharing one)",
             self.replicas_live.clone(),
         );
+        registry.register(
+            "agent_connects_deferred",
+            "Agents' session requests answered 503 because more arrived than --agent-connect-rate admits",
+            self.agent_connects_deferred.clone(),
+        );
         self.tunnel.register_into(registry);
+    }
+
+    /// An agent's session request was deferred by the connect rate.
+    pub(crate) fn agent_connect_deferred(&self) {
+        self.agent_connects_deferred.inc();
     }
 
     /// How many replicas this server counts as live.

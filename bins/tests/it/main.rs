@@ -15,6 +15,7 @@ mod rke_support;
 mod tenancy_support;
 
 mod ace_webhook;
+mod agent_admission;
 mod agent_image_e2e;
 mod api;
 mod audit_secrets_e2e;

@@ -10,6 +10,7 @@
 //! [`Registration::forget_cluster`] drops everything of a deleted cluster, so a cluster created later
 //! under the same name is never served by an agent, access or token of the old one.
 
+mod admission;
 mod authorizer;
 mod kube_client;
 mod lifecycle;
@@ -34,6 +35,8 @@ use tracing::debug;
 use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION};
 use crate::server::supervisor::Supervisors;
 
+pub(crate) use admission::ConnectAdmission;
+pub use admission::DEFAULT_AGENT_CONNECT_RATE;
 pub use kube_client::ClusterAccess;
 pub(crate) use lifecycle::{ConnectionMonitor, cluster_of_key};
 pub use manifest::{ImageRefError, ImageRefProblem, check_image_ref};

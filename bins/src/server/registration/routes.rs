@@ -90,6 +90,17 @@ async fn import_manifest(
 /// owns is spliced through to it ([`peers`](crate::server::peers)); node agents stay where they
 /// land.
 async fn connect(State(state): State<AppState>, req: Request) -> Response {
+    if let Some(admission) = &state.connect_admission
+        && let Err(wait) = admission.admit()
+    {
+        state.metrics.agent_connect_deferred();
+        let mut resp = ApiError::Unavailable(
+            "too many agents are connecting at once; the agent tries again after its backoff".into(),
+        )
+        .into_response();
+        resp.headers_mut().insert(header::RETRY_AFTER, http::HeaderValue::from(wait.as_secs()));
+        return resp;
+    }
     let authz = ConnectAuthorizer(state.registration.clone());
     let mut req = req;
     if let Some(peers) = &state.peers
