@@ -26,6 +26,7 @@ use futures::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rancher_core::Status;
 use rustls::ClientConfig;
 use rustls_pki_types::pem::PemObject;
 use tokio_util::sync::CancellationToken;
@@ -65,6 +66,8 @@ pub(crate) struct Peers {
     shared: Client<PeerConnector, Body>,
     /// HTTP/1.1, a connection per upgrade.
     upgrades: Client<PeerConnector, Body>,
+    /// The bodies kept while forwarding, in KiB ([`KEPT_BODIES`]).
+    kept_bodies: Arc<tokio::sync::Semaphore>,
     /// Cancelled when a draining server sends its agents on ([`drain`]): ends the agent sessions it
     /// relays and the forwarded responses still streaming.
     handed_over: CancellationToken,
@@ -106,6 +109,7 @@ impl Peers {
             shared,
             upgrades,
             handed_over: CancellationToken::new(),
+            kept_bodies: Arc::new(tokio::sync::Semaphore::new(kib(KEPT_BODIES) as usize)),
         }
     }
 
@@ -122,7 +126,7 @@ impl Peers {
     /// Where a request for `cluster` goes: here when this server holds a session to serve it
     /// through (`local`) or owns the cluster, else to the owner, unless the request has been
     /// forwarded [`MAX_HOPS`] times already.
-    pub(crate) fn route(&self, cluster: &str, headers: &HeaderMap, local: bool) -> Route {
+    pub(crate) fn destination(&self, cluster: &str, headers: &HeaderMap, local: bool) -> Route {
         if local {
             return Route::Here;
         }
@@ -167,18 +171,22 @@ impl Peers {
             matches!(parts.method, http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
         // Nothing is sent when the connection is refused: a request whose body is kept can go
         // again. A small body (a Kubernetes object) is read first and kept; a large one streams.
-        let (body, kept) = match axum::body::HttpBody::size_hint(&body).upper() {
+        // The bodies kept at once are bounded in all ([`KEPT_BODIES`]): the requests are not
+        // authenticated yet (their owner does that).
+        let size = axum::body::HttpBody::size_hint(&body).upper();
+        let permit = size
+            .filter(|n| (1..=REPLAYABLE_BODY).contains(n))
+            .and_then(|n| self.kept_bodies.clone().try_acquire_many_owned(kib(n)).ok());
+        let (body, kept) = match size {
             Some(0) => (body, Some(Bytes::new())),
-            Some(n) if n <= REPLAYABLE_BODY => match http_body_util::BodyExt::collect(body).await {
+            Some(_) if permit.is_some() => match http_body_util::BodyExt::collect(body).await {
                 Ok(collected) => {
                     let bytes = collected.to_bytes();
                     (Body::from(bytes.clone()), Some(bytes))
                 }
                 Err(e) => {
-                    let status = rancher_core::Status::bad_request(format!("reading the request body: {e}"));
-                    return Forwarded::Answered(
-                        (StatusCode::BAD_REQUEST, axum::Json(status)).into_response(),
-                    );
+                    let status = Status::bad_request(format!("reading the request body: {e}"));
+                    return Forwarded::Answered(status_response(&status));
                 }
             },
             _ => (body, None),
@@ -412,17 +420,10 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// 503 with a Kubernetes `Status` naming the peer.
 fn unavailable(peer: &Replica, why: &str) -> Response {
     tracing::warn!(peer = %peer.name, url = %peer.url, "forwarding to the replica that owns the cluster failed: {why}");
-    let message = format!("the server that holds this cluster ({}) did not answer: {why}", peer.name);
-    let body = serde_json::json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": "ServiceUnavailable",
-        "code": 503,
-    });
-    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+    status_response(&Status::unavailable(format!(
+        "the server that holds this cluster ({}) did not answer: {why}",
+        peer.name
+    )))
 }
 
 /// 502 with a Kubernetes `Status`: the peer took the request and its connection broke before it
@@ -430,26 +431,31 @@ fn unavailable(peer: &Replica, why: &str) -> Response {
 /// connection breaks; a read is routed again instead ([`Forwarded::Unreachable`]).
 fn broke_off(peer: &Replica, why: &str) -> Response {
     tracing::warn!(peer = %peer.name, url = %peer.url, "a request forwarded to the replica that owns the cluster broke off: {why}");
-    let message = format!(
+    status_response(&Status::bad_gateway(format!(
         "the server that holds this cluster ({}) broke off before it answered, so the request may or may \
          not have been carried out: {why}",
         peer.name
-    );
-    let body = serde_json::json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": "InternalError",
-        "code": 502,
-    });
-    (StatusCode::BAD_GATEWAY, axum::Json(body)).into_response()
+    )))
+}
+
+/// `status` as a response with its code.
+fn status_response(status: &Status) -> Response {
+    let code = StatusCode::from_u16(status.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (code, axum::Json(status)).into_response()
 }
 
 /// The largest request body a server keeps while forwarding, so that the request can go to
 /// another replica when the owner turns out unreachable.
 const REPLAYABLE_BODY: u64 = 256 * 1024;
+
+/// How many bytes of request bodies a server keeps at once while forwarding; past that, bodies
+/// stream (and their requests are not sent again).
+const KEPT_BODIES: u64 = 32 * 1024 * 1024;
+
+/// `bytes` in whole KiB, rounded up: the unit of the kept bodies' semaphore.
+fn kib(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
+}
 
 /// What became of a request sent to a peer.
 #[derive(Debug)]
@@ -464,7 +470,7 @@ pub(crate) enum Forwarded {
 /// How many times a request goes to a peer that turns out unreachable before it is answered `503`.
 const UNREACHABLE_TRIES: usize = 3;
 
-/// Where [`Peers::route`] sends a request.
+/// Where [`Peers::destination`] sends a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Route {
     /// Served by this server.
@@ -501,7 +507,7 @@ pub(crate) async fn route_proxied(State(state): State<AppState>, req: Request, n
     let mut req = req;
     let mut unreachable = 0;
     loop {
-        match peers.route(&cluster, req.headers(), serves_locally(registration, &cluster)) {
+        match peers.destination(&cluster, req.headers(), serves_locally(registration, &cluster)) {
             Route::Forward(peer) => match peers.forward(&peer, req).await {
                 Forwarded::Answered(resp) => return resp,
                 Forwarded::Unreachable(_) if unreachable + 1 >= UNREACHABLE_TRIES => {
@@ -547,18 +553,18 @@ mod tests {
         let theirs =
             (0..100).map(|i| format!("c-{i}")).find(|c| peers.replicas.owner(c) != Owner::Me).unwrap();
         let mut headers = HeaderMap::new();
-        assert_eq!(peers.route(&theirs, &headers, false), Route::Forward(peer.clone()));
-        assert_eq!(peers.route(&theirs, &headers, true), Route::Here, "the agent is connected here");
+        assert_eq!(peers.destination(&theirs, &headers, false), Route::Forward(peer.clone()));
+        assert_eq!(peers.destination(&theirs, &headers, true), Route::Here, "the agent is connected here");
         headers.insert(FORWARDED_HEADER, HeaderValue::from_static("b"));
         assert_eq!(
-            peers.route(&theirs, &headers, false),
+            peers.destination(&theirs, &headers, false),
             Route::Forward(peer.clone()),
             "b's view of the owner was not a's (b had not seen itself join): back to b, once"
         );
         headers.insert(FORWARDED_HEADER, HeaderValue::from_static("b, a"));
-        assert_eq!(peers.route(&theirs, &headers, false), Route::Nowhere, "not past {MAX_HOPS} hops");
-        assert_eq!(peers.route(&theirs, &headers, true), Route::Here);
+        assert_eq!(peers.destination(&theirs, &headers, false), Route::Nowhere, "not past {MAX_HOPS} hops");
+        assert_eq!(peers.destination(&theirs, &headers, true), Route::Here);
         headers.insert(FORWARDED_HEADER, HeaderValue::from_bytes(b"\xff").unwrap());
-        assert_eq!(peers.route(&theirs, &headers, false), Route::Nowhere, "not text: not forwarded");
+        assert_eq!(peers.destination(&theirs, &headers, false), Route::Nowhere, "not text: not forwarded");
     }
 }

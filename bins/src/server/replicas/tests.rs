@@ -9,6 +9,17 @@ fn paused_clock() -> Timestamp {
     wall + instant.elapsed()
 }
 
+/// Starts replica `name` on `store`, its heartbeat running until `stop`.
+fn start(
+    store: &Arc<dyn Store>,
+    name: &str,
+    stop: &CancellationToken,
+) -> (Replicas, tokio::task::JoinHandle<()>) {
+    let me = Replica { name: name.to_owned(), url: format!("https://{name}:8443") };
+    let (view, heartbeat) = Replicas::with_clock(store.clone(), me, Arc::new(Metrics::new()), paused_clock);
+    (view, tokio::spawn(heartbeat.run(stop.clone())))
+}
+
 fn replicas(names: &[&str]) -> Vec<Replica> {
     names.iter().map(|n| Replica { name: (*n).to_owned(), url: format!("https://{n}:8443") }).collect()
 }
@@ -90,15 +101,9 @@ async fn replicas_join_after_renewing_and_leave_when_stopped_or_silent() {
     stale.metadata.annotations.insert(PEER_URL_ANNOTATION.into(), "https://old:8443".into());
     api.create(&stale).await.unwrap();
 
-    let start = |name: &str| {
-        let stop = CancellationToken::new();
-        let me = Replica { name: name.to_owned(), url: format!("https://{name}:8443") };
-        let (view, heartbeat) =
-            Replicas::with_clock(store.clone(), me, Arc::new(Metrics::new()), paused_clock);
-        (view, tokio::spawn(heartbeat.run(stop.clone())), stop)
-    };
-    let (mut a, a_task, a_stop) = start("a");
-    let (mut b, b_task, b_stop) = start("b");
+    let (a_stop, b_stop) = (CancellationToken::new(), CancellationToken::new());
+    let (mut a, a_task) = start(&store, "a", &a_stop);
+    let (mut b, b_task) = start(&store, "b", &b_stop);
     let started = Instant::now();
     wait_for(&mut a, &["a", "b"]).await;
     wait_for(&mut b, &["a", "b"]).await;
@@ -123,7 +128,7 @@ async fn replicas_join_after_renewing_and_leave_when_stopped_or_silent() {
     assert!(clusters.iter().all(|c| a.owner(c) == Owner::Me));
 
     // c joins and then dies without a word: a drops it once its lease has run out.
-    let (_c, c_task, _c_stop) = start("c");
+    let (_c, c_task) = start(&store, "c", &CancellationToken::new());
     wait_for(&mut a, &["a", "c"]).await;
     c_task.abort();
     let died = Instant::now();
@@ -138,14 +143,8 @@ async fn replicas_join_after_renewing_and_leave_when_stopped_or_silent() {
 async fn a_replica_that_leaves_owns_nothing_and_the_others_take_its_clusters_at_once() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let stop = CancellationToken::new();
-    let start = |name: &str| {
-        let me = Replica { name: name.to_owned(), url: format!("https://{name}:8443") };
-        let (view, heartbeat) =
-            Replicas::with_clock(store.clone(), me, Arc::new(Metrics::new()), paused_clock);
-        (view, tokio::spawn(heartbeat.run(stop.clone())))
-    };
-    let (mut a, a_task) = start("a");
-    let (mut b, b_task) = start("b");
+    let (mut a, a_task) = start(&store, "a", &stop);
+    let (mut b, b_task) = start(&store, "b", &stop);
     wait_for(&mut a, &["a", "b"]).await;
     wait_for(&mut b, &["a", "b"]).await;
     let clusters: Vec<String> = (0..50).map(|i| format!("c-{i}")).collect();
@@ -179,18 +178,12 @@ async fn a_replica_that_leaves_owns_nothing_and_the_others_take_its_clusters_at_
 async fn a_server_that_starts_forwards_to_the_replicas_already_serving_until_it_has_joined() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let stop = CancellationToken::new();
-    let start = |name: &str| {
-        let me = Replica { name: name.to_owned(), url: format!("https://{name}:8443") };
-        let (view, heartbeat) =
-            Replicas::with_clock(store.clone(), me, Arc::new(Metrics::new()), paused_clock);
-        (view, tokio::spawn(heartbeat.run(stop.clone())))
-    };
-    let (mut a, _a) = start("a");
-    let (mut b, _b) = start("b");
+    let (mut a, _a) = start(&store, "a", &stop);
+    let (mut b, _b) = start(&store, "b", &stop);
     wait_for(&mut a, &["a", "b"]).await;
     wait_for(&mut b, &["a", "b"]).await;
 
-    let (mut c, _c) = start("c");
+    let (mut c, _c) = start(&store, "c", &stop);
     let started = Instant::now();
     wait_for(&mut c, &["a", "b"]).await;
     assert!(started.elapsed() <= Duration::from_secs(1), "a and b at once: {:?}", started.elapsed());
@@ -212,14 +205,8 @@ async fn a_server_that_starts_forwards_to_the_replicas_already_serving_until_it_
 async fn a_suspected_replica_owns_nothing_until_it_renews_its_lease() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let stop = CancellationToken::new();
-    let start = |name: &str| {
-        let me = Replica { name: name.to_owned(), url: format!("https://{name}:8443") };
-        let (view, heartbeat) =
-            Replicas::with_clock(store.clone(), me, Arc::new(Metrics::new()), paused_clock);
-        (view, tokio::spawn(heartbeat.run(stop.clone())))
-    };
-    let (mut a, _a) = start("a");
-    let (mut b, b_task) = start("b");
+    let (mut a, _a) = start(&store, "a", &stop);
+    let (mut b, b_task) = start(&store, "b", &stop);
     wait_for(&mut a, &["a", "b"]).await;
     wait_for(&mut b, &["a", "b"]).await;
     let clusters: Vec<String> = (0..50).map(|i| format!("c-{i}")).collect();
