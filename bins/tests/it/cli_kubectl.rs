@@ -35,19 +35,11 @@ async fn one_command_across_the_fleet_in_one_table() {
         if nodes == 0 {
             continue; // its agent never comes
         }
-        let crt: serde_json::Value = http
-            .get(format!("{}/v3/clusterregistrationtokens/{name}:default-token", server.url))
-            .bearer_auth(&bearer)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let crt = registration_token(&server.url, &bearer, name).await;
         let sim = rancher_sim::Sim::builder().name(name).nodes(nodes).start().await.unwrap();
         let kc = dir.path().join(format!("{name}.kubeconfig"));
         std::fs::write(&kc, sim.kubeconfig_yaml()).unwrap();
-        let env = apply_manifest(crt["status"]["manifestUrl"].as_str().unwrap(), &kc, dir.path()).await;
+        let env = apply_manifest(crt["manifestUrl"].as_str().unwrap(), &kc, dir.path()).await;
         agents.push(start_agent(&env, &kc, &dir.path().join(format!("{name}.log")), &[]));
         wait_state(&home, name, "active", WAIT).await;
         sims.push(sim);

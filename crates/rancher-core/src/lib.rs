@@ -36,4 +36,4 @@ pub mod store;
 pub mod validation;
 
 pub use meta::{Condition, ConditionStatus, Conditions, ObjectMeta, Resource};
-pub use status::{Status, StatusCause, StatusDetails};
+pub use status::{Status, StatusCause, StatusDetails, error_chain};

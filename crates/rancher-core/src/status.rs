@@ -159,3 +159,16 @@ impl std::fmt::Display for Status {
 }
 
 impl std::error::Error for Status {}
+
+/// An error and its causes, `a: b: c`: the message a person can act on, where `Display` alone
+/// says only the outermost (hyper's "client error (Connect)", say).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -116,7 +116,12 @@ pub async fn create_imported(url: &str, bearer: &str, name: &str) -> Value {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 201, "{}", resp.text().await.unwrap());
-    let crt: Value = http
+    registration_token(url, bearer, name).await
+}
+
+/// The status of cluster `name`'s default registration token (its command, manifest URL, token).
+pub async fn registration_token(url: &str, bearer: &str, name: &str) -> Value {
+    let crt: Value = insecure_client()
         .get(format!("{url}/v3/clusterregistrationtokens/{name}:default-token"))
         .bearer_auth(bearer)
         .send()

@@ -12,6 +12,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version, heade
 use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rancher_core::error_chain;
 use tower::Service;
 
 use super::cluster::ClusterTarget;
@@ -285,18 +286,6 @@ async fn splice(cluster: String, client: OnUpgrade, upstream: OnUpgrade) {
         Ok((up, down)) => tracing::debug!(%cluster, up, down, "upgraded stream closed"),
         Err(e) => tracing::debug!(%cluster, error = %e, "upgraded stream broke off"),
     }
-}
-
-/// An error and its causes, `a: b: c`, for a message a person can act on.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]
