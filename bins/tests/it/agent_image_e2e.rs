@@ -200,11 +200,7 @@ async fn the_built_image_unpacks_and_its_agent_imports_a_sim() {
     std::fs::create_dir_all(&home).unwrap();
     let server_log = dir.path().join("server.log");
     let server = Server::start(&dir.path().join("data"), 0, &server_log, &[]).await;
-    let (ok, said) = rancherctl(
-        &home,
-        &["login", &server.url, "--username", "admin", "--password", ADMIN_PASSWORD, "--insecure"],
-    );
-    assert!(ok, "{said}");
+    login_admin(&home, &server.url);
     let sim = rancher_sim::Sim::builder().name("img").nodes(2).start().await.unwrap();
     let status = create_imported(&server.url, &login(&server.url).await, "img").await;
     let url = status["manifestUrl"].as_str().unwrap().to_owned();

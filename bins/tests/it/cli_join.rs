@@ -28,11 +28,7 @@ async fn plain_create_prints_how_to_join_and_the_printed_agent_line_joins() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     let server = Server::start(&dir.path().join("data"), 0, &dir.path().join("server.log"), &[]).await;
-    let (ok, out) = rancherctl(
-        &home,
-        &["login", &server.url, "--username", "admin", "--password", ADMIN_PASSWORD, "--insecure"],
-    );
-    assert!(ok, "{out}");
+    login_admin(&home, &server.url);
 
     let started = Instant::now();
     let (ok, out) = rancherctl(&home, &["cluster", "create", "plain"]);

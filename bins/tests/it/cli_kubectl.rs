@@ -14,11 +14,7 @@ async fn one_command_across_the_fleet_in_one_table() {
     std::fs::create_dir_all(&home).unwrap();
     let server = Server::start(&dir.path().join("data"), 0, &dir.path().join("server.log"), &[]).await;
     let bearer = login(&server.url).await;
-    let (ok, out) = rancherctl(
-        &home,
-        &["login", &server.url, "--username", "admin", "--password", ADMIN_PASSWORD, "--insecure"],
-    );
-    assert!(ok, "{out}");
+    login_admin(&home, &server.url);
 
     let http = insecure_client();
     let mut agents = Vec::new();

@@ -53,11 +53,7 @@ async fn a_cluster_whose_agent_left_answers_503_at_once() {
     let server = Server::start(&dir.path().join("data"), 0, &dir.path().join("server.log"), &[]).await;
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
-    let (ok, said) = rancherctl(
-        &home,
-        &["login", &server.url, "--username", "admin", "--password", ADMIN_PASSWORD, "--insecure"],
-    );
-    assert!(ok, "{said}");
+    login_admin(&home, &server.url);
     let bearer = login(&server.url).await;
     let sim = rancher_sim::Sim::builder().name("gone").nodes(1).start().await.unwrap();
     let status = create_imported(&server.url, &bearer, "gone").await;

@@ -16,11 +16,7 @@ async fn import_connect_restart_and_lose_an_agent() {
     std::fs::create_dir_all(&home).unwrap();
     let data = dir.path().join("data");
     let server = Server::start(&data, 0, &dir.path().join("server.log"), &[]).await;
-    let (ok, out) = rancherctl(
-        &home,
-        &["login", &server.url, "--username", "admin", "--password", ADMIN_PASSWORD, "--insecure"],
-    );
-    assert!(ok, "{out}");
+    login_admin(&home, &server.url);
 
     // Two downstream clusters, each imported through its manifest, each with its agent.
     let sim_a = rancher_sim::Sim::builder().name("sim-a").nodes(4).start().await.unwrap();

@@ -66,11 +66,7 @@ async fn a_cluster_is_served_through_either_replica_and_handed_over_when_its_own
 
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
-    let (ok, out) = rancherctl(
-        &home,
-        &["login", &a.url, "--username", "admin", "--password", ADMIN_PASSWORD, "--insecure"],
-    );
-    assert!(ok, "{out}");
+    login_admin(&home, &a.url);
     let (ok, out) = rancherctl(&home, &["cluster", "create", &cluster, "--import"]);
     assert!(ok, "{out}");
     let url = out

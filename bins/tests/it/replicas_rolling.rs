@@ -163,11 +163,7 @@ impl Fleet {
 
         let home = dir.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
-        let (ok, out) = rancherctl(
-            &home,
-            &["login", &lb_url, "--username", "admin", "--password", ADMIN_PASSWORD, "--insecure"],
-        );
-        assert!(ok, "{out}");
+        login_admin(&home, &lb_url);
         let bearer = login(&lb_url).await;
         let (mut sims, mut agents, mut kubeconfigs) = (Vec::new(), Vec::new(), Vec::new());
         for (i, cluster) in clusters.iter().enumerate() {

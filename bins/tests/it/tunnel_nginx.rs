@@ -51,11 +51,7 @@ async fn agents_connect_through_nginx_and_reconnect_after_it_restarts() {
 
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
-    let (ok, out) = rancherctl(
-        &home,
-        &["login", &lb_url, "--username", "admin", "--password", ADMIN_PASSWORD, "--insecure"],
-    );
-    assert!(ok, "{out}");
+    login_admin(&home, &lb_url);
     let bearer = login(&lb_url).await;
     let crt = create_imported(&lb_url, &bearer, "behind-lb").await;
     let manifest_url = crt["manifestUrl"].as_str().unwrap().to_owned();

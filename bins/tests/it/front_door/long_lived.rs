@@ -17,11 +17,7 @@ async fn watches_and_the_agent_tunnel_outlive_the_timeouts() {
     let log = dir.path().join("server.log");
     let timeouts = ["--http-header-timeout", "1s", "--http-idle-timeout", "2s"];
     let server = Server::start(&dir.path().join("data"), 0, &log, &timeouts).await;
-    let (ok, out) = rancherctl(
-        &home,
-        &["login", &server.url, "--username", "admin", "--password", ADMIN_PASSWORD, "--insecure"],
-    );
-    assert!(ok, "{out}");
+    login_admin(&home, &server.url);
     let sim = rancher_sim::Sim::builder().name("sim-quiet").nodes(1).start().await.unwrap();
     let (ok, out) = rancherctl(&home, &["cluster", "create", "quiet", "--import"]);
     assert!(ok, "{out}");

@@ -194,6 +194,13 @@ pub fn start_agent(env: &AgentEnv, kubeconfig: &Path, log: &Path, extra: &[&str]
     Proc::spawn(cmd, log)
 }
 
+/// `rancherctl login` to `url` as admin (with `--insecure`), in the HOME `home`.
+pub fn login_admin(home: &Path, url: &str) {
+    let (ok, out) =
+        rancherctl(home, &["login", url, "--username", "admin", "--password", ADMIN_PASSWORD, "--insecure"]);
+    assert!(ok, "rancherctl login {url}: {out}");
+}
+
 /// `rancherctl` with its own HOME.
 pub fn rancherctl(home: &Path, args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_rancherctl"))

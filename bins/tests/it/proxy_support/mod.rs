@@ -38,11 +38,7 @@ impl Env {
         std::fs::create_dir_all(&home).unwrap();
         let log = dir.path().join("server.log");
         let server = Server::start_logging(&dir.path().join("data"), 0, &log, server_args, rust_log).await;
-        let (ok, out) = rancherctl(
-            &home,
-            &["login", &server.url, "--username", "admin", "--password", ADMIN_PASSWORD, "--insecure"],
-        );
-        assert!(ok, "{out}");
+        login_admin(&home, &server.url);
         let sim = rancher_sim::Sim::builder().name("sim-p").nodes(4).start().await.unwrap();
         let cluster = "imp-p".to_owned();
         let (ok, out) = rancherctl(&home, &["cluster", "create", &cluster, "--import"]);
