@@ -263,11 +263,10 @@ impl Server {
         let metrics = state.metrics.clone();
         let tasks = ServerTasks::start(&state);
         let draining = tokio_util::sync::CancellationToken::new();
-        let hand_over = state
-            .peers
+        let peers = state.peers.clone();
+        let hand_over = peers
             .clone()
             .map(|peers| tokio::spawn(peers::drain(peers, state.registration.clone(), draining.clone())));
-        let peers = state.peers.clone();
         let app = api::router(state);
         if let Some(peers) = &peers {
             peers::ready(peers).await;

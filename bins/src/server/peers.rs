@@ -21,7 +21,7 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use hyper_util::client::legacy::Client;
@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use connector::PeerConnector;
 
+use super::error::status_response;
 use super::registration::Registration;
 use super::replicas::{Heartbeat, Owner, Replica, Replicas};
 use super::state::AppState;
@@ -425,12 +426,6 @@ fn broke_off(peer: &Replica, why: &str) -> Response {
          not have been carried out: {why}",
         peer.name
     )))
-}
-
-/// `status` as a response with its code.
-fn status_response(status: &Status) -> Response {
-    let code = StatusCode::from_u16(status.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (code, axum::Json(status)).into_response()
 }
 
 /// The largest request body a server keeps while forwarding, so that the request can go to

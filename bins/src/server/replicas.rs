@@ -159,23 +159,12 @@ impl Replicas {
     pub(crate) fn owner(&self, cluster: &str) -> Owner {
         let live = self.live.borrow();
         let leaving = self.leaving();
-        let winner = {
-            let suspects = self.shared.suspects();
-            if leaving || !suspects.is_empty() {
-                let candidates: Vec<Replica> = live
-                    .iter()
-                    .filter(|r| {
-                        let gone_myself = leaving && r.name == self.me;
-                        !gone_myself && !suspects.contains(&r.name)
-                    })
-                    .cloned()
-                    .collect();
-                rendezvous(cluster, &candidates).cloned()
-            } else {
-                rendezvous(cluster, &live).cloned()
-            }
-        };
-        match winner {
+        let suspects = self.shared.suspects();
+        let candidates = live.iter().filter(|r| {
+            let gone_myself = leaving && r.name == self.me;
+            !gone_myself && !suspects.contains(&r.name)
+        });
+        match rendezvous(cluster, candidates).cloned() {
             Some(r) if r.name != self.me => Owner::Peer(r),
             _ => Owner::Me,
         }
@@ -265,8 +254,11 @@ impl Heartbeat {
 }
 
 /// The replica of `live` that wins `cluster`: highest `SHA-256(name ‖ 0 ‖ cluster)`.
-pub(crate) fn rendezvous<'a>(cluster: &str, live: &'a [Replica]) -> Option<&'a Replica> {
-    live.iter().max_by_key(|r| {
+pub(crate) fn rendezvous<'a>(
+    cluster: &str,
+    live: impl IntoIterator<Item = &'a Replica>,
+) -> Option<&'a Replica> {
+    live.into_iter().max_by_key(|r| {
         let digest = Sha256::new()
             .chain_update(r.name.as_bytes())
             .chain_update([0])
@@ -355,17 +347,10 @@ async fn follow(
         tokio::select! {
             () = stop.cancelled() => return,
             event = events.next() => match event {
-                Some(Ok(Event::Apply(lease))) => {
-                    // Renewed: whoever suspected it was wrong, or it is back.
-                    if let Some(name) = lease.metadata.name.strip_prefix(PREFIX)
-                        && seen.get(&lease.metadata.name).is_some_and(|s| s.resource_version != lease.metadata.resource_version)
-                    {
-                        tracing::debug!(replica = name, rv = %lease.metadata.resource_version, renewed = ?lease.spec.renew_time, "a replica's lease was renewed");
-                        shared.suspects().remove(name);
-                    }
-                    observe(&mut seen, &lease, Observed::Changed, clock);
+                Some(Ok(Event::Apply(lease))) => observe(&mut seen, &lease, Observed::Changed, shared, clock),
+                Some(Ok(Event::InitApply(lease))) => {
+                    observe(&mut seen, &lease, Observed::Listed, shared, clock);
                 }
-                Some(Ok(Event::InitApply(lease))) => observe(&mut seen, &lease, Observed::Listed, clock),
                 Some(Ok(Event::Delete(lease))) => {
                     seen.remove(&lease.metadata.name);
                 }
@@ -417,7 +402,7 @@ enum Observed {
     Listed,
 }
 
-fn observe(seen: &mut HashMap<String, Seen>, lease: &Lease, how: Observed, clock: Clock) {
+fn observe(seen: &mut HashMap<String, Seen>, lease: &Lease, how: Observed, shared: &Shared, clock: Clock) {
     let name = &lease.metadata.name;
     let Some(replica) = name.strip_prefix(PREFIX) else { return };
     let Some(url) = lease.metadata.annotations.get(PEER_URL_ANNOTATION) else { return };
@@ -425,8 +410,14 @@ fn observe(seen: &mut HashMap<String, Seen>, lease: &Lease, how: Observed, clock
         return;
     }
     let rv = &lease.metadata.resource_version;
-    if seen.get(name).is_some_and(|s| s.resource_version == *rv) {
-        return;
+    match seen.get(name) {
+        Some(s) if s.resource_version == *rv => return,
+        // Renewed: whoever suspected it was wrong, or it is back.
+        Some(_) if how == Observed::Changed => {
+            tracing::debug!(replica, %rv, renewed = ?lease.spec.renew_time, "a replica's lease was renewed");
+            shared.suspects().remove(replica);
+        }
+        _ => {}
     }
     let now = Instant::now();
     let duration = Duration::from_secs(u64::from(lease.spec.lease_duration_seconds.max(1)));
