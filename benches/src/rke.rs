@@ -43,6 +43,24 @@ pub fn bin_dir(given: Option<PathBuf>) -> Result<PathBuf> {
     Ok(bins)
 }
 
+/// The directory of `rancher-server`: `given`, else the bench's own directory.
+///
+/// # Errors
+/// When it is not there (with the command that builds it).
+pub fn server_bin_dir(given: Option<PathBuf>) -> Result<PathBuf> {
+    let bins = match given {
+        Some(d) => d,
+        None => std::env::current_exe()?.parent().context("the bench's directory")?.to_owned(),
+    };
+    if !bins.join("rancher-server").exists() {
+        bail!(
+            "{} is missing: cargo build --release --bin rancher-server",
+            bins.join("rancher-server").display()
+        );
+    }
+    Ok(bins)
+}
+
 /// The bundle's components and the local files they are made of (with the optional `etcdctl`,
 /// which restoring an etcd snapshot needs).
 fn components(bins: &Path) -> [(&'static str, PathBuf); 7] {
@@ -160,6 +178,27 @@ impl ServerProc {
     }
 }
 
+impl ServerProc {
+    /// Stops the server the way an orchestrator does (SIGTERM) and waits until it has exited.
+    ///
+    /// # Errors
+    /// The signal cannot be sent, or the server is still running after `within`.
+    pub async fn terminate(mut self, within: Duration) -> Result<()> {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        if !status.success() {
+            bail!("kill -TERM {} failed", self.child.id());
+        }
+        let deadline = Instant::now() + within;
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                bail!("rancher-server {} still runs {within:?} after SIGTERM", self.child.id());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+}
+
 impl Drop for ServerProc {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -193,7 +232,20 @@ pub async fn start_server(dir: &Path, bins: &Path, bridge: &str) -> Result<Serve
 /// # Errors
 /// The server cannot be started, or no login succeeds within a minute.
 pub async fn start_server_with(dir: &Path, bins: &Path, host: &str, extra: &[&OsStr]) -> Result<ServerProc> {
-    let port = free_port()?;
+    start_server_on(dir, bins, host, free_port()?, extra).await
+}
+
+/// [`start_server_with`] on a given `port` (a server started again where its clients know it).
+///
+/// # Errors
+/// The server cannot be started, or no login succeeds within a minute.
+pub async fn start_server_on(
+    dir: &Path,
+    bins: &Path,
+    host: &str,
+    port: u16,
+    extra: &[&OsStr],
+) -> Result<ServerProc> {
     let log = std::fs::File::create(dir.join("server.log"))?;
     let child = Command::new(bins.join("rancher-server"))
         .arg("--data-dir")

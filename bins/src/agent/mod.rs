@@ -30,6 +30,7 @@ pub mod ace;
 mod api_servers;
 mod builder;
 mod cacerts;
+mod digests;
 mod downstream;
 mod generation;
 mod node;

@@ -1,13 +1,15 @@
 //! The cluster report: watch nodes (a kube-runtime reflector) and pods (counted, not kept) of the
-//! agent's cluster, and post a [`ClusterReport`] to the server when the tunnel connects and
-//! whenever the numbers change (debounced), retrying until the server takes it.
+//! agent's cluster, and what the server's syncs depend on ([`digests`]), and post a
+//! [`ClusterReport`] to the server when the tunnel connects and whenever the numbers or the digests
+//! change (debounced), retrying until the server takes it.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use kube::runtime::reflector;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
@@ -17,7 +19,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::digests::{self, Entry, Watched};
 use super::quantity;
+use crate::protocol::ace;
 use crate::protocol::report::ClusterReport;
 
 /// Quiet time after a change before reporting (many pods starting at once make one report).
@@ -43,11 +47,12 @@ fn to_map(
     q.map(|m| m.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect()).unwrap_or_default()
 }
 
-/// The report from what the reflectors hold now.
+/// The report from what the reflectors hold now, with the `digests` of what else is watched.
 pub(crate) fn build_report(
     version: KubernetesVersion,
     nodes: &[Arc<Node>],
     pod_count: usize,
+    mut digests: BTreeMap<String, String>,
 ) -> ClusterReport {
     let caps: Vec<_> =
         nodes.iter().map(|n| to_map(n.status.as_ref().and_then(|s| s.capacity.as_ref()))).collect();
@@ -58,12 +63,15 @@ pub(crate) fn build_report(
     if !bad_cap.is_empty() || !bad_alloc.is_empty() {
         debug!(?bad_cap, ?bad_alloc, "node quantities that do not parse were left out of the sums");
     }
+    digests
+        .insert(digests::UNLABELLED_NODES.into(), digests::unlabelled_nodes(nodes.iter().map(AsRef::as_ref)));
     ClusterReport {
         version,
         node_count: u32::try_from(nodes.len()).unwrap_or(u32::MAX),
         pod_count: u32::try_from(pod_count).unwrap_or(u32::MAX),
         capacity,
         allocatable,
+        digests,
     }
 }
 
@@ -113,6 +121,7 @@ impl Reporter {
         let mut pod_events = watcher(Api::<Pod>::all(self.client.clone()), watcher::Config::default())
             .default_backoff()
             .boxed();
+        let mut watched = Digests::start(&self.client);
         let (mut nodes_ready, mut pods_ready) = (false, false);
         let mut version: Option<KubernetesVersion> = None;
         let mut last_sent: Option<ClusterReport> = None;
@@ -141,6 +150,12 @@ impl Reporter {
                     Some(Err(e)) => debug!(error = %e, "pod watch error (retrying)"),
                     None => return,
                 },
+                ev = watched.events.next() => match ev {
+                    Some(seen) => if watched.apply(seen) {
+                        self.changed(&mut due, &mut first_change);
+                    },
+                    None => return,
+                },
                 changed = connected.changed() => {
                     if changed.is_err() { return; }
                     if *connected.borrow_and_update() {
@@ -167,7 +182,7 @@ impl Reporter {
                             due = Some(Instant::now() + RETRY);
                             continue;
                         };
-                        let report = build_report(v, &nodes.state(), pods.len());
+                        let report = build_report(v, &nodes.state(), pods.len(), watched.digests());
                         if force || last_sent.as_ref() != Some(&report) {
                             match self.post(&report).await {
                                 Ok(()) => {
@@ -195,6 +210,114 @@ impl Reporter {
         let now = Instant::now();
         let first = *first_change.get_or_insert(now);
         *due = Some((now + DEBOUNCE).min(first + DEBOUNCE_MAX));
+    }
+}
+
+/// Which digest an event of [`Digests`] is for.
+#[derive(Clone, Copy)]
+enum Which {
+    Namespaces,
+    Rbac,
+    AceRecords,
+}
+
+/// One watcher event behind [`Digests`], its object already made an [`Entry`].
+type Seen = (Which, Result<watcher::Event<Entry>, watcher::Error>);
+
+/// The watches behind the report's digests: namespaces, and the RBAC objects and token records the
+/// server wrote (by their labels, so only those are listed).
+struct Digests {
+    events: futures::stream::SelectAll<futures::stream::BoxStream<'static, Seen>>,
+    namespaces: Watched,
+    rbac: Watched,
+    ace_records: Watched,
+}
+
+/// A watch of `api`'s objects as the entries `entry` makes of them, for `which` digest.
+fn watch_entries<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    which: Which,
+    entry: fn(&K) -> Entry,
+) -> futures::stream::BoxStream<'static, Seen>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default,
+{
+    watcher(api, config)
+        .default_backoff()
+        .map(move |ev| (which, ev.map(|ev| digests::entries(ev, entry))))
+        .boxed()
+}
+
+impl Digests {
+    fn start(client: &Client) -> Digests {
+        let ours = watcher::Config::default().labels(&format!(
+            "{}={}",
+            rancher_auth::rbac_render::MANAGED_BY_LABEL,
+            rancher_auth::rbac_render::MANAGED_BY_VALUE
+        ));
+        let streams = vec![
+            watch_entries(
+                Api::<Namespace>::all(client.clone()),
+                watcher::Config::default(),
+                Which::Namespaces,
+                digests::namespace_entry,
+            ),
+            watch_entries(
+                Api::<ClusterRole>::all(client.clone()),
+                ours.clone(),
+                Which::Rbac,
+                digests::rbac_entry,
+            ),
+            watch_entries(
+                Api::<ClusterRoleBinding>::all(client.clone()),
+                ours.clone(),
+                Which::Rbac,
+                digests::rbac_entry,
+            ),
+            watch_entries(Api::<RoleBinding>::all(client.clone()), ours, Which::Rbac, digests::rbac_entry),
+            watch_entries(
+                Api::<Secret>::namespaced(client.clone(), ace::NAMESPACE),
+                watcher::Config::default().labels(&format!("{}=true", ace::ACE_LABEL)),
+                Which::AceRecords,
+                digests::rbac_entry,
+            ),
+        ];
+        Digests {
+            events: futures::stream::select_all(streams),
+            namespaces: Watched::default(),
+            rbac: Watched::default(),
+            ace_records: Watched::default(),
+        }
+    }
+
+    /// Applies one event; whether a digest may have changed.
+    fn apply(&mut self, (which, ev): Seen) -> bool {
+        let watched = match which {
+            Which::Namespaces => &mut self.namespaces,
+            Which::Rbac => &mut self.rbac,
+            Which::AceRecords => &mut self.ace_records,
+        };
+        match ev {
+            Ok(ev) => watched.apply(&ev),
+            Err(e) => {
+                debug!(error = %e, "watch error (retrying)");
+                false
+            }
+        }
+    }
+
+    /// The digests listed so far.
+    fn digests(&self) -> BTreeMap<String, String> {
+        [
+            (digests::NAMESPACES, &self.namespaces),
+            (digests::RBAC, &self.rbac),
+            (digests::ACE_RECORDS, &self.ace_records),
+        ]
+        .into_iter()
+        .filter_map(|(k, w)| Some((k.to_owned(), w.digest()?)))
+        .collect()
     }
 }
 
@@ -296,7 +419,8 @@ mod tests {
     #[test]
     fn report_sums_nodes_and_counts_pods() {
         let v = KubernetesVersion { git_version: "v1.33.1".into(), ..Default::default() };
-        let r = build_report(v, &[node("4", "8Gi"), node("2", "8Gi"), Arc::new(Node::default())], 17);
+        let nodes = [node("4", "8Gi"), node("2", "8Gi"), Arc::new(Node::default())];
+        let r = build_report(v, &nodes, 17, BTreeMap::new());
         assert_eq!(r.node_count, 3);
         assert_eq!(r.pod_count, 17);
         assert_eq!(r.capacity["cpu"], "6");

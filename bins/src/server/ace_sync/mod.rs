@@ -19,8 +19,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::PostParams;
 use rancher_core::model::{
-    Cluster, ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, Project, ProjectRoleTemplateBinding,
-    Token, User,
+    Cluster, ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, Project, Token, User,
 };
 use rancher_core::store::{Api, Store};
 use serde_json::{Value, json};
@@ -39,8 +38,10 @@ use crate::server::tenancy::workers::{
     BoxFut, ClusterSync, ClusterWorkers, Fingerprints, follow, follow_membership,
 };
 
-/// How often every cluster's token records are re-checked even when nothing was seen to change.
-pub(crate) const ACE_RESYNC: Duration = Duration::from_secs(30);
+/// How often every cluster's token records are re-checked even when nothing was seen to change:
+/// what this repairs is an edit by hand of a record (the agent reports a deleted one, and a record
+/// carries its token's expiry, which the webhook checks itself). Spread wider over a big fleet.
+pub(crate) const ACE_RESYNC: Duration = Duration::from_secs(600);
 
 /// Everything the records of one cluster are made from.
 pub(crate) struct AceInputs<'a> {
@@ -140,8 +141,8 @@ impl AceSync {
         let grbs = Api::<GlobalRoleBinding>::all(store.clone()).list().await?;
         let roles = Api::<GlobalRole>::all(store.clone()).list().await?;
         let crtbs = Api::<ClusterRoleTemplateBinding>::namespaced(store.clone(), name).list().await?;
-        let prtbs = Api::<ProjectRoleTemplateBinding>::all(store.clone()).list().await?;
         let projects = Api::<Project>::namespaced(store.clone(), name).list().await?;
+        let prtbs = crate::server::tenancy::project_bindings(store, &projects).await?;
         let inputs = AceInputs {
             members: ClusterMembers { cluster, crtbs: &crtbs, prtbs: &prtbs, projects: &projects },
             tokens: &tokens,
@@ -183,6 +184,12 @@ pub(crate) async fn remove_records(client: &kube::Client) -> Result<(), SyncErro
 impl ClusterSync for AceSync {
     fn name(&self) -> &'static str {
         "ace-tokens"
+    }
+
+    /// Synced again when one of the records is deleted or added behind the server's back, as the
+    /// cluster's agent reports.
+    fn depends_on(&self) -> &'static [&'static str] {
+        &[crate::protocol::report::ACE_RECORDS]
     }
 
     fn sync<'a>(&'a self, current: &'a Cluster, client: kube::Client) -> BoxFut<'a, Result<(), SyncError>> {

@@ -56,10 +56,6 @@ fn client(state: &AppState, cluster: &Cluster) -> ApiResult<kube::Client> {
     if registration.session_keys_for(name, uid).is_empty() {
         return Err(not_connected());
     }
-    // The cluster supervisor's client (one connection pool per session) when it serves this access.
-    if let Some(client) = registration.supervisors().client_for(name, &access) {
-        return Ok(client);
-    }
     registration.client_with(name, &access).map_err(|e| ApiError::Unavailable(e.to_string()))
 }
 

@@ -128,6 +128,11 @@ impl tower::Service<http::Uri> for TunnelConnector {
     }
 }
 
+/// How long a connection into a cluster (a tunnel stream and a TLS session) stays open unused: long
+/// enough for the requests of one sync or one command to share it, short enough that an idle
+/// cluster costs the server no connection (at ten thousand clusters, each a few tens of KB).
+const POOL_IDLE: Duration = Duration::from_secs(5);
+
 impl Registration {
     /// A `kube::Client` for `cluster` that reaches its API server through the tunnel.
     ///
@@ -174,7 +179,8 @@ impl Registration {
             .map_err(|e| fail(ClientBuildError::Tls(e)))?;
         let hyper_client: hyper_util::client::legacy::Client<_, kube::client::Body> =
             hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(60))
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .pool_idle_timeout(POOL_IDLE)
                 .build(https);
         let auth = config.auth_layer().map_err(|e| fail(ClientBuildError::Auth(e)))?;
         let service = ServiceBuilder::new()

@@ -29,6 +29,8 @@ use crate::server::state::AppState;
 const MAX_REPORT_BYTES: usize = 64 * 1024;
 /// The most resource names a report's capacity or allocatable may list.
 const MAX_RESOURCES: usize = 64;
+/// The most digests a report may carry (the agent sends three).
+const MAX_DIGESTS: usize = 16;
 
 /// Routes without user authentication (agents present the registration token).
 pub(crate) fn public() -> Router<AppState> {
@@ -150,6 +152,11 @@ fn check_report(r: &ClusterReport) -> Result<(), String> {
             return Err(format!("{what} holds a malformed entry"));
         }
     }
+    if r.digests.len() > MAX_DIGESTS
+        || r.digests.iter().any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 128)
+    {
+        return Err(format!("digests: at most {MAX_DIGESTS}, each a name and a value of at most 128 bytes"));
+    }
     let short = |s: &str| s.len() <= 64;
     if !short(&r.version.major) || !short(&r.version.minor) || !short(&r.version.platform) {
         return Err("version fields are too long".into());
@@ -178,15 +185,25 @@ async fn report(State(state): State<AppState>, headers: HeaderMap, body: Body) -
                 return false;
             }
             let s = &mut c.status;
-            let before =
-                (s.version.clone(), s.node_count, s.pod_count, s.capacity.clone(), s.allocatable.clone());
+            let seen = |s: &rancher_core::model::ClusterStatus| {
+                let digests = s.downstream_digests.clone();
+                (
+                    s.version.clone(),
+                    s.node_count,
+                    s.pod_count,
+                    s.capacity.clone(),
+                    s.allocatable.clone(),
+                    digests,
+                )
+            };
+            let before = seen(s);
             s.version = Some(r.version.clone());
             s.node_count = Some(r.node_count);
             s.pod_count = Some(r.pod_count);
             s.capacity = r.capacity.clone();
             s.allocatable = r.allocatable.clone();
-            before
-                != (s.version.clone(), s.node_count, s.pod_count, s.capacity.clone(), s.allocatable.clone())
+            s.downstream_digests = r.digests.clone();
+            before != seen(s)
         })
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;

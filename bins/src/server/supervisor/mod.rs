@@ -1,17 +1,20 @@
 //! One supervisor per connected cluster: when an agent session of a cluster appears (a tunnel
 //! session event), a supervisor starts for that cluster *incarnation* (name and uid) and the access
-//! its agent handed over; it builds one `kube::Client` through the tunnel and runs every registered
-//! [`ClusterSync`] (RBAC rendering with the admins' bindings, the authorized cluster endpoint's token
-//! records, the system namespaces) against the cluster with that one client ([`worker`]). It stops,
+//! its agent handed over, and runs every registered [`ClusterSync`] (RBAC rendering with the admins'
+//! bindings, the authorized cluster endpoint's token records, the system namespaces) against the
+//! cluster through one `kube::Client`, built when a sync runs and dropped when none does
+//! ([`Target::lease`]; [`worker`]). It stops,
 //! with all its work, when the cluster's last session goes, when another agent hands over new
 //! access (a new supervisor takes over with a new client), or when the cluster is deleted.
 //!
 //! Nothing here polls: the [`run`] loop wakes on session events, on a cluster being deleted, and on
-//! a supervisor's worker finding that its cluster or access is no longer current.
+//! a supervisor's worker finding that its cluster or access is no longer current. Nor does anything
+//! here watch inside a cluster: a sync is poked when a digest its agent reports changes
+//! ([`ClusterSync::depends_on`]), so an idle cluster costs the server no downstream connection.
 
 mod worker;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -25,7 +28,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::server::registration::{ClusterAccess, Registration, cluster_of_key};
+use crate::server::registration::{ClusterAccess, Registration, RegistrationError, cluster_of_key};
 use crate::server::tenancy::SyncError;
 use crate::server::tenancy::workers::follow;
 
@@ -40,15 +43,13 @@ pub(crate) trait ClusterSync: Send + Sync + 'static {
     /// One sync of `cluster` (as stored now) through `client` (the supervisor's, shared).
     fn sync<'a>(&'a self, cluster: &'a Cluster, client: kube::Client) -> BoxFut<'a, Result<(), SyncError>>;
 
-    /// Watches the downstream objects a sync reads, calling `poke` when they change; runs until
-    /// `stop`. The default watches nothing.
-    fn watch_downstream(
-        &self,
-        _client: kube::Client,
-        _poke: Arc<Notify>,
-        stop: CancellationToken,
-    ) -> BoxFut<'static, ()> {
-        Box::pin(async move { stop.cancelled().await })
+    /// The digests of the cluster report ([`ClusterReport::digests`]) whose change means this sync
+    /// must run again: the agent watches what the sync reads inside the cluster, so the server holds
+    /// no watch through the tunnel. None by default.
+    ///
+    /// [`ClusterReport::digests`]: crate::protocol::report::ClusterReport::digests
+    fn depends_on(&self) -> &'static [&'static str] {
+        &[]
     }
 }
 
@@ -97,12 +98,49 @@ pub(crate) struct Registered {
     pub(crate) pokes: Arc<Pokes>,
 }
 
-/// What one supervisor serves: a cluster incarnation through one agent hand-over, and the client.
+/// What one supervisor serves: a cluster incarnation through one agent hand-over, and the client
+/// its syncs share while any of them runs.
 pub(crate) struct Target {
     pub(crate) cluster: String,
     pub(crate) uid: String,
     pub(crate) access: Arc<ClusterAccess>,
+    /// The client and how many syncs hold it; dropped when the last lets go, so that an idle
+    /// cluster holds no client (its TLS configuration and request queue, some 30 KB) and no
+    /// connection into the cluster.
+    client: Mutex<(Option<kube::Client>, usize)>,
+}
+
+impl Target {
+    /// The shared client, built if no sync holds it now; held until the lease drops.
+    pub(crate) fn lease(self: &Arc<Self>, reg: &Arc<Registration>) -> Result<ClientLease, RegistrationError> {
+        let mut slot = self.client.lock().unwrap_or_else(PoisonError::into_inner);
+        let client = match &slot.0 {
+            Some(c) => c.clone(),
+            None => {
+                let c = reg.client_with(&self.cluster, &self.access)?;
+                slot.0 = Some(c.clone());
+                c
+            }
+        };
+        slot.1 += 1;
+        Ok(ClientLease { target: self.clone(), client })
+    }
+}
+
+/// A sync's hold on its supervisor's client ([`Target::lease`]).
+pub(crate) struct ClientLease {
+    target: Arc<Target>,
     pub(crate) client: kube::Client,
+}
+
+impl Drop for ClientLease {
+    fn drop(&mut self) {
+        let mut slot = self.target.client.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.1 = slot.1.saturating_sub(1);
+        if slot.1 == 0 {
+            slot.0 = None;
+        }
+    }
 }
 
 /// A running supervisor.
@@ -115,6 +153,8 @@ struct Running {
 /// looked at again. Held by [`Registration`]; driven by [`run`].
 pub(crate) struct Supervisors {
     syncs: watch::Sender<Vec<Registered>>,
+    /// The last digests each cluster's agent reported, to tell which changed.
+    digests: Mutex<HashMap<String, BTreeMap<String, String>>>,
     running: Mutex<HashMap<String, Running>>,
     dirty: Mutex<HashSet<String>>,
     dirty_changed: Notify,
@@ -124,6 +164,7 @@ impl Default for Supervisors {
     fn default() -> Self {
         Supervisors {
             syncs: watch::Sender::new(Vec::new()),
+            digests: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
             dirty: Mutex::new(HashSet::new()),
             dirty_changed: Notify::new(),
@@ -134,6 +175,11 @@ impl Default for Supervisors {
 impl Supervisors {
     fn lock_running(&self) -> MutexGuard<'_, HashMap<String, Running>> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many supervisors run.
+    pub(crate) fn running(&self) -> usize {
+        self.lock_running().len()
     }
 
     /// Adds a sync: every running supervisor starts it, and every later one runs it.
@@ -148,13 +194,34 @@ impl Supervisors {
         self.dirty_changed.notify_one();
     }
 
-    /// The client of `cluster`'s running supervisor when it serves `access` (the same agent
-    /// hand-over), shared with its syncs.
-    pub(crate) fn client_for(&self, cluster: &str, access: &Arc<ClusterAccess>) -> Option<kube::Client> {
-        self.lock_running()
-            .get(cluster)
-            .filter(|r| Arc::ptr_eq(&r.target.access, access) && !r.cancel.is_cancelled())
-            .map(|r| r.target.client.clone())
+    /// Records the digests `cluster`'s agent reported (`None`: the cluster is gone) and pokes, in
+    /// its running supervisor, the syncs that depend on one that changed. The first digests seen of
+    /// a cluster poke nothing: a supervisor syncs everything when it starts.
+    fn digests_seen(&self, cluster: &str, now: Option<&BTreeMap<String, String>>) {
+        let changed: Vec<String> = {
+            let mut all = self.digests.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(now) = now else {
+                all.remove(cluster);
+                return;
+            };
+            let Some(before) = all.get(cluster) else {
+                all.insert(cluster.to_owned(), now.clone());
+                return;
+            };
+            if before == now {
+                return;
+            }
+            let changed =
+                now.iter().filter(|(k, v)| before.get(*k) != Some(*v)).map(|(k, _)| k.clone()).collect();
+            all.insert(cluster.to_owned(), now.clone());
+            changed
+        };
+        for sync in self.syncs.borrow().iter() {
+            if sync.sync.depends_on().iter().any(|d| changed.iter().any(|c| c == d)) {
+                tracing::debug!(sync = sync.sync.name(), cluster, ?changed, "the agent reported a change");
+                sync.pokes.poke(cluster);
+            }
+        }
     }
 }
 
@@ -192,16 +259,17 @@ async fn reconcile(reg: &Arc<Registration>, cluster: &str, tasks: &TaskTracker, 
         running.remove(cluster);
     }
     let Some(access) = want else { return };
-    let client = match reg.client_with(cluster, &access) {
-        Ok(c) => c,
-        Err(e) => {
-            // Unusable CA or credential: nothing can reach the cluster until its agent hands over new.
-            tracing::warn!(cluster, error = %e, "no client for the cluster's supervisor");
-            return;
-        }
-    };
-    let target =
-        Arc::new(Target { cluster: cluster.to_owned(), uid: access.cluster_uid.clone(), access, client });
+    if let Err(e) = reg.client_with(cluster, &access) {
+        // Unusable CA or credential: nothing can reach the cluster until its agent hands over new.
+        tracing::warn!(cluster, error = %e, "no client for the cluster's supervisor");
+        return;
+    }
+    let target = Arc::new(Target {
+        cluster: cluster.to_owned(),
+        uid: access.cluster_uid.clone(),
+        access,
+        client: Mutex::new((None, 0)),
+    });
     let cancel = stop.child_token();
     running.insert(cluster.to_owned(), Running { target: target.clone(), cancel: cancel.clone() });
     drop(running);
@@ -224,9 +292,11 @@ pub(crate) async fn run(reg: Arc<Registration>, stop: CancellationToken) {
     let mut events = reg.tunnel().subscribe();
     let r = reg.clone();
     tasks.spawn(follow::<Cluster>(reg.store().clone(), stop.clone(), move |c, deleted| {
+        let sups = r.supervisors();
         if deleted || c.metadata.deletion_timestamp.is_some() {
-            r.supervisors().mark_dirty(&c.metadata.name);
+            sups.mark_dirty(&c.metadata.name);
         }
+        sups.digests_seen(&c.metadata.name, (!deleted).then_some(&c.status.downstream_digests));
     }));
     for name in every_candidate(&reg) {
         reconcile(&reg, &name, &tasks, &stop).await;

@@ -1,7 +1,7 @@
 //! Inside one cluster's supervisor: a worker per registered sync, all sharing the supervisor's
-//! client. A worker syncs when poked (a management object or a downstream object it depends on
-//! changed), after a failure (with backoff), and every resync period to repair drift; it keeps the
-//! sync's downstream watch running. When the cluster or the access the supervisor serves is no
+//! client. A worker syncs when poked (a management object it depends on changed, or a digest the
+//! cluster's agent reports), after a failure (with backoff), and every resync period to repair
+//! drift. When the cluster or the access the supervisor serves is no
 //! longer current, the whole supervisor stops and [`run`](super::run) decides what comes next.
 
 use std::sync::Arc;
@@ -23,6 +23,18 @@ const DEBOUNCE: Duration = Duration::from_millis(50);
 const RETRY_FIRST: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 
+/// Drift repairs a server starts per second at most, over all its clusters: at ten thousand
+/// clusters a ten-minute resync of three syncs would be 50 syncs a second, each a few requests through a tunnel.
+const RESYNCS_PER_SECOND: f64 = 10.0;
+
+/// The wait before the next drift repair of one cluster, when `clusters` are supervised here: the
+/// sync's `resync`, longer when the fleet would otherwise exceed [`RESYNCS_PER_SECOND`], spread over
+/// ±25 % (`jitter` in 0..1) so that clusters connected together do not repair together.
+fn resync_wait(resync: Duration, clusters: usize, jitter: f64) -> Duration {
+    let floor = Duration::from_secs_f64(clusters as f64 / RESYNCS_PER_SECOND);
+    resync.max(floor).mul_f64(0.75 + 0.5 * jitter.clamp(0.0, 1.0))
+}
+
 /// Runs every registered sync (and those registered later) against `target` until `cancel`.
 pub(super) async fn supervise(
     reg: Arc<Registration>,
@@ -40,7 +52,7 @@ pub(super) async fn supervise(
             let notify = Arc::new(Notify::new());
             sync.pokes.insert(cluster, notify.clone());
             started.push((sync.pokes.clone(), notify.clone()));
-            let work = worker(reg.clone(), sync, target.clone(), notify, tasks.clone(), cancel.clone());
+            let work = worker(reg.clone(), sync, target.clone(), notify, cancel.clone());
             tasks.spawn(work);
         }
         tokio::select! {
@@ -78,31 +90,26 @@ async fn worker(
     sync: Registered,
     target: Arc<Target>,
     notify: Arc<Notify>,
-    tasks: TaskTracker,
     stop: CancellationToken,
 ) {
     let (name, cluster) = (sync.sync.name(), target.cluster.as_str());
-    let mut watch: Option<tokio::task::JoinHandle<()>> = None;
     let mut retry = RETRY_FIRST;
     loop {
         let wait = match current(&reg, &sync, &target).await {
             Ok(Some(stored)) => {
-                // (Re)start the downstream watch when it has ended.
-                if watch.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
-                    let client = target.client.clone();
-                    watch =
-                        Some(tasks.spawn(sync.sync.watch_downstream(client, notify.clone(), stop.clone())));
-                }
                 tracing::debug!(sync = name, cluster, "downstream sync attempt");
-                let result = tokio::select! {
-                    () = stop.cancelled() => break,
-                    r = sync.sync.sync(&stored, target.client.clone()) => r,
+                let result = match target.lease(&reg) {
+                    Ok(lease) => tokio::select! {
+                        () = stop.cancelled() => break,
+                        r = sync.sync.sync(&stored, lease.client.clone()) => r,
+                    },
+                    Err(e) => Err(SyncError::Client(e.to_string())),
                 };
                 match result {
                     Ok(()) => {
                         reg.mark_synced(name, cluster, &target.access);
                         retry = RETRY_FIRST;
-                        sync.resync
+                        resync_wait(sync.resync, reg.supervisors().running(), rand::random())
                     }
                     Err(e) => {
                         tracing::warn!(sync = name, cluster, error = %e, retry_in = ?retry, "sync failed");
@@ -135,5 +142,20 @@ async fn worker(
             () = stop.cancelled() => break,
             () = tokio::time::sleep(DEBOUNCE) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resyncs_slow_down_with_the_fleet_and_spread_out() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(resync_wait(minute, 10, 0.5), minute, "a small fleet keeps the sync's period");
+        // 10,000 clusters at 10 a second: each every 1,000 s.
+        assert_eq!(resync_wait(minute, 10_000, 0.5), Duration::from_secs(1000));
+        assert_eq!(resync_wait(minute, 10, 0.0), Duration::from_secs(45));
+        assert_eq!(resync_wait(minute, 10, 1.0), Duration::from_secs(75));
     }
 }

@@ -6,7 +6,8 @@
 //! When a sync happens: a ClusterRoleTemplateBinding, ProjectRoleTemplateBinding, RoleTemplate,
 //! Project, GlobalRoleBinding or GlobalRole changes in the store, or a user is enabled, disabled or
 //! deleted (watched), a downstream namespace appears, goes or changes its
-//! `field.cattle.io/projectId` annotation (watched through the tunnel), a sync failed (retried with
+//! `field.cattle.io/projectId` annotation or one of our RBAC objects is deleted (reported by the
+//! cluster's agent as a digest: the server holds no watch into the cluster), a sync failed (retried with
 //! backoff), and every [`RBAC_RESYNC`] to repair drift (someone deleted one of our RoleBindings).
 //!
 //! Every cluster's Default and System projects, and the namespaces first put into them:
@@ -21,8 +22,8 @@ pub(crate) mod workers;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rancher_core::model::{RoleTemplate, User};
-use rancher_core::store::{Store, StoreError};
+use rancher_core::model::{Project, ProjectRoleTemplateBinding, RoleTemplate, User};
+use rancher_core::store::{Api, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -31,8 +32,10 @@ pub(crate) use self::rbac_sync::remove_rendered;
 use self::workers::{ClusterWorkers, Fingerprints, follow, follow_membership};
 use crate::server::registration::Registration;
 
-/// How often every cluster's RBAC is re-checked even when nothing was seen to change.
-pub(crate) const RBAC_RESYNC: Duration = Duration::from_secs(60);
+/// How often every cluster's RBAC is re-checked even when nothing was seen to change: what this
+/// repairs is an edit by hand of one of our objects (a deletion is reported by the agent and put
+/// back at once). Spread wider over a big fleet (see the supervisor's worker).
+pub(crate) const RBAC_RESYNC: Duration = Duration::from_secs(600);
 /// The name of the RBAC sync (see [`Registration::mark_synced`]).
 pub(crate) const RBAC_SYNC: &str = "rbac";
 
@@ -55,9 +58,28 @@ pub(crate) enum SyncError {
         #[source]
         source: Box<kube::Error>,
     },
+    /// No client into the cluster could be built (its CA or credential is unusable).
+    #[error("no client for the cluster: {0}")]
+    Client(String),
     /// An object could not be converted (a bug: rendered objects are well-formed).
     #[error("encoding an object: {0}")]
     Encode(#[source] serde_json::Error),
+}
+
+/// The project role template bindings of `projects` — each project's live in the namespace of its
+/// name — so that a cluster's sync reads its own bindings, not every binding of the fleet (which at
+/// ten thousand clusters made each sync read tens of thousands of objects).
+pub(crate) async fn project_bindings(
+    store: &Arc<dyn Store>,
+    projects: &[Project],
+) -> Result<Vec<ProjectRoleTemplateBinding>, StoreError> {
+    let mut all = Vec::new();
+    for p in projects {
+        all.extend(
+            Api::<ProjectRoleTemplateBinding>::namespaced(store.clone(), &p.metadata.name).list().await?,
+        );
+    }
+    Ok(all)
 }
 
 /// Runs the RBAC sync of every connected cluster until `stop`.

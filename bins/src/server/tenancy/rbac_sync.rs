@@ -5,29 +5,23 @@
 //! the cluster and projects as they exist now are rendered (a leftover of an earlier cluster or
 //! project of the same name renders nothing).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
-use kube::api::{DynamicObject, ListParams};
-use kube::runtime::watcher;
-use rancher_auth::rbac_render::{
-    self, Inputs, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NamespaceInfo, PROJECT_ID_ANNOTATION,
-};
+use kube::api::ListParams;
+use rancher_auth::rbac_render::{self, Inputs, NamespaceInfo, PROJECT_ID_ANNOTATION};
 use rancher_core::model::{
-    Cluster, ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, Project, ProjectRoleTemplateBinding,
-    RoleTemplate, User,
+    Cluster, ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, Project, RoleTemplate, User,
 };
 use rancher_core::store::{Api, Store};
 use serde_json::Value;
-use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 use super::apply::{self, Changes, Key, Kind};
 use super::workers::{BoxFut, ClusterSync};
 use super::{RBAC_SYNC, SyncError, admins};
+use crate::protocol::report;
 use crate::server::proxy::membership::{ClusterMembers, crtb_counts};
 
 /// Renders and applies role template bindings downstream.
@@ -45,8 +39,8 @@ impl RbacSync {
         let store = &self.store;
         let templates = Api::<RoleTemplate>::all(store.clone()).list().await?;
         let crtbs = Api::<ClusterRoleTemplateBinding>::namespaced(store.clone(), cluster).list().await?;
-        let prtbs = Api::<ProjectRoleTemplateBinding>::all(store.clone()).list().await?;
         let projects = Api::<Project>::namespaced(store.clone(), cluster).list().await?;
+        let prtbs = super::project_bindings(store, &projects).await?;
         let members = ClusterMembers { cluster: current, crtbs: &crtbs, prtbs: &prtbs, projects: &projects };
         let crtbs: Vec<_> = crtbs.iter().filter(|b| crtb_counts(b, current)).cloned().collect();
         let prtbs: Vec<_> = prtbs.iter().filter(|b| members.prtb_counts(b)).cloned().collect();
@@ -155,93 +149,10 @@ impl ClusterSync for RbacSync {
         })
     }
 
-    /// Pokes when a namespace appears, goes, or changes project, and when one of our RBAC objects is
-    /// deleted behind our back (it is put back at once rather than at the next resync).
-    fn watch_downstream(
-        &self,
-        client: kube::Client,
-        poke: Arc<Notify>,
-        stop: CancellationToken,
-    ) -> BoxFut<'static, ()> {
-        Box::pin(async move {
-            let namespaces = watcher(kube::Api::<Namespace>::all(client.clone()), watcher::Config::default())
-                .map(|ev| Seen::Namespace(Box::new(ev)))
-                .boxed();
-            let mut streams = vec![namespaces];
-            let ours = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
-            for kind in [
-                Kind::of::<ClusterRole>(false),
-                Kind::of::<ClusterRoleBinding>(false),
-                Kind::of::<RoleBinding>(true),
-            ] {
-                let api = kube::Api::<DynamicObject>::all_with(client.clone(), &kind.resource);
-                streams.push(
-                    watcher(api, ours.clone())
-                        .map(|ev| match ev {
-                            Ok(watcher::Event::Delete(_)) => Seen::OursDeleted,
-                            Ok(_) => Seen::Nothing,
-                            Err(e) => Seen::Error(e),
-                        })
-                        .boxed(),
-                );
-            }
-            let mut events = futures::stream::select_all(streams);
-            let mut seen: HashMap<String, Option<String>> = HashMap::new();
-            let project = |n: &Namespace| {
-                n.metadata.annotations.as_ref().and_then(|a| a.get(PROJECT_ID_ANNOTATION)).cloned()
-            };
-            loop {
-                let ev = tokio::select! {
-                    () = stop.cancelled() => return,
-                    ev = events.next() => ev,
-                };
-                let error = |e: &dyn std::fmt::Display| tracing::debug!(error = %e, "downstream watch error; it retries");
-                let ns_event = match ev {
-                    None => return,
-                    Some(Seen::Nothing) => continue,
-                    Some(Seen::OursDeleted) => {
-                        poke.notify_one();
-                        continue;
-                    }
-                    Some(Seen::Error(e)) => Err(e),
-                    Some(Seen::Namespace(ev)) => *ev,
-                };
-                let changed = match ns_event {
-                    Err(e) => {
-                        error(&e);
-                        tokio::select! {
-                            () = stop.cancelled() => return,
-                            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                        }
-                        false
-                    }
-                    Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) => {
-                        let name = n.metadata.name.clone().unwrap_or_default();
-                        let p = project(&n);
-                        let now = if n.metadata.deletion_timestamp.is_some() { None } else { p };
-                        // Only namespaces in a project matter; a new one without the annotation does not.
-                        match seen.insert(name, now.clone()) {
-                            Some(before) => before != now,
-                            None => now.is_some(),
-                        }
-                    }
-                    Ok(watcher::Event::Delete(n)) => {
-                        seen.remove(n.metadata.name.as_deref().unwrap_or_default()).flatten().is_some()
-                    }
-                    Ok(watcher::Event::Init | watcher::Event::InitDone) => false,
-                };
-                if changed {
-                    poke.notify_one();
-                }
-            }
-        })
+    /// Synced again when a namespace appears, goes, or changes project, and when one of our RBAC
+    /// objects is deleted behind our back (it is put back at once rather than at the next resync),
+    /// as the cluster's agent reports.
+    fn depends_on(&self) -> &'static [&'static str] {
+        &[report::NAMESPACES, report::RBAC]
     }
-}
-
-/// What a downstream watch saw.
-enum Seen {
-    Namespace(Box<Result<watcher::Event<Namespace>, watcher::Error>>),
-    OursDeleted,
-    Nothing,
-    Error(watcher::Error),
 }

@@ -1,7 +1,7 @@
-//! [`Controller`]: a watcher and a reflector of the primary kind (plus watchers of secondary kinds
-//! mapped to primary keys) feed a work queue; workers reconcile one key at a time each.
+//! [`Controller`]: a watcher of the primary kind (keeping only its keys) and watchers of secondary
+//! kinds mapped to primary keys feed a work queue; workers reconcile one key at a time each.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use super::queue::WorkQueue;
 use super::watcher::{self, Event};
-use super::{Action, Backoff, ObjectRef, reflector};
+use super::{Action, Backoff, ObjectRef};
 use crate::Resource;
 use crate::store::{Api, StoreError};
 
@@ -320,9 +320,14 @@ impl<K: Resource> Shared<K> {
     }
 
     /// Follows the primary kind through a watcher (re-listing on Gone, backing off on errors),
-    /// queueing every object listed or changed, and every cached object each resync period.
+    /// queueing every object listed or changed, and every known object each resync period.
+    ///
+    /// Only the keys are kept: a reconcile reads its object from the store when its key comes up,
+    /// so a copy of every object here would only cost memory (a Cluster is some 5 KB, and a server
+    /// runs several controllers of clusters).
     async fn feed(self: Arc<Self>, config: watcher::Config, resync: Option<Duration>) {
-        let (cache, mut writer) = reflector::store::<K>();
+        let mut known: HashSet<ObjectRef> = HashSet::new();
+        let mut relist: Option<HashSet<ObjectRef>> = None;
         let mut events = std::pin::pin!(super::watcher(self.api.clone(), config));
         let mut next_resync = resync.map(|p| tokio::time::Instant::now() + p);
         loop {
@@ -332,20 +337,34 @@ impl<K: Resource> Shared<K> {
                 _ = self.stop.cancelled() => return,
                 _ = sleep_until_opt(resync_at) => {
                     next_resync = resync.map(|p| tokio::time::Instant::now() + p);
-                    for object in cache.state() {
-                        self.queue.add(ObjectRef::from_obj(&*object));
+                    for key in &known {
+                        self.queue.add(key.clone());
                     }
                     continue;
                 }
                 ev = events.next() => ev,
             };
             match event {
-                Some(Ok(ev)) => {
-                    writer.apply_watcher_event(&ev);
-                    if let Event::Apply(k) | Event::InitApply(k) = &ev {
-                        self.queue.add(ObjectRef::from_obj(k));
+                Some(Ok(ev)) => match ev {
+                    Event::Apply(k) => {
+                        let key = ObjectRef::from_obj(&k);
+                        known.insert(key.clone());
+                        self.queue.add(key);
                     }
-                }
+                    Event::Delete(k) => {
+                        known.remove(&ObjectRef::from_obj(&k));
+                    }
+                    Event::Init => relist = Some(HashSet::new()),
+                    Event::InitApply(k) => {
+                        let key = ObjectRef::from_obj(&k);
+                        relist.get_or_insert_default().insert(key.clone());
+                        self.queue.add(key);
+                    }
+                    Event::InitDone => {
+                        known = relist.take().unwrap_or_default();
+                        known.shrink_to_fit();
+                    }
+                },
                 Some(Err(error)) => tracing::warn!(kind = K::KIND, %error, "watching"),
                 None => return,
             }

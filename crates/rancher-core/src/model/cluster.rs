@@ -140,6 +140,11 @@ pub struct ClusterStatus {
     /// Summed node allocatable.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub allocatable: BTreeMap<String, String>,
+    /// Digests of what the cluster's agent watches for the server's downstream syncs (namespaces
+    /// in projects, the RBAC objects the server rendered, nodes without role labels), as last
+    /// reported: a change tells the server to sync the cluster again.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub downstream_digests: BTreeMap<String, String>,
     /// Summed requests of running pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub requested: BTreeMap<String, String>,

@@ -47,8 +47,11 @@ pub(crate) struct WatchHub {
     history: Mutex<History>,
 }
 
-/// Default number of changes kept for replay.
-pub(crate) const DEFAULT_HISTORY: usize = 10_000;
+/// Default number of changes kept for replay (a watch that starts or resumes from an older version
+/// gets Gone and lists again). Each change holds its object and the state before as JSON values, some
+/// 20 KB for a cluster: 10,000 changes held 200 MB of a server with a thousand clusters
+/// (`benches/`'s `fleet_bench`). Live watchers do not need it: they are fed as changes happen.
+pub(crate) const DEFAULT_HISTORY: usize = 2_048;
 /// How far (in changes) a live watcher may fall behind before it is ended with Gone.
 pub(crate) const WATCH_BUFFER: usize = 8_192;
 

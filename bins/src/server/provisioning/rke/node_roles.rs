@@ -9,22 +9,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::watcher;
 use rancher_core::model::Cluster;
 use rancher_core::store::Store;
 use rancher_provision::rke::node_name;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::server::registration::Registration;
 use crate::server::tenancy::SyncError;
 use crate::server::tenancy::workers::{BoxFut, ClusterSync, ClusterWorkers};
 
-/// The prefix of a role label.
-pub(crate) const ROLE_LABEL_PREFIX: &str = "node-role.kubernetes.io/";
+pub(crate) use crate::protocol::report::ROLE_LABEL_PREFIX;
 /// How often every cluster's labels are checked even when no Node changed.
 const RESYNC: Duration = Duration::from_secs(300);
 
@@ -63,7 +59,7 @@ impl NodeRoles {
                 name: name.clone(),
                 source: Box::new(source),
             };
-            // Not registered yet: the Node watch pokes when it is.
+            // Not registered yet: the agent reports it as unlabelled when it registers.
             let Some(node) = nodes.get_opt(&name).await.map_err(|e| downstream("reading", e))? else {
                 continue;
             };
@@ -91,43 +87,11 @@ impl ClusterSync for NodeRoles {
         Box::pin(async move { self.label(cluster, &client).await })
     }
 
-    /// Pokes when a Node without any role label appears or is changed (a new host registering, a
-    /// label removed by hand); the kubelets' status updates of labelled Nodes do not.
-    fn watch_downstream(
-        &self,
-        client: kube::Client,
-        poke: Arc<Notify>,
-        stop: CancellationToken,
-    ) -> BoxFut<'static, ()> {
-        Box::pin(async move {
-            let unlabelled = |n: &Node| {
-                !n.metadata
-                    .labels
-                    .as_ref()
-                    .is_some_and(|l| l.keys().any(|k| k.starts_with(ROLE_LABEL_PREFIX)))
-            };
-            let mut events = watcher(kube::Api::<Node>::all(client), watcher::Config::default()).boxed();
-            loop {
-                let ev = tokio::select! {
-                    () = stop.cancelled() => return,
-                    ev = events.next() => ev,
-                };
-                match ev {
-                    None => return,
-                    Some(Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n))) if unlabelled(&n) => {
-                        poke.notify_one();
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => {
-                        tracing::debug!(error = %e, "downstream Node watch error; it retries");
-                        tokio::select! {
-                            () = stop.cancelled() => return,
-                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        }
-                    }
-                }
-            }
-        })
+    /// A Node without any role label appeared or was changed (a new host registering, a label
+    /// removed by hand), as the agent reports; the kubelets' status updates of labelled Nodes do not
+    /// count.
+    fn depends_on(&self) -> &'static [&'static str] {
+        &[crate::protocol::report::UNLABELLED_NODES]
     }
 }
 
