@@ -12,7 +12,6 @@ use anyhow::{Context, Result, bail};
 use rancher_test_support::deployed_agent::AgentSettings;
 use rancher_test_support::kubectl::default_kubectl;
 use rancher_test_support::{Proc, eventually};
-use serde_json::json;
 
 use crate::http_load::{Target, client_tls};
 use crate::rke::ServerProc;
@@ -58,14 +57,7 @@ pub fn address_of(url: &str) -> Result<SocketAddr> {
 /// # Panics
 /// When the settings cannot be read back within [`WAIT`].
 pub async fn import(server: &ServerProc, admin: &Path, dir: &Path) -> Result<AgentSettings> {
-    server
-        .send(
-            reqwest::Method::POST,
-            "/v3/clusters",
-            &json!({"metadata": {"name": CLUSTER}, "spec": {"importedConfig": {}}}),
-        )
-        .await?;
-    let crt = server.get(&format!("/v3/clusterregistrationtokens/{CLUSTER}:default-token")).await?;
+    let crt = server.create_imported(CLUSTER).await?;
     let manifest_url = crt["status"]["manifestUrl"].as_str().context("no manifestUrl")?;
     let manifest = server.http.get(manifest_url).send().await?.error_for_status()?.text().await?;
     let manifest_file = dir.join("import.yaml");

@@ -161,6 +161,17 @@ impl ServerProc {
         json_of(resp, &format!("GET {path}")).await
     }
 
+    /// Creates the imported cluster `name` as the admin; its registration token (the
+    /// `default-token` ClusterRegistrationToken, with `status.token` and `status.manifestUrl`).
+    ///
+    /// # Errors
+    /// A call the server refuses.
+    pub async fn create_imported(&self, name: &str) -> Result<Value> {
+        let cluster = json!({"metadata": {"name": name}, "spec": {"importedConfig": {}}});
+        self.send(reqwest::Method::POST, "/v3/clusters", &cluster).await?;
+        self.get(&format!("/v3/clusterregistrationtokens/{name}:default-token")).await
+    }
+
     /// `method {url}{path}` with the JSON `body` as the admin; the answer as JSON.
     ///
     /// # Errors

@@ -26,7 +26,7 @@ use rancher_benches::fleet::FleetArgs;
 use rancher_benches::proc_cpu::cpu_seconds;
 use rancher_benches::proc_memory::rss_split_kb;
 use rancher_benches::rke::{ServerProc, free_port, server_bin_dir, start_server_on};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
@@ -146,9 +146,7 @@ impl Servers {
         if self.replicas.len() > 1 {
             let deadline = Instant::now() + Duration::from_secs(60);
             for r in &self.replicas {
-                while metric(self.first(), &format!("{}/metrics", r.url()), "rancher_replicas_live").await?
-                    < self.replicas.len() as f64
-                {
+                while metric(&self.metrics(r).await?, "rancher_replicas_live") < self.replicas.len() as f64 {
                     if Instant::now() > deadline {
                         bail!("replica {} does not count {} live replicas", r.url(), self.replicas.len());
                     }
@@ -181,12 +179,19 @@ impl Servers {
         self.replicas.iter().filter_map(|r| r.proc.as_ref().map(ServerProc::pid)).collect()
     }
 
+    /// `/metrics` of replica `r`.
+    async fn metrics(&self, r: &Replica) -> Result<String> {
+        let first = self.first();
+        let url = format!("{}/metrics", r.url());
+        Ok(first.http.get(url).bearer_auth(&first.token).send().await?.error_for_status()?.text().await?)
+    }
+
     /// Connected agents: the sum of every replica's open tunnel sessions (only a cluster's owner holds
     /// its session; a replica relaying an agent to the owner does not count it).
     async fn sessions(&self) -> Result<f64> {
         let mut sum = 0.0;
         for r in &self.replicas {
-            sum += metric(self.first(), &format!("{}/metrics", r.url()), "rancher_tunnel_sessions").await?;
+            sum += metric(&self.metrics(r).await?, "rancher_tunnel_sessions");
         }
         Ok(sum)
     }
@@ -198,15 +203,12 @@ impl Replica {
     }
 }
 
-/// The value of the unlabelled metric `name` at `url` (0 when it is not there).
-async fn metric(server: &ServerProc, url: &str, name: &str) -> Result<f64> {
-    let text =
-        server.http.get(url).bearer_auth(&server.token).send().await?.error_for_status()?.text().await?;
-    Ok(text
-        .lines()
+/// The value of the unlabelled metric `name` in the exposition `text` (0 when it is not there).
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0))
+        .unwrap_or(0.0)
 }
 
 /// The store writes every replica has made so far (its `store_operation_duration_seconds` counts of
@@ -214,11 +216,9 @@ async fn metric(server: &ServerProc, url: &str, name: &str) -> Result<f64> {
 async fn writes(servers: &Servers) -> Result<f64> {
     let mut sum = 0.0;
     for r in &servers.replicas {
-        let url = format!("{}/metrics", r.url());
-        let first = servers.first();
-        let text =
-            first.http.get(&url).bearer_auth(&first.token).send().await?.error_for_status()?.text().await?;
-        sum += text
+        sum += servers
+            .metrics(r)
+            .await?
             .lines()
             .filter(|l| l.starts_with("rancher_store_operation_duration_seconds_count{"))
             .filter(|l| ["op=\"create\"", "op=\"update\"", "op=\"delete\""].iter().any(|op| l.contains(op)))
@@ -252,14 +252,7 @@ async fn create_clusters(server: &ServerProc, n: usize) -> Result<Vec<(String, S
     futures::stream::iter(0..n)
         .map(|i| async move {
             let name = format!("fleet-{i}");
-            server
-                .send(
-                    reqwest::Method::POST,
-                    "/v3/clusters",
-                    &json!({"metadata": {"name": name}, "spec": {"importedConfig": {}}}),
-                )
-                .await?;
-            let crt = server.get(&format!("/v3/clusterregistrationtokens/{name}:default-token")).await?;
+            let crt = server.create_imported(&name).await?;
             let token =
                 crt["status"]["token"].as_str().context("a registration token without its token")?.to_owned();
             Ok::<_, anyhow::Error>((name, token))
