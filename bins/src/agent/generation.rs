@@ -119,6 +119,10 @@ impl TunnelSetup {
                     .tls_backend_preconfigured((*self.tls).clone())
                     .connect_timeout(Duration::from_secs(10))
                     .timeout(Duration::from_secs(30))
+                    // A busy cluster reports every few seconds and keeps its connection; a quiet
+                    // one (most of a big fleet, reporting every few minutes) does not hold one open
+                    // on the server in between.
+                    .pool_idle_timeout(REPORT_CONNECTION_IDLE)
                     .build()
                     .map_err(|e| AgentError::Config(format!("building the report client: {e}")))?;
                 let r = report::Reporter {
@@ -193,6 +197,10 @@ impl Generation {
         result
     }
 }
+
+/// How long the report client keeps an unused connection to the server (reports follow changes
+/// within seconds, or come every few minutes).
+const REPORT_CONNECTION_IDLE: Duration = Duration::from_secs(15);
 
 /// How long a new generation may take to connect before the old one stops anyway.
 const TAKEOVER_WITHIN: Duration = Duration::from_secs(30);

@@ -27,6 +27,11 @@ async fn shutdown_signal() {
     }
 }
 
+/// See the `mimalloc` feature.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = ServerArgs::parse();

@@ -1,6 +1,7 @@
 //! `rancher-server --store etcd` against a real etcd: objects live in etcd, so a second server process
 //! on a fresh data directory sees what the first one stored; servers given the same secrets key share
-//! the CA and the registration key kept in etcd, and a server with another key is refused at start.
+//! the CA and the registration key kept in etcd, and a server with another key is refused at start;
+//! without etcd quorum a server serves reads, answers writes 503 and recovers by itself.
 //! Needs `etcd` on PATH (`scripts/test.sh` installs it).
 #![cfg(feature = "etcd")]
 
@@ -184,4 +185,57 @@ async fn one_replica_runs_the_controllers_and_another_takes_over_when_it_stops_o
     assert!(leads(&again).await);
     eprintln!("a killed leader's controllers ran again on the other replica within {took:?}");
     again.stop_async().await;
+}
+
+/// etcd loses its quorum under a server (two of three members gone): the server keeps answering reads
+/// of what the store holds, refuses writes with a 503 `Status`, stops leading the controllers (its lease
+/// cannot be renewed), and once a member is back takes writes again without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_etcd_quorum_reads_are_served_writes_get_503_and_both_come_back() {
+    use std::time::{Duration, Instant};
+    let mut etcd = Etcd::start(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("secrets.key");
+    std::fs::write(&key, [9u8; 32]).unwrap();
+    // The server reaches the member that stays, as a replica cut off with it would.
+    let endpoint = etcd.members[0].client_url.clone();
+    let args =
+        ["--store", "etcd", "--etcd-endpoints", &endpoint, "--secrets-key-file", key.to_str().unwrap()];
+    let server = ServerProc::start(&dir.path().join("s"), 0, Some(ADMIN_PASSWORD), &args);
+    let admin = Api::new(&server).logged_in("admin", ADMIN_PASSWORD).await;
+    let created = admin.post("/v3/clusters", &json!({"metadata": {"name": "before"}})).await;
+    assert_eq!(created.code, 201, "{}", created.body);
+
+    etcd.members[1].kill();
+    etcd.members[2].kill();
+    let refused = admin.post("/v3/clusters", &json!({"metadata": {"name": "during"}})).await;
+    crate::common::assert_status(&refused, 503, "ServiceUnavailable");
+    assert!(refused.body["message"].as_str().unwrap().contains("try again later"), "{}", refused.body);
+    let got = admin.get("/v3/clusters/before").await;
+    assert_eq!(got.code, 200, "{}", got.body);
+    let listed = admin.get("/v3/clusters").await;
+    assert_eq!(listed.code, 200, "{}", listed.body);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while leads(&server).await {
+        assert!(Instant::now() < deadline, "still leading the controllers without quorum");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    etcd.members[1].restart();
+    etcd.wait_ready(1).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let created = admin.post("/v3/clusters", &json!({"metadata": {"name": "after"}})).await;
+        if created.code == 201 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "writes did not come back: {} {}", created.code, created.body);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !leads(&server).await {
+        assert!(Instant::now() < deadline, "did not lead the controllers again");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    server.stop_async().await;
 }

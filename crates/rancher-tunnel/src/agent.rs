@@ -196,6 +196,18 @@ impl Agent {
                     warn!(%reason, "tunnel session ended; reconnecting");
                 }
                 Err(e) if !e.is_retryable() => return Err(e),
+                Err(Error::Busy { retry_after: Some(after) }) => {
+                    // The server gave this agent its turn: come back then, not after a backoff that
+                    // knows nothing of the server's queue (and would keep growing while it is free).
+                    let delay = told_delay(after);
+                    debug!(?delay, "the server is admitting others first; waiting for this agent's turn");
+                    self.metrics.reconnects.inc();
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                    continue;
+                }
                 Err(e) => warn!(error = %e, "tunnel connect failed"),
             }
             let delay = backoff_delay(self.cfg.backoff_initial, self.cfg.backoff_max, attempt);
@@ -246,6 +258,16 @@ impl Agent {
         self.metrics.sessions.dec();
         reason
     }
+}
+
+/// The longest `Retry-After` an agent waits: a server (or something pretending to be one) cannot
+/// park an agent for longer.
+const MAX_TOLD_DELAY: Duration = Duration::from_secs(300);
+
+/// The server's `Retry-After` (whole seconds) plus up to a second of jitter, so that the agents given
+/// the same second do not arrive in the same millisecond; capped at [`MAX_TOLD_DELAY`].
+fn told_delay(retry_after: Duration) -> Duration {
+    retry_after.min(MAX_TOLD_DELAY) + Duration::from_secs(1).mul_f64(rand::rng().random_range(0.0..1.0))
 }
 
 /// Full-jitter-from-half: a delay between half and all of `initial × 2^attempt`, capped.
@@ -346,5 +368,47 @@ mod tests {
             assert!(d >= cap / 2 && d <= cap, "attempt {attempt}: {d:?} outside [{:?}, {cap:?}]", cap / 2);
         }
         assert!(backoff_delay(i, m, 30) >= Duration::from_secs(15));
+    }
+
+    /// An agent told "come back in 5 s" comes back within a second after that, however often it
+    /// is told, and a server's `Retry-After` of a day parks it for [`MAX_TOLD_DELAY`] at most.
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_server_sets_when_the_agent_comes_back() {
+        use std::sync::Mutex;
+
+        use crate::transport::MockTransport;
+
+        let attempts = Arc::new(Mutex::new(Vec::new()));
+        let mut transport = MockTransport::new();
+        let seen = attempts.clone();
+        let start = Instant::now();
+        transport.expect_connect().returning(move |_| {
+            let mut seen = seen.lock().unwrap();
+            seen.push(start.elapsed());
+            Err(match seen.len() {
+                1..=6 => Error::Busy { retry_after: Some(Duration::from_secs(5)) },
+                7 => Error::Busy { retry_after: Some(Duration::from_secs(86_400)) },
+                _ => Error::Config("stop here".into()),
+            })
+        });
+        let agent = Agent::new(
+            Arc::new(transport),
+            Arc::new(|_: &str, _: &str| false),
+            AgentConfig::default(),
+            Metrics::default(),
+        )
+        .unwrap();
+        let err = agent.run(CancellationToken::new()).await.unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{err}");
+        let attempts = attempts.lock().unwrap();
+        for pair in attempts.windows(2).take(6) {
+            let gap = pair[1] - pair[0];
+            assert!(
+                gap >= Duration::from_secs(5) && gap < Duration::from_secs(6),
+                "told 5 s, came back after {gap:?}: {attempts:?}"
+            );
+        }
+        let parked = attempts[7] - attempts[6];
+        assert!(parked >= MAX_TOLD_DELAY && parked < MAX_TOLD_DELAY + Duration::from_secs(1), "{parked:?}");
     }
 }

@@ -88,6 +88,13 @@ pub enum Error {
         /// The HTTP status code the server answered with.
         status: u16,
     },
+    /// The server is admitting agents at a bounded rate and asked this one to come back later
+    /// (`503` or `429`); the agent waits `retry_after` (its `Retry-After`) instead of its backoff.
+    #[error("the server is busy admitting agents; retry after {retry_after:?}")]
+    Busy {
+        /// When the server said to come back; `None` when it did not say.
+        retry_after: Option<Duration>,
+    },
     /// A configuration value is out of range.
     #[error("invalid tunnel configuration: {0}")]
     Config(String),

@@ -37,8 +37,8 @@ pub trait Transport: Send + Sync {
     /// session byte stream.
     ///
     /// # Errors
-    /// [`Error::Unauthorized`] when the server refuses the credentials, other variants for
-    /// network, TLS and handshake failures.
+    /// [`Error::Unauthorized`] when the server refuses the credentials, [`Error::Busy`] when it
+    /// asks the agent to come back later, other variants for network, TLS and handshake failures.
     async fn connect(&self, headers: &HeaderMap) -> Result<BoxedIo>;
 
     /// Server side: turn an accepted raw connection (for WebSocket: the bytes after the HTTP
@@ -183,9 +183,19 @@ impl WsTransport {
             tungstenite::Error::Http(resp) if matches!(resp.status().as_u16(), 401 | 403) => {
                 Error::Unauthorized { status: resp.status().as_u16() }
             }
+            tungstenite::Error::Http(resp) if matches!(resp.status().as_u16(), 429 | 503) => {
+                Error::Busy { retry_after: retry_after(resp.headers()) }
+            }
             e => Error::Handshake { url: self.url.clone(), source: Box::new(e) },
         }
     }
+}
+
+/// A `Retry-After` in seconds (its HTTP-date form is not used by servers of agents and reads as
+/// absent).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let secs = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok()?;
+    Some(Duration::from_secs(secs))
 }
 
 #[async_trait]
@@ -215,5 +225,59 @@ mod tests {
         assert!(matches!(refused, Error::Unauthorized { status: 401 }), "{refused}");
         let (raw, _peer) = tokio::io::duplex(64);
         assert!(transport.accept(Box::new(raw)).await.is_ok());
+    }
+
+    /// A server that answers every request with `status_line` and `headers`, once per connection.
+    async fn answering(status_line: &'static str, headers: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/v3/connect", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = tcp.read(&mut buf).await;
+                let resp = format!("HTTP/1.1 {status_line}\r\n{headers}content-length: 0\r\n\r\n");
+                let _ = tcp.write_all(resp.as_bytes()).await;
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_busy_server_says_when_to_come_back() {
+        let t = WsTransport::new_insecure(
+            &answering("503 Service Unavailable", "retry-after: 7\r\n").await,
+            SessionConfig::default(),
+        )
+        .unwrap();
+        let err = t.connect(&HeaderMap::new()).await.err().unwrap();
+        assert!(matches!(err, Error::Busy { retry_after: Some(d) } if d == Duration::from_secs(7)), "{err}");
+
+        let t = WsTransport::new_insecure(
+            &answering("429 Too Many Requests", "").await,
+            SessionConfig::default(),
+        )
+        .unwrap();
+        let err = t.connect(&HeaderMap::new()).await.err().unwrap();
+        assert!(
+            matches!(err, Error::Busy { retry_after: None }),
+            "no Retry-After: the agent's own backoff; {err}"
+        );
+
+        let t = WsTransport::new_insecure(
+            &answering("503 Service Unavailable", "retry-after: Wed, 21 Oct 2026 07:28:00 GMT\r\n").await,
+            SessionConfig::default(),
+        )
+        .unwrap();
+        let err = t.connect(&HeaderMap::new()).await.err().unwrap();
+        assert!(matches!(err, Error::Busy { retry_after: None }), "an HTTP-date is not a delay; {err}");
+
+        let t = WsTransport::new_insecure(
+            &answering("500 Internal Server Error", "").await,
+            SessionConfig::default(),
+        )
+        .unwrap();
+        let err = t.connect(&HeaderMap::new()).await.err().unwrap();
+        assert!(matches!(err, Error::Handshake { .. }), "{err}");
     }
 }

@@ -140,7 +140,7 @@ impl ApiKind for Cluster {
             ));
         }
         if self.spec.rke_config.is_some() {
-            seal_rke_keys(self, old.spec.rke_config.as_ref(), cx)?;
+            seal_rke_keys(self, old.spec.rke_config.as_deref(), cx)?;
         }
         check_credentials(self, Some(old), cx).await?;
         if self.spec != old.spec

@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use rancher_core::controller::watcher::{Config, Event};
 use rancher_core::controller::{Action, Backoff, Controller, watcher};
-use rancher_core::model::{Cluster, ClusterSpec};
+use rancher_core::model::Cluster;
 use rancher_core::store::{Api, Store, StoreError};
 use rancher_core::{ConditionStatus, Conditions};
 use rancher_provision::{Progress, ProvisionContext};
@@ -41,7 +41,8 @@ const WRITE_ATTEMPTS: usize = 5;
 struct Gate {
     /// `None`: not before the spec changes.
     not_before: Option<Instant>,
-    spec: ClusterSpec,
+    /// The spec's generation when the gate closed (the store bumps it with every spec change).
+    generation: i64,
 }
 
 /// What the controller works with.
@@ -88,7 +89,8 @@ impl Ctx {
     /// How long `cluster` must still wait, if its gate is closed.
     fn gated(&self, cluster: &Cluster) -> Option<Option<Duration>> {
         let gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
-        let gate = gates.get(&cluster.metadata.uid).filter(|g| g.spec == cluster.spec)?;
+        let gate =
+            gates.get(&cluster.metadata.uid).filter(|g| g.generation == cluster.metadata.generation)?;
         match gate.not_before {
             None => Some(None),
             Some(at) => {
@@ -99,7 +101,7 @@ impl Ctx {
     }
 
     fn close_gate(&self, cluster: &Cluster, not_before: Option<Instant>) {
-        let gate = Gate { not_before, spec: cluster.spec.clone() };
+        let gate = Gate { not_before, generation: cluster.metadata.generation };
         self.gates.lock().unwrap_or_else(PoisonError::into_inner).insert(cluster.metadata.uid.clone(), gate);
     }
 

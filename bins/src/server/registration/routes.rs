@@ -97,7 +97,7 @@ async fn connect(State(state): State<AppState>, req: Request) -> Response {
     {
         state.metrics.agent_connect_deferred();
         let mut resp = ApiError::Unavailable(
-            "too many agents are connecting at once; the agent tries again after its backoff".into(),
+            "too many agents are connecting at once; come back after Retry-After, this agent's turn".into(),
         )
         .into_response();
         resp.headers_mut().insert(header::RETRY_AFTER, http::HeaderValue::from(wait.as_secs()));

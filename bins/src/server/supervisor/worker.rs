@@ -71,18 +71,19 @@ pub(super) async fn supervise(
     tracing::info!(cluster, uid = %target.uid, "cluster supervisor stopped");
 }
 
-/// The cluster as stored now, when it is still the incarnation and access `target` serves.
+/// The cluster as stored now, when it is still the incarnation and access `target` serves (boxed:
+/// the worker holds it while its sync runs).
 async fn current(
     reg: &Registration,
     sync: &Registered,
     target: &Target,
-) -> Result<Option<Cluster>, SyncError> {
+) -> Result<Option<Box<Cluster>>, SyncError> {
     let Some(cluster) = Api::<Cluster>::all(sync.store.clone()).get_opt(&target.cluster).await? else {
         return Ok(None);
     };
     let access_current = reg.access(&target.cluster).is_some_and(|a| Arc::ptr_eq(&a, &target.access));
     let same = cluster.metadata.uid == target.uid && cluster.metadata.deletion_timestamp.is_none();
-    Ok((same && access_current).then_some(cluster))
+    Ok((same && access_current).then(|| Box::new(cluster)))
 }
 
 async fn worker(
@@ -95,7 +96,9 @@ async fn worker(
     let (name, cluster) = (sync.sync.name(), target.cluster.as_str());
     let mut retry = RETRY_FIRST;
     loop {
-        let wait = match current(&reg, &sync, &target).await {
+        // Boxed: the store's read is the deepest future here, and an unboxed one would be part of
+        // the worker's size while it waits, which is nearly always.
+        let wait = match Box::pin(current(&reg, &sync, &target)).await {
             Ok(Some(stored)) => {
                 tracing::debug!(sync = name, cluster, "downstream sync attempt");
                 let result = match target.lease(&reg) {
@@ -157,5 +160,19 @@ mod tests {
         assert_eq!(resync_wait(minute, 10_000, 0.5), Duration::from_secs(1000));
         assert_eq!(resync_wait(minute, 10, 0.0), Duration::from_secs(45));
         assert_eq!(resync_wait(minute, 10, 1.0), Duration::from_secs(75));
+    }
+
+    fn future_size<A, B, C, D, E, F: Future>(_: fn(A, B, C, D, E) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// Every connected cluster holds one worker per sync for as long as it is connected: the
+    /// futures of the work they only sometimes do (a store read, a sync) are boxed while they run,
+    /// so that an idle worker is a few hundred bytes, not the tens of kilobytes of the deepest
+    /// call it might make.
+    #[test]
+    fn an_idle_worker_is_small() {
+        let size = future_size(worker);
+        assert!(size <= 1024, "a worker's future is {size} bytes");
     }
 }

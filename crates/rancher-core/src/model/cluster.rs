@@ -29,6 +29,9 @@ pub struct HostedOperation {
 }
 
 /// What the user wants of a cluster.
+///
+/// The engine configs are boxed: a cluster has one at most, and a `Cluster` is copied into every
+/// cache and queue that holds clusters, thousands of times on a big server.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
@@ -56,16 +59,16 @@ pub struct ClusterSpec {
     pub driver_config: Option<serde_json::Value>,
     /// A cluster built on SSH hosts (driver `rke`): Rancher's `cluster.yml`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rke_config: Option<super::RkeConfig>,
+    pub rke_config: Option<Box<super::RkeConfig>>,
     /// A GKE cluster (driver `GKE`): created in Google Cloud, or registered when `imported`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gke_config: Option<super::GkeConfig>,
+    pub gke_config: Option<Box<super::GkeConfig>>,
     /// An AKS cluster (driver `AKS`): created in Azure, or registered when `imported`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aks_config: Option<super::AksConfig>,
+    pub aks_config: Option<Box<super::AksConfig>>,
     /// An EKS cluster (driver `EKS`): created in AWS, or registered when `imported`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub eks_config: Option<super::EksConfig>,
+    pub eks_config: Option<Box<super::EksConfig>>,
     /// Extra environment variables for the cluster agent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub agent_env_vars: Vec<EnvVar>,
@@ -177,13 +180,13 @@ pub struct ClusterStatus {
     pub etcd_snapshots: Vec<EtcdSnapshot>,
     /// A GKE cluster as Google reports it (Rancher's `gkeStatus`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gke_status: Option<HostedStatus<super::GkeConfig>>,
+    pub gke_status: Option<Box<HostedStatus<super::GkeConfig>>>,
     /// An AKS cluster as Azure reports it (Rancher's `aksStatus`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aks_status: Option<HostedStatus<super::AksConfig>>,
+    pub aks_status: Option<Box<HostedStatus<super::AksConfig>>>,
     /// An EKS cluster as AWS reports it (Rancher's `eksStatus`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub eks_status: Option<HostedStatus<super::EksConfig>>,
+    pub eks_status: Option<Box<HostedStatus<super::EksConfig>>>,
 }
 
 /// A hosted cluster as its cloud reports it, in the terms of its engine config: what a reader

@@ -43,7 +43,12 @@ pub enum StoreError {
     /// The object or the request is malformed.
     #[error("{0}")]
     Invalid(String),
-    /// The backend failed (I/O, etcd unreachable, a corrupt record).
+    /// The backend cannot serve this now and may later: etcd has lost its quorum or cannot be
+    /// reached. Nothing was changed — or, for a write that timed out, it may still be applied; a
+    /// client retries (with its object's version, so that a retry cannot apply twice).
+    #[error("storage unavailable, try again later: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The backend failed (I/O, a corrupt record).
     #[error("storage backend: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -66,6 +71,7 @@ impl StoreError {
             StoreError::Conflict { .. } => Status::conflict(msg),
             StoreError::Gone { .. } => Status::gone(msg),
             StoreError::Invalid(_) => Status::invalid(msg, vec![]),
+            StoreError::Unavailable(_) => Status::unavailable(msg),
             StoreError::Backend(_) => Status::internal(msg),
         }
     }

@@ -8,15 +8,25 @@
 //! history gets an etcd watch of its own from `version + 1`, and a compacted version is
 //! [`Gone`](super::StoreError::Gone).
 //!
+//! When etcd loses its quorum (or the member reached cannot reach the leader), writes fail with
+//! [`Unavailable`](super::StoreError::Unavailable) (a `503` for API clients) and reads are answered from
+//! the member's own copy (a serializable read: what the member holds, possibly a little behind) instead of
+//! failing: a replica keeps serving what the fleet was. Once a linearizable read has failed that way, reads
+//! go to the member's copy for [`DEGRADED_FOR`] before trying consensus again, so that every request does
+//! not wait out [`QUORUM_READ_WAIT`] first; writes always try, and work again as soon as etcd does.
+//!
 //! Lists come in key order, which is namespace-then-name order except when one namespace is a prefix
 //! of another followed by `-` (`a-b` sorts before `a`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, Txn, TxnOp};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, GetResponse, KeyValue, Txn, TxnOp,
+};
 use futures::StreamExt;
 use serde_json::Value;
+use tokio::time::Instant;
 
 use super::etcd_watch::{self, Feeds};
 use super::hub::{WatchFilter, watch_stream};
@@ -31,6 +41,11 @@ const ROOT: &str = "/rancher/";
 const BATCH: i64 = 500;
 /// Attempts of an unconditional update or a delete racing other writers.
 const ATTEMPTS: usize = 16;
+/// How long a read waits for consensus (a linearizable read) before it is answered from the member's
+/// own copy. A healthy etcd answers in milliseconds; one without quorum only after its request timeout.
+const QUORUM_READ_WAIT: Duration = Duration::from_secs(2);
+/// After a read found no quorum, how long reads are answered from the member's copy without trying.
+const DEGRADED_FOR: Duration = Duration::from_secs(5);
 
 /// A [`Store`] in etcd v3 (see the [module docs](self) for the layout).
 ///
@@ -45,6 +60,8 @@ const ATTEMPTS: usize = 16;
 pub struct EtcdStore {
     client: Client,
     feeds: Arc<Feeds>,
+    /// Until when reads skip consensus (see the module docs); `None` while etcd is healthy.
+    degraded_until: Arc<Mutex<Option<Instant>>>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -53,13 +70,32 @@ impl std::fmt::Debug for EtcdStore {
     }
 }
 
+/// What etcd says (with code `Unknown` as often as not) when it has no quorum to serve a request.
+const NO_QUORUM_MESSAGES: [&str; 4] = [
+    "context deadline exceeded",
+    "etcdserver: request timed out",
+    "etcdserver: no leader",
+    "etcdserver: leader changed",
+];
+
 pub(super) fn etcd_error(e: etcd_client::Error) -> StoreError {
-    if let etcd_client::Error::GRpcStatus(s) = &e
-        && s.message().contains("compacted")
-    {
-        return StoreError::Gone { requested: "(compacted)".into(), oldest: s.message().to_owned() };
+    match &e {
+        etcd_client::Error::GRpcStatus(s) if s.message().contains("compacted") => {
+            StoreError::Gone { requested: "(compacted)".into(), oldest: s.message().to_owned() }
+        }
+        // No leader, a request that timed out waiting for consensus (etcd's own deadline, or the
+        // client's: tonic calls that one cancelled), no member reachable, a connection that broke.
+        etcd_client::Error::GRpcStatus(s)
+            if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded)
+                || (s.code() == tonic::Code::Cancelled && s.message().contains("Timeout expired"))
+                || NO_QUORUM_MESSAGES.iter().any(|m| s.message().contains(m))
+                || std::error::Error::source(s).is_some_and(|e| e.is::<tonic::transport::Error>()) =>
+        {
+            StoreError::Unavailable(Box::new(e))
+        }
+        etcd_client::Error::TransportError(_) => StoreError::Unavailable(Box::new(e)),
+        _ => StoreError::backend(e),
     }
-    StoreError::backend(e)
 }
 
 fn key(resource: &str, namespace: Option<&str>, name: &str) -> String {
@@ -117,7 +153,7 @@ impl EtcdStore {
             .with_timeout(Duration::from_secs(10))
             .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
         let client = Client::connect(endpoints, Some(options)).await.map_err(etcd_error)?;
-        Ok(EtcdStore { client, feeds: Arc::default() })
+        Ok(EtcdStore { client, feeds: Arc::default(), degraded_until: Arc::default() })
     }
 
     /// Compacts etcd's history up to `revision`: watches from older versions become Gone.
@@ -130,7 +166,50 @@ impl EtcdStore {
         Ok(())
     }
 
-    async fn read(&self, key: &str) -> StoreResult<Option<(Value, i64)>> {
+    /// A read for a reader: by consensus while etcd has it, else from the member's own copy (see the
+    /// module docs).
+    async fn get_kv(&self, key: Vec<u8>, options: GetOptions) -> StoreResult<GetResponse> {
+        let mut kv = self.client.kv_client();
+        if !self.degraded() {
+            let consensus =
+                tokio::time::timeout(QUORUM_READ_WAIT, kv.get(key.clone(), Some(options.clone())));
+            let error = match consensus.await {
+                Ok(Ok(resp)) => return Ok(resp),
+                Ok(Err(e)) => match etcd_error(e) {
+                    StoreError::Unavailable(e) => e.to_string(),
+                    e => return Err(e),
+                },
+                Err(_) => format!("no answer by consensus within {QUORUM_READ_WAIT:?}"),
+            };
+            tracing::warn!(%error, "etcd has no quorum: reads are answered from the member's own copy, writes fail");
+            *self.degraded_until.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some(Instant::now() + DEGRADED_FOR);
+        }
+        kv.get(key, Some(options.with_serializable())).await.map_err(etcd_error)
+    }
+
+    /// Whether reads skip consensus now.
+    fn degraded(&self) -> bool {
+        let mut until = self.degraded_until.lock().unwrap_or_else(PoisonError::into_inner);
+        match *until {
+            Some(at) if at > Instant::now() => true,
+            Some(_) => {
+                *until = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// An object for `get`: see [`get_kv`](Self::get_kv).
+    async fn read(&self, key: &str) -> StoreResult<Option<Value>> {
+        let resp = self.get_kv(key.as_bytes().to_vec(), GetOptions::new()).await?;
+        resp.kvs().first().map(decode).transpose()
+    }
+
+    /// An object and its version for a write that depends on it: by consensus, always (a copy a
+    /// little behind would only make the write fail its comparison).
+    async fn read_for_write(&self, key: &str) -> StoreResult<Option<(Value, i64)>> {
         let resp = self.client.kv_client().get(key, None).await.map_err(etcd_error)?;
         match resp.kvs().first() {
             Some(kv) => Ok(Some((decode(kv)?, kv.mod_revision()))),
@@ -166,7 +245,7 @@ impl EtcdStore {
         loop {
             let options =
                 GetOptions::new().with_range(end.to_vec()).with_limit(BATCH).with_revision(revision);
-            let resp = self.client.kv_client().get(start.clone(), Some(options)).await.map_err(etcd_error)?;
+            let resp = self.get_kv(start.clone(), options).await?;
             if revision == 0 {
                 revision = header_revision(resp.header()) as i64;
             }
@@ -221,7 +300,7 @@ impl Store for EtcdStore {
         object::check_namespace(namespace)?;
         object::check_name(name)?;
         match self.read(&key(resource, namespace, name)).await? {
-            Some((v, _)) => Ok(v),
+            Some(v) => Ok(v),
             None => Err(StoreError::NotFound { resource: resource.to_owned(), name: name.to_owned() }),
         }
     }
@@ -232,7 +311,7 @@ impl Store for EtcdStore {
         let key = key(resource, k.namespace.as_deref(), &k.name);
         let not_found = || StoreError::NotFound { resource: resource.to_owned(), name: k.name.clone() };
         for _ in 0..ATTEMPTS {
-            let (old, mod_revision) = self.read(&key).await?.ok_or_else(not_found)?;
+            let (old, mod_revision) = self.read_for_write(&key).await?.ok_or_else(not_found)?;
             // A client-supplied version makes a lost race a Conflict (checked by plan_update on retry).
             let (value, result) = match object::plan_update(resource, &old, object.clone())? {
                 UpdatePlan::Unchanged => return Ok(old),
@@ -260,9 +339,8 @@ impl Store for EtcdStore {
         object::check_name(name)?;
         let key = key(resource, namespace, name);
         for _ in 0..ATTEMPTS {
-            let (old, mod_revision) = self.read(&key).await?.ok_or_else(|| StoreError::NotFound {
-                resource: resource.to_owned(),
-                name: name.to_owned(),
+            let (old, mod_revision) = self.read_for_write(&key).await?.ok_or_else(|| {
+                StoreError::NotFound { resource: resource.to_owned(), name: name.to_owned() }
             })?;
             object::check_preconditions(resource, name, &old, &preconditions)?;
             let terminating = !object::finalizers_of(&old).is_empty();

@@ -1,7 +1,8 @@
-//! [`EtcdStore`] over a three-member etcd cluster on loopback: the leader is SIGKILLed mid-run; writes
+//! [`EtcdStore`] over a three-member etcd cluster on loopback. The leader is SIGKILLed mid-run: writes
 //! keep succeeding through the other endpoints, no acknowledged write is lost, and the member comes back
 //! with its data directory and catches up. A watch opened before the failure (on the store's shared etcd
-//! watch) sees every acknowledged write.
+//! watch) sees every acknowledged write. Two members gone (no quorum): writes are `Unavailable`, reads
+//! answer from the member that is left, and writes come back with a member.
 #![cfg(feature = "etcd")]
 
 use std::collections::HashSet;
@@ -126,4 +127,59 @@ async fn writes_survive_losing_the_leader_and_the_member_catches_up() {
         acked.len() - at_kill,
         errors.lock().unwrap().len()
     );
+}
+
+/// Two of three members gone: the store's writes fail with `Unavailable` (a 503 for API clients) within
+/// etcd's request timeout instead of hanging, its reads keep answering from the remaining member's copy,
+/// and once a member is back writes work again by themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_quorum_reads_answer_and_writes_are_unavailable_until_it_is_back() {
+    let mut etcd = rancher_test_support::etcd::Etcd::start(3).await;
+    // The store reaches the member that stays (a replica next to it, cut off from the others).
+    let store = EtcdStore::connect(&[etcd.members[0].client_url.clone()]).await.unwrap();
+    for i in 0..5 {
+        store
+            .create("items", json!({"metadata": {"name": format!("o-{i}")}, "spec": {"i": i}}))
+            .await
+            .unwrap();
+    }
+    etcd.members[1].kill();
+    etcd.members[2].kill();
+
+    let started = Instant::now();
+    let refused = store.create("items", json!({"metadata": {"name": "while-cut"}})).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(refused, StoreError::Unavailable(_)), "{refused}");
+    let status = refused.to_status();
+    assert_eq!((status.code, status.reason.as_str()), (503, "ServiceUnavailable"), "{status}");
+    assert!(took < Duration::from_secs(15), "a write without quorum took {took:?} to fail");
+    eprintln!("a write without quorum failed after {took:?}");
+    let mut changed = store.get("items", None, "o-1").await.unwrap();
+    changed["spec"]["i"] = json!(100);
+    let refused = store.update("items", changed).await.unwrap_err();
+    assert!(matches!(refused, StoreError::Unavailable(_)), "{refused}");
+
+    // Reads: what the member holds, and after the first one found no quorum, without waiting for it.
+    assert_eq!(store.get("items", None, "o-3").await.unwrap()["spec"]["i"], 3);
+    let started = Instant::now();
+    let listed = store.list("items", &ListOptions::default()).await.unwrap();
+    assert_eq!(listed.items.len(), 5);
+    assert!(store.get("items", None, "nope").await.is_err_and(|e| matches!(e, StoreError::NotFound { .. })));
+    assert!(started.elapsed() < Duration::from_secs(1), "reads waited {:?}", started.elapsed());
+
+    etcd.members[1].restart();
+    etcd.wait_ready(1).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match store.create("items", json!({"metadata": {"name": "after"}})).await {
+            Ok(_) | Err(StoreError::AlreadyExists { .. }) => break,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "writes did not come back: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    let mut changed = store.get("items", None, "o-1").await.unwrap();
+    changed["spec"]["i"] = json!(100);
+    assert_eq!(store.update("items", changed).await.unwrap()["spec"]["i"], 100);
 }

@@ -47,7 +47,7 @@ impl AksProvisioner {
         cluster
             .spec
             .aks_config
-            .as_ref()
+            .as_deref()
             .ok_or_else(|| ProvisionError::invalid_spec(FIELD, format!("is required for driver {DRIVER:?}")))
     }
 
@@ -123,7 +123,7 @@ impl AksProvisioner {
         cluster: &Cluster,
         client: &AksClient,
     ) -> Result<Option<Progress>, ProvisionError> {
-        let Some(op) = cluster.status.aks_status.as_ref().and_then(|s| s.operation.clone()) else {
+        let Some(op) = cluster.status.aks_status.as_deref().and_then(|s| s.operation.clone()) else {
             return Ok(None);
         };
         let Ok(azure_op) = serde_json::from_str::<Operation>(&op.id) else {
@@ -304,7 +304,7 @@ impl Provisioner for AksProvisioner {
         let client = match self.client(cluster, config).await {
             Ok((client, _)) => client,
             // Never signed in (a credential the creator may not use): nothing was made at Azure.
-            Err(e) if never_made(&e, cluster.status.aks_status.as_ref()) => return Ok(Progress::Done),
+            Err(e) if never_made(&e, cluster.status.aks_status.as_deref()) => return Ok(Progress::Done),
             Err(e) => return Err(e),
         };
         let (rg, name) = (&config.resource_group, &config.cluster_name);

@@ -46,7 +46,7 @@ impl EksProvisioner {
     }
 
     fn config(cluster: &Cluster) -> Result<&EksConfig, ProvisionError> {
-        cluster.spec.eks_config.as_ref().ok_or_else(|| {
+        cluster.spec.eks_config.as_deref().ok_or_else(|| {
             ProvisionError::invalid_spec(FIELD, format!("is required for driver {:?}", eks::DRIVER))
         })
     }
@@ -74,7 +74,7 @@ impl EksProvisioner {
         client: &EksClient,
         name: &str,
     ) -> Result<Option<Progress>, ProvisionError> {
-        let Some(op) = cluster.status.eks_status.as_ref().and_then(|s| s.operation.clone()) else {
+        let Some(op) = cluster.status.eks_status.as_deref().and_then(|s| s.operation.clone()) else {
             return Ok(None);
         };
         let Ok(update) = serde_json::from_str::<UpdateRef>(&op.id) else {
@@ -286,7 +286,7 @@ impl Provisioner for EksProvisioner {
         let client = match self.client(cluster, config).await {
             Ok(client) => client,
             // Never signed in (a credential the creator may not use): nothing was made at AWS.
-            Err(e) if never_made(&e, cluster.status.eks_status.as_ref()) => return Ok(Progress::Done),
+            Err(e) if never_made(&e, cluster.status.eks_status.as_deref()) => return Ok(Progress::Done),
             Err(e) => return Err(e),
         };
         let name = &config.display_name;

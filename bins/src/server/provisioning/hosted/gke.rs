@@ -38,7 +38,7 @@ impl GkeProvisioner {
     }
 
     fn config(cluster: &Cluster) -> Result<&GkeConfig, ProvisionError> {
-        cluster.spec.gke_config.as_ref().ok_or_else(|| {
+        cluster.spec.gke_config.as_deref().ok_or_else(|| {
             ProvisionError::invalid_spec(FIELD, format!("is required for driver {:?}", gke::DRIVER))
         })
     }
@@ -82,7 +82,7 @@ impl GkeProvisioner {
         client: &GkeClient,
         at: &Location,
     ) -> Result<Option<Progress>, ProvisionError> {
-        let Some(op) = cluster.status.gke_status.as_ref().and_then(|s| s.operation.clone()) else {
+        let Some(op) = cluster.status.gke_status.as_deref().and_then(|s| s.operation.clone()) else {
             return Ok(None);
         };
         let now = match client.get_operation(at, &op.id).await {
@@ -239,7 +239,7 @@ impl Provisioner for GkeProvisioner {
         let client = match self.client(cluster, config).await {
             Ok(client) => client,
             // Never signed in (a credential the creator may not use): nothing was made at Google.
-            Err(e) if never_made(&e, cluster.status.gke_status.as_ref()) => return Ok(Progress::Done),
+            Err(e) if never_made(&e, cluster.status.gke_status.as_deref()) => return Ok(Progress::Done),
             Err(e) => return Err(e),
         };
         let at = Location::of(config);

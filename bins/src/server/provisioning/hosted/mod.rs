@@ -80,7 +80,7 @@ impl Hosted {
 }
 
 /// Where an engine keeps its findings in a cluster's status (`gkeStatus`, `aksStatus`, `eksStatus`).
-pub(crate) type StatusOf<C> = fn(&mut ClusterStatus) -> &mut Option<HostedStatus<C>>;
+pub(crate) type StatusOf<C> = fn(&mut ClusterStatus) -> &mut Option<Box<HostedStatus<C>>>;
 
 impl Hosted {
     /// Records `op` (or none) as the engine's cloud operation in flight.
@@ -91,7 +91,7 @@ impl Hosted {
         op: Option<HostedOperation>,
     ) -> Result<(), ProvisionError> {
         self.write_status(cluster, |c| {
-            let status = of(&mut c.status).get_or_insert_with(HostedStatus::default);
+            let status = of(&mut c.status).get_or_insert_default();
             if status.operation == op {
                 return false;
             }
@@ -111,7 +111,7 @@ impl Hosted {
         phase: &str,
     ) -> Result<(), ProvisionError> {
         self.write_status(cluster, |c| {
-            let status = of(&mut c.status).get_or_insert_with(HostedStatus::default);
+            let status = of(&mut c.status).get_or_insert_default();
             let changed = status.upstream_spec.as_ref() != Some(&upstream) || status.phase != phase;
             status.upstream_spec = Some(upstream.clone());
             phase.clone_into(&mut status.phase);

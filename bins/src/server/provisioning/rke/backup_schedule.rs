@@ -93,8 +93,6 @@ pub(crate) async fn sweep(
 
 #[cfg(test)]
 mod tests {
-    use rancher_core::model::RkeConfig;
-
     use super::super::snapshots::beyond_retention;
     use super::*;
 
@@ -159,7 +157,7 @@ mod tests {
     fn only_an_enabled_backup_config_schedules() {
         let mut c = Cluster::default();
         assert!(schedule_of(&c).is_none());
-        c.spec.rke_config = Some(RkeConfig::default());
+        c.spec.rke_config = Some(Box::default());
         assert!(schedule_of(&c).is_none(), "no backup_config");
         let cfg = c.spec.rke_config.as_mut().unwrap();
         cfg.services.etcd.backup_config = Some(RkeBackupConfig::default());

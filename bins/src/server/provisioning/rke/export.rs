@@ -143,7 +143,7 @@ mod tests {
         });
         let mut st = RkeState::default();
         st.pki.ensure(&cfg).unwrap();
-        let c = Cluster::new("solo", ClusterSpec { rke_config: Some(cfg), ..Default::default() });
+        let c = Cluster::new("solo", ClusterSpec { rke_config: Some(Box::new(cfg)), ..Default::default() });
         (c, st)
     }
 
@@ -162,7 +162,7 @@ mod tests {
         assert!(!text.contains("sealed:v1"), "{text}");
         assert!(text.contains("~/.ssh/id_ed25519") && text.contains("AKIDEXAMPLE"));
 
-        st.current_config = c.spec.rke_config.clone();
+        st.current_config = c.spec.rke_config.as_deref().cloned();
         let doc = rkestate(&c, &st).unwrap();
         assert_eq!(doc["currentState"]["rkeConfig"], doc["desiredState"]["rkeConfig"]);
         assert_eq!(doc["currentState"]["certificatesBundle"], doc["desiredState"]["certificatesBundle"]);
@@ -176,7 +176,7 @@ mod tests {
         let (c, mut st) = cluster();
         let yaml = admin_kubeconfig(&c, &st).unwrap();
         assert!(yaml.contains("https://10.0.0.1:6443"), "{yaml}");
-        let mut moved = c.spec.rke_config.clone().unwrap();
+        let mut moved = *c.spec.rke_config.clone().unwrap();
         moved.nodes[1].address = "10.0.0.9".into();
         st.pki.ensure(&moved).unwrap();
         st.current_config = Some(moved);

@@ -70,7 +70,7 @@ impl RkeProvisioner {
     /// # Errors
     /// [`ProvisionError::InvalidSpec`] when it has none.
     pub(crate) fn config(cluster: &Cluster) -> Result<&RkeConfig, ProvisionError> {
-        cluster.spec.rke_config.as_ref().ok_or_else(|| {
+        cluster.spec.rke_config.as_deref().ok_or_else(|| {
             ProvisionError::invalid_spec("spec.rkeConfig", "a cluster of the rke driver needs spec.rkeConfig")
         })
     }

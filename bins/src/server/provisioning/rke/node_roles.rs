@@ -119,7 +119,8 @@ mod tests {
             nodes: vec![node("10.0.0.1", "a", &["etcd", "controlplane"]), node("10.0.0.2", "", &["worker"])],
             ..Default::default()
         };
-        let cluster = Cluster::new("c", ClusterSpec { rke_config: Some(cfg), ..Default::default() });
+        let cluster =
+            Cluster::new("c", ClusterSpec { rke_config: Some(Box::new(cfg)), ..Default::default() });
         let want = wanted(&cluster);
         assert_eq!(want.keys().collect::<Vec<_>>(), ["10.0.0.2", "a"]);
         assert_eq!(

@@ -32,7 +32,10 @@ fn cluster(version: &str) -> Cluster {
         kubernetes_version: version.into(),
         ..Default::default()
     };
-    Cluster::new("c-rke", ClusterSpec { rke_config: Some(cfg), driver: "rke".into(), ..Default::default() })
+    Cluster::new(
+        "c-rke",
+        ClusterSpec { rke_config: Some(Box::new(cfg)), driver: "rke".into(), ..Default::default() },
+    )
 }
 
 fn field(e: ProvisionError) -> String {
