@@ -448,7 +448,9 @@ impl ServerBuilder {
         let authn = Arc::new(auth::TokenAuthenticator::new(store.clone()));
         let audit = self.audit.layer(&self.plugins.audit_sinks).map_err(ServerError::AuditLog)?;
         let proxy = proxy::build(store.clone(), authn.clone(), registration.clone(), audit.clone());
+        let project_names = super::tenancy::project_names::ProjectNames::start(store.clone());
         let state = AppState {
+            project_names,
             store,
             metrics,
             ca_pem: ca_pem.into(),

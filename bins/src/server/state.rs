@@ -45,6 +45,8 @@ pub(crate) struct AppState {
     pub(crate) replica: Option<String>,
     /// The other servers sharing the store, and the way to them; `None` for a server on its own.
     pub(crate) peers: Option<Arc<super::peers::Peers>>,
+    /// The project names in use, for new ones.
+    pub(crate) project_names: Arc<super::tenancy::project_names::ProjectNames>,
     /// How fast agents' sessions are admitted (`None`: unbounded).
     pub(crate) connect_admission: Option<Arc<super::registration::ConnectAdmission>>,
 }

@@ -63,6 +63,7 @@ impl ServerTasks {
                 "system projects controller",
                 tokio::spawn(tenancy::system_projects::run(
                     store.clone(),
+                    state.project_names.clone(),
                     registration.clone(),
                     stop.clone(),
                 )),

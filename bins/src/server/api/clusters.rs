@@ -5,14 +5,11 @@
 //! again (see [`cleanup`](crate::server::cleanup)); what is made for a cluster or project records
 //! its uid.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use rancher_core::model::{
     CREATOR_ID_ANNOTATION, Cluster, ClusterRoleTemplateBinding, ClusterRoleTemplateBindingSpec, Project,
-    ProjectRoleTemplateBinding,
 };
-use rancher_core::store::{Api, Store, StoreError};
+use rancher_core::store::{Api, StoreError};
 use rancher_provision::hosted::{eks, gke};
 use rancher_provision::{ProvisionError, rke};
 use serde_json::{Map, Value};
@@ -263,28 +260,6 @@ fn invalid_spec(e: ProvisionError) -> ApiError {
     }
 }
 
-/// How many generated project names are tried before giving up (36^5 names: a clash is rare).
-const NAME_ATTEMPTS: usize = 16;
-
-/// A new project name, `p-` and 5 random characters, unique across the whole server: no project in
-/// any cluster has it, and no project role template binding lives in its namespace.
-///
-/// # Errors
-/// The store's, or `AlreadyExists` when every attempt clashed.
-pub(crate) async fn new_project_name(store: &Arc<dyn Store>) -> Result<String, StoreError> {
-    let taken: std::collections::HashSet<String> =
-        Api::<Project>::all(store.clone()).list().await?.into_iter().map(|p| p.metadata.name).collect();
-    for _ in 0..NAME_ATTEMPTS {
-        let name = generated_name("p-");
-        if !taken.contains(&name)
-            && Api::<ProjectRoleTemplateBinding>::namespaced(store.clone(), &name).list().await?.is_empty()
-        {
-            return Ok(name);
-        }
-    }
-    Err(StoreError::AlreadyExists { resource: "projects".into(), name: "p-*".into() })
-}
-
 /// Refuses a display name another live project of `cluster` has: people name projects by it.
 async fn unique_display_name(cx: &Ctx<'_>, cluster: &str, project: &Project) -> ApiResult<()> {
     let name = &project.spec.display_name;
@@ -357,7 +332,7 @@ impl ApiKind for Project {
         self.metadata.annotations.remove(ASSIGNED_ANNOTATION);
         let given = std::mem::take(&mut self.metadata.name);
         self.metadata.generate_name = None;
-        self.metadata.name = new_project_name(&cx.state.store).await?;
+        self.metadata.name = cx.state.project_names.new_name().await?;
         if self.spec.display_name.is_empty() {
             self.spec.display_name = if given.is_empty() { self.metadata.name.clone() } else { given };
         }

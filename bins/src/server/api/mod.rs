@@ -21,10 +21,10 @@ mod users;
 mod visibility;
 
 pub(crate) use body::json_object as read_json_object;
-pub(crate) use clusters::new_project_name;
 pub(crate) use etcd_backups::{
     BACKUP as BACKUP_ETCD, RESTORE as RESTORE_FROM_ETCD_BACKUP, backup_etcd, restore_from_etcd_backup,
 };
+pub(crate) use kind::generated_name;
 pub(crate) use login::login as local_login;
 pub(crate) use rotate_certs::{ACTION as ROTATE_CERTIFICATES, rotate_certificates};
 pub(crate) use tokens::created_response as created_token_response;

@@ -15,6 +15,7 @@
 
 mod admins;
 pub(crate) mod apply;
+pub(crate) mod project_names;
 mod rbac_sync;
 pub(crate) mod system_projects;
 pub(crate) mod workers;

@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::SyncError;
+use super::project_names::ProjectNames;
 use super::workers::{BoxFut, ClusterSync, ClusterWorkers, follow};
-use crate::server::api::new_project_name;
 use crate::server::cleanup::leftovers;
 use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION};
 use crate::server::proxy::membership::{project_counts, project_ref};
@@ -70,9 +70,14 @@ fn specials_of<'p>(projects: &'p [Project], cluster: &Cluster, special: &Special
 }
 
 /// Runs until `stop`: the projects in the store, and the namespaces of connected clusters.
-pub(crate) async fn run(store: Arc<dyn Store>, registration: Arc<Registration>, stop: CancellationToken) {
+pub(crate) async fn run(
+    store: Arc<dyn Store>,
+    names: Arc<ProjectNames>,
+    registration: Arc<Registration>,
+    stop: CancellationToken,
+) {
     let tasks = TaskTracker::new();
-    tasks.spawn(ensure_controller(store.clone(), stop.clone()));
+    tasks.spawn(ensure_controller(Ctx { store: store.clone(), names }, stop.clone()));
     let workers = ClusterWorkers::new(store.clone(), registration, RESYNC);
     let w = workers.clone();
     tasks.spawn(follow::<Project>(store.clone(), stop.clone(), move |p, _| {
@@ -88,7 +93,8 @@ pub(crate) async fn run(store: Arc<dyn Store>, registration: Arc<Registration>, 
 /// Reconciles every cluster when it changes, when one of its Default or System projects changes or
 /// goes (a duplicate appears, someone deletes one), and every [`RESYNC`]; store failures are retried
 /// with the controller's backoff.
-async fn ensure_controller(store: Arc<dyn Store>, stop: CancellationToken) {
+async fn ensure_controller(ctx: Ctx, stop: CancellationToken) {
+    let store = ctx.store.clone();
     let special_of_cluster = |p: &Project| {
         let special = SPECIAL_PROJECTS.iter().any(|s| is(p, s));
         special.then(|| ObjectRef::new(p.metadata.namespace.as_deref().unwrap_or(&p.spec.cluster_name)))
@@ -96,29 +102,35 @@ async fn ensure_controller(store: Arc<dyn Store>, stop: CancellationToken) {
     Controller::new(Api::<Cluster>::all(store.clone()))
         .resync(Some(RESYNC))
         .watches(Api::<Project>::all(store.clone()), special_of_cluster)
-        .run(ensure_cluster, Arc::new(store), stop)
+        .run(ensure_cluster, Arc::new(ctx), stop)
         .await;
 }
 
+/// What the controller of special projects works with.
+struct Ctx {
+    store: Arc<dyn Store>,
+    names: Arc<ProjectNames>,
+}
+
 /// Makes sure the live cluster `cluster` has exactly one Default and one System project.
-async fn ensure_cluster(cluster: Arc<Cluster>, store: Arc<Arc<dyn Store>>) -> Result<Action, StoreError> {
+async fn ensure_cluster(cluster: Arc<Cluster>, ctx: Arc<Ctx>) -> Result<Action, StoreError> {
     if cluster.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let projects = Api::<Project>::namespaced((*store).clone(), &cluster.metadata.name).list().await?;
+    let projects = Api::<Project>::namespaced(ctx.store.clone(), &cluster.metadata.name).list().await?;
     for special in &SPECIAL_PROJECTS {
-        ensure_one(&store, &projects, &cluster, special).await?;
+        ensure_one(&ctx, &projects, &cluster, special).await?;
     }
     Ok(Action::await_change())
 }
 
 async fn ensure_one(
-    store: &Arc<dyn Store>,
+    ctx: &Ctx,
     projects: &[Project],
     cluster: &Cluster,
     special: &Special,
 ) -> Result<(), StoreError> {
-    let name = cluster.metadata.name.as_str();
+    let (store, name) = (&ctx.store, cluster.metadata.name.as_str());
     let found = specials_of(projects, cluster, special);
     // Two replicas may both have made one: the oldest stays.
     for extra in found.iter().skip(1) {
@@ -141,7 +153,7 @@ async fn ensure_one(
         description: format!("The cluster's {} project, made by the server.", special.display_name),
         ..Default::default()
     };
-    let mut project = Project::new(&new_project_name(store).await?, spec);
+    let mut project = Project::new(&ctx.names.new_name().await?, spec);
     project.metadata.namespace = Some(name.to_owned());
     project.metadata.labels.insert(special.label.to_owned(), "true".to_owned());
     owner::stamp(&mut project.metadata, CLUSTER_UID_ANNOTATION, &cluster.metadata);
@@ -224,7 +236,8 @@ mod tests {
     /// What the controller does for every cluster, in one pass.
     async fn ensure_all(store: &Arc<dyn Store>) -> Result<(), StoreError> {
         for c in Api::<Cluster>::all(store.clone()).list().await? {
-            ensure_cluster(Arc::new(c), Arc::new(store.clone())).await?;
+            let ctx = Ctx { store: store.clone(), names: ProjectNames::start(store.clone()) };
+            ensure_cluster(Arc::new(c), Arc::new(ctx)).await?;
         }
         Ok(())
     }
