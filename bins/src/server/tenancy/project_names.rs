@@ -54,8 +54,9 @@ impl ProjectNames {
     }
 
     /// A name no project has and no project role template binding's namespace has, held for the
-    /// caller: this server does not hand it out again. (Two replicas making projects in the same
-    /// millisecond could still pick the same name, one in sixty million.)
+    /// caller: this server does not hand it out again. (Two replicas making projects at the same
+    /// moment, before either's watch has seen the other's, could still pick the same name: one chance
+    /// in sixty million, as with a list.)
     ///
     /// # Errors
     /// The store's, or `AlreadyExists` when every attempt clashed.
