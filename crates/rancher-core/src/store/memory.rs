@@ -26,7 +26,7 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
-    /// An empty store keeping the default watch history (10,000 changes).
+    /// An empty store keeping the default watch history (2,048 changes).
     pub fn new() -> Self {
         Self::with_history(super::hub::DEFAULT_HISTORY)
     }
