@@ -192,7 +192,9 @@ async fn one_replica_runs_the_controllers_and_another_takes_over_when_it_stops_o
 /// cannot be renewed), and once a member is back takes writes again without a restart.
 #[tokio::test(flavor = "multi_thread")]
 async fn without_etcd_quorum_reads_are_served_writes_get_503_and_both_come_back() {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
+
+    use rancher_test_support::{eventually, within};
     let mut etcd = Etcd::start(3).await;
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("secrets.key");
@@ -215,27 +217,17 @@ async fn without_etcd_quorum_reads_are_served_writes_get_503_and_both_come_back(
     assert_eq!(got.code, 200, "{}", got.body);
     let listed = admin.get("/v3/clusters").await;
     assert_eq!(listed.code, 200, "{}", listed.body);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while leads(&server).await {
-        assert!(Instant::now() < deadline, "still leading the controllers without quorum");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let stopped_leading = within(Duration::from_secs(30), || async { !leads(&server).await }).await;
+    assert!(stopped_leading, "still leading the controllers without quorum");
 
     etcd.members[1].restart();
     etcd.wait_ready(1).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    eventually(Duration::from_secs(60), "writes to come back", || async {
         let created = admin.post("/v3/clusters", &json!({"metadata": {"name": "after"}})).await;
-        if created.code == 201 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "writes did not come back: {} {}", created.code, created.body);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !leads(&server).await {
-        assert!(Instant::now() < deadline, "did not lead the controllers again");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        (created.code == 201).then_some(())
+    })
+    .await;
+    let leads_again = within(Duration::from_secs(30), || leads(&server)).await;
+    assert!(leads_again, "did not lead the controllers again");
     server.stop_async().await;
 }

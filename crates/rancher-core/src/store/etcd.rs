@@ -60,7 +60,7 @@ const DEGRADED_FOR: Duration = Duration::from_secs(5);
 pub struct EtcdStore {
     client: Client,
     feeds: Arc<Feeds>,
-    /// Until when reads skip consensus (see the module docs); `None` while etcd is healthy.
+    /// Until when reads skip consensus (see the module docs); `None` until a read first found no quorum.
     degraded_until: Arc<Mutex<Option<Instant>>>,
 }
 
@@ -190,15 +190,10 @@ impl EtcdStore {
 
     /// Whether reads skip consensus now.
     fn degraded(&self) -> bool {
-        let mut until = self.degraded_until.lock().unwrap_or_else(PoisonError::into_inner);
-        match *until {
-            Some(at) if at > Instant::now() => true,
-            Some(_) => {
-                *until = None;
-                false
-            }
-            None => false,
-        }
+        self.degraded_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|at| at > Instant::now())
     }
 
     /// An object for `get`: see [`get_kv`](Self::get_kv).
