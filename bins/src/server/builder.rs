@@ -426,6 +426,7 @@ impl ServerBuilder {
             agent_image,
             tunnel,
         ));
+        registration.supervisors().count_turns_in(metrics.sync_turns());
         rke.attach(registration.clone());
         // The store, the TLS material and the registration key may have been created just now.
         data_dir::tighten_contents(&self.data_dir, false).map_err(data_dir_error)?;

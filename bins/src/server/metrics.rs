@@ -132,6 +132,15 @@ pub struct Metrics {
     controllers_leader: Gauge,
     replicas_live: Gauge,
     agent_connects_deferred: Counter,
+    sync_turns: SyncTurns,
+}
+
+/// How many of the connected clusters' downstream syncs run now, and how many wait for their turn
+/// ([`SYNCS_AT_ONCE`](crate::server::supervisor::SYNCS_AT_ONCE) run at once).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SyncTurns {
+    pub(crate) running: Gauge,
+    pub(crate) waiting: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -161,6 +170,7 @@ impl Metrics {
             controllers_leader: Gauge::default(),
             replicas_live: Gauge::default(),
             agent_connects_deferred: Counter::default(),
+            sync_turns: SyncTurns::default(),
         };
         let mut registry = Registry::with_prefix("rancher");
         m.register_into(&mut registry);
@@ -212,7 +222,22 @@ impl Metrics {
             "Agents' session requests answered 503 because more arrived than --agent-connect-rate admits",
             self.agent_connects_deferred.clone(),
         );
+        registry.register(
+            "cluster_syncs_running",
+            "Downstream syncs of connected clusters running now (RBAC, token records, system namespaces, node labels)",
+            self.sync_turns.running.clone(),
+        );
+        registry.register(
+            "cluster_syncs_waiting",
+            "Downstream syncs waiting for their turn: at most 64 run at once over the fleet",
+            self.sync_turns.waiting.clone(),
+        );
         self.tunnel.register_into(registry);
+    }
+
+    /// The gauges of the cluster supervisors' sync turns.
+    pub(crate) fn sync_turns(&self) -> SyncTurns {
+        self.sync_turns.clone()
     }
 
     /// An agent's session request was deferred by the connect rate.

@@ -35,7 +35,7 @@ use crate::server::registration::Registration;
 use crate::server::tenancy::SyncError;
 use crate::server::tenancy::apply::{self, Changes, Key, Kind};
 use crate::server::tenancy::workers::{
-    BoxFut, ClusterSync, ClusterWorkers, Fingerprints, follow, follow_membership,
+    BoxFut, ClusterSync, ClusterWorkers, Fingerprints, follow_membership, follow_with,
 };
 
 /// How often every cluster's token records are re-checked even when nothing was seen to change:
@@ -215,30 +215,53 @@ pub(crate) async fn run(store: Arc<dyn Store>, registration: Arc<Registration>, 
     // of may cost a sync.
     let w = workers.clone();
     let seen = Fingerprints::default();
-    tasks.spawn(follow::<Token>(store.clone(), stop.clone(), move |t, deleted| {
-        let print = (!deleted).then(|| {
+    let seen = Arc::new(seen);
+    let (w_gone, seen_gone) = (w.clone(), seen.clone());
+    // Kept of each: its name and cluster.
+    let of = |t: &Token| (t.metadata.name.clone(), t.spec.cluster_name.clone());
+    tasks.spawn(follow_with(
+        store.clone(),
+        stop.clone(),
+        of,
+        move |t, (name, cluster)| {
             let s = &t.spec;
-            (
+            let print = (
                 s.user_id.clone(),
                 s.enabled,
                 s.ttl,
                 t.status.expired,
                 t.status.hash.clone(),
                 s.group_principals.clone(),
-            )
-        });
-        if !t.spec.cluster_name.is_empty() && seen.changed(&t.metadata.name, print) {
-            w.poke(&t.spec.cluster_name);
-        }
-    }));
+            );
+            if !cluster.is_empty() && seen.changed(name, Some(print)) {
+                w.poke(cluster);
+            }
+        },
+        move |(name, cluster)| {
+            if !cluster.is_empty() && seen_gone.changed(name, None) {
+                w_gone.poke(cluster);
+            }
+        },
+    ));
     let w = workers.clone();
     let seen = Fingerprints::default();
-    tasks.spawn(follow::<User>(store.clone(), stop.clone(), move |u, deleted| {
-        let print = (!deleted).then(|| (u.spec.enabled, u.status.group_principals.clone()));
-        if seen.changed(&u.metadata.name, print) {
-            w.poke_all();
-        }
-    }));
+    let seen = Arc::new(seen);
+    let (w_gone, seen_gone) = (w.clone(), seen.clone());
+    tasks.spawn(follow_with(
+        store.clone(),
+        stop.clone(),
+        |u: &User| u.metadata.name.clone(),
+        move |u, name| {
+            if seen.changed(name, Some((u.spec.enabled, u.status.group_principals.clone()))) {
+                w.poke_all();
+            }
+        },
+        move |name| {
+            if seen_gone.changed(name, None) {
+                w_gone.poke_all();
+            }
+        },
+    ));
     // Membership: a removed binding, project or admin role takes the user's tokens off the cluster.
     follow_membership(&tasks, &store, &stop, &workers);
     tasks.spawn(workers.run(Arc::new(AceSync { store }), stop.clone()));

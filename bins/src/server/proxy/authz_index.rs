@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use rancher_core::Resource;
 use rancher_core::controller::reflector::IndexKey;
 use rancher_core::controller::watcher::{Config, Event};
@@ -35,8 +35,13 @@ struct Cached<K> {
 
 impl<K: Resource> Cached<K> {
     /// Starts following `K` on the current Tokio runtime until `stop`, keeping the objects by
-    /// `key_of` too when given.
-    fn follow(store: &Arc<dyn Store>, stop: &CancellationToken, key_of: Option<IndexKey<K>>) -> Self {
+    /// `key_of` too when given, and only what `slim` leaves of each.
+    fn follow(
+        store: &Arc<dyn Store>,
+        stop: &CancellationToken,
+        key_of: Option<IndexKey<K>>,
+        slim: fn(&mut K),
+    ) -> Self {
         let (reader, writer) = match key_of {
             Some(key_of) => reflector::indexed_store(key_of),
             None => reflector::store(),
@@ -45,7 +50,8 @@ impl<K: Resource> Cached<K> {
         let flag = synced.clone();
         let feed = rancher_core::controller::reflector(
             writer,
-            watcher(Api::<K>::all(store.clone()), Config::default().relist_after_error()),
+            watcher(Api::<K>::all(store.clone()), Config::default().relist_after_error())
+                .map_ok(move |event| event.modify(slim)),
         )
         .for_each(move |item| {
             match item {
@@ -73,6 +79,9 @@ impl<K: Resource> Cached<K> {
         self.synced.load(Ordering::Acquire).then(|| f(&self.reader))
     }
 }
+
+/// Keeps the whole object.
+fn whole<K>(_: &mut K) {}
 
 /// Global roles, bindings, clusters, projects and role template bindings, served from memory once
 /// synced.
@@ -103,12 +112,20 @@ impl AuthzIndex {
         let crtb_cluster: IndexKey<ClusterRoleTemplateBinding> = |b| b.metadata.namespace.clone();
         let prtb_by_cluster: IndexKey<ProjectRoleTemplateBinding> = |b| prtb_cluster(b).map(str::to_owned);
         AuthzIndex {
-            global_bindings: Cached::follow(&store, &stop, Some(grb_user)),
-            global_roles: Cached::follow(&store, &stop, None),
-            clusters: Cached::follow(&store, &stop, None),
-            projects: Cached::follow(&store, &stop, None),
-            crtbs: Cached::follow(&store, &stop, Some(crtb_cluster)),
-            prtbs: Cached::follow(&store, &stop, Some(prtb_by_cluster)),
+            global_bindings: Cached::follow(&store, &stop, Some(grb_user), whole),
+            global_roles: Cached::follow(&store, &stop, None, whole),
+            // A request reads a cluster's and a project's metadata only (name, uid, deletion, owner
+            // annotations): their spec and status, most of a cluster, are not kept.
+            clusters: Cached::follow(&store, &stop, None, |c| {
+                c.spec = Default::default();
+                c.status = Default::default();
+            }),
+            projects: Cached::follow(&store, &stop, None, |p| {
+                p.spec = Default::default();
+                p.status = Default::default();
+            }),
+            crtbs: Cached::follow(&store, &stop, Some(crtb_cluster), whole),
+            prtbs: Cached::follow(&store, &stop, Some(prtb_by_cluster), whole),
             store,
             _stop: stop.drop_guard(),
         }
@@ -125,7 +142,7 @@ impl AuthzIndex {
             && self.prtbs.read(|_| ()).is_some()
     }
 
-    /// The cluster `id`.
+    /// The cluster `id` — its metadata only when read from memory (spec and status are not kept).
     pub(crate) async fn cluster(&self, id: &str) -> StoreResult<Option<Arc<Cluster>>> {
         if let Some(c) = self.clusters.read(|m| m.get(&ObjectRef::new(id))) {
             return Ok(c);
@@ -133,7 +150,7 @@ impl AuthzIndex {
         Ok(Api::<Cluster>::all(self.store.clone()).get_opt(id).await?.map(Arc::new))
     }
 
-    /// The project `name` of `cluster`.
+    /// The project `name` of `cluster` — its metadata only when read from memory.
     pub(crate) async fn project(&self, cluster: &str, name: &str) -> StoreResult<Option<Project>> {
         if let Some(p) = self.projects.read(|m| m.get(&ObjectRef::new(name).within(cluster))) {
             return Ok(p.map(Arc::unwrap_or_clone));

@@ -6,13 +6,19 @@
 //! It also closes a session that belongs to no current cluster — the cluster it was authorized for
 //! was deleted (and perhaps created again under the same name), for instance between the agent's
 //! authorization and the session's start — at once when the session starts, and on every sweep.
+//!
+//! Events and sweeps only queue what to write ([`Pending`]); up to [`WRITES_AT_ONCE`] clusters are
+//! written at once, each mark judged again against the tunnel when it is written, so a thousand
+//! agents arriving together are recorded as fast as the store commits, not one write after another.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use rancher_core::model::Cluster;
-use rancher_core::store::Api;
+use rancher_core::store::{Api, ListOptions};
 use rancher_core::{ConditionStatus, Conditions};
 use rancher_tunnel::SessionEvent;
 use tokio::sync::broadcast::error::RecvError;
@@ -20,6 +26,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::pending::Pending;
 use super::{Registration, joins_by_agent};
 
 /// The condition this monitor owns.
@@ -30,10 +37,48 @@ const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// After a start, agents get this long to come back before the sweep marks their clusters
 /// disconnected (events still mark a cluster connected at once).
 const STARTUP_GRACE: Duration = Duration::from_secs(15);
+/// Clusters read at once by a sweep.
+const SWEEP_PAGE: usize = 256;
+
+/// How many clusters' conditions are written at once: the store commits concurrent writes together,
+/// so a fleet that connects at once (a server's start, a replica's clusters moving) is recorded in
+/// a few commits instead of one commit after another.
+const WRITES_AT_ONCE: usize = 64;
 
 /// Watches the tunnel and keeps the `Connected` conditions true to it.
 pub(crate) struct ConnectionMonitor {
     reg: Arc<Registration>,
+}
+
+/// What is to be written for one cluster: what the tunnel said of it since its last write (events
+/// and sweeps add to the mark waiting). It is judged when written, against the tunnel as it is then:
+/// connected while a session of the cluster as it exists then is held.
+#[derive(Debug, Default)]
+struct Mark {
+    /// Sessions that started: each is checked against the cluster as it exists when the mark is
+    /// written, and closed if it was authorized for another (deleted) one. All of a cluster's are
+    /// kept (its cluster agent's, its node agents'): a stale one must not hide a current one.
+    started: Vec<String>,
+    /// The newest loss seen: disconnected, unless an agent is back by then.
+    lost: Option<Lost>,
+}
+
+/// A cluster found without its agents: by a session's end, or by the sweep.
+#[derive(Debug)]
+struct Lost {
+    reason: String,
+    /// Found by the sweep: not written while clusters move between replicas (an agent on its way).
+    swept: bool,
+}
+
+impl Mark {
+    /// The mark waiting for `cluster`, queued empty if none is.
+    fn of<'p>(pending: &'p mut Pending<Mark>, cluster: &str) -> &'p mut Mark {
+        if pending.waiting_mut(cluster).is_none() {
+            pending.push(cluster, Mark::default());
+        }
+        pending.waiting_mut(cluster).expect("just queued")
+    }
 }
 
 /// The cluster a session's client key (`<cluster>` or `<cluster>:<node>`) belongs to.
@@ -52,56 +97,69 @@ impl ConnectionMonitor {
         let started = Instant::now();
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pending = Pending::new(WRITES_AT_ONCE);
+        let mut writing = FuturesUnordered::new();
         loop {
+            while let Some((cluster, mark)) = pending.next() {
+                writing.push(self.write(cluster, mark));
+            }
             tokio::select! {
                 () = stop.cancelled() => return,
+                Some(cluster) = writing.next(), if !writing.is_empty() => pending.done(&cluster),
                 ev = events.recv() => match ev {
                     Ok(SessionEvent::Connected { client_key, .. }) => {
-                        if self.still_owned(&client_key).await {
-                            self.mark(cluster_of_key(&client_key), true, "").await;
+                        let mark = Mark::of(&mut pending, cluster_of_key(&client_key));
+                        if !mark.started.contains(&client_key) {
+                            mark.started.push(client_key);
                         }
                     }
                     Ok(SessionEvent::Disconnected { client_key, reason, replaced: false, .. }) => {
-                        let cluster = cluster_of_key(&client_key);
-                        // Another replica's session (a hand-over) is that replica's to judge.
-                        if !self.reg.is_connected(cluster) && self.reg.owns(cluster) {
-                            self.mark(cluster, false, &reason).await;
-                        }
+                        Mark::of(&mut pending, cluster_of_key(&client_key)).lost =
+                            Some(Lost { reason, swept: false });
                     }
                     Ok(_) => {}
                     Err(RecvError::Lagged(n)) => {
                         warn!(missed = n, "tunnel events missed; re-checking every cluster");
-                        self.sweep(started.elapsed() >= STARTUP_GRACE).await;
+                        self.sweep(started.elapsed() >= STARTUP_GRACE, &mut pending).await;
                     }
                     Err(RecvError::Closed) => return,
                 },
-                _ = sweep.tick() => self.sweep(started.elapsed() >= STARTUP_GRACE).await,
+                _ = sweep.tick() => self.sweep(started.elapsed() >= STARTUP_GRACE, &mut pending).await,
             }
         }
     }
 
-    /// Whether the session of `client_key` belongs to its cluster as it exists now; closes it when
-    /// not. A store error keeps it (the next event or sweep decides).
-    async fn still_owned(&self, client_key: &str) -> bool {
-        let cluster = cluster_of_key(client_key);
-        let stored = match Api::<Cluster>::all(self.reg.store().clone()).get_opt(cluster).await {
+    /// Writes what `mark` calls for, judged against the tunnel as it is now. Returns `cluster`.
+    async fn write(&self, cluster: String, mark: Mark) -> String {
+        let stored = match Api::<Cluster>::all(self.reg.store().clone()).get_opt(&cluster).await {
             Ok(c) => c,
             Err(e) => {
-                warn!(cluster, error = %e, "reading the cluster of a new session failed");
-                return true;
+                // The next event or sweep decides.
+                warn!(cluster, error = %e, "reading a cluster to record its connection failed");
+                return cluster;
             }
         };
-        let owner = self.reg.session_owner(client_key);
-        let current = stored.filter(|c| c.metadata.deletion_timestamp.is_none()).map(|c| c.metadata.uid);
-        if current.is_some() && current == owner {
-            return true;
+        let uid = stored.filter(|c| c.metadata.deletion_timestamp.is_none()).map(|c| c.metadata.uid);
+        for key in &mark.started {
+            if uid.is_none() || self.reg.session_owner(key) != uid {
+                warn!(client_key = %key, "closing a tunnel session of a cluster that no longer exists");
+                self.reg.tunnel().close_session(key);
+            }
         }
-        warn!(client_key, "closing a tunnel session of a cluster that no longer exists");
-        self.reg.tunnel().close_session(client_key);
-        false
+        let Some(uid) = uid else { return cluster };
+        if !self.reg.session_keys_for(&cluster, &uid).is_empty() {
+            self.mark(&cluster, true, "").await;
+        } else if let Some(lost) = &mark.lost {
+            // A session of another replica (a hand-over) is that replica's to judge.
+            if self.reg.owns(&cluster) && !(lost.swept && self.reg.settling()) {
+                self.mark(&cluster, false, &lost.reason).await;
+            }
+        }
+        cluster
     }
 
-    async fn sweep(&self, grace_over: bool) {
+    /// Compares every cluster's condition with the sessions held and queues the marks that differ.
+    async fn sweep(&self, grace_over: bool, pending: &mut Pending<Mark>) {
         // Sessions and access are read before the clusters: whatever appears after this is judged
         // by the next sweep, against a newer list, never against one older than itself.
         let sessions: Vec<(String, Option<String>)> = self
@@ -112,44 +170,52 @@ impl ConnectionMonitor {
             .map(|k| (k.clone(), self.reg.session_owner(&k)))
             .collect();
         let accesses = self.reg.access_uids();
-        let clusters = match Api::<Cluster>::all(self.reg.store().clone()).list().await {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(error = %e, "listing clusters for the connection sweep failed");
-                return;
+        // The clusters are read a page at a time, so that a sweep of a large fleet holds one page
+        // of them at once, not every cluster (the page's objects are judged as they come; which
+        // clusters exist is kept by name and uid only).
+        let api = Api::<Cluster>::all(self.reg.store().clone());
+        let mut live: HashMap<String, String> = HashMap::new();
+        let mut options = ListOptions { limit: Some(SWEEP_PAGE), ..Default::default() };
+        loop {
+            let (clusters, page) = match api.list_with(options.clone()).await {
+                Ok(listed) => listed,
+                Err(e) => {
+                    warn!(error = %e, "listing clusters for the connection sweep failed");
+                    return;
+                }
+            };
+            for c in &clusters {
+                live.insert(c.metadata.name.clone(), c.metadata.uid.clone());
+                if !joins_by_agent(c) || c.metadata.deletion_timestamp.is_some() {
+                    continue;
+                }
+                let id = &c.metadata.name;
+                let connected = !self.reg.session_keys_for(id, &c.metadata.uid).is_empty();
+                let recorded = c.status.conditions.get_condition(CONNECTED).map(|c| c.status);
+                if connected && recorded != Some(ConditionStatus::True) {
+                    Mark::of(pending, id);
+                } else if !connected && recorded == Some(ConditionStatus::True) && grace_over {
+                    let reason = "no tunnel session found".to_owned();
+                    Mark::of(pending, id).lost = Some(Lost { reason, swept: true });
+                }
             }
-        };
+            match page.continue_token {
+                Some(token) => options.continue_token = Some(token),
+                None => break,
+            }
+        }
         // Sessions and access of clusters that are gone (or were made again under the same name)
         // are dropped even when no clean-up ran for them (a cluster deleted by an earlier version).
         // A Terminating cluster's are left to its clean-up, which still needs them.
-        let live: HashMap<&str, &str> =
-            clusters.iter().map(|c| (c.metadata.name.as_str(), c.metadata.uid.as_str())).collect();
         for (key, owner) in sessions {
-            if live.get(cluster_of_key(&key)).copied() != owner.as_deref()
-                && self.reg.session_owner(&key) == owner
-            {
+            if live.get(cluster_of_key(&key)) != owner.as_ref() && self.reg.session_owner(&key) == owner {
                 warn!(client_key = %key, "closing a tunnel session of a cluster that no longer exists");
                 self.reg.tunnel().close_session(&key);
             }
         }
         for (cluster, uid) in accesses {
-            if live.get(cluster.as_str()).copied() != Some(uid.as_str()) {
+            if live.get(&cluster) != Some(&uid) {
                 self.reg.drop_access(&cluster, &uid);
-            }
-        }
-        for c in clusters.iter().filter(|c| joins_by_agent(c) && c.metadata.deletion_timestamp.is_none()) {
-            let id = &c.metadata.name;
-            let connected = !self.reg.session_keys_for(id, &c.metadata.uid).is_empty();
-            let recorded = c.status.conditions.get_condition(CONNECTED).map(|c| c.status);
-            if connected && recorded != Some(ConditionStatus::True) {
-                self.mark(id, true, "").await;
-            } else if !connected
-                && recorded == Some(ConditionStatus::True)
-                && grace_over
-                && self.reg.owns(id)
-                && !self.reg.settling()
-            {
-                self.mark(id, false, "no tunnel session found").await;
             }
         }
     }

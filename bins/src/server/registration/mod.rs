@@ -15,6 +15,7 @@ mod authorizer;
 mod kube_client;
 mod lifecycle;
 mod manifest;
+mod pending;
 pub(crate) mod routes;
 mod server_url;
 mod sessions;

@@ -20,17 +20,19 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use prometheus_client::metrics::gauge::Gauge;
 use rancher_core::model::Cluster;
 use rancher_core::store::{Api, Store};
 use rancher_tunnel::SessionEvent;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, SemaphorePermit, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::server::metrics::SyncTurns;
 use crate::server::registration::{ClusterAccess, Registration, RegistrationError, cluster_of_key};
 use crate::server::tenancy::SyncError;
-use crate::server::tenancy::workers::follow;
+use crate::server::tenancy::workers::follow_with;
 
 /// A future that is `Send`, boxed.
 pub(crate) type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -143,6 +145,28 @@ impl Drop for ClientLease {
     }
 }
 
+/// One sync's turn ([`Supervisors::sync_turn`]): other syncs wait while [`SYNCS_AT_ONCE`] are held.
+pub(crate) struct SyncTurn<'a> {
+    _permit: Option<SemaphorePermit<'a>>,
+    _running: Option<Counted<'a>>,
+}
+
+/// One unit of a gauge, for as long as it is held (also when the future holding it is dropped).
+struct Counted<'a>(&'a Gauge);
+
+impl<'a> Counted<'a> {
+    fn on(gauge: &'a Gauge) -> Self {
+        gauge.inc();
+        Counted(gauge)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// A running supervisor.
 struct Running {
     target: Arc<Target>,
@@ -158,7 +182,18 @@ pub(crate) struct Supervisors {
     running: Mutex<HashMap<String, Running>>,
     dirty: Mutex<HashSet<String>>,
     dirty_changed: Notify,
+    /// Syncs running now, over every cluster ([`SYNCS_AT_ONCE`]).
+    permits: Semaphore,
+    /// Where the turns are counted (`/metrics`), once the server's metrics are attached.
+    turns: std::sync::OnceLock<SyncTurns>,
 }
+
+/// How many syncs run at once over all clusters. A sync holds a client (TLS configuration, pooled
+/// connections into its cluster) and its requests' buffers while it runs, tens of kilobytes; when a
+/// thousand clusters connect together, their first syncs would otherwise all hold theirs at once,
+/// and the process keeps the memory of that peak. Syncs wait on the network, not the CPU, so 64 in
+/// flight keep the work moving.
+pub(crate) const SYNCS_AT_ONCE: usize = 64;
 
 impl Default for Supervisors {
     fn default() -> Self {
@@ -168,6 +203,8 @@ impl Default for Supervisors {
             running: Mutex::new(HashMap::new()),
             dirty: Mutex::new(HashSet::new()),
             dirty_changed: Notify::new(),
+            permits: Semaphore::new(SYNCS_AT_ONCE),
+            turns: std::sync::OnceLock::new(),
         }
     }
 }
@@ -175,6 +212,21 @@ impl Default for Supervisors {
 impl Supervisors {
     fn lock_running(&self) -> MutexGuard<'_, HashMap<String, Running>> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts the sync turns in `turns` from now on (once, at build).
+    pub(crate) fn count_turns_in(&self, turns: SyncTurns) {
+        let _ = self.turns.set(turns);
+    }
+
+    /// A turn to run one sync ([`SYNCS_AT_ONCE`] at a time); the sync runs while it is held.
+    pub(crate) async fn sync_turn(&self) -> SyncTurn<'_> {
+        let turns = self.turns.get();
+        let waiting = turns.map(|t| Counted::on(&t.waiting));
+        // Never closed; a closed one would let every sync run at once rather than none.
+        let permit = self.permits.acquire().await.ok();
+        drop(waiting);
+        SyncTurn { _permit: permit, _running: turns.map(|t| Counted::on(&t.running)) }
     }
 
     /// How many supervisors run.
@@ -291,13 +343,24 @@ pub(crate) async fn run(reg: Arc<Registration>, stop: CancellationToken) {
     // Subscribed before the first look, so no session that appears meanwhile is missed.
     let mut events = reg.tunnel().subscribe();
     let r = reg.clone();
-    tasks.spawn(follow::<Cluster>(reg.store().clone(), stop.clone(), move |c, deleted| {
-        let sups = r.supervisors();
-        if deleted || c.metadata.deletion_timestamp.is_some() {
-            sups.mark_dirty(&c.metadata.name);
-        }
-        sups.digests_seen(&c.metadata.name, (!deleted).then_some(&c.status.downstream_digests));
-    }));
+    let gone = r.clone();
+    tasks.spawn(follow_with(
+        reg.store().clone(),
+        stop.clone(),
+        |c: &Cluster| c.metadata.name.clone(),
+        move |c, name| {
+            let sups = r.supervisors();
+            if c.metadata.deletion_timestamp.is_some() {
+                sups.mark_dirty(name);
+            }
+            sups.digests_seen(name, Some(&c.status.downstream_digests));
+        },
+        move |name| {
+            let sups = gone.supervisors();
+            sups.mark_dirty(name);
+            sups.digests_seen(name, None);
+        },
+    ));
     for name in every_candidate(&reg) {
         reconcile(&reg, &name, &tasks, &stop).await;
     }

@@ -96,6 +96,12 @@ async fn worker(
     let (name, cluster) = (sync.sync.name(), target.cluster.as_str());
     let mut retry = RETRY_FIRST;
     loop {
+        // The attempt runs in its turn among every cluster's syncs: the sync's memory (client,
+        // buffers, its future) is held by a bounded number at once, even when a fleet connects together.
+        let turn = tokio::select! {
+            () = stop.cancelled() => break,
+            turn = reg.supervisors().sync_turn() => turn,
+        };
         // Boxed: the store's read is the deepest future here, and an unboxed one would be part of
         // the worker's size while it waits, which is nearly always.
         let wait = match Box::pin(current(&reg, &sync, &target)).await {
@@ -136,6 +142,7 @@ async fn worker(
                 w
             }
         };
+        drop(turn);
         tokio::select! {
             () = stop.cancelled() => break,
             () = notify.notified() => {}
@@ -160,6 +167,102 @@ mod tests {
         assert_eq!(resync_wait(minute, 10_000, 0.5), Duration::from_secs(1000));
         assert_eq!(resync_wait(minute, 10, 0.0), Duration::from_secs(45));
         assert_eq!(resync_wait(minute, 10, 1.0), Duration::from_secs(75));
+    }
+
+    /// A sync that counts how many of its runs overlap.
+    #[derive(Default)]
+    struct Overlapping {
+        now: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+        runs: std::sync::atomic::AtomicUsize,
+    }
+
+    impl super::super::ClusterSync for Overlapping {
+        fn name(&self) -> &'static str {
+            "overlapping"
+        }
+
+        fn sync<'a>(
+            &'a self,
+            _: &'a Cluster,
+            _: kube::Client,
+        ) -> super::super::BoxFut<'a, Result<(), SyncError>> {
+            use std::sync::atomic::Ordering::SeqCst;
+            Box::pin(async move {
+                let now = self.now.fetch_add(1, SeqCst) + 1;
+                self.most.fetch_max(now, SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                self.now.fetch_sub(1, SeqCst);
+                self.runs.fetch_add(1, SeqCst);
+                Ok(())
+            })
+        }
+    }
+
+    /// A fleet that connects at once does not run every cluster's first sync at once: each sync holds
+    /// a client and its buffers while it runs, and the server would keep the memory of that peak.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fleet_connecting_at_once_takes_turns_to_sync() {
+        use rancher_core::model::ClusterSpec;
+        use std::sync::atomic::Ordering::SeqCst;
+
+        let store: Arc<dyn rancher_core::store::Store> = Arc::new(rancher_core::store::MemoryStore::new());
+        let metrics = rancher_tunnel::Metrics::unregistered();
+        let reg = Arc::new(
+            Registration::new(store.clone(), "https://server".into(), "", "agent".into(), metrics).unwrap(),
+        );
+        let turns = crate::server::metrics::SyncTurns::default();
+        reg.supervisors().count_turns_in(turns.clone());
+        let ca = rcgen::generate_simple_self_signed(vec!["ca".into()]).unwrap().cert.pem();
+        let sync = Arc::new(Overlapping::default());
+        let registered = Registered {
+            sync: sync.clone(),
+            store: store.clone(),
+            resync: Duration::from_secs(3600),
+            pokes: Arc::new(Pokes::default()),
+        };
+        let stop = CancellationToken::new();
+        let clusters = super::super::SYNCS_AT_ONCE * 2 + 8;
+        let tasks = TaskTracker::new();
+        for i in 0..clusters {
+            let created = Api::<Cluster>::all(store.clone())
+                .create(&Cluster::new(&format!("c-{i}"), ClusterSpec::default()))
+                .await
+                .unwrap();
+            let (name, uid) = (created.metadata.name, created.metadata.uid);
+            let access = crate::server::registration::ClusterAccess {
+                address: "10.0.0.1:6443".into(),
+                token: "t".into(),
+                ca_pem: ca.clone(),
+                cluster_uid: uid.clone(),
+            };
+            reg.set_access(&name, access);
+            let target = Arc::new(Target {
+                cluster: name.clone(),
+                uid,
+                access: reg.access(&name).unwrap(),
+                client: std::sync::Mutex::new((None, 0)),
+            });
+            let notify = Arc::new(Notify::new());
+            tasks.spawn(worker(reg.clone(), registered.clone(), target, notify, stop.clone()));
+        }
+        rancher_test_support::eventually(Duration::from_secs(20), "the fleet's syncs queued", || {
+            let queued = turns.waiting.get() > 0;
+            async move { queued.then_some(()) }
+        })
+        .await;
+        rancher_test_support::eventually(Duration::from_secs(20), "every cluster synced once", || {
+            let done = sync.runs.load(SeqCst) >= clusters;
+            async move { done.then_some(()) }
+        })
+        .await;
+        stop.cancel();
+        tasks.close();
+        tasks.wait().await;
+        let most = sync.most.load(SeqCst);
+        assert!(most <= super::super::SYNCS_AT_ONCE, "{most} syncs ran at once");
+        assert!(most > 1, "syncs of different clusters still overlap");
+        assert_eq!((turns.running.get(), turns.waiting.get()), (0, 0), "/metrics counts turns given back");
     }
 
     fn future_size<A, B, C, D, E, F: Future>(_: fn(A, B, C, D, E) -> F) -> usize {

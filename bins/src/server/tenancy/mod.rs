@@ -90,13 +90,14 @@ pub(crate) async fn run(store: Arc<dyn Store>, registration: Arc<Registration>, 
     // Bindings, projects and who is a global admin (their bindings and roles).
     follow_membership(&tasks, &store, &stop, &workers);
     let w = workers.clone();
-    tasks.spawn(follow::<RoleTemplate>(store.clone(), stop.clone(), move |_, _| w.poke_all()));
+    tasks.spawn(follow(store.clone(), stop.clone(), |_: &RoleTemplate| (), move |(), _| w.poke_all()));
     // Whether admins are enabled at all.
     let w = workers.clone();
     let seen = Fingerprints::default();
     // A user's lastLogin changes on every login: only enabling, disabling and deleting count.
-    tasks.spawn(follow::<User>(store.clone(), stop.clone(), move |u, deleted| {
-        if seen.changed(&u.metadata.name, (!deleted).then_some(u.spec.enabled)) {
+    let enabled = |u: &User| (u.metadata.name.clone(), u.spec.enabled);
+    tasks.spawn(follow(store.clone(), stop.clone(), enabled, move |(name, enabled), deleted| {
+        if seen.changed(name, (!deleted).then_some(*enabled)) {
             w.poke_all();
         }
     }));

@@ -80,9 +80,16 @@ pub(crate) async fn run(
     tasks.spawn(ensure_controller(Ctx { store: store.clone(), names }, stop.clone()));
     let workers = ClusterWorkers::new(store.clone(), registration, RESYNC);
     let w = workers.clone();
-    tasks.spawn(follow::<Project>(store.clone(), stop.clone(), move |p, _| {
-        if SPECIAL_PROJECTS.iter().any(|s| is(p, s)) {
-            w.poke(p.metadata.namespace.as_deref().unwrap_or(&p.spec.cluster_name));
+    // Kept of each: the cluster of a special project (`None` for the others).
+    let special_cluster = |p: &Project| {
+        SPECIAL_PROJECTS
+            .iter()
+            .any(|s| is(p, s))
+            .then(|| p.metadata.namespace.clone().unwrap_or_else(|| p.spec.cluster_name.clone()))
+    };
+    tasks.spawn(follow(store.clone(), stop.clone(), special_cluster, move |cluster, _| {
+        if let Some(c) = cluster {
+            w.poke(c);
         }
     }));
     tasks.spawn(workers.run(Arc::new(SystemNamespaces { store }), stop));

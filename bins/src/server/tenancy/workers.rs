@@ -56,39 +56,44 @@ impl ClusterWorkers {
     }
 }
 
-/// Follows one management kind and calls `on_change` with every object added, changed or deleted
-/// (the flag is true for a deletion), from the store's [`watcher`]: a broken watch resumes from the
-/// last version seen without replaying anything; when the store no longer has that version the kind
-/// is listed again, and what the list no longer holds is reported deleted (with its last state).
-/// Runs until `stop`.
-pub(crate) async fn follow<K: Resource>(
+/// Follows one management kind from the store's [`watcher`]: `on_apply` with every object added or
+/// changed (and what `keep` makes of it), `on_gone` with what `keep` made of every object deleted. A
+/// broken watch resumes from the last version seen without replaying anything; when the store no
+/// longer has that version the kind is listed again, and what the list no longer holds is reported
+/// gone. Only `keep`'s part of each object is held for that, not the object: a follower of every
+/// cluster, project or binding of a large fleet would otherwise hold a copy of each. Runs until `stop`.
+pub(crate) async fn follow_with<K: Resource, P: Send>(
     store: Arc<dyn Store>,
     stop: CancellationToken,
-    on_change: impl Fn(&K, bool) + Send + Sync + 'static,
+    keep: impl Fn(&K) -> P + Send + Sync + 'static,
+    on_apply: impl Fn(&K, &P) + Send + Sync + 'static,
+    on_gone: impl Fn(&P) + Send + Sync + 'static,
 ) {
     let mut events = std::pin::pin!(watcher(Api::<K>::all(store), Config::default()));
-    // The objects seen so far, to report those a re-list no longer holds.
-    let mut known: HashMap<ObjectRef, K> = HashMap::new();
-    let mut listed: HashMap<ObjectRef, K> = HashMap::new();
+    // What was kept of the objects seen so far, to report those a re-list no longer holds.
+    let mut known: HashMap<ObjectRef, P> = HashMap::new();
+    let mut listed: HashMap<ObjectRef, P> = HashMap::new();
     while let Some(Some(event)) = stop.run_until_cancelled(events.next()).await {
         match event {
             Ok(Event::Apply(o)) => {
-                on_change(&o, false);
-                known.insert(ObjectRef::from_obj(&o), o);
+                let kept = keep(&o);
+                on_apply(&o, &kept);
+                known.insert(ObjectRef::from_obj(&o), kept);
             }
             Ok(Event::Delete(o)) => {
                 known.remove(&ObjectRef::from_obj(&o));
-                on_change(&o, true);
+                on_gone(&keep(&o));
             }
             Ok(Event::Init) => listed.clear(),
             Ok(Event::InitApply(o)) => {
-                on_change(&o, false);
-                listed.insert(ObjectRef::from_obj(&o), o);
+                let kept = keep(&o);
+                on_apply(&o, &kept);
+                listed.insert(ObjectRef::from_obj(&o), kept);
             }
             Ok(Event::InitDone) => {
                 for (key, gone) in &known {
                     if !listed.contains_key(key) {
-                        on_change(gone, true);
+                        on_gone(gone);
                     }
                 }
                 known = std::mem::take(&mut listed);
@@ -96,6 +101,19 @@ pub(crate) async fn follow<K: Resource>(
             Err(e) => tracing::debug!(kind = K::KIND, error = %e, "following (retrying)"),
         }
     }
+}
+
+/// [`follow_with`] for a follower that does the same with an object either way: `on_change` gets
+/// what `keep` makes of it, and whether it was deleted.
+pub(crate) async fn follow<K: Resource, P: Send + 'static>(
+    store: Arc<dyn Store>,
+    stop: CancellationToken,
+    keep: impl Fn(&K) -> P + Send + Sync + 'static,
+    on_change: impl Fn(&P, bool) + Send + Sync + 'static,
+) {
+    let on_change = Arc::new(on_change);
+    let gone = on_change.clone();
+    follow_with(store, stop, keep, move |_, kept| on_change(kept, false), move |kept| gone(kept, true)).await;
 }
 
 /// The last-seen fingerprint of each object, to tell changes that matter from churn.
@@ -134,25 +152,28 @@ pub(crate) fn follow_membership(
     use rancher_core::model::{
         ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, Project, ProjectRoleTemplateBinding,
     };
-    let w = workers.clone();
-    tasks.spawn(follow::<ClusterRoleTemplateBinding>(store.clone(), stop.clone(), move |b, _| {
-        w.poke(b.metadata.namespace.as_deref().unwrap_or(&b.spec.cluster_name))
-    }));
-    let w = workers.clone();
-    tasks.spawn(follow::<ProjectRoleTemplateBinding>(store.clone(), stop.clone(), move |b, _| {
-        match rancher_auth::rbac_render::project_cluster(&b.spec.project_name) {
-            Ok(cluster) => w.poke(cluster),
-            Err(_) => w.poke_all(),
+    // The cluster each concerns (`None`: every cluster).
+    let poke = |w: Arc<ClusterWorkers>| {
+        move |cluster: &Option<String>, _deleted: bool| match cluster {
+            Some(c) => w.poke(c),
+            None => w.poke_all(),
         }
-    }));
-    let w = workers.clone();
-    tasks.spawn(follow::<Project>(store.clone(), stop.clone(), move |p, _| {
-        w.poke(p.metadata.namespace.as_deref().unwrap_or(&p.spec.cluster_name))
-    }));
-    let w = workers.clone();
-    tasks.spawn(follow::<GlobalRoleBinding>(store.clone(), stop.clone(), move |_, _| w.poke_all()));
-    let w = workers.clone();
-    tasks.spawn(follow::<GlobalRole>(store.clone(), stop.clone(), move |_, _| w.poke_all()));
+    };
+    let crtb_cluster = |b: &ClusterRoleTemplateBinding| {
+        Some(b.metadata.namespace.clone().unwrap_or_else(|| b.spec.cluster_name.clone()))
+    };
+    tasks.spawn(follow(store.clone(), stop.clone(), crtb_cluster, poke(workers.clone())));
+    let prtb_cluster = |b: &ProjectRoleTemplateBinding| {
+        rancher_auth::rbac_render::project_cluster(&b.spec.project_name).ok().map(str::to_owned)
+    };
+    tasks.spawn(follow(store.clone(), stop.clone(), prtb_cluster, poke(workers.clone())));
+    let project_cluster =
+        |p: &Project| Some(p.metadata.namespace.clone().unwrap_or_else(|| p.spec.cluster_name.clone()));
+    tasks.spawn(follow(store.clone(), stop.clone(), project_cluster, poke(workers.clone())));
+    let every = |_: &GlobalRoleBinding| None;
+    tasks.spawn(follow(store.clone(), stop.clone(), every, poke(workers.clone())));
+    let every = |_: &GlobalRole| None;
+    tasks.spawn(follow(store.clone(), stop.clone(), every, poke(workers.clone())));
 }
 
 #[cfg(test)]
@@ -243,8 +264,9 @@ mod follow_tests {
         }
         let (tx, mut rx) = mpsc::unbounded_channel();
         let stop = CancellationToken::new();
-        let follower = tokio::spawn(follow::<Cluster>(store.clone(), stop.clone(), move |c, deleted| {
-            let _ = tx.send((c.metadata.name.clone(), deleted));
+        let name = |c: &Cluster| c.metadata.name.clone();
+        let follower = tokio::spawn(follow(store.clone(), stop.clone(), name, move |c: &String, deleted| {
+            let _ = tx.send((c.clone(), deleted));
         }));
         let mut first = vec![next(&mut rx).await, next(&mut rx).await];
         first.sort();

@@ -41,6 +41,17 @@ impl<K> Event<K> {
             Event::Init | Event::InitDone => None,
         }
     }
+
+    /// The event with `f` applied to the object it carries, if any: to keep less of each object in
+    /// a cache than the store holds.
+    #[must_use]
+    pub fn modify(mut self, f: impl FnOnce(&mut K)) -> Self {
+        match &mut self {
+            Event::Apply(k) | Event::Delete(k) | Event::InitApply(k) => f(k),
+            Event::Init | Event::InitDone => {}
+        }
+        self
+    }
 }
 
 /// Which objects a watcher follows and how it retries.

@@ -35,18 +35,13 @@ fn to_change(resource: &str, ev: &Event) -> Option<StoreResult<Change>> {
                 ChangeKind::Modified
             };
             let previous = ev.prev_kv().and_then(|p| decode(p).ok());
-            Change { revision, kind, resource: resource.to_owned(), object, previous }
+            Change::new(revision, kind, resource, object, previous.as_ref())
         }
         EventType::Delete => {
             let mut object = ev.prev_kv().and_then(|p| decode(p).ok())?;
             object::set_revision(&mut object, revision);
-            Change {
-                revision,
-                kind: ChangeKind::Deleted,
-                resource: resource.to_owned(),
-                previous: Some(object.clone()),
-                object,
-            }
+            let previous = object.clone();
+            Change::new(revision, ChangeKind::Deleted, resource, object, Some(&previous))
         }
     };
     Some(Ok(change))

@@ -29,8 +29,33 @@ pub(crate) struct Change {
     pub(crate) resource: String,
     /// The new state (for a delete: the final state, carrying the deletion's version).
     pub(crate) object: Value,
-    /// The state before, for modifications and deletions.
-    pub(crate) previous: Option<Value>,
+    /// The state before, for modifications and deletions — only what watch filters look at (its
+    /// namespace and labels), to tell a watch that an object left its selection.
+    previous: Option<Value>,
+}
+
+impl Change {
+    /// The change of `resource` at `revision` to `object`, from `previous`. The history holds
+    /// thousands of changes: of `previous` it keeps only what watch filters read, not a second
+    /// whole object per change.
+    pub(crate) fn new(
+        revision: u64,
+        kind: ChangeKind,
+        resource: &str,
+        object: Value,
+        previous: Option<&Value>,
+    ) -> Self {
+        let previous = previous.map(|p| {
+            let mut meta = serde_json::Map::new();
+            for field in ["namespace", "labels"] {
+                if let Some(v) = p.get("metadata").and_then(|m| m.get(field)) {
+                    meta.insert(field.to_owned(), v.clone());
+                }
+            }
+            serde_json::json!({ "metadata": meta })
+        });
+        Change { revision, kind, resource: resource.to_owned(), object, previous }
+    }
 }
 
 struct History {
@@ -48,9 +73,10 @@ pub(crate) struct WatchHub {
 }
 
 /// Default number of changes kept for replay (a watch that starts or resumes from an older version
-/// gets Gone and lists again). Each change holds its object and the state before as JSON values, some
-/// 20 KB for a cluster: 10,000 changes held 200 MB of a server with a thousand clusters
-/// (`benches/`'s `fleet_bench`). Live watchers do not need it: they are fed as changes happen.
+/// gets Gone and lists again). Each change holds its object as a JSON value (and the labels of the
+/// state before), some 10 KB for a cluster: 10,000 changes of whole objects before and after held
+/// 200 MB of a server with a thousand clusters (`benches/`'s `fleet_bench`). Live watchers do not need
+/// it: they are fed as changes happen.
 pub(crate) const DEFAULT_HISTORY: usize = 2_048;
 /// How far (in changes) a live watcher may fall behind before it is ended with Gone.
 pub(crate) const WATCH_BUFFER: usize = 8_192;

@@ -215,8 +215,7 @@ impl<B: Backend> Inner<B> {
     ) -> StoreResult<Value> {
         let next = w.next_revision();
         object::set_revision(&mut object, next);
-        let change =
-            Change { revision: next, kind, resource: resource.to_owned(), object: object.clone(), previous };
+        let change = Change::new(next, kind, resource, object.clone(), previous.as_ref());
         let ticket = w.stage(key, change);
         self.writer.finish(w, ticket, &self.backend, &self.hub)?;
         Ok(object)
