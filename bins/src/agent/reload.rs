@@ -4,8 +4,9 @@
 //! agent restarting it, which left the server without a way into the cluster for the seconds a
 //! restart takes.
 //!
-//! [`KubeconfigWatch`] notices the change: every [`POLL_EVERY`] it hashes the kubeconfig and every
-//! file it names (CA, client certificate and key, token file). [`Retirable`] lets the tunnel session
+//! [`KubeconfigWatch`] notices the change: every [`POLL_EVERY`] it looks at the kubeconfig and every
+//! file it names (CA, client certificate and key, token file), and hashes them again when one's size,
+//! modification time or inode moved. [`Retirable`] lets the tunnel session
 //! of the old credentials live on until the new one is up, but never dial again: once the server has
 //! the new session, a reconnect of the old one would take its place.
 
@@ -39,14 +40,44 @@ fn named_files(path: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(files.into_iter().map(|f| dir.join(f)).collect())
 }
 
+/// What a file's metadata says of its content: a rewrite changes its size or modification time, a
+/// file replaced by a rename its inode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: u64,
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let m = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some(Stamp { len: m.len(), modified: m.modified().ok(), inode })
+}
+
+/// The files a digest read, each with its stamp taken before it was read.
+type Stamps = Vec<(PathBuf, Option<Stamp>)>;
+
 /// A digest of the kubeconfig at `path` and of every file it names.
 ///
 /// # Errors
 /// A message naming the file that cannot be read or the kubeconfig that cannot be parsed (a file
 /// half written, or gone for a moment, is read again on the next poll).
-pub(crate) fn digest(path: &Path) -> Result<[u8; 32], String> {
+#[cfg(test)]
+fn digest(path: &Path) -> Result<[u8; 32], String> {
+    digest_stamped(path).map(|(d, _)| d)
+}
+
+/// [`digest`], with the stamps of the files read (taken before each read: a write after it shows on
+/// the next look).
+fn digest_stamped(path: &Path) -> Result<([u8; 32], Stamps), String> {
     let mut h = Sha256::new();
+    let mut stamps = Vec::new();
     let mut hash = |p: &Path| -> Result<(), String> {
+        stamps.push((p.to_owned(), stamp(p)));
         let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
         h.update(p.as_os_str().as_encoded_bytes());
         h.update((bytes.len() as u64).to_le_bytes());
@@ -57,31 +88,63 @@ pub(crate) fn digest(path: &Path) -> Result<[u8; 32], String> {
     for f in named_files(path)? {
         hash(&f)?;
     }
-    Ok(h.finalize().into())
+    Ok((h.finalize().into(), stamps))
 }
 
 /// Tells when the kubeconfig or a file it names changed since the credentials in use were read.
 pub(crate) struct KubeconfigWatch {
     path: PathBuf,
     in_use: Option<[u8; 32]>,
+    /// The last digest and the stamps of its files: a poll that finds every stamp the same reads
+    /// nothing (a fleet of agents each parsing its kubeconfig every two seconds is not free).
+    seen: std::sync::Mutex<Option<([u8; 32], Stamps)>>,
 }
 
 impl KubeconfigWatch {
     /// Watches `path`, whose credentials were read as they are now (taken a moment after they
     /// were read: a change in between is seen only on the next one).
     pub(crate) fn new(path: &Path) -> Self {
-        KubeconfigWatch { path: path.to_owned(), in_use: digest(path).ok() }
+        let first = digest_stamped(path).ok();
+        KubeconfigWatch {
+            path: path.to_owned(),
+            in_use: first.as_ref().map(|(d, _)| *d),
+            seen: std::sync::Mutex::new(first),
+        }
     }
 
-    /// Waits until the files differ from those in use (polling every [`POLL_EVERY`]) and returns
-    /// their digest; pass it to [`taken`](Self::taken) once the new credentials are in use.
+    fn lock_seen(&self) -> std::sync::MutexGuard<'_, Option<([u8; 32], Stamps)>> {
+        self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The last digest, when no file of it has changed (or become unreadable) since it was read.
+    fn unmoved(&self) -> Option<[u8; 32]> {
+        let seen = self.lock_seen();
+        let (digest, files) = seen.as_ref()?;
+        files.iter().all(|(p, s)| s.is_some() && stamp(p) == *s).then_some(*digest)
+    }
+
+    /// Waits until the files differ from those in use (polling every [`POLL_EVERY`]; read again only
+    /// when a file's size, modification time or inode changed) and returns their digest; pass it to
+    /// [`taken`](Self::taken) once the new credentials are in use.
     pub(crate) async fn changed(&self) -> [u8; 32] {
         loop {
             tokio::time::sleep(POLL_EVERY).await;
-            match digest(&self.path) {
-                Ok(d) if Some(d) != self.in_use => return d,
-                Ok(_) => {}
-                Err(e) => tracing::debug!(error = %e, "the kubeconfig is not readable now; read again later"),
+            let digest = match self.unmoved() {
+                Some(d) => d,
+                None => match digest_stamped(&self.path) {
+                    Ok((d, stamps)) => {
+                        *self.lock_seen() = Some((d, stamps));
+                        d
+                    }
+                    Err(e) => {
+                        *self.lock_seen() = None;
+                        tracing::debug!(error = %e, "the kubeconfig is not readable now; read again later");
+                        continue;
+                    }
+                },
+            };
+            if Some(digest) != self.in_use {
+                return digest;
             }
         }
     }
@@ -176,6 +239,38 @@ mod tests {
         assert!(e.contains("cert.pem"), "{e}");
         std::fs::write(&path, "{{ not yaml").unwrap();
         assert!(digest(&path).unwrap_err().contains("kubeconfig"));
+    }
+
+    /// A rewritten file or one replaced by a rename is read again; untouched files are not even
+    /// parsed, and a change not yet taken is reported again.
+    #[tokio::test(start_paused = true)]
+    async fn the_watch_reads_again_only_what_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["ca.pem", "cert.pem", "key.pem"] {
+            std::fs::write(dir.path().join(f), f).unwrap();
+        }
+        let path = kubeconfig(dir.path(), "ca.pem");
+        let mut watch = KubeconfigWatch::new(&path);
+        let first = watch.in_use.unwrap();
+        assert_eq!(watch.unmoved(), Some(first), "nothing moved");
+        let nothing = tokio::time::timeout(POLL_EVERY * 3, watch.changed()).await;
+        assert!(nothing.is_err(), "no change is reported while nothing changes");
+
+        std::fs::write(dir.path().join("ca.pem"), "a longer new CA").unwrap();
+        assert_eq!(watch.unmoved(), None, "the CA was rewritten");
+        let ca = watch.changed().await;
+        assert_ne!(ca, first);
+        assert_eq!(watch.changed().await, ca, "not taken yet: reported again");
+        watch.taken(ca);
+
+        // A key replaced the way tools replace files: written aside, renamed over.
+        std::fs::write(dir.path().join("key.new"), "key.pem").unwrap();
+        std::fs::rename(dir.path().join("key.new"), dir.path().join("key.pem")).unwrap();
+        assert_eq!(watch.unmoved(), None, "a new inode");
+        // Same bytes as before: read again, and found unchanged.
+        let nothing = tokio::time::timeout(POLL_EVERY * 3, watch.changed()).await;
+        assert!(nothing.is_err(), "the same content is no change");
+        assert_eq!(watch.unmoved(), Some(ca));
     }
 
     struct Counting(AtomicUsize);

@@ -48,9 +48,13 @@ pub(super) async fn create_cluster(
     report_or_follow(client, &id, fmt, wait, 0, &created, format!("{id}\n")).await
 }
 
+/// How often an update is sent again after a Conflict caused by a status write.
+const CONFLICT_RETRIES: u32 = 5;
+
 /// Replaces `spec.<field>` of the cluster `name` with `config` (read, changed, written back with the
-/// version read: a concurrent change is a Conflict, not lost) and follows the change for `wait`.
-/// `without` is the error when the cluster has no such config.
+/// version read: a concurrent change of that config is a Conflict, not lost; a concurrent status
+/// write is not, the change is sent again) and follows the change for `wait`. `without` is the error
+/// when the cluster has no such config.
 ///
 /// # Errors
 /// [`CliError::Input`] with `without`; the server's refusal; the change's failure while followed.
@@ -65,11 +69,25 @@ pub(super) async fn replace_config(
 ) -> Result<String, CliError> {
     let path = format!("/v3/clusters/{}", path_segment(name)?);
     let mut cluster = client.call(Method::GET, &path, None).await?;
-    if cluster.get("spec").and_then(|s| s.get(field)).is_none_or(Value::is_null) {
-        return Err(CliError::Input(without.to_owned()));
-    }
-    cluster["spec"][field] = config;
-    let (updated, warnings) = client.call_with_warnings(Method::PUT, &path, Some(&cluster)).await?;
+    let read = cluster.get("spec").and_then(|s| s.get(field)).filter(|v| !v.is_null()).cloned();
+    let Some(read) = read else { return Err(CliError::Input(without.to_owned())) };
+    // The server writes the cluster's status all along (its connection, its agent's reports), and
+    // each write moves its version: a Conflict is sent again on the cluster as it is now, unless what
+    // changed meanwhile is the configuration being replaced — that one is the caller's to look at.
+    let mut attempts = 0;
+    let (updated, warnings) = loop {
+        cluster["spec"][field] = config.clone();
+        match client.call_with_warnings(Method::PUT, &path, Some(&cluster)).await {
+            Err(CliError::Api(status)) if status.reason == "Conflict" && attempts < CONFLICT_RETRIES => {
+                attempts += 1;
+                cluster = client.call(Method::GET, &path, None).await?;
+                if cluster.get("spec").and_then(|s| s.get(field)) != Some(&read) {
+                    return Err(CliError::Api(status));
+                }
+            }
+            answer => break answer?,
+        }
+    };
     for w in warnings {
         eprintln!("Warning: {w}");
     }
@@ -378,6 +396,78 @@ mod tests {
         c.status.provisioning = Some(p);
         c.status.conditions.set_condition("Provisioned", ConditionStatus::Unknown, "Provisioning", "");
         c
+    }
+
+    /// A stand-in API for one cluster whose PUTs conflict `conflicts` times; between its first and
+    /// second GET the cluster's status changes, and its `rkeConfig` too when `config_moves`.
+    async fn conflicting_api(
+        conflicts: u32,
+        config_moves: bool,
+    ) -> (String, std::sync::Arc<std::sync::Mutex<(u32, u32)>>) {
+        use axum::extract::State;
+        use axum::routing::get;
+        use std::sync::{Arc, Mutex};
+        // (GETs, PUTs)
+        let calls = Arc::new(Mutex::new((0u32, 0u32)));
+        let app = axum::Router::new()
+            .route(
+                "/v3/clusters/solo",
+                get(move |State(calls): State<Arc<Mutex<(u32, u32)>>>| async move {
+                    let mut c = calls.lock().unwrap();
+                    c.0 += 1;
+                    let config = if config_moves && c.0 > 1 { "theirs" } else { "first" };
+                    axum::Json(serde_json::json!({
+                        "metadata": {"name": "solo", "resourceVersion": c.0.to_string(), "generation": 1},
+                        "spec": {"rkeConfig": {"version": config}},
+                        "status": {"reads": c.0},
+                    }))
+                })
+                .put(
+                    move |State(calls): State<Arc<Mutex<(u32, u32)>>>,
+                          axum::Json(body): axum::Json<Value>| async move {
+                        let mut c = calls.lock().unwrap();
+                        c.1 += 1;
+                        if c.1 <= conflicts {
+                            let status = rancher_core::Status::failure(
+                                409,
+                                "Conflict",
+                                "the object has been modified",
+                            );
+                            return (
+                                http::StatusCode::CONFLICT,
+                                axum::Json(serde_json::to_value(status).unwrap()),
+                            );
+                        }
+                        (http::StatusCode::OK, axum::Json(body))
+                    },
+                ),
+            )
+            .with_state(calls.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, calls)
+    }
+
+    /// The server writes a cluster's status all along: an update that meets a Conflict from such a
+    /// write is sent again on the cluster as it is now; one that meets a change of the very config it
+    /// replaces is refused, not lost.
+    #[tokio::test]
+    async fn an_update_goes_again_after_a_status_write_but_not_over_a_new_config() {
+        let config = serde_json::json!({"version": "mine"});
+        let (url, calls) = conflicting_api(1, false).await;
+        let client = ApiClient::new(&url, None, false, Some("t".into())).unwrap();
+        let fmt = super::super::output::Format::Table;
+        let out =
+            replace_config(&client, "solo", "rkeConfig", config.clone(), "none", fmt, None).await.unwrap();
+        assert_eq!(out, "cluster solo updated\n");
+        assert_eq!(*calls.lock().unwrap(), (2, 2), "read again and sent again");
+
+        let (url, calls) = conflicting_api(1, true).await;
+        let client = ApiClient::new(&url, None, false, Some("t".into())).unwrap();
+        let e = replace_config(&client, "solo", "rkeConfig", config, "none", fmt, None).await.unwrap_err();
+        assert!(matches!(&e, CliError::Api(s) if s.reason == "Conflict"), "{e}");
+        assert_eq!(*calls.lock().unwrap(), (2, 1), "not sent over the other change");
     }
 
     #[test]

@@ -113,8 +113,8 @@ pub(super) async fn create(
 }
 
 /// `rancherctl cluster update NAME --rke FILE`: the cluster's `rkeConfig` replaced (read, changed,
-/// written back with the version read: a concurrent change is a Conflict, not lost); `wait`: follow
-/// the rollout for that long.
+/// written back with the version read: a concurrent change of the `rkeConfig` is a Conflict, not
+/// lost; one of its status is not); `wait`: follow the rollout for that long.
 pub(super) async fn update(
     client: &ApiClient,
     name: &str,

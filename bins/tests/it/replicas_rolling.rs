@@ -221,7 +221,14 @@ impl Fleet {
 
     async fn shutdown(self) {
         for r in &self.replicas {
-            assert!(!read_log(&r.log).contains("panicked"), "{}", r.log.display());
+            // Each panic with the two lines after it (std prints the message below the location).
+            let log = read_log(&r.log);
+            let lines: Vec<&str> = log.lines().collect();
+            let panics: Vec<String> = (0..lines.len())
+                .filter(|&i| lines[i].contains("panicked"))
+                .map(|i| lines[i..(i + 3).min(lines.len())].join("\n"))
+                .collect();
+            assert!(panics.is_empty(), "{} panicked:\n{}", r.log.display(), panics.join("\n"));
         }
         for sim in self.sims {
             sim.shutdown().await;
