@@ -246,7 +246,9 @@ async fn faults_before_the_control_plane_stop_their_cluster_naming_the_host_and_
     // The next run (another spec change) is refused the same way: the pinned key was kept.
     v3.set_version("lying", LYING).await;
     eventually(WAIT, "the second refusal", || async { (attempts(&log, "lying") >= 3).then_some(()) }).await;
-    assert_eq!(v3.provisioned("lying").await.unwrap().2, changed);
+    // The attempt is logged as it starts (its condition says `starting` until it is refused).
+    let m = v3.wait_condition("lying", "Failed", &["host key changed"], WAIT).await;
+    assert_eq!(m, changed);
 
     // Refusals are not retried: one attempt each, while the unreachable host was tried again and again.
     assert_eq!(attempts(&log, "stranger"), 1, "{}", read_log(&log));

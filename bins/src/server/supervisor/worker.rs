@@ -169,12 +169,13 @@ mod tests {
         assert_eq!(resync_wait(minute, 10, 1.0), Duration::from_secs(75));
     }
 
-    /// A sync that counts how many of its runs overlap.
+    /// A sync that counts how many of its runs overlap, and holds every run until `open`.
     #[derive(Default)]
     struct Overlapping {
         now: std::sync::atomic::AtomicUsize,
         most: std::sync::atomic::AtomicUsize,
         runs: std::sync::atomic::AtomicUsize,
+        open: watch::Sender<bool>,
     }
 
     impl super::super::ClusterSync for Overlapping {
@@ -191,7 +192,7 @@ mod tests {
             Box::pin(async move {
                 let now = self.now.fetch_add(1, SeqCst) + 1;
                 self.most.fetch_max(now, SeqCst);
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                let _ = self.open.subscribe().wait_for(|open| *open).await;
                 self.now.fetch_sub(1, SeqCst);
                 self.runs.fetch_add(1, SeqCst);
                 Ok(())
@@ -246,11 +247,20 @@ mod tests {
             let notify = Arc::new(Notify::new());
             tasks.spawn(worker(reg.clone(), registered.clone(), target, notify, stop.clone()));
         }
-        rancher_test_support::eventually(Duration::from_secs(20), "the fleet's syncs queued", || {
-            let queued = turns.waiting.get() > 0;
-            async move { queued.then_some(()) }
-        })
+        // Every worker asks for its turn; the syncs that got one are held.
+        let turns_at_once = super::super::SYNCS_AT_ONCE;
+        let held = (turns_at_once as i64, (clusters - turns_at_once) as i64);
+        rancher_test_support::eventually(
+            Duration::from_secs(20),
+            "every worker holds or waits for a turn",
+            || {
+                let now = (turns.running.get(), turns.waiting.get());
+                let syncing = sync.now.load(SeqCst);
+                async move { (now == held && syncing == turns_at_once).then_some(()) }
+            },
+        )
         .await;
+        sync.open.send_replace(true);
         rancher_test_support::eventually(Duration::from_secs(20), "every cluster synced once", || {
             let done = sync.runs.load(SeqCst) >= clusters;
             async move { done.then_some(()) }
@@ -260,8 +270,7 @@ mod tests {
         tasks.close();
         tasks.wait().await;
         let most = sync.most.load(SeqCst);
-        assert!(most <= super::super::SYNCS_AT_ONCE, "{most} syncs ran at once");
-        assert!(most > 1, "syncs of different clusters still overlap");
+        assert_eq!(most, turns_at_once, "no more syncs ran at once than there are turns");
         assert_eq!((turns.running.get(), turns.waiting.get()), (0, 0), "/metrics counts turns given back");
     }
 
