@@ -71,16 +71,6 @@ struct Lost {
     swept: bool,
 }
 
-impl Mark {
-    /// The mark waiting for `cluster`, queued empty if none is.
-    fn of<'p>(pending: &'p mut Pending<Mark>, cluster: &str) -> &'p mut Mark {
-        if pending.waiting_mut(cluster).is_none() {
-            pending.push(cluster, Mark::default());
-        }
-        pending.waiting_mut(cluster).expect("just queued")
-    }
-}
-
 /// The cluster a session's client key (`<cluster>` or `<cluster>:<node>`) belongs to.
 pub(crate) fn cluster_of_key(key: &str) -> &str {
     key.split_once(':').map_or(key, |(c, _)| c)
@@ -108,13 +98,13 @@ impl ConnectionMonitor {
                 Some(cluster) = writing.next(), if !writing.is_empty() => pending.done(&cluster),
                 ev = events.recv() => match ev {
                     Ok(SessionEvent::Connected { client_key, .. }) => {
-                        let mark = Mark::of(&mut pending, cluster_of_key(&client_key));
+                        let mark = pending.waiting(cluster_of_key(&client_key));
                         if !mark.started.contains(&client_key) {
                             mark.started.push(client_key);
                         }
                     }
                     Ok(SessionEvent::Disconnected { client_key, reason, replaced: false, .. }) => {
-                        Mark::of(&mut pending, cluster_of_key(&client_key)).lost =
+                        pending.waiting(cluster_of_key(&client_key)).lost =
                             Some(Lost { reason, swept: false });
                     }
                     Ok(_) => {}
@@ -193,10 +183,11 @@ impl ConnectionMonitor {
                 let connected = !self.reg.session_keys_for(id, &c.metadata.uid).is_empty();
                 let recorded = c.status.conditions.get_condition(CONNECTED).map(|c| c.status);
                 if connected && recorded != Some(ConditionStatus::True) {
-                    Mark::of(pending, id);
+                    // A mark, even empty, is written as the sessions are then: connected.
+                    pending.waiting(id);
                 } else if !connected && recorded == Some(ConditionStatus::True) && grace_over {
                     let reason = "no tunnel session found".to_owned();
-                    Mark::of(pending, id).lost = Some(Lost { reason, swept: true });
+                    pending.waiting(id).lost = Some(Lost { reason, swept: true });
                 }
             }
             match page.continue_token {

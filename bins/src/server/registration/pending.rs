@@ -24,17 +24,16 @@ impl<M> Pending<M> {
         }
     }
 
-    /// Queues `mark` for `cluster`, replacing the one waiting for it (not one being written: that
-    /// one finishes, then this one is handed out).
-    pub(crate) fn push(&mut self, cluster: &str, mark: M) {
-        if self.latest.insert(cluster.to_owned(), mark).is_none() {
+    /// The mark waiting for `cluster`, to amend it; a new (default) one is queued when none waits
+    /// (a mark being written is not it: that one finishes, then this one is handed out).
+    pub(crate) fn waiting(&mut self, cluster: &str) -> &mut M
+    where
+        M: Default,
+    {
+        if !self.latest.contains_key(cluster) {
             self.order.push_back(cluster.to_owned());
         }
-    }
-
-    /// The mark waiting for `cluster` (not one being written), to amend it.
-    pub(crate) fn waiting_mut(&mut self, cluster: &str) -> Option<&mut M> {
-        self.latest.get_mut(cluster)
+        self.latest.entry(cluster.to_owned()).or_default()
     }
 
     /// The next mark to write, unless `limit` are being written or every waiting one is of a
@@ -58,7 +57,7 @@ impl<M> Pending<M> {
 
     /// How many marks wait (not counting those being written).
     #[cfg(test)]
-    fn waiting(&self) -> usize {
+    fn queued(&self) -> usize {
         self.latest.len()
     }
 }
@@ -71,11 +70,11 @@ mod tests {
     fn several_clusters_are_written_at_once_up_to_the_limit() {
         let mut p = Pending::new(3);
         for c in ["a", "b", "c", "d"] {
-            p.push(c, 1);
+            *p.waiting(c) = 1;
         }
         let out: Vec<_> = std::iter::from_fn(|| p.next()).collect();
         assert_eq!(out, [("a".into(), 1), ("b".into(), 1), ("c".into(), 1)]);
-        assert_eq!(p.waiting(), 1);
+        assert_eq!(p.queued(), 1);
         p.done("b");
         assert_eq!(p.next(), Some(("d".into(), 1)));
         assert_eq!(p.next(), None);
@@ -84,16 +83,17 @@ mod tests {
     #[test]
     fn the_latest_mark_of_a_cluster_wins_and_keeps_its_place() {
         let mut p = Pending::new(8);
-        p.push("a", "connected");
-        p.push("b", "connected");
-        p.push("a", "lost");
-        assert_eq!(p.waiting(), 2);
+        *p.waiting("a") = "connected";
+        *p.waiting("b") = "connected";
+        *p.waiting("a") = "lost";
+        assert_eq!(p.queued(), 2);
         assert_eq!(p.next(), Some(("a".into(), "lost")));
         assert_eq!(p.next(), Some(("b".into(), "connected")));
         assert_eq!(p.next(), None);
-        assert_eq!(p.waiting_mut("a"), None, "a is being written, nothing waits for it");
-        p.push("a", "connected");
-        *p.waiting_mut("a").unwrap() = "amended";
+        assert_eq!(p.queued(), 0, "a is being written, nothing waits for it");
+        *p.waiting("a") = "connected";
+        *p.waiting("a") = "amended";
+        assert_eq!(p.queued(), 1, "amended, not queued twice");
         p.done("a");
         assert_eq!(p.next(), Some(("a".into(), "amended")));
     }
@@ -101,25 +101,25 @@ mod tests {
     #[test]
     fn a_cluster_is_never_written_twice_at_once() {
         let mut p = Pending::new(8);
-        p.push("a", 1);
+        *p.waiting("a") = 1;
         assert_eq!(p.next(), Some(("a".into(), 1)));
         // Marks for `a` while its first is written: the newest waits for it, behind nobody.
-        p.push("a", 2);
-        p.push("a", 3);
-        p.push("b", 1);
+        *p.waiting("a") = 2;
+        *p.waiting("a") = 3;
+        *p.waiting("b") = 1;
         assert_eq!(p.next(), Some(("b".into(), 1)));
         assert_eq!(p.next(), None, "a is still being written");
         p.done("a");
         assert_eq!(p.next(), Some(("a".into(), 3)));
         assert_eq!(p.next(), None);
-        assert_eq!(p.waiting(), 0);
+        assert_eq!(p.queued(), 0);
     }
 
     #[test]
     fn a_limit_of_zero_still_writes_one() {
-        let mut p = Pending::new(0);
-        p.push("a", ());
-        p.push("b", ());
+        let mut p = Pending::<()>::new(0);
+        p.waiting("a");
+        p.waiting("b");
         assert!(p.next().is_some());
         assert!(p.next().is_none());
     }
