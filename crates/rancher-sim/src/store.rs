@@ -420,6 +420,17 @@ impl Store {
         inner.compacted = inner.rv;
     }
 
+    /// Whether a change after `rv` satisfies `matters` (true when the log no longer reaches back to
+    /// `rv`), and the current resourceVersion.
+    pub(crate) fn changed_since(&self, rv: u64, matters: impl Fn(&Event) -> bool) -> (bool, u64) {
+        let inner = self.lock();
+        if rv < inner.compacted {
+            return (true, inner.rv);
+        }
+        let start = inner.log.partition_point(|e| e.rv <= rv);
+        (inner.log.range(start..).any(matters), inner.rv)
+    }
+
     /// Events after `rv` for `resource`, and the current resourceVersion. `Err(oldest)` when `rv` is
     /// older than the log keeps.
     pub(crate) fn events_since(&self, resource: &str, rv: u64) -> Result<(Vec<Event>, u64), u64> {

@@ -1,6 +1,7 @@
 //! The controllers that make a sim look alive. One task per sim wakes on every store change and
 //! runs each reconciler once over the current state; a second one ticks like a kubelet's heartbeat
-//! (node Leases renewed, expired Events dropped). An idle sim costs two parked tasks.
+//! (node Leases renewed, expired Events dropped). An idle sim costs two parked tasks, and a renewal
+//! wakes no reconciler.
 
 mod cluster;
 mod gc;
@@ -37,9 +38,16 @@ pub(crate) fn spawn(state: Arc<SimState>) {
     });
     tokio::spawn(async move {
         let mut rx = state.store.subscribe();
+        let (mut seen, mut terminating) = (0, true);
         loop {
             rx.borrow_and_update();
-            let terminating = reconcile(&state);
+            // A Lease renewal (a kubelet's heartbeat, every 10 s per node) is no work for any
+            // reconciler: a fleet of idle sims would otherwise run every reconciler on every beat.
+            let (woken, now) = state.store.changed_since(seen, |e| !node_lease::only_renewed(e));
+            seen = now;
+            if woken || terminating {
+                terminating = reconcile(&state);
+            }
             tokio::select! {
                 r = rx.changed() => if r.is_err() { return },
                 // Terminating pods finish on time even when nothing else changes.
