@@ -4,6 +4,7 @@
 #   etcdctl         Debian etcd-client   restoring etcd snapshots on RKE-style hosts
 #   protoc          protobuf-compiler    builds the etcd client
 #   nginx           nginx-light          the load balancer in front of the server in tunnel tests
+#   nginx stream    libnginx-mod-stream  nginx as a TCP balancer (TLS passed through to the replicas)
 #   sshd            openssh-server       SSH hosts in network namespaces (RKE-style provisioning tests)
 #   ip              iproute2             those hosts' namespaces, veths and bridge
 #   cargo-nextest                        the test runner
@@ -20,6 +21,7 @@ command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || missing+=(libnginx-mod-stream)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
 

@@ -6,7 +6,9 @@
 //! nor holds (the two servers' views of the replicas differed for a moment, while one joined or
 //! left) sends it on once more, but never past [`MAX_HOPS`]; past them, it waits for its view to
 //! change or the cluster's agent to arrive (a client setting the header only keeps its own request
-//! from being forwarded).
+//! from being forwarded). A server that has left waits for neither — its view will not come round
+//! to owning the cluster — so a request sent back to it by a peer that had not yet seen it leave
+//! goes to the owner once more, a moment later ([`Route::Later`]).
 //!
 //! Ordinary requests to a peer share one HTTP/2 connection per pair of replicas, whatever the number
 //! of clusters; an upgrade (an agent's WebSocket, `kubectl exec`, `port-forward`) takes an HTTP/1.1
@@ -45,17 +47,28 @@ pub(crate) const FORWARDED_HEADER: HeaderName = HeaderName::from_static("x-ranch
 /// How many times a request may be forwarded between servers.
 pub(crate) const MAX_HOPS: usize = 2;
 
-/// The servers `headers` say forwarded a request, or `None` when there are too many to forward
-/// it again (or the header is not text).
-fn forwarded_by(headers: &HeaderMap) -> Option<Vec<&str>> {
+/// How long a server that has left waits before it sends a request that came back to it on to
+/// the owner again: the peer that sent it back sees the departure within a watch event.
+const RESEND_AFTER_LEAVING: Duration = Duration::from_millis(250);
+
+/// The servers `headers` say forwarded a request, in order; `None` when the header is not text.
+/// Past `MAX_HOPS + 1` names the rest are not read (no request is forwarded that often).
+fn forwarders(headers: &HeaderMap) -> Option<Vec<&str>> {
     let mut names = Vec::new();
     for value in headers.get_all(FORWARDED_HEADER) {
         names.extend(value.to_str().ok()?.split(',').map(str::trim).filter(|n| !n.is_empty()));
-        if names.len() >= MAX_HOPS {
-            return None;
+        if names.len() > MAX_HOPS {
+            names.truncate(MAX_HOPS + 1);
+            break;
         }
     }
     Some(names)
+}
+
+/// The servers `headers` say forwarded a request, or `None` when there are too many to forward
+/// it again (or the header is not text).
+fn forwarded_by(headers: &HeaderMap) -> Option<Vec<&str>> {
+    forwarders(headers).filter(|names| names.len() < MAX_HOPS)
 }
 
 /// This server's way to its peers.
@@ -126,7 +139,8 @@ impl Peers {
 
     /// Where a request for `cluster` goes: here when this server holds a session to serve it
     /// through (`local`) or owns the cluster, else to the owner, unless the request has been
-    /// forwarded [`MAX_HOPS`] times already.
+    /// forwarded [`MAX_HOPS`] times already — then, from a server that has left, once more after
+    /// a pause.
     pub(crate) fn destination(&self, cluster: &str, headers: &HeaderMap, local: bool) -> Route {
         if local {
             return Route::Here;
@@ -134,6 +148,11 @@ impl Peers {
         match self.replicas.owner(cluster) {
             Owner::Me => Route::Here,
             Owner::Peer(peer) if forwarded_by(headers).is_some() => Route::Forward(peer),
+            Owner::Peer(peer)
+                if self.replicas.leaving() && forwarders(headers).is_some_and(|n| n.len() == MAX_HOPS) =>
+            {
+                Route::Later(peer)
+            }
             Owner::Peer(_) => Route::Nowhere,
         }
     }
@@ -209,7 +228,7 @@ impl Peers {
         parts.uri = uri;
         parts.headers.remove(header::HOST);
         let mut by: Vec<String> =
-            forwarded_by(&parts.headers).unwrap_or_default().into_iter().map(str::to_owned).collect();
+            forwarders(&parts.headers).unwrap_or_default().into_iter().map(str::to_owned).collect();
         by.push(self.replicas.me().to_owned());
         if let Ok(by) = HeaderValue::from_str(&by.join(",")) {
             parts.headers.insert(FORWARDED_HEADER, by);
@@ -461,6 +480,10 @@ pub(crate) enum Route {
     Here,
     /// Sent on to this peer.
     Forward(Replica),
+    /// Sent on to this peer after [`RESEND_AFTER_LEAVING`]: this server has left, and the request
+    /// came back from a peer that had not seen it leave yet. Past one more hop, a peer that still
+    /// sees this server as the owner waits for its own view to change.
+    Later(Replica),
     /// Owned by a peer, but forwarded too often to send on.
     Nowhere,
 }
@@ -491,26 +514,35 @@ pub(crate) async fn route_proxied(State(state): State<AppState>, req: Request, n
     let mut req = req;
     let mut unreachable = 0;
     loop {
-        match peers.destination(&cluster, req.headers(), serves_locally(registration, &cluster)) {
-            Route::Forward(peer) => match peers.forward(&peer, req).await {
-                Forwarded::Answered(resp) => return resp,
-                Forwarded::Unreachable(_) if unreachable + 1 >= UNREACHABLE_TRIES => {
-                    return unavailable(&peer, "it does not accept connections");
-                }
-                Forwarded::Unreachable(again) => {
-                    unreachable += 1;
-                    req = again;
-                }
-            },
+        let route = peers.destination(&cluster, req.headers(), serves_locally(registration, &cluster));
+        let peer = match route {
+            Route::Forward(peer) => peer,
+            Route::Later(peer) => {
+                tokio::time::sleep(RESEND_AFTER_LEAVING).await;
+                peer
+            }
             Route::Here => return next.run(req).await,
             Route::Nowhere if !registration.settling() || tokio::time::Instant::now() >= deadline => {
                 return next.run(req).await;
             }
-            Route::Nowhere => tokio::select! {
-                _ = view.changed() => {}
-                _ = sessions.recv() => {}
-                () = tokio::time::sleep_until(deadline) => {}
-            },
+            Route::Nowhere => {
+                tokio::select! {
+                    _ = view.changed() => {}
+                    _ = sessions.recv() => {}
+                    () = tokio::time::sleep_until(deadline) => {}
+                }
+                continue;
+            }
+        };
+        match peers.forward(&peer, req).await {
+            Forwarded::Answered(resp) => return resp,
+            Forwarded::Unreachable(_) if unreachable + 1 >= UNREACHABLE_TRIES => {
+                return unavailable(&peer, "it does not accept connections");
+            }
+            Forwarded::Unreachable(again) => {
+                unreachable += 1;
+                req = again;
+            }
         }
     }
 }
@@ -550,5 +582,27 @@ mod tests {
         assert_eq!(peers.destination(&theirs, &headers, true), Route::Here);
         headers.insert(FORWARDED_HEADER, HeaderValue::from_bytes(b"\xff").unwrap());
         assert_eq!(peers.destination(&theirs, &headers, false), Route::Nowhere, "not text: not forwarded");
+    }
+
+    #[test]
+    fn a_server_that_has_left_sends_a_request_that_came_back_on_once_more() {
+        let peer = Replica { name: "b".into(), url: "https://b:8443".into() };
+        let both = vec![Replica { name: "a".into(), url: "https://a:8443".into() }, peer.clone()];
+        let peers = Peers::new(Replicas::fixed("a", both), None, None);
+        let mine = (0..100).map(|i| format!("c-{i}")).find(|c| peers.replicas.owner(c) == Owner::Me).unwrap();
+        peers.replicas.leave();
+        let mut headers = HeaderMap::new();
+        assert_eq!(peers.destination(&mine, &headers, false), Route::Forward(peer.clone()), "b owns it now");
+        // a sent it to b, which still saw a as the owner and sent it back.
+        headers.insert(FORWARDED_HEADER, HeaderValue::from_static("a, b"));
+        assert_eq!(
+            peers.destination(&mine, &headers, false),
+            Route::Later(peer.clone()),
+            "a's view will not change: to b again once b has seen a leave"
+        );
+        headers.insert(FORWARDED_HEADER, HeaderValue::from_static("a, b, a"));
+        assert_eq!(peers.destination(&mine, &headers, false), Route::Nowhere, "one hop more, not two");
+        headers.insert(FORWARDED_HEADER, HeaderValue::from_static("a, b, a, b, a, b"));
+        assert_eq!(forwarders(&headers).unwrap().len(), MAX_HOPS + 1, "the rest is not read");
     }
 }

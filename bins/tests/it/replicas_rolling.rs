@@ -5,7 +5,8 @@
 //! handing its clusters over) and started again; in the fault, one is killed (-9). No request fails
 //! once a client has retried a connection the server closed (see [`send_once_retried`]), and every
 //! watcher sees every ConfigMap: a watch that ends with a server is picked up again through
-//! another. Needs `etcd` on PATH and Debian's nginx.
+//! another. The rolling restart runs behind nginx as an HTTP proxy and as a TCP balancer (TLS
+//! passed through). Needs `etcd` on PATH, Debian's nginx and its stream module.
 #![cfg(feature = "etcd")]
 
 use std::collections::BTreeSet;
@@ -21,7 +22,7 @@ use rancher_test_support::etcd::Etcd;
 use tokio_util::sync::CancellationToken;
 
 use crate::import_support::*;
-use crate::nginx_support::{NGINX, start_nginx, write_nginx_conf, write_pki};
+use crate::nginx_support::{NGINX, start_nginx, write_nginx_conf, write_nginx_stream_conf, write_pki};
 use crate::replicas_e2e::{owner, replicas_live};
 
 /// What the readers and writers saw.
@@ -92,6 +93,15 @@ struct Replica {
     log: PathBuf,
 }
 
+/// How nginx balances over the replicas.
+#[derive(Clone, Copy, Debug)]
+enum Balancer {
+    /// TLS at nginx, HTTP (and WebSocket upgrades) proxied to the replicas.
+    Http,
+    /// TCP: TLS passed through to the replicas, which serve nginx's certificate.
+    Tcp,
+}
+
 /// The replicas behind nginx, the clusters and their agents.
 struct Fleet {
     _etcd: Etcd,
@@ -109,7 +119,7 @@ struct Fleet {
 }
 
 impl Fleet {
-    async fn start() -> Fleet {
+    async fn start(balancer: Balancer) -> Fleet {
         assert!(Path::new(NGINX).exists(), "{NGINX} is missing: apt-get install nginx-light");
         install_crypto();
         let etcd = Etcd::start(1).await;
@@ -147,7 +157,10 @@ impl Fleet {
             replicas.push(Replica { server, log });
         }
         let ports: Vec<u16> = replicas.iter().map(|r| r.server.port).collect();
-        let conf = write_nginx_conf(&prefix, lb_port, &ports);
+        let conf = match balancer {
+            Balancer::Http => write_nginx_conf(&prefix, lb_port, &ports),
+            Balancer::Tcp => write_nginx_stream_conf(&prefix, lb_port, &ports),
+        };
         let nginx = start_nginx(&prefix, &conf, "nginx.log");
         all_live(&replicas, 3).await;
         let names: Vec<String> = replicas
@@ -362,7 +375,17 @@ impl Load {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_behind_nginx_fails_no_request_and_loses_no_watch_event() {
-    let mut fleet = Fleet::start().await;
+    rolling_restart(Balancer::Http).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_behind_nginx_as_a_tcp_balancer_fails_no_request_and_loses_no_watch_event() {
+    rolling_restart(Balancer::Tcp).await;
+}
+
+/// Each replica in turn drains, stops, starts again and rejoins, under the load through `balancer`.
+async fn rolling_restart(balancer: Balancer) {
+    let mut fleet = Fleet::start(balancer).await;
     let load = Load::start(&fleet);
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(load.answered() > 0, "the load runs");
@@ -387,7 +410,7 @@ async fn a_rolling_restart_behind_nginx_fails_no_request_and_loses_no_watch_even
         wait_state(&fleet.home, cluster, "active", WAIT).await;
     }
     eprintln!(
-        "rolling restart: {answered} requests answered, {again} sent again after a closed connection, \
+        "rolling restart ({balancer:?}): {answered} requests answered, {again} sent again after a closed connection, \
          0 failed; stops took {stops:?}"
     );
     fleet.shutdown().await;
@@ -395,7 +418,7 @@ async fn a_rolling_restart_behind_nginx_fails_no_request_and_loses_no_watch_even
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_under_load_fails_no_request_and_its_cluster_is_served_within_seconds() {
-    let mut fleet = Fleet::start().await;
+    let mut fleet = Fleet::start(Balancer::Http).await;
     let load = Load::start(&fleet);
     tokio::time::sleep(Duration::from_secs(3)).await;
 
@@ -434,5 +457,86 @@ async fn a_replica_killed_under_load_fails_no_request_and_its_cluster_is_served_
          answered by then, {total} in all, {again} sent again after a closed connection, 0 failed"
     );
     assert!(served_again < Duration::from_secs(10), "{served_again:?}: not before its lease ran out?");
+    fleet.shutdown().await;
+}
+
+/// The tunnel sessions a replica holds (`rancher_tunnel_sessions`).
+async fn sessions_held(url: &str) -> Option<u64> {
+    let text = insecure_client().get(format!("{url}/metrics")).send().await.ok()?.text().await.ok()?;
+    text.lines().find_map(|l| l.strip_prefix("rancher_tunnel_sessions ")).and_then(|n| n.trim().parse().ok())
+}
+
+/// Waits until every replica holds exactly one session, its own cluster's, and still does 3 s later.
+async fn each_cluster_held_once(fleet: &Fleet, what: &str) {
+    let held = || async {
+        let mut all = Vec::new();
+        for r in &fleet.replicas {
+            all.push(sessions_held(&r.server.url).await);
+        }
+        all
+    };
+    eventually(WAIT, what, || async { held().await.iter().all(|s| *s == Some(1)).then_some(()) }).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = held().await;
+    assert!(later.iter().all(|s| *s == Some(1)), "{what}: then the sessions moved again: {later:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_frozen_past_its_lease_splits_ownership_and_the_split_resolves_to_one_owner() {
+    let fleet = Fleet::start(Balancer::Http).await;
+    each_cluster_held_once(&fleet, "each replica holds its own cluster's session").await;
+
+    // Frozen (a stalled VM, a long pause): its lease runs out and the others take its cluster over,
+    // while it still holds that cluster's agent session (a silent peer is noticed after 45 s) and,
+    // when it wakes, believes it owns the cluster. Two owners.
+    let frozen = &fleet.replicas[0];
+    frozen.server.proc.signal("STOP");
+    let froze = tokio::time::Instant::now();
+    for r in &fleet.replicas[1..] {
+        let url = &r.server.url;
+        eventually(WAIT, &format!("{url} counts the frozen replica out"), || async {
+            (replicas_live(url).await == Some(2)).then_some(())
+        })
+        .await;
+    }
+    let counted_out = froze.elapsed();
+    // Meanwhile a request for its cluster through another replica is answered, not left hanging.
+    let http = insecure_client();
+    let through = |r: &Replica, cluster: &str| {
+        format!("{}/k8s/clusters/{cluster}/api/v1/namespaces/default", r.server.url)
+    };
+    let during = tokio::time::timeout(
+        Duration::from_secs(20),
+        http.get(through(&fleet.replicas[1], &fleet.clusters[0])).bearer_auth(&fleet.bearer).send(),
+    )
+    .await
+    .expect("an answer within 20 s")
+    .expect("an HTTP answer");
+    let during_status = during.status();
+    frozen.server.proc.signal("CONT");
+    let woke = tokio::time::Instant::now();
+
+    // It renews its lease and comes back; every view agrees again, each cluster's session is held
+    // by one replica, and every replica serves every cluster.
+    all_live(&fleet.replicas, 3).await;
+    each_cluster_held_once(&fleet, "the split resolves: each cluster's session on one replica").await;
+    for r in &fleet.replicas {
+        for cluster in &fleet.clusters {
+            let (http, url, bearer) = (http.clone(), through(r, cluster), fleet.bearer.clone());
+            eventually(WAIT, &format!("{url} answers"), || {
+                let (http, url, bearer) = (http.clone(), url.clone(), bearer.clone());
+                async move {
+                    http.get(&url).bearer_auth(&bearer).send().await.ok()?.status().is_success().then_some(())
+                }
+            })
+            .await;
+        }
+    }
+    let resolved = woke.elapsed();
+    eprintln!(
+        "frozen replica counted out after {counted_out:?}; its cluster through another replica meanwhile: \
+         {during_status}; resolved {resolved:?} after it woke"
+    );
+    assert!(resolved < Duration::from_secs(45), "{resolved:?} to resolve the split");
     fleet.shutdown().await;
 }

@@ -111,7 +111,11 @@ async fn connect(State(state): State<AppState>, req: Request) -> Response {
         // Routed again when the owner turns out unreachable (it is suspected then, and another
         // replica owns the cluster); once at most, then the session is taken here.
         for _ in 0..2 {
-            let Route::Forward(peer) = peers.destination(&cluster, req.headers(), false) else { break };
+            let (Route::Forward(peer) | Route::Later(peer)) =
+                peers.destination(&cluster, req.headers(), false)
+            else {
+                break;
+            };
             if peers.replicas().leaving() {
                 // Relayed, the session would end with this server: the agent tries again, and its
                 // balancer sends it to a server that stays.

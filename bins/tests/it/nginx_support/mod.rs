@@ -2,7 +2,8 @@
 //! own configuration: TLS at nginx with a certificate the servers are given too (so the CA they
 //! publish is the one clients and agents meet at nginx), round robin over the servers, WebSocket
 //! upgrade headers and long read timeouts. A server that refuses connections is passed over for
-//! the next (nginx's default `proxy_next_upstream error timeout`).
+//! the next (nginx's default `proxy_next_upstream error timeout`). Or nginx as a TCP balancer
+//! ([`write_nginx_stream_conf`]), TLS passed through to the servers.
 #![allow(dead_code, unreachable_pub)]
 
 use std::path::Path;
@@ -73,6 +74,45 @@ http {{
       proxy_buffering off;
       proxy_ssl_verify off;
     }}
+  }}
+}}
+"#
+    );
+    let path = prefix.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    path
+}
+
+/// The stream module of Debian's `libnginx-mod-stream`: nginx as a TCP balancer.
+pub const STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
+
+/// nginx as a TCP balancer: TLS passes through to the servers, which must all serve the certificate
+/// clients expect (`--tls-cert`); round robin over them, a refused connection passed on to the next.
+pub fn write_nginx_stream_conf(prefix: &Path, listen: u16, upstreams: &[u16]) -> std::path::PathBuf {
+    assert!(
+        Path::new(STREAM_MODULE).exists(),
+        "{STREAM_MODULE} is missing: apt-get install libnginx-mod-stream"
+    );
+    std::fs::create_dir_all(prefix.join("logs")).unwrap();
+    let p = prefix.display();
+    let servers: String = upstreams.iter().map(|port| format!("    server 127.0.0.1:{port};\n")).collect();
+    let conf = format!(
+        r#"load_module {STREAM_MODULE};
+daemon off;
+master_process off;
+worker_processes 1;
+user root;
+error_log {p}/logs/error.log info;
+pid {p}/logs/nginx.pid;
+events {{ worker_connections 256; }}
+stream {{
+  upstream servers {{
+{servers}  }}
+  server {{
+    listen 127.0.0.1:{listen};
+    proxy_pass servers;
+    proxy_connect_timeout 2s;
+    proxy_timeout 3600s;
   }}
 }}
 "#
