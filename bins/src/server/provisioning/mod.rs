@@ -62,14 +62,14 @@ pub(crate) fn registry(
     hosted: Arc<hosted::Hosted>,
 ) -> Result<(Provisioners, Arc<rke::RkeProvisioner>), RegistryError> {
     let rke = Arc::new(rke::RkeProvisioner::new(bundles, sealer));
-    let mut builtin: Vec<Arc<dyn Provisioner>> = vec![
+    let builtin: Vec<Arc<dyn Provisioner>> = vec![
         Arc::new(imported::Imported),
         rke.clone(),
         Arc::new(hosted::gke::GkeProvisioner::new(hosted.clone())),
         Arc::new(hosted::aks::AksProvisioner::new(hosted.clone())),
+        #[cfg(feature = "eks")]
+        Arc::new(hosted::eks::EksProvisioner::new(hosted)),
     ];
-    #[cfg(feature = "eks")]
-    builtin.push(Arc::new(hosted::eks::EksProvisioner::new(hosted)));
     #[cfg(not(feature = "eks"))]
     drop(hosted);
     Ok((Provisioners::new(builtin.into_iter().chain(plugged.iter().cloned()))?, rke))

@@ -31,20 +31,23 @@ pub fn write_pki(dir: &Path) {
     std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
 }
 
+/// The main context of a test nginx: in the foreground, one worker, logs and pid under `prefix`.
+fn main_context(prefix: &Path) -> String {
+    let p = prefix.display();
+    format!(
+        "daemon off;\nmaster_process off;\nworker_processes 1;\nuser root;\nerror_log {p}/logs/error.log info;\n\
+         pid {p}/logs/nginx.pid;\nevents {{ worker_connections 256; }}"
+    )
+}
+
 pub fn write_nginx_conf(prefix: &Path, listen: u16, upstreams: &[u16]) -> std::path::PathBuf {
     for d in ["logs", "tmp"] {
         std::fs::create_dir_all(prefix.join(d)).unwrap();
     }
-    let p = prefix.display();
+    let (p, main) = (prefix.display(), main_context(prefix));
     let servers: String = upstreams.iter().map(|port| format!("    server 127.0.0.1:{port};\n")).collect();
     let conf = format!(
-        r#"daemon off;
-master_process off;
-worker_processes 1;
-user root;
-error_log {p}/logs/error.log info;
-pid {p}/logs/nginx.pid;
-events {{ worker_connections 256; }}
+        r#"{main}
 http {{
   access_log {p}/logs/access.log;
   client_body_temp_path {p}/tmp/body;
@@ -94,17 +97,11 @@ pub fn write_nginx_stream_conf(prefix: &Path, listen: u16, upstreams: &[u16]) ->
         "{STREAM_MODULE} is missing: apt-get install libnginx-mod-stream"
     );
     std::fs::create_dir_all(prefix.join("logs")).unwrap();
-    let p = prefix.display();
+    let main = main_context(prefix);
     let servers: String = upstreams.iter().map(|port| format!("    server 127.0.0.1:{port};\n")).collect();
     let conf = format!(
         r#"load_module {STREAM_MODULE};
-daemon off;
-master_process off;
-worker_processes 1;
-user root;
-error_log {p}/logs/error.log info;
-pid {p}/logs/nginx.pid;
-events {{ worker_connections 256; }}
+{main}
 stream {{
   upstream servers {{
 {servers}  }}
