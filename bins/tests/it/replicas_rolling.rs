@@ -217,6 +217,11 @@ impl Fleet {
     /// `RANCHER_TEST_DUMP` set), for the reader of a failure.
     fn dump_logs(&self) {
         let dump_all = std::env::var_os("RANCHER_TEST_DUMP").is_some();
+        // What nginx made of the servers (a server it marked down, an upstream that closed early).
+        let nginx = read_log(&self.dir.path().join("nginx/logs/error.log"));
+        for line in nginx.lines().filter(|l| dump_all || l.contains("upstream")) {
+            eprintln!("nginx error.log: {line}");
+        }
         for entry in std::fs::read_dir(self.dir.path()).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "log") {

@@ -10,13 +10,18 @@
 //! Events and sweeps only queue what to write ([`Pending`]); up to [`WRITES_AT_ONCE`] clusters are
 //! written at once, each mark judged again against the tunnel when it is written, so a thousand
 //! agents arriving together are recorded as fast as the store commits, not one write after another.
+//! A sweep runs beside the writes, never in their place: writes left unpolled while the monitor
+//! waited for the sweep's store reads stalled the fleet's marks for the sweep's length, and once the
+//! store's blocking work was bounded (an experiment), they held the turns those reads waited for —
+//! the monitor waited for itself and the server stopped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::future::FusedFuture;
 use futures::stream::FuturesUnordered;
+use futures::{FutureExt as _, StreamExt};
 use rancher_core::model::Cluster;
 use rancher_core::store::{Api, ListOptions};
 use rancher_core::{ConditionStatus, Conditions};
@@ -71,6 +76,28 @@ struct Lost {
     swept: bool,
 }
 
+/// What a sweep found to write: clusters connected but not recorded so, and clusters recorded
+/// connected without a session.
+#[derive(Debug, Default)]
+struct Swept {
+    connected: Vec<String>,
+    lost: Vec<String>,
+}
+
+impl Swept {
+    /// Queues the marks found.
+    fn queue(self, pending: &mut Pending<Mark>) {
+        for cluster in &self.connected {
+            // A mark, even empty, is written as the sessions are then: connected.
+            pending.waiting(cluster);
+        }
+        for cluster in &self.lost {
+            let reason = "no tunnel session found".to_owned();
+            pending.waiting(cluster).lost = Some(Lost { reason, swept: true });
+        }
+    }
+}
+
 /// The cluster a session's client key (`<cluster>` or `<cluster>:<node>`) belongs to.
 pub(crate) fn cluster_of_key(key: &str) -> &str {
     key.split_once(':').map_or(key, |(c, _)| c)
@@ -89,13 +116,23 @@ impl ConnectionMonitor {
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut pending = Pending::new(WRITES_AT_ONCE);
         let mut writing = FuturesUnordered::new();
+        // The first sweep starts now (its interval's first tick is skipped); later ones on the
+        // interval or after missed events, one at a time.
+        let mut sweeping = std::pin::pin!(self.sweep(false).fuse());
+        sweep.reset();
+        let mut sweep_again = false;
         loop {
             while let Some((cluster, mark)) = pending.next() {
                 writing.push(self.write(cluster, mark));
             }
+            if sweep_again && sweeping.is_terminated() {
+                sweep_again = false;
+                sweeping.set(self.sweep(started.elapsed() >= STARTUP_GRACE).fuse());
+            }
             tokio::select! {
                 () = stop.cancelled() => return,
                 Some(cluster) = writing.next(), if !writing.is_empty() => pending.done(&cluster),
+                swept = &mut sweeping => swept.queue(&mut pending),
                 ev = events.recv() => match ev {
                     Ok(SessionEvent::Connected { client_key, .. }) => {
                         let mark = pending.waiting(cluster_of_key(&client_key));
@@ -110,11 +147,11 @@ impl ConnectionMonitor {
                     Ok(_) => {}
                     Err(RecvError::Lagged(n)) => {
                         warn!(missed = n, "tunnel events missed; re-checking every cluster");
-                        self.sweep(started.elapsed() >= STARTUP_GRACE, &mut pending).await;
+                        sweep_again = true;
                     }
                     Err(RecvError::Closed) => return,
                 },
-                _ = sweep.tick() => self.sweep(started.elapsed() >= STARTUP_GRACE, &mut pending).await,
+                _ = sweep.tick() => sweep_again = true,
             }
         }
     }
@@ -148,8 +185,8 @@ impl ConnectionMonitor {
         cluster
     }
 
-    /// Compares every cluster's condition with the sessions held and queues the marks that differ.
-    async fn sweep(&self, grace_over: bool, pending: &mut Pending<Mark>) {
+    /// Compares every cluster's condition with the sessions held and returns the marks that differ.
+    async fn sweep(&self, grace_over: bool) -> Swept {
         // Sessions and access are read before the clusters: whatever appears after this is judged
         // by the next sweep, against a newer list, never against one older than itself.
         let sessions: Vec<(String, Option<String>)> = self
@@ -165,13 +202,14 @@ impl ConnectionMonitor {
         // clusters exist is kept by name and uid only).
         let api = Api::<Cluster>::all(self.reg.store().clone());
         let mut live: HashMap<String, String> = HashMap::new();
+        let mut swept = Swept::default();
         let mut options = ListOptions { limit: Some(SWEEP_PAGE), ..Default::default() };
         loop {
             let (clusters, page) = match api.list_with(options.clone()).await {
                 Ok(listed) => listed,
                 Err(e) => {
                     warn!(error = %e, "listing clusters for the connection sweep failed");
-                    return;
+                    return swept;
                 }
             };
             for c in &clusters {
@@ -183,11 +221,9 @@ impl ConnectionMonitor {
                 let connected = !self.reg.session_keys_for(id, &c.metadata.uid).is_empty();
                 let recorded = c.status.conditions.get_condition(CONNECTED).map(|c| c.status);
                 if connected && recorded != Some(ConditionStatus::True) {
-                    // A mark, even empty, is written as the sessions are then: connected.
-                    pending.waiting(id);
+                    swept.connected.push(id.clone());
                 } else if !connected && recorded == Some(ConditionStatus::True) && grace_over {
-                    let reason = "no tunnel session found".to_owned();
-                    pending.waiting(id).lost = Some(Lost { reason, swept: true });
+                    swept.lost.push(id.clone());
                 }
             }
             match page.continue_token {
@@ -209,6 +245,7 @@ impl ConnectionMonitor {
                 self.reg.drop_access(&cluster, &uid);
             }
         }
+        swept
     }
 
     /// Writes the `Connected` condition (compare-and-swap, retried on Conflict).
