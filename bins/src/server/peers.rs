@@ -65,12 +65,6 @@ fn forwarders(headers: &HeaderMap) -> Option<Vec<&str>> {
     Some(names)
 }
 
-/// The servers `headers` say forwarded a request, or `None` when there are too many to forward
-/// it again (or the header is not text).
-fn forwarded_by(headers: &HeaderMap) -> Option<Vec<&str>> {
-    forwarders(headers).filter(|names| names.len() < MAX_HOPS)
-}
-
 /// This server's way to its peers.
 pub(crate) struct Peers {
     replicas: Replicas,
@@ -145,14 +139,12 @@ impl Peers {
         if local {
             return Route::Here;
         }
+        // How often it has been forwarded; `None` (a header that is not text) forwards it no more.
+        let hops = forwarders(headers).map(|names| names.len());
         match self.replicas.owner(cluster) {
             Owner::Me => Route::Here,
-            Owner::Peer(peer) if forwarded_by(headers).is_some() => Route::Forward(peer),
-            Owner::Peer(peer)
-                if self.replicas.leaving() && forwarders(headers).is_some_and(|n| n.len() == MAX_HOPS) =>
-            {
-                Route::Later(peer)
-            }
+            Owner::Peer(peer) if hops.is_some_and(|n| n < MAX_HOPS) => Route::Forward(peer),
+            Owner::Peer(peer) if self.replicas.leaving() && hops == Some(MAX_HOPS) => Route::Later(peer),
             Owner::Peer(_) => Route::Nowhere,
         }
     }
@@ -561,11 +553,16 @@ mod tests {
         assert!(is_upgrade(&h));
     }
 
-    #[test]
-    fn a_request_goes_to_the_owner_at_most_twice_unless_served_here() {
+    /// Server `a`'s peers with `b` beside it, and `b`.
+    fn a_beside_b() -> (Peers, Replica) {
         let peer = Replica { name: "b".into(), url: "https://b:8443".into() };
         let both = vec![Replica { name: "a".into(), url: "https://a:8443".into() }, peer.clone()];
-        let peers = Peers::new(Replicas::fixed("a", both), None, None);
+        (Peers::new(Replicas::fixed("a", both), None, None), peer)
+    }
+
+    #[test]
+    fn a_request_goes_to_the_owner_at_most_twice_unless_served_here() {
+        let (peers, peer) = a_beside_b();
         let theirs =
             (0..100).map(|i| format!("c-{i}")).find(|c| peers.replicas.owner(c) != Owner::Me).unwrap();
         let mut headers = HeaderMap::new();
@@ -586,9 +583,7 @@ mod tests {
 
     #[test]
     fn a_server_that_has_left_sends_a_request_that_came_back_on_once_more() {
-        let peer = Replica { name: "b".into(), url: "https://b:8443".into() };
-        let both = vec![Replica { name: "a".into(), url: "https://a:8443".into() }, peer.clone()];
-        let peers = Peers::new(Replicas::fixed("a", both), None, None);
+        let (peers, peer) = a_beside_b();
         let mine = (0..100).map(|i| format!("c-{i}")).find(|c| peers.replicas.owner(c) == Owner::Me).unwrap();
         peers.replicas.leave();
         let mut headers = HeaderMap::new();

@@ -24,9 +24,14 @@ pub(crate) fn owner<'a>(cluster: &str, replicas: &[&'a str]) -> &'a str {
         .unwrap()
 }
 
-pub(crate) async fn replicas_live(url: &str) -> Option<u64> {
+/// The value of the unlabelled metric `name` on the server at `url`.
+pub(crate) async fn metric(url: &str, name: &str) -> Option<u64> {
     let text = insecure_client().get(format!("{url}/metrics")).send().await.ok()?.text().await.ok()?;
-    text.lines().find_map(|l| l.strip_prefix("rancher_replicas_live ")).and_then(|n| n.trim().parse().ok())
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')).and_then(|n| n.trim().parse().ok())
+}
+
+pub(crate) async fn replicas_live(url: &str) -> Option<u64> {
+    metric(url, "rancher_replicas_live").await
 }
 
 fn kubectl_ok(kubeconfig: &Path, args: &[&str]) -> String {

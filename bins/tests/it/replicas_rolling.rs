@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::import_support::*;
 use crate::nginx_support::{NGINX, start_nginx, write_nginx_conf, write_nginx_stream_conf, write_pki};
-use crate::replicas_e2e::{owner, replicas_live};
+use crate::replicas_e2e::{metric, owner, replicas_live};
 
 /// What the readers and writers saw.
 #[derive(Default)]
@@ -467,8 +467,7 @@ async fn a_replica_killed_under_load_fails_no_request_and_its_cluster_is_served_
 
 /// The tunnel sessions a replica holds (`rancher_tunnel_sessions`).
 async fn sessions_held(url: &str) -> Option<u64> {
-    let text = insecure_client().get(format!("{url}/metrics")).send().await.ok()?.text().await.ok()?;
-    text.lines().find_map(|l| l.strip_prefix("rancher_tunnel_sessions ")).and_then(|n| n.trim().parse().ok())
+    metric(url, "rancher_tunnel_sessions").await
 }
 
 /// Waits until every replica holds exactly one session, its own cluster's, and still does 3 s later.
