@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::hub::{Change, ChangeKind, WatchFilter, WatchHub, watch_stream};
 use super::object::{self, ObjectKey, UpdatePlan};
-use super::writer::{Writer, WriterState};
+use super::writer::{Ticket, Writer, WriterState};
 use super::{
     Deleted, ListOptions, ObjectList, Preconditions, StoreError, StoreResult, WatchEvent, WatchOptions,
     WatchStream, paging,
@@ -68,6 +68,27 @@ impl Default for LocalOptions {
     }
 }
 
+/// What a write returns once checked: its result, and the ticket to wait on when it staged a change.
+struct Staged<T> {
+    value: T,
+    ticket: Option<Ticket>,
+}
+
+impl<T> Staged<T> {
+    fn written(value: T, ticket: Ticket) -> Self {
+        Staged { value, ticket: Some(ticket) }
+    }
+
+    /// A write that changes nothing (an unchanged update, a repeated delete of a terminating object).
+    fn unwritten(value: T) -> Self {
+        Staged { value, ticket: None }
+    }
+
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Staged<U> {
+        Staged { value: f(self.value), ticket: self.ticket }
+    }
+}
+
 /// A store with Kubernetes semantics over a [`Backend`].
 pub(crate) struct LocalStore<B> {
     inner: Arc<Inner<B>>,
@@ -102,6 +123,33 @@ impl<B: Backend> LocalStore<B> {
         &self.inner.backend
     }
 
+    /// Runs a write's checks and staging (on the blocking pool for a blocking backend, whose thread
+    /// then commits the queue unless another already is) and waits for it to be durable without
+    /// holding a thread: in a connection storm, hundreds of writers waiting for their batch's fsync
+    /// each held a blocking thread, and each thread its own allocator heap.
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner<B>) -> StoreResult<Staged<T>> + Send + 'static,
+    {
+        let staged = if B::BLOCKING {
+            let inner = self.inner.clone();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            // Detached: once staged, a write is committed even if its caller stops waiting.
+            drop(tokio::task::spawn_blocking(move || {
+                let _ = tx.send(f(&inner));
+                inner.writer.drive(&inner.backend, &inner.hub);
+            }));
+            rx.await.unwrap_or_else(|_| Err(StoreError::Backend("the write's thread stopped".into())))?
+        } else {
+            f(&self.inner)?
+        };
+        if let Some(ticket) = staged.ticket {
+            ticket.durable().await?;
+        }
+        Ok(staged.value)
+    }
+
     async fn run<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
@@ -117,7 +165,7 @@ impl<B: Backend> LocalStore<B> {
 
     pub(crate) async fn create(&self, resource: &str, object: Value) -> StoreResult<Value> {
         let resource = resource.to_owned();
-        self.run(move |s| s.create(&resource, object)).await
+        self.write(move |s| s.create(&resource, object)).await
     }
 
     pub(crate) async fn get(
@@ -138,7 +186,7 @@ impl<B: Backend> LocalStore<B> {
 
     pub(crate) async fn update(&self, resource: &str, object: Value) -> StoreResult<Value> {
         let resource = resource.to_owned();
-        self.run(move |s| s.update(&resource, object)).await
+        self.write(move |s| s.update(&resource, object)).await
     }
 
     pub(crate) async fn delete(
@@ -153,7 +201,7 @@ impl<B: Backend> LocalStore<B> {
         object::check_name(name)?;
         let key = ObjectKey { namespace: namespace.map(str::to_owned), name: name.to_owned() };
         let resource = resource.to_owned();
-        self.run(move |s| s.delete(&resource, &key, &preconditions)).await
+        self.write(move |s| s.delete(&resource, &key, &preconditions)).await
     }
 
     pub(crate) async fn list(&self, resource: &str, options: &ListOptions) -> StoreResult<ObjectList> {
@@ -203,7 +251,8 @@ impl<B: Backend> Inner<B> {
         self.writer.lock()
     }
 
-    /// Stages one checked write at the next revision; returns it once durable and published.
+    /// Stages one checked write at the next revision. A non-blocking backend commits it at once (under
+    /// the lock); on a blocking one, [`LocalStore::write`] has it committed.
     fn commit(
         &self,
         mut w: MutexGuard<'_, WriterState>,
@@ -212,16 +261,18 @@ impl<B: Backend> Inner<B> {
         kind: ChangeKind,
         mut object: Value,
         previous: Option<Value>,
-    ) -> StoreResult<Value> {
+    ) -> StoreResult<Staged<Value>> {
         let next = w.next_revision();
         object::set_revision(&mut object, next);
         let change = Change::new(next, kind, resource, object.clone(), previous.as_ref());
         let ticket = w.stage(key, change);
-        self.writer.finish(w, ticket, &self.backend, &self.hub)?;
-        Ok(object)
+        if !B::BLOCKING {
+            self.writer.commit_queued(w, &self.backend, &self.hub);
+        }
+        Ok(Staged::written(object, ticket))
     }
 
-    fn create(&self, resource: &str, mut object: Value) -> StoreResult<Value> {
+    fn create(&self, resource: &str, mut object: Value) -> StoreResult<Staged<Value>> {
         object::check_resource(resource)?;
         let w = self.writer();
         let key = object::prepare_create(&mut object, &mut |k| {
@@ -235,7 +286,7 @@ impl<B: Backend> Inner<B> {
         self.commit(w, resource, &skey, ChangeKind::Added, object, None)
     }
 
-    fn update(&self, resource: &str, object: Value) -> StoreResult<Value> {
+    fn update(&self, resource: &str, object: Value) -> StoreResult<Staged<Value>> {
         object::check_resource(resource)?;
         let key = object::key_of(&object)?;
         let skey = storage_key(resource, key.namespace.as_deref(), &key.name);
@@ -244,13 +295,18 @@ impl<B: Backend> Inner<B> {
             .read(&self.backend, &skey)?
             .ok_or_else(|| StoreError::NotFound { resource: resource.to_owned(), name: key.name.clone() })?;
         match object::plan_update(resource, &old, object)? {
-            UpdatePlan::Unchanged => Ok(old),
+            UpdatePlan::Unchanged => Ok(Staged::unwritten(old)),
             UpdatePlan::Write(new) => self.commit(w, resource, &skey, ChangeKind::Modified, new, Some(old)),
             UpdatePlan::Delete(last) => self.commit(w, resource, &skey, ChangeKind::Deleted, last, Some(old)),
         }
     }
 
-    fn delete(&self, resource: &str, key: &ObjectKey, preconditions: &Preconditions) -> StoreResult<Deleted> {
+    fn delete(
+        &self,
+        resource: &str,
+        key: &ObjectKey,
+        preconditions: &Preconditions,
+    ) -> StoreResult<Staged<Deleted>> {
         let skey = storage_key(resource, key.namespace.as_deref(), &key.name);
         let w = self.writer();
         let old = w
@@ -259,15 +315,15 @@ impl<B: Backend> Inner<B> {
         object::check_preconditions(resource, &key.name, &old, preconditions)?;
         if !object::finalizers_of(&old).is_empty() {
             if object::is_terminating(&old) {
-                return Ok(Deleted::Terminating(old));
+                return Ok(Staged::unwritten(Deleted::Terminating(old)));
             }
             let mut new = old.clone();
             object::mark_terminating(&mut new);
-            let new = self.commit(w, resource, &skey, ChangeKind::Modified, new, Some(old))?;
-            return Ok(Deleted::Terminating(new));
+            let staged = self.commit(w, resource, &skey, ChangeKind::Modified, new, Some(old))?;
+            return Ok(staged.map(Deleted::Terminating));
         }
-        let last = self.commit(w, resource, &skey, ChangeKind::Deleted, old.clone(), Some(old))?;
-        Ok(Deleted::Gone(last))
+        let staged = self.commit(w, resource, &skey, ChangeKind::Deleted, old.clone(), Some(old))?;
+        Ok(staged.map(Deleted::Gone))
     }
 
     fn list(&self, resource: &str, options: &ListOptions) -> StoreResult<ObjectList> {

@@ -3,11 +3,14 @@
 //! per write, in order); they are then made durable in batches: while one batch commits (one fsync),
 //! later writes queue up and go together in the next. A write is acknowledged, and published to
 //! watchers, only once its batch is durable; when a batch fails, it and every write staged after it fail.
+//! One thread commits at a time; every other writer waits for its batch on a [`Ticket`], holding none.
 
 use std::collections::HashMap;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde_json::Value;
+use tokio::sync::oneshot;
 
 use super::hub::{Change, ChangeKind, WatchHub};
 use super::local::Backend;
@@ -17,6 +20,8 @@ use super::{StoreError, StoreResult};
 struct Staged {
     key: String,
     change: Change,
+    /// Told whether the write's batch became durable.
+    done: oneshot::Sender<StoreResult<()>>,
 }
 
 /// What the writer lock guards.
@@ -31,15 +36,19 @@ pub(crate) struct WriterState {
     queue: Vec<Staged>,
     /// A batch is being committed (by the thread that took it).
     committing: bool,
-    /// Bumped when a batch fails: every write staged before fails with it.
-    generation: u64,
-    last_error: String,
 }
 
-/// Proof of a staged write, to wait for.
-pub(crate) struct Ticket {
-    revision: u64,
-    generation: u64,
+/// A staged write: resolves once the write is durable and published, or its batch failed.
+pub(crate) struct Ticket(oneshot::Receiver<StoreResult<()>>);
+
+impl Ticket {
+    /// Waits, holding no thread, until the write is durable and published.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the write's batch (or an earlier one it depended on) failed.
+    pub(crate) async fn durable(self) -> StoreResult<()> {
+        self.0.await.unwrap_or_else(|_| Err(StoreError::Backend("the store's committer stopped".into())))
+    }
 }
 
 impl WriterState {
@@ -61,15 +70,15 @@ impl WriterState {
         self.revision = change.revision;
         let value = (change.kind != ChangeKind::Deleted).then(|| change.object.clone());
         self.overlay.insert(key.to_owned(), (change.revision, value));
-        self.queue.push(Staged { key: key.to_owned(), change });
-        Ticket { revision: self.revision, generation: self.generation }
+        let (done, ticket) = oneshot::channel();
+        self.queue.push(Staged { key: key.to_owned(), change, done });
+        Ticket(ticket)
     }
 }
 
-/// The writer lock and the wake-up of writers waiting for their batch.
+/// The writer lock, and the commit of what is staged under it.
 pub(crate) struct Writer {
     state: Mutex<WriterState>,
-    durable: Condvar,
 }
 
 impl Writer {
@@ -82,10 +91,7 @@ impl Writer {
                 overlay: HashMap::new(),
                 queue: Vec::new(),
                 committing: false,
-                generation: 0,
-                last_error: String::new(),
             }),
-            durable: Condvar::new(),
         }
     }
 
@@ -94,31 +100,28 @@ impl Writer {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Returns once the write of `ticket` is durable and published, committing batches itself when no
-    /// other writer is. Blocking backends commit without the lock, so writes arriving meanwhile join
-    /// the next batch; the others commit under it.
-    ///
-    /// # Errors
-    /// [`StoreError::Backend`] when the write's batch (or an earlier one it depended on) failed.
-    pub(crate) fn finish<'a, B: Backend>(
+    /// On a blocking backend, after staging (on a blocking thread): commits what is queued unless
+    /// another thread already is — that one takes the new writes in its next batch. Returns at once when
+    /// there is nothing to do, so one thread commits at a time and every other writer waits on its
+    /// [`Ticket`] holding none.
+    pub(crate) fn drive<B: Backend>(&self, backend: &B, hub: &WatchHub) {
+        let st = self.lock();
+        if !st.committing {
+            self.commit_queued(st, backend, hub);
+        }
+    }
+
+    /// Commits queued writes in batches until none is left: a durable batch is published (under the
+    /// lock, so watchers see batches in revision order) and acknowledged; a failed one fails with every
+    /// write staged after it. Blocking backends commit without the lock, so writes arriving meanwhile
+    /// join the next batch; the others commit under it.
+    pub(crate) fn commit_queued<'a, B: Backend>(
         &'a self,
         mut st: MutexGuard<'a, WriterState>,
-        ticket: Ticket,
         backend: &B,
         hub: &WatchHub,
-    ) -> StoreResult<()> {
-        loop {
-            if st.generation != ticket.generation {
-                return Err(StoreError::Backend(format!("commit failed: {}", st.last_error).into()));
-            }
-            if st.durable >= ticket.revision {
-                return Ok(());
-            }
-            if st.committing {
-                st = self.durable.wait(st).unwrap_or_else(PoisonError::into_inner);
-                continue;
-            }
-            // No batch in flight, so this write is still queued: commit the queue.
+    ) {
+        while !st.queue.is_empty() {
             st.committing = true;
             let batch = std::mem::take(&mut st.queue);
             let last = batch.last().map_or(st.durable, |s| s.change.revision);
@@ -129,35 +132,42 @@ impl Writer {
                     (s.key.as_str(), value)
                 })
                 .collect();
+            // A panicking backend fails its batch like an error would, instead of leaving every later
+            // writer waiting for a commit that will never finish.
+            let commit = || {
+                catch_unwind(AssertUnwindSafe(|| backend.commit(last, &writes)))
+                    .unwrap_or_else(|_| Err(StoreError::Backend("the backend panicked".into())))
+            };
             let result = if B::BLOCKING {
                 drop(st);
-                let r = backend.commit(last, &writes);
+                let r = commit();
                 st = self.lock();
                 r
             } else {
-                backend.commit(last, &writes)
+                commit()
             };
             drop(writes);
-            st.committing = false;
             match result {
                 Ok(()) => {
                     st.durable = last;
                     st.overlay.retain(|_, (revision, _)| *revision > last);
-                    // Under the lock, so watchers see batches in revision order.
-                    for s in batch {
-                        hub.publish(s.change);
+                    for Staged { change, done, .. } in batch {
+                        hub.publish(change);
+                        let _ = done.send(Ok(()));
                     }
                 }
                 Err(e) => {
-                    st.generation += 1;
-                    st.last_error = e.to_string();
+                    let e = e.to_string();
                     st.overlay.clear();
-                    st.queue.clear();
                     st.revision = st.durable;
+                    let later = std::mem::take(&mut st.queue);
+                    for Staged { done, .. } in batch.into_iter().chain(later) {
+                        let _ = done.send(Err(StoreError::Backend(format!("commit failed: {e}").into())));
+                    }
                 }
             }
-            self.durable.notify_all();
         }
+        st.committing = false;
     }
 }
 
@@ -246,6 +256,29 @@ mod tests {
         for i in 0..16 {
             assert!(s.backend().inner.get(&format!("clusters\0\0c{i}")).unwrap().is_some());
         }
+    }
+
+    /// Writers waiting for their batch hold no thread: on a blocking pool of two threads, 64
+    /// concurrent writes still go in a few batches (a writer parked on its batch would hold one of
+    /// the two, and batches would carry two writes at most).
+    #[test]
+    fn waiting_writers_hold_no_thread() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let s = store();
+        let created = rt.block_on(concurrently(64, |i| {
+            let s = s.clone();
+            Box::pin(
+                async move { s.create("clusters", json!({"metadata": {"name": format!("c{i}")}})).await },
+            )
+        }));
+        assert!(created.iter().all(Result::is_ok));
+        let commits = s.backend().commits.load(Ordering::SeqCst);
+        assert!(commits <= 16, "64 writes on two blocking threads took {commits} commits");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
