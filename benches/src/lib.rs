@@ -2,6 +2,7 @@
 
 pub mod apiserver_import;
 pub mod big_list;
+pub mod fanout;
 pub mod fleet;
 pub mod hosted;
 pub mod http_load;

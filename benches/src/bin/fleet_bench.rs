@@ -22,6 +22,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use futures::{StreamExt as _, TryStreamExt as _};
 use rancher_benches::ScratchDir;
+use rancher_benches::fanout::{self, FanOut};
 use rancher_benches::fleet::FleetArgs;
 use rancher_benches::proc_cpu::cpu_seconds;
 use rancher_benches::proc_memory::rss_split_kb;
@@ -75,9 +76,13 @@ struct BenchArgs {
     /// How long to wait for the fleet to come up, in seconds.
     #[arg(long, default_value_t = 600.0)]
     timeout: f64,
-    /// Where `rancher-server` is (default: beside this binary).
+    /// Where `rancher-server` is (default: beside this binary). `rancherctl` there too times
+    /// `rancherctl kubectl --all-clusters -- get nodes` over the fleet.
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// The fan-out's concurrencies to time (`rancherctl kubectl --all-clusters --concurrency`).
+    #[arg(long, value_delimiter = ',', default_value = "16,64")]
+    fanout: Vec<u16>,
 }
 
 fn main() -> Result<()> {
@@ -451,6 +456,29 @@ async fn latency(
     Ok((percentiles(&mut proxied), percentiles(&mut straight)))
 }
 
+/// The fan-out at each of `concurrencies`, when `rancherctl` is beside the server (none otherwise).
+async fn fan_out(servers: &Servers, dir: &Path, concurrencies: &[u16]) -> Result<Vec<FanOut>> {
+    if concurrencies.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !servers.bins.join("rancherctl").exists() {
+        println!("(no rancherctl in {}: the fan-out is not timed)", servers.bins.display());
+        return Ok(Vec::new());
+    }
+    let home = dir.join("rancherctl-home");
+    fanout::login(&servers.bins, &home, &servers.replicas[0].url()).await?;
+    let mut runs = Vec::new();
+    for &c in concurrencies {
+        let run = fanout::run(&servers.bins, &home, c, Duration::from_secs(60)).await?;
+        println!(
+            "fan-out at {c}: {:.1} s, {} clusters answered, {} failed",
+            run.seconds, run.answered, run.failed
+        );
+        runs.push(run);
+    }
+    Ok(runs)
+}
+
 fn mb(kb: u64) -> String {
     format!("{:.1} MB", kb as f64 / 1024.0)
 }
@@ -506,6 +534,7 @@ async fn bench(args: BenchArgs) -> Result<()> {
     let direct: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("fleet-0/direct.json"))?)?;
     let (p, d) = latency(&servers, n, &direct, args.requests).await?;
+    let fanouts = fan_out(&servers, dir.path(), &args.fanout).await?;
 
     // Every replica stops (SIGTERM: each drains) and starts again on its port and data.
     let down = Instant::now();
@@ -549,6 +578,17 @@ async fn bench(args: BenchArgs) -> Result<()> {
     println!("| direct to a sim | {:.2} ms | {:.2} ms |", d.0, d.1);
     println!("| through the server(s), random clusters | {:.2} ms | {:.2} ms |", p.0, p.1);
     println!("| added | {:+.2} ms | {:+.2} ms |", p.0 - d.0, p.1 - d.1);
+    if !fanouts.is_empty() {
+        println!("\n`rancherctl kubectl --all-clusters -- get nodes --no-headers` through the first server:");
+        println!("\n| concurrency | wall time | clusters answered | failed | rows |");
+        println!("|---|---|---|---|---|");
+        for f in &fanouts {
+            println!(
+                "| {} | {:.1} s | {} | {} | {} |",
+                f.concurrency, f.seconds, f.answered, f.failed, f.rows
+            );
+        }
+    }
     if let (Some(e0), Some(e1), Some(c0), Some(c1)) = (&etcd0, &etcd1, etcd_cpu0, etcd_cpu1) {
         println!("\netcd while the fleet came up ({cold_s:.1} s): CPU {:.1} s", c1 - c0);
         for (k, v) in e1 {
