@@ -14,6 +14,9 @@ use crate::rke::PASSWORD;
 pub struct FanOut {
     /// Clusters asked at once.
     pub concurrency: u16,
+    /// Whether kubectl's discovery cache (`~/.kube/cache`, one directory per cluster URL) was kept
+    /// from the run before.
+    pub warm: bool,
     /// Wall time of the whole command.
     pub seconds: f64,
     /// Clusters that answered with at least one row.
@@ -41,11 +44,24 @@ pub async fn login(bins: &Path, home: &Path, url: &str) -> Result<()> {
     Ok(())
 }
 
-/// Times `rancherctl kubectl --all-clusters --concurrency <c> -- get nodes --no-headers`.
+/// Times `rancherctl kubectl --all-clusters --concurrency <c> -- get nodes --no-headers`, with
+/// kubectl's discovery cache as the run before left it (`warm`) or emptied first.
 ///
 /// # Errors
 /// When rancherctl cannot run or prints no table.
-pub async fn run(bins: &Path, home: &Path, concurrency: u16, timeout: Duration) -> Result<FanOut> {
+pub async fn run(
+    bins: &Path,
+    home: &Path,
+    concurrency: u16,
+    warm: bool,
+    timeout: Duration,
+) -> Result<FanOut> {
+    if !warm {
+        match std::fs::remove_dir_all(home.join(".kube/cache")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+    }
     let t = Instant::now();
     let out = rancherctl(bins, home)
         .args(["kubectl", "--all-clusters", "--concurrency", &concurrency.to_string()])
@@ -78,7 +94,7 @@ pub async fn run(bins: &Path, home: &Path, concurrency: u16, timeout: Duration) 
         .find_map(|l| l.split_once(" of ").filter(|(_, rest)| rest.contains("clusters failed")))
         .and_then(|(n, _)| n.trim().rsplit(' ').next()?.parse().ok())
         .unwrap_or(0);
-    Ok(FanOut { concurrency, seconds, answered, failed, rows })
+    Ok(FanOut { concurrency, warm, seconds, answered, failed, rows })
 }
 
 fn rancherctl(bins: &Path, home: &Path) -> Command {

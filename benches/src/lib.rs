@@ -4,6 +4,7 @@ pub mod apiserver_import;
 pub mod big_list;
 pub mod fanout;
 pub mod fleet;
+pub mod fleet_servers;
 pub mod hosted;
 pub mod http_load;
 pub mod import;

@@ -13,7 +13,6 @@
 //!  [--replicas 3]`.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -24,9 +23,10 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use rancher_benches::ScratchDir;
 use rancher_benches::fanout::{self, FanOut};
 use rancher_benches::fleet::FleetArgs;
+use rancher_benches::fleet_servers::{Servers, until_quiet};
 use rancher_benches::proc_cpu::cpu_seconds;
 use rancher_benches::proc_memory::rss_split_kb;
-use rancher_benches::rke::{ServerProc, free_port, server_bin_dir, start_server_on};
+use rancher_benches::rke::ServerProc;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
@@ -92,175 +92,6 @@ fn main() -> Result<()> {
     match cli.role {
         Some(Role::Fleet(args)) => rt.block_on(rancher_benches::fleet::run(args)),
         None => rt.block_on(bench(cli.bench)),
-    }
-}
-
-/// One replica: its process, port and data directory (kept over a restart).
-struct Replica {
-    proc: Option<ServerProc>,
-    port: u16,
-    dir: PathBuf,
-}
-
-/// The servers of one run and how to start them again.
-struct Servers {
-    replicas: Vec<Replica>,
-    bins: PathBuf,
-    extra: Vec<OsString>,
-    etcd: Option<rancher_test_support::etcd::Etcd>,
-}
-
-impl Servers {
-    async fn start(args: &BenchArgs, dir: &Path) -> Result<Servers> {
-        let bins = server_bin_dir(args.bin_dir.clone())?;
-        let on_etcd = args.replicas > 1 || args.store == "etcd";
-        if !on_etcd && args.store != "embedded" {
-            bail!("--store is `embedded` or `etcd`, not {:?}", args.store);
-        }
-        // Every agent dials from this host, as from behind a load balancer: no cap per client address
-        // (by default a quarter of the connection cap, which ten thousand agents would pass).
-        let mut extra: Vec<OsString> = vec!["--max-connections-per-client".into(), "0".into()];
-        let etcd = if on_etcd {
-            let etcd = rancher_test_support::etcd::Etcd::start(1).await;
-            let key = dir.join("secrets.key");
-            std::fs::write(&key, [7u8; 32])?;
-            extra.extend(["--store".into(), "etcd".into(), "--etcd-endpoints".into()]);
-            extra.push(etcd.endpoints()[0].clone().into());
-            extra.extend(["--secrets-key-file".into(), key.into_os_string()]);
-            Some(etcd)
-        } else {
-            None
-        };
-        let mut servers = Servers { replicas: Vec::new(), bins, extra, etcd };
-        for i in 0..args.replicas {
-            let rdir = dir.join(format!("replica-{i}"));
-            std::fs::create_dir_all(&rdir)?;
-            servers.replicas.push(Replica { proc: None, port: free_port()?, dir: rdir });
-        }
-        servers.start_all().await?;
-        Ok(servers)
-    }
-
-    /// Starts every replica that is not running and waits until each counts all of them as live.
-    async fn start_all(&mut self) -> Result<()> {
-        let extra: Vec<&std::ffi::OsStr> = self.extra.iter().map(OsString::as_os_str).collect();
-        let starts =
-            self.replicas.iter().map(|r| start_server_on(&r.dir, &self.bins, "127.0.0.1", r.port, &extra));
-        let procs = futures::future::try_join_all(starts).await?;
-        for (r, p) in self.replicas.iter_mut().zip(procs) {
-            r.proc = Some(p);
-        }
-        if self.replicas.len() > 1 {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            for r in &self.replicas {
-                while metric(&self.metrics(r).await?, "rancher_replicas_live") < self.replicas.len() as f64 {
-                    if Instant::now() > deadline {
-                        bail!("replica {} does not count {} live replicas", r.url(), self.replicas.len());
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn stop_all(&mut self) -> Result<()> {
-        let stops = self
-            .replicas
-            .iter_mut()
-            .filter_map(|r| r.proc.take())
-            .map(|p| p.terminate(Duration::from_secs(60)));
-        futures::future::try_join_all(stops).await?;
-        Ok(())
-    }
-
-    fn first(&self) -> &ServerProc {
-        self.replicas[0].proc.as_ref().expect("the replicas run")
-    }
-
-    fn urls(&self) -> Vec<String> {
-        self.replicas.iter().map(Replica::url).collect()
-    }
-
-    fn pids(&self) -> Vec<u32> {
-        self.replicas.iter().filter_map(|r| r.proc.as_ref().map(ServerProc::pid)).collect()
-    }
-
-    /// `/metrics` of replica `r`.
-    async fn metrics(&self, r: &Replica) -> Result<String> {
-        let first = self.first();
-        let url = format!("{}/metrics", r.url());
-        Ok(first.http.get(url).bearer_auth(&first.token).send().await?.error_for_status()?.text().await?)
-    }
-
-    /// Connected agents: the sum of every replica's open tunnel sessions (only a cluster's owner holds
-    /// its session; a replica relaying an agent to the owner does not count it).
-    async fn sessions(&self) -> Result<f64> {
-        let mut sum = 0.0;
-        for r in &self.replicas {
-            sum += metric(&self.metrics(r).await?, "rancher_tunnel_sessions");
-        }
-        Ok(sum)
-    }
-}
-
-impl Replica {
-    fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
-    }
-}
-
-/// The value of the unlabelled metric `name` in the exposition `text` (0 when it is not there).
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// The store writes every replica has made so far (its `store_operation_duration_seconds` counts of
-/// creates, updates and deletes).
-async fn writes(servers: &Servers) -> Result<f64> {
-    let mut sum = 0.0;
-    for r in &servers.replicas {
-        sum += servers
-            .metrics(r)
-            .await?
-            .lines()
-            .filter(|l| l.starts_with("rancher_store_operation_duration_seconds_count{"))
-            .filter(|l| ["op=\"create\"", "op=\"update\"", "op=\"delete\""].iter().any(|op| l.contains(op)))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>();
-    }
-    Ok(sum)
-}
-
-/// The downstream syncs waiting for their turn on every replica (`rancher_cluster_syncs_waiting`).
-async fn syncs_waiting(servers: &Servers) -> Result<f64> {
-    let mut sum = 0.0;
-    for r in &servers.replicas {
-        sum += metric(&servers.metrics(r).await?, "rancher_cluster_syncs_waiting");
-    }
-    Ok(sum)
-}
-
-/// Seconds from `since` until the servers have written nothing to the store for 6 s and no
-/// downstream sync waits for its turn: the work a fleet's arrival causes (system projects,
-/// namespaces put into them, the first syncs, which write into the clusters, not the store) is done.
-async fn until_quiet(servers: &Servers, since: Instant, timeout: Duration) -> Result<f64> {
-    let mut last = writes(servers).await?;
-    let mut still = Instant::now();
-    loop {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let now = writes(servers).await?;
-        if now != last || syncs_waiting(servers).await? > 0.0 {
-            (last, still) = (now, Instant::now());
-        } else if still.elapsed() >= Duration::from_secs(6) {
-            return Ok(since.elapsed().as_secs_f64() - 6.0);
-        }
-        if since.elapsed() > timeout {
-            bail!("the servers were still writing {timeout:?} after the fleet started");
-        }
     }
 }
 
@@ -467,9 +298,12 @@ async fn fan_out(servers: &Servers, dir: &Path, concurrencies: &[u16]) -> Result
     }
     let home = dir.join("rancherctl-home");
     fanout::login(&servers.bins, &home, &servers.replicas[0].url()).await?;
+    // Each concurrency with kubectl's discovery cache emptied, then the last again with it kept.
+    let last = concurrencies.last().copied().unwrap_or(16);
+    let plan = concurrencies.iter().map(|&c| (c, false)).chain([(last, true)]);
     let mut runs = Vec::new();
-    for &c in concurrencies {
-        let run = fanout::run(&servers.bins, &home, c, Duration::from_secs(60)).await?;
+    for (c, warm) in plan {
+        let run = fanout::run(&servers.bins, &home, c, warm, Duration::from_secs(60)).await?;
         println!(
             "fan-out at {c}: {:.1} s, {} clusters answered, {} failed",
             run.seconds, run.answered, run.failed
@@ -487,7 +321,7 @@ async fn bench(args: BenchArgs) -> Result<()> {
     let n = args.clusters;
     let timeout = Duration::from_secs_f64(args.timeout);
     let dir = ScratchDir::new()?;
-    let mut servers = Servers::start(&args, dir.path()).await?;
+    let mut servers = Servers::start(args.replicas, &args.store, args.bin_dir.clone(), dir.path()).await?;
     let etcd_url = servers.etcd.as_ref().map(|e| e.endpoints()[0].clone());
     let etcd_pid = servers.etcd.as_ref().and_then(|e| e.members[0].pid());
     println!(
@@ -580,11 +414,14 @@ async fn bench(args: BenchArgs) -> Result<()> {
     println!("| added | {:+.2} ms | {:+.2} ms |", p.0 - d.0, p.1 - d.1);
     if !fanouts.is_empty() {
         println!("\n`rancherctl kubectl --all-clusters -- get nodes --no-headers` through the first server:");
-        println!("\n| concurrency | wall time | clusters answered | failed | rows |");
-        println!("|---|---|---|---|---|");
+        println!(
+            "\n| concurrency | kubectl's discovery cache | wall time | clusters answered | failed | rows |"
+        );
+        println!("|---|---|---|---|---|---|");
         for f in &fanouts {
+            let cache = if f.warm { "kept" } else { "empty" };
             println!(
-                "| {} | {:.1} s | {} | {} | {} |",
+                "| {} | {cache} | {:.1} s | {} | {} | {} |",
                 f.concurrency, f.seconds, f.answered, f.failed, f.rows
             );
         }
