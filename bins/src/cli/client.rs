@@ -92,8 +92,30 @@ impl ApiClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(Value, Vec<String>), CliError> {
+        self.send(method, path, body, None).await
+    }
+
+    /// A GET asking for the media types `accept` (a Kubernetes table, say), decoded as
+    /// [`call`](Self::call) decodes.
+    ///
+    /// # Errors
+    /// As [`call`](Self::call).
+    pub async fn get_accepting(&self, path: &str, accept: &str) -> Result<Value, CliError> {
+        Ok(self.send(Method::GET, path, None, Some(accept)).await?.0)
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        accept: Option<&str>,
+    ) -> Result<(Value, Vec<String>), CliError> {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.request(method, &url);
+        if let Some(accept) = accept {
+            req = req.header(http::header::ACCEPT, accept);
+        }
         if let Some(token) = &self.token {
             req = req.bearer_auth(token);
         }

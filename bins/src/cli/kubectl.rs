@@ -7,7 +7,8 @@
 //! `exec -it` and `edit` work) and its exit code is rancherctl's. With `--all-clusters` it runs once
 //! per cluster, at most `--concurrency` at once and each within `--timeout`, and the results are
 //! one table: every line of each cluster's output behind the cluster's id, or its error; the exit
-//! code is 1 when any cluster failed.
+//! code is 1 when any cluster failed. A plain `get` across the fleet is read by rancherctl itself
+//! ([`kubectl_get`]): one request per cluster instead of one kubectl process.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ use super::client::ApiClient;
 use super::commands::{data, path_segment, str_at};
 use super::config::Context;
 use super::error::CliError;
+use super::kubectl_get::{self, GetPlan};
 use super::output::table;
 
 /// `rancherctl kubectl`.
@@ -77,6 +79,13 @@ pub(super) async fn run(ctx: &Context, client: &ApiClient, args: KubectlArgs) ->
     if clusters.is_empty() {
         return Ok("no clusters matched\n".into());
     }
+    if args.cluster.is_none()
+        && let Some(plan) = GetPlan::parse(&args.args)
+        && let Some(out) =
+            kubectl_get::fan_out(client, plan, &clusters, args.concurrency, args.timeout).await?
+    {
+        return Ok(out);
+    }
     let dir = PrivateDir::new()?;
     let kubeconfig = dir.path().join("kubeconfig");
     write_private(&kubeconfig, &kubeconfig_for(ctx, &clusters)?)?;
@@ -102,10 +111,10 @@ async fn interactive(args: &KubectlArgs, kubeconfig: &Path, cluster: &str) -> Re
     }
 }
 
-/// What one cluster answered.
-struct Outcome {
-    cluster: String,
-    result: Result<String, String>,
+/// What one cluster answered: its rows (without the cluster), or its error.
+pub(super) struct Outcome {
+    pub(super) cluster: String,
+    pub(super) result: Result<Vec<Vec<String>>, String>,
 }
 
 async fn fan_out(args: &KubectlArgs, kubeconfig: &Path, clusters: Vec<String>) -> Result<String, CliError> {
@@ -127,7 +136,9 @@ async fn fan_out(args: &KubectlArgs, kubeconfig: &Path, clusters: Vec<String>) -
             let result = match tokio::time::timeout(timeout, cmd.output()).await {
                 Err(_) => Err(format!("no answer within {timeout:?}")),
                 Ok(Err(e)) => Err(format!("running kubectl: {e}")),
-                Ok(Ok(out)) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+                Ok(Ok(out)) if out.status.success() => {
+                    Ok(String::from_utf8_lossy(&out.stdout).lines().map(|l| vec![l.to_owned()]).collect())
+                }
                 Ok(Ok(out)) => {
                     let err = String::from_utf8_lossy(&out.stderr);
                     Err(err
@@ -146,20 +157,31 @@ async fn fan_out(args: &KubectlArgs, kubeconfig: &Path, clusters: Vec<String>) -
         outcomes.push(done.map_err(|e| CliError::Input(format!("a kubectl task failed: {e}")))?);
     }
     outcomes.sort_by(|a, b| a.cluster.cmp(&b.cluster));
+    merged(&["OUTPUT".to_owned()], outcomes)
+}
+
+/// One table of every cluster's rows behind its id (a cluster without rows gets an empty one), or
+/// its error; [`CliError::SomeClustersFailed`] when any failed.
+pub(super) fn merged(columns: &[String], outcomes: Vec<Outcome>) -> Result<String, CliError> {
     let total = outcomes.len();
     let mut rows = Vec::new();
     let mut failed = 0;
-    for o in &outcomes {
-        match &o.result {
-            Ok(out) if out.trim().is_empty() => rows.push(vec![o.cluster.clone(), String::new()]),
-            Ok(out) => rows.extend(out.lines().map(|l| vec![o.cluster.clone(), l.to_owned()])),
+    for o in outcomes {
+        match o.result {
+            Ok(found) if found.is_empty() => rows.push(vec![o.cluster, String::new()]),
+            Ok(found) => rows.extend(found.into_iter().map(|cells| {
+                let mut row = vec![o.cluster.clone()];
+                row.extend(cells);
+                row
+            })),
             Err(e) => {
                 failed += 1;
-                rows.push(vec![o.cluster.clone(), format!("error: {e}")]);
+                rows.push(vec![o.cluster, format!("error: {e}")]);
             }
         }
     }
-    let out = table(&["CLUSTER", "OUTPUT"], &rows);
+    let headers: Vec<&str> = std::iter::once("CLUSTER").chain(columns.iter().map(String::as_str)).collect();
+    let out = table(&headers, &rows);
     if failed > 0 {
         return Err(CliError::SomeClustersFailed { output: out, failed, total });
     }

@@ -20,6 +20,7 @@ mod follow;
 mod hosted;
 mod import;
 mod kubectl;
+mod kubectl_get;
 mod members;
 mod namespaces;
 mod nodes;

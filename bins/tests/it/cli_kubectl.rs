@@ -70,6 +70,28 @@ async fn one_command_across_the_fleet_in_one_table() {
     assert!(ok, "{out}");
     assert_eq!(out.lines().filter(|l| l.starts_with("fleet-b ") && l.contains("node/")).count(), 3, "{out}");
 
+    // A plain `get` across the fleet is read by rancherctl itself (no kubectl runs): the servers'
+    // own table columns behind each cluster, the unconnected one's error; anything else is kubectl's.
+    let native = |args: &[&str]| {
+        let mut all = vec!["kubectl", "--kubectl", "/no/such/kubectl", "-A"];
+        all.extend_from_slice(args);
+        rancherctl(&home, &all)
+    };
+    let (ok, out) = native(&["--", "get", "nodes"]);
+    assert!(
+        !ok && out.lines().next().is_some_and(|h| h.starts_with("CLUSTER") && h.contains("STATUS")),
+        "{out}"
+    );
+    assert_eq!((rows(&out, "fleet-a"), rows(&out, "fleet-b")), (2, 3), "{out}");
+    assert!(out.contains("1 of 3 clusters failed"), "{out}");
+    let (ok, out) = native(&["-l", "env=dev", "--", "get", "no", "-o", "name"]);
+    assert!(ok, "{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("fleet-b ") && l.contains("node/")).count(), 3, "{out}");
+    let (ok, out) = native(&["-l", "env=dev", "--", "get", "namespaces", "kube-system"]);
+    assert!(ok && rows(&out, "fleet-b") == 1 && out.contains("Active"), "{out}");
+    let (ok, out) = native(&["-l", "env=dev", "--", "get", "nodes", "-o", "yaml"]);
+    assert!(!ok && out.contains("running kubectl"), "{out}");
+
     // One cluster: kubectl's own output and exit code.
     let (ok, out) = run(&["fleet-a", "--", "get", "nodes", "-o", "name"]);
     assert!(ok && out.lines().filter(|l| l.starts_with("node/")).count() == 2, "{out}");
