@@ -35,5 +35,5 @@ mod status;
 pub mod store;
 pub mod validation;
 
-pub use meta::{Condition, ConditionStatus, Conditions, ObjectMeta, Resource};
+pub use meta::{Condition, ConditionStatus, Conditions, MetadataOnly, ObjectMeta, Resource};
 pub use status::{Status, StatusCause, StatusDetails, error_chain};

@@ -140,6 +140,59 @@ impl Conditions for Vec<Condition> {
     }
 }
 
+/// Only the metadata of a `K`, like Kubernetes' `PartialObjectMetadata`: what a cache keeps of objects
+/// whose spec and status it never reads. Read from a whole object (the rest is skipped, not parsed
+/// into fields); written back, it is the metadata alone.
+///
+/// ```
+/// use rancher_core::model::Cluster;
+/// use rancher_core::{MetadataOnly, Resource};
+/// let whole = serde_json::json!({"metadata": {"name": "c1"}, "spec": {"displayName": "One"}});
+/// let meta: MetadataOnly<Cluster> = serde_json::from_value(whole).unwrap();
+/// assert_eq!((meta.name(), <MetadataOnly<Cluster> as Resource>::PLURAL), ("c1", "clusters"));
+/// ```
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct MetadataOnly<K> {
+    /// The object's metadata.
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(skip)]
+    kind: std::marker::PhantomData<fn() -> K>,
+}
+
+impl<K> MetadataOnly<K> {
+    /// The metadata of a `K`.
+    pub fn new(metadata: ObjectMeta) -> Self {
+        MetadataOnly { metadata, kind: std::marker::PhantomData }
+    }
+}
+
+impl<K> Clone for MetadataOnly<K> {
+    fn clone(&self) -> Self {
+        MetadataOnly::new(self.metadata.clone())
+    }
+}
+
+impl<K> std::fmt::Debug for MetadataOnly<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetadataOnly").field("metadata", &self.metadata).finish()
+    }
+}
+
+impl<K: Resource> Resource for MetadataOnly<K> {
+    const API_VERSION: &'static str = K::API_VERSION;
+    const KIND: &'static str = K::KIND;
+    const PLURAL: &'static str = K::PLURAL;
+    const NAMESPACED: bool = K::NAMESPACED;
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
 /// A kind the store can hold: a serialisable object with [`ObjectMeta`].
 ///
 /// Implemented by every management kind in [`crate::model`]; implement it for your own kinds to keep

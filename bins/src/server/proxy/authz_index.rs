@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::{StreamExt, TryStreamExt};
-use rancher_core::Resource;
 use rancher_core::controller::reflector::IndexKey;
 use rancher_core::controller::watcher::{Config, Event};
 use rancher_core::controller::{ObjectRef, reflector, watcher};
@@ -22,6 +21,7 @@ use rancher_core::model::{
     ProjectRoleTemplateBinding,
 };
 use rancher_core::store::{Api, Store, StoreResult};
+use rancher_core::{MetadataOnly, Resource};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::membership::prtb_cluster;
@@ -81,6 +81,12 @@ impl<K: Resource> Cached<K> {
     }
 }
 
+/// `empty` with `metadata`: what the index keeps of an object, in the shape its readers take.
+fn whole_from<K: Resource>(mut empty: K, metadata: &rancher_core::ObjectMeta) -> K {
+    *empty.meta_mut() = metadata.clone();
+    empty
+}
+
 /// Keeps the whole object.
 fn whole<K>(_: &mut K) {}
 
@@ -99,8 +105,8 @@ pub(crate) struct AuthzIndex {
     store: Arc<dyn Store>,
     global_bindings: Cached<GlobalRoleBinding>,
     global_roles: Cached<GlobalRole>,
-    clusters: Cached<Cluster>,
-    projects: Cached<Project>,
+    clusters: Cached<MetadataOnly<Cluster>>,
+    projects: Cached<MetadataOnly<Project>>,
     crtbs: Cached<ClusterRoleTemplateBinding>,
     prtbs: Cached<ProjectRoleTemplateBinding>,
     /// Stops the watches when the index is dropped.
@@ -125,16 +131,11 @@ impl AuthzIndex {
             global_bindings: Cached::follow(&store, &stop, Some(grb_user), whole),
             global_roles: Cached::follow(&store, &stop, None, whole),
             // A request reads a cluster's name, uid, creation and deletion, and a project's with the
-            // annotation naming its cluster: nothing else is kept (spec and status are most of a
-            // cluster; labels and annotations each cost a map node of some 500 bytes per object).
-            clusters: Cached::follow(&store, &stop, None, |c| {
-                c.spec = Default::default();
-                c.status = Default::default();
-                slim_metadata(&mut c.metadata, None);
-            }),
+            // annotation naming its cluster: nothing else is kept (a whole `Cluster` is a kilobyte
+            // before its spec and status hold anything; labels and annotations each cost a map node
+            // of some 500 bytes per object).
+            clusters: Cached::follow(&store, &stop, None, |c| slim_metadata(&mut c.metadata, None)),
             projects: Cached::follow(&store, &stop, None, |p| {
-                p.spec = Default::default();
-                p.status = Default::default();
                 slim_metadata(&mut p.metadata, Some(CLUSTER_UID_ANNOTATION));
             }),
             crtbs: Cached::follow(&store, &stop, Some(crtb_cluster), whole),
@@ -158,7 +159,7 @@ impl AuthzIndex {
     /// The cluster `id` — its metadata only when read from memory (spec and status are not kept).
     pub(crate) async fn cluster(&self, id: &str) -> StoreResult<Option<Arc<Cluster>>> {
         if let Some(c) = self.clusters.read(|m| m.get(&ObjectRef::new(id))) {
-            return Ok(c);
+            return Ok(c.map(|c| Arc::new(whole_from(Cluster::new(id, Default::default()), &c.metadata))));
         }
         Ok(Api::<Cluster>::all(self.store.clone()).get_opt(id).await?.map(Arc::new))
     }
@@ -166,7 +167,7 @@ impl AuthzIndex {
     /// The project `name` of `cluster` — its metadata only when read from memory.
     pub(crate) async fn project(&self, cluster: &str, name: &str) -> StoreResult<Option<Project>> {
         if let Some(p) = self.projects.read(|m| m.get(&ObjectRef::new(name).within(cluster))) {
-            return Ok(p.map(Arc::unwrap_or_clone));
+            return Ok(p.map(|p| whole_from(Project::new(name, Default::default()), &p.metadata)));
         }
         Api::<Project>::namespaced(self.store.clone(), cluster).get_opt(name).await
     }
