@@ -69,23 +69,23 @@ impl Default for LocalOptions {
 }
 
 /// What a write returns once checked: its result, and the ticket to wait on when it staged a change.
-struct Staged<T> {
+struct Checked<T> {
     value: T,
     ticket: Option<Ticket>,
 }
 
-impl<T> Staged<T> {
+impl<T> Checked<T> {
     fn written(value: T, ticket: Ticket) -> Self {
-        Staged { value, ticket: Some(ticket) }
+        Checked { value, ticket: Some(ticket) }
     }
 
     /// A write that changes nothing (an unchanged update, a repeated delete of a terminating object).
     fn unwritten(value: T) -> Self {
-        Staged { value, ticket: None }
+        Checked { value, ticket: None }
     }
 
-    fn map<U>(self, f: impl FnOnce(T) -> U) -> Staged<U> {
-        Staged { value: f(self.value), ticket: self.ticket }
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Checked<U> {
+        Checked { value: f(self.value), ticket: self.ticket }
     }
 }
 
@@ -130,9 +130,9 @@ impl<B: Backend> LocalStore<B> {
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Inner<B>) -> StoreResult<Staged<T>> + Send + 'static,
+        F: FnOnce(&Inner<B>) -> StoreResult<Checked<T>> + Send + 'static,
     {
-        let staged = if B::BLOCKING {
+        let checked = if B::BLOCKING {
             let inner = self.inner.clone();
             let (tx, rx) = tokio::sync::oneshot::channel();
             // Detached: once staged, a write is committed even if its caller stops waiting.
@@ -144,10 +144,10 @@ impl<B: Backend> LocalStore<B> {
         } else {
             f(&self.inner)?
         };
-        if let Some(ticket) = staged.ticket {
+        if let Some(ticket) = checked.ticket {
             ticket.durable().await?;
         }
-        Ok(staged.value)
+        Ok(checked.value)
     }
 
     async fn run<T, F>(&self, f: F) -> StoreResult<T>
@@ -261,7 +261,7 @@ impl<B: Backend> Inner<B> {
         kind: ChangeKind,
         mut object: Value,
         previous: Option<Value>,
-    ) -> StoreResult<Staged<Value>> {
+    ) -> StoreResult<Checked<Value>> {
         let next = w.next_revision();
         object::set_revision(&mut object, next);
         let change = Change::new(next, kind, resource, object.clone(), previous.as_ref());
@@ -269,10 +269,10 @@ impl<B: Backend> Inner<B> {
         if !B::BLOCKING {
             self.writer.commit_queued(w, &self.backend, &self.hub);
         }
-        Ok(Staged::written(object, ticket))
+        Ok(Checked::written(object, ticket))
     }
 
-    fn create(&self, resource: &str, mut object: Value) -> StoreResult<Staged<Value>> {
+    fn create(&self, resource: &str, mut object: Value) -> StoreResult<Checked<Value>> {
         object::check_resource(resource)?;
         let w = self.writer();
         let key = object::prepare_create(&mut object, &mut |k| {
@@ -286,7 +286,7 @@ impl<B: Backend> Inner<B> {
         self.commit(w, resource, &skey, ChangeKind::Added, object, None)
     }
 
-    fn update(&self, resource: &str, object: Value) -> StoreResult<Staged<Value>> {
+    fn update(&self, resource: &str, object: Value) -> StoreResult<Checked<Value>> {
         object::check_resource(resource)?;
         let key = object::key_of(&object)?;
         let skey = storage_key(resource, key.namespace.as_deref(), &key.name);
@@ -295,7 +295,7 @@ impl<B: Backend> Inner<B> {
             .read(&self.backend, &skey)?
             .ok_or_else(|| StoreError::NotFound { resource: resource.to_owned(), name: key.name.clone() })?;
         match object::plan_update(resource, &old, object)? {
-            UpdatePlan::Unchanged => Ok(Staged::unwritten(old)),
+            UpdatePlan::Unchanged => Ok(Checked::unwritten(old)),
             UpdatePlan::Write(new) => self.commit(w, resource, &skey, ChangeKind::Modified, new, Some(old)),
             UpdatePlan::Delete(last) => self.commit(w, resource, &skey, ChangeKind::Deleted, last, Some(old)),
         }
@@ -306,7 +306,7 @@ impl<B: Backend> Inner<B> {
         resource: &str,
         key: &ObjectKey,
         preconditions: &Preconditions,
-    ) -> StoreResult<Staged<Deleted>> {
+    ) -> StoreResult<Checked<Deleted>> {
         let skey = storage_key(resource, key.namespace.as_deref(), &key.name);
         let w = self.writer();
         let old = w
@@ -315,15 +315,15 @@ impl<B: Backend> Inner<B> {
         object::check_preconditions(resource, &key.name, &old, preconditions)?;
         if !object::finalizers_of(&old).is_empty() {
             if object::is_terminating(&old) {
-                return Ok(Staged::unwritten(Deleted::Terminating(old)));
+                return Ok(Checked::unwritten(Deleted::Terminating(old)));
             }
             let mut new = old.clone();
             object::mark_terminating(&mut new);
-            let staged = self.commit(w, resource, &skey, ChangeKind::Modified, new, Some(old))?;
-            return Ok(staged.map(Deleted::Terminating));
+            let checked = self.commit(w, resource, &skey, ChangeKind::Modified, new, Some(old))?;
+            return Ok(checked.map(Deleted::Terminating));
         }
-        let staged = self.commit(w, resource, &skey, ChangeKind::Deleted, old.clone(), Some(old))?;
-        Ok(staged.map(Deleted::Gone))
+        let checked = self.commit(w, resource, &skey, ChangeKind::Deleted, old.clone(), Some(old))?;
+        Ok(checked.map(Deleted::Gone))
     }
 
     fn list(&self, resource: &str, options: &ListOptions) -> StoreResult<ObjectList> {
