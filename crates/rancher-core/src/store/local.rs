@@ -123,27 +123,25 @@ impl<B: Backend> LocalStore<B> {
         &self.inner.backend
     }
 
-    /// Runs a write's checks and staging (on the blocking pool for a blocking backend, whose thread
-    /// then commits the queue unless another already is) and waits for it to be durable without
-    /// holding a thread: in a connection storm, hundreds of writers waiting for their batch's fsync
-    /// each held a blocking thread, and each thread its own allocator heap.
+    /// Checks and stages a write on the caller's thread (a few microseconds under the writer lock,
+    /// like a [`get`](Backend::get)), has the queue committed — on the blocking pool for a blocking
+    /// backend, by one thread at a time — and waits for the write to be durable holding no thread. In
+    /// a connection storm, writers that each took a blocking thread to wait for their batch's fsync
+    /// grew the pool to a hundred threads, each with its own allocator heap.
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
-        T: Send + 'static,
-        F: FnOnce(&Inner<B>) -> StoreResult<Checked<T>> + Send + 'static,
+        F: FnOnce(&Inner<B>) -> StoreResult<Checked<T>>,
     {
-        let checked = if B::BLOCKING {
+        let checked = f(&self.inner)?;
+        if B::BLOCKING && self.inner.writer.claim() {
             let inner = self.inner.clone();
-            let (tx, rx) = tokio::sync::oneshot::channel();
             // Detached: once staged, a write is committed even if its caller stops waiting.
             drop(tokio::task::spawn_blocking(move || {
-                let _ = tx.send(f(&inner));
-                inner.writer.drive(&inner.backend, &inner.hub);
+                let acks = inner.writer.drive(&inner.backend, &inner.hub);
+                drop(inner);
+                acks.send();
             }));
-            rx.await.unwrap_or_else(|_| Err(StoreError::Backend("the write's thread stopped".into())))?
-        } else {
-            f(&self.inner)?
-        };
+        }
         if let Some(ticket) = checked.ticket {
             ticket.durable().await?;
         }
@@ -267,7 +265,7 @@ impl<B: Backend> Inner<B> {
         let change = Change::new(next, kind, resource, object.clone(), previous.as_ref());
         let ticket = w.stage(key, change);
         if !B::BLOCKING {
-            self.writer.commit_queued(w, &self.backend, &self.hub);
+            self.writer.commit_queued(w, &self.backend, &self.hub).send();
         }
         Ok(Checked::written(object, ticket))
     }

@@ -100,28 +100,39 @@ impl Writer {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// On a blocking backend, after staging (on a blocking thread): commits what is queued unless
-    /// another thread already is — that one takes the new writes in its next batch. Returns at once when
-    /// there is nothing to do, so one thread commits at a time and every other writer waits on its
-    /// [`Ticket`] holding none.
-    pub(crate) fn drive<B: Backend>(&self, backend: &B, hub: &WatchHub) {
-        let st = self.lock();
-        if !st.committing {
-            self.commit_queued(st, backend, hub);
-        }
+    /// On a blocking backend, after staging: true when the caller is to have the queue committed
+    /// ([`drive`](Self::drive) on a blocking thread) — when writes wait and no thread is committing or
+    /// on its way to. Otherwise the committing thread takes the new writes in its next batch.
+    pub(crate) fn claim(&self) -> bool {
+        let mut st = self.lock();
+        let claim = !st.committing && !st.queue.is_empty();
+        st.committing |= claim;
+        claim
+    }
+
+    /// Commits what is queued, after a [`claim`](Self::claim); returns the last batch's
+    /// acknowledgements, to send once the thread has let go of the store.
+    #[must_use]
+    pub(crate) fn drive<B: Backend>(&self, backend: &B, hub: &WatchHub) -> Acks {
+        self.commit_queued(self.lock(), backend, hub)
     }
 
     /// Commits queued writes in batches until none is left: a durable batch is published (under the
     /// lock, so watchers see batches in revision order) and acknowledged; a failed one fails with every
     /// write staged after it. Blocking backends commit without the lock, so writes arriving meanwhile
-    /// join the next batch; the others commit under it.
+    /// join the next batch; the others commit under it. The last batch's acknowledgements are
+    /// returned unsent: a writer that drops the store once acknowledged must find it closed (its file
+    /// free to open again), not still held by the thread that committed.
+    #[must_use]
     pub(crate) fn commit_queued<'a, B: Backend>(
         &'a self,
         mut st: MutexGuard<'a, WriterState>,
         backend: &B,
         hub: &WatchHub,
-    ) {
+    ) -> Acks {
+        let mut acks = Acks(Vec::new());
         while !st.queue.is_empty() {
+            std::mem::take(&mut acks).send();
             st.committing = true;
             let batch = std::mem::take(&mut st.queue);
             let last = batch.last().map_or(st.durable, |s| s.change.revision);
@@ -153,7 +164,7 @@ impl Writer {
                     st.overlay.retain(|_, (revision, _)| *revision > last);
                     for Staged { change, done, .. } in batch {
                         hub.publish(change);
-                        let _ = done.send(Ok(()));
+                        acks.0.push((done, Ok(())));
                     }
                 }
                 Err(e) => {
@@ -162,12 +173,26 @@ impl Writer {
                     st.revision = st.durable;
                     let later = std::mem::take(&mut st.queue);
                     for Staged { done, .. } in batch.into_iter().chain(later) {
-                        let _ = done.send(Err(StoreError::Backend(format!("commit failed: {e}").into())));
+                        acks.0.push((done, Err(StoreError::Backend(format!("commit failed: {e}").into()))));
                     }
                 }
             }
         }
         st.committing = false;
+        acks
+    }
+}
+
+/// Acknowledgements of committed (or failed) writes, not yet sent.
+#[derive(Default)]
+pub(crate) struct Acks(Vec<(oneshot::Sender<StoreResult<()>>, StoreResult<()>)>);
+
+impl Acks {
+    /// Tells each write's waiter.
+    pub(crate) fn send(self) {
+        for (done, result) in self.0 {
+            let _ = done.send(result);
+        }
     }
 }
 
