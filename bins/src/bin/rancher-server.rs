@@ -32,7 +32,7 @@ async fn shutdown_signal() {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Threads for blocking work (the embedded store's scans and the staging of its writes, file I/O).
+/// Threads for blocking work (the embedded store's scans and commits, file I/O).
 /// Tokio's default allows 512, and a fleet's arrival grew the pool to a hundred threads that each
 /// took their own allocator heap and abandoned it ten seconds later (140 threads started in one
 /// arrival of 3,000 clusters); the work is short and the machine's cores are few, so a small pool
