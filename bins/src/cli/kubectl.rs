@@ -118,10 +118,7 @@ pub(super) struct Outcome {
 }
 
 async fn fan_out(args: &KubectlArgs, kubeconfig: &Path, clusters: Vec<String>) -> Result<String, CliError> {
-    let slots = Arc::new(Semaphore::new(usize::from(args.concurrency)));
-    let mut tasks = tokio::task::JoinSet::new();
-    for cluster in clusters {
-        let slots = slots.clone();
+    let answers = ask_each(clusters, args.concurrency, args.timeout, |cluster| {
         let mut cmd = tokio::process::Command::new(&args.kubectl);
         cmd.arg("--kubeconfig")
             .arg(kubeconfig)
@@ -130,16 +127,13 @@ async fn fan_out(args: &KubectlArgs, kubeconfig: &Path, clusters: Vec<String>) -
             .args(&args.args)
             .stdin(Stdio::null())
             .kill_on_drop(true);
-        let timeout = args.timeout;
-        tasks.spawn(async move {
-            let _slot = slots.acquire_owned().await;
-            let result = match tokio::time::timeout(timeout, cmd.output()).await {
-                Err(_) => Err(format!("no answer within {timeout:?}")),
-                Ok(Err(e)) => Err(format!("running kubectl: {e}")),
-                Ok(Ok(out)) if out.status.success() => {
+        async move {
+            match cmd.output().await {
+                Err(e) => Err(format!("running kubectl: {e}")),
+                Ok(out) if out.status.success() => {
                     Ok(String::from_utf8_lossy(&out.stdout).lines().map(|l| vec![l.to_owned()]).collect())
                 }
-                Ok(Ok(out)) => {
+                Ok(out) => {
                     let err = String::from_utf8_lossy(&out.stderr);
                     Err(err
                         .lines()
@@ -148,16 +142,45 @@ async fn fan_out(args: &KubectlArgs, kubeconfig: &Path, clusters: Vec<String>) -
                         .trim()
                         .to_owned())
                 }
-            };
-            Outcome { cluster, result }
+            }
+        }
+    })
+    .await?;
+    let outcomes = answers.into_iter().map(|(cluster, result)| Outcome { cluster, result }).collect();
+    merged(&["OUTPUT".to_owned()], outcomes)
+}
+
+/// `ask` of every cluster, at most `concurrency` at once and each within `timeout` (past it, the
+/// cluster's error is that it did not answer); the answers in cluster order.
+pub(super) async fn ask_each<T, F, Fut>(
+    clusters: Vec<String>,
+    concurrency: u16,
+    timeout: Duration,
+    ask: F,
+) -> Result<Vec<(String, Result<T, String>)>, CliError>
+where
+    T: Send + 'static,
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<T, String>> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(usize::from(concurrency)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for cluster in clusters {
+        let (slots, asked) = (slots.clone(), ask(cluster.clone()));
+        tasks.spawn(async move {
+            let _slot = slots.acquire_owned().await;
+            let result = tokio::time::timeout(timeout, asked)
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")));
+            (cluster, result)
         });
     }
-    let mut outcomes = Vec::new();
+    let mut answers = Vec::new();
     while let Some(done) = tasks.join_next().await {
-        outcomes.push(done.map_err(|e| CliError::Input(format!("a kubectl task failed: {e}")))?);
+        answers.push(done.map_err(|e| CliError::Input(format!("a cluster's task failed: {e}")))?);
     }
-    outcomes.sort_by(|a, b| a.cluster.cmp(&b.cluster));
-    merged(&["OUTPUT".to_owned()], outcomes)
+    answers.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(answers)
 }
 
 /// One table of every cluster's rows behind its id (a cluster without rows gets an empty one), or

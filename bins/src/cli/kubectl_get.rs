@@ -12,11 +12,10 @@ use std::time::Duration;
 
 use http::Method;
 use serde_json::Value;
-use tokio::sync::Semaphore;
 
 use super::client::ApiClient;
 use super::error::CliError;
-use super::kubectl::Outcome;
+use super::kubectl::{Outcome, ask_each};
 
 /// A `get` rancherctl reads itself.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -178,28 +177,17 @@ pub(super) async fn fan_out(
     }
     let Some(resolved) = resolved else { return Ok(None) };
     let (plan, resolved) = (Arc::new(plan), Arc::new(resolved));
-    let slots = Arc::new(Semaphore::new(usize::from(concurrency)));
-    let mut tasks = tokio::task::JoinSet::new();
-    for cluster in clusters {
-        let (client, plan, resolved, slots) = (client.clone(), plan.clone(), resolved.clone(), slots.clone());
-        let cluster = cluster.clone();
-        tasks.spawn(async move {
-            let _slot = slots.acquire_owned().await;
-            let read = tokio::time::timeout(timeout, read(&client, &plan, &resolved, &cluster)).await;
-            let result = match read {
-                Err(_) => Err(format!("no answer within {timeout:?}")),
-                Ok(Err(CliError::Api(status))) => Err(status.message),
-                Ok(Err(e)) => Err(e.to_string()),
-                Ok(Ok(answer)) => Ok(answer),
-            };
-            (cluster, result)
-        });
-    }
-    let mut answers = Vec::new();
-    while let Some(done) = tasks.join_next().await {
-        answers.push(done.map_err(|e| CliError::Input(format!("a read failed: {e}")))?);
-    }
-    answers.sort_by(|a, b| a.0.cmp(&b.0));
+    let answers = ask_each(clusters.to_vec(), concurrency, timeout, |cluster| {
+        let (client, plan, resolved) = (client.clone(), plan.clone(), resolved.clone());
+        async move {
+            match read(&client, &plan, &resolved, &cluster).await {
+                Err(CliError::Api(status)) => Err(status.message),
+                Err(e) => Err(e.to_string()),
+                Ok(answer) => Ok(answer),
+            }
+        }
+    })
+    .await?;
     let columns = answers
         .iter()
         .find_map(|(_, r)| r.as_ref().ok().map(|a| a.columns.clone()))
