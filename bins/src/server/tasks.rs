@@ -60,10 +60,9 @@ impl ServerTasks {
                 tokio::spawn(ace_sync::run(store.clone(), registration.clone(), stop.clone())),
             ),
             (
-                "system projects controller",
+                "system namespaces",
                 tokio::spawn(tenancy::system_projects::run(
                     store.clone(),
-                    state.project_names.clone(),
                     registration.clone(),
                     stop.clone(),
                 )),
@@ -158,6 +157,14 @@ fn run_once(state: &AppState) -> impl Fn(CancellationToken) -> leadership::Tasks
                 )),
             ),
             ("cluster controller", tokio::spawn(ClusterController::new(store.clone()).run(stop.clone()))),
+            (
+                "system projects controller",
+                tokio::spawn(tenancy::system_projects::ensure_projects(
+                    store.clone(),
+                    state.project_names.clone(),
+                    stop.clone(),
+                )),
+            ),
             (
                 "certificate expiry",
                 tokio::spawn(provisioning::rke::expiry::run(

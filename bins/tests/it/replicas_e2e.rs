@@ -98,6 +98,22 @@ async fn a_cluster_is_served_through_either_replica_and_handed_over_when_its_own
         }
     })
     .await;
+    // The cluster's Default and System projects were made once, by the leader alone (not by every
+    // replica, relying on the removal of duplicates afterwards).
+    eventually(WAIT, "the cluster's namespaces are in its System project", || {
+        let b_text = read_log(&b_log);
+        async move { b_text.contains("namespace put into the System project").then_some(()) }
+    })
+    .await;
+    let a_leads = metric(&a.url, "rancher_controllers_leader").await == Some(1);
+    let (leader_log, other_log) = if a_leads { (&a_log, &b_log) } else { (&b_log, &a_log) };
+    let (leader_text, other_text) = (read_log(leader_log), read_log(other_log));
+    for special in ["Default", "System"] {
+        let made = format!("created the {special} project");
+        assert_eq!(leader_text.matches(&made).count(), 1, "{special} projects made by the leader");
+        assert!(!other_text.contains(&made), "the other replica made a {special} project");
+    }
+    assert!(!(leader_text + &other_text).contains("removing a duplicate"), "no duplicate to remove");
 
     // kubectl through either replica: the kubeconfig names a; the same with b's URL.
     let (ok, kc_a) = rancherctl(&home, &["kubeconfig", &cluster]);

@@ -108,7 +108,7 @@ fn output(ns: &Namespace) -> Value {
 /// The live projects of `cluster`.
 async fn projects(state: &AppState, cluster: &Cluster) -> ApiResult<Vec<Project>> {
     let all = Api::<Project>::namespaced(state.store.clone(), &cluster.metadata.name).list().await?;
-    Ok(all.into_iter().filter(|p| project_counts(p, cluster)).collect())
+    Ok(all.into_iter().filter(|p| project_counts(&p.metadata, &cluster.metadata)).collect())
 }
 
 /// Whether the caller is a member of `cluster` at all, and the projects of it they are a member of

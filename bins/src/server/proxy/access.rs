@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rancher_auth::proxy::{ClusterAccess, ClusterClients, Denied, UserInfo};
+use rancher_core::ObjectMeta;
 use rancher_core::model::{Cluster, ClusterRoleTemplateBinding, Project, ProjectRoleTemplateBinding};
 use rancher_core::store::{Api, Store};
 use tokio::sync::broadcast::error::RecvError;
@@ -56,10 +57,10 @@ impl BindingAccess {
     /// upstream afresh and is answered 503 at once, never sent into a pooled connection of a session
     /// that has ended. Returns when the current access was first seen (`None`: there is none, or no
     /// session to use it).
-    fn refresh_client(&self, cluster: &Cluster) -> Option<tokio::time::Instant> {
-        let id = cluster.metadata.name.as_str();
-        let live = !self.registration.session_keys_for(id, &cluster.metadata.uid).is_empty();
-        let access = self.registration.access(id).filter(|a| live && a.cluster_uid == cluster.metadata.uid);
+    fn refresh_client(&self, cluster: &ObjectMeta) -> Option<tokio::time::Instant> {
+        let id = cluster.name.as_str();
+        let live = !self.registration.session_keys_for(id, &cluster.uid).is_empty();
+        let access = self.registration.access(id).filter(|a| live && a.cluster_uid == cluster.uid);
         let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(access) = access else {
             if seen.remove(id).is_some()
@@ -85,9 +86,9 @@ impl BindingAccess {
     /// Waits (within [`FIRST_SYNC_WAIT`] of the access hand-over) for the cluster's RBAC sync — but
     /// not for a cluster whose agents have gone: the wait ends when its last session does, and the
     /// request is answered 503 at once.
-    async fn settle(&self, cluster: &Cluster, since: Option<tokio::time::Instant>) {
+    async fn settle(&self, cluster: &ObjectMeta, since: Option<tokio::time::Instant>) {
         let Some(since) = since else { return };
-        let (id, uid) = (cluster.metadata.name.as_str(), cluster.metadata.uid.as_str());
+        let (id, uid) = (cluster.name.as_str(), cluster.uid.as_str());
         let deadline = since + FIRST_SYNC_WAIT;
         if tokio::time::Instant::now() >= deadline || self.registration.is_synced(RBAC_SYNC, id) {
             return;
@@ -138,8 +139,12 @@ pub(crate) async fn has_binding(
 }
 
 /// [`has_binding`] from the watched index (the store until it has synced).
-async fn has_indexed_binding(index: &AuthzIndex, user: &UserInfo, cluster: &Cluster) -> Result<bool, Denied> {
-    let id = cluster.metadata.name.as_str();
+async fn has_indexed_binding(
+    index: &AuthzIndex,
+    user: &UserInfo,
+    cluster: &ObjectMeta,
+) -> Result<bool, Denied> {
+    let id = cluster.name.as_str();
     let unreadable = |e| bindings_unreadable(id, &e);
     if index.any_crtb(id, |b| crtb_grants(b, user, cluster)).await.map_err(unreadable)? {
         return Ok(true);
@@ -147,7 +152,7 @@ async fn has_indexed_binding(index: &AuthzIndex, user: &UserInfo, cluster: &Clus
     for b in index.cluster_prtbs_where(id, |b| prtb_candidate(b, user, id)).await.map_err(unreadable)? {
         let Some((_, p)) = project_ref(&b.spec.project_name) else { continue };
         if let Some(project) = index.project(id, p).await.map_err(unreadable)?
-            && prtb_counts(&b, &project, cluster)
+            && prtb_counts(&b, &project.metadata, cluster)
         {
             return Ok(true);
         }
@@ -165,13 +170,13 @@ impl ClusterAccess for BindingAccess {
         let Some(cluster) = cluster.filter(|c| c.metadata.deletion_timestamp.is_none()) else {
             return Err(Denied::NotFound);
         };
-        let since = self.refresh_client(&cluster);
+        let since = self.refresh_client(&cluster.metadata);
         let rules = self.index.rules_for(&user.username).await.map_err(|e| {
             tracing::warn!(user = %user.username, "reading global roles for the proxy: {e}");
             Denied::Forbidden("the server could not read global roles".into())
         })?;
-        if is_cluster_admin(&rules) || has_indexed_binding(&self.index, user, &cluster).await? {
-            self.settle(&cluster, since).await;
+        if is_cluster_admin(&rules) || has_indexed_binding(&self.index, user, &cluster.metadata).await? {
+            self.settle(&cluster.metadata, since).await;
             Ok(())
         } else {
             Err(Denied::Forbidden(format!(

@@ -81,12 +81,6 @@ impl<K: Resource> Cached<K> {
     }
 }
 
-/// `empty` with `metadata`: what the index keeps of an object, in the shape its readers take.
-fn whole_from<K: Resource>(mut empty: K, metadata: &rancher_core::ObjectMeta) -> K {
-    *empty.meta_mut() = metadata.clone();
-    empty
-}
-
 /// Keeps the whole object.
 fn whole<K>(_: &mut K) {}
 
@@ -156,20 +150,26 @@ impl AuthzIndex {
             && self.prtbs.read(|_| ()).is_some()
     }
 
-    /// The cluster `id` — its metadata only when read from memory (spec and status are not kept).
-    pub(crate) async fn cluster(&self, id: &str) -> StoreResult<Option<Arc<Cluster>>> {
+    /// The metadata of cluster `id` (kept slim in memory: see [`AuthzIndex::start`]).
+    pub(crate) async fn cluster(&self, id: &str) -> StoreResult<Option<Arc<MetadataOnly<Cluster>>>> {
         if let Some(c) = self.clusters.read(|m| m.get(&ObjectRef::new(id))) {
-            return Ok(c.map(|c| Arc::new(whole_from(Cluster::new(id, Default::default()), &c.metadata))));
+            return Ok(c);
         }
-        Ok(Api::<Cluster>::all(self.store.clone()).get_opt(id).await?.map(Arc::new))
+        let found = Api::<Cluster>::all(self.store.clone()).get_opt(id).await?;
+        Ok(found.map(|c| Arc::new(MetadataOnly::new(c.metadata))))
     }
 
-    /// The project `name` of `cluster` — its metadata only when read from memory.
-    pub(crate) async fn project(&self, cluster: &str, name: &str) -> StoreResult<Option<Project>> {
+    /// The metadata of the project `name` of `cluster`.
+    pub(crate) async fn project(
+        &self,
+        cluster: &str,
+        name: &str,
+    ) -> StoreResult<Option<Arc<MetadataOnly<Project>>>> {
         if let Some(p) = self.projects.read(|m| m.get(&ObjectRef::new(name).within(cluster))) {
-            return Ok(p.map(|p| whole_from(Project::new(name, Default::default()), &p.metadata)));
+            return Ok(p);
         }
-        Api::<Project>::namespaced(self.store.clone(), cluster).get_opt(name).await
+        let found = Api::<Project>::namespaced(self.store.clone(), cluster).get_opt(name).await?;
+        Ok(found.map(|p| Arc::new(MetadataOnly::new(p.metadata))))
     }
 
     /// The rules of every global role bound to `user_id`.

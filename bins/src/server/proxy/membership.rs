@@ -13,6 +13,8 @@ use rancher_core::model::{
     ProjectRoleTemplateBinding,
 };
 
+use rancher_core::ObjectMeta;
+
 use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION, PROJECT_UID_ANNOTATION};
 
 /// Whether a binding's subject (user id, user principal or group principal) is `user`.
@@ -28,18 +30,20 @@ pub(crate) fn subject_is(
         || (!group_principal.is_empty() && user.groups.iter().any(|g| g == group_principal))
 }
 
-/// Whether `b` is a live binding of `cluster` as it exists now (whoever its subject is).
-pub(crate) fn crtb_counts(b: &ClusterRoleTemplateBinding, cluster: &Cluster) -> bool {
-    let name = &cluster.metadata.name;
-    cluster.metadata.deletion_timestamp.is_none()
+/// Whether `b` is a live binding of the cluster of `cluster` (its metadata) as it exists now
+/// (whoever its subject is). Like the other checks here, it reads only metadata, so a caller that
+/// keeps only that of clusters and projects need not rebuild whole objects.
+pub(crate) fn crtb_counts(b: &ClusterRoleTemplateBinding, cluster: &ObjectMeta) -> bool {
+    let name = &cluster.name;
+    cluster.deletion_timestamp.is_none()
         && b.metadata.deletion_timestamp.is_none()
         && (b.spec.cluster_name == *name
             || (b.spec.cluster_name.is_empty() && b.metadata.namespace.as_deref() == Some(name)))
-        && owner::belongs(&b.metadata, CLUSTER_UID_ANNOTATION, &cluster.metadata)
+        && owner::belongs(&b.metadata, CLUSTER_UID_ANNOTATION, cluster)
 }
 
-/// Whether `b` makes `user` a member of `cluster`.
-pub(crate) fn crtb_grants(b: &ClusterRoleTemplateBinding, user: &UserInfo, cluster: &Cluster) -> bool {
+/// Whether `b` makes `user` a member of the cluster of `cluster`.
+pub(crate) fn crtb_grants(b: &ClusterRoleTemplateBinding, user: &UserInfo, cluster: &ObjectMeta) -> bool {
     crtb_counts(b, cluster)
         && subject_is(user, &b.spec.user_name, &b.spec.user_principal_name, &b.spec.group_principal_name)
 }
@@ -49,23 +53,27 @@ pub(crate) fn project_ref(project_name: &str) -> Option<(&str, &str)> {
     project_name.split_once(':').filter(|(c, p)| !c.is_empty() && !p.is_empty() && !p.contains(':'))
 }
 
-/// Whether `project` is a live project of `cluster` as it exists now.
-pub(crate) fn project_counts(project: &Project, cluster: &Cluster) -> bool {
-    cluster.metadata.deletion_timestamp.is_none()
-        && project.metadata.deletion_timestamp.is_none()
-        && project.metadata.namespace.as_deref() == Some(cluster.metadata.name.as_str())
-        && owner::belongs(&project.metadata, CLUSTER_UID_ANNOTATION, &cluster.metadata)
+/// Whether the project of `project` is a live project of the cluster of `cluster` as it exists now.
+pub(crate) fn project_counts(project: &ObjectMeta, cluster: &ObjectMeta) -> bool {
+    cluster.deletion_timestamp.is_none()
+        && project.deletion_timestamp.is_none()
+        && project.namespace.as_deref() == Some(cluster.name.as_str())
+        && owner::belongs(project, CLUSTER_UID_ANNOTATION, cluster)
 }
 
 /// Whether `b` is a live binding of `project` (already found by its id), itself a live project of
 /// `cluster` (whoever its subject is).
-pub(crate) fn prtb_counts(b: &ProjectRoleTemplateBinding, project: &Project, cluster: &Cluster) -> bool {
+pub(crate) fn prtb_counts(
+    b: &ProjectRoleTemplateBinding,
+    project: &ObjectMeta,
+    cluster: &ObjectMeta,
+) -> bool {
     let Some((c, p)) = project_ref(&b.spec.project_name) else { return false };
-    c == cluster.metadata.name
-        && p == project.metadata.name
+    c == cluster.name
+        && p == project.name
         && b.metadata.deletion_timestamp.is_none()
         && project_counts(project, cluster)
-        && owner::belongs(&b.metadata, PROJECT_UID_ANNOTATION, &project.metadata)
+        && owner::belongs(&b.metadata, PROJECT_UID_ANNOTATION, project)
 }
 
 /// The cluster of the project `b` binds in, when its project id is well formed.
@@ -108,22 +116,24 @@ pub(crate) struct ClusterMembers<'a> {
 impl ClusterMembers<'_> {
     /// Whether `user` has a binding that counts in the cluster.
     pub(crate) fn is_member(&self, user: &UserInfo) -> bool {
-        let cluster = self.cluster;
+        let cluster = &self.cluster.metadata;
         if self.crtbs.iter().any(|b| crtb_grants(b, user, cluster)) {
             return true;
         }
-        self.prtbs.iter().filter(|b| prtb_candidate(b, user, &cluster.metadata.name)).any(|b| {
+        self.prtbs.iter().filter(|b| prtb_candidate(b, user, &cluster.name)).any(|b| {
             let Some((_, p)) = project_ref(&b.spec.project_name) else { return false };
-            self.projects.iter().any(|project| project.metadata.name == p && prtb_counts(b, project, cluster))
+            self.projects
+                .iter()
+                .any(|project| project.metadata.name == p && prtb_counts(b, &project.metadata, cluster))
         })
     }
 
     /// Whether a PRTB renders in the cluster: its project exists now and it was made for it.
     pub(crate) fn prtb_counts(&self, b: &ProjectRoleTemplateBinding) -> bool {
         let Some((_, p)) = project_ref(&b.spec.project_name) else { return false };
-        self.projects
-            .iter()
-            .any(|project| project.metadata.name == p && prtb_counts(b, project, self.cluster))
+        self.projects.iter().any(|project| {
+            project.metadata.name == p && prtb_counts(b, &project.metadata, &self.cluster.metadata)
+        })
     }
 }
 

@@ -42,7 +42,7 @@ impl RbacSync {
         let projects = Api::<Project>::namespaced(store.clone(), cluster).list().await?;
         let prtbs = super::project_bindings(store, &projects).await?;
         let members = ClusterMembers { cluster: current, crtbs: &crtbs, prtbs: &prtbs, projects: &projects };
-        let crtbs: Vec<_> = crtbs.iter().filter(|b| crtb_counts(b, current)).cloned().collect();
+        let crtbs: Vec<_> = crtbs.iter().filter(|b| crtb_counts(b, &current.metadata)).cloned().collect();
         let prtbs: Vec<_> = prtbs.iter().filter(|b| members.prtb_counts(b)).cloned().collect();
         let users = Api::<User>::all(store.clone()).list().await?;
         let grbs = Api::<GlobalRoleBinding>::all(store.clone()).list().await?;

@@ -1,8 +1,10 @@
-//! The Default and System projects every cluster has, as in Rancher: this controller creates them for
-//! each live cluster (once: a restart or a second replica finds them by their labels, and a duplicate
-//! made by a race is removed), and on the cluster's first sync while connected puts `default` into
-//! Default and the system namespaces into System, through the tunnel — unless a namespace is in a
-//! project already. A deleted cluster's projects go with the cluster's clean-up.
+//! The Default and System projects every cluster has, as in Rancher: [`ensure_projects`] creates them
+//! for each live cluster (once: a restart finds them by their labels). It runs on one replica at a
+//! time, among the controllers that run once; a duplicate that a change of leader could still make is
+//! removed. [`run`], on the replica that holds the cluster's session, puts `default` into Default and
+//! the system namespaces into System on the cluster's first sync while connected, through the tunnel —
+//! unless a namespace is in a project already. A deleted cluster's projects go with the cluster's
+//! clean-up.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,8 +62,10 @@ fn is(project: &Project, special: &Special) -> bool {
 
 /// The live projects of `cluster` (as it exists now) that are `special`, oldest first.
 fn specials_of<'p>(projects: &'p [Project], cluster: &Cluster, special: &Special) -> Vec<&'p Project> {
-    let mut found: Vec<&Project> =
-        projects.iter().filter(|p| is(p, special) && project_counts(p, cluster)).collect();
+    let mut found: Vec<&Project> = projects
+        .iter()
+        .filter(|p| is(p, special) && project_counts(&p.metadata, &cluster.metadata))
+        .collect();
     found.sort_by(|a, b| {
         (a.metadata.creation_timestamp, &a.metadata.name)
             .cmp(&(b.metadata.creation_timestamp, &b.metadata.name))
@@ -69,15 +73,10 @@ fn specials_of<'p>(projects: &'p [Project], cluster: &Cluster, special: &Special
     found
 }
 
-/// Runs until `stop`: the projects in the store, and the namespaces of connected clusters.
-pub(crate) async fn run(
-    store: Arc<dyn Store>,
-    names: Arc<ProjectNames>,
-    registration: Arc<Registration>,
-    stop: CancellationToken,
-) {
+/// Runs until `stop`: puts the namespaces of the clusters connected here into their Default and
+/// System projects.
+pub(crate) async fn run(store: Arc<dyn Store>, registration: Arc<Registration>, stop: CancellationToken) {
     let tasks = TaskTracker::new();
-    tasks.spawn(ensure_controller(Ctx { store: store.clone(), names }, stop.clone()));
     let workers = ClusterWorkers::new(store.clone(), registration, RESYNC);
     let w = workers.clone();
     // Kept of each: the cluster of a special project (`None` for the others).
@@ -97,11 +96,16 @@ pub(crate) async fn run(
     tasks.wait().await;
 }
 
-/// Reconciles every cluster when it changes, when one of its Default or System projects changes or
-/// goes (a duplicate appears, someone deletes one), and every [`RESYNC`]; store failures are retried
-/// with the controller's backoff.
-async fn ensure_controller(ctx: Ctx, stop: CancellationToken) {
-    let store = ctx.store.clone();
+/// Runs until `stop`: gives every live cluster its Default and System project. Reconciles a cluster
+/// when it changes, when one of its Default or System projects changes or goes (a duplicate appears,
+/// someone deletes one), and every [`RESYNC`]; store failures are retried with the controller's
+/// backoff. Run it on one replica at a time: two would each make the projects a new cluster lacks.
+pub(crate) async fn ensure_projects(
+    store: Arc<dyn Store>,
+    names: Arc<ProjectNames>,
+    stop: CancellationToken,
+) {
+    let ctx = Ctx { store: store.clone(), names };
     let special_of_cluster = |p: &Project| {
         let special = SPECIAL_PROJECTS.iter().any(|s| is(p, s));
         special.then(|| ObjectRef::new(p.metadata.namespace.as_deref().unwrap_or(&p.spec.cluster_name)))
@@ -139,7 +143,7 @@ async fn ensure_one(
 ) -> Result<(), StoreError> {
     let (store, name) = (&ctx.store, cluster.metadata.name.as_str());
     let found = specials_of(projects, cluster, special);
-    // Two replicas may both have made one: the oldest stays.
+    // Two replicas may both have made one (across a change of leader): the oldest stays.
     for extra in found.iter().skip(1) {
         tracing::info!(cluster = %name, project = %extra.metadata.name, "removing a duplicate {} project", special.display_name);
         if leftovers::delete_exact(store, *extra).await? {
@@ -189,7 +193,10 @@ impl SystemNamespaces {
         let projects = Api::<Project>::namespaced(self.store.clone(), name).list().await?;
         let live = |id: &str| {
             project_ref(id).is_some_and(|(c, p)| {
-                c == name && projects.iter().any(|x| x.metadata.name == p && project_counts(x, cluster))
+                c == name
+                    && projects
+                        .iter()
+                        .any(|x| x.metadata.name == p && project_counts(&x.metadata, &cluster.metadata))
             })
         };
         let namespaces = kube::Api::<Namespace>::all(client.clone());

@@ -180,13 +180,15 @@ impl Grants {
         let mut crtbs = Api::<ClusterRoleTemplateBinding>::all(store.clone()).list().await?;
         crtbs.retain(|b| {
             let cluster = b.metadata.namespace.as_ref().and_then(|c| clusters.get(c));
-            cluster.is_some_and(|c| membership::crtb_counts(b, c))
+            cluster.is_some_and(|c| membership::crtb_counts(b, &c.metadata))
         });
         let mut prtbs = Api::<ProjectRoleTemplateBinding>::all(store.clone()).list().await?;
         prtbs.retain(|b| {
             let Some((c, p)) = membership::project_ref(&b.spec.project_name) else { return false };
             match (clusters.get(c), projects.get(&(c.to_owned(), p.to_owned()))) {
-                (Some(cluster), Some(project)) => membership::prtb_counts(b, project, cluster),
+                (Some(cluster), Some(project)) => {
+                    membership::prtb_counts(b, &project.metadata, &cluster.metadata)
+                }
                 _ => false,
             }
         });
