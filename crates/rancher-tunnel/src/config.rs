@@ -56,10 +56,6 @@ pub struct SessionConfig {
     pub dead_peer_timeout: Duration,
     /// Largest WebSocket message (and frame) accepted; a larger one closes the session.
     pub max_message_size: usize,
-    /// Size of the WebSocket read buffer (per session). tungstenite allocates and zero-fills it
-    /// up front, so it is most of an idle session's memory; 4 KiB measured ≈ 19 KB per idle
-    /// server session in total (32 KiB: ≈ 48 KB) with no measurable throughput loss.
-    pub ws_read_buffer_size: usize,
     /// Server side: how long a dial waits for the agent's reply (the agent's own connect
     /// timeout is [`AgentConfig::dial_timeout`](crate::AgentConfig)).
     pub dial_reply_timeout: Duration,
@@ -81,7 +77,6 @@ impl Default for SessionConfig {
             keepalive_interval: Duration::from_secs(15),
             dead_peer_timeout: Duration::from_secs(45),
             max_message_size: 1024 * 1024,
-            ws_read_buffer_size: 4 * 1024,
             dial_reply_timeout: Duration::from_secs(30),
             replaced_drain: Duration::from_secs(30),
         }

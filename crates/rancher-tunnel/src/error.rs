@@ -80,7 +80,7 @@ pub enum Error {
         url: String,
         /// What went wrong.
         #[source]
-        source: Box<tokio_tungstenite::tungstenite::Error>,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The server refused the agent's credentials.
     #[error("server refused the tunnel credentials (HTTP {status})")]

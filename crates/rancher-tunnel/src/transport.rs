@@ -5,18 +5,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use http::{HeaderMap, Uri};
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Uri, header};
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::{WebSocketStream, tungstenite};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::config::SessionConfig;
 use crate::error::{Error, Result};
-use crate::ws_io::{Keepalive, WsIo};
+use crate::ws_io::{Keepalive, Role, WsIo};
 
 /// A byte stream that carries one session (the multiplexer runs on top of it).
 pub trait SessionIo: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -49,23 +51,20 @@ pub trait Transport: Send + Sync {
     async fn accept(&self, raw: BoxedIo) -> Result<BoxedIo>;
 }
 
-/// The WebSocket settings derived from a [`SessionConfig`].
-pub(crate) fn ws_config(cfg: &SessionConfig) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(cfg.ws_read_buffer_size)
-        .write_buffer_size(0)
-        .max_message_size(Some(cfg.max_message_size))
-        .max_frame_size(Some(cfg.max_message_size))
-}
-
 fn keepalive(cfg: &SessionConfig) -> Keepalive {
     Keepalive { interval: cfg.keepalive_interval, timeout: cfg.dead_peer_timeout }
 }
 
-/// Server side of the WebSocket transport: wraps the upgraded connection.
-pub(crate) async fn ws_accept(raw: BoxedIo, cfg: &SessionConfig) -> BoxedIo {
-    let ws = WebSocketStream::from_raw_socket(raw, Role::Server, Some(ws_config(cfg))).await;
-    Box::new(WsIo::new(ws, cfg.ws_write_chunk(), keepalive(cfg)))
+/// Server side of the WebSocket transport: frames the upgraded connection.
+pub(crate) fn ws_accept(raw: BoxedIo, cfg: &SessionConfig) -> BoxedIo {
+    Box::new(WsIo::new(
+        raw,
+        Role::Server,
+        Bytes::new(),
+        cfg.max_message_size,
+        cfg.ws_write_chunk(),
+        keepalive(cfg),
+    ))
 }
 
 /// The default transport: TCP → TLS (rustls) → HTTP/1.1 `GET /v3/connect` with
@@ -148,46 +147,83 @@ impl WsTransport {
         let port = self.uri.port_u16().unwrap_or(if self.tls.is_some() { 443 } else { 80 });
         let tcp = TcpStream::connect((host, port)).await?;
         tcp.set_nodelay(true)?;
-        // The handshake URL must say ws/wss for tungstenite; the path and query stay.
-        let ws_scheme = if self.tls.is_some() { "wss" } else { "ws" };
-        let path = self.uri.path_and_query().map_or("/", |p| p.as_str());
-        let ws_url = format!("{ws_scheme}://{}{path}", self.uri.authority().map_or("", |a| a.as_str()));
-        let mut request = ws_url.into_client_request().map_err(|e| self.handshake_err(e))?;
-        for (name, value) in headers {
-            request.headers_mut().append(name, value.clone());
-        }
-        let cfg = Some(ws_config(&self.session));
-        let ka = keepalive(&self.session);
-        let chunk = self.session.ws_write_chunk();
         match &self.tls {
             Some(tls) => {
                 let name = ServerName::try_from(host.to_string())
                     .map_err(|e| Error::TlsConfig(format!("server name {host:?}: {e}")))?;
                 let tls_stream = tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp).await?;
-                let (ws, _) = tokio_tungstenite::client_async_with_config(request, tls_stream, cfg)
-                    .await
-                    .map_err(|e| self.handshake_err(e))?;
-                Ok(Box::new(WsIo::new(ws, chunk, ka)))
+                self.upgrade(tls_stream, headers).await
             }
-            None => {
-                let (ws, _) = tokio_tungstenite::client_async_with_config(request, tcp, cfg)
-                    .await
-                    .map_err(|e| self.handshake_err(e))?;
-                Ok(Box::new(WsIo::new(ws, chunk, ka)))
-            }
+            None => self.upgrade(tcp, headers).await,
         }
     }
 
-    fn handshake_err(&self, e: tungstenite::Error) -> Error {
-        match e {
-            tungstenite::Error::Http(resp) if matches!(resp.status().as_u16(), 401 | 403) => {
-                Error::Unauthorized { status: resp.status().as_u16() }
-            }
-            tungstenite::Error::Http(resp) if matches!(resp.status().as_u16(), 429 | 503) => {
-                Error::Busy { retry_after: retry_after(resp.headers()) }
-            }
-            e => Error::Handshake { url: self.url.clone(), source: Box::new(e) },
+    /// The client half of the WebSocket upgrade (RFC 6455 §4.1) over `io`, by hyper's HTTP/1.1
+    /// client, which hands back whatever the server sent after its `101` with the connection.
+    async fn upgrade<S>(&self, io: S, headers: &HeaderMap) -> Result<BoxedIo>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
+        let mut request = Request::get(self.uri.path_and_query().map_or("/", |p| p.as_str()))
+            .header(header::HOST, self.uri.authority().map_or("", |a| a.as_str()))
+            .header(header::CONNECTION, "Upgrade")
+            .header(header::UPGRADE, "websocket")
+            .header(header::SEC_WEBSOCKET_VERSION, "13")
+            .header(header::SEC_WEBSOCKET_KEY, &key)
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| self.handshake_err(e))?;
+        for (name, value) in headers {
+            request.headers_mut().append(name, value.clone());
         }
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| self.handshake_err(e))?;
+        let mut conn = std::pin::pin!(conn.with_upgrades());
+        let mut send = std::pin::pin!(sender.send_request(request));
+        let mut conn_done = false;
+        // The connection future ends once it has read the 101 and handed the connection over,
+        // possibly before the response is taken: wait for the response either way.
+        let response = loop {
+            tokio::select! {
+                biased;
+                response = &mut send => break response.map_err(|e| self.handshake_err(e))?,
+                end = conn.as_mut(), if !conn_done => {
+                    conn_done = true;
+                    end.map_err(|e| self.handshake_err(e))?;
+                }
+            }
+        };
+        match response.status().as_u16() {
+            101 => {}
+            401 | 403 => return Err(Error::Unauthorized { status: response.status().as_u16() }),
+            429 | 503 => return Err(Error::Busy { retry_after: retry_after(response.headers()) }),
+            other => return Err(self.handshake_err(format!("the server answered HTTP {other}, not 101"))),
+        }
+        let accept = response.headers().get(header::SEC_WEBSOCKET_ACCEPT).map(HeaderValue::as_bytes);
+        if accept != Some(derive_accept_key(key.as_bytes()).as_bytes()) {
+            return Err(self.handshake_err("the server's Sec-WebSocket-Accept does not match our key"));
+        }
+        if !conn_done {
+            conn.as_mut().await.map_err(|e| self.handshake_err(e))?;
+        }
+        let upgraded = hyper::upgrade::on(response).await.map_err(|e| self.handshake_err(e))?;
+        let parts = upgraded
+            .downcast::<TokioIo<S>>()
+            .map_err(|_| self.handshake_err("the upgraded connection is not the one handed to hyper"))?;
+        let s = &self.session;
+        Ok(Box::new(WsIo::new(
+            parts.io.into_inner(),
+            Role::Client,
+            parts.read_buf,
+            s.max_message_size,
+            s.ws_write_chunk(),
+            keepalive(s),
+        )))
+    }
+
+    fn handshake_err(&self, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
+        Error::Handshake { url: self.url.clone(), source: e.into() }
     }
 }
 
@@ -207,7 +243,7 @@ impl Transport for WsTransport {
     }
 
     async fn accept(&self, raw: BoxedIo) -> Result<BoxedIo> {
-        Ok(ws_accept(raw, &self.session).await)
+        Ok(ws_accept(raw, &self.session))
     }
 }
 
@@ -241,6 +277,52 @@ mod tests {
             }
         });
         url
+    }
+
+    /// A server that answers the upgrade with `101`, the accept key computed by `accept`, and
+    /// `then` in the same write.
+    async fn upgrading(accept: fn(&str) -> String, then: &'static [u8]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/v3/connect", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut req = Vec::new();
+            while !req.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8];
+                tcp.read_exact(&mut byte).await.unwrap();
+                req.push(byte[0]);
+            }
+            let req = String::from_utf8(req).unwrap();
+            let key = req.lines().find_map(|l| l.strip_prefix("sec-websocket-key: ")).unwrap();
+            let mut resp = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\
+                 sec-websocket-accept: {}\r\n\r\n",
+                accept(key)
+            )
+            .into_bytes();
+            resp.extend_from_slice(then);
+            tcp.write_all(&resp).await.unwrap();
+            let _ = tcp.read(&mut [0u8; 64]).await;
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn frames_sent_with_the_101_are_not_lost_and_a_wrong_accept_key_is_refused() {
+        use tokio::io::AsyncReadExt;
+        // An unmasked binary frame "early" right behind the response headers.
+        let url = upgrading(|key| derive_accept_key(key.as_bytes()), b"\x82\x05early").await;
+        let t = WsTransport::new_insecure(&url, SessionConfig::default()).unwrap();
+        let mut io = t.connect(&HeaderMap::new()).await.unwrap();
+        let mut got = [0u8; 5];
+        io.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"early");
+
+        let url = upgrading(|_| derive_accept_key(b"some other key"), b"").await;
+        let t = WsTransport::new_insecure(&url, SessionConfig::default()).unwrap();
+        let err = t.connect(&HeaderMap::new()).await.err().unwrap();
+        assert!(err.to_string().contains("Sec-WebSocket-Accept does not match"), "{err}");
     }
 
     #[tokio::test]

@@ -59,9 +59,6 @@ struct Args {
     /// yamux frame size (bytes).
     #[arg(long)]
     frame_size: Option<usize>,
-    /// WebSocket read buffer (bytes).
-    #[arg(long)]
-    ws_read_buffer: Option<usize>,
     /// Internal: run as the memory-measuring server for N sessions.
     #[arg(long, hide = true)]
     memory_server: Option<usize>,
@@ -102,9 +99,6 @@ fn session_cfg(args: &Args) -> SessionConfig {
     if let Some(f) = args.frame_size {
         cfg.frame_size = f;
         cfg.max_message_size = cfg.max_message_size.max(4 * f);
-    }
-    if let Some(b) = args.ws_read_buffer {
-        cfg.ws_read_buffer_size = b;
     }
     cfg
 }
@@ -319,10 +313,7 @@ async fn run(args: &Args) -> Result<()> {
     );
     let load = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_string();
     println!("load average at start: {} (2 cores; other work on the machine skews absolute figures)", load());
-    println!(
-        "session: frame {} B, WS read buffer {} B, max message {} B\n",
-        cfg.frame_size, cfg.ws_read_buffer_size, cfg.max_message_size
-    );
+    println!("session: frame {} B, max message {} B\n", cfg.frame_size, cfg.max_message_size);
 
     let plain = Dests {
         discard: serve_dest(Kind::Discard, None).await?,

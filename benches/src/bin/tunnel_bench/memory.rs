@@ -41,7 +41,6 @@ pub(super) async fn memory_server(args: &Args, n: usize) -> Result<()> {
         .arg("--ca-file")
         .arg(&ca_file)
         .args(args.frame_size.map(|f| format!("--frame-size={f}")))
-        .args(args.ws_read_buffer.map(|f| format!("--ws-read-buffer={f}")))
         .kill_on_drop(true)
         .spawn()?;
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -92,7 +91,6 @@ pub(super) async fn measure_memory(args: &Args, n: usize) -> Result<(u64, u64)> 
     let out = tokio::process::Command::new(exe)
         .arg(format!("--memory-server={n}"))
         .args(args.frame_size.map(|f| format!("--frame-size={f}")))
-        .args(args.ws_read_buffer.map(|f| format!("--ws-read-buffer={f}")))
         .kill_on_drop(true)
         .output()
         .await?;
