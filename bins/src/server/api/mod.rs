@@ -35,12 +35,13 @@ use axum::Router;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http::{Method, Uri};
+use http::{Method, StatusCode, Uri};
 use rancher_core::model::{
     CloudCredential, Cluster, ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, Project,
     ProjectRoleTemplateBinding, RoleTemplate, Token, User,
 };
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
@@ -69,6 +70,18 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
 
 /// The span each request's debug logs carry: method, path and version — never the query (an exec
 /// command line, a search) and never a registration token (see [`loggable_path`]).
+/// A failed response, as the request's span ends: at `ERROR`, but a `503` only at `DEBUG` — the
+/// server says why it is unavailable where it decides to be (a store that does not answer, a server
+/// stopping), and the agents it defers in a reconnect storm are counted, not logged one by one.
+fn log_failure(class: ServerErrorsFailureClass, latency: std::time::Duration, _span: &tracing::Span) {
+    match class {
+        ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {
+            tracing::debug!(?latency, "response failed: 503 Service Unavailable");
+        }
+        class => tracing::error!(classification = %class, ?latency, "response failed"),
+    }
+}
+
 fn request_span<B>(req: &http::Request<B>) -> tracing::Span {
     tracing::debug_span!(
         "request",
@@ -156,7 +169,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(middleware::from_fn_with_state(metrics, metrics::track_requests))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span).on_failure(log_failure))
         .layer(SetSensitiveRequestHeadersLayer::new([
             http::header::AUTHORIZATION,
             http::header::COOKIE,

@@ -20,7 +20,7 @@ use super::authorizer::ConnectAuthorizer;
 use super::server_url::{is_loopback_url, is_same_host};
 use crate::protocol::report::{ClusterReport, REPORT_PATH};
 use crate::server::auth::Caller;
-use crate::server::error::{ApiError, ApiResult};
+use crate::server::error::{ApiError, ApiResult, status_response};
 use crate::server::listener::LocalAddr;
 use crate::server::peers::{Forwarded, Route};
 use crate::server::state::AppState;
@@ -95,11 +95,16 @@ async fn connect(State(state): State<AppState>, req: Request) -> Response {
     if let Some(admission) = &state.connect_admission
         && let Err(wait) = admission.admit()
     {
+        // Expected in a reconnect storm, and counted (`agent_connect_deferred`): not logged, which
+        // at ten thousand agents would be a line for each of their turns.
         state.metrics.agent_connect_deferred();
-        let mut resp = ApiError::Unavailable(
-            "too many agents are connecting at once; come back after Retry-After, this agent's turn".into(),
-        )
-        .into_response();
+        let mut resp = status_response(
+            &ApiError::Unavailable(
+                "too many agents are connecting at once; come back after Retry-After, this agent's turn"
+                    .into(),
+            )
+            .to_status(),
+        );
         resp.headers_mut().insert(header::RETRY_AFTER, http::HeaderValue::from(wait.as_secs()));
         return resp;
     }

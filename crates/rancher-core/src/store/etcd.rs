@@ -181,9 +181,17 @@ impl EtcdStore {
                 },
                 Err(_) => format!("no answer by consensus within {QUORUM_READ_WAIT:?}"),
             };
-            tracing::warn!(%error, "etcd has no quorum: reads are answered from the member's own copy, writes fail");
-            *self.degraded_until.lock().unwrap_or_else(PoisonError::into_inner) =
-                Some(Instant::now() + DEGRADED_FOR);
+            // Said once per degraded spell: the reads in flight when etcd stopped answering all
+            // time out together (thousands of them under load), and each would say it again.
+            let now = Instant::now();
+            let was = self
+                .degraded_until
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .replace(now + DEGRADED_FOR);
+            if was.is_none_or(|until| until <= now) {
+                tracing::warn!(%error, "etcd has no quorum: reads are answered from the member's own copy, writes fail");
+            }
         }
         kv.get(key, Some(options.with_serializable())).await.map_err(etcd_error)
     }
