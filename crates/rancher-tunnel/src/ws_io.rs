@@ -108,7 +108,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
         Self {
             io,
             role,
-            pre,
+            // An empty `Bytes` may still hold the handshake's whole read buffer.
+            pre: if pre.is_empty() { Bytes::new() } else { pre },
             rx: Rx::header(),
             in_message: false,
             max_frame: max_frame as u64,
@@ -132,6 +133,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
             let n = self.pre.len().min(buf.remaining());
             buf.put_slice(&self.pre[..n]);
             self.pre.advance(n);
+            if self.pre.is_empty() {
+                self.pre = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.io).poll_read(cx, buf)
