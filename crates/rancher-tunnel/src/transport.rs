@@ -51,20 +51,16 @@ pub trait Transport: Send + Sync {
     async fn accept(&self, raw: BoxedIo) -> Result<BoxedIo>;
 }
 
-fn keepalive(cfg: &SessionConfig) -> Keepalive {
-    Keepalive { interval: cfg.keepalive_interval, timeout: cfg.dead_peer_timeout }
+/// `io` (its handshake done, `pre` read past it) framed as a WebSocket with `cfg`'s limits and
+/// keepalive.
+fn framed<S: SessionIo>(io: S, role: Role, pre: Bytes, cfg: &SessionConfig) -> BoxedIo {
+    let keepalive = Keepalive { interval: cfg.keepalive_interval, timeout: cfg.dead_peer_timeout };
+    Box::new(WsIo::new(io, role, pre, cfg.max_message_size, cfg.ws_write_chunk(), keepalive))
 }
 
 /// Server side of the WebSocket transport: frames the upgraded connection.
 pub(crate) fn ws_accept(raw: BoxedIo, cfg: &SessionConfig) -> BoxedIo {
-    Box::new(WsIo::new(
-        raw,
-        Role::Server,
-        Bytes::new(),
-        cfg.max_message_size,
-        cfg.ws_write_chunk(),
-        keepalive(cfg),
-    ))
+    framed(raw, Role::Server, Bytes::new(), cfg)
 }
 
 /// The default transport: TCP → TLS (rustls) → HTTP/1.1 `GET /v3/connect` with
@@ -211,15 +207,7 @@ impl WsTransport {
         let parts = upgraded
             .downcast::<TokioIo<S>>()
             .map_err(|_| self.handshake_err("the upgraded connection is not the one handed to hyper"))?;
-        let s = &self.session;
-        Ok(Box::new(WsIo::new(
-            parts.io.into_inner(),
-            Role::Client,
-            parts.read_buf,
-            s.max_message_size,
-            s.ws_write_chunk(),
-            keepalive(s),
-        )))
+        Ok(framed(parts.io.into_inner(), Role::Client, parts.read_buf, &self.session))
     }
 
     fn handshake_err(&self, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {

@@ -129,16 +129,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
     }
 
     fn poll_read_io(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        if !self.pre.is_empty() {
-            let n = self.pre.len().min(buf.remaining());
-            buf.put_slice(&self.pre[..n]);
-            self.pre.advance(n);
-            if self.pre.is_empty() {
-                self.pre = Bytes::new();
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        poll_read_io(&mut self.pre, &mut self.io, cx, buf)
     }
 
     /// Writes out everything framed; the buffer is released once it is empty.
@@ -174,6 +165,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
         self.out_pos = start;
     }
 
+    /// Frames what was gathered, if anything, once what waits to be written is out.
+    fn poll_frame_gathered(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.gather.is_empty() {
+            ready!(self.poll_drain(cx))?;
+            self.frame_gathered();
+        }
+        Poll::Ready(Ok(()))
+    }
+
     fn push_control(&mut self, opcode: u8, payload: &[u8]) {
         debug_assert!(payload.len() <= MAX_CONTROL);
         let mut header = [0; MAX_HEADER];
@@ -185,6 +185,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
         if let Some(mask) = mask {
             apply_mask(&mut self.out[at..], mask, 0);
         }
+    }
+
+    /// Queues the close frame, with `code` as its status (`None`: an empty close); nothing is
+    /// written after it.
+    fn push_close(&mut self, code: Option<u16>) {
+        let payload = code.map(u16::to_be_bytes);
+        self.push_control(OP_CLOSE, payload.as_ref().map_or(&[][..], |p| &p[..]));
+        self.close_sent = true;
     }
 
     fn mask(&self) -> Option<[u8; 4]> {
@@ -216,9 +224,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
                 self.push_control(OP_PING, &[]);
             }
             if let Some(code) = self.close_due.take() {
-                let payload = code.map(u16::to_be_bytes);
-                self.push_control(OP_CLOSE, payload.as_ref().map_or(&[][..], |p| &p[..]));
-                self.close_sent = true;
+                self.push_close(code);
             }
         }
         if let Poll::Ready(Err(e)) = self.poll_drain(cx) {
@@ -246,23 +252,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
                 self.rx = self.parse(header)?;
                 return Poll::Ready(Ok(true));
             }
-            let mut chunk = [0; MAX_HEADER];
-            let mut rb = ReadBuf::new(&mut chunk[..need - *len]);
-            ready!(self.poll_read_io(cx, &mut rb))?;
-            let got = rb.filled().len();
-            let Rx::Header { buf, len } = &mut self.rx else { unreachable!("still reading the header") };
-            if got == 0 {
-                return Poll::Ready(if *len == 0 {
-                    Ok(false)
-                } else {
-                    Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "WebSocket stream ended inside a frame header",
-                    ))
-                });
+            if ready!(poll_fill(&mut self.pre, &mut self.io, cx, buf, len, need))? == 0 {
+                return Poll::Ready(if *len == 0 { Ok(false) } else { Err(ended_inside("a frame header")) });
             }
-            buf[*len..*len + got].copy_from_slice(&chunk[..got]);
-            *len += got;
         }
     }
 
@@ -316,21 +308,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
     /// Reads a control frame's payload and acts on it; `Ok(false)` when it was a close.
     fn poll_control(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
         loop {
-            let Rx::Control { len, want, .. } = &mut self.rx else { return Poll::Ready(Ok(true)) };
+            let Rx::Control { buf, len, want, .. } = &mut self.rx else { return Poll::Ready(Ok(true)) };
             if *len < *want {
-                let mut chunk = [0; MAX_CONTROL];
-                let mut rb = ReadBuf::new(&mut chunk[..*want - *len]);
-                ready!(self.poll_read_io(cx, &mut rb))?;
-                let got = rb.filled().len();
-                let Rx::Control { buf, len, .. } = &mut self.rx else { unreachable!("still reading it") };
-                if got == 0 {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "WebSocket stream ended inside a control frame",
-                    )));
+                if ready!(poll_fill(&mut self.pre, &mut self.io, cx, buf, len, *want))? == 0 {
+                    return Poll::Ready(Err(ended_inside("a control frame")));
                 }
-                buf[*len..*len + got].copy_from_slice(&chunk[..got]);
-                *len += got;
                 continue;
             }
             let Rx::Control { opcode, mut buf, len, mask, .. } =
@@ -360,6 +342,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
             return Poll::Ready(Ok(true));
         }
     }
+}
+
+/// Reads into `buf` what the handshake read ahead (`pre`) first, then from `io`. A free function so
+/// that a read can fill a buffer inside the reader's state.
+fn poll_read_io<S: AsyncRead + Unpin>(
+    pre: &mut Bytes,
+    io: &mut S,
+    cx: &mut Context<'_>,
+    buf: &mut ReadBuf<'_>,
+) -> Poll<io::Result<()>> {
+    if !pre.is_empty() {
+        let n = pre.len().min(buf.remaining());
+        buf.put_slice(&pre[..n]);
+        pre.advance(n);
+        if pre.is_empty() {
+            *pre = Bytes::new();
+        }
+        return Poll::Ready(Ok(()));
+    }
+    Pin::new(io).poll_read(cx, buf)
+}
+
+/// Reads into `buf[*len..want]` once, advancing `len`; `Ok(0)` when the stream has ended.
+fn poll_fill<S: AsyncRead + Unpin>(
+    pre: &mut Bytes,
+    io: &mut S,
+    cx: &mut Context<'_>,
+    buf: &mut [u8],
+    len: &mut usize,
+    want: usize,
+) -> Poll<io::Result<usize>> {
+    let mut rb = ReadBuf::new(&mut buf[*len..want]);
+    ready!(poll_read_io(pre, io, cx, &mut rb))?;
+    let got = rb.filled().len();
+    *len += got;
+    Poll::Ready(Ok(got))
+}
+
+fn ended_inside(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, format!("WebSocket stream ended inside {what}"))
 }
 
 fn invalid(msg: impl Into<String>) -> io::Error {
@@ -459,10 +481,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsIo<S> {
                     ready!(this.poll_read_io(cx, &mut rb))?;
                     let got = rb.filled().len();
                     if got == 0 {
-                        return Poll::Ready(Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "WebSocket stream ended inside a frame",
-                        )));
+                        return Poll::Ready(Err(ended_inside("a frame")));
                     }
                     if let Some(mask) = mask {
                         apply_mask(&mut buf.initialize_unfilled_to(got)[..got], mask, phase);
@@ -503,10 +522,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsIo<S> {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         this.poll_housekeeping(cx)?;
-        if !this.gather.is_empty() {
-            ready!(this.poll_drain(cx))?;
-            this.frame_gathered();
-        }
+        ready!(this.poll_frame_gathered(cx))?;
         ready!(this.poll_drain(cx))?;
         ready!(Pin::new(&mut this.io).poll_flush(cx))?;
         this.flush_due = false;
@@ -515,16 +531,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsIo<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if !this.gather.is_empty() {
-            ready!(this.poll_drain(cx))?;
-            this.frame_gathered();
-        }
+        ready!(this.poll_frame_gathered(cx))?;
         ready!(this.poll_drain(cx))?;
         if !this.close_sent {
             let code = this.close_due.take().unwrap_or(Some(CLOSE_NORMAL));
-            let payload = code.map(u16::to_be_bytes);
-            this.push_control(OP_CLOSE, payload.as_ref().map_or(&[][..], |p| &p[..]));
-            this.close_sent = true;
+            this.push_close(code);
         }
         ready!(this.poll_drain(cx))?;
         ready!(Pin::new(&mut this.io).poll_flush(cx))?;

@@ -68,8 +68,6 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     ApiError::MethodNotAllowed(format!("{method} is not supported on {}", uri.path())).into_response()
 }
 
-/// The span each request's debug logs carry: method, path and version — never the query (an exec
-/// command line, a search) and never a registration token (see [`loggable_path`]).
 /// A failed response, as the request's span ends: at `ERROR`, but a `503` only at `DEBUG` — the
 /// server says why it is unavailable where it decides to be (a store that does not answer, a server
 /// stopping), and the agents it defers in a reconnect storm are counted, not logged one by one.
@@ -82,6 +80,8 @@ fn log_failure(class: ServerErrorsFailureClass, latency: std::time::Duration, _s
     }
 }
 
+/// The span each request's debug logs carry: method, path and version — never the query (an exec
+/// command line, a search) and never a registration token (see [`loggable_path`]).
 fn request_span<B>(req: &http::Request<B>) -> tracing::Span {
     tracing::debug_span!(
         "request",

@@ -8,12 +8,11 @@
 use std::collections::HashMap;
 
 use rancher_auth::proxy::UserInfo;
+use rancher_core::ObjectMeta;
 use rancher_core::model::{
     Cluster, ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, PolicyRule, Project,
     ProjectRoleTemplateBinding,
 };
-
-use rancher_core::ObjectMeta;
 
 use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION, PROJECT_UID_ANNOTATION};
 

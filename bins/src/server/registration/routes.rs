@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Extension, Json, Router};
 use http::{HeaderMap, StatusCode, header};
+use rancher_core::Status;
 use rancher_core::model::ClusterRegistrationToken;
 use rancher_core::store::Api;
 use rancher_core::validation::dns1123_label;
@@ -98,13 +99,9 @@ async fn connect(State(state): State<AppState>, req: Request) -> Response {
         // Expected in a reconnect storm, and counted (`agent_connect_deferred`): not logged, which
         // at ten thousand agents would be a line for each of their turns.
         state.metrics.agent_connect_deferred();
-        let mut resp = status_response(
-            &ApiError::Unavailable(
-                "too many agents are connecting at once; come back after Retry-After, this agent's turn"
-                    .into(),
-            )
-            .to_status(),
-        );
+        let mut resp = status_response(&Status::unavailable(
+            "too many agents are connecting at once; come back after Retry-After, this agent's turn",
+        ));
         resp.headers_mut().insert(header::RETRY_AFTER, http::HeaderValue::from(wait.as_secs()));
         return resp;
     }
