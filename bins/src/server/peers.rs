@@ -131,6 +131,25 @@ impl Peers {
         &self.replicas
     }
 
+    /// [Suspects](Replicas::suspect) `peer` when a connection to it, opened afresh, is refused or
+    /// has no route: nothing listens there any more (killed, or its host gone). A peer that takes
+    /// the connection, or is only slow to (a loaded replica), keeps its clusters: taking them away
+    /// would send their agents reconnecting and load it and the others more. Asked after a request
+    /// to `peer` failed, whatever hyper made of it (a pooled connection that broke, a request that
+    /// waited for a connection another one was opening).
+    async fn suspect_if_gone(&self, peer: &Replica) {
+        let Some((host, port)) = peer.url.parse::<Uri>().ok().as_ref().and_then(connector::host_port) else {
+            return;
+        };
+        let probe = tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect((host, port))).await;
+        if let Ok(Err(e)) = probe {
+            use std::io::ErrorKind::{ConnectionRefused, HostUnreachable, NetworkUnreachable};
+            if matches!(e.kind(), ConnectionRefused | HostUnreachable | NetworkUnreachable) {
+                self.replicas.suspect(&peer.name);
+            }
+        }
+    }
+
     /// Where a request for `cluster` goes: here when this server holds a session to serve it
     /// through (`local`) or owns the cluster, else to the owner, unless the request has been
     /// forwarded [`MAX_HOPS`] times already — then, from a server that has left, once more after
@@ -156,10 +175,10 @@ impl Peers {
     /// there, cleanly, and its client watches again through a server that stays; an upgraded
     /// connection (`exec`, `port-forward`) lasts until the listener's drain runs out.
     ///
-    /// When `peer` does not accept the connection, it is [suspected](Replicas::suspect) and the
-    /// request comes back to be routed again ([`Forwarded::Unreachable`]) — unless its body was too
-    /// large to keep ([`REPLAYABLE_BODY`]); so does a read (`GET`, `HEAD`, `OPTIONS`) whose
-    /// connection broke before an answer.
+    /// When `peer` does not accept the connection, the request comes back to be routed again
+    /// ([`Forwarded::Unreachable`]) — unless its body was too large to keep ([`REPLAYABLE_BODY`]);
+    /// so does a read (`GET`, `HEAD`, `OPTIONS`) whose connection broke before an answer. Either
+    /// way `peer` is suspected if it is gone ([`suspect_if_gone`](Self::suspect_if_gone)).
     pub(crate) async fn forward(&self, peer: &Replica, req: Request) -> Forwarded {
         self.forward_until(peer, req, None).await
     }
@@ -242,11 +261,8 @@ impl Peers {
             // Refused (the peer is gone): nothing was sent. Broken before an answer: a read went
             // nowhere, and may go again.
             Err(e) if e.is_connect() || idempotent => {
-                if e.is_connect() {
-                    self.replicas.suspect(&peer.name);
-                } else {
-                    tracing::debug!(peer = %peer.name, "a forwarded read got no answer ({}); routing it again", error_chain(&e));
-                }
+                tracing::debug!(peer = %peer.name, "a forwarded request got no answer ({}); routing it again", error_chain(&e));
+                self.suspect_if_gone(peer).await;
                 return match again {
                     Some(mut again) => {
                         if let Some(client_upgrade) = client_upgrade {
@@ -258,7 +274,10 @@ impl Peers {
                 };
             }
             // A write whose connection broke: it may or may not have been carried out.
-            Err(e) => return Forwarded::Answered(broke_off(peer, &error_chain(&e))),
+            Err(e) => {
+                self.suspect_if_gone(peer).await;
+                return Forwarded::Answered(broke_off(peer, &error_chain(&e)));
+            }
         };
         if let Some(client_upgrade) = client_upgrade
             && resp.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -457,10 +476,13 @@ fn kib(bytes: u64) -> u32 {
 pub(crate) enum Forwarded {
     /// The peer's answer, or a `503` (`502`) naming it.
     Answered(Response),
-    /// The peer did not accept the connection (and is suspected now), or a read got no answer: the
-    /// request, to route again.
+    /// The peer did not accept the connection, or a read got no answer (and the peer is suspected
+    /// now if it is gone): the request, to route again.
     Unreachable(Request),
 }
+
+/// How long [`Peers::suspect_if_gone`] waits for a peer to take a connection.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How many times a request goes to a peer that turns out unreachable before it is answered `503`.
 const UNREACHABLE_TRIES: usize = 3;
@@ -599,5 +621,47 @@ mod tests {
         assert_eq!(peers.destination(&mine, &headers, false), Route::Nowhere, "one hop more, not two");
         headers.insert(FORWARDED_HEADER, HeaderValue::from_static("a, b, a, b, a, b"));
         assert_eq!(forwarders(&headers).unwrap().len(), MAX_HOPS + 1, "the rest is not read");
+    }
+
+    fn get(path: &str) -> Request {
+        Request::builder().uri(path).body(Body::empty()).unwrap()
+    }
+
+    /// A peer that refuses the connection is gone: it owns nothing from then on. One that takes the
+    /// connection and never answers is only slow: it keeps its clusters, and the request comes back
+    /// to be routed again once the connection has timed out.
+    #[tokio::test]
+    async fn a_peer_that_refuses_is_suspected_and_one_that_is_slow_is_not() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        let a = Replica { name: "a".into(), url: "https://a:8443".into() };
+        // The kernel takes the connection; the TLS handshake gets no answer.
+        let slow = Replica { name: "slow".into(), url: format!("https://{}", silent.local_addr().unwrap()) };
+        let gone = Replica { name: "gone".into(), url: format!("https://{closed}") };
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let replicas = Replicas::fixed("a", vec![a, slow.clone(), gone.clone()]);
+        let peers = Peers::new(replicas, None, Some(Arc::new(tls)));
+        let owned_by = |name: &str| {
+            (0..300)
+                .map(|i| format!("c-{i}"))
+                .find(|c| matches!(peers.replicas.owner(c), Owner::Peer(p) if p.name == name))
+        };
+        let (of_slow, of_gone) = (owned_by("slow").unwrap(), owned_by("gone").unwrap());
+
+        let began = tokio::time::Instant::now();
+        let sent = peers.forward(&slow, get(&format!("/k8s/clusters/{of_slow}/api"))).await;
+        assert!(matches!(sent, Forwarded::Unreachable(_)), "{sent:?}");
+        assert!(began.elapsed() >= connector::CONNECT_TIMEOUT, "{:?}", began.elapsed());
+        assert_eq!(peers.replicas.owner(&of_slow), Owner::Peer(slow), "a slow peer keeps its clusters");
+
+        let sent = peers.forward(&gone, get(&format!("/k8s/clusters/{of_gone}/api"))).await;
+        assert!(matches!(sent, Forwarded::Unreachable(_)), "{sent:?}");
+        assert!(owned_by("gone").is_none(), "a peer that refused owns nothing");
+        drop(silent);
     }
 }

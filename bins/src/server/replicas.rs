@@ -5,10 +5,19 @@
 //! others'. A replica counts as live once its lease has been renewed for [`JOIN`] since it was
 //! acquired — the hysteresis that keeps a replica starting or flapping from moving clusters back and
 //! forth; both times are its holder's, so every observer counts it in at the same renewal — until it
-//! has not been renewed for its lease's duration (as the observer's own clock measures from the last
-//! change it saw; a lease only read in a list is judged by its renew time), or its lease is gone (a
-//! server that stops deletes its own). A server that has just started thus sees the replicas that
-//! were already serving at once, and forwards to them until it has joined itself.
+//! has not been renewed for its lease's duration, or its lease is gone (a server that stops deletes
+//! its own). A server that has just started thus sees the replicas that were already serving at
+//! once, and forwards to them until it has joined itself.
+//!
+//! "Not renewed for its lease's duration" is judged in the store's time ([`StoreClock`]), not by
+//! how late a renewal reaches the observer: the observer's *own* renewals, as they come back through
+//! the same watch, tell how far the store has come, and a replica is silent once one that began a
+//! lease's duration after the other's last renewal reached it is back. Events arrive in the store's
+//! order, so no renewal of the other was written before it. A store or a watch that is slow (a
+//! loaded etcd, a starved observer) thus delays every lease alike and moves no cluster; while the
+//! store takes no writes (etcd without quorum) its time stands still, and the live set stays as it
+//! was. A lease only read in a list (at start, or when the watch starts over) is judged by its
+//! renew time at once: one older than its duration is silent already.
 //!
 //! A cluster's owner is chosen by rendezvous hashing over the live replicas: the one with the highest
 //! `hash(replica, cluster)`. Every server computes the same owner from the same live set without
@@ -44,6 +53,8 @@ pub(crate) const JOIN: Duration = Duration::from_secs(10);
 pub(crate) const PEER_URL_ANNOTATION: &str = "management.cattle.io/peer-url";
 /// The prefix of replicas' lease names.
 const PREFIX: &str = "replica-";
+/// How many of its renewals on their way to the store a replica remembers.
+const RENEWALS_KEPT: usize = 8;
 /// How long after a change in the live set the clusters that moved are still settling: their agents
 /// are on their way to the new owner, which waits for a session ([`Replicas::settling`]) instead of
 /// answering that the cluster is not connected.
@@ -92,6 +103,10 @@ struct Shared {
     recheck: tokio::sync::Notify,
     /// When the live set last changed (or the view was made).
     changed_at: std::sync::Mutex<Instant>,
+    /// This replica's renewals on their way to the store: the renew time each writes, and when it
+    /// began by this server's clock. The follower matches its own lease's renew time against them
+    /// to learn how far the store's time has come ([`StoreClock`]).
+    renewals: std::sync::Mutex<std::collections::VecDeque<(Timestamp, Instant)>>,
 }
 
 impl Shared {
@@ -102,6 +117,7 @@ impl Shared {
             suspects: std::sync::Mutex::default(),
             recheck: tokio::sync::Notify::new(),
             changed_at: std::sync::Mutex::new(Instant::now()),
+            renewals: std::sync::Mutex::default(),
         })
     }
 
@@ -115,6 +131,26 @@ impl Shared {
 
     fn touch(&self) {
         *self.changed_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+    }
+
+    /// Notes that a renewal writing `renewed` begins now.
+    fn renewing(&self, renewed: Timestamp) {
+        let mut renewals = self.renewals.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Renewals whose writes were lost never come back; a few behind is plenty.
+        if renewals.len() == RENEWALS_KEPT {
+            renewals.pop_front();
+        }
+        renewals.push_back((renewed, Instant::now()));
+    }
+
+    /// When the renewal that wrote `renewed` began, if it was this server's; it and every earlier
+    /// one are forgotten.
+    fn renewed(&self, renewed: Timestamp) -> Option<Instant> {
+        let mut renewals = self.renewals.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let at = renewals.iter().position(|(written, _)| *written == renewed)?;
+        let began = renewals[at].1;
+        renewals.drain(..=at);
+        Some(began)
     }
 }
 
@@ -240,7 +276,7 @@ impl Heartbeat {
         let Heartbeat { api, me, tx, metrics, shared, clock } = self;
         let renewing = async {
             tokio::select! {
-                () = heartbeat(api.clone(), me.clone(), clock) => {}
+                () = heartbeat(api.clone(), me.clone(), &shared, clock) => {}
                 () = stop.cancelled() => {}
                 () = shared.leave.cancelled() => {}
             }
@@ -248,7 +284,8 @@ impl Heartbeat {
                 tracing::warn!(replica = %me.name, "deleting this replica's lease: {e}");
             }
         };
-        tokio::join!(renewing, follow(api.clone(), tx, &metrics, &shared, clock, stop.clone()));
+        let follower = Follower { me: me.name.clone(), tx, metrics: &metrics, shared: &shared, clock };
+        tokio::join!(renewing, follower.run(api.clone(), stop.clone()));
         metrics.set_replicas_live(0);
     }
 }
@@ -276,18 +313,25 @@ fn lease_name(replica: &str) -> String {
 
 /// Keeps `me`'s lease renewed, until dropped. A renewal is a compare-and-swap, so one cut short
 /// by the drop cannot bring back the lease deleted after it.
-async fn heartbeat(api: Api<Lease>, me: Replica, clock: Clock) {
+async fn heartbeat(api: Api<Lease>, me: Replica, shared: &Shared, clock: Clock) {
     let name = lease_name(&me.name);
     loop {
-        if let Err(e) = renew(&api, &name, &me, clock).await {
+        if let Err(e) = renew(&api, &name, &me, shared, clock).await {
             tracing::warn!(replica = %me.name, "renewing this replica's lease: {e}");
         }
         tokio::time::sleep(HEARTBEAT).await;
     }
 }
 
-async fn renew(api: &Api<Lease>, name: &str, me: &Replica, clock: Clock) -> Result<(), StoreError> {
+async fn renew(
+    api: &Api<Lease>,
+    name: &str,
+    me: &Replica,
+    shared: &Shared,
+    clock: Clock,
+) -> Result<(), StoreError> {
     let now = clock();
+    shared.renewing(now);
     match api.get_opt(name).await? {
         Some(mut lease) => {
             lease.spec.holder_identity.clone_from(&me.name);
@@ -313,6 +357,37 @@ async fn renew(api: &Api<Lease>, name: &str, me: &Replica, clock: Clock) -> Resu
     }
 }
 
+/// The store's time, as one replica tells it from its own renewals coming back through its watch:
+/// it moves on by the time between the beginnings of two that came back in a row, but by no more
+/// than [`STORE_STEP`] — a gap between them is time the store did not take this replica's writes
+/// (etcd without quorum, or this replica cut off), in which nobody could renew, and which counts
+/// against nobody. So a replica that stopped renewing is silent after the same store time whether
+/// the store was slow, down for a minute, or neither.
+struct StoreClock {
+    /// How far it has come. It starts a day in, so that a listed lease's age can be taken off it.
+    now: Duration,
+    /// When this replica's latest renewal to come back began, by this server's clock.
+    last: Option<Instant>,
+}
+
+/// The most the store's time moves on between two of this replica's renewals: a heartbeat and
+/// the time its writes take when the store is well.
+const STORE_STEP: Duration = Duration::from_secs(HEARTBEAT.as_secs() + 1);
+
+impl StoreClock {
+    fn new() -> Self {
+        StoreClock { now: Duration::from_secs(86_400), last: None }
+    }
+
+    /// This replica's renewal that began at `began` came back.
+    fn renewed(&mut self, began: Instant) {
+        if let Some(last) = self.last {
+            self.now += began.saturating_duration_since(last).min(STORE_STEP);
+        }
+        self.last = Some(began);
+    }
+}
+
 /// What an observer knows of one replica's lease.
 struct Seen {
     replica: Replica,
@@ -320,74 +395,143 @@ struct Seen {
     /// Renewed for [`JOIN`] since it was acquired, by its holder's clock (the same for every
     /// observer, so all of them count the replica in at the same renewal).
     established: bool,
-    /// Until when it counts as renewed, by this observer's clock.
-    fresh_until: Instant,
+    /// When it was last renewed, in the store's time: when the renewal reached the observer, or as
+    /// long before as a listed lease's renew time says. `None`: silent already.
+    renewed: Option<Duration>,
+    /// How long it lasts without renewal.
+    duration: Duration,
 }
 
 impl Seen {
-    fn live(&self, now: Instant) -> bool {
-        self.established && now < self.fresh_until
+    /// Whether the store's time has passed its lease's duration since its last renewal.
+    fn silent(&self, store: &StoreClock) -> bool {
+        self.renewed.is_none_or(|renewed| store.now >= renewed + self.duration)
     }
 }
 
 /// Follows the replicas' leases and publishes the live set whenever it changes.
-async fn follow(
-    api: Api<Lease>,
+struct Follower<'a> {
+    /// This replica's name.
+    me: String,
     tx: watch::Sender<Arc<Vec<Replica>>>,
-    metrics: &Metrics,
-    shared: &Shared,
+    metrics: &'a Metrics,
+    shared: &'a Shared,
     clock: Clock,
-    stop: CancellationToken,
-) {
-    let mut seen: HashMap<String, Seen> = HashMap::new();
-    let mut ready = false;
-    let mut events = std::pin::pin!(watcher(api, Config::default()));
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            event = events.next() => match event {
-                Some(Ok(Event::Apply(lease))) => observe(&mut seen, &lease, Observed::Changed, shared, clock),
-                Some(Ok(Event::InitApply(lease))) => {
-                    observe(&mut seen, &lease, Observed::Listed, shared, clock);
-                }
-                Some(Ok(Event::Delete(lease))) => {
-                    seen.remove(&lease.metadata.name);
-                }
-                Some(Ok(Event::Init)) => {}
-                // Published below, before anyone waiting for readiness looks.
-                Some(Ok(Event::InitDone)) => ready = true,
-                Some(Err(e)) => tracing::debug!("following the replicas' leases (retrying): {e}"),
-                None => return,
-            },
-            _ = tick.tick() => {}
-            () = shared.recheck.notified() => {}
-        }
-        let now = Instant::now();
-        // A replica silent past its lease is forgotten: when it renews again it is seen afresh.
-        seen.retain(|_, s| now < s.fresh_until);
-        let mut live: Vec<Replica> = {
-            let mut suspects = shared.suspects();
-            suspects.retain(|name| seen.contains_key(&lease_name(name)));
-            seen.values()
-                .filter(|s| s.live(now) && !suspects.contains(&s.replica.name))
-                .map(|s| s.replica.clone())
-                .collect()
-        };
-        live.sort_by(|a, b| a.name.cmp(&b.name));
-        metrics.set_replicas_live(live.len());
-        tx.send_if_modified(|current| {
-            let modified = **current != live;
-            if modified {
-                shared.touch();
-                tracing::info!(live = ?live.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), "replicas");
-                *current = Arc::new(live);
+}
+
+impl Follower<'_> {
+    async fn run(self, api: Api<Lease>, stop: CancellationToken) {
+        let mine = lease_name(&self.me);
+        let mut seen: HashMap<String, Seen> = HashMap::new();
+        let mut store = StoreClock::new();
+        let mut ready = false;
+        let mut events = std::pin::pin!(watcher(api, Config::default()));
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                event = events.next() => match event {
+                    Some(Ok(Event::Apply(lease))) => {
+                        self.observe(&mut seen, &lease, Observed::Changed, &mut store);
+                    }
+                    Some(Ok(Event::InitApply(lease))) => {
+                        self.observe(&mut seen, &lease, Observed::Listed, &mut store);
+                    }
+                    Some(Ok(Event::Delete(lease))) => {
+                        seen.remove(&lease.metadata.name);
+                    }
+                    Some(Ok(Event::Init)) => {}
+                    // Published below, before anyone waiting for readiness looks.
+                    Some(Ok(Event::InitDone)) => ready = true,
+                    Some(Err(e)) => tracing::debug!("following the replicas' leases (retrying): {e}"),
+                    None => return,
+                },
+                _ = tick.tick() => {}
+                () = self.shared.recheck.notified() => {}
             }
-            modified
-        });
-        if ready {
-            shared.ready.cancel();
+            // A replica silent past its lease is forgotten: when it renews again it is seen afresh.
+            // This one never is, in its own view: it renews for as long as it serves.
+            seen.retain(|name, s| *name == mine || !s.silent(&store));
+            let mut live: Vec<Replica> = {
+                let mut suspects = self.shared.suspects();
+                suspects.retain(|name| seen.contains_key(&lease_name(name)));
+                seen.values()
+                    .filter(|s| s.established && !suspects.contains(&s.replica.name))
+                    .map(|s| s.replica.clone())
+                    .collect()
+            };
+            live.sort_by(|a, b| a.name.cmp(&b.name));
+            self.metrics.set_replicas_live(live.len());
+            self.tx.send_if_modified(|current| {
+                let modified = **current != live;
+                if modified {
+                    self.shared.touch();
+                    tracing::info!(live = ?live.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), "replicas");
+                    *current = Arc::new(live);
+                }
+                modified
+            });
+            if ready {
+                self.shared.ready.cancel();
+            }
         }
+    }
+
+    fn observe(
+        &self,
+        seen: &mut HashMap<String, Seen>,
+        lease: &Lease,
+        how: Observed,
+        store: &mut StoreClock,
+    ) {
+        let name = &lease.metadata.name;
+        let Some(replica) = name.strip_prefix(PREFIX) else { return };
+        let Some(url) = lease.metadata.annotations.get(PEER_URL_ANNOTATION) else { return };
+        if lease.spec.holder_identity != replica {
+            return;
+        }
+        let spec = &lease.spec;
+        if replica == self.me
+            && let Some(began) = spec.renew_time.and_then(|renewed| self.shared.renewed(renewed))
+        {
+            store.renewed(began);
+        }
+        let rv = &lease.metadata.resource_version;
+        match seen.get(name) {
+            Some(s) if s.resource_version == *rv => return,
+            // Renewed: whoever suspected it was wrong, or it is back.
+            Some(_) if how == Observed::Changed => {
+                tracing::debug!(replica, %rv, renewed = ?spec.renew_time, "a replica's lease was renewed");
+                self.shared.suspects().remove(replica);
+            }
+            _ => {}
+        }
+        let duration = Duration::from_secs(u64::from(spec.lease_duration_seconds.max(1)));
+        let held = |from: Option<Timestamp>, to: Timestamp| {
+            from.and_then(|from| Duration::try_from(to.duration_since(from)).ok())
+        };
+        let established = spec
+            .renew_time
+            .and_then(|renewed| held(spec.acquire_time, renewed))
+            .is_some_and(|held| held >= JOIN);
+        let renewed = match how {
+            Observed::Changed => Some(store.now),
+            Observed::Listed => spec
+                .renew_time
+                .and_then(|renewed| held(Some(renewed), (self.clock)()))
+                .filter(|age| *age < duration)
+                .map(|age| store.now.saturating_sub(age)),
+        };
+        seen.insert(
+            name.clone(),
+            Seen {
+                replica: Replica { name: replica.to_owned(), url: url.clone() },
+                resource_version: rv.clone(),
+                established,
+                renewed,
+                duration,
+            },
+        );
     }
 }
 
@@ -400,49 +544,6 @@ enum Observed {
     /// says, by this server's wall clock — close enough to its holder's for a first guess, which
     /// the next renewal (or its absence) settles.
     Listed,
-}
-
-fn observe(seen: &mut HashMap<String, Seen>, lease: &Lease, how: Observed, shared: &Shared, clock: Clock) {
-    let name = &lease.metadata.name;
-    let Some(replica) = name.strip_prefix(PREFIX) else { return };
-    let Some(url) = lease.metadata.annotations.get(PEER_URL_ANNOTATION) else { return };
-    if lease.spec.holder_identity != replica {
-        return;
-    }
-    let rv = &lease.metadata.resource_version;
-    match seen.get(name) {
-        Some(s) if s.resource_version == *rv => return,
-        // Renewed: whoever suspected it was wrong, or it is back.
-        Some(_) if how == Observed::Changed => {
-            tracing::debug!(replica, %rv, renewed = ?lease.spec.renew_time, "a replica's lease was renewed");
-            shared.suspects().remove(replica);
-        }
-        _ => {}
-    }
-    let now = Instant::now();
-    let duration = Duration::from_secs(u64::from(lease.spec.lease_duration_seconds.max(1)));
-    let spec = &lease.spec;
-    let held = |from: Option<Timestamp>, to: Timestamp| {
-        from.and_then(|from| Duration::try_from(to.duration_since(from)).ok())
-    };
-    let established =
-        spec.renew_time.and_then(|renewed| held(spec.acquire_time, renewed)).is_some_and(|held| held >= JOIN);
-    let fresh_for = match how {
-        Observed::Changed => duration,
-        Observed::Listed => {
-            let age = spec.renew_time.and_then(|renewed| held(Some(renewed), clock()));
-            age.map_or(Duration::ZERO, |age| duration.saturating_sub(age))
-        }
-    };
-    seen.insert(
-        name.clone(),
-        Seen {
-            replica: Replica { name: replica.to_owned(), url: url.clone() },
-            resource_version: rv.clone(),
-            established,
-            fresh_until: now + fresh_for,
-        },
-    );
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@ use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-/// How long connecting to a peer may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long connecting to a peer (TCP and TLS) may take.
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -86,6 +86,13 @@ impl tokio::io::AsyncWrite for PeerStream {
     }
 }
 
+/// The host (without an IPv6 address's brackets) and port a peer URL names.
+pub(super) fn host_port(uri: &Uri) -> Option<(String, u16)> {
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
+    Some((host, port))
+}
+
 impl tower::Service<Uri> for PeerConnector {
     type Response = TokioIo<PeerStream>;
     type Error = BoxError;
@@ -98,22 +105,25 @@ impl tower::Service<Uri> for PeerConnector {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let tls = self.tls.clone();
         Box::pin(async move {
-            let host = uri.host().ok_or("a peer URL without a host")?;
-            let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+            let (host, port) = host_port(&uri).ok_or("a peer URL without a host")?;
             let https = uri.scheme_str() == Some("https");
-            let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-            let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), port)))
+            let connect = async {
+                let tcp = TcpStream::connect((host.as_str(), port)).await?;
+                tcp.set_nodelay(true)?;
+                Ok::<_, BoxError>(match (https, tls) {
+                    (true, Some(tls)) => {
+                        let name = ServerName::try_from(host.clone())?;
+                        PeerStream::Tls(Box::new(TlsConnector::from(tls).connect(name, tcp).await?))
+                    }
+                    (true, None) => return Err("an https peer URL on a server without TLS".into()),
+                    (false, _) => PeerStream::Plain(tcp),
+                })
+            };
+            // A peer that takes the connection and never completes the handshake is as slow as
+            // one that never takes it.
+            let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
                 .await
                 .map_err(|_| format!("connecting to {host}:{port} timed out"))??;
-            tcp.set_nodelay(true)?;
-            let stream = match (https, tls) {
-                (true, Some(tls)) => {
-                    let name = ServerName::try_from(host)?;
-                    PeerStream::Tls(Box::new(TlsConnector::from(tls).connect(name, tcp).await?))
-                }
-                (true, None) => return Err("an https peer URL on a server without TLS".into()),
-                (false, _) => PeerStream::Plain(tcp),
-            };
             Ok(TokioIo::new(stream))
         })
     }

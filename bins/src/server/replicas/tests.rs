@@ -1,6 +1,57 @@
-use rancher_core::store::MemoryStore;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use rancher_core::store::{
+    Deleted, ListOptions, MemoryStore, ObjectList, Preconditions, StoreResult, WatchOptions, WatchStream,
+};
+use serde_json::Value;
 
 use super::*;
+
+const LEASE: Duration = Duration::from_secs(LEASE_SECONDS as u64);
+
+/// A store whose writes can be made slow, or refused (etcd without quorum); reads and watches go on.
+#[derive(Default)]
+struct Laggard {
+    inner: MemoryStore,
+    /// How long each write takes, in milliseconds.
+    delay_ms: AtomicU64,
+    refuse: AtomicBool,
+}
+
+impl Laggard {
+    async fn write(&self) -> StoreResult<()> {
+        tokio::time::sleep(Duration::from_millis(self.delay_ms.load(Ordering::SeqCst))).await;
+        if self.refuse.load(Ordering::SeqCst) {
+            return Err(StoreError::backend(std::io::Error::other("no quorum (test)")));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for Laggard {
+    async fn create(&self, r: &str, o: Value) -> StoreResult<Value> {
+        self.write().await?;
+        self.inner.create(r, o).await
+    }
+    async fn get(&self, r: &str, ns: Option<&str>, n: &str) -> StoreResult<Value> {
+        self.inner.get(r, ns, n).await
+    }
+    async fn update(&self, r: &str, o: Value) -> StoreResult<Value> {
+        self.write().await?;
+        self.inner.update(r, o).await
+    }
+    async fn delete(&self, r: &str, ns: Option<&str>, n: &str, p: Preconditions) -> StoreResult<Deleted> {
+        self.inner.delete(r, ns, n, p).await
+    }
+    async fn list(&self, r: &str, o: &ListOptions) -> StoreResult<ObjectList> {
+        self.inner.list(r, o).await
+    }
+    async fn watch(&self, r: &str, o: &WatchOptions) -> StoreResult<WatchStream> {
+        self.inner.watch(r, o).await
+    }
+}
 
 /// A wall clock that moves with tokio's paused time.
 fn paused_clock() -> Timestamp {
@@ -127,14 +178,18 @@ async fn replicas_join_after_renewing_and_leave_when_stopped_or_silent() {
     assert!(stopped.elapsed() <= Duration::from_secs(2), "{:?}", stopped.elapsed());
     assert!(clusters.iter().all(|c| a.owner(c) == Owner::Me));
 
-    // c joins and then dies without a word: a drops it once its lease has run out.
+    // c joins and then dies without a word: a drops it once its lease has run out, at the first of
+    // its own renewals begun after that.
     let (_c, c_task) = start(&store, "c", &CancellationToken::new());
     wait_for(&mut a, &["a", "c"]).await;
     c_task.abort();
     let died = Instant::now();
     wait_for(&mut a, &["a"]).await;
     let gone = died.elapsed();
-    assert!(gone >= Duration::from_secs(10) && gone <= Duration::from_secs(17), "{gone:?}");
+    assert!(
+        gone >= Duration::from_secs(10) && gone <= LEASE + HEARTBEAT + Duration::from_secs(1),
+        "{gone:?}"
+    );
     a_stop.cancel();
     a_task.await.unwrap();
 }
@@ -231,5 +286,46 @@ async fn a_suspected_replica_owns_nothing_until_it_renews_its_lease() {
     assert!(clusters.iter().all(|c| a.owner(c) == Owner::Me));
     tokio::time::sleep(Duration::from_secs(20)).await;
     assert_eq!(a.live().iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["a"]);
+    stop.cancel();
+}
+
+/// Asserts that no view's live set changes for `spell`.
+async fn steady(views: &[&Replicas], spell: Duration, why: &str) {
+    let mut following: Vec<Replicas> = views.iter().map(|v| v.follow()).collect();
+    let changes = futures::future::select_all(following.iter_mut().map(|v| Box::pin(v.changed())));
+    if tokio::time::timeout(spell, changes).await.is_ok() {
+        let live: Vec<_> = views.iter().map(|v| (v.me().to_owned(), v.live())).collect();
+        panic!("the live set changed while {why}: {live:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_store_or_one_without_quorum_moves_no_cluster_and_a_silent_replica_still_leaves() {
+    let laggard = Arc::new(Laggard::default());
+    let store: Arc<dyn Store> = laggard.clone();
+    let stop = CancellationToken::new();
+    let (mut a, _a) = start(&store, "a", &stop);
+    let (mut b, b_task) = start(&store, "b", &stop);
+    wait_for(&mut a, &["a", "b"]).await;
+    wait_for(&mut b, &["a", "b"]).await;
+
+    // Every write takes longer than a lease lasts: renewals reach everyone late, but no later for
+    // one replica than for the other, and nobody is silent in the store's time.
+    laggard.delay_ms.store(20_000, Ordering::SeqCst);
+    steady(&[&a, &b], Duration::from_secs(120), "every write took 20 s").await;
+    laggard.delay_ms.store(0, Ordering::SeqCst);
+
+    // Nothing is written for a minute: the live set stays as it was.
+    laggard.refuse.store(true, Ordering::SeqCst);
+    steady(&[&a, &b], Duration::from_secs(60), "the store refused every write").await;
+    laggard.refuse.store(false, Ordering::SeqCst);
+    steady(&[&a, &b], Duration::from_secs(30), "the store came back").await;
+
+    // b dies while a's renewals go through: a drops it within a lease and a heartbeat.
+    b_task.abort();
+    let died = Instant::now();
+    wait_for(&mut a, &["a"]).await;
+    let gone = died.elapsed();
+    assert!(gone >= JOIN && gone <= LEASE + HEARTBEAT + Duration::from_secs(1), "{gone:?}");
     stop.cancel();
 }
