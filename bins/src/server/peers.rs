@@ -16,6 +16,7 @@
 //! reached at their peer URL over TLS, trusting the servers' shared CA.
 
 mod connector;
+mod handover;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +35,7 @@ use rustls_pki_types::pem::PemObject;
 use tokio_util::sync::CancellationToken;
 
 use connector::PeerConnector;
+pub(crate) use handover::{drain, hand_over, leave, ready};
 
 use super::error::status_response;
 use super::registration::Registration;
@@ -309,104 +311,6 @@ impl Peers {
     }
 }
 
-/// Hands clusters over when the replicas change: the cluster agents' sessions this server holds for
-/// clusters another replica now owns are closed, so that the agents reconnect (with their jitter)
-/// and reach the owner. Runs until `stop`.
-pub(crate) async fn hand_over(
-    registration: Arc<Registration>,
-    mut replicas: Replicas,
-    stop: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            changed = replicas.changed() => if !changed { return },
-        }
-        // A draining server closes its sessions itself, once in-flight requests had their moment.
-        if replicas.leaving() {
-            continue;
-        }
-        // New requests for the clusters that moved go to their owners from now on
-        // (`serves_locally`); those already on their way through the sessions get
-        // [`HANDOVER_DELAY`] to finish before the agents are sent on.
-        if moving(&registration, &replicas).is_empty() {
-            continue;
-        }
-        let (registration, replicas) = (registration.clone(), replicas.clone());
-        tokio::spawn(async move {
-            tokio::time::sleep(HANDOVER_DELAY).await;
-            if replicas.leaving() {
-                return;
-            }
-            for (key, peer) in moving(&registration, &replicas) {
-                tracing::info!(cluster = %key, to = %peer.name, "handing the cluster over to the replica that owns it now");
-                registration.tunnel().close_session(&key);
-            }
-        });
-    }
-}
-
-/// The cluster agents' sessions this server holds for clusters another replica owns, with the
-/// owner. Node agents stay where they are (see `connect`).
-fn moving(registration: &Registration, replicas: &Replicas) -> Vec<(String, Replica)> {
-    let keys = registration.tunnel().client_keys();
-    keys.into_iter()
-        .filter(|key| !key.contains(':'))
-        .filter_map(|key| match replicas.owner(&key) {
-            Owner::Peer(peer) => Some((key, peer)),
-            Owner::Me => None,
-        })
-        .collect()
-}
-
-/// How long a draining server goes on taking connections after it has left (its lame-duck time):
-/// the other replicas learn within a watch event that it is gone and stop forwarding to it, and a
-/// balancer's connections that were on their way are served.
-pub(crate) const LAME_DUCK: Duration = Duration::from_secs(1);
-
-/// How long after it stopped taking connections a draining server goes on serving through the agent
-/// sessions it holds: requests already on their way through them finish.
-pub(crate) const HANDOVER_DELAY: Duration = Duration::from_secs(1);
-
-/// Waits until this server may serve: the replicas' leases have been read, so that a request is
-/// not taken for a cluster another replica owns. Gives up after a while (a store that does not
-/// answer), and serves what it can.
-pub(crate) async fn ready(peers: &Peers) {
-    if tokio::time::timeout(Duration::from_secs(10), peers.replicas().ready()).await.is_err() {
-        tracing::warn!("the replicas' leases could not be read within 10 s; serving without them");
-    }
-}
-
-/// The first step of a stop: this server [leaves](Replicas::leave), so that every cluster has
-/// another owner and the servers forward to those, and goes on taking connections for
-/// [`LAME_DUCK`] (forwarding them) before its listener closes.
-pub(crate) async fn leave(peers: &Peers) {
-    peers.replicas().leave();
-    tracing::info!("draining: this server has left; the other replicas own its clusters now");
-    tokio::time::sleep(LAME_DUCK).await;
-}
-
-/// Drains this server's share of the fleet once it has [left](leave) and its listener is
-/// finishing its in-flight requests (`draining`): after [`HANDOVER_DELAY`] it closes the cluster
-/// agents' sessions it holds or relays, and the agents reconnect, through whatever balances them,
-/// to a replica that is staying. The new owners hold requests for those clusters until the agents
-/// arrive ([`Registration::await_handed_over`]). Watches through a closed session end, and their
-/// clients watch again. Node agents' sessions stay until the tunnel shuts down.
-pub(crate) async fn drain(peers: Arc<Peers>, registration: Arc<Registration>, draining: CancellationToken) {
-    draining.cancelled().await;
-    let replicas = peers.replicas();
-    tokio::time::sleep(HANDOVER_DELAY).await;
-    peers.handed_over.cancel();
-    let mut closed = 0;
-    for (key, _) in moving(&registration, replicas) {
-        closed += usize::from(registration.tunnel().close_session(&key));
-    }
-    tracing::info!(
-        sessions = closed,
-        "draining: cluster agents sent on to the replicas that own their clusters"
-    );
-}
-
 /// The TLS client settings for peers: trusting the servers' CA (`ca_pem`); `None` without TLS.
 ///
 /// # Errors
@@ -562,106 +466,4 @@ pub(crate) async fn route_proxied(State(state): State<AppState>, req: Request, n
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn upgrades_are_told_by_both_headers() {
-        let mut h = HeaderMap::new();
-        assert!(!is_upgrade(&h));
-        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        assert!(!is_upgrade(&h), "Upgrade without Connection: upgrade is not one");
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
-        assert!(is_upgrade(&h));
-    }
-
-    /// Server `a`'s peers with `b` beside it, and `b`.
-    fn a_beside_b() -> (Peers, Replica) {
-        let peer = Replica { name: "b".into(), url: "https://b:8443".into() };
-        let both = vec![Replica { name: "a".into(), url: "https://a:8443".into() }, peer.clone()];
-        (Peers::new(Replicas::fixed("a", both), None, None), peer)
-    }
-
-    #[test]
-    fn a_request_goes_to_the_owner_at_most_twice_unless_served_here() {
-        let (peers, peer) = a_beside_b();
-        let theirs =
-            (0..100).map(|i| format!("c-{i}")).find(|c| peers.replicas.owner(c) != Owner::Me).unwrap();
-        let mut headers = HeaderMap::new();
-        assert_eq!(peers.destination(&theirs, &headers, false), Route::Forward(peer.clone()));
-        assert_eq!(peers.destination(&theirs, &headers, true), Route::Here, "the agent is connected here");
-        headers.insert(FORWARDED_HEADER, HeaderValue::from_static("b"));
-        assert_eq!(
-            peers.destination(&theirs, &headers, false),
-            Route::Forward(peer.clone()),
-            "b's view of the owner was not a's (b had not seen itself join): back to b, once"
-        );
-        headers.insert(FORWARDED_HEADER, HeaderValue::from_static("b, a"));
-        assert_eq!(peers.destination(&theirs, &headers, false), Route::Nowhere, "not past {MAX_HOPS} hops");
-        assert_eq!(peers.destination(&theirs, &headers, true), Route::Here);
-        headers.insert(FORWARDED_HEADER, HeaderValue::from_bytes(b"\xff").unwrap());
-        assert_eq!(peers.destination(&theirs, &headers, false), Route::Nowhere, "not text: not forwarded");
-    }
-
-    #[test]
-    fn a_server_that_has_left_sends_a_request_that_came_back_on_once_more() {
-        let (peers, peer) = a_beside_b();
-        let mine = (0..100).map(|i| format!("c-{i}")).find(|c| peers.replicas.owner(c) == Owner::Me).unwrap();
-        peers.replicas.leave();
-        let mut headers = HeaderMap::new();
-        assert_eq!(peers.destination(&mine, &headers, false), Route::Forward(peer.clone()), "b owns it now");
-        // a sent it to b, which still saw a as the owner and sent it back.
-        headers.insert(FORWARDED_HEADER, HeaderValue::from_static("a, b"));
-        assert_eq!(
-            peers.destination(&mine, &headers, false),
-            Route::Later(peer.clone()),
-            "a's view will not change: to b again once b has seen a leave"
-        );
-        headers.insert(FORWARDED_HEADER, HeaderValue::from_static("a, b, a"));
-        assert_eq!(peers.destination(&mine, &headers, false), Route::Nowhere, "one hop more, not two");
-        headers.insert(FORWARDED_HEADER, HeaderValue::from_static("a, b, a, b, a, b"));
-        assert_eq!(forwarders(&headers).unwrap().len(), MAX_HOPS + 1, "the rest is not read");
-    }
-
-    fn get(path: &str) -> Request {
-        Request::builder().uri(path).body(Body::empty()).unwrap()
-    }
-
-    /// A peer that refuses the connection is gone: it owns nothing from then on. One that takes the
-    /// connection and never answers is only slow: it keeps its clusters, and the request comes back
-    /// to be routed again once the connection has timed out.
-    #[tokio::test]
-    async fn a_peer_that_refuses_is_suspected_and_one_that_is_slow_is_not() {
-        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
-        let a = Replica { name: "a".into(), url: "https://a:8443".into() };
-        // The kernel takes the connection; the TLS handshake gets no answer.
-        let slow = Replica { name: "slow".into(), url: format!("https://{}", silent.local_addr().unwrap()) };
-        let gone = Replica { name: "gone".into(), url: format!("https://{closed}") };
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth();
-        let replicas = Replicas::fixed("a", vec![a, slow.clone(), gone.clone()]);
-        let peers = Peers::new(replicas, None, Some(Arc::new(tls)));
-        let owned_by = |name: &str| {
-            (0..300)
-                .map(|i| format!("c-{i}"))
-                .find(|c| matches!(peers.replicas.owner(c), Owner::Peer(p) if p.name == name))
-        };
-        let (of_slow, of_gone) = (owned_by("slow").unwrap(), owned_by("gone").unwrap());
-
-        let began = tokio::time::Instant::now();
-        let sent = peers.forward(&slow, get(&format!("/k8s/clusters/{of_slow}/api"))).await;
-        assert!(matches!(sent, Forwarded::Unreachable(_)), "{sent:?}");
-        assert!(began.elapsed() >= connector::CONNECT_TIMEOUT, "{:?}", began.elapsed());
-        assert_eq!(peers.replicas.owner(&of_slow), Owner::Peer(slow), "a slow peer keeps its clusters");
-
-        let sent = peers.forward(&gone, get(&format!("/k8s/clusters/{of_gone}/api"))).await;
-        assert!(matches!(sent, Forwarded::Unreachable(_)), "{sent:?}");
-        assert!(owned_by("gone").is_none(), "a peer that refused owns nothing");
-        drop(silent);
-    }
-}
+mod tests;
