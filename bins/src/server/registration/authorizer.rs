@@ -22,8 +22,14 @@ use super::{Registration, joins_by_agent};
 use crate::protocol::connect::TunnelParams;
 use crate::server::cleanup::owner::{self, CLUSTER_UID_ANNOTATION};
 
-/// The `/v3/connect` authorizer.
-pub(crate) struct ConnectAuthorizer(pub(crate) Arc<Registration>);
+/// The `/v3/connect` authorizer of one request.
+pub(crate) struct ConnectAuthorizer {
+    reg: Arc<Registration>,
+    /// The token this request presented and its cluster, once checked: the server looks at the
+    /// token once before it routes the request and once as it accepts the session, and reads the
+    /// store once (two reads per agent's connect, which a reconnecting fleet multiplies).
+    checked: std::sync::OnceLock<(String, Cluster)>,
+}
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, Rejection> {
     headers
@@ -34,10 +40,26 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, Rejection> 
 }
 
 impl ConnectAuthorizer {
+    /// The authorizer of one request.
+    pub(crate) fn new(reg: Arc<Registration>) -> Self {
+        ConnectAuthorizer { reg, checked: std::sync::OnceLock::new() }
+    }
+
     /// The cluster (as stored now) whose registration token is in `headers`, or why not.
     pub(crate) async fn cluster_of(&self, headers: &HeaderMap) -> Result<Cluster, Rejection> {
         let token = header(headers, TOKEN_HEADER)?;
-        let crt = match self.0.registration_token(token).await {
+        if let Some((checked, cluster)) = self.checked.get()
+            && checked == token
+        {
+            return Ok(cluster.clone());
+        }
+        let stored = self.check(token).await?;
+        let _ = self.checked.set((token.to_owned(), stored.clone()));
+        Ok(stored)
+    }
+
+    async fn check(&self, token: &str) -> Result<Cluster, Rejection> {
+        let crt = match self.reg.registration_token(token).await {
             Ok(Some(crt)) => crt,
             Ok(None) => return Err(Rejection("unknown or revoked registration token".into())),
             Err(e) => {
@@ -46,7 +68,7 @@ impl ConnectAuthorizer {
             }
         };
         let cluster = crt.metadata.namespace.clone().unwrap_or_default();
-        let stored = match Api::<Cluster>::all(self.0.store().clone()).get_opt(&cluster).await {
+        let stored = match Api::<Cluster>::all(self.reg.store().clone()).get_opt(&cluster).await {
             Ok(Some(c)) => c,
             Ok(None) => return Err(Rejection(format!("cluster {cluster} no longer exists"))),
             Err(e) => {
@@ -69,7 +91,7 @@ impl ConnectAuthorizer {
 #[async_trait]
 impl Authorizer for ConnectAuthorizer {
     async fn authorize(&self, headers: &HeaderMap) -> Result<String, Rejection> {
-        let reg = &self.0;
+        let reg = &self.reg;
         let stored = self.cluster_of(headers).await?;
         let cluster = stored.metadata.name.clone();
         let params = TunnelParams::decode(header(headers, PARAMS_HEADER)?)
@@ -94,8 +116,12 @@ impl Authorizer for ConnectAuthorizer {
                     cluster_uid: stored.metadata.uid.clone(),
                 },
             );
-            let recorded = reg
-                .update_cluster(&cluster, |cl| {
+            // An agent that connects again finds them recorded already (as read just now).
+            let recorded = stored.status.api_endpoint == endpoint && stored.status.ca_cert == ca_b64;
+            let recorded = if recorded {
+                Ok(None)
+            } else {
+                reg.update_cluster(&cluster, |cl| {
                     if cl.metadata.uid != stored.metadata.uid {
                         return false;
                     }
@@ -106,7 +132,8 @@ impl Authorizer for ConnectAuthorizer {
                     cl.status.ca_cert = ca_b64.clone();
                     true
                 })
-                .await;
+                .await
+            };
             if let Err(e) = recorded {
                 // The tunnel still works; the endpoint is recorded on the next connect.
                 warn!(cluster, error = %e, "recording the cluster's API endpoint failed");

@@ -105,7 +105,7 @@ async fn connect(State(state): State<AppState>, req: Request) -> Response {
         resp.headers_mut().insert(header::RETRY_AFTER, http::HeaderValue::from(wait.as_secs()));
         return resp;
     }
-    let authz = ConnectAuthorizer(state.registration.clone());
+    let authz = ConnectAuthorizer::new(state.registration.clone());
     let mut req = req;
     if let Some(peers) = &state.peers
         && let Some(cluster) = cluster_agent_of(&authz, req.headers()).await
@@ -172,7 +172,7 @@ fn check_report(r: &ClusterReport) -> Result<(), String> {
 
 /// `POST /v3/connect/report`: a cluster agent's view of its cluster.
 async fn report(State(state): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<StatusCode> {
-    let authz = ConnectAuthorizer(state.registration.clone());
+    let authz = ConnectAuthorizer::new(state.registration.clone());
     let stored = authz.cluster_of(&headers).await.map_err(|r| {
         warn!(reason = %r, "cluster report refused");
         ApiError::Unauthenticated(format!("report refused: {r}"))

@@ -44,6 +44,13 @@ const ATTEMPTS: usize = 16;
 /// How long a read waits for consensus (a linearizable read) before it is answered from the member's
 /// own copy. A healthy etcd answers in milliseconds; one without quorum only after its request timeout.
 const QUORUM_READ_WAIT: Duration = Duration::from_secs(2);
+/// How often the client pings a connection that has had no answer for as long. No more often than
+/// etcd takes pings (`--grpc-keepalive-min-time`, 5 s by default): a member slow to answer under
+/// load that is pinged more often sends the client away (`GOAWAY`, "too many pings") and every
+/// request in flight on the connection fails — thousands at once, each retried by its caller.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a ping may go unanswered before the connection counts as dead.
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// After a read found no quorum, how long reads are answered from the member's copy without trying.
 const DEGRADED_FOR: Duration = Duration::from_secs(5);
 
@@ -151,7 +158,7 @@ impl EtcdStore {
         let options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(3))
             .with_timeout(Duration::from_secs(10))
-            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+            .with_keep_alive(KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT);
         let client = Client::connect(endpoints, Some(options)).await.map_err(etcd_error)?;
         Ok(EtcdStore { client, feeds: Arc::default(), degraded_until: Arc::default() })
     }
