@@ -51,6 +51,13 @@ const QUORUM_READ_WAIT: Duration = Duration::from_secs(2);
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a ping may go unanswered before the connection counts as dead.
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many requests one store has in flight at once; the rest wait their turn here. A member
+/// given more than it can answer (thousands of agents reconnecting to several replicas) answers
+/// every one late: reads pass [`QUORUM_READ_WAIT`], callers give up on requests already sent, and
+/// each late answer to one is a stream the HTTP/2 client resets as forgotten — past 1,024 of those
+/// it drops the connection, and every request on it fails. Queued here, a request costs etcd
+/// nothing until its turn, and is never abandoned on the wire for waiting.
+const MAX_IN_FLIGHT: usize = 64;
 /// After a read found no quorum, how long reads are answered from the member's copy without trying.
 const DEGRADED_FOR: Duration = Duration::from_secs(5);
 
@@ -69,6 +76,8 @@ pub struct EtcdStore {
     feeds: Arc<Feeds>,
     /// Until when reads skip consensus (see the module docs); `None` until a read first found no quorum.
     degraded_until: Arc<Mutex<Option<Instant>>>,
+    /// Turns to send a request ([`MAX_IN_FLIGHT`]).
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -160,7 +169,12 @@ impl EtcdStore {
             .with_timeout(Duration::from_secs(10))
             .with_keep_alive(KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT);
         let client = Client::connect(endpoints, Some(options)).await.map_err(etcd_error)?;
-        Ok(EtcdStore { client, feeds: Arc::default(), degraded_until: Arc::default() })
+        Ok(EtcdStore {
+            client,
+            feeds: Arc::default(),
+            degraded_until: Arc::default(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+        })
     }
 
     /// Compacts etcd's history up to `revision`: watches from older versions become Gone.
@@ -168,6 +182,7 @@ impl EtcdStore {
     /// # Errors
     /// [`StoreError::Backend`] when etcd refuses (e.g. the revision is already compacted).
     pub async fn compact(&self, revision: u64) -> StoreResult<()> {
+        let _turn = self.turn().await;
         let options = etcd_client::CompactionOptions::new().with_physical();
         self.client.kv_client().compact(revision as i64, Some(options)).await.map_err(etcd_error)?;
         Ok(())
@@ -176,6 +191,7 @@ impl EtcdStore {
     /// A read for a reader: by consensus while etcd has it, else from the member's own copy (see the
     /// module docs).
     async fn get_kv(&self, key: Vec<u8>, options: GetOptions) -> StoreResult<GetResponse> {
+        let _turn = self.turn().await;
         let mut kv = self.client.kv_client();
         if !self.degraded() {
             let consensus =
@@ -203,6 +219,12 @@ impl EtcdStore {
         kv.get(key, Some(options.with_serializable())).await.map_err(etcd_error)
     }
 
+    /// Waits for a turn to send a request, held until its answer is in ([`MAX_IN_FLIGHT`]).
+    async fn turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        // The semaphore is never closed.
+        self.in_flight.acquire().await.ok()
+    }
+
     /// Whether reads skip consensus now.
     fn degraded(&self) -> bool {
         self.degraded_until
@@ -220,7 +242,10 @@ impl EtcdStore {
     /// An object and its version for a write that depends on it: by consensus, always (a copy a
     /// little behind would only make the write fail its comparison).
     async fn read_for_write(&self, key: &str) -> StoreResult<Option<(Value, i64)>> {
-        let resp = self.client.kv_client().get(key, None).await.map_err(etcd_error)?;
+        let resp = {
+            let _turn = self.turn().await;
+            self.client.kv_client().get(key, None).await.map_err(etcd_error)?
+        };
         match resp.kvs().first() {
             Some(kv) => Ok(Some((decode(kv)?, kv.mod_revision()))),
             None => Ok(None),
@@ -236,7 +261,10 @@ impl EtcdStore {
         };
         let txn =
             Txn::new().when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)]).and_then([op]);
-        let resp = self.client.kv_client().txn(txn).await.map_err(etcd_error)?;
+        let resp = {
+            let _turn = self.turn().await;
+            self.client.kv_client().txn(txn).await.map_err(etcd_error)?
+        };
         Ok(resp.succeeded().then(|| header_revision(resp.header())))
     }
 
@@ -292,7 +320,10 @@ impl Store for EtcdStore {
             let txn = Txn::new()
                 .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
                 .and_then([TxnOp::put(key.as_str(), encode(&object)?, None)]);
-            let resp = self.client.kv_client().txn(txn).await.map_err(etcd_error)?;
+            let resp = {
+                let _turn = self.turn().await;
+                self.client.kv_client().txn(txn).await.map_err(etcd_error)?
+            };
             if resp.succeeded() {
                 object::set_revision(&mut object, header_revision(resp.header()));
                 return Ok(object);
