@@ -51,6 +51,11 @@ const QUORUM_READ_WAIT: Duration = Duration::from_secs(2);
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a ping may go unanswered before the connection counts as dead.
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest answer the client takes from etcd. gRPC's default (4 MiB) is less than one page of a
+/// list ([`BATCH`] objects of up to 1.5 MiB each, etcd's own limit on a request) or one batch of watch
+/// events: 10,000 clusters changing at once sent the replicas' cluster watch a 4.3 MB message, which
+/// failed the watch again at every restart.
+pub(super) const MAX_MESSAGE: usize = 256 * 1024 * 1024;
 /// How many requests one store has in flight at once; the rest wait their turn here. A member
 /// given more than it can answer (thousands of agents reconnecting to several replicas) answers
 /// every one late: reads pass [`QUORUM_READ_WAIT`], callers give up on requests already sent, and
@@ -184,7 +189,7 @@ impl EtcdStore {
     pub async fn compact(&self, revision: u64) -> StoreResult<()> {
         let _turn = self.turn().await;
         let options = etcd_client::CompactionOptions::new().with_physical();
-        self.client.kv_client().compact(revision as i64, Some(options)).await.map_err(etcd_error)?;
+        self.kv().compact(revision as i64, Some(options)).await.map_err(etcd_error)?;
         Ok(())
     }
 
@@ -192,7 +197,7 @@ impl EtcdStore {
     /// module docs).
     async fn get_kv(&self, key: Vec<u8>, options: GetOptions) -> StoreResult<GetResponse> {
         let _turn = self.turn().await;
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv();
         if !self.degraded() {
             let consensus =
                 tokio::time::timeout(QUORUM_READ_WAIT, kv.get(key.clone(), Some(options.clone())));
@@ -217,6 +222,11 @@ impl EtcdStore {
             }
         }
         kv.get(key, Some(options.with_serializable())).await.map_err(etcd_error)
+    }
+
+    /// A KV client taking answers of up to [`MAX_MESSAGE`].
+    fn kv(&self) -> etcd_client::KvClient {
+        self.client.kv_client().max_decoding_message_size(MAX_MESSAGE)
     }
 
     /// Waits for a turn to send a request, held until its answer is in ([`MAX_IN_FLIGHT`]).
@@ -244,7 +254,7 @@ impl EtcdStore {
     async fn read_for_write(&self, key: &str) -> StoreResult<Option<(Value, i64)>> {
         let resp = {
             let _turn = self.turn().await;
-            self.client.kv_client().get(key, None).await.map_err(etcd_error)?
+            self.kv().get(key, None).await.map_err(etcd_error)?
         };
         match resp.kvs().first() {
             Some(kv) => Ok(Some((decode(kv)?, kv.mod_revision()))),
@@ -263,7 +273,7 @@ impl EtcdStore {
             Txn::new().when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)]).and_then([op]);
         let resp = {
             let _turn = self.turn().await;
-            self.client.kv_client().txn(txn).await.map_err(etcd_error)?
+            self.kv().txn(txn).await.map_err(etcd_error)?
         };
         Ok(resp.succeeded().then(|| header_revision(resp.header())))
     }
@@ -322,7 +332,7 @@ impl Store for EtcdStore {
                 .and_then([TxnOp::put(key.as_str(), encode(&object)?, None)]);
             let resp = {
                 let _turn = self.turn().await;
-                self.client.kv_client().txn(txn).await.map_err(etcd_error)?
+                self.kv().txn(txn).await.map_err(etcd_error)?
             };
             if resp.succeeded() {
                 object::set_revision(&mut object, header_revision(resp.header()));
