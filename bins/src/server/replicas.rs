@@ -426,7 +426,6 @@ impl Follower<'_> {
         let mut store = StoreClock::new();
         let mut ready = false;
         let mut events = std::pin::pin!(watcher(api, Config::default()));
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
@@ -446,7 +445,6 @@ impl Follower<'_> {
                     Some(Err(e)) => tracing::debug!("following the replicas' leases (retrying): {e}"),
                     None => return,
                 },
-                _ = tick.tick() => {}
                 () = self.shared.recheck.notified() => {}
             }
             // A replica silent past its lease is forgotten: when it renews again it is seen afresh.

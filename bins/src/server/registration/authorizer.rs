@@ -117,8 +117,8 @@ impl Authorizer for ConnectAuthorizer {
                 },
             );
             // An agent that connects again finds them recorded already (as read just now).
-            let recorded = stored.status.api_endpoint == endpoint && stored.status.ca_cert == ca_b64;
-            let recorded = if recorded {
+            let unchanged = stored.status.api_endpoint == endpoint && stored.status.ca_cert == ca_b64;
+            let recorded = if unchanged {
                 Ok(None)
             } else {
                 reg.update_cluster(&cluster, |cl| {
