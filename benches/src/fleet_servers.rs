@@ -34,7 +34,8 @@ pub struct Servers {
 
 impl Servers {
     /// Starts `replicas` servers from `bin_dir` (default: beside this binary) with their data under
-    /// `dir`, on etcd when there are several or `store` is `etcd`, on the embedded store otherwise.
+    /// `dir`, on etcd when there are several or `store` is `etcd`, on the embedded store otherwise;
+    /// each with `server_args` besides.
     ///
     /// # Errors
     /// A bad `store`, a missing binary, or a server that does not start.
@@ -43,6 +44,7 @@ impl Servers {
         store: &str,
         bin_dir: Option<PathBuf>,
         dir: &Path,
+        server_args: &[String],
     ) -> Result<Servers> {
         let bins = server_bin_dir(bin_dir)?;
         let on_etcd = replicas > 1 || store == "etcd";
@@ -63,6 +65,7 @@ impl Servers {
         } else {
             None
         };
+        extra.extend(server_args.iter().map(OsString::from));
         let mut servers = Servers { replicas: Vec::new(), bins, extra, etcd };
         for i in 0..replicas {
             let rdir = dir.join(format!("replica-{i}"));

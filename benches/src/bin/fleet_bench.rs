@@ -83,6 +83,10 @@ struct BenchArgs {
     /// The fan-out's concurrencies to time (`rancherctl kubectl --all-clusters --concurrency`).
     #[arg(long, value_delimiter = ',', default_value = "16,64")]
     fanout: Vec<u16>,
+    /// One more argument for every `rancher-server` (repeat for each: `--server-arg=--agent-connect-rate
+    /// --server-arg=400`).
+    #[arg(long = "server-arg", allow_hyphen_values = true)]
+    server_args: Vec<String>,
 }
 
 fn main() -> Result<()> {
@@ -321,11 +325,18 @@ async fn bench(args: BenchArgs) -> Result<()> {
     let n = args.clusters;
     let timeout = Duration::from_secs_f64(args.timeout);
     let dir = ScratchDir::new()?;
-    let mut servers = Servers::start(args.replicas, &args.store, args.bin_dir.clone(), dir.path()).await?;
+    let mut servers =
+        Servers::start(args.replicas, &args.store, args.bin_dir.clone(), dir.path(), &args.server_args)
+            .await?;
     let etcd_url = servers.etcd.as_ref().map(|e| e.endpoints()[0].clone());
     let etcd_pid = servers.etcd.as_ref().and_then(|e| e.members[0].pid());
+    let with = if args.server_args.is_empty() {
+        String::new()
+    } else {
+        format!(", servers run with `{}`", args.server_args.join(" "))
+    };
     println!(
-        "{n} clusters, {} replica(s) on {}, {} fleet process(es), {} agents per sim\n",
+        "{n} clusters, {} replica(s) on {}, {} fleet process(es), {} agents per sim{with}\n",
         args.replicas,
         if etcd_url.is_some() { "etcd" } else { "the embedded store" },
         n.div_ceil(args.per_process),

@@ -86,7 +86,18 @@ fn started(pid: u32) -> u64 {
 /// The pid and start of `host`'s one process of `component`.
 fn process_of(host: &SshHost, component: &str) -> (u32, u64) {
     let pids = pids_in_host(host, &[&format!("opt/rke/bin/{component}")]);
-    assert_eq!(pids.len(), 1, "host {}: {component}: {pids:?}", host.index());
+    if pids.len() != 1 {
+        let read = |p: &str| std::fs::read_to_string(host.root_dir().join(p)).unwrap_or_default();
+        let tail = |t: String| {
+            t.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        };
+        panic!(
+            "host {}: {component}: {pids:?}\n--- its log:\n{}\n--- the node agent's log:\n{}",
+            host.index(),
+            tail(read(&format!("var/lib/rancher/node-agent/logs/{component}.log"))),
+            tail(read("var/lib/rancher/node-agent.log")),
+        );
+    }
     (pids[0], started(pids[0]))
 }
 

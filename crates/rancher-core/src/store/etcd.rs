@@ -63,6 +63,13 @@ pub(super) const MAX_MESSAGE: usize = 256 * 1024 * 1024;
 /// it drops the connection, and every request on it fails. Queued here, a request costs etcd
 /// nothing until its turn, and is never abandoned on the wire for waiting.
 const MAX_IN_FLIGHT: usize = 64;
+/// The resource whose requests skip that queue: leases say who is alive and who leads, and are
+/// judged by deadlines. A lease renewal queued behind thousands of agents' reads missed its
+/// deadline, and the controllers' leader stepped down four times while a fleet arrived. Leases are a
+/// handful of keys renewed every few seconds, so their own lane stays short.
+const PRIORITY_RESOURCE: &str = "leases";
+/// How many requests on leases are in flight at once.
+const MAX_PRIORITY_IN_FLIGHT: usize = 8;
 /// After a read found no quorum, how long reads are answered from the member's copy without trying.
 const DEGRADED_FOR: Duration = Duration::from_secs(5);
 
@@ -83,6 +90,8 @@ pub struct EtcdStore {
     degraded_until: Arc<Mutex<Option<Instant>>>,
     /// Turns to send a request ([`MAX_IN_FLIGHT`]).
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// Turns to send a request on a lease ([`PRIORITY_RESOURCE`]).
+    priority: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -117,6 +126,13 @@ pub(super) fn etcd_error(e: etcd_client::Error) -> StoreError {
         etcd_client::Error::TransportError(_) => StoreError::Unavailable(Box::new(e)),
         _ => StoreError::backend(e),
     }
+}
+
+/// Whether `key` is a lease's ([`PRIORITY_RESOURCE`]).
+fn is_priority(key: &[u8]) -> bool {
+    key.strip_prefix(ROOT.as_bytes())
+        .and_then(|k| k.strip_prefix(PRIORITY_RESOURCE.as_bytes()))
+        .is_some_and(|k| k.first() == Some(&b'/'))
 }
 
 fn key(resource: &str, namespace: Option<&str>, name: &str) -> String {
@@ -179,6 +195,7 @@ impl EtcdStore {
             feeds: Arc::default(),
             degraded_until: Arc::default(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+            priority: Arc::new(tokio::sync::Semaphore::new(MAX_PRIORITY_IN_FLIGHT)),
         })
     }
 
@@ -187,7 +204,7 @@ impl EtcdStore {
     /// # Errors
     /// [`StoreError::Backend`] when etcd refuses (e.g. the revision is already compacted).
     pub async fn compact(&self, revision: u64) -> StoreResult<()> {
-        let _turn = self.turn().await;
+        let _turn = self.turn(ROOT.as_bytes()).await;
         let options = etcd_client::CompactionOptions::new().with_physical();
         self.kv().compact(revision as i64, Some(options)).await.map_err(etcd_error)?;
         Ok(())
@@ -196,7 +213,7 @@ impl EtcdStore {
     /// A read for a reader: by consensus while etcd has it, else from the member's own copy (see the
     /// module docs).
     async fn get_kv(&self, key: Vec<u8>, options: GetOptions) -> StoreResult<GetResponse> {
-        let _turn = self.turn().await;
+        let _turn = self.turn(&key).await;
         let mut kv = self.kv();
         if !self.degraded() {
             let consensus =
@@ -229,10 +246,12 @@ impl EtcdStore {
         self.client.kv_client().max_decoding_message_size(MAX_MESSAGE)
     }
 
-    /// Waits for a turn to send a request, held until its answer is in ([`MAX_IN_FLIGHT`]).
-    async fn turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        // The semaphore is never closed.
-        self.in_flight.acquire().await.ok()
+    /// Waits for a turn to send a request on `key`, held until its answer is in: in the lane of
+    /// leases for a lease ([`PRIORITY_RESOURCE`]), else in the common one ([`MAX_IN_FLIGHT`]).
+    async fn turn(&self, key: &[u8]) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        let lane = if is_priority(key) { &self.priority } else { &self.in_flight };
+        // The semaphores are never closed.
+        lane.acquire().await.ok()
     }
 
     /// Whether reads skip consensus now.
@@ -253,7 +272,7 @@ impl EtcdStore {
     /// little behind would only make the write fail its comparison).
     async fn read_for_write(&self, key: &str) -> StoreResult<Option<(Value, i64)>> {
         let resp = {
-            let _turn = self.turn().await;
+            let _turn = self.turn(key.as_bytes()).await;
             self.kv().get(key, None).await.map_err(etcd_error)?
         };
         match resp.kvs().first() {
@@ -272,7 +291,7 @@ impl EtcdStore {
         let txn =
             Txn::new().when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)]).and_then([op]);
         let resp = {
-            let _turn = self.turn().await;
+            let _turn = self.turn(key.as_bytes()).await;
             self.kv().txn(txn).await.map_err(etcd_error)?
         };
         Ok(resp.succeeded().then(|| header_revision(resp.header())))
@@ -331,7 +350,7 @@ impl Store for EtcdStore {
                 .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
                 .and_then([TxnOp::put(key.as_str(), encode(&object)?, None)]);
             let resp = {
-                let _turn = self.turn().await;
+                let _turn = self.turn(key.as_bytes()).await;
                 self.kv().txn(txn).await.map_err(etcd_error)?
             };
             if resp.succeeded() {
@@ -485,5 +504,45 @@ impl Store for EtcdStore {
                 Ok(futures::stream::iter(initial.into_iter().map(Ok)).chain(live).boxed())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_lease_keys_take_the_lease_lane() {
+        assert!(is_priority(b"/rancher/leases/_/controllers"));
+        assert!(is_priority(b"/rancher/leases/"));
+        for other in
+            [&b"/rancher/leasesx/_/a"[..], b"/rancher/clusters/_/leases", b"/rancher/", b"leases/_/a"]
+        {
+            assert!(!is_priority(other), "{}", String::from_utf8_lossy(other));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lease_is_read_and_written_while_every_other_turn_is_taken() {
+        let etcd = rancher_test_support::etcd::Etcd::start(1).await;
+        let store = EtcdStore::connect(&etcd.endpoints()).await.unwrap();
+        store.create("clusters", serde_json::json!({"metadata": {"name": "c1"}})).await.unwrap();
+        // Every common turn taken, as by requests an overloaded member has not answered yet.
+        let busy = store.in_flight.clone().acquire_many_owned(MAX_IN_FLIGHT as u32).await.unwrap();
+
+        let lease = serde_json::json!({"metadata": {"name": "controllers"}, "spec": {"holderIdentity": "a"}});
+        let wait = Duration::from_secs(5);
+        let created = tokio::time::timeout(wait, store.create("leases", lease)).await;
+        let mut created = created.expect("a lease is written without a common turn").unwrap();
+        created["spec"]["holderIdentity"] = "b".into();
+        let updated = tokio::time::timeout(wait, store.update("leases", created)).await;
+        assert_eq!(updated.expect("renewed without a common turn").unwrap()["spec"]["holderIdentity"], "b");
+
+        let queued =
+            tokio::time::timeout(Duration::from_millis(500), store.get("clusters", None, "c1")).await;
+        assert!(queued.is_err(), "a cluster's read waits for a turn");
+        drop(busy);
+        let read = tokio::time::timeout(wait, store.get("clusters", None, "c1")).await;
+        assert_eq!(read.expect("read once a turn is free").unwrap()["metadata"]["name"], "c1");
     }
 }

@@ -109,8 +109,9 @@ const CONNECT_RETRY: Duration = Duration::from_secs(2);
 /// registers the Node and keeps it, its Lease and its pods up to date.
 ///
 /// # Errors
-/// A kubeconfig that cannot be read or used, or credentials the API server refuses. Failures while
-/// running (the API server going away, a refused update) are logged and retried.
+/// A kubeconfig that cannot be read or used, or credentials the API server does not accept (`401`).
+/// Failures while running (the API server going away, a refused update) are logged and retried, as
+/// is a `403` at start.
 pub async fn run(config: KubeletConfig, cancel: CancellationToken) -> Result<(), KubeletError> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let path = config.kubeconfig.clone();
@@ -126,8 +127,14 @@ pub async fn run(config: KubeletConfig, cancel: CancellationToken) -> Result<(),
     let version = loop {
         match client.apiserver_version().await {
             Ok(v) => break v.git_version,
-            Err(kube::Error::Api(s)) if s.code == 401 || s.code == 403 => {
+            Err(kube::Error::Api(s)) if s.code == 401 => {
                 return Err(KubeletError::Unauthorized { path, source: Box::new(kube::Error::Api(s)) });
+            }
+            // What a freshly started API server says until its authorizer has read the RBAC
+            // bindings (its health check does not wait for that), or while they are missing: the
+            // real kubelet waits it out too.
+            Err(kube::Error::Api(s)) if s.code == 403 => {
+                tracing::warn!(error = %s.message, "the API server does not let this kubelet in yet; retrying");
             }
             Err(e) => tracing::warn!(error = %e, "the API server is not reachable yet; retrying"),
         }

@@ -335,3 +335,44 @@ async fn bad_flags_are_refused_with_the_flag_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("--kubeconfig") && err.contains(&kc), "{err}");
 }
+
+/// A kube-apiserver answers `403` until its authorizer has read the RBAC bindings — after its health
+/// check passes — so a kubelet started right after one waits, as the real kubelet does, instead of
+/// exiting; here the bindings that let every user read `/version` are taken away and given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubelet_the_api_server_forbids_waits_and_registers_once_allowed() {
+    let cp = ControlPlane::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let k = Kubectl::at("1.33", &cp.admin_kubeconfig(), &dir.path().join("home"));
+    k.ok(&["delete", "clusterrolebinding", "system:public-info-viewer", "system:discovery"]).await;
+    let mut c = kubelet(&cp, dir.path(), "sim-c", "127.0.0.13", &[]);
+    eventually(Duration::from_secs(30), "the kubelet is told it may not read /version", || {
+        let log = c.log_text();
+        async move { log.contains("does not let this kubelet in yet").then_some(()) }
+    })
+    .await;
+    let early = c.exit_within(Duration::from_secs(5)).await;
+    assert!(early.is_none(), "the kubelet exited while forbidden: {early:?}\n{}", c.log_text());
+
+    k.ok(&[
+        "create",
+        "clusterrolebinding",
+        "system:public-info-viewer",
+        "--clusterrole=system:public-info-viewer",
+        "--group=system:authenticated",
+        "--group=system:unauthenticated",
+    ])
+    .await;
+    k.ok(&[
+        "create",
+        "clusterrolebinding",
+        "system:discovery",
+        "--clusterrole=system:discovery",
+        "--group=system:authenticated",
+    ])
+    .await;
+    eventually(Duration::from_secs(90), "sim-c is Ready", || async {
+        (ready(&k, "sim-c").await == "True").then_some(())
+    })
+    .await;
+}
