@@ -150,8 +150,11 @@ pub struct Registration {
     /// token → (cluster, ClusterRegistrationToken uid), rebuilt from the store on a miss.
     token_index: Mutex<HashMap<String, (String, String)>>,
     /// When the index was last rebuilt: unknown tokens (anyone can send them) rebuild it at most
-    /// once per [`INDEX_REBUILD_EVERY`].
-    index_built: Mutex<Option<tokio::time::Instant>>,
+    /// once per [`INDEX_REBUILD_EVERY`]. Held across a rebuild: a lookup that misses while one runs
+    /// waits for it and looks again, rather than taking the token for unknown (a restarted server's
+    /// first rebuild, under ten thousand reconnecting agents, took seconds, and every agent that
+    /// came meanwhile was refused and went into its backoff).
+    index_built: tokio::sync::Mutex<Option<tokio::time::Instant>>,
     /// The servers sharing the store, when there are several: a cluster's connection is judged by
     /// its owner only.
     replicas: std::sync::OnceLock<crate::server::replicas::Replicas>,
@@ -232,7 +235,7 @@ impl Registration {
             synced_changed: Notify::new(),
             supervisors: Supervisors::default(),
             token_index: Mutex::new(HashMap::new()),
-            index_built: Mutex::new(None),
+            index_built: tokio::sync::Mutex::new(None),
             replicas: std::sync::OnceLock::new(),
         }
     }
@@ -424,23 +427,21 @@ impl Registration {
         if !token::looks_like_token(token) {
             return Ok(None);
         }
-        let cached = self.lock_index().get(token).cloned();
-        if let Some((cluster, uid)) = cached {
-            if let Some(crt) = self.token_still_valid(&cluster, &uid, token).await? {
-                return Ok(Some(crt));
-            }
-            self.lock_index().remove(token);
+        if let Some(crt) = self.indexed_token(token).await? {
+            return Ok(Some(crt));
         }
         // A miss: recompute every token (one HMAC each) and remember them — at most once a second,
-        // so a flood of wrong tokens cannot turn into a flood of store lists.
-        {
-            let mut built = self.index_built.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let now = tokio::time::Instant::now();
-            if built.is_some_and(|t| now.duration_since(t) < INDEX_REBUILD_EVERY) {
-                return Ok(None);
-            }
-            *built = Some(now);
+        // so a flood of wrong tokens cannot turn into a flood of store lists. Misses meanwhile wait
+        // for the rebuild under way and look in what it found.
+        let mut built = self.index_built.lock().await;
+        if let Some(crt) = self.indexed_token(token).await? {
+            return Ok(Some(crt));
         }
+        let now = tokio::time::Instant::now();
+        if built.is_some_and(|t| now.duration_since(t) < INDEX_REBUILD_EVERY) {
+            return Ok(None);
+        }
+        *built = Some(now);
         let all = Api::<ClusterRegistrationToken>::all(self.store.clone()).list().await?;
         let mut found = None;
         let mut index = HashMap::with_capacity(all.len());
@@ -455,8 +456,24 @@ impl Registration {
             }
         }
         *self.lock_index() = index;
+        drop(built);
         debug!(found = found.is_some(), "registration token lookup");
         Ok(found)
+    }
+
+    /// The registration token `token` is, if the index knows it and the store still has it (an
+    /// entry that is no longer valid is dropped).
+    async fn indexed_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<ClusterRegistrationToken>, RegistrationError> {
+        let cached = self.lock_index().get(token).cloned();
+        let Some((cluster, uid)) = cached else { return Ok(None) };
+        if let Some(crt) = self.token_still_valid(&cluster, &uid, token).await? {
+            return Ok(Some(crt));
+        }
+        self.lock_index().remove(token);
+        Ok(None)
     }
 
     async fn token_still_valid(
@@ -535,3 +552,6 @@ impl Registration {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -328,6 +328,21 @@ async fn reconcile(reg: &Arc<Registration>, cluster: &str, tasks: &TaskTracker, 
     tasks.spawn(worker::supervise(reg.clone(), target, sups.syncs.subscribe(), cancel));
 }
 
+/// Whether `cluster`'s supervisor runs for the access its agent handed over last while one of its
+/// sessions is up: nothing a session event can change, so no need to read the cluster. (Its
+/// deletion reaches the supervisor from the store, as a dirty mark, which always reads it.) A
+/// restarted server's ten thousand reconnects overran the session events; each time, reading every
+/// cluster to look again made the loop fall further behind and overrun them again.
+fn settled(reg: &Registration, cluster: &str) -> bool {
+    let Some(access) = reg.access(cluster) else { return false };
+    let current = reg
+        .supervisors()
+        .lock_running()
+        .get(cluster)
+        .is_some_and(|r| Arc::ptr_eq(&access, &r.target.access) && !r.cancel.is_cancelled());
+    current && !reg.session_keys_for(cluster, &access.cluster_uid).is_empty()
+}
+
 /// Everything that may need a supervisor, or has one: running ones, and clusters with a session or
 /// an access hand-over.
 fn every_candidate(reg: &Registration) -> HashSet<String> {
@@ -370,13 +385,18 @@ pub(crate) async fn run(reg: Arc<Registration>, stop: CancellationToken) {
             () = stop.cancelled() => break,
             ev = events.recv() => match ev {
                 Ok(SessionEvent::Connected { client_key, .. } | SessionEvent::Disconnected { client_key, .. }) => {
-                    reconcile(&reg, cluster_of_key(&client_key), &tasks, &stop).await;
+                    let cluster = cluster_of_key(&client_key);
+                    if !settled(&reg, cluster) {
+                        reconcile(&reg, cluster, &tasks, &stop).await;
+                    }
                 }
                 Ok(_) => {}
                 Err(RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "tunnel events missed; looking at every cluster's supervisor");
                     for name in every_candidate(&reg) {
-                        reconcile(&reg, &name, &tasks, &stop).await;
+                        if !settled(&reg, &name) {
+                            reconcile(&reg, &name, &tasks, &stop).await;
+                        }
                     }
                 }
                 Err(RecvError::Closed) => break,
