@@ -14,6 +14,11 @@ use crate::controller::{Action, Controller};
 use crate::model::Cluster;
 use crate::store::{Api, Store, StoreError};
 
+/// How many clusters are reconciled at once by default. A reconcile is one write, which waits on the
+/// store: with two at a time, a fleet of 10,000 arriving on three replicas over etcd (writes of tens of
+/// milliseconds under that load) had 2,216 clusters Ready after twelve minutes.
+pub const DEFAULT_WORKERS: usize = 16;
+
 /// Runs the cluster controller over the clusters in a store.
 ///
 /// ```
@@ -36,12 +41,12 @@ pub struct ClusterController {
 }
 
 impl ClusterController {
-    /// A controller for the clusters in `store`.
+    /// A controller for the clusters in `store`, reconciling [`DEFAULT_WORKERS`] at once.
     pub fn new(store: Arc<dyn Store>) -> Self {
-        ClusterController { clusters: Api::all(store), workers: 2 }
+        ClusterController { clusters: Api::all(store), workers: DEFAULT_WORKERS }
     }
 
-    /// How many clusters may be reconciled at once.
+    /// How many clusters may be reconciled at once (at least one).
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n.max(1);
         self
@@ -64,7 +69,12 @@ async fn reconcile(cluster: Arc<Cluster>, clusters: Arc<Api<Cluster>>) -> Result
     if !derive(&mut updated) {
         return Ok(Action::await_change());
     }
-    // A Conflict means the cluster changed meanwhile: the error retries with the new version.
-    clusters.update(&updated).await?;
-    Ok(Action::await_change())
+    match clusters.update(&updated).await {
+        Ok(_) => Ok(Action::await_change()),
+        // Another writer (an agent's report, the connection monitor) changed the cluster since the
+        // cached copy was read. The watch brings the new version, and with it the next reconcile —
+        // at once, where an error would wait out a backoff that grows with every such race.
+        Err(StoreError::Conflict { .. }) => Ok(Action::await_change()),
+        Err(e) => Err(e),
+    }
 }

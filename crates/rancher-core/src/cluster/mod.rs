@@ -4,7 +4,7 @@
 mod controller;
 mod lifecycle;
 
-pub use controller::ClusterController;
+pub use controller::{ClusterController, DEFAULT_WORKERS};
 pub use lifecycle::{
     IMPORTED, REASON_DISCONNECTED, WAITING_FOR_AGENT, WAITING_FOR_REPORT, derive, is_imported,
 };

@@ -1,12 +1,18 @@
-//! The cluster controller gives a new cluster its first conditions.
+//! The cluster controller gives a new cluster its first conditions, also when another writer races
+//! its write.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rancher_core::cluster::{ClusterController, WAITING_FOR_AGENT};
 use rancher_core::model::{Cluster, ClusterSpec, ClusterState};
-use rancher_core::store::{Api, MemoryStore};
+use rancher_core::store::{
+    Api, Deleted, ListOptions, MemoryStore, ObjectList, Preconditions, Store, StoreResult, WatchOptions,
+    WatchStream,
+};
 use rancher_core::{ConditionStatus, Conditions};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,6 +48,78 @@ async fn a_new_cluster_waits_for_its_agent() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(clusters.get("demo").await.unwrap().metadata.resource_version, demo.metadata.resource_version);
     assert_eq!(clusters.get("observed").await.unwrap(), observed);
+    stop.cancel();
+    run.await.unwrap();
+}
+
+/// A store in which another writer (as an agent's report does) changes cluster `raced` just before
+/// the first update of it arrives, so that update conflicts.
+struct Racing {
+    inner: MemoryStore,
+    raced: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Store for Racing {
+    async fn create(&self, resource: &str, object: Value) -> StoreResult<Value> {
+        self.inner.create(resource, object).await
+    }
+    async fn get(&self, resource: &str, namespace: Option<&str>, name: &str) -> StoreResult<Value> {
+        self.inner.get(resource, namespace, name).await
+    }
+    async fn update(&self, resource: &str, object: Value) -> StoreResult<Value> {
+        if object["metadata"]["name"] == "raced" && !self.raced.swap(true, Ordering::SeqCst) {
+            let mut theirs = self.inner.get(resource, None, "raced").await?;
+            theirs["metadata"]["annotations"] = serde_json::json!({"reported": "yes"});
+            self.inner.update(resource, theirs).await?;
+        }
+        self.inner.update(resource, object).await
+    }
+    async fn delete(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+        name: &str,
+        preconditions: Preconditions,
+    ) -> StoreResult<Deleted> {
+        self.inner.delete(resource, namespace, name, preconditions).await
+    }
+    async fn list(&self, resource: &str, options: &ListOptions) -> StoreResult<ObjectList> {
+        self.inner.list(resource, options).await
+    }
+    async fn watch(&self, resource: &str, options: &WatchOptions) -> StoreResult<WatchStream> {
+        self.inner.watch(resource, options).await
+    }
+    fn watch_is_immediate(&self) -> bool {
+        self.inner.watch_is_immediate()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_lost_a_race_is_made_again_on_the_new_version() {
+    let store = Arc::new(Racing { inner: MemoryStore::new(), raced: AtomicBool::new(false) });
+    let clusters: Api<Cluster> = Api::all(store.clone());
+    clusters.create(&Cluster::new("raced", ClusterSpec::default())).await.unwrap();
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(ClusterController::new(store.clone()).run(stop.clone()));
+
+    // The new version the race left is reconciled in its turn: the conditions are written on it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let raced = loop {
+        let c = clusters.get("raced").await.unwrap();
+        if !c.status.conditions.is_empty() {
+            break c;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no conditions 10 s after the race");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(store.raced.load(Ordering::SeqCst), "the first write raced");
+    assert_eq!(raced.state(), ClusterState::Waiting);
+    assert_eq!(
+        raced.metadata.annotations.get("reported").map(String::as_str),
+        Some("yes"),
+        "the other writer's change is kept"
+    );
     stop.cancel();
     run.await.unwrap();
 }
