@@ -111,11 +111,18 @@ pub(crate) async fn ensure_projects(
         special.then(|| ObjectRef::new(p.metadata.namespace.as_deref().unwrap_or(&p.spec.cluster_name)))
     };
     Controller::new(Api::<Cluster>::all(store.clone()))
+        .workers(WORKERS)
         .resync(Some(RESYNC))
         .watches(Api::<Project>::all(store.clone()), special_of_cluster)
         .run(ensure_cluster, Arc::new(ctx), stop)
         .await;
 }
+
+/// How many clusters' projects are made at once. Clusters are independent (each one's projects live
+/// in its own namespace, one reconcile per cluster at a time); one at a time, three replicas over
+/// etcd had made 11,792 of the 20,000 projects a fleet of 10,000 needs seven minutes after all of it
+/// was active.
+const WORKERS: usize = 16;
 
 /// What the controller of special projects works with.
 struct Ctx {

@@ -15,6 +15,19 @@ use rancher_core::{ConditionStatus, Conditions};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+/// Cluster `name` once it has conditions; fails after `within`.
+async fn with_conditions(clusters: &Api<Cluster>, name: &str, within: Duration) -> Cluster {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let c = clusters.get(name).await.unwrap();
+        if !c.status.conditions.is_empty() {
+            return c;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{name}: no conditions after {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_cluster_waits_for_its_agent() {
     let store = Arc::new(MemoryStore::new());
@@ -29,15 +42,7 @@ async fn a_new_cluster_waits_for_its_agent() {
     let created = clusters.create(&Cluster::new("demo", ClusterSpec::default())).await.unwrap();
     assert_eq!(created.state(), ClusterState::Pending);
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let demo = loop {
-        let c = clusters.get("demo").await.unwrap();
-        if !c.status.conditions.is_empty() {
-            break c;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no conditions set");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let demo = with_conditions(&clusters, "demo", Duration::from_secs(30)).await;
     let provisioned = demo.status.conditions.get_condition("Provisioned").unwrap();
     assert_eq!(provisioned.status, ConditionStatus::Unknown);
     let waiting = demo.status.conditions.get_condition("Waiting").unwrap();
@@ -104,15 +109,7 @@ async fn a_write_that_lost_a_race_is_made_again_on_the_new_version() {
     let run = tokio::spawn(ClusterController::new(store.clone()).run(stop.clone()));
 
     // The new version the race left is reconciled in its turn: the conditions are written on it.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let raced = loop {
-        let c = clusters.get("raced").await.unwrap();
-        if !c.status.conditions.is_empty() {
-            break c;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no conditions 10 s after the race");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let raced = with_conditions(&clusters, "raced", Duration::from_secs(10)).await;
     assert!(store.raced.load(Ordering::SeqCst), "the first write raced");
     assert_eq!(raced.state(), ClusterState::Waiting);
     assert_eq!(
