@@ -128,6 +128,11 @@ pub(super) fn etcd_error(e: etcd_client::Error) -> StoreError {
     }
 }
 
+/// A KV client of `client` taking answers of up to [`MAX_MESSAGE`] (the store's and its watch feeds').
+pub(super) fn kv_client(client: &Client) -> etcd_client::KvClient {
+    client.kv_client().max_decoding_message_size(MAX_MESSAGE)
+}
+
 /// Whether `key` is a lease's ([`PRIORITY_RESOURCE`]).
 fn is_priority(key: &[u8]) -> bool {
     key.strip_prefix(ROOT.as_bytes())
@@ -243,7 +248,7 @@ impl EtcdStore {
 
     /// A KV client taking answers of up to [`MAX_MESSAGE`].
     fn kv(&self) -> etcd_client::KvClient {
-        self.client.kv_client().max_decoding_message_size(MAX_MESSAGE)
+        kv_client(&self.client)
     }
 
     /// Waits for a turn to send a request on `key`, held until its answer is in: in the lane of

@@ -10,7 +10,7 @@ use std::time::Duration;
 use etcd_client::{Client, Event, EventType, GetOptions, WatchOptions as EtcdWatch};
 use tokio::task::JoinHandle;
 
-use super::etcd::{MAX_MESSAGE, decode, etcd_error, header_revision, prefix, prefix_end};
+use super::etcd::{MAX_MESSAGE, decode, etcd_error, header_revision, kv_client, prefix, prefix_end};
 use super::hub::{Change, ChangeKind, DEFAULT_HISTORY, WatchFilter, WatchHub};
 use super::object;
 use super::{StoreError, StoreResult, WatchEvent, WatchStream};
@@ -130,8 +130,7 @@ impl Feeds {
         let prefix = prefix(resource, None);
         // The revision the feed starts after: every later change of the resource reaches the hub.
         let options = GetOptions::new().with_range(prefix_end(&prefix)).with_count_only();
-        let mut kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE);
-        let resp = kv.get(prefix.as_str(), Some(options)).await.map_err(etcd_error)?;
+        let resp = kv_client(client).get(prefix.as_str(), Some(options)).await.map_err(etcd_error)?;
         let revision = header_revision(resp.header());
         let stream = open(client, &prefix, revision + 1).await?;
         let hub = Arc::new(WatchHub::new(revision, DEFAULT_HISTORY));
