@@ -10,6 +10,7 @@ mod websocket;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -19,6 +20,13 @@ use crate::api::ResourceRequest;
 use crate::http_util::{Body, full};
 use crate::state::SimState;
 use crate::status::ApiError;
+
+/// How long a process takes to start once the connection is upgraded, as a container runtime's
+/// exec takes tens of milliseconds to start one. A process that wrote at once would also write
+/// before kubectl is ready to read: kubectl before 1.33, over WebSocket, reads the connection
+/// before it has made the streams it reads into and drops what comes first ("Unknown stream id 1,
+/// discarding message", kubernetes/kubernetes#131189), which a real runtime never gives it time for.
+const PROCESS_START: Duration = Duration::from_millis(50);
 
 /// What the client asked to run and which streams it wants.
 #[derive(Debug, Clone)]
@@ -190,6 +198,7 @@ pub(crate) async fn handle(
         let Ok(upgraded) = on_upgrade.await else { return };
         let io = hyper_util::rt::TokioIo::new(upgraded);
         let session = async {
+            tokio::time::sleep(PROCESS_START).await;
             match up {
                 Upgrade::WebSocket { protocol, .. } => websocket::serve(io, er, &protocol).await,
                 Upgrade::Spdy { .. } => spdy::serve(io, er).await,
