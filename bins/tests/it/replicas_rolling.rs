@@ -88,6 +88,9 @@ fn kube_client(kubeconfig: &str) -> kube::Client {
 /// The servers' `RUST_LOG`: what the replicas' leases do is logged too.
 const LOG: &str = "info,rancher::server::replicas=debug";
 
+/// Each cluster takes more writes than this under the load before it stops.
+const MIN_WRITES: usize = 20;
+
 struct Replica {
     server: Server,
     log: PathBuf,
@@ -344,6 +347,13 @@ impl Load {
     /// Stops the readers and writers, waits until every watcher has seen every ConfigMap written to
     /// its cluster, and checks that no request failed. Returns (answered, sent again).
     async fn finish(self, fleet: &Fleet) -> (u64, u64) {
+        // Enough writes to every cluster for its watcher to be tested: a cluster whose replica was
+        // killed took none while it was served nowhere, and how long that lasts is the machine's.
+        let enough = || self.written.iter().all(|w| w.lock().unwrap().len() > MIN_WRITES);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !enough() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         self.stop.cancel();
         for task in self.tasks {
             task.await.unwrap();
@@ -355,7 +365,12 @@ impl Load {
         assert!(failures.is_empty(), "{} requests failed:\n{}", failures.len(), failures.join("\n"));
         for (i, (written, seen)) in self.written.iter().zip(&self.seen).enumerate() {
             let written = written.lock().unwrap().clone();
-            assert!(written.len() > 20, "{} ConfigMaps written to {}", written.len(), fleet.clusters[i]);
+            assert!(
+                written.len() > MIN_WRITES,
+                "{} ConfigMaps written to {}",
+                written.len(),
+                fleet.clusters[i]
+            );
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
             loop {
                 let missed: Vec<String> = written.difference(&seen.lock().unwrap()).cloned().collect();
