@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
+use rancher_test_support::free_port;
 use tokio::time::Instant;
 
-use crate::rke::{ServerProc, free_port, server_bin_dir, start_server_on};
+use crate::rke::{ServerProc, server_bin_dir, start_server_on};
 
 /// One replica: its process, port and data directory (kept over a restart).
 pub struct Replica {
@@ -70,7 +71,9 @@ impl Servers {
         for i in 0..replicas {
             let rdir = dir.join(format!("replica-{i}"));
             std::fs::create_dir_all(&rdir)?;
-            servers.replicas.push(Replica { proc: None, port: free_port()?, dir: rdir });
+            // A port reserved for this process (outside the kernel's ephemeral range): two picked by
+            // binding port 0 and letting go can be the same one, and a replica restarts on its port.
+            servers.replicas.push(Replica { proc: None, port: free_port(), dir: rdir });
         }
         servers.start_all().await?;
         Ok(servers)

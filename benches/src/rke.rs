@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use rancher_provision::bundle::Bundle;
+use rancher_test_support::free_port;
 use rancher_test_support::kube::kube_bin_dir;
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -217,14 +218,6 @@ impl Drop for ServerProc {
     }
 }
 
-/// A TCP port free on every address at the time of the call.
-///
-/// # Errors
-/// When no port can be bound.
-pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("0.0.0.0:0")?.local_addr()?.port())
-}
-
 /// Starts `bins/rancher-server` with its data in `dir/data`, the bundles of `dir/bundles` (the
 /// bundle `v1.20.2` of [`write_bundle`] written there first), its log in `dir/server.log`, and
 /// the server URL the hosts use on `bridge`; waits until the admin logs in.
@@ -243,7 +236,7 @@ pub async fn start_server(dir: &Path, bins: &Path, bridge: &str) -> Result<Serve
 /// # Errors
 /// The server cannot be started, or no login succeeds within a minute.
 pub async fn start_server_with(dir: &Path, bins: &Path, host: &str, extra: &[&OsStr]) -> Result<ServerProc> {
-    start_server_on(dir, bins, host, free_port()?, extra).await
+    start_server_on(dir, bins, host, free_port(), extra).await
 }
 
 /// [`start_server_with`] on a given `port` (a server started again where its clients know it).

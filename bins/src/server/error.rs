@@ -144,8 +144,12 @@ pub(crate) fn status_response(status: &Status) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.to_status();
-        if status.code >= 500 {
-            tracing::error!(code = status.code, "{}", status.message);
+        // A 503 is the server telling a client to come back (its store lost quorum, it is draining):
+        // a warning, not one error per request for as long as an outage lasts.
+        match status.code {
+            503 => tracing::warn!(code = status.code, "{}", status.message),
+            500.. => tracing::error!(code = status.code, "{}", status.message),
+            _ => {}
         }
         status_response(&status)
     }

@@ -17,7 +17,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use rancher_core::store::{
-    Deleted, ListOptions, ObjectList, Preconditions, Store, StoreResult, WatchOptions, WatchStream,
+    Deleted, ListOptions, ObjectList, Preconditions, Store, StoreLayer, StoreResult, WatchOptions,
+    WatchStream,
 };
 use serde_json::Value;
 
@@ -265,6 +266,12 @@ impl Metrics {
         self.connections_open.inc_by(delta);
     }
 
+    /// Client connections open now (accepted, until closed).
+    #[cfg(test)]
+    pub(crate) fn connections_open(&self) -> i64 {
+        self.connections_open.get()
+    }
+
     /// A connection was refused at accept.
     pub(crate) fn connection_refused(&self, why: Refusal) {
         let reason = match why {
@@ -331,7 +338,11 @@ impl MeteredStore {
 }
 
 #[async_trait]
-impl Store for MeteredStore {
+impl StoreLayer for MeteredStore {
+    fn inner(&self) -> &dyn Store {
+        &*self.inner
+    }
+
     async fn create(&self, resource: &str, object: Value) -> StoreResult<Value> {
         let t = Instant::now();
         let r = self.inner.create(resource, object).await;
@@ -378,10 +389,6 @@ impl Store for MeteredStore {
         let r = self.inner.watch(resource, options).await;
         self.metrics.observe_store("watch", resource, r.is_ok(), t);
         r
-    }
-
-    fn watch_is_immediate(&self) -> bool {
-        self.inner.watch_is_immediate()
     }
 }
 

@@ -173,9 +173,11 @@ impl Peers {
     /// Sends `req` to `peer` and answers with its response; an upgrade is spliced once both sides
     /// have switched protocols.
     ///
-    /// A response body still streaming when this server [drains](drain) (a watch, `logs -f`) ends
-    /// there, cleanly, and its client watches again through a server that stays; an upgraded
-    /// connection (`exec`, `port-forward`) lasts until the listener's drain runs out.
+    /// The body of a long-running response (a watch, `logs -f`) still streaming when this server
+    /// [drains](drain) ends there, cleanly, and its client watches again through a server that
+    /// stays; any other response is passed on whole, however late it comes (one held by the owner
+    /// until the agent this server sent on arrives there); an upgraded connection (`exec`,
+    /// `port-forward`) lasts until the listener's drain runs out.
     ///
     /// When `peer` does not accept the connection, the request comes back to be routed again
     /// ([`Forwarded::Unreachable`]) — unless its body was too large to keep ([`REPLAYABLE_BODY`]);
@@ -202,6 +204,7 @@ impl Peers {
         let (mut parts, body) = req.into_parts();
         let idempotent =
             matches!(parts.method, http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
+        let long_running = !upgrade && is_long_running(&parts.method, &parts.uri);
         // Nothing is sent when the connection is refused: a request whose body is kept can go
         // again. A small body (a Kubernetes object) is read first and kept; a large one streams.
         // The bodies kept at once are bounded in all ([`KEPT_BODIES`]): the requests are not
@@ -304,11 +307,24 @@ impl Peers {
             });
             return Forwarded::Answered(resp.map(Body::new));
         }
+        if !long_running {
+            return Forwarded::Answered(resp.map(Body::new));
+        }
         let draining = self.handed_over.clone().cancelled_owned();
         Forwarded::Answered(
             resp.map(|body| Body::from_stream(Body::new(body).into_data_stream().take_until(draining))),
         )
     }
+}
+
+/// Whether a proxied request (`/k8s/clusters/<id>/…`) holds its response open for as long as its
+/// client wants: a watch, `logs -f`. Only those are cut short when a server drains; a response cut
+/// short otherwise would be a truncated one (and with its length announced, a broken connection).
+fn is_long_running(method: &http::Method, uri: &Uri) -> bool {
+    let Some(rest) = uri.path().strip_prefix("/k8s/clusters/") else { return false };
+    let path = rest.find('/').map_or("/", |i| &rest[i..]);
+    method == http::Method::GET
+        && rancher_auth::proxy::RequestInfo::parse(method, path, uri.query()).is_long_running()
 }
 
 /// The TLS client settings for peers: trusting the servers' CA (`ca_pem`); `None` without TLS.

@@ -7,7 +7,10 @@
 //! forth; both times are its holder's, so every observer counts it in at the same renewal — until it
 //! has not been renewed for its lease's duration, or its lease is gone (a server that stops deletes
 //! its own). A server that has just started thus sees the replicas that were already serving at
-//! once, and forwards to them until it has joined itself.
+//! once, and forwards to them until it has joined itself. The founders of a fleet that starts
+//! together — every replica restarted at once — count in at once: a replica whose lease was acquired
+//! within [`FOUNDING`] of the oldest lease held has nobody's clusters to take (none was serving before
+//! it), and waiting would leave the fleet with no owner at all while its agents come back.
 //!
 //! "Not renewed for its lease's duration" is judged in the store's time ([`StoreClock`]), not by
 //! how late a renewal reaches the observer: the observer's *own* renewals, as they come back through
@@ -49,6 +52,9 @@ pub(crate) const HEARTBEAT: Duration = Duration::from_secs(5);
 const LEASE_SECONDS: u32 = 15;
 /// How long a replica must have been seen renewing before it owns clusters.
 pub(crate) const JOIN: Duration = Duration::from_secs(10);
+/// How soon after the oldest lease held a replica's must have been acquired for it to count in at
+/// once, as one of the founders of a fleet that starts together (see the module docs).
+const FOUNDING: Duration = Duration::from_secs(5);
 /// The annotation holding a replica's peer URL.
 pub(crate) const PEER_URL_ANNOTATION: &str = "management.cattle.io/peer-url";
 /// The prefix of replicas' lease names.
@@ -395,6 +401,8 @@ struct Seen {
     /// Renewed for [`JOIN`] since it was acquired, by its holder's clock (the same for every
     /// observer, so all of them count the replica in at the same renewal).
     established: bool,
+    /// When its lease was acquired, by its holder's clock.
+    acquired: Option<Timestamp>,
     /// When it was last renewed, in the store's time: when the renewal reached the observer, or as
     /// long before as a listed lease's renew time says. `None`: silent already.
     renewed: Option<Duration>,
@@ -450,11 +458,18 @@ impl Follower<'_> {
             // A replica silent past its lease is forgotten: when it renews again it is seen afresh.
             // This one never is, in its own view: it renews for as long as it serves.
             seen.retain(|name, s| *name == mine || !s.silent(&store));
+            let oldest = seen.values().filter_map(|s| s.acquired).min();
+            let founder = |s: &Seen| match (s.acquired, oldest) {
+                (Some(acquired), Some(oldest)) => {
+                    Duration::try_from(acquired.duration_since(oldest)).is_ok_and(|after| after <= FOUNDING)
+                }
+                _ => false,
+            };
             let mut live: Vec<Replica> = {
                 let mut suspects = self.shared.suspects();
                 suspects.retain(|name| seen.contains_key(&lease_name(name)));
                 seen.values()
-                    .filter(|s| s.established && !suspects.contains(&s.replica.name))
+                    .filter(|s| (s.established || founder(s)) && !suspects.contains(&s.replica.name))
                     .map(|s| s.replica.clone())
                     .collect()
             };
@@ -526,6 +541,7 @@ impl Follower<'_> {
                 replica: Replica { name: replica.to_owned(), url: url.clone() },
                 resource_version: rv.clone(),
                 established,
+                acquired: spec.acquire_time,
                 renewed,
                 duration,
             },

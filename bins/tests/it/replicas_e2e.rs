@@ -40,8 +40,17 @@ fn kubectl_ok(kubeconfig: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cluster_is_served_through_either_replica_and_handed_over_when_its_owner_stops() {
+/// Two replicas on one etcd, each counting the other; `a` also gets `a_extra`.
+struct Pair {
+    a: Server,
+    b: Server,
+    /// Their names (`replica-id`), for the rendezvous rule.
+    names: (String, String),
+    dir: tempfile::TempDir,
+    _etcd: Etcd,
+}
+
+async fn two_replicas(a_extra: &[&str]) -> Pair {
     install_crypto();
     let etcd = Etcd::start(1).await;
     let endpoint = etcd.endpoints().remove(0);
@@ -56,7 +65,8 @@ async fn a_cluster_is_served_through_either_replica_and_handed_over_when_its_own
         "--secrets-key-file",
         key.to_str().unwrap(),
     ];
-    let a = Server::start(&dir.path().join("a"), 0, &dir.path().join("a.log"), &args).await;
+    let a_args: Vec<&str> = args.iter().chain(a_extra).copied().collect();
+    let a = Server::start(&dir.path().join("a"), 0, &dir.path().join("a.log"), &a_args).await;
     let b = Server::start(&dir.path().join("b"), 0, &dir.path().join("b.log"), &args).await;
     for s in [&a, &b] {
         eventually(WAIT, "both replicas count each other", || async {
@@ -65,7 +75,13 @@ async fn a_cluster_is_served_through_either_replica_and_handed_over_when_its_own
         .await;
     }
     let name_of = |s: &Server| std::fs::read_to_string(s.data_dir.join("replica-id")).unwrap();
-    let (name_a, name_b) = (name_of(&a), name_of(&b));
+    let names = (name_of(&a), name_of(&b));
+    Pair { a, b, names, dir, _etcd: etcd }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_is_served_through_either_replica_and_handed_over_when_its_owner_stops() {
+    let Pair { a, b, names: (name_a, name_b), dir, _etcd } = two_replicas(&[]).await;
     // A cluster the agent reaches through a, owned by b.
     let cluster = (0..).map(|i| format!("ha-{i}")).find(|c| owner(c, &[&name_a, &name_b]) == name_b).unwrap();
 
@@ -156,4 +172,55 @@ async fn a_cluster_is_served_through_either_replica_and_handed_over_when_its_own
     assert!(read_log(&a_log).contains(&format!("tunnel agent authorized client_key={cluster}")));
     a.stop().await;
     sim.shutdown().await;
+}
+
+/// A session spliced through to its owner waits in one queue, the owner's: the replica an agent
+/// lands on admits only the sessions it will hold. Here the door admits one session a second; four
+/// agents whose clusters the other replica owns dial it at once, and it sends none of them away (it
+/// sent them back to wait before, each then queued by the owner as well).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_spliced_through_is_admitted_by_its_owner_alone() {
+    let Pair { a, b, names: (name_a, name_b), dir, _etcd } =
+        two_replicas(&["--agent-connect-rate", "1"]).await;
+    let clusters: Vec<String> = (0..)
+        .map(|i| format!("queue-{i}"))
+        .filter(|c| owner(c, &[&name_a, &name_b]) == name_b)
+        .take(4)
+        .collect();
+
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    login_admin(&home, &a.url);
+    let mut sims = Vec::new();
+    let mut envs = Vec::new();
+    for cluster in &clusters {
+        let (ok, out) = rancherctl(&home, &["cluster", "create", cluster, "--import"]);
+        assert!(ok, "{out}");
+        let url = out.split_whitespace().find(|w| w.starts_with("https://") && w.ends_with(".yaml")).unwrap();
+        let sim = rancher_sim::Sim::builder().name(format!("sim-{cluster}")).nodes(1).start().await.unwrap();
+        let kc = dir.path().join(format!("{cluster}.kubeconfig"));
+        std::fs::write(&kc, sim.kubeconfig_yaml()).unwrap();
+        let env = apply_manifest(url, &kc, dir.path()).await;
+        assert_eq!(env.server, a.url, "the agents dial a");
+        envs.push((env, kc, dir.path().join(format!("{cluster}-agent.log"))));
+        sims.push(sim);
+    }
+    let _agents: Vec<_> = envs.iter().map(|(env, kc, log)| start_agent(env, kc, log, &[])).collect();
+    for cluster in &clusters {
+        wait_state(&home, cluster, "active", WAIT).await;
+    }
+    let b_log = read_log(&dir.path().join("b.log"));
+    for cluster in &clusters {
+        assert!(
+            b_log.contains(&format!("tunnel agent authorized client_key={cluster}")),
+            "b holds {cluster}"
+        );
+    }
+    let deferred = metric(&a.url, "rancher_agent_connects_deferred_total").await;
+    assert_eq!(deferred, Some(0), "the door queued sessions it did not hold");
+    a.stop().await;
+    b.stop().await;
+    for sim in sims {
+        sim.shutdown().await;
+    }
 }

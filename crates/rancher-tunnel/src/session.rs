@@ -8,13 +8,15 @@
 //! no reader when the connection closes gracefully, so without it a read waiting for a reply
 //! that can no longer come would wait for good.
 
+use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::Poll;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use futures::task::AtomicWaker;
+use tokio::sync::oneshot;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
@@ -32,15 +34,105 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Opens streams on a running session; closes it. Cheap to clone.
 #[derive(Clone, Debug)]
 pub(crate) struct SessionHandle {
-    open_tx: mpsc::Sender<OpenReply>,
-    close: CancellationToken,
-    retire: CancellationToken,
-    open_streams: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
     /// The streams opened through this handle, for a retirement to wait on.
     opened: TaskTracker,
     /// `max_streams`, and the lower limit of long-running streams.
     limits: StreamLimits,
     ended: SessionEnded,
+}
+
+/// What a session's handles and its driver share: one allocation per session (a channel and two
+/// cancellation tokens were a kilobyte, times every connected agent).
+#[derive(Debug, Default)]
+struct Shared {
+    asks: Mutex<Asks>,
+    /// Wakes the driver when something is asked of it.
+    driver: AtomicWaker,
+    /// Streams open now, against the limits.
+    open_streams: AtomicUsize,
+}
+
+/// What the handles ask of the driver.
+#[derive(Debug, Default)]
+struct Asks {
+    /// Streams to open, each with where its answer goes.
+    opens: VecDeque<OpenReply>,
+    /// No more opens are taken (closing, retiring, or the driver is gone).
+    refusing: bool,
+    close: bool,
+    retire: bool,
+}
+
+/// Why the driver stops serving as usual.
+enum Asked {
+    Close,
+    Retire,
+}
+
+impl Shared {
+    fn asks(&self) -> MutexGuard<'_, Asks> {
+        self.asks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Asks the driver for something (`ask` on the requests) and wakes it.
+    fn ask(&self, ask: impl FnOnce(&mut Asks)) {
+        ask(&mut self.asks());
+        self.driver.wake();
+    }
+
+    /// Takes no more opens; those not served yet fail (their callers see the session closed).
+    fn refuse_opens(&self) {
+        let dropped = {
+            let mut asks = self.asks();
+            asks.refusing = true;
+            std::mem::take(&mut asks.opens)
+        };
+        drop(dropped);
+    }
+
+    /// The next open to serve, registering the driver's waker for the next.
+    fn poll_open(&self, cx: &Context<'_>) -> Option<OpenReply> {
+        self.driver.register(cx.waker());
+        self.asks().opens.pop_front()
+    }
+
+    /// Ready once a close or a retirement is asked (a close first, when both are).
+    fn poll_asked(&self, cx: &Context<'_>) -> Poll<Asked> {
+        self.driver.register(cx.waker());
+        let asks = self.asks();
+        if asks.close {
+            Poll::Ready(Asked::Close)
+        } else if asks.retire {
+            Poll::Ready(Asked::Retire)
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Ready once a close is asked.
+    fn poll_close_asked(&self, cx: &Context<'_>) -> Poll<()> {
+        self.driver.register(cx.waker());
+        if self.asks().close { Poll::Ready(()) } else { Poll::Pending }
+    }
+}
+
+/// The driver's hold on what it shares with the handles. When the driver goes, however it goes
+/// (also dropped before it ran), the opens still waiting fail: their callers would wait for good.
+struct DriverSide(Arc<Shared>);
+
+impl std::ops::Deref for DriverSide {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl Drop for DriverSide {
+    fn drop(&mut self) {
+        self.0.refuse_opens();
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -52,13 +144,13 @@ struct StreamLimits {
 /// One of a session's `max_streams` slots, held by an open stream; freed on drop.
 #[derive(Debug)]
 pub(crate) struct StreamSlot {
-    count: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
     _open: TaskTrackerToken,
 }
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        self.count.fetch_sub(1, Ordering::AcqRel);
+        self.shared.open_streams.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -81,27 +173,37 @@ impl SessionHandle {
             StreamUse::Request => self.limits.request,
             StreamUse::LongRunning => self.limits.long_running,
         };
-        if self.open_streams.fetch_add(1, Ordering::AcqRel) >= limit {
-            self.open_streams.fetch_sub(1, Ordering::AcqRel);
+        let open_streams = &self.shared.open_streams;
+        if open_streams.fetch_add(1, Ordering::AcqRel) >= limit {
+            open_streams.fetch_sub(1, Ordering::AcqRel);
             return Err(Error::StreamLimit { limit });
         }
-        let slot = StreamSlot { count: self.open_streams.clone(), _open: self.opened.token() };
+        let slot = StreamSlot { shared: self.shared.clone(), _open: self.opened.token() };
         let (tx, rx) = oneshot::channel();
-        self.open_tx.send(tx).await.map_err(|_| Error::SessionClosed)?;
+        let mut queued = false;
+        self.shared.ask(|asks| {
+            if !asks.refusing {
+                asks.opens.push_back(tx);
+                queued = true;
+            }
+        });
+        if !queued {
+            return Err(Error::SessionClosed);
+        }
         let stream = rx.await.map_err(|_| Error::SessionClosed)?.map_err(Error::OpenStream)?;
         Ok((stream, slot))
     }
 
     /// Asks the session to close (draining first where the driver was given a drain budget).
     pub(crate) fn close(&self) {
-        self.close.cancel();
+        self.shared.ask(|asks| asks.close = true);
     }
 
     /// Asks the session to open no more streams and to close once those opened through this
     /// handle are done, or `retire_within` (given to [`start`]) has passed. A later
     /// [`close`](Self::close) closes it at once.
     pub(crate) fn retire(&self) {
-        self.retire.cancel();
+        self.shared.ask(|asks| asks.retire = true);
     }
 
     /// What the session's streams wait on to learn that it ended.
@@ -129,18 +231,13 @@ pub(crate) fn start<F>(
     on_inbound: F,
     drain: Option<Drain>,
     retire_within: Duration,
-) -> (SessionHandle, impl Future<Output = String> + Send + 'static)
+) -> (SessionHandle, impl Future<Output = String> + Send + 'static + use<F>)
 where
     F: FnMut(yamux::Stream, &SessionEnded) + Send + 'static,
 {
     let conn = yamux::Connection::new(io.compat(), cfg.yamux(), mode);
-    // A small queue: a caller waits here only while the driver is busy.
-    let (open_tx, open_rx) = mpsc::channel(64);
     let handle = SessionHandle {
-        open_tx,
-        close: CancellationToken::new(),
-        retire: CancellationToken::new(),
-        open_streams: Arc::new(AtomicUsize::new(0)),
+        shared: Arc::new(Shared::default()),
         opened: TaskTracker::new(),
         limits: StreamLimits {
             request: cfg.stream_limit(StreamUse::Request),
@@ -149,25 +246,19 @@ where
         ended: SessionEnded::default(),
     };
     let ends = Ends {
-        close: handle.close.clone(),
-        retire: handle.retire.clone(),
+        shared: DriverSide(handle.shared.clone()),
         drain,
         retirement: Drain { tracker: handle.opened.clone(), timeout: retire_within },
         ended: handle.ended.clone(),
     };
-    let driver = async move {
-        let ended = ends.ended.clone();
-        let reason = run(conn, open_rx, on_inbound, ends).await;
-        ended.0.cancel();
-        reason
-    };
-    (handle, driver)
+    // `run`'s own future, not an async block awaiting it: a block would hold the connection and
+    // everything else twice (captured, and again in `run`'s arguments), a driver per session.
+    (handle, run(conn, on_inbound, ends))
 }
 
 /// How a session may be asked to end, and what it does then.
 struct Ends {
-    close: CancellationToken,
-    retire: CancellationToken,
+    shared: DriverSide,
     /// On close.
     drain: Option<Drain>,
     /// On retirement.
@@ -175,31 +266,47 @@ struct Ends {
     ended: SessionEnded,
 }
 
-async fn run<F>(
-    mut conn: Conn,
-    mut open_rx: mpsc::Receiver<OpenReply>,
-    mut on_inbound: F,
-    ends: Ends,
-) -> String
+async fn run<F>(mut conn: Conn, mut on_inbound: F, ends: Ends) -> String
 where
     F: FnMut(yamux::Stream, &SessionEnded) + Send + 'static,
 {
+    // However the driver stops (also when its task is dropped), the session's streams learn of it.
+    let _ended = ends.ended.0.clone().drop_guard();
     let ended = ends.ended.clone();
     let mut on_inbound = move |stream| on_inbound(stream, &ended);
+    let shared = &ends.shared;
     let (drain, retiring) = tokio::select! {
-        reason = drive(&mut conn, &mut open_rx, &mut on_inbound) => return reason,
-        () = ends.close.cancelled() => (ends.drain, false),
-        () = ends.retire.cancelled() => (Some(ends.retirement), true),
+        reason = drive(&mut conn, shared, &mut on_inbound) => return reason,
+        asked = poll_fn(|cx| shared.poll_asked(cx)) => match asked {
+            Asked::Close => (ends.drain, false),
+            Asked::Retire => (Some(ends.retirement), true),
+        },
     };
-    open_rx.close();
+    // Boxed: the end runs once, and unboxed its futures would be part of every session's driver for
+    // as long as the session lives.
+    Box::pin(finish(conn, on_inbound, &ends.shared, drain, retiring)).await
+}
+
+/// The end of a session asked to close or retire: serves on while `drain` lasts, then says goodbye.
+async fn finish<F>(
+    mut conn: Conn,
+    mut on_inbound: F,
+    shared: &Shared,
+    drain: Option<Drain>,
+    retiring: bool,
+) -> String
+where
+    F: FnMut(yamux::Stream),
+{
+    shared.refuse_opens();
     if let Some(drain) = drain {
         drain.tracker.close();
         let keep_serving = async {
             tokio::select! {
-                reason = drive(&mut conn, &mut open_rx, &mut on_inbound) => Some(reason),
+                reason = drive(&mut conn, shared, &mut on_inbound) => Some(reason),
                 () = drain.tracker.wait() => None,
                 // A close while retiring does not wait any longer.
-                () = ends.close.cancelled(), if retiring => None,
+                () = poll_fn(|cx| shared.poll_close_asked(cx)), if retiring => None,
             }
         };
         if let Ok(Some(reason)) = tokio::time::timeout(drain.timeout, keep_serving).await {
@@ -214,7 +321,7 @@ where
 }
 
 /// Polls the connection until it ends: opens requested streams and hands over inbound ones.
-async fn drive<F>(conn: &mut Conn, open_rx: &mut mpsc::Receiver<OpenReply>, on_inbound: &mut F) -> String
+async fn drive<F>(conn: &mut Conn, shared: &Shared, on_inbound: &mut F) -> String
 where
     F: FnMut(yamux::Stream),
 {
@@ -222,10 +329,8 @@ where
     poll_fn(|cx| {
         loop {
             let mut progressed = false;
-            if waiting.is_none()
-                && let Poll::Ready(Some(reply)) = open_rx.poll_recv(cx)
-            {
-                waiting = Some(reply);
+            if waiting.is_none() {
+                waiting = shared.poll_open(cx);
             }
             if waiting.is_some()
                 && let Poll::Ready(res) = conn.poll_new_outbound(cx)
@@ -257,5 +362,55 @@ fn session_end_reason(e: &yamux::ConnectionError) -> String {
     match e {
         yamux::ConnectionError::Io(io) => format!("session I/O: {io}"),
         other => format!("session: {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> (SessionHandle, impl Future<Output = String> + Send + 'static, tokio::io::DuplexStream) {
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        let cfg = SessionConfig::default();
+        let (handle, driver) =
+            start(Box::new(ours), &cfg, yamux::Mode::Client, |_, _| {}, None, Duration::from_secs(1));
+        (handle, driver, theirs)
+    }
+
+    /// An open waits for the driver; when the driver goes without serving it (its task dropped,
+    /// even before it ran), the open fails instead of waiting for good, and so do later ones.
+    #[tokio::test]
+    async fn opens_fail_once_the_driver_is_gone() {
+        let (handle, driver, _peer) = session();
+        let waiting = tokio::spawn({
+            let handle = handle.clone();
+            async move { handle.open(StreamUse::Request).await.map(|_| ()) }
+        });
+        tokio::task::yield_now().await;
+        drop(driver);
+        let waited =
+            tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("the open ends").unwrap();
+        assert!(matches!(waited, Err(Error::SessionClosed)), "{waited:?}");
+        let later = handle.open(StreamUse::Request).await.map(|_| ());
+        assert!(matches!(later, Err(Error::SessionClosed)), "{later:?}");
+        assert_eq!(handle.shared.open_streams.load(Ordering::Acquire), 0, "failed opens hold no slot");
+    }
+
+    /// A running session opens streams; once asked to close, it opens no more and ends.
+    #[tokio::test]
+    async fn a_closed_session_opens_no_more_streams_and_ends() {
+        let (handle, driver, _peer) = session();
+        let driver = tokio::spawn(driver);
+        let (stream, slot) = handle.open(StreamUse::Request).await.expect("a running session opens");
+        drop((stream, slot));
+        handle.close();
+        let reason =
+            tokio::time::timeout(Duration::from_secs(10), driver).await.expect("the driver ends").unwrap();
+        assert!(reason.starts_with("closed locally"), "{reason}");
+        let after = handle.open(StreamUse::Request).await.map(|_| ());
+        assert!(matches!(after, Err(Error::SessionClosed)), "{after:?}");
+        tokio::time::timeout(Duration::from_secs(5), handle.ended().wait())
+            .await
+            .expect("its streams learn it ended");
     }
 }

@@ -4,10 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rancher_core::store::{
-    Deleted, ListOptions, MemoryStore, ObjectList, Preconditions, Store, StoreResult, WatchOptions,
-    WatchStream,
-};
+use rancher_core::store::{Deleted, MemoryStore, Preconditions, Store, StoreLayer, StoreResult};
 use serde_json::Value;
 
 /// One write, with what it replaced.
@@ -92,15 +89,15 @@ impl Recording {
 }
 
 #[async_trait]
-impl Store for Recording {
+impl StoreLayer for Recording {
+    fn inner(&self) -> &dyn Store {
+        &self.inner
+    }
+
     async fn create(&self, resource: &str, object: Value) -> StoreResult<Value> {
         let created = self.inner.create(resource, object).await?;
         self.push(Change::Created { resource: resource.to_owned(), object: created.clone() });
         Ok(created)
-    }
-
-    async fn get(&self, resource: &str, namespace: Option<&str>, name: &str) -> StoreResult<Value> {
-        self.inner.get(resource, namespace, name).await
     }
 
     async fn update(&self, resource: &str, object: Value) -> StoreResult<Value> {
@@ -126,13 +123,5 @@ impl Store for Recording {
             self.push(Change::Deleted { resource: resource.to_owned(), old });
         }
         Ok(deleted)
-    }
-
-    async fn list(&self, resource: &str, options: &ListOptions) -> StoreResult<ObjectList> {
-        self.inner.list(resource, options).await
-    }
-
-    async fn watch(&self, resource: &str, options: &WatchOptions) -> StoreResult<WatchStream> {
-        self.inner.watch(resource, options).await
     }
 }

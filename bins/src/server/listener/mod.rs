@@ -1,7 +1,8 @@
 //! The accept loop: TLS (or plain TCP with --insecure-http), HTTP/1.1 and HTTP/2 with upgrades on one
 //! port, bounded for clients that have not authenticated — connection caps checked at accept, a TLS
 //! handshake timeout, header and idle timeouts ([`watchdog`]), HTTP/2 stream and header limits — and
-//! a graceful shutdown that drains in-flight requests.
+//! a graceful shutdown that drains in-flight requests, answering too the connections it had accepted
+//! that had not sent their request yet ([`serve_until_drained`]).
 
 mod limits;
 mod plain_http;
@@ -22,11 +23,12 @@ use futures::future::BoxFuture;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::GracefulConnection;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
 use self::limits::Caps;
 use self::watchdog::{Activity, TrackedBody, Watched};
@@ -36,6 +38,10 @@ use super::metrics::Metrics;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long in-flight requests get to finish after shutdown is requested.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection accepted before the listener closed, and still without a request then,
+/// has to send its first request head while the server drains (a balancer's connection on its
+/// way, in or just past its TLS handshake).
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(2);
 /// The largest HTTP/1.1 read buffer, and so the largest request head (nginx allows 32 KiB): what a
 /// slow client can make the server hold per connection.
 const MAX_HTTP1_BUFFER: usize = 64 * 1024;
@@ -72,7 +78,7 @@ pub(crate) async fn serve(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    let graceful = GracefulShutdown::new();
+    let draining = CancellationToken::new();
     let builder = http_builder();
     let caps = Caps::new(&limits);
     let mut shutdown = std::pin::pin!(shutdown);
@@ -112,7 +118,7 @@ pub(crate) async fn serve(
             limits,
             metrics: metrics.clone(),
         };
-        let watcher = graceful.watcher();
+        let draining = draining.clone();
         let tls = tls.clone();
         connections.spawn(async move {
             conn.metrics.connections_open_add(1);
@@ -126,13 +132,13 @@ pub(crate) async fn serve(
                         Some(acceptor.accept(tcp).await)
                     };
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-                        Ok(Some(Ok(stream))) => conn.serve(stream, watcher).await,
+                        Ok(Some(Ok(stream))) => conn.serve(stream, &draining).await,
                         Ok(Some(Err(e))) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                         Ok(None) => tracing::debug!(%peer, "plain HTTP on the TLS port: answered 400"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
-                None => conn.serve(tcp, watcher).await,
+                None => conn.serve(tcp, &draining).await,
             }
             conn.metrics.connections_open_add(-1);
             drop(admission);
@@ -140,7 +146,9 @@ pub(crate) async fn serve(
     }
     drop(listener);
     tracing::info!("shutting down: draining open connections");
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+    draining.cancel();
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
         tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
     }
     connections.shutdown().await;
@@ -162,7 +170,7 @@ struct Conn {
 }
 
 impl Conn {
-    async fn serve<S>(&self, stream: S, watcher: hyper_util::server::graceful::Watcher)
+    async fn serve<S>(&self, stream: S, draining: &CancellationToken)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -175,7 +183,7 @@ impl Conn {
         };
         let io = TokioIo::new(Watched::new(stream, activity.clone()));
         let conn = self.builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
-        let conn = watcher.watch(conn.into_owned());
+        let conn = serve_until_drained(conn, &activity, draining);
         let (header, idle) = (self.limits.header_timeout, self.limits.idle_timeout);
         let peer = self.peer;
         match watchdog::watch(conn, &activity, header, idle).await {
@@ -187,6 +195,31 @@ impl Conn {
             }
         }
     }
+}
+
+/// Drives `conn` until it ends; once the server is `draining`, shuts it down gracefully: requests
+/// in progress finish, and no new one starts (an idle keep-alive connection closes at once, an
+/// HTTP/2 client is sent `GOAWAY`). A connection that has not had its first request yet is asked
+/// only once that request has arrived, or after [`FIRST_REQUEST_GRACE`]: it was accepted before
+/// the listener closed, and asked earlier it would close without an answer — a balancer takes that
+/// for a broken server, and passes a write on to no other.
+async fn serve_until_drained<C: GracefulConnection>(
+    conn: C,
+    activity: &Activity,
+    draining: &CancellationToken,
+) -> C::Output {
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        out = &mut conn => return out,
+        () = draining.cancelled() => {}
+    }
+    tokio::select! {
+        out = &mut conn => return out,
+        () = activity.first_request() => {}
+        () = tokio::time::sleep(FIRST_REQUEST_GRACE) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    conn.await
 }
 
 /// The application as one connection sees it: requests carry the client's address (login throttling
@@ -219,5 +252,56 @@ impl tower::Service<http::Request<Incoming>> for ConnService {
             let resp = tower::ServiceExt::oneshot(app, req).await?;
             Ok(resp.map(|body| axum::body::Body::new(TrackedBody::new(body, in_flight))))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// A connection the server accepted before it began to drain, and whose request arrives only
+    /// after, is answered: closed unanswered, a balancer in front takes the server for a broken one
+    /// (and passes a write on to no other). One that never sends a request does not hold the drain
+    /// up for longer than [`FIRST_REQUEST_GRACE`].
+    #[tokio::test]
+    async fn a_draining_server_answers_the_connections_it_had_accepted() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().fallback(|| async { "hello" });
+        let metrics = Arc::new(Metrics::new());
+        let limits = Resolved {
+            max_connections: 16,
+            max_per_client: 0,
+            header_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(30),
+        };
+        let stop = CancellationToken::new();
+        let server =
+            tokio::spawn(serve(listener, None, app, limits, metrics.clone(), stop.clone().cancelled_owned()));
+        let mut early = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        while metrics.connections_open() < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop.cancel();
+        // Draining once the listener is closed.
+        while tokio::net::TcpStream::connect(addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+
+        let began = tokio::time::Instant::now();
+        early.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        let mut answer = String::new();
+        early.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "answered: {answer:?}");
+        assert!(answer.ends_with("hello"), "{answer}");
+        tokio::time::timeout(FIRST_REQUEST_GRACE + Duration::from_secs(5), server)
+            .await
+            .expect("the drain ends, the silent connection closed")
+            .unwrap();
+        assert!(began.elapsed() >= FIRST_REQUEST_GRACE - Duration::from_millis(100), "{:?}", began.elapsed());
+        drop(silent);
     }
 }

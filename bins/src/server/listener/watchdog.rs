@@ -29,6 +29,8 @@ pub(super) struct Activity {
     /// Set while a read would start a request head's clock: reads check it without the lock.
     awaiting_first_byte: AtomicBool,
     changed: Notify,
+    /// Woken (all waiters) when the connection's first request head arrives.
+    first_request: Notify,
 }
 
 #[derive(Debug)]
@@ -55,6 +57,7 @@ impl Activity {
             }),
             awaiting_first_byte: AtomicBool::new(true),
             changed: Notify::new(),
+            first_request: Notify::new(),
         })
     }
 
@@ -79,12 +82,28 @@ impl Activity {
     pub(super) fn request_started(self: &Arc<Self>, http2: bool) -> InFlight {
         let mut s = self.lock();
         s.in_flight += 1;
+        let first = !s.served;
         s.served = true;
         s.http2 = http2;
         self.awaiting_first_byte.store(false, Ordering::Release);
         drop(s);
         self.changed.notify_one();
+        if first {
+            self.first_request.notify_waiters();
+        }
         InFlight(self.clone())
+    }
+
+    /// Resolves once the connection's first request head has arrived (at once if it has).
+    pub(super) async fn first_request(&self) {
+        loop {
+            // Registered before the check: a head arriving in between still wakes it.
+            let arrived = self.first_request.notified();
+            if self.lock().served {
+                return;
+            }
+            arrived.await;
+        }
     }
 
     fn request_ended(&self) {

@@ -98,3 +98,76 @@ async fn a_peer_that_refuses_is_suspected_and_one_that_is_slow_is_not() {
     assert!(owned_by("gone").is_none(), "a peer that refused owns nothing");
     drop(silent);
 }
+
+/// A peer over plain HTTP/2 (as between servers started with `--insecure-http`): a watch is
+/// answered at once with one event and stays open; any other request after `delay`, with 4 KiB.
+async fn peer_answering_after(delay: std::time::Duration) -> Replica {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let service =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| async move {
+                    if req.uri().query().is_some_and(|q| q.contains("watch=true")) {
+                        let event = Ok::<_, std::io::Error>(Bytes::from_static(b"{\"type\":\"ADDED\"}\n"));
+                        let events = futures::stream::once(async { event }).chain(futures::stream::pending());
+                        return Ok::<_, std::convert::Infallible>(http::Response::new(Body::from_stream(
+                            events,
+                        )));
+                    }
+                    tokio::time::sleep(delay).await;
+                    Ok(http::Response::new(Body::from(vec![b'x'; 4096])))
+                });
+            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tcp), service);
+            tokio::spawn(conn);
+        }
+    });
+    Replica { name: "b".into(), url }
+}
+
+/// A server that drains ends the watches it relays from their owner (their clients watch again
+/// through a server that stays), and passes every other answer on whole, however late it comes: a
+/// request it forwarded in its last second waits at the owner for the agent it is sending there.
+/// Cut short, that answer was a broken connection, and a balancer in front took the server for a
+/// broken one.
+#[tokio::test]
+async fn a_draining_server_passes_late_answers_on_whole_and_ends_the_watches() {
+    use http_body_util::BodyExt as _;
+    let peer = peer_answering_after(std::time::Duration::from_millis(300)).await;
+    let a = Replica { name: "a".into(), url: "http://a:8443".into() };
+    let peers = Arc::new(Peers::new(Replicas::fixed("a", vec![a, peer.clone()]), None, None));
+
+    let Forwarded::Answered(watch) =
+        peers.forward(&peer, get("/k8s/clusters/c-1/api/v1/namespaces/default/configmaps?watch=true")).await
+    else {
+        panic!("the watch was not answered")
+    };
+    let mut watch = watch.into_body();
+    let event = watch.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert!(event.starts_with(b"{\"type\":\"ADDED\""), "{event:?}");
+
+    let late = tokio::spawn({
+        let (peers, peer) = (peers.clone(), peer.clone());
+        async move { peers.forward(&peer, get("/k8s/clusters/c-1/api/v1/namespaces/default")).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    peers.handed_over.cancel();
+
+    let rest = tokio::time::timeout(std::time::Duration::from_secs(5), watch.collect()).await;
+    assert!(rest.expect("the watch ends when the server drains").is_ok(), "cleanly");
+    let Forwarded::Answered(resp) = late.await.unwrap() else { panic!("the late request was not answered") };
+    let body = resp.into_body().collect().await.expect("the late answer is not cut").to_bytes();
+    assert_eq!(body.len(), 4096, "the late answer arrives whole");
+}
+
+#[test]
+fn watches_and_followed_logs_through_the_proxy_are_long_running() {
+    let long = |m: http::Method, u: &str| is_long_running(&m, &u.parse().unwrap());
+    assert!(long(http::Method::GET, "/k8s/clusters/c-1/api/v1/pods?watch=true"));
+    assert!(long(http::Method::GET, "/k8s/clusters/c-1/api/v1/namespaces/n/pods/p/log?follow=true"));
+    assert!(!long(http::Method::GET, "/k8s/clusters/c-1/api/v1/namespaces/default"));
+    assert!(!long(http::Method::POST, "/k8s/clusters/c-1/api/v1/namespaces/default/configmaps"));
+    assert!(!long(http::Method::GET, "/v3/clusters?watch=true"), "not a proxied request");
+}

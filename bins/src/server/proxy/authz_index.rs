@@ -236,6 +236,7 @@ mod tests {
     use super::*;
     use rancher_core::model::{GlobalRoleBindingSpec, GlobalRoleSpec};
     use rancher_core::store::MemoryStore;
+    use rancher_core::store::testing::CutWatches;
 
     async fn until(what: &str, mut f: impl AsyncFnMut() -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -342,59 +343,9 @@ mod tests {
         assert_eq!(look(&index).await, want, "read from the index");
     }
 
-    /// A memory store whose watches can be cut (open ones end, new ones fail).
-    struct CutWatches {
-        inner: MemoryStore,
-        cut: tokio::sync::watch::Sender<bool>,
-    }
-
-    #[async_trait::async_trait]
-    impl Store for CutWatches {
-        async fn create(&self, r: &str, o: serde_json::Value) -> StoreResult<serde_json::Value> {
-            self.inner.create(r, o).await
-        }
-        async fn get(&self, r: &str, ns: Option<&str>, n: &str) -> StoreResult<serde_json::Value> {
-            self.inner.get(r, ns, n).await
-        }
-        async fn update(&self, r: &str, o: serde_json::Value) -> StoreResult<serde_json::Value> {
-            self.inner.update(r, o).await
-        }
-        async fn delete(
-            &self,
-            r: &str,
-            ns: Option<&str>,
-            n: &str,
-            p: rancher_core::store::Preconditions,
-        ) -> StoreResult<rancher_core::store::Deleted> {
-            self.inner.delete(r, ns, n, p).await
-        }
-        async fn list(
-            &self,
-            r: &str,
-            o: &rancher_core::store::ListOptions,
-        ) -> StoreResult<rancher_core::store::ObjectList> {
-            self.inner.list(r, o).await
-        }
-        async fn watch(
-            &self,
-            r: &str,
-            o: &rancher_core::store::WatchOptions,
-        ) -> StoreResult<rancher_core::store::WatchStream> {
-            if *self.cut.borrow() {
-                return Err(rancher_core::store::StoreError::backend(std::io::Error::other("cut (test)")));
-            }
-            let mut cut = self.cut.subscribe();
-            let until = async move {
-                let _ = cut.wait_for(|c| *c).await;
-            };
-            Ok(self.inner.watch(r, o).await?.take_until(until).boxed())
-        }
-    }
-
     #[tokio::test]
     async fn while_the_watch_is_broken_reads_go_to_the_store() {
-        let cut = tokio::sync::watch::channel(false).0;
-        let store = Arc::new(CutWatches { inner: MemoryStore::new(), cut: cut.clone() });
+        let store = CutWatches::over_memory();
         let rule = PolicyRule { verbs: vec!["*".into()], resources: vec!["*".into()], ..Default::default() };
         Api::<GlobalRole>::all(store.clone())
             .create(&GlobalRole::new(
@@ -405,7 +356,7 @@ mod tests {
             .unwrap();
         let index = AuthzIndex::start(store.clone());
         until("the index syncs", async || index.synced()).await;
-        cut.send_replace(true);
+        store.cut(true);
         until("the index notices the broken watches", async || {
             !index.global_bindings.synced.load(Ordering::Acquire)
         })
@@ -422,7 +373,7 @@ mod tests {
             .unwrap();
         assert_eq!(index.rules_for("u-a").await.unwrap(), std::slice::from_ref(&rule));
         // Watches work again: the cache catches up and is used again.
-        cut.send_replace(false);
+        store.cut(false);
         until("the index syncs again", async || index.synced()).await;
         assert_eq!(index.rules_for("u-a").await.unwrap(), [rule]);
     }

@@ -248,25 +248,26 @@ impl ConnectionMonitor {
         swept
     }
 
-    /// Writes the `Connected` condition (compare-and-swap, retried on Conflict).
+    /// Writes the `Connected` condition (compare-and-swap, retried on Conflict) where it differs;
+    /// says so when it wrote.
     async fn mark(&self, cluster: &str, connected: bool, why: &str) {
         let (status, reason, message) = if connected {
             (ConditionStatus::True, "", String::new())
         } else {
             (ConditionStatus::False, "Disconnected", format!("Cluster agent is not connected: {why}"))
         };
+        let mut written = false;
         let result = self
             .reg
             .update_cluster(cluster, |c| {
-                if !joins_by_agent(c) {
-                    return false;
-                }
-                c.status.conditions.set_condition(CONNECTED, status, reason, &message)
+                written = joins_by_agent(c)
+                    && c.status.conditions.set_condition(CONNECTED, status, reason, &message);
+                written
             })
             .await;
         match result {
-            Ok(Some(_)) => info!(cluster, connected, "cluster connection recorded"),
-            Ok(None) => {}
+            Ok(Some(_)) if written => info!(cluster, connected, "cluster connection recorded"),
+            Ok(_) => {}
             Err(e) => warn!(cluster, error = %e, "recording the cluster's connection failed"),
         }
     }

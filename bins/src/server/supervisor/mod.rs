@@ -53,6 +53,13 @@ pub(crate) trait ClusterSync: Send + Sync + 'static {
     fn depends_on(&self) -> &'static [&'static str] {
         &[]
     }
+
+    /// Whether this sync has anything to do in `cluster`, decided by what its driver fixed at
+    /// creation (a supervisor asks once, at its first read of the cluster): one that has not does not
+    /// keep a worker in every connected cluster. All by default.
+    fn applies_to(&self, _cluster: &Cluster) -> bool {
+        true
+    }
 }
 
 /// Per cluster, how to wake one sync's worker in that cluster's running supervisor.

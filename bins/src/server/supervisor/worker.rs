@@ -105,6 +105,11 @@ async fn worker(
         // Boxed: the store's read is the deepest future here, and an unboxed one would be part of
         // the worker's size while it waits, which is nearly always.
         let wait = match Box::pin(current(&reg, &sync, &target)).await {
+            Ok(Some(stored)) if !sync.sync.applies_to(&stored) => {
+                tracing::debug!(sync = name, cluster, "nothing to sync in this cluster");
+                sync.pokes.remove(cluster, &notify);
+                break;
+            }
             Ok(Some(stored)) => {
                 tracing::debug!(sync = name, cluster, "downstream sync attempt");
                 let result = match target.lease(&reg) {
@@ -200,18 +205,90 @@ mod tests {
         }
     }
 
+    fn registration(store: &Arc<dyn rancher_core::store::Store>) -> Arc<Registration> {
+        let metrics = rancher_tunnel::Metrics::unregistered();
+        Arc::new(
+            Registration::new(store.clone(), "https://server".into(), "", "agent".into(), metrics).unwrap(),
+        )
+    }
+
+    /// A stored imported cluster whose agent handed over access: what a supervisor serves.
+    async fn connected(reg: &Registration, name: &str, ca_pem: &str) -> Arc<Target> {
+        use rancher_core::model::ClusterSpec;
+        let created = Api::<Cluster>::all(reg.store().clone())
+            .create(&Cluster::new(name, ClusterSpec::default()))
+            .await
+            .unwrap();
+        let uid = created.metadata.uid;
+        let access = crate::server::registration::ClusterAccess {
+            address: "10.0.0.1:6443".into(),
+            token: "t".into(),
+            ca_pem: ca_pem.to_owned(),
+            cluster_uid: uid.clone(),
+        };
+        reg.set_access(name, access);
+        Arc::new(Target {
+            cluster: name.to_owned(),
+            uid,
+            access: reg.access(name).unwrap(),
+            client: std::sync::Mutex::new((None, 0)),
+        })
+    }
+
+    /// A sync for clusters built on hosts, which fails the test if it ever runs.
+    struct HostsOnly;
+
+    impl super::super::ClusterSync for HostsOnly {
+        fn name(&self) -> &'static str {
+            "hosts-only"
+        }
+
+        fn sync<'a>(
+            &'a self,
+            _: &'a Cluster,
+            _: kube::Client,
+        ) -> super::super::BoxFut<'a, Result<(), SyncError>> {
+            panic!("a sync that does not apply to the cluster ran")
+        }
+
+        fn applies_to(&self, cluster: &Cluster) -> bool {
+            cluster.spec.rke_config.is_some()
+        }
+    }
+
+    /// A connected cluster keeps no worker for a sync with nothing to do in it (the role labels of
+    /// hosts in an imported cluster): the worker ends after its first look, and nothing pokes it.
+    #[tokio::test]
+    async fn a_sync_that_does_not_apply_keeps_no_worker() {
+        let store: Arc<dyn rancher_core::store::Store> = Arc::new(rancher_core::store::MemoryStore::new());
+        let reg = registration(&store);
+        let ca = rcgen::generate_simple_self_signed(vec!["ca".into()]).unwrap().cert.pem();
+        let target = connected(&reg, "imported", &ca).await;
+        let pokes = Arc::new(Pokes::default());
+        let registered = Registered {
+            sync: Arc::new(HostsOnly),
+            store,
+            resync: Duration::from_secs(3600),
+            pokes: pokes.clone(),
+        };
+        let notify = Arc::new(Notify::new());
+        pokes.insert("imported", notify.clone());
+        let stop = CancellationToken::new();
+        tokio::time::timeout(Duration::from_secs(10), worker(reg, registered, target, notify, stop.clone()))
+            .await
+            .expect("the worker ends");
+        assert!(!stop.is_cancelled(), "the supervisor's other syncs go on");
+        assert!(pokes.lock().is_empty(), "nothing is left to poke");
+    }
+
     /// A fleet that connects at once does not run every cluster's first sync at once: each sync holds
     /// a client and its buffers while it runs, and the server would keep the memory of that peak.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_fleet_connecting_at_once_takes_turns_to_sync() {
-        use rancher_core::model::ClusterSpec;
         use std::sync::atomic::Ordering::SeqCst;
 
         let store: Arc<dyn rancher_core::store::Store> = Arc::new(rancher_core::store::MemoryStore::new());
-        let metrics = rancher_tunnel::Metrics::unregistered();
-        let reg = Arc::new(
-            Registration::new(store.clone(), "https://server".into(), "", "agent".into(), metrics).unwrap(),
-        );
+        let reg = registration(&store);
         let turns = crate::server::metrics::SyncTurns::default();
         reg.supervisors().count_turns_in(turns.clone());
         let ca = rcgen::generate_simple_self_signed(vec!["ca".into()]).unwrap().cert.pem();
@@ -226,24 +303,7 @@ mod tests {
         let clusters = super::super::SYNCS_AT_ONCE * 2 + 8;
         let tasks = TaskTracker::new();
         for i in 0..clusters {
-            let created = Api::<Cluster>::all(store.clone())
-                .create(&Cluster::new(&format!("c-{i}"), ClusterSpec::default()))
-                .await
-                .unwrap();
-            let (name, uid) = (created.metadata.name, created.metadata.uid);
-            let access = crate::server::registration::ClusterAccess {
-                address: "10.0.0.1:6443".into(),
-                token: "t".into(),
-                ca_pem: ca.clone(),
-                cluster_uid: uid.clone(),
-            };
-            reg.set_access(&name, access);
-            let target = Arc::new(Target {
-                cluster: name.clone(),
-                uid,
-                access: reg.access(&name).unwrap(),
-                client: std::sync::Mutex::new((None, 0)),
-            });
+            let target = connected(&reg, &format!("c-{i}"), &ca).await;
             let notify = Arc::new(Notify::new());
             tasks.spawn(worker(reg.clone(), registered.clone(), target, notify, stop.clone()));
         }

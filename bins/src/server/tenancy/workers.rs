@@ -193,56 +193,12 @@ mod tests {
 
 #[cfg(test)]
 mod follow_tests {
-    use std::sync::Mutex;
-
-    use async_trait::async_trait;
-    use futures::StreamExt;
     use rancher_core::model::{Cluster, ClusterSpec};
-    use rancher_core::store::{
-        Deleted, ListOptions, MemoryStore, ObjectList, Preconditions, StoreError, StoreResult, WatchOptions,
-        WatchStream,
-    };
-    use serde_json::Value;
-    use tokio::sync::{mpsc, watch};
+    use rancher_core::store::MemoryStore;
+    use rancher_core::store::testing::CutWatches;
+    use tokio::sync::mpsc;
 
     use super::*;
-
-    /// A store whose watches can be cut and refused, as when the store is unreachable for a while.
-    struct Cuttable {
-        inner: MemoryStore,
-        down: watch::Sender<bool>,
-        watches: Mutex<usize>,
-    }
-
-    #[async_trait]
-    impl Store for Cuttable {
-        async fn create(&self, r: &str, o: Value) -> StoreResult<Value> {
-            self.inner.create(r, o).await
-        }
-        async fn get(&self, r: &str, ns: Option<&str>, n: &str) -> StoreResult<Value> {
-            self.inner.get(r, ns, n).await
-        }
-        async fn update(&self, r: &str, o: Value) -> StoreResult<Value> {
-            self.inner.update(r, o).await
-        }
-        async fn delete(&self, r: &str, ns: Option<&str>, n: &str, p: Preconditions) -> StoreResult<Deleted> {
-            self.inner.delete(r, ns, n, p).await
-        }
-        async fn list(&self, r: &str, o: &ListOptions) -> StoreResult<ObjectList> {
-            self.inner.list(r, o).await
-        }
-        async fn watch(&self, r: &str, o: &WatchOptions) -> StoreResult<WatchStream> {
-            *self.watches.lock().unwrap() += 1;
-            if *self.down.borrow() {
-                return Err(StoreError::backend(std::io::Error::other("unreachable (test)")));
-            }
-            let mut down = self.down.subscribe();
-            let cut = async move {
-                let _ = down.wait_for(|d| *d).await;
-            };
-            Ok(self.inner.watch(r, o).await?.take_until(cut).boxed())
-        }
-    }
 
     async fn next(rx: &mut mpsc::UnboundedReceiver<(String, bool)>) -> (String, bool) {
         tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.expect("no change reported").unwrap()
@@ -253,11 +209,7 @@ mod follow_tests {
     /// as deleted.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_deletion_missed_while_the_store_was_unreachable_is_reported() {
-        let store = Arc::new(Cuttable {
-            inner: MemoryStore::with_history(8),
-            down: watch::channel(false).0,
-            watches: Mutex::new(0),
-        });
+        let store = CutWatches::new(Arc::new(MemoryStore::with_history(8)));
         let api: Api<Cluster> = Api::all(store.clone());
         for name in ["a", "b"] {
             api.create(&Cluster::new(name, ClusterSpec::default())).await.unwrap();
@@ -271,14 +223,14 @@ mod follow_tests {
         let mut first = vec![next(&mut rx).await, next(&mut rx).await];
         first.sort();
         assert_eq!(first, [("a".to_owned(), false), ("b".to_owned(), false)]);
-        while *store.watches.lock().unwrap() == 0 {
+        while store.watches() == 0 {
             tokio::task::yield_now().await;
         }
 
         // Down, and noticed: the follower's next watch attempt fails before anything changes (else a
         // follower slow to wake could still read the changes from its old watch).
-        store.down.send_replace(true);
-        while *store.watches.lock().unwrap() < 2 {
+        store.cut(true);
+        while store.watches() < 2 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         api.delete("a").await.unwrap();
@@ -287,7 +239,7 @@ mod follow_tests {
             b.spec.description = format!("v{i}");
             b = api.update(&b).await.unwrap();
         }
-        store.down.send_replace(false);
+        store.cut(false);
 
         assert_eq!(next(&mut rx).await, ("b".to_owned(), false), "the re-list reports what it holds");
         assert_eq!(next(&mut rx).await, ("a".to_owned(), true), "and what it no longer holds");

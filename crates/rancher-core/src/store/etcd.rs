@@ -209,7 +209,7 @@ impl EtcdStore {
     /// # Errors
     /// [`StoreError::Backend`] when etcd refuses (e.g. the revision is already compacted).
     pub async fn compact(&self, revision: u64) -> StoreResult<()> {
-        let _turn = self.turn(ROOT.as_bytes()).await;
+        let _turn = self.turn(&self.in_flight).await;
         let options = etcd_client::CompactionOptions::new().with_physical();
         self.kv().compact(revision as i64, Some(options)).await.map_err(etcd_error)?;
         Ok(())
@@ -218,7 +218,7 @@ impl EtcdStore {
     /// A read for a reader: by consensus while etcd has it, else from the member's own copy (see the
     /// module docs).
     async fn get_kv(&self, key: Vec<u8>, options: GetOptions) -> StoreResult<GetResponse> {
-        let _turn = self.turn(&key).await;
+        let _turn = self.turn_for(&key).await;
         let mut kv = self.kv();
         if !self.degraded() {
             let consensus =
@@ -253,8 +253,15 @@ impl EtcdStore {
 
     /// Waits for a turn to send a request on `key`, held until its answer is in: in the lane of
     /// leases for a lease ([`PRIORITY_RESOURCE`]), else in the common one ([`MAX_IN_FLIGHT`]).
-    async fn turn(&self, key: &[u8]) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        let lane = if is_priority(key) { &self.priority } else { &self.in_flight };
+    async fn turn_for(&self, key: &[u8]) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.turn(if is_priority(key) { &self.priority } else { &self.in_flight }).await
+    }
+
+    /// Waits for a turn in `lane` (one of this store's), held until the answer is in.
+    async fn turn<'a>(
+        &'a self,
+        lane: &'a tokio::sync::Semaphore,
+    ) -> Option<tokio::sync::SemaphorePermit<'a>> {
         // The semaphores are never closed.
         lane.acquire().await.ok()
     }
@@ -277,7 +284,7 @@ impl EtcdStore {
     /// little behind would only make the write fail its comparison).
     async fn read_for_write(&self, key: &str) -> StoreResult<Option<(Value, i64)>> {
         let resp = {
-            let _turn = self.turn(key.as_bytes()).await;
+            let _turn = self.turn_for(key.as_bytes()).await;
             self.kv().get(key, None).await.map_err(etcd_error)?
         };
         match resp.kvs().first() {
@@ -296,7 +303,7 @@ impl EtcdStore {
         let txn =
             Txn::new().when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)]).and_then([op]);
         let resp = {
-            let _turn = self.turn(key.as_bytes()).await;
+            let _turn = self.turn_for(key.as_bytes()).await;
             self.kv().txn(txn).await.map_err(etcd_error)?
         };
         Ok(resp.succeeded().then(|| header_revision(resp.header())))
@@ -355,7 +362,7 @@ impl Store for EtcdStore {
                 .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
                 .and_then([TxnOp::put(key.as_str(), encode(&object)?, None)]);
             let resp = {
-                let _turn = self.turn(key.as_bytes()).await;
+                let _turn = self.turn_for(key.as_bytes()).await;
                 self.kv().txn(txn).await.map_err(etcd_error)?
             };
             if resp.succeeded() {

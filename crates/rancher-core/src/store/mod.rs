@@ -26,18 +26,22 @@ mod etcd;
 #[cfg(feature = "etcd")]
 mod etcd_watch;
 mod hub;
+mod layer;
 mod local;
 mod memory;
 mod object;
 mod paging;
 mod redb;
 mod selector;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod writer;
 
 pub use api::{Api, TypedEvent};
 pub use error::{StoreError, StoreResult};
 #[cfg(feature = "etcd")]
 pub use etcd::EtcdStore;
+pub use layer::StoreLayer;
 pub use memory::MemoryStore;
 pub use redb::RedbStore;
 pub use selector::{LabelSelector, Requirement};

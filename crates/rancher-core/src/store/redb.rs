@@ -62,8 +62,19 @@ impl RedbStore {
     /// As for [`open`](Self::open).
     pub fn open_with_history(path: impl AsRef<Path>, changes: usize) -> StoreResult<Self> {
         let path = path.as_ref().to_owned();
-        let db =
-            Database::builder().set_cache_size(CACHE_BYTES).create(&path).map_err(StoreError::backend)?;
+        // A file its last process did not close (killed, or the store never dropped) is repaired
+        // as it opens: a full read of it, which takes a while on a large store.
+        let repairing = path.display().to_string();
+        let said = std::sync::atomic::AtomicBool::new(false);
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .set_repair_callback(move |_| {
+                if !said.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::warn!(path = %repairing, "the store was not closed cleanly: repairing it");
+                }
+            })
+            .create(&path)
+            .map_err(StoreError::backend)?;
         let mut txn = db.begin_write().map_err(StoreError::backend)?;
         txn.set_durability(Durability::Immediate).map_err(StoreError::backend)?;
         {

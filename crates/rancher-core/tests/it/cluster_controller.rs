@@ -7,10 +7,7 @@ use std::time::Duration;
 
 use rancher_core::cluster::{ClusterController, WAITING_FOR_AGENT};
 use rancher_core::model::{Cluster, ClusterSpec, ClusterState};
-use rancher_core::store::{
-    Api, Deleted, ListOptions, MemoryStore, ObjectList, Preconditions, Store, StoreResult, WatchOptions,
-    WatchStream,
-};
+use rancher_core::store::{Api, MemoryStore, Store, StoreLayer, StoreResult};
 use rancher_core::{ConditionStatus, Conditions};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -65,12 +62,9 @@ struct Racing {
 }
 
 #[async_trait::async_trait]
-impl Store for Racing {
-    async fn create(&self, resource: &str, object: Value) -> StoreResult<Value> {
-        self.inner.create(resource, object).await
-    }
-    async fn get(&self, resource: &str, namespace: Option<&str>, name: &str) -> StoreResult<Value> {
-        self.inner.get(resource, namespace, name).await
+impl StoreLayer for Racing {
+    fn inner(&self) -> &dyn Store {
+        &self.inner
     }
     async fn update(&self, resource: &str, object: Value) -> StoreResult<Value> {
         if object["metadata"]["name"] == "raced" && !self.raced.swap(true, Ordering::SeqCst) {
@@ -79,24 +73,6 @@ impl Store for Racing {
             self.inner.update(resource, theirs).await?;
         }
         self.inner.update(resource, object).await
-    }
-    async fn delete(
-        &self,
-        resource: &str,
-        namespace: Option<&str>,
-        name: &str,
-        preconditions: Preconditions,
-    ) -> StoreResult<Deleted> {
-        self.inner.delete(resource, namespace, name, preconditions).await
-    }
-    async fn list(&self, resource: &str, options: &ListOptions) -> StoreResult<ObjectList> {
-        self.inner.list(resource, options).await
-    }
-    async fn watch(&self, resource: &str, options: &WatchOptions) -> StoreResult<WatchStream> {
-        self.inner.watch(resource, options).await
-    }
-    fn watch_is_immediate(&self) -> bool {
-        self.inner.watch_is_immediate()
     }
 }
 

@@ -11,10 +11,9 @@ use futures::StreamExt;
 use rancher_core::controller::{Action, Backoff, Controller};
 use rancher_core::model::{Cluster, ClusterSpec};
 use rancher_core::store::{
-    Api, Deleted, ListOptions, MemoryStore, ObjectList, Preconditions, Store, StoreError, StoreResult,
-    WatchOptions, WatchStream,
+    Api, ListOptions, MemoryStore, ObjectList, Store, StoreError, StoreLayer, StoreResult, WatchOptions,
+    WatchStream,
 };
-use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -196,18 +195,9 @@ struct GoneOnce {
 }
 
 #[async_trait]
-impl Store for GoneOnce {
-    async fn create(&self, r: &str, o: Value) -> StoreResult<Value> {
-        self.inner.create(r, o).await
-    }
-    async fn get(&self, r: &str, ns: Option<&str>, n: &str) -> StoreResult<Value> {
-        self.inner.get(r, ns, n).await
-    }
-    async fn update(&self, r: &str, o: Value) -> StoreResult<Value> {
-        self.inner.update(r, o).await
-    }
-    async fn delete(&self, r: &str, ns: Option<&str>, n: &str, p: Preconditions) -> StoreResult<Deleted> {
-        self.inner.delete(r, ns, n, p).await
+impl StoreLayer for GoneOnce {
+    fn inner(&self) -> &dyn Store {
+        &self.inner
     }
     async fn list(&self, r: &str, o: &ListOptions) -> StoreResult<ObjectList> {
         self.lists.fetch_add(1, Ordering::SeqCst);

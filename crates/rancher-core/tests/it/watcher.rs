@@ -1,82 +1,22 @@
 //! The watcher and the reflector against real stores, conformance style: the same cases run against
-//! memory, redb and (feature `etcd`) a real etcd. A wrapper store cuts watches and refuses new ones
-//! on command (a dropped watch, an unreachable store); each backend's own history limit or
-//! compaction makes the resume version Gone.
+//! memory, redb and (feature `etcd`) a real etcd. A wrapper store (`store::testing::CutWatches`)
+//! cuts watches and refuses new ones on command (a dropped watch, an unreachable store); each
+//! backend's own history limit or compaction makes the resume version Gone.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use rancher_core::controller::watcher::{Config, Error, Event};
 use rancher_core::controller::{Action, Backoff, Controller, ObjectRef, reflector, watcher};
 use rancher_core::model::{Cluster, ClusterSpec, Project, ProjectSpec};
-use rancher_core::store::{
-    Api, Deleted, ListOptions, MemoryStore, ObjectList, Preconditions, RedbStore, Store, StoreError,
-    StoreResult, WatchOptions, WatchStream,
-};
-use serde_json::Value;
-use tokio::sync::{mpsc, watch};
+use rancher_core::store::testing::CutWatches;
+use rancher_core::store::{Api, MemoryStore, RedbStore, Store, StoreError};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// A store that can cut its watches and refuse new ones, and counts lists and watch starts.
-struct Flaky {
-    inner: Arc<dyn Store>,
-    held: watch::Sender<bool>,
-    lists: AtomicUsize,
-    watch_versions: Mutex<Vec<Option<String>>>,
-}
-
-impl Flaky {
-    fn new(inner: Arc<dyn Store>) -> Arc<Self> {
-        Arc::new(Flaky {
-            inner,
-            held: watch::channel(false).0,
-            lists: 0.into(),
-            watch_versions: Mutex::default(),
-        })
-    }
-
-    /// `true`: every open watch ends and new ones fail; `false`: watches work again.
-    fn hold(&self, held: bool) {
-        self.held.send_replace(held);
-    }
-}
-
-#[async_trait]
-impl Store for Flaky {
-    async fn create(&self, r: &str, o: Value) -> StoreResult<Value> {
-        self.inner.create(r, o).await
-    }
-    async fn get(&self, r: &str, ns: Option<&str>, n: &str) -> StoreResult<Value> {
-        self.inner.get(r, ns, n).await
-    }
-    async fn update(&self, r: &str, o: Value) -> StoreResult<Value> {
-        self.inner.update(r, o).await
-    }
-    async fn delete(&self, r: &str, ns: Option<&str>, n: &str, p: Preconditions) -> StoreResult<Deleted> {
-        self.inner.delete(r, ns, n, p).await
-    }
-    async fn list(&self, r: &str, o: &ListOptions) -> StoreResult<ObjectList> {
-        self.lists.fetch_add(1, Ordering::SeqCst);
-        self.inner.list(r, o).await
-    }
-    async fn watch(&self, r: &str, o: &WatchOptions) -> StoreResult<WatchStream> {
-        self.watch_versions.lock().unwrap().push(o.resource_version.clone());
-        if *self.held.borrow() {
-            return Err(StoreError::backend(std::io::Error::other("the store is unreachable (test)")));
-        }
-        let mut held = self.held.subscribe();
-        let cut = async move {
-            let _ = held.wait_for(|h| *h).await;
-        };
-        Ok(self.inner.watch(r, o).await?.take_until(cut).boxed())
-    }
-}
 
 /// A backend under test and how to make old versions unavailable to watches.
 struct Backend {
@@ -175,7 +115,7 @@ fn fast() -> Config {
 /// Lists in pages, follows changes in order; a watch cut while writes happen resumes from the last
 /// version seen: every change arrives once, nothing is listed again.
 async fn a_dropped_watch_resumes_from_the_last_version(backend: Backend) {
-    let flaky = Flaky::new(backend.store.clone());
+    let flaky = CutWatches::new(backend.store.clone());
     let api: Api<Cluster> = Api::all(flaky.clone());
     for n in ["a", "b", "c"] {
         api.create(&cluster(n)).await.unwrap();
@@ -186,7 +126,7 @@ async fn a_dropped_watch_resumes_from_the_last_version(backend: Backend) {
         listed.push(describe(&next(&mut rx).await.unwrap()));
     }
     assert_eq!(listed, ["Init", "InitApply a=v0", "InitApply b=v0", "InitApply c=v0", "InitDone"]);
-    assert_eq!(flaky.lists.load(Ordering::SeqCst), 2, "two pages");
+    assert_eq!(flaky.lists(), 2, "two pages");
     reader.wait_until_ready().await.unwrap();
 
     let mut a = api.get("a").await.unwrap();
@@ -194,7 +134,7 @@ async fn a_dropped_watch_resumes_from_the_last_version(backend: Backend) {
     let a = api.update(&a).await.unwrap();
     assert_eq!(describe(&next(&mut rx).await.unwrap()), "Apply a=v1");
 
-    flaky.hold(true);
+    flaky.cut(true);
     let mut a2 = a.clone();
     a2.spec.description = "v2".into();
     api.update(&a2).await.unwrap();
@@ -205,14 +145,14 @@ async fn a_dropped_watch_resumes_from_the_last_version(backend: Backend) {
         Err(Error::WatchStartFailed(StoreError::Backend(_))) => {}
         other => panic!("expected a failed watch start, got {other:?}"),
     }
-    flaky.hold(false);
+    flaky.cut(false);
     let mut resumed = Vec::new();
     for _ in 0..3 {
         resumed.push(describe(&next_event(&mut rx).await));
     }
     assert_eq!(resumed, ["Apply a=v2", "Delete b=v0", "Apply d=v0"]);
-    assert_eq!(flaky.lists.load(Ordering::SeqCst), 2, "resumed without listing again");
-    let versions = flaky.watch_versions.lock().unwrap().clone();
+    assert_eq!(flaky.lists(), 2, "resumed without listing again");
+    let versions = flaky.watch_versions();
     assert_eq!(versions.last().unwrap().as_deref(), Some(a.metadata.resource_version.as_str()));
     assert_eq!(names(&reader), ["a", "c", "d"]);
     stop.cancel();
@@ -221,12 +161,12 @@ async fn a_dropped_watch_resumes_from_the_last_version(backend: Backend) {
 /// While the watch is down the resume version becomes Gone (history overrun, compaction): the
 /// watcher lists again, and the reflector drops what was deleted meanwhile.
 async fn a_gone_version_is_listed_again_and_vanished_objects_leave_the_cache(backend: Backend) {
-    let flaky = Flaky::new(backend.store.clone());
+    let flaky = CutWatches::new(backend.store.clone());
     let api: Api<Cluster> = Api::all(flaky.clone());
     for n in ["a", "b"] {
         api.create(&cluster(n)).await.unwrap();
     }
-    flaky.hold(true);
+    flaky.cut(true);
     let (reader, mut rx, stop) = start(api.clone(), fast());
     let listed: Vec<String> =
         [next(&mut rx).await, next(&mut rx).await, next(&mut rx).await, next(&mut rx).await]
@@ -245,7 +185,7 @@ async fn a_gone_version_is_listed_again_and_vanished_objects_leave_the_cache(bac
         b = api.update(&b).await.unwrap();
     }
     (backend.compact)(b.metadata.resource_version.parse().unwrap()).await;
-    flaky.hold(false);
+    flaky.cut(false);
 
     let mut relisted = Vec::new();
     for _ in 0..4 {
@@ -296,8 +236,8 @@ async fn etcd_compaction_relists() {
 /// Failures back off exponentially (jittered), not at a fixed pace.
 #[tokio::test(start_paused = true)]
 async fn failed_watch_starts_back_off_exponentially() {
-    let flaky = Flaky::new(Arc::new(MemoryStore::new()));
-    flaky.hold(true);
+    let flaky = CutWatches::new(Arc::new(MemoryStore::new()));
+    flaky.cut(true);
     let api: Api<Cluster> = Api::all(flaky.clone());
     let config =
         Config::default().backoff(Backoff { base: Duration::from_secs(1), max: Duration::from_secs(8) });

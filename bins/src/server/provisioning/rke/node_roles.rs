@@ -93,6 +93,12 @@ impl ClusterSync for NodeRoles {
     fn depends_on(&self) -> &'static [&'static str] {
         &[crate::protocol::report::UNLABELLED_NODES]
     }
+
+    /// Clusters built on hosts (their `rkeConfig`, fixed with the driver at creation): an imported
+    /// or hosted cluster's Nodes are labelled by whoever made them.
+    fn applies_to(&self, cluster: &Cluster) -> bool {
+        cluster.spec.rke_config.is_some()
+    }
 }
 
 /// Runs the role labelling in every connected cluster built on hosts until `stop`.

@@ -5,7 +5,9 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::*;
-use crate::store::{Deleted, ListOptions, MemoryStore, ObjectList, Preconditions, WatchOptions, WatchStream};
+use crate::store::{
+    Deleted, ListOptions, MemoryStore, ObjectList, Preconditions, StoreLayer, WatchOptions, WatchStream,
+};
 
 /// A candidate's view of a shared store that can be cut off, as a partitioned server's would be.
 struct Reachable {
@@ -23,7 +25,10 @@ impl Reachable {
 }
 
 #[async_trait]
-impl Store for Reachable {
+impl StoreLayer for Reachable {
+    fn inner(&self) -> &dyn Store {
+        &*self.inner
+    }
     async fn create(&self, r: &str, o: Value) -> StoreResult<Value> {
         self.check()?;
         self.inner.create(r, o).await
@@ -47,6 +52,10 @@ impl Store for Reachable {
     async fn watch(&self, r: &str, o: &WatchOptions) -> StoreResult<WatchStream> {
         self.check()?;
         self.inner.watch(r, o).await
+    }
+    /// A view that can be cut off does not promise that a write is already on its watches.
+    fn watch_is_immediate(&self) -> bool {
+        false
     }
 }
 
