@@ -12,7 +12,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::metrics::{MeteredStore, Metrics};
 use super::registration::{self, Registration};
-use super::state::AppState;
+use super::state::{AppState, AppStateParts};
 use super::tls::{self, TlsSource};
 use super::{
     AuditConfig, CloudEndpoints, DEFAULT_BODY_LIMIT, DEFAULT_KUBECONFIG_TOKEN_TTL_MS,
@@ -450,7 +450,7 @@ impl ServerBuilder {
         let audit = self.audit.layer(&self.plugins.audit_sinks).map_err(ServerError::AuditLog)?;
         let proxy = proxy::build(store.clone(), authn.clone(), registration.clone(), audit.clone());
         let project_names = super::tenancy::project_names::ProjectNames::start(store.clone());
-        let state = AppState {
+        let state = AppState::new(AppStateParts {
             project_names,
             store,
             metrics,
@@ -469,7 +469,7 @@ impl ServerBuilder {
             replica: replica.map(|r| r.name),
             peers,
             connect_admission: registration::ConnectAdmission::new(self.agent_connect_rate).map(Arc::new),
-        };
+        });
         Ok(Server {
             state,
             listener,

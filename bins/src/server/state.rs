@@ -9,9 +9,28 @@ use super::metrics::Metrics;
 use super::registration::Registration;
 use super::services::login::LoginThrottle;
 
-/// Shared state of the management API.
+/// Shared state of the management API: one allocation, shared. Every request clones it (axum hands
+/// a handler and a middleware their state by value), so a clone is one reference count; the fields
+/// are read through it ([`AppStateParts`]).
 #[derive(Clone)]
-pub(crate) struct AppState {
+pub(crate) struct AppState(Arc<AppStateParts>);
+
+impl AppState {
+    pub(crate) fn new(parts: AppStateParts) -> Self {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateParts;
+
+    fn deref(&self) -> &AppStateParts {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub(crate) struct AppStateParts {
     /// The store (already wrapped in [`MeteredStore`](super::metrics::MeteredStore)).
     pub(crate) store: Arc<dyn Store>,
     /// Metrics registry and families.

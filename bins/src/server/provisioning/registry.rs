@@ -9,7 +9,8 @@ use rancher_provision::Provisioner;
 /// Provisioners by driver name; at most one per name.
 #[derive(Clone, Default)]
 pub(crate) struct Provisioners {
-    by_driver: BTreeMap<String, Arc<dyn Provisioner>>,
+    /// Shared: the server's state is cloned for every request it handles.
+    by_driver: Arc<BTreeMap<String, Arc<dyn Provisioner>>>,
 }
 
 impl std::fmt::Debug for Provisioners {
@@ -47,7 +48,7 @@ impl Provisioners {
                 return Err(RegistryError::Duplicate(driver));
             }
         }
-        Ok(Provisioners { by_driver })
+        Ok(Provisioners { by_driver: Arc::new(by_driver) })
     }
 
     /// The provisioner of `driver`.
