@@ -321,8 +321,7 @@ impl Peers {
 /// client wants: a watch, `logs -f`. Only those are cut short when a server drains; a response cut
 /// short otherwise would be a truncated one (and with its length announced, a broken connection).
 fn is_long_running(method: &http::Method, uri: &Uri) -> bool {
-    let Some(rest) = uri.path().strip_prefix("/k8s/clusters/") else { return false };
-    let path = rest.find('/').map_or("/", |i| &rest[i..]);
+    let Some((_, path)) = rancher_auth::proxy::split_cluster_path(uri.path()) else { return false };
     method == http::Method::GET
         && rancher_auth::proxy::RequestInfo::parse(method, path, uri.query()).is_long_running()
 }
@@ -437,8 +436,10 @@ fn serves_locally(registration: &Registration, cluster: &str) -> bool {
 /// view of the replicas to change or an agent to arrive, and is routed again.
 pub(crate) async fn route_proxied(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Some(peers) = &state.peers else { return next.run(req).await };
-    let cluster = req.uri().path().strip_prefix("/k8s/clusters/").and_then(|rest| rest.split('/').next());
-    let Some(cluster) = cluster.filter(|c| !c.is_empty()).map(str::to_owned) else {
+    // A path that names no cluster (or not a valid id) is the proxy's to refuse, here.
+    let Some(cluster) =
+        rancher_auth::proxy::split_cluster_path(req.uri().path()).map(|(id, _)| id.to_owned())
+    else {
         return next.run(req).await;
     };
     let registration = &state.registration;
