@@ -21,7 +21,7 @@ async fn main() -> std::process::ExitCode {
                 let _ = std::io::stdout().write_all(output.as_bytes());
             }
             eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(e.exit_code())
         }
     }
 }

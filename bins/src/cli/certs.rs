@@ -46,7 +46,7 @@ pub(super) async fn show(client: &ApiClient, name: &str, fmt: Format) -> Result<
     let c = client.call(Method::GET, &format!("/v3/clusters/{}", path_segment(name)?), None).await?;
     let expirations = c.pointer("/status/certificatesExpiration").cloned().unwrap_or(json!({}));
     if fmt != Format::Table {
-        return structured(fmt, &expirations);
+        return structured(&fmt, &expirations);
     }
     let Some(map) = expirations.as_object().filter(|m| !m.is_empty()) else {
         return Err(CliError::Input(format!(

@@ -10,7 +10,7 @@ use super::config::{CliConfig, Context};
 use super::error::CliError;
 use super::hosted::{self, Engine};
 use super::output::{Format, age, structured, table};
-use super::{Cli, ClusterCommand, Command, KubeconfigFormat, ProjectCommand, UserCommand};
+use super::{Cli, ClusterCommand, Command, KubeconfigFormat, ProjectCommand};
 use super::{import, members, session, tokens};
 
 pub(super) async fn run(cli: Cli) -> Result<String, CliError> {
@@ -21,7 +21,13 @@ pub(super) async fn run(cli: Cli) -> Result<String, CliError> {
         Command::Context(c) => session::context(c).await,
         Command::Cluster(c) => cluster(&logged_in(wanted)?.1, c).await,
         Command::Project(c) => project(&logged_in(wanted)?.1, c).await,
-        Command::User(c) => user(&logged_in(wanted)?.1, c).await,
+        Command::User(c) => super::users::run(&logged_in(wanted)?.1, c).await,
+        Command::Wait(args) => super::wait::run(&logged_in(wanted)?.1, args).await,
+        Command::Settings(c) => super::settings::run(&logged_in(wanted)?.1, c).await,
+        Command::Principal(c) => super::principals::run(&logged_in(wanted)?.1, c).await,
+        Command::Completion { shell } => Ok(completion(shell)),
+        Command::Roletemplate(c) => super::roles::role_template(&logged_in(wanted)?.1, c).await,
+        Command::Globalrole(c) => super::roles::global_role(&logged_in(wanted)?.1, c).await,
         Command::Namespace(c) => super::namespaces::run(&logged_in(wanted)?.1, c).await,
         Command::Token(c) => {
             let (ctx, client) = logged_in(wanted)?;
@@ -37,6 +43,14 @@ pub(super) async fn run(cli: Cli) -> Result<String, CliError> {
             super::kubectl::run(&ctx, &client, args).await
         }
     }
+}
+
+/// The completion script for `shell`.
+fn completion(shell: clap_complete::Shell) -> String {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "rancherctl", &mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The context the command uses (`--context` or the current one) and a client for it.
@@ -77,7 +91,7 @@ pub(super) fn list_output(
 ) -> Result<String, CliError> {
     match fmt {
         Format::Table => Ok(table(headers, &items.iter().map(row).collect::<Vec<_>>())),
-        _ => structured(fmt, &json!({ "data": items })),
+        _ => structured(&fmt, &json!({ "data": items })),
     }
 }
 
@@ -89,7 +103,7 @@ fn one_output(
 ) -> Result<String, CliError> {
     match fmt {
         Format::Table => Ok(table(headers, &[row(&item)])),
-        _ => structured(fmt, &item),
+        _ => structured(&fmt, &item),
     }
 }
 
@@ -183,11 +197,12 @@ async fn cluster(client: &ApiClient, cmd: ClusterCommand) -> Result<String, CliE
         ClusterCommand::ImportCommand { name, out } => {
             import::import_command(client, &name, out.output).await
         }
+        ClusterCommand::Edit(args) => super::cluster_edit::edit(client, args).await,
         ClusterCommand::Members(c) => members::cluster(client, c).await,
         ClusterCommand::Get { name, out } => {
             let c = client.call(Method::GET, &format!("/v3/clusters/{}", path_segment(&name)?), None).await?;
             let steps = provisioning_steps(&c);
-            let mut shown = one_output(out.output, c, CLUSTER_COLUMNS, cluster_row)?;
+            let mut shown = one_output(out.output.clone(), c, CLUSTER_COLUMNS, cluster_row)?;
             if out.output == Format::Table {
                 shown.push_str(&steps);
             }
@@ -216,7 +231,7 @@ async fn kubeconfig(client: &ApiClient, cluster: &str, fmt: KubeconfigFormat) ->
     if fmt == KubeconfigFormat::Json {
         let doc: Value = serde_saphyr::from_str(config)
             .map_err(|e| CliError::Http(format!("the server's kubeconfig is not YAML: {e}")))?;
-        return structured(Format::Json, &doc);
+        return structured(&Format::Json, &doc);
     }
     let mut config = config.to_owned();
     if !config.ends_with('\n') {
@@ -278,7 +293,7 @@ async fn project(client: &ApiClient, cmd: ProjectCommand) -> Result<String, CliE
                     str_at(&created, &["id"]),
                     str_at(&created, &["spec", "displayName"])
                 )),
-                _ => structured(out.output, &created),
+                _ => structured(&out.output, &created),
             }
         }
         ProjectCommand::Rm { id } => {
@@ -293,56 +308,6 @@ async fn project(client: &ApiClient, cmd: ProjectCommand) -> Result<String, CliE
             let path = format!("/v3/projects/{}:{}", path_segment(cluster)?, path_segment(name)?);
             client.call(Method::DELETE, &path, None).await?;
             Ok(format!("project {id} deleted\n"))
-        }
-    }
-}
-
-const USER_COLUMNS: &[&str] = &["ID", "USERNAME", "DISPLAY NAME", "ENABLED", "AGE"];
-
-fn user_row(v: &Value) -> Vec<String> {
-    vec![
-        str_at(v, &["id"]).to_owned(),
-        str_at(v, &["spec", "username"]).to_owned(),
-        str_at(v, &["spec", "displayName"]).to_owned(),
-        v.pointer("/spec/enabled").and_then(Value::as_bool).unwrap_or(true).to_string(),
-        age(created(v)),
-    ]
-}
-
-async fn user(client: &ApiClient, cmd: UserCommand) -> Result<String, CliError> {
-    match cmd {
-        UserCommand::Ls(o) => {
-            let items = data(client.call(Method::GET, "/v3/users", None).await?);
-            list_output(o.output, items, USER_COLUMNS, user_row)
-        }
-        UserCommand::Create { username, password, display_name, out } => {
-            let body = json!({
-                "spec": {
-                    "username": username,
-                    "password": password,
-                    "displayName": display_name.as_deref().unwrap_or(&username),
-                    "enabled": true,
-                },
-            });
-            let created = client.call(Method::POST, "/v3/users", Some(&body)).await?;
-            match out.output {
-                Format::Table => Ok(format!("user {username} created ({})\n", str_at(&created, &["id"]))),
-                _ => structured(out.output, &created),
-            }
-        }
-        UserCommand::Rm { user } => {
-            let users = data(client.call(Method::GET, "/v3/users", None).await?);
-            let id = users
-                .iter()
-                .find(|u| str_at(u, &["spec", "username"]) == user || str_at(u, &["id"]) == user)
-                .map(|u| str_at(u, &["id"]).to_owned())
-                .ok_or_else(|| {
-                    CliError::Api(Box::new(rancher_core::Status::not_found(format!(
-                        "user {user:?} not found"
-                    ))))
-                })?;
-            client.call(Method::DELETE, &format!("/v3/users/{}", path_segment(&id)?), None).await?;
-            Ok(format!("user {user} deleted\n"))
         }
     }
 }

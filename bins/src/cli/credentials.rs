@@ -130,7 +130,7 @@ pub(super) async fn run(client: &ApiClient, cmd: CredentialCommand) -> Result<St
             let created = client.call(Method::POST, "/v3/cloudcredentials", Some(&body)).await?;
             match out {
                 Format::Table => Ok(format!("cloud credential {name} created\n")),
-                _ => structured(out, &created),
+                _ => structured(&out, &created),
             }
         }
         CredentialCommand::Ls(o) => {

@@ -37,9 +37,13 @@ pub enum CliError {
     /// The command exists but is not built yet.
     #[error("not implemented yet: {0}")]
     NotImplemented(String),
-    /// A cluster's provisioning failed, or did not finish within the time allowed.
+    /// A cluster's provisioning failed.
     #[error("{0}")]
     Provisioning(String),
+    /// What was waited for (a provisioning followed, `rancherctl wait`) did not come within the time
+    /// allowed; it may still come.
+    #[error("{0}")]
+    TimedOut(String),
     /// Any other HTTP failure.
     #[error("{0}")]
     Http(String),
@@ -58,7 +62,44 @@ pub enum CliError {
     },
 }
 
+/// The exit codes a script can rely on, for `rancherctl --help`.
+pub(super) const EXIT_CODES: &str = "\
+Exit codes:
+  0  done
+  1  failed (the message says why; a provisioning that failed)
+  2  wrong usage: an unknown command or flag, or a value that cannot be used
+  3  not logged in, the login was refused, or the saved login is no longer valid
+  4  permission denied: the server refused the request for your user (403)
+  5  not found (404)
+  6  conflict: it exists already, or someone changed it meanwhile (409)
+  7  the server cannot be reached, or its certificate is not trusted
+  8  timed out waiting (`wait`, or following a change); what was waited for may still come
+  kubectl's own code from `rancherctl kubectl`";
+
 impl CliError {
+    /// The process's exit code for this error (see [`EXIT_CODES`]).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Input(_) => 2,
+            CliError::NotLoggedIn | CliError::SessionInvalid(_) | CliError::LoginFailed => 3,
+            CliError::Api(status) => match status.code {
+                403 => 4,
+                404 => 5,
+                409 => 6,
+                400 | 422 => 2,
+                _ => 1,
+            },
+            CliError::Unreachable { .. } | CliError::Untrusted => 7,
+            CliError::TimedOut(_) => 8,
+            CliError::Exited(code) => *code,
+            CliError::Config(_)
+            | CliError::NotImplemented(_)
+            | CliError::Provisioning(_)
+            | CliError::Http(_)
+            | CliError::SomeClustersFailed { .. } => 1,
+        }
+    }
+
     /// Classifies a transport error from reqwest.
     pub fn from_transport(url: &str, e: &reqwest::Error) -> Self {
         let mut source: Option<&dyn std::error::Error> = Some(e);

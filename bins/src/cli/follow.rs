@@ -297,13 +297,13 @@ pub(super) async fn report_or_follow(
     let Some(timeout) = wait else {
         return match fmt {
             Format::Table => Ok(done),
-            _ => structured(fmt, answer),
+            _ => structured(&fmt, answer),
         };
     };
     let (summary, last) = follow(client, id, timeout, fmt != Format::Table, generation).await?;
     match fmt {
         Format::Table => Ok(summary),
-        _ => structured(fmt, &last),
+        _ => structured(&fmt, &last),
     }
 }
 
@@ -313,7 +313,8 @@ pub(super) async fn report_or_follow(
 /// update): until the server has reconciled it, the cluster shows the outcome of the spec before.
 ///
 /// # Errors
-/// [`CliError::Provisioning`] naming the failed step, or what was under way at the timeout; the
+/// [`CliError::Provisioning`] naming the failed step, [`CliError::TimedOut`] with what was under way
+/// at the timeout; the
 /// client's errors when the cluster cannot be read (a 404 when it was deleted meanwhile).
 pub(super) async fn follow(
     client: &ApiClient,
@@ -372,7 +373,7 @@ pub(super) async fn follow(
             if !seen.last_failure.is_empty() {
                 msg.push_str(&format!("; retrying after the last failure: {}", seen.last_failure));
             }
-            break Err(CliError::Provisioning(msg));
+            break Err(CliError::TimedOut(msg));
         }
         tokio::time::sleep(POLL).await;
     };
@@ -458,8 +459,9 @@ mod tests {
         let (url, calls) = conflicting_api(1, false).await;
         let client = ApiClient::new(&url, None, false, Some("t".into())).unwrap();
         let fmt = super::super::output::Format::Table;
-        let out =
-            replace_config(&client, "solo", "rkeConfig", config.clone(), "none", fmt, None).await.unwrap();
+        let out = replace_config(&client, "solo", "rkeConfig", config.clone(), "none", fmt.clone(), None)
+            .await
+            .unwrap();
         assert_eq!(out, "cluster solo updated\n");
         assert_eq!(*calls.lock().unwrap(), (2, 2), "read again and sent again");
 

@@ -101,7 +101,7 @@ fn structured_join(
     if let Some(cluster) = cluster {
         v["cluster"] = cluster;
     }
-    structured(fmt, &v)
+    structured(&fmt, &v)
 }
 
 /// `rancherctl cluster create NAME [--import]`.

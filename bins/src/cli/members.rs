@@ -120,7 +120,7 @@ async fn resolve_project(client: &ApiClient, given: &str) -> Result<Scope, CliEr
 }
 
 /// A login name (found by principal search), a principal id `local://u-xxxxx`, or a user id → the user id.
-async fn resolve_user(client: &ApiClient, user: &str) -> Result<String, CliError> {
+pub(super) async fn resolve_user(client: &ApiClient, user: &str) -> Result<String, CliError> {
     if let Some(id) = user.strip_prefix("local://") {
         return Ok(path_segment(id)?.to_owned());
     }

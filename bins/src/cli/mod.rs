@@ -12,6 +12,7 @@
 
 mod certs;
 mod client;
+mod cluster_edit;
 mod commands;
 mod config;
 mod credentials;
@@ -19,6 +20,7 @@ mod error;
 mod follow;
 mod hosted;
 mod import;
+mod jsonpath;
 mod kubectl;
 mod kubectl_get;
 mod members;
@@ -27,19 +29,31 @@ mod nodes;
 mod oidc_login;
 mod output;
 mod password;
+mod principals;
 mod rke;
+mod roles;
 mod session;
+mod settings;
 mod snapshots;
 mod tokens;
+mod users;
+mod wait;
 
 use clap::{Parser, Subcommand};
 
 pub use client::ApiClient;
+pub use cluster_edit::EditArgs;
 pub use config::{CliConfig, Context};
 pub use error::CliError;
+pub use jsonpath::JsonPath;
 pub use kubectl::KubectlArgs;
 pub use namespaces::NamespaceCommand;
 pub use output::Format;
+pub use principals::PrincipalCommand;
+pub use roles::{GlobalRoleCommand, RoleTemplateCommand};
+pub use settings::SettingsCommand;
+pub use users::UserCommand;
+pub use wait::WaitArgs;
 
 /// What `rancherctl --help` opens with.
 const ABOUT: &str = "Manage a rancher-rs server from the terminal: log in (several servers and users, as \
@@ -48,7 +62,7 @@ const ABOUT: &str = "Manage a rancher-rs server from the terminal: log in (sever
 
 /// Command-line client for the rancher-rs management server.
 #[derive(Debug, Parser)]
-#[command(name = "rancherctl", version, about = ABOUT)]
+#[command(name = "rancherctl", version, about = ABOUT, after_help = error::EXIT_CODES)]
 pub struct Cli {
     /// Use this saved context (see `rancherctl context ls`) instead of the current one.
     #[arg(long, global = true, value_name = "NAME")]
@@ -59,10 +73,11 @@ pub struct Cli {
 }
 
 /// `-o/--output`, on the commands that print objects.
-#[derive(Clone, Copy, Debug, Default, clap::Args)]
+#[derive(Clone, Debug, Default, clap::Args)]
 pub struct OutputArg {
-    /// Output format.
-    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Table)]
+    /// Output format: table, json, yaml, or jsonpath=TEMPLATE (kubectl's JSONPath templates, e.g.
+    /// `jsonpath='{range .data[*]}{.id}{"\n"}{end}'`; lists are `{"data":[…]}`).
+    #[arg(short = 'o', long = "output", value_name = "FORMAT", default_value = "table", value_parser = Format::parse)]
     pub output: Format,
 }
 
@@ -85,6 +100,12 @@ pub enum Command {
     /// Local users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Role templates: what a cluster or project member may do in the cluster's Kubernetes.
+    #[command(subcommand, alias = "roletemplates")]
+    Roletemplate(RoleTemplateCommand),
+    /// Global roles (what a user may do on the server) and who holds them.
+    #[command(subcommand, alias = "globalroles")]
+    Globalrole(GlobalRoleCommand),
     /// A cluster's namespaces and the projects they are in.
     #[command(subcommand)]
     Namespace(NamespaceCommand),
@@ -103,6 +124,21 @@ pub enum Command {
         /// `yaml` (what kubectl reads) or `json` (which kubectl reads too).
         #[arg(short = 'o', long = "output", value_enum, default_value_t = KubeconfigFormat::Yaml)]
         output: KubeconfigFormat,
+    },
+    /// Wait until a cluster has a condition (`--for condition=Ready`), reaches a state
+    /// (`--for state=active`), or is gone (`--for delete`); exit code 8 on a timeout.
+    Wait(WaitArgs),
+    /// The server's settings (read-only: they are its flags).
+    #[command(subcommand, alias = "setting")]
+    Settings(SettingsCommand),
+    /// Users and groups of every identity provider, by name.
+    #[command(subcommand, alias = "principals")]
+    Principal(PrincipalCommand),
+    /// Print a shell completion script: `source <(rancherctl completion bash)`.
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// Run kubectl against a cluster through the server (`rancherctl kubectl CLUSTER -- get pods`),
     /// or one command across every cluster you may reach, in one table (`rancherctl kubectl
@@ -262,6 +298,9 @@ pub enum ClusterCommand {
         #[command(flatten)]
         out: OutputArg,
     },
+    /// Change a cluster's display name, description, authorized cluster endpoint or the role a
+    /// project's members get by default (only the fields given change).
+    Edit(EditArgs),
     /// Show one cluster.
     Get {
         /// The cluster's name.
@@ -544,34 +583,6 @@ pub enum ProjectMembersCommand {
     },
 }
 
-/// `rancherctl user …`.
-#[derive(Debug, Subcommand)]
-pub enum UserCommand {
-    /// List users.
-    #[command(alias = "list")]
-    Ls(OutputArg),
-    /// Create a local user.
-    Create {
-        /// The login name.
-        username: String,
-        /// The password (at least 12 characters).
-        #[arg(long, env = "RANCHER_NEW_USER_PASSWORD", hide_env_values = true)]
-        password: String,
-        /// The name people see.
-        #[arg(long)]
-        display_name: Option<String>,
-        /// Output format.
-        #[command(flatten)]
-        out: OutputArg,
-    },
-    /// Delete a user (by username or id).
-    #[command(alias = "delete")]
-    Rm {
-        /// Username or `u-xxxxx` id.
-        user: String,
-    },
-}
-
 /// `rancherctl token …`.
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -691,4 +702,15 @@ pub enum NewCredential {
 /// [`CliError`], worded for the terminal.
 pub async fn run(cli: Cli) -> Result<String, CliError> {
     commands::run(cli).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        // Catches what clap only finds at run time: a subcommand's flag shadowing a global one
+        // (`--context`), two flags of one name, a default its parser refuses.
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

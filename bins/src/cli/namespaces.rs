@@ -127,7 +127,7 @@ pub(super) async fn run(client: &ApiClient, cmd: NamespaceCommand) -> Result<Str
                         .collect();
                     Ok(table(COLUMNS, &rows))
                 }
-                _ => structured(fmt, &json!({ "data": items })),
+                _ => structured(&fmt, &json!({ "data": items })),
             }
         }
         NamespaceCommand::Move { cluster, namespace, project, none, out } => {
@@ -143,10 +143,10 @@ pub(super) async fn run(client: &ApiClient, cmd: NamespaceCommand) -> Result<Str
                 segment(&namespace)?
             );
             let moved = client.call(Method::POST, &path, Some(&json!({ "projectId": to }))).await?;
-            match (fmt, &to) {
+            match (&fmt, &to) {
                 (Format::Table, Some(p)) => Ok(format!("namespace {namespace} moved to project {p}\n")),
                 (Format::Table, None) => Ok(format!("namespace {namespace} is in no project now\n")),
-                _ => structured(fmt, &moved),
+                _ => structured(&fmt, &moved),
             }
         }
     }

@@ -33,6 +33,16 @@ fn read_line<R: BufRead>(r: &mut R) -> std::io::Result<String> {
 /// [`CliError::Input`] when there is no terminal (a script: use `--password-stdin`).
 #[cfg(unix)]
 pub(super) fn prompt(who: &str) -> Result<String, CliError> {
+    ask(&format!("Password for {who}: "))
+}
+
+/// Asks for a secret on the controlling terminal with echo off, after `question`.
+///
+/// # Errors
+/// [`CliError::Input`] when there is no terminal (a script: use the command's stdin flag), or the
+/// answer is empty.
+#[cfg(unix)]
+pub(super) fn ask(question: &str) -> Result<String, CliError> {
     use std::io::Write;
 
     use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
@@ -51,7 +61,7 @@ pub(super) fn prompt(who: &str) -> Result<String, CliError> {
     // Echo goes off before the prompt shows, so nothing typed after it is ever echoed; type-ahead is
     // kept (not flushed).
     tcsetattr(&tty, OptionalActions::Now, &quiet).map_err(|e| no_tty(e.into()))?;
-    if let Err(e) = (&tty).write_all(format!("Password for {who}: ").as_bytes()) {
+    if let Err(e) = (&tty).write_all(question.as_bytes()) {
         let _ = tcsetattr(&tty, OptionalActions::Now, &saved);
         return Err(no_tty(e));
     }
@@ -73,6 +83,32 @@ pub(super) fn prompt(who: &str) -> Result<String, CliError> {
 #[cfg(not(unix))]
 pub(super) fn prompt(_who: &str) -> Result<String, CliError> {
     Err(CliError::Input("no password: pass --password-stdin, --password, or set RANCHER_PASSWORD".into()))
+}
+
+/// Without a Unix terminal there is no prompt.
+///
+/// # Errors
+/// Always [`CliError::Input`].
+#[cfg(not(unix))]
+pub(super) fn ask(_question: &str) -> Result<String, CliError> {
+    Err(CliError::Input("there is no terminal to ask on: use the command's stdin flag".into()))
+}
+
+/// The first `n` lines of stdin, each non-empty, without their line endings.
+///
+/// # Errors
+/// [`CliError::Input`] when stdin cannot be read or holds fewer lines.
+pub(super) fn lines_from_stdin(n: usize, what: &str) -> Result<Vec<String>, CliError> {
+    let mut stdin = std::io::stdin().lock();
+    let mut lines = Vec::with_capacity(n);
+    for _ in 0..n {
+        let line = read_line(&mut stdin).map_err(|e| CliError::Input(format!("reading stdin: {e}")))?;
+        if line.is_empty() {
+            return Err(CliError::Input(format!("stdin must hold {what}, one per line")));
+        }
+        lines.push(line);
+    }
+    Ok(lines)
 }
 
 #[cfg(test)]

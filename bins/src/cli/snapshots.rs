@@ -19,7 +19,7 @@ pub(super) async fn run(client: &ApiClient, cmd: ClusterSnapshotCommand) -> Resu
                 client.call(Method::GET, &format!("/v3/clusters/{}", path_segment(&cluster)?), None).await?;
             let list = c.pointer("/status/etcdSnapshots").cloned().unwrap_or(json!([]));
             if out.output != Format::Table {
-                return structured(out.output, &list);
+                return structured(&out.output, &list);
             }
             let items = list.as_array().cloned().unwrap_or_default();
             if items.is_empty() {
@@ -31,7 +31,7 @@ pub(super) async fn run(client: &ApiClient, cmd: ClusterSnapshotCommand) -> Resu
             let path = format!("/v3/clusters/{}?action=backupEtcd", path_segment(&cluster)?);
             let answer = client.call(Method::POST, &path, Some(&json!({}))).await?;
             if out.output != Format::Table {
-                return structured(out.output, answer.get("snapshot").unwrap_or(&Value::Null));
+                return structured(&out.output, answer.get("snapshot").unwrap_or(&Value::Null));
             }
             let message = answer.get("message").and_then(Value::as_str).unwrap_or("snapshot taken");
             Ok(format!("{message}\n"))

@@ -21,6 +21,7 @@ mod api;
 mod audit_secrets_e2e;
 mod browser_session_e2e;
 mod cli;
+mod cli_admin;
 mod cli_join;
 mod cli_kubectl;
 mod cli_member;

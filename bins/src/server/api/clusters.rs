@@ -60,6 +60,7 @@ impl ApiKind for Cluster {
         if self.spec.display_name.is_empty() {
             self.spec.display_name = self.metadata.name.clone();
         }
+        check_endpoint(&self.spec)?;
         // Every cluster but the local one is provisioned by the provisioner of its `spec.driver`
         // (empty: `imported`, joined by an agent as Rancher's imported and "generic" ones are).
         if !self.spec.internal {
@@ -120,6 +121,9 @@ impl ApiKind for Cluster {
         }
         if self.spec.driver != old.spec.driver {
             return Err(ApiError::invalid_field("spec.driver", "the driver cannot change after creation"));
+        }
+        if self.spec.local_cluster_auth_endpoint != old.spec.local_cluster_auth_endpoint {
+            check_endpoint(&self.spec)?;
         }
         // Who created the cluster stays as recorded.
         match old.metadata.annotations.get(CREATOR_ID_ANNOTATION) {
@@ -378,4 +382,28 @@ impl ApiKind for Project {
             tracing::warn!(project = %self.metadata.name, "removing a deleted project's bindings: {e}");
         }
     }
+}
+
+/// The authorized cluster endpoint's settings, which go into every kubeconfig of the cluster:
+/// `fqdn` is `host[:port]` (an `https://` in front is taken, as Rancher's UI writes it), `caCerts`
+/// PEM certificates.
+fn check_endpoint(spec: &rancher_core::model::ClusterSpec) -> ApiResult<()> {
+    let Some(ace) = &spec.local_cluster_auth_endpoint else { return Ok(()) };
+    if !ace.fqdn.is_empty() {
+        let field = "spec.localClusterAuthEndpoint.fqdn";
+        let bad = || ApiError::invalid_field(field, format!("{:?} must be host[:port]", ace.fqdn));
+        let host_port = ace.fqdn.strip_prefix("https://").unwrap_or(&ace.fqdn);
+        if host_port.is_empty() || host_port.contains(['/', '?', '#', '@', ' ']) || host_port.len() > 255 {
+            return Err(bad());
+        }
+        let url = url::Url::parse(&format!("https://{host_port}")).map_err(|_| bad())?;
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(bad());
+        }
+    }
+    if !ace.ca_certs.is_empty() {
+        crate::server::cluster_ca::certificates(&ace.ca_certs)
+            .map_err(|e| ApiError::invalid_field("spec.localClusterAuthEndpoint.caCerts", e.to_string()))?;
+    }
+    Ok(())
 }

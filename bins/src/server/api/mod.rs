@@ -16,6 +16,7 @@ mod public;
 mod rancher_shape;
 mod roles;
 mod rotate_certs;
+mod settings;
 mod tokens;
 mod users;
 mod visibility;
@@ -139,6 +140,9 @@ pub(crate) fn router(state: AppState) -> Router {
             get(cloud_credentials::get).put(cloud_credentials::update).delete(cloud_credentials::delete),
         );
     v3 = v3.route("/v3/principals", post(principals::post));
+    v3 = v3
+        .route("/v3/settings", get(settings::list))
+        .route("/v3/settings/{name}", get(settings::get).put(settings::change).delete(settings::change));
     let v3 = v3.merge(crate::server::registration::routes::authenticated());
     let v3 = v3.route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
 

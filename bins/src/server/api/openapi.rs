@@ -267,6 +267,25 @@ pub(crate) const ROUTES: &[Route] = &[
         ),
         "move",
     ),
+    io(
+        route("get", "/v3/settings", "The server's settings (read-only: set by its flags)"),
+        Payload::None,
+        200,
+        Payload::Schema("SettingCollection"),
+    ),
+    io(route("get", "/v3/settings/{name}", "One setting"), Payload::None, 200, Payload::Schema("Setting")),
+    io(
+        route("put", "/v3/settings/{name}", "Refused (405): settings are the server's flags"),
+        Payload::Schema("Any"),
+        405,
+        Payload::Schema("Status"),
+    ),
+    io(
+        route("delete", "/v3/settings/{name}", "Refused (405): settings are the server's flags"),
+        Payload::None,
+        405,
+        Payload::Schema("Status"),
+    ),
     action(
         io(
             route("post", "/v3/principals", "Find a user by login name (non-admins: exact matches only)"),
@@ -538,7 +557,11 @@ fn extra_schemas() -> Map<String, Value> {
     );
     put(
         "Setting",
-        json!({"type": "object", "properties": {"id": string, "name": string, "type": string, "value": string}}),
+        json!({"type": "object", "properties": {"id": string, "name": string, "type": string, "value": string, "default": string, "customized": {"type": "boolean"}, "source": string}}),
+    );
+    put(
+        "SettingCollection",
+        json!({"allOf": [schema_ref("Collection"), {"type": "object", "properties": {"data": {"type": "array", "items": schema_ref("Setting")}}}]}),
     );
     put(
         "LoginInput",

@@ -255,6 +255,11 @@ impl Registration {
         &self.server_url
     }
 
+    /// The image the agent manifest runs.
+    pub fn agent_image(&self) -> &str {
+        &self.agent_image
+    }
+
     /// `CATTLE_CA_CHECKSUM`: SHA-256 hex of the `cacerts` setting (with a trailing newline).
     pub fn ca_checksum(&self) -> &str {
         &self.ca_checksum

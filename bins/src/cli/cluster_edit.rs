@@ -1,0 +1,190 @@
+//! `rancherctl cluster edit`: a cluster's settings that are not its engine's — the name people see,
+//! the description, the authorized cluster endpoint, the role a project's members get by default.
+//! Only the fields given change; the rest of the cluster is sent back as read.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use http::Method;
+use serde_json::Value;
+
+use super::OutputArg;
+use super::client::ApiClient;
+use super::commands::path_segment;
+use super::error::CliError;
+use super::output::{Format, structured};
+
+/// How often an edit is sent again after a Conflict caused by a status write.
+const CONFLICT_RETRIES: u32 = 5;
+/// The most a CA file may hold.
+const MAX_CA_FILE: u64 = 1 << 20;
+
+/// `rancherctl cluster edit`.
+#[derive(Debug, clap::Args)]
+pub struct EditArgs {
+    /// The cluster's name.
+    name: String,
+    /// The name people see.
+    #[arg(long)]
+    display_name: Option<String>,
+    /// Free text.
+    #[arg(long)]
+    description: Option<String>,
+    /// Turn the authorized cluster endpoint on or off: with it on, kubeconfigs get a second context
+    /// that reaches the cluster's API server directly, checked by the cluster's webhook.
+    #[arg(long = "ace", visible_alias = "authorized-endpoint", value_name = "true|false")]
+    ace: Option<bool>,
+    /// Where the direct context points (`host[:port]`, a load balancer in front of the cluster's
+    /// API servers); empty: the first control-plane host.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    ace_fqdn: Option<String>,
+    /// The CA certificates (PEM) the direct context trusts, when --ace-fqdn presents another CA
+    /// than the cluster's; `-` reads standard input, an empty file clears them.
+    #[arg(long, value_name = "FILE")]
+    ace_ca_certs: Option<PathBuf>,
+    /// The role template a project's members get by default.
+    #[arg(long, value_name = "TEMPLATE")]
+    default_project_member_role: Option<String>,
+    /// Output format (JSON/YAML: the cluster as updated).
+    #[command(flatten)]
+    out: OutputArg,
+}
+
+impl EditArgs {
+    /// The edits, as JSON pointers into the cluster and their new values.
+    fn edits(&self) -> Result<Vec<(&'static str, Value)>, CliError> {
+        let mut edits = Vec::new();
+        let mut set = |pointer, value: Option<Value>| {
+            if let Some(v) = value {
+                edits.push((pointer, v));
+            }
+        };
+        set("/spec/displayName", self.display_name.clone().map(Value::String));
+        set("/spec/description", self.description.clone().map(Value::String));
+        set("/spec/localClusterAuthEndpoint/enabled", self.ace.map(Value::Bool));
+        set("/spec/localClusterAuthEndpoint/fqdn", self.ace_fqdn.clone().map(Value::String));
+        set("/spec/localClusterAuthEndpoint/caCerts", self.ace_ca_certs.as_ref().map(read_ca).transpose()?);
+        set(
+            "/spec/defaultClusterRoleForProjectMembers",
+            self.default_project_member_role.clone().map(Value::String),
+        );
+        if edits.is_empty() {
+            return Err(CliError::Input(
+                "nothing to change: give --display-name, --description, --ace, --ace-fqdn, --ace-ca-certs or \
+                 --default-project-member-role"
+                    .into(),
+            ));
+        }
+        Ok(edits)
+    }
+}
+
+fn read_ca(path: &PathBuf) -> Result<Value, CliError> {
+    let mut text = String::new();
+    let (from, read) = if path.as_os_str() == "-" {
+        ("stdin".to_owned(), std::io::stdin().lock().take(MAX_CA_FILE + 1).read_to_string(&mut text))
+    } else {
+        let file = std::fs::File::open(path);
+        (path.display().to_string(), file.and_then(|f| f.take(MAX_CA_FILE + 1).read_to_string(&mut text)))
+    };
+    read.map_err(|e| CliError::Config(format!("reading the CA certificates from {from}: {e}")))?;
+    if text.len() as u64 > MAX_CA_FILE {
+        return Err(CliError::Input(format!("{from}: a CA file holds at most 1 MiB")));
+    }
+    if !text.trim().is_empty() && !text.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(CliError::Input(format!("{from} holds no PEM certificate")));
+    }
+    Ok(Value::String(text))
+}
+
+/// Sets `pointer` in `doc` to `value`, making the objects on the way.
+fn set(doc: &mut Value, pointer: &str, value: Value) {
+    let mut here = doc;
+    for key in pointer.trim_start_matches('/').split('/') {
+        if !here.is_object() {
+            *here = Value::Object(Default::default());
+        }
+        here = here.as_object_mut().expect("made an object above").entry(key).or_insert(Value::Null);
+    }
+    *here = value;
+}
+
+/// Runs `rancherctl cluster edit`.
+pub(super) async fn edit(client: &ApiClient, args: EditArgs) -> Result<String, CliError> {
+    let edits = args.edits()?;
+    let path = format!("/v3/clusters/{}", path_segment(&args.name)?);
+    let mut cluster = client.call(Method::GET, &path, None).await?;
+    let read: Vec<Option<Value>> = edits.iter().map(|(p, _)| cluster.pointer(p).cloned()).collect();
+    // The server writes the cluster's status all along, and each write moves its version: a
+    // Conflict is sent again on the cluster as it is now, unless a field being edited changed
+    // meanwhile — that change is the caller's to look at.
+    let mut attempts = 0;
+    let (updated, warnings) = loop {
+        for (pointer, value) in &edits {
+            set(&mut cluster, pointer, value.clone());
+        }
+        match client.call_with_warnings(Method::PUT, &path, Some(&cluster)).await {
+            Err(CliError::Api(status)) if status.reason == "Conflict" && attempts < CONFLICT_RETRIES => {
+                attempts += 1;
+                cluster = client.call(Method::GET, &path, None).await?;
+                if edits.iter().zip(&read).any(|((p, _), before)| cluster.pointer(p) != before.as_ref()) {
+                    return Err(CliError::Api(status));
+                }
+            }
+            answer => break answer?,
+        }
+    };
+    for w in warnings {
+        eprintln!("Warning: {w}");
+    }
+    match &args.out.output {
+        Format::Table => {
+            let changed: Vec<&str> = edits
+                .iter()
+                .zip(&read)
+                .filter(|((_, new), old)| old.as_ref() != Some(new))
+                .map(|((p, _), _)| p.trim_start_matches("/spec/"))
+                .collect();
+            Ok(if changed.is_empty() {
+                format!("cluster {} unchanged\n", args.name)
+            } else {
+                format!("cluster {} updated: {}\n", args.name, changed.join(", ").replace('/', "."))
+            })
+        }
+        fmt => structured(fmt, &updated),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_pointer_is_set_through_objects_it_makes() {
+        let mut doc = json!({"spec": {"description": "x"}});
+        set(&mut doc, "/spec/localClusterAuthEndpoint/enabled", json!(true));
+        set(&mut doc, "/spec/description", json!("y"));
+        assert_eq!(doc, json!({"spec": {"description": "y", "localClusterAuthEndpoint": {"enabled": true}}}));
+    }
+
+    #[test]
+    fn an_edit_without_changes_or_with_a_file_that_is_not_pem_is_refused() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cmd {
+            #[command(flatten)]
+            edit: EditArgs,
+        }
+        let none = Cmd::parse_from(["x", "demo"]).edit.edits().unwrap_err();
+        assert!(none.to_string().contains("nothing to change"), "{none}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ca.pem");
+        std::fs::write(&file, "not a certificate").unwrap();
+        let args = Cmd::parse_from(["x", "demo", "--ace-ca-certs", file.to_str().unwrap()]).edit;
+        assert!(args.edits().unwrap_err().to_string().contains("holds no PEM certificate"));
+        let args = Cmd::parse_from(["x", "demo", "--ace", "true", "--ace-fqdn", "lb:6443"]).edit;
+        assert_eq!(args.edits().unwrap().len(), 2);
+    }
+}
