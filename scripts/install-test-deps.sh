@@ -7,6 +7,8 @@
 #   nginx stream    libnginx-mod-stream  nginx as a TCP balancer (TLS passed through to the replicas)
 #   sshd            openssh-server       SSH hosts in network namespaces (RKE-style provisioning tests)
 #   ip              iproute2             those hosts' namespaces, veths and bridge
+#   chromium        chromium             the web console's browser tests (headless, over WebDriver)
+#   chromedriver    chromium-driver      …and the WebDriver server that drives it
 #   cargo-nextest                        the test runner
 #   slapd, oidc-provider                 identity-provider tests (scripts/install-auth-deps.sh)
 #   moto_server                          S3-compatible storage for etcd snapshot uploads (scripts/install-moto.sh,
@@ -24,6 +26,8 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-li
 [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || missing+=(libnginx-mod-stream)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"

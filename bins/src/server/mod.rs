@@ -28,6 +28,7 @@ mod cloud_credentials;
 mod cluster_ca;
 mod cluster_downloads;
 mod config;
+mod console;
 mod data_dir;
 mod error;
 #[doc(hidden)]

@@ -27,6 +27,7 @@ mod cli_kubectl;
 mod cli_member;
 mod cli_members;
 mod cloud_credentials;
+mod console_e2e;
 mod disconnect_e2e;
 mod front_door;
 mod fuzz_v3;

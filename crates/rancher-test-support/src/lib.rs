@@ -37,6 +37,8 @@
 
 #[cfg(feature = "aks")]
 pub mod aks;
+#[cfg(feature = "browser")]
+pub mod browser;
 #[cfg(feature = "deployed-agent")]
 pub mod deployed_agent;
 #[cfg(feature = "eks")]

@@ -53,6 +53,11 @@ impl ApiKind for Cluster {
         None
     }
 
+    /// Rancher's `state`: the one word its UI and CLI show (`active`, `waiting`, …).
+    fn rancher_fields_out(&self, map: &mut Map<String, Value>) {
+        map.insert("state".into(), self.state().as_str().into());
+    }
+
     async fn prepare_create(&mut self, cx: &Ctx<'_>) -> ApiResult<()> {
         if self.metadata.name.is_empty() && self.metadata.generate_name.is_none() {
             self.metadata.name = generated_name("c-");

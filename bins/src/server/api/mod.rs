@@ -16,6 +16,7 @@ mod public;
 mod rancher_shape;
 mod roles;
 mod rotate_certs;
+mod schemas;
 mod settings;
 mod tokens;
 mod users;
@@ -121,7 +122,7 @@ pub(crate) fn router(state: AppState) -> Router {
     v3 = v3
         .route("/v3/clusters/{id}/namespaces", get(namespaces::list))
         .route("/v3/clusters/{id}/namespaces/{ns}", post(namespaces::action));
-    v3 = v3.route("/v3/users", get(crud::list::<User>).post(users::post)).route(
+    v3 = v3.route("/v3/users", get(users::list).post(users::post)).route(
         "/v3/users/{id}",
         get(crud::get::<User>).put(crud::update::<User>).delete(crud::delete::<User>),
     );
@@ -141,6 +142,7 @@ pub(crate) fn router(state: AppState) -> Router {
         );
     v3 = v3.route("/v3/principals", post(principals::post));
     v3 = v3
+        .route("/v3/schemas", get(schemas::list))
         .route("/v3/settings", get(settings::list))
         .route("/v3/settings/{name}", get(settings::get).put(settings::change).delete(settings::change));
     let v3 = v3.merge(crate::server::registration::routes::authenticated());
@@ -155,6 +157,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v3/settings/cacerts", get(public::cacerts_setting))
         .route(openapi::PATH, get(openapi::serve))
         // Every identity provider, `local` and the plugged-in ones alike, by kind and name.
+        .route("/v3-public/authProviders", get(crate::server::identity::routes::list))
         .route("/v3-public/{kind}/{name}", crate::server::identity::routes::methods())
         .merge(crate::server::registration::routes::public());
 
@@ -167,6 +170,7 @@ pub(crate) fn router(state: AppState) -> Router {
     let metrics = state.metrics.clone();
     Router::new()
         .merge(public)
+        .merge(crate::server::console::routes())
         .merge(v3)
         .merge(proxied)
         .fallback(not_found)

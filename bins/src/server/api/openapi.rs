@@ -105,6 +105,30 @@ pub(crate) const ROUTES: &[Route] = &[
         Payload::Schema("Setting"),
     )),
     public(io(route("get", PATH, "This document"), Payload::None, 200, Payload::Schema("Any"))),
+    public(io(
+        route("get", "/", "The web console (a redirect to /dashboard/)"),
+        Payload::None,
+        303,
+        Payload::None,
+    )),
+    public(io(
+        route("get", "/dashboard/", "The web console's page"),
+        Payload::None,
+        200,
+        Payload::Text("text/html"),
+    )),
+    public(io(
+        route("get", "/assets/{file}", "The web console's script and style"),
+        Payload::None,
+        200,
+        Payload::Text("text/javascript"),
+    )),
+    public(io(
+        route("get", "/v3-public/authProviders", "The identity providers a login page offers"),
+        Payload::None,
+        200,
+        Payload::Schema("Any"),
+    )),
     public(action(
         io(
             route("post", "/v3-public/localProviders/local", "Log in with a local user's password"),
@@ -266,6 +290,16 @@ pub(crate) const ROUTES: &[Route] = &[
             Payload::Schema("Namespace"),
         ),
         "move",
+    ),
+    io(
+        route(
+            "get",
+            "/v3/schemas",
+            "What the caller may do with each kind (collection and resource methods)",
+        ),
+        Payload::None,
+        200,
+        Payload::Schema("Any"),
     ),
     io(
         route("get", "/v3/settings", "The server's settings (read-only: set by its flags)"),

@@ -45,11 +45,15 @@ impl ApiKind for Token {
 }
 
 /// The response to a token's creation: the object plus `"token": "token-xxxxx:<secret>"`. A browser
-/// login (`cookie`) also gets the session cookie and, readable by the page, the `CSRF` cookie its
-/// state-changing requests must echo in `X-API-CSRF`.
+/// login (`cookie`) gets the secret only in the HttpOnly session cookie (not in the body, where the
+/// page's scripts could read it) and, readable by the page, the `CSRF` cookie its state-changing
+/// requests must echo in `X-API-CSRF`.
 pub(crate) fn created_response(stored: Token, secret: &ApiToken, cookie: bool) -> ApiResult<Response> {
     let mut out = to_output(stored)?;
-    out["token"] = secret.expose().into();
+    // A browser's session is its HttpOnly cookie: the page's scripts never see the secret.
+    if !cookie {
+        out["token"] = secret.expose().into();
+    }
     let mut resp = (StatusCode::CREATED, Json(out)).into_response();
     if cookie {
         let csrf = rancher_auth::proxy::new_csrf_token();

@@ -71,6 +71,22 @@ fn query_action(query: Option<&str>) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// `GET /v3/users`: the users the caller may list; `?me=true` (as Rancher's UI asks): the caller's
+/// own user, whoever they are.
+pub(crate) async fn list(
+    state: State<AppState>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<serde_json::Value>> {
+    let me = url::form_urlencoded::parse(query.as_deref().unwrap_or_default().as_bytes())
+        .any(|(k, v)| k == "me" && v == "true");
+    if !me {
+        return crud::list::<User>(state, caller, RawQuery(query)).await;
+    }
+    let own = crud::to_output(caller.user.clone())?;
+    Ok(Json(serde_json::json!({ "type": "collection", "resourceType": "user", "data": [own] })))
+}
+
 /// `POST /v3/users`: creates a user; `?action=changepassword` changes the caller's own password.
 pub(crate) async fn post(
     State(state): State<AppState>,

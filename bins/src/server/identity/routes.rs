@@ -18,6 +18,24 @@ use crate::server::api::{local_login, read_json_object};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::state::AppState;
 
+/// `GET /v3-public/authProviders`: the providers a login page offers — each one's id, its kind (the
+/// `<kind>Providers` of its login path), and whether it logs in with a password here (`local`, LDAP,
+/// Active Directory) or by a redirect to the provider (GitHub, OIDC).
+pub(crate) async fn list(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
+    let names = std::iter::once(local::LOCAL).chain(state.providers.names());
+    let data: Vec<serde_json::Value> = names
+        .map(|name| {
+            serde_json::json!({
+                "id": name,
+                "type": format!("{}Provider", route_kind(name)),
+                "kind": route_kind(name),
+                "password": PASSWORD_ONLY.contains(&name),
+            })
+        })
+        .collect();
+    axum::Json(serde_json::json!({ "type": "collection", "data": data }))
+}
+
 /// The methods of `/v3-public/{kind}/{name}`.
 pub(crate) fn methods() -> axum::routing::MethodRouter<AppState> {
     axum::routing::get(provider_action).post(provider_action)

@@ -1,0 +1,320 @@
+// rancher-rs console: a page over the server's own API (`/v3`, `/k8s/clusters/<id>`), logged in with a
+// browser session (the HttpOnly `R_SESS` cookie; every state-changing request echoes the `CSRF` cookie
+// in `X-API-CSRF`). Text reaches the page only through `textContent`: nothing the API returns is
+// parsed as HTML. No token is ever read or shown by this code.
+
+const POLL_MS = 2000;
+const main = document.getElementById('main');
+const nav = document.getElementById('nav');
+let me = null; // { user, schemas }
+let poll = null;
+
+class ApiError extends Error {
+  constructor(message, code) { super(message); this.code = code; }
+}
+
+function csrf() {
+  const c = document.cookie.split('; ').find((p) => p.startsWith('CSRF='));
+  return c ? decodeURIComponent(c.slice(5)) : '';
+}
+
+async function api(method, path, body) {
+  const headers = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (method !== 'GET') headers['X-API-CSRF'] = csrf();
+  const resp = await fetch(path, {
+    method, headers, credentials: 'same-origin',
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await resp.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = null; }
+  if (resp.status === 401 && !path.startsWith('/v3-public/')) {
+    me = null;
+    location.hash = '#/login';
+    throw new ApiError('your session has ended: log in again', 401);
+  }
+  if (!resp.ok) throw new ApiError((data && data.message) || `${resp.status} ${resp.statusText}`, resp.status);
+  return data;
+}
+
+// h('tag.class', {attr: v, onclick: f}, children…): an element, its text set with textContent.
+function h(spec, attrs = {}, ...children) {
+  const [tag, ...classes] = spec.split('.');
+  const el = document.createElement(tag);
+  if (classes.length) el.className = classes.join(' ');
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (k === 'dataset') Object.assign(el.dataset, v);
+    else el.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+function show(...nodes) {
+  main.replaceChildren(...nodes);
+}
+
+function alertBox(message) {
+  return h('div.alert', { role: 'alert' }, message);
+}
+
+function age(ts) {
+  if (!ts) return '-';
+  const s = Math.max(0, Math.floor((Date.now() - Date.parse(ts)) / 1000));
+  if (s < 120) return `${s}s`;
+  if (s < 7200) return `${Math.floor(s / 60)}m`;
+  if (s < 172800) return `${Math.floor(s / 3600)}h`;
+  return `${Math.floor(s / 86400)}d`;
+}
+
+// The one word a cluster's state is, as the server computes it (`rancherctl cluster ls` shows the same).
+function clusterState(c) {
+  return c.state || 'unknown';
+}
+
+function can(kind, method) {
+  const s = me && me.schemas[kind];
+  return !!s && (s.collectionMethods || []).includes(method);
+}
+
+function table(headers, rows, empty) {
+  if (!rows.length) return h('p.muted', {}, empty);
+  return h('table.responsive', {},
+    h('thead', {}, h('tr', {}, headers.map((x) => h('th', { scope: 'col' }, x)))),
+    h('tbody', {}, rows.map((r) => h('tr', {}, r.map((cell, i) => h('td', { 'data-label': headers[i] }, cell))))));
+}
+
+// ---- session -------------------------------------------------------------------------------------
+
+async function loadMe() {
+  const [users, schemas] = await Promise.all([api('GET', '/v3/users?me=true'), api('GET', '/v3/schemas')]);
+  const byId = {};
+  for (const s of schemas.data || []) byId[s.id] = s;
+  me = { user: (users.data || [])[0], schemas: byId };
+  renderNav();
+}
+
+function renderNav() {
+  if (!me) { nav.hidden = true; nav.replaceChildren(); return; }
+  const who = (me.user && (me.user.spec.displayName || me.user.spec.username)) || 'you';
+  nav.replaceChildren(
+    h('a', { href: '#/clusters' }, 'Clusters'),
+    can('user', 'GET') ? h('a', { href: '#/users' }, 'Users') : null,
+    h('span.spacer'),
+    h('span', { 'aria-label': 'Logged in as' }, who),
+    h('button', { type: 'button', onclick: logout }, 'Log out'),
+  );
+  nav.hidden = false;
+}
+
+async function logout() {
+  try { await api('POST', '/v3/tokens?action=logout', {}); } catch { /* the session is gone either way */ }
+  me = null;
+  renderNav();
+  location.hash = '#/login';
+}
+
+async function loginPage() {
+  const providers = await api('GET', '/v3-public/authProviders').catch(() => ({ data: [{ id: 'local', type: 'localProvider', kind: 'local', password: true }] }));
+  const usable = (providers.data || []).filter((p) => p.password);
+  const error = h('div', { 'aria-live': 'polite' });
+  const provider = h('select', { id: 'provider', name: 'provider' },
+    usable.map((p) => h('option', { value: `${p.kind}Providers/${p.id}` }, p.displayName || p.id)));
+  const user = h('input', { id: 'username', name: 'username', autocomplete: 'username', required: true });
+  const pass = h('input', { id: 'password', name: 'password', type: 'password', autocomplete: 'current-password', required: true });
+  const form = h('form.card.login', { 'aria-labelledby': 'login-title' },
+    h('h1', { id: 'login-title' }, 'Log in'),
+    usable.length > 1 ? [h('label', { for: 'provider' }, 'Log in with'), provider] : null,
+    h('label', { for: 'username' }, 'Username'), user,
+    h('label', { for: 'password' }, 'Password'), pass,
+    h('p', {}, h('button', { type: 'submit', id: 'login' }, 'Log in')),
+    error);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    error.replaceChildren();
+    const at = usable.length > 1 ? provider.value : 'localProviders/local';
+    try {
+      await api('POST', `/v3-public/${at}?action=login`, { username: user.value, password: pass.value, responseType: 'cookie' });
+      pass.value = '';
+      await loadMe();
+      location.hash = '#/clusters';
+    } catch (e) {
+      error.replaceChildren(alertBox(e.message));
+    }
+  });
+  show(form);
+  user.focus();
+}
+
+// ---- clusters ------------------------------------------------------------------------------------
+
+function capacity(c, what) {
+  const cap = (c.status && c.status.capacity) || {};
+  return cap[what] || '-';
+}
+
+async function clustersPage() {
+  const list = h('div', { id: 'clusters', 'aria-live': 'polite' }, h('p.muted', {}, 'Loading…'));
+  const bar = h('div.bar', {}, h('h1.grow', {}, 'Clusters'),
+    can('cluster', 'POST') ? h('a.button', { href: '#/import', id: 'import-link' }, 'Import cluster') : null);
+  show(bar, list);
+  const refresh = async () => {
+    const clusters = await api('GET', '/v3/clusters');
+    const rows = (clusters.data || []).map((c) => {
+      const st = c.status || {};
+      const state = clusterState(c);
+      return [
+        h('a', { href: `#/clusters/${encodeURIComponent(c.id)}` }, (c.spec && c.spec.displayName) || c.id),
+        h(`span.state.${state}`, { dataset: { cluster: c.id } }, state),
+        st.provider || st.driver || '-',
+        (st.version && st.version.gitVersion) || '-',
+        st.nodeCount === undefined ? '-' : String(st.nodeCount),
+        capacity(c, 'cpu'), capacity(c, 'memory'),
+        age(c.metadata && c.metadata.creationTimestamp),
+      ];
+    });
+    list.replaceChildren(table(['Name', 'State', 'Provider', 'Version', 'Nodes', 'CPU', 'Memory', 'Age'], rows, 'No clusters you may see.'));
+  };
+  await refresh();
+  poll = setInterval(() => refresh().catch((e) => list.replaceChildren(alertBox(e.message))), POLL_MS);
+}
+
+async function importPage() {
+  const name = h('input', { id: 'cluster-name', name: 'name', required: true, pattern: '[a-z0-9]([-a-z0-9]*[a-z0-9])?', maxlength: 63 });
+  const description = h('input', { id: 'cluster-description', name: 'description' });
+  const out = h('div', { 'aria-live': 'polite' });
+  const form = h('form.card', {},
+    h('h1', {}, 'Import a cluster'),
+    h('label', { for: 'cluster-name' }, 'Name (lower case letters, digits and dashes)'), name,
+    h('label', { for: 'cluster-description' }, 'Description'), description,
+    h('p', {}, h('button', { type: 'submit', id: 'create-import' }, 'Create')), out);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    out.replaceChildren();
+    try {
+      const body = { metadata: { name: name.value }, spec: { description: description.value, importedConfig: {} } };
+      const c = await api('POST', '/v3/clusters', body);
+      out.replaceChildren(await joinInstructions(c.id));
+    } catch (e) {
+      out.replaceChildren(alertBox(e.message));
+    }
+  });
+  show(form);
+  name.focus();
+}
+
+async function joinInstructions(id) {
+  const crt = await api('GET', `/v3/clusterregistrationtokens/${encodeURIComponent(id)}:default-token`);
+  const st = crt.status || {};
+  return h('div', { id: 'join' },
+    h('p', {}, `Run this against the cluster to import (kubectl's current context):`),
+    h('pre.cmd', { id: 'import-command' }, st.command || ''),
+    st.insecureCommand ? [h('p', {}, 'Or, when kubectl does not trust this server\'s certificate:'), h('pre.cmd', {}, st.insecureCommand)] : null,
+    h('p', {}, h('a', { href: `#/clusters/${encodeURIComponent(id)}` }, `The cluster ${id}`), ' becomes active when its agent connects.'));
+}
+
+async function clusterPage(id) {
+  const head = h('div.bar', {}, h('h1.grow', {}, id),
+    h('button.secondary', { type: 'button', id: 'kubeconfig', onclick: () => downloadKubeconfig(id) }, 'Download kubeconfig'));
+  const facts = h('div', { 'aria-live': 'polite' });
+  const members = h('div');
+  const nodes = h('div');
+  const events = h('div');
+  show(head, facts, h('h2', {}, 'Nodes'), nodes, h('h2', {}, 'Members'), members, h('h2', {}, 'Recent events'), events);
+  const refresh = async () => {
+    const c = await api('GET', `/v3/clusters/${encodeURIComponent(id)}`);
+    const st = c.status || {};
+    const state = clusterState(c);
+    facts.replaceChildren(h('dl.facts.card', {},
+      h('dt', {}, 'State'), h('dd', {}, h(`span.state.${state}`, { id: 'cluster-state' }, state)),
+      h('dt', {}, 'Provider'), h('dd', {}, st.provider || st.driver || '-'),
+      h('dt', {}, 'Kubernetes'), h('dd', {}, (st.version && st.version.gitVersion) || '-'),
+      h('dt', {}, 'Nodes'), h('dd', {}, st.nodeCount === undefined ? '-' : String(st.nodeCount)),
+      h('dt', {}, 'CPU / memory'), h('dd', {}, `${capacity(c, 'cpu')} / ${capacity(c, 'memory')}`),
+      h('dt', {}, 'Description'), h('dd', {}, (c.spec && c.spec.description) || '-')),
+    h('h2', {}, 'Conditions'),
+    table(['Type', 'Status', 'Reason', 'Message', 'Changed'], (st.conditions || []).map((x) =>
+      [x.type, x.status, x.reason || '', x.message || '', age(x.lastTransitionTime)]), 'None reported yet.'));
+    return state;
+  };
+  const state = await refresh();
+  await Promise.all([loadMembers(id, members), state === 'active' ? loadNodes(id, nodes, events) : Promise.resolve(nodes.replaceChildren(h('p.muted', {}, 'Shown once the cluster is active.')))]);
+  poll = setInterval(() => refresh().catch((e) => facts.replaceChildren(alertBox(e.message))), POLL_MS);
+}
+
+async function loadNodes(id, nodes, events) {
+  const k8s = `/k8s/clusters/${encodeURIComponent(id)}`;
+  try {
+    const list = await api('GET', `${k8s}/api/v1/nodes`);
+    nodes.replaceChildren(table(['Name', 'Ready', 'Kubelet', 'CPU', 'Memory'], (list.items || []).map((n) => {
+      const ready = ((n.status && n.status.conditions) || []).find((x) => x.type === 'Ready');
+      const cap = (n.status && n.status.capacity) || {};
+      return [n.metadata.name, ready ? ready.status : '-', (n.status && n.status.nodeInfo && n.status.nodeInfo.kubeletVersion) || '-', cap.cpu || '-', cap.memory || '-'];
+    }), 'No nodes.'));
+  } catch (e) { nodes.replaceChildren(alertBox(e.message)); }
+  try {
+    const list = await api('GET', `${k8s}/api/v1/events?limit=20`);
+    events.replaceChildren(table(['Namespace', 'Object', 'Reason', 'Message'], (list.items || []).map((e) =>
+      [e.metadata.namespace || '', `${(e.involvedObject || {}).kind || ''}/${(e.involvedObject || {}).name || ''}`, e.reason || '', e.message || '']), 'No events.'));
+  } catch (e) { events.replaceChildren(alertBox(e.message)); }
+}
+
+async function loadMembers(id, box) {
+  try {
+    const all = await api('GET', `/v3/clusterroletemplatebindings?clusterId=${encodeURIComponent(id)}`);
+    const rows = (all.data || []).map((b) => [b.spec.userName || b.spec.groupPrincipalName || '-', b.spec.roleTemplateName]);
+    box.replaceChildren(table(['User', 'Role'], rows, 'No members you may see.'));
+  } catch (e) { box.replaceChildren(alertBox(e.message)); }
+}
+
+async function downloadKubeconfig(id) {
+  try {
+    const out = await api('POST', `/v3/clusters/${encodeURIComponent(id)}?action=generateKubeconfig`, {});
+    const blob = new Blob([out.config], { type: 'application/yaml' });
+    const a = h('a', { href: URL.createObjectURL(blob), download: `${id}.yaml` });
+    document.body.append(a);
+    a.click();
+    a.remove();
+  } catch (e) {
+    main.prepend(alertBox(e.message));
+  }
+}
+
+// ---- users (admins) ------------------------------------------------------------------------------
+
+async function usersPage() {
+  const list = await api('GET', '/v3/users');
+  const rows = (list.data || []).map((u) => [u.spec.username || '-', u.spec.displayName || '', u.id, u.spec.enabled === false ? 'no' : 'yes', age(u.metadata.creationTimestamp)]);
+  show(h('h1', {}, 'Users'), table(['Username', 'Display name', 'Id', 'Enabled', 'Age'], rows, 'No users.'));
+}
+
+// ---- routing -------------------------------------------------------------------------------------
+
+async function route() {
+  clearInterval(poll);
+  poll = null;
+  const path = location.hash.replace(/^#/, '') || '/clusters';
+  try {
+    if (path === '/login') { await loginPage(); return; }
+    if (!me) {
+      try { await loadMe(); } catch (e) { if (e.code !== 401) throw e; return; }
+    }
+    const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+    if (parts[0] === 'clusters' && parts[1]) await clusterPage(parts[1]);
+    else if (parts[0] === 'import') await importPage();
+    else if (parts[0] === 'users') await usersPage();
+    else await clustersPage();
+    main.focus({ preventScroll: true });
+  } catch (e) {
+    if (e.code !== 401) show(alertBox(e.message));
+  }
+}
+
+window.addEventListener('hashchange', route);
+route();

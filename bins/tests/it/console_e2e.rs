@@ -1,0 +1,140 @@
+//! The web console in a real headless Chromium (WebDriver) against the real server: log in, import a
+//! cluster from the console and see it go from waiting to active without reloading when its agent
+//! connects (a `rancher-sim` cluster), its page with nodes and conditions; the session cookie is
+//! out of the page's reach; a user without rights sees neither the admin pages nor the cluster, and
+//! sees the cluster appear once made its member — without reloading either.
+//!
+//! With `RANCHER_CONSOLE_SCREENSHOTS=DIR` the main pages are saved there as PNG (the README's).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rancher_test_support::browser::Browser;
+use serde_json::{Value, json};
+
+use crate::import_support::*;
+
+async fn api(server: &Server, bearer: &str, method: reqwest::Method, path: &str, body: Value) -> Value {
+    let resp = insecure_client()
+        .request(method, format!("{}{path}", server.url))
+        .bearer_auth(bearer)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let code = resp.status().as_u16();
+    let v: Value = resp.json().await.unwrap_or(Value::Null);
+    assert!((200..300).contains(&code), "{path}: {code} {v}");
+    v
+}
+
+async fn log_in(browser: &Browser, user: &str, password: &str) {
+    let name = browser.wait_for("#username", WAIT).await;
+    browser.type_into(&name, user).await;
+    browser.type_into(&browser.wait_for("#password", WAIT).await, password).await;
+    browser.click(&browser.wait_for("#login", WAIT).await).await;
+}
+
+fn screenshots() -> Option<PathBuf> {
+    std::env::var_os("RANCHER_CONSOLE_SCREENSHOTS").map(PathBuf::from)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_imports_a_cluster_that_turns_active_live_and_shows_each_user_their_own() {
+    install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), 0, &dir.path().join("server.log"), &[]).await;
+    let admin = login(&server.url).await;
+
+    // The page is served with a policy that allows only the server's own scripts.
+    let page = insecure_client().get(format!("{}/dashboard/", server.url)).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/", server.url)).await;
+    log_in(&browser, "admin", "not-the-password-1").await;
+    let refused = browser.wait_text("[role=alert]", WAIT, |t| !t.is_empty()).await;
+    assert!(refused.to_lowercase().contains("password"), "{refused}");
+    let password = browser.wait_for("#password", WAIT).await;
+    browser.execute("document.getElementById('password').value = ''; return null").await;
+    browser.type_into(&password, ADMIN_PASSWORD).await;
+    browser.click(&browser.wait_for("#login", WAIT).await).await;
+    browser.wait_for("#clusters table, #clusters p", WAIT).await;
+
+    // The session is the HttpOnly cookie: the page's scripts see only the CSRF token, and nothing
+    // is kept in storage.
+    let seen = browser.execute("return [document.cookie, localStorage.length, sessionStorage.length]").await;
+    let cookies = seen[0].as_str().unwrap();
+    assert!(cookies.contains("CSRF=") && !cookies.contains("R_SESS"), "{cookies}");
+    assert_eq!((seen[1].as_u64(), seen[2].as_u64()), (Some(0), Some(0)));
+
+    // Import from the console: the command to run shows.
+    browser.click(&browser.wait_for("#import-link", WAIT).await).await;
+    browser.type_into(&browser.wait_for("#cluster-name", WAIT).await, "web").await;
+    browser.click(&browser.wait_for("#create-import", WAIT).await).await;
+    let command =
+        browser.wait_text("#import-command", WAIT, |t| t.starts_with("kubectl apply -f https://")).await;
+    let manifest_url = command.trim_start_matches("kubectl apply -f ").trim().to_owned();
+
+    // The list shows it waiting; the agent connects; the same page shows it active.
+    browser.goto(&format!("{}/dashboard/#/clusters", server.url)).await;
+    let first = browser.wait_text("[data-cluster=web]", WAIT, |t| !t.is_empty()).await;
+    assert_ne!(first, "active");
+    browser.execute("window.notReloaded = true; return null").await;
+    let sim = rancher_sim::Sim::builder().name("web").nodes(3).start().await.unwrap();
+    let kc = dir.path().join("web.kubeconfig");
+    std::fs::write(&kc, sim.kubeconfig_yaml()).unwrap();
+    let env = apply_manifest(&manifest_url, &kc, dir.path()).await;
+    let _agent = start_agent(&env, &kc, &dir.path().join("agent.log"), &[]);
+    browser.wait_text("[data-cluster=web]", WAIT, |t| t == "active").await;
+    assert_eq!(browser.execute("return window.notReloaded === true").await, json!(true), "no reload");
+    if let Some(d) = screenshots() {
+        std::fs::create_dir_all(&d).unwrap();
+        browser.wait_text("#clusters", WAIT, |t| t.contains("imported")).await;
+        browser.screenshot(&d.join("clusters.png")).await;
+    }
+
+    // The cluster's page: state, nodes (through the authentication proxy), conditions.
+    browser.click(&browser.wait_for("#clusters a[href='#/clusters/web']", WAIT).await).await;
+    browser.wait_text("#cluster-state", WAIT, |t| t == "active").await;
+    let text =
+        browser.wait_text("main", WAIT, |t| t.contains("Ready") && t.matches("True").count() >= 3).await;
+    assert!(text.contains("Conditions") && text.contains("Connected"), "{text}");
+    if let Some(d) = screenshots() {
+        browser.screenshot(&d.join("cluster.png")).await;
+    }
+
+    // Another user: no admin pages, no cluster — until made its member, on the page as it is.
+    let users = api(
+        &server,
+        &admin,
+        reqwest::Method::POST,
+        "/v3/users",
+        json!({"spec": {"username": "bob", "password": "bob-password-123", "enabled": true}}),
+    )
+    .await;
+    let bob = users["id"].as_str().unwrap().to_owned();
+    browser.click(&browser.wait_for("#nav button", WAIT).await).await;
+    log_in(&browser, "bob", "bob-password-123").await;
+    browser.wait_text("#clusters", WAIT, |t| t.contains("No clusters you may see")).await;
+    assert_eq!(browser.count("a[href='#/users']").await, 0, "no Users page for bob");
+    browser.execute("window.notReloaded = true; return null").await;
+    api(
+        &server,
+        &admin,
+        reqwest::Method::POST,
+        "/v3/clusterroletemplatebindings",
+        json!({"metadata": {"namespace": "web"}, "spec": {"clusterName": "web", "userName": bob, "roleTemplateName": "cluster-member"}}),
+    )
+    .await;
+    browser.wait_text("#clusters", WAIT, |t| t.contains("web")).await;
+    assert_eq!(browser.execute("return window.notReloaded === true").await, json!(true), "no reload");
+    // The users' page asked for by its address shows the refusal, not data.
+    browser.goto(&format!("{}/dashboard/#/users", server.url)).await;
+    let refusal = browser.wait_text("[role=alert]", WAIT, |t| !t.is_empty()).await;
+    assert!(refusal.contains("forbidden"), "{refusal}");
+    assert!(!browser.page_text().await.contains("admin"), "no user data on the page");
+    drop(browser);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
