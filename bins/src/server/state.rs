@@ -66,6 +66,9 @@ pub(crate) struct AppStateParts {
     pub(crate) peers: Option<Arc<super::peers::Peers>>,
     /// The project names in use, for new ones.
     pub(crate) project_names: Arc<super::tenancy::project_names::ProjectNames>,
+    /// This server's own listener as the server itself reaches it (a loopback address when it listens
+    /// on all of them), e.g. `https://127.0.0.1:8443`: the console's kubectl shell goes through it.
+    pub(crate) self_url: String,
     /// How fast agents' sessions are admitted (`None`: unbounded).
     pub(crate) connect_admission: Option<Arc<super::registration::ConnectAdmission>>,
 }

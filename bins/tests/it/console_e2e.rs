@@ -15,17 +15,23 @@ use serde_json::{Value, json};
 use crate::import_support::*;
 
 async fn api(server: &Server, bearer: &str, method: reqwest::Method, path: &str, body: Value) -> Value {
-    let resp = insecure_client()
-        .request(method, format!("{}{path}", server.url))
-        .bearer_auth(bearer)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let mut req = insecure_client().request(method, format!("{}{path}", server.url)).bearer_auth(bearer);
+    if !body.is_null() {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
     let code = resp.status().as_u16();
     let v: Value = resp.json().await.unwrap_or(Value::Null);
     assert!((200..300).contains(&code), "{path}: {code} {v}");
     v
+}
+
+/// A kubeconfig that reaches `cluster` through the server's proxy with `token`.
+fn proxied_kubeconfig(server: &Server, cluster: &str, token: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}/k8s/clusters/{cluster}\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\n",
+        server.url
+    )
 }
 
 async fn log_in(browser: &Browser, user: &str, password: &str) {
@@ -105,27 +111,92 @@ async fn the_console_imports_a_cluster_that_turns_active_live_and_shows_each_use
         browser.screenshot(&d.join("cluster.png")).await;
     }
 
-    // Another user: no admin pages, no cluster — until made its member, on the page as it is.
-    let users = api(
-        &server,
-        &admin,
-        reqwest::Method::POST,
-        "/v3/users",
-        json!({"spec": {"username": "bob", "password": "bob-password-123", "enabled": true}}),
-    )
+    // The kubectl shell: a command runs as the user through the proxy; one that would reach outside
+    // the cluster is refused.
+    browser.click(&browser.wait_for("#shell-link", WAIT).await).await;
+    let input = browser.wait_for("#shell-input:not([disabled])", WAIT).await;
+    browser.type_into(&input, "get nodes").await;
+    browser.click(&browser.wait_for("#shell-run", WAIT).await).await;
+    let out = browser.wait_text("#shell-output", WAIT, |t| t.contains("[exit 0]")).await;
+    assert!(out.contains("web-control-plane") && out.contains("Ready"), "{out}");
+    let input = browser.wait_for("#shell-input:not([disabled])", WAIT).await;
+    browser.type_into(&input, "get nodes --server=http://169.254.169.254").await;
+    browser.click(&browser.wait_for("#shell-run", WAIT).await).await;
+    let out = browser.wait_text("#shell-output", WAIT, |t| t.contains("reaches outside the cluster")).await;
+    assert_eq!(out.matches("[exit").count(), 1, "the refused line did not run: {out}");
+    if let Some(d) = screenshots() {
+        browser.screenshot(&d.join("shell.png")).await;
+    }
+
+    // A project member added in the console: their kubectl reaches the project's namespace, and
+    // before it did not.
+    for name in ["bob", "carol"] {
+        let body =
+            json!({"spec": {"username": name, "password": format!("{name}-password-123"), "enabled": true}});
+        api(&server, &admin, reqwest::Method::POST, "/v3/users", body).await;
+    }
+    let bob_token = login_as(&server.url, "bob", "bob-password-123").await;
+    let bob_kubeconfig = dir.path().join("bob.kubeconfig");
+    std::fs::write(&bob_kubeconfig, proxied_kubeconfig(&server, "web", &bob_token)).unwrap();
+    let bob_gets_pods = || {
+        std::process::Command::new(kubectl())
+            .arg("--kubeconfig")
+            .arg(&bob_kubeconfig)
+            .args(["get", "pods", "-n", "default"])
+            .output()
+            .unwrap()
+    };
+    assert!(!bob_gets_pods().status.success(), "bob has no access yet");
+    let projects =
+        api(&server, &admin, reqwest::Method::GET, "/v3/projects?clusterId=web", json!(null)).await;
+    let default = projects["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["spec"]["displayName"] == "Default")
+        .unwrap_or_else(|| panic!("no Default project: {projects}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    browser.goto(&format!("{}/dashboard/#/clusters/web", server.url)).await;
+    browser
+        .click(
+            &browser.wait_for(&format!("a[href='#/projects/{}']", default.replace(':', "%3A")), WAIT).await,
+        )
+        .await;
+    browser.wait_text("main", WAIT, |t| t.contains("default")).await;
+    browser.type_into(&browser.wait_for("#member-login", WAIT).await, "bob").await;
+    browser.click(&browser.wait_for("#add-member-submit", WAIT).await).await;
+    browser
+        .wait_text("#project-members", WAIT, |t| t.contains("bob (u-") && t.contains("project-member"))
+        .await;
+    if let Some(d) = screenshots() {
+        browser.screenshot(&d.join("project.png")).await;
+    }
+    eventually(WAIT, "bob reaches the project's namespace", || async {
+        bob_gets_pods().status.success().then_some(())
+    })
     .await;
-    let bob = users["id"].as_str().unwrap().to_owned();
+
+    // A user without rights: no admin pages and no cluster — until made its member, on the page as
+    // it is.
     browser.click(&browser.wait_for("#nav button", WAIT).await).await;
-    log_in(&browser, "bob", "bob-password-123").await;
+    log_in(&browser, "carol", "carol-password-123").await;
     browser.wait_text("#clusters", WAIT, |t| t.contains("No clusters you may see")).await;
-    assert_eq!(browser.count("a[href='#/users']").await, 0, "no Users page for bob");
+    assert_eq!(browser.count("a[href='#/users']").await, 0, "no Users page for carol");
     browser.execute("window.notReloaded = true; return null").await;
+    let users = api(&server, &admin, reqwest::Method::GET, "/v3/users", json!(null)).await;
+    let carol = users["data"].as_array().unwrap().iter().find(|u| u["spec"]["username"] == "carol").unwrap()
+        ["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     api(
         &server,
         &admin,
         reqwest::Method::POST,
         "/v3/clusterroletemplatebindings",
-        json!({"metadata": {"namespace": "web"}, "spec": {"clusterName": "web", "userName": bob, "roleTemplateName": "cluster-member"}}),
+        json!({"metadata": {"namespace": "web"}, "spec": {"clusterName": "web", "userName": carol, "roleTemplateName": "cluster-member"}}),
     )
     .await;
     browser.wait_text("#clusters", WAIT, |t| t.contains("web")).await;
@@ -134,7 +205,7 @@ async fn the_console_imports_a_cluster_that_turns_active_live_and_shows_each_use
     browser.goto(&format!("{}/dashboard/#/users", server.url)).await;
     let refusal = browser.wait_text("[role=alert]", WAIT, |t| !t.is_empty()).await;
     assert!(refusal.contains("forbidden"), "{refusal}");
-    assert!(!browser.page_text().await.contains("admin"), "no user data on the page");
+    assert!(!browser.page_text().await.contains("bob"), "no user data on the page");
     drop(browser);
     tokio::time::sleep(Duration::from_millis(10)).await;
 }

@@ -14,6 +14,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use http::{HeaderValue, StatusCode, header};
 
+pub(crate) mod shell;
+
 use crate::server::error::ApiError;
 use crate::server::state::AppState;
 

@@ -221,12 +221,15 @@ async function joinInstructions(id) {
 
 async function clusterPage(id) {
   const head = h('div.bar', {}, h('h1.grow', {}, id),
+    h('a.button', { href: `#/clusters/${encodeURIComponent(id)}/shell`, id: 'shell-link' }, 'kubectl shell'),
     h('button.secondary', { type: 'button', id: 'kubeconfig', onclick: () => downloadKubeconfig(id) }, 'Download kubeconfig'));
   const facts = h('div', { 'aria-live': 'polite' });
   const members = h('div');
   const nodes = h('div');
   const events = h('div');
-  show(head, facts, h('h2', {}, 'Nodes'), nodes, h('h2', {}, 'Members'), members, h('h2', {}, 'Recent events'), events);
+  const projects = h('div');
+  show(head, facts, h('h2', {}, 'Nodes'), nodes, h('h2', {}, 'Projects'), projects, h('h2', {}, 'Members'), members, h('h2', {}, 'Recent events'), events);
+  loadProjects(id, projects);
   const refresh = async () => {
     const c = await api('GET', `/v3/clusters/${encodeURIComponent(id)}`);
     const st = c.status || {};
@@ -267,10 +270,92 @@ async function loadNodes(id, nodes, events) {
 
 async function loadMembers(id, box) {
   try {
-    const all = await api('GET', `/v3/clusterroletemplatebindings?clusterId=${encodeURIComponent(id)}`);
-    const rows = (all.data || []).map((b) => [b.spec.userName || b.spec.groupPrincipalName || '-', b.spec.roleTemplateName]);
+    const [all, names] = await Promise.all([
+      api('GET', `/v3/clusterroletemplatebindings?clusterId=${encodeURIComponent(id)}`), loginNames()]);
+    const rows = (all.data || []).map((b) => [who(b, names), b.spec.roleTemplateName]);
     box.replaceChildren(table(['User', 'Role'], rows, 'No members you may see.'));
   } catch (e) { box.replaceChildren(alertBox(e.message)); }
+}
+
+async function loadProjects(id, box) {
+  try {
+    const all = await api('GET', `/v3/projects?clusterId=${encodeURIComponent(id)}`);
+    box.replaceChildren(table(['Project', 'Id', 'Age'], (all.data || []).map((p) => [
+      h('a', { href: `#/projects/${encodeURIComponent(p.id)}` }, (p.spec && p.spec.displayName) || p.id),
+      p.id, age(p.metadata.creationTimestamp)]), 'No projects you may see.'));
+  } catch (e) { box.replaceChildren(alertBox(e.message)); }
+}
+
+// Login names by user id, for those who may list users (others see ids).
+async function loginNames() {
+  if (!can('user', 'GET')) return {};
+  try {
+    const users = await api('GET', '/v3/users');
+    return Object.fromEntries((users.data || []).map((u) => [u.id, u.spec.username || u.id]));
+  } catch { return {}; }
+}
+
+function who(b, names) {
+  const id = b.spec.userName;
+  if (!id) return b.spec.groupPrincipalName || b.spec.serviceAccount || '-';
+  return names[id] ? `${names[id]} (${id})` : id;
+}
+
+// A user id for a login name (the principal search finds exact login names for everyone).
+async function userId(login) {
+  const found = await api('POST', '/v3/principals?action=search', { name: login, principalType: 'user' });
+  const hit = (found.data || []).find((p) => p.loginName === login);
+  if (!hit || !String(hit.id).startsWith('local://')) throw new ApiError(`no user with login name ${login}`, 404);
+  return String(hit.id).slice('local://'.length);
+}
+
+async function projectPage(id) {
+  const [cluster] = id.split(':');
+  const p = await api('GET', `/v3/projects/${encodeURIComponent(id)}`);
+  const namespaces = h('div');
+  const members = h('div', { id: 'project-members' });
+  const login = h('input', { id: 'member-login', name: 'login', autocomplete: 'off', required: true });
+  const role = h('select', { id: 'member-role', name: 'role' });
+  const out = h('div', { 'aria-live': 'polite' });
+  const form = h('form.card', { id: 'add-member' },
+    h('h2', {}, 'Add a member'),
+    h('label', { for: 'member-login' }, 'Login name'), login,
+    h('label', { for: 'member-role' }, 'Role'), role,
+    h('p', {}, h('button', { type: 'submit', id: 'add-member-submit' }, 'Add')), out);
+  show(h('div.bar', {}, h('h1.grow', {}, `Project ${(p.spec && p.spec.displayName) || id}`),
+    h('a', { href: `#/clusters/${encodeURIComponent(cluster)}` }, `Cluster ${cluster}`)),
+  h('h2', {}, 'Namespaces'), namespaces, h('h2', {}, 'Members'), members, can('projectRoleTemplateBinding', 'GET') ? form : null);
+  const refresh = async () => {
+    const [list, names] = await Promise.all([
+      api('GET', `/v3/projectroletemplatebindings?projectId=${encodeURIComponent(id)}`), loginNames()]);
+    members.replaceChildren(table(['User', 'Role'], (list.data || []).map((b) => [who(b, names), b.spec.roleTemplateName]), 'No members.'));
+  };
+  try {
+    const ns = await api('GET', `/v3/clusters/${encodeURIComponent(cluster)}/namespaces`);
+    namespaces.replaceChildren(table(['Namespace', 'State'], (ns.data || []).filter((n) => n.projectId === id)
+      .map((n) => [n.name || n.id, n.state || '-']), 'No namespaces in this project.'));
+  } catch (e) { namespaces.replaceChildren(alertBox(e.message)); }
+  try {
+    const roles = await api('GET', '/v3/roletemplates');
+    const usable = (roles.data || []).filter((r) => r.spec.context === 'project' && !r.spec.hidden && !r.spec.locked);
+    role.replaceChildren(...usable.map((r) => h('option', { value: r.metadata.name, selected: r.metadata.name === 'project-member' }, r.spec.displayName || r.metadata.name)));
+  } catch { role.replaceChildren(h('option', { value: 'project-member' }, 'Project Member')); }
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    out.replaceChildren();
+    try {
+      const user = await userId(login.value.trim());
+      const name = id.split(':')[1];
+      await api('POST', '/v3/projectroletemplatebindings', {
+        metadata: { namespace: name },
+        spec: { projectName: id, roleTemplateName: role.value, userName: user },
+      });
+      login.value = '';
+      out.replaceChildren(h('p', { role: 'status' }, 'Added.'));
+      await refresh();
+    } catch (e) { out.replaceChildren(alertBox(e.message)); }
+  });
+  await refresh();
 }
 
 async function downloadKubeconfig(id) {
@@ -286,6 +371,48 @@ async function downloadKubeconfig(id) {
   }
 }
 
+// ---- kubectl shell -------------------------------------------------------------------------------
+
+let shellSocket = null;
+
+function shellPage(id) {
+  const log = h('pre.cmd.shell', { id: 'shell-output', role: 'log', 'aria-live': 'polite', tabindex: 0 });
+  const input = h('input', { id: 'shell-input', name: 'command', autocomplete: 'off', spellcheck: 'false', placeholder: 'get nodes', disabled: true });
+  const run = h('button', { type: 'submit', id: 'shell-run', disabled: true }, 'Run');
+  const cancel = h('button.secondary', { type: 'button', id: 'shell-cancel', disabled: true }, 'Cancel');
+  const form = h('form.bar', {}, h('label', { for: 'shell-input' }, 'kubectl'), h('span.grow', {}, input), run, cancel);
+  show(h('div.bar', {}, h('h1.grow', {}, `kubectl shell: ${id}`), h('a', { href: `#/clusters/${encodeURIComponent(id)}` }, 'Back to the cluster')),
+    h('p.muted', {}, 'Commands run as you, through the server, against this cluster only (get, describe, logs, exec without a terminal, …).'),
+    log, form);
+  const print = (text, cls) => {
+    log.append(cls ? h(`span.${cls}`, {}, text) : document.createTextNode(text));
+    log.scrollTop = log.scrollHeight;
+  };
+  const busy = (b) => { input.disabled = b; run.disabled = b; cancel.disabled = !b; if (!b) input.focus(); };
+  const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/v3/clusters/${encodeURIComponent(id)}/shell`);
+  shellSocket = ws;
+  ws.addEventListener('open', () => { print(`connected to ${id}\n`, 'muted'); busy(false); });
+  ws.addEventListener('close', () => { print('\nthe shell is closed\n', 'muted'); input.disabled = true; run.disabled = true; cancel.disabled = true; });
+  ws.addEventListener('message', (ev) => {
+    let m = {};
+    try { m = JSON.parse(ev.data); } catch { return; }
+    if (m.out !== undefined) print(m.out);
+    if (m.err !== undefined) print(m.err, 'stderr');
+    if (m.error !== undefined) { print(`${m.error}\n`, 'stderr'); busy(false); }
+    if (m.exit !== undefined) { print(`[exit ${m.exit}]\n`, 'muted'); busy(false); }
+  });
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const line = input.value.trim();
+    if (!line || ws.readyState !== WebSocket.OPEN) return;
+    print(`$ kubectl ${line}\n`, 'prompt');
+    input.value = '';
+    busy(true);
+    ws.send(JSON.stringify({ run: line }));
+  });
+  cancel.addEventListener('click', () => ws.send(JSON.stringify({ cancel: true })));
+}
+
 // ---- users (admins) ------------------------------------------------------------------------------
 
 async function usersPage() {
@@ -299,6 +426,7 @@ async function usersPage() {
 async function route() {
   clearInterval(poll);
   poll = null;
+  if (shellSocket) { shellSocket.close(); shellSocket = null; }
   const path = location.hash.replace(/^#/, '') || '/clusters';
   try {
     if (path === '/login') { await loginPage(); return; }
@@ -306,7 +434,9 @@ async function route() {
       try { await loadMe(); } catch (e) { if (e.code !== 401) throw e; return; }
     }
     const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
-    if (parts[0] === 'clusters' && parts[1]) await clusterPage(parts[1]);
+    if (parts[0] === 'clusters' && parts[1] && parts[2] === 'shell') shellPage(parts[1]);
+    else if (parts[0] === 'clusters' && parts[1]) await clusterPage(parts[1]);
+    else if (parts[0] === 'projects' && parts[1]) await projectPage(parts[1]);
     else if (parts[0] === 'import') await importPage();
     else if (parts[0] === 'users') await usersPage();
     else await clustersPage();
