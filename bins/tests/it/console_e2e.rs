@@ -128,6 +128,23 @@ async fn the_console_imports_a_cluster_that_turns_active_live_and_shows_each_use
         browser.screenshot(&d.join("shell.png")).await;
     }
 
+    // Create, with a form made from the provisioner's settings schema; the server's refusal names
+    // the field.
+    browser.goto(&format!("{}/dashboard/#/create", server.url)).await;
+    browser.click(&browser.wait_for("#driver option[value=GKE]", WAIT).await).await;
+    browser.wait_text("#settings legend", WAIT, |t| t.contains("spec.gkeConfig")).await;
+    assert!(browser.find("input#setting-projectID").await.is_some(), "a text field per string setting");
+    assert!(browser.find("textarea#setting-nodePools").await.is_some(), "JSON for a list of pools");
+    browser.type_into(&browser.wait_for("#new-cluster-name", WAIT).await, "gke-one").await;
+    browser.type_into(&browser.wait_for("#setting-nodePools", WAIT).await, "[not json").await;
+    browser.click(&browser.wait_for("#create-submit", WAIT).await).await;
+    let e = browser.wait_text("[role=alert]", WAIT, |t| !t.is_empty()).await;
+    assert!(e.contains("nodePools: not JSON"), "{e}");
+    browser.execute("document.getElementById('setting-nodePools').value = ''; return null").await;
+    browser.click(&browser.wait_for("#create-submit", WAIT).await).await;
+    let e = browser.wait_text("[role=alert]", WAIT, |t| t.contains("gkeConfig")).await;
+    assert!(e.contains("spec.gkeConfig"), "the server names the field: {e}");
+
     // A project member added in the console: their kubectl reaches the project's namespace, and
     // before it did not.
     for name in ["bob", "carol"] {

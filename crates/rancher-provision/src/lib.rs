@@ -135,6 +135,13 @@ pub trait Provisioner: Send + Sync {
         Ok(())
     }
 
+    /// The JSON Schema of this driver's settings — what a cluster of it carries in
+    /// `spec.driverConfig` — from which clients build a form (the server's console does). The
+    /// default has none: such clusters are created through the API with their settings as JSON.
+    fn settings_schema(&self) -> Option<serde_json::Value> {
+        None
+    }
+
     /// What is accepted in a cluster's spec but worth telling the user (a topology other than the
     /// recommended one, settings that are ignored): called after a successful
     /// [`validate`](Provisioner::validate); the API sends each as a `Warning: 299 - "…"` header, as

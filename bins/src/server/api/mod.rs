@@ -12,6 +12,7 @@ mod login;
 mod namespaces;
 mod openapi;
 mod principals;
+mod provisioners;
 mod public;
 mod rancher_shape;
 mod roles;
@@ -144,6 +145,7 @@ pub(crate) fn router(state: AppState) -> Router {
     v3 = v3.route("/v3/principals", post(principals::post));
     v3 = v3
         .route("/v3/schemas", get(schemas::list))
+        .route("/v3/provisioners", get(provisioners::list))
         .route("/v3/settings", get(settings::list))
         .route("/v3/settings/{name}", get(settings::get).put(settings::change).delete(settings::change));
     let v3 = v3.merge(crate::server::registration::routes::authenticated());

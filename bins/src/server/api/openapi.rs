@@ -292,6 +292,16 @@ pub(crate) const ROUTES: &[Route] = &[
         "move",
     ),
     io(
+        route(
+            "get",
+            "/v3/provisioners",
+            "The drivers clusters are built with, and their settings' JSON Schema",
+        ),
+        Payload::None,
+        200,
+        Payload::Schema("Any"),
+    ),
+    io(
         route("get", "/v3/clusters/{id}/shell", "The console's kubectl shell (a WebSocket upgrade)"),
         Payload::None,
         101,

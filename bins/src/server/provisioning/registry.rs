@@ -56,6 +56,11 @@ impl Provisioners {
         self.by_driver.get(driver)
     }
 
+    /// Every provisioner, by driver name, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &Arc<dyn Provisioner>)> {
+        self.by_driver.iter().map(|(d, p)| (d.as_str(), p))
+    }
+
     /// The registered driver names, comma-separated, for messages.
     pub(crate) fn names(&self) -> String {
         self.by_driver.keys().map(String::as_str).collect::<Vec<_>>().join(", ")

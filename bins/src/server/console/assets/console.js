@@ -162,6 +162,7 @@ function capacity(c, what) {
 async function clustersPage() {
   const list = h('div', { id: 'clusters', 'aria-live': 'polite' }, h('p.muted', {}, 'Loading…'));
   const bar = h('div.bar', {}, h('h1.grow', {}, 'Clusters'),
+    can('cluster', 'POST') ? h('a.button', { href: '#/create', id: 'create-link' }, 'Create cluster') : null,
     can('cluster', 'POST') ? h('a.button', { href: '#/import', id: 'import-link' }, 'Import cluster') : null);
   show(bar, list);
   const refresh = async () => {
@@ -207,6 +208,95 @@ async function importPage() {
       out.replaceChildren(alertBox(e.message));
     }
   });
+  show(form);
+  name.focus();
+}
+
+// ---- create, from each provisioner's settings schema -----------------------------------------------
+
+// The schema a property stands for: `$ref`s resolved, `null` alternatives dropped.
+function resolve(root, s) {
+  let cur = s || {};
+  for (let i = 0; i < 8; i += 1) {
+    if (cur.$ref) {
+      const name = cur.$ref.split('/').pop();
+      cur = (root.$defs || root.definitions || {})[name] || {};
+    } else if (cur.anyOf || cur.oneOf) {
+      const alt = (cur.anyOf || cur.oneOf).filter((x) => x.type !== 'null');
+      cur = alt.length === 1 ? { ...alt[0], description: cur.description || alt[0].description } : { type: 'object', description: cur.description };
+    } else break;
+  }
+  const type = Array.isArray(cur.type) ? cur.type.find((t) => t !== 'null') : cur.type;
+  return { ...cur, type: type || (cur.enum ? 'string' : 'object') };
+}
+
+// One form field per top-level setting: text, number, a checkbox, a choice, or JSON for the rest.
+function settingsFields(schema) {
+  const required = new Set(schema.required || []);
+  return Object.entries(schema.properties || {}).map(([key, raw]) => {
+    const p = resolve(schema, raw);
+    const id = `setting-${key}`;
+    const help = p.description ? h('small.muted', { id: `${id}-help` }, p.description.split('\n')[0]) : null;
+    const common = { id, name: key, 'aria-describedby': help ? `${id}-help` : undefined, required: required.has(key) };
+    let input;
+    let read;
+    if (p.enum) {
+      input = h('select', common, required.has(key) ? null : h('option', { value: '' }, '(default)'), p.enum.map((v) => h('option', { value: v }, v)));
+      read = () => input.value || undefined;
+    } else if (p.type === 'boolean') {
+      input = h('input', { ...common, type: 'checkbox', required: false, checked: p.default === true });
+      read = () => input.checked;
+    } else if (p.type === 'integer' || p.type === 'number') {
+      input = h('input', { ...common, type: 'number', step: p.type === 'integer' ? 1 : 'any' });
+      read = () => (input.value === '' ? undefined : Number(input.value));
+    } else if (p.type === 'string') {
+      input = h('input', common);
+      read = () => input.value || undefined;
+    } else {
+      input = h('textarea', { ...common, rows: 3, placeholder: p.type === 'array' ? '[ … ] (JSON)' : '{ … } (JSON)' });
+      read = () => {
+        if (!input.value.trim()) return undefined;
+        try { return JSON.parse(input.value); } catch (e) { throw new ApiError(`${key}: not JSON (${e.message})`, 400); }
+      };
+    }
+    return { key, read, node: h('div.field', {}, h('label', { for: id }, key, required.has(key) ? ' *' : ''), input, help) };
+  });
+}
+
+async function createPage() {
+  const provs = await api('GET', '/v3/provisioners');
+  const usable = (provs.data || []).filter((p) => p.field && p.schema);
+  if (!usable.length) { show(h('h1', {}, 'Create a cluster'), h('p.muted', {}, 'This server has no provisioner with settings: import a cluster instead.')); return; }
+  const driver = h('select', { id: 'driver', name: 'driver' }, usable.map((p) => h('option', { value: p.id }, p.id)));
+  const name = h('input', { id: 'new-cluster-name', name: 'name', required: true, pattern: '[a-z0-9]([-a-z0-9]*[a-z0-9])?', maxlength: 63 });
+  const fieldsBox = h('fieldset', { id: 'settings' });
+  const out = h('div', { 'aria-live': 'polite' });
+  let fields = [];
+  const render = () => {
+    const p = usable.find((x) => x.id === driver.value);
+    fields = settingsFields(p.schema);
+    fieldsBox.replaceChildren(h('legend', {}, `${p.id} settings (spec.${p.field})`), ...fields.map((f) => f.node));
+  };
+  driver.addEventListener('change', render);
+  const form = h('form.card', {}, h('h1', {}, 'Create a cluster'),
+    h('label', { for: 'driver' }, 'Provisioner'), driver,
+    h('label', { for: 'new-cluster-name' }, 'Name (lower case letters, digits and dashes)'), name,
+    fieldsBox, h('p', {}, h('button', { type: 'submit', id: 'create-submit' }, 'Create')), out);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    out.replaceChildren();
+    try {
+      const p = usable.find((x) => x.id === driver.value);
+      const settings = {};
+      for (const f of fields) {
+        const v = f.read();
+        if (v !== undefined) settings[f.key] = v;
+      }
+      const c = await api('POST', '/v3/clusters', { metadata: { name: name.value }, spec: { [p.field]: settings } });
+      location.hash = `#/clusters/${encodeURIComponent(c.id)}`;
+    } catch (e) { out.replaceChildren(alertBox(e.message)); }
+  });
+  render();
   show(form);
   name.focus();
 }
@@ -440,6 +530,7 @@ async function route() {
     else if (parts[0] === 'clusters' && parts[1]) await clusterPage(parts[1]);
     else if (parts[0] === 'projects' && parts[1]) await projectPage(parts[1]);
     else if (parts[0] === 'import') await importPage();
+    else if (parts[0] === 'create') await createPage();
     else if (parts[0] === 'users') await usersPage();
     else await clustersPage();
     main.focus({ preventScroll: true });
