@@ -145,6 +145,23 @@ async fn the_console_imports_a_cluster_that_turns_active_live_and_shows_each_use
     let e = browser.wait_text("[role=alert]", WAIT, |t| t.contains("gkeConfig")).await;
     assert!(e.contains("spec.gkeConfig"), "the server names the field: {e}");
 
+    // Users, for admins: add one, disable them, and their login is refused.
+    browser.goto(&format!("{}/dashboard/#/users", server.url)).await;
+    browser.type_into(&browser.wait_for("#new-username", WAIT).await, "dave").await;
+    browser.type_into(&browser.wait_for("#new-password", WAIT).await, "dave-password-123").await;
+    browser.click(&browser.wait_for("#new-user-submit", WAIT).await).await;
+    browser.click(&browser.wait_for("button[data-user=dave]", WAIT).await).await;
+    browser.wait_text("button[data-user=dave]", WAIT, |t| t == "Enable").await;
+    let refused = insecure_client()
+        .post(format!("{}/v3-public/localProviders/local?action=login", server.url))
+        .json(&json!({"username": "dave", "password": "dave-password-123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 401, "a disabled user cannot log in");
+    browser.goto(&format!("{}/dashboard/#/roles", server.url)).await;
+    browser.wait_text("main", WAIT, |t| t.contains("cluster-owner") && t.contains("Standard User")).await;
+
     // A project member added in the console: their kubectl reaches the project's namespace, and
     // before it did not.
     for name in ["bob", "carol"] {
@@ -225,4 +242,35 @@ async fn the_console_imports_a_cluster_that_turns_active_live_and_shows_each_use
     assert!(!browser.page_text().await.contains("bob"), "no user data on the page");
     drop(browser);
     tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_fits_a_phone_and_labels_every_field() {
+    install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), 0, &dir.path().join("server.log"), &[]).await;
+    let admin = login(&server.url).await;
+    for name in ["edge-berlin", "edge-lisbon", "core"] {
+        create_imported(&server.url, &admin, name).await;
+    }
+    let browser = Browser::start_sized(390, 844).await;
+    browser.goto(&format!("{}/", server.url)).await;
+    let unlabelled = "return [...document.querySelectorAll('input, select, textarea')]\
+                      .filter((e) => !e.labels || e.labels.length === 0).map((e) => e.id)";
+    browser.wait_for("#username", WAIT).await;
+    assert_eq!(browser.execute(unlabelled).await, json!([]), "the login form");
+    log_in(&browser, "admin", ADMIN_PASSWORD).await;
+    browser.wait_text("#clusters", WAIT, |t| t.contains("edge-lisbon")).await;
+    let fits = "return document.documentElement.scrollWidth <= window.innerWidth";
+    assert_eq!(browser.execute(fits).await, json!(true), "no sideways scrolling on a phone");
+    if let Some(d) = screenshots() {
+        std::fs::create_dir_all(&d).unwrap();
+        browser.screenshot(&d.join("phone.png")).await;
+    }
+    for page in ["#/import", "#/create", "#/users"] {
+        browser.goto(&format!("{}/dashboard/{page}", server.url)).await;
+        browser.wait_for("main form", WAIT).await;
+        assert_eq!(browser.execute(unlabelled).await, json!([]), "{page}");
+        assert_eq!(browser.execute(fits).await, json!(true), "{page} on a phone");
+    }
 }

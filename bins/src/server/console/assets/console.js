@@ -106,6 +106,7 @@ function renderNav() {
   nav.replaceChildren(
     h('a', { href: '#/clusters' }, 'Clusters'),
     can('user', 'GET') ? h('a', { href: '#/users' }, 'Users') : null,
+    can('globalRole', 'GET') ? h('a', { href: '#/roles' }, 'Roles') : null,
     h('span.spacer'),
     h('span', { 'aria-label': 'Logged in as' }, who),
     h('button', { type: 'button', onclick: logout }, 'Log out'),
@@ -508,9 +509,64 @@ function shellPage(id) {
 // ---- users (admins) ------------------------------------------------------------------------------
 
 async function usersPage() {
-  const list = await api('GET', '/v3/users');
-  const rows = (list.data || []).map((u) => [u.spec.username || '-', u.spec.displayName || '', u.id, u.spec.enabled === false ? 'no' : 'yes', age(u.metadata.creationTimestamp)]);
-  show(h('h1', {}, 'Users'), table(['Username', 'Display name', 'Id', 'Enabled', 'Age'], rows, 'No users.'));
+  const list = h('div', { id: 'users' });
+  const out = h('div', { 'aria-live': 'polite' });
+  const refresh = async () => {
+    const users = await api('GET', '/v3/users');
+    const mayEdit = me.schemas.user && (me.schemas.user.resourceMethods || []).includes('PUT');
+    list.replaceChildren(table(['Username', 'Display name', 'Id', 'Enabled', 'Last login', 'Age', ''], (users.data || []).map((u) => [
+      u.spec.username || '-', u.spec.displayName || '', u.id, u.spec.enabled === false ? 'no' : 'yes',
+      age(u.status && u.status.lastLogin), age(u.metadata.creationTimestamp),
+      mayEdit && u.id !== me.user.id ? h('button.secondary', {
+        type: 'button',
+        'data-user': u.spec.username,
+        onclick: async () => {
+          try {
+            const fresh = await api('GET', `/v3/users/${encodeURIComponent(u.id)}`);
+            fresh.spec.enabled = fresh.spec.enabled === false;
+            await api('PUT', `/v3/users/${encodeURIComponent(u.id)}`, fresh);
+            await refresh();
+          } catch (e) { out.replaceChildren(alertBox(e.message)); }
+        },
+      }, u.spec.enabled === false ? 'Enable' : 'Disable') : '',
+    ]), 'No users.'));
+  };
+  const username = h('input', { id: 'new-username', name: 'username', required: true, autocomplete: 'off' });
+  const display = h('input', { id: 'new-display-name', name: 'displayName' });
+  const password = h('input', { id: 'new-password', name: 'password', type: 'password', required: true, minlength: 12, autocomplete: 'new-password' });
+  const form = h('form.card', { id: 'new-user' }, h('h2', {}, 'Add a local user'),
+    h('label', { for: 'new-username' }, 'Username'), username,
+    h('label', { for: 'new-display-name' }, 'Display name'), display,
+    h('label', { for: 'new-password' }, 'Password (at least 12 characters)'), password,
+    h('p', {}, h('button', { type: 'submit', id: 'new-user-submit' }, 'Add')));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    out.replaceChildren();
+    try {
+      await api('POST', '/v3/users', { spec: { username: username.value, displayName: display.value || username.value, password: password.value, enabled: true } });
+      username.value = ''; display.value = ''; password.value = '';
+      out.replaceChildren(h('p', { role: 'status' }, 'Added.'));
+      await refresh();
+    } catch (e) { out.replaceChildren(alertBox(e.message)); }
+  });
+  show(h('h1', {}, 'Users'), list, out, can('user', 'POST') ? form : null);
+  await refresh();
+}
+
+function rulesText(rules) {
+  return (rules || []).map((r) => `${(r.verbs || []).join(',')} ${(r.resources || r.nonResourceURLs || []).join(',')}`).join('; ') || '-';
+}
+
+async function rolesPage() {
+  const [globals, templates] = await Promise.all([api('GET', '/v3/globalroles'), api('GET', '/v3/roletemplates')]);
+  show(h('h1', {}, 'Roles'),
+    h('p.muted', {}, 'Created and changed with rancherctl (roletemplate, globalrole) or the API; the server refuses a rule its author does not hold.'),
+    h('h2', {}, 'Global roles'),
+    table(['Name', 'Display name', 'Rules', 'New users', 'Builtin'], (globals.data || []).map((r) => [
+      r.metadata.name, r.spec.displayName || '', rulesText(r.spec.rules), r.spec.newUserDefault ? 'yes' : 'no', r.spec.builtin ? 'yes' : 'no']), 'None.'),
+    h('h2', {}, 'Role templates'),
+    table(['Name', 'Context', 'Display name', 'Inherits', 'Rules'], (templates.data || []).filter((t) => !t.spec.hidden).map((t) => [
+      t.metadata.name, t.spec.context || '', t.spec.displayName || '', (t.spec.roleTemplateNames || []).join(', ') || '-', rulesText(t.spec.rules)]), 'None.'));
 }
 
 // ---- routing -------------------------------------------------------------------------------------
@@ -532,6 +588,7 @@ async function route() {
     else if (parts[0] === 'import') await importPage();
     else if (parts[0] === 'create') await createPage();
     else if (parts[0] === 'users') await usersPage();
+    else if (parts[0] === 'roles') await rolesPage();
     else await clustersPage();
     main.focus({ preventScroll: true });
   } catch (e) {
