@@ -128,9 +128,23 @@ async fn the_console_imports_a_cluster_that_turns_active_live_and_shows_each_use
         browser.screenshot(&d.join("shell.png")).await;
     }
 
+    // The shell's token lives as long as the shell: leaving the page revokes it.
+    let shell_tokens = || async {
+        let tokens = api(&server, &admin, reqwest::Method::GET, "/v3/tokens", json!(null)).await;
+        tokens["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["spec"]["description"].as_str().is_some_and(|d| d.starts_with("console shell")))
+            .count()
+    };
+    assert_eq!(shell_tokens().await, 1, "one token while the shell is open");
+
     // Create, with a form made from the provisioner's settings schema; the server's refusal names
     // the field.
     browser.goto(&format!("{}/dashboard/#/create", server.url)).await;
+    eventually(WAIT, "the shell's token is revoked", || async { (shell_tokens().await == 0).then_some(()) })
+        .await;
     browser.click(&browser.wait_for("#driver option[value=GKE]", WAIT).await).await;
     browser.wait_text("#settings legend", WAIT, |t| t.contains("spec.gkeConfig")).await;
     assert!(browser.find("input#setting-projectID").await.is_some(), "a text field per string setting");

@@ -8,8 +8,8 @@
 //! Because kubectl runs on the server, what it may touch there is closed off: only the verbs of
 //! [`VERBS`] run, and no flag that names a file, another server, another identity or a cache
 //! ([`check`]); its environment is empty but for `HOME` (its own directory) and `PATH`. One command
-//! runs at a time, for at most [`COMMAND_TIME`], with at most [`OUTPUT_CAP`] of output; at most
-//! [`MAX_SHELLS`] shells are open on a server.
+//! runs at a time, for at most [`COMMAND_TIME`], with at most [`OUTPUT_CAP`] of output; a shell
+//! stays open at most [`SHELL_LIFETIME`]; at most [`MAX_SHELLS`] shells are open on a server.
 
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -92,6 +92,9 @@ const FORBIDDEN_FLAGS: &[&str] = &[
     "--tty",
     "-t",
     "--attach",
+    "--kuberc",
+    "--log-file",
+    "--log-dir",
 ];
 /// The longest one command runs.
 pub(crate) const COMMAND_TIME: Duration = Duration::from_secs(300);
@@ -99,6 +102,8 @@ pub(crate) const COMMAND_TIME: Duration = Duration::from_secs(300);
 pub(crate) const OUTPUT_CAP: usize = 4 << 20;
 /// The most shells open at once on this server.
 pub(crate) const MAX_SHELLS: usize = 16;
+/// The longest a shell stays open (its token lives as long).
+pub(crate) const SHELL_LIFETIME: Duration = Duration::from_secs(3600);
 /// The longest command line taken.
 const MAX_LINE: usize = 4096;
 
@@ -184,6 +189,12 @@ pub(crate) fn check(args: &[String]) -> Result<(), String> {
         if FORBIDDEN_FLAGS.contains(&flag) || (flag == "-f" && verb != "logs") {
             return Err(format!("{flag} does not run in this shell: it reaches outside the cluster"));
         }
+        // `--raw` asks the server for a path; anything else is not the cluster's.
+        let raw = if flag == "--raw" { glued } else { None };
+        let raw = raw.or((previous == "--raw").then_some(a.as_str()));
+        if raw.is_some_and(|r| !r.starts_with('/')) {
+            return Err("--raw takes a path on the cluster's API server (/api/…)".into());
+        }
         let output = if matches!(flag, "-o" | "--output") { glued } else { None };
         let output = output.or(matches!(previous, "-o" | "--output").then_some(a.as_str()));
         if output.is_some_and(|o| o.contains("-file")) {
@@ -227,7 +238,12 @@ pub(crate) async fn open(
     }
     let req = TokenRequest {
         cluster_name: id.clone(),
-        ..TokenRequest::local("kubeconfig", 3_600_000, format!("console shell for cluster {id}"), true)
+        ..TokenRequest::local(
+            "kubeconfig",
+            i64::try_from(SHELL_LIFETIME.as_millis()).unwrap_or(i64::MAX),
+            format!("console shell for cluster {id}"),
+            false,
+        )
     };
     let issued = tokens::issue(&state.store, state.max_token_ttl_ms, &caller.user, req).await;
     let (token, secret) = match issued {
@@ -242,7 +258,9 @@ pub(crate) async fn open(
             Ok(dir) => {
                 let config = kubeconfig(&state, &id, &secret.expose());
                 match write_private(&dir.0.join("config"), &config) {
-                    Ok(()) => session(socket, &kubectl, &dir.0).await,
+                    Ok(()) => {
+                        let _ = tokio::time::timeout(SHELL_LIFETIME, session(socket, &kubectl, &dir.0)).await;
+                    }
                     Err(e) => tracing::warn!("a console shell could not write its kubeconfig: {e}"),
                 }
             }
@@ -463,6 +481,8 @@ mod tests {
             ("get pods -o go-template-file=/x", "file"),
             ("get pods --as=admin", "--as"),
             ("plugin list", "does not run"),
+            ("get --raw=http://169.254.169.254/", "--raw"),
+            ("get --kuberc /etc/passwd pods", "--kuberc"),
         ] {
             let e = check(&w(bad)).expect_err(bad);
             assert!(e.contains(says), "{bad}: {e}");
