@@ -458,6 +458,10 @@ impl ServerBuilder {
         };
         let authn = Arc::new(auth::TokenAuthenticator::new(store.clone()));
         let audit = self.audit.layer(&self.plugins.audit_sinks).map_err(ServerError::AuditLog)?;
+        let audit_file = match &self.audit.target {
+            Some(super::AuditTarget::File(path)) => Some(path.clone()),
+            _ => None,
+        };
         let proxy = proxy::build(store.clone(), authn.clone(), registration.clone(), audit.clone());
         let project_names = super::tenancy::project_names::ProjectNames::start(store.clone());
         let state = AppState::new(AppStateParts {
@@ -480,6 +484,7 @@ impl ServerBuilder {
             peers,
             connect_admission: registration::ConnectAdmission::new(self.agent_connect_rate).map(Arc::new),
             self_url,
+            audit_file,
         });
         Ok(Server {
             state,

@@ -49,7 +49,14 @@ fn screenshots() -> Option<PathBuf> {
 async fn the_console_imports_a_cluster_that_turns_active_live_and_shows_each_user_their_own() {
     install_crypto();
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), 0, &dir.path().join("server.log"), &[]).await;
+    let audit = dir.path().join("audit.jsonl");
+    let server = Server::start(
+        &dir.path().join("data"),
+        0,
+        &dir.path().join("server.log"),
+        &["--audit-log", audit.to_str().unwrap()],
+    )
+    .await;
     let admin = login(&server.url).await;
 
     // The page is served with a policy that allows only the server's own scripts.
@@ -140,11 +147,17 @@ async fn the_console_imports_a_cluster_that_turns_active_live_and_shows_each_use
     };
     assert_eq!(shell_tokens().await, 1, "one token while the shell is open");
 
+    // What the shell did is in the audit log, for admins; leaving the shell revoked its token.
+    browser.goto(&format!("{}/dashboard/#/audit", server.url)).await;
+    let log = browser.wait_text("#audit", WAIT, |t| t.contains("nodes")).await;
+    assert!(log.lines().any(|l| l.contains("web") && l.contains("list") && l.contains("nodes")), "{log}");
+
+    eventually(WAIT, "the shell's token is revoked", || async { (shell_tokens().await == 0).then_some(()) })
+        .await;
+
     // Create, with a form made from the provisioner's settings schema; the server's refusal names
     // the field.
     browser.goto(&format!("{}/dashboard/#/create", server.url)).await;
-    eventually(WAIT, "the shell's token is revoked", || async { (shell_tokens().await == 0).then_some(()) })
-        .await;
     browser.click(&browser.wait_for("#driver option[value=GKE]", WAIT).await).await;
     browser.wait_text("#settings legend", WAIT, |t| t.contains("spec.gkeConfig")).await;
     assert!(browser.find("input#setting-projectID").await.is_some(), "a text field per string setting");
@@ -232,6 +245,7 @@ async fn the_console_imports_a_cluster_that_turns_active_live_and_shows_each_use
     log_in(&browser, "carol", "carol-password-123").await;
     browser.wait_text("#clusters", WAIT, |t| t.contains("No clusters you may see")).await;
     assert_eq!(browser.count("a[href='#/users']").await, 0, "no Users page for carol");
+    assert_eq!(browser.count("a[href='#/audit']").await, 0, "no audit log for carol");
     browser.execute("window.notReloaded = true; return null").await;
     let users = api(&server, &admin, reqwest::Method::GET, "/v3/users", json!(null)).await;
     let carol = users["data"].as_array().unwrap().iter().find(|u| u["spec"]["username"] == "carol").unwrap()

@@ -1,5 +1,6 @@
 //! The management API's routes: public endpoints, login, and authenticated CRUD under `/v3`.
 
+mod audit;
 mod body;
 mod cloud_credentials;
 mod clusters;
@@ -145,6 +146,7 @@ pub(crate) fn router(state: AppState) -> Router {
     v3 = v3.route("/v3/principals", post(principals::post));
     v3 = v3
         .route("/v3/schemas", get(schemas::list))
+        .route("/v3/auditlog", get(audit::list))
         .route("/v3/provisioners", get(provisioners::list))
         .route("/v3/settings", get(settings::list))
         .route("/v3/settings/{name}", get(settings::get).put(settings::change).delete(settings::change));

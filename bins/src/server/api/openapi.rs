@@ -292,6 +292,12 @@ pub(crate) const ROUTES: &[Route] = &[
         "move",
     ),
     io(
+        route("get", "/v3/auditlog", "The newest records of the proxy's audit log (admins)"),
+        Payload::None,
+        200,
+        Payload::Schema("Any"),
+    ),
+    io(
         route(
             "get",
             "/v3/provisioners",

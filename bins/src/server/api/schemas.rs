@@ -27,6 +27,7 @@ const KINDS: &[(&str, &str, bool)] = &[
     ("cloudCredential", "cloudcredentials", true),
     ("token", "tokens", true),
     ("setting", "settings", true),
+    ("auditLog", "auditlogs", false),
 ];
 
 /// `GET /v3/schemas`.

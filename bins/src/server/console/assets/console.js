@@ -107,6 +107,7 @@ function renderNav() {
     h('a', { href: '#/clusters' }, 'Clusters'),
     can('user', 'GET') ? h('a', { href: '#/users' }, 'Users') : null,
     can('globalRole', 'GET') ? h('a', { href: '#/roles' }, 'Roles') : null,
+    can('auditLog', 'GET') ? h('a', { href: '#/audit' }, 'Audit') : null,
     h('span.spacer'),
     h('span', { 'aria-label': 'Logged in as' }, who),
     h('button', { type: 'button', onclick: logout }, 'Log out'),
@@ -569,6 +570,16 @@ async function rolesPage() {
       t.metadata.name, t.spec.context || '', t.spec.displayName || '', (t.spec.roleTemplateNames || []).join(', ') || '-', rulesText(t.spec.rules)]), 'None.'));
 }
 
+async function auditPage() {
+  const box = h('div', { id: 'audit' });
+  show(h('h1', {}, 'Audit log'), h('p.muted', {}, 'Every request through the authentication proxy, newest first.'), box);
+  try {
+    const log = await api('GET', '/v3/auditlog?limit=200');
+    box.replaceChildren(table(['Time', 'User', 'Cluster', 'Verb', 'Resource', 'Namespace', 'Name', 'Status'], (log.data || []).map((e) => [
+      e.time || '', e.user || '', e.cluster || '', e.verb || '', e.resource || e.path || '', e.namespace || '', e.name || '', String(e.status || '')]), 'Nothing recorded yet.'));
+  } catch (e) { box.replaceChildren(alertBox(e.message)); }
+}
+
 // ---- routing -------------------------------------------------------------------------------------
 
 async function route() {
@@ -589,6 +600,7 @@ async function route() {
     else if (parts[0] === 'create') await createPage();
     else if (parts[0] === 'users') await usersPage();
     else if (parts[0] === 'roles') await rolesPage();
+    else if (parts[0] === 'audit') await auditPage();
     else await clustersPage();
     main.focus({ preventScroll: true });
   } catch (e) {
