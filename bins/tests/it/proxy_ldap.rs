@@ -195,3 +195,36 @@ async fn ldap_groups_reach_the_impersonation_headers() {
     assert!(!env.server_log().contains(secret_of(&alice)), "a token secret is in the server log");
     assert!(!env.server_log().contains("alicepass"), "a password is in the server log");
 }
+
+/// The console's login page offers the directory beside local accounts; a directory user logs in
+/// through it (headless Chromium) and the page knows who they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ldap_user_logs_in_to_the_console() {
+    use rancher_test_support::browser::{Browser, WAIT};
+    install_crypto();
+    let slapd = Slapd::start().await;
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf = conf_dir.path().join("auth.yaml");
+    std::fs::write(
+        &conf,
+        format!(
+            "openldap:\n  servers: [127.0.0.1]\n  port: {}\n  tls: plain\n  \
+             serviceAccountDn: cn=rancher-svc,dc=example,dc=org\n  serviceAccountPassword: svcpass\n  \
+             userSearchBase: ou=people,dc=example,dc=org\n  groupSearchBase: ou=groups,dc=example,dc=org\n",
+            slapd.port
+        ),
+    )
+    .unwrap();
+    let env = Env::start(&["--auth-config", conf.to_str().unwrap()]).await;
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/", env.server.url)).await;
+    browser
+        .click(&browser.wait_for("#provider option[value='openLdapProviders/openldap']", WAIT).await)
+        .await;
+    browser.type_into(&browser.wait_for("#username", WAIT).await, "alice").await;
+    browser.type_into(&browser.wait_for("#password", WAIT).await, "alicepass").await;
+    browser.click(&browser.wait_for("#login", WAIT).await).await;
+    browser.wait_for("#clusters", WAIT).await;
+    let nav = browser.wait_text("#nav", WAIT, |t| t.contains("Log out")).await;
+    assert!(nav.to_lowercase().contains("alice"), "the page shows who logged in: {nav}");
+}
