@@ -25,6 +25,15 @@ struct Idp {
 
 impl Idp {
     async fn start() -> Self {
+        let redirect_uri = format!("http://127.0.0.1:{}/callback", free_port());
+        // A native client (RFC 8252): the provider accepts its loopback redirect URI on any port, as
+        // `rancherctl login --oidc` listens on a port it is given by the system.
+        Self::start_at(free_port(), redirect_uri, true).await
+    }
+
+    /// The provider at `http://127.0.0.1:<port>` whose one client redirects to `redirect_uri` (a
+    /// native client, or a web one).
+    async fn start_at(port: u16, redirect_uri: String, native: bool) -> Self {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let modules = repo.join(".test-deps/oidc/node_modules");
         assert!(
@@ -32,24 +41,23 @@ impl Idp {
             "npm oidc-provider is not installed in .test-deps/oidc: run scripts/install-auth-deps.sh"
         );
         let fixture = repo.join("crates/rancher-auth/tests/fixtures/oidc/server.mjs");
-        let script = std::fs::read_to_string(&fixture).unwrap();
-        // A native client (RFC 8252): the provider accepts its loopback redirect URI on any port, as
-        // `rancherctl login --oidc` listens on a port it is given by the system.
-        let native = script.replacen(
-            "response_types: ['code'],",
-            "response_types: ['code'], application_type: 'native',",
-            1,
-        );
-        assert_ne!(native, script, "the fixture's client definition changed: update this test");
+        let mut script = std::fs::read_to_string(&fixture).unwrap();
+        if native {
+            let patched = script.replacen(
+                "response_types: ['code'],",
+                "response_types: ['code'], application_type: 'native',",
+                1,
+            );
+            assert_ne!(patched, script, "the fixture's client definition changed: update this test");
+            script = patched;
+        }
         let http = reqwest::Client::new();
         let mut last_log = String::new();
         for _attempt in 0..3 {
             let dir = tempfile::tempdir().unwrap();
-            std::fs::write(dir.path().join("server.mjs"), &native).unwrap();
+            std::fs::write(dir.path().join("server.mjs"), &script).unwrap();
             std::os::unix::fs::symlink(&modules, dir.path().join("node_modules")).unwrap();
-            let port = free_port();
             let issuer = format!("http://127.0.0.1:{port}");
-            let redirect_uri = format!("http://127.0.0.1:{}/callback", free_port());
             let log = std::fs::File::create(dir.path().join("node.log")).unwrap();
             let mut child = Command::new("node")
                 .arg("server.mjs")
@@ -376,4 +384,48 @@ async fn rancherctl_login_oidc_prints_the_url_and_saves_the_token() {
         "{}",
         String::from_utf8_lossy(&ls.stdout)
     );
+}
+
+/// The console's login page offers the OIDC provider as a button: the browser (headless Chromium)
+/// goes to the provider, logs in there, comes back to the console with the code, and is logged in;
+/// the code leaves the address bar.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oidc_user_logs_in_to_the_console() {
+    use rancher_test_support::browser::{Browser, WAIT};
+    install_crypto();
+    // The server finds its provider on first use, so it may start before the provider, whose one
+    // redirect URI is the server's console.
+    let idp_port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("auth.yaml");
+    std::fs::write(
+        &conf,
+        format!("oidc:\n  issuer: http://127.0.0.1:{idp_port}\n  clientId: rancher\n  clientSecret: rancher-secret\n"),
+    )
+    .unwrap();
+    let server = ServerProc::start(
+        &dir.path().join("data"),
+        0,
+        Some(crate::common::ADMIN_PASSWORD),
+        &["--auth-config", conf.to_str().unwrap()],
+    );
+    let _idp = Idp::start_at(idp_port, format!("{}/dashboard/", server.url), false).await;
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/", server.url)).await;
+    browser.click(&browser.wait_for("#login-oidc", WAIT).await).await;
+    // The provider's own pages: its login form, then its consent.
+    browser.type_into(&browser.wait_for("input[name=login]", WAIT).await, "alice").await;
+    browser.type_into(&browser.wait_for("input[name=password]", WAIT).await, "any password works here").await;
+    browser.click(&browser.wait_for("button[type=submit]", WAIT).await).await;
+    // The consent page, by its own form (the login page's button may still be there until it goes).
+    browser.wait_for("input[name=prompt][value=consent]", WAIT).await;
+    browser.click(&browser.wait_for("button[type=submit]", WAIT).await).await;
+    browser.wait_for("#clusters", WAIT).await;
+    let nav = browser.wait_text("#nav", WAIT, |t| t.contains("Log out")).await;
+    assert!(nav.to_lowercase().contains("alice"), "the page shows who logged in: {nav}");
+    let address = browser.execute("return location.href").await;
+    let address = address.as_str().unwrap();
+    assert!(!address.contains("code="), "the code left the address bar: {address}");
+    assert_eq!(browser.execute("return sessionStorage.length").await, json!(0));
 }

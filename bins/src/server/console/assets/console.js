@@ -125,6 +125,7 @@ async function logout() {
 async function loginPage() {
   const providers = await api('GET', '/v3-public/authProviders').catch(() => ({ data: [{ id: 'local', type: 'localProvider', kind: 'local', password: true }] }));
   const usable = (providers.data || []).filter((p) => p.password);
+  const redirecting = (providers.data || []).filter((p) => !p.password);
   const error = h('div', { 'aria-live': 'polite' });
   const provider = h('select', { id: 'provider', name: 'provider' },
     usable.map((p) => h('option', { value: `${p.kind}Providers/${p.id}` }, p.displayName || p.id)));
@@ -136,6 +137,11 @@ async function loginPage() {
     h('label', { for: 'username' }, 'Username'), user,
     h('label', { for: 'password' }, 'Password'), pass,
     h('p', {}, h('button', { type: 'submit', id: 'login' }, 'Log in')),
+    redirecting.map((p) => h('p', {}, h('button.secondary', {
+      type: 'button',
+      id: `login-${p.id}`,
+      onclick: () => redirectLogin(p, error),
+    }, `Log in with ${p.displayName || p.id}`))),
     error);
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
@@ -152,6 +158,32 @@ async function loginPage() {
   });
   show(form);
   user.focus();
+}
+
+// A login at a provider that takes the browser to its own pages (OIDC, GitHub): the server hands out
+// the provider's address and a state; the provider sends the browser back here with a code.
+const PENDING_LOGIN = 'rancher-login';
+
+async function redirectLogin(p, error) {
+  try {
+    const back = `${location.origin}/dashboard/`;
+    const a = await api('GET', `/v3-public/${p.kind}Providers/${encodeURIComponent(p.id)}?action=authorize&redirectUri=${encodeURIComponent(back)}`);
+    sessionStorage.setItem(PENDING_LOGIN, JSON.stringify({ at: `${p.kind}Providers/${p.id}`, state: a.state }));
+    location.assign(a.redirectUrl);
+  } catch (e) { error.replaceChildren(alertBox(e.message)); }
+}
+
+// Back from a provider: trade the code for a session, and take it out of the address bar.
+async function finishRedirectLogin() {
+  const q = new URLSearchParams(location.search);
+  if (!q.has('code') && !q.has('error')) return;
+  const pending = JSON.parse(sessionStorage.getItem(PENDING_LOGIN) || 'null');
+  sessionStorage.removeItem(PENDING_LOGIN);
+  history.replaceState(null, '', '/dashboard/#/login');
+  if (q.has('error')) throw new ApiError(`the provider refused the login: ${q.get('error_description') || q.get('error')}`, 401);
+  if (!pending || pending.state !== q.get('state')) throw new ApiError('this login was not started from this page: log in again', 401);
+  await api('POST', `/v3-public/${pending.at}?action=login`, { code: q.get('code'), state: q.get('state'), responseType: 'cookie' });
+  history.replaceState(null, '', '/dashboard/#/clusters');
 }
 
 // ---- clusters ------------------------------------------------------------------------------------
@@ -609,4 +641,4 @@ async function route() {
 }
 
 window.addEventListener('hashchange', route);
-route();
+finishRedirectLogin().then(route, (e) => { route().then(() => main.prepend(alertBox(e.message))); });
