@@ -26,6 +26,8 @@ pub(super) async fn run(cli: Cli) -> Result<String, CliError> {
         Command::Settings(c) => super::settings::run(&logged_in(wanted)?.1, c).await,
         Command::Principal(c) => super::principals::run(&logged_in(wanted)?.1, c).await,
         Command::Completion { shell } => Ok(completion(shell)),
+        Command::Audit(args) => super::admin::audit(&logged_in(wanted)?.1, args).await,
+        Command::Provisioner(c) => super::admin::provisioner(&logged_in(wanted)?.1, c).await,
         Command::Roletemplate(c) => super::roles::role_template(&logged_in(wanted)?.1, c).await,
         Command::Globalrole(c) => super::roles::global_role(&logged_in(wanted)?.1, c).await,
         Command::Namespace(c) => super::namespaces::run(&logged_in(wanted)?.1, c).await,

@@ -74,7 +74,8 @@ Exit codes:
   6  conflict: it exists already, or someone changed it meanwhile (409)
   7  the server cannot be reached, or its certificate is not trusted
   8  timed out waiting (`wait`, or following a change); what was waited for may still come
-  kubectl's own code from `rancherctl kubectl`";
+  `rancherctl kubectl CLUSTER -- …` exits with kubectl's own code instead (any number: kubectl's, or
+  that of the command `exec` ran)";
 
 impl CliError {
     /// The process's exit code for this error (see [`EXIT_CODES`]).

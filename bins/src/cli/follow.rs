@@ -102,10 +102,15 @@ pub(super) async fn replace_config(
 pub(super) fn parse_timeout(s: &str) -> Result<Duration, String> {
     let d: jiff::SignedDuration =
         s.trim().parse().map_err(|e| format!("{s:?} is not a duration like 20m, 90s or 1h30m: {e}"))?;
-    Duration::try_from(d)
+    const LONGEST: Duration = Duration::from_secs(30 * 86_400);
+    let d = Duration::try_from(d)
         .ok()
         .filter(|d| !d.is_zero())
-        .ok_or_else(|| format!("{s:?}: the timeout must be longer than zero"))
+        .ok_or_else(|| format!("{s:?}: the timeout must be longer than zero"))?;
+    if d > LONGEST {
+        return Err(format!("{s:?}: the timeout is at most 30 days"));
+    }
+    Ok(d)
 }
 
 /// Where the lines go: a progress bar on a terminal, plain lines otherwise.
@@ -530,5 +535,6 @@ mod tests {
         assert_eq!(parse_timeout("90s").unwrap(), Duration::from_secs(90));
         assert!(parse_timeout("0s").unwrap_err().contains("longer than zero"));
         assert!(parse_timeout("soon").unwrap_err().starts_with("\"soon\" is not a duration"));
+        assert!(parse_timeout("2562047788015215h").is_err(), "no deadline overflows");
     }
 }

@@ -3,7 +3,8 @@
 //! A template is text with `{…}` blocks, as kubectl reads it:
 //! - a path — `{.metadata.name}`, `{.data[*].id}`, `{.data[0]}`, `{.data[-1]}`, `{.data[1:3]}`,
 //!   `{.metadata.labels['app.kubernetes.io/name']}`, `{.status.conditions[?(@.type=="Ready")].status}`
-//!   (`==` or `!=` against a quoted string, a number, `true`/`false`, or `[?(@.x)]` for "has x");
+//!   (`==` or `!=` against a quoted string, a number, `true`/`false`; `<`, `<=`, `>`, `>=` against a
+//!   number; `[?(@.x)]` for "has x"); `\.` in a field name is a dot of the name;
 //! - `{range PATH}…{end}`, the blocks between repeated for each value PATH selects (paths inside are
 //!   relative to that value; `$` names the whole document);
 //! - a string literal, `{"\n"}` or `{"\t"}`.
@@ -56,7 +57,18 @@ enum Step {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Filter {
     path: Path,
-    test: Option<(bool, Value)>,
+    test: Option<(Op, Value)>,
+}
+
+/// A filter's comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
 }
 
 impl JsonPath {
@@ -166,12 +178,24 @@ fn parse_path(s: &str) -> Result<Path, String> {
             if after.starts_with('.') {
                 return Err(format!("recursive descent (`..`) is not supported in {s:?}"));
             }
-            let end = after.find(['.', '[']).unwrap_or(after.len());
+            // A field name ends at `.` or `[`, but not at an escaped `\.` (`app\.kubernetes\.io/name`).
+            let mut end = after.len();
+            let mut escaped = false;
+            for (i, c) in after.char_indices() {
+                match c {
+                    '\\' if !escaped => escaped = true,
+                    '.' | '[' if !escaped => {
+                        end = i;
+                        break;
+                    }
+                    _ => escaped = false,
+                }
+            }
             match &after[..end] {
                 "" if after.starts_with('[') || after.is_empty() => {}
                 "" => return Err(format!("an empty field name in {s:?}")),
                 "*" => steps.push(Step::All),
-                name => steps.push(Step::Field(name.to_owned())),
+                name => steps.push(Step::Field(name.replace("\\.", "."))),
             }
             rest = &after[end..];
         } else if rest.starts_with('[') {
@@ -239,22 +263,67 @@ fn parse_bracket(inner: &str, whole: &str) -> Result<Step, String> {
     }
 }
 
+/// The first comparison operator of `body` outside quotes, and where it is.
+fn operator(body: &str) -> Option<(usize, &'static str)> {
+    let (mut quote, mut escaped) = (None, false);
+    for (i, c) in body.char_indices() {
+        match (quote, c) {
+            (Some(_), _) if escaped => escaped = false,
+            (Some(_), '\\') => escaped = true,
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, _) => {
+                let rest = &body[i..];
+                if let Some(op) =
+                    ["==", "!=", "<=", ">=", "=~", "<", ">"].into_iter().find(|op| rest.starts_with(op))
+                {
+                    return Some((i, op));
+                }
+            }
+        }
+    }
+    None
+}
+
 fn parse_filter(body: &str, whole: &str) -> Result<Filter, String> {
-    let op = ["==", "!="].iter().find_map(|op| body.find(op).map(|i| (i, *op)));
-    let Some((at, op)) = op else {
+    let Some((at, op)) = operator(body) else {
         return Ok(Filter { path: parse_path(body)?, test: None });
     };
-    let (left, right) = (body[..at].trim(), body[at + op.len()..].trim());
+    let op = match op {
+        "==" => Op::Eq,
+        "!=" => Op::Ne,
+        "<" => Op::Lt,
+        "<=" => Op::Le,
+        ">" => Op::Gt,
+        ">=" => Op::Ge,
+        _ => return Err(format!("regular expressions (=~) are not supported in {whole:?}")),
+    };
+    let (left, right) = (body[..at].trim(), body[at + op_len(op)..].trim());
     if !left.starts_with('@') {
         return Err(format!("a filter compares a path from @ in {whole:?}"));
     }
     let value = if right.starts_with('"') || right.starts_with('\'') {
-        Value::String(quoted(right)?.0)
+        let (text, after) = quoted(right)?;
+        if !after.trim().is_empty() {
+            return Err(format!("unexpected {:?} after the value in {whole:?}", after.trim()));
+        }
+        Value::String(text)
     } else {
         serde_json::from_str(right)
             .map_err(|_| format!("{right:?} is not a value to compare in {whole:?}"))?
     };
-    Ok(Filter { path: parse_path(left)?, test: Some((op == "==", value)) })
+    if !matches!(op, Op::Eq | Op::Ne) && !value.is_number() {
+        return Err(format!("<, <=, > and >= compare numbers in {whole:?}"));
+    }
+    Ok(Filter { path: parse_path(left)?, test: Some((op, value)) })
+}
+
+fn op_len(op: Op) -> usize {
+    match op {
+        Op::Lt | Op::Gt => 1,
+        _ => 2,
+    }
 }
 
 fn render(nodes: &[Node], root: &Value, here: &Value, out: &mut String) {
@@ -321,9 +390,22 @@ fn position(i: i64, len: usize) -> Option<usize> {
 impl Filter {
     fn keeps(&self, root: &Value, item: &Value) -> bool {
         let found = select(&self.path, root, item);
+        let number = |v: &Value| v.as_f64();
         match &self.test {
             None => !found.is_empty(),
-            Some((equal, value)) => found.contains(&value) == *equal,
+            // As kubectl: an item without the field is not compared at all.
+            Some(_) if found.is_empty() => false,
+            Some((Op::Eq, value)) => found.contains(&value),
+            Some((Op::Ne, value)) => !found.contains(&value),
+            Some((op, value)) => found.iter().any(|v| match (number(v), number(value)) {
+                (Some(a), Some(b)) => match op {
+                    Op::Lt => a < b,
+                    Op::Le => a <= b,
+                    Op::Gt => a > b,
+                    _ => a >= b,
+                },
+                _ => false,
+            }),
         }
     }
 }
@@ -369,6 +451,11 @@ mod tests {
         assert_eq!(run(r#"{.data[0].status.conditions[?(@.type!="Ready")].type}"#), "Connected");
         assert_eq!(run("{.data[?(@.n==2)].id}"), "b");
         assert_eq!(run("{.data[?(@.metadata.labels.*)].id}"), "a");
+        assert_eq!(run("{.data[?(@.n>1)].id}"), "b");
+        assert_eq!(run("{.data[?(@.n<=1)].id}"), "a");
+        assert_eq!(run(r#"{.data[?(@.id!='x==y')].id}"#), "a b", "an operator inside quotes is the value's");
+        assert_eq!(run(r#"{.data[?(@.missing!="x")].id}"#), "", "items without the field are not compared");
+        assert_eq!(run(r"{.data[0].metadata.labels.app\.kubernetes\.io/name}"), "web");
     }
 
     #[test]
@@ -391,6 +478,9 @@ mod tests {
             ("{..id}", "recursive descent"),
             ("{.data[?(@.n==)]}", "is not a value"),
             (r#"{"abc}"#, "unclosed {"),
+            ("{.data[?(@.id=~/a/)]}", "regular expressions"),
+            (r#"{.data[?(@.id>"a")]}"#, "compare numbers"),
+            (r#"{.data[?(@.id=="a" junk)]}"#, "unexpected"),
         ] {
             let e = JsonPath::parse(bad).expect_err(bad);
             assert!(e.contains(says), "{bad}: {e}");

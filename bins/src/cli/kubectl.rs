@@ -104,7 +104,7 @@ async fn interactive(args: &KubectlArgs, kubeconfig: &Path, cluster: &str) -> Re
         .args(&args.args)
         .status()
         .await
-        .map_err(|e| CliError::Input(format!("running {}: {e}", args.kubectl.display())))?;
+        .map_err(|e| CliError::Config(format!("running {}: {e}", args.kubectl.display())))?;
     match status.code() {
         Some(0) => Ok(String::new()),
         code => Err(CliError::Exited(code.map_or(1, |c| u8::try_from(c).unwrap_or(1)))),

@@ -10,6 +10,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 mod certs;
 mod client;
 mod cluster_edit;
@@ -41,6 +42,7 @@ mod wait;
 
 use clap::{Parser, Subcommand};
 
+pub use admin::{AuditArgs, ProvisionerCommand};
 pub use client::ApiClient;
 pub use cluster_edit::EditArgs;
 pub use config::{CliConfig, Context};
@@ -134,6 +136,11 @@ pub enum Command {
     /// Users and groups of every identity provider, by name.
     #[command(subcommand, alias = "principals")]
     Principal(PrincipalCommand),
+    /// The newest records of the proxy's audit log (admins): who did what in which cluster.
+    Audit(AuditArgs),
+    /// The drivers the server builds clusters with.
+    #[command(subcommand, alias = "provisioners")]
+    Provisioner(ProvisionerCommand),
     /// Print a shell completion script: `source <(rancherctl completion bash)`.
     Completion {
         /// The shell.

@@ -24,6 +24,12 @@ pub(super) fn from_stdin() -> Result<String, CliError> {
 fn read_line<R: BufRead>(r: &mut R) -> std::io::Result<String> {
     let mut line = String::new();
     Read::take(r, MAX_LINE as u64).read_line(&mut line)?;
+    if line.len() >= MAX_LINE && !line.ends_with('\n') {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("a password line is at most {} bytes", MAX_LINE - 1),
+        ));
+    }
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
@@ -48,10 +54,7 @@ pub(super) fn ask(question: &str) -> Result<String, CliError> {
     use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
 
     let no_tty = |e: std::io::Error| {
-        CliError::Input(format!(
-            "no password: there is no terminal to ask on ({e}); pass --password-stdin (or --password, or set \
-             RANCHER_PASSWORD)"
-        ))
+        CliError::Input(format!("no password: there is no terminal to ask on ({e}); pass --password-stdin"))
     };
     let tty = std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty").map_err(no_tty)?;
     let saved = tcgetattr(&tty).map_err(|e| no_tty(e.into()))?;
@@ -119,5 +122,6 @@ mod tests {
     fn a_password_line_loses_its_line_ending_only() {
         assert_eq!(read_line(&mut &b" pass word \r\nnext\n"[..]).unwrap(), " pass word ");
         assert_eq!(read_line(&mut &b""[..]).unwrap(), "");
+        assert!(read_line(&mut &vec![b'x'; 5000][..]).is_err(), "a longer line is refused, not cut");
     }
 }

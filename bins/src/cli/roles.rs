@@ -196,18 +196,45 @@ fn verb_rules(
         if r.is_empty() || r.contains(char::is_whitespace) {
             return Err(CliError::Input(format!("{r:?} is not a resource")));
         }
-        let (resource, group) = match r.split_once('.') {
-            Some((res, group)) if r != "*" => (res, group),
-            _ => (r.as_str(), default_group),
+        // kubectl's spelling: `resource[.group][/subresource]` (`deployments.apps/scale`).
+        let (named, sub) = match r.split_once('/') {
+            Some((n, s)) => (n, Some(s)),
+            None => (r.as_str(), None),
         };
+        let (base, group) = match named.split_once('.') {
+            Some((res, group)) if named != "*" => (res, group),
+            _ => (named, default_group),
+        };
+        if base.is_empty() || sub.is_some_and(str::is_empty) {
+            return Err(CliError::Input(format!("{r:?} is not a resource (resource[.group][/subresource])")));
+        }
+        let resource = match sub {
+            Some(s) => format!("{base}/{s}"),
+            None => base.to_owned(),
+        };
+        let resource = resource.as_str();
         match by_group.iter_mut().find(|(g, _)| g == group) {
             Some((_, list)) => list.push(resource.to_owned()),
             None => by_group.push((group.to_owned(), vec![resource.to_owned()])),
         }
     }
     for v in verbs {
-        const VERBS: &[&str] =
-            &["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection", "*"];
+        const VERBS: &[&str] = &[
+            "get",
+            "list",
+            "watch",
+            "create",
+            "update",
+            "patch",
+            "delete",
+            "deletecollection",
+            "use",
+            "bind",
+            "escalate",
+            "impersonate",
+            "proxy",
+            "*",
+        ];
         if !VERBS.contains(&v.as_str()) {
             return Err(CliError::Input(format!("{v:?} is not a verb: use one of {}", VERBS.join(", "))));
         }
@@ -499,6 +526,13 @@ mod tests {
         let global = verb_rules(&strings(&["*"]), &strings(&["clusters", "*"]), &[], MGMT).unwrap();
         assert_eq!(global[0].api_groups, strings(&[MGMT]));
         assert_eq!(global[0].resources, strings(&["clusters", "*"]));
+        let scale =
+            verb_rules(&strings(&["update"]), &strings(&["deployments.apps/scale"]), &[], "").unwrap();
+        assert_eq!(
+            (scale[0].api_groups.clone(), scale[0].resources.clone()),
+            (strings(&["apps"]), strings(&["deployments/scale"]))
+        );
+        assert!(verb_rules(&strings(&["get"]), &strings(&[".apps"]), &[], "").is_err());
         let e = verb_rules(&strings(&["read"]), &strings(&["pods"]), &[], "").unwrap_err();
         assert!(e.to_string().contains("\"read\" is not a verb"), "{e}");
     }

@@ -31,9 +31,13 @@ pub enum UserCommand {
     Create {
         /// The login name.
         username: String,
-        /// The password (at least 12 characters).
+        /// The password (at least 12 characters); or RANCHER_NEW_USER_PASSWORD, or --password-stdin;
+        /// without any, it is asked for twice on the terminal.
         #[arg(long, env = "RANCHER_NEW_USER_PASSWORD", hide_env_values = true)]
-        password: String,
+        password: Option<String>,
+        /// Read the password from the first line of stdin (over --password and the variable).
+        #[arg(long)]
+        password_stdin: bool,
         /// The name people see.
         #[arg(long)]
         display_name: Option<String>,
@@ -100,10 +104,13 @@ fn user_row(v: &Value) -> Vec<String> {
 
 /// The user named by login name or id, as the server shows it.
 async fn find(client: &ApiClient, user: &str) -> Result<Value, CliError> {
-    if user.starts_with("u-")
-        && let Ok(found) = client.call(Method::GET, &format!("/v3/users/{}", path_segment(user)?), None).await
-    {
-        return Ok(found);
+    if user.starts_with("u-") {
+        match client.call(Method::GET, &format!("/v3/users/{}", path_segment(user)?), None).await {
+            Ok(found) => return Ok(found),
+            // A login name that looks like an id: look it up among the users.
+            Err(CliError::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e),
+        }
     }
     data(client.call(Method::GET, "/v3/users", None).await?)
         .into_iter()
@@ -140,7 +147,11 @@ pub(super) async fn run(client: &ApiClient, cmd: UserCommand) -> Result<String, 
                 fmt => structured(fmt, &found),
             }
         }
-        UserCommand::Create { username, password, display_name, out } => {
+        UserCommand::Create { username, password, password_stdin, display_name, out } => {
+            let password = match password {
+                Some(p) if !password_stdin => p,
+                _ => new_password(password_stdin, &username)?,
+            };
             let body = json!({
                 "spec": {
                     "username": username,

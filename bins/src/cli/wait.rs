@@ -85,9 +85,11 @@ impl Wanted {
             (Wanted::Delete, c) => c.is_none(),
             (_, None) => false,
             (Wanted::State(s), Some(c)) => c.state().as_str() == s,
-            (Wanted::Condition(name, status), Some(c)) => {
-                c.status.conditions.iter().any(|cond| cond.type_ == *name && cond.status == *status)
-            }
+            (Wanted::Condition(name, status), Some(c)) => c
+                .status
+                .conditions
+                .iter()
+                .any(|cond| cond.type_.eq_ignore_ascii_case(name) && cond.status == *status),
         }
     }
 }
@@ -106,7 +108,7 @@ fn now(wanted: &Wanted, cluster: Option<&Cluster>) -> String {
     let Some(c) = cluster else { return "gone".into() };
     let mut s = format!("state {}", c.state());
     if let Wanted::Condition(name, _) = wanted {
-        match c.status.conditions.iter().find(|cond| cond.type_ == *name) {
+        match c.status.conditions.iter().find(|cond| cond.type_.eq_ignore_ascii_case(name)) {
             Some(cond) => {
                 s.push_str(&format!(", {name}={}", status_word(cond.status)));
                 if !cond.message.is_empty() {
@@ -203,6 +205,7 @@ mod tests {
         assert!(now(&ready, Some(&c)).ends_with("Ready=False (agent gone)"));
         c.status.conditions.set_condition("Ready", ConditionStatus::True, "", "");
         assert!(ready.met(Some(&c)));
+        assert!(Wanted::parse("condition=ready").unwrap().met(Some(&c)), "as kubectl wait: any case");
         assert!(!ready.met(None));
         assert!(Wanted::Delete.met(None));
     }

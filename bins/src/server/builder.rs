@@ -360,16 +360,6 @@ impl ServerBuilder {
         let local_addr =
             listener.local_addr().map_err(|source| ServerError::Bind { addr: self.https_listen, source })?;
 
-        let self_url = {
-            use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-            let ip = match local_addr.ip() {
-                IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-                IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-                ip => ip,
-            };
-            let scheme = if self.insecure_http { "http" } else { "https" };
-            format!("{scheme}://{}", std::net::SocketAddr::new(ip, local_addr.port()))
-        };
         let server_url =
             registration::external_url(self.server_url.as_deref(), local_addr, self.insecure_http)
                 .map_err(ServerError::ServerUrl)?;
@@ -483,7 +473,6 @@ impl ServerBuilder {
             replica: replica.map(|r| r.name),
             peers,
             connect_admission: registration::ConnectAdmission::new(self.agent_connect_rate).map(Arc::new),
-            self_url,
             audit_file,
         });
         Ok(Server {

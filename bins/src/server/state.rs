@@ -68,9 +68,6 @@ pub(crate) struct AppStateParts {
     pub(crate) project_names: Arc<super::tenancy::project_names::ProjectNames>,
     /// The audit log's file, when it is written to one (`GET /v3/auditlog` reads its end).
     pub(crate) audit_file: Option<std::path::PathBuf>,
-    /// This server's own listener as the server itself reaches it (a loopback address when it listens
-    /// on all of them), e.g. `https://127.0.0.1:8443`: the console's kubectl shell goes through it.
-    pub(crate) self_url: String,
     /// How fast agents' sessions are admitted (`None`: unbounded).
     pub(crate) connect_admission: Option<Arc<super::registration::ConnectAdmission>>,
 }

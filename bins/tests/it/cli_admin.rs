@@ -73,6 +73,8 @@ fn roles_settings_edits_waits_and_passwords_through_the_cli_with_codes_scripts_r
 
     // Users: create, edit, find, reset a password, and the user changes their own.
     ok(&ctl(&admin, &["user", "create", "alice"]));
+    ok(&ctl_stdin(&admin, &["user", "create", "erin", "--password-stdin"], "erin-password-123\n"));
+    ok(&login(&dir.path().join("erin"), &server, "erin", "erin-password-123"));
     let out = ok(&ctl(&admin, &["user", "edit", "alice", "--display-name", "Alice Example"]));
     assert!(out.contains("user alice (u-"), "{out}");
     let shown = ok(&ctl(&admin, &["user", "get", "alice", "-o", "jsonpath={.spec.displayName}"]));
@@ -217,6 +219,18 @@ fn roles_settings_edits_waits_and_passwords_through_the_cli_with_codes_scripts_r
     );
     assert!(e.contains("it is: state "), "says what the cluster is: {e}");
     assert_eq!(code(&ctl(&admin, &["wait", "nope", "--for", "state=active", "--timeout", "5s"])).0, 5);
+    // The drivers clusters are built with; the audit log needs a file (this server keeps none: 1).
+    let drivers = ok(&ctl(&admin, &["provisioner", "ls"]));
+    assert!(
+        drivers.contains("rke       spec.rkeConfig  yes") && drivers.contains("imported  -"),
+        "{drivers}"
+    );
+    let (c, e) = code(&ctl(&admin, &["audit"]));
+    assert!(c == 1 && e.contains("--audit-log FILE"), "{c} {e}");
+    assert_eq!(code(&ctl(&alice, &["audit"])).0, 4, "admins only");
+    let ready = ok(&ctl(&admin, &["cluster", "ls", "-o", r#"jsonpath={.data[?(@.state!="active")].id}"#]));
+    assert_eq!(ready, "demo", "a filter on the state");
+
     ok(&ctl(&admin, &["cluster", "rm", "demo"]));
     let out = ok(&ctl(&admin, &["wait", "demo", "--for", "delete", "--timeout", "60s"]));
     assert_eq!(out, "cluster/demo deleted\n");

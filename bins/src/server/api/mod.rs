@@ -120,7 +120,6 @@ pub(crate) fn router(state: AppState) -> Router {
     );
     v3 = kind_routes::<Cluster>(v3);
     v3 = v3.route("/v3/clusters/{id}", post(crate::server::kubeconfig::cluster_action));
-    v3 = v3.route("/v3/clusters/{id}/shell", get(crate::server::console::shell::open));
     v3 = kind_routes::<Project>(v3);
     v3 = v3
         .route("/v3/clusters/{id}/namespaces", get(namespaces::list))

@@ -308,12 +308,6 @@ pub(crate) const ROUTES: &[Route] = &[
         Payload::Schema("Any"),
     ),
     io(
-        route("get", "/v3/clusters/{id}/shell", "The console's kubectl shell (a WebSocket upgrade)"),
-        Payload::None,
-        101,
-        Payload::None,
-    ),
-    io(
         route(
             "get",
             "/v3/schemas",

@@ -3,6 +3,10 @@
 //! authentication proxy as `rancherctl` with a browser session (the `R_SESS` cookie and its CSRF
 //! token, see `rancher_auth::proxy::browser`).
 //!
+//! Its kubectl shell (`assets/kubectl.js`) runs in the page: it speaks kubectl's common commands to a
+//! cluster's API through the authentication proxy as the logged-in user. Nothing of it runs on the
+//! server, which never starts kubectl for a browser.
+//!
 //! Every answer here carries a Content-Security-Policy that allows scripts, styles and connections
 //! from the server's own origin only (no inline script, no `eval`, no framing), and is not sniffed
 //! as another type. The page and its assets are public: they hold no data; the data comes from the
@@ -14,13 +18,12 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use http::{HeaderValue, StatusCode, header};
 
-pub(crate) mod shell;
-
 use crate::server::error::ApiError;
 use crate::server::state::AppState;
 
 const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/console.js");
+const KUBECTL: &str = include_str!("assets/kubectl.js");
 const STYLE: &str = include_str!("assets/console.css");
 
 /// What the console's pages may load and do.
@@ -57,6 +60,7 @@ async fn page() -> Response {
 async fn asset(Path(file): Path<String>) -> Response {
     let (body, kind) = match file.as_str() {
         "console.js" => (SCRIPT, "text/javascript; charset=utf-8"),
+        "kubectl.js" => (KUBECTL, "text/javascript; charset=utf-8"),
         "console.css" => (STYLE, "text/css; charset=utf-8"),
         _ => {
             return ApiError::NotFound(format!("the console has no asset {file:?}")).into_response();
@@ -77,7 +81,12 @@ mod tests {
         assert_eq!(INDEX.matches("<script").count(), INDEX.matches("<script type=\"module\" src=").count());
         assert!(!INDEX.contains("style="), "no inline style");
         assert!(!["onclick=", "onload=", "onerror=", "onsubmit="].iter().any(|h| INDEX.contains(h)));
-        assert!(!SCRIPT.contains("innerHTML") && !SCRIPT.contains("eval("), "text only through textContent");
+        for script in [SCRIPT, KUBECTL] {
+            assert!(
+                !script.contains("innerHTML") && !script.contains("eval("),
+                "text only through textContent"
+            );
+        }
         assert!(CONTENT_SECURITY_POLICY.contains("script-src 'self';"));
     }
 }

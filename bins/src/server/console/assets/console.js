@@ -3,6 +3,8 @@
 // in `X-API-CSRF`). Text reaches the page only through `textContent`: nothing the API returns is
 // parsed as HTML. No token is ever read or shown by this code.
 
+import { run as runKubectl } from './kubectl.js';
+
 const POLL_MS = 2000;
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
@@ -499,44 +501,43 @@ async function downloadKubeconfig(id) {
 
 // ---- kubectl shell -------------------------------------------------------------------------------
 
-let shellSocket = null;
+let shellAbort = null;
 
 function shellPage(id) {
   const log = h('pre.cmd.shell', { id: 'shell-output', role: 'log', 'aria-live': 'polite', tabindex: 0 });
-  const input = h('input', { id: 'shell-input', name: 'command', autocomplete: 'off', spellcheck: 'false', placeholder: 'get nodes', disabled: true });
-  const run = h('button', { type: 'submit', id: 'shell-run', disabled: true }, 'Run');
+  const input = h('input', { id: 'shell-input', name: 'command', autocomplete: 'off', spellcheck: 'false', placeholder: 'get pods -A' });
+  const run = h('button', { type: 'submit', id: 'shell-run' }, 'Run');
   const cancel = h('button.secondary', { type: 'button', id: 'shell-cancel', disabled: true }, 'Cancel');
   const form = h('form.bar', {}, h('label', { for: 'shell-input' }, 'kubectl'), h('span.grow', {}, input), run, cancel);
   show(h('div.bar', {}, h('h1.grow', {}, `kubectl shell: ${id}`), h('a', { href: `#/clusters/${encodeURIComponent(id)}` }, 'Back to the cluster')),
-    h('p.muted', {}, 'Commands run as you, through the server, against this cluster only (get, describe, logs, exec without a terminal, …).'),
+    h('p.muted', {}, 'kubectl\'s get, logs (-f follows), delete, api-resources and version, run by this page against the cluster\'s API as you, through the server. For everything else: rancherctl kubectl CLUSTER -- ARGS'),
     log, form);
   const print = (text, cls) => {
     log.append(cls ? h(`span.${cls}`, {}, text) : document.createTextNode(text));
     log.scrollTop = log.scrollHeight;
   };
   const busy = (b) => { input.disabled = b; run.disabled = b; cancel.disabled = !b; if (!b) input.focus(); };
-  const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/v3/clusters/${encodeURIComponent(id)}/shell`);
-  shellSocket = ws;
-  ws.addEventListener('open', () => { print(`connected to ${id}\n`, 'muted'); busy(false); });
-  ws.addEventListener('close', () => { print('\nthe shell is closed\n', 'muted'); input.disabled = true; run.disabled = true; cancel.disabled = true; });
-  ws.addEventListener('message', (ev) => {
-    let m = {};
-    try { m = JSON.parse(ev.data); } catch { return; }
-    if (m.out !== undefined) print(m.out);
-    if (m.err !== undefined) print(m.err, 'stderr');
-    if (m.error !== undefined) { print(`${m.error}\n`, 'stderr'); busy(false); }
-    if (m.exit !== undefined) { print(`[exit ${m.exit}]\n`, 'muted'); busy(false); }
-  });
-  form.addEventListener('submit', (ev) => {
+  form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const line = input.value.trim();
-    if (!line || ws.readyState !== WebSocket.OPEN) return;
+    if (!line) return;
     print(`$ kubectl ${line}\n`, 'prompt');
     input.value = '';
     busy(true);
-    ws.send(JSON.stringify({ run: line }));
+    shellAbort = new AbortController();
+    try {
+      await runKubectl(id, line, (t) => print(t), shellAbort.signal);
+      print('[exit 0]\n', 'muted');
+    } catch (e) {
+      print(e.name === 'AbortError' ? '\ncancelled\n' : `${e.message}\n`, 'stderr');
+      print('[exit 1]\n', 'muted');
+    } finally {
+      shellAbort = null;
+      busy(false);
+    }
   });
-  cancel.addEventListener('click', () => ws.send(JSON.stringify({ cancel: true })));
+  cancel.addEventListener('click', () => { if (shellAbort) shellAbort.abort(); });
+  input.focus();
 }
 
 // ---- users (admins) ------------------------------------------------------------------------------
@@ -617,7 +618,7 @@ async function auditPage() {
 async function route() {
   clearInterval(poll);
   poll = null;
-  if (shellSocket) { shellSocket.close(); shellSocket = null; }
+  if (shellAbort) { shellAbort.abort(); shellAbort = null; }
   const path = location.hash.replace(/^#/, '') || '/clusters';
   try {
     if (path === '/login') { await loginPage(); return; }
