@@ -2,7 +2,6 @@
 //! the description, the authorized cluster endpoint, the role a project's members get by default.
 //! Only the fields given change; the rest of the cluster is sent back as read.
 
-use std::io::Read;
 use std::path::PathBuf;
 
 use http::Method;
@@ -63,7 +62,7 @@ impl EditArgs {
         set("/spec/description", self.description.clone().map(Value::String));
         set("/spec/localClusterAuthEndpoint/enabled", self.ace.map(Value::Bool));
         set("/spec/localClusterAuthEndpoint/fqdn", self.ace_fqdn.clone().map(Value::String));
-        set("/spec/localClusterAuthEndpoint/caCerts", self.ace_ca_certs.as_ref().map(read_ca).transpose()?);
+        set("/spec/localClusterAuthEndpoint/caCerts", self.ace_ca_certs.as_deref().map(read_ca).transpose()?);
         set(
             "/spec/defaultClusterRoleForProjectMembers",
             self.default_project_member_role.clone().map(Value::String),
@@ -79,18 +78,8 @@ impl EditArgs {
     }
 }
 
-fn read_ca(path: &PathBuf) -> Result<Value, CliError> {
-    let mut text = String::new();
-    let (from, read) = if path.as_os_str() == "-" {
-        ("stdin".to_owned(), std::io::stdin().lock().take(MAX_CA_FILE + 1).read_to_string(&mut text))
-    } else {
-        let file = std::fs::File::open(path);
-        (path.display().to_string(), file.and_then(|f| f.take(MAX_CA_FILE + 1).read_to_string(&mut text)))
-    };
-    read.map_err(|e| CliError::Config(format!("reading the CA certificates from {from}: {e}")))?;
-    if text.len() as u64 > MAX_CA_FILE {
-        return Err(CliError::Input(format!("{from}: a CA file holds at most 1 MiB")));
-    }
+fn read_ca(path: &std::path::Path) -> Result<Value, CliError> {
+    let (text, from) = super::input::read_text(path, MAX_CA_FILE, "--ace-ca-certs")?;
     if !text.trim().is_empty() && !text.contains("-----BEGIN CERTIFICATE-----") {
         return Err(CliError::Input(format!("{from} holds no PEM certificate")));
     }

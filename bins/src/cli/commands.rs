@@ -298,6 +298,26 @@ async fn project(client: &ApiClient, cmd: ProjectCommand) -> Result<String, CliE
                 _ => structured(&out.output, &created),
             }
         }
+        ProjectCommand::Edit { id, display_name, description } => {
+            if display_name.is_none() && description.is_none() {
+                return Err(CliError::Input(
+                    "nothing to change: give --display-name or --description".into(),
+                ));
+            }
+            let (cluster, name) = split_project(&id)?;
+            let found = super::namespaces::resolve_project(client, cluster, name).await?;
+            let (cluster, name) = split_project(&found)?;
+            let path = format!("/v3/projects/{}:{}", path_segment(cluster)?, path_segment(name)?);
+            let mut project = client.call(Method::GET, &path, None).await?;
+            if let Some(d) = display_name {
+                project["spec"]["displayName"] = Value::String(d);
+            }
+            if let Some(d) = description {
+                project["spec"]["description"] = Value::String(d);
+            }
+            client.call(Method::PUT, &path, Some(&project)).await?;
+            Ok(format!("project {found} updated\n"))
+        }
         ProjectCommand::Rm { id } => {
             let (cluster, name) = split_project(&id)?;
             // A display name is looked up; an id the caller cannot list is tried as given.

@@ -2,7 +2,6 @@
 //! stdin (`-`), never from the command line (where `ps` and shell history would show them); the
 //! server seals them and never shows them again.
 
-use std::io::Read;
 use std::path::Path;
 
 use http::Method;
@@ -29,17 +28,7 @@ const CONFIGS: [(&str, &str, &str); 3] = [
 /// The text of a secret file (`-`: stdin). One-line secrets (keys, client secrets) lose surrounding
 /// whitespace, a key file is sent as it is.
 fn read_secret(path: &Path, flag: &str, one_line: bool) -> Result<String, CliError> {
-    let mut text = String::new();
-    let result = if path.as_os_str() == "-" {
-        std::io::stdin().lock().take(MAX_SECRET + 1).read_to_string(&mut text)
-    } else {
-        std::fs::File::open(path).and_then(|f| f.take(MAX_SECRET + 1).read_to_string(&mut text))
-    };
-    let from = if path.as_os_str() == "-" { "stdin".to_owned() } else { path.display().to_string() };
-    result.map_err(|e| CliError::Input(format!("{flag}: reading {from}: {e}")))?;
-    if text.len() as u64 > MAX_SECRET {
-        return Err(CliError::Input(format!("{flag}: {from} is larger than {MAX_SECRET} bytes")));
-    }
+    let (mut text, from) = super::input::read_text(path, MAX_SECRET, flag)?;
     if one_line {
         text = text.trim().to_owned();
     }

@@ -126,22 +126,35 @@ fn push_text(stack: &mut [(Option<Path>, Vec<Node>)], text: &str) {
     }
 }
 
+/// The characters of `s` outside quoted text (`'…'` or `"…"`, `\` escaping inside), with their offsets.
+fn unquoted(s: &str) -> impl Iterator<Item = (usize, char)> + '_ {
+    let (mut quote, mut escaped) = (None::<char>, false);
+    s.char_indices().filter(move |&(_, c)| match quote {
+        Some(_) if escaped => {
+            escaped = false;
+            false
+        }
+        Some(_) if c == '\\' => {
+            escaped = true;
+            false
+        }
+        Some(q) => {
+            if c == q {
+                quote = None;
+            }
+            false
+        }
+        None if c == '"' || c == '\'' => {
+            quote = Some(c);
+            false
+        }
+        None => true,
+    })
+}
+
 /// The offset of the `}` closing the block `s` opens, skipping quoted text.
 fn block_end(s: &str) -> Option<usize> {
-    let mut quote = None;
-    let mut escaped = false;
-    for (i, c) in s.char_indices().skip(1) {
-        match (quote, c) {
-            (Some(_), _) if escaped => escaped = false,
-            (Some(_), '\\') => escaped = true,
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '"' | '\'') => quote = Some(c),
-            (None, '}') => return Some(i),
-            (None, _) => {}
-        }
-    }
-    None
+    unquoted(s).skip(1).find(|&(_, c)| c == '}').map(|(i, _)| i)
 }
 
 /// A quoted string at the start of `s` (its escapes decoded), and what follows it.
@@ -211,22 +224,17 @@ fn parse_path(s: &str) -> Result<Path, String> {
 
 /// The offset of the `]` closing the bracket `s` opens, skipping quoted text and nested brackets.
 fn block_end_bracket(s: &str) -> Option<usize> {
-    let (mut depth, mut quote, mut escaped) = (0usize, None, false);
-    for (i, c) in s.char_indices() {
-        match (quote, c) {
-            (Some(_), _) if escaped => escaped = false,
-            (Some(_), '\\') => escaped = true,
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '"' | '\'') => quote = Some(c),
-            (None, '[') => depth += 1,
-            (None, ']') => {
-                depth -= 1;
+    let mut depth = 0usize;
+    for (i, c) in unquoted(s) {
+        match c {
+            '[' => depth += 1,
+            ']' => {
+                depth = depth.saturating_sub(1);
                 if depth == 0 {
                     return Some(i);
                 }
             }
-            (None, _) => {}
+            _ => {}
         }
     }
     None
@@ -265,25 +273,8 @@ fn parse_bracket(inner: &str, whole: &str) -> Result<Step, String> {
 
 /// The first comparison operator of `body` outside quotes, and where it is.
 fn operator(body: &str) -> Option<(usize, &'static str)> {
-    let (mut quote, mut escaped) = (None, false);
-    for (i, c) in body.char_indices() {
-        match (quote, c) {
-            (Some(_), _) if escaped => escaped = false,
-            (Some(_), '\\') => escaped = true,
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '"' | '\'') => quote = Some(c),
-            (None, _) => {
-                let rest = &body[i..];
-                if let Some(op) =
-                    ["==", "!=", "<=", ">=", "=~", "<", ">"].into_iter().find(|op| rest.starts_with(op))
-                {
-                    return Some((i, op));
-                }
-            }
-        }
-    }
-    None
+    const OPS: [&str; 7] = ["==", "!=", "<=", ">=", "=~", "<", ">"];
+    unquoted(body).find_map(|(i, _)| OPS.into_iter().find(|op| body[i..].starts_with(op)).map(|op| (i, op)))
 }
 
 fn parse_filter(body: &str, whole: &str) -> Result<Filter, String> {

@@ -21,6 +21,7 @@ mod error;
 mod follow;
 mod hosted;
 mod import;
+mod input;
 mod jsonpath;
 mod kubectl;
 mod kubectl_get;
@@ -52,7 +53,7 @@ pub use kubectl::KubectlArgs;
 pub use namespaces::NamespaceCommand;
 pub use output::Format;
 pub use principals::PrincipalCommand;
-pub use roles::{GlobalRoleCommand, RoleTemplateCommand};
+pub use roles::{GlobalRoleCommand, RoleEdit, RoleTemplateCommand};
 pub use settings::SettingsCommand;
 pub use users::UserCommand;
 pub use wait::WaitArgs;
@@ -549,6 +550,17 @@ pub enum ProjectCommand {
     Rm {
         /// `CLUSTER:p-xxxxx`, or `CLUSTER:<display name>`.
         id: String,
+    },
+    /// Rename a project or change its description.
+    Edit {
+        /// `CLUSTER:p-xxxxx`, or `CLUSTER:<display name>`.
+        id: String,
+        /// The name people see.
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Free text.
+        #[arg(long)]
+        description: Option<String>,
     },
     /// The project's members (project role template bindings).
     #[command(subcommand)]

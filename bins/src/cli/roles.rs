@@ -3,7 +3,6 @@
 //! role. The server applies Kubernetes' escalation rule to every change: a rule you do not hold
 //! yourself cannot be written into a role or granted, and its refusal is exit code 4.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
@@ -72,12 +71,78 @@ pub enum RoleTemplateCommand {
         #[command(flatten)]
         out: OutputArg,
     },
+    /// Change a role template: its names, its rules (--rules-file replaces them all), whether it is
+    /// locked or hidden. The server checks the new rules as for a new template.
+    Edit {
+        /// The template's name.
+        name: String,
+        /// What changes.
+        #[command(flatten)]
+        edit: RoleEdit,
+        /// No new bindings may use it.
+        #[arg(long, value_name = "true|false")]
+        locked: Option<bool>,
+        /// Hidden from pickers.
+        #[arg(long, value_name = "true|false")]
+        hidden: Option<bool>,
+    },
     /// Delete a role template (builtin ones cannot be deleted).
     #[command(alias = "delete")]
     Rm {
         /// The template's name.
         name: String,
     },
+}
+
+/// What `edit` may change in any role.
+#[derive(Debug, clap::Args)]
+pub struct RoleEdit {
+    /// The name people see.
+    #[arg(long)]
+    display_name: Option<String>,
+    /// Free text.
+    #[arg(long)]
+    description: Option<String>,
+    /// The new rules, replacing the old ones (a YAML or JSON list; `-` reads standard input).
+    #[arg(long, value_name = "FILE")]
+    rules_file: Option<PathBuf>,
+}
+
+impl RoleEdit {
+    /// Applies the edit to `role` (as the API shows it); false when nothing was asked.
+    fn apply(&self, role: &mut Value) -> Result<bool, CliError> {
+        let mut changed = false;
+        if let Some(d) = &self.display_name {
+            role["spec"]["displayName"] = Value::String(d.clone());
+            changed = true;
+        }
+        if let Some(d) = &self.description {
+            role["spec"]["description"] = Value::String(d.clone());
+            changed = true;
+        }
+        if let Some(f) = &self.rules_file {
+            role["spec"]["rules"] =
+                serde_json::to_value(rules_file(f)?).map_err(|e| CliError::Http(e.to_string()))?;
+            changed = true;
+        }
+        Ok(changed)
+    }
+}
+
+/// Reads `path`, applies `edit` (and `more`), writes it back.
+async fn edit_role(
+    client: &ApiClient,
+    path: &str,
+    edit: &RoleEdit,
+    more: impl FnOnce(&mut Value) -> bool,
+) -> Result<(), CliError> {
+    let mut role = client.call(Method::GET, path, None).await?;
+    let changed = edit.apply(&mut role)?;
+    if !(more(&mut role) || changed) {
+        return Err(CliError::Input("nothing to change: give a flag of what changes".into()));
+    }
+    client.call(Method::PUT, path, Some(&role)).await?;
+    Ok(())
 }
 
 /// `rancherctl globalrole …`.
@@ -111,6 +176,18 @@ pub enum GlobalRoleCommand {
         /// Output format.
         #[command(flatten)]
         out: OutputArg,
+    },
+    /// Change a global role: its names, its rules (--rules-file replaces them all), whether new users
+    /// get it. The server checks the new rules as for a new role.
+    Edit {
+        /// The role's name.
+        name: String,
+        /// What changes.
+        #[command(flatten)]
+        edit: RoleEdit,
+        /// Give it to every new user.
+        #[arg(long, value_name = "true|false")]
+        new_user_default: Option<bool>,
     },
     /// Delete a global role (builtin ones cannot be deleted).
     #[command(alias = "delete")]
@@ -252,17 +329,7 @@ fn verb_rules(
 }
 
 fn rules_file(path: &Path) -> Result<Vec<PolicyRule>, CliError> {
-    let mut text = String::new();
-    let (from, read) = if path.as_os_str() == "-" {
-        ("stdin".to_owned(), std::io::stdin().lock().take(MAX_RULE_FILE + 1).read_to_string(&mut text))
-    } else {
-        let file = std::fs::File::open(path);
-        (path.display().to_string(), file.and_then(|f| f.take(MAX_RULE_FILE + 1).read_to_string(&mut text)))
-    };
-    read.map_err(|e| CliError::Config(format!("reading the rules from {from}: {e}")))?;
-    if text.len() as u64 > MAX_RULE_FILE {
-        return Err(CliError::Input(format!("{from}: a rules file holds at most 1 MiB")));
-    }
+    let (text, from) = super::input::read_text(path, MAX_RULE_FILE, "--rules-file")?;
     let rules: Vec<PolicyRule> = serde_saphyr::from_str(&text).map_err(|e| {
         CliError::Input(format!("{from}: not a list of rules (verbs, apiGroups, resources): {e}"))
     })?;
@@ -390,6 +457,19 @@ pub(super) async fn role_template(client: &ApiClient, cmd: RoleTemplateCommand) 
             let created = client.call(Method::POST, "/v3/roletemplates", Some(&body)).await?;
             created_output(&out.output, &created, "role template", &name)
         }
+        RoleTemplateCommand::Edit { name, edit, locked, hidden } => {
+            let path = format!("/v3/roletemplates/{}", path_segment(&name)?);
+            edit_role(client, &path, &edit, |r| {
+                for (key, v) in [("locked", locked), ("hidden", hidden)] {
+                    if let Some(v) = v {
+                        r["spec"][key] = Value::Bool(v);
+                    }
+                }
+                locked.is_some() || hidden.is_some()
+            })
+            .await?;
+            Ok(format!("role template {name} updated\n"))
+        }
         RoleTemplateCommand::Rm { name } => {
             client.call(Method::DELETE, &format!("/v3/roletemplates/{}", path_segment(&name)?), None).await?;
             Ok(format!("role template {name} deleted\n"))
@@ -433,6 +513,17 @@ pub(super) async fn global_role(client: &ApiClient, cmd: GlobalRoleCommand) -> R
             });
             let created = client.call(Method::POST, "/v3/globalroles", Some(&body)).await?;
             created_output(&out.output, &created, "global role", &name)
+        }
+        GlobalRoleCommand::Edit { name, edit, new_user_default } => {
+            let path = format!("/v3/globalroles/{}", path_segment(&name)?);
+            edit_role(client, &path, &edit, |r| {
+                if let Some(v) = new_user_default {
+                    r["spec"]["newUserDefault"] = Value::Bool(v);
+                }
+                new_user_default.is_some()
+            })
+            .await?;
+            Ok(format!("global role {name} updated\n"))
         }
         GlobalRoleCommand::Rm { name } => {
             client.call(Method::DELETE, &format!("/v3/globalroles/{}", path_segment(&name)?), None).await?;

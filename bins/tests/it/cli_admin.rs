@@ -125,6 +125,23 @@ fn roles_settings_edits_waits_and_passwords_through_the_cli_with_codes_scripts_r
     ));
     assert_eq!(c, 6, "{e}");
     assert_eq!(code(&ctl(&admin, &["roletemplate", "rm", "cluster-owner"])).0, 4, "a builtin stays");
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "- verbs: [get, list, watch]\n  apiGroups: [\"\"]\n  resources: [pods, pods/log]\n",
+    )
+    .unwrap();
+    let out = ok(&ctl(
+        &admin,
+        &["roletemplate", "edit", "pod-reader", "--rules-file", rules.to_str().unwrap(), "--locked", "true"],
+    ));
+    assert_eq!(out, "role template pod-reader updated\n");
+    let shown = ok(&ctl(
+        &admin,
+        &["roletemplate", "get", "pod-reader", "-o", "jsonpath={.spec.rules[*].resources} {.spec.locked}"],
+    ));
+    assert_eq!(shown, r#"["pods","pods/log"] true"#, "the rules replaced");
+    assert_eq!(code(&ctl(&admin, &["roletemplate", "edit", "pod-reader"])).0, 2, "nothing to change");
 
     // Global roles: created, bound by login name, listed. Alice, given the right to create global
     // roles, can write only rules she holds into one (Kubernetes' escalation rule): else 4.
@@ -162,6 +179,10 @@ fn roles_settings_edits_waits_and_passwords_through_the_cli_with_codes_scripts_r
         &["globalrole", "create", "mine", "--verb", "get,list", "--resource", "globalroles"],
     ));
     assert_eq!(out, "global role mine created\n", "rules alice holds (the user role reads the catalogue)");
+    ok(&ctl(&admin, &["globalrole", "edit", "cluster-viewer", "--display-name", "Cluster Viewer"]));
+    let shown =
+        ok(&ctl(&admin, &["globalrole", "get", "cluster-viewer", "-o", "jsonpath={.spec.displayName}"]));
+    assert_eq!(shown, "Cluster Viewer");
     ok(&ctl(&admin, &["globalrole", "unbind", "cluster-viewer", "alice"]));
     assert_eq!(code(&ctl(&admin, &["globalrole", "unbind", "cluster-viewer", "alice"])).0, 5);
 
@@ -209,6 +230,21 @@ fn roles_settings_edits_waits_and_passwords_through_the_cli_with_codes_scripts_r
         ok(&ctl(&admin, &["cluster", "get", "demo", "-o", "jsonpath={.spec.localClusterAuthEndpoint.fqdn}"]));
     assert_eq!(kept, "lb.example.com:6443", "a refused edit changes nothing");
     assert_eq!(code(&ctl(&admin, &["cluster", "edit", "demo"])).0, 2, "nothing to change");
+    let made = ok(&ctl(&admin, &["project", "create", "demo", "Web Team"]));
+    let id = made.split_whitespace().nth(1).unwrap_or_default().to_owned();
+    let out = ok(&ctl(&admin, &["project", "edit", "demo:Web Team", "--display-name", "Web"]));
+    assert_eq!(
+        out,
+        format!(
+            "project {id} updated
+"
+        )
+    );
+    let names = ok(&ctl(
+        &admin,
+        &["project", "ls", "--cluster", "demo", "-o", "jsonpath={.data[*].spec.displayName}"],
+    ));
+    assert!(names.split(' ').any(|n| n == "Web"), "{names}");
 
     // wait: a condition that does not come times out with 8; a deletion is waited for; a cluster
     // that is not there is 5.
