@@ -98,6 +98,24 @@ impl Slapd {
     }
 }
 
+/// An `--auth-config` file naming `slapd` as the OpenLDAP provider (its directory kept while the
+/// first value lives).
+fn auth_config(slapd: &Slapd) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("auth.yaml");
+    std::fs::write(
+        &conf,
+        format!(
+            "openldap:\n  servers: [127.0.0.1]\n  port: {}\n  tls: plain\n  \
+             serviceAccountDn: cn=rancher-svc,dc=example,dc=org\n  serviceAccountPassword: svcpass\n  \
+             userSearchBase: ou=people,dc=example,dc=org\n  groupSearchBase: ou=groups,dc=example,dc=org\n",
+            slapd.port
+        ),
+    )
+    .unwrap();
+    (dir, conf)
+}
+
 async fn ldap_login(env: &Env, user: &str, password: &str) -> (u16, Value) {
     let resp = env
         .http
@@ -113,18 +131,7 @@ async fn ldap_login(env: &Env, user: &str, password: &str) -> (u16, Value) {
 async fn ldap_groups_reach_the_impersonation_headers() {
     install_crypto();
     let slapd = Slapd::start().await;
-    let conf_dir = tempfile::tempdir().unwrap();
-    let conf = conf_dir.path().join("auth.yaml");
-    std::fs::write(
-        &conf,
-        format!(
-            "openldap:\n  servers: [127.0.0.1]\n  port: {}\n  tls: plain\n  \
-             serviceAccountDn: cn=rancher-svc,dc=example,dc=org\n  serviceAccountPassword: svcpass\n  \
-             userSearchBase: ou=people,dc=example,dc=org\n  groupSearchBase: ou=groups,dc=example,dc=org\n",
-            slapd.port
-        ),
-    )
-    .unwrap();
+    let (_conf_dir, conf) = auth_config(&slapd);
     let env = Env::start(&["--auth-config", conf.to_str().unwrap()]).await;
 
     // Wrong password and unknown user: the local provider's answer, word for word.
@@ -203,18 +210,7 @@ async fn an_ldap_user_logs_in_to_the_console() {
     use rancher_test_support::browser::{Browser, WAIT};
     install_crypto();
     let slapd = Slapd::start().await;
-    let conf_dir = tempfile::tempdir().unwrap();
-    let conf = conf_dir.path().join("auth.yaml");
-    std::fs::write(
-        &conf,
-        format!(
-            "openldap:\n  servers: [127.0.0.1]\n  port: {}\n  tls: plain\n  \
-             serviceAccountDn: cn=rancher-svc,dc=example,dc=org\n  serviceAccountPassword: svcpass\n  \
-             userSearchBase: ou=people,dc=example,dc=org\n  groupSearchBase: ou=groups,dc=example,dc=org\n",
-            slapd.port
-        ),
-    )
-    .unwrap();
+    let (_conf_dir, conf) = auth_config(&slapd);
     let env = Env::start(&["--auth-config", conf.to_str().unwrap()]).await;
     let browser = Browser::start().await;
     browser.goto(&format!("{}/", env.server.url)).await;
