@@ -178,9 +178,7 @@ pub(crate) async fn cluster_action(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let action = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == "action")
-        .map(|(_, v)| v.into_owned());
+    let action = crate::server::api::query_value(query.as_deref(), "action");
     match action.as_deref() {
         Some("generateKubeconfig") => generate_kubeconfig(&state, &caller, &id).await.into_response(),
         Some(api::ROTATE_CERTIFICATES) => {

@@ -43,14 +43,13 @@ pub(crate) async fn list(
     if !caller.can("list", "auditlogs", None) {
         return Err(caller.forbidden("list", "auditlogs", None));
     }
-    let limit =
-        match url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).find(|(k, _)| k == "limit") {
-            None => DEFAULT_LIMIT,
-            Some((_, v)) => match v.parse::<usize>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-                _ => return Err(ApiError::BadRequest(format!("limit must be 1 to {MAX_LIMIT}, not {v:?}"))),
-            },
-        };
+    let limit = match super::query_value(query.as_deref(), "limit") {
+        None => DEFAULT_LIMIT,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => return Err(ApiError::BadRequest(format!("limit must be 1 to {MAX_LIMIT}, not {v:?}"))),
+        },
+    };
     let Some(path) = state.audit_file.clone() else {
         return Err(ApiError::NotImplemented(
             "this server keeps no audit log file to read (start it with --audit-log FILE)".into(),

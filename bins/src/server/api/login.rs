@@ -35,9 +35,7 @@ pub(crate) async fn login(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let action = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == "action")
-        .map(|(_, v)| v.into_owned());
+    let action = crate::server::api::query_value(query.as_deref(), "action");
     if action.as_deref() != Some("login") {
         return Err(ApiError::NotFound("the local provider supports ?action=login".into()));
     }

@@ -108,6 +108,13 @@ fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The value of `key` in a request's query string, decoded (the first, when it is given twice).
+pub(crate) fn query_value(query: Option<&str>, key: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
 fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
     ApiError::Internal("the server hit a bug handling this request".into()).into_response()
 }

@@ -222,9 +222,7 @@ pub(crate) async fn action(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Value>> {
-    let action = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == "action")
-        .map(|(_, v)| v.into_owned());
+    let action = crate::server::api::query_value(query.as_deref(), "action");
     match action.as_deref() {
         Some("move") => {}
         Some(other) => {

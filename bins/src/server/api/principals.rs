@@ -48,9 +48,7 @@ pub(crate) async fn post(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Value>> {
-    let action = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == "action")
-        .map(|(_, v)| v.into_owned());
+    let action = crate::server::api::query_value(query.as_deref(), "action");
     if action.as_deref() != Some("search") {
         return Err(ApiError::BadRequest(format!(
             "unknown action {:?} on principals (known: search)",

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use super::body::json_object;
 use super::crud::to_output;
 use super::kind::{ApiKind, Ctx, OwnFilter};
+use super::query_value;
 use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::services::tokens::{self, TokenRequest};
@@ -66,12 +67,6 @@ pub(crate) fn created_response(stored: Token, secret: &ApiToken, cookie: bool) -
         }
     }
     Ok(resp)
-}
-
-fn query_value(query: Option<&str>, key: &str) -> Option<String> {
-    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.into_owned())
 }
 
 /// `POST /v3/tokens`: creates an API token for the caller; `?action=logout` revokes the caller's token.

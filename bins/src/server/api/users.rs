@@ -14,6 +14,7 @@ use serde::Deserialize;
 use super::body::json_object;
 use super::crud;
 use super::kind::{ApiKind, Ctx};
+use super::query_value;
 use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::services::users;
@@ -65,12 +66,6 @@ impl ApiKind for User {
     }
 }
 
-fn query_action(query: Option<&str>) -> Option<String> {
-    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == "action")
-        .map(|(_, v)| v.into_owned())
-}
-
 /// `GET /v3/users`: the users the caller may list; `?me=true` (as Rancher's UI asks): the caller's
 /// own user, whoever they are.
 pub(crate) async fn list(
@@ -78,8 +73,7 @@ pub(crate) async fn list(
     caller: Caller,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let me = url::form_urlencoded::parse(query.as_deref().unwrap_or_default().as_bytes())
-        .any(|(k, v)| k == "me" && v == "true");
+    let me = query_value(query.as_deref(), "me").as_deref() == Some("true");
     if !me {
         return crud::list::<User>(state, caller, RawQuery(query)).await;
     }
@@ -95,7 +89,7 @@ pub(crate) async fn post(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    match query_action(query.as_deref()).as_deref() {
+    match query_value(query.as_deref(), "action").as_deref() {
         None => Ok(crud::create::<User>(State(state), caller, headers, body).await?.into_response()),
         Some("changepassword") => change_password(&state, &caller, &headers, body).await,
         Some(other) => {
