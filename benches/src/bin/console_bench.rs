@@ -16,6 +16,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
 use rancher_benches::rke::{server_bin_dir, start_server_with};
+use rancher_benches::watch_latency::quantile;
 use rancher_test_support::browser::Browser;
 use serde_json::json;
 use tokio::time::Instant;
@@ -42,11 +43,6 @@ fn main() -> Result<()> {
     let bins = server_bin_dir(args.bin_dir.clone())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(run(&args, &bins))
-}
-
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted[i]
 }
 
 async fn run(args: &Args, bins: &std::path::Path) -> Result<()> {

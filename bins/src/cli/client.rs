@@ -10,6 +10,9 @@ use serde_json::Value;
 use super::config::Context;
 use super::error::CliError;
 
+/// How often [`ApiClient::put_changed`] sends a change again after a Conflict caused by another write.
+const CONFLICT_RETRIES: u32 = 5;
+
 /// A client for one server.
 #[derive(Clone, Debug)]
 pub struct ApiClient {
@@ -93,6 +96,37 @@ impl ApiClient {
         body: Option<&Value>,
     ) -> Result<(Value, Vec<String>), CliError> {
         self.send(method, path, body, None).await
+    }
+
+    /// Writes back `object` (read from `path`) changed by `change`, with the version read. The server
+    /// writes a cluster's status all along and each write moves its version: a Conflict is sent
+    /// again, up to [`CONFLICT_RETRIES`] times, on the object as it is now — unless `untouched` says
+    /// the part being changed moved meanwhile, which is the caller's to look at (the Conflict is
+    /// returned). The answer and the server's warnings.
+    ///
+    /// # Errors
+    /// As [`call`](Self::call); the Conflict when `untouched` is false or the retries are spent.
+    pub(super) async fn put_changed(
+        &self,
+        path: &str,
+        mut object: Value,
+        change: impl Fn(&mut Value),
+        untouched: impl Fn(&Value) -> bool,
+    ) -> Result<(Value, Vec<String>), CliError> {
+        let mut attempts = 0;
+        loop {
+            change(&mut object);
+            match self.call_with_warnings(Method::PUT, path, Some(&object)).await {
+                Err(CliError::Api(status)) if status.reason == "Conflict" && attempts < CONFLICT_RETRIES => {
+                    attempts += 1;
+                    object = self.call(Method::GET, path, None).await?;
+                    if !untouched(&object) {
+                        return Err(CliError::Api(status));
+                    }
+                }
+                answer => return answer,
+            }
+        }
     }
 
     /// A GET asking for the media types `accept` (a Kubernetes table, say), decoded as

@@ -13,8 +13,6 @@ use super::commands::path_segment;
 use super::error::CliError;
 use super::output::{Format, structured};
 
-/// How often an edit is sent again after a Conflict caused by a status write.
-const CONFLICT_RETRIES: u32 = 5;
 /// The most a CA file may hold.
 const MAX_CA_FILE: u64 = 1 << 20;
 
@@ -102,27 +100,18 @@ fn set(doc: &mut Value, pointer: &str, value: Value) {
 pub(super) async fn edit(client: &ApiClient, args: EditArgs) -> Result<String, CliError> {
     let edits = args.edits()?;
     let path = format!("/v3/clusters/{}", path_segment(&args.name)?);
-    let mut cluster = client.call(Method::GET, &path, None).await?;
+    let cluster = client.call(Method::GET, &path, None).await?;
     let read: Vec<Option<Value>> = edits.iter().map(|(p, _)| cluster.pointer(p).cloned()).collect();
-    // The server writes the cluster's status all along, and each write moves its version: a
-    // Conflict is sent again on the cluster as it is now, unless a field being edited changed
-    // meanwhile — that change is the caller's to look at.
-    let mut attempts = 0;
-    let (updated, warnings) = loop {
+    // A concurrent status write is sent again; a concurrent change of a field being edited is the
+    // caller's to look at.
+    let apply = |c: &mut Value| {
         for (pointer, value) in &edits {
-            set(&mut cluster, pointer, value.clone());
-        }
-        match client.call_with_warnings(Method::PUT, &path, Some(&cluster)).await {
-            Err(CliError::Api(status)) if status.reason == "Conflict" && attempts < CONFLICT_RETRIES => {
-                attempts += 1;
-                cluster = client.call(Method::GET, &path, None).await?;
-                if edits.iter().zip(&read).any(|((p, _), before)| cluster.pointer(p) != before.as_ref()) {
-                    return Err(CliError::Api(status));
-                }
-            }
-            answer => break answer?,
+            set(c, pointer, value.clone());
         }
     };
+    let untouched =
+        |now: &Value| edits.iter().zip(&read).all(|((p, _), before)| now.pointer(p) == before.as_ref());
+    let (updated, warnings) = client.put_changed(&path, cluster, apply, untouched).await?;
     for w in warnings {
         eprintln!("Warning: {w}");
     }

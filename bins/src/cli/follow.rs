@@ -48,9 +48,6 @@ pub(super) async fn create_cluster(
     report_or_follow(client, &id, fmt, wait, 0, &created, format!("{id}\n")).await
 }
 
-/// How often an update is sent again after a Conflict caused by a status write.
-const CONFLICT_RETRIES: u32 = 5;
-
 /// Replaces `spec.<field>` of the cluster `name` with `config` (read, changed, written back with the
 /// version read: a concurrent change of that config is a Conflict, not lost; a concurrent status
 /// write is not, the change is sent again) and follows the change for `wait`. `without` is the error
@@ -68,26 +65,14 @@ pub(super) async fn replace_config(
     wait: Option<Duration>,
 ) -> Result<String, CliError> {
     let path = format!("/v3/clusters/{}", path_segment(name)?);
-    let mut cluster = client.call(Method::GET, &path, None).await?;
+    let cluster = client.call(Method::GET, &path, None).await?;
     let read = cluster.get("spec").and_then(|s| s.get(field)).filter(|v| !v.is_null()).cloned();
     let Some(read) = read else { return Err(CliError::Input(without.to_owned())) };
-    // The server writes the cluster's status all along (its connection, its agent's reports), and
-    // each write moves its version: a Conflict is sent again on the cluster as it is now, unless what
-    // changed meanwhile is the configuration being replaced — that one is the caller's to look at.
-    let mut attempts = 0;
-    let (updated, warnings) = loop {
-        cluster["spec"][field] = config.clone();
-        match client.call_with_warnings(Method::PUT, &path, Some(&cluster)).await {
-            Err(CliError::Api(status)) if status.reason == "Conflict" && attempts < CONFLICT_RETRIES => {
-                attempts += 1;
-                cluster = client.call(Method::GET, &path, None).await?;
-                if cluster.get("spec").and_then(|s| s.get(field)) != Some(&read) {
-                    return Err(CliError::Api(status));
-                }
-            }
-            answer => break answer?,
-        }
-    };
+    // The server writes the cluster's status all along (its connection, its agent's reports): such a
+    // write is sent again; a concurrent change of this config is the caller's to look at.
+    let untouched = |now: &Value| now.get("spec").and_then(|s| s.get(field)) == Some(&read);
+    let (updated, warnings) =
+        client.put_changed(&path, cluster, |c| c["spec"][field] = config.clone(), untouched).await?;
     for w in warnings {
         eprintln!("Warning: {w}");
     }
