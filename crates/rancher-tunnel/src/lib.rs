@@ -47,6 +47,7 @@
 //! ```
 
 mod agent;
+mod batched;
 mod config;
 mod dial_header;
 mod dialer;

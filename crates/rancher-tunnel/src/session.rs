@@ -21,12 +21,13 @@ use tokio_util::compat::TokioAsyncReadCompatExt;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
 
+use crate::batched::{Batched, Turns};
 use crate::config::{SessionConfig, StreamUse};
 use crate::error::{Error, Result};
 use crate::transport::BoxedIo;
 
 type OpenReply = oneshot::Sender<std::result::Result<yamux::Stream, yamux::ConnectionError>>;
-type Conn = yamux::Connection<tokio_util::compat::Compat<BoxedIo>>;
+type Conn = yamux::Connection<tokio_util::compat::Compat<Batched<BoxedIo, Shared>>>;
 
 /// How long a closing session may take to say goodbye before its socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,6 +52,14 @@ struct Shared {
     driver: AtomicWaker,
     /// Streams open now, against the limits.
     open_streams: AtomicUsize,
+    /// The driver's turns, after which the socket is flushed ([`Batched`]).
+    turns: Turns,
+}
+
+impl AsRef<Turns> for Shared {
+    fn as_ref(&self) -> &Turns {
+        &self.turns
+    }
 }
 
 /// What the handles ask of the driver.
@@ -235,9 +244,10 @@ pub(crate) fn start<F>(
 where
     F: FnMut(yamux::Stream, &SessionEnded) + Send + 'static,
 {
-    let conn = yamux::Connection::new(io.compat(), cfg.yamux(), mode);
+    let shared = Arc::new(Shared::default());
+    let conn = yamux::Connection::new(Batched::new(io, shared.clone()).compat(), cfg.yamux(), mode);
     let handle = SessionHandle {
-        shared: Arc::new(Shared::default()),
+        shared,
         opened: TaskTracker::new(),
         limits: StreamLimits {
             request: cfg.stream_limit(StreamUse::Request),
@@ -327,6 +337,8 @@ where
 {
     let mut waiting: Option<OpenReply> = None;
     poll_fn(|cx| {
+        // A flush asked in this turn goes out in the next, before this poll ends ([`Batched`]).
+        shared.turns.next();
         loop {
             let mut progressed = false;
             if waiting.is_none() {
@@ -351,6 +363,12 @@ where
                 Poll::Pending => {}
             }
             if !progressed {
+                // Flushes asked in this turn were put off ([`Batched`]): one more turn does them,
+                // once for all the frames the turn wrote, before the driver sleeps.
+                if shared.turns.take_flush_wanted() {
+                    shared.turns.next();
+                    continue;
+                }
                 return Poll::Pending;
             }
         }
