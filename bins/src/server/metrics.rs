@@ -49,7 +49,7 @@ struct ReasonLabels {
 
 /// The method as a label: the standard methods by name, any other (hyper accepts any token, of any
 /// length) as `other`.
-fn method_label(method: &Method) -> &'static str {
+pub(crate) fn method_label(method: &Method) -> &'static str {
     const KNOWN: [Method; 9] = [
         Method::GET,
         Method::HEAD,
@@ -298,6 +298,21 @@ impl Metrics {
         out
     }
 
+    /// Counts a request answered with `status` on `route` (a route pattern, never a raw path: those
+    /// hold names) and records its duration since `started`; `method` from [`method_label`].
+    pub(crate) fn observe_request(
+        &self,
+        method: &'static str,
+        route: String,
+        status: StatusCode,
+        started: Instant,
+    ) {
+        self.request_seconds
+            .get_or_create(&RouteLabels { method, route: route.clone() })
+            .observe(started.elapsed().as_secs_f64());
+        self.requests.get_or_create(&RequestLabels { method, route, code: status.into() }).inc();
+    }
+
     fn observe_store(&self, op: &'static str, resource: &str, ok: bool, started: Instant) {
         self.store_seconds
             .get_or_create(&StoreLabels { op, resource: resource.to_owned(), ok })
@@ -316,11 +331,7 @@ pub(crate) async fn track_requests(
     let method = method_label(req.method());
     let started = Instant::now();
     let resp = next.run(req).await;
-    metrics
-        .request_seconds
-        .get_or_create(&RouteLabels { method, route: route.clone() })
-        .observe(started.elapsed().as_secs_f64());
-    metrics.requests.get_or_create(&RequestLabels { method, route, code: resp.status().into() }).inc();
+    metrics.observe_request(method, route, resp.status(), started);
     resp
 }
 

@@ -22,8 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::Response;
 use futures::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
@@ -430,17 +429,18 @@ fn serves_locally(registration: &Registration, cluster: &str) -> bool {
         && (registration.owns(cluster) || !registration.tunnel().has_session(cluster))
 }
 
-/// Middleware on `/k8s/clusters/…`: a request for a cluster this server neither owns nor holds the
-/// agent session of goes to the owner. One that cannot go on ([`Route::Nowhere`]) while clusters
-/// are moving waits, up to [`HANDOVER_WAIT`](super::registration::HANDOVER_WAIT), for this server's
-/// view of the replicas to change or an agent to arrive, and is routed again.
-pub(crate) async fn route_proxied(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(peers) = &state.peers else { return next.run(req).await };
+/// Serves a request on `/k8s/clusters/…`: a request for a cluster this server neither owns nor holds
+/// the agent session of goes to the owner, the rest to this server's proxy. One that cannot go on
+/// ([`Route::Nowhere`]) while clusters are moving waits, up to
+/// [`HANDOVER_WAIT`](super::registration::HANDOVER_WAIT), for this server's view of the replicas to
+/// change or an agent to arrive, and is routed again.
+pub(crate) async fn route_proxied(state: &AppState, req: Request) -> Response {
+    let Some(peers) = &state.peers else { return serve_here(state, req).await };
     // A path that names no cluster (or not a valid id) is the proxy's to refuse, here.
     let Some(cluster) =
         rancher_auth::proxy::split_cluster_path(req.uri().path()).map(|(id, _)| id.to_owned())
     else {
-        return next.run(req).await;
+        return serve_here(state, req).await;
     };
     let registration = &state.registration;
     let deadline = tokio::time::Instant::now() + super::registration::HANDOVER_WAIT;
@@ -456,9 +456,9 @@ pub(crate) async fn route_proxied(State(state): State<AppState>, req: Request, n
                 tokio::time::sleep(RESEND_AFTER_LEAVING).await;
                 peer
             }
-            Route::Here => return next.run(req).await,
+            Route::Here => return serve_here(state, req).await,
             Route::Nowhere if !registration.settling() || tokio::time::Instant::now() >= deadline => {
-                return next.run(req).await;
+                return serve_here(state, req).await;
             }
             Route::Nowhere => {
                 tokio::select! {
@@ -480,6 +480,12 @@ pub(crate) async fn route_proxied(State(state): State<AppState>, req: Request, n
             }
         }
     }
+}
+
+/// This server's proxy.
+async fn serve_here(state: &AppState, req: Request) -> Response {
+    let Ok(resp) = tower::ServiceExt::oneshot(state.proxy.clone(), req).await;
+    resp.map(Body::new)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod namespaces;
 mod openapi;
 mod principals;
 mod provisioners;
+mod proxied;
 mod public;
 mod rancher_shape;
 mod roles;
@@ -173,30 +174,36 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(crate::server::registration::routes::public());
 
     // The proxy authenticates by itself (the same tokens) and answers with Kubernetes Status; a
-    // request for a cluster another replica holds goes to that replica.
-    let proxied = Router::new()
-        .route_service("/k8s/clusters/{*rest}", state.proxy.clone())
-        .route_layer(middleware::from_fn_with_state(state.clone(), crate::server::peers::route_proxied));
+    // request for a cluster another replica holds goes to that replica. Its layers are the same as
+    // the other routes' (in the same order), composed once: see [`proxied`].
+    let proxied = tower::ServiceBuilder::new()
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(SetSensitiveRequestHeadersLayer::new(SENSITIVE_HEADERS))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span).on_failure(log_failure))
+        .service(proxied::Proxied::new(state.clone()));
 
     let metrics = state.metrics.clone();
-    Router::new()
+    let rest = Router::new()
         .merge(public)
         .merge(crate::server::console::routes())
         .merge(v3)
-        .merge(proxied)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(middleware::from_fn_with_state(metrics, metrics::track_requests))
         .layer(TraceLayer::new_for_http().make_span_with(request_span).on_failure(log_failure))
-        .layer(SetSensitiveRequestHeadersLayer::new([
-            http::header::AUTHORIZATION,
-            http::header::COOKIE,
-            http::HeaderName::from_static("x-api-tunnel-token"),
-            http::HeaderName::from_static("x-api-tunnel-params"),
-        ]))
-        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(SetSensitiveRequestHeadersLayer::new(SENSITIVE_HEADERS))
+        .layer(CatchPanicLayer::custom(panic_response));
+    Router::new().route_service(proxied::ROUTE, proxied).merge(rest)
 }
+
+/// Headers whose values never reach a log: credentials.
+const SENSITIVE_HEADERS: [http::HeaderName; 4] = [
+    http::header::AUTHORIZATION,
+    http::header::COOKIE,
+    http::HeaderName::from_static("x-api-tunnel-token"),
+    http::HeaderName::from_static("x-api-tunnel-params"),
+];
 
 #[cfg(test)]
 mod tests {

@@ -171,11 +171,12 @@ impl ClusterAccess for BindingAccess {
             return Err(Denied::NotFound);
         };
         let since = self.refresh_client(&cluster.metadata);
-        let rules = self.index.rules_for(&user.username).await.map_err(|e| {
+        let roles = self.index.roles_for(&user.username).await.map_err(|e| {
             tracing::warn!(user = %user.username, "reading global roles for the proxy: {e}");
             Denied::Forbidden("the server could not read global roles".into())
         })?;
-        if is_cluster_admin(&rules) || has_indexed_binding(&self.index, user, &cluster.metadata).await? {
+        let admin = roles.iter().any(|role| is_cluster_admin(&role.spec.rules));
+        if admin || has_indexed_binding(&self.index, user, &cluster.metadata).await? {
             self.settle(&cluster.metadata, since).await;
             Ok(())
         } else {

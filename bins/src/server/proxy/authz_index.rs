@@ -17,8 +17,7 @@ use rancher_core::controller::reflector::IndexKey;
 use rancher_core::controller::watcher::{Config, Event};
 use rancher_core::controller::{ObjectRef, reflector, watcher};
 use rancher_core::model::{
-    Cluster, ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, PolicyRule, Project,
-    ProjectRoleTemplateBinding,
+    Cluster, ClusterRoleTemplateBinding, GlobalRole, GlobalRoleBinding, Project, ProjectRoleTemplateBinding,
 };
 use rancher_core::store::{Api, Store, StoreResult};
 use rancher_core::{MetadataOnly, Resource};
@@ -172,8 +171,9 @@ impl AuthzIndex {
         Ok(found.map(|p| Arc::new(MetadataOnly::new(p.metadata))))
     }
 
-    /// The rules of every global role bound to `user_id`.
-    pub(crate) async fn rules_for(&self, user_id: &str) -> StoreResult<Vec<PolicyRule>> {
+    /// Every global role bound to `user_id` (shared with the index: a request reads their rules and
+    /// copies none).
+    pub(crate) async fn roles_for(&self, user_id: &str) -> StoreResult<Vec<Arc<GlobalRole>>> {
         let names = match self.global_bindings.read(|m| {
             m.indexed(user_id, |_| true).iter().map(|b| b.spec.global_role_name.clone()).collect::<Vec<_>>()
         }) {
@@ -186,18 +186,16 @@ impl AuthzIndex {
                 .map(|b| b.spec.global_role_name)
                 .collect(),
         };
-        let mut rules = Vec::new();
+        let mut roles = Vec::with_capacity(names.len());
         for name in names {
             // A binding to a role that was deleted grants nothing.
             let role = match self.global_roles.read(|m| m.get(&ObjectRef::new(&name))) {
                 Some(role) => role,
                 None => Api::<GlobalRole>::all(self.store.clone()).get_opt(&name).await?.map(Arc::new),
             };
-            if let Some(role) = role {
-                rules.extend(role.spec.rules.iter().cloned());
-            }
+            roles.extend(role);
         }
-        Ok(rules)
+        Ok(roles)
     }
 
     /// Whether any ClusterRoleTemplateBinding in `cluster`'s namespace satisfies `pred`.
@@ -234,7 +232,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use rancher_core::model::{GlobalRoleBindingSpec, GlobalRoleSpec};
+    use rancher_core::model::{GlobalRoleBindingSpec, GlobalRoleSpec, PolicyRule};
     use rancher_core::store::MemoryStore;
     use rancher_core::store::testing::CutWatches;
 
@@ -244,6 +242,12 @@ mod tests {
             assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// The rules of `user`'s global roles, as the index finds them.
+    async fn rules(index: &AuthzIndex, user: &str) -> Vec<PolicyRule> {
+        let roles = index.roles_for(user).await.unwrap();
+        roles.iter().flat_map(|r| r.spec.rules.iter().cloned()).collect()
     }
 
     #[tokio::test]
@@ -264,7 +268,7 @@ mod tests {
             .unwrap();
         let index = AuthzIndex::start(store.clone());
         // Whether synced yet or not, the answer is the store's.
-        assert!(index.rules_for("u-a").await.unwrap().is_empty());
+        assert!(rules(&index, "u-a").await.is_empty());
         until("the index syncs", async || index.synced()).await;
 
         let bindings = Api::<GlobalRoleBinding>::all(store.clone());
@@ -274,11 +278,11 @@ mod tests {
             ..Default::default()
         };
         bindings.create(&GlobalRoleBinding::new("grb-a", spec)).await.unwrap();
-        until("the binding is seen", async || index.rules_for("u-a").await.unwrap() == [rule.clone()]).await;
-        assert!(index.rules_for("u-b").await.unwrap().is_empty(), "only the bound user gains the rules");
+        until("the binding is seen", async || rules(&index, "u-a").await == [rule.clone()]).await;
+        assert!(rules(&index, "u-b").await.is_empty(), "only the bound user gains the rules");
 
         bindings.delete("grb-a").await.unwrap();
-        until("the removal is seen", async || index.rules_for("u-a").await.unwrap().is_empty()).await;
+        until("the removal is seen", async || rules(&index, "u-a").await.is_empty()).await;
         assert!(index.cluster("nope").await.unwrap().is_none());
     }
 
@@ -371,10 +375,10 @@ mod tests {
             .create(&GlobalRoleBinding::new("grb-a", spec))
             .await
             .unwrap();
-        assert_eq!(index.rules_for("u-a").await.unwrap(), std::slice::from_ref(&rule));
+        assert_eq!(rules(&index, "u-a").await, std::slice::from_ref(&rule));
         // Watches work again: the cache catches up and is used again.
         store.cut(false);
         until("the index syncs again", async || index.synced()).await;
-        assert_eq!(index.rules_for("u-a").await.unwrap(), [rule]);
+        assert_eq!(rules(&index, "u-a").await, [rule]);
     }
 }
