@@ -2,8 +2,8 @@
 //! the identity the request runs as downstream. A cluster-scoped token also has to have been made for
 //! the cluster as it exists now: one made for an earlier cluster of the same name is refused.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use http::HeaderMap;
@@ -24,6 +24,41 @@ pub(crate) const SYSTEM_AUTHENTICATED: &str = "system:authenticated";
 pub(crate) struct StoreAuthenticator {
     tokens: Arc<TokenAuthenticator>,
     store: Arc<dyn Store>,
+    identities: Arc<Identities>,
+}
+
+/// At most this many tokens' identities are kept.
+const MAX_IDENTITIES: usize = 10_000;
+
+/// The identity built for each token, by the token's name, with the versions of the token and the
+/// user it was built from: every request of a token shares one `Arc<UserInfo>` (and the proxy the
+/// headers it states it with) until either changes.
+#[derive(Default)]
+struct Identities(Mutex<HashMap<String, BuiltIdentity>>);
+
+struct BuiltIdentity {
+    /// The uid and resource version of the token, then of its user.
+    versions: [(String, String); 2],
+    info: Arc<UserInfo>,
+}
+
+impl Identities {
+    fn for_token(&self, token: &Token, user: &User) -> Arc<UserInfo> {
+        let versions = [&token.metadata, &user.metadata].map(|m| (&m.uid, &m.resource_version));
+        let mut built = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(b) = built.get(&token.metadata.name)
+            && b.versions.iter().zip(versions).all(|((uid, rv), (u, r))| uid == u && rv == r)
+        {
+            return b.info.clone();
+        }
+        let info = Arc::new(user_info(token, user));
+        if built.len() >= MAX_IDENTITIES {
+            built.clear();
+        }
+        let versions = versions.map(|(u, r)| (u.clone(), r.clone()));
+        built.insert(token.metadata.name.clone(), BuiltIdentity { versions, info: info.clone() });
+        info
+    }
 }
 
 impl std::fmt::Debug for StoreAuthenticator {
@@ -34,7 +69,7 @@ impl std::fmt::Debug for StoreAuthenticator {
 
 impl StoreAuthenticator {
     pub(crate) fn new(tokens: Arc<TokenAuthenticator>, store: Arc<dyn Store>) -> Self {
-        StoreAuthenticator { tokens, store }
+        StoreAuthenticator { tokens, store, identities: Arc::default() }
     }
 }
 
@@ -68,7 +103,7 @@ impl Authenticator for StoreAuthenticator {
         &self,
         headers: &HeaderMap,
         cluster_id: Option<&str>,
-    ) -> Result<UserInfo, AuthError> {
+    ) -> Result<Arc<UserInfo>, AuthError> {
         // The route layer refuses paths without a cluster; an unscoped check here would let a
         // cluster-scoped token through to nothing, so treat a missing id as a wrong cluster.
         let cluster = cluster_id.ok_or(AuthError::WrongCluster)?;
@@ -84,7 +119,7 @@ impl Authenticator for StoreAuthenticator {
                 return Err(AuthError::WrongCluster);
             }
         }
-        Ok(user_info(&auth.token, &auth.user))
+        Ok(self.identities.for_token(&auth.token, &auth.user))
     }
 }
 
@@ -115,5 +150,32 @@ mod tests {
         assert_eq!(info.extra["principalid"], ["local://u-bob"]);
         assert_eq!(info.extra["username"], ["bob"]);
         assert_eq!(info.extra["requesttokenid"], ["token-abcde"]);
+    }
+
+    /// A token's requests share one identity until the token or its user changes; a user whose
+    /// groups changed is stated with the new ones at once.
+    #[test]
+    fn a_token_keeps_its_identity_until_it_or_its_user_changes() {
+        let mut token =
+            Token::new("token-abcde", TokenSpec { user_id: "u-bob".into(), ..Default::default() });
+        token.metadata.resource_version = "1".into();
+        let mut user = User::new("u-bob", UserSpec::default());
+        user.metadata.resource_version = "2".into();
+        let identities = Identities::default();
+        let first = identities.for_token(&token, &user);
+        assert!(Arc::ptr_eq(&first, &identities.for_token(&token, &user)), "shared while unchanged");
+
+        user.status.group_principals = vec!["github_team://2".into()];
+        user.metadata.resource_version = "3".into();
+        let regrouped = identities.for_token(&token, &user);
+        assert!(regrouped.groups.contains(&"github_team://2".to_owned()), "{:?}", regrouped.groups);
+        token.metadata.resource_version = "4".into();
+        assert!(
+            !Arc::ptr_eq(&regrouped, &identities.for_token(&token, &user)),
+            "rebuilt for a changed token"
+        );
+        let mut other = token.clone();
+        other.metadata.name = "token-other".into();
+        assert_eq!(identities.for_token(&other, &user).extra["requesttokenid"], ["token-other"]);
     }
 }

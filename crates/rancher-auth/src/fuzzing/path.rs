@@ -176,7 +176,8 @@ pub(crate) fn audit_event(
         .header(http::header::AUTHORIZATION, format!("Bearer {credential}"))
         .body(boxed(Full::new(Bytes::copy_from_slice(body))))
         .expect("a target hyper accepted builds a request");
-    req.extensions_mut().insert(UserInfo { username: "u-fuzz".into(), ..Default::default() });
+    req.extensions_mut()
+        .insert(std::sync::Arc::new(UserInfo { username: "u-fuzz".into(), ..Default::default() }));
     req.extensions_mut().insert(ClusterTarget { id: "c-fuzz".into() });
     let outcome = futures::executor::block_on(svc.oneshot(req));
     assert!(outcome.is_ok(), "the audit layer failed a request the downstream answered");

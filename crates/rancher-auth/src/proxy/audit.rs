@@ -275,7 +275,8 @@ where
             let start = Instant::now();
             let time = jiff::Timestamp::now();
             let info = RequestInfo::parse(req.method(), req.uri().path(), req.uri().query());
-            let user = req.extensions().get::<UserInfo>().cloned().unwrap_or_default();
+            let user =
+                req.extensions().get::<Arc<UserInfo>>().map(|u| UserInfo::clone(u)).unwrap_or_default();
             let cluster = req.extensions().get::<ClusterTarget>().map(|t| t.id.clone()).unwrap_or_default();
 
             // Decided from the parsed request before a byte of the body is read.
@@ -419,11 +420,11 @@ mod tests {
             .header("authorization", "Bearer token-a:secret")
             .body(boxed(Full::new(Bytes::from(body.to_owned()))))
             .unwrap();
-        req.extensions_mut().insert(UserInfo {
+        req.extensions_mut().insert(Arc::new(UserInfo {
             username: "u-alice".into(),
             groups: vec!["local://g-dev".into()],
             ..Default::default()
-        });
+        }));
         req.extensions_mut().insert(ClusterTarget { id: "c1".into() });
         req
     }

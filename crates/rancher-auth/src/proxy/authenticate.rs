@@ -52,6 +52,10 @@ pub enum AuthError {
 
 /// Authenticates a request from its headers. Object-safe, so the server can plug in its token store as
 /// `Arc<dyn Authenticator>`.
+///
+/// The identity is shared: an authenticator that hands out the same `Arc<UserInfo>` for a caller's
+/// requests (until the caller changes) spares the proxy the work of stating it again for each — the
+/// `Impersonate-*` headers are built once per identity handed out.
 #[async_trait]
 pub trait Authenticator: Send + Sync {
     /// The user the request's credentials belong to. `cluster_id` is the cluster the request is for
@@ -60,7 +64,7 @@ pub trait Authenticator: Send + Sync {
         &self,
         headers: &HeaderMap,
         cluster_id: Option<&str>,
-    ) -> Result<UserInfo, AuthError>;
+    ) -> Result<Arc<UserInfo>, AuthError>;
 }
 
 #[async_trait]
@@ -69,7 +73,7 @@ impl<T: Authenticator + ?Sized> Authenticator for Arc<T> {
         &self,
         headers: &HeaderMap,
         cluster_id: Option<&str>,
-    ) -> Result<UserInfo, AuthError> {
+    ) -> Result<Arc<UserInfo>, AuthError> {
         (**self).authenticate(headers, cluster_id).await
     }
 }
@@ -102,7 +106,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
 /// A fixed map of bearer token → user, for tests, examples and single-user setups.
 #[derive(Clone, Default)]
 pub struct StaticAuthenticator {
-    users: HashMap<String, UserInfo>,
+    users: HashMap<String, Arc<UserInfo>>,
 }
 
 impl StaticAuthenticator {
@@ -113,7 +117,7 @@ impl StaticAuthenticator {
 
     /// Accepts `token` as `user`.
     pub fn with_token(mut self, token: impl Into<String>, user: UserInfo) -> Self {
-        self.users.insert(token.into(), user);
+        self.users.insert(token.into(), Arc::new(user));
         self
     }
 }
@@ -133,7 +137,7 @@ impl Authenticator for StaticAuthenticator {
         &self,
         headers: &HeaderMap,
         _cluster_id: Option<&str>,
-    ) -> Result<UserInfo, AuthError> {
+    ) -> Result<Arc<UserInfo>, AuthError> {
         let token = bearer_token(headers).ok_or(AuthError::MissingCredentials)?;
         // Compare in constant time so response timing does not reveal how much of a token matched.
         use subtle::ConstantTimeEq as _;
@@ -147,7 +151,7 @@ impl Authenticator for StaticAuthenticator {
 
 // === impl AuthenticateLayer ===
 
-/// Authenticates every request; on success the inner service sees a [`UserInfo`] extension.
+/// Authenticates every request; on success the inner service sees an `Arc<UserInfo>` extension.
 #[derive(Debug)]
 pub struct AuthenticateLayer<A> {
     authenticator: Arc<A>,
@@ -289,9 +293,9 @@ mod tests {
                 &self,
                 _: &HeaderMap,
                 cluster: Option<&str>,
-            ) -> Result<UserInfo, AuthError> {
+            ) -> Result<Arc<UserInfo>, AuthError> {
                 match cluster {
-                    Some("c1") => Ok(alice()),
+                    Some("c1") => Ok(Arc::new(alice())),
                     _ => Err(AuthError::WrongCluster),
                 }
             }

@@ -113,7 +113,7 @@ impl ClusterAccess for StaticClusterAccess {
 // === impl ClusterRouteLayer ===
 
 /// Routes `/k8s/clusters/<id>/…`: checks access, strips the prefix, inserts [`ClusterTarget`].
-/// Needs [`UserInfo`] in the extensions (put there by the authenticate layer).
+/// Needs the caller's `Arc<UserInfo>` in the extensions (put there by the authenticate layer).
 #[derive(Debug)]
 pub struct ClusterRouteLayer<P> {
     access: Arc<P>,
@@ -179,7 +179,7 @@ where
                 )));
             };
             let (id, rest) = (id.to_owned(), rest.to_owned());
-            let user = req.extensions().get::<UserInfo>().ok_or(ProxyError::Internal("no UserInfo"))?;
+            let user = req.extensions().get::<Arc<UserInfo>>().ok_or(ProxyError::Internal("no UserInfo"))?;
             access
                 .may_access(user, &id)
                 .await
@@ -223,7 +223,7 @@ mod tests {
 
     fn request(path: &str, who: UserInfo) -> Request<()> {
         let mut req = Request::get(path).body(()).unwrap();
-        req.extensions_mut().insert(who);
+        req.extensions_mut().insert(Arc::new(who));
         req
     }
 

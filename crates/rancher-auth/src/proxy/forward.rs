@@ -268,7 +268,19 @@ fn upstream_uri(upstream: &Prepared, path: &str) -> Result<Uri, ProxyError> {
 /// attach, port-forward) or a long-running GET (watch, `logs -f`, proxy).
 fn is_long_running(method: &Method, uri: &Uri, upgrade: bool) -> bool {
     upgrade
-        || (method == Method::GET && RequestInfo::parse(method, uri.path(), uri.query()).is_long_running())
+        || (method == Method::GET
+            && may_be_long_running(uri.path(), uri.query())
+            && RequestInfo::parse(method, uri.path(), uri.query()).is_long_running())
+}
+
+/// False only for requests [`RequestInfo::is_long_running`] cannot call long-running: no word that
+/// makes a request so (a watch, a proxy, a stream to a pod, a log) appears in the path or query,
+/// and nothing is percent-escaped that could spell one. Most requests are ordinary; this spares them
+/// the full parse (a dozen allocations).
+fn may_be_long_running(path: &str, query: Option<&str>) -> bool {
+    const WORDS: [&str; 6] = ["watch", "proxy", "exec", "attach", "portforward", "log"];
+    let hints = |s: &str| s.contains('%') || WORDS.iter().any(|w| s.contains(w));
+    hints(path) || query.is_some_and(hints)
 }
 
 /// Copies bytes both ways between the client's and the API server's upgraded connections until
@@ -304,6 +316,37 @@ mod tests {
         assert!(!long(Method::GET, "/api/v1/pods", false));
         assert!(!long(Method::GET, "/api/v1/pods?watch=false", false));
         assert!(!long(Method::POST, "/api/v1/namespaces/a/pods", false));
+    }
+
+    /// The quick check never calls ordinary a request the full parse calls long-running.
+    #[test]
+    fn the_quick_check_lets_every_long_running_request_through() {
+        let paths = [
+            "/api/v1/pods?watch=true",
+            "/api/v1/pods?watch=1",
+            "/api/v1/pods?%77atch=true",
+            "/api/v1/watch/namespaces/a/pods",
+            "/api/v1/%77atch/namespaces/a/pods",
+            "/api/v1/namespaces/a/pods/p/log",
+            "/api/v1/namespaces/a/pods/p/l%6fg?follow=true",
+            "/api/v1/namespaces/a/pods/p/exec?command=sh",
+            "/api/v1/namespaces/a/pods/p/attach",
+            "/api/v1/namespaces/a/pods/p/portforward",
+            "/api/v1/namespaces/a/services/s/proxy/metrics",
+            "/api/v1/proxy/namespaces/a/services/s",
+            "/apis/apps/v1/namespaces/a/deployments?watch=true&resourceVersion=1",
+            "/api/v1/namespaces/a/pods?fieldSelector=metadata.name%3Dp&watch=true",
+            "/api/v1/namespaces/default",
+            "/api/v1/pods",
+            "/apis/apps/v1/namespaces/a/deployments/d",
+        ];
+        for raw in paths {
+            let uri: Uri = raw.parse().unwrap();
+            let full = RequestInfo::parse(&Method::GET, uri.path(), uri.query()).is_long_running();
+            assert!(!full || may_be_long_running(uri.path(), uri.query()), "{raw}");
+        }
+        assert!(!may_be_long_running("/api/v1/namespaces/default", None));
+        assert!(!may_be_long_running("/api/v1/pods", Some("limit=500")));
     }
 
     #[tokio::test]

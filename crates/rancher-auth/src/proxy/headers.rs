@@ -87,6 +87,15 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
 /// [`ProxyError::Impersonation`] when `user` cannot be stated as headers (an empty name, a value
 /// that is not a valid header value).
 pub fn downstream_request_headers(client: &HeaderMap, user: &UserInfo) -> Result<HeaderMap, ProxyError> {
+    Ok(downstream_request_headers_as(client, &identity_headers(user)?))
+}
+
+/// [`downstream_request_headers`] with the identity already stated as headers
+/// ([`identity_headers`]): the proxy builds those once per caller, not once per request.
+pub(crate) fn downstream_request_headers_as(
+    client: &HeaderMap,
+    identity: &[(HeaderName, HeaderValue)],
+) -> HeaderMap {
     let named_by_connection: Vec<String> = connection_tokens(client).map(str::to_ascii_lowercase).collect();
     let mut out = HeaderMap::new();
     for &name in FORWARDED_REQUEST_HEADERS {
@@ -105,8 +114,8 @@ pub fn downstream_request_headers(client: &HeaderMap, user: &UserInfo) -> Result
             out.append(header::UPGRADE, value.clone());
         }
     }
-    set_identity(&mut out, user)?;
-    Ok(out)
+    set_identity(&mut out, identity);
+    out
 }
 
 /// The `Connection` tokens, trimmed, empty ones skipped.
@@ -143,36 +152,49 @@ fn strip_websocket_bearer(headers: &mut HeaderMap) {
     }
 }
 
-/// States `user` as `Impersonate-*` headers, replacing any already in `headers`.
-fn set_identity(headers: &mut HeaderMap, user: &UserInfo) -> Result<(), ProxyError> {
+/// States an identity ([`identity_headers`]) in `headers`, replacing any `Impersonate-*` already there.
+fn set_identity(headers: &mut HeaderMap, identity: &[(HeaderName, HeaderValue)]) {
     let forged: Vec<HeaderName> =
         headers.keys().filter(|name| name.as_str().starts_with("impersonate-")).cloned().collect();
     for name in forged {
         headers.remove(name);
     }
+    for (name, value) in identity {
+        headers.append(name.clone(), value.clone());
+    }
+}
+
+/// `user` as `Impersonate-*` headers, in order: `Impersonate-User`, `Impersonate-Uid` (when known),
+/// `Impersonate-Group` (always with `system:authenticated`) and `Impersonate-Extra-*`.
+///
+/// # Errors
+/// [`ProxyError::Impersonation`] when `user` cannot be stated as headers (an empty name, a value
+/// that is not a valid header value).
+pub(crate) fn identity_headers(user: &UserInfo) -> Result<Vec<(HeaderName, HeaderValue)>, ProxyError> {
     let bad = |what: &str| ProxyError::Impersonation { user: user.username.clone(), reason: what.to_owned() };
     let value = |v: &str, what: &str| HeaderValue::from_str(v).map_err(|_| bad(what));
 
     if user.username.is_empty() {
         return Err(bad("empty user name"));
     }
-    headers.insert(IMPERSONATE_USER, value(&user.username, "user name")?);
+    let mut out = vec![(HeaderName::from_static(IMPERSONATE_USER), value(&user.username, "user name")?)];
     if !user.uid.is_empty() {
-        headers.insert(IMPERSONATE_UID, value(&user.uid, "uid")?);
+        out.push((HeaderName::from_static(IMPERSONATE_UID), value(&user.uid, "uid")?));
     }
     let groups = user.groups.iter().map(String::as_str);
     let system = (!user.groups.iter().any(|g| g == SYSTEM_AUTHENTICATED)).then_some(SYSTEM_AUTHENTICATED);
+    let group_name = HeaderName::from_static(IMPERSONATE_GROUP);
     for group in groups.chain(system) {
-        headers.append(IMPERSONATE_GROUP, value(group, "group")?);
+        out.push((group_name.clone(), value(group, "group")?));
     }
     for (key, values) in &user.extra {
         let name = HeaderName::try_from(format!("{IMPERSONATE_EXTRA_PREFIX}{}", escape_extra_key(key)))
             .map_err(|_| bad("extra key"))?;
         for v in values {
-            headers.append(name.clone(), value(v, "extra value")?);
+            out.push((name.clone(), value(v, "extra value")?));
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Percent-encodes an extra key the way client-go does (`headerKeyEscape`): bytes that are not legal

@@ -54,7 +54,7 @@ impl<B> Service<Request<B>> for Recorder {
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let mut seen = self.0.0.lock().unwrap();
         seen.calls += 1;
-        seen.user = req.extensions().get::<UserInfo>().cloned();
+        seen.user = req.extensions().get::<std::sync::Arc<UserInfo>>().map(|u| UserInfo::clone(u));
         seen.target = req.extensions().get::<ClusterTarget>().cloned();
         seen.headers = req.headers().clone();
         seen.uri = Some(req.uri().clone());
