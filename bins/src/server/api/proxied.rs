@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::response::Response;
 use futures::future::BoxFuture;
 
@@ -19,7 +19,7 @@ use crate::server::metrics;
 use crate::server::peers;
 use crate::server::state::AppState;
 
-/// The pattern the proxy is routed by, which is also its metrics' route label.
+/// The pattern the proxy is routed by, and its metrics' route label where no router matched one.
 pub(crate) const ROUTE: &str = "/k8s/clusters/{*rest}";
 
 /// Metrics, then the replica that holds the cluster, then the proxy.
@@ -47,9 +47,11 @@ impl tower::Service<Request> for Proxied {
         let state = self.state.clone();
         Box::pin(async move {
             let method = metrics::method_label(req.method());
+            // The pattern the router matched (an embedder may mount the routes under a prefix).
+            let route = req.extensions().get::<MatchedPath>().map_or(ROUTE, |p| p.as_str()).to_owned();
             let started = Instant::now();
             let resp = peers::route_proxied(&state, req).await;
-            state.metrics.observe_request(method, ROUTE.to_owned(), resp.status(), started);
+            state.metrics.observe_request(method, route, resp.status(), started);
             Ok(resp)
         })
     }

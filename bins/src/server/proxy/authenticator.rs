@@ -30,24 +30,28 @@ pub(crate) struct StoreAuthenticator {
 /// At most this many tokens' identities are kept.
 const MAX_IDENTITIES: usize = 10_000;
 
-/// The identity built for each token, by the token's name, with the versions of the token and the
-/// user it was built from: every request of a token shares one `Arc<UserInfo>` (and the proxy the
-/// headers it states it with) until either changes.
+/// The identity built for each token, by the token's name, with what it was built from: the token's
+/// uid and generation (its spec: a `status.lastUsedAt` written every minute does not count) and the
+/// user's uid and resource version (its groups are status). Every request of a token shares one
+/// `Arc<UserInfo>` (and the proxy the headers it states it with) until either changes.
 #[derive(Default)]
 struct Identities(Mutex<HashMap<String, BuiltIdentity>>);
 
 struct BuiltIdentity {
-    /// The uid and resource version of the token, then of its user.
-    versions: [(String, String); 2],
+    token: (String, i64),
+    user: (String, String),
     info: Arc<UserInfo>,
 }
 
 impl Identities {
     fn for_token(&self, token: &Token, user: &User) -> Arc<UserInfo> {
-        let versions = [&token.metadata, &user.metadata].map(|m| (&m.uid, &m.resource_version));
+        let (t, u) = (&token.metadata, &user.metadata);
         let mut built = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(b) = built.get(&token.metadata.name)
-            && b.versions.iter().zip(versions).all(|((uid, rv), (u, r))| uid == u && rv == r)
+        if let Some(b) = built.get(&t.name)
+            && b.token.0 == t.uid
+            && b.token.1 == t.generation
+            && b.user.0 == u.uid
+            && b.user.1 == u.resource_version
         {
             return b.info.clone();
         }
@@ -55,8 +59,12 @@ impl Identities {
         if built.len() >= MAX_IDENTITIES {
             built.clear();
         }
-        let versions = versions.map(|(u, r)| (u.clone(), r.clone()));
-        built.insert(token.metadata.name.clone(), BuiltIdentity { versions, info: info.clone() });
+        let identity = BuiltIdentity {
+            token: (t.uid.clone(), t.generation),
+            user: (u.uid.clone(), u.resource_version.clone()),
+            info: info.clone(),
+        };
+        built.insert(t.name.clone(), identity);
         info
     }
 }
