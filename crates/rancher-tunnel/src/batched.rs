@@ -9,10 +9,7 @@
 //! flush again, and that one is done — once for every frame the turn wrote.
 //!
 //! The frames still reach the transport as they are written (the WebSocket transport gathers
-//! them into one message per flush); only the flush waits, and never past the driver's poll. A flush
-//! with nothing written since the last one is answered at once and costs no turn. When the driver
-//! ends the session itself (the peer went away, the socket failed), what its last turn wrote is not
-//! flushed: there is no one left to read it.
+//! them into one message per flush); only the flush waits, and never past the driver's poll.
 
 use std::io;
 use std::pin::Pin;
@@ -52,19 +49,13 @@ impl Turns {
 pub(crate) struct Batched<S, T> {
     io: S,
     turns: Arc<T>,
-    /// [`CLEAN`], [`WRITTEN`], or the turn in which a flush was put off (bytes were written), until
-    /// it is done. One word: a driver per connected agent, and its size counts.
-    state: u64,
+    /// The turn in which a flush was put off, until it is done; 0 when none waits.
+    deferred_in: u64,
 }
-
-/// Nothing written since the last flush that was done.
-const CLEAN: u64 = 0;
-/// Written since, and no flush asked yet. (Turns count from 1 and never reach it.)
-const WRITTEN: u64 = u64::MAX;
 
 impl<S, T: AsRef<Turns>> Batched<S, T> {
     pub(crate) fn new(io: S, turns: Arc<T>) -> Self {
-        Self { io, turns, state: CLEAN }
+        Self { io, turns, deferred_in: 0 }
     }
 }
 
@@ -80,22 +71,16 @@ impl<S: AsyncRead + Unpin, T> AsyncRead for Batched<S, T> {
 
 impl<S: AsyncWrite + Unpin, T: AsRef<Turns>> AsyncWrite for Batched<S, T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let written = Pin::new(&mut self.io).poll_write(cx, buf);
-        if self.state == CLEAN && matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            self.state = WRITTEN;
-        }
-        written
+        Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let turns = (*self.turns).as_ref();
         let now = turns.now();
-        match self.state {
-            // Nothing to flush.
-            CLEAN => Poll::Ready(Ok(())),
-            WRITTEN => {
+        match self.deferred_in {
+            0 => {
                 turns.flush_wanted.store(true, Ordering::Relaxed);
-                self.state = now;
+                self.deferred_in = now;
                 Poll::Ready(Ok(()))
             }
             // Already put off in this turn.
@@ -103,7 +88,7 @@ impl<S: AsyncWrite + Unpin, T: AsRef<Turns>> AsyncWrite for Batched<S, T> {
             _ => {
                 let flushed = Pin::new(&mut self.io).poll_flush(cx);
                 if flushed.is_ready() {
-                    self.state = CLEAN;
+                    self.deferred_in = 0;
                 }
                 flushed
             }
@@ -113,7 +98,7 @@ impl<S: AsyncWrite + Unpin, T: AsRef<Turns>> AsyncWrite for Batched<S, T> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let shut = Pin::new(&mut self.io).poll_shutdown(cx);
         if shut.is_ready() {
-            self.state = CLEAN;
+            self.deferred_in = 0;
         }
         shut
     }
@@ -201,35 +186,13 @@ mod tests {
 
         turn(&mut io, &turns, &waker, &[]);
         assert_eq!(io.io.flushes, 1, "a turn without a flush asked does none");
-        assert!(!turns.take_flush_wanted());
         let waker_ref = waker.clone().into();
         let mut cx = Context::from_waker(&waker_ref);
         turns.next();
         assert!(Pin::new(&mut io).poll_flush(&mut cx).is_ready());
         assert_eq!(io.io.flushes, 2, "the put-off flush is done at the next one asked");
-        assert_eq!(io.state, CLEAN);
+        assert_eq!(io.deferred_in, 0);
         assert_eq!(io.io.written, b"abcde");
-    }
-
-    /// A flush with nothing written since the last one is answered at once and asks for no turn.
-    #[test]
-    fn a_flush_with_nothing_written_costs_no_turn() {
-        let turns = Arc::new(Turns::default());
-        let waker = Arc::new(CountingWaker::default());
-        let mut io = Batched::new(Counting::default(), turns.clone());
-        let waker_ref = waker.clone().into();
-        let mut cx = Context::from_waker(&waker_ref);
-        turns.next();
-        assert!(Pin::new(&mut io).poll_flush(&mut cx).is_ready());
-        assert!(!turns.take_flush_wanted(), "nothing was written");
-        turn(&mut io, &turns, &waker, &[b"x"]);
-        assert!(turns.take_flush_wanted());
-        turns.next();
-        assert!(Pin::new(&mut io).poll_flush(&mut cx).is_ready());
-        assert_eq!(io.io.flushes, 1);
-        assert!(Pin::new(&mut io).poll_flush(&mut cx).is_ready());
-        assert!(!turns.take_flush_wanted(), "flushed: nothing more to put off");
-        assert_eq!(io.io.flushes, 1);
     }
 
     /// Shutting down writes out what a put-off flush held.
@@ -242,6 +205,6 @@ mod tests {
         let waker_ref = waker.clone().into();
         let mut cx = Context::from_waker(&waker_ref);
         assert!(Pin::new(&mut io).poll_shutdown(&mut cx).is_ready());
-        assert_eq!((io.io.flushes, io.state), (1, CLEAN));
+        assert_eq!((io.io.flushes, io.deferred_in), (1, 0));
     }
 }

@@ -178,10 +178,12 @@ mod tests {
         let regrouped = identities.for_token(&token, &user);
         assert!(regrouped.groups.contains(&"github_team://2".to_owned()), "{:?}", regrouped.groups);
         token.metadata.resource_version = "4".into();
-        assert!(
-            !Arc::ptr_eq(&regrouped, &identities.for_token(&token, &user)),
-            "rebuilt for a changed token"
-        );
+        token.status.last_used_at = Some(jiff::Timestamp::now());
+        assert!(Arc::ptr_eq(&regrouped, &identities.for_token(&token, &user)), "a use noted changes nothing");
+        token.spec.group_principals = vec!["github_org://9".into()];
+        token.metadata.generation += 1;
+        let changed = identities.for_token(&token, &user);
+        assert!(changed.groups.contains(&"github_org://9".to_owned()), "rebuilt for a changed token");
         let mut other = token.clone();
         other.metadata.name = "token-other".into();
         assert_eq!(identities.for_token(&other, &user).extra["requesttokenid"], ["token-other"]);
