@@ -173,14 +173,16 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v3-public/{kind}/{name}", crate::server::identity::routes::methods())
         .merge(crate::server::registration::routes::public());
 
-    // The proxy authenticates by itself (the same tokens) and answers with Kubernetes Status; a
-    // request for a cluster another replica holds goes to that replica. Its layers are the same as
-    // the other routes' (in the same order), composed once: see [`proxied`].
-    let proxied = tower::ServiceBuilder::new()
+    // What every route runs under, outermost first.
+    let front = tower::ServiceBuilder::new()
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(SetSensitiveRequestHeadersLayer::new(SENSITIVE_HEADERS))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span).on_failure(log_failure))
-        .service(proxied::Proxied::new(state.clone()));
+        .layer(TraceLayer::new_for_http().make_span_with(request_span).on_failure(log_failure));
+
+    // The proxy authenticates by itself (the same tokens) and answers with Kubernetes Status; a
+    // request for a cluster another replica holds goes to that replica. It runs under the same front
+    // layers, composed once with it: see [`proxied`].
+    let proxied = front.clone().service(proxied::Proxied::new(state.clone()));
 
     let metrics = state.metrics.clone();
     let rest = Router::new()
@@ -191,9 +193,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(middleware::from_fn_with_state(metrics, metrics::track_requests))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span).on_failure(log_failure))
-        .layer(SetSensitiveRequestHeadersLayer::new(SENSITIVE_HEADERS))
-        .layer(CatchPanicLayer::custom(panic_response));
+        .layer(front);
     Router::new().route_service(proxied::ROUTE, proxied).merge(rest)
 }
 
