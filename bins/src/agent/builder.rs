@@ -29,6 +29,7 @@ pub struct AgentBuilder {
     transport: Option<Arc<dyn Transport>>,
     session_config: SessionConfig,
     metrics: Metrics,
+    tunnel_thread: bool,
 }
 
 impl std::fmt::Debug for AgentBuilder {
@@ -44,6 +45,7 @@ impl std::fmt::Debug for AgentBuilder {
             .field("plan_roots", &self.plan_roots)
             .field("ace", &self.ace)
             .field("transport", &self.transport.as_ref().map(|_| "<given>"))
+            .field("tunnel_thread", &self.tunnel_thread)
             .finish_non_exhaustive()
     }
 }
@@ -67,6 +69,7 @@ impl AgentBuilder {
             transport: None,
             session_config: SessionConfig::default(),
             metrics: Metrics::unregistered(),
+            tunnel_thread: false,
         }
     }
 
@@ -87,6 +90,7 @@ impl AgentBuilder {
         builder.state_dir = args.state_dir.clone();
         builder.plan_roots = args.plan_roots.clone();
         builder.ace = args.ace.clone();
+        builder.tunnel_thread = true;
         Ok(builder)
     }
 
@@ -151,6 +155,17 @@ impl AgentBuilder {
     /// The tunnel's session settings (default: [`SessionConfig::default`]).
     pub fn session_config(mut self, config: SessionConfig) -> Self {
         self.session_config = config;
+        self
+    }
+
+    /// Serve the tunnel on a thread of its own: its session and every stream it carries run on a
+    /// single-threaded runtime there, so that a proxied request's bytes cross one thread instead of
+    /// waking the caller's runtime's workers in turn (a sixth less of the agent's CPU per request;
+    /// `benches/README.md`). The reporter, the probe and the webhook stay on the caller's runtime.
+    /// `rancher-agent` does this ([`from_args`](Self::from_args)); off by default, since every
+    /// agent run so then starts a thread.
+    pub fn tunnel_thread(mut self, own_thread: bool) -> Self {
+        self.tunnel_thread = own_thread;
         self
     }
 
@@ -220,6 +235,7 @@ impl AgentBuilder {
             session_config: self.session_config,
             metrics: self.metrics,
             alternates: self.api_server_alternates,
+            own_thread: self.tunnel_thread,
             local_service: node_work
                 .as_ref()
                 .map(|w| (rancher_provision::plan::PLAN_SERVICE, w.service.clone() as Arc<dyn LocalService>)),
