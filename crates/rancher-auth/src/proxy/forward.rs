@@ -1,14 +1,18 @@
-//! The end of the stack: [`Forward`] sends the request to its cluster's API server over a cached
-//! per-cluster HTTP/1.1 client, streams the response back as it arrives, and splices upgraded
+//! The end of the stack: [`Forward`] sends the request to its cluster's API server over cached
+//! per-cluster HTTP/1.1 connections, streams the response back as it arrives, and splices upgraded
 //! connections (SPDY or WebSocket: exec, attach, port-forward) after the `101`. It sends only headers
 //! the impersonate layer rebuilt, plus the proxy's own credential for the API server.
+//!
+//! Requests that end by themselves go over a [`ConnPool`], whose connections the requests drive;
+//! long-running ones (watches, `logs -f`, upgrades) over hyper's pooled client, whose connections
+//! are tasks of their own and come from the upstream's long-running connector.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -16,12 +20,13 @@ use rancher_core::error_chain;
 use tower::Service;
 
 use super::cluster::ClusterTarget;
-use super::error::{ProxyBody, ProxyError, boxed};
+use super::conn_pool::{ConnPool, SendError};
+use super::error::{BoxError, ProxyBody, ProxyError, boxed};
 use super::headers::strip_hop_by_hop;
 use super::idle_cache::IdleCache;
 use super::impersonate::HeadersRebuilt;
 use super::request_info::RequestInfo;
-use super::upstream::{Prepared, TlsConnector, UpstreamResolver};
+use super::upstream::{Prepared, ResolveError, TlsConnector, UpstreamResolver};
 
 /// Tuning of [`Forward`]. No response timeout is imposed: watches end when the API server ends them
 /// (`timeoutSeconds`), and streams when either side closes.
@@ -31,7 +36,8 @@ pub struct ForwardConfig {
     pub connect_timeout: Duration,
     /// A cluster's client (and its resolved upstream) is dropped after this long without requests.
     pub client_idle_timeout: Duration,
-    /// Idle keep-alive connections to an API server are closed after this long.
+    /// Idle keep-alive connections to an API server are closed after this long (found and closed
+    /// within half as long again).
     pub pool_idle_timeout: Duration,
     /// At most this many idle keep-alive connections are kept per cluster.
     pub pool_max_idle_per_cluster: usize,
@@ -48,18 +54,67 @@ impl Default for ForwardConfig {
     }
 }
 
-/// One cluster's clients: one for ordinary requests, one for long-running ones (watches, exec,
-/// `logs -f`), whose connections come from the upstream's long-running connector.
+/// One cluster's connections: a pool for ordinary requests, a client for long-running ones
+/// (watches, exec, `logs -f`), whose connections come from the upstream's long-running connector.
 struct ClusterClient {
-    http: Client<TlsConnector, ProxyBody>,
+    ordinary: Arc<ConnPool>,
     long_running: Client<TlsConnector, ProxyBody>,
     upstream: Prepared,
+    /// The `Host` header of every request.
+    host: HeaderValue,
 }
 
 impl ClusterClient {
-    fn for_request(&self, long_running: bool) -> &Client<TlsConnector, ProxyBody> {
-        if long_running { &self.long_running } else { &self.http }
+    /// The request to send for `path` (with its query): its URI as the long-running client or the
+    /// pool wants it (absolute, or the path with a `Host` header).
+    fn request(
+        &self,
+        long_running: bool,
+        method: Method,
+        path: &str,
+        mut headers: HeaderMap,
+        body: ProxyBody,
+    ) -> Result<Request<ProxyBody>, ProxyError> {
+        let path = format!("{}{path}", self.upstream.path_prefix);
+        let uri = if long_running {
+            Uri::builder()
+                .scheme(self.upstream.origin.scheme_str().unwrap_or("https"))
+                .authority(self.upstream.origin.authority().map_or("", |a| a.as_str()))
+                .path_and_query(path)
+                .build()
+        } else {
+            headers.insert(header::HOST, self.host.clone());
+            Uri::builder().path_and_query(path).build()
+        };
+        let uri = uri.map_err(|_| ProxyError::NotRouted("malformed path".into()))?;
+        let mut out = Request::new(body);
+        *out.method_mut() = method;
+        *out.uri_mut() = uri;
+        *out.version_mut() = Version::HTTP_11;
+        *out.headers_mut() = headers;
+        Ok(out)
     }
+
+    /// Sends `out` (from [`request`](Self::request)): long-running over the client, else the pool.
+    async fn send(&self, long_running: bool, out: Request<ProxyBody>) -> Result<Response<ProxyBody>, Failed> {
+        if long_running {
+            return match self.long_running.request(out).await {
+                Ok(resp) => Ok(resp.map(boxed)),
+                Err(e) => Err(Failed { connect: e.is_connect(), source: e.into() }),
+            };
+        }
+        match self.ordinary.send(&self.upstream.origin, out).await {
+            Ok(resp) => Ok(resp.map(boxed)),
+            Err(e) => Err(Failed { connect: matches!(e, SendError::Connect(_)), source: e.into() }),
+        }
+    }
+}
+
+/// Why a request got no response.
+struct Failed {
+    /// No connection could be made: nothing was sent.
+    connect: bool,
+    source: BoxError,
 }
 
 /// The per-cluster clients of a [`Forward`]; lets the owner drop a cluster's client at once (after
@@ -138,9 +193,15 @@ impl<R: UpstreamResolver + 'static> Forward<R> {
                 .pool_max_idle_per_host(self.config.pool_max_idle_per_cluster)
                 .build(connector.clone())
         };
-        let http = client_with(&upstream.connector);
+        let host = host_header(&upstream.origin)
+            .ok_or_else(|| resolve_err(ResolveError::Invalid("base URL has no host".into())))?;
+        let ordinary = ConnPool::new(
+            upstream.connector.clone(),
+            self.config.pool_max_idle_per_cluster,
+            self.config.pool_idle_timeout,
+        );
         let long_running = client_with(&upstream.long_running_connector);
-        let client = Arc::new(ClusterClient { http, long_running, upstream });
+        let client = Arc::new(ClusterClient { ordinary, long_running, upstream, host });
         self.clients.cache.insert(cluster, client.clone());
         Ok(client)
     }
@@ -166,7 +227,6 @@ impl<R: UpstreamResolver + 'static> Forward<R> {
         let (parts, body) = req.into_parts();
         let long_running = is_long_running(&parts.method, &parts.uri, upgrade);
         let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let uri = upstream_uri(&client.upstream, path)?;
         let mut headers = parts.headers;
         // The proxy's own credential for the API server, as whom it impersonates.
         match &client.upstream.authorization {
@@ -182,30 +242,27 @@ impl<R: UpstreamResolver + 'static> Forward<R> {
             && !upgrade
             && http_body::Body::is_end_stream(&body))
         .then(|| (parts.method.clone(), headers.clone()));
-        let out = upstream_request(parts.method, uri, headers, body);
         let write = again.is_none();
-        let sent = match (client.for_request(long_running).request(out).await, again) {
-            (Err(e), Some((method, headers))) if !e.is_connect() => {
-                tracing::debug!(%cluster, error = %error_chain(&e), "the API server's connection broke; once more on a new one");
+        let out = client.request(long_running, parts.method, path, headers, body)?;
+        let sent = match (client.send(long_running, out).await, again) {
+            (Err(e), Some((method, headers))) if !e.connect => {
+                tracing::debug!(%cluster, error = %error_chain(&*e.source), "the API server's connection broke; once more on a new one");
                 // Dropping the cached client drops its pools with it: the requests after this one
                 // connect afresh too.
                 self.clients.invalidate(&cluster);
                 let fresh = self.client(&cluster).await?;
-                let uri = upstream_uri(&fresh.upstream, path)?;
-                fresh
-                    .for_request(long_running)
-                    .request(upstream_request(method, uri, headers, ProxyBody::empty()))
-                    .await
+                let out = fresh.request(long_running, method, path, headers, ProxyBody::empty())?;
+                fresh.send(long_running, out).await
             }
             (sent, _) => sent,
         };
         let mut resp = sent.map_err(|e| {
-            if e.is_connect() {
+            if e.connect {
                 // The session or endpoint may have changed: resolve afresh next time.
                 self.clients.invalidate(&cluster);
             }
-            let source = error_chain(&e).into();
-            if write && !e.is_connect() {
+            let source = error_chain(&*e.source).into();
+            if write && !e.connect {
                 ProxyError::BrokeOff { cluster: cluster.clone(), source }
             } else {
                 ProxyError::Upstream { cluster: cluster.clone(), source }
@@ -226,7 +283,7 @@ impl<R: UpstreamResolver + 'static> Forward<R> {
         } else {
             strip_hop_by_hop(resp.headers_mut());
         }
-        Ok(resp.map(boxed))
+        Ok(resp)
     }
 }
 
@@ -244,24 +301,16 @@ impl<R: UpstreamResolver + 'static> Service<Request<ProxyBody>> for Forward<R> {
     }
 }
 
-/// The HTTP/1.1 request sent to the API server.
-fn upstream_request(method: Method, uri: Uri, headers: HeaderMap, body: ProxyBody) -> Request<ProxyBody> {
-    let mut out = Request::new(body);
-    *out.method_mut() = method;
-    *out.uri_mut() = uri;
-    *out.version_mut() = Version::HTTP_11;
-    *out.headers_mut() = headers;
-    out
-}
-
-/// Where `path` (with its query) of a request to `upstream`'s cluster goes.
-fn upstream_uri(upstream: &Prepared, path: &str) -> Result<Uri, ProxyError> {
-    Uri::builder()
-        .scheme(upstream.origin.scheme_str().unwrap_or("https"))
-        .authority(upstream.origin.authority().map_or("", |a| a.as_str()))
-        .path_and_query(format!("{}{path}", upstream.path_prefix))
-        .build()
-        .map_err(|_| ProxyError::NotRouted("malformed path".into()))
+/// The `Host` of requests to `origin`: its host, and its port unless it is the scheme's default (as
+/// hyper's client writes it).
+fn host_header(origin: &Uri) -> Option<HeaderValue> {
+    let authority = origin.authority()?;
+    let default = if origin.scheme_str() == Some("https") { 443 } else { 80 };
+    let host = match authority.port_u16() {
+        Some(port) if port != default => format!("{}:{port}", authority.host()),
+        _ => authority.host().to_owned(),
+    };
+    HeaderValue::try_from(host).ok()
 }
 
 /// Whether the request holds its connection for as long as its client wants: an upgrade (exec,

@@ -39,6 +39,7 @@ mod audit;
 mod authenticate;
 mod browser;
 mod cluster;
+mod conn_pool;
 mod error;
 mod forward;
 mod headers;
