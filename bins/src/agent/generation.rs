@@ -200,13 +200,17 @@ impl Generation {
     }
 }
 
+/// How long a tunnel thread waits for blocking work of its runtime (a DNS lookup) when it ends.
+const TUNNEL_THREAD_SHUTDOWN: Duration = Duration::from_secs(1);
+
 /// Starts `run`, a generation's tunnel: as a task of the runtime it is called from or, with
 /// `own_thread`, on a thread of its own with a single-threaded runtime — where the session's driver
 /// and every stream it serves run too (they are spawned from `run`). A proxied request's bytes then
 /// cross one thread, from the session to the API server's connection and back, instead of waking
 /// the runtime's workers in turn: about a sixth less of the agent's CPU per request
 /// (`benches/README.md`). The thread ends with `run`, or as soon as nobody waits for it (the
-/// returned task aborted or its runtime shut down), dropping `run` and its streams.
+/// returned task aborted or its runtime shut down), dropping `run` and its streams; the returned
+/// task ends once they are dropped.
 fn spawn_tunnel<F>(own_thread: bool, run: F) -> JoinHandle<Result<(), AgentError>>
 where
     F: Future<Output = Result<(), AgentError>> + Send + 'static,
@@ -230,6 +234,9 @@ where
                 () = done.closed() => None,
             }
         });
+        // The streams still open are dropped before the tunnel is reported ended (a blocking
+        // lookup still running is left to finish on its own).
+        runtime.shutdown_timeout(TUNNEL_THREAD_SHUTDOWN);
         if let Some(result) = outcome {
             let _ = done.send(result);
         }

@@ -103,9 +103,13 @@ impl PlanApi {
             }
             Err(e) => return text(StatusCode::BAD_REQUEST, format!("reading the plan: {e}")),
         };
-        let plan: NodePlan = match serde_json::from_slice(&body) {
-            Ok(p) => p,
-            Err(e) => return text(StatusCode::BAD_REQUEST, format!("the plan is not a NodePlan: {e}")),
+        // Off the tunnel's thread: a plan may be megabytes, and the session's other streams wait
+        // for nothing it does.
+        let parsed = tokio::task::spawn_blocking(move || serde_json::from_slice::<NodePlan>(&body)).await;
+        let plan = match parsed {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => return text(StatusCode::BAD_REQUEST, format!("the plan is not a NodePlan: {e}")),
+            Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("reading the plan: {e}")),
         };
         if let Err(e) = validate::check(&plan, &self.roots) {
             let msg = e.to_string();

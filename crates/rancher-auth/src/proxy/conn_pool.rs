@@ -13,6 +13,7 @@
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -41,18 +42,21 @@ pub(crate) enum SendError {
 /// One connection: the handle that sends on it and the state machine that reads and writes it.
 struct Conn {
     send: http1::SendRequest<ProxyBody>,
-    io: http1::Connection<UpstreamIo, ProxyBody>,
-    /// The state machine returned: the connection is closed (or failed) and must not be polled again.
-    ended: bool,
+    /// `None` once it returned: the connection is closed (or failed).
+    io: Option<http1::Connection<UpstreamIo, ProxyBody>>,
 }
 
 impl Conn {
     /// Reads and writes what the connection can; whether it is still open.
     fn drive(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.ended && Pin::new(&mut self.io).poll(cx).is_ready() {
-            self.ended = true;
+        if let Some(io) = &mut self.io
+            && Pin::new(io).poll(cx).is_ready()
+        {
+            // Dropped at once: a request still queued on it (the API server closed the connection
+            // before it was written) comes back unsent instead of waiting for good.
+            self.io = None;
         }
-        !self.ended
+        self.io.is_some()
     }
 
     /// Whether it can take a request now (it is open and idle).
@@ -73,19 +77,23 @@ pub(crate) struct ConnPool {
     idle: Mutex<VecDeque<Idle>>,
     max_idle: usize,
     idle_timeout: Duration,
+    /// The sweep runs (from the first connection kept on, for as long as the pool lives).
+    sweeping: AtomicBool,
 }
 
 impl ConnPool {
     /// A pool dialing with `connector` that keeps at most `max_idle` idle connections, each for at
-    /// most `idle_timeout` (a task sweeps them, for as long as the pool lives). With either zero, no
-    /// connection is kept.
+    /// most `idle_timeout` (a task sweeps them, for as long as the pool lives, from the first one
+    /// kept). With either zero, no connection is kept.
     pub(crate) fn new(connector: TlsConnector, max_idle: usize, idle_timeout: Duration) -> Arc<Self> {
         let max_idle = if idle_timeout.is_zero() { 0 } else { max_idle };
-        let pool = Arc::new(ConnPool { connector, idle: Mutex::default(), max_idle, idle_timeout });
-        if max_idle > 0 {
-            tokio::spawn(sweep(Arc::downgrade(&pool), idle_timeout));
-        }
-        pool
+        Arc::new(ConnPool {
+            connector,
+            idle: Mutex::default(),
+            max_idle,
+            idle_timeout,
+            sweeping: AtomicBool::new(false),
+        })
     }
 
     /// Sends `req` (its URI in origin form, with a `Host` header) on an idle connection or a new
@@ -129,7 +137,7 @@ impl ConnPool {
     async fn connect(&self, origin: &Uri) -> Result<Conn, SendError> {
         let io = self.connector.clone().oneshot(origin.clone()).await.map_err(SendError::Connect)?;
         let (send, io) = http1::Builder::new().handshake(io).await?;
-        Ok(Conn { send, io, ended: false })
+        Ok(Conn { send, io: Some(io) })
     }
 
     /// The most recently used idle connection that is still open and idle.
@@ -137,8 +145,9 @@ impl ConnPool {
         loop {
             let Idle { mut conn, since } = self.lock().pop_back()?;
             if since.elapsed() >= self.idle_timeout {
-                // The others are older still.
-                self.lock().clear();
+                // The others are older still; closed outside the lock.
+                let expired = std::mem::take(&mut *self.lock());
+                drop((conn, expired));
                 return None;
             }
             if poll_fn(|cx| Poll::Ready(conn.ready(cx))).await {
@@ -147,11 +156,20 @@ impl ConnPool {
         }
     }
 
-    /// Keeps `conn` for a later request, unless the pool is full.
-    fn put(&self, conn: Conn) {
-        let mut idle = self.lock();
-        if idle.len() < self.max_idle {
+    /// Keeps `conn` for a later request, unless the pool is full. The first connection kept starts
+    /// the sweep.
+    fn put(self: &Arc<Self>, conn: Conn) {
+        {
+            let mut idle = self.lock();
+            if idle.len() >= self.max_idle {
+                return;
+            }
             idle.push_back(Idle { conn, since: Instant::now() });
+        }
+        if !self.sweeping.swap(true, Ordering::Relaxed)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(sweep(Arc::downgrade(self), self.idle_timeout));
         }
     }
 
@@ -355,6 +373,108 @@ mod tests {
         assert_eq!(pool.idle(), 0);
         let resp = pool.send(&origin, get("/after", addr)).await.unwrap();
         assert_eq!(text(resp).await, format!("{addr} /after"));
+        assert_eq!(dials.load(Ordering::SeqCst), 2);
+    }
+
+    /// A stream whose reads, once `armed`, find nothing once and then the end: a kept connection the
+    /// API server closes in the moment between the pool's check and the request's first poll.
+    struct ClosingLater {
+        io: tokio::io::DuplexStream,
+        armed: Arc<std::sync::atomic::AtomicBool>,
+        pending_given: bool,
+    }
+
+    impl tokio::io::AsyncRead for ClosingLater {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            if !self.armed.load(Ordering::SeqCst) {
+                return Pin::new(&mut self.io).poll_read(cx, buf);
+            }
+            if !self.pending_given {
+                self.pending_given = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl tokio::io::AsyncWrite for ClosingLater {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Pin::new(&mut self.io).poll_write(cx, buf)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.io).poll_flush(cx)
+        }
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.io).poll_shutdown(cx)
+        }
+    }
+
+    /// Answers every request on `io` with `ok`.
+    async fn answer_ok(mut io: tokio::io::DuplexStream) {
+        let mut buf = [0; 1024];
+        let mut head = Vec::new();
+        loop {
+            let Ok(n) = io.read(&mut buf).await else { return };
+            if n == 0 {
+                return;
+            }
+            head.extend_from_slice(&buf[..n]);
+            if head.ends_with(b"\r\n\r\n") {
+                head.clear();
+                if io.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_on_a_kept_connection_closed_before_it_was_written_goes_on_another() {
+        let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let dials = Arc::new(AtomicUsize::new(0));
+        let (armed2, dials2) = (armed.clone(), dials.clone());
+        let connector = BoxCloneSyncService::new(tower::service_fn(move |_: Uri| {
+            let first = dials2.fetch_add(1, Ordering::SeqCst) == 0;
+            let armed = armed2.clone();
+            async move {
+                let (ours, theirs) = tokio::io::duplex(4096);
+                tokio::spawn(answer_ok(theirs));
+                let stream: crate::proxy::upstream::BoxStream = if first {
+                    Box::new(ClosingLater { io: ours, armed, pending_given: false })
+                } else {
+                    Box::new(ours)
+                };
+                Ok::<_, BoxError>(stream)
+            }
+        }));
+        let upstream = Upstream {
+            base_url: "http://127.0.0.1:1".parse().unwrap(),
+            connector,
+            long_running_connector: None,
+            tls: None,
+            bearer_token: None,
+        };
+        let prepared = upstream.prepare(Duration::from_secs(10)).unwrap();
+        let pool = ConnPool::new(prepared.connector, 4, Duration::from_secs(90));
+        let addr: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let resp = pool.send(&prepared.origin, get("/", addr)).await.unwrap();
+        assert_eq!(text(resp).await, "ok");
+        assert_eq!(pool.idle(), 1);
+
+        armed.store(true, Ordering::SeqCst);
+        let sent = tokio::time::timeout(Duration::from_secs(10), pool.send(&prepared.origin, get("/", addr)))
+            .await
+            .expect("the request came back");
+        assert_eq!(text(sent.unwrap()).await, "ok");
         assert_eq!(dials.load(Ordering::SeqCst), 2);
     }
 
