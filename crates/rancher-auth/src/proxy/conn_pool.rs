@@ -6,6 +6,9 @@
 //! it waits for the response head, then, inside [`PooledBody`], while the response body is read —
 //! and the connection goes back to the pool when the body has ended.
 //!
+//! A large response (or one of unknown length) has its connection driven by a task of its own
+//! instead, as hyper's client would ([`OWN_TASK_FROM`]).
+//!
 //! For requests that end by themselves; long-running ones (watches, `logs -f`) and upgrades keep
 //! hyper's client ([`super::forward`]). An idle connection is polled by no one: it is found closed
 //! when it is taken (and another taken), and dropped after the idle timeout by a sweep.
@@ -122,6 +125,15 @@ impl ConnPool {
             match sent {
                 Ok(head) => {
                     let pool = Arc::downgrade(self);
+                    if large(&head) {
+                        tokio::spawn(drive_until_idle(conn, pool));
+                        return Ok(head.map(|body| PooledBody {
+                            body,
+                            conn: None,
+                            pool: Weak::new(),
+                            ended: false,
+                        }));
+                    }
                     return Ok(head.map(|body| PooledBody { body, conn: Some(conn), pool, ended: false }));
                 }
                 Err(mut failed) => match failed.take_message() {
@@ -184,6 +196,30 @@ impl ConnPool {
     }
 }
 
+/// A response body this large or larger, or of a length not known ahead (chunked), is read by its
+/// connection in a task of its own, as hyper's client does: the API server's bytes are read and
+/// decrypted on one thread while the caller's are encrypted and written on the other (a 10,000-pod
+/// list, 20 MB). Smaller ones are read in the request's task.
+const OWN_TASK_FROM: u64 = 64 * 1024;
+
+fn large(resp: &Response<Incoming>) -> bool {
+    http_body::Body::size_hint(resp.body()).exact().is_none_or(|len| len >= OWN_TASK_FROM)
+}
+
+/// Drives `conn` until the response on it is done; then back to `pool` if it is idle, else closed.
+async fn drive_until_idle(mut conn: Conn, pool: Weak<ConnPool>) {
+    let idle = poll_fn(|cx| {
+        if !conn.drive(cx) {
+            return Poll::Ready(false);
+        }
+        conn.send.poll_ready(cx).map(|ready| ready.is_ok())
+    })
+    .await;
+    if idle && let Some(pool) = pool.upgrade() {
+        pool.put(conn);
+    }
+}
+
 /// Drops the connections idle for longer than `idle_timeout`, every half of it, until the pool is gone.
 async fn sweep(pool: Weak<ConnPool>, idle_timeout: Duration) {
     let mut every = tokio::time::interval((idle_timeout / 2).max(Duration::from_millis(1)));
@@ -203,7 +239,8 @@ async fn sweep(pool: Weak<ConnPool>, idle_timeout: Duration) {
 }
 
 /// A response body that drives its connection while it is read, and returns the connection to its
-/// pool once it has ended. Dropped before its end, it closes the connection.
+/// pool once it has ended. Dropped before its end, it closes the connection. (A large body holds no
+/// connection: a task of its own drives it, [`drive_until_idle`].)
 pub(crate) struct PooledBody {
     body: Incoming,
     /// Until it is returned.
@@ -346,6 +383,25 @@ mod tests {
             assert_eq!(text(resp).await, format!("{addr} /api/v1/namespaces/n{i}"));
             assert_eq!(pool.idle(), 1, "kept after request {i}");
         }
+        assert_eq!(dials.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_large_response_read_to_its_end_leaves_its_connection_for_the_next() {
+        let addr = server().await;
+        let (pool, dials, origin) = pool(addr, Duration::from_secs(90));
+        let big = pool.send(&origin, get("/big", addr)).await.unwrap();
+        assert_eq!(http_body::Body::size_hint(big.body()).exact(), Some(1 << 20));
+        let read = big.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(read.len(), 1 << 20);
+        // The connection's own task returns it once it has taken in the end.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pool.idle() == 0 {
+            assert!(Instant::now() < deadline, "not returned");
+            tokio::task::yield_now().await;
+        }
+        let resp = pool.send(&origin, get("/after", addr)).await.unwrap();
+        assert_eq!(text(resp).await, format!("{addr} /after"));
         assert_eq!(dials.load(Ordering::SeqCst), 1);
     }
 
