@@ -125,16 +125,13 @@ impl ConnPool {
             match sent {
                 Ok(head) => {
                     let pool = Arc::downgrade(self);
-                    if large(&head) {
-                        tokio::spawn(drive_until_idle(conn, pool));
-                        return Ok(head.map(|body| PooledBody {
-                            body,
-                            conn: None,
-                            pool: Weak::new(),
-                            ended: false,
-                        }));
-                    }
-                    return Ok(head.map(|body| PooledBody { body, conn: Some(conn), pool, ended: false }));
+                    let conn = if large(&head) {
+                        tokio::spawn(drive_until_idle(conn, pool.clone()));
+                        None
+                    } else {
+                        Some(conn)
+                    };
+                    return Ok(head.map(|body| PooledBody { body, conn, pool, ended: false }));
                 }
                 Err(mut failed) => match failed.take_message() {
                     // A kept connection the API server had closed, found out before anything was

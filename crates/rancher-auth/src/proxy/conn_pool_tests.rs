@@ -177,21 +177,22 @@ impl tokio::io::AsyncWrite for ClosingLater {
     }
 }
 
-/// Answers every request on `io` with `ok`.
-async fn answer_ok(mut io: tokio::io::DuplexStream) {
+/// Answers each request on `io` with `ok`, `at_most` of them, then closes it.
+async fn answer_ok<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut io: S, at_most: usize) {
     let mut buf = [0; 1024];
     let mut head = Vec::new();
-    loop {
-        let Ok(n) = io.read(&mut buf).await else { return };
-        if n == 0 {
-            return;
-        }
-        head.extend_from_slice(&buf[..n]);
-        if head.ends_with(b"\r\n\r\n") {
-            head.clear();
-            if io.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.is_err() {
+    for _ in 0..at_most {
+        while !head.ends_with(b"\r\n\r\n") {
+            let Ok(n) = io.read(&mut buf).await else { return };
+            if n == 0 {
+                assert!(head.is_empty(), "the request was cut short");
                 return;
             }
+            head.extend_from_slice(&buf[..n]);
+        }
+        head.clear();
+        if io.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.is_err() {
+            return;
         }
     }
 }
@@ -206,7 +207,7 @@ async fn a_request_on_a_kept_connection_closed_before_it_was_written_goes_on_ano
         let armed = armed2.clone();
         async move {
             let (ours, theirs) = tokio::io::duplex(4096);
-            tokio::spawn(answer_ok(theirs));
+            tokio::spawn(answer_ok(theirs, usize::MAX));
             let stream: crate::proxy::upstream::BoxStream = if first {
                 Box::new(ClosingLater { io: ours, armed, pending_given: false })
             } else {
@@ -235,17 +236,8 @@ async fn one_answer_per_connection() -> std::net::SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let (mut tcp, _) = listener.accept().await.unwrap();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0; 1024];
-                while !head.ends_with(b"\r\n\r\n") {
-                    let n = tcp.read(&mut buf).await.unwrap();
-                    assert_ne!(n, 0, "the request was cut short");
-                    head.extend_from_slice(&buf[..n]);
-                }
-                tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.unwrap();
-            });
+            let (tcp, _) = listener.accept().await.unwrap();
+            tokio::spawn(answer_ok(tcp, 1));
         }
     });
     addr
