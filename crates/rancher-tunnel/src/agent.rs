@@ -236,7 +236,7 @@ impl Agent {
         let (handle, driver) = session::start(
             io,
             &self.cfg.session,
-            yamux::Mode::Client,
+            crate::mux::Mode::Client,
             move |stream, ended| {
                 spawner.spawn(serve_stream(stream, ended.clone(), ctx.clone()));
             },
@@ -287,7 +287,7 @@ struct StreamCtx {
     dialer: Arc<dyn Dialer>,
 }
 
-async fn serve_stream(stream: yamux::Stream, ended: SessionEnded, ctx: Arc<StreamCtx>) {
+async fn serve_stream(stream: crate::mux::Stream, ended: SessionEnded, ctx: Arc<StreamCtx>) {
     let mut s = TunnelStream::new(stream, &ended, ctx.metrics.clone(), None);
     let req = match tokio::time::timeout(ctx.header_timeout, dial_header::read_request(&mut s)).await {
         Ok(Ok(req)) => req,

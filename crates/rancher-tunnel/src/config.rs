@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
-/// yamux gives every stream at least this receive window (its specified default).
-const YAMUX_MIN_STREAM_WINDOW: usize = 256 * 1024;
+/// Every stream's receive window (yamux's default, which the multiplexer keeps to).
+const STREAM_WINDOW: usize = 256 * 1024;
 
 /// What a stream is opened for, which decides the stream limit it counts against
 /// ([`SessionConfig::reserved_streams`]).
@@ -35,7 +35,7 @@ pub struct SessionConfig {
     /// Maximum number of concurrently open streams the server opens in one session. One more
     /// fails that dial with [`Error::StreamLimit`]; the session continues. (The multiplexer
     /// itself allows twice as many, because a closed stream is forgotten by the two ends at
-    /// slightly different times, and yamux ends the whole session at its own limit.) The agent
+    /// slightly different times; a stream opened past its limit is reset.) The agent
     /// should be given at least the server's value.
     pub max_streams: usize,
     /// Of `max_streams`, how many only [`StreamUse::Request`](StreamUse) dials may take:
@@ -44,9 +44,9 @@ pub struct SessionConfig {
     /// has, its ordinary requests still get through.
     pub reserved_streams: usize,
     /// Maximum bytes a session may buffer for its streams on the receiving side (the cap on
-    /// the sum of all yamux receive windows). Must be at least `2 × max_streams × 256 KiB`.
+    /// the sum of all streams' receive windows). Must be at least `2 × max_streams × 256 KiB`.
     pub max_buffered_bytes: usize,
-    /// Largest yamux data frame sent; larger writes are split so that other streams and
+    /// Largest data frame sent; larger writes are split so that other streams and
     /// control frames interleave.
     pub frame_size: usize,
     /// How often a WebSocket ping is sent when the default transport is used.
@@ -72,7 +72,7 @@ impl Default for SessionConfig {
             // it is open (and its receive window only while its reader lags).
             max_streams: 2048,
             reserved_streams: 64,
-            max_buffered_bytes: 2 * 2048 * YAMUX_MIN_STREAM_WINDOW,
+            max_buffered_bytes: 2 * 2048 * STREAM_WINDOW,
             frame_size: 64 * 1024,
             keepalive_interval: Duration::from_secs(15),
             dead_peer_timeout: Duration::from_secs(45),
@@ -95,7 +95,7 @@ impl SessionConfig {
         if self.reserved_streams >= self.max_streams {
             return Err(Error::Config("reserved_streams must be less than max_streams".into()));
         }
-        let min_buffered = self.yamux_streams().saturating_mul(YAMUX_MIN_STREAM_WINDOW);
+        let min_buffered = self.mux_streams().saturating_mul(STREAM_WINDOW);
         if self.max_buffered_bytes < min_buffered {
             return Err(Error::Config(format!(
                 "max_buffered_bytes ({}) must be at least 2 × max_streams × 256 KiB ({min_buffered})",
@@ -105,7 +105,7 @@ impl SessionConfig {
         if self.frame_size < 1024 || self.frame_size > 1024 * 1024 {
             return Err(Error::Config("frame_size must be between 1 KiB and 1 MiB".into()));
         }
-        // One WebSocket message carries at most one yamux frame plus headers, coalesced.
+        // One WebSocket message carries at most one data frame plus headers, coalesced.
         if self.max_message_size < self.frame_size * 2 {
             return Err(Error::Config("max_message_size must be at least 2 × frame_size".into()));
         }
@@ -120,15 +120,12 @@ impl SessionConfig {
         Ok(())
     }
 
-    pub(crate) fn yamux(&self) -> yamux::Config {
-        let mut cfg = yamux::Config::default();
-        // yamux asserts window >= streams × 256 KiB after each setter: lift the window limit,
-        // set the stream count, then set the (validated) window.
-        cfg.set_max_connection_receive_window(None);
-        cfg.set_max_num_streams(self.yamux_streams());
-        cfg.set_max_connection_receive_window(Some(self.max_buffered_bytes));
-        cfg.set_split_send_size(self.frame_size);
-        cfg
+    pub(crate) fn mux(&self) -> crate::mux::Config {
+        crate::mux::Config {
+            max_streams: self.mux_streams(),
+            frame_size: self.frame_size,
+            max_queued: self.ws_write_chunk(),
+        }
     }
 
     /// How many streams may be open when a dial for `use_` opens one more.
@@ -140,7 +137,7 @@ impl SessionConfig {
     }
 
     /// The multiplexer's own stream limit (see [`SessionConfig::max_streams`]).
-    pub(crate) fn yamux_streams(&self) -> usize {
+    pub(crate) fn mux_streams(&self) -> usize {
         self.max_streams.saturating_mul(2)
     }
 
@@ -155,11 +152,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_is_valid_and_builds_yamux_config() {
+    fn default_is_valid_and_builds_the_mux_config() {
         let cfg = SessionConfig::default();
         cfg.validate().unwrap();
-        let _ = cfg.yamux();
-        // Smaller than yamux's defaults in both values: must not trip its assertions.
+        let _ = cfg.mux();
         let small = SessionConfig {
             max_streams: 4,
             reserved_streams: 1,
@@ -167,7 +163,7 @@ mod tests {
             ..Default::default()
         };
         small.validate().unwrap();
-        let _ = small.yamux();
+        let _ = small.mux();
         assert_eq!(small.stream_limit(StreamUse::Request), 4);
         assert_eq!(small.stream_limit(StreamUse::LongRunning), 3);
     }

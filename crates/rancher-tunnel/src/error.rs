@@ -32,7 +32,7 @@ pub enum Error {
     },
     /// The multiplexer refused to open a stream (for example the stream limit was reached).
     #[error("could not open a tunnel stream: {0}")]
-    OpenStream(#[source] yamux::ConnectionError),
+    OpenStream(#[source] std::io::Error),
     /// The agent's destination policy refused the address; the session is unaffected.
     #[error("agent refused to dial {network}/{address}: {reason}")]
     DialRefused {

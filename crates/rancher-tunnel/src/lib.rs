@@ -1,5 +1,5 @@
 //! A reverse tunnel: agents behind NAT dial out to the server over HTTPS, upgrade to a
-//! WebSocket on `/v3/connect`, and the server then opens multiplexed streams (yamux) back
+//! WebSocket on `/v3/connect`, and the server then opens multiplexed streams (yamux's wire format) back
 //! through that one session to addresses the agent's policy allows.
 //!
 //! - Server side: [`TunnelServer`] is the registry of sessions by client key; mount
@@ -47,7 +47,6 @@
 //! ```
 
 mod agent;
-mod batched;
 mod config;
 mod dial_header;
 mod dialer;
@@ -55,6 +54,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod metrics;
+mod mux;
 mod policy;
 mod serve;
 mod server;

@@ -302,7 +302,7 @@ impl TunnelServer {
         let (handle, driver) = session::start(
             io,
             &self.inner.cfg,
-            yamux::Mode::Server,
+            crate::mux::Mode::Server,
             move |stream, _| {
                 // Agents never open streams towards the server; dropping resets the stream.
                 debug!(client_key = %key_for_inbound, stream = %stream.id(), "refused agent-initiated stream");
@@ -425,7 +425,7 @@ mod tests {
         let (_handle, driver) = session::start(
             Box::new(ours),
             &cfg,
-            yamux::Mode::Server,
+            crate::mux::Mode::Server,
             |_, _| {},
             None,
             Duration::from_secs(1),

@@ -1,14 +1,12 @@
-//! The multiplexer driver: one task per session polls the yamux connection, hands inbound
-//! streams to a callback and opens outbound streams on request.
+//! A session's driver and its handles: one task per session polls the multiplexer's
+//! [`Connection`] and hands inbound streams to a callback; handles open streams (at once, on the
+//! caller's task: see [`crate::mux`]) within the session's limits.
 //!
 //! A session ends in one of three ways: the peer or the socket ends it; [`SessionHandle::close`]
 //! (after the driver's [`Drain`], if it has one); or [`SessionHandle::retire`], which opens no more
 //! streams and closes once the streams opened through the handle are done (or the retirement's
-//! budget is spent). Every stream of a session learns when it ended ([`SessionEnded`]): yamux wakes
-//! no reader when the connection closes gracefully, so without it a read waiting for a reply
-//! that can no longer come would wait for good.
+//! budget is spent). Every stream of a session learns when it ended ([`SessionEnded`]).
 
-use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -16,18 +14,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::task::AtomicWaker;
-use tokio::sync::oneshot;
-use tokio_util::compat::TokioAsyncReadCompatExt;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
 
-use crate::batched::{Batched, Turns};
 use crate::config::{SessionConfig, StreamUse};
 use crate::error::{Error, Result};
+use crate::mux::{self, Connection};
 use crate::transport::BoxedIo;
-
-type OpenReply = oneshot::Sender<std::result::Result<yamux::Stream, yamux::ConnectionError>>;
-type Conn = yamux::Connection<tokio_util::compat::Compat<Batched<BoxedIo, Shared>>>;
 
 /// How long a closing session may take to say goodbye before its socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -36,6 +29,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug)]
 pub(crate) struct SessionHandle {
     shared: Arc<Shared>,
+    /// The multiplexer's side that opens streams.
+    mux: Arc<mux::Shared>,
     /// The streams opened through this handle, for a retirement to wait on.
     opened: TaskTracker,
     /// `max_streams`, and the lower limit of long-running streams.
@@ -52,21 +47,11 @@ struct Shared {
     driver: AtomicWaker,
     /// Streams open now, against the limits.
     open_streams: AtomicUsize,
-    /// The driver's turns, after which the socket is flushed ([`Batched`]).
-    turns: Turns,
-}
-
-impl AsRef<Turns> for Shared {
-    fn as_ref(&self) -> &Turns {
-        &self.turns
-    }
 }
 
 /// What the handles ask of the driver.
 #[derive(Debug, Default)]
 struct Asks {
-    /// Streams to open, each with where its answer goes.
-    opens: VecDeque<OpenReply>,
     /// No more opens are taken (closing, retiring, or the driver is gone).
     refusing: bool,
     close: bool,
@@ -90,20 +75,9 @@ impl Shared {
         self.driver.wake();
     }
 
-    /// Takes no more opens; those not served yet fail (their callers see the session closed).
+    /// Takes no more opens.
     fn refuse_opens(&self) {
-        let dropped = {
-            let mut asks = self.asks();
-            asks.refusing = true;
-            std::mem::take(&mut asks.opens)
-        };
-        drop(dropped);
-    }
-
-    /// The next open to serve, registering the driver's waker for the next.
-    fn poll_open(&self, cx: &Context<'_>) -> Option<OpenReply> {
-        self.driver.register(cx.waker());
-        self.asks().opens.pop_front()
+        self.asks().refusing = true;
     }
 
     /// Ready once a close or a retirement is asked (a close first, when both are).
@@ -127,7 +101,7 @@ impl Shared {
 }
 
 /// The driver's hold on what it shares with the handles. When the driver goes, however it goes
-/// (also dropped before it ran), the opens still waiting fail: their callers would wait for good.
+/// (also dropped before it ran), no more opens are taken.
 struct DriverSide(Arc<Shared>);
 
 impl std::ops::Deref for DriverSide {
@@ -175,9 +149,8 @@ impl SessionEnded {
 }
 
 impl SessionHandle {
-    /// Opens an outbound stream, within the session's stream limit for `use_` (checked here
-    /// because yamux ends the whole session when its own limit is hit).
-    pub(crate) async fn open(&self, use_: StreamUse) -> Result<(yamux::Stream, StreamSlot)> {
+    /// Opens an outbound stream, within the session's stream limit for `use_`.
+    pub(crate) async fn open(&self, use_: StreamUse) -> Result<(mux::Stream, StreamSlot)> {
         let limit = match use_ {
             StreamUse::Request => self.limits.request,
             StreamUse::LongRunning => self.limits.long_running,
@@ -188,18 +161,13 @@ impl SessionHandle {
             return Err(Error::StreamLimit { limit });
         }
         let slot = StreamSlot { shared: self.shared.clone(), _open: self.opened.token() };
-        let (tx, rx) = oneshot::channel();
-        let mut queued = false;
-        self.shared.ask(|asks| {
-            if !asks.refusing {
-                asks.opens.push_back(tx);
-                queued = true;
-            }
-        });
-        if !queued {
+        if self.shared.asks().refusing {
             return Err(Error::SessionClosed);
         }
-        let stream = rx.await.map_err(|_| Error::SessionClosed)?.map_err(Error::OpenStream)?;
+        let stream = self.mux.open().map_err(|e| match e.kind() {
+            std::io::ErrorKind::ConnectionAborted => Error::SessionClosed,
+            _ => Error::OpenStream(e),
+        })?;
         Ok((stream, slot))
     }
 
@@ -236,18 +204,18 @@ pub(crate) struct Drain {
 pub(crate) fn start<F>(
     io: BoxedIo,
     cfg: &SessionConfig,
-    mode: yamux::Mode,
+    mode: mux::Mode,
     on_inbound: F,
     drain: Option<Drain>,
     retire_within: Duration,
 ) -> (SessionHandle, impl Future<Output = String> + Send + 'static + use<F>)
 where
-    F: FnMut(yamux::Stream, &SessionEnded) + Send + 'static,
+    F: FnMut(mux::Stream, &SessionEnded) + Send + 'static,
 {
-    let shared = Arc::new(Shared::default());
-    let conn = yamux::Connection::new(Batched::new(io, shared.clone()).compat(), cfg.yamux(), mode);
+    let conn = Connection::new(io, cfg.mux(), mode);
     let handle = SessionHandle {
-        shared,
+        shared: Arc::new(Shared::default()),
+        mux: conn.shared().clone(),
         opened: TaskTracker::new(),
         limits: StreamLimits {
             request: cfg.stream_limit(StreamUse::Request),
@@ -260,6 +228,7 @@ where
         drain,
         retirement: Drain { tracker: handle.opened.clone(), timeout: retire_within },
         ended: handle.ended.clone(),
+        _ended_on_drop: handle.ended.0.clone().drop_guard(),
     };
     // `run`'s own future, not an async block awaiting it: a block would hold the connection and
     // everything else twice (captured, and again in `run`'s arguments), a driver per session.
@@ -274,19 +243,20 @@ struct Ends {
     /// On retirement.
     retirement: Drain,
     ended: SessionEnded,
+    /// However the driver stops (also when it is dropped before it ran), the session's streams
+    /// learn of it.
+    _ended_on_drop: tokio_util::sync::DropGuard,
 }
 
-async fn run<F>(mut conn: Conn, mut on_inbound: F, ends: Ends) -> String
+async fn run<F>(mut conn: Connection, mut on_inbound: F, ends: Ends) -> String
 where
-    F: FnMut(yamux::Stream, &SessionEnded) + Send + 'static,
+    F: FnMut(mux::Stream, &SessionEnded) + Send + 'static,
 {
-    // However the driver stops (also when its task is dropped), the session's streams learn of it.
-    let _ended = ends.ended.0.clone().drop_guard();
     let ended = ends.ended.clone();
     let mut on_inbound = move |stream| on_inbound(stream, &ended);
     let shared = &ends.shared;
     let (drain, retiring) = tokio::select! {
-        reason = drive(&mut conn, shared, &mut on_inbound) => return reason,
+        reason = drive(&mut conn, &mut on_inbound) => return reason,
         asked = poll_fn(|cx| shared.poll_asked(cx)) => match asked {
             Asked::Close => (ends.drain, false),
             Asked::Retire => (Some(ends.retirement), true),
@@ -299,21 +269,21 @@ where
 
 /// The end of a session asked to close or retire: serves on while `drain` lasts, then says goodbye.
 async fn finish<F>(
-    mut conn: Conn,
+    mut conn: Connection,
     mut on_inbound: F,
     shared: &Shared,
     drain: Option<Drain>,
     retiring: bool,
 ) -> String
 where
-    F: FnMut(yamux::Stream),
+    F: FnMut(mux::Stream),
 {
     shared.refuse_opens();
     if let Some(drain) = drain {
         drain.tracker.close();
         let keep_serving = async {
             tokio::select! {
-                reason = drive(&mut conn, shared, &mut on_inbound) => Some(reason),
+                reason = drive(&mut conn, &mut on_inbound) => Some(reason),
                 () = drain.tracker.wait() => None,
                 // A close while retiring does not wait any longer.
                 () = poll_fn(|cx| shared.poll_close_asked(cx)), if retiring => None,
@@ -330,56 +300,17 @@ where
     }
 }
 
-/// Polls the connection until it ends: opens requested streams and hands over inbound ones.
-async fn drive<F>(conn: &mut Conn, shared: &Shared, on_inbound: &mut F) -> String
+/// Polls the connection until it ends, handing over inbound streams.
+async fn drive<F>(conn: &mut Connection, on_inbound: &mut F) -> String
 where
-    F: FnMut(yamux::Stream),
+    F: FnMut(mux::Stream),
 {
-    let mut waiting: Option<OpenReply> = None;
-    poll_fn(|cx| {
-        // A flush asked in this turn goes out in the next, before this poll ends ([`Batched`]).
-        shared.turns.next();
-        loop {
-            let mut progressed = false;
-            if waiting.is_none() {
-                waiting = shared.poll_open(cx);
-            }
-            if waiting.is_some()
-                && let Poll::Ready(res) = conn.poll_new_outbound(cx)
-            {
-                if let Some(reply) = waiting.take() {
-                    // The caller may have given up; the stream is then dropped (reset).
-                    let _ = reply.send(res);
-                }
-                progressed = true;
-            }
-            match conn.poll_next_inbound(cx) {
-                Poll::Ready(Some(Ok(stream))) => {
-                    on_inbound(stream);
-                    progressed = true;
-                }
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(session_end_reason(&e)),
-                Poll::Ready(None) => return Poll::Ready("peer closed the session".to_string()),
-                Poll::Pending => {}
-            }
-            if !progressed {
-                // Flushes asked in this turn were put off ([`Batched`]): one more turn does them,
-                // once for all the frames the turn wrote, before the driver sleeps.
-                if shared.turns.take_flush_wanted() {
-                    shared.turns.next();
-                    continue;
-                }
-                return Poll::Pending;
-            }
+    loop {
+        match poll_fn(|cx| conn.poll_next_inbound(cx)).await {
+            Some(Ok(stream)) => on_inbound(stream),
+            Some(Err(e)) => return e.to_string(),
+            None => return "peer closed the session".to_string(),
         }
-    })
-    .await
-}
-
-fn session_end_reason(e: &yamux::ConnectionError) -> String {
-    match e {
-        yamux::ConnectionError::Io(io) => format!("session I/O: {io}"),
-        other => format!("session: {other}"),
     }
 }
 
@@ -391,27 +322,32 @@ mod tests {
         let (ours, theirs) = tokio::io::duplex(64 * 1024);
         let cfg = SessionConfig::default();
         let (handle, driver) =
-            start(Box::new(ours), &cfg, yamux::Mode::Client, |_, _| {}, None, Duration::from_secs(1));
+            start(Box::new(ours), &cfg, mux::Mode::Server, |_, _| {}, None, Duration::from_secs(1));
         (handle, driver, theirs)
     }
 
-    /// An open waits for the driver; when the driver goes without serving it (its task dropped,
-    /// even before it ran), the open fails instead of waiting for good, and so do later ones.
+    /// When the driver goes, however it goes (its task dropped, even before it ran), opens fail
+    /// and the streams opened before learn that the session ended instead of waiting for good.
     #[tokio::test]
     async fn opens_fail_once_the_driver_is_gone() {
         let (handle, driver, _peer) = session();
-        let waiting = tokio::spawn({
-            let handle = handle.clone();
-            async move { handle.open(StreamUse::Request).await.map(|_| ()) }
+        let (mut stream, slot) = handle.open(StreamUse::Request).await.expect("opens need no driver");
+        let reading = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            stream.read(&mut [0; 8]).await
         });
         tokio::task::yield_now().await;
         drop(driver);
-        let waited =
-            tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("the open ends").unwrap();
-        assert!(matches!(waited, Err(Error::SessionClosed)), "{waited:?}");
+        let read =
+            tokio::time::timeout(Duration::from_secs(5), reading).await.expect("the read ends").unwrap();
+        assert!(read.is_err(), "{read:?}");
+        drop(slot);
         let later = handle.open(StreamUse::Request).await.map(|_| ());
         assert!(matches!(later, Err(Error::SessionClosed)), "{later:?}");
         assert_eq!(handle.shared.open_streams.load(Ordering::Acquire), 0, "failed opens hold no slot");
+        tokio::time::timeout(Duration::from_secs(5), handle.ended().wait())
+            .await
+            .expect("its streams learn it ended");
     }
 
     /// A running session opens streams; once asked to close, it opens no more and ends.

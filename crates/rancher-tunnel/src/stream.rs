@@ -5,10 +5,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::metrics::Metrics;
+use crate::mux;
 use crate::session::{SessionEnded, StreamSlot};
 
 /// One stream through a tunnel session: what `dial` returns. Reads and writes go to the
@@ -16,7 +16,7 @@ use crate::session::{SessionEnded, StreamSlot};
 /// Once its session has ended, a read or write that would wait fails with
 /// [`io::ErrorKind::ConnectionAborted`] (what was received before stays readable).
 pub struct TunnelStream {
-    inner: Compat<yamux::Stream>,
+    inner: mux::Stream,
     /// Resolves when the session has ended.
     ended: Pin<Box<WaitForCancellationFutureOwned>>,
     metrics: Metrics,
@@ -27,20 +27,20 @@ pub struct TunnelStream {
 
 impl std::fmt::Debug for TunnelStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TunnelStream").field("id", &self.inner.get_ref().id()).finish()
+        f.debug_struct("TunnelStream").field("id", &self.inner.id()).finish()
     }
 }
 
 impl TunnelStream {
     pub(crate) fn new(
-        stream: yamux::Stream,
+        stream: mux::Stream,
         ended: &SessionEnded,
         metrics: Metrics,
         slot: Option<StreamSlot>,
     ) -> Self {
         metrics.streams_open.inc();
         metrics.streams_total.inc();
-        Self { inner: stream.compat(), ended: Box::pin(ended.wait()), metrics, counting: false, _slot: slot }
+        Self { inner: stream, ended: Box::pin(ended.wait()), metrics, counting: false, _slot: slot }
     }
 
     /// `Pending` becomes the end of the session's error once the session has ended.

@@ -1,0 +1,229 @@
+//! One multiplexed stream: what its two ends know of it, and the handle that reads and writes it.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::frame::{FIN, Header, Kind, RST};
+use super::{Shared, WINDOW};
+
+/// A stream's state, kept in the session's table while its handle lives.
+pub(super) struct StreamState {
+    /// Received and not read yet: slices of the buffers the driver read them into.
+    pub(super) recv: VecDeque<Bytes>,
+    /// Credit the peer has left: bytes it may still send before we give more.
+    pub(super) recv_window: u32,
+    /// Read since credit was last given back.
+    pub(super) unacked: u32,
+    /// Credit we have left.
+    pub(super) send_window: u32,
+    pub(super) reader: Option<Waker>,
+    pub(super) writer: Option<Waker>,
+    /// The peer has sent its end (FIN).
+    pub(super) recv_closed: bool,
+    /// We have sent ours.
+    pub(super) send_closed: bool,
+    /// The peer reset the stream.
+    pub(super) reset: bool,
+}
+
+impl StreamState {
+    pub(super) fn new() -> Self {
+        Self {
+            recv: VecDeque::new(),
+            recv_window: WINDOW,
+            unacked: 0,
+            send_window: WINDOW,
+            reader: None,
+            writer: None,
+            recv_closed: false,
+            send_closed: false,
+            reset: false,
+        }
+    }
+}
+
+/// One stream of a session, as a tokio byte stream. Reads return what arrived before anything
+/// else: the end of the stream, its reset, or the end of its session. A write is framed and sent
+/// from the writing task. `shutdown` sends the end of this direction; the other carries on.
+pub(crate) struct Stream {
+    id: u32,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream").field("id", &self.id).finish()
+    }
+}
+
+fn set_waker(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
+}
+
+impl Stream {
+    pub(super) fn new(id: u32, shared: Arc<Shared>) -> Self {
+        Self { id, shared }
+    }
+
+    pub(crate) fn id(&self) -> u32 {
+        self.id
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let mut credit = false;
+        {
+            let mut st = self.shared.state();
+            let st = &mut *st;
+            let Some(s) = st.streams.get_mut(&self.id) else {
+                return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+            };
+            if s.recv.is_empty() {
+                if s.recv_closed {
+                    return Poll::Ready(Ok(()));
+                }
+                if s.reset {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::ConnectionReset,
+                        "the stream was reset by the peer",
+                    )));
+                }
+                if let Some((kind, msg)) = &st.ended {
+                    return Poll::Ready(Err(io::Error::new(*kind, msg.clone())));
+                }
+                set_waker(&mut s.reader, cx);
+                return Poll::Pending;
+            }
+            let mut n = 0;
+            while buf.remaining() > 0 {
+                let Some(chunk) = s.recv.front_mut() else { break };
+                let take = chunk.len().min(buf.remaining());
+                buf.put_slice(&chunk[..take]);
+                chunk.advance(take);
+                if chunk.is_empty() {
+                    s.recv.pop_front();
+                }
+                n += take;
+            }
+            s.unacked += n as u32;
+            // Credit goes back in halves of the window: one update per 128 KiB read, not per read.
+            if s.unacked >= WINDOW / 2 && !s.recv_closed && !s.reset && st.ended.is_none() {
+                let delta = std::mem::take(&mut s.unacked);
+                s.recv_window += delta;
+                Header::new(Kind::WindowUpdate, 0, self.id, delta).encode_into(&mut st.out);
+                credit = true;
+            }
+        }
+        if credit {
+            self.shared.pump();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let n = {
+            let mut st = self.shared.state();
+            let st = &mut *st;
+            if let Some((kind, msg)) = &st.ended {
+                return Poll::Ready(Err(io::Error::new(*kind, msg.clone())));
+            }
+            let Some(s) = st.streams.get_mut(&self.id) else {
+                return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+            };
+            if s.reset {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    "the stream was reset by the peer",
+                )));
+            }
+            if s.send_closed {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "the stream was shut down",
+                )));
+            }
+            if s.send_window == 0 {
+                set_waker(&mut s.writer, cx);
+                return Poll::Pending;
+            }
+            if st.out.len() >= self.shared.cfg.max_queued {
+                st.out_waiters.push(cx.waker().clone());
+                return Poll::Pending;
+            }
+            let n = buf.len().min(s.send_window as usize).min(self.shared.cfg.frame_size);
+            s.send_window -= n as u32;
+            Header::new(Kind::Data, 0, self.id, n as u32).encode_into(&mut st.out);
+            st.out.extend_from_slice(&buf[..n]);
+            n
+        };
+        self.shared.pump();
+        Poll::Ready(Ok(n))
+    }
+
+    /// What was written is on its way: framed, and written to the transport by this task or by
+    /// whoever was writing when it was framed.
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        {
+            let mut st = self.shared.state();
+            let st = &mut *st;
+            if st.ended.is_some() {
+                return Poll::Ready(Ok(()));
+            }
+            let Some(s) = st.streams.get_mut(&self.id) else { return Poll::Ready(Ok(())) };
+            if s.send_closed || s.reset {
+                return Poll::Ready(Ok(()));
+            }
+            s.send_closed = true;
+            Header::new(Kind::Data, FIN, self.id, 0).encode_into(&mut st.out);
+        }
+        self.shared.pump();
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for Stream {
+    /// The stream leaves the session's table. A peer that may still send is told to stop (a
+    /// reset); one that has finished hears the end of ours, if it has not yet.
+    fn drop(&mut self) {
+        let queued = {
+            let mut st = self.shared.state();
+            let st = &mut *st;
+            let Some(s) = st.streams.remove(&self.id) else { return };
+            let flags = if st.ended.is_some() || s.reset {
+                None
+            } else if !s.recv_closed {
+                Some(RST)
+            } else if !s.send_closed {
+                Some(FIN)
+            } else {
+                None
+            };
+            if let Some(flags) = flags {
+                Header::new(Kind::Data, flags, self.id, 0).encode_into(&mut st.out);
+            }
+            flags.is_some()
+        };
+        if queued {
+            self.shared.pump();
+        }
+    }
+}

@@ -1,0 +1,269 @@
+use std::future::poll_fn;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+use super::*;
+
+const CFG: Config = Config { max_streams: 8, frame_size: 16 * 1024, max_queued: 64 * 1024 };
+const LONG: Duration = Duration::from_secs(10);
+
+/// Drives `conn` on a task of its own, sending the streams the peer opens to the returned channel.
+fn drive(mut conn: Connection) -> tokio::sync::mpsc::UnboundedReceiver<io::Result<Stream>> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(next) = poll_fn(|cx| conn.poll_next_inbound(cx)).await {
+            let failed = next.is_err();
+            if tx.send(next).is_err() || failed {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// A server (opens streams) and a client session over one in-memory pipe; the client is driven.
+fn pair() -> (Connection, tokio::sync::mpsc::UnboundedReceiver<io::Result<Stream>>) {
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let server = Connection::new(Box::new(a), CFG, Mode::Server);
+    let client = Connection::new(Box::new(b), CFG, Mode::Client);
+    (server, drive(client))
+}
+
+async fn next_inbound(rx: &mut tokio::sync::mpsc::UnboundedReceiver<io::Result<Stream>>) -> Stream {
+    tokio::time::timeout(LONG, rx.recv()).await.expect("a stream in time").expect("the driver runs").unwrap()
+}
+
+/// Bytes go both ways on a stream one end opened; each direction ends on its own.
+#[tokio::test]
+async fn a_stream_carries_bytes_both_ways_and_half_closes() {
+    let (server, mut inbound) = pair();
+    let shared = server.shared().clone();
+    let _server = drive(server);
+    let mut ours = shared.open().unwrap();
+    assert_eq!(ours.id() % 2, 0, "the server numbers its streams even");
+    ours.write_all(b"hello").await.unwrap();
+    ours.shutdown().await.unwrap();
+    let mut theirs = next_inbound(&mut inbound).await;
+    let mut got = String::new();
+    theirs.read_to_string(&mut got).await.unwrap();
+    assert_eq!(got, "hello", "read to the end of the server's direction");
+    theirs.write_all(b"still open this way").await.unwrap();
+    drop(theirs);
+    let mut back = String::new();
+    ours.read_to_string(&mut back).await.unwrap();
+    assert_eq!(back, "still open this way", "dropped after the peer's end: our read ends cleanly");
+}
+
+/// A writer stops at the end of its credit (256 KiB) until the reader reads; then all of it arrives
+/// in order.
+#[tokio::test]
+async fn a_writer_waits_for_credit_and_nothing_is_lost() {
+    let (server, mut inbound) = pair();
+    let shared = server.shared().clone();
+    let _server = drive(server);
+    let mut ours = shared.open().unwrap();
+    ours.write_all(b"x").await.unwrap();
+    let mut theirs = next_inbound(&mut inbound).await;
+    let data: Vec<u8> = (0..WINDOW as usize * 3).map(|i| (i % 251) as u8).collect();
+    let writing = tokio::spawn(async move {
+        ours.write_all(&data).await.unwrap();
+        ours.shutdown().await.unwrap();
+        (ours, data)
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!writing.is_finished(), "three windows cannot be written while nobody reads");
+    let mut got = Vec::new();
+    tokio::time::timeout(LONG, theirs.read_to_end(&mut got)).await.unwrap().unwrap();
+    let (_ours, data) = writing.await.unwrap();
+    assert_eq!(got[0], b'x');
+    assert!(got[1..] == data[..], "every byte, in order");
+}
+
+/// Dropping a stream the peer still writes to resets it: the peer reads what was sent before,
+/// then the reset, and its writes fail instead of waiting for credit that will not come.
+#[tokio::test]
+async fn a_dropped_stream_is_reset_after_what_it_sent() {
+    let (server, mut inbound) = pair();
+    let shared = server.shared().clone();
+    let _server = drive(server);
+    let mut ours = shared.open().unwrap();
+    ours.write_all(b"bye").await.unwrap();
+    let mut theirs = next_inbound(&mut inbound).await;
+    drop(ours);
+    let mut got = [0; 3];
+    theirs.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"bye");
+    let err = theirs.read(&mut [0; 8]).await.unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
+    let err = theirs.write_all(&[0; 1024]).await.unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
+}
+
+/// The opener keeps to the session's limit; the streams it holds carry on.
+#[tokio::test]
+async fn the_opener_keeps_to_the_stream_limit() {
+    let (server, mut inbound) = pair();
+    let shared = server.shared().clone();
+    let _server = drive(server);
+    let mut opened: Vec<Stream> = (0..CFG.max_streams).map(|_| shared.open().unwrap()).collect();
+    let err = shared.open().unwrap_err();
+    assert!(err.to_string().contains("limit"), "{err}");
+    opened[0].write_all(b"?").await.unwrap();
+    let mut first = next_inbound(&mut inbound).await;
+    let mut got = [0; 1];
+    first.read_exact(&mut got).await.unwrap();
+    first.write_all(b"!").await.unwrap();
+    opened[0].read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"!");
+    drop(opened.pop());
+    shared.open().expect("a dropped stream frees its place");
+}
+
+fn frame(kind: Kind, flags: u16, stream: u32, body: &[u8], len: Option<u32>) -> Vec<u8> {
+    let mut out = Vec::new();
+    Header::new(kind, flags, stream, len.unwrap_or(body.len() as u32)).encode_into(&mut out);
+    out.extend_from_slice(body);
+    out
+}
+
+/// Reads frames from a raw peer's end until one matches.
+async fn read_until(raw: &mut DuplexStream, want: impl Fn(&Header) -> bool) -> Header {
+    tokio::time::timeout(LONG, async {
+        loop {
+            let mut h = [0; HEADER_LEN];
+            raw.read_exact(&mut h).await.unwrap();
+            let h = Header::decode(&h).unwrap();
+            let mut body = vec![0; h.body_len()];
+            raw.read_exact(&mut body).await.unwrap();
+            if want(&h) {
+                return h;
+            }
+        }
+    })
+    .await
+    .expect("the frame in time")
+}
+
+/// Against raw frames: a ping is answered, a stream opened past the limit is reset, and data past
+/// a stream's credit ends the session with a reason and a go-away.
+#[tokio::test]
+async fn a_peer_that_breaks_the_protocol_ends_only_with_a_reason() {
+    let (ours, mut raw) = tokio::io::duplex(1024 * 1024);
+    let cfg = Config { max_streams: 1, ..CFG };
+    let mut inbound = drive(Connection::new(Box::new(ours), cfg, Mode::Client));
+    raw.write_all(&frame(Kind::Ping, SYN, 0, &[], Some(4242))).await.unwrap();
+    let pong = read_until(&mut raw, |h| h.kind == Kind::Ping).await;
+    assert_eq!((pong.flags, pong.len), (ACK, 4242));
+
+    raw.write_all(&frame(Kind::WindowUpdate, SYN, 2, &[], Some(0))).await.unwrap();
+    raw.write_all(&frame(Kind::WindowUpdate, SYN, 4, &[], Some(0))).await.unwrap();
+    let _kept = next_inbound(&mut inbound).await;
+    let reset = read_until(&mut raw, |h| h.has(RST)).await;
+    assert_eq!(reset.stream, 4, "the stream past the limit");
+
+    raw.write_all(&frame(Kind::Data, SYN, 1, b"odd", None)).await.unwrap();
+    let err = tokio::time::timeout(LONG, inbound.recv()).await.unwrap().unwrap().unwrap_err();
+    assert!(err.to_string().contains("a number of ours"), "{err}");
+    let bye = read_until(&mut raw, |h| h.kind == Kind::GoAway).await;
+    assert_eq!(bye.len, GO_AWAY_PROTOCOL_ERROR);
+}
+
+#[tokio::test]
+async fn data_past_a_streams_credit_ends_the_session() {
+    let (ours, mut raw) = tokio::io::duplex(1024 * 1024);
+    let mut inbound = drive(Connection::new(Box::new(ours), CFG, Mode::Client));
+    raw.write_all(&frame(Kind::WindowUpdate, SYN, 2, &[], Some(0))).await.unwrap();
+    let mut stream = next_inbound(&mut inbound).await;
+    let chunk = vec![7; 64 * 1024];
+    for _ in 0..4 {
+        raw.write_all(&frame(Kind::Data, 0, 2, &chunk, None)).await.unwrap();
+    }
+    raw.write_all(&frame(Kind::Data, 0, 2, b"!", None)).await.unwrap();
+    let err = tokio::time::timeout(LONG, inbound.recv()).await.unwrap().unwrap().unwrap_err();
+    assert!(err.to_string().contains("credit"), "{err}");
+    // What arrived within the credit is still the stream's; then it learns the session ended.
+    let mut got = vec![0; 4 * 64 * 1024];
+    stream.read_exact(&mut got).await.unwrap();
+    let err = stream.read(&mut [0; 1]).await.unwrap_err();
+    assert!(err.to_string().contains("credit"), "{err}");
+}
+
+/// When the driver goes, streams waiting to read fail instead of waiting for good, and no
+/// stream can be opened.
+#[tokio::test]
+async fn streams_fail_once_their_session_is_gone() {
+    let (server, _inbound) = pair();
+    let shared = server.shared().clone();
+    let mut stream = shared.open().unwrap();
+    let reading = tokio::spawn(async move { stream.read(&mut [0; 8]).await });
+    tokio::task::yield_now().await;
+    drop(server);
+    let read = tokio::time::timeout(LONG, reading).await.expect("the read ends").unwrap();
+    assert_eq!(read.unwrap_err().kind(), io::ErrorKind::ConnectionAborted);
+    assert!(shared.open().is_err());
+}
+
+/// A closed session says goodbye: the peer's driver ends as "peer closed the session", and the
+/// peer's streams fail their reads.
+#[tokio::test]
+async fn a_close_reaches_the_peer() {
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let mut server = Connection::new(Box::new(a), CFG, Mode::Server);
+    let mut client = Connection::new(Box::new(b), CFG, Mode::Client);
+    let mut ours = server.shared().open().unwrap();
+    ours.write_all(b"x").await.unwrap();
+    let mut theirs = poll_fn(|cx| client.poll_next_inbound(cx)).await.unwrap().unwrap();
+    poll_fn(|cx| server.poll_close(cx)).await.unwrap();
+    let end = tokio::time::timeout(LONG, poll_fn(|cx| client.poll_next_inbound(cx))).await.unwrap();
+    let err = end.expect("a go-away is an end with a reason").unwrap_err();
+    assert!(err.to_string().contains("peer closed the session"), "{err}");
+    let mut got = [0; 1];
+    theirs.read_exact(&mut got).await.unwrap();
+    assert!(theirs.read(&mut got).await.is_err(), "after what was sent, the end of the session");
+}
+
+/// The wire format is yamux's: a yamux client (the `yamux` crate) takes our streams and echoes
+/// them, across several frames and window updates.
+#[tokio::test]
+async fn a_yamux_peer_understands_us() {
+    use futures::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio_util::compat::TokioAsyncReadCompatExt;
+
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let server = Connection::new(Box::new(a), CFG, Mode::Server);
+    let shared = server.shared().clone();
+    let _server = drive(server);
+    let mut peer = yamux::Connection::new(b.compat(), yamux::Config::default(), yamux::Mode::Client);
+    tokio::spawn(async move {
+        while let Some(Ok(mut s)) = poll_fn(|cx| peer.poll_next_inbound(cx)).await {
+            tokio::spawn(async move {
+                let mut buf = vec![0; 8192];
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => s.write_all(&buf[..n]).await.unwrap(),
+                    }
+                }
+                let _ = s.close().await;
+            });
+        }
+    });
+    let data: Vec<u8> = (0..WINDOW as usize * 2 + 123).map(|i| (i % 253) as u8).collect();
+    let mut stream = shared.open().unwrap();
+    let (mut r, mut w) = tokio::io::split(&mut stream);
+    let sent = data.clone();
+    let (written, got) = tokio::join!(
+        async move {
+            w.write_all(&sent).await.unwrap();
+            w.shutdown().await.unwrap();
+        },
+        async move {
+            let mut got = Vec::new();
+            r.read_to_end(&mut got).await.unwrap();
+            got
+        }
+    );
+    let () = written;
+    assert!(got == data, "{} bytes echoed of {}", got.len(), data.len());
+}
