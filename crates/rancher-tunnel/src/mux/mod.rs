@@ -25,7 +25,8 @@ mod tests;
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, BytesMut};
@@ -81,6 +82,8 @@ pub(crate) struct Shared {
     cfg: Config,
     state: Mutex<State>,
     io: Mutex<IoSlot>,
+    /// The driver found the transport taken: whoever lets go of it wakes the driver.
+    read_wanted: AtomicBool,
 }
 
 struct State {
@@ -132,6 +135,24 @@ impl Shared {
         self.io.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The transport, unless someone else is using it.
+    fn try_io(&self) -> Option<MutexGuard<'_, IoSlot>> {
+        match self.io.try_lock() {
+            Ok(slot) => Some(slot),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Lets go of the transport; wakes the driver if it found it taken while it wanted to read.
+    fn release_io(&self, slot: MutexGuard<'_, IoSlot>) {
+        let waker = self.read_wanted.swap(false, Ordering::SeqCst).then(|| slot.waker.clone());
+        drop(slot);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
     /// Opens a stream: its SYN is queued at once; nothing waits for the peer's answer.
     pub(crate) fn open(self: &Arc<Self>) -> io::Result<Stream> {
         let id = {
@@ -164,10 +185,10 @@ impl Shared {
     /// the driver, which carries on.
     pub(crate) fn pump(&self) {
         loop {
-            let Ok(mut slot) = self.io.try_lock() else { return };
+            let Some(mut slot) = self.try_io() else { return };
             let waker = slot.waker.clone();
             let written = slot.poll_write_out(&mut Context::from_waker(&waker), self);
-            drop(slot);
+            self.release_io(slot);
             match written {
                 Poll::Ready(Ok(())) => {}
                 Poll::Pending => return,
@@ -219,9 +240,8 @@ impl IoSlot {
                     if st.out.is_empty() || st.ended.is_some() {
                         break;
                     }
-                    // The buffer written last goes back, emptied, for the next frames.
-                    self.writing.clear();
-                    std::mem::swap(&mut self.writing, &mut st.out);
+                    // Taken, not swapped for the emptied one: an idle session keeps no buffer.
+                    self.writing = std::mem::take(&mut st.out);
                     std::mem::take(&mut st.out_waiters)
                 };
                 self.written = 0;
@@ -275,6 +295,7 @@ impl Connection {
                 go_away_sent: false,
                 ended: None,
             }),
+            read_wanted: AtomicBool::new(false),
             io: Mutex::new(IoSlot {
                 io,
                 waker: Waker::noop().clone(),
@@ -311,17 +332,23 @@ impl Connection {
             if !self.inbound.is_empty() {
                 continue;
             }
-            let read = {
-                let mut slot = self.shared.io();
-                if !slot.waker.will_wake(cx.waker()) {
-                    slot.waker = cx.waker().clone();
-                }
-                let spare = self.rbuf.capacity() - self.rbuf.len();
-                if spare < READ_CHUNK / 4 {
-                    self.rbuf.reserve(READ_CHUNK);
-                }
-                poll_read_buf(std::pin::Pin::new(&mut slot.io), cx, &mut self.rbuf)
+            // A writer holding the transport would keep this thread waiting for its write: the
+            // driver asks to be woken when it lets go instead.
+            let Some(mut slot) = self.shared.try_io().or_else(|| {
+                self.shared.read_wanted.store(true, Ordering::SeqCst);
+                self.shared.try_io()
+            }) else {
+                return Poll::Pending;
             };
+            if !slot.waker.will_wake(cx.waker()) {
+                slot.waker = cx.waker().clone();
+            }
+            let spare = self.rbuf.capacity() - self.rbuf.len();
+            if spare < READ_CHUNK / 4 {
+                self.rbuf.reserve(READ_CHUNK);
+            }
+            let read = poll_read_buf(std::pin::Pin::new(&mut slot.io), cx, &mut self.rbuf);
+            self.shared.release_io(slot);
             // Frames queued while the driver held the transport were left to it.
             self.shared.pump();
             match read {
@@ -340,7 +367,13 @@ impl Connection {
                     let e = io::Error::new(e.kind(), format!("session I/O: {e}"));
                     return Poll::Ready(Some(Err(self.fail(e))));
                 }
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    if self.rbuf.is_empty() {
+                        // An idle session holds no read buffer.
+                        self.rbuf = BytesMut::new();
+                    }
+                    return Poll::Pending;
+                }
             }
         }
     }
