@@ -91,8 +91,8 @@ struct State {
     next_id: u32,
     /// Frames waiting for the transport, in the order they were framed.
     out: Vec<u8>,
-    /// Writers waiting for `out` to shrink below [`Config::max_queued`].
-    out_waiters: Vec<Waker>,
+    /// Writers waiting for `out` to shrink below [`Config::max_queued`], first come first woken.
+    out_waiters: VecDeque<Waker>,
     go_away_sent: bool,
     /// Set once the session has ended: why, as an I/O error's kind and message.
     ended: Option<(io::ErrorKind, String)>,
@@ -219,7 +219,7 @@ impl Shared {
                 wakers.extend(s.reader.take());
                 wakers.extend(s.writer.take());
             }
-            wakers.append(&mut st.out_waiters);
+            wakers.extend(st.out_waiters.drain(..));
             st.out = Vec::new();
         }
         wake_all(wakers);
@@ -235,15 +235,21 @@ impl IoSlot {
     fn poll_write_out(&mut self, cx: &mut Context<'_>, shared: &Shared) -> Poll<io::Result<()>> {
         loop {
             if self.written == self.writing.len() {
-                let waiters = {
-                    let mut st = shared.state();
-                    if st.out.is_empty() || st.ended.is_some() {
-                        break;
-                    }
-                    // Taken, not swapped for the emptied one: an idle session keeps no buffer.
-                    self.writing = std::mem::take(&mut st.out);
-                    std::mem::take(&mut st.out_waiters)
-                };
+                let mut st = shared.state();
+                if st.out.is_empty() || st.ended.is_some() {
+                    let waiters = std::mem::take(&mut st.out_waiters);
+                    drop(st);
+                    wake_all(waiters.into());
+                    break;
+                }
+                // Taken, not swapped for the emptied one: an idle session keeps no buffer.
+                self.writing = std::mem::take(&mut st.out);
+                // As many writers as the queue has room for: waking all of a hundred streams
+                // for a few to fit and the rest to wait again cost more than the writing.
+                let room = (shared.cfg.max_queued / shared.cfg.frame_size).max(1);
+                let room = room.min(st.out_waiters.len());
+                let waiters: Vec<Waker> = st.out_waiters.drain(..room).collect();
+                drop(st);
                 self.written = 0;
                 wake_all(waiters);
             }
@@ -291,7 +297,7 @@ impl Connection {
                 streams: HashMap::new(),
                 next_id: mode.first_id(),
                 out: Vec::new(),
-                out_waiters: Vec::new(),
+                out_waiters: VecDeque::new(),
                 go_away_sent: false,
                 ended: None,
             }),

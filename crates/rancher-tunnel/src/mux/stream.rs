@@ -162,7 +162,7 @@ impl AsyncWrite for Stream {
                 return Poll::Pending;
             }
             if st.out.len() >= self.shared.cfg.max_queued {
-                st.out_waiters.push(cx.waker().clone());
+                st.out_waiters.push_back(cx.waker().clone());
                 return Poll::Pending;
             }
             let n = buf.len().min(s.send_window as usize).min(self.shared.cfg.frame_size);

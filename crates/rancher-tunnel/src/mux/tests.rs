@@ -267,3 +267,55 @@ async fn a_yamux_peer_understands_us() {
     let () = written;
     assert!(got == data, "{} bytes echoed of {}", got.len(), data.len());
 }
+
+/// Forty writers held back by a transport nobody reads (the queue full, most of them waiting
+/// for room): half of them give up while waiting, and the other half all finish once the
+/// transport is read, every byte and every end accounted for. The queue has room for one frame,
+/// so one writer is woken per batch: one woken that gave up must not leave the rest waiting.
+#[tokio::test]
+async fn writers_held_back_by_a_full_transport_all_finish() {
+    const WRITERS: usize = 40;
+    const EACH: usize = 48 * 1024;
+    let (ours, mut raw) = tokio::io::duplex(16 * 1024);
+    let cfg = Config { max_streams: WRITERS, max_queued: CFG.frame_size, ..CFG };
+    let server = Connection::new(Box::new(ours), cfg, Mode::Server);
+    let shared = server.shared().clone();
+    let _server = drive(server);
+    let mut writers = Vec::new();
+    for _ in 0..WRITERS {
+        let mut s = shared.open().unwrap();
+        writers.push(tokio::spawn(async move {
+            s.write_all(&[s.id() as u8; EACH]).await.unwrap();
+            s.shutdown().await.unwrap();
+            s.id()
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(writers.iter().all(|w| !w.is_finished()), "the transport holds them back");
+    let (gave_up, kept): (Vec<_>, Vec<_>) = writers.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    for (_, w) in &gave_up {
+        w.abort();
+    }
+    let mut data = HashMap::<u32, usize>::new();
+    let mut ended = Vec::new();
+    tokio::time::timeout(LONG, async {
+        while ended.len() < kept.len() {
+            let mut h = [0; HEADER_LEN];
+            raw.read_exact(&mut h).await.unwrap();
+            let h = Header::decode(&h).unwrap();
+            let mut body = vec![0; h.body_len()];
+            raw.read_exact(&mut body).await.unwrap();
+            assert!(body.iter().all(|&b| b == h.stream as u8), "each stream's own bytes");
+            *data.entry(h.stream).or_default() += body.len();
+            if h.has(FIN) {
+                ended.push(h.stream);
+            }
+        }
+    })
+    .await
+    .expect("every writer that kept waiting gets through");
+    for (_, w) in kept {
+        let id = tokio::time::timeout(LONG, w).await.expect("the writer finishes").unwrap();
+        assert_eq!(data[&id], EACH, "stream {id}");
+    }
+}
