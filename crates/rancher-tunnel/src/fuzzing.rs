@@ -1,5 +1,5 @@
 //! Invariant checks over the bytes a tunnel peer controls: the dial header and its reply, and a whole
-//! server session (WebSocket framing → [`WsIo`](crate::ws_io) → yamux → dial) fed by a hostile agent.
+//! server session (WebSocket framing → [`WsIo`](crate::ws_io) → the multiplexer → dial) fed by a hostile agent.
 //! Each check takes raw fuzzer bytes and panics when an invariant breaks.
 //!
 //! The cargo-fuzz targets in the workspace's `fuzz/` directory and the bounded runs in

@@ -7,9 +7,8 @@
 //! (their payload is a byte stream: message boundaries carry nothing), and the write buffers exist
 //! only while there is something to send.
 //!
-//! Writes are gathered into one binary frame per flush (yamux writes a frame's header and body
-//! separately), at most `write_chunk` bytes each. Pings are sent from the read path too, so they
-//! never wait behind queued stream data inside the multiplexer.
+//! Writes are gathered into one binary frame per flush, at most `write_chunk` bytes each. Pings are
+//! sent from the read path too, so they never wait behind queued stream data.
 
 use std::io;
 use std::pin::Pin;

@@ -6,16 +6,22 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::frame::{FIN, Header, Kind, RST};
-use super::{Shared, WINDOW};
+use super::{Shared, WINDOW, session_over};
+
+/// Payloads shorter than this are copied out of the driver's read buffer (a slice would keep the
+/// whole buffer alive for a few bytes); longer ones are handed over as slices of it.
+const COPY_BELOW: usize = 16 * 1024;
 
 /// A stream's state, kept in the session's table while its handle lives.
 pub(super) struct StreamState {
-    /// Received and not read yet: slices of the buffers the driver read them into.
+    /// Received and not read yet: slices of the buffers the driver read them into, then `tail`.
     pub(super) recv: VecDeque<Bytes>,
+    /// Small payloads received after those in `recv`, copied together.
+    pub(super) tail: BytesMut,
     /// Credit the peer has left: bytes it may still send before we give more.
     pub(super) recv_window: u32,
     /// Read since credit was last given back.
@@ -30,12 +36,15 @@ pub(super) struct StreamState {
     pub(super) send_closed: bool,
     /// The peer reset the stream.
     pub(super) reset: bool,
+    /// The writer waits in the session's queue for room (it is there once).
+    pub(super) waiting_room: bool,
 }
 
 impl StreamState {
     pub(super) fn new() -> Self {
         Self {
             recv: VecDeque::new(),
+            tail: BytesMut::new(),
             recv_window: WINDOW,
             unacked: 0,
             send_window: WINDOW,
@@ -44,7 +53,49 @@ impl StreamState {
             recv_closed: false,
             send_closed: false,
             reset: false,
+            waiting_room: false,
         }
+    }
+
+    /// Keeps a payload the driver read for the reader.
+    pub(super) fn receive(&mut self, payload: BytesMut) {
+        if payload.len() < COPY_BELOW {
+            self.tail.extend_from_slice(&payload);
+            return;
+        }
+        if !self.tail.is_empty() {
+            self.recv.push_back(std::mem::take(&mut self.tail).freeze());
+        }
+        self.recv.push_back(payload.freeze());
+    }
+
+    fn nothing_received(&self) -> bool {
+        self.recv.is_empty() && self.tail.is_empty()
+    }
+
+    /// Moves what was received into `buf`, as much as fits; returns how much.
+    pub(super) fn read_into(&mut self, buf: &mut ReadBuf<'_>) -> usize {
+        let mut n = 0;
+        while buf.remaining() > 0 {
+            let Some(chunk) = self.recv.front_mut() else { break };
+            let take = chunk.len().min(buf.remaining());
+            buf.put_slice(&chunk[..take]);
+            chunk.advance(take);
+            if chunk.is_empty() {
+                self.recv.pop_front();
+            }
+            n += take;
+        }
+        let take = self.tail.len().min(buf.remaining());
+        if take > 0 {
+            buf.put_slice(&self.tail[..take]);
+            self.tail.advance(take);
+            n += take;
+        }
+        if self.tail.is_empty() && self.tail.capacity() > 0 {
+            self.tail = BytesMut::new();
+        }
+        n
     }
 }
 
@@ -88,7 +139,7 @@ impl AsyncRead for Stream {
             let Some(s) = st.streams.get_mut(&self.id) else {
                 return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
             };
-            if s.recv.is_empty() {
+            if s.nothing_received() {
                 if s.recv_closed {
                     return Poll::Ready(Ok(()));
                 }
@@ -98,23 +149,13 @@ impl AsyncRead for Stream {
                         "the stream was reset by the peer",
                     )));
                 }
-                if let Some((kind, msg)) = &st.ended {
-                    return Poll::Ready(Err(io::Error::new(*kind, msg.clone())));
+                if let Some((_, reason)) = &st.ended {
+                    return Poll::Ready(Err(session_over(reason)));
                 }
                 set_waker(&mut s.reader, cx);
                 return Poll::Pending;
             }
-            let mut n = 0;
-            while buf.remaining() > 0 {
-                let Some(chunk) = s.recv.front_mut() else { break };
-                let take = chunk.len().min(buf.remaining());
-                buf.put_slice(&chunk[..take]);
-                chunk.advance(take);
-                if chunk.is_empty() {
-                    s.recv.pop_front();
-                }
-                n += take;
-            }
+            let n = s.read_into(buf);
             s.unacked += n as u32;
             // Credit goes back in halves of the window: one update per 128 KiB read, not per read.
             if s.unacked >= WINDOW / 2 && !s.recv_closed && !s.reset && st.ended.is_none() {
@@ -139,8 +180,11 @@ impl AsyncWrite for Stream {
         let n = {
             let mut st = self.shared.state();
             let st = &mut *st;
-            if let Some((kind, msg)) = &st.ended {
-                return Poll::Ready(Err(io::Error::new(*kind, msg.clone())));
+            if let Some((_, reason)) = &st.ended {
+                return Poll::Ready(Err(session_over(reason)));
+            }
+            if st.go_away_sent {
+                return Poll::Ready(Err(session_over("it is closing")));
             }
             let Some(s) = st.streams.get_mut(&self.id) else {
                 return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
@@ -162,7 +206,11 @@ impl AsyncWrite for Stream {
                 return Poll::Pending;
             }
             if st.out.len() >= self.shared.cfg.max_queued {
-                st.out_waiters.push_back(cx.waker().clone());
+                set_waker(&mut s.writer, cx);
+                if !s.waiting_room {
+                    s.waiting_room = true;
+                    st.out_waiters.push_back(self.id);
+                }
                 return Poll::Pending;
             }
             let n = buf.len().min(s.send_window as usize).min(self.shared.cfg.frame_size);
@@ -202,7 +250,9 @@ impl AsyncWrite for Stream {
 
 impl Drop for Stream {
     /// The stream leaves the session's table. A peer that may still send is told to stop (a
-    /// reset); one that has finished hears the end of ours, if it has not yet.
+    /// reset); one that has finished hears the end of ours, if it has not yet. The frame is queued
+    /// and the driver woken to send it: a drop does no I/O (it may happen anywhere, also while the
+    /// runtime shuts down).
     fn drop(&mut self) {
         let queued = {
             let mut st = self.shared.state();
@@ -223,7 +273,7 @@ impl Drop for Stream {
             flags.is_some()
         };
         if queued {
-            self.shared.pump();
+            self.shared.io_waker.wake_by_ref();
         }
     }
 }

@@ -1,8 +1,12 @@
 use std::future::poll_fn;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
+use bytes::BytesMut;
+use std::collections::HashMap;
+
+use super::frame::{ACK, FIN, GO_AWAY_PROTOCOL_ERROR, HEADER_LEN, RST};
 use super::*;
 
 const CFG: Config = Config { max_streams: 8, frame_size: 16 * 1024, max_queued: 64 * 1024 };
@@ -128,7 +132,7 @@ fn frame(kind: Kind, flags: u16, stream: u32, body: &[u8], len: Option<u32>) -> 
 }
 
 /// Reads frames from a raw peer's end until one matches.
-async fn read_until(raw: &mut DuplexStream, want: impl Fn(&Header) -> bool) -> Header {
+async fn read_until(raw: &mut (impl AsyncRead + Unpin), want: impl Fn(&Header) -> bool) -> Header {
     tokio::time::timeout(LONG, async {
         loop {
             let mut h = [0; HEADER_LEN];
@@ -318,4 +322,56 @@ async fn writers_held_back_by_a_full_transport_all_finish() {
         let id = tokio::time::timeout(LONG, w).await.expect("the writer finishes").unwrap();
         assert_eq!(data[&id], EACH, "stream {id}");
     }
+}
+
+/// A peer that floods pings and never reads gets its answers queued only up to a bound: the
+/// driver stops reading it until they have gone out.
+#[tokio::test]
+async fn a_peer_that_does_not_read_cannot_pile_up_answers() {
+    let (ours, raw) = tokio::io::duplex(4 * 1024);
+    let (mut raw_read, mut raw_write) = tokio::io::split(raw);
+    let conn = Connection::new(Box::new(ours), CFG, Mode::Client);
+    let shared = conn.shared().clone();
+    let _inbound = drive(conn);
+    let flood = tokio::spawn(async move {
+        let ping = frame(Kind::Ping, SYN, 0, &[], Some(7));
+        for _ in 0..100_000 {
+            if raw_write.write_all(&ping).await.is_err() {
+                break;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!flood.is_finished(), "the flood is held back, not read into answers");
+    // Twice the queue's limit, and the answers to what one read brought in past it.
+    let queued = shared.state().out.len();
+    assert!(queued <= 2 * CFG.max_queued + 32 * 1024, "{queued} bytes of answers queued");
+    // Once the peer reads, the session carries on.
+    let pong = read_until(&mut raw_read, |h| h.kind == Kind::Ping).await;
+    assert_eq!((pong.flags, pong.len), (ACK, 7));
+    flood.abort();
+}
+
+/// Small payloads are copied together (a slice would keep the driver's whole read buffer alive for
+/// a byte); large ones are kept as slices; a reader gets them all in order.
+#[test]
+fn small_payloads_are_copied_and_large_ones_sliced_in_order() {
+    let mut s = StreamState::new();
+    let mut read_buffer = BytesMut::with_capacity(64 * 1024);
+    read_buffer.extend_from_slice(&[1; 64 * 1024]);
+    for _ in 0..1000 {
+        s.receive(BytesMut::from(&b"a"[..]));
+    }
+    assert!(s.recv.is_empty(), "a thousand one-byte frames hold no read buffer");
+    assert_eq!(s.tail.len(), 1000);
+    s.receive(read_buffer.split_to(32 * 1024));
+    s.receive(BytesMut::from(&b"z"[..]));
+    assert_eq!(s.recv.len(), 2, "the copied bytes, then the large payload");
+    let mut out = vec![0; 40 * 1024];
+    let mut buf = tokio::io::ReadBuf::new(&mut out);
+    let n = s.read_into(&mut buf);
+    assert_eq!(n, 1000 + 32 * 1024 + 1);
+    assert!(out[..1000].iter().all(|&b| b == b'a'));
+    assert!(out[1000..1000 + 32 * 1024].iter().all(|&b| b == 1));
+    assert_eq!(out[n - 1], b'z');
 }
