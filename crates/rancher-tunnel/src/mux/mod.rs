@@ -36,7 +36,7 @@ use tokio::io::AsyncWrite;
 
 use crate::transport::BoxedIo;
 pub(crate) use connection::Connection;
-use frame::{Header, Kind, SYN};
+
 pub(crate) use stream::Stream;
 use stream::StreamState;
 
@@ -207,7 +207,8 @@ impl Shared {
         false
     }
 
-    /// Opens a stream: its SYN is queued at once; nothing waits for the peer's answer.
+    /// Opens a stream: nothing is sent until it sends (its first frame carries the SYN, as yamux's
+    /// do), and nothing waits for the peer's answer.
     pub(crate) fn open(self: &Arc<Self>) -> io::Result<Stream> {
         let id = {
             let mut st = self.state();
@@ -228,11 +229,9 @@ impl Shared {
                 return Err(session_over("it ran out of stream ids"));
             };
             st.next_id = next;
-            st.streams.insert(id, StreamState::new());
-            Header::new(Kind::WindowUpdate, SYN, id, 0).encode_into(&mut st.out);
+            st.streams.insert(id, StreamState::outbound());
             id
         };
-        self.pump();
         Ok(Stream::new(id, self.clone()))
     }
 

@@ -9,7 +9,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::frame::{FIN, Header, Kind, RST};
+use super::frame::{FIN, Header, Kind, RST, SYN};
 use super::{Shared, WINDOW, session_over};
 
 /// Payloads shorter than this are copied out of the driver's read buffer (a slice would keep the
@@ -38,6 +38,9 @@ pub(super) struct StreamState {
     pub(super) reset: bool,
     /// The writer waits in the session's queue for room (it is there once).
     pub(super) waiting_room: bool,
+    /// Opened here and not announced yet: the first frame sent carries the SYN (an open costs no
+    /// frame of its own, and a stream dropped before it sent anything costs none at all).
+    pub(super) syn_pending: bool,
 }
 
 impl StreamState {
@@ -54,7 +57,18 @@ impl StreamState {
             send_closed: false,
             reset: false,
             waiting_room: false,
+            syn_pending: false,
         }
+    }
+
+    /// A stream this end opens.
+    pub(super) fn outbound() -> Self {
+        Self { syn_pending: true, ..Self::new() }
+    }
+
+    /// `flags` for the next frame sent, with the SYN if it is the first.
+    fn flags(&mut self, flags: u16) -> u16 {
+        if std::mem::take(&mut self.syn_pending) { flags | SYN } else { flags }
     }
 
     /// Keeps a payload the driver read for the reader.
@@ -161,7 +175,7 @@ impl AsyncRead for Stream {
             if s.unacked >= WINDOW / 2 && !s.recv_closed && !s.reset && st.ended.is_none() {
                 let delta = std::mem::take(&mut s.unacked);
                 s.recv_window += delta;
-                Header::new(Kind::WindowUpdate, 0, self.id, delta).encode_into(&mut st.out);
+                Header::new(Kind::WindowUpdate, s.flags(0), self.id, delta).encode_into(&mut st.out);
                 credit = true;
             }
         }
@@ -215,7 +229,7 @@ impl AsyncWrite for Stream {
             }
             let n = buf.len().min(s.send_window as usize).min(self.shared.cfg.frame_size);
             s.send_window -= n as u32;
-            Header::new(Kind::Data, 0, self.id, n as u32).encode_into(&mut st.out);
+            Header::new(Kind::Data, s.flags(0), self.id, n as u32).encode_into(&mut st.out);
             st.out.extend_from_slice(&buf[..n]);
             n
         };
@@ -241,7 +255,7 @@ impl AsyncWrite for Stream {
                 return Poll::Ready(Ok(()));
             }
             s.send_closed = true;
-            Header::new(Kind::Data, FIN, self.id, 0).encode_into(&mut st.out);
+            Header::new(Kind::Data, s.flags(FIN), self.id, 0).encode_into(&mut st.out);
         }
         self.shared.pump();
         Poll::Ready(Ok(()))
@@ -258,7 +272,7 @@ impl Drop for Stream {
             let mut st = self.shared.state();
             let st = &mut *st;
             let Some(s) = st.streams.remove(&self.id) else { return };
-            let flags = if st.ended.is_some() || s.reset {
+            let flags = if st.ended.is_some() || s.reset || s.syn_pending {
                 None
             } else if !s.recv_closed {
                 Some(RST)

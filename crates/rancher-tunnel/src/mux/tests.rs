@@ -6,7 +6,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use bytes::BytesMut;
 use std::collections::HashMap;
 
-use super::frame::{ACK, FIN, GO_AWAY_PROTOCOL_ERROR, HEADER_LEN, RST};
+use super::frame::{ACK, FIN, GO_AWAY_PROTOCOL_ERROR, HEADER_LEN, Header, Kind, RST, SYN};
 use super::*;
 
 const CFG: Config = Config { max_streams: 8, frame_size: 16 * 1024, max_queued: 64 * 1024 };
