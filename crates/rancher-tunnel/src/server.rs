@@ -298,15 +298,12 @@ impl TunnelServer {
     /// call it yourself for a custom transport.
     pub fn serve_session(&self, client_key: String, io: BoxedIo) -> u64 {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let key_for_inbound = client_key.clone();
         let (handle, driver) = session::start(
             io,
             &self.inner.cfg,
             crate::mux::Mode::Server,
-            move |stream, _| {
-                // Agents never open streams towards the server; dropping resets the stream.
-                debug!(client_key = %key_for_inbound, stream = %stream.id(), "refused agent-initiated stream");
-            },
+            // Agents open no streams towards the server: the multiplexer resets any they try.
+            |_, _| {},
             None,
             self.inner.cfg.replaced_drain,
         );

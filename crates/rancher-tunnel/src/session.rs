@@ -165,7 +165,12 @@ impl SessionHandle {
             return Err(Error::SessionClosed);
         }
         let stream = self.mux.open().map_err(|e| match e.kind() {
-            std::io::ErrorKind::ConnectionAborted => Error::SessionClosed,
+            std::io::ErrorKind::ConnectionAborted => {
+                // Ended, closing, or out of stream ids: in the last case nothing else would end
+                // it, and the agent reconnects once it has.
+                self.retire();
+                Error::SessionClosed
+            }
             _ => Error::OpenStream(e),
         })?;
         Ok((stream, slot))
@@ -296,7 +301,7 @@ where
     match tokio::time::timeout(CLOSE_TIMEOUT, poll_fn(|cx| conn.poll_close(cx))).await {
         Ok(Ok(())) => "closed locally".to_string(),
         Ok(Err(e)) => format!("closed locally ({e})"),
-        Err(_) => "closed locally (peer did not acknowledge in time)".to_string(),
+        Err(_) => "closed locally (the goodbye could not be written in time)".to_string(),
     }
 }
 

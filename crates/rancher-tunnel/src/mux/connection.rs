@@ -45,8 +45,9 @@ impl Connection {
         &self.shared
     }
 
-    /// The next stream the peer opened; `None` once the peer ended the session, an error when
-    /// it broke (the transport failed, or the peer broke the protocol).
+    /// The next stream the peer opened; `None` once the peer closed the transport between frames,
+    /// an error when the session ended otherwise (a go-away from the peer, the transport failed,
+    /// the peer broke the protocol).
     pub(crate) fn poll_next_inbound(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Stream>>> {
         // Before anything can race for the transport: whoever is woken for the driver wakes this.
         self.shared.driver.0.register(cx.waker());
@@ -67,7 +68,9 @@ impl Connection {
                 }
                 // A peer that sends faster than it reads (pings, opens) stops being read until
                 // the answers have gone out.
-                if st.out.len() > 2 * self.shared.cfg.max_queued {
+                // (Writers stop at `max_queued`, past it by at most a frame.)
+                let cfg = &self.shared.cfg;
+                if st.out.len() > 2 * cfg.max_queued + cfg.frame_size + HEADER_LEN {
                     st.read_paused = true;
                     drop(st);
                     self.shared.pump();
@@ -78,7 +81,9 @@ impl Connection {
                 }
             }
             if let Err(e) = self.take_frames() {
-                return Poll::Ready(Some(Err(self.fail(e, true))));
+                // A go-away the peer sent ends the session too, but it broke nothing.
+                let broke_protocol = e.kind() == io::ErrorKind::InvalidData;
+                return Poll::Ready(Some(Err(self.fail(e, broke_protocol))));
             }
             if !self.inbound.is_empty() {
                 continue;
@@ -170,7 +175,13 @@ impl Connection {
                     break;
                 }
                 if rbuf.len() < HEADER_LEN + body {
-                    rbuf.reserve(HEADER_LEN + body - rbuf.len());
+                    if rbuf.capacity() < HEADER_LEN + body {
+                        // A frame that does not fit gets a buffer of its own (little more than
+                        // itself): a stream keeping its payload then keeps no one else's bytes.
+                        let mut own = BytesMut::with_capacity(HEADER_LEN + body + READ_CHUNK / 4);
+                        own.extend_from_slice(rbuf);
+                        *rbuf = own;
+                    }
                     break;
                 }
                 rbuf.advance(HEADER_LEN);
@@ -293,6 +304,9 @@ fn on_frame(
     }
     // A stream dropped here (or never opened): what is still on its way is not anyone's.
     let Some(s) = st.streams.get_mut(&h.stream) else { return Ok(queued) };
+    if s.syn_pending {
+        return Err(protocol_error(format!("a frame on stream {} before it was opened", h.stream)));
+    }
     match h.kind {
         Kind::Data => {
             let len = payload.len() as u32;

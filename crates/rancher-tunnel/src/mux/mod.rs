@@ -5,7 +5,8 @@
 //! waits for it to run, so every request through the tunnel woke that task once each way, often
 //! on the other worker thread. Here a stream frames what it writes into the session's queue and
 //! writes the queue to the transport itself ([`Shared::pump`]) — unless someone else is writing,
-//! who then takes the new frames along before letting go. Only reading has a task, the
+//! who then takes the new frames along (or, when the driver wants the transport, leaves them to
+//! the driver, which writes after it reads). Only reading has a task, the
 //! [`Connection`]'s driver: it reads frames and hands each stream its bytes (large payloads as
 //! slices of the buffer they were read into, small ones copied so that they pin no buffer),
 //! answers pings, and takes inbound streams.
@@ -17,7 +18,8 @@
 //! Flow control is yamux's: each stream starts with 256 KiB of credit each way; a reader gives
 //! credit back with a window update once it has read half of it. A peer that sends past its credit
 //! breaks the protocol and ends the session. Dropping a stream the peer may still write to resets
-//! it; dropping one the peer has finished with sends the end of ours.
+//! it; dropping one the peer has finished with sends the end of ours (a stream that never sent
+//! anything, the peer never knew of, and is dropped silently).
 
 mod connection;
 mod frame;

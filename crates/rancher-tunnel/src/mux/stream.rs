@@ -116,6 +116,10 @@ impl StreamState {
 /// One stream of a session, as a tokio byte stream. Reads return what arrived before anything
 /// else: the end of the stream, its reset, or the end of its session. A write is framed and sent
 /// from the writing task. `shutdown` sends the end of this direction; the other carries on.
+///
+/// The peer learns of a stream this end opened with its first frame: a stream opened to be read
+/// first waits for good (the tunnel's server always writes its dial header first). Use it on its
+/// session's runtime: its writes poll the transport, whose timers belong to that runtime.
 pub(crate) struct Stream {
     id: u32,
     shared: Arc<Shared>,
@@ -172,7 +176,8 @@ impl AsyncRead for Stream {
             let n = s.read_into(buf);
             s.unacked += n as u32;
             // Credit goes back in halves of the window: one update per 128 KiB read, not per read.
-            if s.unacked >= WINDOW / 2 && !s.recv_closed && !s.reset && st.ended.is_none() {
+            if s.unacked >= WINDOW / 2 && !s.recv_closed && !s.reset && st.ended.is_none() && !st.go_away_sent
+            {
                 let delta = std::mem::take(&mut s.unacked);
                 s.recv_window += delta;
                 Header::new(Kind::WindowUpdate, s.flags(0), self.id, delta).encode_into(&mut st.out);
@@ -237,8 +242,8 @@ impl AsyncWrite for Stream {
         Poll::Ready(Ok(n))
     }
 
-    /// What was written is on its way: framed, and written to the transport by this task or by
-    /// whoever was writing when it was framed.
+    /// What was written is on its way: framed, and written to the transport by this task, by
+    /// whoever was writing when it was framed, or by the driver.
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
     }
@@ -247,7 +252,8 @@ impl AsyncWrite for Stream {
         {
             let mut st = self.shared.state();
             let st = &mut *st;
-            if st.ended.is_some() {
+            // After the goodbye nothing more is sent (the peer reads no further).
+            if st.ended.is_some() || st.go_away_sent {
                 return Poll::Ready(Ok(()));
             }
             let Some(s) = st.streams.get_mut(&self.id) else { return Poll::Ready(Ok(())) };
@@ -272,7 +278,7 @@ impl Drop for Stream {
             let mut st = self.shared.state();
             let st = &mut *st;
             let Some(s) = st.streams.remove(&self.id) else { return };
-            let flags = if st.ended.is_some() || s.reset || s.syn_pending {
+            let flags = if st.ended.is_some() || st.go_away_sent || s.reset || s.syn_pending {
                 None
             } else if !s.recv_closed {
                 Some(RST)

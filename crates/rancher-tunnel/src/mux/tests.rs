@@ -6,7 +6,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use bytes::BytesMut;
 use std::collections::HashMap;
 
-use super::frame::{ACK, FIN, GO_AWAY_PROTOCOL_ERROR, HEADER_LEN, Header, Kind, RST, SYN};
+use super::frame::{ACK, FIN, GO_AWAY_NORMAL, GO_AWAY_PROTOCOL_ERROR, HEADER_LEN, Header, Kind, RST, SYN};
 use super::*;
 
 const CFG: Config = Config { max_streams: 8, frame_size: 16 * 1024, max_queued: 64 * 1024 };
@@ -374,4 +374,23 @@ fn small_payloads_are_copied_and_large_ones_sliced_in_order() {
     assert!(out[..1000].iter().all(|&b| b == b'a'));
     assert!(out[1000..1000 + 32 * 1024].iter().all(|&b| b == 1));
     assert_eq!(out[n - 1], b'z');
+}
+
+/// A peer's goodbye ends the session with its reason, and is not answered as a protocol error.
+#[tokio::test]
+async fn a_peers_goodbye_ends_the_session_without_an_error_answer() {
+    let (ours, mut raw) = tokio::io::duplex(64 * 1024);
+    let mut inbound = drive(Connection::new(Box::new(ours), CFG, Mode::Client));
+    raw.write_all(&frame(Kind::GoAway, 0, 0, &[], Some(GO_AWAY_NORMAL))).await.unwrap();
+    let err = tokio::time::timeout(LONG, inbound.recv()).await.unwrap().unwrap().unwrap_err();
+    assert!(err.to_string().contains("peer closed the session"), "{err}");
+    // The driver is gone: the transport closes, and nothing it sent was a go-away.
+    let mut rest = Vec::new();
+    tokio::time::timeout(LONG, raw.read_to_end(&mut rest)).await.expect("the transport closes").unwrap();
+    let mut at = 0;
+    while at + HEADER_LEN <= rest.len() {
+        let h = Header::decode(&rest[at..]).unwrap();
+        assert_ne!(h.kind, Kind::GoAway, "answered with {h:?}");
+        at += HEADER_LEN + h.body_len();
+    }
 }
