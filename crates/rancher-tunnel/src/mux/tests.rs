@@ -1,10 +1,9 @@
+use std::collections::HashMap;
 use std::future::poll_fn;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-
 use bytes::BytesMut;
-use std::collections::HashMap;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::frame::{ACK, FIN, GO_AWAY_NORMAL, GO_AWAY_PROTOCOL_ERROR, HEADER_LEN, Header, Kind, RST, SYN};
 use super::*;
@@ -12,8 +11,10 @@ use super::*;
 const CFG: Config = Config { max_streams: 8, frame_size: 16 * 1024, max_queued: 64 * 1024 };
 const LONG: Duration = Duration::from_secs(10);
 
+type Inbound = tokio::sync::mpsc::UnboundedReceiver<io::Result<Stream>>;
+
 /// Drives `conn` on a task of its own, sending the streams the peer opens to the returned channel.
-fn drive(mut conn: Connection) -> tokio::sync::mpsc::UnboundedReceiver<io::Result<Stream>> {
+fn drive(mut conn: Connection) -> Inbound {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(next) = poll_fn(|cx| conn.poll_next_inbound(cx)).await {
@@ -27,23 +28,29 @@ fn drive(mut conn: Connection) -> tokio::sync::mpsc::UnboundedReceiver<io::Resul
 }
 
 /// A server (opens streams) and a client session over one in-memory pipe; the client is driven.
-fn pair() -> (Connection, tokio::sync::mpsc::UnboundedReceiver<io::Result<Stream>>) {
+fn pair() -> (Connection, Inbound) {
     let (a, b) = tokio::io::duplex(64 * 1024);
     let server = Connection::new(Box::new(a), CFG, Mode::Server);
     let client = Connection::new(Box::new(b), CFG, Mode::Client);
     (server, drive(client))
 }
 
-async fn next_inbound(rx: &mut tokio::sync::mpsc::UnboundedReceiver<io::Result<Stream>>) -> Stream {
+/// [`pair`] with the server driven too: its opener, the client's inbound streams, and the server's
+/// (kept: its driver stops at the first it could not hand over).
+fn driven_pair() -> (Arc<Shared>, Inbound, Inbound) {
+    let (server, inbound) = pair();
+    let shared = server.shared().clone();
+    (shared, inbound, drive(server))
+}
+
+async fn next_inbound(rx: &mut Inbound) -> Stream {
     tokio::time::timeout(LONG, rx.recv()).await.expect("a stream in time").expect("the driver runs").unwrap()
 }
 
 /// Bytes go both ways on a stream one end opened; each direction ends on its own.
 #[tokio::test]
 async fn a_stream_carries_bytes_both_ways_and_half_closes() {
-    let (server, mut inbound) = pair();
-    let shared = server.shared().clone();
-    let _server = drive(server);
+    let (shared, mut inbound, _server) = driven_pair();
     let mut ours = shared.open().unwrap();
     assert_eq!(ours.id() % 2, 0, "the server numbers its streams even");
     ours.write_all(b"hello").await.unwrap();
@@ -63,9 +70,7 @@ async fn a_stream_carries_bytes_both_ways_and_half_closes() {
 /// in order.
 #[tokio::test]
 async fn a_writer_waits_for_credit_and_nothing_is_lost() {
-    let (server, mut inbound) = pair();
-    let shared = server.shared().clone();
-    let _server = drive(server);
+    let (shared, mut inbound, _server) = driven_pair();
     let mut ours = shared.open().unwrap();
     ours.write_all(b"x").await.unwrap();
     let mut theirs = next_inbound(&mut inbound).await;
@@ -88,9 +93,7 @@ async fn a_writer_waits_for_credit_and_nothing_is_lost() {
 /// then the reset, and its writes fail instead of waiting for credit that will not come.
 #[tokio::test]
 async fn a_dropped_stream_is_reset_after_what_it_sent() {
-    let (server, mut inbound) = pair();
-    let shared = server.shared().clone();
-    let _server = drive(server);
+    let (shared, mut inbound, _server) = driven_pair();
     let mut ours = shared.open().unwrap();
     ours.write_all(b"bye").await.unwrap();
     let mut theirs = next_inbound(&mut inbound).await;
@@ -107,9 +110,7 @@ async fn a_dropped_stream_is_reset_after_what_it_sent() {
 /// The opener keeps to the session's limit; the streams it holds carry on.
 #[tokio::test]
 async fn the_opener_keeps_to_the_stream_limit() {
-    let (server, mut inbound) = pair();
-    let shared = server.shared().clone();
-    let _server = drive(server);
+    let (shared, mut inbound, _server) = driven_pair();
     let mut opened: Vec<Stream> = (0..CFG.max_streams).map(|_| shared.open().unwrap()).collect();
     let err = shared.open().unwrap_err();
     assert!(err.to_string().contains("limit"), "{err}");
