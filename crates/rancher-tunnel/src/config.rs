@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 
 /// Every stream's receive window (yamux's default, which the multiplexer keeps to).
-const STREAM_WINDOW: usize = 256 * 1024;
+const STREAM_WINDOW: usize = crate::mux::WINDOW as usize;
 
 /// What a stream is opened for, which decides the stream limit it counts against
 /// ([`SessionConfig::reserved_streams`]).

@@ -1,6 +1,6 @@
 //! A reverse tunnel: agents behind NAT dial out to the server over HTTPS, upgrade to a
-//! WebSocket on `/v3/connect`, and the server then opens multiplexed streams (yamux's wire format) back
-//! through that one session to addresses the agent's policy allows.
+//! WebSocket on `/v3/connect`, and the server then opens multiplexed streams (yamux's wire
+//! format) back through that one session to addresses the agent's policy allows.
 //!
 //! - Server side: [`TunnelServer`] is the registry of sessions by client key; mount
 //!   [`TunnelServer::accept_upgrade`] in your router (or run [`serve_connect`]) with an

@@ -43,7 +43,7 @@ pub(crate) use stream::Stream;
 use stream::StreamState;
 
 /// Every stream's credit at its start, each way (yamux's default; never more is given).
-const WINDOW: u32 = 256 * 1024;
+pub(crate) const WINDOW: u32 = 256 * 1024;
 
 /// Which end of the session. The client opens no streams here (yamux numbers a client's odd);
 /// the server opens them, numbered even, and resets any the client opens.
