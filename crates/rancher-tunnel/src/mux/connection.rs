@@ -107,14 +107,13 @@ impl Connection {
             self.shared.pump();
             match read {
                 Poll::Ready(Ok(0)) => {
-                    let e = if self.rbuf.is_empty() {
+                    let clean = self.rbuf.is_empty();
+                    let e = if clean {
                         io::Error::new(io::ErrorKind::ConnectionAborted, "peer closed the session")
                     } else {
                         io::Error::new(io::ErrorKind::UnexpectedEof, "the session ended inside a frame")
                     };
-                    let clean = self.rbuf.is_empty();
                     let e = self.fail(e, false);
-                    self.inbound.clear();
                     return Poll::Ready(if clean { None } else { Some(Err(e)) });
                 }
                 Poll::Ready(Ok(_)) => {}

@@ -131,6 +131,11 @@ impl std::fmt::Debug for Stream {
     }
 }
 
+/// What a read or write of a stream the peer reset fails with.
+fn reset_by_peer() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionReset, "the stream was reset by the peer")
+}
+
 fn set_waker(slot: &mut Option<Waker>, cx: &Context<'_>) {
     match slot {
         Some(w) if w.will_wake(cx.waker()) => {}
@@ -162,10 +167,7 @@ impl AsyncRead for Stream {
                     return Poll::Ready(Ok(()));
                 }
                 if s.reset {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::ConnectionReset,
-                        "the stream was reset by the peer",
-                    )));
+                    return Poll::Ready(Err(reset_by_peer()));
                 }
                 if let Some((_, reason)) = &st.ended {
                     return Poll::Ready(Err(session_over(reason)));
@@ -209,10 +211,7 @@ impl AsyncWrite for Stream {
                 return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
             };
             if s.reset {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::ConnectionReset,
-                    "the stream was reset by the peer",
-                )));
+                return Poll::Ready(Err(reset_by_peer()));
             }
             if s.send_closed {
                 return Poll::Ready(Err(io::Error::new(
